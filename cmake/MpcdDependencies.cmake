@@ -1,0 +1,34 @@
+# Finds every dependency the way Debian 12 ships it (see ../shared/TOOLCHAIN.md §3).
+# On the GPU machine (no Debian packages) MPCD_DEPS_DIR points at carried copies of Eigen,
+# Abseil and GoogleTest (scripts/prepare_gpu_deps.sh).
+set(MPCD_DEPS_DIR "" CACHE PATH "Folder with carried Eigen/Abseil/GoogleTest (GPU machine)")
+if(MPCD_DEPS_DIR)
+  list(PREPEND CMAKE_PREFIX_PATH ${MPCD_DEPS_DIR})
+endif()
+
+find_package(Threads REQUIRED)
+find_package(Eigen3 3.4 REQUIRED NO_MODULE)
+find_package(absl CONFIG REQUIRED)
+
+if(MPCD_BUILD_TESTS)
+  find_package(GTest CONFIG QUIET)
+  if(NOT GTest_FOUND AND MPCD_DEPS_DIR AND EXISTS ${MPCD_DEPS_DIR}/googletest/CMakeLists.txt)
+    set(INSTALL_GTEST OFF CACHE BOOL "" FORCE)
+    add_subdirectory(${MPCD_DEPS_DIR}/googletest ${CMAKE_BINARY_DIR}/_deps/googletest EXCLUDE_FROM_ALL)
+    add_library(GTest::gtest ALIAS gtest)
+    add_library(GTest::gtest_main ALIAS gtest_main)
+    add_library(GTest::gmock ALIAS gmock)
+  elseif(NOT GTest_FOUND)
+    find_package(GTest REQUIRED)
+  endif()
+endif()
+
+if(MPCD_BUILD_BENCHMARKS)
+  find_package(benchmark CONFIG QUIET)
+endif()
+
+if(NOT MPCD_SOLVER_ONLY)
+  find_package(Protobuf REQUIRED)          # module mode: Debian ships no protobuf-config.cmake
+  find_package(gRPC CONFIG REQUIRED)       # needs protobuf-compiler-grpc (its plugins are imported targets)
+  find_package(prometheus-cpp CONFIG REQUIRED)  # no version file: never pass a version
+endif()

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages mpcd needs to build and test, skipping what is already present.
+# Usage: scripts/install_deps.sh [--extras]   (--extras adds tools used by optional checks)
+set -euo pipefail
+
+packages=(
+  cmake ninja-build g++ pkg-config make
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  libeigen3-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
+  grpc-proto python3-grpcio python3-protobuf python3-numpy curl
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install_deps: installing ${missing[*]}"
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+apt_opts=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
+"${sudo_cmd[@]}" apt-get "${apt_opts[@]}" update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get "${apt_opts[@]}" install -y -qq \
+  --no-install-recommends "${missing[@]}"

@@ -1,0 +1,55 @@
+#ifndef MPC_SOLVER_MODELS_CARTPOLE_H_
+#define MPC_SOLVER_MODELS_CARTPOLE_H_
+
+#include <cmath>
+
+#include "solver/dual.h"
+#include "solver/host_device.h"
+
+namespace mpc {
+
+// mpc.pytorch's CartpoleDx: state [x, dx, cos th, sin th, dth], control force, th = 0 upright.
+// Explicit Euler on (x, dx, th, dth) with th = atan2(sin th, cos th), force clamped inside.
+struct CartpoleModel {
+  static constexpr const char* kName = "cartpole";
+  static constexpr int kStateDim = 5;
+  static constexpr int kControlDim = 1;
+  static constexpr int kParamDim = 4;  // gravity, masscart, masspole, length
+  static constexpr double kDefaultDt = 0.05;
+  static constexpr double kForceMag = 100.0;
+
+  // x, x_next: (5); u: (1); p: (4) = [gravity, masscart, masspole, length]; dt in seconds.
+  template <typename T>
+  MPC_HOST_DEVICE static void Step(const T* x, const T* u, const T* p, double dt, T* x_next) {
+    using std::atan2;
+    using std::cos;
+    using std::sin;
+    const T& gravity = p[0];
+    const T& masscart = p[1];
+    const T& masspole = p[2];
+    const T& length = p[3];
+    const T total_mass = masspole + masscart;
+    const T polemass_length = masspole * length;
+    const T force = Clamp(u[0], -kForceMag, kForceMag);
+    const T& pos = x[0];
+    const T& vel = x[1];
+    const T& cos_th = x[2];
+    const T& sin_th = x[3];
+    const T& dth = x[4];
+    const T th = atan2(sin_th, cos_th);
+    const T cart_in = (force + polemass_length * dth * dth * sin_th) / total_mass;
+    const T th_acc = (gravity * sin_th - cos_th * cart_in) /
+                     (length * (4.0 / 3.0 - masspole * cos_th * cos_th / total_mass));
+    const T x_acc = cart_in - polemass_length * th_acc * cos_th / total_mass;
+    const T new_th = th + dt * dth;
+    x_next[0] = pos + dt * vel;
+    x_next[1] = vel + dt * x_acc;
+    x_next[2] = cos(new_th);
+    x_next[3] = sin(new_th);
+    x_next[4] = dth + dt * th_acc;
+  }
+};
+
+}  // namespace mpc
+
+#endif  // MPC_SOLVER_MODELS_CARTPOLE_H_

@@ -1,0 +1,37 @@
+#ifndef MPC_SOLVER_MODELS_MODEL_REGISTRY_H_
+#define MPC_SOLVER_MODELS_MODEL_REGISTRY_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "solver/problem.h"
+
+namespace mpc {
+
+// What a client needs to know to build a problem for a built-in model (ListModels).
+struct ModelInfo {
+  std::string name;
+  DynamicsKind kind;
+  int state_dim;
+  int control_dim;
+  std::vector<std::string> param_names;
+  std::vector<double> default_params;
+  double default_dt;                     // seconds
+  std::vector<std::string> integrators;  // accepted `integrator` values; the first is the default
+  std::vector<std::string> state_names;
+  std::vector<std::string> control_names;
+};
+
+// Every built-in model, in a fixed order.
+const std::vector<ModelInfo>& BuiltinModels();
+
+// The model called `name`, or nullptr.
+const ModelInfo* FindModel(absl::string_view name);
+
+// The model of `kind`, or nullptr for kLinear.
+const ModelInfo* FindModel(DynamicsKind kind);
+
+}  // namespace mpc
+
+#endif  // MPC_SOLVER_MODELS_MODEL_REGISTRY_H_

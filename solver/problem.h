@@ -1,0 +1,108 @@
+#ifndef MPC_SOLVER_PROBLEM_H_
+#define MPC_SOLVER_PROBLEM_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/hash/hash.h"
+#include "absl/status/status.h"
+
+namespace mpc {
+
+// Which dynamics a problem uses. Built-in models are listed in models/model_registry.h.
+enum class DynamicsKind : std::uint8_t { kLinear, kPendulum, kCartpole };
+
+// The batch key: problems with equal shapes can share one backend launch.
+struct ProblemShape {
+  DynamicsKind dynamics = DynamicsKind::kLinear;
+  int state_dim = 0;    // n
+  int control_dim = 0;  // m
+  int horizon = 0;      // T (rows of x and of u)
+
+  int tau_dim() const { return state_dim + control_dim; }
+  friend bool operator==(const ProblemShape& a, const ProblemShape& b) {
+    return a.dynamics == b.dynamics && a.state_dim == b.state_dim &&
+           a.control_dim == b.control_dim && a.horizon == b.horizon;
+  }
+  friend bool operator!=(const ProblemShape& a, const ProblemShape& b) { return !(a == b); }
+  template <typename H>
+  friend H AbslHashValue(H h, const ProblemShape& s) {
+    return H::combine(std::move(h), s.dynamics, s.state_dim, s.control_dim, s.horizon);
+  }
+};
+
+// mpc.pytorch's options, one to one (its name in parentheses), plus what mpcd adds.
+struct SolverOptions {
+  int max_iterations = 10;             // lqr_iter
+  double tolerance = 1e-7;             // eps: stop when ||u_new - u_old||_2 (full step) < tolerance
+  double linesearch_decay = 0.2;       // linesearch_decay
+  int max_linesearch_iterations = 10;  // max_linesearch_iter
+  double best_cost_eps = 1e-4;         // best_cost_eps: an iterate replaces the best if cost <= best + this
+  int not_improved_limit = 5;          // not_improved_lim: stop after this many iterations without a new best
+  bool compute_gains = false;          // return K_t, k_t linearised at the returned solution
+};
+
+// One control problem, in mpc.pytorch's conventions (DESIGN §2). All arrays are row-major doubles.
+// A time-invariant input holds one slice; a time-varying one holds T (or T-1 for dynamics) slices.
+struct Problem {
+  ProblemShape shape;
+  std::vector<double> x_init;          // (n)
+  std::vector<double> cost_quadratic;  // C: (n+m, n+m) or (T, n+m, n+m)
+  std::vector<double> cost_linear;     // c: (n+m) or (T, n+m)
+  std::vector<double> transition;      // F, linear only: (n, n+m) or (T-1, n, n+m)
+  std::vector<double> offset;          // f, linear only: empty (= 0), (n) or (T-1, n)
+  std::vector<double> params;          // model parameters, models only: (p); empty = the model's defaults
+  double dt = 0.0;                     // model time step in seconds; 0 = the model's default
+  std::vector<double> u_lower;         // empty (unbounded), (m) or (T, m)
+  std::vector<double> u_upper;         // empty (unbounded), (m) or (T, m); both bounds or neither
+  std::vector<double> u_init;          // empty (zeros) or (T, m): warm start, clamped into the bounds
+  SolverOptions options;
+};
+
+enum class SolveStatus : std::uint8_t {
+  kConverged,         // the returned iterate's full step norm is below tolerance
+  kMaxIterations,     // max_iterations ran out first
+  kLinesearchFailed,  // not_improved_limit iterations without a better iterate
+  kNotFinite,         // NaN/Inf in the rollout, cost or Riccati pass
+};
+
+const char* SolveStatusName(SolveStatus status);
+
+// The answer to one Problem. Arrays are row-major.
+struct Solution {
+  std::vector<double> x;            // (T, n), x[0] = x_init
+  std::vector<double> u;            // (T, m)
+  double cost = 0.0;                // sum_t 0.5 tau_t' C_t tau_t + c_t' tau_t
+  SolveStatus status = SolveStatus::kMaxIterations;
+  int iterations = 0;               // iLQR iterations run
+  double step_norm = 0.0;           // full step norm of the returned iterate (mpc.pytorch's full_du_norm)
+  double regularization = 0.0;      // Levenberg-Marquardt mu added to Quu at the last iteration (0 = none)
+  std::vector<double> feedback;     // K: (T, m, n) when options.compute_gains, else empty
+  std::vector<double> feedforward;  // k: (T, m) when options.compute_gains, else empty
+
+  // Sizes every array for `shape` so that solving allocates nothing.
+  void Resize(const ProblemShape& shape, bool with_gains);
+};
+
+// Limits a caller enforces on requests (the server takes them from flags).
+struct ProblemLimits {
+  int max_horizon = 10000;
+  int max_state_dim = 256;
+  int max_control_dim = 256;
+  int max_iterations = 100000;
+  int max_linesearch_iterations = 1000;
+};
+
+// Checks values a shape check cannot: finiteness, u_lower <= u_upper, dt, options, limits. Array sizes
+// must already match `problem.shape` (see HasConsistentSizes). Messages name the field, prefixed by
+// `field_prefix` (e.g. "problems[2].").
+absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits,
+                             const std::string& field_prefix = "");
+
+// Checks every array of `problem` against its shape with the accepted alternatives (DESIGN §2).
+absl::Status ValidateProblemSizes(const Problem& problem, const std::string& field_prefix = "");
+
+}  // namespace mpc
+
+#endif  // MPC_SOLVER_PROBLEM_H_

@@ -1,0 +1,146 @@
+#include <cmath>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "solver/dual.h"
+#include "solver/models/cartpole.h"
+#include "solver/models/model_derivatives.h"
+#include "solver/models/model_registry.h"
+#include "solver/models/pendulum.h"
+
+namespace mpc {
+namespace {
+
+// Central differences have error O(h^2) + O(eps/h); h = eps^(1/3) balances them.
+constexpr double kStep = 6e-6;
+constexpr double kTolerance = 1e-7;
+
+template <class Model>
+void RandomPoint(std::mt19937_64& rng, double* x, double* u) {
+  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+  for (int i = 0; i < Model::kStateDim; ++i) x[i] = uniform(rng);
+  for (int j = 0; j < Model::kControlDim; ++j) u[j] = 0.5 * uniform(rng);
+}
+
+template <class Model>
+void ExpectJacobiansMatchFiniteDifferences(const double* p, int trials) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  std::mt19937_64 rng(7);
+  for (int trial = 0; trial < trials; ++trial) {
+    double x[n], u[m], next[n], A[n * n], B[n * m];
+    RandomPoint<Model>(rng, x, u);
+    StepWithJacobians<Model>(x, u, p, Model::kDefaultDt, next, A, B);
+    double plain[n];
+    Model::Step(x, u, p, Model::kDefaultDt, plain);
+    for (int i = 0; i < n; ++i) EXPECT_DOUBLE_EQ(next[i], plain[i]);
+    for (int j = 0; j < n + m; ++j) {
+      double* v = j < n ? &x[j] : &u[j - n];
+      const double saved = *v;
+      double plus[n], minus[n];
+      *v = saved + kStep;
+      Model::Step(x, u, p, Model::kDefaultDt, plus);
+      *v = saved - kStep;
+      Model::Step(x, u, p, Model::kDefaultDt, minus);
+      *v = saved;
+      for (int i = 0; i < n; ++i) {
+        const double fd = (plus[i] - minus[i]) / (2 * kStep);
+        const double ad = j < n ? A[j * n + i] : B[(j - n) * n + i];
+        EXPECT_NEAR(ad, fd, kTolerance * (1 + std::abs(fd)))
+            << Model::kName << " d x_next[" << i << "] / d tau[" << j << "], trial " << trial;
+      }
+    }
+  }
+}
+
+template <class Model>
+void ExpectParamJacobianMatchesFiniteDifferences(const double* p0) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  constexpr int np = Model::kParamDim;
+  std::mt19937_64 rng(11);
+  for (int trial = 0; trial < 10; ++trial) {
+    double x[n], u[m], next[n], P[n * np], p[np];
+    RandomPoint<Model>(rng, x, u);
+    for (int k = 0; k < np; ++k) p[k] = p0[k];
+    StepParamJacobian<Model>(x, u, p, Model::kDefaultDt, next, P);
+    for (int k = 0; k < np; ++k) {
+      double plus[n], minus[n];
+      p[k] = p0[k] + kStep;
+      Model::Step(x, u, p, Model::kDefaultDt, plus);
+      p[k] = p0[k] - kStep;
+      Model::Step(x, u, p, Model::kDefaultDt, minus);
+      p[k] = p0[k];
+      for (int i = 0; i < n; ++i) {
+        const double fd = (plus[i] - minus[i]) / (2 * kStep);
+        EXPECT_NEAR(P[k * n + i], fd, kTolerance * (1 + std::abs(fd)))
+            << Model::kName << " d x_next[" << i << "] / d p[" << k << "]";
+      }
+    }
+  }
+}
+
+TEST(ModelTest, PendulumJacobiansMatchCentralDifferences) {
+  ExpectJacobiansMatchFiniteDifferences<PendulumModel>(
+      FindModel("pendulum")->default_params.data(), 50);
+}
+
+TEST(ModelTest, CartpoleJacobiansMatchCentralDifferences) {
+  ExpectJacobiansMatchFiniteDifferences<CartpoleModel>(
+      FindModel("cartpole")->default_params.data(), 50);
+}
+
+TEST(ModelTest, PendulumParamJacobianMatchesCentralDifferences) {
+  ExpectParamJacobianMatchesFiniteDifferences<PendulumModel>(
+      FindModel("pendulum")->default_params.data());
+}
+
+TEST(ModelTest, CartpoleParamJacobianMatchesCentralDifferences) {
+  ExpectParamJacobianMatchesFiniteDifferences<CartpoleModel>(
+      FindModel("cartpole")->default_params.data());
+}
+
+TEST(ModelTest, ClampedControlHasZeroDerivativeOutsideTheBox) {
+  const double* p = FindModel("pendulum")->default_params.data();
+  double x[3] = {1.0, 0.0, 0.0}, next[3], A[9], B[3];
+  for (double torque : {-5.0, 5.0}) {
+    double u[1] = {torque};
+    StepWithJacobians<PendulumModel>(x, u, p, PendulumModel::kDefaultDt, next, A, B);
+    for (double b : B) EXPECT_EQ(b, 0.0);
+  }
+  // torch.clamp passes the gradient on the closed interval, so at the bound it is still 1.
+  double u[1] = {PendulumModel::kMaxTorque};
+  StepWithJacobians<PendulumModel>(x, u, p, PendulumModel::kDefaultDt, next, A, B);
+  EXPECT_NE(B[2], 0.0);
+}
+
+TEST(ModelTest, NestedDualsGiveSecondDerivatives) {
+  // f(a) = sin(a) * atan2(a, 2): check f'' against a central difference of f'.
+  using Inner = Dual<double, 1>;
+  using Outer = Dual<Inner, 1>;
+  const double a0 = 0.7;
+  Outer a;
+  a.v = Inner::Variable(a0, 0);
+  a.d[0] = Inner(1.0);
+  const Outer f = sin(a) * atan2(a, Outer(2.0));
+  auto first = [](double x) {
+    Inner y = Inner::Variable(x, 0);
+    return (sin(y) * atan2(y, Inner(2.0))).d[0];
+  };
+  EXPECT_NEAR(f.v.d[0], first(a0), 1e-15);
+  EXPECT_NEAR(f.d[0].d[0], (first(a0 + kStep) - first(a0 - kStep)) / (2 * kStep), 1e-8);
+}
+
+TEST(ModelTest, RegistryDescribesEveryModel) {
+  const ModelInfo* pendulum = FindModel("pendulum");
+  ASSERT_NE(pendulum, nullptr);
+  EXPECT_EQ(pendulum->state_dim, PendulumModel::kStateDim);
+  EXPECT_EQ(pendulum->default_params.size(), static_cast<size_t>(PendulumModel::kParamDim));
+  const ModelInfo* cartpole = FindModel("cartpole");
+  ASSERT_NE(cartpole, nullptr);
+  EXPECT_EQ(cartpole->param_names.size(), static_cast<size_t>(CartpoleModel::kParamDim));
+  EXPECT_EQ(FindModel("unicorn"), nullptr);
+}
+
+}  // namespace
+}  // namespace mpc
