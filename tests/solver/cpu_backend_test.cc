@@ -1,0 +1,122 @@
+#include "solver/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "solver/cpu/ilqr.h"
+#include "solver/cpu/thread_pool.h"
+#include "solver/make_backend.h"
+#include "tests/testing/random_problems.h"
+#include "tests/testing/status_matchers.h"
+
+namespace mpc {
+namespace {
+
+using testing::IsOk;
+using testing::RandomCartpoleProblem;
+using testing::RandomLqrProblem;
+using testing::RandomModelOptions;
+using testing::RandomPendulumProblem;
+using testing::StatusIs;
+
+std::vector<Problem> MixedBatch(int copies) {
+  std::vector<Problem> problems;
+  for (int seed = 0; seed < copies; ++seed) {
+    RandomModelOptions model;
+    problems.push_back(RandomPendulumProblem(model, seed));
+    model.horizon = 25;
+    problems.push_back(RandomCartpoleProblem(model, seed));
+    problems.push_back(RandomLqrProblem({.state_dim = 5, .control_dim = 2, .horizon = 10,
+                                         .bounded = seed % 2 == 0},
+                                        seed));
+  }
+  return problems;
+}
+
+std::vector<Solution> SolveWith(SolverBackend& backend, const std::vector<const Problem*>& problems) {
+  std::vector<Solution> solutions(problems.size());
+  std::vector<Solution*> outputs;
+  for (Solution& s : solutions) outputs.push_back(&s);
+  EXPECT_THAT(backend.SolveBatch(problems, outputs), IsOk());
+  return solutions;
+}
+
+TEST(CpuBackendTest, EveryProblemIsBitwiseTheSameAloneOrInAnyBatch) {
+  const std::vector<Problem> problems = MixedBatch(6);
+  std::vector<Solution> alone;
+  for (const Problem& p : problems) alone.push_back(SolveProblem(p));
+
+  for (int threads : {1, 2, 4}) {
+    auto backend = CpuBackend::Create({threads});
+    ASSERT_THAT(backend.status(), IsOk());
+    std::vector<const Problem*> order;
+    for (const Problem& p : problems) order.push_back(&p);
+    // Forward, reversed, and with every problem twice.
+    for (int arrangement = 0; arrangement < 3; ++arrangement) {
+      std::vector<const Problem*> batch = order;
+      if (arrangement == 1) std::reverse(batch.begin(), batch.end());
+      if (arrangement == 2) batch.insert(batch.end(), order.begin(), order.end());
+      const std::vector<Solution> solved = SolveWith(**backend, batch);
+      for (size_t i = 0; i < batch.size(); ++i) {
+        const size_t original = batch[i] - problems.data();
+        EXPECT_EQ(solved[i].x, alone[original].x) << "threads " << threads << " problem " << i;
+        EXPECT_EQ(solved[i].u, alone[original].u);
+        EXPECT_EQ(solved[i].cost, alone[original].cost);
+        EXPECT_EQ(solved[i].status, alone[original].status);
+        EXPECT_EQ(solved[i].iterations, alone[original].iterations);
+      }
+    }
+  }
+}
+
+TEST(CpuBackendTest, RejectsMismatchedSpans) {
+  auto backend = CpuBackend::Create({1});
+  ASSERT_THAT(backend.status(), IsOk());
+  const Problem problem = RandomLqrProblem({}, 1);
+  const Problem* problems[] = {&problem};
+  EXPECT_THAT((*backend)->SolveBatch(problems, {}), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(CpuBackendTest, EmptyBatchIsFine) {
+  auto backend = CpuBackend::Create({2});
+  ASSERT_THAT(backend.status(), IsOk());
+  EXPECT_THAT((*backend)->SolveBatch({}, {}), IsOk());
+}
+
+TEST(CpuBackendTest, NegativeThreadCountIsRejected) {
+  EXPECT_THAT(CpuBackend::Create({-1}).status(), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(MakeBackendTest, ParsesKindsAndRefusesCudaWithoutIt) {
+  EXPECT_EQ(*ParseBackendKind("cpu"), BackendKind::kCpu);
+  EXPECT_EQ(*ParseBackendKind("auto"), BackendKind::kAuto);
+  EXPECT_THAT(ParseBackendKind("tpu").status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  auto automatic = MakeBackend(BackendKind::kAuto, 1);
+  ASSERT_THAT(automatic.status(), IsOk());
+  EXPECT_EQ((*automatic)->name(), CudaAvailable() ? "cuda" : "cpu");
+  if (!CudaAvailable()) {
+    EXPECT_FALSE(MakeBackend(BackendKind::kCuda, 1).ok());
+  }
+}
+
+TEST(ThreadPoolTest, VisitsEveryIndexExactlyOnce) {
+  ThreadPool pool(3);
+  EXPECT_EQ(pool.size(), 3);
+  for (int count : {0, 1, 2, 7, 1000}) {
+    std::vector<std::atomic<int>> visits(count);
+    std::atomic<int> max_worker{0};
+    pool.ParallelFor(count, [&](int worker, int i) {
+      visits[i].fetch_add(1);
+      int seen = max_worker.load();
+      while (worker > seen && !max_worker.compare_exchange_weak(seen, worker)) {
+      }
+    });
+    for (int i = 0; i < count; ++i) EXPECT_EQ(visits[i].load(), 1) << "index " << i;
+    EXPECT_LT(max_worker.load(), pool.size());
+  }
+}
+
+}  // namespace
+}  // namespace mpc

@@ -1,0 +1,79 @@
+// Proves the iteration loop allocates nothing once a ShapeSolver and its Solution are sized: Eigen's
+// runtime malloc guard catches Eigen temporaries, and a counting global operator new catches every
+// other heap allocation (std::vector growth, std::function, ...). Single-threaded on purpose: Eigen's
+// flag is global.
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include "Eigen/Core"
+#include "gtest/gtest.h"
+#include "solver/cpu/ilqr.h"
+#include "tests/testing/random_problems.h"
+
+namespace {
+std::atomic<long> g_allocations{0};
+}  // namespace
+
+void* operator new(std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace mpc {
+namespace {
+
+using testing::RandomCartpoleProblem;
+using testing::RandomLqrProblem;
+using testing::RandomModelOptions;
+using testing::RandomPendulumProblem;
+
+void ExpectSolveAllocatesNothing(const Problem& problem, bool dynamic_size) {
+  auto solver = dynamic_size ? MakeDynamicSizeShapeSolver(problem.shape)
+                             : MakeShapeSolver(problem.shape);
+  Solution solution;
+  solver->Solve(problem, &solution);  // sizes the solution, warms statics
+  const long before = g_allocations.load();
+  Eigen::internal::set_is_malloc_allowed(false);
+  solver->Solve(problem, &solution);
+  Eigen::internal::set_is_malloc_allowed(true);
+  EXPECT_EQ(g_allocations.load() - before, 0) << "heap allocations inside Solve";
+  EXPECT_GT(solution.iterations, 0);
+}
+
+TEST(NoAllocationTest, PendulumWithBoundsAndGains) {
+  RandomModelOptions model;
+  Problem problem = RandomPendulumProblem(model, 1);
+  problem.options.max_iterations = 30;
+  problem.options.compute_gains = true;
+  ExpectSolveAllocatesNothing(problem, false);
+  ExpectSolveAllocatesNothing(problem, true);
+}
+
+TEST(NoAllocationTest, Cartpole) {
+  RandomModelOptions model;
+  model.horizon = 25;
+  Problem problem = RandomCartpoleProblem(model, 2);
+  problem.options.max_iterations = 30;
+  ExpectSolveAllocatesNothing(problem, false);
+  ExpectSolveAllocatesNothing(problem, true);
+}
+
+TEST(NoAllocationTest, LinearFixedAndDynamicSizes) {
+  for (bool bounded : {false, true}) {
+    Problem problem = RandomLqrProblem({.state_dim = 8, .control_dim = 4, .horizon = 30,
+                                        .time_varying = true, .bounded = bounded},
+                                       3);
+    ExpectSolveAllocatesNothing(problem, false);
+    Problem odd = RandomLqrProblem({.state_dim = 7, .control_dim = 3, .horizon = 15,
+                                    .bounded = bounded},
+                                   4);
+    ExpectSolveAllocatesNothing(odd, true);
+  }
+}
+
+}  // namespace
+}  // namespace mpc
