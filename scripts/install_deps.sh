@@ -7,7 +7,7 @@ packages=(
   cmake ninja-build g++ pkg-config make
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libeigen3-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
-  grpc-proto python3-grpcio python3-protobuf python3-numpy curl
+  grpc-proto python3-grpcio python3-protobuf python3-numpy curl nlohmann-json3-dev
 )
 
 missing=()

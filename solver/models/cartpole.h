@@ -19,17 +19,19 @@ struct CartpoleModel {
   static constexpr double kForceMag = 100.0;
 
   // x, x_next: (5); u: (1); p: (4) = [gravity, masscart, masspole, length]; dt in seconds.
-  template <typename T>
-  MPC_HOST_DEVICE static void Step(const T* x, const T* u, const T* p, double dt, T* x_next) {
+  // T is the state/control scalar, P the parameter scalar (plain double when only state and control
+  // derivatives are wanted, so parameters carry no dead tangents).
+  template <typename T, typename P>
+  MPC_HOST_DEVICE static void Step(const T* x, const T* u, const P* p, double dt, T* x_next) {
     using std::atan2;
     using std::cos;
     using std::sin;
-    const T& gravity = p[0];
-    const T& masscart = p[1];
-    const T& masspole = p[2];
-    const T& length = p[3];
-    const T total_mass = masspole + masscart;
-    const T polemass_length = masspole * length;
+    const P& gravity = p[0];
+    const P& masscart = p[1];
+    const P& masspole = p[2];
+    const P& length = p[3];
+    const P total_mass = masspole + masscart;
+    const P polemass_length = masspole * length;
     const T force = Clamp(u[0], -kForceMag, kForceMag);
     const T& pos = x[0];
     const T& vel = x[1];

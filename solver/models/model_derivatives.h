@@ -14,11 +14,10 @@ MPC_HOST_DEVICE void StepWithJacobians(const double* x, const double* u, const d
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
   using D = Dual<double, n + m>;
-  D xd[n], ud[m], pd[Model::kParamDim], out[n];
+  D xd[n], ud[m], out[n];
   for (int i = 0; i < n; ++i) xd[i] = D::Variable(x[i], i);
   for (int j = 0; j < m; ++j) ud[j] = D::Variable(u[j], n + j);
-  for (int k = 0; k < Model::kParamDim; ++k) pd[k] = D(p[k]);
-  Model::Step(xd, ud, pd, dt, out);
+  Model::Step(xd, ud, p, dt, out);
   for (int i = 0; i < n; ++i) {
     x_next[i] = out[i].v;
     for (int j = 0; j < n; ++j) A[j * n + i] = out[i].d[j];

@@ -19,14 +19,16 @@ struct PendulumModel {
   static constexpr double kMaxTorque = 2.0;
 
   // x, x_next: (3); u: (1); p: (3) = [g, m, l]; dt in seconds.
-  template <typename T>
-  MPC_HOST_DEVICE static void Step(const T* x, const T* u, const T* p, double dt, T* x_next) {
+  // T is the state/control scalar, P the parameter scalar (plain double when only state and control
+  // derivatives are wanted, so parameters carry no dead tangents).
+  template <typename T, typename P>
+  MPC_HOST_DEVICE static void Step(const T* x, const T* u, const P* p, double dt, T* x_next) {
     using std::atan2;
     using std::cos;
     using std::sin;
-    const T& g = p[0];
-    const T& m = p[1];
-    const T& l = p[2];
+    const P& g = p[0];
+    const P& m = p[1];
+    const P& l = p[2];
     const T torque = Clamp(u[0], -kMaxTorque, kMaxTorque);
     const T& cos_th = x[0];
     const T& sin_th = x[1];

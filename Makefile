@@ -1,0 +1,41 @@
+# Entry points for people and CI. Everything real lives in CMake; this file only sequences it.
+#   make build   install missing Debian packages, configure and build (build/)
+#   make test    build, then run every test (GPU tests skip themselves without a device)
+#   make run     build, then solve the example cartpole swing-up in-process
+#   make bench   build, then run the benchmarks (build/bin/mpcd_*bench)
+#   make clean   remove build/
+# Variables: JOBS (parallel jobs, default 2: this machine has 2 cores), BUILD_DIR, BUILD_TYPE,
+# CMAKE_ARGS (extra configure arguments).
+
+JOBS ?= 2
+BUILD_DIR ?= build
+BUILD_TYPE ?= Release
+CMAKE_ARGS ?=
+
+.PHONY: all deps configure build test run bench clean
+
+all: build
+
+deps:
+	scripts/install_deps.sh
+
+configure: deps
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
+
+build: configure
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+test: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
+
+run: build
+	$(BUILD_DIR)/bin/mpcctl solve --local --request=examples/cartpole_swingup.json
+
+bench: build
+	@found=0; for b in $(BUILD_DIR)/bin/mpcd_*bench; do \
+	  [ -x "$$b" ] || continue; found=1; echo "== $$b"; "$$b" || exit $$?; \
+	done; \
+	if [ $$found -eq 0 ]; then echo "no benchmarks built (needs libbenchmark-dev)"; fi
+
+clean:
+	rm -rf $(BUILD_DIR)

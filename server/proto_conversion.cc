@@ -1,0 +1,416 @@
+#include "server/proto_conversion.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "solver/status_macros.h"
+
+namespace mpc {
+namespace {
+
+using mpcd::v1::Tensor;
+using Shape = std::vector<std::int64_t>;
+
+std::string ShapeString(const Shape& shape) {
+  return absl::StrCat("(", absl::StrJoin(shape, ","), ")");
+}
+
+Shape ShapeOf(const Tensor& tensor) { return Shape(tensor.shape().begin(), tensor.shape().end()); }
+
+// "(5,5) or (20,5,5)"
+std::string ShapeList(const std::vector<Shape>& shapes) {
+  std::vector<std::string> parts;
+  parts.reserve(shapes.size());
+  for (const Shape& shape : shapes) parts.push_back(ShapeString(shape));
+  return absl::StrJoin(parts, " or ");
+}
+
+// An empty Tensor (no shape, no data) stands for an absent field.
+bool IsPresent(const Tensor& tensor) { return tensor.shape_size() > 0 || tensor.data_size() > 0; }
+
+// data must hold exactly prod(shape) values. The product saturates: shape is client-controlled and
+// a saturated count never equals a real data size.
+absl::Status CheckTensorData(const Tensor& tensor, const std::string& field) {
+  if (!IsPresent(tensor)) return absl::OkStatus();
+  if (tensor.shape_size() == 0 && tensor.data_size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": has ", tensor.data_size(),
+                                                   " values but no shape (set shape, e.g. [",
+                                                   tensor.data_size(), "])"));
+  }
+  constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
+  std::uint64_t count = 1;
+  for (std::uint32_t dim : tensor.shape()) {
+    count = (dim != 0 && count > kMax / dim) ? kMax : count * dim;
+  }
+  if (count != static_cast<std::uint64_t>(tensor.data_size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": shape ", ShapeString(ShapeOf(tensor)), " needs ",
+                     count == kMax ? std::string("too many") : absl::StrCat(count), " values, got ",
+                     tensor.data_size()));
+  }
+  return absl::OkStatus();
+}
+
+// A present tensor must have one of `shapes`; an absent one is accepted only if !required.
+absl::Status ExpectShape(const Tensor& tensor, const std::string& field,
+                         const std::vector<Shape>& shapes, bool required) {
+  if (!IsPresent(tensor)) {
+    if (!required) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": required, expected shape ", ShapeList(shapes)));
+  }
+  const Shape shape = ShapeOf(tensor);
+  for (const Shape& accepted : shapes) {
+    if (shape == accepted) return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": expected shape ", ShapeList(shapes), ", got ", ShapeString(shape)));
+}
+
+std::vector<double> ToVector(const Tensor& tensor) {
+  return std::vector<double>(tensor.data().begin(), tensor.data().end());
+}
+
+void SetTensor(const Shape& shape, const std::vector<double>& data, Tensor* tensor) {
+  tensor->Clear();
+  for (std::int64_t dim : shape) tensor->add_shape(static_cast<std::uint32_t>(dim));
+  tensor->mutable_data()->Assign(data.begin(), data.end());
+}
+
+// A client-supplied name, quoted for a message; cut short so an error never echoes megabytes back.
+std::string Quoted(const std::string& name) {
+  constexpr std::size_t kMaxEcho = 64;
+  if (name.size() <= kMaxEcho) return absl::StrCat("\"", name, "\"");
+  return absl::StrCat("\"", name.substr(0, kMaxEcho), "...\"");
+}
+
+std::string KnownModels() {
+  std::vector<std::string> names;
+  for (const ModelInfo& model : BuiltinModels()) names.push_back(model.name);
+  return absl::StrJoin(names, ", ");
+}
+
+// Sets problem->shape (dynamics, n, m) and the model fields from a built-in model description.
+absl::Status ConvertModel(const mpcd::v1::ModelDynamics& proto, const std::string& prefix,
+                          Problem* problem) {
+  const std::string field = prefix + "dynamics.model.";
+  if (proto.name().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, "name: required (known: ", KnownModels(), ")"));
+  }
+  const ModelInfo* model = FindModel(proto.name());
+  if (model == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, "name: unknown model ", Quoted(proto.name()), " (known: ", KnownModels(), ")"));
+  }
+  if (!proto.integrator().empty()) {
+    bool known = false;
+    for (const std::string& name : model->integrators) known = known || name == proto.integrator();
+    if (!known) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, "integrator: unknown integrator ", Quoted(proto.integrator()), " for model \"",
+          model->name, "\" (known: ", absl::StrJoin(model->integrators, ", "), ")"));
+    }
+    // Problem has no integrator field yet because every model has exactly one; a model with a
+    // second one must add the field rather than have the choice silently dropped here.
+    if (proto.integrator() != model->integrators.front()) {
+      return absl::UnimplementedError(
+          absl::StrCat(field, "integrator: ", Quoted(proto.integrator()), " is not supported yet"));
+    }
+  }
+  if (proto.params_size() != 0 &&
+      proto.params_size() != static_cast<int>(model->param_names.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, "params: expected ", model->param_names.size(), " values (",
+        absl::StrJoin(model->param_names, ", "), ") or none, got ", proto.params_size()));
+  }
+  problem->shape.dynamics = model->kind;
+  problem->shape.state_dim = model->state_dim;
+  problem->shape.control_dim = model->control_dim;
+  problem->params.assign(proto.params().begin(), proto.params().end());
+  problem->dt = proto.dt();
+  return absl::OkStatus();
+}
+
+// Linear dynamics: n comes from x_init, m from the last dimension of the transition.
+absl::Status ConvertLinearShape(const mpcd::v1::Problem& proto, int horizon,
+                                const RequestLimits& limits, const std::string& prefix,
+                                Problem* problem) {
+  const Tensor& x_init = proto.x_init();
+  const std::string x_field = prefix + "x_init";
+  if (!IsPresent(x_init)) {
+    return absl::InvalidArgumentError(absl::StrCat(x_field, ": required, expected shape (n)"));
+  }
+  if (x_init.shape_size() != 1 || x_init.shape(0) < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        x_field, ": expected shape (n) with n >= 1, got ", ShapeString(ShapeOf(x_init))));
+  }
+  const std::int64_t n = x_init.shape(0);
+  if (n > limits.problem.max_state_dim) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        x_field, ": state dimension ", n, " is over the limit ", limits.problem.max_state_dim));
+  }
+
+  const Tensor& transition = proto.dynamics().linear().transition();
+  const std::string f_field = prefix + "dynamics.linear.transition";
+  const std::string expected = horizon >= 2 ? absl::StrCat("(", n, ",", n, "+m) or (", horizon - 1,
+                                                           ",", n, ",", n, "+m) with m >= 1")
+                                            : absl::StrCat("(", n, ",", n, "+m) with m >= 1");
+  if (!IsPresent(transition)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(f_field, ": required, expected shape ", expected));
+  }
+  const Shape shape = ShapeOf(transition);
+  const bool invariant = shape.size() == 2;
+  const bool varying = shape.size() == 3 && horizon >= 2 && shape[0] == horizon - 1;
+  if (!(invariant || varying) || shape[shape.size() - 2] != n || shape.back() <= n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(f_field, ": expected shape ", expected, ", got ", ShapeString(shape)));
+  }
+  const std::int64_t m = shape.back() - n;
+  if (m > limits.problem.max_control_dim) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        f_field, ": control dimension ", m, " is over the limit ", limits.problem.max_control_dim));
+  }
+  problem->shape.dynamics = DynamicsKind::kLinear;
+  problem->shape.state_dim = static_cast<int>(n);
+  problem->shape.control_dim = static_cast<int>(m);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+SolverOptions ToSolverOptions(const mpcd::v1::SolverOptions& proto) {
+  SolverOptions options;
+  if (proto.has_max_iterations()) options.max_iterations = static_cast<int>(proto.max_iterations());
+  if (proto.has_tolerance()) options.tolerance = proto.tolerance();
+  if (proto.has_linesearch_decay()) options.linesearch_decay = proto.linesearch_decay();
+  if (proto.has_max_linesearch_iterations()) {
+    options.max_linesearch_iterations = static_cast<int>(proto.max_linesearch_iterations());
+  }
+  if (proto.has_best_cost_eps()) options.best_cost_eps = proto.best_cost_eps();
+  if (proto.has_not_improved_limit()) {
+    options.not_improved_limit = static_cast<int>(proto.not_improved_limit());
+  }
+  return options;
+}
+
+absl::Status ValidateSolverOptions(const mpcd::v1::SolverOptions& proto,
+                                   const ProblemLimits& limits) {
+  // Checked on the unsigned proto values, before ToSolverOptions narrows them to int.
+  auto check_count = [](bool has, std::uint32_t value, int limit, const char* name) {
+    if (!has || (value >= 1 && value <= static_cast<std::uint32_t>(limit))) {
+      return absl::OkStatus();
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.", name, ": must be in [1, ", limit, "], got ", value));
+  };
+  MPC_RETURN_IF_ERROR(check_count(proto.has_max_iterations(), proto.max_iterations(),
+                                  limits.max_iterations, "max_iterations"));
+  MPC_RETURN_IF_ERROR(check_count(proto.has_max_linesearch_iterations(),
+                                  proto.max_linesearch_iterations(),
+                                  limits.max_linesearch_iterations, "max_linesearch_iterations"));
+  MPC_RETURN_IF_ERROR(check_count(proto.has_not_improved_limit(), proto.not_improved_limit(),
+                                  std::numeric_limits<int>::max(), "not_improved_limit"));
+  if (proto.has_tolerance() && !(std::isfinite(proto.tolerance()) && proto.tolerance() >= 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.tolerance: must be >= 0 and finite, got ", proto.tolerance()));
+  }
+  if (proto.has_linesearch_decay() &&
+      !(proto.linesearch_decay() > 0 && proto.linesearch_decay() <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "options.linesearch_decay: must be in (0, 1], got ", proto.linesearch_decay()));
+  }
+  if (proto.has_best_cost_eps() &&
+      !(std::isfinite(proto.best_cost_eps()) && proto.best_cost_eps() >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "options.best_cost_eps: must be >= 0 and finite, got ", proto.best_cost_eps()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
+                                  const SolverOptions& options, const RequestLimits& limits,
+                                  const std::string& field_prefix) {
+  const std::string& p = field_prefix;
+  const mpcd::v1::Dynamics& dynamics = proto.dynamics();
+  const bool linear = dynamics.kind_case() == mpcd::v1::Dynamics::kLinear;
+
+  // Every tensor's data must match its own shape before its shape means anything.
+  const std::pair<const Tensor*, const char*> tensors[] = {
+      {&proto.x_init(), "x_init"},
+      {&proto.cost().quadratic(), "cost.quadratic"},
+      {&proto.cost().linear(), "cost.linear"},
+      {&dynamics.linear().transition(), "dynamics.linear.transition"},
+      {&dynamics.linear().offset(), "dynamics.linear.offset"},
+      {&proto.u_lower(), "u_lower"},
+      {&proto.u_upper(), "u_upper"},
+      {&proto.u_init(), "u_init"},
+  };
+  for (const auto& [tensor, name] : tensors) {
+    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
+  }
+
+  Problem problem;
+  problem.shape.horizon = horizon;
+  switch (dynamics.kind_case()) {
+    case mpcd::v1::Dynamics::kModel:
+      MPC_RETURN_IF_ERROR(ConvertModel(dynamics.model(), p, &problem));
+      break;
+    case mpcd::v1::Dynamics::kLinear:
+      MPC_RETURN_IF_ERROR(ConvertLinearShape(proto, horizon, limits, p, &problem));
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat(p, "dynamics: required (set dynamics.linear or dynamics.model)"));
+  }
+  // ConvertLinearShape checked a linear problem's n and m against the limits, naming the fields
+  // they come from; a model's dims come from its name.
+  if (!linear && (problem.shape.state_dim > limits.problem.max_state_dim ||
+                  problem.shape.control_dim > limits.problem.max_control_dim)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "dynamics.model.name: model \"", dynamics.model().name(),
+                     "\" has n = ", problem.shape.state_dim, ", m = ", problem.shape.control_dim,
+                     ", over the limits n <= ", limits.problem.max_state_dim,
+                     ", m <= ", limits.problem.max_control_dim));
+  }
+  const std::int64_t T = horizon;
+  const std::int64_t n = problem.shape.state_dim;
+  const std::int64_t m = problem.shape.control_dim;
+  const std::int64_t tau = n + m;
+
+  MPC_RETURN_IF_ERROR(ExpectShape(proto.x_init(), p + "x_init", {{n}}, true));
+  MPC_RETURN_IF_ERROR(ExpectShape(proto.cost().quadratic(), p + "cost.quadratic",
+                                  {{tau, tau}, {T, tau, tau}}, true));
+  MPC_RETURN_IF_ERROR(
+      ExpectShape(proto.cost().linear(), p + "cost.linear", {{tau}, {T, tau}}, false));
+  if (linear) {
+    // The transition's shape was checked while deriving m.
+    std::vector<Shape> offset_shapes = {{n}};
+    if (T >= 2) offset_shapes.push_back({T - 1, n});
+    MPC_RETURN_IF_ERROR(ExpectShape(dynamics.linear().offset(), p + "dynamics.linear.offset",
+                                    offset_shapes, false));
+  }
+  MPC_RETURN_IF_ERROR(ExpectShape(proto.u_lower(), p + "u_lower", {{m}, {T, m}}, false));
+  MPC_RETURN_IF_ERROR(ExpectShape(proto.u_upper(), p + "u_upper", {{m}, {T, m}}, false));
+  MPC_RETURN_IF_ERROR(ExpectShape(proto.u_init(), p + "u_init", {{T, m}}, false));
+
+  problem.x_init = ToVector(proto.x_init());
+  problem.cost_quadratic = ToVector(proto.cost().quadratic());
+  problem.cost_linear = IsPresent(proto.cost().linear()) ? ToVector(proto.cost().linear())
+                                                         : std::vector<double>(tau, 0.0);
+  if (linear) {
+    problem.transition = ToVector(dynamics.linear().transition());
+    problem.offset = ToVector(dynamics.linear().offset());
+  }
+  problem.u_lower = ToVector(proto.u_lower());
+  problem.u_upper = ToVector(proto.u_upper());
+  problem.u_init = ToVector(proto.u_init());
+  problem.options = options;
+
+  // Sizes are right by construction; ValidateProblem re-checks them and checks the values.
+  MPC_RETURN_IF_ERROR(ValidateProblem(problem, limits.problem, p));
+  return problem;
+}
+
+absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& request,
+                                                const RequestLimits& limits) {
+  if (request.horizon() < 1) {
+    return absl::InvalidArgumentError("horizon: must be >= 1, got 0");
+  }
+  if (request.horizon() > static_cast<std::uint32_t>(limits.problem.max_horizon)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "horizon: must be <= ", limits.problem.max_horizon, ", got ", request.horizon()));
+  }
+  if (request.problems().empty()) {
+    return absl::InvalidArgumentError("problems: must not be empty");
+  }
+  if (request.problems_size() > limits.max_problems) {
+    return absl::InvalidArgumentError(absl::StrCat("problems: at most ", limits.max_problems,
+                                                   " per request, got ", request.problems_size()));
+  }
+  if (request.return_x_init_jacobian()) {
+    return absl::UnimplementedError("return_x_init_jacobian: not implemented yet");
+  }
+  if (request.return_params_jacobian()) {
+    return absl::UnimplementedError("return_params_jacobian: not implemented yet");
+  }
+  MPC_RETURN_IF_ERROR(ValidateSolverOptions(request.options(), limits.problem));
+  SolverOptions options = ToSolverOptions(request.options());
+  options.compute_gains = request.return_gains();
+
+  const int horizon = static_cast<int>(request.horizon());
+  std::vector<Problem> problems;
+  problems.reserve(request.problems_size());
+  for (int i = 0; i < request.problems_size(); ++i) {
+    MPC_ASSIGN_OR_RETURN(Problem problem, ToProblem(request.problems(i), horizon, options, limits,
+                                                    absl::StrCat("problems[", i, "].")));
+    problems.push_back(std::move(problem));
+  }
+  return problems;
+}
+
+mpcd::v1::SolveStatus ToProtoSolveStatus(SolveStatus status) {
+  switch (status) {
+    case SolveStatus::kConverged:
+      return mpcd::v1::CONVERGED;
+    case SolveStatus::kMaxIterations:
+      return mpcd::v1::MAX_ITERATIONS;
+    case SolveStatus::kLinesearchFailed:
+      return mpcd::v1::LINESEARCH_FAILED;
+    case SolveStatus::kNotFinite:
+      return mpcd::v1::NOT_FINITE;
+  }
+  return mpcd::v1::SOLVE_STATUS_UNSPECIFIED;
+}
+
+void ToSolveResponse(absl::Span<const Solution> solutions, const std::vector<Problem>& problems,
+                     mpcd::v1::SolveResponse* response) {
+  response->clear_solutions();
+  for (std::size_t i = 0; i < solutions.size() && i < problems.size(); ++i) {
+    const Solution& solution = solutions[i];
+    const ProblemShape& shape = problems[i].shape;
+    const std::int64_t T = shape.horizon;
+    const std::int64_t n = shape.state_dim;
+    const std::int64_t m = shape.control_dim;
+    mpcd::v1::Solution* out = response->add_solutions();
+    SetTensor({T, n}, solution.x, out->mutable_x());
+    SetTensor({T, m}, solution.u, out->mutable_u());
+    out->set_cost(solution.cost);
+    out->set_status(ToProtoSolveStatus(solution.status));
+    out->set_iterations(static_cast<std::uint32_t>(solution.iterations));
+    if (!solution.feedback.empty())
+      SetTensor({T, m, n}, solution.feedback, out->mutable_feedback());
+    if (!solution.feedforward.empty()) {
+      SetTensor({T, m}, solution.feedforward, out->mutable_feedforward());
+    }
+    out->set_step_norm(solution.step_norm);
+    out->set_regularization(solution.regularization);
+  }
+}
+
+void ToListModelsResponse(absl::Span<const ModelInfo> models,
+                          mpcd::v1::ListModelsResponse* response) {
+  response->clear_models();
+  for (const ModelInfo& model : models) {
+    mpcd::v1::ModelDescription* out = response->add_models();
+    out->set_name(model.name);
+    out->set_state_dim(static_cast<std::uint32_t>(model.state_dim));
+    out->set_control_dim(static_cast<std::uint32_t>(model.control_dim));
+    for (const std::string& name : model.param_names) out->add_param_names(name);
+    out->mutable_default_params()->Assign(model.default_params.begin(), model.default_params.end());
+    out->set_default_dt(model.default_dt);
+    for (const std::string& name : model.integrators) out->add_integrators(name);
+    for (const std::string& name : model.state_names) out->add_state_names(name);
+    for (const std::string& name : model.control_names) out->add_control_names(name);
+  }
+}
+
+}  // namespace mpc

@@ -1,0 +1,62 @@
+#ifndef MPC_SERVER_PROTO_CONVERSION_H_
+#define MPC_SERVER_PROTO_CONVERSION_H_
+
+// Proto <-> solver types. The only code that knows both mpcd::v1 messages and mpc:: structs, so the
+// solver never sees protobuf and the transport never sees Eigen.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "mpcd/v1/mpcd.pb.h"
+#include "solver/models/model_registry.h"
+#include "solver/problem.h"
+
+namespace mpc {
+
+// Limits on one request: the per-problem limits plus what only a request has.
+struct RequestLimits {
+  ProblemLimits problem;
+  int max_problems = 65536;  // problems per request
+};
+
+// Converts and validates a SolveRequest: request-level checks (horizon, problem count, options),
+// every Tensor's shape against the accepted alternatives, then ValidateProblemSizes and
+// ValidateProblem per problem. Errors are INVALID_ARGUMENT naming the proto field path, e.g.
+// "problems[2].cost.quadratic: expected shape (5,5) or (20,5,5), got (4,4)"; requesting Jacobians
+// (not implemented yet) is UNIMPLEMENTED. On success there is one Problem per request problem, in
+// order, with the request's options (and return_gains as options.compute_gains).
+absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& request,
+                                                const RequestLimits& limits);
+
+// Converts one proto problem for horizon `horizon` (already checked to be in [1, limit]) with
+// `options`. Messages start with `field_prefix` (e.g. "problems[2]."). Shared by Solve, Backward
+// and Control.
+absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
+                                  const SolverOptions& options, const RequestLimits& limits,
+                                  const std::string& field_prefix);
+
+// Options with mpc.pytorch's defaults (mpc::SolverOptions{}) for every unset field. Values are not
+// range-checked here (ValidateSolverOptions does that).
+SolverOptions ToSolverOptions(const mpcd::v1::SolverOptions& proto);
+
+// Range checks for request-level options; messages name "options.<field>".
+absl::Status ValidateSolverOptions(const mpcd::v1::SolverOptions& proto,
+                                   const ProblemLimits& limits);
+
+mpcd::v1::SolveStatus ToProtoSolveStatus(SolveStatus status);
+
+// Fills response->solutions (replacing any) from solutions[i], solved for problems[i]: x (T,n),
+// u (T,m) and, when present, feedback (T,m,n) and feedforward (T,m). Timing, batch size and backend
+// are the caller's to set.
+void ToSolveResponse(absl::Span<const Solution> solutions, const std::vector<Problem>& problems,
+                     mpcd::v1::SolveResponse* response);
+
+// Describes `models` (normally BuiltinModels()) into response->models (replacing any).
+void ToListModelsResponse(absl::Span<const ModelInfo> models,
+                          mpcd::v1::ListModelsResponse* response);
+
+}  // namespace mpc
+
+#endif  // MPC_SERVER_PROTO_CONVERSION_H_

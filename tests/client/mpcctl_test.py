@@ -1,0 +1,271 @@
+#!/usr/bin/python3
+"""Runs the real mpcctl binary on the example requests and on bad input.
+
+Contract under test: a valid request prints a SolveResponse as JSON on stdout and exits 0; bad input
+exits 2 with exactly one line "mpcctl: <message>" on stderr naming the field, and never crashes.
+
+Usage: mpcctl_test.py --mpcctl build/bin/mpcctl --examples examples [unittest args]
+"""
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+MPCCTL = ""
+EXAMPLES = ""
+KNOWN_STATUSES = {"CONVERGED", "MAX_ITERATIONS", "LINESEARCH_FAILED", "NOT_FINITE"}
+
+
+def run(args, stdin=None):
+    return subprocess.run([MPCCTL] + args, input=stdin, capture_output=True, text=True,
+                          timeout=120)
+
+
+def load_example(name):
+    with open(os.path.join(EXAMPLES, name)) as f:
+        return json.load(f)
+
+
+def dims(problem):
+    """(n, m) of a request problem."""
+    model = problem["dynamics"].get("model")
+    if model is not None:
+        return {"pendulum": (3, 1), "cartpole": (5, 1)}[model["name"]]
+    n = problem["x_init"]["shape"][0]
+    return n, problem["dynamics"]["linear"]["transition"]["shape"][-1] - n
+
+
+class ExamplesTest(unittest.TestCase):
+
+    def check_response(self, request, stdout):
+        response = json.loads(stdout)
+        T = request["horizon"]
+        self.assertEqual(len(response["solutions"]), len(request["problems"]))
+        self.assertEqual(response["batch_size"], len(request["problems"]))
+        self.assertEqual(response["backend"], "cpu")
+        self.assertGreaterEqual(response["timing"]["solve_seconds"], 0)
+        for problem, solution in zip(request["problems"], response["solutions"]):
+            n, m = dims(problem)
+            self.assertEqual(solution["x"]["shape"], [T, n])
+            self.assertEqual(len(solution["x"]["data"]), T * n)
+            self.assertEqual(solution["u"]["shape"], [T, m])
+            self.assertEqual(len(solution["u"]["data"]), T * m)
+            # x[0] = x_init exactly.
+            self.assertEqual(solution["x"]["data"][:n], problem["x_init"]["data"])
+            self.assertIn(solution["status"], KNOWN_STATUSES)
+            self.assertGreaterEqual(solution["iterations"], 1)
+            self.assertIsInstance(solution["cost"], (int, float))
+            if request.get("return_gains"):
+                self.assertEqual(solution["feedback"]["shape"], [T, m, n])
+                self.assertEqual(solution["feedforward"]["shape"], [T, m])
+            else:
+                self.assertNotIn("feedback", solution)
+
+    def test_every_example_solves(self):
+        names = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".json"))
+        self.assertGreaterEqual(len(names), 3)
+        for name in names:
+            with self.subTest(example=name):
+                result = run(["solve", "--local", "--request", os.path.join(EXAMPLES, name)])
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertEqual(result.stderr, "")
+                self.check_response(load_example(name), result.stdout)
+
+    def test_reads_stdin_and_lower_camel_case(self):
+        request = load_example("lqr_box.json")
+        text = json.dumps(request)
+        for snake, camel in [("x_init", "xInit"), ("u_lower", "uLower"), ("u_upper", "uUpper"),
+                             ("return_gains", "returnGains"), ("max_iterations", "maxIterations")]:
+            text = text.replace('"%s"' % snake, '"%s"' % camel)
+        result = run(["solve", "--local", "--threads=1", "--request=-"], stdin=text)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.check_response(request, result.stdout)
+
+    def test_models(self):
+        result = run(["models", "--local"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        models = {m["name"]: m for m in json.loads(result.stdout)["models"]}
+        self.assertEqual(models["cartpole"]["state_dim"], 5)
+        self.assertEqual(models["pendulum"]["param_names"], ["g", "m", "l"])
+        self.assertEqual(models["pendulum"]["default_dt"], 0.05)
+
+    def test_demo(self):
+        result = run(["demo"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("cartpole swing-up", result.stdout)
+
+
+class BadInputTest(unittest.TestCase):
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def write(self, text, name="request.json"):
+        path = os.path.join(self.tmp.name, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def assert_fails(self, args, message, stdin=None, exact=True):
+        result = run(args, stdin=stdin)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertEqual(result.stdout, "")
+        lines = result.stderr.splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertTrue(result.stderr.endswith("\n"))
+        if exact:
+            self.assertEqual(lines[0], "mpcctl: " + message)
+        else:
+            self.assertTrue(lines[0].startswith("mpcctl: "), lines[0])
+            self.assertIn(message, lines[0])
+
+    def assert_request_fails(self, mutate, message, exact=True):
+        request = copy.deepcopy(load_example("cartpole_swingup.json"))
+        mutate(request)
+        path = self.write(json.dumps(request))
+        self.assert_fails(["solve", "--local", "--request", path], message, exact=exact)
+
+    def test_wrong_shape(self):
+        def mutate(r):
+            r["problems"][1]["x_init"] = {"shape": [4], "data": [0, 0, 1, 0]}
+        self.assert_request_fails(mutate, "problems[1].x_init: expected shape (5), got (4)")
+
+    def test_data_length(self):
+        def mutate(r):
+            r["problems"][0]["cost"]["linear"]["data"].pop()
+        self.assert_request_fails(mutate,
+                                  "problems[0].cost.linear: shape (6) needs 6 values, got 5")
+
+    def test_nan(self):
+        def mutate(r):
+            r["problems"][0]["cost"]["linear"]["data"][2] = "NaN"
+        self.assert_request_fails(mutate, "problems[0].cost.linear: not finite at [2] (nan)")
+
+    def test_infinity(self):
+        def mutate(r):
+            r["problems"][1]["x_init"]["data"][4] = "-Infinity"
+        self.assert_request_fails(mutate, "problems[1].x_init: not finite at [4] (-inf)")
+
+    def test_lower_above_upper(self):
+        def mutate(r):
+            r["problems"][0]["u_lower"]["data"] = [200]
+        self.assert_request_fails(mutate,
+                                  "problems[0].u_lower: must be <= u_upper at [0] (200 > 100)")
+
+    def test_one_bound(self):
+        def mutate(r):
+            del r["problems"][1]["u_upper"]
+        self.assert_request_fails(
+            mutate,
+            "problems[1].u_upper: required when u_lower is given (give both bounds or neither)")
+
+    def test_unknown_model(self):
+        def mutate(r):
+            r["problems"][0]["dynamics"]["model"]["name"] = "foo"
+        self.assert_request_fails(
+            mutate,
+            'problems[0].dynamics.model.name: unknown model "foo" (known: pendulum, cartpole)')
+
+    def test_missing_dynamics(self):
+        def mutate(r):
+            del r["problems"][1]["dynamics"]
+        self.assert_request_fails(
+            mutate, "problems[1].dynamics: required (set dynamics.linear or dynamics.model)")
+
+    def test_horizon_zero(self):
+        def mutate(r):
+            r["horizon"] = 0
+        self.assert_request_fails(mutate, "horizon: must be >= 1, got 0")
+
+    def test_horizon_missing(self):
+        def mutate(r):
+            del r["horizon"]
+        self.assert_request_fails(mutate, "horizon: must be >= 1, got 0")
+
+    def test_no_problems(self):
+        def mutate(r):
+            r["problems"] = []
+        self.assert_request_fails(mutate, "problems: must not be empty")
+
+    def test_bad_option(self):
+        def mutate(r):
+            r["options"]["linesearch_decay"] = 0
+        self.assert_request_fails(mutate, "options.linesearch_decay: must be in (0, 1], got 0")
+
+    def test_negative_dt(self):
+        def mutate(r):
+            r["problems"][0]["dynamics"]["model"]["dt"] = -0.05
+        self.assert_request_fails(
+            mutate,
+            "problems[0].dynamics.model.dt: must be > 0 (or 0 for the model's default), got -0.05")
+
+    def test_unknown_field(self):
+        def mutate(r):
+            r["problems"][0]["x_inital"] = r["problems"][0].pop("x_init")
+        self.assert_request_fails(mutate, "not a valid SolveRequest JSON", exact=False)
+
+    def test_negative_horizon(self):
+        def mutate(r):
+            r["horizon"] = -3
+        self.assert_request_fails(mutate, "not a valid SolveRequest JSON", exact=False)
+
+    def test_malformed_json(self):
+        path = self.write('{"horizon": 25, "problems": [')
+        self.assert_fails(["solve", "--local", "--request", path],
+                          path + ": not a valid SolveRequest JSON: ", exact=False)
+
+    def test_malformed_json_on_stdin(self):
+        self.assert_fails(["solve", "--local", "--request=-"],
+                          "stdin: not a valid SolveRequest JSON: ", stdin="{nope\n\n}", exact=False)
+
+    def test_empty_file(self):
+        path = self.write("")
+        self.assert_fails(["solve", "--local", "--request", path], "not a valid SolveRequest JSON",
+                          exact=False)
+
+    def test_missing_file(self):
+        path = os.path.join(self.tmp.name, "absent.json")
+        self.assert_fails(["solve", "--local", "--request", path],
+                          "cannot read %s: No such file or directory" % path)
+
+    def test_directory(self):
+        self.assert_fails(["solve", "--local", "--request", self.tmp.name],
+                          "cannot read %s: is a directory" % self.tmp.name)
+
+    def test_usage_errors(self):
+        example = os.path.join(EXAMPLES, "lqr_box.json")
+        self.assert_fails([], "missing command", exact=False)
+        self.assert_fails(["frobnicate"], 'unknown command "frobnicate"', exact=False)
+        self.assert_fails(["solve", "--local"],
+                          "solve needs --request=FILE.json (or --request=- for stdin)")
+        self.assert_fails(["solve", "--request", example],
+                          "solve needs --local (solve in this process) or --target=HOST:PORT")
+        self.assert_fails(["solve", "--target=localhost:50051", "--request", example],
+                          "--target is not implemented yet: use --local")
+        self.assert_fails(["solve", "--local", "--threads=-1", "--request", example],
+                          "--threads: must be >= 0, got -1")
+        self.assert_fails(["solve", "extra", "--local", "--request", example],
+                          'unexpected argument "extra"', exact=False)
+
+
+def main():
+    global MPCCTL, EXAMPLES
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mpcctl", required=True)
+    parser.add_argument("--examples", required=True)
+    args, rest = parser.parse_known_args()
+    MPCCTL = os.path.abspath(args.mpcctl)
+    EXAMPLES = os.path.abspath(args.examples)
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,595 @@
+#include "server/proto_conversion.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mpcd/v1/mpcd.pb.h"
+#include "solver/models/model_registry.h"
+#include "solver/problem.h"
+#include "tests/testing/status_matchers.h"
+
+namespace mpc {
+namespace {
+
+using ::mpc::testing::IsOk;
+using ::mpc::testing::StatusIs;
+using ::testing::Each;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+constexpr int kHorizon = 6;
+constexpr int kN = 3;  // linear problems: state dimension
+constexpr int kM = 2;  // linear problems: control dimension
+constexpr int kTau = kN + kM;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// A tensor of `shape` whose values are 0.1, 0.2, ... (distinct, so copies can be checked).
+mpcd::v1::Tensor Ramp(std::vector<std::uint32_t> shape) {
+  mpcd::v1::Tensor tensor;
+  std::size_t count = 1;
+  for (std::uint32_t dim : shape) {
+    tensor.add_shape(dim);
+    count *= dim;
+  }
+  for (std::size_t i = 0; i < count; ++i) tensor.add_data(0.1 * static_cast<double>(i + 1));
+  return tensor;
+}
+
+mpcd::v1::Tensor Filled(std::vector<std::uint32_t> shape, double value) {
+  mpcd::v1::Tensor tensor = Ramp(std::move(shape));
+  for (double& x : *tensor.mutable_data()) x = value;
+  return tensor;
+}
+
+// (k, k) identity, or (T, k, k) identities.
+mpcd::v1::Tensor Identity(int k, int slices = 0) {
+  mpcd::v1::Tensor tensor;
+  if (slices > 0) tensor.add_shape(slices);
+  tensor.add_shape(k);
+  tensor.add_shape(k);
+  for (int s = 0; s < std::max(slices, 1); ++s) {
+    for (int i = 0; i < k * k; ++i) tensor.add_data(i % (k + 1) == 0 ? 1.0 : 0.0);
+  }
+  return tensor;
+}
+
+// A valid time-invariant linear problem: n = 3, m = 2, bounded.
+mpcd::v1::Problem LinearProblem() {
+  mpcd::v1::Problem problem;
+  *problem.mutable_x_init() = Ramp({kN});
+  *problem.mutable_cost()->mutable_quadratic() = Identity(kTau);
+  *problem.mutable_cost()->mutable_linear() = Ramp({kTau});
+  *problem.mutable_dynamics()->mutable_linear()->mutable_transition() = Ramp({kN, kTau});
+  *problem.mutable_dynamics()->mutable_linear()->mutable_offset() = Ramp({kN});
+  *problem.mutable_u_lower() = Filled({kM}, -1.0);
+  *problem.mutable_u_upper() = Filled({kM}, 1.0);
+  return problem;
+}
+
+// The same problem with every input in its time-varying form.
+mpcd::v1::Problem TimeVaryingLinearProblem() {
+  mpcd::v1::Problem problem;
+  *problem.mutable_x_init() = Ramp({kN});
+  *problem.mutable_cost()->mutable_quadratic() = Identity(kTau, kHorizon);
+  *problem.mutable_cost()->mutable_linear() = Ramp({kHorizon, kTau});
+  *problem.mutable_dynamics()->mutable_linear()->mutable_transition() =
+      Ramp({kHorizon - 1, kN, kTau});
+  *problem.mutable_dynamics()->mutable_linear()->mutable_offset() = Ramp({kHorizon - 1, kN});
+  *problem.mutable_u_lower() = Filled({kHorizon, kM}, -1.0);
+  *problem.mutable_u_upper() = Filled({kHorizon, kM}, 1.0);
+  *problem.mutable_u_init() = Filled({kHorizon, kM}, 0.5);
+  return problem;
+}
+
+// A valid cartpole problem (n = 5, m = 1) with default params and dt.
+mpcd::v1::Problem CartpoleProblem() {
+  mpcd::v1::Problem problem;
+  *problem.mutable_x_init() = Ramp({5});
+  *problem.mutable_cost()->mutable_quadratic() = Identity(6);
+  problem.mutable_dynamics()->mutable_model()->set_name("cartpole");
+  *problem.mutable_u_lower() = Filled({1}, -100.0);
+  *problem.mutable_u_upper() = Filled({1}, 100.0);
+  return problem;
+}
+
+mpcd::v1::SolveRequest Request(std::vector<mpcd::v1::Problem> problems) {
+  mpcd::v1::SolveRequest request;
+  request.set_horizon(kHorizon);
+  for (mpcd::v1::Problem& problem : problems) *request.add_problems() = std::move(problem);
+  return request;
+}
+
+// Two linear problems and a cartpole one, all valid.
+mpcd::v1::SolveRequest ValidRequest() {
+  return Request({LinearProblem(), TimeVaryingLinearProblem(), CartpoleProblem()});
+}
+
+TEST(ToProblems, ConvertsTimeInvariantLinearProblem) {
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems,
+                           ToProblems(Request({LinearProblem()}), RequestLimits{}));
+  ASSERT_THAT(problems, SizeIs(1));
+  const Problem& p = problems[0];
+  EXPECT_EQ(p.shape, (ProblemShape{DynamicsKind::kLinear, kN, kM, kHorizon}));
+  EXPECT_THAT(p.x_init, ElementsAre(0.1, 0.2, ::testing::DoubleEq(0.30000000000000004)));
+  EXPECT_THAT(p.cost_quadratic, SizeIs(kTau * kTau));
+  EXPECT_THAT(p.cost_linear, SizeIs(kTau));
+  EXPECT_THAT(p.transition, SizeIs(kN * kTau));
+  EXPECT_THAT(p.offset, SizeIs(kN));
+  EXPECT_THAT(p.u_lower, ElementsAre(-1.0, -1.0));
+  EXPECT_THAT(p.u_upper, ElementsAre(1.0, 1.0));
+  EXPECT_THAT(p.u_init, SizeIs(0));
+  EXPECT_THAT(p.params, SizeIs(0));
+  EXPECT_THAT(ValidateProblemSizes(p), IsOk());
+}
+
+TEST(ToProblems, ConvertsTimeVaryingLinearProblem) {
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems,
+                           ToProblems(Request({TimeVaryingLinearProblem()}), RequestLimits{}));
+  const Problem& p = problems[0];
+  EXPECT_EQ(p.shape, (ProblemShape{DynamicsKind::kLinear, kN, kM, kHorizon}));
+  EXPECT_THAT(p.cost_quadratic, SizeIs(kHorizon * kTau * kTau));
+  EXPECT_THAT(p.cost_linear, SizeIs(kHorizon * kTau));
+  EXPECT_THAT(p.transition, SizeIs((kHorizon - 1) * kN * kTau));
+  EXPECT_THAT(p.offset, SizeIs((kHorizon - 1) * kN));
+  EXPECT_THAT(p.u_lower, SizeIs(kHorizon * kM));
+  EXPECT_THAT(p.u_upper, SizeIs(kHorizon * kM));
+  EXPECT_THAT(p.u_init, SizeIs(kHorizon * kM));
+  // Row-major data is copied as is.
+  EXPECT_DOUBLE_EQ(p.cost_linear.back(), 0.1 * kHorizon * kTau);
+}
+
+TEST(ToProblems, MixesTimeInvariantAndTimeVaryingBounds) {
+  mpcd::v1::Problem problem = LinearProblem();
+  *problem.mutable_u_upper() = Filled({kHorizon, kM}, 2.0);
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems,
+                           ToProblems(Request({problem}), RequestLimits{}));
+  EXPECT_THAT(problems[0].u_lower, SizeIs(kM));
+  EXPECT_THAT(problems[0].u_upper, SizeIs(kHorizon * kM));
+}
+
+TEST(ToProblems, ConvertsModelProblemWithDefaults) {
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems,
+                           ToProblems(Request({CartpoleProblem()}), RequestLimits{}));
+  const Problem& p = problems[0];
+  EXPECT_EQ(p.shape, (ProblemShape{DynamicsKind::kCartpole, 5, 1, kHorizon}));
+  EXPECT_THAT(p.params, SizeIs(0));  // the model's defaults
+  EXPECT_EQ(p.dt, 0.0);              // the model's default
+  EXPECT_THAT(p.transition, SizeIs(0));
+  EXPECT_THAT(p.offset, SizeIs(0));
+  // An absent linear cost is zero.
+  EXPECT_THAT(p.cost_linear, SizeIs(6));
+  EXPECT_THAT(p.cost_linear, Each(0.0));
+}
+
+TEST(ToProblems, ConvertsModelParamsDtAndIntegrator) {
+  mpcd::v1::Problem problem = CartpoleProblem();
+  mpcd::v1::ModelDynamics* model = problem.mutable_dynamics()->mutable_model();
+  for (double value : {9.81, 1.5, 0.2, 0.6}) model->add_params(value);
+  model->set_dt(0.02);
+  model->set_integrator("euler");
+  problem.clear_u_lower();
+  problem.clear_u_upper();
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems,
+                           ToProblems(Request({problem}), RequestLimits{}));
+  EXPECT_THAT(problems[0].params, ElementsAre(9.81, 1.5, 0.2, 0.6));
+  EXPECT_EQ(problems[0].dt, 0.02);
+  EXPECT_THAT(problems[0].u_lower, SizeIs(0));
+  EXPECT_THAT(problems[0].u_upper, SizeIs(0));
+}
+
+TEST(ToProblems, ConvertsEveryProblemInOrder) {
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems,
+                           ToProblems(ValidRequest(), RequestLimits{}));
+  ASSERT_THAT(problems, SizeIs(3));
+  EXPECT_EQ(problems[0].shape.dynamics, DynamicsKind::kLinear);
+  EXPECT_EQ(problems[1].shape.dynamics, DynamicsKind::kLinear);
+  EXPECT_EQ(problems[2].shape.dynamics, DynamicsKind::kCartpole);
+}
+
+TEST(ToProblems, AcceptsHorizonOneWithTimeInvariantDynamics) {
+  mpcd::v1::SolveRequest request = Request({LinearProblem()});
+  request.set_horizon(1);
+  EXPECT_THAT(ToProblems(request, RequestLimits{}), IsOk());
+}
+
+TEST(ToProblems, AppliesOptionDefaults) {
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems,
+                           ToProblems(Request({LinearProblem()}), RequestLimits{}));
+  const SolverOptions& options = problems[0].options;
+  const SolverOptions defaults;
+  EXPECT_EQ(options.max_iterations, 10);
+  EXPECT_EQ(options.tolerance, 1e-7);
+  EXPECT_EQ(options.linesearch_decay, 0.2);
+  EXPECT_EQ(options.max_linesearch_iterations, 10);
+  EXPECT_EQ(options.best_cost_eps, 1e-4);
+  EXPECT_EQ(options.not_improved_limit, 5);
+  EXPECT_EQ(options.max_iterations, defaults.max_iterations);
+  EXPECT_FALSE(options.compute_gains);
+}
+
+TEST(ToProblems, AppliesGivenOptionsToEveryProblem) {
+  mpcd::v1::SolveRequest request = ValidRequest();
+  mpcd::v1::SolverOptions* options = request.mutable_options();
+  options->set_max_iterations(50);
+  options->set_tolerance(0.0);
+  options->set_linesearch_decay(1.0);
+  options->set_max_linesearch_iterations(3);
+  options->set_best_cost_eps(0.0);
+  options->set_not_improved_limit(7);
+  request.set_return_gains(true);
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems, ToProblems(request, RequestLimits{}));
+  for (const Problem& problem : problems) {
+    EXPECT_EQ(problem.options.max_iterations, 50);
+    EXPECT_EQ(problem.options.tolerance, 0.0);
+    EXPECT_EQ(problem.options.linesearch_decay, 1.0);
+    EXPECT_EQ(problem.options.max_linesearch_iterations, 3);
+    EXPECT_EQ(problem.options.best_cost_eps, 0.0);
+    EXPECT_EQ(problem.options.not_improved_limit, 7);
+    EXPECT_TRUE(problem.options.compute_gains);
+  }
+}
+
+// One invalid request and the message it must produce (whole, or a distinctive part of it).
+struct InvalidCase {
+  std::string name;
+  std::function<void(mpcd::v1::SolveRequest*)> mutate;
+  std::string message;
+  bool exact = true;
+};
+
+mpcd::v1::Problem* P(mpcd::v1::SolveRequest* request, int i) {
+  return request->mutable_problems(i);
+}
+mpcd::v1::LinearDynamics* Linear(mpcd::v1::SolveRequest* request, int i) {
+  return P(request, i)->mutable_dynamics()->mutable_linear();
+}
+mpcd::v1::ModelDynamics* Model(mpcd::v1::SolveRequest* request) {
+  return P(request, 2)->mutable_dynamics()->mutable_model();
+}
+
+const std::vector<InvalidCase>& InvalidCases() {
+  using R = mpcd::v1::SolveRequest;
+  static const auto* const kCases = new std::vector<InvalidCase>{
+      // Request level.
+      {"HorizonZero", [](R* r) { r->set_horizon(0); }, "horizon: must be >= 1, got 0"},
+      {"HorizonOverLimit", [](R* r) { r->set_horizon(10001); },
+       "horizon: must be <= 10000, got 10001"},
+      {"NoProblems", [](R* r) { r->clear_problems(); }, "problems: must not be empty"},
+      {"MaxIterationsZero", [](R* r) { r->mutable_options()->set_max_iterations(0); },
+       "options.max_iterations: must be in [1, 100000], got 0"},
+      {"MaxIterationsOverLimit", [](R* r) { r->mutable_options()->set_max_iterations(100001); },
+       "options.max_iterations: must be in [1, 100000], got 100001"},
+      {"ToleranceNegative", [](R* r) { r->mutable_options()->set_tolerance(-1); },
+       "options.tolerance: must be >= 0 and finite, got -1"},
+      {"ToleranceNaN", [](R* r) { r->mutable_options()->set_tolerance(kNaN); },
+       "options.tolerance: must be >= 0 and finite, got nan"},
+      {"LinesearchDecayZero", [](R* r) { r->mutable_options()->set_linesearch_decay(0); },
+       "options.linesearch_decay: must be in (0, 1], got 0"},
+      {"LinesearchDecayAboveOne", [](R* r) { r->mutable_options()->set_linesearch_decay(1.5); },
+       "options.linesearch_decay: must be in (0, 1], got 1.5"},
+      {"MaxLinesearchIterationsZero",
+       [](R* r) { r->mutable_options()->set_max_linesearch_iterations(0); },
+       "options.max_linesearch_iterations: must be in [1, 1000], got 0"},
+      {"BestCostEpsNegative", [](R* r) { r->mutable_options()->set_best_cost_eps(-1e-3); },
+       "options.best_cost_eps: must be >= 0 and finite, got -0.001"},
+      {"NotImprovedLimitZero", [](R* r) { r->mutable_options()->set_not_improved_limit(0); },
+       "options.not_improved_limit: must be in [1, 2147483647], got 0"},
+
+      // Tensor encoding.
+      {"DataShorterThanShape",
+       [](R* r) { P(r, 0)->mutable_cost()->mutable_linear()->mutable_data()->RemoveLast(); },
+       "problems[0].cost.linear: shape (5) needs 5 values, got 4"},
+      {"DataWithoutShape", [](R* r) { P(r, 1)->mutable_x_init()->clear_shape(); },
+       "problems[1].x_init: has 3 values but no shape (set shape, e.g. [3])"},
+      {"HugeShape",
+       [](R* r) {
+         mpcd::v1::Tensor* t = P(r, 0)->mutable_u_init();
+         for (int i = 0; i < 4; ++i) t->add_shape(4000000000u);
+       },
+       "problems[0].u_init: shape (4000000000,4000000000,4000000000,4000000000) needs too many "
+       "values, got 0"},
+
+      // Shapes.
+      {"XInitWrongLength", [](R* r) { *P(r, 2)->mutable_x_init() = Ramp({4}); },
+       "problems[2].x_init: expected shape (5), got (4)"},
+      {"XInitMissing", [](R* r) { P(r, 2)->clear_x_init(); },
+       "problems[2].x_init: required, expected shape (5)"},
+      {"LinearXInitMatrix",
+       [](R* r) {
+         *P(r, 0)->mutable_x_init() = Ramp({1, 3});
+       },
+       "problems[0].x_init: expected shape (n) with n >= 1, got (1,3)"},
+      {"QuadraticWrongShape",
+       [](R* r) { *P(r, 0)->mutable_cost()->mutable_quadratic() = Identity(4); },
+       "problems[0].cost.quadratic: expected shape (5,5) or (6,5,5), got (4,4)"},
+      {"QuadraticWrongSlices",
+       [](R* r) { *P(r, 1)->mutable_cost()->mutable_quadratic() = Identity(5, 5); },
+       "problems[1].cost.quadratic: expected shape (5,5) or (6,5,5), got (5,5,5)"},
+      {"QuadraticMissing", [](R* r) { P(r, 2)->mutable_cost()->clear_quadratic(); },
+       "problems[2].cost.quadratic: required, expected shape (6,6) or (6,6,6)"},
+      {"LinearCostWrongShape",
+       [](R* r) {
+         *P(r, 1)->mutable_cost()->mutable_linear() = Ramp({kHorizon, 4});
+       },
+       "problems[1].cost.linear: expected shape (5) or (6,5), got (6,4)"},
+      {"TransitionWrongRows",
+       [](R* r) {
+         *Linear(r, 0)->mutable_transition() = Ramp({4, 5});
+       },
+       "problems[0].dynamics.linear.transition: expected shape (3,3+m) or (5,3,3+m) with m >= 1, "
+       "got (4,5)"},
+      {"TransitionNoControls",
+       [](R* r) {
+         *Linear(r, 0)->mutable_transition() = Ramp({3, 3});
+       },
+       "problems[0].dynamics.linear.transition: expected shape (3,3+m) or (5,3,3+m) with m >= 1, "
+       "got (3,3)"},
+      {"TransitionWrongSlices",
+       [](R* r) {
+         *Linear(r, 1)->mutable_transition() = Ramp({kHorizon, 3, 5});
+       },
+       "problems[1].dynamics.linear.transition: expected shape (3,3+m) or (5,3,3+m) with m >= 1, "
+       "got (6,3,5)"},
+      {"TransitionMissing", [](R* r) { Linear(r, 0)->clear_transition(); },
+       "problems[0].dynamics.linear.transition: required, expected shape (3,3+m) or (5,3,3+m) "
+       "with m >= 1"},
+      {"TimeVaryingTransitionWithHorizonOne",
+       [](R* r) {
+         r->set_horizon(1);
+         r->mutable_problems()->DeleteSubrange(1, 2);
+         *Linear(r, 0)->mutable_transition() = Ramp({0, 3, 5});
+       },
+       "problems[0].dynamics.linear.transition: expected shape (3,3+m) with m >= 1, got (0,3,5)"},
+      {"OffsetWrongShape",
+       [](R* r) {
+         *Linear(r, 0)->mutable_offset() = Ramp({kHorizon, 3});
+       },
+       "problems[0].dynamics.linear.offset: expected shape (3) or (5,3), got (6,3)"},
+      {"LowerBoundWrongShape", [](R* r) { *P(r, 0)->mutable_u_lower() = Filled({3}, -1.0); },
+       "problems[0].u_lower: expected shape (2) or (6,2), got (3)"},
+      {"UpperBoundScalar", [](R* r) { *P(r, 2)->mutable_u_upper() = Filled({}, 1.0); },
+       "problems[2].u_upper: expected shape (1) or (6,1), got ()"},
+      {"UInitWrongShape", [](R* r) { *P(r, 0)->mutable_u_init() = Filled({kM}, 0.0); },
+       "problems[0].u_init: expected shape (6,2), got (2)"},
+      {"OnlyLowerBound", [](R* r) { P(r, 0)->clear_u_upper(); },
+       "problems[0].u_upper: required when u_lower is given (give both bounds or neither)"},
+      {"OnlyUpperBound", [](R* r) { P(r, 1)->clear_u_lower(); },
+       "problems[1].u_lower: required when u_upper is given (give both bounds or neither)"},
+
+      // Values.
+      {"XInitNaN", [](R* r) { P(r, 0)->mutable_x_init()->set_data(1, kNaN); },
+       "problems[0].x_init: not finite at [1] (nan)"},
+      {"LinearCostInfinite",
+       [](R* r) {
+         P(r, 0)->mutable_cost()->mutable_linear()->set_data(
+             4, std::numeric_limits<double>::infinity());
+       },
+       "problems[0].cost.linear: not finite at [4] (inf)"},
+      {"TimeVaryingQuadraticNaN",
+       [](R* r) { P(r, 1)->mutable_cost()->mutable_quadratic()->set_data(25 + 5 + 2, kNaN); },
+       "problems[1].cost.quadratic: not finite at [1,1,2] (nan)"},
+      {"TransitionNaN", [](R* r) { Linear(r, 1)->mutable_transition()->set_data(0, kNaN); },
+       "problems[1].dynamics.linear.transition: not finite at [0,0,0] (nan)"},
+      {"BoundInfinite",
+       [](R* r) {
+         P(r, 2)->mutable_u_upper()->set_data(0, std::numeric_limits<double>::infinity());
+       },
+       "problems[2].u_upper: not finite at [0] (inf)"},
+      {"LowerAboveUpper",
+       [](R* r) {
+         *P(r, 1)->mutable_u_lower() = Filled({kHorizon, kM}, -1.0);
+         P(r, 1)->mutable_u_lower()->set_data(3 * kM, 2.5);
+       },
+       "problems[1].u_lower: must be <= u_upper at [3,0] (2.5 > 1)"},
+      {"LowerAboveUpperTimeInvariant", [](R* r) { P(r, 0)->mutable_u_lower()->set_data(1, 1.5); },
+       "problems[0].u_lower: must be <= u_upper at [1] (1.5 > 1)"},
+      {"ParamNaN",
+       [](R* r) {
+         for (double value : {9.8, kNaN, 0.1, 0.5}) Model(r)->add_params(value);
+       },
+       "problems[2].dynamics.model.params: not finite at [1] (nan)"},
+
+      // Dynamics.
+      {"DynamicsMissing", [](R* r) { P(r, 1)->clear_dynamics(); },
+       "problems[1].dynamics: required (set dynamics.linear or dynamics.model)"},
+      {"UnknownModel", [](R* r) { Model(r)->set_name("foo"); },
+       "problems[2].dynamics.model.name: unknown model \"foo\" (known: pendulum, cartpole)"},
+      {"UnknownLongModelNameIsCut", [](R* r) { Model(r)->set_name(std::string(100000, 'x')); },
+       "problems[2].dynamics.model.name: unknown model \"" + std::string(64, 'x') +
+           "...\" (known: pendulum, cartpole)"},
+      {"ModelNameMissing", [](R* r) { Model(r)->clear_name(); },
+       "problems[2].dynamics.model.name: required (known: pendulum, cartpole)"},
+      {"ModelParamsWrongCount",
+       [](R* r) {
+         for (double value : {9.8, 1.0, 0.1}) Model(r)->add_params(value);
+       },
+       "problems[2].dynamics.model.params: expected 4 values (gravity, masscart, masspole, "
+       "length) or none, got 3"},
+      {"ModelDtNegative", [](R* r) { Model(r)->set_dt(-0.05); },
+       "problems[2].dynamics.model.dt: must be > 0 (or 0 for the model's default), got -0.05"},
+      {"ModelDtNaN", [](R* r) { Model(r)->set_dt(kNaN); },
+       "problems[2].dynamics.model.dt: must be > 0 (or 0 for the model's default), got nan"},
+      {"UnknownIntegrator", [](R* r) { Model(r)->set_integrator("rk45"); },
+       "problems[2].dynamics.model.integrator: unknown integrator \"rk45\" for model "
+       "\"cartpole\" (known: euler)"},
+  };
+  return *kCases;
+}
+
+class ToProblemsRejects : public ::testing::TestWithParam<InvalidCase> {};
+
+TEST_P(ToProblemsRejects, NamesTheField) {
+  mpcd::v1::SolveRequest request = ValidRequest();
+  ASSERT_THAT(ToProblems(request, RequestLimits{}), IsOk());
+  GetParam().mutate(&request);
+  absl::StatusOr<std::vector<Problem>> problems = ToProblems(request, RequestLimits{});
+  if (GetParam().exact) {
+    EXPECT_THAT(problems, StatusIs(absl::StatusCode::kInvalidArgument, GetParam().message));
+  } else {
+    EXPECT_THAT(problems,
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(GetParam().message)));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFields, ToProblemsRejects, ::testing::ValuesIn(InvalidCases()),
+                         [](const ::testing::TestParamInfo<InvalidCase>& info) {
+                           return info.param.name;
+                         });
+
+TEST(ToProblems, EnforcesRequestLimits) {
+  RequestLimits limits;
+  limits.max_problems = 2;
+  EXPECT_THAT(
+      ToProblems(ValidRequest(), limits),
+      StatusIs(absl::StatusCode::kInvalidArgument, "problems: at most 2 per request, got 3"));
+
+  limits = RequestLimits{};
+  limits.problem.max_state_dim = 2;
+  EXPECT_THAT(ToProblems(ValidRequest(), limits),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "problems[0].x_init: state dimension 3 is over the limit 2"));
+
+  limits = RequestLimits{};
+  limits.problem.max_control_dim = 1;
+  EXPECT_THAT(ToProblems(ValidRequest(), limits),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "problems[0].dynamics.linear.transition: control dimension 2 is over the "
+                       "limit 1"));
+
+  limits = RequestLimits{};
+  limits.problem.max_horizon = 5;
+  EXPECT_THAT(ToProblems(ValidRequest(), limits),
+              StatusIs(absl::StatusCode::kInvalidArgument, "horizon: must be <= 5, got 6"));
+}
+
+TEST(ToProblems, ModelLimitsApplyToo) {
+  RequestLimits limits;
+  limits.problem.max_state_dim = 4;  // cartpole has 5 states
+  EXPECT_THAT(ToProblems(Request({CartpoleProblem()}), limits),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "problems[0].dynamics.model.name: model \"cartpole\" has n = 5, m = 1, "
+                       "over the limits n <= 4, m <= 256"));
+}
+
+TEST(ToProblems, JacobiansAreNotImplementedYet) {
+  mpcd::v1::SolveRequest request = ValidRequest();
+  request.set_return_x_init_jacobian(true);
+  EXPECT_THAT(ToProblems(request, RequestLimits{}),
+              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("return_x_init_jacobian")));
+}
+
+TEST(ToProblems, EmptyTensorIsAbsent) {
+  mpcd::v1::Problem problem = LinearProblem();
+  problem.mutable_dynamics()->mutable_linear()->mutable_offset()->Clear();
+  problem.mutable_cost()->mutable_linear()->Clear();
+  problem.mutable_u_lower()->Clear();
+  problem.mutable_u_upper()->Clear();
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems,
+                           ToProblems(Request({problem}), RequestLimits{}));
+  EXPECT_THAT(problems[0].offset, SizeIs(0));
+  EXPECT_THAT(problems[0].cost_linear, SizeIs(kTau));
+  EXPECT_THAT(problems[0].u_lower, SizeIs(0));
+  EXPECT_THAT(problems[0].u_upper, SizeIs(0));
+}
+
+TEST(ToProblems, NeverFailsOnRandomGarbageShapes) {
+  // Shapes and data lengths that disagree in every way must give an error, never a crash.
+  mpcd::v1::SolveRequest request = Request({LinearProblem()});
+  for (std::uint32_t a : {0u, 1u, 3u, 5u, 4294967295u}) {
+    for (std::uint32_t b : {0u, 2u, 7u}) {
+      mpcd::v1::SolveRequest copy = request;
+      mpcd::v1::Tensor* t = copy.mutable_problems(0)->mutable_cost()->mutable_quadratic();
+      t->clear_shape();
+      t->add_shape(a);
+      t->add_shape(b);
+      EXPECT_THAT(
+          ToProblems(copy, RequestLimits{}),
+          StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("problems[0].cost.quadratic: ")));
+    }
+  }
+}
+
+TEST(ToSolveResponse, WritesShapesAndStatuses) {
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems,
+                           ToProblems(ValidRequest(), RequestLimits{}));
+  std::vector<Solution> solutions(problems.size());
+  const SolveStatus statuses[] = {SolveStatus::kConverged, SolveStatus::kLinesearchFailed,
+                                  SolveStatus::kNotFinite};
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    solutions[i].Resize(problems[i].shape, /*with_gains=*/i == 0);
+    solutions[i].status = statuses[i];
+    solutions[i].iterations = static_cast<int>(i) + 4;
+    solutions[i].cost = 1.5 * static_cast<double>(i);
+    solutions[i].step_norm = 1e-9;
+    solutions[i].regularization = 0.25;
+    solutions[i].x[0] = 42.0;
+  }
+  mpcd::v1::SolveResponse response;
+  ToSolveResponse(solutions, problems, &response);
+  ASSERT_EQ(response.solutions_size(), 3);
+
+  const mpcd::v1::Solution& first = response.solutions(0);
+  EXPECT_THAT(first.x().shape(), ElementsAre(kHorizon, kN));
+  EXPECT_THAT(first.x().data(), SizeIs(kHorizon * kN));
+  EXPECT_EQ(first.x().data(0), 42.0);
+  EXPECT_THAT(first.u().shape(), ElementsAre(kHorizon, kM));
+  EXPECT_THAT(first.u().data(), SizeIs(kHorizon * kM));
+  EXPECT_THAT(first.feedback().shape(), ElementsAre(kHorizon, kM, kN));
+  EXPECT_THAT(first.feedback().data(), SizeIs(kHorizon * kM * kN));
+  EXPECT_THAT(first.feedforward().shape(), ElementsAre(kHorizon, kM));
+  EXPECT_EQ(first.status(), mpcd::v1::CONVERGED);
+  EXPECT_EQ(first.iterations(), 4u);
+  EXPECT_EQ(first.step_norm(), 1e-9);
+  EXPECT_EQ(first.regularization(), 0.25);
+
+  EXPECT_EQ(response.solutions(1).status(), mpcd::v1::LINESEARCH_FAILED);
+  EXPECT_FALSE(response.solutions(1).has_feedback());
+  EXPECT_FALSE(response.solutions(1).has_feedforward());
+
+  const mpcd::v1::Solution& cartpole = response.solutions(2);
+  EXPECT_EQ(cartpole.status(), mpcd::v1::NOT_FINITE);
+  EXPECT_THAT(cartpole.x().shape(), ElementsAre(kHorizon, 5));
+  EXPECT_THAT(cartpole.u().shape(), ElementsAre(kHorizon, 1));
+  EXPECT_EQ(cartpole.cost(), 3.0);
+}
+
+TEST(ToProtoSolveStatus, MapsEveryStatus) {
+  EXPECT_EQ(ToProtoSolveStatus(SolveStatus::kConverged), mpcd::v1::CONVERGED);
+  EXPECT_EQ(ToProtoSolveStatus(SolveStatus::kMaxIterations), mpcd::v1::MAX_ITERATIONS);
+  EXPECT_EQ(ToProtoSolveStatus(SolveStatus::kLinesearchFailed), mpcd::v1::LINESEARCH_FAILED);
+  EXPECT_EQ(ToProtoSolveStatus(SolveStatus::kNotFinite), mpcd::v1::NOT_FINITE);
+  // The proto names are the solver's names.
+  for (SolveStatus status : {SolveStatus::kConverged, SolveStatus::kMaxIterations,
+                             SolveStatus::kLinesearchFailed, SolveStatus::kNotFinite}) {
+    EXPECT_EQ(mpcd::v1::SolveStatus_Name(ToProtoSolveStatus(status)), SolveStatusName(status));
+  }
+}
+
+TEST(ToListModelsResponse, DescribesBuiltinModels) {
+  mpcd::v1::ListModelsResponse response;
+  ToListModelsResponse(BuiltinModels(), &response);
+  ASSERT_EQ(response.models_size(), static_cast<int>(BuiltinModels().size()));
+  const mpcd::v1::ModelDescription* cartpole = nullptr;
+  for (const mpcd::v1::ModelDescription& model : response.models()) {
+    if (model.name() == "cartpole") cartpole = &model;
+  }
+  ASSERT_NE(cartpole, nullptr);
+  EXPECT_EQ(cartpole->state_dim(), 5u);
+  EXPECT_EQ(cartpole->control_dim(), 1u);
+  EXPECT_THAT(cartpole->param_names(), ElementsAre("gravity", "masscart", "masspole", "length"));
+  EXPECT_THAT(cartpole->default_params(), ElementsAre(9.8, 1.0, 0.1, 0.5));
+  EXPECT_EQ(cartpole->default_dt(), 0.05);
+  EXPECT_THAT(cartpole->integrators(), ElementsAre("euler"));
+  EXPECT_THAT(cartpole->state_names(), SizeIs(5));
+}
+
+}  // namespace
+}  // namespace mpc
