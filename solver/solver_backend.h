@@ -2,8 +2,10 @@
 #define MPC_SOLVER_SOLVER_BACKEND_H_
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "solver/gradients.h"
 #include "solver/problem.h"
 
 namespace mpc {
@@ -22,6 +24,19 @@ class SolverBackend {
   // not run; per-problem failures are data (Solution::status).
   virtual absl::Status SolveBatch(absl::Span<const Problem* const> problems,
                                   absl::Span<Solution* const> solutions) = 0;
+
+  // Vector-Jacobian products (DESIGN §4): dL/d(inputs) of problems[i] into *gradients[i] (resized
+  // as needed), each on its own, one backend call per batch. Problems must have passed
+  // ValidateBackwardProblem (and their Problem the problem validations). Returns non-OK only if the
+  // whole batch could not run; per-problem trouble is data (ProblemGradient::status). The default
+  // is for backends without gradients.
+  virtual absl::Status BackwardBatch(absl::Span<const BackwardProblem* const> problems,
+                                     absl::Span<ProblemGradient* const> gradients) {
+    (void)problems;
+    (void)gradients;
+    return absl::UnimplementedError(
+        absl::StrCat("Backward: the ", name(), " backend has no gradients yet"));
+  }
 };
 
 }  // namespace mpc

@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "solver/cpu/ilqr.h"
+#include "solver/cpu/implicit_backward.h"
 
 namespace mpc {
 namespace {
@@ -18,6 +19,14 @@ ShapeSolver& ThreadLocalSolver(const ProblemShape& shape) {
   std::unique_ptr<ShapeSolver>& solver = solvers[shape];
   if (solver == nullptr) solver = MakeShapeSolver(shape);
   return *solver;
+}
+
+// The same for backward passes.
+ShapeBackward& ThreadLocalBackward(const ProblemShape& shape) {
+  thread_local absl::flat_hash_map<ProblemShape, std::unique_ptr<ShapeBackward>> workspaces;
+  std::unique_ptr<ShapeBackward>& workspace = workspaces[shape];
+  if (workspace == nullptr) workspace = MakeShapeBackward(shape);
+  return *workspace;
 }
 
 }  // namespace
@@ -43,6 +52,29 @@ absl::Status CpuBackend::SolveBatch(absl::Span<const Problem* const> problems,
   pool_->ParallelFor(static_cast<int>(problems.size()), [&](int /*worker*/, int i) {
     const Problem& problem = *problems[i];
     ThreadLocalSolver(problem.shape).Solve(problem, solutions[i]);
+  });
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::BackwardBatch(absl::Span<const BackwardProblem* const> problems,
+                                       absl::Span<ProblemGradient* const> gradients) {
+  if (problems.size() != gradients.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("BackwardBatch: ", problems.size(),
+                                                   " problems but ", gradients.size(),
+                                                   " gradients"));
+  }
+  // A wrong size would make the pass read out of bounds: the whole batch is refused instead.
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    if (problems[i] == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("BackwardBatch: problem ", i, " is missing"));
+    }
+    absl::Status status =
+        ValidateBackwardProblem(*problems[i], absl::StrCat("BackwardBatch: problems[", i, "]."));
+    if (!status.ok()) return status;
+  }
+  pool_->ParallelFor(static_cast<int>(problems.size()), [&](int /*worker*/, int i) {
+    const BackwardProblem& problem = *problems[i];
+    ThreadLocalBackward(problem.problem->shape).Backward(problem, gradients[i]);
   });
   return absl::OkStatus();
 }

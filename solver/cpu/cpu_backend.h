@@ -14,7 +14,8 @@ struct CpuBackendOptions {
 };
 
 // SolverBackend on CPU threads: a fixed pool splits each batch; every worker keeps one workspace per
-// problem shape, allocated on first use and reused, so steady-state solves allocate nothing.
+// problem shape (one for solves, one for backward passes), allocated on first use and reused, so
+// steady-state solves and backward passes allocate nothing.
 class CpuBackend final : public SolverBackend {
  public:
   static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(const CpuBackendOptions& options);
@@ -22,6 +23,8 @@ class CpuBackend final : public SolverBackend {
   absl::string_view name() const override { return "cpu"; }
   absl::Status SolveBatch(absl::Span<const Problem* const> problems,
                           absl::Span<Solution* const> solutions) override;
+  absl::Status BackwardBatch(absl::Span<const BackwardProblem* const> problems,
+                             absl::Span<ProblemGradient* const> gradients) override;
 
   int threads() const { return pool_->size(); }
 

@@ -104,6 +104,7 @@ class IlqrSolver final : public ShapeSolver {
     KtQux_.setZero(n, n);
     qp_x_.setZero(m);
     qp_g_.setZero(m);
+    qp_grad_.setZero(m);
     qp_dx_.setZero(m);
     qp_trial_.setZero(m);
     qp_lo_.setZero(m);
@@ -412,8 +413,9 @@ class IlqrSolver final : public ShapeSolver {
   // out of the box is clamped) and factorises H restricted to them, with identity on the clamped
   // ones, into llt_.
   void FactorFreeSubspace() {
-    qp_g_.noalias() = H_ * qp_x_;
-    qp_g_ += qu_;
+    qp_grad_.noalias() = H_ * qp_x_;
+    qp_grad_ += qu_;
+    qp_g_ = qp_grad_;
     Hfree_ = H_;
     for (int i = 0; i < m_; ++i) {
       const bool clamped = (qp_x_[i] <= qp_lo_[i] && qp_g_[i] > 0.0) ||
@@ -435,16 +437,21 @@ class IlqrSolver final : public ShapeSolver {
   void SolveBoxQp(int t) {
     qp_lo_ = lower_.col(t) - u_.col(t);
     qp_hi_ = upper_.col(t) - u_.col(t);
-    if (t == T_ - 1) {
-      SolveNegated(qu_, qp_x_);
-    } else {
-      qp_x_ = k_[t + 1];  // warm start from the previous stage, as pnqp
+    // llt_ holds H: when the unconstrained minimiser is inside the box it is the answer.
+    SolveNegated(qu_, qp_x_);
+    if ((qp_x_.array() >= qp_lo_.array()).all() && (qp_x_.array() <= qp_hi_.array()).all()) {
+      k_[t] = qp_x_;
+      SolveNegated(Qux_, K_[t]);
+      return;
     }
+    if (t < T_ - 1) qp_x_ = k_[t + 1];  // warm start from the previous stage, as pnqp
     qp_x_ = qp_x_.cwiseMax(qp_lo_).cwiseMin(qp_hi_);
     bool exact_on_face = false;
+    bool factored_at_x = false;
     for (int iteration = 0; iteration < kMaxBoxQpIterations; ++iteration) {
       qp_free_prev_ = qp_free_;
       FactorFreeSubspace();
+      factored_at_x = true;
       // After a full, unclipped Newton step on an unchanged face, qp_x_ is that face's minimiser.
       if (exact_on_face && qp_free_ == qp_free_prev_) break;
       SolveNegated(qp_g_, qp_dx_);
@@ -454,9 +461,7 @@ class IlqrSolver final : public ShapeSolver {
       for (int backtrack = 0; backtrack < kMaxBoxQpBacktracks; ++backtrack) {
         qp_trial_ = (qp_x_ + alpha * qp_dx_).cwiseMax(qp_lo_).cwiseMin(qp_hi_);
         // Armijo along the projection arc, with the gradient at the current point.
-        qp_g_.noalias() = H_ * qp_x_;
-        qp_g_ += qu_;
-        const double predicted = qp_g_.dot(qp_x_ - qp_trial_);
+        const double predicted = qp_grad_.dot(qp_x_ - qp_trial_);
         if (objective - QpObjective(qp_trial_) >= kBoxQpArmijo * predicted) break;
         alpha *= 0.5;
       }
@@ -464,8 +469,9 @@ class IlqrSolver final : public ShapeSolver {
       exact_on_face = alpha == 1.0 && !clipped;
       if (qp_trial_ == qp_x_) break;
       qp_x_ = qp_trial_;
+      factored_at_x = false;
     }
-    FactorFreeSubspace();
+    if (!factored_at_x) FactorFreeSubspace();
     k_[t] = qp_x_;
     Qux_free_ = Qux_;
     for (int i = 0; i < m_; ++i) {
@@ -572,7 +578,7 @@ class IlqrSolver final : public ShapeSolver {
   MatUU Quu_, H_, Hfree_;
   VecU qu_, gu_, tmp_u_, cost_u_;
   Eigen::LLT<MatUU> llt_;
-  VecU qp_x_, qp_g_, qp_dx_, qp_trial_, qp_lo_, qp_hi_, qp_free_, qp_free_prev_;
+  VecU qp_x_, qp_g_, qp_grad_, qp_dx_, qp_trial_, qp_lo_, qp_hi_, qp_free_, qp_free_prev_;
 };
 
 }  // namespace ilqr_internal

@@ -1,0 +1,111 @@
+#ifndef MPC_SOLVER_GRADIENTS_H_
+#define MPC_SOLVER_GRADIENTS_H_
+
+// Gradients of the MPC solution map (DESIGN §4): the types of a backward (vector-Jacobian product)
+// request and its answer. The math lives in cpu/implicit_backward.h.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "solver/problem.h"
+
+namespace mpc {
+
+// Which derivative a backward pass computes. Every mode linearises the dynamics at the given
+// solution (x*, u*), fixes the active set (|u - bound| <= 1e-8 pins a control) and solves one extra
+// LQR; they differ in the Hessian of that LQR and in the chain rule for model parameters.
+enum class GradientMode : std::uint8_t {
+  // mpc.pytorch's LQRStep.backward, exactly: the LQR of the final linearisation (C, F_lin) with
+  // cost C only; dL/dparams = sum_t dL/df_lin_t . d dyn(x*_t, u*_t)/d params, i.e. F_lin is a
+  // constant ("f_only", what mpc.pytorch's AUTO_DIFF path returns). For linear dynamics this is the
+  // exact derivative.
+  kDefault,
+  // As kDefault, but dL/dparams also differentiates F_lin with respect to the parameters (second
+  // derivatives of the dynamics by forward-over-forward AD): the complete chain rule through the
+  // linearisation mpc.pytorch builds (its `through_F_and_f` variant). Differs from kDefault only in
+  // dL/dparams.
+  kFullChain,
+  // The true derivative of the nonlinear solution map at a (strict, non-degenerate) local optimum:
+  // the LQR's Hessian gets the dynamics curvature sum_i lambda_{t+1,i} d2 f_i / d tau_t^2, and
+  // params get the complete chain rule. Equals kDefault for linear dynamics.
+  kExact,
+};
+
+const char* GradientModeName(GradientMode mode);
+
+// A backward request for one problem: the problem, the solution the gradient is taken at and the
+// cotangent of a scalar loss L with respect to that solution. Nothing is cached between Solve and
+// Backward: everything the pass needs is here.
+struct BackwardProblem {
+  const Problem* problem = nullptr;  // not owned; must outlive the backward call
+  std::vector<double> x;             // (T, n): x*, x[0] = x_init (the linearisation point)
+  std::vector<double> u;             // (T, m): u*
+  std::vector<double> dl_dx;         // (T, n): dL/dx*; empty = zero
+  std::vector<double> dl_du;         // (T, m): dL/du*; empty = zero
+  GradientMode mode = GradientMode::kDefault;
+};
+
+// How a backward pass went. Values are always finite; anything but kOk deserves a look.
+enum class GradientStatus : std::uint8_t {
+  kOk,
+  // The pinned LQR's reduced Hessian is nearly singular (estimated condition number of some
+  // stage's Quu on the free controls above 1e12): the gradient is computed but sensitive.
+  kIllConditioned,
+  // Quu on the free controls was not positive definite at some stage (the point is not a strict
+  // local minimum of the model used, e.g. exact mode away from an optimum); mu I (reported as
+  // `regularization`) was added to make the LQR solvable, so the gradient is that of a regularised
+  // problem, not the true derivative.
+  kRegularized,
+  // NaN/Inf in the inputs' derivatives or the result, or no regularisation helped: every gradient
+  // is zero.
+  kNotFinite,
+};
+
+const char* GradientStatusName(GradientStatus status);
+
+// dL/d(input) for one problem, mirroring Problem: every array has the size of the input it
+// differentiates, row-major. A time-invariant input (one slice) gets the sum over t of the
+// per-step gradients.
+struct ProblemGradient {
+  std::vector<double> x_init;          // (n)
+  std::vector<double> cost_quadratic;  // like Problem::cost_quadratic: (n+m, n+m) or (T, n+m, n+m)
+  std::vector<double> cost_linear;     // like Problem::cost_linear: (n+m) or (T, n+m)
+  // Linear dynamics only (empty for models):
+  std::vector<double> transition;  // like Problem::transition: (n, n+m) or (T-1, n, n+m)
+  // Like Problem::offset. An absent (zero) offset still gets its gradient, laid out as the
+  // transition is: (n) when the transition is one slice, (T-1, n) when it is per step.
+  std::vector<double> offset;
+  // Models only (empty for linear dynamics): (p), also when Problem::params is empty (the model's
+  // defaults were used).
+  std::vector<double> params;
+
+  GradientStatus status = GradientStatus::kOk;
+  double regularization = 0.0;  // mu added to Quu on the free controls (0 = none)
+  // Largest estimated condition number of Quu restricted to the free controls, over t.
+  double condition_estimate = 0.0;
+  // How far the point is from a solution of the problem (the gradient formulas assume one):
+  // max over free controls of |dcost/du_t + B_t' lambda_{t+1}| (zero at an exact optimum; mpc.pytorch
+  // evaluates its formulas wherever it stopped), and max_t |x_{t+1} - f(x_t, u_t)|.
+  double stationarity_residual = 0.0;
+  double dynamics_residual = 0.0;
+  int active_controls = 0;  // controls pinned at a bound (|u - bound| <= 1e-8)
+};
+
+// The active-set threshold of mpc.pytorch's backward: a control within this of a bound is pinned.
+inline constexpr double kActiveSetTolerance = 1e-8;
+
+// Checks a BackwardProblem's sizes and values against its problem (which must itself be valid):
+// x (T, n), u (T, m), dl_dx empty or (T, n), dl_du empty or (T, m), all finite. Messages name the
+// fields as "<prefix>x", "<prefix>dl_du", ....
+absl::Status ValidateBackwardProblem(const BackwardProblem& problem,
+                                     const std::string& field_prefix = "");
+
+// Convenience for tests and tools: one backward pass on a fresh workspace (cpu/implicit_backward).
+// The problem must pass ValidateBackwardProblem.
+ProblemGradient ComputeGradient(const BackwardProblem& problem);
+
+}  // namespace mpc
+
+#endif  // MPC_SOLVER_GRADIENTS_H_
