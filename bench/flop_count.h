@@ -32,6 +32,10 @@ inline bool operator>(Flop a, double b) { return a.v > b; }
 inline Flop sin(Flop a) { ++Flop::count; return std::sin(a.v); }
 inline Flop cos(Flop a) { ++Flop::count; return std::cos(a.v); }
 inline Flop sqrt(Flop a) { ++Flop::count; return std::sqrt(a.v); }
+inline void SinCos(const Flop& a, Flop* s, Flop* c) {
+  *s = sin(a);
+  *c = cos(a);
+}
 inline Flop atan2(Flop a, Flop b) { ++Flop::count; return std::atan2(a.v, b.v); }
 inline const double& ValueOf(const Flop& a) { return a.v; }
 

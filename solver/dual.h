@@ -139,6 +139,19 @@ MPC_HOST_DEVICE inline Dual<S, N> atan2(const Dual<S, N>& y, const Dual<S, N>& x
   return r;
 }
 
+// sin(a) and cos(a) together: one sincos of the value serves both results and their derivatives.
+MPC_HOST_DEVICE inline void SinCos(double a, double* s, double* c) {
+  *s = std::sin(a);
+  *c = std::cos(a);
+}
+template <typename S, int N>
+MPC_HOST_DEVICE inline void SinCos(const Dual<S, N>& a, Dual<S, N>* s, Dual<S, N>* c) {
+  S sin_v, cos_v;
+  SinCos(a.v, &sin_v, &cos_v);
+  *s = Chain(a, sin_v, cos_v);
+  *c = Chain(a, cos_v, S(-sin_v));
+}
+
 // torch.clamp's derivative: 1 on the closed interval [lo, hi], 0 outside.
 template <typename T>
 MPC_HOST_DEVICE inline T Clamp(const T& a, double lo, double hi) {

@@ -46,8 +46,7 @@ struct CartpoleModel {
     const T new_th = th + dt * dth;
     x_next[0] = pos + dt * vel;
     x_next[1] = vel + dt * x_acc;
-    x_next[2] = cos(new_th);
-    x_next[3] = sin(new_th);
+    SinCos(new_th, &x_next[3], &x_next[2]);
     x_next[4] = dth + dt * th_acc;
   }
 };

@@ -37,8 +37,7 @@ struct PendulumModel {
     // Accelerations use the raw sin component, as mpc.pytorch does.
     const T new_dth = dth + dt * ((-3.0 * g / (2.0 * l)) * (-sin_th) + 3.0 * torque / (m * l * l));
     const T new_th = th + new_dth * dt;
-    x_next[0] = cos(new_th);
-    x_next[1] = sin(new_th);
+    SinCos(new_th, &x_next[1], &x_next[0]);
     x_next[2] = new_dth;
   }
 };
