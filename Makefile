@@ -1,16 +1,19 @@
 # Entry points for people and CI. Everything real lives in CMake; this file only sequences it.
 #   make build   install missing Debian packages, configure and build (build/)
 #   make test    build, then run every test (GPU tests skip themselves without a device)
-#   make run     build, then solve the example cartpole swing-up in-process
+#   make run     build, then serve: mpcd on localhost:50051, metrics on :9464 (Ctrl-C drains and
+#                stops); from a second terminal:
+#                build/bin/mpcctl solve --target=localhost:50051 --request=examples/cartpole_swingup.json
 #   make bench   build, then run the benchmarks (build/bin/mpcd_*bench)
 #   make clean   remove build/
 # Variables: JOBS (parallel jobs, default 2: this machine has 2 cores), BUILD_DIR, BUILD_TYPE,
-# CMAKE_ARGS (extra configure arguments).
+# CMAKE_ARGS (extra configure arguments), MPCD_FLAGS (extra mpcd flags for `make run`).
 
 JOBS ?= 2
 BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 CMAKE_ARGS ?=
+MPCD_FLAGS ?=
 
 .PHONY: all deps configure build test run bench clean
 
@@ -29,7 +32,7 @@ test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
 
 run: build
-	$(BUILD_DIR)/bin/mpcctl solve --local --request=examples/cartpole_swingup.json
+	$(BUILD_DIR)/bin/mpcd --host=127.0.0.1 --port=50051 --metrics_port=9464 --backend=auto $(MPCD_FLAGS)
 
 bench: build
 	@found=0; for b in $(BUILD_DIR)/bin/mpcd_*bench; do \

@@ -1,21 +1,35 @@
 // mpcctl: command-line client for mpcd.
 //
 //   mpcctl solve --local --request=FILE.json   solve a SolveRequest (protobuf JSON) in-process
+//   mpcctl backward --local --request=FILE.json  gradients for a BackwardRequest, in-process
 //   mpcctl models --local                      list the built-in models (ListModelsResponse JSON)
 //   mpcctl demo                                solve a built-in cartpole swing-up, print a summary
 //
+// Against a server (--target=HOST:PORT):
+//   mpcctl solve --target=ADDR --request=FILE.json  Solve on the server, print the SolveResponse
+//   mpcctl backward --target=ADDR --request=FILE.json  Backward on the server
+//   mpcctl models --target=ADDR                     ListModels on the server
+//   mpcctl health --target=ADDR [--service=NAME]    grpc.health.v1 Check; exit 0 only when SERVING
+//   mpcctl bench --target=ADDR --model=cartpole --horizon=25 --batch=1 --concurrency=N
+//                --duration=S [--json]             closed-loop load: throughput and latency
+//
 // Output JSON goes to stdout. Any error is exactly one line "mpcctl: <message>" on stderr, with
-// exit code 2 for bad input or usage and 1 for a failure of the solver itself.
+// exit code 2 for bad input or usage and 1 for a failure of the solver itself. With --target every
+// error exits 2, and an error from the server reads "mpcctl: CODE: message" (gRPC's code name).
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -30,6 +44,8 @@
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/load_generator.h"
+#include "client/mpc_client.h"
 #include "mpcd/v1/mpcd.pb.h"
 #include "server/proto_conversion.h"
 #include "solver/cpu/cpu_backend.h"
@@ -39,20 +55,43 @@
 
 ABSL_FLAG(bool, local, false, "Run in this process on the CPU backend (no server needed).");
 ABSL_FLAG(std::string, request, "",
-          "solve: the SolveRequest as JSON (protobuf JSON mapping, snake_case or lowerCamelCase "
-          "field names); --request=- reads stdin.");
-ABSL_FLAG(std::string, target, "", "Server address HOST:PORT (not implemented yet: use --local).");
+          "solve: the SolveRequest (backward: the BackwardRequest) as JSON (protobuf JSON "
+          "mapping, snake_case or lowerCamelCase field names); --request=- reads stdin.");
+ABSL_FLAG(std::string, target, "", "Server address HOST:PORT: run the command against mpcd there.");
+ABSL_FLAG(double, timeout, 60.0, "--target: deadline of each call, in seconds.");
+ABSL_FLAG(std::string, service, "", "health: the service to check (\"\" = the whole server).");
+ABSL_FLAG(std::string, model, "cartpole", "bench: cartpole, pendulum or linear.");
+ABSL_FLAG(int, horizon, 25, "bench: horizon T of every problem.");
+ABSL_FLAG(int, batch, 1, "bench: problems per request.");
+ABSL_FLAG(int, concurrency, 1, "bench: callers, each with one request in flight.");
+ABSL_FLAG(double, duration, 10.0, "bench: measured seconds.");
+ABSL_FLAG(double, warmup, 1.0, "bench: seconds of load before measuring.");
+ABSL_FLAG(int, iterations, 10,
+          "bench: exactly this many iLQR iterations per problem (tolerance 0, as the solver "
+          "benchmark's fixed10); 0 = solve to convergence with the default options.");
+ABSL_FLAG(int, state_dim, 8, "bench --model=linear: n.");
+ABSL_FLAG(int, control_dim, 4, "bench --model=linear: m.");
+ABSL_FLAG(int, channels, 0,
+          "bench: TCP connections to spread the callers over (0 = min(concurrency, 4)).");
+ABSL_FLAG(bool, json, false, "bench: print one JSON object instead of text.");
 ABSL_FLAG(int, threads, 0, "--local: CPU solver threads (0 = one per hardware thread).");
 
 namespace {
 
 constexpr char kUsage[] =
     "usage: mpcctl solve --local --request=FILE.json|- [--threads=N]\n"
-    "       mpcctl models --local\n"
+    "       mpcctl solve --target=HOST:PORT --request=FILE.json|- [--timeout=S]\n"
+    "       mpcctl backward --local --request=FILE.json|- [--threads=N]\n"
+    "       mpcctl backward --target=HOST:PORT --request=FILE.json|- [--timeout=S]\n"
+    "       mpcctl models --local | --target=HOST:PORT\n"
+    "       mpcctl health --target=HOST:PORT [--service=NAME]\n"
+    "       mpcctl bench --target=HOST:PORT [--model=cartpole] [--horizon=25] [--batch=1]\n"
+    "                    [--concurrency=N] [--duration=S] [--warmup=S] [--iterations=10] [--json]\n"
     "       mpcctl demo [--threads=N]";
 
 // Problems with the input (usage, files, JSON, validation) exit with 2; solver failures with 1.
 int ExitCode(const absl::Status& status) {
+  if (!absl::GetFlag(FLAGS_target).empty()) return 2;  // talking to a server: every error is 2
   switch (status.code()) {
     case absl::StatusCode::kInternal:
     case absl::StatusCode::kUnknown:
@@ -92,9 +131,11 @@ absl::StatusOr<std::string> ReadInput(const std::string& path) {
   return contents;
 }
 
-absl::StatusOr<mpcd::v1::SolveRequest> ParseRequest(const std::string& json,
-                                                    const std::string& source) {
-  mpcd::v1::SolveRequest request;
+// A request message of type Request (named `type` in messages) from protobuf JSON.
+template <class Request>
+absl::StatusOr<Request> ParseJsonRequest(const std::string& json, const std::string& source,
+                                         const char* type) {
+  Request request;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;  // a misspelt field must not be silently dropped
   const auto status = google::protobuf::util::JsonStringToMessage(json, &request, options);
@@ -102,9 +143,14 @@ absl::StatusOr<mpcd::v1::SolveRequest> ParseRequest(const std::string& json,
     // The parser's first line says what is wrong; the rest echoes the input around the error.
     const std::string message = status.message().ToString();
     return absl::InvalidArgumentError(absl::StrCat(
-        source, ": not a valid SolveRequest JSON: ", message.substr(0, message.find('\n'))));
+        source, ": not a valid ", type, " JSON: ", message.substr(0, message.find('\n'))));
   }
   return request;
+}
+
+absl::StatusOr<mpcd::v1::SolveRequest> ParseRequest(const std::string& json,
+                                                    const std::string& source) {
+  return ParseJsonRequest<mpcd::v1::SolveRequest>(json, source, "SolveRequest");
 }
 
 absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message) {
@@ -160,7 +206,7 @@ absl::StatusOr<LocalSolve> SolveLocally(const mpcd::v1::SolveRequest& request, i
 // Both subcommands that talk to mpcd need to know where: in-process or a server.
 absl::Status CheckMode(const char* command) {
   if (!absl::GetFlag(FLAGS_target).empty()) {
-    return absl::UnimplementedError("--target is not implemented yet: use --local");
+    return absl::InvalidArgumentError("--local and --target exclude each other");
   }
   if (!absl::GetFlag(FLAGS_local)) {
     return absl::InvalidArgumentError(
@@ -173,7 +219,12 @@ absl::Status CheckMode(const char* command) {
   return absl::OkStatus();
 }
 
+absl::Status RunSolveRemote();
+absl::Status RunBackwardRemote();
+absl::Status RunModelsRemote();
+
 absl::Status RunSolve() {
+  if (!absl::GetFlag(FLAGS_target).empty() && !absl::GetFlag(FLAGS_local)) return RunSolveRemote();
   MPC_RETURN_IF_ERROR(CheckMode("solve"));
   const std::string path = absl::GetFlag(FLAGS_request);
   if (path.empty()) {
@@ -189,7 +240,52 @@ absl::Status RunSolve() {
   return absl::OkStatus();
 }
 
+// A BackwardRequest (protobuf JSON) to a BackwardResponse on an in-process CpuBackend, one
+// backend call for all problems.
+absl::Status RunBackward() {
+  if (!absl::GetFlag(FLAGS_target).empty() && !absl::GetFlag(FLAGS_local)) {
+    return RunBackwardRemote();
+  }
+  MPC_RETURN_IF_ERROR(CheckMode("backward"));
+  const std::string path = absl::GetFlag(FLAGS_request);
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        "backward needs --request=FILE.json (or --request=- for stdin)");
+  }
+  MPC_ASSIGN_OR_RETURN(const std::string json, ReadInput(path));
+  MPC_ASSIGN_OR_RETURN(const mpcd::v1::BackwardRequest request,
+                       ParseJsonRequest<mpcd::v1::BackwardRequest>(
+                           json, path == "-" ? "stdin" : path, "BackwardRequest"));
+  MPC_ASSIGN_OR_RETURN(const mpc::BackwardInputs batch,
+                       mpc::ToBackwardProblems(request, mpc::RequestLimits{}));
+  mpc::CpuBackendOptions backend_options;
+  backend_options.threads = absl::GetFlag(FLAGS_threads);
+  MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::CpuBackend> backend,
+                       mpc::CpuBackend::Create(backend_options));
+  std::vector<const mpc::BackwardProblem*> inputs;
+  for (const mpc::BackwardProblem& item : batch.items) inputs.push_back(&item);
+  std::vector<mpc::ProblemGradient> gradients(inputs.size());
+  std::vector<mpc::ProblemGradient*> outputs;
+  for (mpc::ProblemGradient& gradient : gradients) outputs.push_back(&gradient);
+  const absl::Time start = absl::Now();
+  MPC_RETURN_IF_ERROR(backend->BackwardBatch(inputs, outputs));
+  const absl::Duration elapsed = absl::Now() - start;
+
+  mpcd::v1::BackwardResponse response;
+  mpc::ToBackwardResponse(request, gradients, &response);
+  response.mutable_timing()->set_queue_seconds(0.0);
+  response.mutable_timing()->set_solve_seconds(absl::ToDoubleSeconds(elapsed));
+  response.set_batch_size(static_cast<std::uint32_t>(gradients.size()));
+  response.set_backend(std::string(backend->name()));
+  MPC_ASSIGN_OR_RETURN(const std::string out, ToJson(response));
+  std::cout << out << "\n";
+  return absl::OkStatus();
+}
+
 absl::Status RunModels() {
+  if (!absl::GetFlag(FLAGS_target).empty() && !absl::GetFlag(FLAGS_local)) {
+    return RunModelsRemote();
+  }
   MPC_RETURN_IF_ERROR(CheckMode("models"));
   mpcd::v1::ListModelsResponse response;
   mpc::ToListModelsResponse(mpc::BuiltinModels(), &response);
@@ -261,6 +357,282 @@ absl::Status RunDemo() {
   return absl::OkStatus();
 }
 
+// --- Against a server (--target) ---
+
+// An error from the server (or from reaching it), as "CODE: message" with gRPC's code name.
+absl::Status RemoteError(const absl::Status& status) {
+  return absl::Status(
+      status.code(), absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message()));
+}
+
+absl::StatusOr<std::unique_ptr<mpc::MpcClient>> Connect() {
+  const double timeout = absl::GetFlag(FLAGS_timeout);
+  if (!(timeout > 0.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("--timeout: must be > 0, got ", timeout));
+  }
+  mpc::MpcClientOptions options;
+  options.timeout = absl::Seconds(timeout);
+  return mpc::MpcClient::Create(absl::GetFlag(FLAGS_target), options);
+}
+
+absl::Status RunSolveRemote() {
+  const std::string path = absl::GetFlag(FLAGS_request);
+  if (path.empty()) {
+    return absl::InvalidArgumentError("solve needs --request=FILE.json (or --request=- for stdin)");
+  }
+  MPC_ASSIGN_OR_RETURN(const std::string json, ReadInput(path));
+  MPC_ASSIGN_OR_RETURN(const mpcd::v1::SolveRequest request,
+                       ParseRequest(json, path == "-" ? "stdin" : path));
+  MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::MpcClient> client, Connect());
+  absl::StatusOr<mpcd::v1::SolveResponse> response = client->Solve(request);
+  if (!response.ok()) return RemoteError(response.status());
+  MPC_ASSIGN_OR_RETURN(const std::string out, ToJson(*response));
+  std::cout << out << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunBackwardRemote() {
+  const std::string path = absl::GetFlag(FLAGS_request);
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        "backward needs --request=FILE.json (or --request=- for stdin)");
+  }
+  MPC_ASSIGN_OR_RETURN(const std::string json, ReadInput(path));
+  MPC_ASSIGN_OR_RETURN(const mpcd::v1::BackwardRequest request,
+                       ParseJsonRequest<mpcd::v1::BackwardRequest>(
+                           json, path == "-" ? "stdin" : path, "BackwardRequest"));
+  MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::MpcClient> client, Connect());
+  absl::StatusOr<mpcd::v1::BackwardResponse> response = client->Backward(request);
+  if (!response.ok()) return RemoteError(response.status());
+  MPC_ASSIGN_OR_RETURN(const std::string out, ToJson(*response));
+  std::cout << out << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunModelsRemote() {
+  MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::MpcClient> client, Connect());
+  absl::StatusOr<mpcd::v1::ListModelsResponse> response = client->ListModels();
+  if (!response.ok()) return RemoteError(response.status());
+  MPC_ASSIGN_OR_RETURN(const std::string out, ToJson(*response));
+  std::cout << out << "\n";
+  return absl::OkStatus();
+}
+
+// Prints the serving status; true when SERVING.
+absl::StatusOr<bool> RunHealth() {
+  if (absl::GetFlag(FLAGS_target).empty()) {
+    return absl::InvalidArgumentError("health needs --target=HOST:PORT");
+  }
+  MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::MpcClient> client, Connect());
+  absl::StatusOr<mpc::ServingStatus> status = client->CheckHealth(absl::GetFlag(FLAGS_service));
+  if (!status.ok()) return RemoteError(status.status());
+  std::cout << mpc::ServingStatusName(*status) << "\n";
+  return *status == mpc::ServingStatus::kServing;
+}
+
+// Uniform on [lo, hi) from 53 bits of a fixed generator, so every run sends the same problems.
+double Uniform(std::mt19937_64& rng, double lo, double hi) {
+  return lo + (hi - lo) * (static_cast<double>(rng() >> 11) * 0x1.0p-53);
+}
+
+// One bench problem. cartpole and pendulum use mpc.pytorch's notebook costs and random initial
+// states (as the solver benchmark does); linear is a random stable LQR with bounded controls.
+absl::Status AddBenchProblem(const std::string& model, std::mt19937_64& rng,
+                             mpcd::v1::SolveRequest* request) {
+  constexpr double kPi = 3.14159265358979323846;
+  mpcd::v1::Problem* problem = request->add_problems();
+  if (model == "cartpole") {
+    const double th = Uniform(rng, -kPi, kPi);
+    SetTensor({5},
+              {Uniform(rng, -0.5, 0.5), Uniform(rng, -0.5, 0.5), std::cos(th), std::sin(th),
+               Uniform(rng, -0.5, 0.5)},
+              problem->mutable_x_init());
+    std::vector<double> quadratic(36, 0.0);
+    const double weights[] = {0.1, 0.1, 1.0, 1.0, 0.1, 0.001};
+    for (int i = 0; i < 6; ++i) quadratic[i * 6 + i] = weights[i];
+    SetTensor({6, 6}, quadratic, problem->mutable_cost()->mutable_quadratic());
+    SetTensor({6}, {0.0, 0.0, -1.0, 0.0, 0.0, 0.0}, problem->mutable_cost()->mutable_linear());
+    problem->mutable_dynamics()->mutable_model()->set_name("cartpole");
+    SetTensor({1}, {-100.0}, problem->mutable_u_lower());
+    SetTensor({1}, {100.0}, problem->mutable_u_upper());
+  } else if (model == "pendulum") {
+    const double th = Uniform(rng, -kPi, kPi);
+    SetTensor({3}, {std::cos(th), std::sin(th), Uniform(rng, -1.0, 1.0)},
+              problem->mutable_x_init());
+    std::vector<double> quadratic(16, 0.0);
+    const double weights[] = {1.0, 1.0, 0.1, 0.001};
+    for (int i = 0; i < 4; ++i) quadratic[i * 4 + i] = weights[i];
+    SetTensor({4, 4}, quadratic, problem->mutable_cost()->mutable_quadratic());
+    SetTensor({4}, {-1.0, 0.0, 0.0, 0.0}, problem->mutable_cost()->mutable_linear());
+    problem->mutable_dynamics()->mutable_model()->set_name("pendulum");
+    SetTensor({1}, {-2.0}, problem->mutable_u_lower());
+    SetTensor({1}, {2.0}, problem->mutable_u_upper());
+  } else if (model == "linear") {
+    const int n = absl::GetFlag(FLAGS_state_dim);
+    const int m = absl::GetFlag(FLAGS_control_dim);
+    if (n < 1 || m < 1) {
+      return absl::InvalidArgumentError("--state_dim and --control_dim: must be >= 1");
+    }
+    const int tau = n + m;
+    std::vector<double> x_init(n);
+    for (double& v : x_init) v = Uniform(rng, -1.0, 1.0);
+    SetTensor({static_cast<std::uint32_t>(n)}, x_init, problem->mutable_x_init());
+    // C = I + 0.1 (symmetric noise): positive definite; c small.
+    std::vector<double> quadratic(tau * tau, 0.0);
+    for (int i = 0; i < tau; ++i) {
+      quadratic[i * tau + i] = 1.0;
+      for (int j = 0; j < i; ++j) {
+        const double v = Uniform(rng, -0.1, 0.1) / tau;
+        quadratic[i * tau + j] = v;
+        quadratic[j * tau + i] = v;
+      }
+    }
+    std::vector<double> linear(tau);
+    for (double& v : linear) v = Uniform(rng, -0.5, 0.5);
+    SetTensor({static_cast<std::uint32_t>(tau), static_cast<std::uint32_t>(tau)}, quadratic,
+              problem->mutable_cost()->mutable_quadratic());
+    SetTensor({static_cast<std::uint32_t>(tau)}, linear, problem->mutable_cost()->mutable_linear());
+    // F = [A B], A = 0.9 I + noise / sqrt(n), B = noise / sqrt(n).
+    std::vector<double> transition(n * tau);
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < tau; ++j) {
+        transition[i * tau + j] = (i == j ? 0.9 : 0.0) + Uniform(rng, -0.3, 0.3) / std::sqrt(n);
+      }
+    }
+    SetTensor({static_cast<std::uint32_t>(n), static_cast<std::uint32_t>(tau)}, transition,
+              problem->mutable_dynamics()->mutable_linear()->mutable_transition());
+    SetTensor({static_cast<std::uint32_t>(m)}, std::vector<double>(m, -0.5),
+              problem->mutable_u_lower());
+    SetTensor({static_cast<std::uint32_t>(m)}, std::vector<double>(m, 0.5),
+              problem->mutable_u_upper());
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model: unknown \"", model, "\" (cartpole, pendulum or linear)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<mpcd::v1::SolveRequest> BenchRequest(std::uint64_t seed) {
+  const std::string model = absl::GetFlag(FLAGS_model);
+  const int horizon = absl::GetFlag(FLAGS_horizon);
+  const int batch = absl::GetFlag(FLAGS_batch);
+  const int iterations = absl::GetFlag(FLAGS_iterations);
+  if (horizon < 1) return absl::InvalidArgumentError("--horizon: must be >= 1");
+  if (batch < 1) return absl::InvalidArgumentError("--batch: must be >= 1");
+  if (iterations < 0) return absl::InvalidArgumentError("--iterations: must be >= 0");
+  std::mt19937_64 rng(seed);
+  mpcd::v1::SolveRequest request;
+  request.set_horizon(horizon);
+  for (int i = 0; i < batch; ++i) MPC_RETURN_IF_ERROR(AddBenchProblem(model, rng, &request));
+  if (iterations > 0) {
+    // Fixed work per problem, as the solver benchmark (and mpc.pytorch's fixed10 timings), so the
+    // end-to-end and solver-only figures compare like with like.
+    mpcd::v1::SolverOptions* options = request.mutable_options();
+    options->set_max_iterations(iterations);
+    options->set_tolerance(0.0);
+    options->set_not_improved_limit(iterations + 1);
+    if (model == "cartpole") {
+      options->set_linesearch_decay(0.5);
+      options->set_max_linesearch_iterations(2);
+    } else if (model == "pendulum") {
+      options->set_linesearch_decay(0.2);
+      options->set_max_linesearch_iterations(5);
+    }
+  }
+  return request;
+}
+
+absl::Status RunBench() {
+  if (absl::GetFlag(FLAGS_target).empty()) {
+    return absl::InvalidArgumentError("bench needs --target=HOST:PORT");
+  }
+  const int concurrency = absl::GetFlag(FLAGS_concurrency);
+  if (concurrency < 1 || concurrency > 100000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--concurrency: must be in [1, 100000], got ", concurrency));
+  }
+  const double duration = absl::GetFlag(FLAGS_duration);
+  const double warmup = absl::GetFlag(FLAGS_warmup);
+  if (!(duration > 0.0)) return absl::InvalidArgumentError("--duration: must be > 0");
+  if (!(warmup >= 0.0)) return absl::InvalidArgumentError("--warmup: must be >= 0");
+  int channels = absl::GetFlag(FLAGS_channels);
+  if (channels < 0) return absl::InvalidArgumentError("--channels: must be >= 0");
+  if (channels == 0) channels = std::min(concurrency, 4);
+
+  // Distinct problems per caller (up to 64 distinct requests), the same on every run.
+  std::vector<mpcd::v1::SolveRequest> requests;
+  for (int i = 0; i < std::min(concurrency, 64); ++i) {
+    MPC_ASSIGN_OR_RETURN(mpcd::v1::SolveRequest request, BenchRequest(1000 + i));
+    requests.push_back(std::move(request));
+  }
+  const double timeout = absl::GetFlag(FLAGS_timeout);
+  if (!(timeout > 0.0)) return absl::InvalidArgumentError("--timeout: must be > 0");
+  mpc::MpcClientOptions client_options;
+  client_options.timeout = absl::Seconds(timeout);
+  client_options.own_connection = true;
+  std::vector<std::unique_ptr<mpc::MpcClient>> clients;
+  std::vector<mpc::MpcClient*> client_ptrs;
+  for (int i = 0; i < channels; ++i) {
+    MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::MpcClient> client,
+                         mpc::MpcClient::Create(absl::GetFlag(FLAGS_target), client_options));
+    client_ptrs.push_back(client.get());
+    clients.push_back(std::move(client));
+  }
+  // Fail fast (and clearly) when the server is not there or rejects the request.
+  absl::StatusOr<mpcd::v1::SolveResponse> probe = clients.front()->Solve(requests.front());
+  if (!probe.ok()) return RemoteError(probe.status());
+
+  mpc::LoadOptions options;
+  options.concurrency = concurrency;
+  options.duration = absl::Seconds(duration);
+  options.warmup = absl::Seconds(warmup);
+  options.timeout = absl::Seconds(timeout);
+  const bool json = absl::GetFlag(FLAGS_json);
+  options.progress = [](absl::Duration elapsed, std::int64_t problems, std::int64_t errors) {
+    const double seconds = absl::ToDoubleSeconds(elapsed);
+    std::cerr << absl::StrFormat("bench: %5.1f s  %9d problems  %9.0f problems/s  %d errors\n",
+                                 seconds, problems, seconds > 0 ? problems / seconds : 0.0, errors);
+  };
+  MPC_ASSIGN_OR_RETURN(const mpc::LoadResult result,
+                       mpc::RunClosedLoop(client_ptrs, requests, options));
+  std::vector<std::string> errors;
+  for (const auto& [code, count] : result.errors_by_code) {
+    errors.push_back(absl::StrFormat("\"%s\": %d", code, count));
+  }
+  if (json) {
+    std::cout << absl::StrFormat(
+        "{\"target\": \"%s\", \"model\": \"%s\", \"horizon\": %d, \"batch\": %d, "
+        "\"iterations\": %d, \"concurrency\": %d, \"channels\": %d, \"duration_s\": %.3f, "
+        "\"requests\": %d, \"problems\": %d, \"errors\": %d, \"errors_by_code\": {%s}, "
+        "\"problems_per_s\": %.1f, \"requests_per_s\": %.1f, \"latency_s\": {\"mean\": %.6g, "
+        "\"p50\": %.6g, \"p90\": %.6g, \"p99\": %.6g, \"max\": %.6g}, "
+        "\"server\": {\"mean_batch_size\": %.2f, \"mean_queue_s\": %.6g, \"mean_solve_s\": "
+        "%.6g}, \"backend\": \"%s\"}\n",
+        absl::GetFlag(FLAGS_target), absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_horizon),
+        absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_iterations), concurrency, channels,
+        absl::ToDoubleSeconds(result.elapsed), result.requests, result.problems, result.errors,
+        absl::StrJoin(errors, ", "), result.problems_per_second, result.requests_per_second,
+        result.latency_mean, result.latency_p50, result.latency_p90, result.latency_p99,
+        result.latency_max, result.mean_batch_size, result.mean_queue_seconds,
+        result.mean_solve_seconds, probe->backend());
+  } else {
+    std::cout << absl::StrFormat(
+        "%s T=%d batch=%d concurrency=%d (%d connections), %.1f s on %s (%s backend)\n"
+        "  throughput  %.1f problems/s (%.1f requests/s), %d requests, %d errors%s\n"
+        "  latency     p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms\n"
+        "  server      mean batch %.1f, mean queue %.3f ms, mean solve %.3f ms\n",
+        absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_horizon), absl::GetFlag(FLAGS_batch),
+        concurrency, channels, absl::ToDoubleSeconds(result.elapsed), absl::GetFlag(FLAGS_target),
+        probe->backend(), result.problems_per_second, result.requests_per_second, result.requests,
+        result.errors,
+        result.first_error.empty() ? "" : absl::StrCat(" (first: ", result.first_error, ")"),
+        1e3 * result.latency_p50, 1e3 * result.latency_p90, 1e3 * result.latency_p99,
+        1e3 * result.latency_max, result.mean_batch_size, 1e3 * result.mean_queue_seconds,
+        1e3 * result.mean_solve_seconds);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -268,20 +640,30 @@ int main(int argc, char** argv) {
   const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
     return Fail(absl::InvalidArgumentError(
-        args.size() < 2 ? "missing command (solve, models or demo); see --help"
-                        : absl::StrCat("unexpected argument \"", args[2], "\"; see --help")));
+        args.size() < 2
+            ? "missing command (solve, backward, models, health, bench or demo); see --help"
+            : absl::StrCat("unexpected argument \"", args[2], "\"; see --help")));
   }
   const std::string command = args[1];
   absl::Status status;
   if (command == "solve") {
     status = RunSolve();
+  } else if (command == "backward") {
+    status = RunBackward();
   } else if (command == "models") {
     status = RunModels();
   } else if (command == "demo") {
     status = RunDemo();
+  } else if (command == "health") {
+    absl::StatusOr<bool> serving = RunHealth();
+    if (serving.ok()) return *serving ? 0 : 1;
+    status = serving.status();
+  } else if (command == "bench") {
+    status = RunBench();
   } else {
     status = absl::InvalidArgumentError(
-        absl::StrCat("unknown command \"", command, "\" (solve, models or demo); see --help"));
+        absl::StrCat("unknown command \"", command,
+                     "\" (solve, backward, models, health, bench or demo); see --help"));
   }
   if (!status.ok()) return Fail(status);
   return 0;

@@ -9,6 +9,12 @@ packages=(
   libeigen3-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   grpc-proto python3-grpcio python3-protobuf python3-numpy curl nlohmann-json3-dev
 )
+# Optional checks that skip themselves when the tool is missing: prometheus ships promtool, which
+# lints the /metrics exposition in tests/server/mpcd_process_test.py (about 20 MB to download).
+extras=(prometheus)
+if [ "${1:-}" = "--extras" ]; then
+  packages+=("${extras[@]}")
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "solver/cpu/implicit_backward.h"
 #include "solver/status_macros.h"
 
 namespace mpc {
@@ -185,6 +186,105 @@ absl::Status ConvertLinearShape(const mpcd::v1::Problem& proto, int horizon,
   return absl::OkStatus();
 }
 
+// "[3,0]": the row-major multi-index of flat position `flat` in `shape`.
+std::string IndexString(const Shape& shape, std::int64_t flat) {
+  std::vector<std::int64_t> index(shape.size());
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    index[d] = shape[d] > 0 ? flat % shape[d] : 0;
+    flat = shape[d] > 0 ? flat / shape[d] : 0;
+  }
+  return absl::StrCat("[", absl::StrJoin(index, ","), "]");
+}
+
+// Every value of a (shape-checked) tensor must be finite.
+absl::Status CheckFinite(const Tensor& tensor, const std::string& field) {
+  const Shape shape = ShapeOf(tensor);
+  for (int i = 0; i < tensor.data_size(); ++i) {
+    if (!std::isfinite(tensor.data(i))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": not finite at ", IndexString(shape, i), " (", tensor.data(i), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A trajectory-shaped tensor of a Backward request: data matching its shape, then (rows, cols)
+// (required or absent), then finite values.
+absl::Status CheckTrajectory(const Tensor& tensor, const std::string& field, std::int64_t rows,
+                             std::int64_t cols, bool required) {
+  MPC_RETURN_IF_ERROR(CheckTensorData(tensor, field));
+  MPC_RETURN_IF_ERROR(ExpectShape(tensor, field, {{rows, cols}}, required));
+  return CheckFinite(tensor, field);
+}
+
+// The shape the request gave an input, or `absent` when it gave none.
+Shape ShapeOrDefault(const Tensor& tensor, Shape absent) {
+  return IsPresent(tensor) ? ShapeOf(tensor) : std::move(absent);
+}
+
+void ToProtoDiagnostics(const ProblemGradient& gradient, mpcd::v1::GradientDiagnostics* out) {
+  out->set_status(ToProtoGradientStatus(gradient.status));
+  out->set_regularization(gradient.regularization);
+  out->set_condition_estimate(gradient.condition_estimate);
+  out->set_stationarity_residual(gradient.stationarity_residual);
+  out->set_dynamics_residual(gradient.dynamics_residual);
+  out->set_active_controls(static_cast<std::uint32_t>(gradient.active_controls));
+}
+
+bool AllFinite(const std::vector<double>& values) {
+  for (double v : values) {
+    if (!std::isfinite(v)) return false;
+  }
+  return true;
+}
+
+// Jacobians of one solution into `out`, as problem.options asks.
+void AddJacobians(const Problem& problem, const Solution& solution, mpcd::v1::Solution* out) {
+  const SolverOptions& options = problem.options;
+  const bool model = problem.shape.dynamics != DynamicsKind::kLinear;
+  JacobianRequest request;
+  request.x_init = options.compute_x_init_jacobian;
+  request.params = options.compute_params_jacobian && model;
+  request.mode = options.jacobian_mode;
+  const std::int64_t T = problem.shape.horizon;
+  const std::int64_t n = problem.shape.state_dim;
+  const std::int64_t nt = problem.shape.tau_dim();
+  const ModelInfo* info = FindModel(problem.shape.dynamics);
+  const std::int64_t p = info == nullptr ? 0 : static_cast<std::int64_t>(info->param_names.size());
+  SolutionJacobians jacobians;
+  if (AllFinite(solution.x) && AllFinite(solution.u) &&
+      ComputeSolutionJacobians(problem, solution.x, solution.u, request, &jacobians).ok()) {
+    ToProtoDiagnostics(jacobians.diagnostics, out->mutable_jacobian_diagnostics());
+  } else {
+    // A solve that ended in NaN has no point to differentiate at.
+    jacobians.x_init.assign(request.x_init ? T * nt * n : 0, 0.0);
+    jacobians.params.assign(request.params ? T * nt * p : 0, 0.0);
+    out->mutable_jacobian_diagnostics()->set_status(mpcd::v1::GRADIENT_NOT_FINITE);
+  }
+  if (request.x_init) SetTensor({T, nt, n}, jacobians.x_init, out->mutable_x_init_jacobian());
+  if (request.params) SetTensor({T, nt, p}, jacobians.params, out->mutable_params_jacobian());
+}
+
+// Request-level checks shared by Solve and Backward.
+absl::Status CheckHorizonAndCount(std::uint32_t horizon, int problems,
+                                  const RequestLimits& limits) {
+  if (horizon < 1) {
+    return absl::InvalidArgumentError("horizon: must be >= 1, got 0");
+  }
+  if (horizon > static_cast<std::uint32_t>(limits.problem.max_horizon)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("horizon: must be <= ", limits.problem.max_horizon, ", got ", horizon));
+  }
+  if (problems == 0) {
+    return absl::InvalidArgumentError("problems: must not be empty");
+  }
+  if (problems > limits.max_problems) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("problems: at most ", limits.max_problems, " per request, got ", problems));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 SolverOptions ToSolverOptions(const mpcd::v1::SolverOptions& proto) {
@@ -322,29 +422,17 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
 
 absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& request,
                                                 const RequestLimits& limits) {
-  if (request.horizon() < 1) {
-    return absl::InvalidArgumentError("horizon: must be >= 1, got 0");
-  }
-  if (request.horizon() > static_cast<std::uint32_t>(limits.problem.max_horizon)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "horizon: must be <= ", limits.problem.max_horizon, ", got ", request.horizon()));
-  }
-  if (request.problems().empty()) {
-    return absl::InvalidArgumentError("problems: must not be empty");
-  }
-  if (request.problems_size() > limits.max_problems) {
-    return absl::InvalidArgumentError(absl::StrCat("problems: at most ", limits.max_problems,
-                                                   " per request, got ", request.problems_size()));
-  }
-  if (request.return_x_init_jacobian()) {
-    return absl::UnimplementedError("return_x_init_jacobian: not implemented yet");
-  }
-  if (request.return_params_jacobian()) {
-    return absl::UnimplementedError("return_params_jacobian: not implemented yet");
+  MPC_RETURN_IF_ERROR(CheckHorizonAndCount(request.horizon(), request.problems_size(), limits));
+  if (!mpcd::v1::BackwardMode_IsValid(request.jacobian_mode())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("jacobian_mode: unknown value ", request.jacobian_mode()));
   }
   MPC_RETURN_IF_ERROR(ValidateSolverOptions(request.options(), limits.problem));
   SolverOptions options = ToSolverOptions(request.options());
   options.compute_gains = request.return_gains();
+  options.compute_x_init_jacobian = request.return_x_init_jacobian();
+  options.compute_params_jacobian = request.return_params_jacobian();
+  options.jacobian_mode = ToGradientMode(request.jacobian_mode());
 
   const int horizon = static_cast<int>(request.horizon());
   std::vector<Problem> problems;
@@ -352,6 +440,10 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
   for (int i = 0; i < request.problems_size(); ++i) {
     MPC_ASSIGN_OR_RETURN(Problem problem, ToProblem(request.problems(i), horizon, options, limits,
                                                     absl::StrCat("problems[", i, "].")));
+    if (options.compute_params_jacobian && problem.shape.dynamics == DynamicsKind::kLinear) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "return_params_jacobian: problems[", i, "] has linear dynamics, which have no params"));
+    }
     problems.push_back(std::move(problem));
   }
   return problems;
@@ -393,6 +485,120 @@ void ToSolveResponse(absl::Span<const Solution> solutions, const std::vector<Pro
     }
     out->set_step_norm(solution.step_norm);
     out->set_regularization(solution.regularization);
+    const SolverOptions& options = problems[i].options;
+    if (options.compute_x_init_jacobian || options.compute_params_jacobian) {
+      AddJacobians(problems[i], solution, out);
+    }
+  }
+}
+
+GradientMode ToGradientMode(mpcd::v1::BackwardMode mode) {
+  switch (mode) {
+    case mpcd::v1::EXACT:
+      return GradientMode::kExact;
+    case mpcd::v1::FULL_CHAIN:
+      return GradientMode::kFullChain;
+    default:
+      return GradientMode::kDefault;
+  }
+}
+
+mpcd::v1::GradientStatus ToProtoGradientStatus(GradientStatus status) {
+  switch (status) {
+    case GradientStatus::kOk:
+      return mpcd::v1::GRADIENT_OK;
+    case GradientStatus::kIllConditioned:
+      return mpcd::v1::GRADIENT_ILL_CONDITIONED;
+    case GradientStatus::kRegularized:
+      return mpcd::v1::GRADIENT_REGULARIZED;
+    case GradientStatus::kNotFinite:
+      return mpcd::v1::GRADIENT_NOT_FINITE;
+  }
+  return mpcd::v1::GRADIENT_STATUS_UNSPECIFIED;
+}
+
+absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardRequest& request,
+                                                  const RequestLimits& limits) {
+  MPC_RETURN_IF_ERROR(CheckHorizonAndCount(request.horizon(), request.problems_size(), limits));
+  const int count = request.problems_size();
+  if (request.solutions_size() != count) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "solutions: expected ", count, " (one per problem), got ", request.solutions_size()));
+  }
+  if (request.cotangents_size() != count) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cotangents: expected ", count, " (one per problem), got ", request.cotangents_size()));
+  }
+  if (!mpcd::v1::BackwardMode_IsValid(request.mode())) {
+    return absl::InvalidArgumentError(absl::StrCat("mode: unknown value ", request.mode()));
+  }
+  const GradientMode mode = ToGradientMode(request.mode());
+  const int horizon = static_cast<int>(request.horizon());
+
+  BackwardInputs batch;
+  batch.problems.reserve(count);
+  for (int i = 0; i < count; ++i) {
+    MPC_ASSIGN_OR_RETURN(Problem problem, ToProblem(request.problems(i), horizon, SolverOptions(),
+                                                    limits, absl::StrCat("problems[", i, "].")));
+    batch.problems.push_back(std::move(problem));
+  }
+  // Pointers into batch.problems: it is complete and never grows again.
+  batch.items.resize(count);
+  for (int i = 0; i < count; ++i) {
+    const Problem& problem = batch.problems[i];
+    const std::int64_t T = horizon;
+    const std::int64_t n = problem.shape.state_dim;
+    const std::int64_t m = problem.shape.control_dim;
+    const mpcd::v1::Solution& solution = request.solutions(i);
+    const mpcd::v1::Cotangent& cotangent = request.cotangents(i);
+    const std::string s = absl::StrCat("solutions[", i, "].");
+    const std::string c = absl::StrCat("cotangents[", i, "].");
+    MPC_RETURN_IF_ERROR(CheckTrajectory(solution.x(), s + "x", T, n, true));
+    MPC_RETURN_IF_ERROR(CheckTrajectory(solution.u(), s + "u", T, m, true));
+    MPC_RETURN_IF_ERROR(CheckTrajectory(cotangent.x(), c + "x", T, n, false));
+    MPC_RETURN_IF_ERROR(CheckTrajectory(cotangent.u(), c + "u", T, m, false));
+    BackwardProblem& item = batch.items[i];
+    item.problem = &problem;
+    item.x = ToVector(solution.x());
+    item.u = ToVector(solution.u());
+    item.dl_dx = ToVector(cotangent.x());
+    item.dl_du = ToVector(cotangent.u());
+    item.mode = mode;
+  }
+  return batch;
+}
+
+void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
+                        absl::Span<const ProblemGradient> gradients,
+                        mpcd::v1::BackwardResponse* response) {
+  response->clear_gradients();
+  response->clear_diagnostics();
+  const std::int64_t T = request.horizon();
+  for (std::size_t i = 0; i < gradients.size() && static_cast<int>(i) < request.problems_size();
+       ++i) {
+    const ProblemGradient& g = gradients[i];
+    const mpcd::v1::Problem& in = request.problems(static_cast<int>(i));
+    mpcd::v1::Problem* out = response->add_gradients();
+    const std::int64_t n = static_cast<std::int64_t>(g.x_init.size());
+    SetTensor({n}, g.x_init, out->mutable_x_init());
+    SetTensor(ShapeOf(in.cost().quadratic()), g.cost_quadratic,
+              out->mutable_cost()->mutable_quadratic());
+    const std::int64_t tau = static_cast<std::int64_t>(g.cost_linear.size());
+    SetTensor(ShapeOrDefault(in.cost().linear(), {tau}), g.cost_linear,
+              out->mutable_cost()->mutable_linear());
+    if (in.dynamics().kind_case() == mpcd::v1::Dynamics::kLinear) {
+      const mpcd::v1::LinearDynamics& linear = in.dynamics().linear();
+      mpcd::v1::LinearDynamics* dynamics = out->mutable_dynamics()->mutable_linear();
+      SetTensor(ShapeOf(linear.transition()), g.transition, dynamics->mutable_transition());
+      // An absent offset: laid out as the transition's slices (see ProblemGradient).
+      const Shape absent = linear.transition().shape_size() == 3 ? Shape{T - 1, n} : Shape{n};
+      SetTensor(ShapeOrDefault(linear.offset(), absent), g.offset, dynamics->mutable_offset());
+    } else {
+      mpcd::v1::ModelDynamics* model = out->mutable_dynamics()->mutable_model();
+      model->set_name(in.dynamics().model().name());
+      model->mutable_params()->Assign(g.params.begin(), g.params.end());
+    }
+    ToProtoDiagnostics(g, response->add_diagnostics());
   }
 }
 

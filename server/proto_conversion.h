@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "mpcd/v1/mpcd.pb.h"
+#include "solver/gradients.h"
 #include "solver/models/model_registry.h"
 #include "solver/problem.h"
 
@@ -21,12 +22,13 @@ struct RequestLimits {
   int max_problems = 65536;  // problems per request
 };
 
-// Converts and validates a SolveRequest: request-level checks (horizon, problem count, options),
-// every Tensor's shape against the accepted alternatives, then ValidateProblemSizes and
-// ValidateProblem per problem. Errors are INVALID_ARGUMENT naming the proto field path, e.g.
-// "problems[2].cost.quadratic: expected shape (5,5) or (20,5,5), got (4,4)"; requesting Jacobians
-// (not implemented yet) is UNIMPLEMENTED. On success there is one Problem per request problem, in
-// order, with the request's options (and return_gains as options.compute_gains).
+// Converts and validates a SolveRequest: request-level checks (horizon, problem count, options,
+// Jacobian requests), every Tensor's shape against the accepted alternatives, then
+// ValidateProblemSizes and ValidateProblem per problem. Errors are INVALID_ARGUMENT naming the
+// proto field path, e.g. "problems[2].cost.quadratic: expected shape (5,5) or (20,5,5), got (4,4)".
+// On success there is one Problem per request problem, in order, with the request's options (and
+// return_gains as options.compute_gains, return_x_init_jacobian / return_params_jacobian /
+// jacobian_mode as options.compute_*_jacobian / jacobian_mode).
 absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& request,
                                                 const RequestLimits& limits);
 
@@ -48,10 +50,46 @@ absl::Status ValidateSolverOptions(const mpcd::v1::SolverOptions& proto,
 mpcd::v1::SolveStatus ToProtoSolveStatus(SolveStatus status);
 
 // Fills response->solutions (replacing any) from solutions[i], solved for problems[i]: x (T,n),
-// u (T,m) and, when present, feedback (T,m,n) and feedforward (T,m). Timing, batch size and backend
-// are the caller's to set.
+// u (T,m) and, when present, feedback (T,m,n) and feedforward (T,m). When problems[i].options asks
+// for Jacobians, they are computed here, at the solution (ComputeSolutionJacobians: implicit
+// differentiation after the solve, so the forward solver is untouched): x_init_jacobian
+// (T,n+m,n), params_jacobian (T,n+m,p) and jacobian_diagnostics; a solution that is not finite gets
+// zero Jacobians and GRADIENT_NOT_FINITE. Timing, batch size and backend are the caller's to set.
 void ToSolveResponse(absl::Span<const Solution> solutions, const std::vector<Problem>& problems,
                      mpcd::v1::SolveResponse* response);
+
+GradientMode ToGradientMode(mpcd::v1::BackwardMode mode);
+mpcd::v1::GradientStatus ToProtoGradientStatus(GradientStatus status);
+
+// A converted BackwardRequest: the problems and, pointing into them, one BackwardProblem each.
+// Moving it keeps the pointers valid (the vectors' buffers move with it); copying does not, so it
+// is move-only.
+struct BackwardInputs {
+  std::vector<Problem> problems;
+  std::vector<BackwardProblem> items;
+
+  BackwardInputs() = default;
+  BackwardInputs(BackwardInputs&&) = default;
+  BackwardInputs& operator=(BackwardInputs&&) = default;
+  BackwardInputs(const BackwardInputs&) = delete;
+  BackwardInputs& operator=(const BackwardInputs&) = delete;
+};
+
+// Converts and validates a BackwardRequest: the problems as ToProblems does (with default
+// options), one solution and one cotangent per problem, solutions[i].x (T,n) and .u (T,m)
+// required, cotangents[i].x (T,n) and .u (T,m) optional (absent = zero), all finite, and a known
+// mode. Errors are INVALID_ARGUMENT naming the field, e.g.
+// "cotangents[1].u: expected shape (25,1), got (24,1)".
+absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardRequest& request,
+                                                  const RequestLimits& limits);
+
+// Fills response->gradients and ->diagnostics (replacing any) from gradients[i], computed for
+// request.problems(i): every gradient Tensor gets the shape the request gave its input (see
+// BackwardResponse in the proto for absent inputs). Timing, batch size and backend are the
+// caller's to set.
+void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
+                        absl::Span<const ProblemGradient> gradients,
+                        mpcd::v1::BackwardResponse* response);
 
 // Describes `models` (normally BuiltinModels()) into response->models (replacing any).
 void ToListModelsResponse(absl::Span<const ModelInfo> models,

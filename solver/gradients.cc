@@ -20,8 +20,8 @@ absl::Status CheckArray(const std::vector<double>& values, int rows, int cols, b
   }
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i])) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ": not finite at [", i / cols, ",",
-                                                     i % cols, "] (", values[i], ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": not finite at [", i / cols, ",", i % cols, "] (", values[i], ")"));
     }
   }
   return absl::OkStatus();

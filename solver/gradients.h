@@ -13,26 +13,7 @@
 
 namespace mpc {
 
-// Which derivative a backward pass computes. Every mode linearises the dynamics at the given
-// solution (x*, u*), fixes the active set (|u - bound| <= 1e-8 pins a control) and solves one extra
-// LQR; they differ in the Hessian of that LQR and in the chain rule for model parameters.
-enum class GradientMode : std::uint8_t {
-  // mpc.pytorch's LQRStep.backward, exactly: the LQR of the final linearisation (C, F_lin) with
-  // cost C only; dL/dparams = sum_t dL/df_lin_t . d dyn(x*_t, u*_t)/d params, i.e. F_lin is a
-  // constant ("f_only", what mpc.pytorch's AUTO_DIFF path returns). For linear dynamics this is the
-  // exact derivative.
-  kDefault,
-  // As kDefault, but dL/dparams also differentiates F_lin with respect to the parameters (second
-  // derivatives of the dynamics by forward-over-forward AD): the complete chain rule through the
-  // linearisation mpc.pytorch builds (its `through_F_and_f` variant). Differs from kDefault only in
-  // dL/dparams.
-  kFullChain,
-  // The true derivative of the nonlinear solution map at a (strict, non-degenerate) local optimum:
-  // the LQR's Hessian gets the dynamics curvature sum_i lambda_{t+1,i} d2 f_i / d tau_t^2, and
-  // params get the complete chain rule. Equals kDefault for linear dynamics.
-  kExact,
-};
-
+// GradientMode (the derivative a pass computes) is declared in problem.h, with the options.
 const char* GradientModeName(GradientMode mode);
 
 // A backward request for one problem: the problem, the solution the gradient is taken at and the
@@ -86,8 +67,9 @@ struct ProblemGradient {
   // Largest estimated condition number of Quu restricted to the free controls, over t.
   double condition_estimate = 0.0;
   // How far the point is from a solution of the problem (the gradient formulas assume one):
-  // max over free controls of |dcost/du_t + B_t' lambda_{t+1}| (zero at an exact optimum; mpc.pytorch
-  // evaluates its formulas wherever it stopped), and max_t |x_{t+1} - f(x_t, u_t)|.
+  // max over free controls of |dcost/du_t + B_t' lambda_{t+1}| (zero at an exact optimum;
+  // mpc.pytorch evaluates its formulas wherever it stopped), and the largest of |x_0 - x_init| and
+  // |x_{t+1} - f(x_t, u_t)| (max norms).
   double stationarity_residual = 0.0;
   double dynamics_residual = 0.0;
   int active_controls = 0;  // controls pinned at a bound (|u - bound| <= 1e-8)

@@ -32,6 +32,27 @@ struct ProblemShape {
   }
 };
 
+// Which derivative of the solution a backward pass or a Jacobian computes
+// (cpu/implicit_backward.h). Every mode linearises the dynamics at the given solution (x*, u*),
+// fixes the active set (|u - bound| <= 1e-8 pins a control) and solves one extra LQR; they differ
+// in the Hessian of that LQR and in the chain rule for model parameters.
+enum class GradientMode : std::uint8_t {
+  // mpc.pytorch's LQRStep.backward, exactly: the LQR of the final linearisation (C, F_lin) with
+  // Hessian C; dL/dparams = sum_t dL/df_lin_t . d dyn(x*_t, u*_t)/d params, i.e. F_lin is a
+  // constant ("f_only", what mpc.pytorch's AUTO_DIFF path returns). For linear dynamics this is the
+  // exact derivative.
+  kDefault,
+  // As kDefault, but dL/dparams also differentiates F_lin with respect to the parameters (second
+  // derivatives of the dynamics by forward-over-forward AD): the complete chain rule through the
+  // linearisation mpc.pytorch builds (its `through_F_and_f` variant). Differs from kDefault only in
+  // dL/dparams.
+  kFullChain,
+  // The true derivative of the nonlinear solution map at a (strict, non-degenerate) local optimum:
+  // the LQR's Hessian gets the dynamics curvature sum_i lambda_{t+1,i} d2 f_i / d tau_t^2, and
+  // params get the complete chain rule. Equals kDefault for linear dynamics.
+  kExact,
+};
+
 // mpc.pytorch's options, one to one (its name in parentheses), plus what mpcd adds.
 struct SolverOptions {
   int max_iterations = 10;             // lqr_iter
@@ -41,6 +62,12 @@ struct SolverOptions {
   double best_cost_eps = 1e-4;         // best_cost_eps: an iterate replaces the best if cost <= best + this
   int not_improved_limit = 5;          // not_improved_lim: stop after this many iterations without a new best
   bool compute_gains = false;          // return K_t, k_t linearised at the returned solution
+  // Dense Jacobians d tau*/d x_init and d tau*/d params of the returned solution, in
+  // `jacobian_mode`. The iLQR ignores these: whoever turns the solution into a response computes
+  // them after the solve (ComputeSolutionJacobians in cpu/implicit_backward.h).
+  bool compute_x_init_jacobian = false;
+  bool compute_params_jacobian = false;  // models only
+  GradientMode jacobian_mode = GradientMode::kDefault;
 };
 
 // One control problem, in mpc.pytorch's conventions (DESIGN §2). All arrays are row-major doubles.

@@ -59,9 +59,8 @@ absl::Status CpuBackend::SolveBatch(absl::Span<const Problem* const> problems,
 absl::Status CpuBackend::BackwardBatch(absl::Span<const BackwardProblem* const> problems,
                                        absl::Span<ProblemGradient* const> gradients) {
   if (problems.size() != gradients.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("BackwardBatch: ", problems.size(),
-                                                   " problems but ", gradients.size(),
-                                                   " gradients"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "BackwardBatch: ", problems.size(), " problems but ", gradients.size(), " gradients"));
   }
   // A wrong size would make the pass read out of bounds: the whole batch is refused instead.
   for (std::size_t i = 0; i < problems.size(); ++i) {

@@ -13,9 +13,9 @@ struct CpuBackendOptions {
   int threads = 0;  // worker threads; 0 = one per hardware thread
 };
 
-// SolverBackend on CPU threads: a fixed pool splits each batch; every worker keeps one workspace per
-// problem shape (one for solves, one for backward passes), allocated on first use and reused, so
-// steady-state solves and backward passes allocate nothing.
+// SolverBackend on CPU threads: a fixed pool splits each batch; every worker keeps one workspace
+// per problem shape (one for solves, one for backward passes), allocated on first use and reused,
+// so steady-state solves and backward passes allocate nothing.
 class CpuBackend final : public SolverBackend {
  public:
   static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(const CpuBackendOptions& options);

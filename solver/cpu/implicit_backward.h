@@ -8,8 +8,8 @@
 //   G_tau_t  = dcost_t/dtau_t + F_t' lambda_{t+1} - [lambda_t; 0] = 0   (free components of tau_t)
 //   G_lam_0  = x_init - x_0 = 0,   G_lam_t+1 = f(tau_t; theta) - x_{t+1} = 0,
 // with lambda_t = C_{t,x:} tau_t + c_{t,x} + A_t' lambda_{t+1} (mpc.pytorch's costate, lambda_{T-1}
-// without the A term). Its Jacobian J with respect to (tau, lambda) is the symmetric KKT matrix of an
-// LQR with Hessian H_t, dynamics F_t = [A_t B_t] and the active controls pinned, so
+// without the A term). Its Jacobian J with respect to (tau, lambda) is the symmetric KKT matrix of
+// an LQR with Hessian H_t, dynamics F_t = [A_t B_t] and the active controls pinned, so
 //   * a vector-Jacobian product solves J [dtau; dlambda] = [r; 0] (the LQR with cost (H, -r),
 //     dx_0 = 0, no offset: mpc.pytorch's backward), then dL/dp = -[dtau; dlambda]' dG/dp:
 //     dL/dx_init = -dlambda_0, dL/dc_t = -dtau_t, dL/dC_t = -(dtau_t tau_t' + tau_t dtau_t')/2,
@@ -21,7 +21,9 @@
 // H_t = C_t in kDefault/kFullChain (mpc.pytorch: a Gauss-Newton model of the Lagrangian) and
 // H_t = C_t + sum_i lambda_{t+1,i} d2 f_i / dtau_t^2 in kExact (the true KKT matrix). The Riccati
 // factorisation of that LQR (Cholesky of Quu on the free controls per stage) is computed once per
-// problem and reused for every right-hand side.
+// problem and reused for every right-hand side. Backward is stateless (any replica answers it), so
+// the forward solve's factors are not at hand: the pass refactorises, at the cost of one iLQR
+// iteration's Riccati pass.
 
 #include <memory>
 #include <vector>

@@ -66,23 +66,26 @@ void StepFirstDerivatives(const double* x, const double* u, const double* p, dou
   }
 }
 
-// Second derivatives of phi(tau, p) = lambda' f(x, u; p) by forward over forward AD: the outer
-// tangents run over tau = [x; u] (n+m), the inner ones over [tau; p] (n+m+p), so one model
-// evaluation gives phi's Hessian in tau and its mixed tau-p block (the p-p block is never needed).
-// Writes Htt: (n+m, n+m) and Htp: (n+m, p), Eigen views.
-template <class Model, class MH, class MM>
-void StepSecondDerivatives(const double* x, const double* u, const double* p, double dt,
-                           const double* lambda, MH& Htt, MM& Htp) {
+// Second derivatives of phi(tau, p) = lambda' f(x, u; p), tau = [x; u], by forward-over-forward AD
+// (nested duals over the model's templated Step). Each helper seeds only the tangents its block
+// needs, because the cost of a nested evaluation grows with the product of the two tangent counts.
+
+// Htt = d2 phi / d tau^2: (n+m, n+m), an Eigen view. Outer and inner tangents both run over tau.
+template <class Model, class MH>
+void StepTauHessian(const double* x, const double* u, const double* p, double dt,
+                    const double* lambda, MH& Htt) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
-  constexpr int np = Model::kParamDim;
   constexpr int nt = n + m;
-  using Inner = Dual<double, nt + np>;
+  using Inner = Dual<double, nt>;
   using Outer = Dual<Inner, nt>;
-  Outer xd[n], ud[m], pd[np], out[n];
+  Outer xd[n], ud[m], out[n];
   for (int i = 0; i < n; ++i) xd[i] = Outer::Variable(Inner::Variable(x[i], i), i);
   for (int j = 0; j < m; ++j) ud[j] = Outer::Variable(Inner::Variable(u[j], n + j), n + j);
-  for (int k = 0; k < np; ++k) pd[k] = Outer(Inner::Variable(p[k], nt + k));
+  // The parameters carry no tangent: a plain double Step parameter would not mix with nested
+  // duals in the models' expressions, so they are constants of the nested type.
+  Outer pd[Model::kParamDim];
+  for (int k = 0; k < Model::kParamDim; ++k) pd[k] = Outer(Inner(p[k]));
   Model::Step(xd, ud, pd, dt, out);
   for (int a = 0; a < nt; ++a) {
     for (int b = 0; b < nt; ++b) {
@@ -90,11 +93,61 @@ void StepSecondDerivatives(const double* x, const double* u, const double* p, do
       for (int i = 0; i < n; ++i) s += lambda[i] * out[i].d[a].d[b];
       Htt(a, b) = s;
     }
+  }
+}
+
+// Htp = d2 phi / d tau d p: (n+m, p), an Eigen view. Outer tangents over p, inner over tau.
+template <class Model, class MM>
+void StepMixedSecondDerivatives(const double* x, const double* u, const double* p, double dt,
+                                const double* lambda, MM& Htp) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  constexpr int np = Model::kParamDim;
+  constexpr int nt = n + m;
+  using Inner = Dual<double, nt>;
+  using Outer = Dual<Inner, np>;
+  Outer xd[n], ud[m], pd[np], out[n];
+  for (int i = 0; i < n; ++i) xd[i] = Outer(Inner::Variable(x[i], i));
+  for (int j = 0; j < m; ++j) ud[j] = Outer(Inner::Variable(u[j], n + j));
+  for (int k = 0; k < np; ++k) pd[k] = Outer::Variable(Inner(p[k]), k);
+  Model::Step(xd, ud, pd, dt, out);
+  for (int a = 0; a < nt; ++a) {
     for (int k = 0; k < np; ++k) {
       double s = 0.0;
-      for (int i = 0; i < n; ++i) s += lambda[i] * out[i].d[a].d[nt + k];
+      for (int i = 0; i < n; ++i) s += lambda[i] * out[i].d[k].d[a];
       Htp(a, k) = s;
     }
+  }
+}
+
+// g = (d2 phi / d p d tau) dtau: (p), the mixed block applied to one direction dtau = [dx; du].
+// Outer tangents over p, a single inner tangent along dtau: what a vector-Jacobian product needs,
+// at a fraction of the full block's cost.
+template <class Model>
+void StepMixedDirectional(const double* x, const double* u, const double* p, double dt,
+                          const double* lambda, const double* dx, const double* du, double* g) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  constexpr int np = Model::kParamDim;
+  using Inner = Dual<double, 1>;
+  using Outer = Dual<Inner, np>;
+  Outer xd[n], ud[m], pd[np], out[n];
+  for (int i = 0; i < n; ++i) {
+    Inner v(x[i]);
+    v.d[0] = dx[i];
+    xd[i] = Outer(v);
+  }
+  for (int j = 0; j < m; ++j) {
+    Inner v(u[j]);
+    v.d[0] = du[j];
+    ud[j] = Outer(v);
+  }
+  for (int k = 0; k < np; ++k) pd[k] = Outer::Variable(Inner(p[k]), k);
+  Model::Step(xd, ud, pd, dt, out);
+  for (int k = 0; k < np; ++k) {
+    double s = 0.0;
+    for (int i = 0; i < n; ++i) s += lambda[i] * out[i].d[k].d[0];
+    g[k] = s;
   }
 }
 
@@ -152,12 +205,11 @@ class ImplicitBackwardSolver final : public ShapeBackward {
     v_.setZero(n);
     qx_.setZero(n);
     qu_.setZero(m);
-    tmp_x_.setZero(n);
     tmp_u_.setZero(m);
     x_next_.setZero(n);
     Htt_.setZero(nt, nt);
     Htp_.setZero(nt, np);
-    params_.assign(16, 0.0);
+    params_.assign(kMaxParams, 0.0);
   }
 
   const ProblemShape& shape() const override { return shape_; }
@@ -166,7 +218,8 @@ class ImplicitBackwardSolver final : public ShapeBackward {
     const Problem& problem = *bp.problem;
     ProblemGradient& out = *gradient;
     ResizeGradient(problem, &out);
-    const bool loaded = Load(problem, bp.x.data(), bp.u.data(), bp.mode);
+    const bool loaded =
+        Load(problem, bp.x.data(), bp.u.data(), bp.mode, /*with_mixed_block=*/false);
     WriteDiagnostics(&out);
     if (!loaded || !Factorize(&out)) {
       ZeroGradient(&out);
@@ -201,7 +254,8 @@ class ImplicitBackwardSolver final : public ShapeBackward {
     const bool want_params = request.params && !Dynamics::kIsLinear;
     out.x_init.assign(request.x_init ? static_cast<std::size_t>(T) * nt * n : 0, 0.0);
     out.params.assign(want_params ? static_cast<std::size_t>(T) * nt * np : 0, 0.0);
-    const bool loaded = Load(problem, x.data(), u.data(), request.mode);
+    const bool loaded = Load(problem, x.data(), u.data(), request.mode,
+                             want_params && request.mode != GradientMode::kDefault);
     WriteDiagnostics(&out.diagnostics);
     if (!loaded || !Factorize(&out.diagnostics)) return;
     // Column j of d tau/d x_init: the LQR from dx_0 = e_j with no linear term and no offsets.
@@ -233,9 +287,10 @@ class ImplicitBackwardSolver final : public ShapeBackward {
         WriteColumn(k, np, &out.params);
       }
     }
-    const bool finite =
-        std::all_of(out.x_init.begin(), out.x_init.end(), [](double v) { return std::isfinite(v); }) &&
-        std::all_of(out.params.begin(), out.params.end(), [](double v) { return std::isfinite(v); });
+    const bool finite = std::all_of(out.x_init.begin(), out.x_init.end(),
+                                    [](double v) { return std::isfinite(v); }) &&
+                        std::all_of(out.params.begin(), out.params.end(),
+                                    [](double v) { return std::isfinite(v); });
     if (!finite) {
       out.diagnostics.status = GradientStatus::kNotFinite;
       std::fill(out.x_init.begin(), out.x_init.end(), 0.0);
@@ -244,6 +299,8 @@ class ImplicitBackwardSolver final : public ShapeBackward {
   }
 
  private:
+  static constexpr int kMaxParams = 16;
+
   // Sizes every output array after the input it differentiates (see ProblemGradient).
   void ResizeGradient(const Problem& problem, ProblemGradient* out) const {
     out->x_init.resize(n_);
@@ -252,9 +309,9 @@ class ImplicitBackwardSolver final : public ShapeBackward {
     if constexpr (Dynamics::kIsLinear) {
       out->transition.resize(problem.transition.size());
       const bool invariant = problem.transition.size() == static_cast<std::size_t>(n_ * (n_ + m_));
-      const std::size_t offset_size =
-          !problem.offset.empty() ? problem.offset.size()
-                                  : static_cast<std::size_t>(invariant ? 1 : T_ - 1) * n_;
+      const std::size_t offset_size = !problem.offset.empty()
+                                          ? problem.offset.size()
+                                          : static_cast<std::size_t>(invariant ? 1 : T_ - 1) * n_;
       out->offset.resize(offset_size);
       out->params.clear();
     } else {
@@ -287,7 +344,8 @@ class ImplicitBackwardSolver final : public ShapeBackward {
   // symmetric cost blocks, the dynamics linearised at the point (and df/dp), the active set, the
   // costates lambda and, beyond kDefault, the second-order terms. Returns false (load_status_ =
   // kNotFinite) when a derivative at the point is not finite.
-  bool Load(const Problem& problem, const double* x, const double* u, GradientMode mode) {
+  bool Load(const Problem& problem, const double* x, const double* u, GradientMode mode,
+            bool with_mixed_block) {
     const int n = n_, m = m_, T = T_, nt = n + m;
     load_status_ = GradientStatus::kOk;
     stationarity_residual_ = 0.0;
@@ -308,6 +366,8 @@ class ImplicitBackwardSolver final : public ShapeBackward {
     }
     x_ = Eigen::Map<const TrajX>(x, n, T);
     u_ = Eigen::Map<const TrajU>(u, m, T);
+    dynamics_residual_ = (x_.col(0) - Eigen::Map<const VecX>(problem.x_init.data(), n))
+                             .template lpNorm<Eigen::Infinity>();
 
     // Linearisation at the point, and how well x follows the dynamics.
     if constexpr (Dynamics::kIsLinear) {
@@ -325,11 +385,12 @@ class ImplicitBackwardSolver final : public ShapeBackward {
         x_next_.noalias() = A_[t] * x_.col(t);
         x_next_.noalias() += B_[t] * u_.col(t);
         x_next_ += f_[t];
-        dynamics_residual_ =
-            std::max(dynamics_residual_, (x_next_ - x_.col(t + 1)).template lpNorm<Eigen::Infinity>());
+        dynamics_residual_ = std::max(dynamics_residual_,
+                                      (x_next_ - x_.col(t + 1)).template lpNorm<Eigen::Infinity>());
       }
     } else {
       using Model = typename Dynamics::ModelType;
+      static_assert(Model::kParamDim <= kMaxParams);
       const ModelInfo* info = FindModel(problem.shape.dynamics);
       for (int k = 0; k < Model::kParamDim; ++k) {
         params_[k] = problem.params.empty() ? info->default_params[k] : problem.params[k];
@@ -338,8 +399,8 @@ class ImplicitBackwardSolver final : public ShapeBackward {
       for (int t = 0; t + 1 < T; ++t) {
         StepFirstDerivatives<Model>(x_.col(t).data(), u_.col(t).data(), params_.data(), dt_,
                                     x_next_.data(), A_[t], B_[t], P_[t]);
-        dynamics_residual_ =
-            std::max(dynamics_residual_, (x_next_ - x_.col(t + 1)).template lpNorm<Eigen::Infinity>());
+        dynamics_residual_ = std::max(dynamics_residual_,
+                                      (x_next_ - x_.col(t + 1)).template lpNorm<Eigen::Infinity>());
       }
     }
 
@@ -384,20 +445,25 @@ class ImplicitBackwardSolver final : public ShapeBackward {
       }
     }
 
-    // Second-order terms of the dynamics, weighted by lambda_{t+1}.
+    // Second-order terms of the dynamics, weighted by lambda_{t+1}: the curvature in exact mode,
+    // and the whole mixed block M_t when Jacobians in params need it (a vector-Jacobian product
+    // applies M_t' to dtau after the solve instead, see AssembleGradient).
     if constexpr (!Dynamics::kIsLinear) {
       using Model = typename Dynamics::ModelType;
-      if (mode != GradientMode::kDefault) {
-        for (int t = 0; t + 1 < T; ++t) {
-          StepSecondDerivatives<Model>(x_.col(t).data(), u_.col(t).data(), params_.data(), dt_,
-                                       lambda_.col(t + 1).data(), Htt_, Htp_);
+      for (int t = 0; t + 1 < T; ++t) {
+        const double* xt = x_.col(t).data();
+        const double* ut = u_.col(t).data();
+        const double* lambda = lambda_.col(t + 1).data();
+        if (mode == GradientMode::kExact) {
+          StepTauHessian<Model>(xt, ut, params_.data(), dt_, lambda, Htt_);
+          Hxx_[t] += Htt_.topLeftCorner(n, n);
+          Hux_[t] += Htt_.bottomLeftCorner(m, n);
+          Huu_[t] += Htt_.bottomRightCorner(m, m);
+        }
+        if (with_mixed_block) {
+          StepMixedSecondDerivatives<Model>(xt, ut, params_.data(), dt_, lambda, Htp_);
           Mx_[t] = Htp_.topRows(n);
           Mu_[t] = Htp_.bottomRows(m);
-          if (mode == GradientMode::kExact) {
-            Hxx_[t] += Htt_.topLeftCorner(n, n);
-            Hux_[t] += Htt_.bottomLeftCorner(m, n);
-            Huu_[t] += Htt_.bottomRightCorner(m, m);
-          }
         }
       }
     }
@@ -407,8 +473,8 @@ class ImplicitBackwardSolver final : public ShapeBackward {
       finite = Hxx_[t].allFinite() && Hux_[t].allFinite() && Huu_[t].allFinite();
       if (t + 1 < T) {
         finite = finite && A_[t].allFinite() && B_[t].allFinite() && P_[t].allFinite();
-        // M_t is stale in kDefault (not computed, never read).
-        if (mode != GradientMode::kDefault) {
+        // M_t is stale unless computed here (and then only read).
+        if (with_mixed_block) {
           finite = finite && Mx_[t].allFinite() && Mu_[t].allFinite();
         }
       }
@@ -632,13 +698,18 @@ class ImplicitBackwardSolver final : public ShapeBackward {
       }
     } else {
       // dL/dp = -sum_t (df/dp' dlambda_{t+1} + M_t' dtau_t); M_t = 0 in mpc.pytorch's definition.
+      using Model = typename Dynamics::ModelType;
       std::fill(out->params.begin(), out->params.end(), 0.0);
+      double mixed[Model::kParamDim];
       for (int t = 0; t + 1 < T; ++t) {
+        if (mode != GradientMode::kDefault) {
+          StepMixedDirectional<Model>(x_.col(t).data(), u_.col(t).data(), params_.data(), dt_,
+                                      lambda_.col(t + 1).data(), dx_.col(t).data(),
+                                      du_.col(t).data(), mixed);
+        }
         for (int k = 0; k < np_; ++k) {
           double s = P_[t].col(k).dot(mu_.col(t + 1));
-          if (mode != GradientMode::kDefault) {
-            s += Mx_[t].col(k).dot(dx_.col(t)) + Mu_[t].col(k).dot(du_.col(t));
-          }
+          if (mode != GradientMode::kDefault) s += mixed[k];
           out->params[k] -= s;
         }
       }
@@ -649,19 +720,19 @@ class ImplicitBackwardSolver final : public ShapeBackward {
   const int n_, m_, T_, np_;
 
   // The problem linearised at the point.
-  Series<MatXX> A_;                                 // (T-1) x (n, n)
-  Series<MatXU> B_;                                 // (T-1) x (n, m)
-  Series<VecX> f_;                                  // (T-1) x (n), linear dynamics only
-  Series<MatXP> P_;                                 // (T-1) x (n, p): df/dparams, models only
-  Series<MatXP> Mx_;                                // (T-1) x (n, p): x rows of M_t
-  Series<Eigen::Matrix<double, NU, kDyn>> Mu_;      // (T-1) x (m, p): u rows of M_t
-  Series<MatXX> Hxx_;                               // T x (n, n): the LQR's Hessian blocks
-  Series<MatUX> Hux_;                               // T x (m, n)
-  Series<MatUU> Huu_;                               // T x (m, m)
-  Series<VecX> cx_;                                 // T x (n)
-  Series<VecU> cu_;                                 // T x (m)
-  TrajX x_, lambda_;                                // (n, T): the point and its costates
-  TrajU u_, free_;                                  // (m, T): controls; 1 = free, 0 = pinned
+  Series<MatXX> A_;                             // (T-1) x (n, n)
+  Series<MatXU> B_;                             // (T-1) x (n, m)
+  Series<VecX> f_;                              // (T-1) x (n), linear dynamics only
+  Series<MatXP> P_;                             // (T-1) x (n, p): df/dparams, models only
+  Series<MatXP> Mx_;                            // (T-1) x (n, p): x rows of M_t
+  Series<Eigen::Matrix<double, NU, kDyn>> Mu_;  // (T-1) x (m, p): u rows of M_t
+  Series<MatXX> Hxx_;                           // T x (n, n): the LQR's Hessian blocks
+  Series<MatUX> Hux_;                           // T x (m, n)
+  Series<MatUU> Huu_;                           // T x (m, m)
+  Series<VecX> cx_;                             // T x (n)
+  Series<VecU> cu_;                             // T x (m)
+  TrajX x_, lambda_;                            // (n, T): the point and its costates
+  TrajU u_, free_;                              // (m, T): controls; 1 = free, 0 = pinned
   std::vector<double> params_;
   double dt_ = 0.0;
   GradientStatus load_status_ = GradientStatus::kOk;
@@ -687,7 +758,7 @@ class ImplicitBackwardSolver final : public ShapeBackward {
   MatXX VA_, Qxx_;
   MatXU VB_;
   MatUU Quu_;
-  VecX w_, v_, qx_, tmp_x_, x_next_;
+  VecX w_, v_, qx_, x_next_;
   VecU qu_, tmp_u_;
   MatTT Htt_;
   MatTP Htp_;

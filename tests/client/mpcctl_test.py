@@ -10,6 +10,7 @@ Usage: mpcctl_test.py --mpcctl build/bin/mpcctl --examples examples [unittest ar
 import argparse
 import copy
 import json
+import math
 import os
 import subprocess
 import sys
@@ -248,12 +249,149 @@ class BadInputTest(unittest.TestCase):
                           "solve needs --request=FILE.json (or --request=- for stdin)")
         self.assert_fails(["solve", "--request", example],
                           "solve needs --local (solve in this process) or --target=HOST:PORT")
-        self.assert_fails(["solve", "--target=localhost:50051", "--request", example],
-                          "--target is not implemented yet: use --local")
+        self.assert_fails(["solve", "--local", "--target=localhost:1", "--request", example],
+                          "--local and --target exclude each other")
+        # (--target against real servers: tests/server/mpcd_process_test.py)
         self.assert_fails(["solve", "--local", "--threads=-1", "--request", example],
                           "--threads: must be >= 0, got -1")
         self.assert_fails(["solve", "extra", "--local", "--request", example],
                           'unexpected argument "extra"', exact=False)
+
+
+class BackwardTest(unittest.TestCase):
+    """mpcctl backward --local: a BackwardRequest built from each example's solve."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def backward_request(self, name, mode="DEFAULT"):
+        request = load_example(name)
+        result = run(["solve", "--local", "--request", os.path.join(EXAMPLES, name)])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        solutions = json.loads(result.stdout)["solutions"]
+        cotangents = []
+        for s in solutions:
+            # dL/dx = 1 everywhere, dL/du absent (zero).
+            cotangents.append({"x": {"shape": s["x"]["shape"], "data": [1.0] * len(s["x"]["data"])}})
+        return {"horizon": request["horizon"], "problems": request["problems"],
+                "solutions": [{"x": s["x"], "u": s["u"]} for s in solutions],
+                "cotangents": cotangents, "mode": mode}
+
+    def write(self, obj):
+        path = os.path.join(self.tmp.name, "backward.json")
+        with open(path, "w") as f:
+            f.write(json.dumps(obj) if not isinstance(obj, str) else obj)
+        return path
+
+    def test_gradients_mirror_every_example_request(self):
+        names = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".json"))
+        for name in names:
+            for mode in ("DEFAULT", "EXACT", "FULL_CHAIN"):
+                with self.subTest(example=name, mode=mode):
+                    request = self.backward_request(name, mode)
+                    result = run(["backward", "--local", "--request", self.write(request)])
+                    self.assertEqual(result.returncode, 0, result.stderr)
+                    self.assertEqual(result.stderr, "")
+                    response = json.loads(result.stdout)
+                    self.assertEqual(response["backend"], "cpu")
+                    self.assertEqual(response["batch_size"], len(request["problems"]))
+                    self.assertEqual(len(response["gradients"]), len(request["problems"]))
+                    self.assertEqual(len(response["diagnostics"]), len(request["problems"]))
+                    for problem, grad, diag in zip(request["problems"], response["gradients"],
+                                                   response["diagnostics"]):
+                        n, m = dims(problem)
+                        self.assertEqual(grad["x_init"]["shape"], [n])
+                        self.assertEqual(grad["cost"]["quadratic"]["shape"],
+                                         problem["cost"]["quadratic"]["shape"])
+                        model = problem["dynamics"].get("model")
+                        if model is not None:
+                            self.assertEqual(grad["dynamics"]["model"]["name"], model["name"])
+                            self.assertEqual(len(grad["dynamics"]["model"]["params"]),
+                                             {"pendulum": 3, "cartpole": 4}[model["name"]])
+                        else:
+                            self.assertEqual(grad["dynamics"]["linear"]["transition"]["shape"],
+                                             problem["dynamics"]["linear"]["transition"]["shape"])
+                        self.assertIn(diag["status"], {"GRADIENT_OK", "GRADIENT_ILL_CONDITIONED",
+                                                       "GRADIENT_REGULARIZED"})
+                        for v in grad["x_init"]["data"]:
+                            self.assertTrue(math.isfinite(v))
+
+    def test_linear_gradient_matches_finite_differences(self):
+        # L = sum(x): dL/dx_init from backward against central differences of two solves.
+        request = self.backward_request("lqr_box.json")
+        result = run(["backward", "--local", "--request", self.write(request)])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        grad = json.loads(result.stdout)["gradients"][0]["x_init"]["data"]
+        solve = load_example("lqr_box.json")
+        solve["problems"] = solve["problems"][:1]
+        h = 1e-5
+        for i in range(len(grad)):
+            values = []
+            for sign in (1, -1):
+                perturbed = copy.deepcopy(solve)
+                perturbed["problems"][0]["x_init"]["data"][i] += sign * h
+                out = run(["solve", "--local", "--request=-"], stdin=json.dumps(perturbed))
+                self.assertEqual(out.returncode, 0, out.stderr)
+                values.append(sum(json.loads(out.stdout)["solutions"][0]["x"]["data"]))
+            fd = (values[0] - values[1]) / (2 * h)
+            self.assertAlmostEqual(fd, grad[i], delta=1e-5 * max(1.0, abs(grad[i])))
+
+    def assert_backward_fails(self, mutate, message, exact=True):
+        request = self.backward_request("cartpole_swingup.json")
+        mutate(request)
+        result = run(["backward", "--local", "--request", self.write(request)])
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertEqual(result.stdout, "")
+        lines = result.stderr.splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        if exact:
+            self.assertEqual(lines[0], "mpcctl: " + message)
+        else:
+            self.assertIn(message, lines[0])
+
+    def test_bad_input(self):
+        def short_cotangent(r):
+            r["cotangents"][1]["u"] = {"shape": [24, 1], "data": [0.0] * 24}
+        self.assert_backward_fails(short_cotangent,
+                                   "cotangents[1].u: expected shape (25,1), got (24,1)")
+
+        def missing_solution(r):
+            r["solutions"].pop()
+        self.assert_backward_fails(missing_solution,
+                                   "solutions: expected 2 (one per problem), got 1")
+
+        def nan_solution(r):
+            r["solutions"][0]["u"]["data"][3] = "NaN"
+        self.assert_backward_fails(nan_solution, "solutions[0].u: not finite at [3,0] (nan)")
+
+        def no_x(r):
+            del r["solutions"][1]["x"]
+        self.assert_backward_fails(no_x, "solutions[1].x: required, expected shape (25,5)")
+
+        def bad_problem(r):
+            r["problems"][0]["dynamics"]["model"]["name"] = "foo"
+        self.assert_backward_fails(bad_problem, 'problems[0].dynamics.model.name: unknown model',
+                                   exact=False)
+
+        def bad_mode(r):
+            r["mode"] = "SOMETIMES"
+        self.assert_backward_fails(bad_mode, "not a valid BackwardRequest JSON", exact=False)
+
+    def test_usage_errors(self):
+        result = run(["backward", "--local"])
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stderr,
+                         "mpcctl: backward needs --request=FILE.json (or --request=- for stdin)\n")
+        result = run(["backward", "--local", "--request=-"], stdin="{nope")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("stdin: not a valid BackwardRequest JSON", result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1)
+        result = run(["backward", "--request", os.path.join(EXAMPLES, "lqr_box.json")])
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("backward needs --local", result.stderr)
 
 
 def main():

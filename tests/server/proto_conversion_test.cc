@@ -479,11 +479,23 @@ TEST(ToProblems, ModelLimitsApplyToo) {
                        "over the limits n <= 4, m <= 256"));
 }
 
-TEST(ToProblems, JacobiansAreNotImplementedYet) {
-  mpcd::v1::SolveRequest request = ValidRequest();
+TEST(ToProblems, JacobianRequestsBecomeOptions) {
+  mpcd::v1::SolveRequest request = Request({CartpoleProblem()});
   request.set_return_x_init_jacobian(true);
+  request.set_return_params_jacobian(true);
+  request.set_jacobian_mode(mpcd::v1::EXACT);
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems, ToProblems(request, RequestLimits{}));
+  EXPECT_TRUE(problems[0].options.compute_x_init_jacobian);
+  EXPECT_TRUE(problems[0].options.compute_params_jacobian);
+  EXPECT_EQ(problems[0].options.jacobian_mode, GradientMode::kExact);
+}
+
+TEST(ToProblems, ParamsJacobianNeedsAModel) {
+  mpcd::v1::SolveRequest request = ValidRequest();
+  request.set_return_params_jacobian(true);
   EXPECT_THAT(ToProblems(request, RequestLimits{}),
-              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("return_x_init_jacobian")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("return_params_jacobian: problems[0] has linear dynamics")));
 }
 
 TEST(ToProblems, EmptyTensorIsAbsent) {

@@ -1,0 +1,167 @@
+#include "client/mpc_client.h"
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace mpc {
+namespace {
+
+// One async call's state, alive until its callback has run (the gRPC callback holds a reference).
+template <typename Request, typename Response>
+class CallState final : public AsyncCall {
+ public:
+  CallState(Request request, MpcClient::Callback<Response> done)
+      : request_(std::move(request)), done_(std::move(done)) {}
+
+  grpc::ClientContext* context() { return &context_; }
+  const Request* request() const { return &request_; }
+  Response* response() { return &response_; }
+  void Done(const grpc::Status& status) {
+    if (status.ok()) {
+      done_(std::move(response_));
+    } else {
+      done_(FromGrpcStatus(status));
+    }
+  }
+
+ private:
+  Request request_;
+  Response response_;
+  MpcClient::Callback<Response> done_;
+};
+
+}  // namespace
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+const char* ServingStatusName(ServingStatus status) {
+  switch (status) {
+    case ServingStatus::kUnknown:
+      return "UNKNOWN";
+    case ServingStatus::kServing:
+      return "SERVING";
+    case ServingStatus::kNotServing:
+      return "NOT_SERVING";
+    case ServingStatus::kServiceUnknown:
+      return "SERVICE_UNKNOWN";
+  }
+  return "UNKNOWN";
+}
+
+absl::StatusOr<std::unique_ptr<MpcClient>> MpcClient::Create(const std::string& target,
+                                                             const MpcClientOptions& options) {
+  if (target.empty()) return absl::InvalidArgumentError("target: must not be empty");
+  if (options.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("timeout: must be > 0");
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  args.SetMaxSendMessageSize(-1);
+  if (options.own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  if (channel == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("target: cannot make a channel to ", target));
+  }
+  return std::make_unique<MpcClient>(std::move(channel), options);
+}
+
+MpcClient::MpcClient(std::shared_ptr<grpc::Channel> channel, const MpcClientOptions& options)
+    : options_(options),
+      channel_(std::move(channel)),
+      stub_(mpcd::v1::MpcService::NewStub(channel_)),
+      health_stub_(grpc::health::v1::Health::NewStub(channel_)) {}
+
+void MpcClient::SetDeadline(absl::Duration timeout, grpc::ClientContext* context) const {
+  if (timeout == absl::InfiniteDuration()) return;
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::microseconds(absl::ToInt64Microseconds(timeout)));
+}
+
+absl::StatusOr<mpcd::v1::SolveResponse> MpcClient::Solve(const mpcd::v1::SolveRequest& request) {
+  return Solve(request, options_.timeout);
+}
+
+absl::StatusOr<mpcd::v1::SolveResponse> MpcClient::Solve(const mpcd::v1::SolveRequest& request,
+                                                         absl::Duration timeout) {
+  grpc::ClientContext context;
+  SetDeadline(timeout, &context);
+  mpcd::v1::SolveResponse response;
+  const grpc::Status status = stub_->Solve(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<mpcd::v1::BackwardResponse> MpcClient::Backward(
+    const mpcd::v1::BackwardRequest& request) {
+  grpc::ClientContext context;
+  SetDeadline(options_.timeout, &context);
+  mpcd::v1::BackwardResponse response;
+  const grpc::Status status = stub_->Backward(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<mpcd::v1::ListModelsResponse> MpcClient::ListModels() {
+  grpc::ClientContext context;
+  SetDeadline(options_.timeout, &context);
+  mpcd::v1::ListModelsResponse response;
+  const grpc::Status status = stub_->ListModels(&context, mpcd::v1::ListModelsRequest(), &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<ServingStatus> MpcClient::CheckHealth(const std::string& service) {
+  grpc::ClientContext context;
+  SetDeadline(options_.timeout, &context);
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  const grpc::Status status = health_stub_->Check(&context, request, &response);
+  // The standard says an unknown service is NOT_FOUND; report it as a status, not an error.
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) return ServingStatus::kServiceUnknown;
+  if (!status.ok()) return FromGrpcStatus(status);
+  switch (response.status()) {
+    case grpc::health::v1::HealthCheckResponse::SERVING:
+      return ServingStatus::kServing;
+    case grpc::health::v1::HealthCheckResponse::NOT_SERVING:
+      return ServingStatus::kNotServing;
+    case grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN:
+      return ServingStatus::kServiceUnknown;
+    default:
+      return ServingStatus::kUnknown;
+  }
+}
+
+std::shared_ptr<AsyncCall> MpcClient::SolveAsync(mpcd::v1::SolveRequest request,
+                                                 absl::Duration timeout,
+                                                 Callback<mpcd::v1::SolveResponse> done) {
+  using State = CallState<mpcd::v1::SolveRequest, mpcd::v1::SolveResponse>;
+  auto state = std::make_shared<State>(std::move(request), std::move(done));
+  SetDeadline(timeout, state->context());
+  stub_->async()->Solve(state->context(), state->request(), state->response(),
+                        [state](grpc::Status status) { state->Done(status); });
+  return state;
+}
+
+std::shared_ptr<AsyncCall> MpcClient::BackwardAsync(mpcd::v1::BackwardRequest request,
+                                                    absl::Duration timeout,
+                                                    Callback<mpcd::v1::BackwardResponse> done) {
+  using State = CallState<mpcd::v1::BackwardRequest, mpcd::v1::BackwardResponse>;
+  auto state = std::make_shared<State>(std::move(request), std::move(done));
+  SetDeadline(timeout, state->context());
+  stub_->async()->Backward(state->context(), state->request(), state->response(),
+                           [state](grpc::Status status) { state->Done(status); });
+  return state;
+}
+
+}  // namespace mpc

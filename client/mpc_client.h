@@ -1,0 +1,92 @@
+#ifndef MPC_CLIENT_MPC_CLIENT_H_
+#define MPC_CLIENT_MPC_CLIENT_H_
+
+// A typed C++ client for mpcd (used by mpcctl and the tests): sync and async calls with deadlines,
+// gRPC errors as absl::Status (same code, same message).
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/support/status.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "mpcd/v1/mpcd.grpc.pb.h"
+
+namespace mpc {
+
+struct MpcClientOptions {
+  // Deadline of each call, from when it starts; absl::InfiniteDuration() = none.
+  absl::Duration timeout = absl::Seconds(60);
+  // Largest response accepted; gRPC's default (4 MiB) is too small for big batches with gains.
+  int max_receive_message_bytes = 512 << 20;
+  // A TCP connection of its own instead of one shared by every channel to the same target (load
+  // generators use several clients to spread calls over connections).
+  bool own_connection = false;
+};
+
+// The grpc::Status as an absl::Status: the codes are the same numbers (google/rpc/code.proto).
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// An asynchronous call in flight.
+class AsyncCall {
+ public:
+  virtual ~AsyncCall() = default;
+  // Asks gRPC to cancel the call; its callback still runs exactly once (with CANCELLED unless the
+  // answer won the race). Safe from any thread, any number of times.
+  void Cancel() { context_.TryCancel(); }
+
+ protected:
+  grpc::ClientContext context_;
+};
+
+enum class ServingStatus { kUnknown, kServing, kNotServing, kServiceUnknown };
+const char* ServingStatusName(ServingStatus status);  // "SERVING", "NOT_SERVING", ...
+
+class MpcClient {
+ public:
+  template <typename Response>
+  using Callback = absl::AnyInvocable<void(absl::StatusOr<Response>)>;
+
+  // An insecure channel to `target` ("host:port", or any gRPC target URI).
+  static absl::StatusOr<std::unique_ptr<MpcClient>> Create(const std::string& target,
+                                                           const MpcClientOptions& options = {});
+  MpcClient(std::shared_ptr<grpc::Channel> channel, const MpcClientOptions& options = {});
+
+  // Blocking calls with options.timeout, or with `timeout`.
+  absl::StatusOr<mpcd::v1::SolveResponse> Solve(const mpcd::v1::SolveRequest& request);
+  absl::StatusOr<mpcd::v1::SolveResponse> Solve(const mpcd::v1::SolveRequest& request,
+                                                absl::Duration timeout);
+  absl::StatusOr<mpcd::v1::BackwardResponse> Backward(const mpcd::v1::BackwardRequest& request);
+  absl::StatusOr<mpcd::v1::ListModelsResponse> ListModels();
+  // grpc.health.v1.Health/Check for `service` ("" = the whole server).
+  absl::StatusOr<ServingStatus> CheckHealth(const std::string& service = "");
+
+  // Non-blocking calls: `done` runs exactly once, on a gRPC thread (it must not block for long).
+  // The returned handle may be dropped; keep it to Cancel().
+  std::shared_ptr<AsyncCall> SolveAsync(mpcd::v1::SolveRequest request, absl::Duration timeout,
+                                        Callback<mpcd::v1::SolveResponse> done);
+  std::shared_ptr<AsyncCall> BackwardAsync(mpcd::v1::BackwardRequest request,
+                                           absl::Duration timeout,
+                                           Callback<mpcd::v1::BackwardResponse> done);
+
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  const MpcClientOptions& options() const { return options_; }
+
+ private:
+  void SetDeadline(absl::Duration timeout, grpc::ClientContext* context) const;
+
+  MpcClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<mpcd::v1::MpcService::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_stub_;
+};
+
+}  // namespace mpc
+
+#endif  // MPC_CLIENT_MPC_CLIENT_H_

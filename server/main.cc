@@ -1,0 +1,152 @@
+// mpcd: the MPC server. Flags become a ServerConfig here and nowhere else (STYLE rule 7).
+//
+//   build/bin/mpcd --port=50051 --metrics_port=9464 --backend=auto
+//   build/bin/mpcd --flagfile=deploy/mpcd.flags
+//
+// SIGTERM or SIGINT: health turns NOT_SERVING, new calls are refused, calls in flight are answered,
+// then the process exits 0.
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "server/mpc_server.h"
+#include "server/server_config.h"
+#include "solver/make_backend.h"
+
+// Every default comes from ServerConfig, so the flags and the library cannot disagree.
+static const mpc::ServerConfig kDefaults;
+
+ABSL_FLAG(std::string, host, kDefaults.host,
+          "Interface to listen on, for gRPC and /metrics (127.0.0.1 = this machine only).");
+ABSL_FLAG(int, port, kDefaults.port, "gRPC port (0 = pick a free one and print it).");
+ABSL_FLAG(int, metrics_port, kDefaults.metrics_port,
+          "Prometheus /metrics port (0 = pick a free one and print it, -1 = no endpoint).");
+ABSL_FLAG(std::string, backend, "auto", "Solver backend: cpu, cuda or auto (cuda when present).");
+ABSL_FLAG(int, threads, kDefaults.threads, "CPU backend threads (0 = one per core).");
+ABSL_FLAG(int, max_batch_size, kDefaults.batcher.batching.max_batch_size,
+          "Most problems in one backend launch.");
+ABSL_FLAG(int64_t, max_queue_delay_us,
+          absl::ToInt64Microseconds(kDefaults.batcher.batching.max_queue_delay),
+          "Longest a queued problem waits for more to batch with, in microseconds.");
+ABSL_FLAG(int, max_queue_problems, kDefaults.batcher.max_queue_problems,
+          "Most problems queued at once; beyond it requests get UNAVAILABLE.");
+ABSL_FLAG(int64_t, max_queue_bytes, static_cast<int64_t>(kDefaults.batcher.max_queue_bytes),
+          "Most bytes of problems queued at once; beyond it requests get UNAVAILABLE.");
+ABSL_FLAG(int, max_horizon, kDefaults.limits.problem.max_horizon,
+          "Largest horizon T a request may have.");
+ABSL_FLAG(int, max_state_dim, kDefaults.limits.problem.max_state_dim, "Largest state dimension n.");
+ABSL_FLAG(int, max_control_dim, kDefaults.limits.problem.max_control_dim,
+          "Largest control dimension m.");
+ABSL_FLAG(int, max_iterations, kDefaults.limits.problem.max_iterations,
+          "Largest options.max_iterations a request may ask for.");
+ABSL_FLAG(int, max_problems_per_request, kDefaults.limits.max_problems,
+          "Most problems in one request (<= --max_queue_problems).");
+ABSL_FLAG(int64_t, max_problem_size, kDefaults.max_problem_size,
+          "Largest T*(n+m)^2 of one problem (bounds the solver memory a request can demand).");
+ABSL_FLAG(int, max_message_bytes, kDefaults.max_message_bytes, "Largest request message in bytes.");
+ABSL_FLAG(double, shutdown_grace_s, absl::ToDoubleSeconds(kDefaults.shutdown_grace),
+          "On SIGTERM, how long calls in flight may take before they are cancelled, in seconds.");
+
+namespace {
+
+absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
+  mpc::ServerConfig config;
+  config.host = absl::GetFlag(FLAGS_host);
+  config.port = absl::GetFlag(FLAGS_port);
+  config.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  absl::StatusOr<mpc::BackendKind> backend = mpc::ParseBackendKind(absl::GetFlag(FLAGS_backend));
+  if (!backend.ok()) return backend.status();
+  config.backend = *backend;
+  config.threads = absl::GetFlag(FLAGS_threads);
+  config.batcher.batching.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
+  const int64_t delay_us = absl::GetFlag(FLAGS_max_queue_delay_us);
+  if (delay_us < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_queue_delay_us: must be >= 0, got ", delay_us));
+  }
+  config.batcher.batching.max_queue_delay = absl::Microseconds(delay_us);
+  config.batcher.max_queue_problems = absl::GetFlag(FLAGS_max_queue_problems);
+  const int64_t queue_bytes = absl::GetFlag(FLAGS_max_queue_bytes);
+  if (queue_bytes < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_queue_bytes: must be >= 1, got ", queue_bytes));
+  }
+  config.batcher.max_queue_bytes = static_cast<std::size_t>(queue_bytes);
+  config.limits.problem.max_horizon = absl::GetFlag(FLAGS_max_horizon);
+  config.limits.problem.max_state_dim = absl::GetFlag(FLAGS_max_state_dim);
+  config.limits.problem.max_control_dim = absl::GetFlag(FLAGS_max_control_dim);
+  config.limits.problem.max_iterations = absl::GetFlag(FLAGS_max_iterations);
+  config.limits.max_problems = absl::GetFlag(FLAGS_max_problems_per_request);
+  config.max_problem_size = absl::GetFlag(FLAGS_max_problem_size);
+  config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  const double grace = absl::GetFlag(FLAGS_shutdown_grace_s);
+  if (!(grace >= 0.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("shutdown_grace_s: must be >= 0, got ", grace));
+  }
+  config.shutdown_grace = absl::Seconds(grace);
+  absl::Status valid = mpc::ValidateServerConfig(config);
+  if (!valid.ok()) return valid;
+  return config;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "mpcd: differentiable MPC over gRPC.\n  mpcd [--port=50051] [--metrics_port=9464] "
+      "[--backend=auto] [--flagfile=FILE] ...");
+  const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() > 1) {
+    std::cerr << "mpcd: unexpected argument \"" << args[1] << "\"; see --help\n";
+    return 2;
+  }
+  absl::StatusOr<mpc::ServerConfig> config = ConfigFromFlags();
+  if (!config.ok()) {
+    std::cerr << "mpcd: " << config.status().message() << "\n";
+    return 2;
+  }
+
+  // Block the stop signals before any thread exists (gRPC, prometheus and the batcher start
+  // threads), so every thread inherits the mask and only sigwait below ever sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<mpc::MpcServer>> server = mpc::MpcServer::Create(*config);
+  if (!server.ok()) {
+    std::cerr << "mpcd: " << server.status().message() << "\n";
+    return 1;
+  }
+  // One line a person or a test script can read the bound ports from.
+  std::cout << "mpcd: serving on " << (*server)->target() << " (backend "
+            << (*server)->backend().name() << ", metrics "
+            << ((*server)->metrics_port() >= 0 ? absl::StrCat("http://", config->host, ":",
+                                                              (*server)->metrics_port(), "/metrics")
+                                               : std::string("off"))
+            << ")" << std::endl;
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::cout << "mpcd: " << (signal_number == SIGINT ? "SIGINT" : "SIGTERM")
+            << ": draining calls in flight" << std::endl;
+  (*server)->Shutdown(config->shutdown_grace);
+  server->reset();
+  std::cout << "mpcd: stopped" << std::endl;
+  return 0;
+}

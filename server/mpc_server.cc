@@ -1,0 +1,125 @@
+#include "server/mpc_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include <chrono>
+#include <exception>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "solver/status_macros.h"
+
+namespace mpc {
+namespace {
+
+// "[::1]:50051" for IPv6 literals, "127.0.0.1:50051" otherwise.
+std::string JoinHostPort(const std::string& host, int port) {
+  if (host.find(':') != std::string::npos && host.front() != '[') {
+    return absl::StrCat("[", host, "]:", port);
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
+    const ServerConfig& config, std::unique_ptr<SolverBackend> backend) {
+  MPC_RETURN_IF_ERROR(ValidateServerConfig(config));
+  std::unique_ptr<MpcServer> server(new MpcServer());
+  server->config_ = config;
+
+  if (backend == nullptr) {
+    MPC_ASSIGN_OR_RETURN(backend, MakeBackend(config.backend, config.threads));
+  }
+  server->backend_ = std::move(backend);
+  server->metrics_ = std::make_unique<ServiceMetrics>(server->backend_->name());
+  MPC_ASSIGN_OR_RETURN(
+      server->batcher_,
+      DynamicBatcher::Create(config.batcher, server->backend_.get(), server->metrics_.get()));
+  ServiceOptions service_options;
+  service_options.limits = config.limits;
+  service_options.max_problem_size = config.max_problem_size;
+  service_options.backend_name = std::string(server->backend_->name());
+  server->service_ =
+      std::make_unique<MpcService>(service_options, server->batcher_.get(), server->metrics_.get());
+
+  // Both are process-wide switches read by every ServerBuilder built afterwards.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(JoinHostPort(config.host, config.port),
+                           grpc::InsecureServerCredentials(), &server->port_);
+  builder.SetMaxReceiveMessageSize(config.max_message_bytes);
+  // gRPC sets SO_REUSEPORT by default, which would let a second server silently share the port.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.RegisterService(server->service_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    server->batcher_->Stop();
+    return absl::UnavailableError(absl::StrCat("cannot listen on ",
+                                               JoinHostPort(config.host, config.port),
+                                               " (address in use or not available?)"));
+  }
+
+  if (config.metrics_port >= 0) {
+    // prometheus-cpp reports a failed bind by throwing; this is the only exception we catch, and
+    // it becomes a Status here so nothing above sees it.
+    try {
+      server->exposer_ =
+          std::make_unique<prometheus::Exposer>(JoinHostPort(config.host, config.metrics_port));
+    } catch (const std::exception& e) {
+      server->Shutdown(absl::ZeroDuration());
+      return absl::UnavailableError(absl::StrCat("cannot serve metrics on ",
+                                                 JoinHostPort(config.host, config.metrics_port),
+                                                 ": ", e.what()));
+    }
+    server->exposer_->RegisterCollectable(server->metrics_->registry());
+    const std::vector<int> ports = server->exposer_->GetListeningPorts();
+    server->metrics_port_ = ports.empty() ? -1 : ports.front();
+  }
+
+  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
+  if (health != nullptr) {
+    health->SetServingStatus(true);
+    health->SetServingStatus(kServiceName, true);
+  }
+  return server;
+}
+
+MpcServer::~MpcServer() { Shutdown(config_.shutdown_grace); }
+
+void MpcServer::Shutdown(absl::Duration grace) {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ != nullptr) {
+    // NOT_SERVING for every service (open Watch streams are told), and later SetServingStatus
+    // calls are ignored.
+    if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
+      health->Shutdown();
+    }
+    // Our own calls in flight are answered while new ones are refused. gRPC's Shutdown(deadline)
+    // alone would also wait out the grace period for every open health Watch stream (they never
+    // end by themselves), so it is called only once our calls are done, with no grace left.
+    service_->StartDraining();
+    service_->AwaitIdle(grace);
+    // Closes the listener and cancels what is left (Watch streams; our calls past the grace,
+    // whose queued problems the batcher then drops); returns when every call is done.
+    server_->Shutdown(std::chrono::system_clock::now());
+  }
+  if (batcher_ != nullptr) batcher_->Stop();
+}
+
+std::string MpcServer::target() const {
+  const std::string host = (config_.host == "0.0.0.0" || config_.host.empty()) ? "127.0.0.1"
+                           : config_.host == "::" || config_.host == "[::]"    ? "[::1]"
+                                                                               : config_.host;
+  return JoinHostPort(host, port_);
+}
+
+}  // namespace mpc

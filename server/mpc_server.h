@@ -1,0 +1,77 @@
+#ifndef MPC_SERVER_MPC_SERVER_H_
+#define MPC_SERVER_MPC_SERVER_H_
+
+// A running mpcd: backend, metrics, batcher, MpcService, the standard health and reflection
+// services, the gRPC server and the Prometheus endpoint, wired from a ServerConfig. main.cc adds
+// flags and signals; tests start one on port 0.
+
+#include <grpcpp/server.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "prometheus/exposer.h"
+#include "server/dynamic_batcher.h"
+#include "server/mpc_service.h"
+#include "server/server_config.h"
+#include "server/service_metrics.h"
+#include "solver/solver_backend.h"
+
+namespace mpc {
+
+class MpcServer {
+ public:
+  // The gRPC service name health reports on (besides "", the whole server).
+  static constexpr char kServiceName[] = "mpcd.v1.MpcService";
+
+  // Validates `config`, builds the backend (or takes `backend`, for tests), starts serving and
+  // marks health SERVING. Fails (no exception, no exit) when a port cannot be bound or the backend
+  // is unavailable.
+  static absl::StatusOr<std::unique_ptr<MpcServer>> Create(
+      const ServerConfig& config, std::unique_ptr<SolverBackend> backend = nullptr);
+
+  // Shutdown(config.shutdown_grace) if it has not run.
+  ~MpcServer();
+  MpcServer(const MpcServer&) = delete;
+  MpcServer& operator=(const MpcServer&) = delete;
+
+  // Graceful stop: health turns NOT_SERVING (open Watch streams see it), the listener closes and
+  // new calls are refused, calls in flight are answered (those still running after `grace` are
+  // cancelled), then the batcher stops. Blocks until done; idempotent.
+  void Shutdown(absl::Duration grace);
+
+  int port() const { return port_; }                  // the bound gRPC port
+  int metrics_port() const { return metrics_port_; }  // the bound /metrics port; -1 if none
+  // "host:port" a client on this machine can dial.
+  std::string target() const;
+
+  DynamicBatcher& batcher() { return *batcher_; }
+  ServiceMetrics& metrics() { return *metrics_; }
+  SolverBackend& backend() { return *backend_; }
+
+ private:
+  MpcServer() = default;
+
+  ServerConfig config_;
+  int port_ = 0;
+  int metrics_port_ = -1;
+  // Declared in construction order, so destruction runs the other way: the endpoint and the gRPC
+  // server go before the service, batcher, metrics and backend they use.
+  std::unique_ptr<SolverBackend> backend_;
+  std::unique_ptr<ServiceMetrics> metrics_;
+  std::unique_ptr<DynamicBatcher> batcher_;
+  std::unique_ptr<MpcService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+};
+
+}  // namespace mpc
+
+#endif  // MPC_SERVER_MPC_SERVER_H_

@@ -1,0 +1,323 @@
+#include "server/mpc_service.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "server/status_conversion.h"
+#include "solver/gradients.h"
+#include "solver/models/model_registry.h"
+
+namespace mpc {
+namespace {
+
+// The call's deadline as absl::Time; InfiniteFuture when the client set none.
+absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
+  const std::chrono::system_clock::time_point deadline = context.deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
+  return absl::FromChrono(deadline);
+}
+
+// The solver's workspace grows with T (n+m)^2; ToProblems bounds T, n and m one by one, which still
+// lets a few-kilobyte request (time-invariant C and F) ask for gigabytes.
+absl::Status CheckProblemSizes(const std::vector<Problem>& problems, std::int64_t limit) {
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    const ProblemShape& shape = problems[i].shape;
+    const std::int64_t tau = shape.tau_dim();
+    const std::int64_t size = std::int64_t{shape.horizon} * tau * tau;
+    if (size > limit) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "horizon: T*(n+m)^2 = ", shape.horizon, "*", tau, "^2 = ", size, " for problems[", i,
+          "] is over the server's limit ", limit, " (shorten the horizon or split the problem)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// One Solve or Backward RPC whose problems go through the batcher. It owns the converted problems
+// and their answers, counts its jobs down, and answers the call when the last one is done. gRPC
+// owns it from the moment the handler returns it until OnDone, which runs only after Finish, and
+// Finish runs only after every job is done: so no job ever outlives it.
+class BatchedCall : public grpc::ServerUnaryReactor {
+ public:
+  BatchedCall(RpcMethod method, absl::Time start, DynamicBatcher* batcher, ServiceMetrics* metrics,
+              CallTracker* calls)
+      : method_(method), start_(start), batcher_(batcher), metrics_(metrics), calls_(calls) {}
+
+  void OnCancel() override {
+    // Queued jobs see the flag and are dropped; a launch already running finishes normally.
+    cancelled_.store(true, std::memory_order_release);
+    metrics_->RequestCancelled(method_);
+    batcher_->Wake();
+  }
+  void OnDone() override { delete this; }
+
+ protected:
+  // Submits one job per problem; job i reports into results_[i]. `make_job(i)` fills the kind and
+  // the pointers; the rest is common.
+  template <typename MakeJob>
+  void Submit(int count, absl::Time deadline, MakeJob make_job) {
+    results_.resize(count);
+    remaining_.store(count, std::memory_order_relaxed);
+    std::vector<SolveJob> jobs;
+    jobs.reserve(count);
+    for (int i = 0; i < count; ++i) {
+      SolveJob job = make_job(i);
+      job.deadline = deadline;
+      job.cancelled = &cancelled_;
+      job.done = [this, i](const JobResult& result) { JobDone(i, result); };
+      jobs.push_back(std::move(job));
+    }
+    batcher_->Submit(std::move(jobs));
+  }
+
+  // Writes the answers into the response (called once, when every job succeeded).
+  virtual void FillResponse(double queue_seconds, double solve_seconds, int batch_size) = 0;
+
+ private:
+  void JobDone(int index, const JobResult& result) {
+    results_[index] = result;
+    // acq_rel: the last job's thread sees every other job's result and answer.
+    if (remaining_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    Complete();
+  }
+
+  void Complete() {
+    absl::Status status;
+    for (const JobResult& result : results_) {
+      if (!result.status.ok()) {
+        status = result.status;
+        break;
+      }
+    }
+    if (status.ok()) {
+      // A request spread over several launches spent the sum of their times in the backend.
+      double queue_seconds = 0.0;
+      double solve_seconds = 0.0;
+      int batch_size = 0;
+      absl::flat_hash_map<std::uint64_t, double> launches;
+      for (const JobResult& result : results_) {
+        queue_seconds = std::max(queue_seconds, absl::ToDoubleSeconds(result.queue_time));
+        batch_size = std::max(batch_size, result.batch_size);
+        launches.emplace(result.batch_id, absl::ToDoubleSeconds(result.solve_time));
+      }
+      for (const auto& [id, seconds] : launches) solve_seconds += seconds;
+      FillResponse(queue_seconds, solve_seconds, batch_size);
+    }
+    metrics_->RequestFinished(method_, status.code(), absl::Now() - start_);
+    CallTracker* calls = calls_;
+    // Nothing may touch `this` after Finish: OnDone may already be deleting it.
+    Finish(ToGrpcStatus(status));
+    calls->Finish();
+  }
+
+  const RpcMethod method_;
+  const absl::Time start_;
+  DynamicBatcher* const batcher_;
+  ServiceMetrics* const metrics_;
+  CallTracker* const calls_;
+  std::atomic<bool> cancelled_{false};
+  std::atomic<int> remaining_{0};
+  std::vector<JobResult> results_;
+};
+
+class SolveCall final : public BatchedCall {
+ public:
+  SolveCall(absl::Time start, DynamicBatcher* batcher, ServiceMetrics* metrics, CallTracker* calls,
+            std::vector<Problem> problems, std::string backend, mpcd::v1::SolveResponse* response)
+      : BatchedCall(RpcMethod::kSolve, start, batcher, metrics, calls),
+        problems_(std::move(problems)),
+        solutions_(problems_.size()),
+        backend_(std::move(backend)),
+        response_(response) {}
+
+  void Start(absl::Time deadline) {
+    Submit(static_cast<int>(problems_.size()), deadline, [this](int i) {
+      SolveJob job;
+      job.kind = JobKind::kSolve;
+      job.problem = &problems_[i];
+      job.solution = &solutions_[i];
+      job.bytes = ApproximateBytes(problems_[i]);
+      return job;
+    });
+  }
+
+ private:
+  void FillResponse(double queue_seconds, double solve_seconds, int batch_size) override {
+    ToSolveResponse(solutions_, problems_, response_);
+    response_->mutable_timing()->set_queue_seconds(queue_seconds);
+    response_->mutable_timing()->set_solve_seconds(solve_seconds);
+    response_->set_batch_size(static_cast<std::uint32_t>(batch_size));
+    response_->set_backend(backend_);
+  }
+
+  const std::vector<Problem> problems_;
+  std::vector<Solution> solutions_;
+  const std::string backend_;
+  mpcd::v1::SolveResponse* const response_;
+};
+
+class BackwardCall final : public BatchedCall {
+ public:
+  // `request` is gRPC's, valid until OnDone; the answer's shapes follow the request's inputs.
+  BackwardCall(absl::Time start, DynamicBatcher* batcher, ServiceMetrics* metrics,
+               CallTracker* calls, BackwardInputs inputs, const mpcd::v1::BackwardRequest* request,
+               std::string backend, mpcd::v1::BackwardResponse* response)
+      : BatchedCall(RpcMethod::kBackward, start, batcher, metrics, calls),
+        inputs_(std::move(inputs)),
+        gradients_(inputs_.items.size()),
+        request_(request),
+        backend_(std::move(backend)),
+        response_(response) {}
+
+  void Start(absl::Time deadline) {
+    Submit(static_cast<int>(inputs_.items.size()), deadline, [this](int i) {
+      const BackwardProblem& item = inputs_.items[i];
+      SolveJob job;
+      job.kind = JobKind::kBackward;
+      job.backward = &item;
+      job.gradient = &gradients_[i];
+      job.bytes =
+          ApproximateBytes(*item.problem) +
+          sizeof(double) * (item.x.size() + item.u.size() + item.dl_dx.size() + item.dl_du.size());
+      return job;
+    });
+  }
+
+ private:
+  void FillResponse(double queue_seconds, double solve_seconds, int batch_size) override {
+    ToBackwardResponse(*request_, gradients_, response_);
+    response_->mutable_timing()->set_queue_seconds(queue_seconds);
+    response_->mutable_timing()->set_solve_seconds(solve_seconds);
+    response_->set_batch_size(static_cast<std::uint32_t>(batch_size));
+    response_->set_backend(backend_);
+  }
+
+  // Owns the problems its BackwardProblems point into (moving keeps those pointers valid).
+  const BackwardInputs inputs_;
+  std::vector<ProblemGradient> gradients_;
+  const mpcd::v1::BackwardRequest* const request_;
+  const std::string backend_;
+  mpcd::v1::BackwardResponse* const response_;
+};
+
+// Answers at once, for calls that never reach the batcher (the call was counted by TryStart).
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, RpcMethod method,
+                                    absl::Time start, const absl::Status& status,
+                                    ServiceMetrics* metrics, CallTracker* calls) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  metrics->RequestFinished(method, status.code(), absl::Now() - start);
+  reactor->Finish(ToGrpcStatus(status));
+  calls->Finish();
+  return reactor;
+}
+
+// Answers UNAVAILABLE at once: the server is draining (the call was not counted).
+grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context, RpcMethod method,
+                                 absl::Time start, ServiceMetrics* metrics) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Status status =
+      absl::UnavailableError("server is shutting down; retry on another replica");
+  metrics->RequestFinished(method, status.code(), absl::Now() - start);
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+}  // namespace
+
+bool CallTracker::TryStart() {
+  absl::MutexLock lock(&mu_);
+  if (draining_) return false;
+  ++active_;
+  return true;
+}
+
+void CallTracker::Finish() {
+  absl::MutexLock lock(&mu_);
+  --active_;
+}
+
+void CallTracker::StartDraining() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+}
+
+bool CallTracker::AwaitIdle(absl::Duration timeout) {
+  bool (*idle)(int*) = [](int* active) { return *active == 0; };
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithTimeout(absl::Condition(idle, &active_), timeout);
+}
+
+MpcService::MpcService(const ServiceOptions& options, DynamicBatcher* batcher,
+                       ServiceMetrics* metrics)
+    : options_(options), batcher_(batcher), metrics_(metrics) {}
+
+grpc::ServerUnaryReactor* MpcService::Solve(grpc::CallbackServerContext* context,
+                                            const mpcd::v1::SolveRequest* request,
+                                            mpcd::v1::SolveResponse* response) {
+  const absl::Time start = absl::Now();
+  metrics_->RequestStarted(RpcMethod::kSolve);
+  if (!calls_.TryStart()) return Refuse(context, RpcMethod::kSolve, start, metrics_);
+  absl::StatusOr<std::vector<Problem>> problems = ToProblems(*request, options_.limits);
+  if (!problems.ok()) {
+    return FinishNow(context, RpcMethod::kSolve, start, problems.status(), metrics_, &calls_);
+  }
+  if (absl::Status status = CheckProblemSizes(*problems, options_.max_problem_size); !status.ok()) {
+    return FinishNow(context, RpcMethod::kSolve, start, status, metrics_, &calls_);
+  }
+  auto* call = new SolveCall(start, batcher_, metrics_, &calls_, *std::move(problems),
+                             options_.backend_name, response);
+  // The batcher may finish the call before this returns (e.g. a full queue): gRPC allows Finish
+  // before the reactor is bound and runs OnDone only afterwards, so returning `call` stays valid.
+  call->Start(DeadlineOf(*context));
+  return call;
+}
+
+grpc::ServerUnaryReactor* MpcService::Backward(grpc::CallbackServerContext* context,
+                                               const mpcd::v1::BackwardRequest* request,
+                                               mpcd::v1::BackwardResponse* response) {
+  const absl::Time start = absl::Now();
+  metrics_->RequestStarted(RpcMethod::kBackward);
+  if (!calls_.TryStart()) return Refuse(context, RpcMethod::kBackward, start, metrics_);
+  absl::StatusOr<BackwardInputs> inputs = ToBackwardProblems(*request, options_.limits);
+  if (!inputs.ok()) {
+    return FinishNow(context, RpcMethod::kBackward, start, inputs.status(), metrics_, &calls_);
+  }
+  if (absl::Status status = CheckProblemSizes(inputs->problems, options_.max_problem_size);
+      !status.ok()) {
+    return FinishNow(context, RpcMethod::kBackward, start, status, metrics_, &calls_);
+  }
+  // The backend refuses a whole launch if one of its problems is invalid; re-checking with the
+  // backend's own validation here keeps one client's request from failing others' in its batch.
+  for (std::size_t i = 0; i < inputs->items.size(); ++i) {
+    if (absl::Status status =
+            ValidateBackwardProblem(inputs->items[i], absl::StrCat("solutions[", i, "]."));
+        !status.ok()) {
+      return FinishNow(context, RpcMethod::kBackward, start, status, metrics_, &calls_);
+    }
+  }
+  auto* call = new BackwardCall(start, batcher_, metrics_, &calls_, *std::move(inputs), request,
+                                options_.backend_name, response);
+  call->Start(DeadlineOf(*context));  // as in Solve: Finish may run before this returns
+  return call;
+}
+
+grpc::ServerUnaryReactor* MpcService::ListModels(grpc::CallbackServerContext* context,
+                                                 const mpcd::v1::ListModelsRequest* /*request*/,
+                                                 mpcd::v1::ListModelsResponse* response) {
+  const absl::Time start = absl::Now();
+  metrics_->RequestStarted(RpcMethod::kListModels);
+  if (!calls_.TryStart()) return Refuse(context, RpcMethod::kListModels, start, metrics_);
+  ToListModelsResponse(BuiltinModels(), response);
+  return FinishNow(context, RpcMethod::kListModels, start, absl::OkStatus(), metrics_, &calls_);
+}
+
+}  // namespace mpc

@@ -1,0 +1,76 @@
+#ifndef MPC_SERVER_MPC_SERVICE_H_
+#define MPC_SERVER_MPC_SERVICE_H_
+
+// mpcd.v1.MpcService over gRPC's callback API (DESIGN §5). A handler validates and converts the
+// request on the gRPC thread, turns every problem into a SolveJob and submits them to the batcher;
+// it never blocks. The batcher's completion of a request's last job fills the response and calls
+// Finish, from the scheduler thread.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "mpcd/v1/mpcd.grpc.pb.h"
+#include "server/dynamic_batcher.h"
+#include "server/proto_conversion.h"
+#include "server/service_metrics.h"
+
+namespace mpc {
+
+struct ServiceOptions {
+  RequestLimits limits;
+  // Largest T * (n+m)^2 of one problem (see ServerConfig::max_problem_size).
+  std::int64_t max_problem_size = std::int64_t{1} << 22;
+  // Reported in every response ("cpu" | "cuda").
+  std::string backend_name = "cpu";
+};
+
+// Counts the calls being answered, so that a shutdown can refuse new ones and wait for the rest.
+class CallTracker {
+ public:
+  // False once draining: the caller must refuse the call.
+  bool TryStart();
+  void Finish();
+  void StartDraining();
+  // Waits until no call is being answered; false on timeout.
+  bool AwaitIdle(absl::Duration timeout);
+
+ private:
+  absl::Mutex mu_;
+  int active_ ABSL_GUARDED_BY(mu_) = 0;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class MpcService final : public mpcd::v1::MpcService::CallbackService {
+ public:
+  // `batcher` and `metrics` must outlive the gRPC server this service is registered with.
+  MpcService(const ServiceOptions& options, DynamicBatcher* batcher, ServiceMetrics* metrics);
+
+  grpc::ServerUnaryReactor* Solve(grpc::CallbackServerContext* context,
+                                  const mpcd::v1::SolveRequest* request,
+                                  mpcd::v1::SolveResponse* response) override;
+  grpc::ServerUnaryReactor* Backward(grpc::CallbackServerContext* context,
+                                     const mpcd::v1::BackwardRequest* request,
+                                     mpcd::v1::BackwardResponse* response) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const mpcd::v1::ListModelsRequest* request,
+                                       mpcd::v1::ListModelsResponse* response) override;
+
+  // From now on every new call is answered UNAVAILABLE at once (clients retry elsewhere); calls
+  // already accepted are answered normally.
+  void StartDraining() { calls_.StartDraining(); }
+  // Waits until every accepted call is answered; false on timeout.
+  bool AwaitIdle(absl::Duration timeout) { return calls_.AwaitIdle(timeout); }
+
+ private:
+  const ServiceOptions options_;
+  DynamicBatcher* const batcher_;
+  ServiceMetrics* const metrics_;
+  CallTracker calls_;
+};
+
+}  // namespace mpc
+
+#endif  // MPC_SERVER_MPC_SERVICE_H_

@@ -1,0 +1,56 @@
+#include "server/server_config.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace mpc {
+namespace {
+
+absl::Status AtLeast(const char* name, std::int64_t value, std::int64_t minimum) {
+  if (value >= minimum) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(name, ": must be >= ", minimum, ", got ", value));
+}
+
+}  // namespace
+
+absl::Status ValidateServerConfig(const ServerConfig& config) {
+  if (config.host.empty()) return absl::InvalidArgumentError("host: must not be empty");
+  if (config.port < 0 || config.port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("port: must be in [0, 65535], got ", config.port));
+  }
+  if (config.metrics_port < -1 || config.metrics_port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metrics_port: must be in [0, 65535] or -1 (no endpoint), got ", config.metrics_port));
+  }
+  for (absl::Status status : {
+           AtLeast("threads", config.threads, 0),
+           AtLeast("max_batch_size", config.batcher.batching.max_batch_size, 1),
+           AtLeast("max_queue_problems", config.batcher.max_queue_problems, 1),
+           AtLeast("max_queue_bytes", static_cast<std::int64_t>(config.batcher.max_queue_bytes), 1),
+           AtLeast("max_horizon", config.limits.problem.max_horizon, 1),
+           AtLeast("max_state_dim", config.limits.problem.max_state_dim, 1),
+           AtLeast("max_control_dim", config.limits.problem.max_control_dim, 1),
+           AtLeast("max_iterations", config.limits.problem.max_iterations, 1),
+           AtLeast("max_problems_per_request", config.limits.max_problems, 1),
+           AtLeast("max_problem_size", config.max_problem_size, 1),
+           AtLeast("max_message_bytes", config.max_message_bytes, 1024),
+       }) {
+    if (!status.ok()) return status;
+  }
+  if (config.batcher.batching.max_queue_delay < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("max_queue_delay_us: must be >= 0");
+  }
+  if (config.shutdown_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("shutdown_grace: must be >= 0");
+  }
+  // Submit is all or nothing per request, so a request larger than the queue could never be
+  // accepted: it would get UNAVAILABLE (retry) forever instead of a clear INVALID_ARGUMENT.
+  if (config.limits.max_problems > config.batcher.max_queue_problems) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_problems_per_request: must be <= max_queue_problems (",
+                     config.batcher.max_queue_problems, "), got ", config.limits.max_problems));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace mpc

@@ -1,0 +1,47 @@
+#ifndef MPC_SERVER_SERVER_CONFIG_H_
+#define MPC_SERVER_SERVER_CONFIG_H_
+
+// Everything that configures a server, as values. main.cc is the only place flags become a
+// ServerConfig; libraries and tests build one directly.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "server/dynamic_batcher.h"
+#include "server/proto_conversion.h"
+#include "solver/make_backend.h"
+
+namespace mpc {
+
+struct ServerConfig {
+  // Interface both listeners bind to ("0.0.0.0": every IPv4 interface; "127.0.0.1": loopback).
+  std::string host = "0.0.0.0";
+  int port = 50051;         // gRPC; 0 = pick a free port (MpcServer::port() tells which)
+  int metrics_port = 9464;  // Prometheus /metrics; 0 = pick a free port, -1 = no endpoint
+  BackendKind backend = BackendKind::kAuto;
+  int threads = 0;  // CPU backend threads, the batcher's own included; 0 = one per core
+  DynamicBatcherOptions batcher;
+  // Tighter than the solver's own limits: a server faces untrusted clients. max_problems must not
+  // exceed batcher.max_queue_problems (ValidateServerConfig).
+  RequestLimits limits{.problem = {.max_horizon = 1000,
+                                   .max_state_dim = 256,
+                                   .max_control_dim = 256,
+                                   .max_iterations = 10000},
+                       .max_problems = 4096};
+  // Largest T * (n+m)^2 of one problem: the solver's workspace grows with it, so this bounds the
+  // memory a small request (time-invariant C and F) can make the server allocate.
+  std::int64_t max_problem_size = std::int64_t{1} << 22;
+  // Largest request gRPC accepts, in bytes (larger ones fail with RESOURCE_EXHAUSTED).
+  int max_message_bytes = 64 << 20;
+  // How long Shutdown waits for calls in flight before cancelling them.
+  absl::Duration shutdown_grace = absl::Seconds(30);
+};
+
+// Checks ranges and consistency; messages name the flag (e.g. "max_batch_size: must be >= 1").
+absl::Status ValidateServerConfig(const ServerConfig& config);
+
+}  // namespace mpc
+
+#endif  // MPC_SERVER_SERVER_CONFIG_H_

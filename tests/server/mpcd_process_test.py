@@ -1,0 +1,421 @@
+#!/usr/bin/python3
+"""Runs the real mpcd binary as a process and talks to it the ways users and operators do.
+
+Covered: --flagfile and flag validation; mpcctl solve/models/health/bench --target (same answers as
+--local; gRPC errors as "mpcctl: CODE: message", exit 2); a Python gRPC client from the .proto
+alone; server reflection (list services, fetch a descriptor); a real HTTP scrape of /metrics
+(linted by `promtool check metrics` when Debian's prometheus is installed); SIGTERM and SIGINT while
+busy: calls in flight are answered, new ones are refused, exit 0.
+
+Usage: mpcd_process_test.py --mpcd build/bin/mpcd --mpcctl build/bin/mpcctl --proto-dir proto
+         --grpc-proto-dir /usr/share/grpc-proto --protoc protoc --grpc-python-plugin PATH
+         --examples examples [unittest args]
+"""
+
+import argparse
+import concurrent.futures
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+ARGS = None
+STUBS = None  # module namespace with mpcd_pb2, mpcd_pb2_grpc, health_pb2, ...
+
+
+def generate_stubs(out_dir):
+    """Python stubs for mpcd.proto, health.proto and reflection.proto (v1alpha: gRPC 1.51 serves
+    only that). Health and reflection are generated top-level (TOOLCHAIN G7): a generated grpc/
+    package would shadow grpcio."""
+    health_dir = os.path.join(ARGS.grpc_proto_dir, "grpc", "health", "v1")
+    reflection_dir = os.path.join(ARGS.grpc_proto_dir, "grpc", "reflection", "v1alpha")
+    plugin = "--plugin=protoc-gen-grpc_python=" + ARGS.grpc_python_plugin
+    subprocess.run([ARGS.protoc, "-I", ARGS.proto_dir, "--python_out", out_dir,
+                    "--grpc_python_out", out_dir, plugin, "mpcd/v1/mpcd.proto"], check=True)
+    for folder, name in ((health_dir, "health.proto"), (reflection_dir, "reflection.proto")):
+        subprocess.run([ARGS.protoc, "-I", folder, "--python_out", out_dir, "--grpc_python_out",
+                        out_dir, plugin, name], check=True)
+    sys.path.insert(0, out_dir)
+    import grpc  # noqa: F401  (Debian's grpcio, under /usr/bin/python3)
+    from mpcd.v1 import mpcd_pb2, mpcd_pb2_grpc
+    import health_pb2, health_pb2_grpc, reflection_pb2, reflection_pb2_grpc
+
+    class Stubs:
+        pass
+
+    stubs = Stubs()
+    stubs.grpc = grpc
+    stubs.mpcd_pb2, stubs.mpcd_pb2_grpc = mpcd_pb2, mpcd_pb2_grpc
+    stubs.health_pb2, stubs.health_pb2_grpc = health_pb2, health_pb2_grpc
+    stubs.reflection_pb2, stubs.reflection_pb2_grpc = reflection_pb2, reflection_pb2_grpc
+    return stubs
+
+
+class Server:
+    """An mpcd process on ports the kernel picks; reads them from its first line."""
+
+    def __init__(self, *flags, flagfile_lines=None):
+        self.tmp = tempfile.mkdtemp(prefix="mpcd_process_test_")
+        args = [ARGS.mpcd]
+        if flagfile_lines is not None:
+            path = os.path.join(self.tmp, "mpcd.flags")
+            with open(path, "w") as f:
+                f.write("\n".join(flagfile_lines) + "\n")
+            args.append("--flagfile=" + path)
+        else:
+            args += ["--host=127.0.0.1", "--port=0", "--metrics_port=0"]
+        args += list(flags)
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+        line = self.process.stdout.readline()
+        match = re.search(r"serving on ([\d.]+):(\d+) \(backend (\w+), metrics (\S+)\)", line)
+        if match is None:
+            self.process.kill()
+            raise AssertionError("mpcd did not start: %r %r" %
+                                 (line, self.process.stderr.read()))
+        self.target = "%s:%s" % (match.group(1), match.group(2))
+        self.backend = match.group(3)
+        self.metrics_url = match.group(4).rstrip(")")
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            out, err = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, err = self.process.communicate()
+            raise AssertionError("mpcd did not stop within %s s: %s" % (timeout, err))
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return self.process.returncode, out, err
+
+
+def mpcctl(*args, stdin=None, timeout=120):
+    return subprocess.run([ARGS.mpcctl] + list(args), input=stdin, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServingTest(unittest.TestCase):
+    """One server for the read-mostly checks, started from a --flagfile."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(flagfile_lines=[
+            "--host=127.0.0.1", "--port=0", "--metrics_port=0", "--backend=cpu",
+            "--max_batch_size=32", "--max_queue_delay_us=100", "--threads=2"])
+        cls.channel = STUBS.grpc.insecure_channel(cls.server.target)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        code, _, err = cls.server.stop()
+        assert code == 0, err
+
+    def example(self, name):
+        return os.path.join(ARGS.examples, name)
+
+    def test_remote_solve_matches_local_solve(self):
+        for name in sorted(f for f in os.listdir(ARGS.examples) if f.endswith(".json")):
+            with self.subTest(example=name):
+                remote = mpcctl("solve", "--target", self.server.target, "--request",
+                                self.example(name))
+                self.assertEqual(remote.returncode, 0, remote.stderr)
+                local = mpcctl("solve", "--local", "--request", self.example(name))
+                self.assertEqual(local.returncode, 0, local.stderr)
+                remote_json, local_json = json.loads(remote.stdout), json.loads(local.stdout)
+                # Exactly the same numbers; only timing and batch size may differ.
+                self.assertEqual(remote_json["solutions"], local_json["solutions"])
+                self.assertEqual(remote_json["backend"], "cpu")
+                self.assertGreaterEqual(remote_json["batch_size"], len(remote_json["solutions"]))
+
+    def test_remote_backward_matches_local_backward(self):
+        with open(self.example("cartpole_swingup.json")) as f:
+            solve = json.load(f)
+        solved = mpcctl("solve", "--target", self.server.target, "--request",
+                        self.example("cartpole_swingup.json"))
+        self.assertEqual(solved.returncode, 0, solved.stderr)
+        solutions = json.loads(solved.stdout)["solutions"]
+        request = {"horizon": solve["horizon"], "problems": solve["problems"], "mode": "EXACT",
+                   "solutions": [{"x": s["x"], "u": s["u"]} for s in solutions],
+                   "cotangents": [{"x": s["x"]} for s in solutions]}
+        path = os.path.join(self.server.tmp, "backward.json")
+        with open(path, "w") as f:
+            json.dump(request, f)
+        remote = mpcctl("backward", "--target", self.server.target, "--request", path)
+        self.assertEqual(remote.returncode, 0, remote.stderr)
+        local = mpcctl("backward", "--local", "--request", path)
+        self.assertEqual(local.returncode, 0, local.stderr)
+        remote_json, local_json = json.loads(remote.stdout), json.loads(local.stdout)
+        self.assertEqual(remote_json["gradients"], local_json["gradients"])
+        self.assertEqual(remote_json["diagnostics"], local_json["diagnostics"])
+        self.assertEqual(len(remote_json["gradients"]), len(solve["problems"]))
+        request["cotangents"][0]["u"] = {"shape": [3, 1], "data": [0, 0, 0]}
+        with open(path, "w") as f:
+            json.dump(request, f)
+        bad = mpcctl("backward", "--target", self.server.target, "--request", path)
+        self.assertEqual(bad.returncode, 2)
+        self.assertRegex(bad.stderr, r"^mpcctl: INVALID_ARGUMENT: cotangents\[0\]\.u")
+
+    def test_remote_models_match_local_models(self):
+        remote = mpcctl("models", "--target", self.server.target)
+        self.assertEqual(remote.returncode, 0, remote.stderr)
+        local = mpcctl("models", "--local")
+        self.assertEqual(json.loads(remote.stdout), json.loads(local.stdout))
+
+    def test_health(self):
+        ok = mpcctl("health", "--target", self.server.target)
+        self.assertEqual((ok.returncode, ok.stdout), (0, "SERVING\n"), ok.stderr)
+        service = mpcctl("health", "--target", self.server.target, "--service=mpcd.v1.MpcService")
+        self.assertEqual((service.returncode, service.stdout), (0, "SERVING\n"))
+        unknown = mpcctl("health", "--target", self.server.target, "--service=no.Such")
+        self.assertEqual(unknown.returncode, 1)
+        self.assertEqual(unknown.stdout, "SERVICE_UNKNOWN\n")
+
+    def test_server_errors_print_the_code_and_exit_2(self):
+        with open(self.example("lqr_box.json")) as f:
+            request = json.load(f)
+        request["problems"][0]["u_lower"]["data"][0] = 5.0
+        result = mpcctl("solve", "--target", self.server.target, "--request=-",
+                        stdin=json.dumps(request))
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stdout, "")
+        lines = result.stderr.splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertRegex(lines[0], r"^mpcctl: INVALID_ARGUMENT: problems\[0\]\.u_")
+
+    def test_unreachable_server_is_unavailable_exit_2(self):
+        result = mpcctl("health", "--target", "127.0.0.1:%d" % free_port(), "--timeout=5")
+        self.assertEqual(result.returncode, 2)
+        self.assertRegex(result.stderr, r"^mpcctl: (UNAVAILABLE|DEADLINE_EXCEEDED): ")
+
+    def test_bench_json(self):
+        result = mpcctl("bench", "--target", self.server.target, "--model=cartpole",
+                        "--horizon=25", "--batch=2", "--concurrency=4", "--duration=1",
+                        "--warmup=0.2", "--json")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        report = json.loads(result.stdout)  # exactly one JSON object
+        self.assertEqual(report["errors"], 0)
+        self.assertGreater(report["problems"], 0)
+        self.assertEqual(report["problems"], 2 * report["requests"])
+        self.assertGreater(report["problems_per_s"], 0)
+        latency = report["latency_s"]
+        self.assertLessEqual(latency["p50"], latency["p90"])
+        self.assertLessEqual(latency["p90"], latency["p99"])
+        self.assertLessEqual(latency["p99"], latency["max"])
+        self.assertIn("bench:", result.stderr)  # progress goes to stderr
+
+    def test_bench_text_and_other_models(self):
+        for model in ("pendulum", "linear"):
+            result = mpcctl("bench", "--target", self.server.target, "--model=" + model,
+                            "--horizon=20", "--concurrency=2", "--duration=0.5", "--warmup=0")
+            self.assertEqual(result.returncode, 0, result.stderr)
+            self.assertRegex(result.stdout, r"throughput +[\d.]+ problems/s")
+            self.assertRegex(result.stdout, r"latency +p50 [\d.]+ ms +p90 [\d.]+ ms +p99 [\d.]+ ms")
+
+    def test_python_client_from_the_proto_alone(self):
+        pb = STUBS.mpcd_pb2
+        stub = STUBS.mpcd_pb2_grpc.MpcServiceStub(self.channel)
+        request = pb.SolveRequest(horizon=5)
+        problem = request.problems.add()
+        problem.x_init.shape[:] = [1]
+        problem.x_init.data[:] = [1.0]
+        problem.cost.quadratic.shape[:] = [2, 2]
+        problem.cost.quadratic.data[:] = [1.0, 0.0, 0.0, 1.0]
+        problem.dynamics.linear.transition.shape[:] = [1, 2]
+        problem.dynamics.linear.transition.data[:] = [1.0, 1.0]
+        response = stub.Solve(request, timeout=30)
+        self.assertEqual(len(response.solutions), 1)
+        self.assertEqual(list(response.solutions[0].x.shape), [5, 1])
+        self.assertEqual(response.solutions[0].x.data[0], 1.0)
+        with self.assertRaises(STUBS.grpc.RpcError) as error:
+            stub.Solve(pb.SolveRequest(horizon=5), timeout=30)
+        self.assertEqual(error.exception.code(), STUBS.grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("problems", error.exception.details())
+
+    def test_reflection_lists_services_and_serves_descriptors(self):
+        stub = STUBS.reflection_pb2_grpc.ServerReflectionStub(self.channel)
+        rpb = STUBS.reflection_pb2
+        requests = [rpb.ServerReflectionRequest(list_services=""),
+                    rpb.ServerReflectionRequest(file_containing_symbol="mpcd.v1.MpcService")]
+        responses = list(stub.ServerReflectionInfo(iter(requests), timeout=30))
+        services = {s.name for s in responses[0].list_services_response.service}
+        self.assertTrue({"mpcd.v1.MpcService", "grpc.health.v1.Health",
+                         "grpc.reflection.v1alpha.ServerReflection"} <= services, services)
+        descriptors = responses[1].file_descriptor_response.file_descriptor_proto
+        self.assertGreaterEqual(len(descriptors), 1)
+        from google.protobuf import descriptor_pb2
+        names = set()
+        for blob in descriptors:
+            file = descriptor_pb2.FileDescriptorProto.FromString(blob)
+            names |= {s.name for s in file.service}
+        self.assertIn("MpcService", names)
+
+    def test_metrics_scrape(self):
+        # Make sure something was counted.
+        self.assertEqual(mpcctl("models", "--target", self.server.target).returncode, 0)
+        self.assertEqual(mpcctl("solve", "--target", self.server.target, "--request",
+                                self.example("lqr_box.json")).returncode, 0)
+        with urllib.request.urlopen(self.server.metrics_url, timeout=30) as response:
+            self.assertEqual(response.status, 200)
+            text = response.read().decode()
+        for family in ("mpcd_requests_total", "mpcd_request_duration_seconds",
+                       "mpcd_queue_duration_seconds", "mpcd_solve_duration_seconds",
+                       "mpcd_batch_size", "mpcd_solver_iterations", "mpcd_solutions_total",
+                       "mpcd_queued_problems", "mpcd_inflight_problems",
+                       "mpcd_dropped_problems_total", "mpcd_backend_info"):
+            self.assertIn("# TYPE %s " % family, text)
+        self.assertRegex(text, r'mpcd_requests_total\{code="OK",method="ListModels"\} [1-9]')
+        self.assertIn('mpcd_backend_info{backend="cpu"} 1', text)
+        promtool = shutil.which("promtool")
+        if promtool is None:
+            self.skipTest("promtool not installed (scripts/install_deps.sh --extras)")
+        lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                              text=True, timeout=60)
+        self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
+
+
+def heavy_request(pb, seed, problems=8):
+    """Cartpole problems that take the CPU backend a while (fixed 150 iterations, T = 60)."""
+    rng = random.Random(seed)
+    request = pb.SolveRequest(horizon=60)
+    request.options.max_iterations = 150
+    request.options.tolerance = 0.0
+    request.options.not_improved_limit = 1000
+    for _ in range(problems):
+        problem = request.problems.add()
+        th = rng.uniform(-math.pi, math.pi)
+        problem.x_init.shape[:] = [5]
+        problem.x_init.data[:] = [rng.uniform(-.5, .5), rng.uniform(-.5, .5), math.cos(th),
+                                  math.sin(th), rng.uniform(-.5, .5)]
+        problem.cost.quadratic.shape[:] = [6, 6]
+        weights = [0.1, 0.1, 1.0, 1.0, 0.1, 0.001]
+        problem.cost.quadratic.data[:] = [weights[i] if i == j else 0.0
+                                          for i in range(6) for j in range(6)]
+        problem.cost.linear.shape[:] = [6]
+        problem.cost.linear.data[:] = [0, 0, -1, 0, 0, 0]
+        problem.dynamics.model.name = "cartpole"
+    return request
+
+
+class ShutdownTest(unittest.TestCase):
+
+    def drain(self, sig):
+        server = Server("--threads=1", "--max_batch_size=4")
+        channel = STUBS.grpc.insecure_channel(server.target)
+        stub = STUBS.mpcd_pb2_grpc.MpcServiceStub(channel)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=6)
+        try:
+            futures = [pool.submit(stub.Solve, heavy_request(STUBS.mpcd_pb2, seed), timeout=120)
+                       for seed in range(6)]
+            # Wait until the server is busy with them (queued or running), then signal.
+            deadline = time.time() + 60
+            while True:
+                with urllib.request.urlopen(server.metrics_url, timeout=30) as response:
+                    text = response.read().decode()
+                match = re.search(r'^mpcd_inflight_requests\{method="Solve"\} (\S+)', text, re.M)
+                if match and float(match.group(1)) >= 6:
+                    break
+                self.assertLess(time.time(), deadline, "the server never got busy")
+                time.sleep(0.01)
+            server.process.send_signal(sig)
+            # Every call in flight at the signal is answered in full.
+            for future in futures:
+                response = future.result(timeout=120)
+                self.assertEqual(len(response.solutions), 8)
+            code, out, err = server.stop(timeout=60)
+            self.assertEqual(code, 0, err)
+            self.assertIn("draining", out)
+            self.assertIn("stopped", out)
+            # And nothing new is accepted once it is gone.
+            with self.assertRaises(STUBS.grpc.RpcError) as error:
+                stub.Solve(heavy_request(STUBS.mpcd_pb2, 99, 1), timeout=10)
+            self.assertEqual(error.exception.code(), STUBS.grpc.StatusCode.UNAVAILABLE)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            channel.close()
+            if server.process.poll() is None:
+                server.process.kill()
+
+    def test_sigterm_while_busy_answers_calls_in_flight_and_exits_0(self):
+        self.drain(signal.SIGTERM)
+
+    def test_sigint_too(self):
+        self.drain(signal.SIGINT)
+
+    def test_sigterm_when_idle_exits_0_quickly(self):
+        server = Server("--metrics_port=-1")
+        start = time.time()
+        code, _, err = server.stop()
+        self.assertEqual(code, 0, err)
+        self.assertLess(time.time() - start, 10)
+
+
+class FlagsTest(unittest.TestCase):
+
+    def run_mpcd(self, *flags):
+        return subprocess.run([ARGS.mpcd] + list(flags), capture_output=True, text=True,
+                              timeout=60)
+
+    def test_invalid_flags_exit_2_naming_the_flag(self):
+        for flags, message in (
+                (["--max_batch_size=0"], "max_batch_size"),
+                (["--max_queue_delay_us=-1"], "max_queue_delay_us"),
+                (["--backend=tpu"], "backend"),
+                (["--port=70000"], "port"),
+                (["--max_problems_per_request=100", "--max_queue_problems=10"],
+                 "max_problems_per_request")):
+            with self.subTest(flags=flags):
+                result = self.run_mpcd("--port=0", "--metrics_port=-1", *flags)
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertIn(message, result.stderr)
+
+    def test_unknown_flag_is_refused(self):
+        result = self.run_mpcd("--no_such_flag=1")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("no_such_flag", result.stderr)
+
+    def test_busy_port_exits_1(self):
+        first = Server()
+        try:
+            port = first.target.split(":")[1]
+            result = self.run_mpcd("--host=127.0.0.1", "--port=" + port, "--metrics_port=-1")
+            self.assertEqual(result.returncode, 1)
+            self.assertIn("cannot listen", result.stderr)
+        finally:
+            first.stop()
+
+
+def main():
+    global ARGS, STUBS
+    parser = argparse.ArgumentParser()
+    for name in ("--mpcd", "--mpcctl", "--proto-dir", "--grpc-proto-dir", "--protoc",
+                 "--grpc-python-plugin", "--examples"):
+        parser.add_argument(name, required=True)
+    ARGS, rest = parser.parse_known_args()
+    stub_dir = tempfile.mkdtemp(prefix="mpcd_stubs_")
+    try:
+        STUBS = generate_stubs(stub_dir)
+        unittest.main(argv=[sys.argv[0]] + rest)
+    finally:
+        shutil.rmtree(stub_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
