@@ -52,6 +52,8 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="mpcd --threads")
     parser.add_argument("--max_batch_size", type=int, default=256)
     parser.add_argument("--backend", default="cpu")
+    parser.add_argument("--repetitions", type=int, default=1,
+                        help="runs per point; the summary on stderr shows their median")
     parser.add_argument("--out", default="-")
     args = parser.parse_args()
 
@@ -67,18 +69,25 @@ def main():
                            "--control_dim=%d" % args.control_dim,
                            "--concurrency=%d" % concurrency, "--duration=%g" % args.duration,
                            "--warmup=%g" % args.warmup]
-                result = subprocess.run(command, capture_output=True, text=True)
-                if result.returncode != 0:
-                    sys.exit("mpcctl bench failed: %s" % result.stderr)
-                report = json.loads(result.stdout)
-                report["server"].update({"max_queue_delay_us": delay, "threads": args.threads,
-                                         "max_batch_size": args.max_batch_size})
-                out.write(json.dumps(report) + "\n")
-                out.flush()
-                print("delay %6d us  concurrency %4d  %9.1f problems/s  p50 %7.3f ms  p99 %7.3f ms"
-                      % (delay, concurrency, report["problems_per_s"],
-                         1e3 * report["latency_s"]["p50"], 1e3 * report["latency_s"]["p99"]),
-                      file=sys.stderr)
+                reports = []
+                for repetition in range(args.repetitions):
+                    result = subprocess.run(command, capture_output=True, text=True)
+                    if result.returncode != 0:
+                        sys.exit("mpcctl bench failed: %s" % result.stderr)
+                    report = json.loads(result.stdout)
+                    report["repetition"] = repetition
+                    report["server"].update({"max_queue_delay_us": delay,
+                                             "threads": args.threads,
+                                             "max_batch_size": args.max_batch_size})
+                    out.write(json.dumps(report) + "\n")
+                    out.flush()
+                    reports.append(report)
+                median = sorted(reports, key=lambda r: r["problems_per_s"])[len(reports) // 2]
+                print("delay %6d us  concurrency %4d  %9.1f problems/s  p50 %7.3f ms  "
+                      "p99 %7.3f ms  (median of %d)"
+                      % (delay, concurrency, median["problems_per_s"],
+                         1e3 * median["latency_s"]["p50"], 1e3 * median["latency_s"]["p99"],
+                         len(reports)), file=sys.stderr)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)

@@ -71,8 +71,9 @@ ABSL_FLAG(int, iterations, 10,
           "benchmark's fixed10); 0 = solve to convergence with the default options.");
 ABSL_FLAG(int, state_dim, 8, "bench --model=linear: n.");
 ABSL_FLAG(int, control_dim, 4, "bench --model=linear: m.");
-ABSL_FLAG(int, channels, 0,
-          "bench: TCP connections to spread the callers over (0 = min(concurrency, 4)).");
+ABSL_FLAG(int, channels, 1,
+          "bench: TCP connections to spread the callers over (one HTTP/2 connection carries many "
+          "concurrent calls; more connections cost more CPU on a small machine).");
 ABSL_FLAG(bool, json, false, "bench: print one JSON object instead of text.");
 ABSL_FLAG(int, threads, 0, "--local: CPU solver threads (0 = one per hardware thread).");
 
@@ -555,9 +556,8 @@ absl::Status RunBench() {
   const double warmup = absl::GetFlag(FLAGS_warmup);
   if (!(duration > 0.0)) return absl::InvalidArgumentError("--duration: must be > 0");
   if (!(warmup >= 0.0)) return absl::InvalidArgumentError("--warmup: must be >= 0");
-  int channels = absl::GetFlag(FLAGS_channels);
-  if (channels < 0) return absl::InvalidArgumentError("--channels: must be >= 0");
-  if (channels == 0) channels = std::min(concurrency, 4);
+  const int channels = absl::GetFlag(FLAGS_channels);
+  if (channels < 1) return absl::InvalidArgumentError("--channels: must be >= 1");
 
   // Distinct problems per caller (up to 64 distinct requests), the same on every run.
   std::vector<mpcd::v1::SolveRequest> requests;

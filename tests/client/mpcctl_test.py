@@ -19,6 +19,16 @@ import unittest
 
 MPCCTL = ""
 EXAMPLES = ""
+
+
+def solve_examples():
+    """The example SolveRequests (examples/*_backward.json hold BackwardRequests)."""
+    return sorted(f for f in os.listdir(EXAMPLES)
+                  if f.endswith(".json") and not f.endswith("_backward.json"))
+
+
+def backward_examples():
+    return sorted(f for f in os.listdir(EXAMPLES) if f.endswith("_backward.json"))
 KNOWN_STATUSES = {"CONVERGED", "MAX_ITERATIONS", "LINESEARCH_FAILED", "NOT_FINITE"}
 
 
@@ -68,7 +78,7 @@ class ExamplesTest(unittest.TestCase):
                 self.assertNotIn("feedback", solution)
 
     def test_every_example_solves(self):
-        names = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".json"))
+        names = solve_examples()
         self.assertGreaterEqual(len(names), 3)
         for name in names:
             with self.subTest(example=name):
@@ -259,6 +269,19 @@ class BadInputTest(unittest.TestCase):
 
 
 class BackwardTest(unittest.TestCase):
+    def test_every_backward_example_runs(self):
+        names = backward_examples()
+        self.assertGreaterEqual(len(names), 1)
+        for name in names:
+            with self.subTest(example=name):
+                result = run(["backward", "--local", "--request", os.path.join(EXAMPLES, name)])
+                self.assertEqual(result.returncode, 0, result.stderr)
+                response = json.loads(result.stdout)
+                request = load_example(name)
+                self.assertEqual(len(response["gradients"]), len(request["problems"]))
+                for gradient in response["gradients"]:
+                    self.assertEqual(gradient["x_init"]["shape"], [5])
+
     """mpcctl backward --local: a BackwardRequest built from each example's solve."""
 
     def setUp(self):
@@ -287,7 +310,7 @@ class BackwardTest(unittest.TestCase):
         return path
 
     def test_gradients_mirror_every_example_request(self):
-        names = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".json"))
+        names = solve_examples()
         for name in names:
             for mode in ("DEFAULT", "EXACT", "FULL_CHAIN"):
                 with self.subTest(example=name, mode=mode):
