@@ -15,6 +15,7 @@
 #include "Eigen/Cholesky"
 #include "Eigen/Core"
 #include "solver/cpu/ilqr.h"
+#include "solver/cpu/regularization.h"
 #include "solver/models/model_derivatives.h"
 #include "solver/models/model_registry.h"
 
@@ -23,10 +24,6 @@ namespace ilqr_internal {
 
 constexpr int kDyn = Eigen::Dynamic;
 
-// Levenberg-Marquardt on Quu: first value, growth factor and the point where we give up.
-constexpr double kMinRegularization = 1e-8;
-constexpr double kRegularizationFactor = 10.0;
-constexpr double kMaxRegularization = 1e10;
 
 // Projected-Newton box QP: iteration cap, Armijo constant, backtracking factor.
 constexpr int kMaxBoxQpIterations = 50;
@@ -325,7 +322,7 @@ class IlqrSolver final : public ShapeSolver {
   }
 
   bool IncreaseRegularization() {
-    mu_ = mu_ == 0.0 ? kMinRegularization : mu_ * kRegularizationFactor;
+    mu_ = IncreasedRegularization(mu_);
     return mu_ <= kMaxRegularization;
   }
 

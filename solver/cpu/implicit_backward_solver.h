@@ -13,6 +13,7 @@
 
 #include "Eigen/Core"
 #include "solver/cpu/implicit_backward.h"
+#include "solver/cpu/regularization.h"
 #include "solver/dual.h"
 #include "solver/models/model_registry.h"
 
@@ -21,11 +22,6 @@ namespace backward_internal {
 
 constexpr int kDyn = Eigen::Dynamic;
 
-// Levenberg-Marquardt on the pinned LQR's Quu when it is not positive definite: first value,
-// growth factor and the point where we give up (the forward solver's constants).
-constexpr double kMinRegularization = 1e-8;
-constexpr double kRegularizationFactor = 10.0;
-constexpr double kMaxRegularization = 1e10;
 // Above this estimated condition number of a stage's Quu (free controls) the result is flagged.
 constexpr double kIllConditioned = 1e12;
 
@@ -491,7 +487,7 @@ class ImplicitBackwardSolver final : public ShapeBackward {
   bool Factorize(ProblemGradient* out) {
     reg_ = 0.0;
     while (!FactorizeOnce()) {
-      reg_ = reg_ == 0.0 ? kMinRegularization : reg_ * kRegularizationFactor;
+      reg_ = IncreasedRegularization(reg_);
       if (reg_ > kMaxRegularization) {
         out->status = GradientStatus::kNotFinite;
         out->regularization = reg_;
