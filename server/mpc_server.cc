@@ -98,15 +98,16 @@ void MpcServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
   if (server_ != nullptr) {
+    // Refuse new calls first, so nobody who has already seen NOT_SERVING can still get work in.
+    // Our own calls in flight are answered while new ones are refused. gRPC's Shutdown(deadline)
+    // alone would also wait out the grace period for every open health Watch stream (they never
+    // end by themselves), so it is called only once our calls are done, with no grace left.
+    service_->StartDraining();
     // NOT_SERVING for every service (open Watch streams are told), and later SetServingStatus
     // calls are ignored.
     if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
       health->Shutdown();
     }
-    // Our own calls in flight are answered while new ones are refused. gRPC's Shutdown(deadline)
-    // alone would also wait out the grace period for every open health Watch stream (they never
-    // end by themselves), so it is called only once our calls are done, with no grace left.
-    service_->StartDraining();
     service_->AwaitIdle(grace);
     // Closes the listener and cancels what is left (Watch streams; our calls past the grace,
     // whose queued problems the batcher then drops); returns when every call is done.
