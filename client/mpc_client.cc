@@ -82,6 +82,7 @@ MpcClient::MpcClient(std::shared_ptr<grpc::Channel> channel, const MpcClientOpti
       health_stub_(grpc::health::v1::Health::NewStub(channel_)) {}
 
 void MpcClient::SetDeadline(absl::Duration timeout, grpc::ClientContext* context) const {
+  if (options_.wait_for_ready) context->set_wait_for_ready(true);
   if (timeout == absl::InfiniteDuration()) return;
   context->set_deadline(std::chrono::system_clock::now() +
                         std::chrono::microseconds(absl::ToInt64Microseconds(timeout)));

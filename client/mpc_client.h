@@ -28,6 +28,9 @@ struct MpcClientOptions {
   // A TCP connection of its own instead of one shared by every channel to the same target (load
   // generators use several clients to spread calls over connections).
   bool own_connection = false;
+  // Wait (until the deadline) for the connection to become ready instead of failing at once with
+  // UNAVAILABLE on a transient connection failure. Errors the server returns are unaffected.
+  bool wait_for_ready = false;
 };
 
 // The grpc::Status as an absl::Status: the codes are the same numbers (google/rpc/code.proto).
