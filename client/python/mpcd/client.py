@@ -1,0 +1,343 @@
+"""mpcd.Client: the MpcService over gRPC with numpy arrays in and out.
+
+Arrays follow proto/mpcd/v1/mpcd.proto (mpc.pytorch's conventions, one problem at a time): x_init
+(n), C (n+m, n+m) or (T, n+m, n+m), c (n+m) or (T, n+m), F (n, n+m) or (T-1, n, n+m), f (n) or
+(T-1, n), bounds (m) or (T, m), u_init (T, m). Results are float64 numpy arrays: x (T, n), u (T, m).
+"""
+
+import dataclasses
+from typing import List, Optional, Sequence
+
+import grpc
+import numpy as np
+
+from mpcd.grpc.health.v1 import health_pb2
+from mpcd.v1 import mpcd_pb2, mpcd_pb2_grpc
+
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+class MpcdError(Exception):
+    """A failed call. `code` is the grpc.StatusCode, `details` the server's message (for
+    INVALID_ARGUMENT it names the field, e.g. "problems[0].x_init: expected shape (3), got (4)")."""
+
+    def __init__(self, code, details):
+        super().__init__("%s: %s" % (code.name, details))
+        self.code = code
+        self.details = details
+
+
+class InvalidArgumentError(MpcdError, ValueError):
+    """INVALID_ARGUMENT: the request is malformed; the message names the field."""
+
+
+class DeadlineExceededError(MpcdError, TimeoutError):
+    """DEADLINE_EXCEEDED: the call's deadline (timeout) passed."""
+
+
+class UnavailableError(MpcdError):
+    """UNAVAILABLE: no server, queue full or server stopping; retry with backoff."""
+
+
+_ERROR_CLASSES = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    grpc.StatusCode.UNAVAILABLE: UnavailableError,
+}
+
+
+def _error_from(rpc_error):
+    code = rpc_error.code()
+    return _ERROR_CLASSES.get(code, MpcdError)(code, rpc_error.details())
+
+
+# ---------------------------------------------------------------------------------------------
+# Problems in, results out
+
+
+@dataclasses.dataclass
+class Linear:
+    """x_{t+1} = F_t [x_t; u_t] + f_t."""
+    F: np.ndarray
+    f: Optional[np.ndarray] = None
+
+
+@dataclasses.dataclass
+class Model:
+    """A built-in model (Client.models() lists them). params=None means the model's defaults,
+    dt=0 its default time step, integrator="" its default integrator."""
+    name: str
+    params: Optional[Sequence[float]] = None
+    dt: float = 0.0
+    integrator: str = ""
+
+
+@dataclasses.dataclass
+class Problem:
+    x_init: np.ndarray
+    C: np.ndarray
+    c: Optional[np.ndarray] = None
+    dynamics: object = None  # Linear or Model
+    u_lower: Optional[np.ndarray] = None
+    u_upper: Optional[np.ndarray] = None
+    u_init: Optional[np.ndarray] = None
+
+
+@dataclasses.dataclass
+class Solution:
+    x: np.ndarray                 # (T, n)
+    u: np.ndarray                 # (T, m)
+    cost: float
+    status: str                   # "CONVERGED", "MAX_ITERATIONS", "LINESEARCH_FAILED", ...
+    iterations: int
+    step_norm: float
+    regularization: float
+    feedback: Optional[np.ndarray] = None         # K (T, m, n), with return_gains
+    feedforward: Optional[np.ndarray] = None      # k (T, m), with return_gains
+    x_init_jacobian: Optional[np.ndarray] = None  # (T, n+m, n)
+    params_jacobian: Optional[np.ndarray] = None  # (T, n+m, p)
+    jacobian_diagnostics: Optional[dict] = None
+
+
+@dataclasses.dataclass
+class SolveResult:
+    solutions: List[Solution]
+    queue_seconds: float
+    solve_seconds: float
+    batch_size: int
+    backend: str
+
+
+@dataclasses.dataclass
+class Gradient:
+    """dL/d(input) for one problem, each shaped like the input it differentiates (None where the
+    problem had no such input: F, f for models, params for linear dynamics)."""
+    x_init: np.ndarray
+    C: np.ndarray
+    c: np.ndarray
+    F: Optional[np.ndarray]
+    f: Optional[np.ndarray]
+    params: Optional[np.ndarray]
+    diagnostics: dict
+
+
+@dataclasses.dataclass
+class BackwardResult:
+    gradients: List[Gradient]
+    queue_seconds: float
+    solve_seconds: float
+    batch_size: int
+    backend: str
+
+
+@dataclasses.dataclass
+class ModelInfo:
+    name: str
+    state_dim: int
+    control_dim: int
+    param_names: List[str]
+    default_params: np.ndarray
+    default_dt: float
+    integrators: List[str]
+    state_names: List[str]
+    control_names: List[str]
+
+
+def to_tensor(array, message=None):
+    """A row-major mpcd.v1.Tensor from anything numpy accepts (float64)."""
+    array = np.asarray(array, dtype=np.float64)
+    tensor = mpcd_pb2.Tensor() if message is None else message
+    tensor.shape[:] = array.shape
+    tensor.data[:] = array.ravel().tolist()
+    return tensor
+
+
+def from_tensor(tensor):
+    """The numpy array of a Tensor; None when it is absent (no shape, no data)."""
+    if not tensor.shape and not tensor.data:
+        return None
+    return np.asarray(tensor.data, dtype=np.float64).reshape(tuple(tensor.shape))
+
+
+def _set_optional(message, array):
+    if array is not None:
+        to_tensor(array, message)
+
+
+def problem_to_proto(problem):
+    message = mpcd_pb2.Problem()
+    to_tensor(problem.x_init, message.x_init)
+    to_tensor(problem.C, message.cost.quadratic)
+    _set_optional(message.cost.linear, problem.c)
+    dynamics = problem.dynamics
+    if isinstance(dynamics, Linear):
+        to_tensor(dynamics.F, message.dynamics.linear.transition)
+        _set_optional(message.dynamics.linear.offset, dynamics.f)
+    elif isinstance(dynamics, Model):
+        model = message.dynamics.model
+        model.name = dynamics.name
+        if dynamics.params is not None:
+            model.params[:] = np.asarray(dynamics.params, dtype=np.float64).ravel().tolist()
+        model.dt = dynamics.dt
+        model.integrator = dynamics.integrator
+    elif dynamics is not None:
+        raise TypeError("Problem.dynamics must be mpcd.Linear or mpcd.Model, got %r" % (dynamics,))
+    _set_optional(message.u_lower, problem.u_lower)
+    _set_optional(message.u_upper, problem.u_upper)
+    _set_optional(message.u_init, problem.u_init)
+    return message
+
+
+def _diagnostics_to_dict(diagnostics):
+    return {
+        "status": mpcd_pb2.GradientStatus.Name(diagnostics.status),
+        "regularization": diagnostics.regularization,
+        "condition_estimate": diagnostics.condition_estimate,
+        "stationarity_residual": diagnostics.stationarity_residual,
+        "dynamics_residual": diagnostics.dynamics_residual,
+        "active_controls": diagnostics.active_controls,
+    }
+
+
+def _solution_from_proto(message):
+    has_jacobian = message.HasField("jacobian_diagnostics")
+    return Solution(
+        x=from_tensor(message.x), u=from_tensor(message.u), cost=message.cost,
+        status=mpcd_pb2.SolveStatus.Name(message.status), iterations=message.iterations,
+        step_norm=message.step_norm, regularization=message.regularization,
+        feedback=from_tensor(message.feedback), feedforward=from_tensor(message.feedforward),
+        x_init_jacobian=from_tensor(message.x_init_jacobian),
+        params_jacobian=from_tensor(message.params_jacobian),
+        jacobian_diagnostics=(_diagnostics_to_dict(message.jacobian_diagnostics)
+                              if has_jacobian else None))
+
+
+def _gradient_from_proto(message, diagnostics):
+    linear = message.dynamics.HasField("linear")
+    model = message.dynamics.HasField("model")
+    return Gradient(
+        x_init=from_tensor(message.x_init),
+        C=from_tensor(message.cost.quadratic),
+        c=from_tensor(message.cost.linear),
+        F=from_tensor(message.dynamics.linear.transition) if linear else None,
+        f=from_tensor(message.dynamics.linear.offset) if linear else None,
+        params=np.asarray(message.dynamics.model.params, dtype=np.float64) if model else None,
+        diagnostics=_diagnostics_to_dict(diagnostics))
+
+
+def _solver_options(options):
+    if options is None:
+        return None
+    if isinstance(options, mpcd_pb2.SolverOptions):
+        return options
+    return mpcd_pb2.SolverOptions(**options)
+
+
+def _mode(mode):
+    return mode if isinstance(mode, int) else mpcd_pb2.BackwardMode.Value(mode)
+
+
+# ---------------------------------------------------------------------------------------------
+# The client
+
+
+class Client:
+    """A channel to one mpcd server.
+
+    target: "host:port". timeout: default deadline in seconds for every call (None: no deadline);
+    each method's timeout overrides it. wait_for_ready: queue calls while the channel connects
+    instead of failing fast with UNAVAILABLE. Errors raise MpcdError (or its subclasses
+    InvalidArgumentError, DeadlineExceededError, UnavailableError) with .code and .details.
+    """
+
+    def __init__(self, target, timeout=None, wait_for_ready=False, credentials=None,
+                 options=None):
+        self.target = target
+        self.timeout = timeout
+        self.wait_for_ready = wait_for_ready
+        if credentials is None:
+            self._channel = grpc.insecure_channel(target, options=options)
+        else:
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        self.stub = mpcd_pb2_grpc.MpcServiceStub(self._channel)
+        self._health_check = self._channel.unary_unary(
+            _HEALTH_CHECK, request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString)
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, method, request, timeout):
+        try:
+            return method(request, timeout=self.timeout if timeout is None else timeout,
+                          wait_for_ready=self.wait_for_ready)
+        except grpc.RpcError as e:
+            raise _error_from(e) from None
+
+    def solve(self, horizon, problems, options=None, return_gains=False,
+              return_x_init_jacobian=False, return_params_jacobian=False,
+              jacobian_mode="DEFAULT", timeout=None):
+        """Solves every Problem (one horizon for all). options: a dict of SolverOptions fields
+        (max_iterations, tolerance, linesearch_decay, max_linesearch_iterations, best_cost_eps,
+        not_improved_limit) or an mpcd_pb2.SolverOptions; unset fields take mpc.pytorch's defaults."""
+        request = mpcd_pb2.SolveRequest(
+            horizon=horizon, problems=[problem_to_proto(p) for p in problems],
+            options=_solver_options(options), return_gains=return_gains,
+            return_x_init_jacobian=return_x_init_jacobian,
+            return_params_jacobian=return_params_jacobian, jacobian_mode=_mode(jacobian_mode))
+        response = self._call(self.stub.Solve, request, timeout)
+        return SolveResult(
+            solutions=[_solution_from_proto(s) for s in response.solutions],
+            queue_seconds=response.timing.queue_seconds,
+            solve_seconds=response.timing.solve_seconds,
+            batch_size=response.batch_size, backend=response.backend)
+
+    def backward(self, horizon, problems, solutions, cotangents, mode="DEFAULT", timeout=None):
+        """dL/d(inputs) at the given solutions (Solution objects or (x, u) pairs) for cotangents
+        [(dL/dx (T, n) or None, dL/du (T, m) or None), ...]. mode: "DEFAULT" (mpc.pytorch's
+        gradient), "EXACT" (the true derivative of the solution map) or "FULL_CHAIN"."""
+        request = mpcd_pb2.BackwardRequest(
+            horizon=horizon, problems=[problem_to_proto(p) for p in problems],
+            mode=_mode(mode))
+        for solution in solutions:
+            x, u = (solution.x, solution.u) if isinstance(solution, Solution) else solution
+            message = request.solutions.add()
+            to_tensor(x, message.x)
+            to_tensor(u, message.u)
+        for dx, du in cotangents:
+            message = request.cotangents.add()
+            _set_optional(message.x, dx)
+            _set_optional(message.u, du)
+        response = self._call(self.stub.Backward, request, timeout)
+        return BackwardResult(
+            gradients=[_gradient_from_proto(g, d)
+                       for g, d in zip(response.gradients, response.diagnostics)],
+            queue_seconds=response.timing.queue_seconds,
+            solve_seconds=response.timing.solve_seconds,
+            batch_size=response.batch_size, backend=response.backend)
+
+    def models(self, timeout=None):
+        """The built-in dynamics models."""
+        response = self._call(self.stub.ListModels, mpcd_pb2.ListModelsRequest(), timeout)
+        return [ModelInfo(name=m.name, state_dim=m.state_dim, control_dim=m.control_dim,
+                          param_names=list(m.param_names),
+                          default_params=np.asarray(m.default_params, dtype=np.float64),
+                          default_dt=m.default_dt, integrators=list(m.integrators),
+                          state_names=list(m.state_names), control_names=list(m.control_names))
+                for m in response.models]
+
+    def health(self, service="", timeout=None):
+        """The standard gRPC health status: "SERVING", "NOT_SERVING", ..."""
+        response = self._call(self._health_check,
+                              health_pb2.HealthCheckRequest(service=service), timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
