@@ -13,6 +13,11 @@ packages=(
 # Optional checks that skip themselves when the tool is missing: prometheus ships promtool, which
 # lints the /metrics exposition in tests/server/mpcd_process_test.py (about 20 MB to download).
 extras=(prometheus)
+# The Node client's test (client/node) needs node and npm; keep a node that is already installed
+# (e.g. NodeSource's, which bundles npm and conflicts with Debian's npm package).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
 if [ "${1:-}" = "--extras" ]; then
   packages+=("${extras[@]}")
 fi
