@@ -1,13 +1,42 @@
-# mpcd server image: build on Debian bookworm, run on a slim bookworm with only the runtime libraries.
-#   podman build --network=host -t localhost/mpcd:dev .
-#   podman run --rm --network=host localhost/mpcd:dev --port=50051
-# (A CUDA runtime variant arrives with the CUDA backend.)
-FROM docker.io/library/debian:bookworm-slim AS builder
+# mpcd server image: built on Debian bookworm, run on a slim bookworm with only the runtime
+# libraries, as an unprivileged user. docs/operations.md explains running and sizing it.
+#
+#   podman build --format=docker --network=host -t localhost/mpcd:dev .            # CPU (default)
+#   podman build --format=docker --network=host --build-arg VARIANT=cuda -t localhost/mpcd:cuda .
+#   podman run --rm --network=host -e MPCD_PORT=50051 localhost/mpcd:dev [--more_mpcd_flags]
+#   (`docker build`/`docker run` take the same arguments.)
+#
+# --format=docker keeps the HEALTHCHECK (the OCI image format has no field for it).
+#
+# VARIANT=cuda copies the CUDA toolkit (/usr/local/cuda) out of CUDA_IMAGE into the builder and
+# builds with -DMPCD_WITH_CUDA=ON. The runtime stays Debian: the CUDA runtime is linked statically
+# (cudart_static), and the NVIDIA container toolkit mounts the driver (libcuda) into the container;
+# any shared CUDA library the binaries do need is copied from the builder.
+
+ARG VARIANT=cpu
+ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
+ARG CUDA_IMAGE=docker.io/nvidia/cuda:13.0.0-devel-ubuntu24.04
+
+FROM ${BASE_IMAGE} AS builder-base
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      cmake ninja-build g++ make pkg-config \
+      cmake ninja-build g++ pkg-config \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
-      libeigen3-dev prometheus-cpp-dev \
+      libeigen3-dev prometheus-cpp-dev grpc-proto \
     && rm -rf /var/lib/apt/lists/*
+
+FROM ${CUDA_IMAGE} AS cuda-toolkit
+
+FROM builder-base AS builder-cpu
+ENV MPCD_WITH_CUDA=OFF
+
+FROM builder-base AS builder-cuda
+COPY --from=cuda-toolkit /usr/local/cuda/ /usr/local/cuda/
+ENV MPCD_WITH_CUDA=ON
+
+FROM builder-${VARIANT} AS builder
+# x86-64-v3 (AVX2, FMA) is what the benchmarks assume; x86-64-v2 runs on older hosts.
+ARG MPCD_MARCH=x86-64-v3
+ARG CUDA_ARCHITECTURES=90
 WORKDIR /src
 COPY CMakeLists.txt ./
 COPY cmake cmake
@@ -15,20 +44,36 @@ COPY proto proto
 COPY solver solver
 COPY server server
 COPY client client
-RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMPCD_WITH_CUDA=OFF \
+RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMPCD_WITH_CUDA="${MPCD_WITH_CUDA}" \
+      -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES}" -DMPCD_MARCH="${MPCD_MARCH}" \
       -DMPCD_BUILD_TESTS=OFF -DMPCD_BUILD_BENCHMARKS=OFF \
-    && cmake --build build -j"$(nproc)" --target mpcd mpcctl
+    && cmake --build build -j"$(nproc)" --target mpcd mpcctl \
+    && mkdir -p /out/bin /out/lib \
+    && cp build/bin/mpcd build/bin/mpcctl /out/bin/ \
+    && { ldd build/bin/mpcd | awk '$3 ~ "^/usr/local/cuda" {print $3}' \
+         | xargs -r cp -L -t /out/lib/; }
 
-FROM docker.io/library/debian:bookworm-slim
+FROM ${BASE_IMAGE} AS runtime-cpu
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libgrpc++1.51 libprotobuf32 libabsl20220623 libprometheus-cpp-core1.0 \
       libprometheus-cpp-pull1.0 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home mpcd
-COPY --from=builder /src/build/bin/mpcd /src/build/bin/mpcctl /usr/local/bin/
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mpcd
+
+FROM runtime-cpu AS runtime-cuda
+# Read by the NVIDIA container toolkit: which GPUs to expose and which driver libraries to mount.
+ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
+
+FROM runtime-${VARIANT}
+COPY --from=builder /out/ /usr/local/
+RUN ldconfig
 COPY deploy/mpcd.flags /etc/mpcd/mpcd.flags
-USER 10001
+# One variable sets the gRPC port for both the server and the health check.
+ENV MPCD_PORT=50051
+USER 10001:10001
 EXPOSE 50051 9464
-HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
-  CMD ["/usr/local/bin/mpcctl", "health", "--target=127.0.0.1:50051"]
-ENTRYPOINT ["/usr/local/bin/mpcd", "--flagfile=/etc/mpcd/mpcd.flags"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["/bin/sh", "-c", "exec /usr/local/bin/mpcctl health --target=127.0.0.1:${MPCD_PORT} --timeout=2"]
+# exec: mpcd is PID 1 and gets SIGTERM itself (it drains, then exits 0). Arguments given to
+# `run` are appended as further mpcd flags.
+ENTRYPOINT ["/bin/sh", "-c", "exec /usr/local/bin/mpcd --flagfile=/etc/mpcd/mpcd.flags --port=\"${MPCD_PORT}\" \"$@\"", "mpcd"]

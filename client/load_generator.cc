@@ -69,14 +69,26 @@ class ClosedLoop {
     MpcClient* client = clients_[caller % clients_.size()];
     client->SolveAsync(requests_[caller % requests_.size()], options_.timeout,
                        [this, caller, sent](absl::StatusOr<mpcd::v1::SolveResponse> response) {
-                         Record(caller, sent, response);
+                         Record(caller, sent, std::move(response));
                          Send(caller);
                        });
   }
 
-  void Record(int caller, absl::Time sent,
-              const absl::StatusOr<mpcd::v1::SolveResponse>& response) {
+  void Record(int caller, absl::Time sent, absl::StatusOr<mpcd::v1::SolveResponse> response) {
     const absl::Time now = absl::Now();
+    bool wrong = false;
+    if (response.ok() && options_.check) {
+      const absl::Status checked = options_.check(caller % requests_.size(), *response);
+      if (!checked.ok()) {
+        wrong = true;
+        response = checked;
+      }
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      ++(response.ok() ? total_ok_ : total_failed_);
+      if (wrong) ++wrong_answers_;
+    }
     // Only calls that both started and ended inside the window count, so warm-up and the tail
     // after the end do not bias the rates.
     if (sent < measure_from_ || now > end_) return;
@@ -92,12 +104,10 @@ class ClosedLoop {
       queue_seconds_sum_ += response->timing().queue_seconds();
       solve_seconds_sum_ += response->timing().solve_seconds();
     } else {
+      const std::string code = wrong ? "WRONG_ANSWER" : CodeName(response.status().code());
       ++errors_;
-      ++errors_by_code_[CodeName(response.status().code())];
-      if (first_error_.empty()) {
-        first_error_ =
-            absl::StrCat(CodeName(response.status().code()), ": ", response.status().message());
-      }
+      ++errors_by_code_[code];
+      if (first_error_.empty()) first_error_ = absl::StrCat(code, ": ", response.status().message());
     }
   }
 
@@ -109,6 +119,9 @@ class ClosedLoop {
     result.errors = errors_;
     result.errors_by_code = errors_by_code_;
     result.first_error = first_error_;
+    result.total_ok = total_ok_;
+    result.total_failed = total_failed_;
+    result.wrong_answers = wrong_answers_;
     const double seconds = absl::ToDoubleSeconds(result.elapsed);
     result.problems_per_second = problems_ / seconds;
     result.requests_per_second = requests_done_ / seconds;
@@ -151,6 +164,9 @@ class ClosedLoop {
   double solve_seconds_sum_ ABSL_GUARDED_BY(mu_) = 0.0;
   std::map<std::string, std::int64_t> errors_by_code_ ABSL_GUARDED_BY(mu_);
   std::string first_error_ ABSL_GUARDED_BY(mu_);
+  std::int64_t total_ok_ ABSL_GUARDED_BY(mu_) = 0;
+  std::int64_t total_failed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::int64_t wrong_answers_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

@@ -26,6 +26,10 @@ struct LoadOptions {
   absl::Duration timeout = absl::Seconds(30);    // per request
   // Called about once a second while measuring, with the numbers so far (from the caller's thread).
   std::function<void(absl::Duration elapsed, std::int64_t problems, std::int64_t errors)> progress;
+  // If set, checks every OK answer (given the index of its request in `requests`); an error makes
+  // the call count as failed, under the code "WRONG_ANSWER". Runs on gRPC threads, concurrently.
+  std::function<absl::Status(std::size_t request_index, const mpcd::v1::SolveResponse& response)>
+      check;
 };
 
 struct LoadResult {
@@ -35,6 +39,11 @@ struct LoadResult {
   std::int64_t errors = 0;                             // failed while measuring
   std::map<std::string, std::int64_t> errors_by_code;  // e.g. {"UNAVAILABLE": 3}
   std::string first_error;  // the first failure's "CODE: message", if any
+  // Every call, warm-up and tail included (the counts above cover only the measured window): a
+  // call is either answered OK (and passed `check`) or failed, so nothing goes unaccounted.
+  std::int64_t total_ok = 0;
+  std::int64_t total_failed = 0;
+  std::int64_t wrong_answers = 0;  // failed `check`, whole run
   double problems_per_second = 0.0;
   double requests_per_second = 0.0;
   // Client-side latency of OK requests, seconds.

@@ -3,11 +3,13 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
+#include <grpcpp/support/validate_service_config.h>
 
 #include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace mpc {
 namespace {
@@ -57,6 +59,36 @@ const char* ServingStatusName(ServingStatus status) {
   return "UNKNOWN";
 }
 
+namespace {
+
+std::string ServiceConfig(absl::string_view balancing, int max_attempts) {
+  return absl::StrCat(R"({)", balancing, R"(
+  "retryThrottling": {"maxTokens": 100, "tokenRatio": 0.1},
+  "methodConfig": [{
+    "name": [{"service": "mpcd.v1.MpcService"}],
+    "retryPolicy": {
+      "maxAttempts": )",
+                      max_attempts, R"(,
+      "initialBackoff": "0.02s",
+      "maxBackoff": "0.5s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+})");
+}
+
+}  // namespace
+
+std::string RetryServiceConfig(int max_attempts) { return ServiceConfig("", max_attempts); }
+
+std::string ReplicatedServiceConfig(int max_attempts) {
+  return ServiceConfig(R"(
+  "loadBalancingConfig": [{"round_robin": {}}],
+  "healthCheckConfig": {"serviceName": ""},)",
+                       max_attempts);
+}
+
 absl::StatusOr<std::unique_ptr<MpcClient>> MpcClient::Create(const std::string& target,
                                                              const MpcClientOptions& options) {
   if (target.empty()) return absl::InvalidArgumentError("target: must not be empty");
@@ -67,6 +99,14 @@ absl::StatusOr<std::unique_ptr<MpcClient>> MpcClient::Create(const std::string& 
   args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   args.SetMaxSendMessageSize(-1);
   if (options.own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  if (!options.service_config_json.empty()) {
+    const std::string error =
+        grpc::experimental::ValidateServiceConfigJSON(options.service_config_json);
+    if (!error.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("service_config_json: ", error));
+    }
+    args.SetServiceConfigJSON(options.service_config_json);
+  }
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   if (channel == nullptr) {

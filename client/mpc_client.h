@@ -31,7 +31,28 @@ struct MpcClientOptions {
   // Wait (until the deadline) for the connection to become ready instead of failing at once with
   // UNAVAILABLE on a transient connection failure. Errors the server returns are unaffected.
   bool wait_for_ready = false;
+  // A gRPC service config (JSON) for the channel: load balancing, retries, client-side health
+  // checking. Empty = gRPC's defaults (pick_first over the target's addresses, no retries). See
+  // ReplicatedServiceConfig for a target with several replicas.
+  std::string service_config_json;
 };
+
+// Service configs for calls that must survive a replica going away. Calls that fail with
+// UNAVAILABLE (a replica killed, draining, or refusing excess work) are retried with backoff, up
+// to `max_attempts` attempts in all (2 to 5; gRPC caps it at 5). Every MpcService method is
+// idempotent, so a retry cannot do anything twice that matters. Retries are throttled: when more
+// than about 1 call in 10 fails, the channel stops retrying until successes return, so an
+// overloaded fleet is not hit by a retry storm. Requests over 256 KiB (gRPC's per-call retry
+// buffer) are not retried.
+//
+// RetryServiceConfig: retries only, for one address (a single server, or a proxy such as nginx
+// or a Kubernetes ClusterIP Service in front of the replicas).
+std::string RetryServiceConfig(int max_attempts = 5);
+// ReplicatedServiceConfig: for a target that resolves to every replica, e.g.
+// "ipv4:10.0.0.1:50051,10.0.0.2:50051" or "dns:///mpcd-headless.ns.svc.cluster.local:50051" (a
+// headless Kubernetes Service): round-robin over the addresses that are up and SERVING
+// (grpc.health.v1 Watch, so a draining replica stops getting calls), plus the retries.
+std::string ReplicatedServiceConfig(int max_attempts = 5);
 
 // The grpc::Status as an absl::Status: the codes are the same numbers (google/rpc/code.proto).
 absl::Status FromGrpcStatus(const grpc::Status& status);

@@ -12,6 +12,9 @@
 //   mpcctl health --target=ADDR [--service=NAME]    grpc.health.v1 Check; exit 0 only when SERVING
 //   mpcctl bench --target=ADDR --model=cartpole --horizon=25 --batch=1 --concurrency=N
 //                --duration=S [--json]             closed-loop load: throughput and latency
+//                [--verify]                        ... and check every answer against a local solve
+//   --target=ipv4:H1:P1,H2:P2 --round_robin         several replicas: round-robin, retry UNAVAILABLE
+//   --target=PROXY:PORT --retry                     retry UNAVAILABLE (one address, e.g. nginx)
 //
 // Output JSON goes to stdout. Any error is exactly one line "mpcctl: <message>" on stderr, with
 // exit code 2 for bad input or usage and 1 for a failure of the solver itself. With --target every
@@ -75,6 +78,23 @@ ABSL_FLAG(int, channels, 1,
           "bench: TCP connections to spread the callers over (one HTTP/2 connection carries many "
           "concurrent calls; more connections cost more CPU on a small machine).");
 ABSL_FLAG(bool, json, false, "bench: print one JSON object instead of text.");
+ABSL_FLAG(bool, round_robin, false,
+          "--target: spread calls round-robin over every address the target resolves to "
+          "(ipv4:HOST:PORT,HOST:PORT,... or a DNS name with several addresses), skipping replicas "
+          "that are down or not SERVING, and retry calls that fail with UNAVAILABLE on another "
+          "replica.");
+ABSL_FLAG(bool, retry, false,
+          "--target: retry calls that fail with UNAVAILABLE (for one address: a single server or "
+          "a proxy in front of replicas).");
+ABSL_FLAG(std::string, service_config, "",
+          "--target: a gRPC service config (JSON) for the channel; overrides --round_robin and "
+          "--retry.");
+ABSL_FLAG(bool, verify, false,
+          "bench: solve every distinct request in this process first and check each answer "
+          "against it; a mismatch counts as a WRONG_ANSWER error.");
+ABSL_FLAG(double, verify_tolerance, 1e-9,
+          "bench --verify: largest relative difference allowed in costs and trajectories (the "
+          "server's CPU backend, built from the same source, agrees bitwise).");
 ABSL_FLAG(int, threads, 0, "--local: CPU solver threads (0 = one per hardware thread).");
 
 namespace {
@@ -88,6 +108,9 @@ constexpr char kUsage[] =
     "       mpcctl health --target=HOST:PORT [--service=NAME]\n"
     "       mpcctl bench --target=HOST:PORT [--model=cartpole] [--horizon=25] [--batch=1]\n"
     "                    [--concurrency=N] [--duration=S] [--warmup=S] [--iterations=10] [--json]\n"
+    "                    [--verify]\n"
+    "       (with --target: [--round_robin | --retry | --service_config=JSON]; replicas as\n"
+    "        --target=ipv4:HOST:PORT,HOST:PORT,... or a DNS name with several addresses)\n"
     "       mpcctl demo [--threads=N]";
 
 // Problems with the input (usage, files, JSON, validation) exit with 2; solver failures with 1.
@@ -366,6 +389,17 @@ absl::Status RemoteError(const absl::Status& status) {
       status.code(), absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message()));
 }
 
+// The channel's service config from --service_config, --round_robin or --retry.
+void SetServiceConfig(mpc::MpcClientOptions* options) {
+  options->service_config_json = absl::GetFlag(FLAGS_service_config);
+  if (!options->service_config_json.empty()) return;
+  if (absl::GetFlag(FLAGS_round_robin)) {
+    options->service_config_json = mpc::ReplicatedServiceConfig();
+  } else if (absl::GetFlag(FLAGS_retry)) {
+    options->service_config_json = mpc::RetryServiceConfig();
+  }
+}
+
 absl::StatusOr<std::unique_ptr<mpc::MpcClient>> Connect() {
   const double timeout = absl::GetFlag(FLAGS_timeout);
   if (!(timeout > 0.0)) {
@@ -373,6 +407,7 @@ absl::StatusOr<std::unique_ptr<mpc::MpcClient>> Connect() {
   }
   mpc::MpcClientOptions options;
   options.timeout = absl::Seconds(timeout);
+  SetServiceConfig(&options);
   return mpc::MpcClient::Create(absl::GetFlag(FLAGS_target), options);
 }
 
@@ -543,6 +578,52 @@ absl::StatusOr<mpcd::v1::SolveRequest> BenchRequest(std::uint64_t seed) {
   return request;
 }
 
+bool Close(double actual, double expected, double tolerance) {
+  return std::abs(actual - expected) <= tolerance * std::max(1.0, std::abs(expected));
+}
+
+absl::Status CompareTensor(const char* name, int problem, const mpcd::v1::Tensor& actual,
+                           const mpcd::v1::Tensor& expected, double tolerance) {
+  if (actual.data_size() != expected.data_size()) {
+    return absl::DataLossError(absl::StrFormat("solutions[%d].%s: %d values, expected %d", problem,
+                                               name, actual.data_size(), expected.data_size()));
+  }
+  for (int i = 0; i < actual.data_size(); ++i) {
+    if (!Close(actual.data(i), expected.data(i), tolerance)) {
+      return absl::DataLossError(absl::StrFormat("solutions[%d].%s[%d]: %.17g, expected %.17g",
+                                                 problem, name, i, actual.data(i),
+                                                 expected.data(i)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// bench --verify: does a server's answer match the one solved in this process?
+absl::Status CompareSolveResponses(const mpcd::v1::SolveResponse& actual,
+                                   const mpcd::v1::SolveResponse& expected, double tolerance) {
+  if (actual.solutions_size() != expected.solutions_size()) {
+    return absl::DataLossError(absl::StrFormat("%d solutions, expected %d",
+                                               actual.solutions_size(),
+                                               expected.solutions_size()));
+  }
+  for (int p = 0; p < actual.solutions_size(); ++p) {
+    const mpcd::v1::Solution& a = actual.solutions(p);
+    const mpcd::v1::Solution& e = expected.solutions(p);
+    if (a.status() != e.status()) {
+      return absl::DataLossError(absl::StrFormat("solutions[%d].status: %s, expected %s", p,
+                                                 mpcd::v1::SolveStatus_Name(a.status()),
+                                                 mpcd::v1::SolveStatus_Name(e.status())));
+    }
+    if (!Close(a.cost(), e.cost(), tolerance)) {
+      return absl::DataLossError(
+          absl::StrFormat("solutions[%d].cost: %.17g, expected %.17g", p, a.cost(), e.cost()));
+    }
+    MPC_RETURN_IF_ERROR(CompareTensor("x", p, a.x(), e.x(), tolerance));
+    MPC_RETURN_IF_ERROR(CompareTensor("u", p, a.u(), e.u(), tolerance));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunBench() {
   if (absl::GetFlag(FLAGS_target).empty()) {
     return absl::InvalidArgumentError("bench needs --target=HOST:PORT");
@@ -570,6 +651,7 @@ absl::Status RunBench() {
   mpc::MpcClientOptions client_options;
   client_options.timeout = absl::Seconds(timeout);
   client_options.own_connection = true;
+  SetServiceConfig(&client_options);
   std::vector<std::unique_ptr<mpc::MpcClient>> clients;
   std::vector<mpc::MpcClient*> client_ptrs;
   for (int i = 0; i < channels; ++i) {
@@ -587,6 +669,19 @@ absl::Status RunBench() {
   options.duration = absl::Seconds(duration);
   options.warmup = absl::Seconds(warmup);
   options.timeout = absl::Seconds(timeout);
+  std::vector<mpcd::v1::SolveResponse> expected;
+  if (absl::GetFlag(FLAGS_verify)) {
+    const double tolerance = absl::GetFlag(FLAGS_verify_tolerance);
+    if (!(tolerance >= 0.0)) return absl::InvalidArgumentError("--verify_tolerance: must be >= 0");
+    for (const mpcd::v1::SolveRequest& request : requests) {
+      MPC_ASSIGN_OR_RETURN(LocalSolve solved, SolveLocally(request, /*threads=*/1));
+      expected.push_back(std::move(solved.response));
+    }
+    options.check = [&expected, tolerance](std::size_t index,
+                                           const mpcd::v1::SolveResponse& response) {
+      return CompareSolveResponses(response, expected[index], tolerance);
+    };
+  }
   const bool json = absl::GetFlag(FLAGS_json);
   options.progress = [](absl::Duration elapsed, std::int64_t problems, std::int64_t errors) {
     const double seconds = absl::ToDoubleSeconds(elapsed);
@@ -607,20 +702,23 @@ absl::Status RunBench() {
         "\"problems_per_s\": %.1f, \"requests_per_s\": %.1f, \"latency_s\": {\"mean\": %.6g, "
         "\"p50\": %.6g, \"p90\": %.6g, \"p99\": %.6g, \"max\": %.6g}, "
         "\"server\": {\"mean_batch_size\": %.2f, \"mean_queue_s\": %.6g, \"mean_solve_s\": "
-        "%.6g}, \"backend\": \"%s\"}\n",
+        "%.6g}, \"backend\": \"%s\", \"total_ok\": %d, \"total_failed\": %d, "
+        "\"wrong_answers\": %d, \"verified\": %s}\n",
         absl::GetFlag(FLAGS_target), absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_horizon),
         absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_iterations), concurrency, channels,
         absl::ToDoubleSeconds(result.elapsed), result.requests, result.problems, result.errors,
         absl::StrJoin(errors, ", "), result.problems_per_second, result.requests_per_second,
         result.latency_mean, result.latency_p50, result.latency_p90, result.latency_p99,
         result.latency_max, result.mean_batch_size, result.mean_queue_seconds,
-        result.mean_solve_seconds, probe->backend());
+        result.mean_solve_seconds, probe->backend(), result.total_ok, result.total_failed,
+        result.wrong_answers, expected.empty() ? "false" : "true");
   } else {
     std::cout << absl::StrFormat(
         "%s T=%d batch=%d concurrency=%d (%d connections), %.1f s on %s (%s backend)\n"
         "  throughput  %.1f problems/s (%.1f requests/s), %d requests, %d errors%s\n"
         "  latency     p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms\n"
-        "  server      mean batch %.1f, mean queue %.3f ms, mean solve %.3f ms\n",
+        "  server      mean batch %.1f, mean queue %.3f ms, mean solve %.3f ms\n"
+        "  whole run   %d calls OK, %d failed (warm-up and tail included)%s\n",
         absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_horizon), absl::GetFlag(FLAGS_batch),
         concurrency, channels, absl::ToDoubleSeconds(result.elapsed), absl::GetFlag(FLAGS_target),
         probe->backend(), result.problems_per_second, result.requests_per_second, result.requests,
@@ -628,7 +726,10 @@ absl::Status RunBench() {
         result.first_error.empty() ? "" : absl::StrCat(" (first: ", result.first_error, ")"),
         1e3 * result.latency_p50, 1e3 * result.latency_p90, 1e3 * result.latency_p99,
         1e3 * result.latency_max, result.mean_batch_size, 1e3 * result.mean_queue_seconds,
-        1e3 * result.mean_solve_seconds);
+        1e3 * result.mean_solve_seconds, result.total_ok, result.total_failed,
+        expected.empty()
+            ? ""
+            : absl::StrFormat(", every answer checked: %d wrong", result.wrong_answers));
   }
   return absl::OkStatus();
 }

@@ -9,6 +9,9 @@ packages=(
   libeigen3-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   grpc-proto python3-grpcio python3-protobuf python3-numpy curl nlohmann-json3-dev
   python3-torch python3-matplotlib  # mpcd.torch and its tests; the examples' plots
+  # tests/deploy: nginx as a gRPC proxy, yamllint for the manifests, promtool (in prometheus)
+  # for the scrape config and alert rules
+  nginx-light yamllint python3-yaml prometheus
 )
 # Optional checks that skip themselves when the tool is missing: prometheus ships promtool, which
 # lints the /metrics exposition in tests/server/mpcd_process_test.py (about 20 MB to download).
