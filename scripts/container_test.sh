@@ -78,7 +78,7 @@ user="$(podman image inspect --format '{{.Config.User}}' "$image")"
 [ "$user" = "10001:10001" ] || fail "image user is '$user', expected 10001:10001"
 healthcheck="$(podman image inspect --format '{{json .Config.Healthcheck}}' "$image")"
 echo "$healthcheck" | grep -q 'mpcctl health' || fail "no HEALTHCHECK in the image: $healthcheck"
-in_image() { podman run --rm --network=host --entrypoint /bin/sh "$image" -c "$1"; }
+in_image() { podman run --rm --no-healthcheck --network=host --entrypoint /bin/sh "$image" -c "$1"; }
 missing="$(in_image 'ldd /usr/local/bin/mpcd /usr/local/bin/mpcctl | grep "not found" || true')"
 [ -z "$missing" ] || fail "libraries missing in the image: $missing"
 if in_image 'command -v g++ || command -v cmake || test -e /usr/include/grpcpp'; then
@@ -90,8 +90,10 @@ free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("12
 port="$(free_port)"
 metrics_port="$(free_port)"
 step "run on 127.0.0.1:$port (metrics :$metrics_port)"
+# Without systemd podman cannot schedule the health check (it says so on stderr, kept in
+# podman.log); `podman healthcheck run` below runs the image's HEALTHCHECK command itself.
 podman run -d --name "$name" --network=host -e MPCD_PORT="$port" "$image" \
-  --host=127.0.0.1 --metrics_port="$metrics_port" >/dev/null
+  --host=127.0.0.1 --metrics_port="$metrics_port" >/dev/null 2>>"$work/podman.log"
 healthy=0
 for _ in $(seq 1 60); do
   if podman healthcheck run "$name" >/dev/null 2>&1; then healthy=1; break; fi
@@ -103,7 +105,9 @@ done
 echo "HEALTHCHECK (mpcctl health inside the container): healthy"
 
 step "Solve through the port, compared with an in-process solve"
-mpcctl_in_image() { podman run --rm -i --network=host --entrypoint /usr/local/bin/mpcctl "$image" "$@"; }
+mpcctl_in_image() {
+  podman run --rm -i --no-healthcheck --network=host --entrypoint /usr/local/bin/mpcctl "$image" "$@"
+}
 mpcctl_in_image solve --target="127.0.0.1:$port" --request=- <examples/cartpole_swingup.json >"$work/remote.json" \
   || fail "remote solve"
 mpcctl_in_image solve --local --request=- <examples/cartpole_swingup.json >"$work/local.json" \
@@ -131,7 +135,7 @@ grep -q 'mpcd_requests_total{code="OK",method="Solve"} [1-9]' "$work/metrics.txt
 echo "mpcd_requests_total counts the Solve"
 
 step "podman stop (SIGTERM): drain, exit 0"
-podman stop --time 40 "$name" >/dev/null
+podman stop --time 40 "$name" >/dev/null 2>>"$work/podman.log"
 exit_code="$(podman inspect --format '{{.State.ExitCode}}' "$name")"
 podman logs "$name" >"$work/server.log" 2>&1
 [ "$exit_code" = 0 ] || { cat "$work/server.log"; fail "exit code $exit_code after SIGTERM"; }

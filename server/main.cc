@@ -60,6 +60,9 @@ ABSL_FLAG(int64_t, max_problem_size, kDefaults.max_problem_size,
 ABSL_FLAG(int, max_message_bytes, kDefaults.max_message_bytes, "Largest request message in bytes.");
 ABSL_FLAG(double, shutdown_grace_s, absl::ToDoubleSeconds(kDefaults.shutdown_grace),
           "On SIGTERM, how long calls in flight may take before they are cancelled, in seconds.");
+ABSL_FLAG(double, max_connection_age_s, 0.0,
+          "Ask clients to reconnect (and so re-resolve DNS, finding new replicas) after a "
+          "connection has been open this many seconds; 0 = never.");
 
 namespace {
 
@@ -98,6 +101,12 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
     return absl::InvalidArgumentError(absl::StrCat("shutdown_grace_s: must be >= 0, got ", grace));
   }
   config.shutdown_grace = absl::Seconds(grace);
+  const double connection_age = absl::GetFlag(FLAGS_max_connection_age_s);
+  if (!(connection_age >= 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_connection_age_s: must be >= 0, got ", connection_age));
+  }
+  if (connection_age > 0.0) config.max_connection_age = absl::Seconds(connection_age);
   absl::Status valid = mpc::ValidateServerConfig(config);
   if (!valid.ok()) return valid;
   return config;

@@ -40,6 +40,9 @@ absl::Status ValidateServerConfig(const ServerConfig& config) {
   if (config.batcher.batching.max_queue_delay < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("max_queue_delay_us: must be >= 0");
   }
+  if (config.max_connection_age <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("max_connection_age: must be > 0");
+  }
   if (config.shutdown_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("shutdown_grace: must be >= 0");
   }

@@ -37,6 +37,11 @@ struct ServerConfig {
   int max_message_bytes = 64 << 20;
   // How long Shutdown waits for calls in flight before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(30);
+  // After this long a client connection is asked to close (HTTP/2 GOAWAY; calls in flight get
+  // shutdown_grace to finish) and the client reconnects, resolving the target's addresses again:
+  // that is how long-lived clients of a headless Kubernetes Service find new replicas.
+  // Infinite = never.
+  absl::Duration max_connection_age = absl::InfiniteDuration();
 };
 
 // Checks ranges and consistency; messages name the flag (e.g. "max_batch_size: must be >= 1").

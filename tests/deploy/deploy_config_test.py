@@ -210,6 +210,8 @@ class ConsistencyTest(unittest.TestCase):
     def test_headless_service_selects_the_pods_and_names_their_ports(self):
         service = self.base["Service"]["spec"]
         self.assertEqual(service["clusterIP"], "None")
+        # Clients of a headless Service find new pods only when they reconnect.
+        self.assertGreater(float(args_flags(self.container)["max_connection_age_s"]), 0)
         self.assert_selects_pods(service["selector"])
         for port in service["ports"]:
             self.assertIn(port["targetPort"], self.ports)

@@ -38,10 +38,10 @@ ROUND_ROBIN_ONLY = '{"loadBalancingConfig": [{"round_robin": {}}]}'
 class Replica:
     """One mpcd process on ports the kernel picks (read from its first line)."""
 
-    def __init__(self):
+    def __init__(self, *flags):
         self.process = subprocess.Popen(
-            [ARGS.mpcd, "--host=127.0.0.1", "--port=0", "--metrics_port=0", "--threads=1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [ARGS.mpcd, "--host=127.0.0.1", "--port=0", "--metrics_port=0", "--threads=1"] +
+            list(flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.process.stdout.readline()
         match = re.search(r"serving on ([\d.]+:\d+) .*metrics (http://\S+/metrics)", line)
         if match is None:
@@ -73,6 +73,20 @@ class Replica:
                 self.process.wait()
         self.process.stdout.close()
         self.process.stderr.close()
+
+
+def client_ports(server_address):
+    """The peer ports of the established TCP connections to server_address (from /proc; gRPC
+    uses IPv4-mapped IPv6 sockets, so both tables)."""
+    port = int(server_address.rsplit(":", 1)[1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, remote, state = line.split()[1:4]
+                if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                    ports.add(int(remote.rsplit(":", 1)[1], 16))
+    return ports
 
 
 def free_port():
@@ -240,6 +254,34 @@ class ScaleOutTest(unittest.TestCase):
         run.assert_survivors_took_over(self, self.replicas)
         # nginx did send calls to the killed replica and saw them fail (then re-routed them).
         self.assertIn("upstream: \"grpc://%s\"" % self.replicas[0].address, nginx.error_log())
+
+
+class ConnectionAgeTest(unittest.TestCase):
+    def test_clients_reconnect_after_max_connection_age_without_losing_calls(self):
+        # A long-lived client of a headless Service finds new replicas only when it reconnects
+        # and resolves again; --max_connection_age_s makes it reconnect. Here: a connection may
+        # live 0.5 s, so a 3 s run must see several, and no call may fail or be wrong.
+        replica = Replica("--max_connection_age_s=0.5", "--shutdown_grace_s=5")
+        self.addCleanup(replica.stop)
+        bench = subprocess.Popen(
+            [ARGS.mpcctl, "bench", "--target=" + replica.address, "--retry", "--verify",
+             "--model=cartpole", "--horizon=25", "--concurrency=4", "--warmup=0", "--duration=3",
+             "--timeout=30", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen = set()
+        while bench.poll() is None:
+            seen |= client_ports(replica.address)
+            time.sleep(0.05)
+        out, err = bench.communicate()
+        self.assertEqual(bench.returncode, 0, err[-2000:])
+        result = json.loads(out)
+        print("\nmax_connection_age 0.5 s: %d client connections seen over the 3 s run; bench: "
+              "%d OK, %d failed, %d wrong" % (len(seen), result["total_ok"],
+                                              result["total_failed"], result["wrong_answers"]),
+              file=sys.stderr)
+        self.assertGreaterEqual(len(seen), 3)
+        self.assertEqual(result["total_failed"], 0, result)
+        self.assertEqual(result["wrong_answers"], 0, result)
+        self.assertGreater(result["total_ok"], 0)
 
 
 def main():

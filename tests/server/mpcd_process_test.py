@@ -385,6 +385,7 @@ class FlagsTest(unittest.TestCase):
                 (["--max_queue_delay_us=-1"], "max_queue_delay_us"),
                 (["--backend=tpu"], "backend"),
                 (["--port=70000"], "port"),
+                (["--max_connection_age_s=-1"], "max_connection_age_s"),
                 (["--max_problems_per_request=100", "--max_queue_problems=10"],
                  "max_problems_per_request")):
             with self.subTest(flags=flags):
