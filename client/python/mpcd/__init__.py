@@ -26,7 +26,8 @@ def _add_default_stubs_dir():
     for entry in __path__:
         if _os.path.isfile(_os.path.join(entry, "v1", "mpcd_pb2.py")):
             return
-    repo = _os.path.dirname(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))
+    package_dir = _os.path.dirname(_os.path.abspath(__file__))  # <repo>/client/python/mpcd
+    repo = _os.path.dirname(_os.path.dirname(_os.path.dirname(package_dir)))
     generated = _os.path.join(repo, "build", "python", "mpcd")
     if _os.path.isfile(_os.path.join(generated, "v1", "mpcd_pb2.py")):
         __path__.append(generated)

@@ -175,6 +175,7 @@ class _MpcFunction(torch.autograd.Function):
         if unconverged and spec.verbose >= 0:
             print("mpcd.torch.MPC warning: problems %s did not converge" % unconverged)
 
+        spec.statuses[:] = statuses
         ctx.spec, ctx.problems, ctx.solutions = spec, problems, solutions
         ctx.detached = set(unconverged) if spec.detach_unconverged else set()
         dtype, device = x_init.dtype, x_init.device
@@ -249,6 +250,8 @@ class MPC(torch.nn.Module):
         self.client = client
         self.gradient_mode = gradient_mode
         self.timeout = timeout
+        # mpcd's per-problem SolveStatus names of the last forward ("CONVERGED", ...).
+        self.last_statuses = []
 
     def forward(self, x_init, cost, dx):
         if not isinstance(cost, QuadCost):
@@ -264,6 +267,7 @@ class MPC(torch.nn.Module):
             raise ValueError("MPC: n_batch=%d but x_init has %d rows" % (self.n_batch, B))
 
         spec = _Spec()
+        spec.statuses = self.last_statuses = []
         spec.client, spec.T, spec.n_batch = self.client, T, B
         spec.options, spec.timeout, spec.verbose = self.options, self.timeout, self.verbose
         spec.gradient_mode = self.gradient_mode
