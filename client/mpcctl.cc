@@ -21,6 +21,7 @@
 // error exits 2, and an error from the server reads "mpcctl: CODE: message" (gRPC's code name).
 
 #include <google/protobuf/util/json_util.h>
+#include <grpcpp/support/validate_service_config.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -390,14 +391,18 @@ absl::Status RemoteError(const absl::Status& status) {
 }
 
 // The channel's service config from --service_config, --round_robin or --retry.
-void SetServiceConfig(mpc::MpcClientOptions* options) {
+absl::Status SetServiceConfig(mpc::MpcClientOptions* options) {
   options->service_config_json = absl::GetFlag(FLAGS_service_config);
-  if (!options->service_config_json.empty()) return;
-  if (absl::GetFlag(FLAGS_round_robin)) {
+  if (!options->service_config_json.empty()) {
+    const std::string error =
+        grpc::experimental::ValidateServiceConfigJSON(options->service_config_json);
+    if (!error.empty()) return absl::InvalidArgumentError(absl::StrCat("--service_config: ", error));
+  } else if (absl::GetFlag(FLAGS_round_robin)) {
     options->service_config_json = mpc::ReplicatedServiceConfig();
   } else if (absl::GetFlag(FLAGS_retry)) {
     options->service_config_json = mpc::RetryServiceConfig();
   }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<mpc::MpcClient>> Connect() {
@@ -407,7 +412,7 @@ absl::StatusOr<std::unique_ptr<mpc::MpcClient>> Connect() {
   }
   mpc::MpcClientOptions options;
   options.timeout = absl::Seconds(timeout);
-  SetServiceConfig(&options);
+  MPC_RETURN_IF_ERROR(SetServiceConfig(&options));
   return mpc::MpcClient::Create(absl::GetFlag(FLAGS_target), options);
 }
 
@@ -651,7 +656,7 @@ absl::Status RunBench() {
   mpc::MpcClientOptions client_options;
   client_options.timeout = absl::Seconds(timeout);
   client_options.own_connection = true;
-  SetServiceConfig(&client_options);
+  MPC_RETURN_IF_ERROR(SetServiceConfig(&client_options));
   std::vector<std::unique_ptr<mpc::MpcClient>> clients;
   std::vector<mpc::MpcClient*> client_ptrs;
   for (int i = 0; i < channels; ++i) {

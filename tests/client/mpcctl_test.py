@@ -262,6 +262,8 @@ class BadInputTest(unittest.TestCase):
         self.assert_fails(["solve", "--local", "--target=localhost:1", "--request", example],
                           "--local and --target exclude each other")
         # (--target against real servers: tests/server/mpcd_process_test.py)
+        self.assert_fails(["models", "--target=localhost:1", "--service_config={bad"],
+                          "--service_config: INVALID_ARGUMENT: JSON parsing failed", exact=False)
         self.assert_fails(["solve", "--local", "--threads=-1", "--request", example],
                           "--threads: must be >= 0, got -1")
         self.assert_fails(["solve", "extra", "--local", "--request", example],
