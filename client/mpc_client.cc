@@ -142,6 +142,49 @@ absl::StatusOr<mpcd::v1::SolveResponse> MpcClient::Solve(const mpcd::v1::SolveRe
   return response;
 }
 
+std::unique_ptr<ControlStream> MpcClient::OpenControl(absl::Duration timeout) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  SetDeadline(timeout, context.get());
+  auto stream = stub_->Control(context.get());
+  return std::make_unique<ControlStream>(std::move(context), std::move(stream));
+}
+
+ControlStream::ControlStream(
+    std::unique_ptr<grpc::ClientContext> context,
+    std::unique_ptr<grpc::ClientReaderWriter<mpcd::v1::ControlRequest, mpcd::v1::ControlResponse>>
+        stream)
+    : context_(std::move(context)), stream_(std::move(stream)) {}
+
+ControlStream::~ControlStream() { Close().IgnoreError(); }
+
+absl::StatusOr<mpcd::v1::ControlResponse> ControlStream::Step(
+    const mpcd::v1::ControlRequest& request) {
+  if (finished_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the Control session has ended: ", final_status_.ToString()));
+  }
+  mpcd::v1::ControlResponse response;
+  // A failed Write or Read means the server ended the stream: its status says why.
+  if (!stream_->Write(request) || !stream_->Read(&response)) {
+    absl::Status status = FinishStream();
+    if (status.ok()) status = absl::UnknownError("the server ended the Control session");
+    return status;
+  }
+  return response;
+}
+
+absl::Status ControlStream::Close() {
+  if (finished_) return final_status_;
+  stream_->WritesDone();
+  return FinishStream();
+}
+
+absl::Status ControlStream::FinishStream() {
+  final_status_ = FromGrpcStatus(stream_->Finish());
+  finished_ = true;
+  return final_status_;
+}
+
 absl::StatusOr<mpcd::v1::BackwardResponse> MpcClient::Backward(
     const mpcd::v1::BackwardRequest& request) {
   grpc::ClientContext context;

@@ -69,6 +69,32 @@ class AsyncCall {
   grpc::ClientContext context_;
 };
 
+// One Control stream (a receding-horizon session), used from one thread: Step sends a request
+// and waits for its answer. The first Step carries the template; later ones the measured state.
+class ControlStream {
+ public:
+  ControlStream(std::unique_ptr<grpc::ClientContext> context,
+                std::unique_ptr<grpc::ClientReaderWriter<mpcd::v1::ControlRequest,
+                                                         mpcd::v1::ControlResponse>> stream);
+  ~ControlStream();  // Close()s
+
+  // The answer to `request`, or the status the server ended the session with.
+  absl::StatusOr<mpcd::v1::ControlResponse> Step(const mpcd::v1::ControlRequest& request);
+  // Ends the session (half-close, then the server's final status). Idempotent.
+  absl::Status Close();
+  // Abandons the session at once (the server sees CANCELLED).
+  void Cancel() { context_->TryCancel(); }
+
+ private:
+  absl::Status FinishStream();
+
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::unique_ptr<grpc::ClientReaderWriter<mpcd::v1::ControlRequest, mpcd::v1::ControlResponse>>
+      stream_;
+  bool finished_ = false;
+  absl::Status final_status_;
+};
+
 enum class ServingStatus { kUnknown, kServing, kNotServing, kServiceUnknown };
 const char* ServingStatusName(ServingStatus status);  // "SERVING", "NOT_SERVING", ...
 
@@ -90,6 +116,9 @@ class MpcClient {
   absl::StatusOr<mpcd::v1::ListModelsResponse> ListModels();
   // grpc.health.v1.Health/Check for `service` ("" = the whole server).
   absl::StatusOr<ServingStatus> CheckHealth(const std::string& service = "");
+
+  // Opens a Control session; `timeout` bounds the whole session (InfiniteDuration = none).
+  std::unique_ptr<ControlStream> OpenControl(absl::Duration timeout = absl::InfiniteDuration());
 
   // Non-blocking calls: `done` runs exactly once, on a gRPC thread (it must not block for long).
   // The returned handle may be dropped; keep it to Cancel().

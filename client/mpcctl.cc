@@ -78,7 +78,9 @@ ABSL_FLAG(int, control_dim, 4, "bench --model=linear: m.");
 ABSL_FLAG(int, channels, 1,
           "bench: TCP connections to spread the callers over (one HTTP/2 connection carries many "
           "concurrent calls; more connections cost more CPU on a small machine).");
-ABSL_FLAG(bool, json, false, "bench: print one JSON object instead of text.");
+ABSL_FLAG(bool, json, false,
+          "bench: print one JSON object instead of text; control: print each ControlResponse.");
+ABSL_FLAG(int, steps, 10, "control: steps of the receding-horizon session.");
 ABSL_FLAG(bool, round_robin, false,
           "--target: spread calls round-robin over every address the target resolves to "
           "(ipv4:HOST:PORT,HOST:PORT,... or a DNS name with several addresses), skipping replicas "
@@ -107,6 +109,7 @@ constexpr char kUsage[] =
     "       mpcctl backward --target=HOST:PORT --request=FILE.json|- [--timeout=S]\n"
     "       mpcctl models --local | --target=HOST:PORT\n"
     "       mpcctl health --target=HOST:PORT [--service=NAME]\n"
+    "       mpcctl control --target=HOST:PORT --request=FIRST.json|- [--steps=10] [--json]\n"
     "       mpcctl bench --target=HOST:PORT [--model=cartpole] [--horizon=25] [--batch=1]\n"
     "                    [--concurrency=N] [--duration=S] [--warmup=S] [--iterations=10] [--json]\n"
     "                    [--verify]\n"
@@ -173,11 +176,6 @@ absl::StatusOr<Request> ParseJsonRequest(const std::string& json, const std::str
   return request;
 }
 
-absl::StatusOr<mpcd::v1::SolveRequest> ParseRequest(const std::string& json,
-                                                    const std::string& source) {
-  return ParseJsonRequest<mpcd::v1::SolveRequest>(json, source, "SolveRequest");
-}
-
 absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
@@ -228,6 +226,25 @@ absl::StatusOr<LocalSolve> SolveLocally(const mpcd::v1::SolveRequest& request, i
   return result;
 }
 
+// The --request file (or stdin with "-") as a `type` JSON message; `command` names the subcommand
+// in the message when --request is missing.
+template <class Request>
+absl::StatusOr<Request> ReadRequestFlag(const char* command, const char* type) {
+  const std::string path = absl::GetFlag(FLAGS_request);
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(command, " needs --request=FILE.json (or --request=- for stdin)"));
+  }
+  MPC_ASSIGN_OR_RETURN(const std::string json, ReadInput(path));
+  return ParseJsonRequest<Request>(json, path == "-" ? "stdin" : path, type);
+}
+
+absl::Status PrintJson(const google::protobuf::Message& message) {
+  MPC_ASSIGN_OR_RETURN(const std::string out, ToJson(message));
+  std::cout << out << "\n";
+  return absl::OkStatus();
+}
+
 // Both subcommands that talk to mpcd need to know where: in-process or a server.
 absl::Status CheckMode(const char* command) {
   if (!absl::GetFlag(FLAGS_target).empty()) {
@@ -251,18 +268,11 @@ absl::Status RunModelsRemote();
 absl::Status RunSolve() {
   if (!absl::GetFlag(FLAGS_target).empty() && !absl::GetFlag(FLAGS_local)) return RunSolveRemote();
   MPC_RETURN_IF_ERROR(CheckMode("solve"));
-  const std::string path = absl::GetFlag(FLAGS_request);
-  if (path.empty()) {
-    return absl::InvalidArgumentError("solve needs --request=FILE.json (or --request=- for stdin)");
-  }
-  MPC_ASSIGN_OR_RETURN(const std::string json, ReadInput(path));
   MPC_ASSIGN_OR_RETURN(const mpcd::v1::SolveRequest request,
-                       ParseRequest(json, path == "-" ? "stdin" : path));
+                       ReadRequestFlag<mpcd::v1::SolveRequest>("solve", "SolveRequest"));
   MPC_ASSIGN_OR_RETURN(const LocalSolve solved,
                        SolveLocally(request, absl::GetFlag(FLAGS_threads)));
-  MPC_ASSIGN_OR_RETURN(const std::string out, ToJson(solved.response));
-  std::cout << out << "\n";
-  return absl::OkStatus();
+  return PrintJson(solved.response);
 }
 
 // A BackwardRequest (protobuf JSON) to a BackwardResponse on an in-process CpuBackend, one
@@ -272,15 +282,8 @@ absl::Status RunBackward() {
     return RunBackwardRemote();
   }
   MPC_RETURN_IF_ERROR(CheckMode("backward"));
-  const std::string path = absl::GetFlag(FLAGS_request);
-  if (path.empty()) {
-    return absl::InvalidArgumentError(
-        "backward needs --request=FILE.json (or --request=- for stdin)");
-  }
-  MPC_ASSIGN_OR_RETURN(const std::string json, ReadInput(path));
   MPC_ASSIGN_OR_RETURN(const mpcd::v1::BackwardRequest request,
-                       ParseJsonRequest<mpcd::v1::BackwardRequest>(
-                           json, path == "-" ? "stdin" : path, "BackwardRequest"));
+                       ReadRequestFlag<mpcd::v1::BackwardRequest>("backward", "BackwardRequest"));
   MPC_ASSIGN_OR_RETURN(const mpc::BackwardInputs batch,
                        mpc::ToBackwardProblems(request, mpc::RequestLimits{}));
   mpc::CpuBackendOptions backend_options;
@@ -302,9 +305,7 @@ absl::Status RunBackward() {
   response.mutable_timing()->set_solve_seconds(absl::ToDoubleSeconds(elapsed));
   response.set_batch_size(static_cast<std::uint32_t>(gradients.size()));
   response.set_backend(std::string(backend->name()));
-  MPC_ASSIGN_OR_RETURN(const std::string out, ToJson(response));
-  std::cout << out << "\n";
-  return absl::OkStatus();
+  return PrintJson(response);
 }
 
 absl::Status RunModels() {
@@ -416,47 +417,70 @@ absl::StatusOr<std::unique_ptr<mpc::MpcClient>> Connect() {
   return mpc::MpcClient::Create(absl::GetFlag(FLAGS_target), options);
 }
 
-absl::Status RunSolveRemote() {
-  const std::string path = absl::GetFlag(FLAGS_request);
-  if (path.empty()) {
-    return absl::InvalidArgumentError("solve needs --request=FILE.json (or --request=- for stdin)");
-  }
-  MPC_ASSIGN_OR_RETURN(const std::string json, ReadInput(path));
-  MPC_ASSIGN_OR_RETURN(const mpcd::v1::SolveRequest request,
-                       ParseRequest(json, path == "-" ? "stdin" : path));
-  MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::MpcClient> client, Connect());
-  absl::StatusOr<mpcd::v1::SolveResponse> response = client->Solve(request);
+// A call's answer as JSON, or its gRPC status as the error.
+template <class Response>
+absl::Status PrintRemote(const absl::StatusOr<Response>& response) {
   if (!response.ok()) return RemoteError(response.status());
-  MPC_ASSIGN_OR_RETURN(const std::string out, ToJson(*response));
-  std::cout << out << "\n";
-  return absl::OkStatus();
+  return PrintJson(*response);
+}
+
+absl::Status RunSolveRemote() {
+  MPC_ASSIGN_OR_RETURN(const mpcd::v1::SolveRequest request,
+                       ReadRequestFlag<mpcd::v1::SolveRequest>("solve", "SolveRequest"));
+  MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::MpcClient> client, Connect());
+  return PrintRemote(client->Solve(request));
 }
 
 absl::Status RunBackwardRemote() {
-  const std::string path = absl::GetFlag(FLAGS_request);
-  if (path.empty()) {
-    return absl::InvalidArgumentError(
-        "backward needs --request=FILE.json (or --request=- for stdin)");
-  }
-  MPC_ASSIGN_OR_RETURN(const std::string json, ReadInput(path));
   MPC_ASSIGN_OR_RETURN(const mpcd::v1::BackwardRequest request,
-                       ParseJsonRequest<mpcd::v1::BackwardRequest>(
-                           json, path == "-" ? "stdin" : path, "BackwardRequest"));
+                       ReadRequestFlag<mpcd::v1::BackwardRequest>("backward", "BackwardRequest"));
   MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::MpcClient> client, Connect());
-  absl::StatusOr<mpcd::v1::BackwardResponse> response = client->Backward(request);
-  if (!response.ok()) return RemoteError(response.status());
-  MPC_ASSIGN_OR_RETURN(const std::string out, ToJson(*response));
-  std::cout << out << "\n";
-  return absl::OkStatus();
+  return PrintRemote(client->Backward(request));
 }
 
 absl::Status RunModelsRemote() {
   MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::MpcClient> client, Connect());
-  absl::StatusOr<mpcd::v1::ListModelsResponse> response = client->ListModels();
-  if (!response.ok()) return RemoteError(response.status());
-  MPC_ASSIGN_OR_RETURN(const std::string out, ToJson(*response));
-  std::cout << out << "\n";
-  return absl::OkStatus();
+  return PrintRemote(client->ListModels());
+}
+
+// A receding-horizon session against a perfect plant: the first message is --request (a
+// ControlRequest); each later one measures the state the previous plan predicts one step ahead.
+// Prints one JSON line per step (--json: the whole ControlResponse).
+absl::Status RunControl() {
+  if (absl::GetFlag(FLAGS_target).empty()) {
+    return absl::InvalidArgumentError("control needs --target=HOST:PORT");
+  }
+  const int steps = absl::GetFlag(FLAGS_steps);
+  if (steps < 1) return absl::InvalidArgumentError(absl::StrCat("--steps: must be >= 1, got ", steps));
+  MPC_ASSIGN_OR_RETURN(const mpcd::v1::ControlRequest first,
+                       ReadRequestFlag<mpcd::v1::ControlRequest>("control", "ControlRequest"));
+  MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::MpcClient> client, Connect());
+  std::unique_ptr<mpc::ControlStream> session = client->OpenControl();
+  mpcd::v1::ControlRequest request = first;
+  for (int step = 0; step < steps; ++step) {
+    absl::StatusOr<mpcd::v1::ControlResponse> answer = session->Step(request);
+    if (!answer.ok()) return RemoteError(answer.status());
+    const mpcd::v1::Tensor& x = answer->plan().x();
+    const int n = x.shape_size() == 2 ? static_cast<int>(x.shape(1)) : 0;
+    if (absl::GetFlag(FLAGS_json)) {
+      MPC_RETURN_IF_ERROR(PrintJson(*answer));
+    } else {
+      std::cout << absl::StrFormat(
+          "step %d: x = [%s]  u0 = [%s]  cost %.6g  %s in %d iterations\n", step,
+          absl::StrJoin(x.data().begin(), x.data().begin() + n, ", "),
+          absl::StrJoin(answer->u0().data(), ", "), answer->plan().cost(),
+          mpcd::v1::SolveStatus_Name(answer->plan().status()), answer->plan().iterations());
+    }
+    request.Clear();
+    request.mutable_x()->add_shape(static_cast<std::uint32_t>(n));
+    if (x.shape_size() == 2 && x.shape(0) >= 2) {
+      request.mutable_x()->mutable_data()->Assign(x.data().begin() + n, x.data().begin() + 2 * n);
+    } else {  // T = 1: the plan predicts nothing further; hold the state
+      request.mutable_x()->mutable_data()->Assign(x.data().begin(), x.data().begin() + n);
+    }
+  }
+  absl::Status closed = session->Close();
+  return closed.ok() ? closed : RemoteError(closed);
 }
 
 // Prints the serving status; true when SERVING.
@@ -747,7 +771,7 @@ int main(int argc, char** argv) {
   if (args.size() != 2) {
     return Fail(absl::InvalidArgumentError(
         args.size() < 2
-            ? "missing command (solve, backward, models, health, bench or demo); see --help"
+            ? "missing command (solve, backward, models, health, control, bench or demo); see --help"
             : absl::StrCat("unexpected argument \"", args[2], "\"; see --help")));
   }
   const std::string command = args[1];
@@ -766,10 +790,12 @@ int main(int argc, char** argv) {
     status = serving.status();
   } else if (command == "bench") {
     status = RunBench();
+  } else if (command == "control") {
+    status = RunControl();
   } else {
     status = absl::InvalidArgumentError(
         absl::StrCat("unknown command \"", command,
-                     "\" (solve, backward, models, health, bench or demo); see --help"));
+                     "\" (solve, backward, models, health, control, bench or demo); see --help"));
   }
   if (!status.ok()) return Fail(status);
   return 0;

@@ -12,9 +12,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "server/control_session.h"
 #include "server/status_conversion.h"
 #include "solver/gradients.h"
 #include "solver/models/model_registry.h"
+#include "solver/status_macros.h"
 
 namespace mpc {
 namespace {
@@ -26,18 +28,9 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
   return absl::FromChrono(deadline);
 }
 
-// The solver's workspace grows with T (n+m)^2; ToProblems bounds T, n and m one by one, which still
-// lets a few-kilobyte request (time-invariant C and F) ask for gigabytes.
 absl::Status CheckProblemSizes(const std::vector<Problem>& problems, std::int64_t limit) {
   for (std::size_t i = 0; i < problems.size(); ++i) {
-    const ProblemShape& shape = problems[i].shape;
-    const std::int64_t tau = shape.tau_dim();
-    const std::int64_t size = std::int64_t{shape.horizon} * tau * tau;
-    if (size > limit) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "horizon: T*(n+m)^2 = ", shape.horizon, "*", tau, "^2 = ", size, " for problems[", i,
-          "] is over the server's limit ", limit, " (shorten the horizon or split the problem)"));
-    }
+    MPC_RETURN_IF_ERROR(CheckWorkspaceSize(problems[i].shape, limit, absl::StrCat("problems[", i, "]")));
   }
   return absl::OkStatus();
 }
@@ -233,29 +226,6 @@ grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context, RpcMethod
 
 }  // namespace
 
-bool CallTracker::TryStart() {
-  absl::MutexLock lock(&mu_);
-  if (draining_) return false;
-  ++active_;
-  return true;
-}
-
-void CallTracker::Finish() {
-  absl::MutexLock lock(&mu_);
-  --active_;
-}
-
-void CallTracker::StartDraining() {
-  absl::MutexLock lock(&mu_);
-  draining_ = true;
-}
-
-bool CallTracker::AwaitIdle(absl::Duration timeout) {
-  bool (*idle)(int*) = [](int* active) { return *active == 0; };
-  absl::MutexLock lock(&mu_);
-  return mu_.AwaitWithTimeout(absl::Condition(idle, &active_), timeout);
-}
-
 MpcService::MpcService(const ServiceOptions& options, DynamicBatcher* batcher,
                        ServiceMetrics* metrics)
     : options_(options), batcher_(batcher), metrics_(metrics) {}
@@ -318,6 +288,15 @@ grpc::ServerUnaryReactor* MpcService::ListModels(grpc::CallbackServerContext* co
   if (!calls_.TryStart()) return Refuse(context, RpcMethod::kListModels, start, metrics_);
   ToListModelsResponse(BuiltinModels(), response);
   return FinishNow(context, RpcMethod::kListModels, start, absl::OkStatus(), metrics_, &calls_);
+}
+
+grpc::ServerBidiReactor<mpcd::v1::ControlRequest, mpcd::v1::ControlResponse>*
+MpcService::Control(grpc::CallbackServerContext* context) {
+  // Steps, not streams, are counted as calls (see ControlSession), so an idle session never holds
+  // up a drain.
+  return new ControlSession(ControlSession::Dependencies{options_.limits, options_.max_problem_size,
+                                                         batcher_, metrics_, &calls_},
+                            DeadlineOf(*context));
 }
 
 }  // namespace mpc

@@ -9,10 +9,9 @@
 #include <cstdint>
 #include <string>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "mpcd/v1/mpcd.grpc.pb.h"
+#include "server/call_tracker.h"
 #include "server/dynamic_batcher.h"
 #include "server/proto_conversion.h"
 #include "server/service_metrics.h"
@@ -25,22 +24,6 @@ struct ServiceOptions {
   std::int64_t max_problem_size = std::int64_t{1} << 22;
   // Reported in every response ("cpu" | "cuda").
   std::string backend_name = "cpu";
-};
-
-// Counts the calls being answered, so that a shutdown can refuse new ones and wait for the rest.
-class CallTracker {
- public:
-  // False once draining: the caller must refuse the call.
-  bool TryStart();
-  void Finish();
-  void StartDraining();
-  // Waits until no call is being answered; false on timeout.
-  bool AwaitIdle(absl::Duration timeout);
-
- private:
-  absl::Mutex mu_;
-  int active_ ABSL_GUARDED_BY(mu_) = 0;
-  bool draining_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class MpcService final : public mpcd::v1::MpcService::CallbackService {
@@ -57,6 +40,8 @@ class MpcService final : public mpcd::v1::MpcService::CallbackService {
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const mpcd::v1::ListModelsRequest* request,
                                        mpcd::v1::ListModelsResponse* response) override;
+  grpc::ServerBidiReactor<mpcd::v1::ControlRequest, mpcd::v1::ControlResponse>* Control(
+      grpc::CallbackServerContext* context) override;
 
   // From now on every new call is answered UNAVAILABLE at once (clients retry elsewhere); calls
   // already accepted are answered normally.

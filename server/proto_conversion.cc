@@ -287,6 +287,16 @@ absl::Status CheckHorizonAndCount(std::uint32_t horizon, int problems,
 
 }  // namespace
 
+absl::Status CheckWorkspaceSize(const ProblemShape& shape, std::int64_t limit,
+                                const std::string& which) {
+  const std::int64_t tau = shape.tau_dim();
+  const std::int64_t size = std::int64_t{shape.horizon} * tau * tau;
+  if (size <= limit) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "horizon: T*(n+m)^2 = ", shape.horizon, "*", tau, "^2 = ", size, " for ", which,
+      " is over the server's limit ", limit, " (shorten the horizon or split the problem)"));
+}
+
 SolverOptions ToSolverOptions(const mpcd::v1::SolverOptions& proto) {
   SolverOptions options;
   if (proto.has_max_iterations()) options.max_iterations = static_cast<int>(proto.max_iterations());
@@ -463,32 +473,37 @@ mpcd::v1::SolveStatus ToProtoSolveStatus(SolveStatus status) {
   return mpcd::v1::SOLVE_STATUS_UNSPECIFIED;
 }
 
+namespace {
+
+void ToProtoSolution(const Problem& problem, const Solution& solution, mpcd::v1::Solution* out) {
+  const ProblemShape& shape = problem.shape;
+  const std::int64_t T = shape.horizon;
+  const std::int64_t n = shape.state_dim;
+  const std::int64_t m = shape.control_dim;
+  SetTensor({T, n}, solution.x, out->mutable_x());
+  SetTensor({T, m}, solution.u, out->mutable_u());
+  out->set_cost(solution.cost);
+  out->set_status(ToProtoSolveStatus(solution.status));
+  out->set_iterations(static_cast<std::uint32_t>(solution.iterations));
+  if (!solution.feedback.empty()) SetTensor({T, m, n}, solution.feedback, out->mutable_feedback());
+  if (!solution.feedforward.empty()) {
+    SetTensor({T, m}, solution.feedforward, out->mutable_feedforward());
+  }
+  out->set_step_norm(solution.step_norm);
+  out->set_regularization(solution.regularization);
+  const SolverOptions& options = problem.options;
+  if (options.compute_x_init_jacobian || options.compute_params_jacobian) {
+    AddJacobians(problem, solution, out);
+  }
+}
+
+}  // namespace
+
 void ToSolveResponse(absl::Span<const Solution> solutions, const std::vector<Problem>& problems,
                      mpcd::v1::SolveResponse* response) {
   response->clear_solutions();
   for (std::size_t i = 0; i < solutions.size() && i < problems.size(); ++i) {
-    const Solution& solution = solutions[i];
-    const ProblemShape& shape = problems[i].shape;
-    const std::int64_t T = shape.horizon;
-    const std::int64_t n = shape.state_dim;
-    const std::int64_t m = shape.control_dim;
-    mpcd::v1::Solution* out = response->add_solutions();
-    SetTensor({T, n}, solution.x, out->mutable_x());
-    SetTensor({T, m}, solution.u, out->mutable_u());
-    out->set_cost(solution.cost);
-    out->set_status(ToProtoSolveStatus(solution.status));
-    out->set_iterations(static_cast<std::uint32_t>(solution.iterations));
-    if (!solution.feedback.empty())
-      SetTensor({T, m, n}, solution.feedback, out->mutable_feedback());
-    if (!solution.feedforward.empty()) {
-      SetTensor({T, m}, solution.feedforward, out->mutable_feedforward());
-    }
-    out->set_step_norm(solution.step_norm);
-    out->set_regularization(solution.regularization);
-    const SolverOptions& options = problems[i].options;
-    if (options.compute_x_init_jacobian || options.compute_params_jacobian) {
-      AddJacobians(problems[i], solution, out);
-    }
+    ToProtoSolution(problems[i], solutions[i], response->add_solutions());
   }
 }
 
@@ -617,6 +632,83 @@ void ToListModelsResponse(absl::Span<const ModelInfo> models,
     for (const std::string& name : model.state_names) out->add_state_names(name);
     for (const std::string& name : model.control_names) out->add_control_names(name);
   }
+}
+
+absl::StatusOr<Problem> ToControlProblem(const mpcd::v1::ControlRequest& first,
+                                         const RequestLimits& limits) {
+  if (IsPresent(first.x())) {
+    return absl::InvalidArgumentError(
+        "x: only later messages carry a measured state; the first message's state is "
+        "problem.x_init");
+  }
+  if (first.has_cost()) {
+    return absl::InvalidArgumentError(
+        "cost: only later messages replace the cost; the first message's cost is problem.cost");
+  }
+  if (!first.has_problem()) {
+    return absl::InvalidArgumentError(
+        "problem: required in the first message of a Control session (the template)");
+  }
+  MPC_RETURN_IF_ERROR(CheckHorizonAndCount(first.horizon(), 1, limits));
+  MPC_RETURN_IF_ERROR(ValidateSolverOptions(first.options(), limits.problem));
+  SolverOptions options = ToSolverOptions(first.options());
+  options.compute_gains = true;
+  return ToProblem(first.problem(), static_cast<int>(first.horizon()), options, limits,
+                   "problem.");
+}
+
+absl::Status ApplyControlStep(const mpcd::v1::ControlRequest& step, Problem* problem) {
+  if (step.horizon() != 0 || step.has_problem() || step.has_options()) {
+    const char* field = step.horizon() != 0 ? "horizon" : step.has_problem() ? "problem" : "options";
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": only the first message of a Control session sets the template"));
+  }
+  const std::int64_t T = problem->shape.horizon;
+  const std::int64_t n = problem->shape.state_dim;
+  const std::int64_t tau = problem->shape.tau_dim();
+  MPC_RETURN_IF_ERROR(CheckTensorData(step.x(), "x"));
+  MPC_RETURN_IF_ERROR(ExpectShape(step.x(), "x", {{n}}, true));
+  MPC_RETURN_IF_ERROR(CheckFinite(step.x(), "x"));
+  if (step.has_cost()) {
+    const mpcd::v1::QuadraticCost& cost = step.cost();
+    MPC_RETURN_IF_ERROR(CheckTensorData(cost.quadratic(), "cost.quadratic"));
+    MPC_RETURN_IF_ERROR(CheckTensorData(cost.linear(), "cost.linear"));
+    MPC_RETURN_IF_ERROR(
+        ExpectShape(cost.quadratic(), "cost.quadratic", {{tau, tau}, {T, tau, tau}}, true));
+    MPC_RETURN_IF_ERROR(ExpectShape(cost.linear(), "cost.linear", {{tau}, {T, tau}}, false));
+    MPC_RETURN_IF_ERROR(CheckFinite(cost.quadratic(), "cost.quadratic"));
+    MPC_RETURN_IF_ERROR(CheckFinite(cost.linear(), "cost.linear"));
+    problem->cost_quadratic = ToVector(cost.quadratic());
+    problem->cost_linear =
+        IsPresent(cost.linear()) ? ToVector(cost.linear()) : std::vector<double>(tau, 0.0);
+  }
+  problem->x_init = ToVector(step.x());
+  return absl::OkStatus();
+}
+
+void ShiftPlanIntoWarmStart(const Solution& plan, Problem* problem) {
+  const auto m = static_cast<std::ptrdiff_t>(problem->shape.control_dim);
+  if (!AllFinite(plan.u) || static_cast<std::ptrdiff_t>(plan.u.size()) < m) {
+    problem->u_init.clear();
+    return;
+  }
+  problem->u_init.assign(plan.u.begin() + m, plan.u.end());
+  problem->u_init.insert(problem->u_init.end(), plan.u.end() - m, plan.u.end());
+}
+
+void ToControlResponse(const Problem& problem, const Solution& solution,
+                       mpcd::v1::ControlResponse* response) {
+  const std::int64_t n = problem.shape.state_dim;
+  const std::int64_t m = problem.shape.control_dim;
+  response->Clear();
+  SetTensor({m}, std::vector<double>(solution.u.begin(), solution.u.begin() + m),
+            response->mutable_u0());
+  if (static_cast<std::int64_t>(solution.feedback.size()) >= m * n) {
+    SetTensor({m, n},
+              std::vector<double>(solution.feedback.begin(), solution.feedback.begin() + m * n),
+              response->mutable_feedback0());
+  }
+  ToProtoSolution(problem, solution, response->mutable_plan());
 }
 
 }  // namespace mpc

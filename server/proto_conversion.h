@@ -4,6 +4,7 @@
 // Proto <-> solver types. The only code that knows both mpcd::v1 messages and mpc:: structs, so the
 // solver never sees protobuf and the transport never sees Eigen.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,12 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
 absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
                                   const SolverOptions& options, const RequestLimits& limits,
                                   const std::string& field_prefix);
+
+// The solver's workspace grows with T (n+m)^2; the per-field limits on T, n and m still let a
+// few-kilobyte request (time-invariant C and F) ask for gigabytes. INVALID_ARGUMENT naming "horizon"
+// and `which` (e.g. "problems[3]") when T (n+m)^2 > limit.
+absl::Status CheckWorkspaceSize(const ProblemShape& shape, std::int64_t limit,
+                                const std::string& which);
 
 // Options with mpc.pytorch's defaults (mpc::SolverOptions{}) for every unset field. Values are not
 // range-checked here (ValidateSolverOptions does that).
@@ -90,6 +97,25 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
 void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
                         absl::Span<const ProblemGradient> gradients,
                         mpcd::v1::BackwardResponse* response);
+
+// Control sessions (DESIGN §5). The first ControlRequest sets the template: horizon, problem (its
+// x_init is the first measured state; messages name "problem.<field>") and options; gains are always
+// computed (the answer carries K_0). It may not carry the later messages' x or cost.
+absl::StatusOr<Problem> ToControlProblem(const mpcd::v1::ControlRequest& first,
+                                         const RequestLimits& limits);
+
+// A later ControlRequest: x (n) becomes the problem's x_init and, when present, cost (same shapes
+// as Problem.cost) replaces the cost from now on; it may not carry the first message's fields. On
+// error (INVALID_ARGUMENT naming "x", "cost.quadratic", ...) `problem` is unchanged.
+absl::Status ApplyControlStep(const mpcd::v1::ControlRequest& step, Problem* problem);
+
+// Warm start for the next step of a receding horizon: the previous plan shifted one step earlier,
+// its last control repeated (u_init (T,m)). A plan that is not finite leaves u_init empty (zeros).
+void ShiftPlanIntoWarmStart(const Solution& plan, Problem* problem);
+
+// u0 = u[0], feedback0 = K_0 and the whole plan (x, u, K, k, status, ...) of `solution`.
+void ToControlResponse(const Problem& problem, const Solution& solution,
+                       mpcd::v1::ControlResponse* response);
 
 // Describes `models` (normally BuiltinModels()) into response->models (replacing any).
 void ToListModelsResponse(absl::Span<const ModelInfo> models,

@@ -62,6 +62,8 @@ const char* RpcMethodName(RpcMethod method) {
       return "Backward";
     case RpcMethod::kListModels:
       return "ListModels";
+    case RpcMethod::kControl:
+      return "Control";
   }
   return "unknown";
 }

@@ -42,9 +42,10 @@
 
 namespace mpc {
 
-enum class RpcMethod : std::uint8_t { kSolve, kBackward, kListModels };
-inline constexpr int kRpcMethodCount = 3;
-const char* RpcMethodName(RpcMethod method);  // "Solve", "Backward", "ListModels"
+// A Control session counts one request per step (per ControlRequest answered), not per stream.
+enum class RpcMethod : std::uint8_t { kSolve, kBackward, kListModels, kControl };
+inline constexpr int kRpcMethodCount = 4;
+const char* RpcMethodName(RpcMethod method);  // "Solve", "Backward", "ListModels", "Control"
 
 // Why a problem was answered without being launched.
 enum class DropReason : std::uint8_t { kQueueFull, kStopping, kDeadline, kCancelled };

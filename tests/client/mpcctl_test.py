@@ -22,9 +22,10 @@ EXAMPLES = ""
 
 
 def solve_examples():
-    """The example SolveRequests (examples/*_backward.json hold BackwardRequests)."""
-    return sorted(f for f in os.listdir(EXAMPLES)
-                  if f.endswith(".json") and not f.endswith("_backward.json"))
+    """The example SolveRequests (examples/*_backward.json hold BackwardRequests and
+    examples/*_control.json the first message of a Control session)."""
+    return sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".json")
+                  and not f.endswith(("_backward.json", "_control.json")))
 
 
 def backward_examples():

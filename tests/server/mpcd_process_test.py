@@ -106,6 +106,19 @@ def mpcctl(*args, stdin=None, timeout=120):
                           timeout=timeout)
 
 
+def split_json_objects(text):
+    """The JSON objects of concatenated pretty-printed JSON text, in order."""
+    decoder, index, objects = json.JSONDecoder(), 0, []
+    text = text.strip()
+    while index < len(text):
+        obj, end = decoder.raw_decode(text, index)
+        objects.append(obj)
+        index = end
+        while index < len(text) and text[index].isspace():
+            index += 1
+    return objects
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -134,8 +147,9 @@ class ServingTest(unittest.TestCase):
     def test_remote_solve_matches_local_solve(self):
         for name in sorted(f for f in os.listdir(ARGS.examples) if f.endswith(".json")):
             with open(self.example(name)) as f:
-                if "cotangents" in json.load(f):
-                    continue  # a BackwardRequest (see test_remote_backward_matches_local_backward)
+                request = json.load(f)
+            if "cotangents" in request or "problem" in request:
+                continue  # a BackwardRequest or a ControlRequest (tested below)
             with self.subTest(example=name):
                 remote = mpcctl("solve", "--target", self.server.target, "--request",
                                 self.example(name))
@@ -181,6 +195,32 @@ class ServingTest(unittest.TestCase):
         self.assertEqual(remote.returncode, 0, remote.stderr)
         local = mpcctl("models", "--local")
         self.assertEqual(json.loads(remote.stdout), json.loads(local.stdout))
+
+    def test_control_session_swings_the_pendulum_up(self):
+        # A receding-horizon session: each step measures the state the last plan predicted.
+        result = mpcctl("control", "--target", self.server.target, "--request",
+                        self.example("pendulum_control.json"), "--steps=60", "--json")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        answers = split_json_objects(result.stdout)
+        self.assertEqual(len(answers), 60)
+        first_x = answers[0]["plan"]["x"]["data"][:3]
+        last_x = answers[-1]["plan"]["x"]["data"][:3]
+        self.assertLess(first_x[0], -0.9)  # starts hanging down (x = [cos th, sin th, thdot])
+        self.assertGreater(last_x[0], 0.99)  # ends upright
+        self.assertLess(abs(last_x[2]), 0.5)
+        for answer in answers:
+            self.assertEqual(answer["u0"]["data"], answer["plan"]["u"]["data"][:1])
+            self.assertEqual(answer["feedback0"]["shape"], [1, 3])
+        # Steps after the first are warm-started from the shifted plan: far fewer iterations.
+        self.assertLess(sum(a["plan"]["iterations"] for a in answers[40:]) / 20.0,
+                        answers[0]["plan"]["iterations"])
+
+    def test_control_session_rejects_a_bad_template(self):
+        result = mpcctl("control", "--target", self.server.target, "--request=-",
+                        stdin=json.dumps({"horizon": 5, "problem": {"dynamics": {"model": {
+                            "name": "pendulum"}}}}))
+        self.assertEqual(result.returncode, 2)
+        self.assertRegex(result.stderr, r"^mpcctl: INVALID_ARGUMENT: problem\.x_init: required")
 
     def test_health(self):
         ok = mpcctl("health", "--target", self.server.target)

@@ -1,0 +1,100 @@
+#include "server/control_session.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "server/status_conversion.h"
+#include "solver/status_macros.h"
+
+namespace mpc {
+
+ControlSession::ControlSession(const Dependencies& dependencies, absl::Time deadline)
+    : deps_(dependencies), deadline_(deadline) {
+  StartRead(&request_);
+}
+
+void ControlSession::OnReadDone(bool ok) {
+  if (!ok) {
+    // The client closed its side (or left): no step is in flight, so the session is over.
+    EndSession(absl::OkStatus());
+    return;
+  }
+  step_start_ = absl::Now();
+  deps_.metrics->RequestStarted(RpcMethod::kControl);
+  if (!deps_.calls->TryStart()) {
+    const absl::Status status =
+        absl::UnavailableError("server is shutting down; reconnect to another replica");
+    deps_.metrics->RequestFinished(RpcMethod::kControl, status.code(), absl::Now() - step_start_);
+    EndSession(status);
+    return;
+  }
+  if (absl::Status status = PrepareStep(); !status.ok()) {
+    EndStep(status.code());
+    EndSession(status);
+    return;
+  }
+  SubmitStep();
+}
+
+absl::Status ControlSession::PrepareStep() {
+  if (!started_) {
+    MPC_ASSIGN_OR_RETURN(problem_, ToControlProblem(request_, deps_.limits));
+    MPC_RETURN_IF_ERROR(CheckWorkspaceSize(problem_.shape, deps_.max_problem_size, "problem"));
+    started_ = true;
+    return absl::OkStatus();
+  }
+  MPC_RETURN_IF_ERROR(ApplyControlStep(request_, &problem_));
+  ShiftPlanIntoWarmStart(plan_, &problem_);
+  return absl::OkStatus();
+}
+
+void ControlSession::SubmitStep() {
+  SolveJob job;
+  job.kind = JobKind::kSolve;
+  job.problem = &problem_;
+  job.solution = &plan_;
+  job.bytes = ApproximateBytes(problem_);
+  job.deadline = deadline_;
+  job.cancelled = &cancelled_;
+  job.done = [this](const JobResult& result) { StepDone(result); };
+  std::vector<SolveJob> jobs;
+  jobs.push_back(std::move(job));
+  deps_.batcher->Submit(std::move(jobs));
+}
+
+void ControlSession::StepDone(const JobResult& result) {
+  if (!result.status.ok()) {
+    EndStep(result.status.code());
+    EndSession(result.status);
+    return;
+  }
+  ToControlResponse(problem_, plan_, &response_);
+  StartWrite(&response_);
+}
+
+void ControlSession::OnWriteDone(bool ok) {
+  if (!ok) {
+    // The stream broke (the client left); the answer was computed but could not be delivered.
+    EndStep(absl::StatusCode::kCancelled);
+    EndSession(absl::CancelledError("the client left the Control session"));
+    return;
+  }
+  EndStep(absl::StatusCode::kOk);
+  StartRead(&request_);
+}
+
+void ControlSession::OnCancel() {
+  cancelled_.store(true, std::memory_order_release);
+  deps_.metrics->RequestCancelled(RpcMethod::kControl);
+  deps_.batcher->Wake();
+}
+
+void ControlSession::EndStep(absl::StatusCode code) {
+  deps_.metrics->RequestFinished(RpcMethod::kControl, code, absl::Now() - step_start_);
+  deps_.calls->Finish();
+}
+
+void ControlSession::EndSession(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+
+}  // namespace mpc

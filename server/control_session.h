@@ -1,0 +1,71 @@
+#ifndef MPC_SERVER_CONTROL_SESSION_H_
+#define MPC_SERVER_CONTROL_SESSION_H_
+
+// One Control stream (DESIGN §5): a receding-horizon session. Each ControlRequest becomes one
+// SolveJob in the dynamic batcher, so the steps of many robots' sessions (and Solve requests of the
+// same shape) share backend launches. Steps are strictly sequential within a session: read a
+// request, solve it, write its answer, then read the next, warm-starting from the shifted plan.
+//
+// A step, not the stream, is what the CallTracker counts: a drain waits for steps being solved
+// and refuses new ones with UNAVAILABLE, but never waits for an idle robot to hang up.
+
+#include <atomic>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "mpcd/v1/mpcd.grpc.pb.h"
+#include "server/call_tracker.h"
+#include "server/dynamic_batcher.h"
+#include "server/proto_conversion.h"
+#include "server/service_metrics.h"
+#include "server/solve_job.h"
+#include "solver/problem.h"
+
+namespace mpc {
+
+class ControlSession final
+    : public grpc::ServerBidiReactor<mpcd::v1::ControlRequest, mpcd::v1::ControlResponse> {
+ public:
+  struct Dependencies {
+    RequestLimits limits;
+    std::int64_t max_problem_size = 0;  // see ServiceOptions
+    DynamicBatcher* batcher = nullptr;
+    ServiceMetrics* metrics = nullptr;
+    CallTracker* calls = nullptr;
+  };
+
+  // Starts reading the first message. gRPC owns the session until OnDone.
+  ControlSession(const Dependencies& dependencies, absl::Time deadline);
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override { delete this; }
+
+ private:
+  // Validates the request just read into problem_ (template or step); the step is counted.
+  absl::Status PrepareStep();
+  void SubmitStep();
+  // From the batcher's thread: the step's solve finished (or was dropped).
+  void StepDone(const JobResult& result);
+  // Ends the step being answered (metrics, call count); `code` is how it ended.
+  void EndStep(absl::StatusCode code);
+  // Ends the stream. Nothing may touch `this` afterwards.
+  void EndSession(const absl::Status& status);
+
+  const Dependencies deps_;
+  const absl::Time deadline_;
+  std::atomic<bool> cancelled_{false};
+
+  mpcd::v1::ControlRequest request_;
+  mpcd::v1::ControlResponse response_;
+  bool started_ = false;     // the template has been accepted
+  Problem problem_;          // the template, updated by every step
+  Solution plan_;            // the last step's answer
+  absl::Time step_start_;
+};
+
+}  // namespace mpc
+
+#endif  // MPC_SERVER_CONTROL_SESSION_H_
