@@ -15,6 +15,7 @@ Usage: python_client_test.py --mpcd build/bin/mpcd --package-dir client/python
 """
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import unittest
 
+import grpc
 import numpy as np
 
 ARGS = None
@@ -144,7 +146,7 @@ class ClientTest(unittest.TestCase):
         with self.assertRaises(mpcd.InvalidArgumentError) as caught:
             self.client.solve(10, [self.pendulum_problem(), self.pendulum_problem(x_init=[1.0, 0.0])])
         error = caught.exception
-        self.assertEqual(error.code, mpcd.client.grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(error.code, grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("problems[1].x_init", error.details)
         self.assertTrue(str(error).startswith("INVALID_ARGUMENT: "))
         self.assertIsInstance(error, ValueError)
@@ -158,7 +160,7 @@ class ClientTest(unittest.TestCase):
         options = {"max_iterations": 300, "tolerance": 0.0, "not_improved_limit": 300}
         with self.assertRaises(mpcd.DeadlineExceededError) as caught:
             self.client.solve(100, problems, options=options, timeout=0.005)
-        self.assertEqual(caught.exception.code, mpcd.client.grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertEqual(caught.exception.code, grpc.StatusCode.DEADLINE_EXCEEDED)
         # The client's default deadline applies too, and the server still answers afterwards.
         with mpcd.Client(SERVER.target, timeout=0.005) as hurried:
             with self.assertRaises(mpcd.DeadlineExceededError):
@@ -173,7 +175,7 @@ class ClientTest(unittest.TestCase):
         with mpcd.Client("127.0.0.1:%d" % port, timeout=10) as nowhere:
             with self.assertRaises(mpcd.UnavailableError) as caught:
                 nowhere.health()
-        self.assertEqual(caught.exception.code, mpcd.client.grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(caught.exception.code, grpc.StatusCode.UNAVAILABLE)
 
 
 class TorchReferenceTest(unittest.TestCase):
@@ -276,12 +278,17 @@ class TorchLayoutTest(unittest.TestCase):
         }
         rng = np.random.default_rng(2)
         wx, wu = torch.tensor(rng.standard_normal((T, B, n))), torch.tensor(rng.standard_normal((T, B, m)))
+        # The second pass also uses namedtuples other than mpcd.torch's, as mpc.pytorch's own
+        # QuadCost and LinDx are.
+        foreign_cost = collections.namedtuple("QuadCost", "C c")
+        foreign_dx = collections.namedtuple("LinDx", "F f")
         results = []
-        for inputs in (shared, expanded):
+        for inputs, cost_type, dx_type in ((shared, QuadCost, LinDx),
+                                           (expanded, foreign_cost, foreign_dx)):
             leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
             mpc = MPC(n, m, T, u_lower=-0.2, u_upper=0.2, lqr_iter=30, eps=1e-10, client=self.client)
-            x, u, _ = mpc(leaves["x_init"], QuadCost(leaves["C"], leaves["c"]),
-                          LinDx(leaves["F"], leaves["f"]))
+            x, u, _ = mpc(leaves["x_init"], cost_type(leaves["C"], leaves["c"]),
+                          dx_type(leaves["F"], leaves["f"]))
             ((wx * x).sum() + (wu * u).sum()).backward()
             results.append((x.detach(), u.detach(), {k: v.grad for k, v in leaves.items()}))
         (x1, u1, g1), (x2, u2, g2) = results

@@ -16,7 +16,6 @@ join this package through pkgutil.extend_path when build/python is on sys.path
 
 import os as _os
 import pkgutil as _pkgutil
-import sys as _sys
 
 __path__ = _pkgutil.extend_path(__path__, __name__)
 
@@ -39,7 +38,6 @@ def _add_default_stubs_dir():
 
 
 _add_default_stubs_dir()
-del _sys
 
 from mpcd.client import (  # noqa: E402
     BackwardResult,

@@ -18,6 +18,7 @@ docs/gradients.md). costs carry no gradient, as in mpc.pytorch.
 """
 
 import collections
+import enum
 import os
 
 import numpy as np
@@ -31,6 +32,15 @@ QuadCost.__new__.__defaults__ = (None, None)
 LinDx.__new__.__defaults__ = (None, None)
 
 DEFAULT_TARGET = "localhost:50051"
+
+
+class GradMethods(enum.Enum):
+    """mpc.pytorch's grad_method values, accepted for compatibility: mpcd always linearises the
+    built-in models by forward-mode automatic differentiation."""
+    AUTO_DIFF = 1
+    FINITE_DIFF = 2
+    ANALYTIC = 3
+    ANALYTIC_CHECK = 4
 
 
 class NotConvergedError(AssertionError):
@@ -254,9 +264,10 @@ class MPC(torch.nn.Module):
         self.last_statuses = []
 
     def forward(self, x_init, cost, dx):
-        if not isinstance(cost, QuadCost):
+        # Duck-typed, so that mpc.pytorch's own QuadCost and LinDx namedtuples work too.
+        if not (hasattr(cost, "C") and hasattr(cost, "c")):
             raise TypeError("MPC: cost must be a QuadCost(C, c) (mpcd solves quadratic costs)")
-        if not isinstance(dx, (LinDx, ModelDx)):
+        if not (isinstance(dx, ModelDx) or (hasattr(dx, "F") and hasattr(dx, "f"))):
             raise TypeError("MPC: dx must be LinDx(F, f) or a built-in model (mpcd.torch.ModelDx, "
                             "PendulumDx, CartpoleDx)")
         n, m, T = self.n_state, self.n_ctrl, self.T
@@ -283,7 +294,7 @@ class MPC(torch.nn.Module):
             spec.layouts["c"] = _Layout(c.shape, 1 if c.dim() == 3 else None)
 
         F = f = params = None
-        if isinstance(dx, LinDx):
+        if not isinstance(dx, ModelDx):
             spec.model = None
             F, f = dx.F, dx.f
             _check_dims("F", F, {2: "(n, n_tau)", 3: "(T-1, n, n_tau)", 4: "(T-1, B, n, n_tau)"})
@@ -333,4 +344,5 @@ class MPC(torch.nn.Module):
                          % (name, array.shape))
 
 
-__all__ = ["MPC", "QuadCost", "LinDx", "ModelDx", "PendulumDx", "CartpoleDx", "NotConvergedError"]
+__all__ = ["MPC", "QuadCost", "LinDx", "GradMethods", "ModelDx", "PendulumDx", "CartpoleDx",
+           "NotConvergedError"]
