@@ -15,6 +15,8 @@
 //                [--verify]                        ... and check every answer against a local solve
 //   --target=ipv4:H1:P1,H2:P2 --round_robin         several replicas: round-robin, retry UNAVAILABLE
 //   --target=PROXY:PORT --retry                     retry UNAVAILABLE (one address, e.g. nginx)
+//   mpcctl bench --target=ADDR --rate=R ...         open-loop load: R requests/s whatever the
+//                                                   answers (overload: what is refused, how fast)
 //
 // Output JSON goes to stdout. Any error is exactly one line "mpcctl: <message>" on stderr, with
 // exit code 2 for bad input or usage and 1 for a failure of the solver itself. With --target every
@@ -98,6 +100,11 @@ ABSL_FLAG(bool, verify, false,
 ABSL_FLAG(double, verify_tolerance, 1e-9,
           "bench --verify: largest relative difference allowed in costs and trajectories (the "
           "server's CPU backend, built from the same source, agrees bitwise).");
+ABSL_FLAG(double, rate, 0.0,
+          "bench: open loop, send this many requests per second whatever the answers "
+          "(--concurrency is then unused); 0 = closed loop.");
+ABSL_FLAG(int, max_in_flight, 10000,
+          "bench --rate: most unanswered requests; a request due beyond it is skipped (counted).");
 ABSL_FLAG(int, threads, 0, "--local: CPU solver threads (0 = one per hardware thread).");
 
 namespace {
@@ -111,8 +118,8 @@ constexpr char kUsage[] =
     "       mpcctl health --target=HOST:PORT [--service=NAME]\n"
     "       mpcctl control --target=HOST:PORT --request=FIRST.json|- [--steps=10] [--json]\n"
     "       mpcctl bench --target=HOST:PORT [--model=cartpole] [--horizon=25] [--batch=1]\n"
-    "                    [--concurrency=N] [--duration=S] [--warmup=S] [--iterations=10] [--json]\n"
-    "                    [--verify]\n"
+    "                    [--concurrency=N | --rate=R] [--duration=S] [--warmup=S] [--iterations=10]\n"
+    "                    [--json] [--verify]\n"
     "       (with --target: [--round_robin | --retry | --service_config=JSON]; replicas as\n"
     "        --target=ipv4:HOST:PORT,HOST:PORT,... or a DNS name with several addresses)\n"
     "       mpcctl demo [--threads=N]";
@@ -668,10 +675,17 @@ absl::Status RunBench() {
   if (!(warmup >= 0.0)) return absl::InvalidArgumentError("--warmup: must be >= 0");
   const int channels = absl::GetFlag(FLAGS_channels);
   if (channels < 1) return absl::InvalidArgumentError("--channels: must be >= 1");
+  const double rate = absl::GetFlag(FLAGS_rate);
+  if (!(rate >= 0.0 && rate <= 1e7)) {
+    return absl::InvalidArgumentError(absl::StrCat("--rate: must be in [0, 1e7], got ", rate));
+  }
+  const bool open_loop = rate > 0.0;
+  const int max_in_flight = absl::GetFlag(FLAGS_max_in_flight);
+  if (max_in_flight < 1) return absl::InvalidArgumentError("--max_in_flight: must be >= 1");
 
   // Distinct problems per caller (up to 64 distinct requests), the same on every run.
   std::vector<mpcd::v1::SolveRequest> requests;
-  for (int i = 0; i < std::min(concurrency, 64); ++i) {
+  for (int i = 0; i < (open_loop ? 64 : std::min(concurrency, 64)); ++i) {
     MPC_ASSIGN_OR_RETURN(mpcd::v1::SolveRequest request, BenchRequest(1000 + i));
     requests.push_back(std::move(request));
   }
@@ -711,6 +725,8 @@ absl::Status RunBench() {
       return CompareSolveResponses(response, expected[index], tolerance);
     };
   }
+  options.rate = rate;
+  options.max_in_flight = max_in_flight;
   const bool json = absl::GetFlag(FLAGS_json);
   options.progress = [](absl::Duration elapsed, std::int64_t problems, std::int64_t errors) {
     const double seconds = absl::ToDoubleSeconds(elapsed);
@@ -718,7 +734,8 @@ absl::Status RunBench() {
                                  seconds, problems, seconds > 0 ? problems / seconds : 0.0, errors);
   };
   MPC_ASSIGN_OR_RETURN(const mpc::LoadResult result,
-                       mpc::RunClosedLoop(client_ptrs, requests, options));
+                       open_loop ? mpc::RunOpenLoop(client_ptrs, requests, options)
+                                 : mpc::RunClosedLoop(client_ptrs, requests, options));
   std::vector<std::string> errors;
   for (const auto& [code, count] : result.errors_by_code) {
     errors.push_back(absl::StrFormat("\"%s\": %d", code, count));
@@ -730,17 +747,18 @@ absl::Status RunBench() {
         "\"requests\": %d, \"problems\": %d, \"errors\": %d, \"errors_by_code\": {%s}, "
         "\"problems_per_s\": %.1f, \"requests_per_s\": %.1f, \"latency_s\": {\"mean\": %.6g, "
         "\"p50\": %.6g, \"p90\": %.6g, \"p99\": %.6g, \"max\": %.6g}, "
-        "\"server\": {\"mean_batch_size\": %.2f, \"mean_queue_s\": %.6g, \"mean_solve_s\": "
-        "%.6g}, \"backend\": \"%s\", \"total_ok\": %d, \"total_failed\": %d, "
-        "\"wrong_answers\": %d, \"verified\": %s}\n",
+        "\"server\": {\"mean_batch_size\": %.2f, \"mean_queue_s\": %.6g, \"max_queue_s\": %.6g, "
+        "\"mean_solve_s\": %.6g}, \"backend\": \"%s\", \"total_ok\": %d, \"total_failed\": %d, "
+        "\"wrong_answers\": %d, \"verified\": %s, \"rate\": %.1f, \"sent\": %d, \"skipped\": %d}\n",
         absl::GetFlag(FLAGS_target), absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_horizon),
         absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_iterations), concurrency, channels,
         absl::ToDoubleSeconds(result.elapsed), result.requests, result.problems, result.errors,
         absl::StrJoin(errors, ", "), result.problems_per_second, result.requests_per_second,
         result.latency_mean, result.latency_p50, result.latency_p90, result.latency_p99,
         result.latency_max, result.mean_batch_size, result.mean_queue_seconds,
-        result.mean_solve_seconds, probe->backend(), result.total_ok, result.total_failed,
-        result.wrong_answers, expected.empty() ? "false" : "true");
+        result.max_queue_seconds, result.mean_solve_seconds, probe->backend(), result.total_ok,
+        result.total_failed, result.wrong_answers, expected.empty() ? "false" : "true", rate,
+        result.sent, result.skipped);
   } else {
     std::cout << absl::StrFormat(
         "%s T=%d batch=%d concurrency=%d (%d connections), %.1f s on %s (%s backend)\n"
@@ -759,6 +777,11 @@ absl::Status RunBench() {
         expected.empty()
             ? ""
             : absl::StrFormat(", every answer checked: %d wrong", result.wrong_answers));
+    if (open_loop) {
+      std::cout << absl::StrFormat(
+          "  open loop   %.1f requests/s offered: %d sent, %d skipped (--max_in_flight=%d)\n",
+          rate, result.sent, result.skipped, max_in_flight);
+    }
   }
   return absl::OkStatus();
 }

@@ -58,6 +58,8 @@ ABSL_FLAG(int, max_problems_per_request, kDefaults.limits.max_problems,
 ABSL_FLAG(int64_t, max_problem_size, kDefaults.max_problem_size,
           "Largest T*(n+m)^2 of one problem (bounds the solver memory a request can demand).");
 ABSL_FLAG(int, max_message_bytes, kDefaults.max_message_bytes, "Largest request message in bytes.");
+ABSL_FLAG(int, max_concurrent_streams, kDefaults.max_concurrent_streams,
+          "Most calls open at once on one client connection; a client waits for a free one.");
 ABSL_FLAG(double, shutdown_grace_s, absl::ToDoubleSeconds(kDefaults.shutdown_grace),
           "On SIGTERM, how long calls in flight may take before they are cancelled, in seconds.");
 ABSL_FLAG(double, max_connection_age_s, 0.0,
@@ -96,6 +98,7 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
   config.limits.max_problems = absl::GetFlag(FLAGS_max_problems_per_request);
   config.max_problem_size = absl::GetFlag(FLAGS_max_problem_size);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  config.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   const double grace = absl::GetFlag(FLAGS_shutdown_grace_s);
   if (!(grace >= 0.0)) {
     return absl::InvalidArgumentError(absl::StrCat("shutdown_grace_s: must be >= 0, got ", grace));
@@ -154,8 +157,11 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &signal_number);
   std::cout << "mpcd: " << (signal_number == SIGINT ? "SIGINT" : "SIGTERM")
             << ": draining calls in flight" << std::endl;
-  (*server)->Shutdown(config->shutdown_grace);
+  const bool drained = (*server)->Shutdown(config->shutdown_grace);
   server->reset();
-  std::cout << "mpcd: stopped" << std::endl;
+  std::cout << "mpcd: stopped ("
+            << (drained ? "every call in flight was answered"
+                        : "the grace period ran out: calls still running were cancelled")
+            << ")" << std::endl;
   return 0;
 }

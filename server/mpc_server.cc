@@ -64,6 +64,7 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   builder.AddListeningPort(JoinHostPort(config.host, config.port),
                            grpc::InsecureServerCredentials(), &server->port_);
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config.max_concurrent_streams);
   // gRPC sets SO_REUSEPORT by default, which would let a second server silently share the port.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   if (config.max_connection_age != absl::InfiniteDuration()) {
@@ -108,10 +109,11 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
 
 MpcServer::~MpcServer() { Shutdown(config_.shutdown_grace); }
 
-void MpcServer::Shutdown(absl::Duration grace) {
+bool MpcServer::Shutdown(absl::Duration grace) {
   absl::MutexLock lock(&shutdown_mu_);
-  if (shut_down_) return;
+  if (shut_down_) return false;
   shut_down_ = true;
+  bool drained = true;
   if (server_ != nullptr) {
     // Refuse new calls first, so nobody who has already seen NOT_SERVING can still get work in.
     // Our own calls in flight are answered while new ones are refused. gRPC's Shutdown(deadline)
@@ -123,12 +125,13 @@ void MpcServer::Shutdown(absl::Duration grace) {
     if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
       health->Shutdown();
     }
-    service_->AwaitIdle(grace);
+    drained = service_->AwaitIdle(grace);
     // Closes the listener and cancels what is left (Watch streams; our calls past the grace,
     // whose queued problems the batcher then drops); returns when every call is done.
     server_->Shutdown(std::chrono::system_clock::now());
   }
   if (batcher_ != nullptr) batcher_->Stop();
+  return drained;
 }
 
 std::string MpcServer::target() const {

@@ -41,8 +41,9 @@ class MpcServer {
 
   // Graceful stop: health turns NOT_SERVING (open Watch streams see it), the listener closes and
   // new calls are refused, calls in flight are answered (those still running after `grace` are
-  // cancelled), then the batcher stops. Blocks until done; idempotent.
-  void Shutdown(absl::Duration grace);
+  // cancelled), then the batcher stops. Blocks until done; idempotent. True when every call in
+  // flight was answered within `grace` (false when some were cancelled, or on a second call).
+  bool Shutdown(absl::Duration grace);
 
   int port() const { return port_; }                  // the bound gRPC port
   int metrics_port() const { return metrics_port_; }  // the bound /metrics port; -1 if none

@@ -34,6 +34,7 @@ absl::Status ValidateServerConfig(const ServerConfig& config) {
            AtLeast("max_problems_per_request", config.limits.max_problems, 1),
            AtLeast("max_problem_size", config.max_problem_size, 1),
            AtLeast("max_message_bytes", config.max_message_bytes, 1024),
+           AtLeast("max_concurrent_streams", config.max_concurrent_streams, 1),
        }) {
     if (!status.ok()) return status;
   }

@@ -35,6 +35,10 @@ struct ServerConfig {
   std::int64_t max_problem_size = std::int64_t{1} << 22;
   // Largest request gRPC accepts, in bytes (larger ones fail with RESOURCE_EXHAUSTED).
   int max_message_bytes = 64 << 20;
+  // Most calls one HTTP/2 connection may have open at once (gRPC's default is unlimited). A client
+  // opening more waits for a free stream on its side: the server never holds more than this many
+  // unanswered requests per connection, whatever a client sends (server memory stays bounded).
+  int max_concurrent_streams = 1024;
   // How long Shutdown waits for calls in flight before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(30);
   // After this long a client connection is asked to close (HTTP/2 GOAWAY; calls in flight get

@@ -388,7 +388,7 @@ class ShutdownTest(unittest.TestCase):
             code, out, err = server.stop(timeout=60)
             self.assertEqual(code, 0, err)
             self.assertIn("draining", out)
-            self.assertIn("stopped", out)
+            self.assertIn("stopped (every call in flight was answered)", out)
             # And nothing new is accepted once it is gone.
             with self.assertRaises(STUBS.grpc.RpcError) as error:
                 stub.Solve(heavy_request(STUBS.mpcd_pb2, 99, 1), timeout=10)
