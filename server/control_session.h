@@ -29,7 +29,8 @@ class ControlSession final
  public:
   struct Dependencies {
     RequestLimits limits;
-    std::int64_t max_problem_size = 0;  // see ServiceOptions
+    std::int64_t max_problem_size = 0;   // see ServiceOptions
+    std::int64_t max_message_bytes = 0;  // see ServiceOptions
     DynamicBatcher* batcher = nullptr;
     ServiceMetrics* metrics = nullptr;
     CallTracker* calls = nullptr;

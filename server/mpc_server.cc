@@ -53,6 +53,7 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   ServiceOptions service_options;
   service_options.limits = config.limits;
   service_options.max_problem_size = config.max_problem_size;
+  service_options.max_message_bytes = config.max_message_bytes;
   service_options.backend_name = std::string(server->backend_->name());
   server->service_ =
       std::make_unique<MpcService>(service_options, server->batcher_.get(), server->metrics_.get());
@@ -63,7 +64,11 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   grpc::ServerBuilder builder;
   builder.AddListeningPort(JoinHostPort(config.host, config.port),
                            grpc::InsecureServerCredentials(), &server->port_);
-  builder.SetMaxReceiveMessageSize(config.max_message_bytes);
+  // Up to twice the limit is read, so that the service can say which limit a request broke
+  // (INVALID_ARGUMENT); beyond that gRPC refuses it unread (RESOURCE_EXHAUSTED), bounding memory.
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<std::int64_t>(2 * std::int64_t{config.max_message_bytes},
+                                              std::numeric_limits<int>::max())));
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config.max_concurrent_streams);
   // gRPC sets SO_REUSEPORT by default, which would let a second server silently share the port.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

@@ -28,6 +28,15 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
   return absl::FromChrono(deadline);
 }
 
+// gRPC reads messages up to twice the limit (see MpcServer::Create) so that this can name it.
+absl::Status CheckMessageSize(const google::protobuf::Message& request, std::int64_t limit) {
+  const std::int64_t size = static_cast<std::int64_t>(request.ByteSizeLong());
+  if (size <= limit) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "request: ", size, " bytes, over the server's limit of ", limit,
+      " bytes (--max_message_bytes); split the problems over several requests"));
+}
+
 absl::Status CheckProblemSizes(const std::vector<Problem>& problems, std::int64_t limit) {
   for (std::size_t i = 0; i < problems.size(); ++i) {
     MPC_RETURN_IF_ERROR(CheckWorkspaceSize(problems[i].shape, limit, absl::StrCat("problems[", i, "]")));
@@ -236,6 +245,9 @@ grpc::ServerUnaryReactor* MpcService::Solve(grpc::CallbackServerContext* context
   const absl::Time start = absl::Now();
   metrics_->RequestStarted(RpcMethod::kSolve);
   if (!calls_.TryStart()) return Refuse(context, RpcMethod::kSolve, start, metrics_);
+  if (absl::Status status = CheckMessageSize(*request, options_.max_message_bytes); !status.ok()) {
+    return FinishNow(context, RpcMethod::kSolve, start, status, metrics_, &calls_);
+  }
   absl::StatusOr<std::vector<Problem>> problems = ToProblems(*request, options_.limits);
   if (!problems.ok()) {
     return FinishNow(context, RpcMethod::kSolve, start, problems.status(), metrics_, &calls_);
@@ -257,6 +269,9 @@ grpc::ServerUnaryReactor* MpcService::Backward(grpc::CallbackServerContext* cont
   const absl::Time start = absl::Now();
   metrics_->RequestStarted(RpcMethod::kBackward);
   if (!calls_.TryStart()) return Refuse(context, RpcMethod::kBackward, start, metrics_);
+  if (absl::Status status = CheckMessageSize(*request, options_.max_message_bytes); !status.ok()) {
+    return FinishNow(context, RpcMethod::kBackward, start, status, metrics_, &calls_);
+  }
   absl::StatusOr<BackwardInputs> inputs = ToBackwardProblems(*request, options_.limits);
   if (!inputs.ok()) {
     return FinishNow(context, RpcMethod::kBackward, start, inputs.status(), metrics_, &calls_);
@@ -294,9 +309,10 @@ grpc::ServerBidiReactor<mpcd::v1::ControlRequest, mpcd::v1::ControlResponse>*
 MpcService::Control(grpc::CallbackServerContext* context) {
   // Steps, not streams, are counted as calls (see ControlSession), so an idle session never holds
   // up a drain.
-  return new ControlSession(ControlSession::Dependencies{options_.limits, options_.max_problem_size,
-                                                         batcher_, metrics_, &calls_},
-                            DeadlineOf(*context));
+  return new ControlSession(
+      ControlSession::Dependencies{options_.limits, options_.max_problem_size,
+                                   options_.max_message_bytes, batcher_, metrics_, &calls_},
+      DeadlineOf(*context));
 }
 
 }  // namespace mpc

@@ -22,6 +22,8 @@ struct ServiceOptions {
   RequestLimits limits;
   // Largest T * (n+m)^2 of one problem (see ServerConfig::max_problem_size).
   std::int64_t max_problem_size = std::int64_t{1} << 22;
+  // Largest request message in bytes (ServerConfig::max_message_bytes).
+  std::int64_t max_message_bytes = 64 << 20;
   // Reported in every response ("cpu" | "cuda").
   std::string backend_name = "cpu";
 };

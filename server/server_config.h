@@ -33,7 +33,8 @@ struct ServerConfig {
   // Largest T * (n+m)^2 of one problem: the solver's workspace grows with it, so this bounds the
   // memory a small request (time-invariant C and F) can make the server allocate.
   std::int64_t max_problem_size = std::int64_t{1} << 22;
-  // Largest request gRPC accepts, in bytes (larger ones fail with RESOURCE_EXHAUSTED).
+  // Largest request message, in bytes: larger ones are answered INVALID_ARGUMENT naming the limit.
+  // (gRPC itself refuses messages over twice this with RESOURCE_EXHAUSTED before reading them.)
   int max_message_bytes = 64 << 20;
   // Most calls one HTTP/2 connection may have open at once (gRPC's default is unlimited). A client
   // opening more waits for a free stream on its side: the server never holds more than this many

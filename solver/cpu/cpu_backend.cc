@@ -4,32 +4,11 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "solver/cpu/ilqr.h"
 #include "solver/cpu/implicit_backward.h"
 
 namespace mpc {
-namespace {
-
-// One ShapeSolver per problem shape, per thread: workspaces are sized once and reused by every
-// later batch that thread works on.
-ShapeSolver& ThreadLocalSolver(const ProblemShape& shape) {
-  thread_local absl::flat_hash_map<ProblemShape, std::unique_ptr<ShapeSolver>> solvers;
-  std::unique_ptr<ShapeSolver>& solver = solvers[shape];
-  if (solver == nullptr) solver = MakeShapeSolver(shape);
-  return *solver;
-}
-
-// The same for backward passes.
-ShapeBackward& ThreadLocalBackward(const ProblemShape& shape) {
-  thread_local absl::flat_hash_map<ProblemShape, std::unique_ptr<ShapeBackward>> workspaces;
-  std::unique_ptr<ShapeBackward>& workspace = workspaces[shape];
-  if (workspace == nullptr) workspace = MakeShapeBackward(shape);
-  return *workspace;
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendOptions& options) {
   if (options.threads < 0) {
@@ -37,10 +16,28 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendO
   }
   int threads = options.threads;
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::unique_ptr<CpuBackend>(new CpuBackend(std::make_unique<ThreadPool>(threads)));
+  if (options.max_cached_shapes < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("max_cached_shapes: must be >= 1, got ",
+                                                   options.max_cached_shapes));
+  }
+  return std::unique_ptr<CpuBackend>(
+      new CpuBackend(std::make_unique<ThreadPool>(threads), options.max_cached_shapes));
 }
 
-CpuBackend::CpuBackend(std::unique_ptr<ThreadPool> pool) : pool_(std::move(pool)) {}
+CpuBackend::WorkerCaches::WorkerCaches(int capacity)
+    : solvers(capacity, &MakeShapeSolver), backward(capacity, &MakeShapeBackward) {}
+
+CpuBackend::CpuBackend(std::unique_ptr<ThreadPool> pool, int max_cached_shapes)
+    : pool_(std::move(pool)) {
+  workers_.reserve(static_cast<std::size_t>(pool_->size()));
+  for (int w = 0; w < pool_->size(); ++w) workers_.emplace_back(max_cached_shapes);
+}
+
+int CpuBackend::cached_solve_workspaces() const {
+  int total = 0;
+  for (const WorkerCaches& worker : workers_) total += worker.solvers.size();
+  return total;
+}
 
 absl::Status CpuBackend::SolveBatch(absl::Span<const Problem* const> problems,
                                     absl::Span<Solution* const> solutions) {
@@ -49,9 +46,9 @@ absl::Status CpuBackend::SolveBatch(absl::Span<const Problem* const> problems,
                                                    " problems but ", solutions.size(),
                                                    " solutions"));
   }
-  pool_->ParallelFor(static_cast<int>(problems.size()), [&](int /*worker*/, int i) {
+  pool_->ParallelFor(static_cast<int>(problems.size()), [&](int worker, int i) {
     const Problem& problem = *problems[i];
-    ThreadLocalSolver(problem.shape).Solve(problem, solutions[i]);
+    workers_[worker].solvers.Get(problem.shape).Solve(problem, solutions[i]);
   });
   return absl::OkStatus();
 }
@@ -71,9 +68,9 @@ absl::Status CpuBackend::BackwardBatch(absl::Span<const BackwardProblem* const> 
         ValidateBackwardProblem(*problems[i], absl::StrCat("BackwardBatch: problems[", i, "]."));
     if (!status.ok()) return status;
   }
-  pool_->ParallelFor(static_cast<int>(problems.size()), [&](int /*worker*/, int i) {
+  pool_->ParallelFor(static_cast<int>(problems.size()), [&](int worker, int i) {
     const BackwardProblem& problem = *problems[i];
-    ThreadLocalBackward(problem.problem->shape).Backward(problem, gradients[i]);
+    workers_[worker].backward.Get(problem.problem->shape).Backward(problem, gradients[i]);
   });
   return absl::OkStatus();
 }

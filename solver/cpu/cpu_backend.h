@@ -4,18 +4,25 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "solver/cpu/ilqr.h"
+#include "solver/cpu/implicit_backward.h"
 #include "solver/cpu/thread_pool.h"
+#include "solver/cpu/workspace_cache.h"
 #include "solver/solver_backend.h"
 
 namespace mpc {
 
 struct CpuBackendOptions {
   int threads = 0;  // worker threads; 0 = one per hardware thread
+  // Workspaces each worker keeps (per direction: solves, backward passes), one per problem shape;
+  // the least recently used is freed beyond this. >= 1.
+  int max_cached_shapes = 16;
 };
 
 // SolverBackend on CPU threads: a fixed pool splits each batch; every worker keeps one workspace
 // per problem shape (one for solves, one for backward passes), allocated on first use and reused,
-// so steady-state solves and backward passes allocate nothing.
+// so steady-state solves and backward passes allocate nothing. At most max_cached_shapes shapes are
+// kept per worker (least recently used evicted), so memory stays bounded whatever shapes arrive.
 class CpuBackend final : public SolverBackend {
  public:
   static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(const CpuBackendOptions& options);
@@ -27,11 +34,21 @@ class CpuBackend final : public SolverBackend {
                              absl::Span<ProblemGradient* const> gradients) override;
 
   int threads() const { return pool_->size(); }
+  // Solve workspaces held now, over all workers (for tests and memory accounting).
+  int cached_solve_workspaces() const;
 
  private:
-  explicit CpuBackend(std::unique_ptr<ThreadPool> pool);
+  struct WorkerCaches {
+    explicit WorkerCaches(int capacity);
+    WorkspaceCache<ShapeSolver> solvers;
+    WorkspaceCache<ShapeBackward> backward;
+  };
+
+  CpuBackend(std::unique_ptr<ThreadPool> pool, int max_cached_shapes);
 
   std::unique_ptr<ThreadPool> pool_;
+  // One per pool worker; worker w touches only workers_[w].
+  std::vector<WorkerCaches> workers_;
 };
 
 }  // namespace mpc

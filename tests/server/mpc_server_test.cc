@@ -467,14 +467,24 @@ TEST(MpcServerTest, EveryInvalidInputClassIsInvalidArgumentNamingTheField) {
             static_cast<double>(cases.size()));
 }
 
-TEST(MpcServerTest, AMessageOverTheSizeLimitIsRefusedByGrpc) {
+TEST(MpcServerTest, AMessageOverTheSizeLimitIsInvalidArgumentNamingTheLimit) {
   ServerConfig config = TestConfig();
   config.max_message_bytes = 64 << 10;
   std::unique_ptr<MpcServer> server = StartServer(config);
   ASSERT_NE(server, nullptr);
   std::unique_ptr<MpcClient> client = Connect(*server);
   mpcd::v1::SolveRequest request = CartpoleRequest(1);
-  request.mutable_problems(0)->mutable_u_init()->mutable_data()->Resize(20000, 0.0);
+  // About 100 KB: over the limit, under twice it (read, then refused by the service).
+  request.mutable_problems(0)->mutable_u_init()->mutable_data()->Resize(12000, 0.0);
+  EXPECT_THAT(client->Solve(request),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("over the server's limit of 65536 bytes (--max_message_bytes)")));
+  mpcd::v1::BackwardRequest backward;
+  *backward.add_problems() = request.problems(0);
+  EXPECT_THAT(client->Backward(backward),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--max_message_bytes")));
+  // Far over (200 KB): gRPC refuses it unread.
+  request.mutable_problems(0)->mutable_u_init()->mutable_data()->Resize(25000, 0.0);
   EXPECT_THAT(client->Solve(request), StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_THAT(client->Solve(CartpoleRequest(1)), IsOk());
 }

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "solver/cpu/ilqr.h"
 #include "solver/cpu/thread_pool.h"
+#include "solver/cpu/workspace_cache.h"
 #include "solver/make_backend.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/status_matchers.h"
@@ -87,6 +89,62 @@ TEST(CpuBackendTest, EmptyBatchIsFine) {
 
 TEST(CpuBackendTest, NegativeThreadCountIsRejected) {
   EXPECT_THAT(CpuBackend::Create({-1}).status(), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(CpuBackendTest, KeepsAtMostMaxCachedShapesWorkspacesAndStaysExact) {
+  // Four shapes through a cache of two, in an order that evicts and re-creates workspaces.
+  std::vector<Problem> problems;
+  for (int seed = 0; seed < 3; ++seed) {
+    for (int state_dim : {2, 3, 4, 5}) {
+      problems.push_back(RandomLqrProblem(
+          {.state_dim = state_dim, .control_dim = 1, .horizon = 6, .bounded = true}, seed));
+    }
+  }
+  auto backend = CpuBackend::Create({.threads = 1, .max_cached_shapes = 2});
+  ASSERT_THAT(backend.status(), IsOk());
+  for (const Problem& problem : problems) {
+    const std::vector<Solution> solved = SolveWith(**backend, {&problem});
+    const Solution fresh = SolveProblem(problem);
+    EXPECT_EQ(solved[0].x, fresh.x);
+    EXPECT_EQ(solved[0].u, fresh.u);
+    EXPECT_EQ(solved[0].iterations, fresh.iterations);
+    EXPECT_LE((*backend)->cached_solve_workspaces(), 2);
+  }
+  EXPECT_EQ((*backend)->cached_solve_workspaces(), 2);
+  EXPECT_THAT(CpuBackend::Create({.threads = 1, .max_cached_shapes = 0}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// A stand-in workspace that records how many were made.
+struct CountedWorkspace {
+  static inline int made = 0;
+  static std::unique_ptr<CountedWorkspace> Make(const ProblemShape&) {
+    ++made;
+    return std::make_unique<CountedWorkspace>();
+  }
+};
+
+TEST(WorkspaceCacheTest, EvictsTheLeastRecentlyUsedShape) {
+  CountedWorkspace::made = 0;
+  WorkspaceCache<CountedWorkspace> cache(2, &CountedWorkspace::Make);
+  const auto shape = [](int n) {
+    ProblemShape s;
+    s.dynamics = DynamicsKind::kLinear;
+    s.state_dim = n;
+    s.control_dim = 1;
+    s.horizon = 5;
+    return s;
+  };
+  CountedWorkspace* a = &cache.Get(shape(1));
+  cache.Get(shape(2));
+  EXPECT_EQ(&cache.Get(shape(1)), a);  // a hit returns the same workspace: nothing made
+  EXPECT_EQ(CountedWorkspace::made, 2);
+  cache.Get(shape(3));  // full: shape 2 was used least recently
+  EXPECT_EQ(CountedWorkspace::made, 3);
+  EXPECT_EQ(cache.size(), 2);
+  EXPECT_TRUE(cache.Contains(shape(1)));
+  EXPECT_FALSE(cache.Contains(shape(2)));
+  EXPECT_TRUE(cache.Contains(shape(3)));
 }
 
 TEST(MakeBackendTest, ParsesKindsAndRefusesCudaWithoutIt) {
