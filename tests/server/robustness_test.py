@@ -179,8 +179,12 @@ class TrafficMix:
         rng = __import__("random").Random(7)
         self.solves, self.backwards, self.invalid = [], [], []
         for name in sorted(os.listdir(ARGS.examples)):
+            if not name.endswith(".json"):
+                continue
             with open(os.path.join(ARGS.examples, name)) as f:
                 text = f.read()
+            if "problem" in json.loads(text):
+                continue  # the first message of a Control session
             if "cotangents" in json.loads(text):
                 for seed in range(3):
                     request = json_format.Parse(text, self.pb.BackwardRequest())
