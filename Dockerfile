@@ -31,6 +31,11 @@ ENV MPCD_WITH_CUDA=OFF
 
 FROM builder-base AS builder-cuda
 COPY --from=cuda-toolkit /usr/local/cuda/ /usr/local/cuda/
+# Debian's CMake 3.25 FindCUDAToolkit fails ("could not find TARGET CUDA::nvToolsExt") with a
+# toolkit that no longer ships libnvToolsExt (CUDA 13); later CMake releases guard the line, and
+# so does this (a no-op where the line is not there).
+RUN sed -i 's/^    if(CMAKE_MINIMUM_REQUIRED_VERSION VERSION_GREATER_EQUAL 3.25)$/    if(TARGET CUDA::nvToolsExt AND CMAKE_MINIMUM_REQUIRED_VERSION VERSION_GREATER_EQUAL 3.25)/' \
+      /usr/share/cmake-*/Modules/FindCUDAToolkit.cmake
 ENV MPCD_WITH_CUDA=ON
 
 FROM builder-${VARIANT} AS builder
