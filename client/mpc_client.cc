@@ -38,6 +38,26 @@ class CallState final : public AsyncCall {
   MpcClient::Callback<Response> done_;
 };
 
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
+    const MpcClientOptions& options) {
+  if (!options.use_tls) {
+    if (!options.tls_root_certs.empty() || !options.tls_cert_chain.empty() ||
+        !options.tls_private_key.empty() || !options.tls_server_name.empty()) {
+      return absl::InvalidArgumentError("tls_*: set use_tls to use TLS settings");
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  if (options.tls_cert_chain.empty() != options.tls_private_key.empty()) {
+    return absl::InvalidArgumentError(
+        "tls_cert_chain and tls_private_key: give both (mutual TLS) or neither");
+  }
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = options.tls_root_certs;
+  ssl.pem_cert_chain = options.tls_cert_chain;
+  ssl.pem_private_key = options.tls_private_key;
+  return grpc::SslCredentials(ssl);
+}
+
 }  // namespace
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
@@ -107,8 +127,13 @@ absl::StatusOr<std::unique_ptr<MpcClient>> MpcClient::Create(const std::string& 
     }
     args.SetServiceConfigJSON(options.service_config_json);
   }
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      ChannelCredentials(options);
+  if (!credentials.ok()) return credentials.status();
+  if (!options.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(target, *credentials, args);
   if (channel == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("target: cannot make a channel to ", target));
   }
@@ -121,8 +146,11 @@ MpcClient::MpcClient(std::shared_ptr<grpc::Channel> channel, const MpcClientOpti
       stub_(mpcd::v1::MpcService::NewStub(channel_)),
       health_stub_(grpc::health::v1::Health::NewStub(channel_)) {}
 
-void MpcClient::SetDeadline(absl::Duration timeout, grpc::ClientContext* context) const {
+void MpcClient::PrepareContext(absl::Duration timeout, grpc::ClientContext* context) const {
   if (options_.wait_for_ready) context->set_wait_for_ready(true);
+  if (!options_.auth_token.empty()) {
+    context->AddMetadata("authorization", absl::StrCat("Bearer ", options_.auth_token));
+  }
   if (timeout == absl::InfiniteDuration()) return;
   context->set_deadline(std::chrono::system_clock::now() +
                         std::chrono::microseconds(absl::ToInt64Microseconds(timeout)));
@@ -135,7 +163,7 @@ absl::StatusOr<mpcd::v1::SolveResponse> MpcClient::Solve(const mpcd::v1::SolveRe
 absl::StatusOr<mpcd::v1::SolveResponse> MpcClient::Solve(const mpcd::v1::SolveRequest& request,
                                                          absl::Duration timeout) {
   grpc::ClientContext context;
-  SetDeadline(timeout, &context);
+  PrepareContext(timeout, &context);
   mpcd::v1::SolveResponse response;
   const grpc::Status status = stub_->Solve(&context, request, &response);
   if (!status.ok()) return FromGrpcStatus(status);
@@ -144,7 +172,7 @@ absl::StatusOr<mpcd::v1::SolveResponse> MpcClient::Solve(const mpcd::v1::SolveRe
 
 std::unique_ptr<ControlStream> MpcClient::OpenControl(absl::Duration timeout) {
   auto context = std::make_unique<grpc::ClientContext>();
-  SetDeadline(timeout, context.get());
+  PrepareContext(timeout, context.get());
   auto stream = stub_->Control(context.get());
   return std::make_unique<ControlStream>(std::move(context), std::move(stream));
 }
@@ -188,7 +216,7 @@ absl::Status ControlStream::FinishStream() {
 absl::StatusOr<mpcd::v1::BackwardResponse> MpcClient::Backward(
     const mpcd::v1::BackwardRequest& request) {
   grpc::ClientContext context;
-  SetDeadline(options_.timeout, &context);
+  PrepareContext(options_.timeout, &context);
   mpcd::v1::BackwardResponse response;
   const grpc::Status status = stub_->Backward(&context, request, &response);
   if (!status.ok()) return FromGrpcStatus(status);
@@ -197,7 +225,7 @@ absl::StatusOr<mpcd::v1::BackwardResponse> MpcClient::Backward(
 
 absl::StatusOr<mpcd::v1::ListModelsResponse> MpcClient::ListModels() {
   grpc::ClientContext context;
-  SetDeadline(options_.timeout, &context);
+  PrepareContext(options_.timeout, &context);
   mpcd::v1::ListModelsResponse response;
   const grpc::Status status = stub_->ListModels(&context, mpcd::v1::ListModelsRequest(), &response);
   if (!status.ok()) return FromGrpcStatus(status);
@@ -206,7 +234,7 @@ absl::StatusOr<mpcd::v1::ListModelsResponse> MpcClient::ListModels() {
 
 absl::StatusOr<ServingStatus> MpcClient::CheckHealth(const std::string& service) {
   grpc::ClientContext context;
-  SetDeadline(options_.timeout, &context);
+  PrepareContext(options_.timeout, &context);
   grpc::health::v1::HealthCheckRequest request;
   request.set_service(service);
   grpc::health::v1::HealthCheckResponse response;
@@ -231,7 +259,7 @@ std::shared_ptr<AsyncCall> MpcClient::SolveAsync(mpcd::v1::SolveRequest request,
                                                  Callback<mpcd::v1::SolveResponse> done) {
   using State = CallState<mpcd::v1::SolveRequest, mpcd::v1::SolveResponse>;
   auto state = std::make_shared<State>(std::move(request), std::move(done));
-  SetDeadline(timeout, state->context());
+  PrepareContext(timeout, state->context());
   stub_->async()->Solve(state->context(), state->request(), state->response(),
                         [state](grpc::Status status) { state->Done(status); });
   return state;
@@ -242,7 +270,7 @@ std::shared_ptr<AsyncCall> MpcClient::BackwardAsync(mpcd::v1::BackwardRequest re
                                                     Callback<mpcd::v1::BackwardResponse> done) {
   using State = CallState<mpcd::v1::BackwardRequest, mpcd::v1::BackwardResponse>;
   auto state = std::make_shared<State>(std::move(request), std::move(done));
-  SetDeadline(timeout, state->context());
+  PrepareContext(timeout, state->context());
   stub_->async()->Backward(state->context(), state->request(), state->response(),
                            [state](grpc::Status status) { state->Done(status); });
   return state;

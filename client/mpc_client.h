@@ -35,6 +35,20 @@ struct MpcClientOptions {
   // checking. Empty = gRPC's defaults (pick_first over the target's addresses, no retries). See
   // ReplicatedServiceConfig for a target with several replicas.
   std::string service_config_json;
+
+  // Transport security: TLS when use_tls, else plaintext. The tls_* fields hold PEM text.
+  bool use_tls = false;
+  // CA certificates the server's certificate must chain to ("" = gRPC's default roots).
+  std::string tls_root_certs;
+  // A client certificate and its key, for servers that require mutual TLS ("" = none).
+  std::string tls_cert_chain;
+  std::string tls_private_key;
+  // The name the server's certificate must carry, when it differs from the target's host (e.g.
+  // dialing 127.0.0.1 inside a pod whose certificate names the Service); "" = the target's host.
+  std::string tls_server_name;
+  // Sent with every call as "authorization: Bearer <auth_token>"; "" = none. Without use_tls it
+  // crosses the network in clear text.
+  std::string auth_token;
 };
 
 // Service configs for calls that must survive a replica going away. Calls that fail with
@@ -103,7 +117,7 @@ class MpcClient {
   template <typename Response>
   using Callback = absl::AnyInvocable<void(absl::StatusOr<Response>)>;
 
-  // An insecure channel to `target` ("host:port", or any gRPC target URI).
+  // A channel to `target` ("host:port", or any gRPC target URI), plaintext or TLS per `options`.
   static absl::StatusOr<std::unique_ptr<MpcClient>> Create(const std::string& target,
                                                            const MpcClientOptions& options = {});
   MpcClient(std::shared_ptr<grpc::Channel> channel, const MpcClientOptions& options = {});
@@ -132,7 +146,8 @@ class MpcClient {
   const MpcClientOptions& options() const { return options_; }
 
  private:
-  void SetDeadline(absl::Duration timeout, grpc::ClientContext* context) const;
+  // Deadline, wait-for-ready and the bearer token of one call.
+  void PrepareContext(absl::Duration timeout, grpc::ClientContext* context) const;
 
   MpcClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;

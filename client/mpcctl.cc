@@ -18,6 +18,9 @@
 //   mpcctl bench --target=ADDR --rate=R ...         open-loop load: R requests/s whatever the
 //                                                   answers (overload: what is refused, how fast)
 //
+// Every --target command also takes the TLS and token flags: --tls (system roots), --tls_ca=PEM,
+// --tls_cert=PEM --tls_key=PEM (mutual TLS), --tls_server_name=NAME, --auth_token_file=FILE.
+//
 // Output JSON goes to stdout. Any error is exactly one line "mpcctl: <message>" on stderr, with
 // exit code 2 for bad input or usage and 1 for a failure of the solver itself. With --target every
 // error exits 2, and an error from the server reads "mpcctl: CODE: message" (gRPC's code name).
@@ -44,6 +47,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -65,6 +69,21 @@ ABSL_FLAG(std::string, request, "",
           "mapping, snake_case or lowerCamelCase field names); --request=- reads stdin.");
 ABSL_FLAG(std::string, target, "", "Server address HOST:PORT: run the command against mpcd there.");
 ABSL_FLAG(double, timeout, 60.0, "--target: deadline of each call, in seconds.");
+ABSL_FLAG(bool, tls, false,
+          "--target: connect over TLS, trusting the system's root certificates (or --tls_ca).");
+ABSL_FLAG(std::string, tls_ca, "",
+          "--target: PEM CA certificate(s) the server's certificate must chain to (implies "
+          "--tls).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "--target: PEM client certificate, for servers that require mutual TLS (implies --tls; "
+          "needs --tls_key).");
+ABSL_FLAG(std::string, tls_key, "", "--target: PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "--target: the name the server's certificate must carry when it is not the target's "
+          "host, e.g. 127.0.0.1 inside the server's pod (implies --tls).");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "--target: file holding a bearer token to send with every call (\"authorization: "
+          "Bearer <token>\").");
 ABSL_FLAG(std::string, service, "", "health: the service to check (\"\" = the whole server).");
 ABSL_FLAG(std::string, model, "cartpole", "bench: cartpole, pendulum or linear.");
 ABSL_FLAG(int, horizon, 25, "bench: horizon T of every problem.");
@@ -122,7 +141,9 @@ constexpr char kUsage[] =
     "                    [--json] [--verify]\n"
     "       (with --target: [--round_robin | --retry | --service_config=JSON]; replicas as\n"
     "        --target=ipv4:HOST:PORT,HOST:PORT,... or a DNS name with several addresses)\n"
-    "       mpcctl demo [--threads=N]";
+    "       mpcctl demo [--threads=N]\n"
+    "  with --target, also: [--tls] [--tls_ca=CA.pem] [--tls_cert=CERT.pem --tls_key=KEY.pem]\n"
+    "                       [--tls_server_name=NAME] [--auth_token_file=FILE]";
 
 // Problems with the input (usage, files, JSON, validation) exit with 2; solver failures with 1.
 int ExitCode(const absl::Status& status) {
@@ -413,7 +434,17 @@ absl::Status SetServiceConfig(mpc::MpcClientOptions* options) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<mpc::MpcClient>> Connect() {
+// The contents of the file a --flag names; errors start with the flag.
+absl::StatusOr<std::string> ReadFlagFile(const char* flag, const std::string& path) {
+  absl::StatusOr<std::string> contents = ReadInput(path);
+  if (!contents.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", contents.status().message()));
+  }
+  return contents;
+}
+
+// Timeout, TLS and token from the flags.
+absl::StatusOr<mpc::MpcClientOptions> ClientOptionsFromFlags() {
   const double timeout = absl::GetFlag(FLAGS_timeout);
   if (!(timeout > 0.0)) {
     return absl::InvalidArgumentError(absl::StrCat("--timeout: must be > 0, got ", timeout));
@@ -421,6 +452,37 @@ absl::StatusOr<std::unique_ptr<mpc::MpcClient>> Connect() {
   mpc::MpcClientOptions options;
   options.timeout = absl::Seconds(timeout);
   MPC_RETURN_IF_ERROR(SetServiceConfig(&options));
+  const std::string ca = absl::GetFlag(FLAGS_tls_ca);
+  const std::string cert = absl::GetFlag(FLAGS_tls_cert);
+  const std::string key = absl::GetFlag(FLAGS_tls_key);
+  options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  options.use_tls = absl::GetFlag(FLAGS_tls) || !ca.empty() || !cert.empty() || !key.empty() ||
+                    !options.tls_server_name.empty();
+  if (cert.empty() != key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key: give both or neither");
+  }
+  if (!ca.empty()) {
+    MPC_ASSIGN_OR_RETURN(options.tls_root_certs, ReadFlagFile("--tls_ca", ca));
+  }
+  if (!cert.empty()) {
+    MPC_ASSIGN_OR_RETURN(options.tls_cert_chain, ReadFlagFile("--tls_cert", cert));
+    MPC_ASSIGN_OR_RETURN(options.tls_private_key, ReadFlagFile("--tls_key", key));
+  }
+  const std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
+  if (!token_file.empty()) {
+    MPC_ASSIGN_OR_RETURN(const std::string token, ReadFlagFile("--auth_token_file", token_file));
+    // A final newline (echo, Kubernetes secrets) is not part of the token.
+    options.auth_token = std::string(absl::StripAsciiWhitespace(token));
+    if (options.auth_token.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--auth_token_file: ", token_file, " is empty"));
+    }
+  }
+  return options;
+}
+
+absl::StatusOr<std::unique_ptr<mpc::MpcClient>> Connect() {
+  MPC_ASSIGN_OR_RETURN(const mpc::MpcClientOptions options, ClientOptionsFromFlags());
   return mpc::MpcClient::Create(absl::GetFlag(FLAGS_target), options);
 }
 
@@ -689,12 +751,8 @@ absl::Status RunBench() {
     MPC_ASSIGN_OR_RETURN(mpcd::v1::SolveRequest request, BenchRequest(1000 + i));
     requests.push_back(std::move(request));
   }
-  const double timeout = absl::GetFlag(FLAGS_timeout);
-  if (!(timeout > 0.0)) return absl::InvalidArgumentError("--timeout: must be > 0");
-  mpc::MpcClientOptions client_options;
-  client_options.timeout = absl::Seconds(timeout);
+  MPC_ASSIGN_OR_RETURN(mpc::MpcClientOptions client_options, ClientOptionsFromFlags());
   client_options.own_connection = true;
-  MPC_RETURN_IF_ERROR(SetServiceConfig(&client_options));
   std::vector<std::unique_ptr<mpc::MpcClient>> clients;
   std::vector<mpc::MpcClient*> client_ptrs;
   for (int i = 0; i < channels; ++i) {
@@ -711,7 +769,7 @@ absl::Status RunBench() {
   options.concurrency = concurrency;
   options.duration = absl::Seconds(duration);
   options.warmup = absl::Seconds(warmup);
-  options.timeout = absl::Seconds(timeout);
+  options.timeout = client_options.timeout;
   std::vector<mpcd::v1::SolveResponse> expected;
   if (absl::GetFlag(FLAGS_verify)) {
     const double tolerance = absl::GetFlag(FLAGS_verify_tolerance);
@@ -793,9 +851,9 @@ int main(int argc, char** argv) {
   const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
     return Fail(absl::InvalidArgumentError(
-        args.size() < 2
-            ? "missing command (solve, backward, models, health, control, bench or demo); see --help"
-            : absl::StrCat("unexpected argument \"", args[2], "\"; see --help")));
+        args.size() < 2 ? "missing command (solve, backward, models, health, control, bench or "
+                          "demo); see --help"
+                        : absl::StrCat("unexpected argument \"", args[2], "\"; see --help")));
   }
   const std::string command = args[1];
   absl::Status status;

@@ -31,4 +31,5 @@ if(NOT MPCD_SOLVER_ONLY)
   find_package(Protobuf REQUIRED)          # module mode: Debian ships no protobuf-config.cmake
   find_package(gRPC CONFIG REQUIRED)       # needs protobuf-compiler-grpc (its plugins are imported targets)
   find_package(prometheus-cpp CONFIG REQUIRED)  # no version file: never pass a version
+  find_package(OpenSSL REQUIRED)           # libssl-dev, already a dependency of libgrpc-dev
 endif()

@@ -12,6 +12,7 @@ packages=(
   # tests/deploy: nginx as a gRPC proxy, yamllint for the manifests, promtool (in prometheus)
   # for the scrape config and alert rules
   nginx-light yamllint python3-yaml prometheus
+  libssl-dev openssl  # TLS: PEM checks in mpcd; the tests' certificates
 )
 # Optional checks that skip themselves when the tool is missing: prometheus ships promtool, which
 # lints the /metrics exposition in tests/server/mpcd_process_test.py (about 20 MB to download).

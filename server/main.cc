@@ -2,6 +2,8 @@
 //
 //   build/bin/mpcd --port=50051 --metrics_port=9464 --backend=auto
 //   build/bin/mpcd --flagfile=deploy/mpcd.flags
+//   build/bin/mpcd --tls_cert=server.pem --tls_key=server.key [--tls_client_ca=clients-ca.pem]
+//                  [--auth_token_file=token]
 //
 // SIGTERM or SIGINT: health turns NOT_SERVING, new calls are refused, calls in flight are answered,
 // then the process exits 0.
@@ -25,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/mpc_server.h"
+#include "server/security.h"
 #include "server/server_config.h"
 #include "solver/make_backend.h"
 
@@ -61,6 +64,16 @@ ABSL_FLAG(int64_t, max_problem_size, kDefaults.max_problem_size,
 ABSL_FLAG(int, max_message_bytes, kDefaults.max_message_bytes, "Largest request message in bytes.");
 ABSL_FLAG(int, max_concurrent_streams, kDefaults.max_concurrent_streams,
           "Most calls open at once on one client connection; a client waits for a free one.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain: serve TLS (with --tls_key) instead of plaintext.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert (unencrypted).");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificate(s): require every client to present a certificate they signed "
+          "(mutual TLS; needs --tls_cert).");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File holding a bearer token: every mpcd.v1.MpcService call must carry "
+          "\"authorization: Bearer <token>\" or is answered UNAUTHENTICATED (health and "
+          "reflection are exempt).");
 ABSL_FLAG(double, shutdown_grace_s, absl::ToDoubleSeconds(kDefaults.shutdown_grace),
           "On SIGTERM, how long calls in flight may take before they are cancelled, in seconds.");
 ABSL_FLAG(double, max_connection_age_s, 0.0,
@@ -111,6 +124,10 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
         absl::StrCat("max_connection_age_s: must be >= 0, got ", connection_age));
   }
   if (connection_age > 0.0) config.max_connection_age = absl::Seconds(connection_age);
+  config.security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  config.security.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  config.security.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  config.security.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
   absl::Status valid = mpc::ValidateServerConfig(config);
   if (!valid.ok()) return valid;
   return config;
@@ -145,10 +162,16 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  if (!config->security.auth_token_file.empty() && !config->security.tls()) {
+    std::cerr << "mpcd: warning: --auth_token_file without --tls_cert: the token crosses the "
+                 "network in clear text (acceptable only behind a TLS-terminating proxy or on "
+                 "loopback)\n";
+  }
   absl::StatusOr<std::unique_ptr<mpc::MpcServer>> server = mpc::MpcServer::Create(*config);
   if (!server.ok()) {
     std::cerr << "mpcd: " << server.status().message() << "\n";
-    return 1;
+    // A bad security file is a usage error like a bad flag; anything else failed at run time.
+    return server.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
   // One line a person or a test script can read the bound ports from.
   std::cout << "mpcd: serving on " << (*server)->target() << " (backend "
@@ -157,6 +180,7 @@ int main(int argc, char** argv) {
                                                               (*server)->metrics_port(), "/metrics")
                                                : std::string("off"))
             << ")" << std::endl;
+  std::cout << "mpcd: security: " << mpc::DescribeSecurity(config->security) << std::endl;
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

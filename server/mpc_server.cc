@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "server/security.h"
 #include "solver/status_macros.h"
 
 namespace mpc {
@@ -39,6 +40,7 @@ int MillisecondsForGrpc(absl::Duration duration) {
 absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
     const ServerConfig& config, std::unique_ptr<SolverBackend> backend) {
   MPC_RETURN_IF_ERROR(ValidateServerConfig(config));
+  MPC_ASSIGN_OR_RETURN(ServerSecurity security, LoadServerSecurity(config.security));
   std::unique_ptr<MpcServer> server(new MpcServer());
   server->config_ = config;
 
@@ -55,6 +57,7 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   service_options.max_problem_size = config.max_problem_size;
   service_options.max_message_bytes = config.max_message_bytes;
   service_options.backend_name = std::string(server->backend_->name());
+  service_options.auth_token = std::move(security.auth_token);
   server->service_ =
       std::make_unique<MpcService>(service_options, server->batcher_.get(), server->metrics_.get());
 
@@ -62,8 +65,8 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(JoinHostPort(config.host, config.port),
-                           grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(JoinHostPort(config.host, config.port), security.credentials,
+                           &server->port_);
   // Up to twice the limit is read, so that the service can say which limit a request broke
   // (INVALID_ARGUMENT); beyond that gRPC refuses it unread (RESOURCE_EXHAUSTED), bounding memory.
   builder.SetMaxReceiveMessageSize(

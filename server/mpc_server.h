@@ -2,7 +2,8 @@
 #define MPC_SERVER_MPC_SERVER_H_
 
 // A running mpcd: backend, metrics, batcher, MpcService, the standard health and reflection
-// services, the gRPC server and the Prometheus endpoint, wired from a ServerConfig. main.cc adds
+// services, the gRPC server (plaintext or TLS) and the Prometheus endpoint, wired from a
+// ServerConfig. main.cc adds
 // flags and signals; tests start one on port 0.
 
 #include <grpcpp/server.h>
@@ -28,9 +29,10 @@ class MpcServer {
   // The gRPC service name health reports on (besides "", the whole server).
   static constexpr char kServiceName[] = "mpcd.v1.MpcService";
 
-  // Validates `config`, builds the backend (or takes `backend`, for tests), starts serving and
-  // marks health SERVING. Fails (no exception, no exit) when a port cannot be bound or the backend
-  // is unavailable.
+  // Validates `config`, reads its TLS and token files, builds the backend (or takes `backend`, for
+  // tests), starts serving and marks health SERVING. Fails (no exception, no exit) with
+  // INVALID_ARGUMENT naming the flag when a security file is unreadable or wrong, and otherwise
+  // when a port cannot be bound or the backend is unavailable.
   static absl::StatusOr<std::unique_ptr<MpcServer>> Create(
       const ServerConfig& config, std::unique_ptr<SolverBackend> backend = nullptr);
 

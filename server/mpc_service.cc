@@ -222,29 +222,46 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, RpcMet
   return reactor;
 }
 
-// Answers UNAVAILABLE at once: the server is draining (the call was not counted).
+// Answers `status` at once, for calls Admit refused (not counted by the CallTracker).
 grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context, RpcMethod method,
-                                 absl::Time start, ServiceMetrics* metrics) {
+                                 absl::Time start, const absl::Status& status,
+                                 ServiceMetrics* metrics) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Status status =
-      absl::UnavailableError("server is shutting down; retry on another replica");
   metrics->RequestFinished(method, status.code(), absl::Now() - start);
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 
+// A Control stream refused before anything was read: it only finishes with `status`.
+class RefusedStream final
+    : public grpc::ServerBidiReactor<mpcd::v1::ControlRequest, mpcd::v1::ControlResponse> {
+ public:
+  explicit RefusedStream(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
 MpcService::MpcService(const ServiceOptions& options, DynamicBatcher* batcher,
                        ServiceMetrics* metrics)
-    : options_(options), batcher_(batcher), metrics_(metrics) {}
+    : options_(options), batcher_(batcher), metrics_(metrics), auth_(options.auth_token) {}
+
+absl::Status MpcService::Admit(const grpc::CallbackServerContext& context) {
+  MPC_RETURN_IF_ERROR(auth_.Check(context.client_metadata()));
+  if (!calls_.TryStart()) {
+    return absl::UnavailableError("server is shutting down; retry on another replica");
+  }
+  return absl::OkStatus();
+}
 
 grpc::ServerUnaryReactor* MpcService::Solve(grpc::CallbackServerContext* context,
                                             const mpcd::v1::SolveRequest* request,
                                             mpcd::v1::SolveResponse* response) {
   const absl::Time start = absl::Now();
   metrics_->RequestStarted(RpcMethod::kSolve);
-  if (!calls_.TryStart()) return Refuse(context, RpcMethod::kSolve, start, metrics_);
+  if (absl::Status admitted = Admit(*context); !admitted.ok()) {
+    return Refuse(context, RpcMethod::kSolve, start, admitted, metrics_);
+  }
   if (absl::Status status = CheckMessageSize(*request, options_.max_message_bytes); !status.ok()) {
     return FinishNow(context, RpcMethod::kSolve, start, status, metrics_, &calls_);
   }
@@ -268,7 +285,9 @@ grpc::ServerUnaryReactor* MpcService::Backward(grpc::CallbackServerContext* cont
                                                mpcd::v1::BackwardResponse* response) {
   const absl::Time start = absl::Now();
   metrics_->RequestStarted(RpcMethod::kBackward);
-  if (!calls_.TryStart()) return Refuse(context, RpcMethod::kBackward, start, metrics_);
+  if (absl::Status admitted = Admit(*context); !admitted.ok()) {
+    return Refuse(context, RpcMethod::kBackward, start, admitted, metrics_);
+  }
   if (absl::Status status = CheckMessageSize(*request, options_.max_message_bytes); !status.ok()) {
     return FinishNow(context, RpcMethod::kBackward, start, status, metrics_, &calls_);
   }
@@ -300,13 +319,22 @@ grpc::ServerUnaryReactor* MpcService::ListModels(grpc::CallbackServerContext* co
                                                  mpcd::v1::ListModelsResponse* response) {
   const absl::Time start = absl::Now();
   metrics_->RequestStarted(RpcMethod::kListModels);
-  if (!calls_.TryStart()) return Refuse(context, RpcMethod::kListModels, start, metrics_);
+  if (absl::Status admitted = Admit(*context); !admitted.ok()) {
+    return Refuse(context, RpcMethod::kListModels, start, admitted, metrics_);
+  }
   ToListModelsResponse(BuiltinModels(), response);
   return FinishNow(context, RpcMethod::kListModels, start, absl::OkStatus(), metrics_, &calls_);
 }
 
 grpc::ServerBidiReactor<mpcd::v1::ControlRequest, mpcd::v1::ControlResponse>*
 MpcService::Control(grpc::CallbackServerContext* context) {
+  // The token is checked once, before the first message is read; a refused stream counts as one
+  // refused request.
+  if (absl::Status auth = auth_.Check(context->client_metadata()); !auth.ok()) {
+    metrics_->RequestStarted(RpcMethod::kControl);
+    metrics_->RequestFinished(RpcMethod::kControl, auth.code(), absl::ZeroDuration());
+    return new RefusedStream(ToGrpcStatus(auth));
+  }
   // Steps, not streams, are counted as calls (see ControlSession), so an idle session never holds
   // up a drain.
   return new ControlSession(

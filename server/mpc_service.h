@@ -3,17 +3,20 @@
 
 // mpcd.v1.MpcService over gRPC's callback API (DESIGN §5). A handler validates and converts the
 // request on the gRPC thread, turns every problem into a SolveJob and submits them to the batcher;
-// it never blocks. The batcher's completion of a request's last job fills the response and calls
-// Finish, from the scheduler thread.
+// it never blocks. With a token configured, a call without it is answered UNAUTHENTICATED first
+// thing: it is neither validated nor queued. The batcher's completion of a request's last job fills
+// the response and calls Finish, from the scheduler thread.
 
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "mpcd/v1/mpcd.grpc.pb.h"
 #include "server/call_tracker.h"
 #include "server/dynamic_batcher.h"
 #include "server/proto_conversion.h"
+#include "server/security.h"
 #include "server/service_metrics.h"
 
 namespace mpc {
@@ -26,6 +29,8 @@ struct ServiceOptions {
   std::int64_t max_message_bytes = 64 << 20;
   // Reported in every response ("cpu" | "cuda").
   std::string backend_name = "cpu";
+  // Every call must carry "authorization: Bearer <auth_token>"; "" = no check.
+  std::string auth_token;
 };
 
 class MpcService final : public mpcd::v1::MpcService::CallbackService {
@@ -52,9 +57,14 @@ class MpcService final : public mpcd::v1::MpcService::CallbackService {
   bool AwaitIdle(absl::Duration timeout) { return calls_.AwaitIdle(timeout); }
 
  private:
+  // OK when the call carries the token (if one is required) and was counted as started; else the
+  // status to refuse it with (UNAUTHENTICATED, or UNAVAILABLE while draining).
+  absl::Status Admit(const grpc::CallbackServerContext& context);
+
   const ServiceOptions options_;
   DynamicBatcher* const batcher_;
   ServiceMetrics* const metrics_;
+  const BearerTokenCheck auth_;
   CallTracker calls_;
 };
 

@@ -10,6 +10,20 @@ absl::Status AtLeast(const char* name, std::int64_t value, std::int64_t minimum)
   return absl::InvalidArgumentError(absl::StrCat(name, ": must be >= ", minimum, ", got ", value));
 }
 
+absl::Status ValidateSecurityConfig(const SecurityConfig& security) {
+  if (security.tls_cert_file.empty() != security.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        security.tls_cert_file.empty() ? "tls_key: needs --tls_cert (the certificate it belongs to)"
+                                       : "tls_cert: needs --tls_key (its private key)");
+  }
+  if (!security.tls_client_ca_file.empty() && !security.tls()) {
+    return absl::InvalidArgumentError(
+        "tls_client_ca: needs --tls_cert and --tls_key (client certificates are checked only over "
+        "TLS)");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateServerConfig(const ServerConfig& config) {
@@ -54,7 +68,7 @@ absl::Status ValidateServerConfig(const ServerConfig& config) {
         absl::StrCat("max_problems_per_request: must be <= max_queue_problems (",
                      config.batcher.max_queue_problems, "), got ", config.limits.max_problems));
   }
-  return absl::OkStatus();
+  return ValidateSecurityConfig(config.security);
 }
 
 }  // namespace mpc

@@ -15,6 +15,22 @@
 
 namespace mpc {
 
+// Transport security and authentication (docs/operations.md, "TLS and authentication"). File
+// names, read when the server starts; "" = off.
+struct SecurityConfig {
+  // PEM certificate chain and private key: serve TLS instead of plaintext. Both or neither.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // PEM CA certificates: require every client to present a certificate they sign (mutual TLS).
+  // Needs tls_cert_file.
+  std::string tls_client_ca_file;
+  // A file holding one bearer token: every mpcd.v1.MpcService call must carry
+  // "authorization: Bearer <token>". grpc.health.v1 and reflection are exempt.
+  std::string auth_token_file;
+
+  bool tls() const { return !tls_cert_file.empty(); }
+};
+
 struct ServerConfig {
   // Interface both listeners bind to ("0.0.0.0": every IPv4 interface; "127.0.0.1": loopback).
   std::string host = "0.0.0.0";
@@ -47,9 +63,11 @@ struct ServerConfig {
   // that is how long-lived clients of a headless Kubernetes Service find new replicas.
   // Infinite = never.
   absl::Duration max_connection_age = absl::InfiniteDuration();
+  SecurityConfig security;
 };
 
 // Checks ranges and consistency; messages name the flag (e.g. "max_batch_size: must be >= 1").
+// Only the combination of the security files is checked here; MpcServer::Create reads them.
 absl::Status ValidateServerConfig(const ServerConfig& config);
 
 }  // namespace mpc

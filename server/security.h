@@ -1,0 +1,65 @@
+#ifndef MPC_SERVER_SECURITY_H_
+#define MPC_SERVER_SECURITY_H_
+
+// TLS, mutual TLS and the bearer-token check of mpcd (docs/operations.md, "TLS and
+// authentication").
+//
+// Certificates are checked by gRPC during the TLS handshake: a client without a certificate signed
+// by --tls_client_ca never gets a connection, so no call of it reaches any service. The token is
+// checked by MpcService at the start of every handler, before the request is validated or
+// queued; the standard health and reflection services do not check it (Kubernetes probes carry no
+// token, and reflection serves only the public schema of proto/).
+
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/support/string_ref.h>
+
+#include <array>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/server_config.h"
+
+namespace mpc {
+
+// The contents behind a SecurityConfig's file names, checked.
+struct ServerSecurity {
+  // TLS (with or without required client certificates) or plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // The bearer token MpcService calls must carry; "" = none required.
+  std::string auth_token;
+};
+
+// Reads and checks the files: each must be readable, a certificate file must hold a PEM
+// certificate, the key must be a PEM private key matching the certificate, the token must be one
+// line of printable ASCII without spaces (surrounding whitespace, e.g. a final newline, is
+// dropped). Errors are INVALID_ARGUMENT and name the flag ("tls_key: ...").
+absl::StatusOr<ServerSecurity> LoadServerSecurity(const SecurityConfig& config);
+
+// One line for the log: "plaintext", "TLS", "mutual TLS"; "+ bearer token" when one is required.
+std::string DescribeSecurity(const SecurityConfig& config);
+
+// Compares a call's "authorization: Bearer <token>" metadata with the expected token. The
+// comparison is of SHA-256 digests in constant time, so neither the token's bytes nor its length
+// leak through timing.
+class BearerTokenCheck {
+ public:
+  using Metadata = std::multimap<grpc::string_ref, grpc::string_ref>;
+
+  // `token` "" = every call passes.
+  explicit BearerTokenCheck(const std::string& token);
+
+  bool required() const { return required_; }
+  // OK, or UNAUTHENTICATED saying what is missing (never echoing what the client sent).
+  absl::Status Check(const Metadata& client_metadata) const;
+
+ private:
+  bool required_ = false;
+  std::array<unsigned char, 32> expected_digest_{};
+};
+
+}  // namespace mpc
+
+#endif  // MPC_SERVER_SECURITY_H_
