@@ -26,12 +26,14 @@
 // error exits 2, and an error from the server reads "mpcctl: CODE: message" (gRPC's code name).
 
 #include <google/protobuf/util/json_util.h>
+#include <grpc/support/log.h>
 #include <grpcpp/support/validate_service_config.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -848,6 +850,10 @@ absl::Status RunBench() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
+  // gRPC logs some failures itself (e.g. "Handshake failed ... certificate verify failed"), which
+  // would break the one-line error contract; the status mpcctl prints carries the same reason.
+  // Setting GRPC_VERBOSITY brings gRPC's log back.
+  if (std::getenv("GRPC_VERBOSITY") == nullptr) gpr_set_log_function([](gpr_log_func_args*) {});
   const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
     return Fail(absl::InvalidArgumentError(

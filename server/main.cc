@@ -162,16 +162,16 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  if (!config->security.auth_token_file.empty() && !config->security.tls()) {
-    std::cerr << "mpcd: warning: --auth_token_file without --tls_cert: the token crosses the "
-                 "network in clear text (acceptable only behind a TLS-terminating proxy or on "
-                 "loopback)\n";
-  }
   absl::StatusOr<std::unique_ptr<mpc::MpcServer>> server = mpc::MpcServer::Create(*config);
   if (!server.ok()) {
     std::cerr << "mpcd: " << server.status().message() << "\n";
     // A bad security file is a usage error like a bad flag; anything else failed at run time.
     return server.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  if (!config->security.auth_token_file.empty() && !config->security.tls()) {
+    std::cerr << "mpcd: warning: --auth_token_file without --tls_cert: the token crosses the "
+                 "network in clear text (acceptable only behind a TLS-terminating proxy or on "
+                 "loopback)\n";
   }
   // One line a person or a test script can read the bound ports from.
   std::cout << "mpcd: serving on " << (*server)->target() << " (backend "
