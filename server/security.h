@@ -6,8 +6,8 @@
 //
 // Certificates are checked by gRPC during the TLS handshake: a client without a certificate signed
 // by --tls_client_ca never gets a connection, so no call of it reaches any service. The token is
-// checked by MpcService at the start of every handler, before the request is validated or
-// queued; the standard health and reflection services do not check it (Kubernetes probes carry no
+// checked by MpcService at the start of every handler (for a Control stream: when it opens), before
+// the request is validated or queued; the standard health and reflection services do not check it (Kubernetes probes carry no
 // token, and reflection serves only the public schema of proto/).
 
 #include <grpcpp/security/server_credentials.h>
