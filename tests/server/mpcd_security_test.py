@@ -127,6 +127,13 @@ class MutualTlsWithTokenTest(unittest.TestCase):
         # What a container or exec-probe health check runs.
         ok = mpcctl("health", *self.tls_flags())
         self.assertEqual((ok.returncode, ok.stdout), (0, "SERVING\n"), ok.stderr)
+        # --tls_server_name: the certificate names localhost, not other.example.
+        named = mpcctl("health", "--tls_server_name=localhost", *self.tls_flags())
+        self.assertEqual((named.returncode, named.stdout), (0, "SERVING\n"), named.stderr)
+        misnamed = mpcctl("health", "--timeout=10", "--tls_server_name=other.example",
+                          *self.tls_flags())
+        self.assertEqual(misnamed.returncode, 2)
+        self.assertRegex(misnamed.stderr, r"^mpcctl: UNAVAILABLE: ")
         for flags in (["--target", self.server.target],
                       ["--target", self.server.target, "--tls_ca=" + cert("ca.pem")],
                       self.tls_flags("other_client"),
