@@ -11,7 +11,13 @@ if(NOT MPCD_WITH_CUDA STREQUAL "OFF")
       set(CMAKE_CUDA_ARCHITECTURES 90)
     endif()
     enable_language(CUDA)
+    # Debian's CMake 3.25 FindCUDAToolkit marks CUDA::nvToolsExt deprecated whenever the project
+    # requires CMake >= 3.25, without checking that the target exists; CUDA 13 has no nvToolsExt,
+    # so the stock module fails. Lowering the requirement just for this call skips that branch.
+    set(_mpcd_cmake_minimum ${CMAKE_MINIMUM_REQUIRED_VERSION})
+    set(CMAKE_MINIMUM_REQUIRED_VERSION 3.24)
     find_package(CUDAToolkit REQUIRED)
+    set(CMAKE_MINIMUM_REQUIRED_VERSION ${_mpcd_cmake_minimum})
     set(MPCD_CUDA_ENABLED ON)
   elseif(MPCD_WITH_CUDA STREQUAL "ON")
     message(FATAL_ERROR "MPCD_WITH_CUDA=ON but no CUDA compiler (nvcc) was found. "

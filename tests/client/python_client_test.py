@@ -125,6 +125,31 @@ class ClientTest(unittest.TestCase):
         # Without gains they are absent.
         self.assertIsNone(self.client.solve(T, [self.pendulum_problem()]).solutions[0].feedback)
 
+    def test_control_session_steps_are_the_solves_of_each_measured_state(self):
+        T = 15
+        options = {"max_iterations": 50}
+        problem = self.pendulum_problem()
+        with self.client.control(T, problem, options=options) as session:
+            step = session.first
+            self.assertEqual(step.u0.shape, (1,))
+            self.assertEqual(step.feedback0.shape, (1, 3))
+            np.testing.assert_array_equal(step.u0, step.plan.u[0])
+            np.testing.assert_array_equal(step.feedback0, step.plan.feedback[0])
+            for _ in range(3):
+                x = step.plan.x[1]  # the state the plan predicts one step ahead
+                shifted = np.concatenate([step.plan.u[1:], step.plan.u[-1:]])
+                step = session.step(x)
+                # The same step as a Solve: from x, warm-started from the shifted plan.
+                expected = self.client.solve(
+                    T, [self.pendulum_problem(x_init=x, u_init=shifted)], options=options,
+                    return_gains=True).solutions[0]
+                np.testing.assert_array_equal(step.plan.x, expected.x)
+                np.testing.assert_array_equal(step.plan.u, expected.u)
+                np.testing.assert_array_equal(step.feedback0, expected.feedback[0])
+            with self.assertRaises(mpcd.InvalidArgumentError) as raised:
+                session.step([1.0, 0.0])
+            self.assertIn("x: expected shape (3), got (2)", raised.exception.details)
+
     def test_backward_gradient_is_the_transpose_of_the_jacobian(self):
         T = 12
         problem = self.pendulum_problem()

@@ -42,6 +42,8 @@ _add_default_stubs_dir()
 from mpcd.client import (  # noqa: E402
     BackwardResult,
     Client,
+    ControlSession,
+    ControlStep,
     DeadlineExceededError,
     Gradient,
     InvalidArgumentError,
@@ -56,7 +58,7 @@ from mpcd.client import (  # noqa: E402
 )
 
 __all__ = [
-    "BackwardResult", "Client", "DeadlineExceededError", "Gradient", "InvalidArgumentError",
+    "BackwardResult", "Client", "ControlSession", "ControlStep", "DeadlineExceededError", "Gradient", "InvalidArgumentError",
     "Linear", "Model", "ModelInfo", "MpcdError", "Problem", "Solution", "SolveResult",
     "UnavailableError",
 ]

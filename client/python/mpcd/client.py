@@ -241,6 +241,69 @@ def _mode(mode):
     return mode if isinstance(mode, int) else mpcd_pb2.BackwardMode.Value(mode)
 
 
+@dataclasses.dataclass
+class ControlStep:
+    """One answer of a Control session: apply u0 now; u0 + feedback0 (x_now - x) corrects it for a
+    state measured later than x; plan is the whole solution from the measured state."""
+    u0: np.ndarray         # (m)
+    feedback0: np.ndarray  # K_0 (m, n)
+    plan: Solution
+
+
+class ControlSession:
+    """A receding-horizon session (the Control RPC), from Client.control(). step(x) sends the
+    measured state and returns a ControlStep; the server warm-starts each step from the previous
+    plan shifted by one step. Use as a context manager, or call close()."""
+
+    def __init__(self, client, first, timeout):
+        import queue
+        self._requests = queue.Queue()
+        self._requests.put(first)
+        self._closed = False
+        try:
+            self._responses = client.stub.Control(
+                iter(self._requests.get, None), timeout=timeout,
+                wait_for_ready=client.wait_for_ready)
+            self.first = self._next()
+        except BaseException:
+            self.close()
+            raise
+
+    def _next(self):
+        try:
+            message = next(self._responses)
+        except grpc.RpcError as e:
+            self._closed = True
+            raise _error_from(e) from None
+        return ControlStep(u0=from_tensor(message.u0), feedback0=from_tensor(message.feedback0),
+                           plan=_solution_from_proto(message.plan))
+
+    def step(self, x, C=None, c=None):
+        """The answer for measured state x (n); C and c (as in Problem) replace the cost from
+        now on."""
+        if self._closed:
+            raise MpcdError(grpc.StatusCode.FAILED_PRECONDITION, "the Control session is closed")
+        request = mpcd_pb2.ControlRequest()
+        to_tensor(x, request.x)
+        if C is not None:
+            to_tensor(C, request.cost.quadratic)
+            _set_optional(request.cost.linear, c)
+        self._requests.put(request)
+        return self._next()
+
+    def close(self):
+        """Ends the session (the server sees the client close its side)."""
+        if not self._closed:
+            self._closed = True
+            self._requests.put(None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # The client
 
@@ -325,6 +388,14 @@ class Client:
             queue_seconds=response.timing.queue_seconds,
             solve_seconds=response.timing.solve_seconds,
             batch_size=response.batch_size, backend=response.backend)
+
+    def control(self, horizon, problem, options=None, timeout=None):
+        """Opens a Control session (receding horizon) with `problem` as the template; its x_init
+        is the first measured state, whose answer is session.first (a ControlStep). timeout
+        bounds the whole session (None: the client's default)."""
+        first = mpcd_pb2.ControlRequest(horizon=horizon, problem=problem_to_proto(problem),
+                                        options=_solver_options(options))
+        return ControlSession(self, first, self.timeout if timeout is None else timeout)
 
     def models(self, timeout=None):
         """The built-in dynamics models."""
