@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_problems.h"
 #include "benchmark/benchmark.h"
 #include "solver/cpu/cpu_backend.h"
 #include "solver/gradients.h"
@@ -24,41 +25,6 @@
 
 namespace mpc::bench {
 namespace {
-
-enum class Kind { kPendulum, kCartpole, kLinear };
-
-// The problems of bench/solver_bench.cc: mpc.pytorch's fixed10 setting (lqr_iter=10, eps=0,
-// not_improved_lim huge) with each environment's line search.
-Problem MakeProblem(Kind kind, int seed) {
-  using testing::RandomModelOptions;
-  Problem p;
-  switch (kind) {
-    case Kind::kPendulum: {
-      RandomModelOptions o;
-      o.horizon = 20;
-      p = testing::RandomPendulumProblem(o, seed);
-      p.options.linesearch_decay = 0.2;
-      p.options.max_linesearch_iterations = 5;
-      break;
-    }
-    case Kind::kCartpole: {
-      RandomModelOptions o;
-      o.horizon = 25;
-      p = testing::RandomCartpoleProblem(o, seed);
-      p.options.linesearch_decay = 0.5;
-      p.options.max_linesearch_iterations = 2;
-      break;
-    }
-    case Kind::kLinear:
-      p = testing::RandomLqrProblem(
-          {.state_dim = 8, .control_dim = 4, .horizon = 30, .bounded = true}, seed);
-      break;
-  }
-  p.options.max_iterations = 10;
-  p.options.tolerance = 0.0;
-  p.options.not_improved_limit = 1 << 30;
-  return p;
-}
 
 // Wall seconds per call of `run`, the median of 5 rounds of enough calls to fill ~20 ms each.
 template <class F>
@@ -84,32 +50,26 @@ double SecondsPerCall(F&& run) {
 void BM_Backward(benchmark::State& state, Kind kind, GradientMode mode) {
   const int batch = static_cast<int>(state.range(0));
   const int threads = static_cast<int>(state.range(1));
-  std::vector<Problem> problems;
-  for (int i = 0; i < batch; ++i) problems.push_back(MakeProblem(kind, i));
-  std::vector<const Problem*> inputs;
-  for (const Problem& p : problems) inputs.push_back(&p);
-  std::vector<Solution> solutions(batch);
-  std::vector<Solution*> outputs;
-  for (Solution& s : solutions) outputs.push_back(&s);
+  SolveBatchSetup setup(kind, batch);
   auto backend = CpuBackend::Create({threads});
   if (!backend.ok()) {
     state.SkipWithError(std::string(backend.status().message()).c_str());
     return;
   }
   // The forward solve of the same problems, timed first (its workspaces warm).
-  (void)(*backend)->SolveBatch(inputs, outputs);
-  const double forward =
-      SecondsPerCall([&] { benchmark::DoNotOptimize((*backend)->SolveBatch(inputs, outputs)); });
+  (void)(*backend)->SolveBatch(setup.inputs, setup.outputs);
+  const double forward = SecondsPerCall(
+      [&] { benchmark::DoNotOptimize((*backend)->SolveBatch(setup.inputs, setup.outputs)); });
 
   std::vector<BackwardProblem> items(batch);
   std::mt19937_64 rng(1);
   std::normal_distribution<double> normal;
   for (int i = 0; i < batch; ++i) {
-    const ProblemShape& shape = problems[i].shape;
+    const ProblemShape& shape = setup.problems[i].shape;
     BackwardProblem& item = items[i];
-    item.problem = &problems[i];
-    item.x = solutions[i].x;
-    item.u = solutions[i].u;
+    item.problem = &setup.problems[i];
+    item.x = setup.solutions[i].x;
+    item.u = setup.solutions[i].u;
     item.dl_dx.resize(static_cast<std::size_t>(shape.horizon) * shape.state_dim);
     item.dl_du.resize(static_cast<std::size_t>(shape.horizon) * shape.control_dim);
     for (double& v : item.dl_dx) v = normal(rng);
@@ -138,34 +98,22 @@ void BM_Backward(benchmark::State& state, Kind kind, GradientMode mode) {
   state.counters["threads"] = threads;
 }
 
-void Arguments(benchmark::internal::Benchmark* b) {
-  const int all = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (int threads : {1, all}) {
-    for (int batch : {1, 16, 64, 256}) {
-      if (threads > 1 && batch == 1) continue;
-      b->Args({batch, threads});
-    }
-    if (all == 1) break;
-  }
-  b->ArgNames({"batch", "threads"})->UseRealTime()->Unit(benchmark::kMicrosecond);
-}
-
 BENCHMARK_CAPTURE(BM_Backward, pendulum_T20, Kind::kPendulum, GradientMode::kDefault)
-    ->Apply(Arguments);
+    ->Apply(BatchAndThreadArguments);
 BENCHMARK_CAPTURE(BM_Backward, cartpole_T25, Kind::kCartpole, GradientMode::kDefault)
-    ->Apply(Arguments);
+    ->Apply(BatchAndThreadArguments);
 BENCHMARK_CAPTURE(BM_Backward, linear_n8_m4_T30, Kind::kLinear, GradientMode::kDefault)
-    ->Apply(Arguments);
+    ->Apply(BatchAndThreadArguments);
 // The modes with second derivatives of the dynamics (models only; for linear dynamics every mode
 // is the default one).
 BENCHMARK_CAPTURE(BM_Backward, pendulum_T20_full_chain, Kind::kPendulum, GradientMode::kFullChain)
-    ->Apply(Arguments);
+    ->Apply(BatchAndThreadArguments);
 BENCHMARK_CAPTURE(BM_Backward, pendulum_T20_exact, Kind::kPendulum, GradientMode::kExact)
-    ->Apply(Arguments);
+    ->Apply(BatchAndThreadArguments);
 BENCHMARK_CAPTURE(BM_Backward, cartpole_T25_full_chain, Kind::kCartpole, GradientMode::kFullChain)
-    ->Apply(Arguments);
+    ->Apply(BatchAndThreadArguments);
 BENCHMARK_CAPTURE(BM_Backward, cartpole_T25_exact, Kind::kCartpole, GradientMode::kExact)
-    ->Apply(Arguments);
+    ->Apply(BatchAndThreadArguments);
 
 }  // namespace
 }  // namespace mpc::bench

@@ -11,8 +11,9 @@
 #include <thread>
 #include <vector>
 
-#include "benchmark/benchmark.h"
+#include "bench/bench_problems.h"
 #include "bench/flop_count.h"
+#include "benchmark/benchmark.h"
 #include "solver/cpu/cpu_backend.h"
 #include "solver/models/cartpole.h"
 #include "solver/models/pendulum.h"
@@ -20,44 +21,6 @@
 
 namespace mpc::bench {
 namespace {
-
-enum class Kind { kPendulum, kCartpole, kLinear };
-
-// mpc.pytorch's fixed10 setting: lqr_iter=10, eps=0, not_improved_lim huge, env line search.
-void FixTenIterations(Problem* p) {
-  p->options.max_iterations = 10;
-  p->options.tolerance = 0.0;
-  p->options.not_improved_limit = 1 << 30;
-}
-
-Problem MakeProblem(Kind kind, int seed) {
-  using testing::RandomModelOptions;
-  Problem p;
-  switch (kind) {
-    case Kind::kPendulum: {
-      RandomModelOptions o;
-      o.horizon = 20;
-      p = testing::RandomPendulumProblem(o, seed);
-      p.options.linesearch_decay = 0.2;  // PendulumDx defaults
-      p.options.max_linesearch_iterations = 5;
-      break;
-    }
-    case Kind::kCartpole: {
-      RandomModelOptions o;
-      o.horizon = 25;
-      p = testing::RandomCartpoleProblem(o, seed);
-      p.options.linesearch_decay = 0.5;  // CartpoleDx defaults
-      p.options.max_linesearch_iterations = 2;
-      break;
-    }
-    case Kind::kLinear:
-      p = testing::RandomLqrProblem(
-          {.state_dim = 8, .control_dim = 4, .horizon = 30, .bounded = true}, seed);
-      break;
-  }
-  FixTenIterations(&p);
-  return p;
-}
 
 double FlopsPerProblem(Kind kind, const ProblemShape& shape) {
   const double iterations = 10;
@@ -83,23 +46,17 @@ double FlopsPerProblem(Kind kind, const ProblemShape& shape) {
 void BM_Solve(benchmark::State& state, Kind kind) {
   const int batch = static_cast<int>(state.range(0));
   const int threads = static_cast<int>(state.range(1));
-  std::vector<Problem> problems;
-  for (int i = 0; i < batch; ++i) problems.push_back(MakeProblem(kind, i));
-  std::vector<const Problem*> inputs;
-  for (const Problem& p : problems) inputs.push_back(&p);
-  std::vector<Solution> solutions(batch);
-  std::vector<Solution*> outputs;
-  for (Solution& s : solutions) outputs.push_back(&s);
+  SolveBatchSetup setup(kind, batch);
   auto backend = CpuBackend::Create({threads});
   if (!backend.ok()) {
     state.SkipWithError(std::string(backend.status().message()).c_str());
     return;
   }
-  (void)(*backend)->SolveBatch(inputs, outputs);  // warm the per-thread workspaces
+  (void)(*backend)->SolveBatch(setup.inputs, setup.outputs);  // warm the per-thread workspaces
   for (auto _ : state) {
-    benchmark::DoNotOptimize((*backend)->SolveBatch(inputs, outputs));
+    benchmark::DoNotOptimize((*backend)->SolveBatch(setup.inputs, setup.outputs));
   }
-  const double flops = FlopsPerProblem(kind, problems[0].shape);
+  const double flops = FlopsPerProblem(kind, setup.problems[0].shape);
   state.SetItemsProcessed(state.iterations() * batch);
   state.counters["us_per_problem"] = benchmark::Counter(
       static_cast<double>(batch) * 1e-6,
@@ -110,21 +67,9 @@ void BM_Solve(benchmark::State& state, Kind kind) {
   state.counters["threads"] = threads;
 }
 
-void Arguments(benchmark::internal::Benchmark* b) {
-  const int all = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (int threads : {1, all}) {
-    for (int batch : {1, 16, 64, 256}) {
-      if (threads > 1 && batch == 1) continue;
-      b->Args({batch, threads});
-    }
-    if (all == 1) break;
-  }
-  b->ArgNames({"batch", "threads"})->UseRealTime()->Unit(benchmark::kMicrosecond);
-}
-
-BENCHMARK_CAPTURE(BM_Solve, pendulum_T20, Kind::kPendulum)->Apply(Arguments);
-BENCHMARK_CAPTURE(BM_Solve, cartpole_T25, Kind::kCartpole)->Apply(Arguments);
-BENCHMARK_CAPTURE(BM_Solve, linear_n8_m4_T30, Kind::kLinear)->Apply(Arguments);
+BENCHMARK_CAPTURE(BM_Solve, pendulum_T20, Kind::kPendulum)->Apply(BatchAndThreadArguments);
+BENCHMARK_CAPTURE(BM_Solve, cartpole_T25, Kind::kCartpole)->Apply(BatchAndThreadArguments);
+BENCHMARK_CAPTURE(BM_Solve, linear_n8_m4_T30, Kind::kLinear)->Apply(BatchAndThreadArguments);
 
 }  // namespace
 }  // namespace mpc::bench

@@ -14,6 +14,7 @@
 
 #include "Eigen/Cholesky"
 #include "Eigen/Core"
+#include "solver/cpu/dynamics_adapters.h"
 #include "solver/cpu/ilqr.h"
 #include "solver/cpu/regularization.h"
 #include "solver/models/model_derivatives.h"
@@ -22,30 +23,15 @@
 namespace mpc {
 namespace ilqr_internal {
 
-constexpr int kDyn = Eigen::Dynamic;
-
+using cpu_internal::kDyn;
+using cpu_internal::LinearDynamics;
+using cpu_internal::ModelDynamics;
+using cpu_internal::Series;
 
 // Projected-Newton box QP: iteration cap, Armijo constant, backtracking factor.
 constexpr int kMaxBoxQpIterations = 50;
 constexpr int kMaxBoxQpBacktracks = 40;
 constexpr double kBoxQpArmijo = 0.1;
-
-// Linear dynamics x' = A_t x + B_t u + f_t read from the problem.
-struct LinearDynamics {
-  static constexpr bool kIsLinear = true;
-};
-
-// A built-in model; Jacobians come from forward-mode AD of the model's templated Step.
-template <class Model>
-struct ModelDynamics {
-  static constexpr bool kIsLinear = false;
-  using ModelType = Model;
-};
-
-constexpr int TauDim(int nx, int nu) { return (nx == kDyn || nu == kDyn) ? kDyn : nx + nu; }
-
-template <class M>
-using Series = std::vector<M, Eigen::aligned_allocator<M>>;
 
 // Box-constrained iLQR for one shape. Every buffer is sized in the constructor (Crocoddyl's
 // allocateData); Solve only reads the problem and writes these buffers and the solution.
@@ -60,7 +46,6 @@ class IlqrSolver final : public ShapeSolver {
   using MatUU = Eigen::Matrix<double, NU, NU>;
   using TrajX = Eigen::Matrix<double, NX, kDyn>;  // column t = x_t
   using TrajU = Eigen::Matrix<double, NU, kDyn>;  // column t = u_t
-  using RowMajorMap = Eigen::Map<const Eigen::Matrix<double, kDyn, kDyn, Eigen::RowMajor>>;
 
   explicit IlqrSolver(const ProblemShape& shape)
       : shape_(shape),
@@ -82,7 +67,7 @@ class IlqrSolver final : public ShapeSolver {
     k_.assign(T, VecU::Zero(m));
     for (TrajX* traj : {&x_, &x_try_, &best_x_}) traj->setZero(n, T);
     for (TrajU* traj : {&u_, &u_try_, &best_u_, &lower_, &upper_}) traj->setZero(m, T);
-    params_.assign(kMaxParams, 0.0);
+    params_.assign(cpu_internal::kMaxModelParams, 0.0);
     V_.setZero(n, n);
     VA_.setZero(n, n);
     VB_.setZero(n, m);
@@ -196,44 +181,14 @@ class IlqrSolver final : public ShapeSolver {
   }
 
  private:
-  static constexpr int kMaxParams = 16;
-
   // Copies the problem into the workspace: symmetric cost blocks, dynamics, bounds, warm start.
   void Load(const Problem& problem) {
-    const int n = n_, m = m_, T = T_, nt = n + m;
-    const bool cost_varying = static_cast<int>(problem.cost_quadratic.size()) == T * nt * nt;
-    const bool linear_varying = static_cast<int>(problem.cost_linear.size()) == T * nt;
-    for (int t = 0; t < T; ++t) {
-      const RowMajorMap C(problem.cost_quadratic.data() + (cost_varying ? t * nt * nt : 0), nt, nt);
-      // Only the symmetric part of C enters the objective.
-      Cxx_[t] = 0.5 * (C.topLeftCorner(n, n) + C.topLeftCorner(n, n).transpose());
-      Cux_[t] = 0.5 * (C.bottomLeftCorner(m, n) + C.topRightCorner(n, m).transpose());
-      Cuu_[t] = 0.5 * (C.bottomRightCorner(m, m) + C.bottomRightCorner(m, m).transpose());
-      const double* c = problem.cost_linear.data() + (linear_varying ? t * nt : 0);
-      cx_[t] = Eigen::Map<const VecX>(c, n);
-      cu_[t] = Eigen::Map<const VecU>(c + n, m);
-    }
+    const int n = n_, m = m_, T = T_;
+    cpu_internal::LoadSymmetricCost(problem, n, m, T, &Cxx_, &Cux_, &Cuu_, &cx_, &cu_);
     if constexpr (Dynamics::kIsLinear) {
-      const int slices = static_cast<int>(problem.transition.size()) / (n * nt);
-      const bool offset_varying = static_cast<int>(problem.offset.size()) == (T - 1) * n;
-      for (int t = 0; t < T - 1; ++t) {
-        const RowMajorMap F(problem.transition.data() + (slices > 1 ? t * n * nt : 0), n, nt);
-        A_[t] = F.leftCols(n);
-        B_[t] = F.rightCols(m);
-        if (problem.offset.empty()) {
-          f_[t].setZero();
-        } else {
-          f_[t] = Eigen::Map<const VecX>(problem.offset.data() + (offset_varying ? t * n : 0), n);
-        }
-      }
+      cpu_internal::LoadLinearDynamics(problem, n, m, T, &A_, &B_, &f_);
     } else {
-      using Model = typename Dynamics::ModelType;
-      static_assert(Model::kParamDim <= kMaxParams);
-      const ModelInfo* info = FindModel(problem.shape.dynamics);
-      for (int k = 0; k < Model::kParamDim; ++k) {
-        params_[k] = problem.params.empty() ? info->default_params[k] : problem.params[k];
-      }
-      dt_ = problem.dt > 0.0 ? problem.dt : Model::kDefaultDt;
+      dt_ = cpu_internal::LoadModelParams<typename Dynamics::ModelType>(problem, &params_);
     }
     has_bounds_ = !problem.u_lower.empty();
     if (has_bounds_) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "Eigen/Core"
+#include "solver/cpu/dynamics_adapters.h"
 #include "solver/cpu/implicit_backward.h"
 #include "solver/cpu/regularization.h"
 #include "solver/dual.h"
@@ -20,25 +21,13 @@
 namespace mpc {
 namespace backward_internal {
 
-constexpr int kDyn = Eigen::Dynamic;
+using cpu_internal::kDyn;
+using cpu_internal::LinearDynamics;
+using cpu_internal::ModelDynamics;
+using cpu_internal::Series;
 
 // Above this estimated condition number of a stage's Quu (free controls) the result is flagged.
 constexpr double kIllConditioned = 1e12;
-
-struct LinearDynamics {
-  static constexpr bool kIsLinear = true;
-  static constexpr int kParamDim = 0;
-};
-
-template <class Model>
-struct ModelDynamics {
-  static constexpr bool kIsLinear = false;
-  static constexpr int kParamDim = Model::kParamDim;
-  using ModelType = Model;
-};
-
-template <class M>
-using Series = std::vector<M, Eigen::aligned_allocator<M>>;
 
 // x_next = f(x, u; p) with A = df/dx, B = df/du and P = df/dp from one model evaluation with
 // n+m+p tangents. x: (n); u: (m); p: (kParamDim); A: (n, n), B: (n, m), P: (n, p), Eigen views.
@@ -152,7 +141,7 @@ void StepMixedDirectional(const double* x, const double* u, const double* p, dou
 template <class Dynamics, int NX, int NU>
 class ImplicitBackwardSolver final : public ShapeBackward {
  public:
-  static constexpr int NT = (NX == kDyn || NU == kDyn) ? kDyn : NX + NU;
+  static constexpr int NT = cpu_internal::TauDim(NX, NU);
   using VecX = Eigen::Matrix<double, NX, 1>;
   using VecU = Eigen::Matrix<double, NU, 1>;
   using MatXX = Eigen::Matrix<double, NX, NX>;
@@ -164,7 +153,6 @@ class ImplicitBackwardSolver final : public ShapeBackward {
   using MatTP = Eigen::Matrix<double, NT, kDyn>;
   using TrajX = Eigen::Matrix<double, NX, kDyn>;  // column t = x_t
   using TrajU = Eigen::Matrix<double, NU, kDyn>;  // column t = u_t
-  using RowMajorMap = Eigen::Map<const Eigen::Matrix<double, kDyn, kDyn, Eigen::RowMajor>>;
 
   explicit ImplicitBackwardSolver(const ProblemShape& shape)
       : shape_(shape),
@@ -205,7 +193,7 @@ class ImplicitBackwardSolver final : public ShapeBackward {
     x_next_.setZero(n);
     Htt_.setZero(nt, nt);
     Htp_.setZero(nt, np);
-    params_.assign(kMaxParams, 0.0);
+    params_.assign(cpu_internal::kMaxModelParams, 0.0);
   }
 
   const ProblemShape& shape() const override { return shape_; }
@@ -295,8 +283,6 @@ class ImplicitBackwardSolver final : public ShapeBackward {
   }
 
  private:
-  static constexpr int kMaxParams = 16;
-
   // Sizes every output array after the input it differentiates (see ProblemGradient).
   void ResizeGradient(const Problem& problem, ProblemGradient* out) const {
     out->x_init.resize(n_);
@@ -342,24 +328,14 @@ class ImplicitBackwardSolver final : public ShapeBackward {
   // kNotFinite) when a derivative at the point is not finite.
   bool Load(const Problem& problem, const double* x, const double* u, GradientMode mode,
             bool with_mixed_block) {
-    const int n = n_, m = m_, T = T_, nt = n + m;
+    const int n = n_, m = m_, T = T_;
     load_status_ = GradientStatus::kOk;
     stationarity_residual_ = 0.0;
     dynamics_residual_ = 0.0;
     active_controls_ = 0;
     reg_ = 0.0;
-    const bool cost_varying = static_cast<int>(problem.cost_quadratic.size()) == T * nt * nt;
-    const bool linear_varying = static_cast<int>(problem.cost_linear.size()) == T * nt;
-    for (int t = 0; t < T; ++t) {
-      const RowMajorMap C(problem.cost_quadratic.data() + (cost_varying ? t * nt * nt : 0), nt, nt);
-      // Only the symmetric part of C enters the objective (and the forward solver uses only it).
-      Hxx_[t] = 0.5 * (C.topLeftCorner(n, n) + C.topLeftCorner(n, n).transpose());
-      Hux_[t] = 0.5 * (C.bottomLeftCorner(m, n) + C.topRightCorner(n, m).transpose());
-      Huu_[t] = 0.5 * (C.bottomRightCorner(m, m) + C.bottomRightCorner(m, m).transpose());
-      const double* c = problem.cost_linear.data() + (linear_varying ? t * nt : 0);
-      cx_[t] = Eigen::Map<const VecX>(c, n);
-      cu_[t] = Eigen::Map<const VecU>(c + n, m);
-    }
+    // The symmetric part of C, as the forward solver uses it.
+    cpu_internal::LoadSymmetricCost(problem, n, m, T, &Hxx_, &Hux_, &Huu_, &cx_, &cu_);
     x_ = Eigen::Map<const TrajX>(x, n, T);
     u_ = Eigen::Map<const TrajU>(u, m, T);
     dynamics_residual_ = (x_.col(0) - Eigen::Map<const VecX>(problem.x_init.data(), n))
@@ -367,17 +343,8 @@ class ImplicitBackwardSolver final : public ShapeBackward {
 
     // Linearisation at the point, and how well x follows the dynamics.
     if constexpr (Dynamics::kIsLinear) {
-      const int slices = static_cast<int>(problem.transition.size()) / (n * nt);
-      const bool offset_varying = static_cast<int>(problem.offset.size()) == (T - 1) * n;
+      cpu_internal::LoadLinearDynamics(problem, n, m, T, &A_, &B_, &f_);
       for (int t = 0; t + 1 < T; ++t) {
-        const RowMajorMap F(problem.transition.data() + (slices > 1 ? t * n * nt : 0), n, nt);
-        A_[t] = F.leftCols(n);
-        B_[t] = F.rightCols(m);
-        if (problem.offset.empty()) {
-          f_[t].setZero();
-        } else {
-          f_[t] = Eigen::Map<const VecX>(problem.offset.data() + (offset_varying ? t * n : 0), n);
-        }
         x_next_.noalias() = A_[t] * x_.col(t);
         x_next_.noalias() += B_[t] * u_.col(t);
         x_next_ += f_[t];
@@ -386,12 +353,7 @@ class ImplicitBackwardSolver final : public ShapeBackward {
       }
     } else {
       using Model = typename Dynamics::ModelType;
-      static_assert(Model::kParamDim <= kMaxParams);
-      const ModelInfo* info = FindModel(problem.shape.dynamics);
-      for (int k = 0; k < Model::kParamDim; ++k) {
-        params_[k] = problem.params.empty() ? info->default_params[k] : problem.params[k];
-      }
-      dt_ = problem.dt > 0.0 ? problem.dt : Model::kDefaultDt;
+      dt_ = cpu_internal::LoadModelParams<Model>(problem, &params_);
       for (int t = 0; t + 1 < T; ++t) {
         StepFirstDerivatives<Model>(x_.col(t).data(), u_.col(t).data(), params_.data(), dt_,
                                     x_next_.data(), A_[t], B_[t], P_[t]);

@@ -15,7 +15,6 @@
 #include "solver/cpu/implicit_backward.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -34,6 +33,7 @@
 #include "solver/models/model_registry.h"
 #include "solver/models/pendulum.h"
 #include "tests/testing/dense_kkt.h"
+#include "tests/testing/max_abs.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/reference_case.h"
 #include "tests/testing/status_matchers.h"
@@ -45,17 +45,12 @@ using ::mpc::testing::ElementOfBatchFirst;
 using ::mpc::testing::ElementOfTimeFirst;
 using ::mpc::testing::Flatten;
 using ::mpc::testing::IsOk;
+using ::mpc::testing::MaxAbs;
 using ::mpc::testing::ReferenceCase;
 using ::mpc::testing::Rng;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-double MaxAbs(const std::vector<double>& a) {
-  double m = 0.0;
-  for (double v : a) m = std::max(m, std::abs(v));
-  return m;
-}
 
 // max |got - want| / max |want|: the error relative to the array's scale (elementwise relative
 // errors are meaningless for entries that are zero up to rounding).
@@ -103,27 +98,6 @@ BackwardProblem MakeBackward(const Problem& problem, const std::vector<double>& 
   bp.dl_du = std::move(dl_du);
   bp.mode = mode;
   return bp;
-}
-
-// gtest parameter names must be alphanumeric: "lqr_box_00" -> "LqrBox00".
-std::string CamelCaseName(const std::string& case_id) {
-  std::string name;
-  bool upper = true;
-  for (char c : case_id) {
-    if (std::isalnum(static_cast<unsigned char>(c)) == 0) {
-      upper = true;
-      continue;
-    }
-    name += upper ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
-    upper = false;
-  }
-  return name;
-}
-
-std::vector<std::string> CaseIds() {
-  absl::StatusOr<std::vector<std::string>> ids =
-      testing::ListReferenceCases(testing::ReferenceDir());
-  return ids.ok() ? *ids : std::vector<std::string>();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,9 +248,10 @@ TEST_P(ReferenceGradientTest, ExactModeIsTheTrueDerivativeAtPolished) {
   EXPECT_LE(params_error, kFiniteDifferenceRel);
 }
 
-INSTANTIATE_TEST_SUITE_P(MpcPytorch, ReferenceGradientTest, ::testing::ValuesIn(CaseIds()),
+INSTANTIATE_TEST_SUITE_P(MpcPytorch, ReferenceGradientTest,
+                         ::testing::ValuesIn(testing::ReferenceCaseIdsOrEmpty()),
                          [](const ::testing::TestParamInfo<std::string>& info) {
-                           return CamelCaseName(info.param);
+                           return testing::ReferenceCaseTestName(info.param);
                          });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(ReferenceGradientTest);
 

@@ -15,6 +15,7 @@
 #include "solver/cpu/ilqr.h"
 #include "solver/problem.h"
 #include "tests/testing/dense_kkt.h"
+#include "tests/testing/max_abs.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/status_matchers.h"
 
@@ -23,6 +24,8 @@ namespace {
 
 using ::mpc::testing::DenseKktSolution;
 using ::mpc::testing::IsOk;
+using ::mpc::testing::MaxAbs;
+using ::mpc::testing::MaxAbsDiff;
 using ::mpc::testing::RandomLqrOptions;
 
 // Agreement of two exact solutions computed differently (Riccati recursion vs dense LU): round-off
@@ -61,20 +64,6 @@ std::vector<KktCase> Cases() {
       {"WarmStartInvariant", Lqr(3, 2, 10, false, true, true), 20},
       {"WarmStartTimeVarying", Lqr(5, 3, 16, true, true, true), 21},
   };
-}
-
-double MaxAbsDiff(const std::vector<double>& a, const std::vector<double>& b) {
-  double m = 0.0;
-  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    m = std::max(m, std::abs(a[i] - b[i]));
-  }
-  return m;
-}
-
-double MaxAbs(const std::vector<double>& a) {
-  double m = 0.0;
-  for (double v : a) m = std::max(m, std::abs(v));
-  return m;
 }
 
 void ExpectMatchesDense(const Solution& s, const DenseKktSolution& dense) {

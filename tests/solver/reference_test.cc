@@ -31,7 +31,6 @@
 //   active set is unambiguous at that threshold, since tol_opt is far smaller.
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -43,6 +42,7 @@
 #include "solver/cpu/ilqr.h"
 #include "solver/problem.h"
 #include "tests/testing/dense_kkt.h"
+#include "tests/testing/max_abs.h"
 #include "tests/testing/reference_case.h"
 #include "tests/testing/status_matchers.h"
 
@@ -50,6 +50,8 @@ namespace mpc {
 namespace {
 
 using ::mpc::testing::IsOk;
+using ::mpc::testing::MaxAbs;
+using ::mpc::testing::MaxAbsDiff;
 using ::mpc::testing::ReferenceCase;
 using ::mpc::testing::ReferenceTrajectory;
 
@@ -76,20 +78,6 @@ Tolerances TolerancesFor(const ReferenceCase& rc, int b) {
   return tol;
 }
 
-double MaxAbsDiff(const std::vector<double>& a, const std::vector<double>& b) {
-  double m = 0.0;
-  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    m = std::max(m, std::abs(a[i] - b[i]));
-  }
-  return m;
-}
-
-double MaxAbs(const std::vector<double>& a) {
-  double m = 0.0;
-  for (double v : a) m = std::max(m, std::abs(v));
-  return m;
-}
-
 // -1 at the lower bound, +1 at the upper, 0 free, row-major (T, m); all 0 without bounds.
 std::vector<int> ActiveSet(const Problem& p, const std::vector<double>& u) {
   const int m = p.shape.control_dim;
@@ -105,29 +93,6 @@ std::vector<int> ActiveSet(const Problem& p, const std::vector<double>& u) {
     }
   }
   return active;
-}
-
-// gtest parameter names must be alphanumeric: "lqr_box_00" -> "LqrBox00".
-std::string CamelCaseName(const std::string& case_id) {
-  std::string name;
-  bool upper = true;
-  for (char c : case_id) {
-    if (std::isalnum(static_cast<unsigned char>(c)) == 0) {
-      upper = true;
-      continue;
-    }
-    name += upper ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
-    upper = false;
-  }
-  return name;
-}
-
-std::vector<std::string> CaseIds() {
-  absl::StatusOr<std::vector<std::string>> ids =
-      testing::ListReferenceCases(testing::ReferenceDir());
-  // A missing folder fails ReferenceDataTest.IndexListsLoadableCases rather than silently
-  // instantiating nothing.
-  return ids.ok() ? *ids : std::vector<std::string>();
 }
 
 TEST(ReferenceDataTest, IndexListsLoadableCases) {
@@ -254,9 +219,10 @@ TEST_P(ReferenceCaseTest, FindsTheExactActiveSet) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(MpcPytorch, ReferenceCaseTest, ::testing::ValuesIn(CaseIds()),
+INSTANTIATE_TEST_SUITE_P(MpcPytorch, ReferenceCaseTest,
+                         ::testing::ValuesIn(testing::ReferenceCaseIdsOrEmpty()),
                          [](const ::testing::TestParamInfo<std::string>& info) {
-                           return CamelCaseName(info.param);
+                           return testing::ReferenceCaseTestName(info.param);
                          });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(ReferenceCaseTest);
 

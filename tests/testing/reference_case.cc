@@ -1,5 +1,6 @@
 #include "tests/testing/reference_case.h"
 
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -213,6 +214,25 @@ absl::StatusOr<std::vector<std::string>> ListReferenceCases(const std::string& d
     return absl::DataLossError(absl::StrCat(dir, "/index.json: ", e.what()));
   }
   return ids;
+}
+
+std::vector<std::string> ReferenceCaseIdsOrEmpty() {
+  absl::StatusOr<std::vector<std::string>> ids = ListReferenceCases(ReferenceDir());
+  return ids.ok() ? *ids : std::vector<std::string>();
+}
+
+std::string ReferenceCaseTestName(const std::string& case_id) {
+  std::string name;
+  bool upper = true;
+  for (char c : case_id) {
+    if (std::isalnum(static_cast<unsigned char>(c)) == 0) {
+      upper = true;
+      continue;
+    }
+    name += upper ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
+    upper = false;
+  }
+  return name;
 }
 
 absl::StatusOr<ReferenceCase> LoadReferenceCase(const std::string& dir,

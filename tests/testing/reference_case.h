@@ -83,6 +83,14 @@ std::string ReferenceDir();
 // The case ids listed by `dir`/index.json, in file order.
 absl::StatusOr<std::vector<std::string>> ListReferenceCases(const std::string& dir);
 
+// The case ids of ReferenceDir(), for INSTANTIATE_TEST_SUITE_P; empty when the index cannot be
+// read (a test of ListReferenceCases itself then reports why, rather than instantiating nothing
+// silently).
+std::vector<std::string> ReferenceCaseIdsOrEmpty();
+
+// A case id as a gtest parameter name, which must be alphanumeric: "lqr_box_00" -> "LqrBox00".
+std::string ReferenceCaseTestName(const std::string& case_id);
+
 // Loads `dir`/`case_id`.json (the file name comes from index.json's convention <case_id>.json).
 absl::StatusOr<ReferenceCase> LoadReferenceCase(const std::string& dir, const std::string& case_id);
 
