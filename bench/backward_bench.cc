@@ -13,7 +13,6 @@
 #include <chrono>
 #include <memory>
 #include <random>
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -51,15 +50,12 @@ void BM_Backward(benchmark::State& state, Kind kind, GradientMode mode) {
   const int batch = static_cast<int>(state.range(0));
   const int threads = static_cast<int>(state.range(1));
   SolveBatchSetup setup(kind, batch);
-  auto backend = CpuBackend::Create({threads});
-  if (!backend.ok()) {
-    state.SkipWithError(std::string(backend.status().message()).c_str());
-    return;
-  }
+  const std::unique_ptr<CpuBackend> backend = CreateBackendOrSkip(state, threads);
+  if (backend == nullptr) return;
   // The forward solve of the same problems, timed first (its workspaces warm).
-  (void)(*backend)->SolveBatch(setup.inputs, setup.outputs);
+  (void)backend->SolveBatch(setup.inputs, setup.outputs);
   const double forward = SecondsPerCall(
-      [&] { benchmark::DoNotOptimize((*backend)->SolveBatch(setup.inputs, setup.outputs)); });
+      [&] { benchmark::DoNotOptimize(backend->SolveBatch(setup.inputs, setup.outputs)); });
 
   std::vector<BackwardProblem> items(batch);
   std::mt19937_64 rng(1);
@@ -81,14 +77,13 @@ void BM_Backward(benchmark::State& state, Kind kind, GradientMode mode) {
   std::vector<ProblemGradient> gradients(batch);
   std::vector<ProblemGradient*> gradient_outputs;
   for (ProblemGradient& g : gradients) gradient_outputs.push_back(&g);
-  (void)(*backend)->BackwardBatch(backward_inputs, gradient_outputs);  // warm the workspaces
+  (void)backend->BackwardBatch(backward_inputs, gradient_outputs);  // warm the workspaces
 
   for (auto _ : state) {
-    benchmark::DoNotOptimize((*backend)->BackwardBatch(backward_inputs, gradient_outputs));
+    benchmark::DoNotOptimize(backend->BackwardBatch(backward_inputs, gradient_outputs));
   }
-  const double backward = SecondsPerCall([&] {
-    benchmark::DoNotOptimize((*backend)->BackwardBatch(backward_inputs, gradient_outputs));
-  });
+  const double backward = SecondsPerCall(
+      [&] { benchmark::DoNotOptimize(backend->BackwardBatch(backward_inputs, gradient_outputs)); });
   state.SetItemsProcessed(state.iterations() * batch);
   state.counters["us_per_problem"] = benchmark::Counter(
       static_cast<double>(batch) * 1e-6,

@@ -6,10 +6,14 @@
 // exactly 10 iLQR iterations, at batch 1/16/64/256 on one thread and on all.
 
 #include <algorithm>
+#include <memory>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "solver/cpu/cpu_backend.h"
 #include "solver/problem.h"
 #include "tests/testing/random_problems.h"
 
@@ -70,6 +74,16 @@ struct SolveBatchSetup {
   std::vector<const Problem*> inputs;
   std::vector<Solution*> outputs;
 };
+
+// A CpuBackend on `threads` threads, or null after marking the benchmark as skipped.
+inline std::unique_ptr<CpuBackend> CreateBackendOrSkip(benchmark::State& state, int threads) {
+  absl::StatusOr<std::unique_ptr<CpuBackend>> backend = CpuBackend::Create({threads});
+  if (!backend.ok()) {
+    state.SkipWithError(std::string(backend.status().message()).c_str());
+    return nullptr;
+  }
+  return *std::move(backend);
+}
 
 // Args {batch, threads}: batch 1/16/64/256 on one thread, and 16/64/256 on every hardware thread.
 inline void BatchAndThreadArguments(benchmark::internal::Benchmark* b) {

@@ -7,7 +7,6 @@
 // Counters: us_per_problem (wall time of a batch / batch size), GFLOPs (counted flops per second,
 // bench/flop_count.h), flops_per_problem.
 #include <memory>
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -47,14 +46,11 @@ void BM_Solve(benchmark::State& state, Kind kind) {
   const int batch = static_cast<int>(state.range(0));
   const int threads = static_cast<int>(state.range(1));
   SolveBatchSetup setup(kind, batch);
-  auto backend = CpuBackend::Create({threads});
-  if (!backend.ok()) {
-    state.SkipWithError(std::string(backend.status().message()).c_str());
-    return;
-  }
-  (void)(*backend)->SolveBatch(setup.inputs, setup.outputs);  // warm the per-thread workspaces
+  const std::unique_ptr<CpuBackend> backend = CreateBackendOrSkip(state, threads);
+  if (backend == nullptr) return;
+  (void)backend->SolveBatch(setup.inputs, setup.outputs);  // warm the per-thread workspaces
   for (auto _ : state) {
-    benchmark::DoNotOptimize((*backend)->SolveBatch(setup.inputs, setup.outputs));
+    benchmark::DoNotOptimize(backend->SolveBatch(setup.inputs, setup.outputs));
   }
   const double flops = FlopsPerProblem(kind, setup.problems[0].shape);
   state.SetItemsProcessed(state.iterations() * batch);
