@@ -25,3 +25,6 @@ if(NOT MPCD_WITH_CUDA STREQUAL "OFF")
   endif()
 endif()
 message(STATUS "mpcd: CUDA backend ${MPCD_CUDA_ENABLED}")
+if(MPCD_CUDA_ENABLED AND MPCD_CCACHE AND NOT CMAKE_CUDA_COMPILER_LAUNCHER)
+  set(CMAKE_CUDA_COMPILER_LAUNCHER ${MPCD_CCACHE})  # the kernels take minutes to compile
+endif()

@@ -7,14 +7,15 @@
 
 namespace mpc {
 
-// Forward-mode automatic differentiation: a value and N directional derivatives. `S` may itself be a
-// Dual, which gives second derivatives (forward over forward). Plain data so it works on the device.
+// Forward-mode automatic differentiation: a value and N directional derivatives. `S` may itself be
+// a Dual, which gives second derivatives (forward over forward). Plain data so it works on the
+// device.
 template <typename S, int N>
 struct Dual {
   S v{};
   S d[N]{};
 
-  MPC_HOST_DEVICE Dual() = default;
+  Dual() = default;  // defaulted: host and device alike (nvcc ignores annotations here)
   MPC_HOST_DEVICE Dual(const S& value) : v(value) {}  // NOLINT: constants promote implicitly
 
   // A variable: value `value`, derivative 1 in direction `direction`.
@@ -40,9 +41,13 @@ struct Dual {
 
 // The value of a (possibly nested) dual number, or the number itself.
 template <typename S>
-MPC_HOST_DEVICE inline const S& ValueOf(const S& x) { return x; }
+MPC_HOST_DEVICE inline const S& ValueOf(const S& x) {
+  return x;
+}
 template <typename S, int N>
-MPC_HOST_DEVICE inline const auto& ValueOf(const Dual<S, N>& x) { return ValueOf(x.v); }
+MPC_HOST_DEVICE inline const auto& ValueOf(const Dual<S, N>& x) {
+  return ValueOf(x.v);
+}
 
 // Builds the result of a unary function g with g(a.v) = value and g'(a.v) = slope.
 template <typename S, int N>
@@ -59,9 +64,13 @@ MPC_HOST_DEVICE inline Dual<S, N> operator-(const Dual<S, N>& a) {
   return r;
 }
 template <typename S, int N>
-MPC_HOST_DEVICE inline Dual<S, N> operator+(Dual<S, N> a, const Dual<S, N>& b) { return a += b; }
+MPC_HOST_DEVICE inline Dual<S, N> operator+(Dual<S, N> a, const Dual<S, N>& b) {
+  return a += b;
+}
 template <typename S, int N>
-MPC_HOST_DEVICE inline Dual<S, N> operator-(Dual<S, N> a, const Dual<S, N>& b) { return a -= b; }
+MPC_HOST_DEVICE inline Dual<S, N> operator-(Dual<S, N> a, const Dual<S, N>& b) {
+  return a -= b;
+}
 template <typename S, int N>
 MPC_HOST_DEVICE inline Dual<S, N> operator*(const Dual<S, N>& a, const Dual<S, N>& b) {
   Dual<S, N> r(a.v * b.v);
@@ -79,13 +88,21 @@ MPC_HOST_DEVICE inline Dual<S, N> operator/(const Dual<S, N>& a, const Dual<S, N
 
 // Mixed operations with a plain double (any nesting depth).
 template <typename S, int N>
-MPC_HOST_DEVICE inline Dual<S, N> operator+(const Dual<S, N>& a, double b) { return a + Dual<S, N>(S(b)); }
+MPC_HOST_DEVICE inline Dual<S, N> operator+(const Dual<S, N>& a, double b) {
+  return a + Dual<S, N>(S(b));
+}
 template <typename S, int N>
-MPC_HOST_DEVICE inline Dual<S, N> operator+(double a, const Dual<S, N>& b) { return Dual<S, N>(S(a)) + b; }
+MPC_HOST_DEVICE inline Dual<S, N> operator+(double a, const Dual<S, N>& b) {
+  return Dual<S, N>(S(a)) + b;
+}
 template <typename S, int N>
-MPC_HOST_DEVICE inline Dual<S, N> operator-(const Dual<S, N>& a, double b) { return a - Dual<S, N>(S(b)); }
+MPC_HOST_DEVICE inline Dual<S, N> operator-(const Dual<S, N>& a, double b) {
+  return a - Dual<S, N>(S(b));
+}
 template <typename S, int N>
-MPC_HOST_DEVICE inline Dual<S, N> operator-(double a, const Dual<S, N>& b) { return Dual<S, N>(S(a)) - b; }
+MPC_HOST_DEVICE inline Dual<S, N> operator-(double a, const Dual<S, N>& b) {
+  return Dual<S, N>(S(a)) - b;
+}
 template <typename S, int N>
 MPC_HOST_DEVICE inline Dual<S, N> operator*(const Dual<S, N>& a, double b) {
   Dual<S, N> r(a.v * b);
@@ -93,17 +110,27 @@ MPC_HOST_DEVICE inline Dual<S, N> operator*(const Dual<S, N>& a, double b) {
   return r;
 }
 template <typename S, int N>
-MPC_HOST_DEVICE inline Dual<S, N> operator*(double a, const Dual<S, N>& b) { return b * a; }
+MPC_HOST_DEVICE inline Dual<S, N> operator*(double a, const Dual<S, N>& b) {
+  return b * a;
+}
 template <typename S, int N>
-MPC_HOST_DEVICE inline Dual<S, N> operator/(const Dual<S, N>& a, double b) { return a * (1.0 / b); }
+MPC_HOST_DEVICE inline Dual<S, N> operator/(const Dual<S, N>& a, double b) {
+  return a * (1.0 / b);
+}
 template <typename S, int N>
-MPC_HOST_DEVICE inline Dual<S, N> operator/(double a, const Dual<S, N>& b) { return Dual<S, N>(S(a)) / b; }
+MPC_HOST_DEVICE inline Dual<S, N> operator/(double a, const Dual<S, N>& b) {
+  return Dual<S, N>(S(a)) / b;
+}
 
 // Comparisons look at values only (used for clamps and branches).
 template <typename S, int N>
-MPC_HOST_DEVICE inline bool operator<(const Dual<S, N>& a, double b) { return ValueOf(a) < b; }
+MPC_HOST_DEVICE inline bool operator<(const Dual<S, N>& a, double b) {
+  return ValueOf(a) < b;
+}
 template <typename S, int N>
-MPC_HOST_DEVICE inline bool operator>(const Dual<S, N>& a, double b) { return ValueOf(a) > b; }
+MPC_HOST_DEVICE inline bool operator>(const Dual<S, N>& a, double b) {
+  return ValueOf(a) > b;
+}
 
 template <typename S, int N>
 MPC_HOST_DEVICE inline Dual<S, N> sin(const Dual<S, N>& a) {
@@ -141,6 +168,10 @@ MPC_HOST_DEVICE inline Dual<S, N> atan2(const Dual<S, N>& y, const Dual<S, N>& x
 
 // sin(a) and cos(a) together: one sincos of the value serves both results and their derivatives.
 MPC_HOST_DEVICE inline void SinCos(double a, double* s, double* c) {
+  *s = std::sin(a);
+  *c = std::cos(a);
+}
+MPC_HOST_DEVICE inline void SinCos(float a, float* s, float* c) {
   *s = std::sin(a);
   *c = std::cos(a);
 }

@@ -2,6 +2,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "solver/cpu/cpu_backend.h"
+#if MPCD_WITH_CUDA
+#include "solver/cuda/cuda_backend.h"
+#endif
 
 namespace mpc {
 
@@ -13,13 +16,27 @@ absl::StatusOr<BackendKind> ParseBackendKind(absl::string_view name) {
       absl::StrCat("backend: unknown backend \"", name, "\" (known: cpu, cuda, auto)"));
 }
 
-// The CUDA backend arrives with its own issue; until then no build has it.
-bool CudaAvailable() { return false; }
+bool CudaAvailable() {
+#if MPCD_WITH_CUDA
+  return CudaDeviceCount() > 0;
+#else
+  return false;
+#endif
+}
 
 absl::StatusOr<std::unique_ptr<SolverBackend>> MakeBackend(BackendKind kind, int threads) {
-  if (kind == BackendKind::kCuda) {
+  if (kind == BackendKind::kCuda || (kind == BackendKind::kAuto && CudaAvailable())) {
+#if MPCD_WITH_CUDA
+    // Without a device, Create fails with FAILED_PRECONDITION and says so.
+    absl::StatusOr<std::unique_ptr<CudaBackend>> cuda =
+        CudaBackend::Create({.cpu_threads = threads});
+    if (!cuda.ok()) return cuda.status();
+    return std::unique_ptr<SolverBackend>(std::move(*cuda));
+#else
     return absl::UnimplementedError(
-        "backend: cuda was requested but this build has no CUDA backend; use --backend=cpu");
+        "backend: cuda was requested but this build has no CUDA backend (configure with nvcc "
+        "installed, -DMPCD_WITH_CUDA=ON); use --backend=cpu");
+#endif
   }
   absl::StatusOr<std::unique_ptr<CpuBackend>> cpu = CpuBackend::Create({threads});
   if (!cpu.ok()) return cpu.status();

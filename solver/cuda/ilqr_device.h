@@ -1,0 +1,742 @@
+#ifndef MPC_SOLVER_CUDA_ILQR_DEVICE_H_
+#define MPC_SOLVER_CUDA_ILQR_DEVICE_H_
+
+// The box-constrained iLQR of one problem as MPC_HOST_DEVICE code over compile-time sizes: what
+// one CUDA thread runs (ilqr_kernels.cuh), and what the host emulation runs on the CPU
+// (host_emulation.h) so that this exact code is tested where there is no GPU.
+//
+// It is the algorithm of solver/cpu/ilqr_solver.h, step for step: the same rollout, AD
+// linearisation, Riccati pass with Levenberg-Marquardt regularisation, projected-Newton box QP,
+// backtracking line search, best-iterate rules and statuses. Only the arithmetic differs in
+// rounding (plain loops here, Eigen there). Small fixed-size arrays live in registers or local
+// memory; trajectories live in the batch buffers (ilqr_batch_view.h). No heap, no exceptions, no
+// Eigen, no absl.
+
+#include <cmath>
+
+#include "solver/cpu/regularization.h"
+#include "solver/cuda/ilqr_batch_view.h"
+#include "solver/dual.h"
+#include "solver/host_device.h"
+
+namespace mpc::device_ilqr {
+
+// Projected-Newton box QP: iteration cap, backtracking cap, Armijo constant. The same numbers as
+// solver/cpu/ilqr_solver.h (kMaxBoxQpIterations, kMaxBoxQpBacktracks, kBoxQpArmijo).
+constexpr int kMaxBoxQpIterations = 50;
+constexpr int kMaxBoxQpBacktracks = 40;
+constexpr double kBoxQpArmijo = 0.1;
+
+// Linear dynamics x' = A_t x + B_t u + f_t, read from the problem's transition and offset.
+struct LinearDynamics {
+  static constexpr bool kIsLinear = true;
+  static constexpr int kParamDim = 0;
+};
+
+// A built-in model; Jacobians from forward-mode AD of its templated Step.
+template <class Model>
+struct ModelDynamics {
+  static constexpr bool kIsLinear = false;
+  static constexpr int kParamDim = Model::kParamDim;
+  using ModelType = Model;
+};
+
+template <typename S>
+MPC_HOST_DEVICE inline bool IsFinite(S v) {
+  using std::isfinite;
+  return isfinite(v);
+}
+
+// x_next = f(x, u; p) and its Jacobians by forward-mode AD with n+m tangents, in scalar S.
+// x: (n); u: (m); p: (kParamDim); x_next: (n); A: (n, n) and B: (n, m), both row-major.
+template <class Model, typename S>
+MPC_HOST_DEVICE void StepWithJacobians(const S* x, const S* u, const S* p, double dt, S* x_next,
+                                       S* A, S* B) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  using D = Dual<S, n + m>;
+  D xd[n], ud[m], out[n];
+  for (int i = 0; i < n; ++i) xd[i] = D::Variable(x[i], i);
+  for (int j = 0; j < m; ++j) ud[j] = D::Variable(u[j], n + j);
+  Model::Step(xd, ud, p, dt, out);
+  for (int i = 0; i < n; ++i) {
+    x_next[i] = out[i].v;
+    for (int j = 0; j < n; ++j) A[i * n + j] = out[i].d[j];
+    for (int j = 0; j < m; ++j) B[i * m + j] = out[i].d[n + j];
+  }
+}
+
+// GCC 12 at -O3 reports the small local arrays below as maybe-uninitialized when their loop bounds
+// are run-time sizes (they are zero-initialised); the warning is a known false positive there.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+// One problem's solve. Construct, then Solve(); everything it needs is in the view.
+// With kFixedSize, NX and NU are the problem's sizes (compile-time loop bounds); without, they are
+// capacities and the sizes come from the view (the generic fallback: n <= NX, m <= NU).
+template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true>
+class ProblemSolver {
+ public:
+  MPC_HOST_DEVICE ProblemSolver(const IlqrBatchView<S>& view, int b)
+      : n(kFixedSize ? NX : view.state_dim),
+        m(kFixedSize ? NU : view.control_dim),
+        nt(n + m),
+        view_(view),
+        b_(b),
+        T_(view.horizon),
+        settings_(view.settings[b]) {
+    x_ = view.x;
+    u_ = view.u;
+    x_try_ = view.x_try;
+    u_try_ = view.u_try;
+  }
+
+  MPC_HOST_DEVICE void Solve() {
+    Load();
+    ProblemResult& out = view_.results[b_];
+    out.iterations = 0;
+    out.regularization = 0.0;
+    out.step_norm = Infinity();
+
+    S cost = Rollout();
+    if (!IsFinite(cost) || !AllFinite(x_, T_ * n)) {
+      Copy(x_, view_.best_x, T_ * n);
+      Copy(u_, view_.best_u, T_ * m);
+      Finish(cost, kDeviceNotFinite, &out);
+      return;
+    }
+
+    bool have_best = false;
+    S best_cost = 0;
+    S best_step_norm = Infinity();
+    int not_improved = 0;
+    bool stalled = false;
+    bool broke_down = false;
+    mu_ = 0;
+    for (int iteration = 1; iteration <= settings_.max_iterations; ++iteration) {
+      out.iterations = iteration;
+      Linearize();
+      if (!BackwardPassWithRegularization()) {
+        broke_down = true;
+        break;
+      }
+      S step_norm = 0;
+      const bool finite = LineSearch(cost, &cost, &step_norm);
+      ++not_improved;
+      if (finite && (!have_best || cost <= best_cost + S(settings_.best_cost_eps))) {
+        have_best = true;
+        best_cost = cost;
+        best_step_norm = step_norm;
+        Copy(x_, view_.best_x, T_ * n);
+        Copy(u_, view_.best_u, T_ * m);
+        not_improved = 0;
+      }
+      if (finite && step_norm < S(settings_.tolerance)) break;
+      if (not_improved > settings_.not_improved_limit) {
+        stalled = true;
+        break;
+      }
+      // A step that went well lets the regularisation relax towards plain Newton.
+      if (finite) {
+        mu_ /= S(kRegularizationFactor);
+        if (mu_ < S(kMinRegularization)) mu_ = 0;
+      } else if (!IncreaseRegularization()) {
+        stalled = true;
+        break;
+      }
+    }
+    out.regularization = mu_;
+    if (!have_best) {
+      // Only reachable when the very first backward pass or line search failed.
+      Copy(x_, view_.best_x, T_ * n);
+      Copy(u_, view_.best_u, T_ * m);
+      Finish(cost, broke_down ? kDeviceNotFinite : kDeviceLinesearchFailed, &out);
+      return;
+    }
+    out.step_norm = best_step_norm;
+    DeviceStatus status;
+    if (best_step_norm < S(settings_.tolerance)) {
+      status = kDeviceConverged;
+    } else if (broke_down) {
+      status = kDeviceNotFinite;
+    } else if (stalled) {
+      status = kDeviceLinesearchFailed;
+    } else {
+      status = kDeviceMaxIterations;
+    }
+    Finish(best_cost, status, &out);
+  }
+
+ private:
+  enum PassResult { kOk, kNotPositiveDefinite, kNotFinite };
+
+  MPC_HOST_DEVICE static S Infinity() { return static_cast<S>(HUGE_VAL); }
+
+  // Element e of this problem in an interleaved batch array.
+  MPC_HOST_DEVICE S& At(S* array, int e) const {
+    return array[static_cast<long long>(e) * view_.batch + b_];
+  }
+  MPC_HOST_DEVICE S At(const S* array, int e) const {
+    return array[static_cast<long long>(e) * view_.batch + b_];
+  }
+
+  MPC_HOST_DEVICE void Copy(const S* from, S* to, int count) const {
+    for (int e = 0; e < count; ++e) At(to, e) = At(from, e);
+  }
+  MPC_HOST_DEVICE bool AllFinite(const S* array, int count) const {
+    for (int e = 0; e < count; ++e) {
+      if (!IsFinite(At(array, e))) return false;
+    }
+    return true;
+  }
+
+  // Problem data of step t.
+  MPC_HOST_DEVICE int CostBase(int t) const { return (view_.cost_slices > 1 ? t : 0) * nt * nt; }
+  MPC_HOST_DEVICE S Cxx(int t, int i, int j) const {
+    return At(view_.cost_quadratic, CostBase(t) + i * nt + j);
+  }
+  MPC_HOST_DEVICE S Cux(int t, int i, int j) const {
+    return At(view_.cost_quadratic, CostBase(t) + (n + i) * nt + j);
+  }
+  MPC_HOST_DEVICE S Cuu(int t, int i, int j) const {
+    return At(view_.cost_quadratic, CostBase(t) + (n + i) * nt + n + j);
+  }
+  MPC_HOST_DEVICE S cx(int t, int i) const {
+    return At(view_.cost_linear, (view_.linear_slices > 1 ? t : 0) * nt + i);
+  }
+  MPC_HOST_DEVICE S cu(int t, int j) const {
+    return At(view_.cost_linear, (view_.linear_slices > 1 ? t : 0) * nt + n + j);
+  }
+  MPC_HOST_DEVICE S Lower(int t, int j) const {
+    return At(view_.u_lower, (view_.bound_slices > 1 ? t : 0) * m + j);
+  }
+  MPC_HOST_DEVICE S Upper(int t, int j) const {
+    return At(view_.u_upper, (view_.bound_slices > 1 ? t : 0) * m + j);
+  }
+
+  // A_t (n, n) and B_t (n, m), row-major, into local arrays.
+  MPC_HOST_DEVICE void LoadJacobians(int t, S* A, S* B) const {
+    if constexpr (Dynamics::kIsLinear) {
+      const int base = (view_.transition_slices > 1 ? t : 0) * n * nt;
+      for (int i = 0; i < n; ++i) {
+        for (int j = 0; j < n; ++j) A[i * n + j] = At(view_.transition, base + i * nt + j);
+        for (int j = 0; j < m; ++j) B[i * m + j] = At(view_.transition, base + i * nt + n + j);
+      }
+    } else {
+      for (int e = 0; e < n * n; ++e) A[e] = At(view_.A, t * n * n + e);
+      for (int e = 0; e < n * m; ++e) B[e] = At(view_.B, t * n * m + e);
+    }
+  }
+
+  MPC_HOST_DEVICE void LoadX(const S* traj, int t, S* x) const {
+    for (int i = 0; i < n; ++i) x[i] = At(traj, t * n + i);
+  }
+  MPC_HOST_DEVICE void LoadU(const S* traj, int t, S* u) const {
+    for (int j = 0; j < m; ++j) u[j] = At(traj, t * m + j);
+  }
+
+  // Parameters, dt, warm start clamped into the bounds, x_0.
+  MPC_HOST_DEVICE void Load() {
+    has_bounds_ = settings_.has_bounds != 0;
+    dt_ = settings_.dt;
+    if constexpr (!Dynamics::kIsLinear) {
+      for (int k = 0; k < Dynamics::kParamDim; ++k) params_[k] = At(view_.params, k);
+    }
+    for (int i = 0; i < n; ++i) At(x_, i) = At(view_.x_init, i);
+    for (int t = 0; t < T_; ++t) {
+      for (int j = 0; j < m; ++j) {
+        S v = At(view_.u_init, t * m + j);
+        if (has_bounds_) v = Min(Max(v, Lower(t, j)), Upper(t, j));
+        At(u_, t * m + j) = v;
+      }
+    }
+  }
+
+  MPC_HOST_DEVICE static S Max(S a, S b) { return a < b ? b : a; }
+  MPC_HOST_DEVICE static S Min(S a, S b) { return b < a ? b : a; }
+
+  // x_next = f(x, u) for the dynamics of step t.
+  MPC_HOST_DEVICE void Step(int t, const S* x, const S* u, S* x_next) const {
+    if constexpr (Dynamics::kIsLinear) {
+      const int base = (view_.transition_slices > 1 ? t : 0) * n * nt;
+      const int offset_base = (view_.offset_slices > 1 ? t : 0) * n;
+      for (int i = 0; i < n; ++i) {
+        S ax = 0;
+        for (int j = 0; j < n; ++j) ax += At(view_.transition, base + i * nt + j) * x[j];
+        S bu = 0;
+        for (int j = 0; j < m; ++j) bu += At(view_.transition, base + i * nt + n + j) * u[j];
+        S next = ax + bu;
+        if (view_.offset_slices > 0) next += At(view_.offset, offset_base + i);
+        x_next[i] = next;
+      }
+    } else {
+      Dynamics::ModelType::Step(x, u, params_, dt_, x_next);
+    }
+  }
+
+  // 0.5 tau' C_t tau + c_t' tau with C_t symmetric.
+  MPC_HOST_DEVICE S StageCost(int t, const S* x, const S* u) const {
+    S total = 0;
+    for (int i = 0; i < n; ++i) {
+      S s = 0;
+      for (int j = 0; j < n; ++j) s += Cxx(t, i, j) * x[j];
+      total += x[i] * (S(0.5) * s + cx(t, i));
+    }
+    for (int i = 0; i < m; ++i) {
+      S sx = 0;
+      for (int j = 0; j < n; ++j) sx += Cux(t, i, j) * x[j];
+      S su = 0;
+      for (int j = 0; j < m; ++j) su += Cuu(t, i, j) * u[j];
+      total += u[i] * (sx + S(0.5) * su + cu(t, i));
+    }
+    return total;
+  }
+
+  // Rolls x_ out from x_0 under u_; returns the cost.
+  MPC_HOST_DEVICE S Rollout() {
+    S cost = 0;
+    S x[NX] = {}, u[NU] = {}, next[NX] = {};
+    LoadX(x_, 0, x);
+    for (int t = 0; t < T_; ++t) {
+      LoadU(u_, t, u);
+      cost += StageCost(t, x, u);
+      if (t + 1 < T_) {
+        Step(t, x, u, next);
+        for (int i = 0; i < n; ++i) {
+          At(x_, (t + 1) * n + i) = next[i];
+          x[i] = next[i];
+        }
+      }
+    }
+    return cost;
+  }
+
+  // A_t, B_t at the current trajectory (linear dynamics are read from the problem).
+  MPC_HOST_DEVICE void Linearize() {
+    if constexpr (!Dynamics::kIsLinear) {
+      using Model = typename Dynamics::ModelType;
+      S x[NX] = {}, u[NU] = {}, next[NX] = {}, A[NX * NX] = {}, B[NX * NU] = {};
+      for (int t = 0; t + 1 < T_; ++t) {
+        LoadX(x_, t, x);
+        LoadU(u_, t, u);
+        StepWithJacobians<Model>(x, u, params_, dt_, next, A, B);
+        for (int e = 0; e < n * n; ++e) At(view_.A, t * n * n + e) = A[e];
+        for (int e = 0; e < n * m; ++e) At(view_.B, t * n * m + e) = B[e];
+      }
+    }
+  }
+
+  MPC_HOST_DEVICE bool IncreaseRegularization() {
+    mu_ = mu_ == S(0) ? S(kMinRegularization) : mu_ * S(kRegularizationFactor);
+    return mu_ <= S(kMaxRegularization);
+  }
+
+  // Repeats the backward pass with growing mu until every Quu + mu I is positive definite.
+  MPC_HOST_DEVICE bool BackwardPassWithRegularization() {
+    while (true) {
+      switch (BackwardPass()) {
+        case kOk:
+          return true;
+        case kNotPositiveDefinite:
+          if (!IncreaseRegularization()) return false;
+          break;
+        case kNotFinite:
+          return false;
+      }
+    }
+  }
+
+  // L L' = Q in place of L (lower triangle), Eigen's unblocked LLT step for step: false at the
+  // first pivot <= 0 (a NaN pivot passes, as in Eigen, and is caught by the finiteness checks).
+  MPC_HOST_DEVICE bool Cholesky(const S* Q, S* L) const {
+    using std::sqrt;
+    for (int e = 0; e < m * m; ++e) L[e] = Q[e];
+    for (int k = 0; k < m; ++k) {
+      S x = L[k * m + k];
+      for (int j = 0; j < k; ++j) x -= L[k * m + j] * L[k * m + j];
+      if (x <= S(0)) return false;
+      x = sqrt(x);
+      L[k * m + k] = x;
+      for (int i = k + 1; i < m; ++i) {
+        S s = L[i * m + k];
+        for (int j = 0; j < k; ++j) s -= L[i * m + j] * L[k * m + j];
+        L[i * m + k] = s / x;
+      }
+    }
+    return true;
+  }
+
+  // out = -(L L')^-1 rhs for `cols` columns; rhs and out are (m, cols) row-major.
+  MPC_HOST_DEVICE void SolveNegated(const S* rhs, S* out, int cols) const {
+    for (int e = 0; e < m * cols; ++e) out[e] = -rhs[e];
+    for (int c = 0; c < cols; ++c) {
+      for (int i = 0; i < m; ++i) {
+        S s = out[i * cols + c];
+        for (int k = 0; k < i; ++k) s -= L_[i * m + k] * out[k * cols + c];
+        out[i * cols + c] = s / L_[i * m + i];
+      }
+      for (int i = m - 1; i >= 0; --i) {
+        S s = out[i * cols + c];
+        for (int k = i + 1; k < m; ++k) s -= L_[k * m + i] * out[k * cols + c];
+        out[i * cols + c] = s / L_[i * m + i];
+      }
+    }
+  }
+
+  // Riccati recursion in delta space around (x_, u_): Q_t = C_t + F_t' V_{t+1} F_t,
+  // q_t = C_t tau_t + c_t + F_t' v_{t+1}; writes K_t, k_t into the batch buffers.
+  MPC_HOST_DEVICE PassResult BackwardPass() {
+    S A[NX * NX] = {}, B[NX * NU] = {}, VA[NX * NX] = {}, VB[NX * NU] = {};
+    S x[NX] = {}, u[NU] = {};
+    S Qxx[NX * NX] = {}, Qux[NU * NX] = {}, qx[NX] = {};
+    S K[NU * NX] = {}, k[NU] = {};
+    for (int t = T_ - 1; t >= 0; --t) {
+      LoadX(x_, t, x);
+      LoadU(u_, t, u);
+      for (int i = 0; i < n; ++i) {
+        S s = 0;
+        for (int j = 0; j < n; ++j) s += Cxx(t, i, j) * x[j];
+        for (int j = 0; j < m; ++j) s += Cux(t, j, i) * u[j];
+        qx[i] = s + cx(t, i);
+        for (int j = 0; j < n; ++j) Qxx[i * n + j] = Cxx(t, i, j);
+      }
+      for (int i = 0; i < m; ++i) {
+        S s = 0;
+        for (int j = 0; j < n; ++j) s += Cux(t, i, j) * x[j];
+        for (int j = 0; j < m; ++j) s += Cuu(t, i, j) * u[j];
+        qu_[i] = s + cu(t, i);
+        for (int j = 0; j < n; ++j) Qux[i * n + j] = Cux(t, i, j);
+        for (int j = 0; j < m; ++j) Quu_[i * m + j] = Cuu(t, i, j);
+      }
+      if (t < T_ - 1) {
+        LoadJacobians(t, A, B);
+        for (int i = 0; i < n; ++i) {
+          for (int j = 0; j < n; ++j) {
+            S s = 0;
+            for (int l = 0; l < n; ++l) s += V_[i * n + l] * A[l * n + j];
+            VA[i * n + j] = s;
+          }
+          for (int j = 0; j < m; ++j) {
+            S s = 0;
+            for (int l = 0; l < n; ++l) s += V_[i * n + l] * B[l * m + j];
+            VB[i * m + j] = s;
+          }
+        }
+        for (int i = 0; i < n; ++i) {
+          for (int j = 0; j < n; ++j) {
+            S s = 0;
+            for (int l = 0; l < n; ++l) s += A[l * n + i] * VA[l * n + j];
+            Qxx[i * n + j] += s;
+          }
+          S s = 0;
+          for (int l = 0; l < n; ++l) s += A[l * n + i] * v_[l];
+          qx[i] += s;
+        }
+        for (int i = 0; i < m; ++i) {
+          for (int j = 0; j < n; ++j) {
+            S s = 0;
+            for (int l = 0; l < n; ++l) s += B[l * m + i] * VA[l * n + j];
+            Qux[i * n + j] += s;
+          }
+          for (int j = 0; j < m; ++j) {
+            S s = 0;
+            for (int l = 0; l < n; ++l) s += B[l * m + i] * VB[l * m + j];
+            Quu_[i * m + j] += s;
+          }
+          S s = 0;
+          for (int l = 0; l < n; ++l) s += B[l * m + i] * v_[l];
+          qu_[i] += s;
+        }
+      }
+      for (int e = 0; e < m * m; ++e) H_[e] = Quu_[e];
+      if (mu_ > S(0)) {
+        for (int i = 0; i < m; ++i) H_[i * m + i] += mu_;
+      }
+      if (!Cholesky(H_, L_)) return kNotPositiveDefinite;
+      if (has_bounds_) {
+        SolveBoxQp(t, u, Qux, K, k);
+      } else {
+        SolveNegated(qu_, k, 1);
+        SolveNegated(Qux, K, n);
+      }
+      for (int e = 0; e < m * n; ++e) At(view_.K, t * m * n + e) = K[e];
+      for (int j = 0; j < m; ++j) At(view_.k, t * m + j) = k[j];
+      UpdateValueFunction(Qxx, Qux, qx, K, k);
+    }
+    for (int e = 0; e < n * n; ++e) {
+      if (!IsFinite(V_[e])) return kNotFinite;
+    }
+    for (int i = 0; i < n; ++i) {
+      if (!IsFinite(v_[i])) return kNotFinite;
+    }
+    return kOk;
+  }
+
+  // V = sym(Qxx + Qux'K + K'Qux + K'Quu K), v = qx + Qux'k + K'(qu + Quu k), with the true Quu.
+  MPC_HOST_DEVICE void UpdateValueFunction(const S* Qxx, const S* Qux, const S* qx, const S* K,
+                                           const S* k) {
+    S QuuK[NU * NX] = {};
+    for (int i = 0; i < m; ++i) {
+      for (int j = 0; j < n; ++j) {
+        S s = 0;
+        for (int l = 0; l < m; ++l) s += Quu_[i * m + l] * K[l * n + j];
+        QuuK[i * n + j] = s;
+      }
+    }
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < n; ++j) {
+        S ktqux_ij = 0, ktqux_ji = 0, kquuk = 0;
+        for (int l = 0; l < m; ++l) {
+          ktqux_ij += Qux[l * n + i] * K[l * n + j];
+          ktqux_ji += Qux[l * n + j] * K[l * n + i];
+          kquuk += K[l * n + i] * QuuK[l * n + j];
+        }
+        V_[i * n + j] = Qxx[i * n + j] + ktqux_ij + ktqux_ji + kquuk;
+      }
+    }
+    for (int i = 0; i < n; ++i) {
+      for (int j = i; j < n; ++j) {
+        const S s = S(0.5) * (V_[i * n + j] + V_[j * n + i]);
+        V_[i * n + j] = s;
+        V_[j * n + i] = s;
+      }
+    }
+    S tmp[NU] = {};
+    for (int i = 0; i < m; ++i) {
+      S s = 0;
+      for (int l = 0; l < m; ++l) s += Quu_[i * m + l] * k[l];
+      tmp[i] = qu_[i] + s;
+    }
+    for (int i = 0; i < n; ++i) {
+      S a = 0, c = 0;
+      for (int l = 0; l < m; ++l) {
+        a += Qux[l * n + i] * k[l];
+        c += K[l * n + i] * tmp[l];
+      }
+      v_[i] = qx[i] + a + c;
+    }
+  }
+
+  MPC_HOST_DEVICE S QpObjective(const S* x) const {
+    S total = 0;
+    for (int i = 0; i < m; ++i) {
+      S s = 0;
+      for (int j = 0; j < m; ++j) s += H_[i * m + j] * x[j];
+      total += x[i] * s;
+    }
+    S lin = 0;
+    for (int i = 0; i < m; ++i) lin += qu_[i] * x[i];
+    return S(0.5) * total + lin;
+  }
+
+  // Marks the free coordinates of the box QP at qp_x (a coordinate at a bound whose gradient
+  // points out of the box is clamped) and factorises H restricted to them, identity on the clamped
+  // ones, into L_. Writes the gradient (grad) and the free-space gradient (g).
+  MPC_HOST_DEVICE void FactorFreeSubspace(const S* qp_x, const S* lo, const S* hi, S* grad, S* g,
+                                          bool* free) {
+    S Hfree[NU * NU] = {};
+    for (int i = 0; i < m; ++i) {
+      S s = 0;
+      for (int j = 0; j < m; ++j) s += H_[i * m + j] * qp_x[j];
+      grad[i] = s + qu_[i];
+      g[i] = grad[i];
+    }
+    for (int e = 0; e < m * m; ++e) Hfree[e] = H_[e];
+    for (int i = 0; i < m; ++i) {
+      const bool clamped = (qp_x[i] <= lo[i] && g[i] > S(0)) || (qp_x[i] >= hi[i] && g[i] < S(0));
+      free[i] = !clamped;
+      if (clamped) {
+        for (int j = 0; j < m; ++j) {
+          Hfree[i * m + j] = 0;
+          Hfree[j * m + i] = 0;
+        }
+        Hfree[i * m + i] = 1;
+        g[i] = 0;
+      }
+    }
+    // H is positive definite here, hence so is its free block: the factorisation cannot fail.
+    Cholesky(Hfree, L_);
+  }
+
+  // k_t from min 0.5 k'Hk + qu'k s.t. lower - u_t <= k <= upper - u_t by projected Newton, run
+  // until the active set is exact; K_t on the free controls only (rows of clamped controls zero).
+  MPC_HOST_DEVICE void SolveBoxQp(int t, const S* u, const S* Qux, S* K, S* k) {
+    S lo[NU] = {}, hi[NU] = {}, qp_x[NU] = {}, grad[NU] = {}, g[NU] = {}, dx[NU] = {},
+      trial[NU] = {};
+    bool free[NU] = {}, free_prev[NU] = {};
+    for (int j = 0; j < m; ++j) {
+      lo[j] = Lower(t, j) - u[j];
+      hi[j] = Upper(t, j) - u[j];
+      free[j] = false;
+    }
+    // L_ holds H: when the unconstrained minimiser is inside the box it is the answer.
+    SolveNegated(qu_, qp_x, 1);
+    bool inside = true;
+    for (int j = 0; j < m; ++j) inside = inside && qp_x[j] >= lo[j] && qp_x[j] <= hi[j];
+    if (inside) {
+      for (int j = 0; j < m; ++j) k[j] = qp_x[j];
+      SolveNegated(Qux, K, n);
+      return;
+    }
+    if (t < T_ - 1) {
+      for (int j = 0; j < m; ++j) qp_x[j] = At(view_.k, (t + 1) * m + j);  // pnqp's warm start
+    }
+    for (int j = 0; j < m; ++j) qp_x[j] = Min(Max(qp_x[j], lo[j]), hi[j]);
+    bool exact_on_face = false;
+    bool factored_at_x = false;
+    for (int iteration = 0; iteration < kMaxBoxQpIterations; ++iteration) {
+      for (int j = 0; j < m; ++j) free_prev[j] = free[j];
+      FactorFreeSubspace(qp_x, lo, hi, grad, g, free);
+      factored_at_x = true;
+      // After a full, unclipped Newton step on an unchanged face, qp_x is that face's minimiser.
+      bool same_face = true;
+      for (int j = 0; j < m; ++j) same_face = same_face && free[j] == free_prev[j];
+      if (exact_on_face && same_face) break;
+      SolveNegated(g, dx, 1);
+      S dx_max = 0;
+      for (int j = 0; j < m; ++j) dx_max = Max(dx_max, dx[j] < S(0) ? -dx[j] : dx[j]);
+      if (dx_max == S(0)) break;
+      const S objective = QpObjective(qp_x);
+      S alpha = 1;
+      for (int backtrack = 0; backtrack < kMaxBoxQpBacktracks; ++backtrack) {
+        for (int j = 0; j < m; ++j) trial[j] = Min(Max(qp_x[j] + alpha * dx[j], lo[j]), hi[j]);
+        // Armijo along the projection arc, with the gradient at the current point.
+        S predicted = 0;
+        for (int j = 0; j < m; ++j) predicted += grad[j] * (qp_x[j] - trial[j]);
+        if (objective - QpObjective(trial) >= S(kBoxQpArmijo) * predicted) break;
+        alpha *= S(0.5);
+      }
+      bool clipped = false;
+      bool unchanged = true;
+      for (int j = 0; j < m; ++j) {
+        clipped = clipped || trial[j] != qp_x[j] + alpha * dx[j];
+        unchanged = unchanged && trial[j] == qp_x[j];
+      }
+      exact_on_face = alpha == S(1) && !clipped;
+      if (unchanged) break;
+      for (int j = 0; j < m; ++j) qp_x[j] = trial[j];
+      factored_at_x = false;
+    }
+    if (!factored_at_x) FactorFreeSubspace(qp_x, lo, hi, grad, g, free);
+    for (int j = 0; j < m; ++j) k[j] = qp_x[j];
+    S Qux_free[NU * NX] = {};
+    for (int i = 0; i < m; ++i) {
+      for (int j = 0; j < n; ++j) Qux_free[i * n + j] = free[i] ? Qux[i * n + j] : S(0);
+    }
+    SolveNegated(Qux_free, K, n);
+  }
+
+  // Backtracking line search on alpha: trial controls u = clamp(u_t + K_t (x'_t - x_t) +
+  // alpha k_t); accept at the first trial whose cost does not increase, else after
+  // max_linesearch_iterations trials take the last one anyway. Swaps the accepted trial into
+  // x_, u_. Returns false (and keeps x_, u_) if the last trial is not finite.
+  MPC_HOST_DEVICE bool LineSearch(S old_cost, S* new_cost, S* step_norm) {
+    using std::sqrt;
+    S alpha = 1;
+    S cost = static_cast<S>(NAN);  // until a trial ran
+    for (int trial = 0; trial < settings_.max_linesearch_iterations; ++trial) {
+      cost = TrialRollout(alpha);
+      if (trial == 0) {
+        S sum = 0;
+        for (int e = 0; e < T_ * m; ++e) {
+          const S d = At(u_try_, e) - At(u_, e);
+          sum += d * d;
+        }
+        *step_norm = sqrt(sum);
+      }
+      if (IsFinite(cost) && cost <= old_cost) break;
+      alpha *= S(settings_.linesearch_decay);
+    }
+    if (!IsFinite(cost) || !AllFinite(x_try_, T_ * n)) {
+      *new_cost = old_cost;
+      return false;
+    }
+    S* swap_x = x_;
+    x_ = x_try_;
+    x_try_ = swap_x;
+    S* swap_u = u_;
+    u_ = u_try_;
+    u_try_ = swap_u;
+    *new_cost = cost;
+    return true;
+  }
+
+  MPC_HOST_DEVICE S TrialRollout(S alpha) {
+    S cost = 0;
+    S x[NX] = {}, x_old[NX] = {}, u[NU] = {}, next[NX] = {};
+    LoadX(x_, 0, x);
+    for (int i = 0; i < n; ++i) At(x_try_, i) = x[i];
+    for (int t = 0; t < T_; ++t) {
+      LoadX(x_, t, x_old);
+      for (int j = 0; j < m; ++j) {
+        S s = 0;
+        for (int i = 0; i < n; ++i) s += At(view_.K, (t * m + j) * n + i) * (x[i] - x_old[i]);
+        S v = At(u_, t * m + j) + s;
+        v += alpha * At(view_.k, t * m + j);
+        if (has_bounds_) v = Min(Max(v, Lower(t, j)), Upper(t, j));
+        u[j] = v;
+        At(u_try_, t * m + j) = v;
+      }
+      cost += StageCost(t, x, u);
+      if (t + 1 < T_) {
+        Step(t, x, u, next);
+        for (int i = 0; i < n; ++i) {
+          At(x_try_, (t + 1) * n + i) = next[i];
+          x[i] = next[i];
+        }
+      }
+    }
+    return cost;
+  }
+
+  // Writes cost and status and, when asked, the gains linearised at the best iterate.
+  MPC_HOST_DEVICE void Finish(S cost, DeviceStatus status, ProblemResult* out) {
+    out->cost = cost;
+    out->status = status;
+    if (settings_.compute_gains == 0) return;
+    Copy(view_.best_x, x_, T_ * n);
+    Copy(view_.best_u, u_, T_ * m);
+    Linearize();
+    mu_ = 0;
+    if (status == kDeviceNotFinite || !BackwardPassWithRegularization()) {
+      for (int e = 0; e < T_ * m * n; ++e) At(view_.K, e) = 0;
+      for (int e = 0; e < T_ * m; ++e) At(view_.k, e) = 0;
+    }
+  }
+
+  // State, control and tau sizes (named as in the math, like NX and NU).
+  const int n, m, nt;
+  const IlqrBatchView<S>& view_;
+  const int b_;
+  const int T_;
+  const ProblemSettings settings_;
+
+  // This problem's iterate and trial (swapped by the line search).
+  S* x_;
+  S* u_;
+  S* x_try_;
+  S* u_try_;
+
+  bool has_bounds_ = false;
+  double dt_ = 0.0;
+  S params_[Dynamics::kParamDim > 0 ? Dynamics::kParamDim : 1] = {};
+  S mu_ = 0;
+
+  // The backward pass's value function and the current stage's control blocks.
+  S V_[NX * NX] = {};
+  S v_[NX] = {};
+  S Quu_[NU * NU] = {};
+  S qu_[NU] = {};
+  S H_[NU * NU] = {};
+  S L_[NU * NU] = {};
+};
+
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC diagnostic pop
+#endif
+
+}  // namespace mpc::device_ilqr
+
+#endif  // MPC_SOLVER_CUDA_ILQR_DEVICE_H_

@@ -1,0 +1,176 @@
+// CudaBackend on a real device (label `gpu`; every test skips when no device is visible): the GPU
+// against the CPU solver element by element on every reference case and on seeded random problems,
+// against the host emulation of the same device code, float32, the CPU fallback for shapes without
+// a device solver, and one launch serving a mixed batch.
+
+#include "solver/cuda/cuda_backend.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "solver/cpu/ilqr.h"
+#include "solver/cuda/host_emulation.h"
+#include "solver/make_backend.h"
+#include "tests/solver/cuda/device_comparison.h"
+#include "tests/testing/random_problems.h"
+#include "tests/testing/reference_case.h"
+#include "tests/testing/status_matchers.h"
+
+namespace mpc::device_ilqr {
+namespace {
+
+using ::mpc::testing::IsOk;
+using ::mpc::testing::RandomCartpoleProblem;
+using ::mpc::testing::RandomLqrProblem;
+using ::mpc::testing::RandomModelOptions;
+using ::mpc::testing::RandomPendulumProblem;
+
+std::vector<Solution> Solve(SolverBackend& backend, const std::vector<Problem>& problems) {
+  std::vector<const Problem*> inputs;
+  for (const Problem& p : problems) inputs.push_back(&p);
+  std::vector<Solution> solutions(problems.size());
+  std::vector<Solution*> outputs;
+  for (Solution& s : solutions) outputs.push_back(&s);
+  EXPECT_THAT(backend.SolveBatch(inputs, outputs), IsOk());
+  return solutions;
+}
+
+std::vector<Solution> SolveOnCpu(const std::vector<Problem>& problems) {
+  std::vector<Solution> solutions;
+  for (const Problem& p : problems) solutions.push_back(SolveProblem(p));
+  return solutions;
+}
+
+class CudaBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (CudaDeviceCount() == 0) GTEST_SKIP() << "no CUDA device visible";
+    absl::StatusOr<std::unique_ptr<CudaBackend>> backend = CudaBackend::Create({});
+    ASSERT_THAT(backend.status(), IsOk());
+    backend_ = *std::move(backend);
+    std::printf("[cuda] device: %s\n", backend_->device_name().c_str());
+  }
+
+  std::unique_ptr<CudaBackend> backend_;
+};
+
+TEST_F(CudaBackendTest, MatchesCpuSolverOnEveryReferenceCase) {
+  const std::string dir = testing::ReferenceDir();
+  absl::StatusOr<std::vector<std::string>> ids = testing::ListReferenceCases(dir);
+  ASSERT_THAT(ids.status(), IsOk());
+  for (const std::string& id : *ids) {
+    absl::StatusOr<testing::ReferenceCase> rc = testing::LoadReferenceCase(dir, id);
+    ASSERT_THAT(rc.status(), IsOk());
+    std::vector<Problem> problems = rc->problems;
+    for (Problem& p : problems) p.options.compute_gains = true;
+    ExpectMatchesCpu(problems, Solve(*backend_, problems), SolveOnCpu(problems), id);
+  }
+}
+
+TEST_F(CudaBackendTest, MatchesCpuSolverOnRandomProblemsInOneMixedBatch) {
+  std::vector<Problem> problems;
+  for (std::uint64_t seed = 0; seed < 8; ++seed) {
+    problems.push_back(RandomLqrProblem({.state_dim = 8,
+                                         .control_dim = 4,
+                                         .horizon = 30,
+                                         .time_varying = seed % 2 == 0,
+                                         .bounded = seed % 3 == 0,
+                                         .warm_start = seed % 4 == 0},
+                                        seed));
+    problems.push_back(RandomLqrProblem(
+        {.state_dim = 5, .control_dim = 2, .horizon = 12, .bounded = seed % 2 == 1}, seed));
+    RandomModelOptions model;
+    problems.push_back(RandomPendulumProblem(model, seed));
+    model.horizon = 25;
+    problems.push_back(RandomCartpoleProblem(model, seed));
+    // No device solver for this shape: the backend's CPU fallback answers it.
+    problems.push_back(RandomLqrProblem({.state_dim = 20, .control_dim = 2, .horizon = 6}, seed));
+  }
+  for (std::size_t i = 0; i < problems.size(); i += 2) problems[i].options.compute_gains = true;
+  const Comparison comparison =
+      ExpectMatchesCpu(problems, Solve(*backend_, problems), SolveOnCpu(problems), "random");
+  std::printf("[cuda] %d of %d problems beyond %.0e (models only)\n", comparison.beyond_double,
+              comparison.problems, kDoubleTolerance);
+}
+
+// The device runs the host emulation's code; only FMA contraction (nvcc fuses, the host
+// emulation does not) may separate them.
+TEST_F(CudaBackendTest, MatchesTheHostEmulationOnLqrProblems) {
+  std::vector<Problem> problems;
+  for (std::uint64_t seed = 0; seed < 16; ++seed) {
+    problems.push_back(RandomLqrProblem(
+        {.state_dim = 8, .control_dim = 4, .horizon = 30, .bounded = seed % 2 == 0}, seed));
+  }
+  std::vector<const Problem*> inputs;
+  for (const Problem& p : problems) inputs.push_back(&p);
+  std::vector<Solution> host(problems.size());
+  std::vector<Solution*> outputs;
+  for (Solution& s : host) outputs.push_back(&s);
+  ASSERT_THAT(SolveBatchOnHost<double>(inputs, outputs), IsOk());
+  const std::vector<Solution> device = Solve(*backend_, problems);
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(device[i].status, host[i].status);
+    EXPECT_EQ(device[i].iterations, host[i].iterations);
+    EXPECT_LE(MaxRelativeDifference(device[i].u, host[i].u), kDoubleTolerance);
+    EXPECT_LE(MaxRelativeDifference(device[i].x, host[i].x), kDoubleTolerance);
+  }
+}
+
+TEST_F(CudaBackendTest, Float32MatchesTheCpuSolverToSinglePrecision) {
+  absl::StatusOr<std::unique_ptr<CudaBackend>> single = CudaBackend::Create({.use_float32 = true});
+  ASSERT_THAT(single.status(), IsOk());
+  std::vector<Problem> problems;
+  for (std::uint64_t seed = 0; seed < 8; ++seed) {
+    problems.push_back(RandomLqrProblem(
+        {.state_dim = 8, .control_dim = 4, .horizon = 30, .bounded = seed % 2 == 1}, seed));
+  }
+  const std::vector<Solution> device = Solve(**single, problems);
+  const std::vector<Solution> cpu = SolveOnCpu(problems);
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_LE(MaxRelativeDifference(device[i].u, cpu[i].u), 1e-4);
+    EXPECT_LE(RelativeDifference(device[i].cost, cpu[i].cost), 1e-4);
+  }
+}
+
+TEST_F(CudaBackendTest, ReusesItsBuffersAcrossBatchesOfDifferentSizes) {
+  for (int batch : {1, 64, 3, 200, 7}) {
+    std::vector<Problem> problems;
+    for (int i = 0; i < batch; ++i) {
+      problems.push_back(
+          RandomPendulumProblem(RandomModelOptions(), static_cast<std::uint64_t>(i)));
+    }
+    const std::vector<Solution> device = Solve(*backend_, problems);
+    ASSERT_EQ(device.size(), problems.size());
+    EXPECT_EQ(device.back().x.size(), problems.back().x_init.size() * 20);
+  }
+}
+
+TEST_F(CudaBackendTest, AutoPicksCuda) {
+  absl::StatusOr<std::unique_ptr<SolverBackend>> automatic = MakeBackend(BackendKind::kAuto, 1);
+  ASSERT_THAT(automatic.status(), IsOk());
+  EXPECT_EQ((*automatic)->name(), "cuda");
+}
+
+// Gradients come from the backend's CPU fallback (the device has none yet): the CPU's answer.
+TEST_F(CudaBackendTest, BackwardIsAnsweredByTheCpuFallback) {
+  const Problem problem = RandomLqrProblem({.state_dim = 8, .control_dim = 4, .horizon = 10}, 3);
+  const Solution solution = SolveProblem(problem);
+  BackwardProblem backward{.problem = &problem, .x = solution.x, .u = solution.u};
+  backward.dl_du.assign(solution.u.size(), 1.0);
+  ProblemGradient gradient;
+  ProblemGradient* outputs[] = {&gradient};
+  const BackwardProblem* inputs[] = {&backward};
+  ASSERT_THAT(backend_->BackwardBatch(inputs, outputs), IsOk());
+  const ProblemGradient expected = ComputeGradient(backward);
+  EXPECT_EQ(gradient.x_init, expected.x_init);
+  EXPECT_EQ(gradient.cost_linear, expected.cost_linear);
+}
+
+}  // namespace
+}  // namespace mpc::device_ilqr

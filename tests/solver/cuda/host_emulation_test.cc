@@ -1,0 +1,245 @@
+// The device solver (solver/cuda/ilqr_device.h), run on the host through the CUDA backend's own
+// packing and unpacking (solver/cuda/host_emulation.h), against the CPU solver: element by element
+// on every reference case and on seeded random problems (STYLE rule 21, "CUDA against CPU"). This
+// is what vouches for the CUDA backend's numerics on machines without a GPU; the GPU tests
+// (cuda_backend_test.cc) then only have to show that the device runs the same code.
+
+#include "solver/cuda/host_emulation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "solver/cpu/ilqr.h"
+#include "solver/cuda/ilqr_batch.h"
+#include "tests/solver/cuda/device_comparison.h"
+#include "tests/testing/random_problems.h"
+#include "tests/testing/reference_case.h"
+#include "tests/testing/status_matchers.h"
+
+namespace mpc::device_ilqr {
+namespace {
+
+using ::mpc::testing::IsOk;
+using ::mpc::testing::RandomCartpoleProblem;
+using ::mpc::testing::RandomLqrOptions;
+using ::mpc::testing::RandomLqrProblem;
+using ::mpc::testing::RandomModelOptions;
+using ::mpc::testing::RandomPendulumProblem;
+using ::mpc::testing::StatusIs;
+
+template <typename S>
+std::vector<Solution> SolveOnHost(const std::vector<const Problem*>& problems) {
+  std::vector<Solution> solutions(problems.size());
+  std::vector<Solution*> outputs;
+  for (Solution& s : solutions) outputs.push_back(&s);
+  EXPECT_THAT(SolveBatchOnHost<S>(problems, outputs), IsOk());
+  return solutions;
+}
+
+std::vector<const Problem*> Pointers(const std::vector<Problem>& problems) {
+  std::vector<const Problem*> pointers;
+  for (const Problem& p : problems) pointers.push_back(&p);
+  return pointers;
+}
+
+std::vector<Solution> SolveOnCpu(const std::vector<Problem>& problems) {
+  std::vector<Solution> solutions;
+  for (const Problem& p : problems) solutions.push_back(SolveProblem(p));
+  return solutions;
+}
+
+Comparison ExpectSameAsCpu(const std::vector<Problem>& problems, const std::string& label) {
+  return ExpectMatchesCpu(problems, SolveOnHost<double>(Pointers(problems)), SolveOnCpu(problems),
+                          label);
+}
+
+std::vector<std::string> CaseIds() {
+  absl::StatusOr<std::vector<std::string>> ids =
+      testing::ListReferenceCases(testing::ReferenceDir());
+  return ids.ok() ? *ids : std::vector<std::string>();
+}
+
+class DeviceSolverReferenceTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DeviceSolverReferenceTest, MatchesCpuSolverWithAndWithoutGains) {
+  absl::StatusOr<testing::ReferenceCase> rc =
+      testing::LoadReferenceCase(testing::ReferenceDir(), GetParam());
+  ASSERT_THAT(rc, IsOk());
+  std::vector<Problem> problems = rc->problems;
+  ASSERT_NE(SelectDeviceKernel(problems[0].shape), DeviceKernel::kNone);
+  ExpectSameAsCpu(problems, GetParam());
+  for (Problem& p : problems) p.options.compute_gains = true;
+  ExpectSameAsCpu(problems, absl::StrCat(GetParam(), " with gains"));
+}
+
+std::string CaseName(const ::testing::TestParamInfo<std::string>& info) {
+  std::string name;
+  for (char c : info.param) {
+    if (std::isalnum(static_cast<unsigned char>(c)) != 0) name += c;
+  }
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryCase, DeviceSolverReferenceTest, ::testing::ValuesIn(CaseIds()),
+                         CaseName);
+
+// Seeded random LQR problems of every kind of input: the compile-time (8, 4) solver and the
+// generic one at several shapes, time-invariant and time-varying data, offsets, bounds, warm
+// starts and gains.
+TEST(DeviceSolverTest, MatchesCpuSolverOnRandomLqrProblems) {
+  std::vector<Problem> problems;
+  std::uint64_t seed = 100;
+  for (const auto& [n, m] :
+       std::vector<std::pair<int, int>>{{8, 4}, {1, 1}, {3, 2}, {6, 3}, {16, 8}}) {
+    for (int variant = 0; variant < 8; ++variant) {
+      RandomLqrOptions options{.state_dim = n,
+                               .control_dim = m,
+                               .horizon = 5 + variant,
+                               .time_varying = (variant & 1) != 0,
+                               .with_offset = (variant & 2) != 0,
+                               .bounded = (variant & 4) != 0,
+                               .warm_start = variant % 3 == 0};
+      Problem p = RandomLqrProblem(options, ++seed);
+      p.options.compute_gains = variant % 2 == 0;
+      problems.push_back(std::move(p));
+    }
+  }
+  // Problems of one shape share a launch even when some inputs are time-varying and others not.
+  const Comparison comparison = ExpectSameAsCpu(problems, "random lqr");
+  EXPECT_EQ(comparison.beyond_double, 0);
+}
+
+TEST(DeviceSolverTest, MatchesCpuSolverOnRandomPendulumAndCartpoleProblems) {
+  std::vector<Problem> problems;
+  for (std::uint64_t seed = 0; seed < 6; ++seed) {
+    RandomModelOptions options;
+    options.bounded = seed % 2 == 0;
+    problems.push_back(RandomPendulumProblem(options, seed));
+    options.horizon = 25;
+    problems.push_back(RandomCartpoleProblem(options, seed));
+    problems.back().params = {9.81, 1.2, 0.15, 0.6};
+    problems.back().dt = 0.04;
+  }
+  for (Problem& p : problems) p.options.compute_gains = true;
+  const Comparison comparison = ExpectSameAsCpu(problems, "random models");
+  std::printf("[device-vs-cpu] random models: %d of %d beyond %.0e (within the model bound)\n",
+              comparison.beyond_double, comparison.problems, kDoubleTolerance);
+}
+
+// Every way a solve can end, as the CPU solver ends it.
+TEST(DeviceSolverTest, ReportsTheCpuSolversStatuses) {
+  std::vector<Problem> problems;
+  // MAX_ITERATIONS: one iteration of a nonlinear swing-up.
+  RandomModelOptions model;
+  problems.push_back(RandomPendulumProblem(model, 7));
+  problems.back().options.max_iterations = 1;
+  // NOT_FINITE: dynamics that overflow in the first rollout.
+  problems.push_back(RandomLqrProblem({.state_dim = 3, .control_dim = 1, .horizon = 6}, 2));
+  for (double& v : problems.back().transition) v *= 1e200;
+  // Levenberg-Marquardt: a negative control weight makes Quu indefinite.
+  problems.push_back(
+      RandomLqrProblem({.state_dim = 2, .control_dim = 1, .horizon = 5, .bounded = true}, 4));
+  problems.back().cost_quadratic[2 * 3 + 2] = -1.0;
+  problems.back().options.max_iterations = 30;
+  // LINESEARCH_FAILED or MAX_ITERATIONS: a tolerance no step can meet, few line-search trials.
+  problems.push_back(RandomCartpoleProblem(model, 3));
+  problems.back().options.tolerance = 0.0;
+  problems.back().options.max_linesearch_iterations = 1;
+  problems.back().options.not_improved_limit = 1;
+  problems.back().options.max_iterations = 40;
+  const std::vector<Solution> cpu = SolveOnCpu(problems);
+  EXPECT_EQ(cpu[0].status, SolveStatus::kMaxIterations);
+  EXPECT_EQ(cpu[1].status, SolveStatus::kNotFinite);
+  EXPECT_GT(cpu[2].regularization + (cpu[2].status == SolveStatus::kConverged ? 0.0 : 1.0), 0.0);
+  ExpectSameAsCpu(problems, "statuses");
+}
+
+// DESIGN §3: a problem's result is bitwise the same alone or in any batch.
+TEST(DeviceSolverTest, EveryProblemIsBitwiseTheSameAloneOrInAnyBatch) {
+  std::vector<Problem> problems;
+  for (std::uint64_t seed = 0; seed < 4; ++seed) {
+    problems.push_back(RandomLqrProblem({.state_dim = 8,
+                                         .control_dim = 4,
+                                         .horizon = 7,
+                                         .time_varying = seed % 2 == 0,
+                                         .with_offset = seed != 1,
+                                         .bounded = seed >= 2},
+                                        seed));
+    problems.push_back(RandomPendulumProblem(RandomModelOptions(), seed));
+  }
+  std::vector<const Problem*> batch = Pointers(problems);
+  std::vector<const Problem*> reversed(batch.rbegin(), batch.rend());
+  const std::vector<Solution> together = SolveOnHost<double>(batch);
+  const std::vector<Solution> backwards = SolveOnHost<double>(reversed);
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    SCOPED_TRACE(i);
+    const std::vector<Solution> alone = SolveOnHost<double>({&problems[i]});
+    for (const Solution* other : {&together[i], &backwards[problems.size() - 1 - i]}) {
+      EXPECT_EQ(alone[0].x, other->x);
+      EXPECT_EQ(alone[0].u, other->u);
+      EXPECT_EQ(alone[0].cost, other->cost);
+      EXPECT_EQ(alone[0].iterations, other->iterations);
+    }
+  }
+}
+
+// float32 on request: the same algorithm in single precision. Its stopping test cannot reach the
+// float64 tolerances (so statuses differ), and only the answers are compared, on problems with a
+// well-conditioned optimum, relative to max(1, |value|). LQR: x and u to 1e-4 (float's epsilon is
+// 1.2e-7; the Riccati recursion loses a digit or two over the horizon). Models, whose Gauss-Newton
+// iterations stall in float near the optimum: x and u to 1e-2 (observed: 4e-3 on a cartpole).
+// The cost (stationary at the optimum) to 1e-4 (observed: 2e-5).
+TEST(DeviceSolverTest, Float32MatchesTheCpuSolverToSinglePrecision) {
+  std::vector<Problem> problems;
+  for (std::uint64_t seed = 0; seed < 4; ++seed) {
+    problems.push_back(RandomLqrProblem(
+        {.state_dim = 8, .control_dim = 4, .horizon = 30, .bounded = seed % 2 == 1}, seed));
+    problems.push_back(RandomLqrProblem({.state_dim = 3, .control_dim = 2, .horizon = 12}, seed));
+    // Near upright: the unique, well-conditioned optimum of the balance task.
+    RandomModelOptions near_upright;
+    near_upright.th_half_width = 0.2;
+    near_upright.thdot_half_width = 0.2;
+    near_upright.x_half_width = 0.2;
+    near_upright.xdot_half_width = 0.2;
+    problems.push_back(RandomPendulumProblem(near_upright, seed));
+    near_upright.horizon = 25;
+    problems.push_back(RandomCartpoleProblem(near_upright, seed));
+  }
+  const std::vector<Solution> single = SolveOnHost<float>(Pointers(problems));
+  const std::vector<Solution> cpu = SolveOnCpu(problems);
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    SCOPED_TRACE(i);
+    const double dx = MaxRelativeDifference(single[i].x, cpu[i].x);
+    const double du = MaxRelativeDifference(single[i].u, cpu[i].u);
+    const double dcost =
+        std::abs(single[i].cost - cpu[i].cost) / std::max(1.0, std::abs(cpu[i].cost));
+    std::printf("[float32-vs-cpu] #%zu %s/%s | x %.1e u %.1e cost %.1e\n", i,
+                SolveStatusName(single[i].status), SolveStatusName(cpu[i].status), dx, du, dcost);
+    EXPECT_NE(single[i].status, SolveStatus::kNotFinite);
+    const bool linear = problems[i].shape.dynamics == DynamicsKind::kLinear;
+    EXPECT_LE(dx, linear ? 1e-4 : 1e-2);
+    EXPECT_LE(du, linear ? 1e-4 : 1e-2);
+    EXPECT_LE(dcost, 1e-4);
+  }
+}
+
+TEST(DeviceSolverTest, RefusesShapesWithoutADeviceSolver) {
+  Problem big = RandomLqrProblem({.state_dim = 17, .control_dim = 2, .horizon = 4}, 1);
+  EXPECT_EQ(SelectDeviceKernel(big.shape), DeviceKernel::kNone);
+  Solution solution;
+  EXPECT_THAT(SolveBatchOnHost<double>({&big}, {&solution}),
+              StatusIs(absl::StatusCode::kUnimplemented));
+  EXPECT_EQ(SelectDeviceKernel({DynamicsKind::kLinear, 8, 4, 30}), DeviceKernel::kLinear8x4);
+  EXPECT_EQ(SelectDeviceKernel({DynamicsKind::kLinear, 16, 8, 30}), DeviceKernel::kLinearGeneric);
+  EXPECT_EQ(SelectDeviceKernel({DynamicsKind::kPendulum, 3, 1, 30}), DeviceKernel::kPendulum);
+  EXPECT_EQ(SelectDeviceKernel({DynamicsKind::kCartpole, 5, 1, 30}), DeviceKernel::kCartpole);
+}
+
+}  // namespace
+}  // namespace mpc::device_ilqr
