@@ -161,7 +161,10 @@ TEST_F(CudaBackendTest, AutoPicksCuda) {
 TEST_F(CudaBackendTest, BackwardIsAnsweredByTheCpuFallback) {
   const Problem problem = RandomLqrProblem({.state_dim = 8, .control_dim = 4, .horizon = 10}, 3);
   const Solution solution = SolveProblem(problem);
-  BackwardProblem backward{.problem = &problem, .x = solution.x, .u = solution.u};
+  BackwardProblem backward;
+  backward.problem = &problem;
+  backward.x = solution.x;
+  backward.u = solution.u;
   backward.dl_du.assign(solution.u.size(), 1.0);
   ProblemGradient gradient;
   ProblemGradient* outputs[] = {&gradient};
