@@ -14,6 +14,7 @@
 
 #include "Eigen/Cholesky"
 #include "Eigen/Core"
+#include "solver/cpu/cholesky_substitution.h"
 #include "solver/cpu/dynamics_adapters.h"
 #include "solver/cpu/ilqr.h"
 #include "solver/cpu/regularization.h"
@@ -233,25 +234,11 @@ class IlqrSolver final : public ShapeSolver {
     return x.dot(cost_x_) + u.dot(cost_u_);
   }
 
-  // out = -H^-1 rhs with the factorisation in llt_ (H = L L'). Plain substitution loops: for the
-  // small m of control problems they beat Eigen's blocked triangular solver, which packs its
-  // operands first.
+  // out = -H^-1 rhs with the factorisation in llt_ (H = L L').
   template <class Rhs, class Out>
   void SolveNegated(const Rhs& rhs, Out& out) const {
-    const auto& L = llt_.matrixLLT();
     out = -rhs;
-    for (int c = 0; c < out.cols(); ++c) {
-      for (int i = 0; i < m_; ++i) {
-        double s = out(i, c);
-        for (int k = 0; k < i; ++k) s -= L(i, k) * out(k, c);
-        out(i, c) = s / L(i, i);
-      }
-      for (int i = m_ - 1; i >= 0; --i) {
-        double s = out(i, c);
-        for (int k = i + 1; k < m_; ++k) s -= L(k, i) * out(k, c);
-        out(i, c) = s / L(i, i);
-      }
-    }
+    cpu_internal::CholeskySolveInPlace(llt_.matrixLLT(), m_, out);
   }
 
   // Rolls x_ out from x_[0] under u_; returns the cost.

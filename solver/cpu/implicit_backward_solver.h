@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "Eigen/Core"
+#include "solver/cpu/cholesky_substitution.h"
 #include "solver/cpu/dynamics_adapters.h"
 #include "solver/cpu/implicit_backward.h"
 #include "solver/cpu/regularization.h"
@@ -534,22 +535,10 @@ class ImplicitBackwardSolver final : public ShapeBackward {
     return true;
   }
 
-  // rhs <- (L L')^-1 rhs, column by column (plain substitution: fastest for small m).
+  // rhs <- (L L')^-1 rhs for a stage's control-space factor L.
   template <class Rhs>
   void SolveInPlace(const MatUU& L, Rhs& rhs) const {
-    const int m = m_;
-    for (int c = 0; c < rhs.cols(); ++c) {
-      for (int i = 0; i < m; ++i) {
-        double s = rhs(i, c);
-        for (int k = 0; k < i; ++k) s -= L(i, k) * rhs(k, c);
-        rhs(i, c) = s / L(i, i);
-      }
-      for (int i = m - 1; i >= 0; --i) {
-        double s = rhs(i, c);
-        for (int k = i + 1; k < m; ++k) s -= L(k, i) * rhs(k, c);
-        rhs(i, c) = s / L(i, i);
-      }
-    }
+    cpu_internal::CholeskySolveInPlace(L, m_, rhs);
   }
 
   // Solves min sum_t 0.5 dtau_t' H_t dtau_t + g_t' dtau_t s.t. dx_0 = d0_, dx_{t+1} = F_t dtau_t +
