@@ -201,10 +201,11 @@ class TrafficMix:
                 self.solves.append((request, self.local("solve", request)))
         self.build_invalid()
         # Long calls that are surely inside the server when SIGTERM comes (harness.heavy_request:
-        # cartpole, T = 60, 300 iterations, 12 problems).
+        # cartpole, T = 60, 300 iterations; 4 x 24 problems keep 2 threads busy for a good part of
+        # a second even on a fast, idle machine).
         self.heavy = []
-        for seed in range(3):
-            request = harness.heavy_request(self.pb, seed)
+        for seed in range(4):
+            request = harness.heavy_request(self.pb, seed, problems=24)
             self.heavy.append((request, self.local("solve", request)))
 
     def local(self, command, request):
@@ -326,23 +327,31 @@ class SoakTest(unittest.TestCase):
         failures_before_signal = list(failures)
 
         # SIGTERM under load: calls in flight are answered, later ones refused, exit 0. The
-        # heavy calls are sent first and are certainly accepted (counted in flight, and half a
-        # second on loopback) when the signal comes.
+        # heavy calls are sent first and are certainly accepted (counted in flight by the
+        # server) when the signal comes.
         heavy_channel = grpc.insecure_channel(server.target)
         heavy_stub = harness.STUBS.mpcd_pb2_grpc.MpcServiceStub(heavy_channel)
         heavy = [heavy_stub.Solve.future(request, timeout=120) for request, _ in mix.heavy]
         sent_at = time.monotonic()
-        while (metric(server.metrics_url, r'mpcd_inflight_requests\{method="Solve"\}') <
-               len(heavy) or time.monotonic() < sent_at + 0.5):
-            self.assertLess(time.monotonic(), sent_at + 30, "the heavy calls never arrived")
-            self.assertFalse(all(f.done() for f in heavy), "answered before the signal")
-            time.sleep(0.01)
-        signal_time[0] = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        signalled.set()
-        for thread in threads:
-            thread.join(timeout=120)
-        stop.set()
+        try:
+            while (metric(server.metrics_url, r'mpcd_inflight_requests\{method="Solve"\}') <
+                   len(heavy)):
+                self.assertLess(time.monotonic(), sent_at + 30, "the heavy calls never arrived")
+                self.assertFalse(all(f.done() for f in heavy), "answered before the signal")
+                time.sleep(0.005)
+            signal_time[0] = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            signalled.set()
+            for thread in threads:
+                thread.join(timeout=120)
+        finally:
+            # On any failure above, the clients must not outlive the test (they would keep
+            # the process running until ctest's timeout).
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
+            if server.process.poll() is None and not signalled.is_set():
+                server.process.kill()
         heavy_answers = [future.result(timeout=120) for future in heavy]  # raises if not OK
         heavy_channel.close()
         code, out, err = server.stop(timeout=60)
