@@ -359,6 +359,19 @@ void SetTensor(std::vector<std::uint32_t> shape, const std::vector<double>& data
 // mpc.pytorch's cartpole swing-up (its notebook's cost): C = diag(0.1, 0.1, 1, 1, 0.1, 0.001),
 // c = [0, 0, -1, 0, 0, 0], |force| <= 100, T = 25, from two of the reference case
 // cartpole_swingup_b100's initial states (mpc.pytorch's costs there: 34.5404 and 34.5657).
+// mpc.pytorch's cartpole swing-up (the notebook's cost, |u| <= 100) from `x_init` (5).
+void SetCartpoleSwingup(const std::vector<double>& x_init, mpcd::v1::Problem* problem) {
+  SetTensor({5}, x_init, problem->mutable_x_init());
+  std::vector<double> quadratic(36, 0.0);
+  const double weights[] = {0.1, 0.1, 1.0, 1.0, 0.1, 0.001};
+  for (int i = 0; i < 6; ++i) quadratic[i * 6 + i] = weights[i];
+  SetTensor({6, 6}, quadratic, problem->mutable_cost()->mutable_quadratic());
+  SetTensor({6}, {0.0, 0.0, -1.0, 0.0, 0.0, 0.0}, problem->mutable_cost()->mutable_linear());
+  problem->mutable_dynamics()->mutable_model()->set_name("cartpole");
+  SetTensor({1}, {-100.0}, problem->mutable_u_lower());
+  SetTensor({1}, {100.0}, problem->mutable_u_upper());
+}
+
 mpcd::v1::SolveRequest DemoRequest() {
   mpcd::v1::SolveRequest request;
   request.set_horizon(25);
@@ -371,15 +384,7 @@ mpcd::v1::SolveRequest DemoRequest() {
   };
   for (const std::vector<double>& x_init : initial_states) {
     mpcd::v1::Problem* problem = request.add_problems();
-    SetTensor({5}, x_init, problem->mutable_x_init());
-    std::vector<double> quadratic(36, 0.0);
-    const double weights[] = {0.1, 0.1, 1.0, 1.0, 0.1, 0.001};
-    for (int i = 0; i < 6; ++i) quadratic[i * 6 + i] = weights[i];
-    SetTensor({6, 6}, quadratic, problem->mutable_cost()->mutable_quadratic());
-    SetTensor({6}, {0.0, 0.0, -1.0, 0.0, 0.0, 0.0}, problem->mutable_cost()->mutable_linear());
-    problem->mutable_dynamics()->mutable_model()->set_name("cartpole");
-    SetTensor({1}, {-100.0}, problem->mutable_u_lower());
-    SetTensor({1}, {100.0}, problem->mutable_u_upper());
+    SetCartpoleSwingup(x_init, problem);
   }
   return request;
 }
@@ -579,18 +584,9 @@ absl::Status AddBenchProblem(const std::string& model, std::mt19937_64& rng,
   mpcd::v1::Problem* problem = request->add_problems();
   if (model == "cartpole") {
     const double th = Uniform(rng, -kPi, kPi);
-    SetTensor({5},
-              {Uniform(rng, -0.5, 0.5), Uniform(rng, -0.5, 0.5), std::cos(th), std::sin(th),
-               Uniform(rng, -0.5, 0.5)},
-              problem->mutable_x_init());
-    std::vector<double> quadratic(36, 0.0);
-    const double weights[] = {0.1, 0.1, 1.0, 1.0, 0.1, 0.001};
-    for (int i = 0; i < 6; ++i) quadratic[i * 6 + i] = weights[i];
-    SetTensor({6, 6}, quadratic, problem->mutable_cost()->mutable_quadratic());
-    SetTensor({6}, {0.0, 0.0, -1.0, 0.0, 0.0, 0.0}, problem->mutable_cost()->mutable_linear());
-    problem->mutable_dynamics()->mutable_model()->set_name("cartpole");
-    SetTensor({1}, {-100.0}, problem->mutable_u_lower());
-    SetTensor({1}, {100.0}, problem->mutable_u_upper());
+    SetCartpoleSwingup({Uniform(rng, -0.5, 0.5), Uniform(rng, -0.5, 0.5), std::cos(th),
+                        std::sin(th), Uniform(rng, -0.5, 0.5)},
+                       problem);
   } else if (model == "pendulum") {
     const double th = Uniform(rng, -kPi, kPi);
     SetTensor({3}, {std::cos(th), std::sin(th), Uniform(rng, -1.0, 1.0)},
