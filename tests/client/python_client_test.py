@@ -18,44 +18,25 @@ import argparse
 import collections
 import json
 import os
-import re
-import subprocess
 import sys
 import unittest
 
 import grpc
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
+from mpcd_harness import Mpcd  # noqa: E402
+
 ARGS = None
-
-
-class Server:
-    """An mpcd process on a port the kernel picks (read from its first line)."""
-
-    def __init__(self, *flags):
-        self.process = subprocess.Popen(
-            [ARGS.mpcd, "--host=127.0.0.1", "--port=0", "--metrics_port=0", "--backend=cpu"] +
-            list(flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.process.stdout.readline()
-        match = re.search(r"serving on ([\d.]+):(\d+)", line)
-        if match is None:
-            self.process.kill()
-            raise AssertionError("mpcd did not start: %r %r" % (line, self.process.stderr.read()))
-        self.target = "%s:%s" % match.groups()
-
-    def stop(self):
-        self.process.terminate()
-        _, err = self.process.communicate(timeout=60)
-        return self.process.returncode, err
 
 
 def setUpModule():
     global SERVER
-    SERVER = Server()
+    SERVER = Mpcd(ARGS.mpcd, "--backend=cpu")
 
 
 def tearDownModule():
-    code, err = SERVER.stop()
+    code, _, err = SERVER.stop()
     assert code == 0, err
 
 

@@ -15,7 +15,6 @@ Usage: deploy_config_test.py --source-dir . --work-dir build/deploy_test [--kube
 """
 
 import argparse
-import glob
 import os
 import re
 import shutil

@@ -16,7 +16,6 @@ Usage: scale_out_test.py --mpcd build/bin/mpcd --mpcctl build/bin/mpcctl [--ngin
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -25,7 +24,9 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
+from mpcd_harness import Mpcd, free_port, sample, scrape  # noqa: E402
 
 ARGS = None
 REPLICAS = 3
@@ -35,44 +36,17 @@ BENCH_FLAGS = ["--model=cartpole", "--horizon=25", "--batch=2", "--concurrency=1
 ROUND_ROBIN_ONLY = '{"loadBalancingConfig": [{"round_robin": {}}]}'
 
 
-class Replica:
-    """One mpcd process on ports the kernel picks (read from its first line)."""
+class Replica(Mpcd):
+    """One mpcd replica with one solver thread, on ports the kernel picks."""
 
     def __init__(self, *flags):
-        self.process = subprocess.Popen(
-            [ARGS.mpcd, "--host=127.0.0.1", "--port=0", "--metrics_port=0", "--threads=1"] +
-            list(flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.process.stdout.readline()
-        match = re.search(r"serving on ([\d.]+:\d+) .*metrics (http://\S+/metrics)", line)
-        if match is None:
-            self.process.kill()
-            raise AssertionError("mpcd did not start: %r %r" % (line, self.process.stderr.read()))
-        self.address, self.metrics_url = match.group(1), match.group(2)
+        super().__init__(ARGS.mpcd, "--threads=1", *flags)
+        self.address = self.target
 
     def solves_answered(self):
         """OK Solve calls so far, from the replica's own /metrics."""
-        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
-            text = response.read().decode()
-        match = re.search(r'^mpcd_requests_total\{code="OK",method="Solve"\} (\S+)$', text,
-                          re.MULTILINE)
-        if match is None:
-            raise AssertionError("no OK Solve counter in /metrics")
-        return int(float(match.group(1)))
-
-    def kill(self):
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process.stdout.close()
-        self.process.stderr.close()
+        return int(sample(scrape(self.metrics_url, timeout=5), "mpcd_requests_total", code="OK",
+                          method="Solve"))
 
 
 def client_ports(server_address):
@@ -87,12 +61,6 @@ def client_ports(server_address):
                 if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
                     ports.add(int(remote.rsplit(":", 1)[1], 16))
     return ports
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Nginx:

@@ -18,17 +18,16 @@ import json
 import math
 import os
 import random
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
+from mpcd_harness import Mpcd, free_port, sample, scrape  # noqa: E402
 
 ARGS = None
 STUBS = None  # module namespace with mpcd_pb2, mpcd_pb2_grpc, health_pb2, ...
@@ -62,43 +61,8 @@ def generate_stubs(out_dir):
     return stubs
 
 
-class Server:
-    """An mpcd process on ports the kernel picks; reads them from its first line."""
-
-    def __init__(self, *flags, flagfile_lines=None):
-        self.tmp = tempfile.mkdtemp(prefix="mpcd_process_test_")
-        args = [ARGS.mpcd]
-        if flagfile_lines is not None:
-            path = os.path.join(self.tmp, "mpcd.flags")
-            with open(path, "w") as f:
-                f.write("\n".join(flagfile_lines) + "\n")
-            args.append("--flagfile=" + path)
-        else:
-            args += ["--host=127.0.0.1", "--port=0", "--metrics_port=0"]
-        args += list(flags)
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True)
-        line = self.process.stdout.readline()
-        match = re.search(r"serving on ([\d.]+):(\d+) \(backend (\w+), metrics (\S+)\)", line)
-        if match is None:
-            self.process.kill()
-            raise AssertionError("mpcd did not start: %r %r" %
-                                 (line, self.process.stderr.read()))
-        self.target = "%s:%s" % (match.group(1), match.group(2))
-        self.backend = match.group(3)
-        self.metrics_url = match.group(4).rstrip(")")
-
-    def stop(self, sig=signal.SIGTERM, timeout=60):
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            out, err = self.process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            out, err = self.process.communicate()
-            raise AssertionError("mpcd did not stop within %s s: %s" % (timeout, err))
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        return self.process.returncode, out, err
+def start_mpcd(*flags, flagfile_lines=None):
+    return Mpcd(ARGS.mpcd, *flags, flagfile_lines=flagfile_lines)
 
 
 def mpcctl(*args, stdin=None, timeout=120):
@@ -119,18 +83,12 @@ def split_json_objects(text):
     return objects
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ServingTest(unittest.TestCase):
     """One server for the read-mostly checks, started from a --flagfile."""
 
     @classmethod
     def setUpClass(cls):
-        cls.server = Server(flagfile_lines=[
+        cls.server = start_mpcd(flagfile_lines=[
             "--host=127.0.0.1", "--port=0", "--metrics_port=0", "--backend=cpu",
             "--max_batch_size=32", "--max_queue_delay_us=100", "--threads=2"])
         cls.channel = STUBS.grpc.insecure_channel(cls.server.target)
@@ -316,9 +274,7 @@ class ServingTest(unittest.TestCase):
         self.assertEqual(mpcctl("models", "--target", self.server.target).returncode, 0)
         self.assertEqual(mpcctl("solve", "--target", self.server.target, "--request",
                                 self.example("lqr_box.json")).returncode, 0)
-        with urllib.request.urlopen(self.server.metrics_url, timeout=30) as response:
-            self.assertEqual(response.status, 200)
-            text = response.read().decode()
+        text = scrape(self.server.metrics_url)  # raises unless the answer is 200
         for family in ("mpcd_requests_total", "mpcd_request_duration_seconds",
                        "mpcd_queue_duration_seconds", "mpcd_solve_duration_seconds",
                        "mpcd_batch_size", "mpcd_solver_iterations", "mpcd_solutions_total",
@@ -362,7 +318,7 @@ def heavy_request(pb, seed, problems=12):
 class ShutdownTest(unittest.TestCase):
 
     def drain(self, sig):
-        server = Server("--threads=1", "--max_batch_size=4")
+        server = start_mpcd("--threads=1", "--max_batch_size=4")
         channel = STUBS.grpc.insecure_channel(server.target)
         stub = STUBS.mpcd_pb2_grpc.MpcServiceStub(channel)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=6)
@@ -372,10 +328,8 @@ class ShutdownTest(unittest.TestCase):
             # Wait until the server is busy with them (queued or running), then signal.
             deadline = time.time() + 60
             while True:
-                with urllib.request.urlopen(server.metrics_url, timeout=30) as response:
-                    text = response.read().decode()
-                match = re.search(r'^mpcd_inflight_requests\{method="Solve"\} (\S+)', text, re.M)
-                if match and float(match.group(1)) >= 6:
+                if sample(scrape(server.metrics_url), "mpcd_inflight_requests",
+                          method="Solve") >= 6:
                     break
                 self.assertLess(time.time(), deadline, "the server never got busy")
                 self.assertFalse(all(f.done() for f in futures), "answered before the signal")
@@ -406,7 +360,7 @@ class ShutdownTest(unittest.TestCase):
         self.drain(signal.SIGINT)
 
     def test_sigterm_when_idle_exits_0_quickly(self):
-        server = Server("--metrics_port=-1")
+        server = start_mpcd("--metrics_port=-1")
         start = time.time()
         code, _, err = server.stop()
         self.assertEqual(code, 0, err)
@@ -439,7 +393,7 @@ class FlagsTest(unittest.TestCase):
         self.assertIn("no_such_flag", result.stderr)
 
     def test_busy_port_exits_1(self):
-        first = Server()
+        first = start_mpcd()
         try:
             port = first.target.split(":")[1]
             result = self.run_mpcd("--host=127.0.0.1", "--port=" + port, "--metrics_port=-1")

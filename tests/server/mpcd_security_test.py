@@ -21,10 +21,10 @@ import subprocess
 import sys
 import tempfile
 import unittest
-import urllib.request
 
 import mpcd_process_test as process_test
-from mpcd_process_test import Server, mpcctl
+from mpcd_process_test import start_mpcd, mpcctl
+from mpcd_harness import sample, scrape
 
 MAKE_CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing",
                           "make_test_certs.sh")
@@ -39,23 +39,6 @@ def cert(name):
 def read(name):
     with open(cert(name), "rb") as f:
         return f.read()
-
-
-def scrape(server):
-    with urllib.request.urlopen(server.metrics_url, timeout=30) as response:
-        return response.read().decode()
-
-
-def sample(text, name, **labels):
-    """The value of sample `name` whose labels include `labels` (0 when absent)."""
-    for line in text.splitlines():
-        match = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
-        if match is None or match.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            return float(match.group(3))
-    return 0.0
 
 
 def requests_answered(text):
@@ -84,7 +67,7 @@ class MutualTlsWithTokenTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.server = Server("--backend=cpu", "--threads=1", "--tls_cert=" + cert("server.pem"),
+        cls.server = start_mpcd("--backend=cpu", "--threads=1", "--tls_cert=" + cert("server.pem"),
                             "--tls_key=" + cert("server.key"), "--tls_client_ca=" + cert("ca.pem"),
                             "--auth_token_file=" + cert("token"))
         cls.security_line = cls.server.process.stdout.readline()
@@ -154,7 +137,7 @@ class MutualTlsWithTokenTest(unittest.TestCase):
                 self.assertRegex(result.stderr, r"^mpcctl: UNAUTHENTICATED: ")
 
     def test_without_the_right_certificate_no_call_gets_through(self):
-        before = scrape(self.server)
+        before = scrape(self.server.metrics_url)
         token = (("authorization", "Bearer " + TOKEN),)
         channels = {
             "plaintext": self.grpc.insecure_channel(self.server.target),
@@ -167,13 +150,13 @@ class MutualTlsWithTokenTest(unittest.TestCase):
                     self.stub(channel).Solve(lqr_request(self.pb), timeout=10, metadata=token)
                 self.assertEqual(error.exception.code(), self.grpc.StatusCode.UNAVAILABLE)
             channel.close()
-        after = scrape(self.server)
+        after = scrape(self.server.metrics_url)
         # The handshake failed: no call reached the service, so none was answered or queued.
         self.assertEqual(requests_answered(after), requests_answered(before))
         self.assertEqual(problems_queued(after), problems_queued(before))
 
     def test_missing_or_wrong_token_is_unauthenticated_and_nothing_is_solved(self):
-        before = scrape(self.server)
+        before = scrape(self.server.metrics_url)
         channel = self.tls_channel()
         stub = self.stub(channel)
         refusals = 0
@@ -185,7 +168,7 @@ class MutualTlsWithTokenTest(unittest.TestCase):
                 self.assertEqual(error.exception.code(), self.grpc.StatusCode.UNAUTHENTICATED)
                 self.assertNotIn(TOKEN, error.exception.details())
                 refusals += 1
-        refused = scrape(self.server)
+        refused = scrape(self.server.metrics_url)
         self.assertEqual(sample(refused, "mpcd_requests_total", method="Solve",
                                 code="UNAUTHENTICATED"),
                          sample(before, "mpcd_requests_total", method="Solve",
@@ -201,7 +184,7 @@ class MutualTlsWithTokenTest(unittest.TestCase):
         response = stub.Solve(lqr_request(self.pb), timeout=30,
                               metadata=(("authorization", "Bearer " + TOKEN),))
         self.assertEqual(list(response.solutions[0].x.shape), [5, 1])
-        served = scrape(self.server)
+        served = scrape(self.server.metrics_url)
         self.assertEqual(problems_queued(served), problems_queued(before) + 1)
         self.assertEqual(sample(served, "mpcd_requests_total", method="Solve", code="OK"),
                          sample(before, "mpcd_requests_total", method="Solve", code="OK") + 1)
@@ -212,7 +195,7 @@ class TokenWithoutTlsTest(unittest.TestCase):
     """A token over plaintext (behind a TLS-terminating proxy): allowed, with a warning."""
 
     def test_token_over_plaintext(self):
-        server = Server("--backend=cpu", "--threads=1", "--auth_token_file=" + cert("token"))
+        server = start_mpcd("--backend=cpu", "--threads=1", "--auth_token_file=" + cert("token"))
         grpc, pb = process_test.STUBS.grpc, process_test.STUBS.mpcd_pb2
         channel = grpc.insecure_channel(server.target)
         try:

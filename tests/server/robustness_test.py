@@ -22,16 +22,15 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mpcd_process_test as harness  # noqa: E402  (Server, stubs, mpcctl)
+import mpcd_process_test as harness  # noqa: E402  (start_mpcd, stubs, mpcctl)
+from mpcd_harness import sample, scrape  # noqa: E402
 
 ARGS = None
 
@@ -39,15 +38,6 @@ ARGS = None
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
-
-
-def metric(url, pattern):
-    """The value of the first /metrics sample matching `pattern` (a regex for the sample name and
-    labels), or None."""
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    match = re.search(r"^%s (\S+)$" % pattern, text, re.M)
-    return float(match.group(1)) if match else None
 
 
 class Sampler(threading.Thread):
@@ -63,7 +53,7 @@ class Sampler(threading.Thread):
         while not self.stop_event.is_set() and self.server.process.poll() is None:
             self.rss.append((time.monotonic(), rss_kib(self.server.process.pid)))
             if self.queue:
-                self.queued.append(metric(self.server.metrics_url, r"mpcd_queued_problems"))
+                self.queued.append(sample(scrape(self.server.metrics_url), "mpcd_queued_problems"))
             self.stop_event.wait(self.period)
 
     def stop(self):
@@ -93,7 +83,7 @@ class OverloadTest(unittest.TestCase):
         # (fewer when it is shared), so 1500 requests/s is several times the capacity. The load
         # is fixed rather than a multiple of a measured capacity, which a shared machine makes
         # too noisy to build on; the test checks below that it did overload the server.
-        server = harness.Server("--backend=cpu", "--threads=1",
+        server = harness.start_mpcd("--backend=cpu", "--threads=1",
                                 "--max_batch_size=%d" % self.BATCH,
                                 "--max_queue_problems=%d" % self.QUEUE,
                                 "--max_problems_per_request=%d" % self.QUEUE,
@@ -121,7 +111,7 @@ class OverloadTest(unittest.TestCase):
             self.assertGreater(sent, 2.5 * served, overload)
             self.assertGreater(served, 10, overload)
             # Never queued without bound: the queue gauge stays within --max_queue_problems.
-            queued = [q for q in sampler.queued if q is not None]
+            queued = sampler.queued
             self.assertTrue(queued)
             self.assertLessEqual(max(queued), self.QUEUE)
             # Admitted problems wait in the queue at most for the running batch and the
@@ -260,7 +250,7 @@ class SoakTest(unittest.TestCase):
         grpc = harness.STUBS.grpc
         tmp = tempfile.mkdtemp(prefix="mpcd_soak_")
         mix = TrafficMix(tmp)
-        server = harness.Server("--backend=cpu", "--threads=2", "--max_batch_size=32",
+        server = harness.start_mpcd("--backend=cpu", "--threads=2", "--max_batch_size=32",
                                 "--max_queue_delay_us=200")
         lock = threading.Lock()
         counts = {}
@@ -334,7 +324,7 @@ class SoakTest(unittest.TestCase):
         heavy = [heavy_stub.Solve.future(request, timeout=120) for request, _ in mix.heavy]
         sent_at = time.monotonic()
         try:
-            while (metric(server.metrics_url, r'mpcd_inflight_requests\{method="Solve"\}') <
+            while (sample(scrape(server.metrics_url), "mpcd_inflight_requests", method="Solve") <
                    len(heavy)):
                 self.assertLess(time.monotonic(), sent_at + 30, "the heavy calls never arrived")
                 self.assertFalse(all(f.done() for f in heavy), "answered before the signal")

@@ -1,0 +1,84 @@
+"""What every Python test of a real mpcd process needs: start one on ports the kernel picks, stop
+it, and read its /metrics. Imported by the process, robustness, security, client and scale-out
+tests (each puts tests/testing on sys.path)."""
+
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import urllib.request
+
+STARTUP_LINE = re.compile(r"serving on ([\d.]+:\d+) \(backend (\w+), metrics (\S+?)\)")
+
+
+class Mpcd:
+    """An mpcd process on ports the kernel picks (read from its first line): `target` is its
+    gRPC address, `backend` the backend it chose and `metrics_url` its /metrics (or "off").
+    Without `flagfile_lines` it listens on 127.0.0.1 with both ports picked by the kernel; with
+    them, the flags come from a flagfile holding those lines (the way deploy/ runs it)."""
+
+    def __init__(self, binary, *flags, flagfile_lines=None):
+        self.tmp = tempfile.mkdtemp(prefix="mpcd_harness_")
+        args = [binary]
+        if flagfile_lines is None:
+            args += ["--host=127.0.0.1", "--port=0", "--metrics_port=0"]
+        else:
+            path = self.tmp + "/mpcd.flags"
+            with open(path, "w") as f:
+                f.write("\n".join(flagfile_lines) + "\n")
+            args.append("--flagfile=" + path)
+        self.process = subprocess.Popen(args + list(flags), stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()
+        match = STARTUP_LINE.search(line)
+        if match is None:
+            self.process.kill()
+            _, err = self.process.communicate()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise AssertionError("mpcd did not start: %r %r" % (line, err))
+        self.target, self.backend, self.metrics_url = match.groups()
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        """Sends `sig` (unless it has already exited) and returns (exit code, stdout, stderr);
+        a process that does not stop within `timeout` seconds is killed and fails the test."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            out, err = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, err = self.process.communicate()
+            raise AssertionError("mpcd did not stop within %s s: %s" % (timeout, err))
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return self.process.returncode, out, err
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(metrics_url, timeout=30):
+    with urllib.request.urlopen(metrics_url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+def sample(text, name, **labels):
+    """The value of sample `name` whose labels include `labels` in Prometheus text `text` (0 when
+    absent: a labelled counter appears only once it has counted something)."""
+    for line in text.splitlines():
+        match = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
+        if match is None or match.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            return float(match.group(3))
+    return 0.0
