@@ -40,7 +40,6 @@ int MillisecondsForGrpc(absl::Duration duration) {
 absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
     const ServerConfig& config, std::unique_ptr<SolverBackend> backend) {
   MPC_RETURN_IF_ERROR(ValidateServerConfig(config));
-  MPC_ASSIGN_OR_RETURN(ServerSecurity security, LoadServerSecurity(config.security));
   std::unique_ptr<MpcServer> server(new MpcServer());
   server->config_ = config;
 
@@ -49,6 +48,10 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   }
   server->backend_ = std::move(backend);
   server->metrics_ = std::make_unique<ServiceMetrics>(server->backend_->name());
+  ServiceMetrics* metrics = server->metrics_.get();
+  MPC_ASSIGN_OR_RETURN(ServerSecurity security,
+                       LoadServerSecurity(config.security,
+                                          [metrics] { metrics->ClientCertificateRefused(); }));
   MPC_ASSIGN_OR_RETURN(
       server->batcher_,
       DynamicBatcher::Create(config.batcher, server->backend_.get(), server->metrics_.get()));

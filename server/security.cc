@@ -98,7 +98,7 @@ absl::string_view View(const grpc::string_ref& ref) { return {ref.data(), ref.si
 
 // Every certificate in `pem`, in order (none: an empty stack).
 X509StackPtr Certificates(absl::string_view pem) {
-  X509StackPtr stack(sk_X509_new_null(), [](STACK_OF(X509)* certificates) {
+  X509StackPtr stack(sk_X509_new_null(), [](STACK_OF(X509) * certificates) {
     sk_X509_pop_free(certificates, X509_free);
   });
   BioPtr bio = MemoryBio(pem);
@@ -126,8 +126,9 @@ std::time_t NotAfter(const X509* certificate) {
 // on the port, health and reflection included.
 class ClientCertificateProcessor : public grpc::AuthMetadataProcessor {
  public:
-  // `ca_pem` holds at least one certificate (ReadCertificates checked).
-  explicit ClientCertificateProcessor(absl::string_view ca_pem) {
+  // `ca_pem` holds at least one certificate (ReadCertificates checked); `on_refused` may be null.
+  ClientCertificateProcessor(absl::string_view ca_pem, std::function<void()> on_refused)
+      : on_refused_(std::move(on_refused)) {
     X509StackPtr authorities = Certificates(ca_pem);
     for (int i = 0; i < sk_X509_num(authorities.get()); ++i) {
       X509_STORE_add_cert(store_.get(), sk_X509_value(authorities.get(), i));
@@ -140,26 +141,27 @@ class ClientCertificateProcessor : public grpc::AuthMetadataProcessor {
 
   grpc::Status Process(const InputMetadata& /*auth_metadata*/, grpc::AuthContext* context,
                        OutputMetadata* /*consumed*/, OutputMetadata* /*response*/) override {
-    const std::vector<grpc::string_ref> leaf =
-        context->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
-    if (leaf.empty()) {
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                          "mutual TLS: no client certificate was presented");
-    }
-    const std::vector<grpc::string_ref> chain =
-        context->FindPropertyValues(GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME);
-    const absl::Status verdict =
-        Verify(View(leaf.front()), chain.empty() ? absl::string_view() : View(chain.front()));
-    if (!verdict.ok()) {
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(verdict.message()));
-    }
-    return grpc::Status::OK;
+    const absl::Status verdict = Check(*context);
+    if (verdict.ok()) return grpc::Status::OK;
+    if (on_refused_) on_refused_();
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(verdict.message()));
   }
 
  private:
   // Verified certificates are remembered (until they expire) so that a connection's calls cost a
   // hash, not a signature check each; the bound keeps many distinct clients from growing it.
   static constexpr std::size_t kMaxRemembered = 1024;
+
+  absl::Status Check(const grpc::AuthContext& context) {
+    const std::vector<grpc::string_ref> leaf =
+        context.FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    if (leaf.empty()) {
+      return absl::UnauthenticatedError("mutual TLS: no client certificate was presented");
+    }
+    const std::vector<grpc::string_ref> chain =
+        context.FindPropertyValues(GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME);
+    return Verify(View(leaf.front()), chain.empty() ? absl::string_view() : View(chain.front()));
+  }
 
   absl::Status Verify(absl::string_view leaf_pem, absl::string_view chain_pem) {
     const std::array<unsigned char, 32> digest = Sha256(absl::StrCat(leaf_pem, chain_pem));
@@ -197,13 +199,14 @@ class ClientCertificateProcessor : public grpc::AuthMetadataProcessor {
   }
 
   StorePtr store_{X509_STORE_new(), &X509_STORE_free};
+  std::function<void()> on_refused_;
   absl::Mutex mutex_;
   // SHA-256 of a verified certificate and its chain -> when the certificate expires.
   absl::flat_hash_map<std::string, std::time_t> verified_until_ ABSL_GUARDED_BY(mutex_);
 };
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> LoadTlsCredentials(
-    const SecurityConfig& config) {
+    const SecurityConfig& config, std::function<void()> on_refused_certificate) {
   MPC_ASSIGN_OR_RETURN(std::string cert_chain, ReadCertificates("tls_cert", config.tls_cert_file));
   MPC_ASSIGN_OR_RETURN(std::string private_key, ReadFile("tls_key", config.tls_key_file));
   KeyPtr key = PrivateKey(private_key);
@@ -230,8 +233,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> LoadTlsCredentials(
                        ReadCertificates("tls_client_ca", config.tls_client_ca_file));
   options.client_certificate_request = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY;
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::SslServerCredentials(options);
-  credentials->SetAuthMetadataProcessor(
-      std::make_shared<ClientCertificateProcessor>(options.pem_root_certs));
+  credentials->SetAuthMetadataProcessor(std::make_shared<ClientCertificateProcessor>(
+      options.pem_root_certs, std::move(on_refused_certificate)));
   return credentials;
 }
 
@@ -254,10 +257,12 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<ServerSecurity> LoadServerSecurity(const SecurityConfig& config) {
+absl::StatusOr<ServerSecurity> LoadServerSecurity(const SecurityConfig& config,
+                                                  std::function<void()> on_refused_certificate) {
   ServerSecurity security;
   if (config.tls()) {
-    MPC_ASSIGN_OR_RETURN(security.credentials, LoadTlsCredentials(config));
+    MPC_ASSIGN_OR_RETURN(security.credentials,
+                         LoadTlsCredentials(config, std::move(on_refused_certificate)));
   } else {
     security.credentials = grpc::InsecureServerCredentials();
   }

@@ -4,16 +4,20 @@
 // TLS, mutual TLS and the bearer-token check of mpcd (docs/operations.md, "TLS and
 // authentication").
 //
-// Certificates are checked by gRPC during the TLS handshake: a client without a certificate signed
-// by --tls_client_ca never gets a connection, so no call of it reaches any service. The token is
-// checked by MpcService at the start of every handler (for a Control stream: when it opens), before
-// the request is validated or queued; the standard health and reflection services do not check it (Kubernetes probes carry no
-// token, and reflection serves only the public schema of proto/).
+// With --tls_client_ca, every call on the port (health and reflection included) needs a client
+// certificate signed by that CA: the TLS handshake accepts any certificate the client can prove it
+// holds, and a processor on the credentials verifies it (chain, dates, clientAuth purpose) before
+// any service sees the call, so a client without the right certificate gets UNAUTHENTICATED with
+// the reason. The token is checked by MpcService at the start of every handler (for a Control
+// stream: when it opens), before the request is validated or queued; the standard health and
+// reflection services do not check it (Kubernetes probes carry no token, and reflection serves
+// only the public schema of proto/).
 
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/support/string_ref.h>
 
 #include <array>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -36,7 +40,10 @@ struct ServerSecurity {
 // certificate, the key must be a PEM private key matching the certificate, the token must be one
 // line of printable ASCII without spaces (surrounding whitespace, e.g. a final newline, is
 // dropped). Errors are INVALID_ARGUMENT and name the flag ("tls_key: ...").
-absl::StatusOr<ServerSecurity> LoadServerSecurity(const SecurityConfig& config);
+// `on_refused_certificate` (optional) is called, from gRPC's threads, for every call mutual TLS
+// refuses.
+absl::StatusOr<ServerSecurity> LoadServerSecurity(
+    const SecurityConfig& config, std::function<void()> on_refused_certificate = nullptr);
 
 // One line for the log: "plaintext", "TLS", "mutual TLS"; "+ bearer token" when one is required.
 std::string DescribeSecurity(const SecurityConfig& config);

@@ -91,6 +91,14 @@ ServiceMetrics::ServiceMetrics(absl::string_view backend)
                                      "RPCs cancelled by the client (or by their deadline) "
                                      "before they were answered, by method.")
                                  .Register(*registry_);
+  refused_client_certificates_ =
+      &prometheus::BuildCounter()
+           .Name("mpcd_refused_client_certificates_total")
+           .Help(
+               "Calls refused UNAUTHENTICATED by mutual TLS for their client certificate (none, "
+               "untrusted, expired or not for clients), before reaching any service.")
+           .Register(*registry_)
+           .Add({});
   for (int m = 0; m < kRpcMethodCount; ++m) {
     const std::string method = RpcMethodName(static_cast<RpcMethod>(m));
     cancelled_requests_[m] = &cancelled_requests.Add({{"method", method}});
@@ -194,6 +202,8 @@ void ServiceMetrics::RequestFinished(RpcMethod method, absl::StatusCode code,
 void ServiceMetrics::RequestCancelled(RpcMethod method) {
   cancelled_requests_[static_cast<int>(method)]->Increment();
 }
+
+void ServiceMetrics::ClientCertificateRefused() { refused_client_certificates_->Increment(); }
 
 void ServiceMetrics::AddQueuedProblems(int delta) { queued_problems_->Increment(delta); }
 

@@ -13,6 +13,9 @@
 //   mpcd_inflight_requests{method}                RPCs accepted and not yet answered
 //   mpcd_cancelled_requests_total{method}         RPCs the client cancelled (or whose deadline
 //                                                 passed) before they were answered
+//   mpcd_refused_client_certificates_total        mutual TLS: calls refused UNAUTHENTICATED for
+//                                                 their connection's certificate, before any
+//                                                 service (so not in mpcd_requests_total)
 //   mpcd_queue_duration_seconds{kind}             per problem: enqueue to launch (or drop)
 //   mpcd_solve_duration_seconds{kind,backend}     per backend launch: its wall time
 //   mpcd_batch_size{kind,backend}                 per backend launch: its problems
@@ -66,6 +69,8 @@ class ServiceMetrics {
   void RequestFinished(RpcMethod method, absl::StatusCode code, absl::Duration latency);
   // gRPC reported the call cancelled (client gone or deadline passed) before it was answered.
   void RequestCancelled(RpcMethod method);
+  // Mutual TLS refused a call for its client certificate (any service, health included).
+  void ClientCertificateRefused();
 
   void AddQueuedProblems(int delta);
   void AddInflightProblems(int delta);
@@ -86,6 +91,7 @@ class ServiceMetrics {
   std::array<prometheus::Histogram*, kRpcMethodCount> request_duration_{};
   std::array<prometheus::Gauge*, kRpcMethodCount> inflight_requests_{};
   std::array<prometheus::Counter*, kRpcMethodCount> cancelled_requests_{};
+  prometheus::Counter* refused_client_certificates_ = nullptr;
   std::array<prometheus::Histogram*, kJobKindCount> queue_duration_{};
   std::array<prometheus::Histogram*, kJobKindCount> solve_duration_{};
   std::array<prometheus::Histogram*, kJobKindCount> batch_size_{};

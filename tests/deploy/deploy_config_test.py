@@ -277,7 +277,7 @@ class PrometheusTest(unittest.TestCase):
         result = run([promtool, "check", "config", source("deploy", "prometheus",
                                                           "prometheus.yml")])
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-        self.assertIn("SUCCESS: 6 rules found", result.stdout)
+        self.assertIn("SUCCESS: 7 rules found", result.stdout)
 
     def test_alerts_fire_on_their_series(self):
         promtool = require_tool(self, ARGS.promtool, "promtool (apt-get install prometheus)")

@@ -117,15 +117,17 @@ class MutualTlsWithTokenTest(unittest.TestCase):
                           *self.tls_flags())
         self.assertEqual(misnamed.returncode, 2)
         self.assertRegex(misnamed.stderr, r"^mpcctl: UNAVAILABLE: ")
-        for flags in (["--target", self.server.target],
-                      ["--target", self.server.target, "--tls_ca=" + cert("ca.pem")],
-                      self.tls_flags("other_client"),
-                      self.tls_flags() + ["--tls_ca=" + cert("other_ca.pem")]):
+        for flags, code in ((["--target", self.server.target], "UNAVAILABLE"),
+                            (self.tls_flags() + ["--tls_ca=" + cert("other_ca.pem")],
+                             "UNAVAILABLE"),
+                            (["--target", self.server.target, "--tls_ca=" + cert("ca.pem")],
+                             "UNAUTHENTICATED"),
+                            (self.tls_flags("other_client"), "UNAUTHENTICATED")):
             with self.subTest(flags=flags):
                 refused = mpcctl("health", "--timeout=10", *flags)
                 self.assertEqual(refused.returncode, 2)
                 self.assertEqual(refused.stdout, "")
-                self.assertRegex(refused.stderr, r"^mpcctl: UNAVAILABLE: ")
+                self.assertRegex(refused.stderr, r"^mpcctl: %s: " % code)
                 self.assertEqual(len(refused.stderr.splitlines()), 1, refused.stderr)
 
     def test_mpcctl_without_the_token_is_unauthenticated(self):
@@ -139,21 +141,33 @@ class MutualTlsWithTokenTest(unittest.TestCase):
     def test_without_the_right_certificate_no_call_gets_through(self):
         before = scrape(self.server.metrics_url)
         token = (("authorization", "Bearer " + TOKEN),)
-        channels = {
-            "plaintext": self.grpc.insecure_channel(self.server.target),
-            "no client certificate": self.tls_channel(None),
-            "client certificate from another CA": self.tls_channel("other_client"),
+        cases = {
+            # No TLS session, so no call to refuse: gRPC reports the failed connection.
+            "plaintext": (self.grpc.insecure_channel(self.server.target),
+                          self.grpc.StatusCode.UNAVAILABLE, ""),
+            "no client certificate": (self.tls_channel(None),
+                                      self.grpc.StatusCode.UNAUTHENTICATED,
+                                      "no client certificate"),
+            "client certificate from another CA": (self.tls_channel("other_client"),
+                                                   self.grpc.StatusCode.UNAUTHENTICATED,
+                                                   "not trusted"),
+            "expired client certificate": (self.tls_channel("expired_client"),
+                                           self.grpc.StatusCode.UNAUTHENTICATED, "expired"),
         }
-        for what, channel in channels.items():
+        for what, (channel, code, reason) in cases.items():
             with self.subTest(what):
                 with self.assertRaises(self.grpc.RpcError) as error:
                     self.stub(channel).Solve(lqr_request(self.pb), timeout=10, metadata=token)
-                self.assertEqual(error.exception.code(), self.grpc.StatusCode.UNAVAILABLE)
+                self.assertEqual(error.exception.code(), code)
+                self.assertIn(reason, error.exception.details())
             channel.close()
         after = scrape(self.server.metrics_url)
-        # The handshake failed: no call reached the service, so none was answered or queued.
+        # Refused before any handler: none was answered by the service or queued, and each
+        # refusal for a certificate was counted.
         self.assertEqual(requests_answered(after), requests_answered(before))
         self.assertEqual(problems_queued(after), problems_queued(before))
+        refused = "mpcd_refused_client_certificates_total"
+        self.assertEqual(sample(after, refused) - sample(before, refused), 3)
 
     def test_missing_or_wrong_token_is_unauthenticated_and_nothing_is_solved(self):
         before = scrape(self.server.metrics_url)

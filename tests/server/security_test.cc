@@ -291,6 +291,9 @@ class SecureServer : public SecurityFiles {
     return MetricValue(*server_->metrics().registry(), "mpcd_requests_total",
                        {{"method", method}, {"code", code}});
   }
+  static double RefusedCertificates() {
+    return MetricValue(*server_->metrics().registry(), "mpcd_refused_client_certificates_total");
+  }
   static double AllAnswered() {
     double total = 0;
     for (const char* method : {"Solve", "Backward", "ListModels", "Control"}) {
@@ -338,6 +341,7 @@ TEST_F(SecureServer, MissingOrWrongTokensAreUnauthenticatedAndNothingIsQueued) {
     return total;
   };
   const double refused_before = refused();
+  const double certificates_refused_before = RefusedCertificates();
   MpcClientOptions no_token = GoodOptions();
   no_token.auth_token = "";
   MpcClientOptions wrong_token = GoodOptions();
@@ -360,37 +364,69 @@ TEST_F(SecureServer, MissingOrWrongTokensAreUnauthenticatedAndNothingIsQueued) {
   }
   EXPECT_EQ(QueuedProblems(), queued_before);
   EXPECT_EQ(refused(), refused_before + 8);
+  EXPECT_EQ(RefusedCertificates(), certificates_refused_before);
 }
 
-TEST_F(SecureServer, ClientsWithoutTheRightCertificateNeverReachTheService) {
+TEST_F(SecureServer, ClientsWithoutTheRightCertificateAreUnauthenticatedAndReachNoService) {
   const double answered_before = AllAnswered();
   const double queued_before = QueuedProblems();
-  MpcClientOptions plaintext;
-  plaintext.timeout = absl::Seconds(10);
-  plaintext.auth_token = kToken;
+  const double refused_before = RefusedCertificates();
   MpcClientOptions no_certificate = GoodOptions();
   no_certificate.tls_cert_chain = no_certificate.tls_private_key = "";
   MpcClientOptions other_ca_certificate = GoodOptions();
   other_ca_certificate.tls_cert_chain = ReadFile(Path("other_client.pem"));
   other_ca_certificate.tls_private_key = ReadFile(Path("other_client.key"));
-  MpcClientOptions distrusts_the_server = GoodOptions();
-  distrusts_the_server.tls_root_certs = ReadFile(Path("other_ca.pem"));
-  const std::pair<const char*, MpcClientOptions> cases[] = {
-      {"plaintext", plaintext},
-      {"no client certificate", no_certificate},
-      {"client certificate from another CA", other_ca_certificate},
-      {"server certificate not trusted", distrusts_the_server},
+  MpcClientOptions expired_certificate = GoodOptions();
+  expired_certificate.tls_cert_chain = ReadFile(Path("expired_client.pem"));
+  expired_certificate.tls_private_key = ReadFile(Path("expired_client.key"));
+  // Signed by the right CA, but for servers only (extendedKeyUsage serverAuth).
+  MpcClientOptions server_certificate = GoodOptions();
+  server_certificate.tls_cert_chain = ReadFile(Path("server.pem"));
+  server_certificate.tls_private_key = ReadFile(Path("server.key"));
+  const struct {
+    const char* what;
+    MpcClientOptions options;
+    const char* reason;
+  } cases[] = {
+      {"no client certificate", no_certificate, "no client certificate"},
+      {"client certificate from another CA", other_ca_certificate, "not trusted"},
+      {"expired client certificate", expired_certificate, "expired"},
+      {"server certificate as a client's", server_certificate, "purpose"},
   };
-  for (const auto& [what, options] : cases) {
+  for (const auto& [what, options, reason] : cases) {
     SCOPED_TRACE(what);
     std::unique_ptr<MpcClient> client = Client(options);
-    // The handshake fails, so there is no call to answer with a status: gRPC reports the failed
-    // connection as UNAVAILABLE.
+    const auto refused = StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr(reason));
+    EXPECT_THAT(client->Solve(DoubleIntegratorRequest()), refused);
+    EXPECT_THAT(client->Backward(mpcd::v1::BackwardRequest()), refused);
+    EXPECT_THAT(client->ListModels(), refused);
+    EXPECT_THAT(client->OpenControl(absl::Seconds(10))->Step(ControlStart()), refused);
+    EXPECT_THAT(client->CheckHealth().status(), refused);
+  }
+  // Refused before any handler: nothing answered by the service or queued, every call counted
+  // as a refused certificate.
+  EXPECT_EQ(AllAnswered(), answered_before);
+  EXPECT_EQ(QueuedProblems(), queued_before);
+  EXPECT_EQ(RefusedCertificates(), refused_before + std::size(cases) * 5);
+}
+
+TEST_F(SecureServer, WithoutATlsSessionThereIsNoCallToRefuse) {
+  const double answered_before = AllAnswered();
+  MpcClientOptions plaintext;
+  plaintext.timeout = absl::Seconds(10);
+  plaintext.auth_token = kToken;
+  MpcClientOptions distrusts_the_server = GoodOptions();
+  distrusts_the_server.tls_root_certs = ReadFile(Path("other_ca.pem"));
+  for (const auto& [what, options] :
+       {std::pair{"plaintext", plaintext},
+        std::pair{"server certificate not trusted", distrusts_the_server}}) {
+    SCOPED_TRACE(what);
+    std::unique_ptr<MpcClient> client = Client(options);
+    // No TLS session, so no call: gRPC reports the failed connection as UNAVAILABLE.
     EXPECT_THAT(client->Solve(DoubleIntegratorRequest()), StatusIs(absl::StatusCode::kUnavailable));
     EXPECT_THAT(client->CheckHealth().status(), StatusIs(absl::StatusCode::kUnavailable));
   }
   EXPECT_EQ(AllAnswered(), answered_before);
-  EXPECT_EQ(QueuedProblems(), queued_before);
 }
 
 TEST(MpcClientTls, InconsistentOptionsAreInvalidArguments) {

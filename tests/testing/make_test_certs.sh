@@ -5,6 +5,7 @@
 #   client.pem client.key              signed by it (clientAuth)
 #   other_ca.pem other_ca.key          an unrelated CA
 #   other_client.pem other_client.key  signed by the unrelated CA (clientAuth)
+#   expired_client.pem .key            signed by the test CA (clientAuth), valid only in Jan 2020
 # Usage: make_test_certs.sh OUT_DIR
 set -euo pipefail
 out=${1:?usage: make_test_certs.sh OUT_DIR}
@@ -36,4 +37,21 @@ ca other_ca "unrelated test CA"
 leaf server ca localhost serverAuth -addext "subjectAltName=DNS:localhost,IP:127.0.0.1"
 leaf client ca "mpcd test client" clientAuth
 leaf other_client other_ca "unrelated test client" clientAuth
-rm -f req.cnf
+
+# A validity period in the past needs `openssl ca` (req and x509 only count days from now), which
+# keeps a database: a throw-away one in its own folder.
+mkdir -p ca_db
+: > ca_db/index.txt
+printf '[ca]\ndefault_ca = test_ca\n[test_ca]\ndatabase = ca_db/index.txt\nnew_certs_dir = ca_db\n%s\n' \
+  'default_md = sha256
+policy = any_name
+copy_extensions = copy
+rand_serial = yes
+[any_name]
+commonName = supplied' > ca_db/ca.cnf
+openssl req -config req.cnf -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout expired_client.key -out ca_db/expired_client.csr -subj "/CN=expired test client" \
+  -addext "basicConstraints=critical,CA:FALSE" -addext "extendedKeyUsage=clientAuth" 2>/dev/null
+openssl ca -batch -config ca_db/ca.cnf -cert ca.pem -keyfile ca.key -in ca_db/expired_client.csr \
+  -out expired_client.pem -startdate 20200101000000Z -enddate 20200102000000Z -notext 2>/dev/null
+rm -rf ca_db req.cnf
