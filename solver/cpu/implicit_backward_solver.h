@@ -17,6 +17,7 @@
 #include "solver/cpu/implicit_backward.h"
 #include "solver/cpu/regularization.h"
 #include "solver/dual.h"
+#include "solver/models/model_derivatives.h"
 #include "solver/models/model_registry.h"
 
 namespace mpc {
@@ -103,37 +104,6 @@ void StepMixedSecondDerivatives(const double* x, const double* u, const double* 
       for (int i = 0; i < n; ++i) s += lambda[i] * out[i].d[k].d[a];
       Htp(a, k) = s;
     }
-  }
-}
-
-// g = (d2 phi / d p d tau) dtau: (p), the mixed block applied to one direction dtau = [dx; du].
-// Outer tangents over p, a single inner tangent along dtau: what a vector-Jacobian product needs,
-// at a fraction of the full block's cost.
-template <class Model>
-void StepMixedDirectional(const double* x, const double* u, const double* p, double dt,
-                          const double* lambda, const double* dx, const double* du, double* g) {
-  constexpr int n = Model::kStateDim;
-  constexpr int m = Model::kControlDim;
-  constexpr int np = Model::kParamDim;
-  using Inner = Dual<double, 1>;
-  using Outer = Dual<Inner, np>;
-  Outer xd[n], ud[m], pd[np], out[n];
-  for (int i = 0; i < n; ++i) {
-    Inner v(x[i]);
-    v.d[0] = dx[i];
-    xd[i] = Outer(v);
-  }
-  for (int j = 0; j < m; ++j) {
-    Inner v(u[j]);
-    v.d[0] = du[j];
-    ud[j] = Outer(v);
-  }
-  for (int k = 0; k < np; ++k) pd[k] = Outer::Variable(Inner(p[k]), k);
-  Model::Step(xd, ud, pd, dt, out);
-  for (int k = 0; k < np; ++k) {
-    double s = 0.0;
-    for (int i = 0; i < n; ++i) s += lambda[i] * out[i].d[k].d[0];
-    g[k] = s;
   }
 }
 

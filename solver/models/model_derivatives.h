@@ -6,8 +6,9 @@
 
 namespace mpc {
 
-// x_next = f(x, u; p) and its Jacobians by forward-mode AD in one model evaluation with n+m tangents.
-// x: (n); u: (m); p: (kParamDim); x_next: (n); A: (n, n) and B: (n, m), both column-major.
+// x_next = f(x, u; p) and its Jacobians by forward-mode AD in one model evaluation with n+m
+// tangents. x: (n); u: (m); p: (kParamDim); x_next: (n); A: (n, n) and B: (n, m), both
+// column-major.
 template <class Model>
 MPC_HOST_DEVICE void StepWithJacobians(const double* x, const double* u, const double* p, double dt,
                                        double* x_next, double* A, double* B) {
@@ -25,14 +26,15 @@ MPC_HOST_DEVICE void StepWithJacobians(const double* x, const double* u, const d
   }
 }
 
-// d x_next / d p by forward-mode AD. x: (n); u: (m); p: (kParamDim); P: (n, kParamDim) column-major.
-template <class Model>
-MPC_HOST_DEVICE void StepParamJacobian(const double* x, const double* u, const double* p, double dt,
-                                       double* x_next, double* P) {
+// d x_next / d p by forward-mode AD, in scalar S (double; float in the device backward).
+// x: (n); u: (m); p: (kParamDim); P: (n, kParamDim) column-major.
+template <class Model, typename S>
+MPC_HOST_DEVICE void StepParamJacobian(const S* x, const S* u, const S* p, double dt, S* x_next,
+                                       S* P) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
   constexpr int np = Model::kParamDim;
-  using D = Dual<double, np>;
+  using D = Dual<S, np>;
   D xd[n], ud[m], pd[np], out[n];
   for (int i = 0; i < n; ++i) xd[i] = D(x[i]);
   for (int j = 0; j < m; ++j) ud[j] = D(u[j]);
@@ -41,6 +43,39 @@ MPC_HOST_DEVICE void StepParamJacobian(const double* x, const double* u, const d
   for (int i = 0; i < n; ++i) {
     x_next[i] = out[i].v;
     for (int k = 0; k < np; ++k) P[k * n + i] = out[i].d[k];
+  }
+}
+
+// g = (d2 phi / d p d tau) dtau with phi(tau, p) = lambda' f(x, u; p): (p), the mixed second
+// derivative block applied to one direction dtau = [dx; du], in scalar S. Outer tangents over p, a
+// single inner tangent along dtau (forward over forward): what a vector-Jacobian product needs, at
+// a fraction of the full block's cost. Shared by the CPU and device backward passes. x, dx, lambda:
+// (n); u, du: (m); p: (kParamDim); g: (kParamDim).
+template <class Model, typename S>
+MPC_HOST_DEVICE void StepMixedDirectional(const S* x, const S* u, const S* p, double dt,
+                                          const S* lambda, const S* dx, const S* du, S* g) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  constexpr int np = Model::kParamDim;
+  using Inner = Dual<S, 1>;
+  using Outer = Dual<Inner, np>;
+  Outer xd[n], ud[m], pd[np], out[n];
+  for (int i = 0; i < n; ++i) {
+    Inner v(x[i]);
+    v.d[0] = dx[i];
+    xd[i] = Outer(v);
+  }
+  for (int j = 0; j < m; ++j) {
+    Inner v(u[j]);
+    v.d[0] = du[j];
+    ud[j] = Outer(v);
+  }
+  for (int k = 0; k < np; ++k) pd[k] = Outer::Variable(Inner(p[k]), k);
+  Model::Step(xd, ud, pd, dt, out);
+  for (int k = 0; k < np; ++k) {
+    S s = 0;
+    for (int i = 0; i < n; ++i) s += lambda[i] * out[i].d[k].d[0];
+    g[k] = s;
   }
 }
 

@@ -1,0 +1,556 @@
+#ifndef MPC_SOLVER_CUDA_BACKWARD_DEVICE_H_
+#define MPC_SOLVER_CUDA_BACKWARD_DEVICE_H_
+
+// The implicit backward pass (vector-Jacobian product) of one problem as MPC_HOST_DEVICE code over
+// compile-time sizes: what one CUDA thread runs (backward_kernels.cuh) and what the host emulation
+// runs on the CPU (host_emulation.h).
+//
+// It is the math of solver/cpu/implicit_backward_solver.h (described in cpu/implicit_backward.h),
+// step for step, for GradientMode kDefault and kFullChain (kExact is the same as kDefault for
+// linear dynamics; for models it needs the dynamics' curvature in every stage's Hessian and stays
+// on the CPU): the dynamics linearised at the given point by the device linearisation of the solve
+// (ilqr_device.h), the active set (|u - bound| <= kActiveSetTolerance), the costates and residuals,
+// one Riccati factorisation of the pinned LQR with Levenberg-Marquardt retries, that LQR solved for
+// the cotangent, and the gradient formulas. Two differences in how, not what: the LQR's backward
+// sweep runs inside the factorisation's (the right-hand side is known up front, so the factors are
+// used as they are made and never stored), and rounding (plain loops here, Eigen there).
+
+#include <cmath>
+
+#include "solver/cpu/regularization.h"
+#include "solver/cuda/backward_batch_view.h"
+#include "solver/cuda/ilqr_device.h"
+#include "solver/host_device.h"
+#include "solver/models/model_derivatives.h"
+
+namespace mpc::device_ilqr {
+
+// A control within this of a bound is pinned (solver/gradients.h kActiveSetTolerance).
+constexpr double kDeviceActiveSetTolerance = 1e-8;
+// Above this estimated condition number of a stage's Quu (free controls) the result is flagged
+// (solver/cpu/implicit_backward_solver.h kIllConditioned).
+constexpr double kDeviceIllConditioned = 1e12;
+
+// GCC 12 at -O3 does not see that the run-time sizes n, m equal NX, NU in the fixed-size
+// specialisations, and reports the small local arrays as maybe-uninitialized or indexed out of
+// bounds in loops it cannot reach (as in ilqr_device.h); known false positives there.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#endif
+
+// One problem's backward pass. Construct, then Run(); everything it needs is in the view. NX, NU
+// as for ProblemSolver (sizes with kFixedSize, capacities without).
+template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true>
+class ProblemBackward {
+ public:
+  MPC_HOST_DEVICE ProblemBackward(const BackwardBatchView<S>& view, int b)
+      : n(kFixedSize ? NX : view.problem.state_dim),
+        m(kFixedSize ? NU : view.problem.control_dim),
+        nt(n + m),
+        view_(view),
+        in_(view.problem),
+        b_(b),
+        T_(view.problem.horizon),
+        settings_(view.settings[b]) {}
+
+  MPC_HOST_DEVICE void Run() {
+    BackwardResult& out = view_.results[b_];
+    ZeroGradient();
+    out.regularization = 0.0;
+    out.condition_estimate = 0.0;
+    out.active_controls = 0;
+    out.status = kDeviceGradientOk;
+    if (!Load(&out)) {
+      out.status = kDeviceGradientNotFinite;
+      return;
+    }
+    if (!Factorize(&out)) return;
+    if (!SolveClosedLoop()) {
+      out.status = kDeviceGradientNotFinite;
+      return;
+    }
+    AssembleGradient();
+  }
+
+ private:
+  MPC_HOST_DEVICE static S Abs(S v) { return v < S(0) ? -v : v; }
+  // max(a, b) that keeps a NaN b (a NaN residual must be seen).
+  MPC_HOST_DEVICE static S MaxKeepNan(S a, S b) { return b <= a ? a : b; }
+
+  MPC_HOST_DEVICE S& At(S* array, int e) const {
+    return array[static_cast<long long>(e) * view_.problem.batch + b_];
+  }
+  MPC_HOST_DEVICE S At(const S* array, int e) const {
+    return array[static_cast<long long>(e) * view_.problem.batch + b_];
+  }
+
+  // The problem's data at step t (layout: ilqr_batch_view.h; C is already symmetrised).
+  MPC_HOST_DEVICE int CostBase(int t) const { return (in_.cost_slices > 1 ? t : 0) * nt * nt; }
+  MPC_HOST_DEVICE S C(int t, int i, int j) const {
+    return At(in_.cost_quadratic, CostBase(t) + i * nt + j);
+  }
+  MPC_HOST_DEVICE S c(int t, int i) const {
+    return At(in_.cost_linear, (in_.linear_slices > 1 ? t : 0) * nt + i);
+  }
+  MPC_HOST_DEVICE S Lower(int t, int j) const {
+    return At(in_.u_lower, (in_.bound_slices > 1 ? t : 0) * m + j);
+  }
+  MPC_HOST_DEVICE S Upper(int t, int j) const {
+    return At(in_.u_upper, (in_.bound_slices > 1 ? t : 0) * m + j);
+  }
+  // tau_t[i] = [x_t; u_t][i] of the point, and of the LQR's solution.
+  MPC_HOST_DEVICE S Tau(int t, int i) const {
+    return i < n ? At(view_.x, t * n + i) : At(view_.u, t * m + i - n);
+  }
+  MPC_HOST_DEVICE S DeltaTau(int t, int i) const {
+    return i < n ? At(view_.dx, t * n + i) : At(view_.du, t * m + i - n);
+  }
+
+  // A_t (n, n) and B_t (n, m), row-major: the problem's for linear dynamics, else the scratch
+  // written by Load.
+  MPC_HOST_DEVICE void LoadJacobians(int t, S* A, S* B) const {
+    if constexpr (Dynamics::kIsLinear) {
+      const int base = (in_.transition_slices > 1 ? t : 0) * n * nt;
+      for (int i = 0; i < n; ++i) {
+        for (int j = 0; j < n; ++j) A[i * n + j] = At(in_.transition, base + i * nt + j);
+        for (int j = 0; j < m; ++j) B[i * m + j] = At(in_.transition, base + i * nt + n + j);
+      }
+    } else {
+      for (int e = 0; e < n * n; ++e) A[e] = At(view_.A, t * n * n + e);
+      for (int e = 0; e < n * m; ++e) B[e] = At(view_.B, t * n * m + e);
+    }
+  }
+
+  MPC_HOST_DEVICE void ZeroGradient() {
+    for (int i = 0; i < n; ++i) At(view_.grad_x_init, i) = 0;
+    for (int e = 0; e < in_.cost_slices * nt * nt; ++e) At(view_.grad_cost_quadratic, e) = 0;
+    for (int e = 0; e < in_.linear_slices * nt; ++e) At(view_.grad_cost_linear, e) = 0;
+    if constexpr (Dynamics::kIsLinear) {
+      for (int e = 0; e < in_.transition_slices * n * nt; ++e) At(view_.grad_transition, e) = 0;
+      for (int e = 0; e < view_.offset_gradient_slices * n; ++e) At(view_.grad_offset, e) = 0;
+    } else {
+      for (int k = 0; k < Dynamics::kParamDim; ++k) At(view_.grad_params, k) = 0;
+    }
+  }
+
+  // The dynamics linearised at the point (and df/dp), the active set, the costates
+  // lambda_t = C_{t,x:} tau_t + c_{t,x} + A_t' lambda_{t+1} and the residuals. Returns false when a
+  // derivative or residual is not finite (the caller reports kNotFinite with a zero gradient).
+  MPC_HOST_DEVICE bool Load(BackwardResult* out) {
+    bool finite = true;
+    S dynamics_residual = 0;
+    for (int i = 0; i < n; ++i) {
+      dynamics_residual = MaxKeepNan(dynamics_residual, Abs(At(view_.x, i) - At(in_.x_init, i)));
+    }
+    S x[NX] = {}, u[NU] = {}, next[NX] = {}, A[NX * NX] = {}, B[NX * NU] = {};
+    for (int t = 0; t + 1 < T_; ++t) {
+      for (int i = 0; i < n; ++i) x[i] = At(view_.x, t * n + i);
+      for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
+      if constexpr (Dynamics::kIsLinear) {
+        LoadJacobians(t, A, B);
+        const int offset_base = (in_.offset_slices > 1 ? t : 0) * n;
+        for (int i = 0; i < n; ++i) {
+          S s = 0;
+          for (int j = 0; j < n; ++j) s += A[i * n + j] * x[j];
+          for (int j = 0; j < m; ++j) s += B[i * m + j] * u[j];
+          if (in_.offset_slices > 0) s += At(in_.offset, offset_base + i);
+          next[i] = s;
+        }
+      } else {
+        using Model = typename Dynamics::ModelType;
+        constexpr int p = Dynamics::kParamDim;
+        S params[p] = {}, P[NX * p] = {}, unused[NX] = {};
+        for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
+        StepWithJacobians<Model>(x, u, params, settings_.dt, next, A, B);
+        StepParamJacobian<Model>(x, u, params, settings_.dt, unused, P);
+        for (int e = 0; e < n * n; ++e) {
+          At(view_.A, t * n * n + e) = A[e];
+          finite = finite && IsFinite(A[e]);
+        }
+        for (int e = 0; e < n * m; ++e) {
+          At(view_.B, t * n * m + e) = B[e];
+          finite = finite && IsFinite(B[e]);
+        }
+        for (int e = 0; e < n * p; ++e) {
+          At(view_.P, t * n * p + e) = P[e];
+          finite = finite && IsFinite(P[e]);
+        }
+      }
+      for (int i = 0; i < n; ++i) {
+        dynamics_residual =
+            MaxKeepNan(dynamics_residual, Abs(next[i] - At(view_.x, (t + 1) * n + i)));
+      }
+    }
+    if constexpr (Dynamics::kIsLinear) {
+      for (int e = 0; e < in_.transition_slices * n * nt; ++e) {
+        finite = finite && IsFinite(At(in_.transition, e));
+      }
+    }
+
+    // Active set: mpc.pytorch's rule, either bound within the tolerance.
+    int active = 0;
+    for (int t = 0; t < T_; ++t) {
+      for (int j = 0; j < m; ++j) {
+        bool pinned = false;
+        if (settings_.has_bounds != 0) {
+          const S v = At(view_.u, t * m + j);
+          pinned = Abs(v - Lower(t, j)) <= S(kDeviceActiveSetTolerance) ||
+                   Abs(v - Upper(t, j)) <= S(kDeviceActiveSetTolerance);
+        }
+        At(view_.free, t * m + j) = pinned ? S(0) : S(1);
+        if (pinned) ++active;
+      }
+    }
+
+    // Costates, and the stationarity of the free controls (zero at an optimum).
+    S stationarity_residual = 0;
+    S lambda_next[NX] = {};
+    for (int t = T_ - 1; t >= 0; --t) {
+      for (int i = 0; i < n; ++i) x[i] = At(view_.x, t * n + i);
+      for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
+      if (t + 1 < T_) LoadJacobians(t, A, B);
+      S lambda[NX] = {};
+      for (int i = 0; i < n; ++i) {
+        S s = 0;
+        for (int j = 0; j < n; ++j) s += C(t, i, j) * x[j];
+        for (int j = 0; j < m; ++j) s += C(t, n + j, i) * u[j];
+        s += c(t, i);
+        if (t + 1 < T_) {
+          for (int l = 0; l < n; ++l) s += A[l * n + i] * lambda_next[l];
+        }
+        lambda[i] = s;
+        finite = finite && IsFinite(s);
+      }
+      for (int i = 0; i < m; ++i) {
+        S s = 0;
+        for (int j = 0; j < n; ++j) s += C(t, n + i, j) * x[j];
+        for (int j = 0; j < m; ++j) s += C(t, n + i, n + j) * u[j];
+        s += c(t, n + i);
+        if (t + 1 < T_) {
+          for (int l = 0; l < n; ++l) s += B[l * m + i] * lambda_next[l];
+        }
+        if (At(view_.free, t * m + i) != S(0)) {
+          stationarity_residual = MaxKeepNan(stationarity_residual, Abs(s));
+        }
+      }
+      for (int i = 0; i < n; ++i) {
+        At(view_.lambda, t * n + i) = lambda[i];
+        lambda_next[i] = lambda[i];
+      }
+      for (int i = 0; i < nt; ++i) {
+        for (int j = 0; j < nt; ++j) finite = finite && IsFinite(C(t, i, j));
+      }
+    }
+    out->stationarity_residual = stationarity_residual;
+    out->dynamics_residual = dynamics_residual;
+    out->active_controls = active;
+    return finite && IsFinite(stationarity_residual) && IsFinite(dynamics_residual);
+  }
+
+  // Riccati factorisation of the pinned LQR, retried with growing mu I on the free controls' Quu
+  // until every stage is positive definite; writes the regularisation, conditioning and status.
+  MPC_HOST_DEVICE bool Factorize(BackwardResult* out) {
+    S reg = 0;
+    S condition = 0;
+    while (!FactorizeOnce(reg, &condition)) {
+      reg = reg == S(0) ? S(kMinRegularization) : reg * S(kRegularizationFactor);
+      if (reg > S(kMaxRegularization)) {
+        out->status = kDeviceGradientNotFinite;
+        out->regularization = reg;
+        return false;
+      }
+    }
+    out->regularization = reg;
+    out->condition_estimate = condition;
+    if (reg > S(0)) {
+      out->status = kDeviceGradientRegularized;
+    } else if (!(condition <= S(kDeviceIllConditioned))) {
+      out->status = kDeviceGradientIllConditioned;
+    }
+    return true;
+  }
+
+  // L L' = Q (m, m), row-major lower triangle; false when a pivot is not > 0 (NaN included).
+  MPC_HOST_DEVICE bool Cholesky(const S* Q, S* L) const {
+    using std::sqrt;
+    for (int e = 0; e < m * m; ++e) L[e] = 0;
+    for (int j = 0; j < m; ++j) {
+      S d = Q[j * m + j];
+      for (int k = 0; k < j; ++k) d -= L[j * m + k] * L[j * m + k];
+      if (!(d > S(0))) return false;
+      const S ljj = sqrt(d);
+      L[j * m + j] = ljj;
+      for (int i = j + 1; i < m; ++i) {
+        S s = Q[i * m + j];
+        for (int k = 0; k < j; ++k) s -= L[i * m + k] * L[j * m + k];
+        L[i * m + j] = s / ljj;
+      }
+    }
+    return true;
+  }
+
+  // rhs <- (L L')^-1 rhs for `cols` columns of an (m, cols) row-major rhs.
+  MPC_HOST_DEVICE void CholeskySolve(const S* L, S* rhs, int cols) const {
+    for (int col = 0; col < cols; ++col) {
+      for (int i = 0; i < m; ++i) {
+        S s = rhs[i * cols + col];
+        for (int k = 0; k < i; ++k) s -= L[i * m + k] * rhs[k * cols + col];
+        rhs[i * cols + col] = s / L[i * m + i];
+      }
+      for (int i = m - 1; i >= 0; --i) {
+        S s = rhs[i * cols + col];
+        for (int k = i + 1; k < m; ++k) s -= L[k * m + i] * rhs[k * cols + col];
+        rhs[i * cols + col] = s / L[i * m + i];
+      }
+    }
+  }
+
+  // One Riccati pass of the pinned LQR with Hessian C_t (V_t, K_t with pinned rows zero, L_t of
+  // Quu with pinned rows and columns replaced by the identity), and in the same sweep the LQR's
+  // backward pass for the cotangent (linear term g = -dL/dtau): k_t, v_t. Stores K_t, k_t.
+  MPC_HOST_DEVICE bool FactorizeOnce(S reg, S* condition) {
+    S A[NX * NX] = {}, B[NX * NU] = {}, VA[NX * NX] = {}, VB[NX * NU] = {};
+    S V[NX * NX] = {}, v[NX] = {};
+    S Qxx[NX * NX] = {}, Qux[NU * NX] = {}, Quu[NU * NU] = {}, L[NU * NU] = {};
+    S qx[NX] = {}, qu[NU] = {}, K[NU * NX] = {}, k[NU] = {};
+    *condition = 0;
+    for (int t = T_ - 1; t >= 0; --t) {
+      for (int i = 0; i < n; ++i) {
+        for (int j = 0; j < n; ++j) Qxx[i * n + j] = C(t, i, j);
+        qx[i] = -At(view_.dl_dx, t * n + i);
+      }
+      for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) Qux[i * n + j] = C(t, n + i, j);
+        for (int j = 0; j < m; ++j) Quu[i * m + j] = C(t, n + i, n + j);
+        qu[i] = -At(view_.dl_du, t * m + i);
+      }
+      if (t + 1 < T_) {
+        LoadJacobians(t, A, B);
+        for (int i = 0; i < n; ++i) {
+          for (int j = 0; j < n; ++j) {
+            S s = 0;
+            for (int l = 0; l < n; ++l) s += V[i * n + l] * A[l * n + j];
+            VA[i * n + j] = s;
+          }
+          for (int j = 0; j < m; ++j) {
+            S s = 0;
+            for (int l = 0; l < n; ++l) s += V[i * n + l] * B[l * m + j];
+            VB[i * m + j] = s;
+          }
+        }
+        for (int i = 0; i < n; ++i) {
+          for (int j = 0; j < n; ++j) {
+            S s = 0;
+            for (int l = 0; l < n; ++l) s += A[l * n + i] * VA[l * n + j];
+            Qxx[i * n + j] += s;
+          }
+          S s = 0;
+          for (int l = 0; l < n; ++l) s += A[l * n + i] * v[l];
+          qx[i] += s;
+        }
+        for (int i = 0; i < m; ++i) {
+          for (int j = 0; j < n; ++j) {
+            S s = 0;
+            for (int l = 0; l < n; ++l) s += B[l * m + i] * VA[l * n + j];
+            Qux[i * n + j] += s;
+          }
+          for (int j = 0; j < m; ++j) {
+            S s = 0;
+            for (int l = 0; l < n; ++l) s += B[l * m + i] * VB[l * m + j];
+            Quu[i * m + j] += s;
+          }
+          S s = 0;
+          for (int l = 0; l < n; ++l) s += B[l * m + i] * v[l];
+          qu[i] += s;
+        }
+      }
+      for (int i = 0; i < m; ++i) {
+        if (At(view_.free, t * m + i) == S(0)) {
+          for (int j = 0; j < m; ++j) {
+            Quu[i * m + j] = 0;
+            Quu[j * m + i] = 0;
+          }
+          Quu[i * m + i] = 1;
+          for (int j = 0; j < n; ++j) Qux[i * n + j] = 0;
+          qu[i] = 0;
+        } else {
+          Quu[i * m + i] += reg;
+        }
+      }
+      if (!Cholesky(Quu, L)) return false;
+      S lo = static_cast<S>(HUGE_VAL), hi = 0;
+      for (int i = 0; i < m; ++i) {
+        if (At(view_.free, t * m + i) == S(0)) continue;
+        lo = L[i * m + i] < lo ? L[i * m + i] : lo;
+        hi = L[i * m + i] > hi ? L[i * m + i] : hi;
+      }
+      if (hi > S(0)) {
+        const S ratio = (hi / lo) * (hi / lo);
+        if (ratio > *condition) *condition = ratio;
+      }
+      for (int e = 0; e < m * n; ++e) K[e] = -Qux[e];
+      CholeskySolve(L, K, n);
+      for (int i = 0; i < m; ++i) k[i] = -qu[i];
+      CholeskySolve(L, k, 1);
+      // V = sym(Qxx + Qux' K), v = qx + Qux' k.
+      for (int i = 0; i < n; ++i) {
+        for (int j = 0; j < n; ++j) {
+          S s = Qxx[i * n + j];
+          for (int l = 0; l < m; ++l) s += Qux[l * n + i] * K[l * n + j];
+          V[i * n + j] = s;
+        }
+        S s = qx[i];
+        for (int l = 0; l < m; ++l) s += Qux[l * n + i] * k[l];
+        v[i] = s;
+      }
+      for (int i = 0; i < n; ++i) {
+        for (int j = i; j < n; ++j) {
+          const S s = S(0.5) * (V[i * n + j] + V[j * n + i]);
+          V[i * n + j] = s;
+          V[j * n + i] = s;
+        }
+      }
+      bool finite = true;
+      for (int e = 0; e < n * n; ++e) finite = finite && IsFinite(V[e]);
+      for (int e = 0; e < m * n; ++e) {
+        finite = finite && IsFinite(K[e]);
+        At(view_.K, t * m * n + e) = K[e];
+      }
+      if (!finite) return false;
+      for (int i = 0; i < m; ++i) At(view_.k, t * m + i) = k[i];
+    }
+    return true;
+  }
+
+  // The LQR's closed loop from dx_0 = 0 (du_t = k_t + K_t dx_t), then its multipliers
+  // mu_t = gx_t + C_{t,xx} dx_t + C_{t,ux}' du_t + A_t' mu_{t+1} (mpc.pytorch's dlambda). Returns
+  // false when any of them is not finite.
+  MPC_HOST_DEVICE bool SolveClosedLoop() {
+    S A[NX * NX] = {}, B[NX * NU] = {}, dx[NX] = {}, du[NU] = {};
+    bool finite = true;
+    for (int t = 0; t < T_; ++t) {
+      for (int i = 0; i < n; ++i) At(view_.dx, t * n + i) = dx[i];
+      for (int j = 0; j < m; ++j) {
+        S s = At(view_.k, t * m + j);
+        for (int i = 0; i < n; ++i) s += At(view_.K, (t * m + j) * n + i) * dx[i];
+        du[j] = s;
+        At(view_.du, t * m + j) = s;
+        finite = finite && IsFinite(s);
+      }
+      for (int i = 0; i < n; ++i) finite = finite && IsFinite(dx[i]);
+      if (t + 1 < T_) {
+        LoadJacobians(t, A, B);
+        S next[NX] = {};
+        for (int i = 0; i < n; ++i) {
+          S s = 0;
+          for (int j = 0; j < n; ++j) s += A[i * n + j] * dx[j];
+          for (int j = 0; j < m; ++j) s += B[i * m + j] * du[j];
+          next[i] = s;
+        }
+        for (int i = 0; i < n; ++i) dx[i] = next[i];
+      }
+    }
+    S mu_next[NX] = {};
+    for (int t = T_ - 1; t >= 0; --t) {
+      if (t + 1 < T_) LoadJacobians(t, A, B);
+      S mu[NX] = {};
+      for (int i = 0; i < n; ++i) {
+        S s = -At(view_.dl_dx, t * n + i);
+        for (int j = 0; j < n; ++j) s += C(t, i, j) * At(view_.dx, t * n + j);
+        for (int j = 0; j < m; ++j) s += C(t, n + j, i) * At(view_.du, t * m + j);
+        if (t + 1 < T_) {
+          for (int l = 0; l < n; ++l) s += A[l * n + i] * mu_next[l];
+        }
+        mu[i] = s;
+        finite = finite && IsFinite(s);
+      }
+      for (int i = 0; i < n; ++i) {
+        At(view_.mu, t * n + i) = mu[i];
+        mu_next[i] = mu[i];
+      }
+    }
+    return finite;
+  }
+
+  // The gradient formulas of cpu/implicit_backward.h from dtau = (dx, du), dlambda = mu and the
+  // point, accumulated over t in order into outputs with one slice (zeroed by Run).
+  MPC_HOST_DEVICE void AssembleGradient() {
+    for (int i = 0; i < n; ++i) At(view_.grad_x_init, i) = -At(view_.mu, i);
+    for (int t = 0; t < T_; ++t) {
+      const int dC = (in_.cost_slices > 1 ? t : 0) * nt * nt;
+      const int dc = (in_.linear_slices > 1 ? t : 0) * nt;
+      for (int i = 0; i < nt; ++i) {
+        const S tau_i = Tau(t, i);
+        const S dtau_i = DeltaTau(t, i);
+        At(view_.grad_cost_linear, dc + i) -= dtau_i;
+        for (int j = 0; j < nt; ++j) {
+          const S tau_j = Tau(t, j);
+          const S dtau_j = DeltaTau(t, j);
+          At(view_.grad_cost_quadratic, dC + i * nt + j) -=
+              S(0.5) * (dtau_i * tau_j + tau_i * dtau_j);
+        }
+      }
+    }
+    if constexpr (Dynamics::kIsLinear) {
+      for (int t = 0; t + 1 < T_; ++t) {
+        const int dF = (in_.transition_slices > 1 ? t : 0) * n * nt;
+        const int df = (view_.offset_gradient_slices > 1 ? t : 0) * n;
+        for (int i = 0; i < n; ++i) {
+          const S dlam = At(view_.mu, (t + 1) * n + i);
+          const S lam = At(view_.lambda, (t + 1) * n + i);
+          At(view_.grad_offset, df + i) -= dlam;
+          for (int j = 0; j < nt; ++j) {
+            At(view_.grad_transition, dF + i * nt + j) -= dlam * Tau(t, j) + lam * DeltaTau(t, j);
+          }
+        }
+      }
+    } else {
+      // dL/dp = -sum_t (df/dp' dlambda_{t+1} + M_t' dtau_t); M_t = 0 in mpc.pytorch's definition.
+      using Model = typename Dynamics::ModelType;
+      constexpr int p = Dynamics::kParamDim;
+      S params[p] = {};
+      for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
+      S x[NX] = {}, u[NU] = {}, lambda[NX] = {}, dx[NX] = {}, du[NU] = {}, mixed[p] = {};
+      for (int t = 0; t + 1 < T_; ++t) {
+        if (settings_.mode != kDeviceModeDefault) {
+          for (int i = 0; i < n; ++i) {
+            x[i] = At(view_.x, t * n + i);
+            dx[i] = At(view_.dx, t * n + i);
+            lambda[i] = At(view_.lambda, (t + 1) * n + i);
+          }
+          for (int j = 0; j < m; ++j) {
+            u[j] = At(view_.u, t * m + j);
+            du[j] = At(view_.du, t * m + j);
+          }
+          StepMixedDirectional<Model>(x, u, params, settings_.dt, lambda, dx, du, mixed);
+        }
+        for (int k = 0; k < p; ++k) {
+          S s = 0;
+          for (int i = 0; i < n; ++i) {
+            s += At(view_.P, t * n * p + k * n + i) * At(view_.mu, (t + 1) * n + i);
+          }
+          if (settings_.mode != kDeviceModeDefault) s += mixed[k];
+          At(view_.grad_params, k) -= s;
+        }
+      }
+    }
+  }
+
+  // State, control and tau sizes (named as in the math, like NX and NU).
+  const int n, m, nt;
+  const BackwardBatchView<S>& view_;
+  const IlqrBatchView<S>& in_;
+  const int b_;
+  const int T_;
+  const BackwardSettings settings_;
+};
+
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC diagnostic pop
+#endif
+
+}  // namespace mpc::device_ilqr
+
+#endif  // MPC_SOLVER_CUDA_BACKWARD_DEVICE_H_
