@@ -10,8 +10,11 @@
 // best of `repeats`), us per problem, counted flops per problem (bench/flop_count.h), the achieved
 // rate and its ratio to the device's peak ("floor ratio" = peak / achieved: how many times slower
 // than the arithmetic floor), and the CPU backend's time for the same batch. The CPU/GPU crossover
-// is the smallest batch at which the GPU is faster. Backward passes run on the CPU (the device has
-// no gradients yet), so they are not measured here.
+// is the smallest batch at which the GPU is faster. Then the backward pass (BackwardBatch, the
+// default mode) at the CPU solutions of the same problems with a random cotangent: wall time on
+// the device in float64 and float32, on the CPU backend, its ratio to the device solve of the same
+// batch (DESIGN §4: at most 0.25) and its own crossover. No flops are counted for the backward
+// pass.
 
 #include <cuda_runtime_api.h>
 
@@ -119,18 +122,83 @@ double FlopsPerProblem(Kind kind) {
   return 10 * per_iteration.total() + per_iteration.rollout;
 }
 
-// Best wall time of `repeats` SolveBatch calls, in seconds (after one warm-up call).
-double TimeBatch(SolverBackend& backend, const std::vector<const Problem*>& problems,
-                 std::vector<Solution*>& solutions, int repeats) {
-  if (!backend.SolveBatch(problems, solutions).ok()) return -1;
+// Best wall time of `repeats` calls of `run` (one backend call; false = it failed), in seconds,
+// after one warm-up call; -1 when a call failed.
+template <class Run>
+double TimeCalls(const Run& run, int repeats) {
+  if (!run()) return -1;
   double best = std::numeric_limits<double>::infinity();
   for (int r = 0; r < repeats; ++r) {
     const auto start = std::chrono::steady_clock::now();
-    if (!backend.SolveBatch(problems, solutions).ok()) return -1;
+    if (!run()) return -1;
     best = std::min(
         best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   return best;
+}
+
+double TimeBatch(SolverBackend& backend, const std::vector<const Problem*>& problems,
+                 std::vector<Solution*>& solutions, int repeats) {
+  return TimeCalls([&] { return backend.SolveBatch(problems, solutions).ok(); }, repeats);
+}
+
+double TimeBackward(SolverBackend& backend, const std::vector<const BackwardProblem*>& problems,
+                    std::vector<ProblemGradient*>& gradients, int repeats) {
+  return TimeCalls([&] { return backend.BackwardBatch(problems, gradients).ok(); }, repeats);
+}
+
+// Backward problems at the solutions of `problems` (solved by `cpu`), random cotangents.
+std::vector<BackwardProblem> MakeBackwardProblems(SolverBackend& cpu,
+                                                  const std::vector<Problem>& problems) {
+  std::vector<const Problem*> inputs;
+  for (const Problem& p : problems) inputs.push_back(&p);
+  std::vector<Solution> solutions(problems.size());
+  std::vector<Solution*> outputs;
+  for (Solution& s : solutions) outputs.push_back(&s);
+  (void)cpu.SolveBatch(inputs, outputs);
+  std::vector<BackwardProblem> backward(problems.size());
+  testing::Rng rng(42);
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    backward[i].problem = &problems[i];
+    backward[i].x = solutions[i].x;
+    backward[i].u = solutions[i].u;
+    backward[i].dl_dx.resize(solutions[i].x.size());
+    backward[i].dl_du.resize(solutions[i].u.size());
+    for (double& v : backward[i].dl_dx) v = rng.Normal();
+    for (double& v : backward[i].dl_du) v = rng.Normal();
+  }
+  return backward;
+}
+
+// The backward rows of one problem kind; solve_f64_s[j] is the device solve's time of the j-th
+// batch size (for the ratio).
+void RunBackward(const char* name, const std::vector<Problem>& distinct,
+                 const std::vector<double>& solve_f64_s, int max_batch, int repeats,
+                 SolverBackend& f64, SolverBackend& f32, SolverBackend& cpu) {
+  const std::vector<BackwardProblem> backward = MakeBackwardProblems(cpu, distinct);
+  std::printf("\n%s backward (default mode):\n", name);
+  std::printf("%8s %12s %12s %12s %12s %14s\n", "batch", "f64_ms", "f64_us/prob", "f32_ms",
+              "cpu_ms", "f64_bwd/solve");
+  int crossover = -1;
+  std::size_t row = 0;
+  for (int batch = 1; batch <= max_batch; batch *= 4, ++row) {
+    std::vector<const BackwardProblem*> problems;
+    for (int i = 0; i < batch; ++i) problems.push_back(&backward[i % backward.size()]);
+    std::vector<ProblemGradient> storage(batch);
+    std::vector<ProblemGradient*> gradients;
+    for (ProblemGradient& g : storage) gradients.push_back(&g);
+    const double t64 = TimeBackward(f64, problems, gradients, repeats);
+    const double t32 = TimeBackward(f32, problems, gradients, repeats);
+    const double tcpu = batch <= 16384 ? TimeBackward(cpu, problems, gradients, 1) : -1;
+    const double solve = row < solve_f64_s.size() ? solve_f64_s[row] : -1;
+    std::printf("%8d %12.3f %12.3f %12.3f %12.3f %14.3f\n", batch, t64 * 1e3, t64 * 1e6 / batch,
+                t32 * 1e3, tcpu * 1e3, solve > 0 ? t64 / solve : 0.0);
+    if (crossover < 0 && tcpu > 0 && t64 > 0 && t64 < tcpu) crossover = batch;
+    if (batch == max_batch) break;
+    if (batch * 4 > max_batch) batch = max_batch / 4;
+  }
+  std::printf("%s backward: CPU/GPU crossover (float64) at batch %d%s\n", name, crossover,
+              crossover < 0 ? " (GPU never faster up to 16384)" : "");
 }
 
 int Run(int max_batch, int repeats) {
@@ -167,6 +235,7 @@ int Run(int max_batch, int repeats) {
     std::printf("%8s %12s %12s %10s %8s %12s %10s %8s %12s\n", "batch", "f64_ms", "f64_us/prob",
                 "f64_GF/s", "floor_x", "f32_ms", "f32_GF/s", "floor_x", "cpu_ms");
     int crossover = -1;
+    std::vector<double> solve_f64_s;
     for (int batch = 1; batch <= max_batch; batch *= 4) {
       std::vector<const Problem*> problems;
       for (int i = 0; i < batch; ++i) problems.push_back(&distinct[i % distinct.size()]);
@@ -181,6 +250,7 @@ int Run(int max_batch, int repeats) {
         std::fprintf(stderr, "cuda_bench: a batch failed\n");
         return 1;
       }
+      solve_f64_s.push_back(t64);
       const double rate64 = flops * batch / t64, rate32 = flops * batch / t32;
       std::printf("%8d %12.3f %12.3f %10.2f %8.1f %12.3f %10.2f %8.1f %12.3f\n", batch, t64 * 1e3,
                   t64 * 1e6 / batch, rate64 / 1e9, peak.fp64 > 0 ? peak.fp64 / rate64 : 0.0,
@@ -191,6 +261,7 @@ int Run(int max_batch, int repeats) {
     }
     std::printf("%s: CPU/GPU crossover (float64) at batch %d%s\n", name, crossover,
                 crossover < 0 ? " (GPU never faster up to 16384)" : "");
+    RunBackward(name, distinct, solve_f64_s, max_batch, repeats, **f64, **f32, **cpu);
   }
   return 0;
 }

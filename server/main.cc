@@ -41,6 +41,9 @@ ABSL_FLAG(int, metrics_port, kDefaults.metrics_port,
           "Prometheus /metrics port (0 = pick a free one and print it, -1 = no endpoint).");
 ABSL_FLAG(std::string, backend, "auto", "Solver backend: cpu, cuda or auto (cuda when present).");
 ABSL_FLAG(int, threads, kDefaults.threads, "CPU backend threads (0 = one per core).");
+ABSL_FLAG(std::string, cuda_precision, "float64",
+          "Scalar of the CUDA backend's solves and gradients: float64 or float32 (requests and "
+          "answers stay float64; the CPU backend is always float64).");
 ABSL_FLAG(int, max_batch_size, kDefaults.batcher.batching.max_batch_size,
           "Most problems in one backend launch.");
 ABSL_FLAG(int64_t, max_queue_delay_us,
@@ -91,6 +94,10 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
   if (!backend.ok()) return backend.status();
   config.backend = *backend;
   config.threads = absl::GetFlag(FLAGS_threads);
+  absl::StatusOr<mpc::CudaPrecision> precision =
+      mpc::ParseCudaPrecision(absl::GetFlag(FLAGS_cuda_precision));
+  if (!precision.ok()) return precision.status();
+  config.cuda_precision = *precision;
   config.batcher.batching.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   const int64_t delay_us = absl::GetFlag(FLAGS_max_queue_delay_us);
   if (delay_us < 0) {

@@ -44,7 +44,8 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   server->config_ = config;
 
   if (backend == nullptr) {
-    MPC_ASSIGN_OR_RETURN(backend, MakeBackend(config.backend, config.threads));
+    MPC_ASSIGN_OR_RETURN(backend,
+                         MakeBackend(config.backend, config.threads, config.cuda_precision));
   }
   server->backend_ = std::move(backend);
   server->metrics_ = std::make_unique<ServiceMetrics>(server->backend_->name());

@@ -52,6 +52,11 @@ absl::Status ValidateServerConfig(const ServerConfig& config) {
        }) {
     if (!status.ok()) return status;
   }
+  if (config.backend == BackendKind::kCpu && config.cuda_precision == CudaPrecision::kFloat32) {
+    return absl::InvalidArgumentError(
+        "cuda_precision: float32 applies to the CUDA backend only (--backend=cpu always computes "
+        "in float64; use --backend=cuda or auto)");
+  }
   if (config.batcher.batching.max_queue_delay < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("max_queue_delay_us: must be >= 0");
   }

@@ -38,6 +38,9 @@ struct ServerConfig {
   int metrics_port = 9464;  // Prometheus /metrics; 0 = pick a free port, -1 = no endpoint
   BackendKind backend = BackendKind::kAuto;
   int threads = 0;  // CPU backend threads, the batcher's own included; 0 = one per core
+  // The CUDA backend's scalar. float32 needs a backend that may be CUDA (cuda or auto); the CPU
+  // backend is always float64 (ValidateServerConfig).
+  CudaPrecision cuda_precision = CudaPrecision::kFloat64;
   DynamicBatcherOptions batcher;
   // Tighter than the solver's own limits: a server faces untrusted clients. max_problems must not
   // exceed batcher.max_queue_problems (ValidateServerConfig).

@@ -72,4 +72,21 @@ absl::Status ValidateBackwardProblem(const BackwardProblem& problem,
   return CheckArray(problem.dl_du, T, m, true, field_prefix + "dl_du");
 }
 
+absl::Status ValidateBackwardBatch(absl::Span<const BackwardProblem* const> problems,
+                                   std::size_t gradients) {
+  if (problems.size() != gradients) {
+    return absl::InvalidArgumentError(absl::StrCat("BackwardBatch: ", problems.size(),
+                                                   " problems but ", gradients, " gradients"));
+  }
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    if (problems[i] == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("BackwardBatch: problem ", i, " is missing"));
+    }
+    absl::Status status =
+        ValidateBackwardProblem(*problems[i], absl::StrCat("BackwardBatch: problems[", i, "]."));
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace mpc

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "solver/problem.h"
 
 namespace mpc {
@@ -83,6 +84,13 @@ inline constexpr double kActiveSetTolerance = 1e-8;
 // fields as "<prefix>x", "<prefix>dl_du", ....
 absl::Status ValidateBackwardProblem(const BackwardProblem& problem,
                                      const std::string& field_prefix = "");
+
+// What a backend checks before a backward batch: as many gradients as problems (`gradients`),
+// no missing problem, and every problem passing ValidateBackwardProblem. A wrong size would make a
+// pass read out of bounds, so the whole batch is refused (messages name "BackwardBatch:
+// problems[i].<field>").
+absl::Status ValidateBackwardBatch(absl::Span<const BackwardProblem* const> problems,
+                                   std::size_t gradients);
 
 // Convenience for tests and tools: one backward pass on a fresh workspace (cpu/implicit_backward).
 // The problem must pass ValidateBackwardProblem.

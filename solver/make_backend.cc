@@ -16,6 +16,13 @@ absl::StatusOr<BackendKind> ParseBackendKind(absl::string_view name) {
       absl::StrCat("backend: unknown backend \"", name, "\" (known: cpu, cuda, auto)"));
 }
 
+absl::StatusOr<CudaPrecision> ParseCudaPrecision(absl::string_view name) {
+  if (name == "float64") return CudaPrecision::kFloat64;
+  if (name == "float32") return CudaPrecision::kFloat32;
+  return absl::InvalidArgumentError(
+      absl::StrCat("cuda_precision: unknown precision \"", name, "\" (known: float64, float32)"));
+}
+
 bool CudaAvailable() {
 #if MPCD_WITH_CUDA
   return CudaDeviceCount() > 0;
@@ -24,15 +31,17 @@ bool CudaAvailable() {
 #endif
 }
 
-absl::StatusOr<std::unique_ptr<SolverBackend>> MakeBackend(BackendKind kind, int threads) {
+absl::StatusOr<std::unique_ptr<SolverBackend>> MakeBackend(BackendKind kind, int threads,
+                                                           CudaPrecision cuda_precision) {
   if (kind == BackendKind::kCuda || (kind == BackendKind::kAuto && CudaAvailable())) {
 #if MPCD_WITH_CUDA
     // Without a device, Create fails with FAILED_PRECONDITION and says so.
-    absl::StatusOr<std::unique_ptr<CudaBackend>> cuda =
-        CudaBackend::Create({.cpu_threads = threads});
+    absl::StatusOr<std::unique_ptr<CudaBackend>> cuda = CudaBackend::Create(
+        {.use_float32 = cuda_precision == CudaPrecision::kFloat32, .cpu_threads = threads});
     if (!cuda.ok()) return cuda.status();
     return std::unique_ptr<SolverBackend>(std::move(*cuda));
 #else
+    (void)cuda_precision;
     return absl::UnimplementedError(
         "backend: cuda was requested but this build has no CUDA backend (configure with nvcc "
         "installed, -DMPCD_WITH_CUDA=ON); use --backend=cpu");

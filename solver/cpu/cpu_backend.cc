@@ -55,18 +55,8 @@ absl::Status CpuBackend::SolveBatch(absl::Span<const Problem* const> problems,
 
 absl::Status CpuBackend::BackwardBatch(absl::Span<const BackwardProblem* const> problems,
                                        absl::Span<ProblemGradient* const> gradients) {
-  if (problems.size() != gradients.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "BackwardBatch: ", problems.size(), " problems but ", gradients.size(), " gradients"));
-  }
-  // A wrong size would make the pass read out of bounds: the whole batch is refused instead.
-  for (std::size_t i = 0; i < problems.size(); ++i) {
-    if (problems[i] == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("BackwardBatch: problem ", i, " is missing"));
-    }
-    absl::Status status =
-        ValidateBackwardProblem(*problems[i], absl::StrCat("BackwardBatch: problems[", i, "]."));
-    if (!status.ok()) return status;
+  if (absl::Status status = ValidateBackwardBatch(problems, gradients.size()); !status.ok()) {
+    return status;
   }
   pool_->ParallelFor(static_cast<int>(problems.size()), [&](int worker, int i) {
     const BackwardProblem& problem = *problems[i];

@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "solver/cuda/backward_batch.h"
+#include "solver/cuda/backward_launch.h"
 #include "solver/cuda/cuda_status.h"
 #include "solver/cuda/device_buffer.h"
 #include "solver/cuda/ilqr_batch.h"
@@ -11,13 +13,17 @@
 
 namespace mpc {
 
+using device_ilqr::BackwardBatchLayout;
+using device_ilqr::BackwardResult;
+using device_ilqr::BackwardSettings;
 using device_ilqr::DeviceKernel;
 using device_ilqr::IlqrBatchLayout;
 using device_ilqr::ProblemResult;
 using device_ilqr::ProblemSettings;
 
+// Solves and backward passes of one shape share it (one batch runs at a time).
 struct CudaBackend::ShapeWorkspace {
-  DeviceBuffer scalars;  // the whole batch buffer (ilqr_batch.h layout)
+  DeviceBuffer scalars;  // the whole batch buffer (ilqr_batch.h or backward_batch.h layout)
   DeviceBuffer settings;
   DeviceBuffer results;
   PinnedBuffer host_inputs;   // [0, input_size) of the layout
@@ -84,6 +90,59 @@ void UnpackGroup(const ShapeGroup& group) {
                                     ws.host_results.as<ProblemResult>(), group.solutions);
 }
 
+// One shape's share of a backward batch.
+struct BackwardGroup {
+  std::vector<const BackwardProblem*> problems;
+  std::vector<ProblemGradient*> gradients;
+  DeviceKernel kernel = DeviceKernel::kNone;
+  BackwardBatchLayout layout;
+  CudaBackend::ShapeWorkspace* workspace = nullptr;
+};
+
+// As EnqueueGroup, for a backward pass: copy in, backward kernel, copy the gradients out.
+template <typename S>
+absl::Status EnqueueBackwardGroup(BackwardGroup& group, cudaStream_t stream) {
+  const BackwardBatchLayout& layout = group.layout;
+  CudaBackend::ShapeWorkspace& ws = *group.workspace;
+  const std::size_t batch = group.problems.size();
+  for (absl::Status status : {ws.scalars.Reserve(layout.total_size * sizeof(S)),
+                              ws.settings.Reserve(batch * sizeof(BackwardSettings)),
+                              ws.results.Reserve(batch * sizeof(BackwardResult)),
+                              ws.host_inputs.Reserve(layout.input_size * sizeof(S)),
+                              ws.host_outputs.Reserve(layout.output_size * sizeof(S)),
+                              ws.host_settings.Reserve(batch * sizeof(BackwardSettings)),
+                              ws.host_results.Reserve(batch * sizeof(BackwardResult))}) {
+    if (!status.ok()) return status;
+  }
+  device_ilqr::PackBackwardInputs<S>(group.problems, layout, ws.host_inputs.as<S>(),
+                                     ws.host_settings.as<BackwardSettings>());
+  S* device = ws.scalars.as<S>();
+  cudaError_t error = cudaMemcpyAsync(device, ws.host_inputs.as<S>(), layout.input_size * sizeof(S),
+                                      cudaMemcpyHostToDevice, stream);
+  if (error != cudaSuccess) return CudaStatus(error, "copy backward inputs to the device");
+  error =
+      cudaMemcpyAsync(ws.settings.as<BackwardSettings>(), ws.host_settings.as<BackwardSettings>(),
+                      batch * sizeof(BackwardSettings), cudaMemcpyHostToDevice, stream);
+  if (error != cudaSuccess) return CudaStatus(error, "copy backward settings to the device");
+  const device_ilqr::BackwardBatchView<S> view = device_ilqr::MakeBackwardBatchView<S>(
+      layout, device, ws.settings.as<BackwardSettings>(), ws.results.as<BackwardResult>());
+  error = device_ilqr::LaunchBackward(group.kernel, view, stream);
+  if (error != cudaSuccess) return CudaStatus(error, "launch the backward kernel");
+  error = cudaMemcpyAsync(ws.host_outputs.as<S>(), device + layout.grad_x_init,
+                          layout.output_size * sizeof(S), cudaMemcpyDeviceToHost, stream);
+  if (error != cudaSuccess) return CudaStatus(error, "copy gradients from the device");
+  error = cudaMemcpyAsync(ws.host_results.as<BackwardResult>(), ws.results.as<BackwardResult>(),
+                          batch * sizeof(BackwardResult), cudaMemcpyDeviceToHost, stream);
+  return CudaStatus(error, "copy gradient statuses from the device");
+}
+
+template <typename S>
+void UnpackBackwardGroup(const BackwardGroup& group) {
+  const CudaBackend::ShapeWorkspace& ws = *group.workspace;
+  device_ilqr::UnpackBackwardOutputs<S>(group.problems, group.layout, ws.host_outputs.as<S>(),
+                                        ws.host_results.as<BackwardResult>(), group.gradients);
+}
+
 }  // namespace
 
 int CudaDeviceCount() {
@@ -146,13 +205,9 @@ absl::Status CudaBackend::SolveBatch(absl::Span<const Problem* const> problems,
   if (!status.ok()) return status;
 
   const std::vector<std::vector<int>> groups = device_ilqr::GroupByShape(problems);
-  // Device memory stays bounded whatever shapes arrive: past kMaxCachedShapes the cache starts
-  // afresh (nothing is in flight between batches, so freeing here waits for nothing).
-  int new_shapes = 0;
-  for (const std::vector<int>& indices : groups) {
-    if (!workspaces_.contains(problems[indices[0]]->shape)) ++new_shapes;
-  }
-  if (static_cast<int>(workspaces_.size()) + new_shapes > kMaxCachedShapes) workspaces_.clear();
+  std::vector<ProblemShape> shapes;
+  for (const std::vector<int>& indices : groups) shapes.push_back(problems[indices[0]]->shape);
+  MakeRoomForShapes(shapes);
 
   std::vector<ShapeGroup> device_groups;
   std::vector<const Problem*> cpu_problems;
@@ -174,9 +229,7 @@ absl::Status CudaBackend::SolveBatch(absl::Span<const Problem* const> problems,
     }
     group.kernel = kernel;
     group.layout = device_ilqr::PlanIlqrBatch(group.problems);
-    std::unique_ptr<ShapeWorkspace>& workspace = workspaces_[shape];
-    if (workspace == nullptr) workspace = std::make_unique<ShapeWorkspace>();
-    group.workspace = workspace.get();
+    group.workspace = WorkspaceFor(shape);
   }
 
   for (ShapeGroup& group : device_groups) {
@@ -203,9 +256,83 @@ absl::Status CudaBackend::SolveBatch(absl::Span<const Problem* const> problems,
   return absl::OkStatus();
 }
 
+void CudaBackend::MakeRoomForShapes(const std::vector<ProblemShape>& shapes) {
+  // Device memory stays bounded whatever shapes arrive: past kMaxCachedShapes the cache starts
+  // afresh (nothing is in flight between batches, so freeing here waits for nothing).
+  int new_shapes = 0;
+  for (const ProblemShape& shape : shapes) {
+    if (!workspaces_.contains(shape)) ++new_shapes;
+  }
+  if (static_cast<int>(workspaces_.size()) + new_shapes > kMaxCachedShapes) workspaces_.clear();
+}
+
+CudaBackend::ShapeWorkspace* CudaBackend::WorkspaceFor(const ProblemShape& shape) {
+  std::unique_ptr<ShapeWorkspace>& workspace = workspaces_[shape];
+  if (workspace == nullptr) workspace = std::make_unique<ShapeWorkspace>();
+  return workspace.get();
+}
+
 absl::Status CudaBackend::BackwardBatch(absl::Span<const BackwardProblem* const> problems,
                                         absl::Span<ProblemGradient* const> gradients) {
-  return cpu_->BackwardBatch(problems, gradients);
+  // The device pass reads every array by the problem's shape: sizes are checked first.
+  if (absl::Status status = ValidateBackwardBatch(problems, gradients.size()); !status.ok()) {
+    return status;
+  }
+  absl::MutexLock lock(&mu_);
+  absl::Status status = CudaStatus(cudaSetDevice(options_.device), "cudaSetDevice");
+  if (!status.ok()) return status;
+
+  // What the device computes, grouped by shape; the rest (shapes without a device kernel, exact
+  // mode on models) goes to the CPU.
+  std::vector<const BackwardProblem*> cpu_problems;
+  std::vector<ProblemGradient*> cpu_gradients;
+  std::vector<const Problem*> device_problems;
+  std::vector<int> device_indices;
+  for (int i = 0; i < static_cast<int>(problems.size()); ++i) {
+    if (device_ilqr::DeviceSupportsBackward(*problems[i])) {
+      device_problems.push_back(problems[i]->problem);
+      device_indices.push_back(i);
+    } else {
+      cpu_problems.push_back(problems[i]);
+      cpu_gradients.push_back(gradients[i]);
+    }
+  }
+  const std::vector<std::vector<int>> groups = device_ilqr::GroupByShape(device_problems);
+  std::vector<ProblemShape> shapes;
+  for (const std::vector<int>& members : groups)
+    shapes.push_back(device_problems[members[0]]->shape);
+  MakeRoomForShapes(shapes);
+  std::vector<BackwardGroup> device_groups(groups.size());
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    BackwardGroup& group = device_groups[g];
+    for (int member : groups[g]) {
+      group.problems.push_back(problems[device_indices[member]]);
+      group.gradients.push_back(gradients[device_indices[member]]);
+    }
+    group.kernel = device_ilqr::SelectDeviceKernel(shapes[g]);
+    group.layout = device_ilqr::PlanBackwardBatch(group.problems);
+    group.workspace = WorkspaceFor(shapes[g]);
+  }
+
+  for (BackwardGroup& group : device_groups) {
+    status = options_.use_float32 ? EnqueueBackwardGroup<float>(group, stream_)
+                                  : EnqueueBackwardGroup<double>(group, stream_);
+    if (!status.ok()) break;
+  }
+  absl::Status cpu_status = absl::OkStatus();
+  if (!cpu_problems.empty()) cpu_status = cpu_->BackwardBatch(cpu_problems, cpu_gradients);
+  const absl::Status sync = CudaStatus(cudaStreamSynchronize(stream_), "run the backward batch");
+  if (!status.ok()) return status;
+  if (!sync.ok()) return sync;
+  if (!cpu_status.ok()) return cpu_status;
+  for (const BackwardGroup& group : device_groups) {
+    if (options_.use_float32) {
+      UnpackBackwardGroup<float>(group);
+    } else {
+      UnpackBackwardGroup<double>(group);
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace mpc

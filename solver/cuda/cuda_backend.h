@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -16,9 +17,10 @@
 namespace mpc {
 
 struct CudaBackendOptions {
-  int device = 0;            // CUDA device ordinal
-  bool use_float32 = false;  // solve in float32 (requests and answers stay float64)
-  int cpu_threads = 0;       // threads of the CPU fallback (see CudaBackend); 0 = one per core
+  int device = 0;  // CUDA device ordinal
+  bool use_float32 =
+      false;            // solve and differentiate in float32 (requests and answers stay float64)
+  int cpu_threads = 0;  // threads of the CPU fallback (see CudaBackend); 0 = one per core
 };
 
 // CUDA devices this process can use; 0 when there is none or no driver.
@@ -29,9 +31,12 @@ int CudaDeviceCount();
 // the kernel), all on one stream, with one host synchronisation for the whole batch. Device and
 // pinned buffers are kept per shape (up to 16 shapes) and reused.
 //
+// BackwardBatch likewise: per shape one launch of the device backward pass
+// (solver/cuda/backward_device.h, one thread per problem), same stream, one synchronisation.
+//
 // What does not run on the device: shapes without a device solver (linear n > 16 or m > 8; see
-// device_ilqr::SelectDeviceKernel) are solved by an internal CpuBackend while the device works,
-// and BackwardBatch is answered by that CpuBackend (the device has no gradients yet).
+// device_ilqr::SelectDeviceKernel), and backward passes in GradientMode::kExact on models, are
+// computed by an internal CpuBackend while the device works.
 class CudaBackend final : public SolverBackend {
  public:
   static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(const CudaBackendOptions& options);
@@ -51,6 +56,11 @@ class CudaBackend final : public SolverBackend {
  private:
   CudaBackend(const CudaBackendOptions& options, cudaStream_t stream, std::string device_name,
               std::unique_ptr<CpuBackend> cpu);
+
+  // Empties the workspace cache when `shapes` would take it past its bound.
+  void MakeRoomForShapes(const std::vector<ProblemShape>& shapes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  ShapeWorkspace* WorkspaceFor(const ProblemShape& shape) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const CudaBackendOptions options_;
   const cudaStream_t stream_;

@@ -378,6 +378,8 @@ class FlagsTest(unittest.TestCase):
                 (["--max_batch_size=0"], "max_batch_size"),
                 (["--max_queue_delay_us=-1"], "max_queue_delay_us"),
                 (["--backend=tpu"], "backend"),
+                (["--cuda_precision=float16"], "cuda_precision"),
+                (["--backend=cpu", "--cuda_precision=float32"], "cuda_precision"),
                 (["--port=70000"], "port"),
                 (["--max_connection_age_s=-1"], "max_connection_age_s"),
                 (["--max_problems_per_request=100", "--max_queue_problems=10"],

@@ -152,6 +152,10 @@ TEST(MakeBackendTest, ParsesKindsAndRefusesCudaWithoutIt) {
   EXPECT_EQ(*ParseBackendKind("cpu"), BackendKind::kCpu);
   EXPECT_EQ(*ParseBackendKind("auto"), BackendKind::kAuto);
   EXPECT_THAT(ParseBackendKind("tpu").status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(*ParseCudaPrecision("float64"), CudaPrecision::kFloat64);
+  EXPECT_EQ(*ParseCudaPrecision("float32"), CudaPrecision::kFloat32);
+  EXPECT_THAT(ParseCudaPrecision("half").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("float32")));
   auto automatic = MakeBackend(BackendKind::kAuto, 1);
   ASSERT_THAT(automatic.status(), IsOk());
   EXPECT_EQ((*automatic)->name(), CudaAvailable() ? "cuda" : "cpu");

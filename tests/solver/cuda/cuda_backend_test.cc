@@ -1,10 +1,12 @@
 // CudaBackend on a real device (label `gpu`; every test skips when no device is visible): the GPU
 // against the CPU solver element by element on every reference case and on seeded random problems,
 // against the host emulation of the same device code, float32, the CPU fallback for shapes without
-// a device solver, and one launch serving a mixed batch.
+// a device solver, and one launch serving a mixed batch; the same for the backward pass.
 
 #include "solver/cuda/cuda_backend.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -157,22 +159,136 @@ TEST_F(CudaBackendTest, AutoPicksCuda) {
   EXPECT_EQ((*automatic)->name(), "cuda");
 }
 
-// Gradients come from the backend's CPU fallback (the device has none yet): the CPU's answer.
-TEST_F(CudaBackendTest, BackwardIsAnsweredByTheCpuFallback) {
-  const Problem problem = RandomLqrProblem({.state_dim = 8, .control_dim = 4, .horizon = 10}, 3);
-  const Solution solution = SolveProblem(problem);
+BackwardProblem MakeBackward(const Problem& problem, const Solution& solution, std::uint64_t seed,
+                             GradientMode mode) {
+  testing::Rng rng(seed);
   BackwardProblem backward;
   backward.problem = &problem;
   backward.x = solution.x;
   backward.u = solution.u;
-  backward.dl_du.assign(solution.u.size(), 1.0);
-  ProblemGradient gradient;
-  ProblemGradient* outputs[] = {&gradient};
-  const BackwardProblem* inputs[] = {&backward};
-  ASSERT_THAT(backend_->BackwardBatch(inputs, outputs), IsOk());
-  const ProblemGradient expected = ComputeGradient(backward);
-  EXPECT_EQ(gradient.x_init, expected.x_init);
-  EXPECT_EQ(gradient.cost_linear, expected.cost_linear);
+  for (std::vector<double>* cotangent : {&backward.dl_dx, &backward.dl_du}) {
+    const std::size_t size = cotangent == &backward.dl_dx ? solution.x.size() : solution.u.size();
+    for (std::size_t i = 0; i < size; ++i) cotangent->push_back(rng.Normal());
+  }
+  backward.mode = mode;
+  return backward;
+}
+
+std::vector<ProblemGradient> Backward(SolverBackend& backend,
+                                      const std::vector<BackwardProblem>& problems) {
+  std::vector<const BackwardProblem*> inputs;
+  for (const BackwardProblem& bp : problems) inputs.push_back(&bp);
+  std::vector<ProblemGradient> gradients(problems.size());
+  std::vector<ProblemGradient*> outputs;
+  for (ProblemGradient& g : gradients) outputs.push_back(&g);
+  EXPECT_THAT(backend.BackwardBatch(inputs, outputs), IsOk());
+  return gradients;
+}
+
+// The device backward pass against the CPU's on every reference case: mpc.pytorch's loss at its
+// answer, default and (models) full-chain modes, 1e-9 relative.
+TEST_F(CudaBackendTest, BackwardMatchesCpuOnEveryReferenceCase) {
+  const std::string dir = testing::ReferenceDir();
+  absl::StatusOr<std::vector<std::string>> ids = testing::ListReferenceCases(dir);
+  ASSERT_THAT(ids.status(), IsOk());
+  double worst = 0.0;
+  for (const std::string& id : *ids) {
+    absl::StatusOr<testing::ReferenceCase> rc = testing::LoadReferenceCase(dir, id);
+    ASSERT_THAT(rc.status(), IsOk());
+    const nlohmann::json& loss = rc->raw.at("loss");
+    std::vector<BackwardProblem> problems;
+    for (int b = 0; b < rc->n_batch; ++b) {
+      for (GradientMode mode : {GradientMode::kDefault, GradientMode::kFullChain}) {
+        BackwardProblem bp;
+        bp.problem = &rc->problems[b];
+        bp.x = rc->outputs[b].x;
+        bp.u = rc->outputs[b].u;
+        bp.dl_dx = testing::ElementOfTimeFirst(loss.at("Wx"), b);
+        bp.dl_du = testing::ElementOfTimeFirst(loss.at("Wu"), b);
+        bp.mode = mode;
+        problems.push_back(std::move(bp));
+      }
+    }
+    const std::vector<ProblemGradient> device = Backward(*backend_, problems);
+    for (std::size_t i = 0; i < problems.size(); ++i) {
+      worst =
+          std::max(worst, ExpectGradientMatchesCpu(device[i], ComputeGradient(problems[i]),
+                                                   kDoubleTolerance, absl::StrCat(id, " #", i)));
+    }
+  }
+  std::printf("[cuda] backward vs cpu on every reference case: max relative difference %.1e\n",
+              worst);
+}
+
+// One backward batch of every kind: device shapes with active bounds and mixed slice counts, exact
+// mode on a model and a shape without a device kernel (both answered by the CPU fallback), in
+// float64 and float32.
+TEST_F(CudaBackendTest, BackwardMatchesCpuOnRandomProblemsInOneMixedBatch) {
+  std::vector<Problem> problems;
+  for (std::uint64_t seed = 0; seed < 4; ++seed) {
+    problems.push_back(RandomLqrProblem({.state_dim = 8,
+                                         .control_dim = 4,
+                                         .horizon = 30,
+                                         .time_varying = seed % 2 == 0,
+                                         .bounded = true},
+                                        seed));
+    problems.push_back(RandomLqrProblem(
+        {.state_dim = 5, .control_dim = 2, .horizon = 12, .bounded = seed % 2 == 1}, seed));
+    RandomModelOptions model;
+    problems.push_back(RandomPendulumProblem(model, seed));
+    model.horizon = 25;
+    problems.push_back(RandomCartpoleProblem(model, seed));
+    problems.push_back(RandomLqrProblem({.state_dim = 20, .control_dim = 2, .horizon = 6}, seed));
+  }
+  std::vector<Solution> solutions = SolveOnCpu(problems);
+  std::vector<BackwardProblem> backward;
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    const bool model = problems[i].shape.dynamics != DynamicsKind::kLinear;
+    const GradientMode mode = model && i % 3 == 0 ? GradientMode::kExact : GradientMode::kFullChain;
+    backward.push_back(MakeBackward(problems[i], solutions[i], 100 + i, mode));
+  }
+  const std::vector<ProblemGradient> device = Backward(*backend_, backward);
+  double worst = 0.0;
+  for (std::size_t i = 0; i < backward.size(); ++i) {
+    worst = std::max(worst, ExpectGradientMatchesCpu(device[i], ComputeGradient(backward[i]),
+                                                     kDoubleTolerance, absl::StrCat("#", i)));
+  }
+  std::printf("[cuda] backward vs cpu, mixed batch: max relative difference %.1e\n", worst);
+
+  absl::StatusOr<std::unique_ptr<CudaBackend>> single = CudaBackend::Create({.use_float32 = true});
+  ASSERT_THAT(single.status(), IsOk());
+  const std::vector<ProblemGradient> device32 = Backward(**single, backward);
+  for (std::size_t i = 0; i < backward.size(); ++i) {
+    if (problems[i].shape.dynamics != DynamicsKind::kLinear) continue;
+    SCOPED_TRACE(i);
+    EXPECT_LE(MaxRelativeDifference(device32[i].cost_linear, device[i].cost_linear), 1e-3);
+    EXPECT_LE(MaxRelativeDifference(device32[i].x_init, device[i].x_init), 1e-3);
+  }
+}
+
+// The device runs the host emulation's backward code: the two agree to rounding (FMA contraction).
+TEST_F(CudaBackendTest, BackwardMatchesTheHostEmulation) {
+  std::vector<Problem> problems;
+  for (std::uint64_t seed = 0; seed < 8; ++seed) {
+    problems.push_back(RandomLqrProblem(
+        {.state_dim = 8, .control_dim = 4, .horizon = 30, .bounded = seed % 2 == 0}, seed));
+    problems.push_back(RandomCartpoleProblem(RandomModelOptions(), seed));
+  }
+  const std::vector<Solution> solutions = SolveOnCpu(problems);
+  std::vector<BackwardProblem> backward;
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    backward.push_back(MakeBackward(problems[i], solutions[i], 7 + i, GradientMode::kDefault));
+  }
+  std::vector<const BackwardProblem*> inputs;
+  for (const BackwardProblem& bp : backward) inputs.push_back(&bp);
+  std::vector<ProblemGradient> host(backward.size());
+  std::vector<ProblemGradient*> outputs;
+  for (ProblemGradient& g : host) outputs.push_back(&g);
+  ASSERT_THAT(BackwardBatchOnHost<double>(inputs, outputs), IsOk());
+  const std::vector<ProblemGradient> device = Backward(*backend_, backward);
+  for (std::size_t i = 0; i < backward.size(); ++i) {
+    ExpectGradientMatchesCpu(device[i], host[i], kDoubleTolerance, absl::StrCat("#", i));
+  }
 }
 
 }  // namespace

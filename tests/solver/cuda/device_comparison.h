@@ -8,10 +8,12 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "solver/gradients.h"
 #include "solver/problem.h"
 
 namespace mpc::device_ilqr {
@@ -106,6 +108,40 @@ inline Comparison ExpectMatchesCpu(const std::vector<Problem>& problems,
     }
   }
   return comparison;
+}
+
+// A device backward pass (host-emulated or from the GPU) against the CPU's: every gradient array
+// relative to max(1, |value|), and the diagnostics; same status and active set. Returns the largest
+// relative difference.
+inline double ExpectGradientMatchesCpu(const ProblemGradient& d, const ProblemGradient& c,
+                                       double tolerance, const std::string& label) {
+  SCOPED_TRACE(label);
+  EXPECT_EQ(d.status, c.status) << GradientStatusName(d.status) << " vs "
+                                << GradientStatusName(c.status);
+  EXPECT_EQ(d.active_controls, c.active_controls);
+  double worst = 0.0;
+  const std::pair<const char*, std::pair<const std::vector<double>*, const std::vector<double>*>>
+      arrays[] = {{"x_init", {&d.x_init, &c.x_init}},
+                  {"cost_quadratic", {&d.cost_quadratic, &c.cost_quadratic}},
+                  {"cost_linear", {&d.cost_linear, &c.cost_linear}},
+                  {"transition", {&d.transition, &c.transition}},
+                  {"offset", {&d.offset, &c.offset}},
+                  {"params", {&d.params, &c.params}}};
+  for (const auto& [name, pair] : arrays) {
+    EXPECT_EQ(pair.first->size(), pair.second->size()) << name;
+    const double diff = MaxRelativeDifference(*pair.first, *pair.second);
+    EXPECT_LE(diff, tolerance) << name;
+    worst = std::max(worst, diff);
+  }
+  for (const auto& [name, values] :
+       {std::pair{"regularization", std::pair{d.regularization, c.regularization}},
+        std::pair{"condition_estimate", std::pair{d.condition_estimate, c.condition_estimate}},
+        std::pair{"stationarity_residual",
+                  std::pair{d.stationarity_residual, c.stationarity_residual}},
+        std::pair{"dynamics_residual", std::pair{d.dynamics_residual, c.dynamics_residual}}}) {
+    EXPECT_LE(RelativeDifference(values.first, values.second), tolerance) << name;
+  }
+  return worst;
 }
 
 }  // namespace mpc::device_ilqr
