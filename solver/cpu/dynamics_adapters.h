@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "Eigen/Core"
+#include "solver/models/dynamics_tags.h"
 #include "solver/models/model_registry.h"
 #include "solver/problem.h"
 
@@ -19,19 +20,8 @@ constexpr int kDyn = Eigen::Dynamic;
 // The most parameters a built-in model may take (the size of the solvers' parameter buffers).
 constexpr int kMaxModelParams = 16;
 
-// Linear dynamics x' = A_t x + B_t u + f_t read from the problem.
-struct LinearDynamics {
-  static constexpr bool kIsLinear = true;
-  static constexpr int kParamDim = 0;
-};
-
-// A built-in model; Jacobians come from forward-mode AD of the model's templated Step.
-template <class Model>
-struct ModelDynamics {
-  static constexpr bool kIsLinear = false;
-  static constexpr int kParamDim = Model::kParamDim;
-  using ModelType = Model;
-};
+using ::mpc::LinearDynamics;
+using ::mpc::ModelDynamics;
 
 // Size of tau = [x; u], dynamic when either part is.
 constexpr int TauDim(int nx, int nu) { return (nx == kDyn || nu == kDyn) ? kDyn : nx + nu; }

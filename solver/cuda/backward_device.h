@@ -8,12 +8,13 @@
 // It is the math of solver/cpu/implicit_backward_solver.h (described in cpu/implicit_backward.h),
 // step for step, for GradientMode kDefault and kFullChain (kExact is the same as kDefault for
 // linear dynamics; for models it needs the dynamics' curvature in every stage's Hessian and stays
-// on the CPU): the dynamics linearised at the given point by the device linearisation of the solve
-// (ilqr_device.h), the active set (|u - bound| <= kActiveSetTolerance), the costates and residuals,
-// one Riccati factorisation of the pinned LQR with Levenberg-Marquardt retries, that LQR solved for
-// the cotangent, and the gradient formulas. Two differences in how, not what: the LQR's backward
-// sweep runs inside the factorisation's (the right-hand side is known up front, so the factors are
-// used as they are made and never stored), and rounding (plain loops here, Eigen there).
+// on the CPU): the dynamics linearised at the given point as the device solve linearises them
+// (StepWithJacobians, model_derivatives.h), the active set (|u - bound| <= kActiveSetTolerance),
+// the costates and residuals, one Riccati factorisation of the pinned LQR with Levenberg-Marquardt
+// retries, that LQR solved for the cotangent, and the gradient formulas. Two differences in how,
+// not what: the LQR's backward sweep runs inside the factorisation's (the right-hand side is known
+// up front, so the factors are used as they are made and never stored), and rounding (plain loops
+// here, Eigen there).
 
 #include <cmath>
 
@@ -163,7 +164,7 @@ class ProblemBackward {
         constexpr int p = Dynamics::kParamDim;
         S params[p] = {}, P[NX * p] = {}, unused[NX] = {};
         for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
-        StepWithJacobians<Model>(x, u, params, settings_.dt, next, A, B);
+        StepWithJacobians<Model, MatrixOrder::kRowMajor>(x, u, params, settings_.dt, next, A, B);
         StepParamJacobian<Model>(x, u, params, settings_.dt, unused, P);
         for (int e = 0; e < n * n; ++e) {
           At(view_.A, t * n * n + e) = A[e];

@@ -18,6 +18,8 @@
 #include "solver/cuda/ilqr_batch_view.h"
 #include "solver/dual.h"
 #include "solver/host_device.h"
+#include "solver/models/dynamics_tags.h"
+#include "solver/models/model_derivatives.h"
 
 namespace mpc::device_ilqr {
 
@@ -27,43 +29,10 @@ constexpr int kMaxBoxQpIterations = 50;
 constexpr int kMaxBoxQpBacktracks = 40;
 constexpr double kBoxQpArmijo = 0.1;
 
-// Linear dynamics x' = A_t x + B_t u + f_t, read from the problem's transition and offset.
-struct LinearDynamics {
-  static constexpr bool kIsLinear = true;
-  static constexpr int kParamDim = 0;
-};
-
-// A built-in model; Jacobians from forward-mode AD of its templated Step.
-template <class Model>
-struct ModelDynamics {
-  static constexpr bool kIsLinear = false;
-  static constexpr int kParamDim = Model::kParamDim;
-  using ModelType = Model;
-};
-
 template <typename S>
 MPC_HOST_DEVICE inline bool IsFinite(S v) {
   using std::isfinite;
   return isfinite(v);
-}
-
-// x_next = f(x, u; p) and its Jacobians by forward-mode AD with n+m tangents, in scalar S.
-// x: (n); u: (m); p: (kParamDim); x_next: (n); A: (n, n) and B: (n, m), both row-major.
-template <class Model, typename S>
-MPC_HOST_DEVICE void StepWithJacobians(const S* x, const S* u, const S* p, double dt, S* x_next,
-                                       S* A, S* B) {
-  constexpr int n = Model::kStateDim;
-  constexpr int m = Model::kControlDim;
-  using D = Dual<S, n + m>;
-  D xd[n], ud[m], out[n];
-  for (int i = 0; i < n; ++i) xd[i] = D::Variable(x[i], i);
-  for (int j = 0; j < m; ++j) ud[j] = D::Variable(u[j], n + j);
-  Model::Step(xd, ud, p, dt, out);
-  for (int i = 0; i < n; ++i) {
-    x_next[i] = out[i].v;
-    for (int j = 0; j < n; ++j) A[i * n + j] = out[i].d[j];
-    for (int j = 0; j < m; ++j) B[i * m + j] = out[i].d[n + j];
-  }
 }
 
 // GCC 12 at -O3 reports the small local arrays below as maybe-uninitialized when their loop bounds
@@ -321,7 +290,7 @@ class ProblemSolver {
       for (int t = 0; t + 1 < T_; ++t) {
         LoadX(x_, t, x);
         LoadU(u_, t, u);
-        StepWithJacobians<Model>(x, u, params_, dt_, next, A, B);
+        StepWithJacobians<Model, MatrixOrder::kRowMajor>(x, u, params_, dt_, next, A, B);
         for (int e = 0; e < n * n; ++e) At(view_.A, t * n * n + e) = A[e];
         for (int e = 0; e < n * m; ++e) At(view_.B, t * n * m + e) = B[e];
       }

@@ -6,23 +6,28 @@
 
 namespace mpc {
 
+// How a Jacobian is stored: column-major (Eigen's default: the CPU solver) or row-major (the
+// device code, solver/cuda/).
+enum class MatrixOrder { kColumnMajor, kRowMajor };
+
 // x_next = f(x, u; p) and its Jacobians by forward-mode AD in one model evaluation with n+m
-// tangents. x: (n); u: (m); p: (kParamDim); x_next: (n); A: (n, n) and B: (n, m), both
-// column-major.
-template <class Model>
-MPC_HOST_DEVICE void StepWithJacobians(const double* x, const double* u, const double* p, double dt,
-                                       double* x_next, double* A, double* B) {
+// tangents, in scalar S (double; float in the device code). x: (n); u: (m); p: (kParamDim);
+// x_next: (n); A: (n, n) and B: (n, m), both stored in kOrder.
+template <class Model, MatrixOrder kOrder = MatrixOrder::kColumnMajor, typename S>
+MPC_HOST_DEVICE void StepWithJacobians(const S* x, const S* u, const S* p, double dt, S* x_next,
+                                       S* A, S* B) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
-  using D = Dual<double, n + m>;
+  constexpr bool row_major = kOrder == MatrixOrder::kRowMajor;
+  using D = Dual<S, n + m>;
   D xd[n], ud[m], out[n];
   for (int i = 0; i < n; ++i) xd[i] = D::Variable(x[i], i);
   for (int j = 0; j < m; ++j) ud[j] = D::Variable(u[j], n + j);
   Model::Step(xd, ud, p, dt, out);
   for (int i = 0; i < n; ++i) {
     x_next[i] = out[i].v;
-    for (int j = 0; j < n; ++j) A[j * n + i] = out[i].d[j];
-    for (int j = 0; j < m; ++j) B[j * n + i] = out[i].d[n + j];
+    for (int j = 0; j < n; ++j) A[row_major ? i * n + j : j * n + i] = out[i].d[j];
+    for (int j = 0; j < m; ++j) B[row_major ? i * m + j : j * n + i] = out[i].d[n + j];
   }
 }
 

@@ -1,0 +1,27 @@
+#ifndef MPC_SOLVER_MODELS_DYNAMICS_TAGS_H_
+#define MPC_SOLVER_MODELS_DYNAMICS_TAGS_H_
+
+// The dynamics the solver templates are instantiated with, shared by the CPU shape templates
+// (solver/cpu/) and the device code (solver/cuda/). Plain types: nvcc translation units include
+// this.
+
+namespace mpc {
+
+// Linear dynamics x' = A_t x + B_t u + f_t, read from the problem's transition and offset.
+struct LinearDynamics {
+  static constexpr bool kIsLinear = true;
+  static constexpr int kParamDim = 0;
+};
+
+// A built-in model; Jacobians come from forward-mode AD of the model's templated Step
+// (model_derivatives.h).
+template <class Model>
+struct ModelDynamics {
+  static constexpr bool kIsLinear = false;
+  static constexpr int kParamDim = Model::kParamDim;
+  using ModelType = Model;
+};
+
+}  // namespace mpc
+
+#endif  // MPC_SOLVER_MODELS_DYNAMICS_TAGS_H_
