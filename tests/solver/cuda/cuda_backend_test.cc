@@ -153,6 +153,26 @@ TEST_F(CudaBackendTest, ReusesItsBuffersAcrossBatchesOfDifferentSizes) {
   }
 }
 
+// mpcd --cuda_precision=float32 reaches the device: MakeBackend's CUDA backend then computes in
+// float32 (answers differ from float64 by rounding, within single precision).
+TEST_F(CudaBackendTest, MakeBackendAppliesTheCudaPrecision) {
+  absl::StatusOr<std::unique_ptr<SolverBackend>> single =
+      MakeBackend(BackendKind::kCuda, 1, CudaPrecision::kFloat32);
+  ASSERT_THAT(single.status(), IsOk());
+  std::vector<Problem> problems;
+  for (std::uint64_t seed = 0; seed < 4; ++seed) {
+    problems.push_back(RandomLqrProblem({.state_dim = 8, .control_dim = 4, .horizon = 30}, seed));
+  }
+  const std::vector<Solution> f32 = Solve(**single, problems);
+  const std::vector<Solution> f64 = Solve(*backend_, problems);
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    SCOPED_TRACE(i);
+    const double diff = MaxRelativeDifference(f32[i].u, f64[i].u);
+    EXPECT_GT(diff, 0.0) << "float32 gave float64's bits";
+    EXPECT_LE(diff, 1e-4);
+  }
+}
+
 TEST_F(CudaBackendTest, AutoPicksCuda) {
   absl::StatusOr<std::unique_ptr<SolverBackend>> automatic = MakeBackend(BackendKind::kAuto, 1);
   ASSERT_THAT(automatic.status(), IsOk());
