@@ -9,6 +9,10 @@
 #   make check-fuzz        the libFuzzer targets (same tree), each run FUZZ_SECONDS from the seed
 #                          corpus in tests/fuzz/corpus/ (docs/robustness.md). Neither is part of
 #                          `make test`: the instrumented build is slow (see docs/robustness.md)
+#   make check-tsan        clang build with TSan in build-tsan/ of the gRPC-free tests (solver, thread
+#                          pool, dynamic batcher, call tracker) against an Abseil compiled in that tree
+#                          with TSan from Debian's sources (scripts/fetch_abseil_source.sh downloads
+#                          them), then those tests; see docs/robustness.md §5
 #   make clean   remove build/
 # Variables: JOBS (parallel jobs, default 2: this machine has 2 cores), BUILD_DIR, BUILD_TYPE,
 # CMAKE_ARGS (extra configure arguments), MPCD_FLAGS (extra mpcd flags for `make run`).
@@ -20,9 +24,16 @@ CMAKE_ARGS ?=
 MPCD_FLAGS ?=
 SANITIZER_BUILD_DIR ?= build-asan
 FUZZ_SECONDS ?= 60
+TSAN_BUILD_DIR ?= build-tsan
+ABSL_SOURCE_DIR ?= $(CURDIR)/.cache/abseil-20220623.1-1+deb12u2
+# Every test binary that links neither gRPC nor protobuf (their Debian builds are not instrumented),
+# except no_allocation_test: its counting operator new/delete clash with TSan's own.
+TSAN_TESTS = model_test reference_test kkt_test ilqr_test cpu_backend_test \
+             implicit_backward_test host_emulation_test batching_policy_test dynamic_batcher_test \
+             call_tracker_test
 
 .PHONY: all deps configure build test run bench clean configure-sanitizers check-sanitizers \
-        check-fuzz
+        check-fuzz configure-tsan check-tsan
 
 all: build
 
@@ -62,6 +73,21 @@ check-sanitizers: configure-sanitizers
 
 check-fuzz: configure-sanitizers
 	cmake --build $(SANITIZER_BUILD_DIR) -j$(JOBS) --target run-fuzzers
+
+# TSan needs every synchronisation it should see to be instrumented: absl::Mutex is, because this
+# tree builds Abseil from source (MPCD_ABSL_SOURCE_DIR) with the same flags; libstdc++'s and glibc's
+# primitives are intercepted by TSan itself. A report fails the test (TSan exits with 66).
+configure-tsan: deps
+	scripts/fetch_abseil_source.sh $(ABSL_SOURCE_DIR)
+	CC=clang CXX=clang++ cmake -S . -B $(TSAN_BUILD_DIR) -G Ninja \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only" \
+	  -DMPCD_SANITIZE=thread -DMPCD_ABSL_SOURCE_DIR=$(ABSL_SOURCE_DIR) \
+	  -DMPCD_BUILD_BENCHMARKS=OFF -DMPCD_WITH_CUDA=OFF $(CMAKE_ARGS)
+
+check-tsan: configure-tsan
+	cmake --build $(TSAN_BUILD_DIR) -j$(JOBS) --target $(TSAN_TESTS)
+	TSAN_OPTIONS=second_deadlock_stack=1 ctest --test-dir $(TSAN_BUILD_DIR) --output-on-failure \
+	  -j$(JOBS) -L '^($(shell echo $(TSAN_TESTS) | tr ' ' '|'))$$'
 
 clean:
 	rm -rf $(BUILD_DIR)

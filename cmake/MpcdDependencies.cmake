@@ -8,7 +8,21 @@ endif()
 
 find_package(Threads REQUIRED)
 find_package(Eigen3 3.4 REQUIRED NO_MODULE)
-find_package(absl CONFIG REQUIRED)
+# MPCD_ABSL_SOURCE_DIR: build Abseil from these sources in this tree (with this tree's flags, e.g.
+# -fsanitize=thread) instead of using Debian's libabsl: `make check-tsan`,
+# scripts/fetch_abseil_source.sh. Only the absl targets something here links are built.
+set(MPCD_ABSL_SOURCE_DIR "" CACHE PATH "Abseil sources to build here instead of finding libabsl")
+function(mpc_add_abseil_from_source)
+  set(CMAKE_CXX_STANDARD 17)          # as Debian builds libabsl (debian/rules)
+  set(ABSL_PROPAGATE_CXX_STD ON)
+  set(ABSL_ENABLE_INSTALL OFF)
+  add_subdirectory(${MPCD_ABSL_SOURCE_DIR} ${CMAKE_BINARY_DIR}/_deps/abseil EXCLUDE_FROM_ALL)
+endfunction()
+if(MPCD_ABSL_SOURCE_DIR)
+  mpc_add_abseil_from_source()
+else()
+  find_package(absl CONFIG REQUIRED)
+endif()
 
 if(MPCD_BUILD_TESTS)
   find_package(GTest CONFIG QUIET)

@@ -678,11 +678,13 @@ TEST_P(ModelFiniteDifferenceTest, DefaultAndFullChainModesDifferentiateTheLqrApp
       for (std::size_t k = 0; k < p.params.size(); ++k) {
         std::vector<double> direction(p.params.size(), 0.0);
         direction[k] = 1.0;
-        const double fd = FiniteDifference(
-            p, &Problem::params, direction, kModelStep, [&](const Problem& perturbed) {
-              return value(LinearisedProblem(p, s, perturbed.params,
-                                             through_f_only ? p.params : perturbed.params));
-            });
+        // The structured bindings are captured by name: clang 14 cannot capture them with [&].
+        const auto perturbed_value = [&, &p = p, &s = s](const Problem& perturbed) {
+          return value(LinearisedProblem(p, s, perturbed.params,
+                                         through_f_only ? p.params : perturbed.params));
+        };
+        const double fd =
+            FiniteDifference(p, &Problem::params, direction, kModelStep, perturbed_value);
         EXPECT_LE(std::abs(fd - gradient.params[k]), kLqrTolerance * Norm(gradient.params))
             << "params[" << k << "]: finite differences " << fd << ", gradient "
             << gradient.params[k];
