@@ -87,7 +87,7 @@ configure-tsan: deps
 check-tsan: configure-tsan
 	cmake --build $(TSAN_BUILD_DIR) -j$(JOBS) --target $(TSAN_TESTS)
 	TSAN_OPTIONS=second_deadlock_stack=1 ctest --test-dir $(TSAN_BUILD_DIR) --output-on-failure \
-	  -j$(JOBS) -L '^($(shell echo $(TSAN_TESTS) | tr ' ' '|'))$$'
+	  -j$(JOBS) --timeout 300 -L '^($(shell echo $(TSAN_TESTS) | tr ' ' '|'))$$'
 
 clean:
 	rm -rf $(BUILD_DIR)
