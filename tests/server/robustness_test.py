@@ -132,8 +132,9 @@ class OverloadTest(unittest.TestCase):
             # (--max_concurrent_streams; about 60 KiB each while they wait for a handler on a busy
             # machine), not by the offered load.
             peak = max(kib for _, kib in sampler.rss)
-            self.assertLess(peak - baseline, 64 * 1024, "RSS %d KiB -> peak %d KiB" %
-                            (baseline, peak))
+            if not harness.SANITIZED:
+                self.assertLess(peak - baseline, 64 * 1024, "RSS %d KiB -> peak %d KiB" %
+                                (baseline, peak))
             print("\noverload: offered %d requests/s for %d s: %d sent, %d OK (%.0f problems/s), "
                   "%d UNAVAILABLE; admitted latency p50 %.3f s p99 %.3f s max %.3f s; "
                   "max queued %d; RSS %d -> peak %d KiB" %
@@ -371,7 +372,10 @@ class SoakTest(unittest.TestCase):
         quarter = len(rss) // 4
         self.assertGreater(quarter, 2)
         growth = max(rss[-quarter:]) - max(rss[quarter:2 * quarter])
-        self.assertLess(growth, 16 * 1024, rss)
+        print("soak: RSS growth from the second to the last quarter %d KiB" % growth,
+              file=sys.stderr)
+        if not harness.SANITIZED:
+            self.assertLess(growth, 16 * 1024, rss)
 
     def one_call(self, kind, rng, mix, stub, raw, count, fail):
         """One call of `kind`; counts its outcome, or reports a failure."""
