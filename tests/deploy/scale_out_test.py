@@ -26,14 +26,10 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd, free_port, sample, scrape  # noqa: E402
+from mpcd_harness import SLOWDOWN, Mpcd, free_port, sample, scrape  # noqa: E402
 
 ARGS = None
 REPLICAS = 3
-# How many times slower than the Release build the binaries run (`make check-sanitizers` sets it,
-# docs/robustness.md §5): the load runs that many times longer, so the survivors still get calls
-# after the kill.
-SLOWDOWN = float(os.environ.get("MPCD_TEST_SLOWDOWN", "1"))
 # Load: enough callers that every replica always has calls in flight, so the kill hits some.
 BENCH_FLAGS = ["--model=cartpole", "--horizon=25", "--batch=2", "--concurrency=12",
                "--warmup=0", "--duration=%g" % (4 * SLOWDOWN), "--timeout=30", "--json"]

@@ -27,16 +27,10 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd, free_port, sample, scrape  # noqa: E402
+from mpcd_harness import SLOWDOWN, Mpcd, free_port, sample, scrape  # noqa: E402
 
 ARGS = None
 STUBS = None  # module namespace with mpcd_pb2, mpcd_pb2_grpc, health_pb2, ...
-# How many times slower than the Release build the binaries under test run: `make check-sanitizers`
-# sets it for its ASan+UBSan tree (docs/robustness.md §5). Work sized to keep the server busy for
-# a given wall time is divided by it; MPCD_TEST_SANITIZED=1 also marks RSS figures as the
-# sanitizer's (its quarantine holds freed memory by design), so RSS bounds are reported, not checked.
-SLOWDOWN = float(os.environ.get("MPCD_TEST_SLOWDOWN", "1"))
-SANITIZED = os.environ.get("MPCD_TEST_SANITIZED") == "1"
 
 
 def generate_stubs(out_dir):

@@ -30,7 +30,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mpcd_process_test as harness  # noqa: E402  (start_mpcd, stubs, mpcctl)
-from mpcd_harness import sample, scrape  # noqa: E402
+from mpcd_harness import SANITIZED, sample, scrape  # noqa: E402
 
 ARGS = None
 
@@ -132,7 +132,7 @@ class OverloadTest(unittest.TestCase):
             # (--max_concurrent_streams; about 60 KiB each while they wait for a handler on a busy
             # machine), not by the offered load.
             peak = max(kib for _, kib in sampler.rss)
-            if not harness.SANITIZED:
+            if not SANITIZED:
                 self.assertLess(peak - baseline, 64 * 1024, "RSS %d KiB -> peak %d KiB" %
                                 (baseline, peak))
             print("\noverload: offered %d requests/s for %d s: %d sent, %d OK (%.0f problems/s), "
@@ -374,7 +374,7 @@ class SoakTest(unittest.TestCase):
         growth = max(rss[-quarter:]) - max(rss[quarter:2 * quarter])
         print("soak: RSS growth from the second to the last quarter %d KiB" % growth,
               file=sys.stderr)
-        if not harness.SANITIZED:
+        if not SANITIZED:
             self.assertLess(growth, 16 * 1024, rss)
 
     def one_call(self, kind, rng, mix, stub, raw, count, fail):

@@ -2,6 +2,7 @@
 it, and read its /metrics. Imported by the process, robustness, security, client and scale-out
 tests (each puts tests/testing on sys.path)."""
 
+import os
 import re
 import shutil
 import signal
@@ -9,6 +10,14 @@ import socket
 import subprocess
 import tempfile
 import urllib.request
+
+# How many times slower than the Release build the binaries under test run: `make check-sanitizers`
+# sets it for its ASan+UBSan tree (docs/robustness.md §5). Work sized to keep mpcd busy for a wall
+# time is divided by it; fixed loads and the waits for them are stretched by it.
+SLOWDOWN = float(os.environ.get("MPCD_TEST_SLOWDOWN", "1"))
+# Also set by `make check-sanitizers`: RSS then measures the sanitizer's allocator (its quarantine
+# holds up to 256 MiB of freed memory by design), so RSS bounds are reported, not checked.
+SANITIZED = os.environ.get("MPCD_TEST_SANITIZED") == "1"
 
 STARTUP_LINE = re.compile(r"serving on ([\d.]+:\d+) \(backend (\w+), metrics (\S+?)\)")
 
