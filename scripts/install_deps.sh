@@ -13,6 +13,9 @@ packages=(
   # for the scrape config and alert rules
   nginx-light yamllint python3-yaml prometheus
   libssl-dev openssl  # TLS: PEM checks in mpcd; the tests' certificates
+  # make check-tsan (CI runs it): clang with TSan's runtime; scripts/fetch_abseil_source.sh unpacks
+  # and patches Debian's Abseil sources
+  clang libclang-rt-14-dev patch xz-utils
 )
 # Optional checks that skip themselves when the tool is missing: prometheus ships promtool, which
 # lints the /metrics exposition in tests/server/mpcd_process_test.py (about 20 MB to download).
