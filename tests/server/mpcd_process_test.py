@@ -234,14 +234,7 @@ class ServingTest(unittest.TestCase):
     def test_python_client_from_the_proto_alone(self):
         pb = STUBS.mpcd_pb2
         stub = STUBS.mpcd_pb2_grpc.MpcServiceStub(self.channel)
-        request = pb.SolveRequest(horizon=5)
-        problem = request.problems.add()
-        problem.x_init.shape[:] = [1]
-        problem.x_init.data[:] = [1.0]
-        problem.cost.quadratic.shape[:] = [2, 2]
-        problem.cost.quadratic.data[:] = [1.0, 0.0, 0.0, 1.0]
-        problem.dynamics.linear.transition.shape[:] = [1, 2]
-        problem.dynamics.linear.transition.data[:] = [1.0, 1.0]
+        request = lqr_request(pb)
         response = stub.Solve(request, timeout=30)
         self.assertEqual(len(response.solutions), 1)
         self.assertEqual(list(response.solutions[0].x.shape), [5, 1])
@@ -289,6 +282,19 @@ class ServingTest(unittest.TestCase):
         lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                               text=True, timeout=60)
         self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
+
+
+def lqr_request(pb):
+    """A one-problem scalar LQR request (T = 5), built field by field from the generated stubs."""
+    request = pb.SolveRequest(horizon=5)
+    problem = request.problems.add()
+    problem.x_init.shape[:] = [1]
+    problem.x_init.data[:] = [1.0]
+    problem.cost.quadratic.shape[:] = [2, 2]
+    problem.cost.quadratic.data[:] = [1.0, 0.0, 0.0, 1.0]
+    problem.dynamics.linear.transition.shape[:] = [1, 2]
+    problem.dynamics.linear.transition.data[:] = [1.0, 1.0]
+    return request
 
 
 def heavy_request(pb, seed, problems=12):

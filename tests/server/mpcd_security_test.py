@@ -23,7 +23,7 @@ import tempfile
 import unittest
 
 import mpcd_process_test as process_test
-from mpcd_process_test import start_mpcd, mpcctl
+from mpcd_process_test import lqr_request, start_mpcd, mpcctl
 from mpcd_harness import sample, scrape
 
 MAKE_CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing",
@@ -48,18 +48,6 @@ def requests_answered(text):
 def problems_queued(text):
     return sum(sample(text, "mpcd_queue_duration_seconds_count", kind=kind)
                for kind in ("solve", "backward"))
-
-
-def lqr_request(pb):
-    request = pb.SolveRequest(horizon=5)
-    problem = request.problems.add()
-    problem.x_init.shape[:] = [1]
-    problem.x_init.data[:] = [1.0]
-    problem.cost.quadratic.shape[:] = [2, 2]
-    problem.cost.quadratic.data[:] = [1.0, 0.0, 0.0, 1.0]
-    problem.dynamics.linear.transition.shape[:] = [1, 2]
-    problem.dynamics.linear.transition.data[:] = [1.0, 1.0]
-    return request
 
 
 class MutualTlsWithTokenTest(unittest.TestCase):
