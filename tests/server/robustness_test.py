@@ -343,7 +343,19 @@ class SoakTest(unittest.TestCase):
                 thread.join(timeout=60)
             if server.process.poll() is None and not signalled.is_set():
                 server.process.kill()
-        heavy_answers = [future.result(timeout=120) for future in heavy]  # raises if not OK
+        # The in-flight gauge also counts the clients' own Solve calls, so a heavy call can still
+        # be on its way when the signal comes: then it is refused, never accepted (the drain
+        # message below checks that every accepted call was answered). At least one must be in.
+        heavy_answers, heavy_refused = [], 0
+        for future in heavy:
+            try:
+                heavy_answers.append(future.result(timeout=120))
+            except grpc.RpcError as error:
+                heavy_answers.append(None)
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                heavy_refused += 1
+        self.assertLess(heavy_refused, len(heavy), "no heavy call was in flight at the signal")
         heavy_channel.close()
         code, out, err = server.stop(timeout=60)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -359,7 +371,8 @@ class SoakTest(unittest.TestCase):
         self.assertEqual(failures_before_signal, [])
         self.assertEqual(failures, [])
         for answer, (_, expected) in zip(heavy_answers, mix.heavy):
-            self.assertEqual(list(answer.solutions), list(expected.solutions))
+            if answer is not None:
+                self.assertEqual(list(answer.solutions), list(expected.solutions))
         self.assertEqual(code, 0, err)
         self.assertIn("stopped (every call in flight was answered)", out)
         self.assertGreater(before_signal.get("solve OK", 0), 100, before_signal)
