@@ -19,7 +19,12 @@
 
 namespace mpc::bench {
 
-enum class Kind { kPendulum, kCartpole, kLinear };
+enum class Kind { kPendulum, kCartpole, kLinear, kLinear32, kLinear64, kLinear128 };
+
+// State dimension of the large linear kinds (m = n / 4, T = 30): where dense kernels matter.
+inline int LargeLinearStateDim(Kind kind) {
+  return kind == Kind::kLinear32 ? 32 : kind == Kind::kLinear64 ? 64 : 128;
+}
 
 // mpc.pytorch's fixed10 setting: lqr_iter=10, eps=0, not_improved_lim huge.
 inline void FixTenIterations(Problem* p) {
@@ -53,6 +58,14 @@ inline Problem MakeProblem(Kind kind, int seed) {
       p = testing::RandomLqrProblem(
           {.state_dim = 8, .control_dim = 4, .horizon = 30, .bounded = true}, seed);
       break;
+    case Kind::kLinear32:
+    case Kind::kLinear64:
+    case Kind::kLinear128: {
+      const int n = LargeLinearStateDim(kind);
+      p = testing::RandomLqrProblem(
+          {.state_dim = n, .control_dim = n / 4, .horizon = 30, .bounded = true}, seed);
+      break;
+    }
   }
   FixTenIterations(&p);
   return p;
@@ -83,6 +96,12 @@ inline std::unique_ptr<CpuBackend> CreateBackendOrSkip(benchmark::State& state, 
     return nullptr;
   }
   return *std::move(backend);
+}
+
+// Args {batch, threads} for the large linear problems: batch 1 and 16 on one thread.
+inline void LargeProblemArguments(benchmark::internal::Benchmark* b) {
+  for (int batch : {1, 16}) b->Args({batch, 1});
+  b->ArgNames({"batch", "threads"})->UseRealTime()->Unit(benchmark::kMicrosecond);
 }
 
 // Args {batch, threads}: batch 1/16/64/256 on one thread, and 16/64/256 on every hardware thread.

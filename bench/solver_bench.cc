@@ -33,7 +33,10 @@ double FlopsPerProblem(Kind kind, const ProblemShape& shape) {
       f = CountIterationFlops(shape, ModelStepFlops<CartpoleModel, false>(),
                               ModelStepFlops<CartpoleModel, true>(), true);
       break;
-    case Kind::kLinear: {
+    case Kind::kLinear:
+    case Kind::kLinear32:
+    case Kind::kLinear64:
+    case Kind::kLinear128: {
       const long n = shape.state_dim, m = shape.control_dim;
       f = CountIterationFlops(shape, 2 * n * (n + m) + n, 0, true);
       break;
@@ -57,8 +60,8 @@ void BM_Solve(benchmark::State& state, Kind kind) {
   state.counters["us_per_problem"] = benchmark::Counter(
       static_cast<double>(batch) * 1e-6,
       benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
-  state.counters["GFLOPs"] = benchmark::Counter(flops * batch * 1e-9,
-                                                benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOPs"] =
+      benchmark::Counter(flops * batch * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["flops_per_problem"] = flops;
   state.counters["threads"] = threads;
 }
@@ -66,6 +69,9 @@ void BM_Solve(benchmark::State& state, Kind kind) {
 BENCHMARK_CAPTURE(BM_Solve, pendulum_T20, Kind::kPendulum)->Apply(BatchAndThreadArguments);
 BENCHMARK_CAPTURE(BM_Solve, cartpole_T25, Kind::kCartpole)->Apply(BatchAndThreadArguments);
 BENCHMARK_CAPTURE(BM_Solve, linear_n8_m4_T30, Kind::kLinear)->Apply(BatchAndThreadArguments);
+BENCHMARK_CAPTURE(BM_Solve, linear_n32_m8_T30, Kind::kLinear32)->Apply(LargeProblemArguments);
+BENCHMARK_CAPTURE(BM_Solve, linear_n64_m16_T30, Kind::kLinear64)->Apply(LargeProblemArguments);
+BENCHMARK_CAPTURE(BM_Solve, linear_n128_m32_T30, Kind::kLinear128)->Apply(LargeProblemArguments);
 
 }  // namespace
 }  // namespace mpc::bench

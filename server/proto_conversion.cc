@@ -132,7 +132,7 @@ absl::Status ConvertModel(const mpcd::v1::ModelDynamics& proto, const std::strin
         field, "params: expected ", model->param_names.size(), " values (",
         absl::StrJoin(model->param_names, ", "), ") or none, got ", proto.params_size()));
   }
-  problem->shape.dynamics = model->kind;
+  problem->shape.dynamics = model->id;
   problem->shape.state_dim = model->state_dim;
   problem->shape.control_dim = model->control_dim;
   problem->params.assign(proto.params().begin(), proto.params().end());
@@ -180,7 +180,7 @@ absl::Status ConvertLinearShape(const mpcd::v1::Problem& proto, int horizon,
     return absl::InvalidArgumentError(absl::StrCat(
         f_field, ": control dimension ", m, " is over the limit ", limits.problem.max_control_dim));
   }
-  problem->shape.dynamics = DynamicsKind::kLinear;
+  problem->shape.dynamics = DynamicsId::Linear();
   problem->shape.state_dim = static_cast<int>(n);
   problem->shape.control_dim = static_cast<int>(m);
   return absl::OkStatus();
@@ -241,7 +241,7 @@ bool AllFinite(const std::vector<double>& values) {
 // Jacobians of one solution into `out`, as problem.options asks.
 void AddJacobians(const Problem& problem, const Solution& solution, mpcd::v1::Solution* out) {
   const SolverOptions& options = problem.options;
-  const bool model = problem.shape.dynamics != DynamicsKind::kLinear;
+  const bool model = !problem.shape.dynamics.is_linear();
   JacobianRequest request;
   request.x_init = options.compute_x_init_jacobian;
   request.params = options.compute_params_jacobian && model;
@@ -450,7 +450,7 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
   for (int i = 0; i < request.problems_size(); ++i) {
     MPC_ASSIGN_OR_RETURN(Problem problem, ToProblem(request.problems(i), horizon, options, limits,
                                                     absl::StrCat("problems[", i, "].")));
-    if (options.compute_params_jacobian && problem.shape.dynamics == DynamicsKind::kLinear) {
+    if (options.compute_params_jacobian && problem.shape.dynamics.is_linear()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "return_params_jacobian: problems[", i, "] has linear dynamics, which have no params"));
     }
@@ -653,13 +653,14 @@ absl::StatusOr<Problem> ToControlProblem(const mpcd::v1::ControlRequest& first,
   MPC_RETURN_IF_ERROR(ValidateSolverOptions(first.options(), limits.problem));
   SolverOptions options = ToSolverOptions(first.options());
   options.compute_gains = true;
-  return ToProblem(first.problem(), static_cast<int>(first.horizon()), options, limits,
-                   "problem.");
+  return ToProblem(first.problem(), static_cast<int>(first.horizon()), options, limits, "problem.");
 }
 
 absl::Status ApplyControlStep(const mpcd::v1::ControlRequest& step, Problem* problem) {
   if (step.horizon() != 0 || step.has_problem() || step.has_options()) {
-    const char* field = step.horizon() != 0 ? "horizon" : step.has_problem() ? "problem" : "options";
+    const char* field = step.horizon() != 0  ? "horizon"
+                        : step.has_problem() ? "problem"
+                                             : "options";
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": only the first message of a Control session sets the template"));
   }

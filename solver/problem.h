@@ -7,30 +7,9 @@
 
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
+#include "solver/problem_shape.h"
 
 namespace mpc {
-
-// Which dynamics a problem uses. Built-in models are listed in models/model_registry.h.
-enum class DynamicsKind : std::uint8_t { kLinear, kPendulum, kCartpole };
-
-// The batch key: problems with equal shapes can share one backend launch.
-struct ProblemShape {
-  DynamicsKind dynamics = DynamicsKind::kLinear;
-  int state_dim = 0;    // n
-  int control_dim = 0;  // m
-  int horizon = 0;      // T (rows of x and of u)
-
-  int tau_dim() const { return state_dim + control_dim; }
-  friend bool operator==(const ProblemShape& a, const ProblemShape& b) {
-    return a.dynamics == b.dynamics && a.state_dim == b.state_dim &&
-           a.control_dim == b.control_dim && a.horizon == b.horizon;
-  }
-  friend bool operator!=(const ProblemShape& a, const ProblemShape& b) { return !(a == b); }
-  template <typename H>
-  friend H AbslHashValue(H h, const ProblemShape& s) {
-    return H::combine(std::move(h), s.dynamics, s.state_dim, s.control_dim, s.horizon);
-  }
-};
 
 // Which derivative of the solution a backward pass or a Jacobian computes
 // (cpu/implicit_backward.h). Every mode linearises the dynamics at the given solution (x*, u*),
@@ -59,9 +38,11 @@ struct SolverOptions {
   double tolerance = 1e-7;             // eps: stop when ||u_new - u_old||_2 (full step) < tolerance
   double linesearch_decay = 0.2;       // linesearch_decay
   int max_linesearch_iterations = 10;  // max_linesearch_iter
-  double best_cost_eps = 1e-4;         // best_cost_eps: an iterate replaces the best if cost <= best + this
-  int not_improved_limit = 5;          // not_improved_lim: stop after this many iterations without a new best
-  bool compute_gains = false;          // return K_t, k_t linearised at the returned solution
+  double best_cost_eps =
+      1e-4;  // best_cost_eps: an iterate replaces the best if cost <= best + this
+  int not_improved_limit =
+      5;  // not_improved_lim: stop after this many iterations without a new best
+  bool compute_gains = false;  // return K_t, k_t linearised at the returned solution
   // Dense Jacobians d tau*/d x_init and d tau*/d params of the returned solution, in
   // `jacobian_mode`. The iLQR ignores these: whoever turns the solution into a response computes
   // them after the solve (ComputeSolutionJacobians in cpu/implicit_backward.h).
@@ -79,11 +60,11 @@ struct Problem {
   std::vector<double> cost_linear;     // c: (n+m) or (T, n+m)
   std::vector<double> transition;      // F, linear only: (n, n+m) or (T-1, n, n+m)
   std::vector<double> offset;          // f, linear only: empty (= 0), (n) or (T-1, n)
-  std::vector<double> params;          // model parameters, models only: (p); empty = the model's defaults
-  double dt = 0.0;                     // model time step in seconds; 0 = the model's default
-  std::vector<double> u_lower;         // empty (unbounded), (m) or (T, m)
-  std::vector<double> u_upper;         // empty (unbounded), (m) or (T, m); both bounds or neither
-  std::vector<double> u_init;          // empty (zeros) or (T, m): warm start, clamped into the bounds
+  std::vector<double> params;   // model parameters, models only: (p); empty = the model's defaults
+  double dt = 0.0;              // model time step in seconds; 0 = the model's default
+  std::vector<double> u_lower;  // empty (unbounded), (m) or (T, m)
+  std::vector<double> u_upper;  // empty (unbounded), (m) or (T, m); both bounds or neither
+  std::vector<double> u_init;   // empty (zeros) or (T, m): warm start, clamped into the bounds
   SolverOptions options;
 };
 
@@ -98,13 +79,14 @@ const char* SolveStatusName(SolveStatus status);
 
 // The answer to one Problem. Arrays are row-major.
 struct Solution {
-  std::vector<double> x;            // (T, n), x[0] = x_init
-  std::vector<double> u;            // (T, m)
-  double cost = 0.0;                // sum_t 0.5 tau_t' C_t tau_t + c_t' tau_t
+  std::vector<double> x;  // (T, n), x[0] = x_init
+  std::vector<double> u;  // (T, m)
+  double cost = 0.0;      // sum_t 0.5 tau_t' C_t tau_t + c_t' tau_t
   SolveStatus status = SolveStatus::kMaxIterations;
-  int iterations = 0;               // iLQR iterations run
-  double step_norm = 0.0;           // full step norm of the returned iterate (mpc.pytorch's full_du_norm)
-  double regularization = 0.0;      // Levenberg-Marquardt mu added to Quu at the last iteration (0 = none)
+  int iterations = 0;      // iLQR iterations run
+  double step_norm = 0.0;  // full step norm of the returned iterate (mpc.pytorch's full_du_norm)
+  double regularization =
+      0.0;  // Levenberg-Marquardt mu added to Quu at the last iteration (0 = none)
   std::vector<double> feedback;     // K: (T, m, n) when options.compute_gains, else empty
   std::vector<double> feedforward;  // k: (T, m) when options.compute_gains, else empty
 
@@ -121,9 +103,9 @@ struct ProblemLimits {
   int max_linesearch_iterations = 1000;
 };
 
-// Checks values a shape check cannot: finiteness, u_lower <= u_upper, dt, options, limits. Array sizes
-// must already match `problem.shape` (see HasConsistentSizes). Messages name the field, prefixed by
-// `field_prefix` (e.g. "problems[2].").
+// Checks values a shape check cannot: finiteness, u_lower <= u_upper, dt, options, limits. Array
+// sizes must already match `problem.shape` (see HasConsistentSizes). Messages name the field,
+// prefixed by `field_prefix` (e.g. "problems[2].").
 absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits,
                              const std::string& field_prefix = "");
 

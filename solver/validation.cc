@@ -99,7 +99,7 @@ std::vector<ArrayField> ArrayFields(const Problem& p) {
   fields.push_back({"x_init", &p.x_init, {{n}}, false});
   fields.push_back({"cost.quadratic", &p.cost_quadratic, per_step({tau, tau}), false});
   fields.push_back({"cost.linear", &p.cost_linear, per_step({tau}), false});
-  if (p.shape.dynamics == DynamicsKind::kLinear) {
+  if (p.shape.dynamics.is_linear()) {
     fields.push_back(
         {"dynamics.linear.transition", &p.transition, per_transition({n, tau}), false});
     fields.push_back({"dynamics.linear.offset", &p.offset, per_transition({n}), true});
@@ -222,12 +222,11 @@ absl::Status ValidateProblemSizes(const Problem& problem, const std::string& fie
     return absl::InvalidArgumentError(
         absl::StrCat(field_prefix, "control_dim: must be >= 1, got ", shape.control_dim));
   }
-  if (shape.dynamics != DynamicsKind::kLinear) {
+  if (!shape.dynamics.is_linear()) {
     const ModelInfo* model = FindModel(shape.dynamics);
     if (model == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(field_prefix,
-                                                     "dynamics.model.name: unknown model kind ",
-                                                     static_cast<int>(shape.dynamics)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          field_prefix, "dynamics.model.name: unknown model index ", shape.dynamics.model));
     }
     if (shape.state_dim != model->state_dim || shape.control_dim != model->control_dim) {
       return absl::InvalidArgumentError(
@@ -272,7 +271,7 @@ absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits
     if (absl::Status s = CheckFinite(field, field_prefix); !s.ok()) return s;
   }
   if (absl::Status s = CheckBoundOrder(problem, field_prefix); !s.ok()) return s;
-  if (shape.dynamics != DynamicsKind::kLinear) {
+  if (!shape.dynamics.is_linear()) {
     // dt == 0 selects the model's default step.
     if (!(std::isfinite(problem.dt) && problem.dt >= 0)) {
       return absl::InvalidArgumentError(absl::StrCat(

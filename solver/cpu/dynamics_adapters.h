@@ -17,9 +17,6 @@ namespace cpu_internal {
 
 constexpr int kDyn = Eigen::Dynamic;
 
-// The most parameters a built-in model may take (the size of the solvers' parameter buffers).
-constexpr int kMaxModelParams = 16;
-
 using ::mpc::LinearDynamics;
 using ::mpc::ModelDynamics;
 
@@ -71,14 +68,12 @@ void LoadLinearDynamics(const Problem& problem, int n, int m, int T, Series<MatX
   }
 }
 
-// Writes the model's parameters (the problem's, else the model's defaults) into the first
-// Model::kParamDim entries of params; returns the step length (the problem's, else the default).
+// Writes the model's parameters (the problem's, else the model's defaults) into params
+// (Model::kParamDim entries); returns the step length (the problem's, else the default).
 template <class Model>
 double LoadModelParams(const Problem& problem, std::vector<double>* params) {
-  static_assert(Model::kParamDim <= kMaxModelParams);
-  const ModelInfo* info = FindModel(problem.shape.dynamics);
   for (int k = 0; k < Model::kParamDim; ++k) {
-    (*params)[k] = problem.params.empty() ? info->default_params[k] : problem.params[k];
+    (*params)[k] = problem.params.empty() ? Model::kDefaultParams[k] : problem.params[k];
   }
   return problem.dt > 0.0 ? problem.dt : Model::kDefaultDt;
 }

@@ -1,17 +1,15 @@
 #include "solver/cpu/ilqr.h"
 
-#include "solver/cpu/ilqr_solver.h"
+#include "solver/cpu/core_executor.h"
 
 namespace mpc {
 
 std::unique_ptr<ShapeSolver> MakeShapeSolver(const ProblemShape& shape) {
-  if (shape.dynamics == DynamicsKind::kLinear) return MakeLinearShapeSolver(shape, true);
-  return MakeModelShapeSolver(shape, true);
+  return MakeCoreShapeSolver(shape, CoreSizes::kSpecialised);
 }
 
 std::unique_ptr<ShapeSolver> MakeDynamicSizeShapeSolver(const ProblemShape& shape) {
-  if (shape.dynamics == DynamicsKind::kLinear) return MakeLinearShapeSolver(shape, false);
-  return MakeModelShapeSolver(shape, false);
+  return MakeCoreShapeSolver(shape, CoreSizes::kRunTime);
 }
 
 Solution SolveProblem(const Problem& problem) {

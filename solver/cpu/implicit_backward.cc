@@ -4,7 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "solver/cpu/implicit_backward_solver.h"
+#include "solver/cpu/core_executor.h"
 
 namespace mpc {
 namespace {
@@ -28,13 +28,11 @@ absl::Status CheckPoint(const Problem& problem, absl::Span<const double> values,
 }  // namespace
 
 std::unique_ptr<ShapeBackward> MakeShapeBackward(const ProblemShape& shape) {
-  if (shape.dynamics == DynamicsKind::kLinear) return MakeLinearShapeBackward(shape, true);
-  return MakeModelShapeBackward(shape, true);
+  return MakeCoreShapeBackward(shape, CoreSizes::kSpecialised);
 }
 
 std::unique_ptr<ShapeBackward> MakeDynamicSizeShapeBackward(const ProblemShape& shape) {
-  if (shape.dynamics == DynamicsKind::kLinear) return MakeLinearShapeBackward(shape, false);
-  return MakeModelShapeBackward(shape, false);
+  return MakeCoreShapeBackward(shape, CoreSizes::kRunTime);
 }
 
 ProblemGradient ComputeGradient(const BackwardProblem& problem) {
@@ -46,7 +44,7 @@ ProblemGradient ComputeGradient(const BackwardProblem& problem) {
 absl::Status ComputeSolutionJacobians(const Problem& problem, absl::Span<const double> x,
                                       absl::Span<const double> u, const JacobianRequest& request,
                                       SolutionJacobians* jacobians) {
-  if (request.params && problem.shape.dynamics == DynamicsKind::kLinear) {
+  if (request.params && problem.shape.dynamics.is_linear()) {
     return absl::InvalidArgumentError(
         "params Jacobian: linear dynamics have no parameters (use a model)");
   }

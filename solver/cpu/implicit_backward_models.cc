@@ -1,30 +1,22 @@
 #include "solver/cpu/implicit_backward_solver.h"
-#include "solver/models/cartpole.h"
-#include "solver/models/pendulum.h"
+#include "solver/models/model_list.h"
 
 namespace mpc {
 
 std::unique_ptr<ShapeBackward> MakeModelShapeBackward(const ProblemShape& shape, bool fixed_size) {
   using backward_internal::ImplicitBackwardSolver;
   using backward_internal::kDyn;
-  using backward_internal::ModelDynamics;
-  switch (shape.dynamics) {
-    case DynamicsKind::kPendulum:
-      if (fixed_size) {
-        return std::make_unique<ImplicitBackwardSolver<ModelDynamics<PendulumModel>, 3, 1>>(shape);
-      }
-      return std::make_unique<ImplicitBackwardSolver<ModelDynamics<PendulumModel>, kDyn, kDyn>>(
+  std::unique_ptr<ShapeBackward> backward;
+  VisitBuiltinModel(shape.dynamics, [&]<class Model>() {
+    if (fixed_size) {
+      backward = std::make_unique<
+          ImplicitBackwardSolver<ModelDynamics<Model>, Model::kStateDim, Model::kControlDim>>(
           shape);
-    case DynamicsKind::kCartpole:
-      if (fixed_size) {
-        return std::make_unique<ImplicitBackwardSolver<ModelDynamics<CartpoleModel>, 5, 1>>(shape);
-      }
-      return std::make_unique<ImplicitBackwardSolver<ModelDynamics<CartpoleModel>, kDyn, kDyn>>(
-          shape);
-    case DynamicsKind::kLinear:
-      break;
-  }
-  return nullptr;
+    } else {
+      backward = std::make_unique<ImplicitBackwardSolver<ModelDynamics<Model>, kDyn, kDyn>>(shape);
+    }
+  });
+  return backward;
 }
 
 }  // namespace mpc

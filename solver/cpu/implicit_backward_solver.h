@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "Eigen/Core"
+#include "solver/core/regularization.h"
 #include "solver/cpu/cholesky_substitution.h"
 #include "solver/cpu/dynamics_adapters.h"
 #include "solver/cpu/implicit_backward.h"
-#include "solver/cpu/regularization.h"
 #include "solver/dual.h"
 #include "solver/models/model_derivatives.h"
 #include "solver/models/model_registry.h"
@@ -164,7 +164,7 @@ class ImplicitBackwardSolver final : public ShapeBackward {
     x_next_.setZero(n);
     Htt_.setZero(nt, nt);
     Htp_.setZero(nt, np);
-    params_.assign(cpu_internal::kMaxModelParams, 0.0);
+    params_.assign(Dynamics::kParamDim, 0.0);
   }
 
   const ProblemShape& shape() const override { return shape_; }

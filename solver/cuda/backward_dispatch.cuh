@@ -1,16 +1,15 @@
 #ifndef MPC_SOLVER_CUDA_BACKWARD_DISPATCH_CUH_
 #define MPC_SOLVER_CUDA_BACKWARD_DISPATCH_CUH_
 
-// The launcher template behind LaunchBackward (backward_launch.h): one switch from the run-time
-// kernel choice to the compile-time specialisations, as ilqr_dispatch.cuh does for the solve.
+// The launcher template behind LaunchBackward (backward_launch.h): the shape's compile-time
+// specialisation (core/dispatch.h) launched, as ilqr_dispatch.cuh does for the solve.
 // Included by one .cu per scalar type, so that the two halves compile in parallel.
 
+#include "solver/core/dispatch.h"
 #include "solver/cuda/backward_kernels.cuh"
 #include "solver/cuda/backward_launch.h"
-#include "solver/models/cartpole.h"
-#include "solver/models/pendulum.h"
 
-namespace mpc::device_ilqr {
+namespace mpc::core {
 
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true>
 cudaError_t LaunchBackwardSpecialisation(const BackwardBatchView<S>& view, cudaStream_t stream) {
@@ -22,24 +21,15 @@ cudaError_t LaunchBackwardSpecialisation(const BackwardBatchView<S>& view, cudaS
 }
 
 template <typename S>
-cudaError_t DispatchBackward(DeviceKernel kernel, const BackwardBatchView<S>& view,
+cudaError_t DispatchBackward(const ProblemShape& shape, const BackwardBatchView<S>& view,
                              cudaStream_t stream) {
-  switch (kernel) {
-    case DeviceKernel::kPendulum:
-      return LaunchBackwardSpecialisation<S, ModelDynamics<PendulumModel>, 3, 1>(view, stream);
-    case DeviceKernel::kCartpole:
-      return LaunchBackwardSpecialisation<S, ModelDynamics<CartpoleModel>, 5, 1>(view, stream);
-    case DeviceKernel::kLinear8x4:
-      return LaunchBackwardSpecialisation<S, LinearDynamics, 8, 4>(view, stream);
-    case DeviceKernel::kLinearGeneric:
-      return LaunchBackwardSpecialisation<S, LinearDynamics, kGenericMaxStateDim,
-                                          kGenericMaxControlDim, false>(view, stream);
-    case DeviceKernel::kNone:
-      break;
-  }
-  return cudaErrorInvalidValue;
+  cudaError_t error = cudaErrorInvalidValue;
+  DispatchShape<Executor::kGpu>(shape, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
+    error = LaunchBackwardSpecialisation<S, Dynamics, NX, NU, kFixedSize>(view, stream);
+  });
+  return error;
 }
 
-}  // namespace mpc::device_ilqr
+}  // namespace mpc::core
 
 #endif  // MPC_SOLVER_CUDA_BACKWARD_DISPATCH_CUH_

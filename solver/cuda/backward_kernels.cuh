@@ -5,10 +5,10 @@
 // backward_launch_*.cu, the backend in cuda_backend.cc). One thread computes one problem's
 // gradient, as the solve kernels do (ilqr_kernels.cuh).
 
-#include "solver/cuda/backward_batch_view.h"
-#include "solver/cuda/backward_device.h"
+#include "solver/core/batch_view.h"
+#include "solver/core/implicit_backward.h"
 
-namespace mpc::device_ilqr {
+namespace mpc::core {
 
 // view: the batch's buffers (backward_batch_view.h); thread b computes problem b < batch.
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize>
@@ -18,6 +18,6 @@ __global__ void __launch_bounds__(64) BackwardKernel(const BackwardBatchView<S> 
   ProblemBackward<S, Dynamics, NX, NU, kFixedSize>(view, b).Run();
 }
 
-}  // namespace mpc::device_ilqr
+}  // namespace mpc::core
 
 #endif  // MPC_SOLVER_CUDA_BACKWARD_KERNELS_CUH_

@@ -1,11 +1,11 @@
 #include "solver/cuda/backward_dispatch.cuh"
 #include "solver/cuda/backward_launch.h"
 
-namespace mpc::device_ilqr {
+namespace mpc::core {
 
-cudaError_t LaunchBackward(DeviceKernel kernel, const BackwardBatchView<float>& view,
+cudaError_t LaunchBackward(const ProblemShape& shape, const BackwardBatchView<float>& view,
                            cudaStream_t stream) {
-  return DispatchBackward(kernel, view, stream);
+  return DispatchBackward(shape, view, stream);
 }
 
-}  // namespace mpc::device_ilqr
+}  // namespace mpc::core

@@ -4,22 +4,21 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "solver/cuda/backward_batch.h"
+#include "solver/core/dispatch.h"
 #include "solver/cuda/backward_launch.h"
 #include "solver/cuda/cuda_status.h"
 #include "solver/cuda/device_buffer.h"
-#include "solver/cuda/ilqr_batch.h"
 #include "solver/cuda/ilqr_launch.h"
+#include "solver/packing.h"
 
 namespace mpc {
 
-using device_ilqr::BackwardBatchLayout;
-using device_ilqr::BackwardResult;
-using device_ilqr::BackwardSettings;
-using device_ilqr::DeviceKernel;
-using device_ilqr::IlqrBatchLayout;
-using device_ilqr::ProblemResult;
-using device_ilqr::ProblemSettings;
+using core::BackwardBatchLayout;
+using core::BackwardResult;
+using core::BackwardSettings;
+using core::IlqrBatchLayout;
+using core::ProblemResult;
+using core::ProblemSettings;
 
 // Solves and backward passes of one shape share it (one batch runs at a time).
 struct CudaBackend::ShapeWorkspace {
@@ -41,7 +40,7 @@ constexpr int kMaxCachedShapes = 16;
 struct ShapeGroup {
   std::vector<const Problem*> problems;
   std::vector<Solution*> solutions;
-  DeviceKernel kernel = DeviceKernel::kNone;
+  ProblemShape shape;
   IlqrBatchLayout layout;
   CudaBackend::ShapeWorkspace* workspace = nullptr;
 };
@@ -62,8 +61,8 @@ absl::Status EnqueueGroup(ShapeGroup& group, cudaStream_t stream) {
                               ws.host_results.Reserve(batch * sizeof(ProblemResult))}) {
     if (!status.ok()) return status;
   }
-  device_ilqr::PackIlqrInputs<S>(group.problems, layout, ws.host_inputs.as<S>(),
-                                 ws.host_settings.as<ProblemSettings>());
+  core::PackIlqrInputs<S>(group.problems, layout, ws.host_inputs.as<S>(),
+                          ws.host_settings.as<ProblemSettings>());
   S* device = ws.scalars.as<S>();
   cudaError_t error = cudaMemcpyAsync(device, ws.host_inputs.as<S>(), layout.input_size * sizeof(S),
                                       cudaMemcpyHostToDevice, stream);
@@ -71,9 +70,9 @@ absl::Status EnqueueGroup(ShapeGroup& group, cudaStream_t stream) {
   error = cudaMemcpyAsync(ws.settings.as<ProblemSettings>(), ws.host_settings.as<ProblemSettings>(),
                           batch * sizeof(ProblemSettings), cudaMemcpyHostToDevice, stream);
   if (error != cudaSuccess) return CudaStatus(error, "copy settings to the device");
-  const device_ilqr::IlqrBatchView<S> view = device_ilqr::MakeIlqrBatchView<S>(
+  const core::IlqrBatchView<S> view = core::MakeIlqrBatchView<S>(
       layout, device, ws.settings.as<ProblemSettings>(), ws.results.as<ProblemResult>());
-  error = device_ilqr::LaunchIlqrSolve(group.kernel, view, stream);
+  error = core::LaunchIlqrSolve(group.shape, view, stream);
   if (error != cudaSuccess) return CudaStatus(error, "launch the iLQR kernel");
   error = cudaMemcpyAsync(ws.host_outputs.as<S>(), device + layout.best_x,
                           layout.output_size * sizeof(S), cudaMemcpyDeviceToHost, stream);
@@ -86,15 +85,15 @@ absl::Status EnqueueGroup(ShapeGroup& group, cudaStream_t stream) {
 template <typename S>
 void UnpackGroup(const ShapeGroup& group) {
   const CudaBackend::ShapeWorkspace& ws = *group.workspace;
-  device_ilqr::UnpackIlqrOutputs<S>(group.problems, group.layout, ws.host_outputs.as<S>(),
-                                    ws.host_results.as<ProblemResult>(), group.solutions);
+  core::UnpackIlqrOutputs<S>(group.problems, group.layout, ws.host_outputs.as<S>(),
+                             ws.host_results.as<ProblemResult>(), group.solutions);
 }
 
 // One shape's share of a backward batch.
 struct BackwardGroup {
   std::vector<const BackwardProblem*> problems;
   std::vector<ProblemGradient*> gradients;
-  DeviceKernel kernel = DeviceKernel::kNone;
+  ProblemShape shape;
   BackwardBatchLayout layout;
   CudaBackend::ShapeWorkspace* workspace = nullptr;
 };
@@ -114,8 +113,8 @@ absl::Status EnqueueBackwardGroup(BackwardGroup& group, cudaStream_t stream) {
                               ws.host_results.Reserve(batch * sizeof(BackwardResult))}) {
     if (!status.ok()) return status;
   }
-  device_ilqr::PackBackwardInputs<S>(group.problems, layout, ws.host_inputs.as<S>(),
-                                     ws.host_settings.as<BackwardSettings>());
+  core::PackBackwardInputs<S>(group.problems, layout, ws.host_inputs.as<S>(),
+                              ws.host_settings.as<BackwardSettings>());
   S* device = ws.scalars.as<S>();
   cudaError_t error = cudaMemcpyAsync(device, ws.host_inputs.as<S>(), layout.input_size * sizeof(S),
                                       cudaMemcpyHostToDevice, stream);
@@ -124,9 +123,9 @@ absl::Status EnqueueBackwardGroup(BackwardGroup& group, cudaStream_t stream) {
       cudaMemcpyAsync(ws.settings.as<BackwardSettings>(), ws.host_settings.as<BackwardSettings>(),
                       batch * sizeof(BackwardSettings), cudaMemcpyHostToDevice, stream);
   if (error != cudaSuccess) return CudaStatus(error, "copy backward settings to the device");
-  const device_ilqr::BackwardBatchView<S> view = device_ilqr::MakeBackwardBatchView<S>(
+  const core::BackwardBatchView<S> view = core::MakeBackwardBatchView<S>(
       layout, device, ws.settings.as<BackwardSettings>(), ws.results.as<BackwardResult>());
-  error = device_ilqr::LaunchBackward(group.kernel, view, stream);
+  error = core::LaunchBackward(group.shape, view, stream);
   if (error != cudaSuccess) return CudaStatus(error, "launch the backward kernel");
   error = cudaMemcpyAsync(ws.host_outputs.as<S>(), device + layout.grad_x_init,
                           layout.output_size * sizeof(S), cudaMemcpyDeviceToHost, stream);
@@ -139,8 +138,8 @@ absl::Status EnqueueBackwardGroup(BackwardGroup& group, cudaStream_t stream) {
 template <typename S>
 void UnpackBackwardGroup(const BackwardGroup& group) {
   const CudaBackend::ShapeWorkspace& ws = *group.workspace;
-  device_ilqr::UnpackBackwardOutputs<S>(group.problems, group.layout, ws.host_outputs.as<S>(),
-                                        ws.host_results.as<BackwardResult>(), group.gradients);
+  core::UnpackBackwardOutputs<S>(group.problems, group.layout, ws.host_outputs.as<S>(),
+                                 ws.host_results.as<BackwardResult>(), group.gradients);
 }
 
 }  // namespace
@@ -204,7 +203,7 @@ absl::Status CudaBackend::SolveBatch(absl::Span<const Problem* const> problems,
   absl::Status status = CudaStatus(cudaSetDevice(options_.device), "cudaSetDevice");
   if (!status.ok()) return status;
 
-  const std::vector<std::vector<int>> groups = device_ilqr::GroupByShape(problems);
+  const std::vector<std::vector<int>> groups = core::GroupByShape(problems);
   std::vector<ProblemShape> shapes;
   for (const std::vector<int>& indices : groups) shapes.push_back(problems[indices[0]]->shape);
   MakeRoomForShapes(shapes);
@@ -214,8 +213,7 @@ absl::Status CudaBackend::SolveBatch(absl::Span<const Problem* const> problems,
   std::vector<Solution*> cpu_solutions;
   for (const std::vector<int>& indices : groups) {
     const ProblemShape& shape = problems[indices[0]]->shape;
-    const DeviceKernel kernel = device_ilqr::SelectDeviceKernel(shape);
-    if (kernel == DeviceKernel::kNone) {
+    if (!core::RunsOnDevice(shape)) {
       for (int i : indices) {
         cpu_problems.push_back(problems[i]);
         cpu_solutions.push_back(solutions[i]);
@@ -227,8 +225,8 @@ absl::Status CudaBackend::SolveBatch(absl::Span<const Problem* const> problems,
       group.problems.push_back(problems[i]);
       group.solutions.push_back(solutions[i]);
     }
-    group.kernel = kernel;
-    group.layout = device_ilqr::PlanIlqrBatch(group.problems);
+    group.shape = shape;
+    group.layout = core::PlanIlqrBatch(group.problems);
     group.workspace = WorkspaceFor(shape);
   }
 
@@ -289,7 +287,7 @@ absl::Status CudaBackend::BackwardBatch(absl::Span<const BackwardProblem* const>
   std::vector<const Problem*> device_problems;
   std::vector<int> device_indices;
   for (int i = 0; i < static_cast<int>(problems.size()); ++i) {
-    if (device_ilqr::DeviceSupportsBackward(*problems[i])) {
+    if (core::DeviceSupportsBackward(*problems[i])) {
       device_problems.push_back(problems[i]->problem);
       device_indices.push_back(i);
     } else {
@@ -297,7 +295,7 @@ absl::Status CudaBackend::BackwardBatch(absl::Span<const BackwardProblem* const>
       cpu_gradients.push_back(gradients[i]);
     }
   }
-  const std::vector<std::vector<int>> groups = device_ilqr::GroupByShape(device_problems);
+  const std::vector<std::vector<int>> groups = core::GroupByShape(device_problems);
   std::vector<ProblemShape> shapes;
   for (const std::vector<int>& members : groups)
     shapes.push_back(device_problems[members[0]]->shape);
@@ -309,8 +307,8 @@ absl::Status CudaBackend::BackwardBatch(absl::Span<const BackwardProblem* const>
       group.problems.push_back(problems[device_indices[member]]);
       group.gradients.push_back(gradients[device_indices[member]]);
     }
-    group.kernel = device_ilqr::SelectDeviceKernel(shapes[g]);
-    group.layout = device_ilqr::PlanBackwardBatch(group.problems);
+    group.shape = shapes[g];
+    group.layout = core::PlanBackwardBatch(group.problems);
     group.workspace = WorkspaceFor(shapes[g]);
   }
 

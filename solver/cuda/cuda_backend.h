@@ -27,15 +27,15 @@ struct CudaBackendOptions {
 int CudaDeviceCount();
 
 // SolverBackend on one CUDA device (DESIGN §7): per batch, each problem shape becomes one launch of
-// the device iLQR (solver/cuda/ilqr_device.h, one thread per problem, the whole iteration loop in
+// the device iLQR (solver/core/ilqr.h, one thread per problem, the whole iteration loop in
 // the kernel), all on one stream, with one host synchronisation for the whole batch. Device and
 // pinned buffers are kept per shape (up to 16 shapes) and reused.
 //
 // BackwardBatch likewise: per shape one launch of the device backward pass
-// (solver/cuda/backward_device.h, one thread per problem), same stream, one synchronisation.
+// (solver/core/implicit_backward.h, one thread per problem), same stream, one synchronisation.
 //
 // What does not run on the device: shapes without a device solver (linear n > 16 or m > 8; see
-// device_ilqr::SelectDeviceKernel), and backward passes in GradientMode::kExact on models, are
+// core::RunsOnDevice), and backward passes in GradientMode::kExact on models, are
 // computed by an internal CpuBackend while the device works.
 class CudaBackend final : public SolverBackend {
  public:

@@ -3,32 +3,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "solver/cuda/backward_batch.h"
-#include "solver/cuda/backward_device.h"
-#include "solver/cuda/ilqr_batch.h"
-#include "solver/cuda/ilqr_device.h"
-#include "solver/models/cartpole.h"
-#include "solver/models/pendulum.h"
+#include "solver/core/dispatch.h"
+#include "solver/core/ilqr.h"
+#include "solver/core/implicit_backward.h"
+#include "solver/packing.h"
 
-namespace mpc::device_ilqr {
-namespace {
-
-// What the kernel does with its thread index, for every index in turn.
-template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true>
-void RunEveryProblem(const IlqrBatchView<S>& view) {
-  for (int b = 0; b < view.batch; ++b) {
-    ProblemSolver<S, Dynamics, NX, NU, kFixedSize>(view, b).Solve();
-  }
-}
-
-template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true>
-void RunEveryBackward(const BackwardBatchView<S>& view) {
-  for (int b = 0; b < view.problem.batch; ++b) {
-    ProblemBackward<S, Dynamics, NX, NU, kFixedSize>(view, b).Run();
-  }
-}
-
-}  // namespace
+namespace mpc::core {
 
 template <typename S>
 absl::Status SolveBatchOnHost(absl::Span<const Problem* const> problems,
@@ -45,8 +25,7 @@ absl::Status SolveBatchOnHost(absl::Span<const Problem* const> problems,
       outputs.push_back(solutions[i]);
     }
     const ProblemShape& shape = members[0]->shape;
-    const DeviceKernel kernel = SelectDeviceKernel(shape);
-    if (kernel == DeviceKernel::kNone) {
+    if (!RunsOnDevice(shape)) {
       return absl::UnimplementedError(
           absl::StrCat("no device solver for n=", shape.state_dim, ", m=", shape.control_dim));
     }
@@ -57,22 +36,12 @@ absl::Status SolveBatchOnHost(absl::Span<const Problem* const> problems,
     PackIlqrInputs<S>(members, layout, buffer.data(), settings.data());
     const IlqrBatchView<S> view =
         MakeIlqrBatchView<S>(layout, buffer.data(), settings.data(), results.data());
-    switch (kernel) {
-      case DeviceKernel::kPendulum:
-        RunEveryProblem<S, ModelDynamics<PendulumModel>, 3, 1>(view);
-        break;
-      case DeviceKernel::kCartpole:
-        RunEveryProblem<S, ModelDynamics<CartpoleModel>, 5, 1>(view);
-        break;
-      case DeviceKernel::kLinear8x4:
-        RunEveryProblem<S, LinearDynamics, 8, 4>(view);
-        break;
-      case DeviceKernel::kLinearGeneric:
-        RunEveryProblem<S, LinearDynamics, kGenericMaxStateDim, kGenericMaxControlDim, false>(view);
-        break;
-      case DeviceKernel::kNone:
-        break;
-    }
+    // What the kernel does with each thread index, for every index in turn.
+    DispatchShape<Executor::kGpu>(shape, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
+      for (int b = 0; b < view.batch; ++b) {
+        ProblemSolver<S, Dynamics, NX, NU, kFixedSize>(view, b).Solve();
+      }
+    });
     UnpackIlqrOutputs<S>(members, layout, buffer.data() + layout.best_x, results.data(), outputs);
   }
   return absl::OkStatus();
@@ -110,23 +79,12 @@ absl::Status BackwardBatchOnHost(absl::Span<const BackwardProblem* const> proble
     PackBackwardInputs<S>(members, layout, buffer.data(), settings.data());
     const BackwardBatchView<S> view =
         MakeBackwardBatchView<S>(layout, buffer.data(), settings.data(), results.data());
-    switch (SelectDeviceKernel(members[0]->problem->shape)) {
-      case DeviceKernel::kPendulum:
-        RunEveryBackward<S, ModelDynamics<PendulumModel>, 3, 1>(view);
-        break;
-      case DeviceKernel::kCartpole:
-        RunEveryBackward<S, ModelDynamics<CartpoleModel>, 5, 1>(view);
-        break;
-      case DeviceKernel::kLinear8x4:
-        RunEveryBackward<S, LinearDynamics, 8, 4>(view);
-        break;
-      case DeviceKernel::kLinearGeneric:
-        RunEveryBackward<S, LinearDynamics, kGenericMaxStateDim, kGenericMaxControlDim, false>(
-            view);
-        break;
-      case DeviceKernel::kNone:
-        break;
-    }
+    DispatchShape<Executor::kGpu>(
+        members[0]->problem->shape, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
+          for (int b = 0; b < view.problem.batch; ++b) {
+            ProblemBackward<S, Dynamics, NX, NU, kFixedSize>(view, b).Run();
+          }
+        });
     UnpackBackwardOutputs<S>(members, layout, buffer.data() + layout.grad_x_init, results.data(),
                              outputs);
   }
@@ -143,4 +101,4 @@ template absl::Status BackwardBatchOnHost<double>(absl::Span<const BackwardProbl
 template absl::Status BackwardBatchOnHost<float>(absl::Span<const BackwardProblem* const>,
                                                  absl::Span<ProblemGradient* const>);
 
-}  // namespace mpc::device_ilqr
+}  // namespace mpc::core

@@ -11,7 +11,7 @@
 #include "solver/gradients.h"
 #include "solver/problem.h"
 
-namespace mpc::device_ilqr {
+namespace mpc::core {
 
 // Solves problems[i] into *solutions[i] with the device solver in scalar S (double or float).
 // Problems may differ in shape; every shape must have a device kernel (SelectDeviceKernel), else
@@ -38,6 +38,6 @@ extern template absl::Status BackwardBatchOnHost<double>(absl::Span<const Backwa
 extern template absl::Status BackwardBatchOnHost<float>(absl::Span<const BackwardProblem* const>,
                                                         absl::Span<ProblemGradient* const>);
 
-}  // namespace mpc::device_ilqr
+}  // namespace mpc::core
 
 #endif  // MPC_SOLVER_CUDA_HOST_EMULATION_H_

@@ -6,10 +6,10 @@
 // ~16) one thread solves one problem: the whole iteration loop runs in one launch and every
 // problem stops on its own (its thread returns), which is the per-problem convergence mask.
 
-#include "solver/cuda/ilqr_batch_view.h"
-#include "solver/cuda/ilqr_device.h"
+#include "solver/core/batch_view.h"
+#include "solver/core/ilqr.h"
 
-namespace mpc::device_ilqr {
+namespace mpc::core {
 
 // view: the batch's buffers (ilqr_batch_view.h); thread b solves problem b < view.batch.
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize>
@@ -19,6 +19,6 @@ __global__ void __launch_bounds__(64) IlqrSolveKernel(const IlqrBatchView<S> vie
   ProblemSolver<S, Dynamics, NX, NU, kFixedSize>(view, b).Solve();
 }
 
-}  // namespace mpc::device_ilqr
+}  // namespace mpc::core
 
 #endif  // MPC_SOLVER_CUDA_ILQR_KERNELS_CUH_

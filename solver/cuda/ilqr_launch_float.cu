@@ -1,11 +1,11 @@
 #include "solver/cuda/ilqr_dispatch.cuh"
 #include "solver/cuda/ilqr_launch.h"
 
-namespace mpc::device_ilqr {
+namespace mpc::core {
 
-cudaError_t LaunchIlqrSolve(DeviceKernel kernel, const IlqrBatchView<float>& view,
+cudaError_t LaunchIlqrSolve(const ProblemShape& shape, const IlqrBatchView<float>& view,
                             cudaStream_t stream) {
-  return DispatchIlqrSolve(kernel, view, stream);
+  return DispatchIlqrSolve(shape, view, stream);
 }
 
-}  // namespace mpc::device_ilqr
+}  // namespace mpc::core

@@ -14,8 +14,13 @@ struct CartpoleModel {
   static constexpr const char* kName = "cartpole";
   static constexpr int kStateDim = 5;
   static constexpr int kControlDim = 1;
-  static constexpr int kParamDim = 4;  // gravity, masscart, masspole, length
+  static constexpr int kParamDim = 4;
   static constexpr double kDefaultDt = 0.05;
+  static constexpr const char* kParamNames[kParamDim] = {"gravity", "masscart", "masspole",
+                                                         "length"};
+  static constexpr double kDefaultParams[kParamDim] = {9.8, 1.0, 0.1, 0.5};
+  static constexpr const char* kStateNames[kStateDim] = {"x", "dx", "cos_th", "sin_th", "dth"};
+  static constexpr const char* kControlNames[kControlDim] = {"force"};
   static constexpr double kForceMag = 100.0;
 
   // x, x_next: (5); u: (1); p: (4) = [gravity, masscart, masspole, length]; dt in seconds.

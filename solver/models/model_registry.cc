@@ -1,20 +1,32 @@
 #include "solver/models/model_registry.h"
 
-#include "solver/models/cartpole.h"
-#include "solver/models/pendulum.h"
+#include <iterator>
+#include <utility>
+
+#include "solver/models/model_list.h"
 
 namespace mpc {
 
 const std::vector<ModelInfo>& BuiltinModels() {
-  static const auto* const kModels = new std::vector<ModelInfo>{
-      {PendulumModel::kName, DynamicsKind::kPendulum, PendulumModel::kStateDim,
-       PendulumModel::kControlDim, {"g", "m", "l"}, {10.0, 1.0, 1.0}, PendulumModel::kDefaultDt,
-       {"euler"}, {"cos_th", "sin_th", "dth"}, {"torque"}},
-      {CartpoleModel::kName, DynamicsKind::kCartpole, CartpoleModel::kStateDim,
-       CartpoleModel::kControlDim, {"gravity", "masscart", "masspole", "length"},
-       {9.8, 1.0, 0.1, 0.5}, CartpoleModel::kDefaultDt, {"euler"},
-       {"x", "dx", "cos_th", "sin_th", "dth"}, {"force"}},
-  };
+  static const auto* const kModels = [] {
+    auto* models = new std::vector<ModelInfo>;
+    ForEachBuiltinModel([&]<class Model>() {
+      ModelInfo info;
+      info.name = Model::kName;
+      info.id = ModelId<Model>();
+      info.state_dim = Model::kStateDim;
+      info.control_dim = Model::kControlDim;
+      info.param_names.assign(std::begin(Model::kParamNames), std::end(Model::kParamNames));
+      info.default_params.assign(std::begin(Model::kDefaultParams),
+                                 std::end(Model::kDefaultParams));
+      info.default_dt = Model::kDefaultDt;
+      info.integrators = {"euler"};
+      info.state_names.assign(std::begin(Model::kStateNames), std::end(Model::kStateNames));
+      info.control_names.assign(std::begin(Model::kControlNames), std::end(Model::kControlNames));
+      models->push_back(std::move(info));
+    });
+    return models;
+  }();
   return *kModels;
 }
 
@@ -25,11 +37,10 @@ const ModelInfo* FindModel(absl::string_view name) {
   return nullptr;
 }
 
-const ModelInfo* FindModel(DynamicsKind kind) {
-  for (const ModelInfo& info : BuiltinModels()) {
-    if (info.kind == kind) return &info;
-  }
-  return nullptr;
+const ModelInfo* FindModel(DynamicsId id) {
+  const std::vector<ModelInfo>& models = BuiltinModels();
+  if (id.is_linear() || id.model >= static_cast<int>(models.size())) return nullptr;
+  return &models[id.model];
 }
 
 }  // namespace mpc

@@ -12,7 +12,7 @@ namespace mpc {
 // What a client needs to know to build a problem for a built-in model (ListModels).
 struct ModelInfo {
   std::string name;
-  DynamicsKind kind;
+  DynamicsId id;
   int state_dim;
   int control_dim;
   std::vector<std::string> param_names;
@@ -23,14 +23,15 @@ struct ModelInfo {
   std::vector<std::string> control_names;
 };
 
-// Every built-in model, in a fixed order.
+// Every built-in model, in the order of the model list (models/model_list.h): FindModel(id) is
+// BuiltinModels()[id.model].
 const std::vector<ModelInfo>& BuiltinModels();
 
 // The model called `name`, or nullptr.
 const ModelInfo* FindModel(absl::string_view name);
 
-// The model of `kind`, or nullptr for kLinear.
-const ModelInfo* FindModel(DynamicsKind kind);
+// The model `id` names, or nullptr (linear dynamics).
+const ModelInfo* FindModel(DynamicsId id);
 
 }  // namespace mpc
 

@@ -8,14 +8,18 @@
 
 namespace mpc {
 
-// mpc.pytorch's PendulumDx(simple=True): state [cos th, sin th, dth], control torque, th = 0 upright.
-// Semi-implicit Euler on th = atan2(sin th, cos th), torque clamped inside the dynamics.
+// mpc.pytorch's PendulumDx(simple=True): state [cos th, sin th, dth], control torque, th = 0
+// upright. Semi-implicit Euler on th = atan2(sin th, cos th), torque clamped inside the dynamics.
 struct PendulumModel {
   static constexpr const char* kName = "pendulum";
   static constexpr int kStateDim = 3;
   static constexpr int kControlDim = 1;
-  static constexpr int kParamDim = 3;  // g, m, l
+  static constexpr int kParamDim = 3;
   static constexpr double kDefaultDt = 0.05;
+  static constexpr const char* kParamNames[kParamDim] = {"g", "m", "l"};
+  static constexpr double kDefaultParams[kParamDim] = {10.0, 1.0, 1.0};
+  static constexpr const char* kStateNames[kStateDim] = {"cos_th", "sin_th", "dth"};
+  static constexpr const char* kControlNames[kControlDim] = {"torque"};
   static constexpr double kMaxTorque = 2.0;
 
   // x, x_next: (3); u: (1); p: (3) = [g, m, l]; dt in seconds.

@@ -184,7 +184,8 @@ class BadInputTest(unittest.TestCase):
             r["problems"][0]["dynamics"]["model"]["name"] = "foo"
         self.assert_request_fails(
             mutate,
-            'problems[0].dynamics.model.name: unknown model "foo" (known: pendulum, cartpole)')
+            'problems[0].dynamics.model.name: unknown model "foo" (known: pendulum, cartpole, '
+            'double_integrator, unicycle, kinematic_bicycle)')
 
     def test_missing_dynamics(self):
         def mutate(r):

@@ -157,7 +157,7 @@ class ClientTest(unittest.TestCase):
         self.assertTrue(str(error).startswith("INVALID_ARGUMENT: "))
         self.assertIsInstance(error, ValueError)
         with self.assertRaises(mpcd.InvalidArgumentError) as caught:
-            self.client.solve(10, [self.pendulum_problem(dynamics=mpcd.Model("unicycle"))])
+            self.client.solve(10, [self.pendulum_problem(dynamics=mpcd.Model("unicorn"))])
         self.assertIn("problems[0].dynamics", caught.exception.details)
 
     def test_deadline_raises_deadline_exceeded(self):

@@ -16,6 +16,8 @@
 #include "solver/cpu/ilqr.h"
 #include "solver/cpu/implicit_backward.h"
 #include "solver/gradients.h"
+#include "solver/models/model_list.h"
+#include "solver/models/model_registry.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/status_matchers.h"
 
@@ -140,7 +142,7 @@ TEST(ToBackwardProblems, ConvertsProblemsSolutionsAndCotangents) {
     EXPECT_EQ(item.dl_du, Data(request.cotangents(i).u()));
     EXPECT_THAT(ValidateBackwardProblem(item), IsOk());
   }
-  EXPECT_EQ(moved.problems[2].shape.dynamics, DynamicsKind::kCartpole);
+  EXPECT_EQ(moved.problems[2].shape.dynamics, ModelId<CartpoleModel>());
 }
 
 TEST(ToBackwardProblems, AbsentCotangentsAreZero) {

@@ -8,6 +8,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "solver/models/model_list.h"
+#include "solver/models/model_registry.h"
 #include "solver/problem.h"
 #include "tests/testing/status_matchers.h"
 
@@ -22,7 +24,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // n = 3, m = 2, T = 4, time-invariant, bounded.
 Problem LinearProblem() {
   Problem p;
-  p.shape = {DynamicsKind::kLinear, 3, 2, 4};
+  p.shape = {DynamicsId::Linear(), 3, 2, 4};
   p.x_init = {1, 2, 3};
   p.cost_quadratic.assign(25, 0.0);
   for (int i = 0; i < 5; ++i) p.cost_quadratic[i * 5 + i] = 1.0;
@@ -35,7 +37,7 @@ Problem LinearProblem() {
 
 Problem PendulumProblem() {
   Problem p;
-  p.shape = {DynamicsKind::kPendulum, 3, 1, 4};
+  p.shape = {ModelId<PendulumModel>(), 3, 1, 4};
   p.x_init = {-1, 0, 0};
   p.cost_quadratic.assign(16, 0.0);
   p.cost_linear.assign(4, 0.0);

@@ -11,12 +11,23 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpcd/v1/mpcd.pb.h"
+#include "solver/models/model_list.h"
 #include "solver/models/model_registry.h"
 #include "solver/problem.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
 namespace {
+
+// "pendulum, cartpole, ...": every built-in model, as the errors list them.
+std::string KnownModels() {
+  std::string names;
+  for (const ModelInfo& model : BuiltinModels()) {
+    if (!names.empty()) names += ", ";
+    names += model.name;
+  }
+  return names;
+}
 
 using ::mpc::testing::IsOk;
 using ::mpc::testing::StatusIs;
@@ -117,7 +128,7 @@ TEST(ToProblems, ConvertsTimeInvariantLinearProblem) {
                            ToProblems(Request({LinearProblem()}), RequestLimits{}));
   ASSERT_THAT(problems, SizeIs(1));
   const Problem& p = problems[0];
-  EXPECT_EQ(p.shape, (ProblemShape{DynamicsKind::kLinear, kN, kM, kHorizon}));
+  EXPECT_EQ(p.shape, (ProblemShape{DynamicsId::Linear(), kN, kM, kHorizon}));
   EXPECT_THAT(p.x_init, ElementsAre(0.1, 0.2, ::testing::DoubleEq(0.30000000000000004)));
   EXPECT_THAT(p.cost_quadratic, SizeIs(kTau * kTau));
   EXPECT_THAT(p.cost_linear, SizeIs(kTau));
@@ -134,7 +145,7 @@ TEST(ToProblems, ConvertsTimeVaryingLinearProblem) {
   MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems,
                            ToProblems(Request({TimeVaryingLinearProblem()}), RequestLimits{}));
   const Problem& p = problems[0];
-  EXPECT_EQ(p.shape, (ProblemShape{DynamicsKind::kLinear, kN, kM, kHorizon}));
+  EXPECT_EQ(p.shape, (ProblemShape{DynamicsId::Linear(), kN, kM, kHorizon}));
   EXPECT_THAT(p.cost_quadratic, SizeIs(kHorizon * kTau * kTau));
   EXPECT_THAT(p.cost_linear, SizeIs(kHorizon * kTau));
   EXPECT_THAT(p.transition, SizeIs((kHorizon - 1) * kN * kTau));
@@ -159,7 +170,7 @@ TEST(ToProblems, ConvertsModelProblemWithDefaults) {
   MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems,
                            ToProblems(Request({CartpoleProblem()}), RequestLimits{}));
   const Problem& p = problems[0];
-  EXPECT_EQ(p.shape, (ProblemShape{DynamicsKind::kCartpole, 5, 1, kHorizon}));
+  EXPECT_EQ(p.shape, (ProblemShape{ModelId<CartpoleModel>(), 5, 1, kHorizon}));
   EXPECT_THAT(p.params, SizeIs(0));  // the model's defaults
   EXPECT_EQ(p.dt, 0.0);              // the model's default
   EXPECT_THAT(p.transition, SizeIs(0));
@@ -189,9 +200,9 @@ TEST(ToProblems, ConvertsEveryProblemInOrder) {
   MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems,
                            ToProblems(ValidRequest(), RequestLimits{}));
   ASSERT_THAT(problems, SizeIs(3));
-  EXPECT_EQ(problems[0].shape.dynamics, DynamicsKind::kLinear);
-  EXPECT_EQ(problems[1].shape.dynamics, DynamicsKind::kLinear);
-  EXPECT_EQ(problems[2].shape.dynamics, DynamicsKind::kCartpole);
+  EXPECT_EQ(problems[0].shape.dynamics, DynamicsId::Linear());
+  EXPECT_EQ(problems[1].shape.dynamics, DynamicsId::Linear());
+  EXPECT_EQ(problems[2].shape.dynamics, ModelId<CartpoleModel>());
 }
 
 TEST(ToProblems, AcceptsHorizonOneWithTimeInvariantDynamics) {
@@ -401,12 +412,12 @@ const std::vector<InvalidCase>& InvalidCases() {
       {"DynamicsMissing", [](R* r) { P(r, 1)->clear_dynamics(); },
        "problems[1].dynamics: required (set dynamics.linear or dynamics.model)"},
       {"UnknownModel", [](R* r) { Model(r)->set_name("foo"); },
-       "problems[2].dynamics.model.name: unknown model \"foo\" (known: pendulum, cartpole)"},
+       "problems[2].dynamics.model.name: unknown model \"foo\" (known: " + KnownModels() + ")"},
       {"UnknownLongModelNameIsCut", [](R* r) { Model(r)->set_name(std::string(100000, 'x')); },
        "problems[2].dynamics.model.name: unknown model \"" + std::string(64, 'x') +
-           "...\" (known: pendulum, cartpole)"},
+           "...\" (known: " + KnownModels() + ")"},
       {"ModelNameMissing", [](R* r) { Model(r)->clear_name(); },
-       "problems[2].dynamics.model.name: required (known: pendulum, cartpole)"},
+       "problems[2].dynamics.model.name: required (known: " + KnownModels() + ")"},
       {"ModelParamsWrongCount",
        [](R* r) {
          for (double value : {9.8, 1.0, 0.1}) Model(r)->add_params(value);

@@ -31,14 +31,14 @@ std::vector<Problem> MixedBatch(int copies) {
     problems.push_back(RandomPendulumProblem(model, seed));
     model.horizon = 25;
     problems.push_back(RandomCartpoleProblem(model, seed));
-    problems.push_back(RandomLqrProblem({.state_dim = 5, .control_dim = 2, .horizon = 10,
-                                         .bounded = seed % 2 == 0},
-                                        seed));
+    problems.push_back(RandomLqrProblem(
+        {.state_dim = 5, .control_dim = 2, .horizon = 10, .bounded = seed % 2 == 0}, seed));
   }
   return problems;
 }
 
-std::vector<Solution> SolveWith(SolverBackend& backend, const std::vector<const Problem*>& problems) {
+std::vector<Solution> SolveWith(SolverBackend& backend,
+                                const std::vector<const Problem*>& problems) {
   std::vector<Solution> solutions(problems.size());
   std::vector<Solution*> outputs;
   for (Solution& s : solutions) outputs.push_back(&s);
@@ -130,7 +130,7 @@ TEST(WorkspaceCacheTest, EvictsTheLeastRecentlyUsedShape) {
   WorkspaceCache<CountedWorkspace> cache(2, &CountedWorkspace::Make);
   const auto shape = [](int n) {
     ProblemShape s;
-    s.dynamics = DynamicsKind::kLinear;
+    s.dynamics = DynamicsId::Linear();
     s.state_dim = n;
     s.control_dim = 1;
     s.horizon = 5;

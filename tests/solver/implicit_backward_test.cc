@@ -30,6 +30,7 @@
 #include "solver/gradients.h"
 #include "solver/models/cartpole.h"
 #include "solver/models/model_derivatives.h"
+#include "solver/models/model_list.h"
 #include "solver/models/model_registry.h"
 #include "solver/models/pendulum.h"
 #include "tests/testing/dense_kkt.h"
@@ -544,22 +545,22 @@ bool ActiveSetIsStable(const Problem& p, const Solution& s) {
 // three free controls and an active set away from degeneracy). Unbounded problems start near
 // upright (an unbounded swing-up has no optimum the solver reliably reaches); bounded cartpoles get
 // a force limit of 4 so that the swing-up binds it.
-std::vector<SolvedProblem> ConvergedModelProblems(DynamicsKind kind, bool bounded, int count) {
+std::vector<SolvedProblem> ConvergedModelProblems(DynamicsId kind, bool bounded, int count) {
   std::vector<SolvedProblem> found;
   for (int seed = 0; seed < 40 && static_cast<int>(found.size()) < count; ++seed) {
     testing::RandomModelOptions o;
     // A bounded pendulum swings up at full torque for most of a short horizon; 20 steps leave room
     // for free controls.
-    o.horizon = bounded && kind == DynamicsKind::kPendulum ? 20 : 12;
+    o.horizon = bounded && kind == ModelId<PendulumModel>() ? 20 : 12;
     o.bounded = bounded;
     o.ctrl_penalty = 0.01;
     if (!bounded) {
       o.th_half_width = 0.6;
       o.thdot_half_width = 0.5;
     }
-    if (bounded && kind == DynamicsKind::kCartpole) o.control_bound = 4.0;
-    Problem p = kind == DynamicsKind::kPendulum ? testing::RandomPendulumProblem(o, seed)
-                                                : testing::RandomCartpoleProblem(o, seed);
+    if (bounded && kind == ModelId<CartpoleModel>()) o.control_bound = 4.0;
+    Problem p = kind == ModelId<PendulumModel>() ? testing::RandomPendulumProblem(o, seed)
+                                                 : testing::RandomCartpoleProblem(o, seed);
     Solution s = SolveTight(p, {});
     if (s.status != SolveStatus::kConverged) continue;
     // A bounded problem must mix pinned and free controls to test both.
@@ -574,7 +575,7 @@ std::vector<SolvedProblem> ConvergedModelProblems(DynamicsKind kind, bool bounde
 }
 
 struct ModelCase {
-  DynamicsKind kind;
+  DynamicsId kind;
   bool bounded;
 };
 
@@ -612,7 +613,7 @@ Problem LinearisedProblem(const Problem& p, const Solution& s, const std::vector
                           const std::vector<double>& jacobian_theta) {
   const int n = p.shape.state_dim, m = p.shape.control_dim, T = p.shape.horizon, nt = n + m;
   Problem q = p;
-  q.shape.dynamics = DynamicsKind::kLinear;
+  q.shape.dynamics = DynamicsId::Linear();
   q.params.clear();
   q.dt = 0.0;
   q.transition.assign(static_cast<std::size_t>(T - 1) * n * nt, 0.0);
@@ -622,7 +623,7 @@ Problem LinearisedProblem(const Problem& p, const Solution& s, const std::vector
   for (int t = 0; t + 1 < T; ++t) {
     const double* x = &s.x[t * n];
     const double* u = &s.u[t * m];
-    if (p.shape.dynamics == DynamicsKind::kPendulum) {
+    if (p.shape.dynamics == ModelId<PendulumModel>()) {
       StepWithJacobians<PendulumModel>(x, u, jacobian_theta.data(), dt, unused.data(), A.data(),
                                        B.data());
       PendulumModel::Step(x, u, theta.data(), dt, next.data());
@@ -694,14 +695,15 @@ TEST_P(ModelFiniteDifferenceTest, DefaultAndFullChainModesDifferentiateTheLqrApp
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ModelFiniteDifferenceTest,
-                         ::testing::Values(ModelCase{DynamicsKind::kPendulum, false},
-                                           ModelCase{DynamicsKind::kPendulum, true},
-                                           ModelCase{DynamicsKind::kCartpole, false},
-                                           ModelCase{DynamicsKind::kCartpole, true}),
+                         ::testing::Values(ModelCase{ModelId<PendulumModel>(), false},
+                                           ModelCase{ModelId<PendulumModel>(), true},
+                                           ModelCase{ModelId<CartpoleModel>(), false},
+                                           ModelCase{ModelId<CartpoleModel>(), true}),
                          [](const ::testing::TestParamInfo<ModelCase>& info) {
-                           return absl::StrCat(
-                               info.param.kind == DynamicsKind::kPendulum ? "Pendulum" : "Cartpole",
-                               info.param.bounded ? "Bounded" : "Unbounded");
+                           return absl::StrCat(info.param.kind == ModelId<PendulumModel>()
+                                                   ? "Pendulum"
+                                                   : "Cartpole",
+                                               info.param.bounded ? "Bounded" : "Unbounded");
                          });
 
 // ---------------------------------------------------------------------------------------------
@@ -741,7 +743,7 @@ std::vector<Problem> JacobianTestProblems() {
   problems.push_back(testing::RandomLqrProblem(
       {.state_dim = 3, .control_dim = 2, .horizon = 10, .bounded = true}, 12));
   for (bool bounded : {false, true}) {
-    for (DynamicsKind kind : {DynamicsKind::kPendulum, DynamicsKind::kCartpole}) {
+    for (DynamicsId kind : {ModelId<PendulumModel>(), ModelId<CartpoleModel>()}) {
       problems.push_back(ConvergedModelProblems(kind, bounded, 1).at(0).problem);
     }
   }
@@ -750,11 +752,10 @@ std::vector<Problem> JacobianTestProblems() {
 
 TEST(JacobianTest, TransposeTimesAVectorIsTheVectorJacobianProduct) {
   for (const Problem& p : JacobianTestProblems()) {
-    SCOPED_TRACE(
-        absl::StrCat("n ", p.shape.state_dim, " dynamics ", static_cast<int>(p.shape.dynamics)));
+    SCOPED_TRACE(absl::StrCat("n ", p.shape.state_dim, " dynamics ", p.shape.dynamics.model));
     const Solution s = SolveTight(p, {});
     ASSERT_TRUE(TightEnough(s));
-    const bool model = p.shape.dynamics != DynamicsKind::kLinear;
+    const bool model = !p.shape.dynamics.is_linear();
     for (GradientMode mode :
          {GradientMode::kDefault, GradientMode::kFullChain, GradientMode::kExact}) {
       SCOPED_TRACE(GradientModeName(mode));
@@ -781,12 +782,11 @@ TEST(JacobianTest, TransposeTimesAVectorIsTheVectorJacobianProduct) {
 
 TEST(JacobianTest, ColumnsMatchFiniteDifferencesOfTheSolve) {
   for (const Problem& p : JacobianTestProblems()) {
-    SCOPED_TRACE(
-        absl::StrCat("n ", p.shape.state_dim, " dynamics ", static_cast<int>(p.shape.dynamics)));
+    SCOPED_TRACE(absl::StrCat("n ", p.shape.state_dim, " dynamics ", p.shape.dynamics.model));
     const Solution s = SolveTight(p, {});
     ASSERT_TRUE(TightEnough(s));
     const std::vector<int> active = ActiveSet(p, s.u);
-    const bool model = p.shape.dynamics != DynamicsKind::kLinear;
+    const bool model = !p.shape.dynamics.is_linear();
     // Exact mode is the derivative of the solve; for LQR every mode is.
     SolutionJacobians jac;
     ASSERT_THAT(ComputeSolutionJacobians(p, s.x, s.u, {true, model, GradientMode::kExact}, &jac),
@@ -833,8 +833,8 @@ TEST(JacobianTest, InitialControlSensitivityIsTheFeedbackGain) {
   std::vector<Problem> problems;
   problems.push_back(testing::RandomLqrProblem(
       {.state_dim = 4, .control_dim = 2, .horizon = 8, .time_varying = true}, 21));
-  problems.push_back(ConvergedModelProblems(DynamicsKind::kPendulum, false, 1).at(0).problem);
-  problems.push_back(ConvergedModelProblems(DynamicsKind::kCartpole, false, 1).at(0).problem);
+  problems.push_back(ConvergedModelProblems(ModelId<PendulumModel>(), false, 1).at(0).problem);
+  problems.push_back(ConvergedModelProblems(ModelId<CartpoleModel>(), false, 1).at(0).problem);
   for (Problem& p : problems) {
     p.options.compute_gains = true;
     const Solution s = SolveTight(p, {});

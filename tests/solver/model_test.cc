@@ -3,10 +3,10 @@
 
 #include "gtest/gtest.h"
 #include "solver/dual.h"
-#include "solver/models/cartpole.h"
 #include "solver/models/model_derivatives.h"
+#include "solver/models/model_list.h"
 #include "solver/models/model_registry.h"
-#include "solver/models/pendulum.h"
+#include "tests/testing/model_types.h"
 
 namespace mpc {
 namespace {
@@ -81,24 +81,92 @@ void ExpectParamJacobianMatchesFiniteDifferences(const double* p0) {
   }
 }
 
-TEST(ModelTest, PendulumJacobiansMatchCentralDifferences) {
-  ExpectJacobiansMatchFiniteDifferences<PendulumModel>(
-      FindModel("pendulum")->default_params.data(), 50);
+// lambda' dF/dp_k at (x + s dx, u + s du).
+template <class Model>
+double LambdaParamJacobianAlong(const double* x, const double* u, const double* dx,
+                                const double* du, const double* p, const double* lambda, double s,
+                                int k) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  double xs[n], us[m], next[n], P[n * Model::kParamDim];
+  for (int i = 0; i < n; ++i) xs[i] = x[i] + s * dx[i];
+  for (int j = 0; j < m; ++j) us[j] = u[j] + s * du[j];
+  StepParamJacobian<Model>(xs, us, p, Model::kDefaultDt, next, P);
+  double total = 0.0;
+  for (int i = 0; i < n; ++i) total += lambda[i] * P[k * n + i];
+  return total;
 }
 
-TEST(ModelTest, CartpoleJacobiansMatchCentralDifferences) {
-  ExpectJacobiansMatchFiniteDifferences<CartpoleModel>(
-      FindModel("cartpole")->default_params.data(), 50);
+// d2 (lambda' f) / d p d tau applied to a direction (the mixed block the backward pass uses)
+// against central differences of lambda' dF/dp along that direction.
+template <class Model>
+void ExpectMixedDirectionalMatchesFiniteDifferences(const double* p0) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  constexpr int np = Model::kParamDim;
+  std::mt19937_64 rng(13);
+  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+  for (int trial = 0; trial < 5; ++trial) {
+    double x[n], u[m], lambda[n], dx[n], du[m], g[np], p[np];
+    RandomPoint<Model>(rng, x, u);
+    for (int i = 0; i < n; ++i) lambda[i] = uniform(rng), dx[i] = uniform(rng);
+    for (int j = 0; j < m; ++j) du[j] = uniform(rng);
+    for (int k = 0; k < np; ++k) p[k] = p0[k];
+    StepMixedDirectional<Model>(x, u, p, Model::kDefaultDt, lambda, dx, du, g);
+    for (int k = 0; k < np; ++k) {
+      const double fd = (LambdaParamJacobianAlong<Model>(x, u, dx, du, p, lambda, kStep, k) -
+                         LambdaParamJacobianAlong<Model>(x, u, dx, du, p, lambda, -kStep, k)) /
+                        (2 * kStep);
+      EXPECT_NEAR(g[k], fd, 1e-6 * (1 + std::abs(fd))) << Model::kName << " parameter " << k;
+    }
+  }
 }
 
-TEST(ModelTest, PendulumParamJacobianMatchesCentralDifferences) {
-  ExpectParamJacobianMatchesFiniteDifferences<PendulumModel>(
-      FindModel("pendulum")->default_params.data());
+// Every built-in model (generated from the model list: a new model is covered without an edit).
+template <class Model>
+class BuiltinModelTest : public ::testing::Test {};
+TYPED_TEST_SUITE(BuiltinModelTest, testing::BuiltinModelTypes, testing::ModelTypeName);
+
+TYPED_TEST(BuiltinModelTest, JacobiansMatchCentralDifferences) {
+  ExpectJacobiansMatchFiniteDifferences<TypeParam>(TypeParam::kDefaultParams, 50);
 }
 
-TEST(ModelTest, CartpoleParamJacobianMatchesCentralDifferences) {
-  ExpectParamJacobianMatchesFiniteDifferences<CartpoleModel>(
-      FindModel("cartpole")->default_params.data());
+TYPED_TEST(BuiltinModelTest, ParamJacobianMatchesCentralDifferences) {
+  ExpectParamJacobianMatchesFiniteDifferences<TypeParam>(TypeParam::kDefaultParams);
+}
+
+TYPED_TEST(BuiltinModelTest, MixedSecondDerivativeMatchesCentralDifferences) {
+  ExpectMixedDirectionalMatchesFiniteDifferences<TypeParam>(TypeParam::kDefaultParams);
+}
+
+TYPED_TEST(BuiltinModelTest, RegistryDescribesIt) {
+  using Model = TypeParam;
+  const ModelInfo* info = FindModel(Model::kName);
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(info->id, ModelId<Model>());
+  EXPECT_EQ(FindModel(info->id), info);
+  EXPECT_EQ(info->state_dim, Model::kStateDim);
+  EXPECT_EQ(info->control_dim, Model::kControlDim);
+  EXPECT_EQ(info->default_dt, Model::kDefaultDt);
+  ASSERT_EQ(info->param_names.size(), static_cast<std::size_t>(Model::kParamDim));
+  ASSERT_EQ(info->default_params.size(), static_cast<std::size_t>(Model::kParamDim));
+  for (int k = 0; k < Model::kParamDim; ++k) {
+    EXPECT_EQ(info->param_names[k], Model::kParamNames[k]);
+    EXPECT_EQ(info->default_params[k], Model::kDefaultParams[k]);
+  }
+  ASSERT_EQ(info->state_names.size(), static_cast<std::size_t>(Model::kStateDim));
+  ASSERT_EQ(info->control_names.size(), static_cast<std::size_t>(Model::kControlDim));
+  EXPECT_FALSE(info->id.is_linear());
+}
+
+TEST(ModelTest, TheRegistryListsTheModelsInListOrderAndNothingElse) {
+  const std::vector<ModelInfo>& models = BuiltinModels();
+  ASSERT_EQ(models.size(), static_cast<std::size_t>(BuiltinModelList::kSize));
+  for (std::size_t i = 0; i < models.size(); ++i)
+    EXPECT_EQ(models[i].id.model, static_cast<int>(i));
+  EXPECT_EQ(FindModel("unicorn"), nullptr);
+  EXPECT_EQ(FindModel(DynamicsId::Linear()), nullptr);
+  EXPECT_EQ(FindModel(DynamicsId::Builtin(BuiltinModelList::kSize)), nullptr);
 }
 
 TEST(ModelTest, ClampedControlHasZeroDerivativeOutsideTheBox) {
@@ -130,17 +198,6 @@ TEST(ModelTest, NestedDualsGiveSecondDerivatives) {
   };
   EXPECT_NEAR(f.v.d[0], first(a0), 1e-15);
   EXPECT_NEAR(f.d[0].d[0], (first(a0 + kStep) - first(a0 - kStep)) / (2 * kStep), 1e-8);
-}
-
-TEST(ModelTest, RegistryDescribesEveryModel) {
-  const ModelInfo* pendulum = FindModel("pendulum");
-  ASSERT_NE(pendulum, nullptr);
-  EXPECT_EQ(pendulum->state_dim, PendulumModel::kStateDim);
-  EXPECT_EQ(pendulum->default_params.size(), static_cast<size_t>(PendulumModel::kParamDim));
-  const ModelInfo* cartpole = FindModel("cartpole");
-  ASSERT_NE(cartpole, nullptr);
-  EXPECT_EQ(cartpole->param_names.size(), static_cast<size_t>(CartpoleModel::kParamDim));
-  EXPECT_EQ(FindModel("unicorn"), nullptr);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include "Eigen/Dense"
 #include "absl/status/status.h"
 #include "solver/models/cartpole.h"
+#include "solver/models/model_list.h"
 #include "solver/models/model_registry.h"
 #include "solver/models/pendulum.h"
 
@@ -43,7 +44,7 @@ const double* SliceAt(const std::vector<double>& array, int t, int slice_size) {
 }
 
 absl::StatusOr<DenseKktSolution> SolveDenseKkt(const Problem& problem) {
-  if (problem.shape.dynamics != DynamicsKind::kLinear) {
+  if (!problem.shape.dynamics.is_linear()) {
     return absl::InvalidArgumentError("SolveDenseKkt needs linear dynamics");
   }
   if (!problem.u_lower.empty() || !problem.u_upper.empty()) {
@@ -125,19 +126,16 @@ double ProblemCost(const Problem& problem, const std::vector<double>& x,
 }
 
 std::vector<double> Rollout(const Problem& problem, const std::vector<double>& u) {
-  switch (problem.shape.dynamics) {
-    case DynamicsKind::kPendulum:
-      return RolloutModel<PendulumModel>(problem, u);
-    case DynamicsKind::kCartpole:
-      return RolloutModel<CartpoleModel>(problem, u);
-    case DynamicsKind::kLinear:
-      break;
+  std::vector<double> x;
+  if (VisitBuiltinModel(problem.shape.dynamics,
+                        [&]<class Model>() { x = RolloutModel<Model>(problem, u); })) {
+    return x;
   }
   const std::ptrdiff_t n = problem.shape.state_dim;
   const std::ptrdiff_t m = problem.shape.control_dim;
   const std::ptrdiff_t nt = n + m;
   const std::ptrdiff_t horizon = problem.shape.horizon;
-  std::vector<double> x(static_cast<std::size_t>(horizon * n));
+  x.assign(static_cast<std::size_t>(horizon * n), 0.0);
   std::copy(problem.x_init.begin(), problem.x_init.end(), x.begin());
   for (std::ptrdiff_t t = 0; t + 1 < horizon; ++t) {
     const double* f_mat = SliceAt(problem.transition, t, n * nt);

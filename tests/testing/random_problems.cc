@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "solver/models/cartpole.h"
+#include "solver/models/model_list.h"
 #include "solver/models/model_registry.h"
 #include "solver/models/pendulum.h"
 #include "tests/testing/dense_kkt.h"
@@ -40,7 +41,7 @@ void AppendTransition(Rng& rng, int n, int m, std::vector<double>* out) {
   }
 }
 
-Problem ModelProblem(const RandomModelOptions& options, DynamicsKind kind,
+Problem ModelProblem(const RandomModelOptions& options, DynamicsId kind,
                      const std::vector<double>& goal, const std::vector<double>& weights,
                      double model_control_limit, const std::vector<double>& x_init) {
   const ModelInfo* info = FindModel(kind);
@@ -92,7 +93,7 @@ Problem RandomLqrProblem(const RandomLqrOptions& options, std::uint64_t seed) {
   const int dyn_slices = options.time_varying ? std::max(horizon - 1, 1) : 1;
 
   Problem p;
-  p.shape = {DynamicsKind::kLinear, n, m, horizon};
+  p.shape = {DynamicsId::Linear(), n, m, horizon};
   p.x_init = NormalVector(rng, n, 1.0);
   for (int s = 0; s < cost_slices; ++s) AppendCostMatrix(rng, nt, &p.cost_quadratic);
   p.cost_linear = NormalVector(rng, cost_slices * nt, 1.0);
@@ -136,7 +137,7 @@ Problem RandomPendulumProblem(const RandomModelOptions& options, std::uint64_t s
   const double thdot_w = HalfWidth(options.thdot_half_width, 1.0);
   const double th = rng.Uniform(-th_w, th_w);
   const double thdot = rng.Uniform(-thdot_w, thdot_w);
-  return ModelProblem(options, DynamicsKind::kPendulum, {1.0, 0.0, 0.0}, {1.0, 1.0, 0.1},
+  return ModelProblem(options, ModelId<PendulumModel>(), {1.0, 0.0, 0.0}, {1.0, 1.0, 0.1},
                       PendulumModel::kMaxTorque, {std::cos(th), std::sin(th), thdot});
 }
 
@@ -150,7 +151,7 @@ Problem RandomCartpoleProblem(const RandomModelOptions& options, std::uint64_t s
   const double thdot = rng.Uniform(-thdot_w, thdot_w);
   const double x = rng.Uniform(-x_w, x_w);
   const double xdot = rng.Uniform(-xdot_w, xdot_w);
-  return ModelProblem(options, DynamicsKind::kCartpole, {0.0, 0.0, 1.0, 0.0, 0.0},
+  return ModelProblem(options, ModelId<CartpoleModel>(), {0.0, 0.0, 1.0, 0.0, 0.0},
                       {0.1, 0.1, 1.0, 1.0, 0.1}, CartpoleModel::kForceMag,
                       {x, xdot, std::cos(th), std::sin(th), thdot});
 }

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "solver/models/model_list.h"
 
 #ifndef MPCD_DEFAULT_REFERENCE_DIR
 #define MPCD_DEFAULT_REFERENCE_DIR ""
@@ -101,11 +102,11 @@ absl::StatusOr<ReferenceCase> ParseCase(json raw) {
   shape.control_dim = m;
   shape.horizon = horizon;
   if (rc.kind == "lqr") {
-    shape.dynamics = DynamicsKind::kLinear;
+    shape.dynamics = DynamicsId::Linear();
   } else if (rc.kind == "pendulum") {
-    shape.dynamics = DynamicsKind::kPendulum;
+    shape.dynamics = ModelId<PendulumModel>();
   } else if (rc.kind == "cartpole") {
-    shape.dynamics = DynamicsKind::kCartpole;
+    shape.dynamics = ModelId<CartpoleModel>();
   } else {
     return absl::DataLossError(absl::StrCat("unknown kind ", rc.kind));
   }

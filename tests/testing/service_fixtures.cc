@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "solver/models/model_registry.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc::testing {
@@ -20,7 +21,6 @@ mpcd::v1::Tensor MakeTensor(std::vector<std::uint32_t> shape, const std::vector<
   tensor.mutable_data()->Assign(data.begin(), data.end());
   return tensor;
 }
-
 
 mpcd::v1::Problem ToProto(const Problem& problem) {
   const std::uint32_t T = problem.shape.horizon;
@@ -36,7 +36,7 @@ mpcd::v1::Problem ToProto(const Problem& problem) {
   *cost->mutable_linear() = problem.cost_linear.size() == tau
                                 ? MakeTensor({tau}, problem.cost_linear)
                                 : MakeTensor({T, tau}, problem.cost_linear);
-  if (problem.shape.dynamics == DynamicsKind::kLinear) {
+  if (problem.shape.dynamics.is_linear()) {
     auto* linear = proto.mutable_dynamics()->mutable_linear();
     *linear->mutable_transition() = problem.transition.size() == n * tau
                                         ? MakeTensor({n, tau}, problem.transition)
@@ -48,7 +48,7 @@ mpcd::v1::Problem ToProto(const Problem& problem) {
     }
   } else {
     auto* model = proto.mutable_dynamics()->mutable_model();
-    model->set_name(problem.shape.dynamics == DynamicsKind::kCartpole ? "cartpole" : "pendulum");
+    model->set_name(FindModel(problem.shape.dynamics)->name);
     model->mutable_params()->Assign(problem.params.begin(), problem.params.end());
     model->set_dt(problem.dt);
   }

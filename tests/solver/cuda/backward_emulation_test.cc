@@ -1,4 +1,4 @@
-// The device backward pass (solver/cuda/backward_device.h), run on the host through the CUDA
+// The device backward pass (solver/core/implicit_backward.h), run on the host through the CUDA
 // backend's own packing and unpacking (BackwardBatchOnHost, solver/cuda/host_emulation.h), against
 // the CPU's implicit backward pass (ComputeGradient): element by element on every reference case
 // and on seeded random problems with active bounds (STYLE rule 21, "CUDA against CPU"). The GPU
@@ -14,14 +14,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "solver/cpu/ilqr.h"
-#include "solver/cuda/backward_batch.h"
 #include "solver/cuda/host_emulation.h"
+#include "solver/packing.h"
 #include "tests/solver/cuda/device_comparison.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/reference_case.h"
 #include "tests/testing/status_matchers.h"
 
-namespace mpc::device_ilqr {
+namespace mpc::core {
 namespace {
 
 using ::mpc::testing::IsOk;
@@ -308,4 +308,4 @@ TEST(DeviceBackwardTest, RefusesWhatTheDeviceDoesNotCompute) {
 }
 
 }  // namespace
-}  // namespace mpc::device_ilqr
+}  // namespace mpc::core

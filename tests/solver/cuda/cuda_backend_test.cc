@@ -22,7 +22,7 @@
 #include "tests/testing/reference_case.h"
 #include "tests/testing/status_matchers.h"
 
-namespace mpc::device_ilqr {
+namespace mpc::core {
 namespace {
 
 using ::mpc::testing::IsOk;
@@ -263,7 +263,7 @@ TEST_F(CudaBackendTest, BackwardMatchesCpuOnRandomProblemsInOneMixedBatch) {
   std::vector<Solution> solutions = SolveOnCpu(problems);
   std::vector<BackwardProblem> backward;
   for (std::size_t i = 0; i < problems.size(); ++i) {
-    const bool model = problems[i].shape.dynamics != DynamicsKind::kLinear;
+    const bool model = !problems[i].shape.dynamics.is_linear();
     const GradientMode mode = model && i % 3 == 0 ? GradientMode::kExact : GradientMode::kFullChain;
     backward.push_back(MakeBackward(problems[i], solutions[i], 100 + i, mode));
   }
@@ -279,7 +279,7 @@ TEST_F(CudaBackendTest, BackwardMatchesCpuOnRandomProblemsInOneMixedBatch) {
   ASSERT_THAT(single.status(), IsOk());
   const std::vector<ProblemGradient> device32 = Backward(**single, backward);
   for (std::size_t i = 0; i < backward.size(); ++i) {
-    if (problems[i].shape.dynamics != DynamicsKind::kLinear) continue;
+    if (!problems[i].shape.dynamics.is_linear()) continue;
     SCOPED_TRACE(i);
     EXPECT_LE(MaxRelativeDifference(device32[i].cost_linear, device[i].cost_linear), 1e-3);
     EXPECT_LE(MaxRelativeDifference(device32[i].x_init, device[i].x_init), 1e-3);
@@ -312,4 +312,4 @@ TEST_F(CudaBackendTest, BackwardMatchesTheHostEmulation) {
 }
 
 }  // namespace
-}  // namespace mpc::device_ilqr
+}  // namespace mpc::core

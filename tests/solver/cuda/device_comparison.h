@@ -16,7 +16,7 @@
 #include "solver/gradients.h"
 #include "solver/problem.h"
 
-namespace mpc::device_ilqr {
+namespace mpc::core {
 
 // float64: CPU (Eigen) and device code (plain loops) differ only in rounding. For linear dynamics
 // that rounding never changes the iteration path, and every output agrees to this, relative to
@@ -85,7 +85,7 @@ inline Comparison ExpectMatchesCpu(const std::vector<Problem>& problems,
     } else {
       EXPECT_FALSE(std::isfinite(d.cost));
     }
-    if (p.shape.dynamics == DynamicsKind::kLinear) {
+    if (p.shape.dynamics.is_linear()) {
       EXPECT_EQ(d.iterations, c.iterations);
       EXPECT_LE(dx, kDoubleTolerance);
       EXPECT_LE(du, kDoubleTolerance);
@@ -144,6 +144,6 @@ inline double ExpectGradientMatchesCpu(const ProblemGradient& d, const ProblemGr
   return worst;
 }
 
-}  // namespace mpc::device_ilqr
+}  // namespace mpc::core
 
 #endif  // MPC_TESTS_SOLVER_CUDA_DEVICE_COMPARISON_H_

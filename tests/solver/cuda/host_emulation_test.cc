@@ -1,4 +1,4 @@
-// The device solver (solver/cuda/ilqr_device.h), run on the host through the CUDA backend's own
+// The device solver (solver/core/ilqr.h), run on the host through the CUDA backend's own
 // packing and unpacking (solver/cuda/host_emulation.h), against the CPU solver: element by element
 // on every reference case and on seeded random problems (STYLE rule 21, "CUDA against CPU"). This
 // is what vouches for the CUDA backend's numerics on machines without a GPU; the GPU tests
@@ -15,14 +15,17 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "solver/core/dispatch.h"
 #include "solver/cpu/ilqr.h"
-#include "solver/cuda/ilqr_batch.h"
+#include "solver/models/model_list.h"
+#include "solver/models/model_registry.h"
+#include "solver/packing.h"
 #include "tests/solver/cuda/device_comparison.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/reference_case.h"
 #include "tests/testing/status_matchers.h"
 
-namespace mpc::device_ilqr {
+namespace mpc::core {
 namespace {
 
 using ::mpc::testing::IsOk;
@@ -72,7 +75,7 @@ TEST_P(DeviceSolverReferenceTest, MatchesCpuSolverWithAndWithoutGains) {
       testing::LoadReferenceCase(testing::ReferenceDir(), GetParam());
   ASSERT_THAT(rc, IsOk());
   std::vector<Problem> problems = rc->problems;
-  ASSERT_NE(SelectDeviceKernel(problems[0].shape), DeviceKernel::kNone);
+  ASSERT_TRUE(RunsOnDevice(problems[0].shape));
   ExpectSameAsCpu(problems, GetParam());
   for (Problem& p : problems) p.options.compute_gains = true;
   ExpectSameAsCpu(problems, absl::StrCat(GetParam(), " with gains"));
@@ -222,7 +225,7 @@ TEST(DeviceSolverTest, Float32MatchesTheCpuSolverToSinglePrecision) {
     std::printf("[float32-vs-cpu] #%zu %s/%s | x %.1e u %.1e cost %.1e\n", i,
                 SolveStatusName(single[i].status), SolveStatusName(cpu[i].status), dx, du, dcost);
     EXPECT_NE(single[i].status, SolveStatus::kNotFinite);
-    const bool linear = problems[i].shape.dynamics == DynamicsKind::kLinear;
+    const bool linear = problems[i].shape.dynamics.is_linear();
     EXPECT_LE(dx, linear ? 1e-4 : 1e-2);
     EXPECT_LE(du, linear ? 1e-4 : 1e-2);
     EXPECT_LE(dcost, 1e-4);
@@ -231,15 +234,19 @@ TEST(DeviceSolverTest, Float32MatchesTheCpuSolverToSinglePrecision) {
 
 TEST(DeviceSolverTest, RefusesShapesWithoutADeviceSolver) {
   Problem big = RandomLqrProblem({.state_dim = 17, .control_dim = 2, .horizon = 4}, 1);
-  EXPECT_EQ(SelectDeviceKernel(big.shape), DeviceKernel::kNone);
+  EXPECT_FALSE(RunsOnDevice(big.shape));
   Solution solution;
   EXPECT_THAT(SolveBatchOnHost<double>({&big}, {&solution}),
               StatusIs(absl::StatusCode::kUnimplemented));
-  EXPECT_EQ(SelectDeviceKernel({DynamicsKind::kLinear, 8, 4, 30}), DeviceKernel::kLinear8x4);
-  EXPECT_EQ(SelectDeviceKernel({DynamicsKind::kLinear, 16, 8, 30}), DeviceKernel::kLinearGeneric);
-  EXPECT_EQ(SelectDeviceKernel({DynamicsKind::kPendulum, 3, 1, 30}), DeviceKernel::kPendulum);
-  EXPECT_EQ(SelectDeviceKernel({DynamicsKind::kCartpole, 5, 1, 30}), DeviceKernel::kCartpole);
+  EXPECT_TRUE(RunsOnDevice({DynamicsId::Linear(), 8, 4, 30}));
+  EXPECT_TRUE(RunsOnDevice({DynamicsId::Linear(), 16, 8, 30}));
+  EXPECT_FALSE(RunsOnDevice({DynamicsId::Linear(), 16, 9, 30}));
+  // Every built-in model has a device kernel (generated from the model list).
+  ForEachBuiltinModel([]<class Model>() {
+    EXPECT_TRUE(RunsOnDevice({ModelId<Model>(), Model::kStateDim, Model::kControlDim, 30}))
+        << Model::kName;
+  });
 }
 
 }  // namespace
-}  // namespace mpc::device_ilqr
+}  // namespace mpc::core

@@ -1,5 +1,5 @@
-#ifndef MPC_SOLVER_CPU_REGULARIZATION_H_
-#define MPC_SOLVER_CPU_REGULARIZATION_H_
+#ifndef MPC_SOLVER_CORE_REGULARIZATION_H_
+#define MPC_SOLVER_CORE_REGULARIZATION_H_
 
 namespace mpc {
 
@@ -16,4 +16,4 @@ constexpr double IncreasedRegularization(double mu) {
 
 }  // namespace mpc
 
-#endif  // MPC_SOLVER_CPU_REGULARIZATION_H_
+#endif  // MPC_SOLVER_CORE_REGULARIZATION_H_

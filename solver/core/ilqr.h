@@ -1,39 +1,44 @@
-#ifndef MPC_SOLVER_CUDA_ILQR_DEVICE_H_
-#define MPC_SOLVER_CUDA_ILQR_DEVICE_H_
+#ifndef MPC_SOLVER_CORE_ILQR_H_
+#define MPC_SOLVER_CORE_ILQR_H_
 
-// The box-constrained iLQR of one problem as MPC_HOST_DEVICE code over compile-time sizes: what
-// one CUDA thread runs (ilqr_kernels.cuh), and what the host emulation runs on the CPU
-// (host_emulation.h) so that this exact code is tested where there is no GPU.
-//
-// It is the algorithm of solver/cpu/ilqr_solver.h, step for step: the same rollout, AD
-// linearisation, Riccati pass with Levenberg-Marquardt regularisation, projected-Newton box QP,
-// backtracking line search, best-iterate rules and statuses. Only the arithmetic differs in
-// rounding (plain loops here, Eigen there). Small fixed-size arrays live in registers or local
-// memory; trajectories live in the batch buffers (ilqr_batch_view.h). No heap, no exceptions, no
-// Eigen, no absl.
+// The box-constrained iLQR of one problem (DESIGN §3), written once: what one CUDA thread runs
+// (solver/cuda/ilqr_kernels.cuh) and what a CPU worker runs (solver/cpu/). Steps named as in the
+// math: Rollout, Linearize, BackwardPass (Riccati with Levenberg-Marquardt regularisation and the
+// projected-Newton box QP), LineSearch, the best-iterate rules and the statuses. Trajectories live
+// in the batch buffers (batch_view.h); small matrices in LocalArrays (scratch.h): registers or the
+// stack with compile-time sizes, the workspace's arena with run-time ones. No heap, no
+// exceptions, no Eigen, no absl.
 
 #include <cmath>
 
-#include "solver/cpu/regularization.h"
-#include "solver/cuda/ilqr_batch_view.h"
+#include "solver/core/batch_view.h"
+#include "solver/core/regularization.h"
+#include "solver/core/scratch.h"
+#include "solver/core/small_linalg.h"
 #include "solver/dual.h"
 #include "solver/host_device.h"
 #include "solver/models/dynamics_tags.h"
 #include "solver/models/model_derivatives.h"
 
-namespace mpc::device_ilqr {
+namespace mpc::core {
 
-// Projected-Newton box QP: iteration cap, backtracking cap, Armijo constant. The same numbers as
-// solver/cpu/ilqr_solver.h (kMaxBoxQpIterations, kMaxBoxQpBacktracks, kBoxQpArmijo).
+// Projected-Newton box QP: iteration cap, backtracking cap, Armijo constant.
 constexpr int kMaxBoxQpIterations = 50;
 constexpr int kMaxBoxQpBacktracks = 40;
 constexpr double kBoxQpArmijo = 0.1;
 
-template <typename S>
-MPC_HOST_DEVICE inline bool IsFinite(S v) {
-  using std::isfinite;
-  return isfinite(v);
-}
+// How a problem's elements are laid out in the batch buffers: interleaved over the batch (element
+// e of problem b at e * batch + b: the GPU, where neighbouring threads then read neighbouring
+// addresses) or contiguous (a batch of one: a CPU worker, where the loops then run over unit
+// strides).
+struct Interleaved {
+  MPC_HOST_DEVICE static long long Index(int e, int batch, int b) {
+    return static_cast<long long>(e) * batch + b;
+  }
+};
+struct Contiguous {
+  MPC_HOST_DEVICE static long long Index(int e, int /*batch*/, int /*b*/) { return e; }
+};
 
 // GCC 12 at -O3 reports the small local arrays below as maybe-uninitialized when their loop bounds
 // are run-time sizes (they are zero-initialised); the warning is a known false positive there.
@@ -43,19 +48,29 @@ MPC_HOST_DEVICE inline bool IsFinite(S v) {
 #endif
 
 // One problem's solve. Construct, then Solve(); everything it needs is in the view.
-// With kFixedSize, NX and NU are the problem's sizes (compile-time loop bounds); without, they are
-// capacities and the sizes come from the view (the generic fallback: n <= NX, m <= NU).
-template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true>
+// Sizes: with kFixedSize, NX and NU are the problem's n and m (compile-time loop bounds); without,
+// they are capacities and n, m come from the view (n <= NX, m <= NU); NX = NU = kDynamic takes n,
+// m from the view and the small matrices from `arena` (ScratchCapacity(n, m) scalars, host only).
+template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
+          class Layout = Interleaved>
 class ProblemSolver {
  public:
-  MPC_HOST_DEVICE ProblemSolver(const IlqrBatchView<S>& view, int b)
-      : n(kFixedSize ? NX : view.state_dim),
-        m(kFixedSize ? NU : view.control_dim),
+  MPC_HOST_DEVICE ProblemSolver(const IlqrBatchView<S>& view, int b,
+                                ScratchArena<S>* arena = nullptr)
+      : n(kFixedSize && NX != kDynamic ? NX : view.state_dim),
+        m(kFixedSize && NU != kDynamic ? NU : view.control_dim),
         nt(n + m),
         view_(view),
         b_(b),
         T_(view.horizon),
-        settings_(view.settings[b]) {
+        settings_(view.settings[b]),
+        arena_(arena),
+        V_(arena, static_cast<long long>(n) * n),
+        v_(arena, n),
+        Quu_(arena, static_cast<long long>(m) * m),
+        qu_(arena, m),
+        H_(arena, static_cast<long long>(m) * m),
+        L_(arena, static_cast<long long>(m) * m) {
     x_ = view.x;
     u_ = view.u;
     x_try_ = view.x_try;
@@ -144,11 +159,9 @@ class ProblemSolver {
   MPC_HOST_DEVICE static S Infinity() { return static_cast<S>(HUGE_VAL); }
 
   // Element e of this problem in an interleaved batch array.
-  MPC_HOST_DEVICE S& At(S* array, int e) const {
-    return array[static_cast<long long>(e) * view_.batch + b_];
-  }
+  MPC_HOST_DEVICE S& At(S* array, int e) const { return array[Layout::Index(e, view_.batch, b_)]; }
   MPC_HOST_DEVICE S At(const S* array, int e) const {
-    return array[static_cast<long long>(e) * view_.batch + b_];
+    return array[Layout::Index(e, view_.batch, b_)];
   }
 
   MPC_HOST_DEVICE void Copy(const S* from, S* to, int count) const {
@@ -265,8 +278,10 @@ class ProblemSolver {
 
   // Rolls x_ out from x_0 under u_; returns the cost.
   MPC_HOST_DEVICE S Rollout() {
+    ScratchScope<S> scope(arena_);
     S cost = 0;
-    S x[NX] = {}, u[NU] = {}, next[NX] = {};
+    LocalArray<S, NX> x(arena_, n), next(arena_, n);
+    LocalArray<S, NU> u(arena_, m);
     LoadX(x_, 0, x);
     for (int t = 0; t < T_; ++t) {
       LoadU(u_, t, u);
@@ -286,11 +301,15 @@ class ProblemSolver {
   MPC_HOST_DEVICE void Linearize() {
     if constexpr (!Dynamics::kIsLinear) {
       using Model = typename Dynamics::ModelType;
-      S x[NX] = {}, u[NU] = {}, next[NX] = {}, A[NX * NX] = {}, B[NX * NU] = {};
+      ScratchScope<S> scope(arena_);
+      LocalArray<S, NX> x(arena_, n), next(arena_, n);
+      LocalArray<S, NU> u(arena_, m);
+      LocalArray<S, NX * NX> A(arena_, n * n);
+      LocalArray<S, NX * NU> B(arena_, n * m);
       for (int t = 0; t + 1 < T_; ++t) {
         LoadX(x_, t, x);
         LoadU(u_, t, u);
-        StepWithJacobians<Model, MatrixOrder::kRowMajor>(x, u, params_, dt_, next, A, B);
+        StepWithJacobians<Model, MatrixOrder::kRowMajor, S>(x, u, params_, dt_, next, A, B);
         for (int e = 0; e < n * n; ++e) At(view_.A, t * n * n + e) = A[e];
         for (int e = 0; e < n * m; ++e) At(view_.B, t * n * m + e) = B[e];
       }
@@ -317,50 +336,20 @@ class ProblemSolver {
     }
   }
 
-  // L L' = Q in place of L (lower triangle), Eigen's unblocked LLT step for step: false at the
-  // first pivot <= 0 (a NaN pivot passes, as in Eigen, and is caught by the finiteness checks).
-  MPC_HOST_DEVICE bool Cholesky(const S* Q, S* L) const {
-    using std::sqrt;
-    for (int e = 0; e < m * m; ++e) L[e] = Q[e];
-    for (int k = 0; k < m; ++k) {
-      S x = L[k * m + k];
-      for (int j = 0; j < k; ++j) x -= L[k * m + j] * L[k * m + j];
-      if (x <= S(0)) return false;
-      x = sqrt(x);
-      L[k * m + k] = x;
-      for (int i = k + 1; i < m; ++i) {
-        S s = L[i * m + k];
-        for (int j = 0; j < k; ++j) s -= L[i * m + j] * L[k * m + j];
-        L[i * m + k] = s / x;
-      }
-    }
-    return true;
-  }
-
-  // out = -(L L')^-1 rhs for `cols` columns; rhs and out are (m, cols) row-major.
+  // out = -(L_ L_')^-1 rhs for `cols` columns; rhs and out are (m, cols) row-major.
   MPC_HOST_DEVICE void SolveNegated(const S* rhs, S* out, int cols) const {
-    for (int e = 0; e < m * cols; ++e) out[e] = -rhs[e];
-    for (int c = 0; c < cols; ++c) {
-      for (int i = 0; i < m; ++i) {
-        S s = out[i * cols + c];
-        for (int k = 0; k < i; ++k) s -= L_[i * m + k] * out[k * cols + c];
-        out[i * cols + c] = s / L_[i * m + i];
-      }
-      for (int i = m - 1; i >= 0; --i) {
-        S s = out[i * cols + c];
-        for (int k = i + 1; k < m; ++k) s -= L_[k * m + i] * out[k * cols + c];
-        out[i * cols + c] = s / L_[i * m + i];
-      }
-    }
+    CholeskySolveNegated<S>(L_, m, rhs, out, cols);
   }
 
   // Riccati recursion in delta space around (x_, u_): Q_t = C_t + F_t' V_{t+1} F_t,
   // q_t = C_t tau_t + c_t + F_t' v_{t+1}; writes K_t, k_t into the batch buffers.
   MPC_HOST_DEVICE PassResult BackwardPass() {
-    S A[NX * NX] = {}, B[NX * NU] = {}, VA[NX * NX] = {}, VB[NX * NU] = {};
-    S x[NX] = {}, u[NU] = {};
-    S Qxx[NX * NX] = {}, Qux[NU * NX] = {}, qx[NX] = {};
-    S K[NU * NX] = {}, k[NU] = {};
+    ScratchScope<S> scope(arena_);
+    LocalArray<S, NX * NX> A(arena_, n * n), VA(arena_, n * n), Qxx(arena_, n * n);
+    LocalArray<S, NX * NU> B(arena_, n * m), VB(arena_, n * m), Qux(arena_, m * n),
+        K(arena_, m * n);
+    LocalArray<S, NX> x(arena_, n), qx(arena_, n);
+    LocalArray<S, NU> u(arena_, m), k(arena_, m);
     for (int t = T_ - 1; t >= 0; --t) {
       LoadX(x_, t, x);
       LoadU(u_, t, u);
@@ -381,49 +370,19 @@ class ProblemSolver {
       }
       if (t < T_ - 1) {
         LoadJacobians(t, A, B);
-        for (int i = 0; i < n; ++i) {
-          for (int j = 0; j < n; ++j) {
-            S s = 0;
-            for (int l = 0; l < n; ++l) s += V_[i * n + l] * A[l * n + j];
-            VA[i * n + j] = s;
-          }
-          for (int j = 0; j < m; ++j) {
-            S s = 0;
-            for (int l = 0; l < n; ++l) s += V_[i * n + l] * B[l * m + j];
-            VB[i * m + j] = s;
-          }
-        }
-        for (int i = 0; i < n; ++i) {
-          for (int j = 0; j < n; ++j) {
-            S s = 0;
-            for (int l = 0; l < n; ++l) s += A[l * n + i] * VA[l * n + j];
-            Qxx[i * n + j] += s;
-          }
-          S s = 0;
-          for (int l = 0; l < n; ++l) s += A[l * n + i] * v_[l];
-          qx[i] += s;
-        }
-        for (int i = 0; i < m; ++i) {
-          for (int j = 0; j < n; ++j) {
-            S s = 0;
-            for (int l = 0; l < n; ++l) s += B[l * m + i] * VA[l * n + j];
-            Qux[i * n + j] += s;
-          }
-          for (int j = 0; j < m; ++j) {
-            S s = 0;
-            for (int l = 0; l < n; ++l) s += B[l * m + i] * VB[l * m + j];
-            Quu_[i * m + j] += s;
-          }
-          S s = 0;
-          for (int l = 0; l < n; ++l) s += B[l * m + i] * v_[l];
-          qu_[i] += s;
-        }
+        AddDynamicsToQ<S>(A, B, V_, v_, n, m, VA, VB, Qxx, Qux, Quu_, qx, qu_);
       }
       for (int e = 0; e < m * m; ++e) H_[e] = Quu_[e];
       if (mu_ > S(0)) {
         for (int i = 0; i < m; ++i) H_[i * m + i] += mu_;
       }
-      if (!Cholesky(H_, L_)) return kNotPositiveDefinite;
+      if (!CholeskyLower<S>(H_, L_, m)) {
+        // A NaN pivot is not a matter of regularisation.
+        for (int e = 0; e < m * m; ++e) {
+          if (!IsFinite(H_[e])) return kNotFinite;
+        }
+        return kNotPositiveDefinite;
+      }
       if (has_bounds_) {
         SolveBoxQp(t, u, Qux, K, k);
       } else {
@@ -446,7 +405,8 @@ class ProblemSolver {
   // V = sym(Qxx + Qux'K + K'Qux + K'Quu K), v = qx + Qux'k + K'(qu + Quu k), with the true Quu.
   MPC_HOST_DEVICE void UpdateValueFunction(const S* Qxx, const S* Qux, const S* qx, const S* K,
                                            const S* k) {
-    S QuuK[NU * NX] = {};
+    ScratchScope<S> scope(arena_);
+    LocalArray<S, NU * NX> QuuK(arena_, m * n);
     for (int i = 0; i < m; ++i) {
       for (int j = 0; j < n; ++j) {
         S s = 0;
@@ -465,14 +425,8 @@ class ProblemSolver {
         V_[i * n + j] = Qxx[i * n + j] + ktqux_ij + ktqux_ji + kquuk;
       }
     }
-    for (int i = 0; i < n; ++i) {
-      for (int j = i; j < n; ++j) {
-        const S s = S(0.5) * (V_[i * n + j] + V_[j * n + i]);
-        V_[i * n + j] = s;
-        V_[j * n + i] = s;
-      }
-    }
-    S tmp[NU] = {};
+    Symmetrize<S>(V_, n);
+    LocalArray<S, NU> tmp(arena_, m);
     for (int i = 0; i < m; ++i) {
       S s = 0;
       for (int l = 0; l < m; ++l) s += Quu_[i * m + l] * k[l];
@@ -504,8 +458,9 @@ class ProblemSolver {
   // points out of the box is clamped) and factorises H restricted to them, identity on the clamped
   // ones, into L_. Writes the gradient (grad) and the free-space gradient (g).
   MPC_HOST_DEVICE void FactorFreeSubspace(const S* qp_x, const S* lo, const S* hi, S* grad, S* g,
-                                          bool* free) {
-    S Hfree[NU * NU] = {};
+                                          S* free) {
+    ScratchScope<S> scope(arena_);
+    LocalArray<S, NU * NU> Hfree(arena_, m * m);
     for (int i = 0; i < m; ++i) {
       S s = 0;
       for (int j = 0; j < m; ++j) s += H_[i * m + j] * qp_x[j];
@@ -515,7 +470,7 @@ class ProblemSolver {
     for (int e = 0; e < m * m; ++e) Hfree[e] = H_[e];
     for (int i = 0; i < m; ++i) {
       const bool clamped = (qp_x[i] <= lo[i] && g[i] > S(0)) || (qp_x[i] >= hi[i] && g[i] < S(0));
-      free[i] = !clamped;
+      free[i] = clamped ? S(0) : S(1);
       if (clamped) {
         for (int j = 0; j < m; ++j) {
           Hfree[i * m + j] = 0;
@@ -526,19 +481,18 @@ class ProblemSolver {
       }
     }
     // H is positive definite here, hence so is its free block: the factorisation cannot fail.
-    Cholesky(Hfree, L_);
+    CholeskyLower<S>(Hfree, L_, m);
   }
 
   // k_t from min 0.5 k'Hk + qu'k s.t. lower - u_t <= k <= upper - u_t by projected Newton, run
   // until the active set is exact; K_t on the free controls only (rows of clamped controls zero).
   MPC_HOST_DEVICE void SolveBoxQp(int t, const S* u, const S* Qux, S* K, S* k) {
-    S lo[NU] = {}, hi[NU] = {}, qp_x[NU] = {}, grad[NU] = {}, g[NU] = {}, dx[NU] = {},
-      trial[NU] = {};
-    bool free[NU] = {}, free_prev[NU] = {};
+    ScratchScope<S> scope(arena_);
+    LocalArray<S, NU> lo(arena_, m), hi(arena_, m), qp_x(arena_, m), grad(arena_, m), g(arena_, m),
+        dx(arena_, m), trial(arena_, m), free(arena_, m), free_prev(arena_, m);
     for (int j = 0; j < m; ++j) {
       lo[j] = Lower(t, j) - u[j];
       hi[j] = Upper(t, j) - u[j];
-      free[j] = false;
     }
     // L_ holds H: when the unconstrained minimiser is inside the box it is the answer.
     SolveNegated(qu_, qp_x, 1);
@@ -590,9 +544,9 @@ class ProblemSolver {
     }
     if (!factored_at_x) FactorFreeSubspace(qp_x, lo, hi, grad, g, free);
     for (int j = 0; j < m; ++j) k[j] = qp_x[j];
-    S Qux_free[NU * NX] = {};
+    LocalArray<S, NU * NX> Qux_free(arena_, m * n);
     for (int i = 0; i < m; ++i) {
-      for (int j = 0; j < n; ++j) Qux_free[i * n + j] = free[i] ? Qux[i * n + j] : S(0);
+      for (int j = 0; j < n; ++j) Qux_free[i * n + j] = free[i] != S(0) ? Qux[i * n + j] : S(0);
     }
     SolveNegated(Qux_free, K, n);
   }
@@ -633,8 +587,10 @@ class ProblemSolver {
   }
 
   MPC_HOST_DEVICE S TrialRollout(S alpha) {
+    ScratchScope<S> scope(arena_);
     S cost = 0;
-    S x[NX] = {}, x_old[NX] = {}, u[NU] = {}, next[NX] = {};
+    LocalArray<S, NX> x(arena_, n), x_old(arena_, n), next(arena_, n);
+    LocalArray<S, NU> u(arena_, m);
     LoadX(x_, 0, x);
     for (int i = 0; i < n; ++i) At(x_try_, i) = x[i];
     for (int t = 0; t < T_; ++t) {
@@ -681,6 +637,7 @@ class ProblemSolver {
   const int b_;
   const int T_;
   const ProblemSettings settings_;
+  ScratchArena<S>* const arena_;  // null with compile-time sizes
 
   // This problem's iterate and trial (swapped by the line search).
   S* x_;
@@ -694,18 +651,18 @@ class ProblemSolver {
   S mu_ = 0;
 
   // The backward pass's value function and the current stage's control blocks.
-  S V_[NX * NX] = {};
-  S v_[NX] = {};
-  S Quu_[NU * NU] = {};
-  S qu_[NU] = {};
-  S H_[NU * NU] = {};
-  S L_[NU * NU] = {};
+  LocalArray<S, NX * NX> V_;
+  LocalArray<S, NX> v_;
+  LocalArray<S, NU * NU> Quu_;
+  LocalArray<S, NU> qu_;
+  LocalArray<S, NU * NU> H_;
+  LocalArray<S, NU * NU> L_;
 };
 
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
 #pragma GCC diagnostic pop
 #endif
 
-}  // namespace mpc::device_ilqr
+}  // namespace mpc::core
 
-#endif  // MPC_SOLVER_CUDA_ILQR_DEVICE_H_
+#endif  // MPC_SOLVER_CORE_ILQR_H_

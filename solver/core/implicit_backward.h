@@ -1,30 +1,29 @@
-#ifndef MPC_SOLVER_CUDA_BACKWARD_DEVICE_H_
-#define MPC_SOLVER_CUDA_BACKWARD_DEVICE_H_
+#ifndef MPC_SOLVER_CORE_IMPLICIT_BACKWARD_H_
+#define MPC_SOLVER_CORE_IMPLICIT_BACKWARD_H_
 
-// The implicit backward pass (vector-Jacobian product) of one problem as MPC_HOST_DEVICE code over
-// compile-time sizes: what one CUDA thread runs (backward_kernels.cuh) and what the host emulation
-// runs on the CPU (host_emulation.h).
-//
-// It is the math of solver/cpu/implicit_backward_solver.h (described in cpu/implicit_backward.h),
-// step for step, for GradientMode kDefault and kFullChain (kExact is the same as kDefault for
-// linear dynamics; for models it needs the dynamics' curvature in every stage's Hessian and stays
-// on the CPU): the dynamics linearised at the given point as the device solve linearises them
-// (StepWithJacobians, model_derivatives.h), the active set (|u - bound| <= kActiveSetTolerance),
-// the costates and residuals, one Riccati factorisation of the pinned LQR with Levenberg-Marquardt
-// retries, that LQR solved for the cotangent, and the gradient formulas. Two differences in how,
-// not what: the LQR's backward sweep runs inside the factorisation's (the right-hand side is known
-// up front, so the factors are used as they are made and never stored), and rounding (plain loops
-// here, Eigen there).
+// The implicit backward pass (vector-Jacobian product) of one problem (DESIGN §4; the math is
+// described in solver/cpu/implicit_backward.h), written once: what one CUDA thread runs
+// (solver/cuda/backward_kernels.cuh) and what a CPU worker runs. For GradientMode kDefault and
+// kFullChain (kExact is the same as kDefault for linear dynamics; for models it needs the
+// dynamics' curvature in every stage's Hessian and is computed by the CPU's ShapeBackward): the
+// dynamics linearised at the given point as the solve linearises them (StepWithJacobians,
+// model_derivatives.h), the active set (|u - bound| <= kActiveSetTolerance), the costates and
+// residuals, one Riccati factorisation of the pinned LQR with Levenberg-Marquardt retries, that
+// LQR solved for the cotangent, and the gradient formulas. The LQR's backward sweep runs inside
+// the factorisation's (the right-hand side is known up front, so the factors are used as they are
+// made and never stored).
 
 #include <cmath>
 
-#include "solver/cpu/regularization.h"
-#include "solver/cuda/backward_batch_view.h"
-#include "solver/cuda/ilqr_device.h"
+#include "solver/core/batch_view.h"
+#include "solver/core/ilqr.h"
+#include "solver/core/regularization.h"
+#include "solver/core/scratch.h"
+#include "solver/core/small_linalg.h"
 #include "solver/host_device.h"
 #include "solver/models/model_derivatives.h"
 
-namespace mpc::device_ilqr {
+namespace mpc::core {
 
 // A control within this of a bound is pinned (solver/gradients.h kActiveSetTolerance).
 constexpr double kDeviceActiveSetTolerance = 1e-8;
@@ -41,20 +40,23 @@ constexpr double kDeviceIllConditioned = 1e12;
 #pragma GCC diagnostic ignored "-Warray-bounds"
 #endif
 
-// One problem's backward pass. Construct, then Run(); everything it needs is in the view. NX, NU
-// as for ProblemSolver (sizes with kFixedSize, capacities without).
-template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true>
+// One problem's backward pass. Construct, then Run(); everything it needs is in the view. NX, NU,
+// Layout and the arena as for ProblemSolver (ilqr.h).
+template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
+          class Layout = Interleaved>
 class ProblemBackward {
  public:
-  MPC_HOST_DEVICE ProblemBackward(const BackwardBatchView<S>& view, int b)
-      : n(kFixedSize ? NX : view.problem.state_dim),
-        m(kFixedSize ? NU : view.problem.control_dim),
+  MPC_HOST_DEVICE ProblemBackward(const BackwardBatchView<S>& view, int b,
+                                  ScratchArena<S>* arena = nullptr)
+      : n(kFixedSize && NX != kDynamic ? NX : view.problem.state_dim),
+        m(kFixedSize && NU != kDynamic ? NU : view.problem.control_dim),
         nt(n + m),
         view_(view),
         in_(view.problem),
         b_(b),
         T_(view.problem.horizon),
-        settings_(view.settings[b]) {}
+        settings_(view.settings[b]),
+        arena_(arena) {}
 
   MPC_HOST_DEVICE void Run() {
     BackwardResult& out = view_.results[b_];
@@ -81,10 +83,10 @@ class ProblemBackward {
   MPC_HOST_DEVICE static S MaxKeepNan(S a, S b) { return b <= a ? a : b; }
 
   MPC_HOST_DEVICE S& At(S* array, int e) const {
-    return array[static_cast<long long>(e) * view_.problem.batch + b_];
+    return array[Layout::Index(e, view_.problem.batch, b_)];
   }
   MPC_HOST_DEVICE S At(const S* array, int e) const {
-    return array[static_cast<long long>(e) * view_.problem.batch + b_];
+    return array[Layout::Index(e, view_.problem.batch, b_)];
   }
 
   // The problem's data at step t (layout: ilqr_batch_view.h; C is already symmetrised).
@@ -140,12 +142,16 @@ class ProblemBackward {
   // lambda_t = C_{t,x:} tau_t + c_{t,x} + A_t' lambda_{t+1} and the residuals. Returns false when a
   // derivative or residual is not finite (the caller reports kNotFinite with a zero gradient).
   MPC_HOST_DEVICE bool Load(BackwardResult* out) {
+    ScratchScope<S> scope(arena_);
     bool finite = true;
     S dynamics_residual = 0;
     for (int i = 0; i < n; ++i) {
       dynamics_residual = MaxKeepNan(dynamics_residual, Abs(At(view_.x, i) - At(in_.x_init, i)));
     }
-    S x[NX] = {}, u[NU] = {}, next[NX] = {}, A[NX * NX] = {}, B[NX * NU] = {};
+    LocalArray<S, NX> x(arena_, n), next(arena_, n), lambda(arena_, n), lambda_next(arena_, n);
+    LocalArray<S, NU> u(arena_, m);
+    LocalArray<S, NX * NX> A(arena_, n * n);
+    LocalArray<S, NX * NU> B(arena_, n * m);
     for (int t = 0; t + 1 < T_; ++t) {
       for (int i = 0; i < n; ++i) x[i] = At(view_.x, t * n + i);
       for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
@@ -164,8 +170,8 @@ class ProblemBackward {
         constexpr int p = Dynamics::kParamDim;
         S params[p] = {}, P[NX * p] = {}, unused[NX] = {};
         for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
-        StepWithJacobians<Model, MatrixOrder::kRowMajor>(x, u, params, settings_.dt, next, A, B);
-        StepParamJacobian<Model>(x, u, params, settings_.dt, unused, P);
+        StepWithJacobians<Model, MatrixOrder::kRowMajor, S>(x, u, params, settings_.dt, next, A, B);
+        StepParamJacobian<Model, S>(x, u, params, settings_.dt, unused, P);
         for (int e = 0; e < n * n; ++e) {
           At(view_.A, t * n * n + e) = A[e];
           finite = finite && IsFinite(A[e]);
@@ -207,12 +213,10 @@ class ProblemBackward {
 
     // Costates, and the stationarity of the free controls (zero at an optimum).
     S stationarity_residual = 0;
-    S lambda_next[NX] = {};
     for (int t = T_ - 1; t >= 0; --t) {
       for (int i = 0; i < n; ++i) x[i] = At(view_.x, t * n + i);
       for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
       if (t + 1 < T_) LoadJacobians(t, A, B);
-      S lambda[NX] = {};
       for (int i = 0; i < n; ++i) {
         S s = 0;
         for (int j = 0; j < n; ++j) s += C(t, i, j) * x[j];
@@ -273,49 +277,18 @@ class ProblemBackward {
     return true;
   }
 
-  // L L' = Q (m, m), row-major lower triangle; false when a pivot is not > 0 (NaN included).
-  MPC_HOST_DEVICE bool Cholesky(const S* Q, S* L) const {
-    using std::sqrt;
-    for (int e = 0; e < m * m; ++e) L[e] = 0;
-    for (int j = 0; j < m; ++j) {
-      S d = Q[j * m + j];
-      for (int k = 0; k < j; ++k) d -= L[j * m + k] * L[j * m + k];
-      if (!(d > S(0))) return false;
-      const S ljj = sqrt(d);
-      L[j * m + j] = ljj;
-      for (int i = j + 1; i < m; ++i) {
-        S s = Q[i * m + j];
-        for (int k = 0; k < j; ++k) s -= L[i * m + k] * L[j * m + k];
-        L[i * m + j] = s / ljj;
-      }
-    }
-    return true;
-  }
-
-  // rhs <- (L L')^-1 rhs for `cols` columns of an (m, cols) row-major rhs.
-  MPC_HOST_DEVICE void CholeskySolve(const S* L, S* rhs, int cols) const {
-    for (int col = 0; col < cols; ++col) {
-      for (int i = 0; i < m; ++i) {
-        S s = rhs[i * cols + col];
-        for (int k = 0; k < i; ++k) s -= L[i * m + k] * rhs[k * cols + col];
-        rhs[i * cols + col] = s / L[i * m + i];
-      }
-      for (int i = m - 1; i >= 0; --i) {
-        S s = rhs[i * cols + col];
-        for (int k = i + 1; k < m; ++k) s -= L[k * m + i] * rhs[k * cols + col];
-        rhs[i * cols + col] = s / L[i * m + i];
-      }
-    }
-  }
-
   // One Riccati pass of the pinned LQR with Hessian C_t (V_t, K_t with pinned rows zero, L_t of
   // Quu with pinned rows and columns replaced by the identity), and in the same sweep the LQR's
   // backward pass for the cotangent (linear term g = -dL/dtau): k_t, v_t. Stores K_t, k_t.
   MPC_HOST_DEVICE bool FactorizeOnce(S reg, S* condition) {
-    S A[NX * NX] = {}, B[NX * NU] = {}, VA[NX * NX] = {}, VB[NX * NU] = {};
-    S V[NX * NX] = {}, v[NX] = {};
-    S Qxx[NX * NX] = {}, Qux[NU * NX] = {}, Quu[NU * NU] = {}, L[NU * NU] = {};
-    S qx[NX] = {}, qu[NU] = {}, K[NU * NX] = {}, k[NU] = {};
+    ScratchScope<S> scope(arena_);
+    LocalArray<S, NX * NX> A(arena_, n * n), VA(arena_, n * n), V(arena_, n * n),
+        Qxx(arena_, n * n);
+    LocalArray<S, NX * NU> B(arena_, n * m), VB(arena_, n * m), Qux(arena_, m * n),
+        K(arena_, m * n);
+    LocalArray<S, NU * NU> Quu(arena_, m * m), L(arena_, m * m);
+    LocalArray<S, NX> v(arena_, n), qx(arena_, n);
+    LocalArray<S, NU> qu(arena_, m), k(arena_, m);
     *condition = 0;
     for (int t = T_ - 1; t >= 0; --t) {
       for (int i = 0; i < n; ++i) {
@@ -329,43 +302,7 @@ class ProblemBackward {
       }
       if (t + 1 < T_) {
         LoadJacobians(t, A, B);
-        for (int i = 0; i < n; ++i) {
-          for (int j = 0; j < n; ++j) {
-            S s = 0;
-            for (int l = 0; l < n; ++l) s += V[i * n + l] * A[l * n + j];
-            VA[i * n + j] = s;
-          }
-          for (int j = 0; j < m; ++j) {
-            S s = 0;
-            for (int l = 0; l < n; ++l) s += V[i * n + l] * B[l * m + j];
-            VB[i * m + j] = s;
-          }
-        }
-        for (int i = 0; i < n; ++i) {
-          for (int j = 0; j < n; ++j) {
-            S s = 0;
-            for (int l = 0; l < n; ++l) s += A[l * n + i] * VA[l * n + j];
-            Qxx[i * n + j] += s;
-          }
-          S s = 0;
-          for (int l = 0; l < n; ++l) s += A[l * n + i] * v[l];
-          qx[i] += s;
-        }
-        for (int i = 0; i < m; ++i) {
-          for (int j = 0; j < n; ++j) {
-            S s = 0;
-            for (int l = 0; l < n; ++l) s += B[l * m + i] * VA[l * n + j];
-            Qux[i * n + j] += s;
-          }
-          for (int j = 0; j < m; ++j) {
-            S s = 0;
-            for (int l = 0; l < n; ++l) s += B[l * m + i] * VB[l * m + j];
-            Quu[i * m + j] += s;
-          }
-          S s = 0;
-          for (int l = 0; l < n; ++l) s += B[l * m + i] * v[l];
-          qu[i] += s;
-        }
+        AddDynamicsToQ<S>(A, B, V, v, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
       }
       for (int i = 0; i < m; ++i) {
         if (At(view_.free, t * m + i) == S(0)) {
@@ -380,7 +317,8 @@ class ProblemBackward {
           Quu[i * m + i] += reg;
         }
       }
-      if (!Cholesky(Quu, L)) return false;
+      for (int e = 0; e < m * m; ++e) L[e] = 0;
+      if (!CholeskyLower<S>(Quu, L, m)) return false;
       S lo = static_cast<S>(HUGE_VAL), hi = 0;
       for (int i = 0; i < m; ++i) {
         if (At(view_.free, t * m + i) == S(0)) continue;
@@ -392,9 +330,9 @@ class ProblemBackward {
         if (ratio > *condition) *condition = ratio;
       }
       for (int e = 0; e < m * n; ++e) K[e] = -Qux[e];
-      CholeskySolve(L, K, n);
+      CholeskySolveInPlace<S>(L, m, K, n);
       for (int i = 0; i < m; ++i) k[i] = -qu[i];
-      CholeskySolve(L, k, 1);
+      CholeskySolveInPlace<S>(L, m, k, 1);
       // V = sym(Qxx + Qux' K), v = qx + Qux' k.
       for (int i = 0; i < n; ++i) {
         for (int j = 0; j < n; ++j) {
@@ -406,13 +344,7 @@ class ProblemBackward {
         for (int l = 0; l < m; ++l) s += Qux[l * n + i] * k[l];
         v[i] = s;
       }
-      for (int i = 0; i < n; ++i) {
-        for (int j = i; j < n; ++j) {
-          const S s = S(0.5) * (V[i * n + j] + V[j * n + i]);
-          V[i * n + j] = s;
-          V[j * n + i] = s;
-        }
-      }
+      Symmetrize<S>(V, n);
       bool finite = true;
       for (int e = 0; e < n * n; ++e) finite = finite && IsFinite(V[e]);
       for (int e = 0; e < m * n; ++e) {
@@ -429,7 +361,11 @@ class ProblemBackward {
   // mu_t = gx_t + C_{t,xx} dx_t + C_{t,ux}' du_t + A_t' mu_{t+1} (mpc.pytorch's dlambda). Returns
   // false when any of them is not finite.
   MPC_HOST_DEVICE bool SolveClosedLoop() {
-    S A[NX * NX] = {}, B[NX * NU] = {}, dx[NX] = {}, du[NU] = {};
+    ScratchScope<S> scope(arena_);
+    LocalArray<S, NX * NX> A(arena_, n * n);
+    LocalArray<S, NX * NU> B(arena_, n * m);
+    LocalArray<S, NX> dx(arena_, n), next(arena_, n), mu(arena_, n), mu_next(arena_, n);
+    LocalArray<S, NU> du(arena_, m);
     bool finite = true;
     for (int t = 0; t < T_; ++t) {
       for (int i = 0; i < n; ++i) At(view_.dx, t * n + i) = dx[i];
@@ -443,7 +379,6 @@ class ProblemBackward {
       for (int i = 0; i < n; ++i) finite = finite && IsFinite(dx[i]);
       if (t + 1 < T_) {
         LoadJacobians(t, A, B);
-        S next[NX] = {};
         for (int i = 0; i < n; ++i) {
           S s = 0;
           for (int j = 0; j < n; ++j) s += A[i * n + j] * dx[j];
@@ -453,10 +388,8 @@ class ProblemBackward {
         for (int i = 0; i < n; ++i) dx[i] = next[i];
       }
     }
-    S mu_next[NX] = {};
     for (int t = T_ - 1; t >= 0; --t) {
       if (t + 1 < T_) LoadJacobians(t, A, B);
-      S mu[NX] = {};
       for (int i = 0; i < n; ++i) {
         S s = -At(view_.dl_dx, t * n + i);
         for (int j = 0; j < n; ++j) s += C(t, i, j) * At(view_.dx, t * n + j);
@@ -546,12 +479,13 @@ class ProblemBackward {
   const int b_;
   const int T_;
   const BackwardSettings settings_;
+  ScratchArena<S>* const arena_;  // null with compile-time sizes
 };
 
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
 #pragma GCC diagnostic pop
 #endif
 
-}  // namespace mpc::device_ilqr
+}  // namespace mpc::core
 
-#endif  // MPC_SOLVER_CUDA_BACKWARD_DEVICE_H_
+#endif  // MPC_SOLVER_CORE_IMPLICIT_BACKWARD_H_

@@ -1,0 +1,166 @@
+#ifndef MPC_SOLVER_CORE_BATCH_VIEW_H_
+#define MPC_SOLVER_CORE_BATCH_VIEW_H_
+
+// The batch layout the core (solver/core/) reads and writes, on the GPU and on CPU threads (STYLE
+// rule 11). Plain data: no absl, no Eigen, no std containers, so nvcc translation units include it.
+//
+// Every per-problem array is interleaved over the batch: element e of problem b lives at
+// array[e * batch + b]. Neighbouring threads (problems) then touch neighbouring addresses, so a
+// warp's loads coalesce. Matrices are row-major inside a slice; a time-varying input has one slice
+// per step, a time-invariant one a single slice (the batch takes the larger count over its
+// problems, repeating a time-invariant problem's slice, which keeps every result independent of the
+// batch).
+
+#include <cstdint>
+
+namespace mpc::core {
+
+// SolveStatus values, in the same order (solver/problem.h; checked by a static_assert there).
+enum DeviceStatus : std::int32_t {
+  kDeviceConverged = 0,
+  kDeviceMaxIterations = 1,
+  kDeviceLinesearchFailed = 2,
+  kDeviceNotFinite = 3,
+};
+
+// Per-problem options (SolverOptions) and scalars, one struct per problem (not interleaved: read
+// once per solve).
+struct ProblemSettings {
+  double tolerance;
+  double linesearch_decay;
+  double best_cost_eps;
+  double dt;  // model time step in seconds (models only)
+  std::int32_t max_iterations;
+  std::int32_t max_linesearch_iterations;
+  std::int32_t not_improved_limit;
+  std::int32_t has_bounds;     // 0 | 1
+  std::int32_t compute_gains;  // 0 | 1
+};
+
+// What a solve reports per problem, besides the trajectory.
+struct ProblemResult {
+  double cost;            // of the returned iterate
+  double step_norm;       // full step norm of the returned iterate
+  double regularization;  // Levenberg-Marquardt mu at the last iteration
+  std::int32_t status;    // DeviceStatus
+  std::int32_t iterations;
+};
+
+// Pointers into one batch's buffers. S is the solver's scalar (double, or float on request).
+// Shapes below are per problem, before interleaving; `batch` is the interleaving stride.
+template <typename S>
+struct IlqrBatchView {
+  int batch = 0;              // problems in the batch (the interleaving stride)
+  int state_dim = 0;          // n
+  int control_dim = 0;        // m
+  int horizon = 0;            // T
+  int cost_slices = 1;        // 1 | T
+  int linear_slices = 1;      // 1 | T
+  int transition_slices = 1;  // linear dynamics: 1 | T-1
+  int offset_slices = 0;      // linear dynamics: 0 (no offset) | 1 | T-1
+  int bound_slices = 1;       // 1 | T
+
+  // Inputs.
+  const S* cost_quadratic = nullptr;          // cost_slices x (n+m, n+m), already symmetrised
+  const S* cost_linear = nullptr;             // linear_slices x (n+m)
+  const S* transition = nullptr;              // transition_slices x (n, n+m); linear dynamics only
+  const S* offset = nullptr;                  // offset_slices x (n); linear dynamics only
+  const S* params = nullptr;                  // (p); models only
+  const S* u_lower = nullptr;                 // bound_slices x (m)
+  const S* u_upper = nullptr;                 // bound_slices x (m)
+  const S* x_init = nullptr;                  // (n)
+  const S* u_init = nullptr;                  // (T, m): zeros when the problem has no warm start
+  const ProblemSettings* settings = nullptr;  // [batch], not interleaved
+
+  // Outputs.
+  S* best_x = nullptr;  // (T, n): the returned iterate
+  S* best_u = nullptr;  // (T, m)
+  S* K = nullptr;       // (T, m, n): feedback gains (the returned ones when compute_gains)
+  S* k = nullptr;       // (T, m): feedforward gains
+  ProblemResult* results = nullptr;  // [batch], not interleaved
+
+  // Scratch.
+  S* x = nullptr;      // (T, n): current iterate
+  S* u = nullptr;      // (T, m)
+  S* x_try = nullptr;  // (T, n): line-search trial
+  S* u_try = nullptr;  // (T, m)
+  S* A = nullptr;      // (T-1, n, n): linearised dynamics, models only
+  S* B = nullptr;      // (T-1, n, m)
+};
+
+// GradientStatus values, in the same order (solver/gradients.h; checked in backward_batch.cc).
+enum DeviceGradientStatus : std::int32_t {
+  kDeviceGradientOk = 0,
+  kDeviceGradientIllConditioned = 1,
+  kDeviceGradientRegularized = 2,
+  kDeviceGradientNotFinite = 3,
+};
+
+// GradientMode values the device computes (solver/problem.h order; kExact on models is left to the
+// CPU, see DeviceSupportsBackward in backward_batch.h).
+enum DeviceGradientMode : std::int32_t {
+  kDeviceModeDefault = 0,
+  kDeviceModeFullChain = 1,
+  kDeviceModeExact = 2,
+};
+
+// Per-problem scalars of a backward pass, one struct per problem (not interleaved).
+struct BackwardSettings {
+  double dt;                // model time step in seconds (models only)
+  std::int32_t has_bounds;  // 0 | 1
+  std::int32_t mode;        // DeviceGradientMode
+};
+
+// The diagnostics of ProblemGradient (solver/gradients.h), per problem.
+struct BackwardResult {
+  double regularization;
+  double condition_estimate;
+  double stationarity_residual;
+  double dynamics_residual;
+  std::int32_t status;  // DeviceGradientStatus
+  std::int32_t active_controls;
+};
+
+// Pointers into one backward batch's buffer. S is the scalar (double, or float on request).
+// Shapes are per problem, before interleaving. A gradient array has as many slices as the input
+// array it differentiates has in the batch (problem.cost_slices, ...): with one slice the pass sums
+// over t itself, with one per step the unpacking sums for the problems whose input has one.
+template <typename S>
+struct BackwardBatchView {
+  // The problems' inputs (cost, dynamics, bounds, x_init and slice counts), packed as for a solve;
+  // its settings, outputs and scratch pointers are unused.
+  IlqrBatchView<S> problem;
+  int offset_gradient_slices = 1;  // linear dynamics: 1 | T-1 (ProblemGradient::offset's rule)
+  const BackwardSettings* settings = nullptr;  // [batch], not interleaved
+
+  // The point and the cotangent.
+  const S* x = nullptr;      // (T, n): x*
+  const S* u = nullptr;      // (T, m): u*
+  const S* dl_dx = nullptr;  // (T, n): dL/dx* (zeros when absent)
+  const S* dl_du = nullptr;  // (T, m): dL/du* (zeros when absent)
+
+  // Outputs (zeroed by the pass itself).
+  S* grad_x_init = nullptr;           // (n)
+  S* grad_cost_quadratic = nullptr;   // problem.cost_slices x (n+m, n+m)
+  S* grad_cost_linear = nullptr;      // problem.linear_slices x (n+m)
+  S* grad_transition = nullptr;       // problem.transition_slices x (n, n+m); linear only
+  S* grad_offset = nullptr;           // offset_gradient_slices x (n); linear only
+  S* grad_params = nullptr;           // (p); models only
+  BackwardResult* results = nullptr;  // [batch], not interleaved
+
+  // Scratch.
+  S* A = nullptr;       // (T-1, n, n), row-major: df/dx at the point; models only
+  S* B = nullptr;       // (T-1, n, m), row-major: df/du; models only
+  S* P = nullptr;       // (T-1, n, p), column-major per step: df/dparams; models only
+  S* lambda = nullptr;  // (T, n): costates at the point
+  S* free = nullptr;    // (T, m): 1 = free control, 0 = pinned at a bound
+  S* K = nullptr;       // (T, m, n): feedback of the pinned LQR
+  S* k = nullptr;       // (T, m): its feedforward for the cotangent
+  S* dx = nullptr;      // (T, n): the LQR's solution dtau = (dx, du)
+  S* du = nullptr;      // (T, m)
+  S* mu = nullptr;      // (T, n): its multipliers dlambda
+};
+
+}  // namespace mpc::core
+
+#endif  // MPC_SOLVER_CORE_BATCH_VIEW_H_

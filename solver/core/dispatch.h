@@ -1,0 +1,62 @@
+#ifndef MPC_SOLVER_CORE_DISPATCH_H_
+#define MPC_SOLVER_CORE_DISPATCH_H_
+
+// From a problem's shape (its dynamics identity, n, m) to the compile-time sizes the core runs it
+// with, generated from the model list: the one switch every executor uses (the CPU workers, the
+// CUDA launchers, the host runs of the device layout in the tests). Plain C++: nvcc compiles it.
+
+#include "solver/core/scratch.h"
+#include "solver/models/dynamics_tags.h"
+#include "solver/models/model_list.h"
+#include "solver/problem_shape.h"
+
+namespace mpc::core {
+
+// The generic device solver (linear dynamics of any size up to these) keeps its small matrices in
+// arrays of this capacity; larger linear shapes are solved on the CPU.
+constexpr int kGenericMaxStateDim = 16;
+constexpr int kGenericMaxControlDim = 8;
+
+// Where the core runs: a CPU worker (run-time sizes from the workspace's arena for any linear
+// shape) or a GPU thread (fixed capacities only).
+enum class Executor { kCpu, kGpu };
+
+// Whether the shape has a compile-time specialisation or, on the CPU, only run-time sizes.
+enum class Sizes { kSpecialised, kRunTime };
+
+// Calls run.template operator()<Dynamics, NX, NU, kFixedSize>() with the sizes `executor` runs
+// `shape` with: every built-in model at its own (n, m); linear (8, 4) specialised; other linear
+// shapes with run-time sizes (CPU) or within the generic capacities (GPU). Returns false, calling
+// nothing, when the executor cannot run the shape.
+template <Executor kExecutor, class Run>
+bool DispatchShape(const ProblemShape& shape, Run&& run, Sizes sizes = Sizes::kSpecialised) {
+  if (!shape.dynamics.is_linear()) {
+    return VisitBuiltinModel(shape.dynamics, [&]<class Model>() {
+      run.template operator()<ModelDynamics<Model>, Model::kStateDim, Model::kControlDim, true>();
+    });
+  }
+  const int n = shape.state_dim, m = shape.control_dim;
+  if (sizes == Sizes::kSpecialised && n == 8 && m == 4) {
+    run.template operator()<LinearDynamics, 8, 4, true>();
+    return true;
+  }
+  if constexpr (kExecutor == Executor::kCpu) {
+    run.template operator()<LinearDynamics, kDynamic, kDynamic, true>();
+    return true;
+  } else {
+    if (n > kGenericMaxStateDim || m > kGenericMaxControlDim) return false;
+    run.template operator()<LinearDynamics, kGenericMaxStateDim, kGenericMaxControlDim, false>();
+    return true;
+  }
+}
+
+// Whether the GPU runs `shape` (else the CUDA backend solves it on CPU threads).
+inline bool RunsOnDevice(const ProblemShape& shape) {
+  bool runs = false;
+  DispatchShape<Executor::kGpu>(shape, [&runs]<class, int, int, bool>() { runs = true; });
+  return runs;
+}
+
+}  // namespace mpc::core
+
+#endif  // MPC_SOLVER_CORE_DISPATCH_H_

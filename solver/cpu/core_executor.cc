@@ -1,0 +1,137 @@
+#include "solver/cpu/core_executor.h"
+
+#include <utility>
+#include <vector>
+
+#include "solver/core/dispatch.h"
+#include "solver/core/ilqr.h"
+#include "solver/core/implicit_backward.h"
+#include "solver/core/scratch.h"
+#include "solver/cpu/implicit_backward_solver.h"
+#include "solver/packing.h"
+
+namespace mpc {
+namespace {
+
+using core::Contiguous;
+
+// Runs `run` with the compile-time sizes of `shape` (core/dispatch.h); a CPU worker runs every
+// shape (linear ones without a specialisation with run-time sizes).
+template <class Run>
+void DispatchSizes(const ProblemShape& shape, CoreSizes sizes, Run&& run) {
+  core::DispatchShape<core::Executor::kCpu>(
+      shape, run,
+      sizes == CoreSizes::kSpecialised ? core::Sizes::kSpecialised : core::Sizes::kRunTime);
+}
+
+// Grows `buffer` to at least `size` scalars (never shrinks, so a worker's steady state allocates
+// nothing).
+void Reserve(std::vector<double>* buffer, std::size_t size) {
+  if (buffer->size() < size) buffer->resize(size);
+}
+
+class CoreShapeSolver final : public ShapeSolver {
+ public:
+  CoreShapeSolver(const ProblemShape& shape, CoreSizes sizes)
+      : shape_(shape),
+        sizes_(sizes),
+        scratch_(
+            static_cast<std::size_t>(core::ScratchCapacity(shape.state_dim, shape.control_dim))) {}
+
+  const ProblemShape& shape() const override { return shape_; }
+
+  void Solve(const Problem& problem, Solution* solution) override {
+    const Problem* const problems[1] = {&problem};
+    Solution* const solutions[1] = {solution};
+    const core::IlqrBatchLayout layout = core::PlanIlqrBatch(problems);
+    Reserve(&buffer_, layout.total_size);
+    core::PackIlqrInputs<double>(problems, layout, buffer_.data(), &settings_);
+    const core::IlqrBatchView<double> view =
+        core::MakeIlqrBatchView<double>(layout, buffer_.data(), &settings_, &result_);
+    core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
+    DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
+      core::ProblemSolver<double, Dynamics, NX, NU, kFixedSize, Contiguous>(view, 0, &arena)
+          .Solve();
+    });
+    core::UnpackIlqrOutputs<double>(problems, layout, buffer_.data() + layout.best_x, &result_,
+                                    solutions);
+  }
+
+ private:
+  const ProblemShape shape_;
+  const CoreSizes sizes_;
+  std::vector<double> buffer_;
+  std::vector<double> scratch_;
+  core::ProblemSettings settings_{};
+  core::ProblemResult result_{};
+};
+
+class CoreShapeBackward final : public ShapeBackward {
+ public:
+  CoreShapeBackward(const ProblemShape& shape, CoreSizes sizes)
+      : shape_(shape),
+        sizes_(sizes),
+        scratch_(
+            static_cast<std::size_t>(core::ScratchCapacity(shape.state_dim, shape.control_dim))) {}
+
+  const ProblemShape& shape() const override { return shape_; }
+
+  void Backward(const BackwardProblem& problem, ProblemGradient* gradient) override {
+    if (!core::CoreComputesBackward(problem)) {
+      // kExact on a model: the dynamics' curvature is not in the core yet.
+      Fallback().Backward(problem, gradient);
+      return;
+    }
+    const BackwardProblem* const problems[1] = {&problem};
+    ProblemGradient* const gradients[1] = {gradient};
+    const core::BackwardBatchLayout layout = core::PlanBackwardBatch(problems);
+    Reserve(&buffer_, layout.total_size);
+    core::PackBackwardInputs<double>(problems, layout, buffer_.data(), &settings_);
+    const core::BackwardBatchView<double> view =
+        core::MakeBackwardBatchView<double>(layout, buffer_.data(), &settings_, &result_);
+    core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
+    DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
+      core::ProblemBackward<double, Dynamics, NX, NU, kFixedSize, Contiguous>(view, 0, &arena)
+          .Run();
+    });
+    core::UnpackBackwardOutputs<double>(problems, layout, buffer_.data() + layout.grad_x_init,
+                                        &result_, gradients);
+  }
+
+  void Jacobians(const Problem& problem, absl::Span<const double> x, absl::Span<const double> u,
+                 const JacobianRequest& request, SolutionJacobians* jacobians) override {
+    Fallback().Jacobians(problem, x, u, request, jacobians);
+  }
+
+ private:
+  // The Eigen pass for what the core does not compute yet (kExact on models, Jacobians); made on
+  // first use.
+  ShapeBackward& Fallback() {
+    if (fallback_ == nullptr) {
+      fallback_ = shape_.dynamics.is_linear()
+                      ? MakeLinearShapeBackward(shape_, sizes_ == CoreSizes::kSpecialised)
+                      : MakeModelShapeBackward(shape_, sizes_ == CoreSizes::kSpecialised);
+    }
+    return *fallback_;
+  }
+
+  const ProblemShape shape_;
+  const CoreSizes sizes_;
+  std::vector<double> buffer_;
+  std::vector<double> scratch_;
+  core::BackwardSettings settings_{};
+  core::BackwardResult result_{};
+  std::unique_ptr<ShapeBackward> fallback_;
+};
+
+}  // namespace
+
+std::unique_ptr<ShapeSolver> MakeCoreShapeSolver(const ProblemShape& shape, CoreSizes sizes) {
+  return std::make_unique<CoreShapeSolver>(shape, sizes);
+}
+
+std::unique_ptr<ShapeBackward> MakeCoreShapeBackward(const ProblemShape& shape, CoreSizes sizes) {
+  return std::make_unique<CoreShapeBackward>(shape, sizes);
+}
+
+}  // namespace mpc
