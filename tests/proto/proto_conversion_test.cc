@@ -1,4 +1,4 @@
-#include "server/proto_conversion.h"
+#include "proto/proto_conversion.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,11 +8,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpcd/v1/mpcd.pb.h"
 #include "solver/models/model_registry.h"
 #include "solver/problem.h"
+#include "solver/problem_fields.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
@@ -422,6 +425,95 @@ const std::vector<InvalidCase>& InvalidCases() {
        "\"cartpole\" (known: euler)"},
   };
   return *kCases;
+}
+
+// Every name in the table of accepted shapes is a real field path of the proto message that
+// carries the array, so a message naming it names what the client sent.
+bool IsFieldPath(const google::protobuf::Descriptor* message, const std::string& path) {
+  for (absl::string_view part : absl::StrSplit(path, '.')) {
+    if (message == nullptr) return false;
+    const google::protobuf::FieldDescriptor* field = message->FindFieldByName(std::string(part));
+    if (field == nullptr) return false;
+    message = field->message_type();
+  }
+  return true;
+}
+
+TEST(ProblemFields, NamesAreProtoFieldPaths) {
+  ProblemShape linear{DynamicsKind::kLinear, kN, kM, kHorizon};
+  ProblemShape model{DynamicsKind::kCartpole, 5, 1, kHorizon};
+  for (ArrayField field : kProblemArrays) {
+    for (const ProblemShape& shape : {linear, model}) {
+      const std::string name = ArraySpecFor(field, shape).name;
+      EXPECT_TRUE(IsFieldPath(mpcd::v1::Problem::descriptor(), name)) << name;
+    }
+  }
+  for (ArrayField field : {ArrayField::kSolutionX, ArrayField::kSolutionU}) {
+    const std::string name = ArraySpecFor(field, linear).name;
+    EXPECT_TRUE(IsFieldPath(mpcd::v1::Solution::descriptor(), name)) << name;
+  }
+  for (ArrayField field : {ArrayField::kCotangentX, ArrayField::kCotangentU}) {
+    const std::string name = ArraySpecFor(field, linear).name;
+    EXPECT_TRUE(IsFieldPath(mpcd::v1::Cotangent::descriptor(), name)) << name;
+  }
+  const BackwardFieldNames names = BackwardRequestFieldNames(4);
+  EXPECT_EQ(names.solution, "solutions[4].");
+  EXPECT_EQ(names.cotangent, "cotangents[4].");
+  EXPECT_TRUE(IsFieldPath(mpcd::v1::BackwardRequest::descriptor(), "solutions"));
+  EXPECT_TRUE(IsFieldPath(mpcd::v1::BackwardRequest::descriptor(), "cotangents"));
+}
+
+// The conversion checks every Tensor of a problem against the same table the solver validation
+// uses: a wrong shape in any field is reported with the field's proto path and the table's shapes.
+TEST(ToProblems, EveryTensorIsCheckedAgainstTheTable) {
+  const ProblemShape shapes[] = {{DynamicsKind::kLinear, kN, kM, kHorizon},
+                                 {DynamicsKind::kLinear, kN, kM, kHorizon},
+                                 {DynamicsKind::kCartpole, 5, 1, kHorizon}};
+  int checked = 0;
+  for (int i = 0; i < 3; ++i) {
+    for (ArrayField field : kProblemArrays) {
+      const ArraySpec spec = ArraySpecFor(field, shapes[i]);
+      if (spec.shapes.empty() || field == ArrayField::kParams) continue;
+      mpcd::v1::SolveRequest request = ValidRequest();
+      mpcd::v1::Problem* problem = request.mutable_problems(i);
+      mpcd::v1::Tensor bad = Ramp({1, 1, 1, 1});
+      switch (field) {
+        case ArrayField::kXInit:
+          if (i < 2) continue;  // a linear x_init defines n: its own message
+          *problem->mutable_x_init() = bad;
+          break;
+        case ArrayField::kCostQuadratic:
+          *problem->mutable_cost()->mutable_quadratic() = bad;
+          break;
+        case ArrayField::kCostLinear:
+          *problem->mutable_cost()->mutable_linear() = bad;
+          break;
+        case ArrayField::kTransition:
+          continue;  // defines m: its own message (TransitionWrongRows, ...)
+        case ArrayField::kOffset:
+          *problem->mutable_dynamics()->mutable_linear()->mutable_offset() = bad;
+          break;
+        case ArrayField::kULower:
+          *problem->mutable_u_lower() = bad;
+          break;
+        case ArrayField::kUUpper:
+          *problem->mutable_u_upper() = bad;
+          break;
+        case ArrayField::kUInit:
+          *problem->mutable_u_init() = bad;
+          break;
+        default:
+          continue;
+      }
+      const std::string expected =
+          absl::StrCat("problems[", i, "].", spec.name, ": expected shape ", ShapeList(spec.shapes),
+                       ", got (1,1,1,1)");
+      EXPECT_THAT(ToProblems(request, RequestLimits{}),
+                  StatusIs(absl::StatusCode::kInvalidArgument, expected));
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 6 + 6 + 6);
 }
 
 class ToProblemsRejects : public ::testing::TestWithParam<InvalidCase> {};
