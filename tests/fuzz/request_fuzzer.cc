@@ -1,7 +1,7 @@
 // libFuzzer target over the request path a call takes inside mpcd (docs/robustness.md):
 // bytes -> SolveRequest or BackwardRequest (protobuf parse) -> validation and conversion
-// (ToProblems / ToBackwardProblems, the workspace-size check, ValidateBackwardProblem) -> a solve
-// or backward pass on the CPU backend -> the response message, serialized.
+// (ToProblems / ToBackwardProblems, the workspace-size check; ValidateBackwardProblem must then
+// pass) -> a solve or backward pass on the CPU backend -> the response message, serialized.
 //
 // The first byte picks the message (even: Solve, odd: Backward); the rest is the serialized
 // message. Limits are small (T <= 16, n <= 8, m <= 4, 10 iterations) so one input runs in
@@ -77,8 +77,10 @@ void Backward(const std::uint8_t* data, std::size_t size) {
   if (!request.ParseFromArray(data, static_cast<int>(size))) return;
   absl::StatusOr<mpc::BackwardInputs> inputs = mpc::ToBackwardProblems(request, Limits());
   if (!inputs.ok() || !SizesAllowed(inputs->problems)) return;
+  // ToBackwardProblems ran ValidateBackwardProblem (mpcd does not run it again): anything it
+  // accepted must pass, or a backend could refuse a whole batch for one client's problem.
   for (const mpc::BackwardProblem& item : inputs->items) {
-    if (!mpc::ValidateBackwardProblem(item).ok()) return;
+    if (!mpc::ValidateBackwardProblem(item).ok()) __builtin_trap();
   }
   std::vector<mpc::ProblemGradient> gradients(inputs->items.size());
   std::vector<const mpc::BackwardProblem*> item_ptrs;
