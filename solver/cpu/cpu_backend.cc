@@ -57,9 +57,18 @@ absl::Status CpuBackend::SolveBatch(absl::Span<const Problem* const> problems,
 
 void CpuBackend::ComputeJacobians(absl::Span<const Problem* const> problems,
                                   absl::Span<Solution* const> solutions) {
+  const int count = static_cast<int>(std::min(problems.size(), solutions.size()));
+  bool any = false;
+  for (int i = 0; i < count; ++i) {
+    const SolverOptions& options = problems[i]->options;
+    any = any || options.compute_x_init_jacobian || options.compute_params_jacobian;
+  }
+  if (!any) {  // only empties stale arrays: not worth waking the pool
+    for (int i = 0; i < count; ++i) ComputeRequestedJacobians(*problems[i], solutions[i]);
+    return;
+  }
   pool_->ParallelFor(
-      static_cast<int>(std::min(problems.size(), solutions.size())),
-      [&](int /*worker*/, int i) { ComputeRequestedJacobians(*problems[i], solutions[i]); });
+      count, [&](int /*worker*/, int i) { ComputeRequestedJacobians(*problems[i], solutions[i]); });
 }
 
 absl::Status CpuBackend::BackwardBatch(absl::Span<const BackwardProblem* const> problems,

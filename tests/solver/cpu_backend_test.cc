@@ -133,6 +133,36 @@ TEST(CpuBackendTest, SolveBatchComputesTheRequestedJacobians) {
   EXPECT_GT(with_params, 0);
 }
 
+// What the CUDA backend runs on its CPU pool after a device solve: Jacobians of solutions solved
+// elsewhere, the same as SolveBatch computes; with none asked for, stale arrays are emptied.
+TEST(CpuBackendTest, ComputeJacobiansOfSolutionsSolvedElsewhere) {
+  std::vector<Problem> problems = MixedBatch(2);
+  std::vector<const Problem*> batch;
+  for (const Problem& p : problems) batch.push_back(&p);
+  auto backend = CpuBackend::Create({3});
+  ASSERT_THAT(backend.status(), IsOk());
+  std::vector<Solution> solved = SolveWith(**backend, batch);   // no Jacobians asked for yet
+  for (Solution& s : solved) s.params_jacobian.assign(2, 1.0);  // stale
+  std::vector<Solution*> outputs;
+  for (Solution& s : solved) outputs.push_back(&s);
+  (*backend)->ComputeJacobians(batch, outputs);
+  for (const Solution& s : solved) EXPECT_TRUE(s.params_jacobian.empty());
+
+  for (Problem& p : problems) {
+    p.options.compute_x_init_jacobian = true;
+    p.options.compute_params_jacobian = true;
+    p.options.jacobian_mode = GradientMode::kExact;
+  }
+  (*backend)->ComputeJacobians(batch, outputs);
+  const std::vector<Solution> reference = SolveWith(**backend, batch);  // computed in the launch
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    EXPECT_FALSE(solved[i].x_init_jacobian.empty());
+    EXPECT_EQ(solved[i].x_init_jacobian, reference[i].x_init_jacobian) << "problem " << i;
+    EXPECT_EQ(solved[i].params_jacobian, reference[i].params_jacobian) << "problem " << i;
+    EXPECT_EQ(solved[i].jacobian_diagnostics.status, reference[i].jacobian_diagnostics.status);
+  }
+}
+
 TEST(SolutionJacobiansTest, ANonFiniteSolutionGetsZerosAndNotFinite) {
   RandomModelOptions model;
   model.horizon = 7;
