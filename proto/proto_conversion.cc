@@ -303,36 +303,17 @@ SolverOptions ToSolverOptions(const mpcd::v1::SolverOptions& proto) {
 
 absl::Status ValidateSolverOptions(const mpcd::v1::SolverOptions& proto,
                                    const ProblemLimits& limits) {
-  // Checked on the unsigned proto values, before ToSolverOptions narrows them to int.
-  auto check_count = [](bool has, std::uint32_t value, int limit, const char* name) {
-    if (!has || (value >= 1 && value <= static_cast<std::uint32_t>(limit))) {
-      return absl::OkStatus();
-    }
-    return absl::InvalidArgumentError(
-        absl::StrCat("options.", name, ": must be in [1, ", limit, "], got ", value));
-  };
-  MPC_RETURN_IF_ERROR(check_count(proto.has_max_iterations(), proto.max_iterations(),
-                                  limits.max_iterations, "max_iterations"));
-  MPC_RETURN_IF_ERROR(check_count(proto.has_max_linesearch_iterations(),
-                                  proto.max_linesearch_iterations(),
-                                  limits.max_linesearch_iterations, "max_linesearch_iterations"));
-  MPC_RETURN_IF_ERROR(check_count(proto.has_not_improved_limit(), proto.not_improved_limit(),
-                                  std::numeric_limits<int>::max(), "not_improved_limit"));
-  if (proto.has_tolerance() && !(std::isfinite(proto.tolerance()) && proto.tolerance() >= 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("options.tolerance: must be >= 0 and finite, got ", proto.tolerance()));
+  // The solver's rules, on the values as sent (before ToSolverOptions narrows them to int).
+  SolverOptionValues values;
+  if (proto.has_max_iterations()) values.max_iterations = proto.max_iterations();
+  if (proto.has_tolerance()) values.tolerance = proto.tolerance();
+  if (proto.has_linesearch_decay()) values.linesearch_decay = proto.linesearch_decay();
+  if (proto.has_max_linesearch_iterations()) {
+    values.max_linesearch_iterations = proto.max_linesearch_iterations();
   }
-  if (proto.has_linesearch_decay() &&
-      !(proto.linesearch_decay() > 0 && proto.linesearch_decay() <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "options.linesearch_decay: must be in (0, 1], got ", proto.linesearch_decay()));
-  }
-  if (proto.has_best_cost_eps() &&
-      !(std::isfinite(proto.best_cost_eps()) && proto.best_cost_eps() >= 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "options.best_cost_eps: must be >= 0 and finite, got ", proto.best_cost_eps()));
-  }
-  return absl::OkStatus();
+  if (proto.has_best_cost_eps()) values.best_cost_eps = proto.best_cost_eps();
+  if (proto.has_not_improved_limit()) values.not_improved_limit = proto.not_improved_limit();
+  return CheckSolverOptionValues(values, limits);
 }
 
 absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,

@@ -101,6 +101,24 @@ absl::Status CheckFinite(absl::Span<const double> values, const TensorShape* sha
 absl::Status CheckProblemLimits(const ProblemShape& shape, const ProblemLimits& limits,
                                 const std::string& field_prefix);
 
+// The solver options as a caller holds them, for the range rules below: unset (nullopt) means the
+// default. Counts are 64-bit so that a caller with wider values than SolverOptions' ints (the
+// proto's uint32) reports the value it was sent.
+struct SolverOptionValues {
+  std::optional<std::int64_t> max_iterations;
+  std::optional<double> tolerance;
+  std::optional<double> linesearch_decay;
+  std::optional<std::int64_t> max_linesearch_iterations;
+  std::optional<double> best_cost_eps;
+  std::optional<std::int64_t> not_improved_limit;
+};
+
+// Every option that is set: the range rules, written once (ValidateProblem checks a Problem's
+// SolverOptions with them, the proto conversion a request's options). Options are request-level in
+// the proto, so messages name "options.<field>" with no problem prefix, e.g.
+// "options.max_iterations: must be in [1, 100000], got 0".
+absl::Status CheckSolverOptionValues(const SolverOptionValues& values, const ProblemLimits& limits);
+
 }  // namespace mpc
 
 #endif  // MPC_SOLVER_PROBLEM_FIELDS_H_

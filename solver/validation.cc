@@ -97,47 +97,51 @@ absl::Status CheckBoundOrder(const Problem& p, const std::string& prefix) {
   return absl::OkStatus();
 }
 
-absl::Status CheckIntRange(int value, int low, int high, const std::string& field) {
-  if (value >= low && value <= high) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, ": must be in [", low, ", ", high, "], got ", value));
-}
-
-// Options are request-level in the proto (SolveRequest.options), so messages name "options.<field>"
-// without a problem's prefix.
-absl::Status CheckOptions(const SolverOptions& options, const ProblemLimits& limits) {
-  const std::string field = "options.";
-  if (absl::Status s =
-          CheckIntRange(options.max_iterations, 1, limits.max_iterations, field + "max_iterations");
-      !s.ok()) {
-    return s;
-  }
-  if (!(std::isfinite(options.tolerance) && options.tolerance >= 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, "tolerance: must be >= 0 and finite, got ", options.tolerance));
-  }
-  if (!(options.linesearch_decay > 0 && options.linesearch_decay <= 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, "linesearch_decay: must be in (0, 1], got ", options.linesearch_decay));
-  }
-  if (absl::Status s =
-          CheckIntRange(options.max_linesearch_iterations, 1, limits.max_linesearch_iterations,
-                        field + "max_linesearch_iterations");
-      !s.ok()) {
-    return s;
-  }
-  if (!(std::isfinite(options.best_cost_eps) && options.best_cost_eps >= 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, "best_cost_eps: must be >= 0 and finite, got ", options.best_cost_eps));
-  }
-  if (options.not_improved_limit < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, "not_improved_limit: must be >= 1, got ", options.not_improved_limit));
-  }
-  return absl::OkStatus();
+// A SolverOptions' values, all set, for the shared rules (problem_fields.h).
+SolverOptionValues ValuesOf(const SolverOptions& options) {
+  SolverOptionValues values;
+  values.max_iterations = options.max_iterations;
+  values.tolerance = options.tolerance;
+  values.linesearch_decay = options.linesearch_decay;
+  values.max_linesearch_iterations = options.max_linesearch_iterations;
+  values.best_cost_eps = options.best_cost_eps;
+  values.not_improved_limit = options.not_improved_limit;
+  return values;
 }
 
 }  // namespace
+
+absl::Status CheckSolverOptionValues(const SolverOptionValues& values,
+                                     const ProblemLimits& limits) {
+  const auto count = [](const std::optional<std::int64_t>& value, std::int64_t high,
+                        const char* name) {
+    if (!value || (*value >= 1 && *value <= high)) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.", name, ": must be in [1, ", high, "], got ", *value));
+  };
+  // >= 0 and finite
+  const auto non_negative = [](const std::optional<double>& value, const char* name) {
+    if (!value || (std::isfinite(*value) && *value >= 0)) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.", name, ": must be >= 0 and finite, got ", *value));
+  };
+  if (absl::Status s = count(values.max_iterations, limits.max_iterations, "max_iterations");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = non_negative(values.tolerance, "tolerance"); !s.ok()) return s;
+  if (values.linesearch_decay && !(*values.linesearch_decay > 0 && *values.linesearch_decay <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "options.linesearch_decay: must be in (0, 1], got ", *values.linesearch_decay));
+  }
+  if (absl::Status s = count(values.max_linesearch_iterations, limits.max_linesearch_iterations,
+                             "max_linesearch_iterations");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = non_negative(values.best_cost_eps, "best_cost_eps"); !s.ok()) return s;
+  return count(values.not_improved_limit, std::numeric_limits<int>::max(), "not_improved_limit");
+}
 
 absl::Status CheckProblemLimits(const ProblemShape& shape, const ProblemLimits& limits,
                                 const std::string& field_prefix) {
@@ -230,7 +234,7 @@ absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits
           problem.dt));
     }
   }
-  return CheckOptions(problem.options, limits);
+  return CheckSolverOptionValues(ValuesOf(problem.options), limits);
 }
 
 }  // namespace mpc

@@ -516,6 +516,33 @@ TEST(ToProblems, EveryTensorIsCheckedAgainstTheTable) {
   EXPECT_EQ(checked, 6 + 6 + 6);
 }
 
+// Options go through the solver's own range rules (CheckSolverOptionValues) on the values as sent:
+// a uint32 above INT_MAX is reported as it was sent, not as the int it would narrow to.
+TEST(ValidateSolverOptions, SharesTheSolversRulesAndReportsTheValueSent) {
+  mpcd::v1::SolverOptions options;
+  options.set_max_iterations(3000000000u);
+  EXPECT_THAT(ValidateSolverOptions(options, ProblemLimits{}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "options.max_iterations: must be in [1, 100000], got 3000000000"));
+  options.Clear();
+  options.set_not_improved_limit(4000000000u);
+  EXPECT_THAT(ValidateSolverOptions(options, ProblemLimits{}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "options.not_improved_limit: must be in [1, 2147483647], got 4000000000"));
+  // The same rule, from a Problem's SolverOptions.
+  SolverOptionValues values;
+  values.linesearch_decay = 1.5;
+  EXPECT_THAT(CheckSolverOptionValues(values, ProblemLimits{}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "options.linesearch_decay: must be in (0, 1], got 1.5"));
+  options.Clear();
+  options.set_linesearch_decay(1.5);
+  EXPECT_THAT(ValidateSolverOptions(options, ProblemLimits{}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "options.linesearch_decay: must be in (0, 1], got 1.5"));
+  EXPECT_THAT(ValidateSolverOptions(mpcd::v1::SolverOptions(), ProblemLimits{}), IsOk());
+}
+
 class ToProblemsRejects : public ::testing::TestWithParam<InvalidCase> {};
 
 TEST_P(ToProblemsRejects, NamesTheField) {

@@ -163,8 +163,9 @@ TEST(ValidateProblem, ChecksValues) {
 
   p = LinearProblem();
   p.options.not_improved_limit = 0;
-  EXPECT_THAT(Validate(p), StatusIs(absl::StatusCode::kInvalidArgument,
-                                    "options.not_improved_limit: must be >= 1, got 0"));
+  EXPECT_THAT(Validate(p),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "options.not_improved_limit: must be in [1, 2147483647], got 0"));
 }
 
 TEST(ValidateProblem, EnforcesLimits) {
