@@ -29,8 +29,8 @@ ABSL_SOURCE_DIR ?= $(CURDIR)/.cache/abseil-20220623.1-1+deb12u2
 # Every test binary that links neither gRPC nor protobuf (their Debian builds are not instrumented),
 # except no_allocation_test: its counting operator new/delete clash with TSan's own.
 TSAN_TESTS = model_test reference_test kkt_test ilqr_test cpu_backend_test \
-             implicit_backward_test host_emulation_test backward_emulation_test batching_policy_test \
-             dynamic_batcher_test call_tracker_test
+             implicit_backward_test problem_validation_test host_emulation_test \
+             backward_emulation_test batching_policy_test dynamic_batcher_test call_tracker_test
 
 .PHONY: all deps configure build test run bench clean configure-sanitizers check-sanitizers \
         check-fuzz configure-tsan check-tsan

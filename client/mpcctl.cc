@@ -13,7 +13,7 @@
 //   mpcctl bench --target=ADDR --model=cartpole --horizon=25 --batch=1 --concurrency=N
 //                --duration=S [--json]             closed-loop load: throughput and latency
 //                [--verify]                        ... and check every answer against a local solve
-//   --target=ipv4:H1:P1,H2:P2 --round_robin         several replicas: round-robin, retry UNAVAILABLE
+//   --target=ipv4:H1:P1,H2:P2 --round_robin         replicas: round-robin, retry UNAVAILABLE
 //   --target=PROXY:PORT --retry                     retry UNAVAILABLE (one address, e.g. nginx)
 //   mpcctl bench --target=ADDR --rate=R ...         open-loop load: R requests/s whatever the
 //                                                   answers (overload: what is refused, how fast)
@@ -42,6 +42,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -59,8 +60,8 @@
 #include "client/load_generator.h"
 #include "client/mpc_client.h"
 #include "mpcd/v1/mpcd.pb.h"
-#include "server/proto_conversion.h"
-#include "solver/cpu/cpu_backend.h"
+#include "proto/proto_conversion.h"
+#include "solver/make_backend.h"
 #include "solver/models/model_registry.h"
 #include "solver/problem.h"
 #include "solver/status_macros.h"
@@ -139,8 +140,8 @@ constexpr char kUsage[] =
     "       mpcctl health --target=HOST:PORT [--service=NAME]\n"
     "       mpcctl control --target=HOST:PORT --request=FIRST.json|- [--steps=10] [--json]\n"
     "       mpcctl bench --target=HOST:PORT [--model=cartpole] [--horizon=25] [--batch=1]\n"
-    "                    [--concurrency=N | --rate=R] [--duration=S] [--warmup=S] [--iterations=10]\n"
-    "                    [--json] [--verify]\n"
+    "                    [--concurrency=N | --rate=R] [--duration=S] [--warmup=S]\n"
+    "                    [--iterations=10] [--json] [--verify]\n"
     "       (with --target: [--round_robin | --retry | --service_config=JSON]; replicas as\n"
     "        --target=ipv4:HOST:PORT,HOST:PORT,... or a DNS name with several addresses)\n"
     "       mpcctl demo [--threads=N]\n"
@@ -227,15 +228,20 @@ struct LocalSolve {
   int threads = 0;
 };
 
-// Converts, validates and solves `request` on an in-process CpuBackend.
+// The CPU backend's pool size for --threads (0 = one per hardware thread, as MakeBackend sizes it).
+int ResolvedThreads(int threads) {
+  return threads > 0 ? threads
+                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// Converts, validates and solves `request` on an in-process CPU backend (the solver's public
+// MakeBackend; Jacobians the request asks for are computed in the launch).
 absl::StatusOr<LocalSolve> SolveLocally(const mpcd::v1::SolveRequest& request, int threads) {
   LocalSolve result;
   MPC_ASSIGN_OR_RETURN(result.problems, mpc::ToProblems(request, mpc::RequestLimits{}));
-  mpc::CpuBackendOptions backend_options;
-  backend_options.threads = threads;
-  MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::CpuBackend> backend,
-                       mpc::CpuBackend::Create(backend_options));
-  result.threads = backend->threads();
+  MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::SolverBackend> backend,
+                       mpc::MakeBackend(mpc::BackendKind::kCpu, threads));
+  result.threads = ResolvedThreads(threads);
 
   result.solutions.resize(result.problems.size());
   std::vector<const mpc::Problem*> problem_ptrs;
@@ -305,7 +311,7 @@ absl::Status RunSolve() {
   return PrintJson(solved.response);
 }
 
-// A BackwardRequest (protobuf JSON) to a BackwardResponse on an in-process CpuBackend, one
+// A BackwardRequest (protobuf JSON) to a BackwardResponse on an in-process CPU backend, one
 // backend call for all problems.
 absl::Status RunBackward() {
   if (!absl::GetFlag(FLAGS_target).empty() && !absl::GetFlag(FLAGS_local)) {
@@ -316,10 +322,8 @@ absl::Status RunBackward() {
                        ReadRequestFlag<mpcd::v1::BackwardRequest>("backward", "BackwardRequest"));
   MPC_ASSIGN_OR_RETURN(const mpc::BackwardInputs batch,
                        mpc::ToBackwardProblems(request, mpc::RequestLimits{}));
-  mpc::CpuBackendOptions backend_options;
-  backend_options.threads = absl::GetFlag(FLAGS_threads);
-  MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::CpuBackend> backend,
-                       mpc::CpuBackend::Create(backend_options));
+  MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::SolverBackend> backend,
+                       mpc::MakeBackend(mpc::BackendKind::kCpu, absl::GetFlag(FLAGS_threads)));
   std::vector<const mpc::BackwardProblem*> inputs;
   for (const mpc::BackwardProblem& item : batch.items) inputs.push_back(&item);
   std::vector<mpc::ProblemGradient> gradients(inputs.size());
@@ -432,7 +436,8 @@ absl::Status SetServiceConfig(mpc::MpcClientOptions* options) {
   if (!options->service_config_json.empty()) {
     const std::string error =
         grpc::experimental::ValidateServiceConfigJSON(options->service_config_json);
-    if (!error.empty()) return absl::InvalidArgumentError(absl::StrCat("--service_config: ", error));
+    if (!error.empty())
+      return absl::InvalidArgumentError(absl::StrCat("--service_config: ", error));
   } else if (absl::GetFlag(FLAGS_round_robin)) {
     options->service_config_json = mpc::ReplicatedServiceConfig();
   } else if (absl::GetFlag(FLAGS_retry)) {
@@ -527,7 +532,8 @@ absl::Status RunControl() {
     return absl::InvalidArgumentError("control needs --target=HOST:PORT");
   }
   const int steps = absl::GetFlag(FLAGS_steps);
-  if (steps < 1) return absl::InvalidArgumentError(absl::StrCat("--steps: must be >= 1, got ", steps));
+  if (steps < 1)
+    return absl::InvalidArgumentError(absl::StrCat("--steps: must be >= 1, got ", steps));
   MPC_ASSIGN_OR_RETURN(const mpcd::v1::ControlRequest first,
                        ReadRequestFlag<mpcd::v1::ControlRequest>("control", "ControlRequest"));
   MPC_ASSIGN_OR_RETURN(std::unique_ptr<mpc::MpcClient> client, Connect());
@@ -698,8 +704,7 @@ absl::Status CompareTensor(const char* name, int problem, const mpcd::v1::Tensor
 absl::Status CompareSolveResponses(const mpcd::v1::SolveResponse& actual,
                                    const mpcd::v1::SolveResponse& expected, double tolerance) {
   if (actual.solutions_size() != expected.solutions_size()) {
-    return absl::DataLossError(absl::StrFormat("%d solutions, expected %d",
-                                               actual.solutions_size(),
+    return absl::DataLossError(absl::StrFormat("%d solutions, expected %d", actual.solutions_size(),
                                                expected.solutions_size()));
   }
   for (int p = 0; p < actual.solutions_size(); ++p) {
@@ -835,8 +840,8 @@ absl::Status RunBench() {
             : absl::StrFormat(", every answer checked: %d wrong", result.wrong_answers));
     if (open_loop) {
       std::cout << absl::StrFormat(
-          "  open loop   %.1f requests/s offered: %d sent, %d skipped (--max_in_flight=%d)\n",
-          rate, result.sent, result.skipped, max_in_flight);
+          "  open loop   %.1f requests/s offered: %d sent, %d skipped (--max_in_flight=%d)\n", rate,
+          result.sent, result.skipped, max_in_flight);
     }
   }
   return absl::OkStatus();

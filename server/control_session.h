@@ -15,9 +15,9 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "mpcd/v1/mpcd.grpc.pb.h"
+#include "proto/proto_conversion.h"
 #include "server/call_tracker.h"
 #include "server/dynamic_batcher.h"
-#include "server/proto_conversion.h"
 #include "server/service_metrics.h"
 #include "server/solve_job.h"
 #include "solver/problem.h"
@@ -61,9 +61,9 @@ class ControlSession final
 
   mpcd::v1::ControlRequest request_;
   mpcd::v1::ControlResponse response_;
-  bool started_ = false;     // the template has been accepted
-  Problem problem_;          // the template, updated by every step
-  Solution plan_;            // the last step's answer
+  bool started_ = false;  // the template has been accepted
+  Problem problem_;       // the template, updated by every step
+  Solution plan_;         // the last step's answer
   absl::Time step_start_;
 };
 

@@ -32,14 +32,15 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
 absl::Status CheckMessageSize(const google::protobuf::Message& request, std::int64_t limit) {
   const std::int64_t size = static_cast<std::int64_t>(request.ByteSizeLong());
   if (size <= limit) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "request: ", size, " bytes, over the server's limit of ", limit,
-      " bytes (--max_message_bytes); split the problems over several requests"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("request: ", size, " bytes, over the server's limit of ", limit,
+                   " bytes (--max_message_bytes); split the problems over several requests"));
 }
 
 absl::Status CheckProblemSizes(const std::vector<Problem>& problems, std::int64_t limit) {
   for (std::size_t i = 0; i < problems.size(); ++i) {
-    MPC_RETURN_IF_ERROR(CheckWorkspaceSize(problems[i].shape, limit, absl::StrCat("problems[", i, "]")));
+    MPC_RETURN_IF_ERROR(
+        CheckWorkspaceSize(problems[i].shape, limit, absl::StrCat("problems[", i, "]")));
   }
   return absl::OkStatus();
 }
@@ -299,15 +300,9 @@ grpc::ServerUnaryReactor* MpcService::Backward(grpc::CallbackServerContext* cont
       !status.ok()) {
     return FinishNow(context, RpcMethod::kBackward, start, status, metrics_, &calls_);
   }
-  // The backend refuses a whole launch if one of its problems is invalid; re-checking with the
-  // backend's own validation here keeps one client's request from failing others' in its batch.
-  for (std::size_t i = 0; i < inputs->items.size(); ++i) {
-    if (absl::Status status =
-            ValidateBackwardProblem(inputs->items[i], absl::StrCat("solutions[", i, "]."));
-        !status.ok()) {
-      return FinishNow(context, RpcMethod::kBackward, start, status, metrics_, &calls_);
-    }
-  }
+  // ToBackwardProblems validated every item with ValidateBackwardProblem, the check the backends'
+  // size check (ValidateBackwardBatch) is a subset of, so one client's request never fails the
+  // others' in its batch, and no value is scanned twice.
   auto* call = new BackwardCall(start, batcher_, metrics_, &calls_, *std::move(inputs), request,
                                 options_.backend_name, response);
   call->Start(DeadlineOf(*context));  // as in Solve: Finish may run before this returns
@@ -326,8 +321,8 @@ grpc::ServerUnaryReactor* MpcService::ListModels(grpc::CallbackServerContext* co
   return FinishNow(context, RpcMethod::kListModels, start, absl::OkStatus(), metrics_, &calls_);
 }
 
-grpc::ServerBidiReactor<mpcd::v1::ControlRequest, mpcd::v1::ControlResponse>*
-MpcService::Control(grpc::CallbackServerContext* context) {
+grpc::ServerBidiReactor<mpcd::v1::ControlRequest, mpcd::v1::ControlResponse>* MpcService::Control(
+    grpc::CallbackServerContext* context) {
   // The token is checked once, before the first message is read; a refused stream counts as one
   // refused request.
   if (absl::Status auth = auth_.Check(context->client_metadata()); !auth.ok()) {

@@ -13,9 +13,9 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "mpcd/v1/mpcd.grpc.pb.h"
+#include "proto/proto_conversion.h"
 #include "server/call_tracker.h"
 #include "server/dynamic_batcher.h"
-#include "server/proto_conversion.h"
 #include "server/security.h"
 #include "server/service_metrics.h"
 

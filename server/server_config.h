@@ -9,8 +9,8 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "proto/proto_conversion.h"
 #include "server/dynamic_batcher.h"
-#include "server/proto_conversion.h"
 #include "solver/make_backend.h"
 
 namespace mpc {

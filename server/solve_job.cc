@@ -1,5 +1,7 @@
 #include "server/solve_job.h"
 
+#include "solver/models/model_registry.h"
+
 namespace mpc {
 
 const char* JobKindName(JobKind kind) {
@@ -23,6 +25,12 @@ std::size_t ApproximateBytes(const Problem& problem) {
   const std::size_t m = problem.shape.control_dim;
   std::size_t outputs = T * (n + m);
   if (problem.options.compute_gains) outputs += T * m * (n + 1);
+  // The Jacobians the backend computes when asked: (T, n+m, n) and (T, n+m, p).
+  if (problem.options.compute_x_init_jacobian) outputs += T * (n + m) * n;
+  if (problem.options.compute_params_jacobian) {
+    const ModelInfo* model = FindModel(problem.shape.dynamics);
+    if (model != nullptr) outputs += T * (n + m) * model->param_names.size();
+  }
   return sizeof(Problem) + sizeof(double) * (inputs + outputs);
 }
 

@@ -2,27 +2,40 @@
 
 #include <cmath>
 #include <cstddef>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "solver/problem_fields.h"
+#include "solver/status_macros.h"
 
 namespace mpc {
 namespace {
 
-// `values` must hold `rows` x `cols` finite numbers, or be empty when `may_be_empty`.
-absl::Status CheckArray(const std::vector<double>& values, int rows, int cols, bool may_be_empty,
-                        const std::string& field) {
-  if (values.empty() && may_be_empty) return absl::OkStatus();
-  const std::size_t expected = static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
-  if (values.size() != expected) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": expected shape (", rows, ",", cols,
-                                                   ") = ", expected, " values, got ",
-                                                   values.size()));
-  }
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (!std::isfinite(values[i])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": not finite at [", i / cols, ",", i % cols, "] (", values[i], ")"));
-    }
+struct BackwardArray {
+  ArrayField field;
+  const std::vector<double>* values;
+  const std::string* prefix;
+};
+
+// The four arrays of `problem` with the prefixes of their names.
+std::vector<BackwardArray> BackwardArrays(const BackwardProblem& problem,
+                                          const BackwardFieldNames& names) {
+  return {{ArrayField::kSolutionX, &problem.x, &names.solution},
+          {ArrayField::kSolutionU, &problem.u, &names.solution},
+          {ArrayField::kCotangentX, &problem.dl_dx, &names.cotangent},
+          {ArrayField::kCotangentU, &problem.dl_du, &names.cotangent}};
+}
+
+// Sizes against the accepted shapes (problem_fields.h), and with `scan` the values.
+absl::Status CheckBackwardArrays(const BackwardProblem& problem, const BackwardFieldNames& names,
+                                 bool scan) {
+  for (const BackwardArray& array : BackwardArrays(problem, names)) {
+    const ArraySpec spec = ArraySpecFor(array.field, problem.problem->shape);
+    const std::string path = *array.prefix + spec.name;
+    const TensorShape* shape = nullptr;
+    MPC_RETURN_IF_ERROR(CheckArrayLength(spec, array.values->size(), spec.optional, path, &shape));
+    if (scan) MPC_RETURN_IF_ERROR(CheckFinite(*array.values, shape, path));
   }
   return absl::OkStatus();
 }
@@ -55,21 +68,16 @@ const char* GradientStatusName(GradientStatus status) {
   return "UNKNOWN";
 }
 
+BackwardFieldNames BackwardRequestFieldNames(int index) {
+  return {absl::StrCat("solutions[", index, "]."), absl::StrCat("cotangents[", index, "].")};
+}
+
 absl::Status ValidateBackwardProblem(const BackwardProblem& problem,
-                                     const std::string& field_prefix) {
+                                     const BackwardFieldNames& names) {
   if (problem.problem == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(field_prefix, "problem: required"));
+    return absl::InvalidArgumentError("problem: required");
   }
-  const ProblemShape& shape = problem.problem->shape;
-  const int T = shape.horizon;
-  const int n = shape.state_dim;
-  const int m = shape.control_dim;
-  if (absl::Status s = CheckArray(problem.x, T, n, false, field_prefix + "x"); !s.ok()) return s;
-  if (absl::Status s = CheckArray(problem.u, T, m, false, field_prefix + "u"); !s.ok()) return s;
-  if (absl::Status s = CheckArray(problem.dl_dx, T, n, true, field_prefix + "dl_dx"); !s.ok()) {
-    return s;
-  }
-  return CheckArray(problem.dl_du, T, m, true, field_prefix + "dl_du");
+  return CheckBackwardArrays(problem, names, /*scan=*/true);
 }
 
 absl::Status ValidateBackwardBatch(absl::Span<const BackwardProblem* const> problems,
@@ -82,9 +90,15 @@ absl::Status ValidateBackwardBatch(absl::Span<const BackwardProblem* const> prob
     if (problems[i] == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("BackwardBatch: problem ", i, " is missing"));
     }
-    absl::Status status =
-        ValidateBackwardProblem(*problems[i], absl::StrCat("BackwardBatch: problems[", i, "]."));
-    if (!status.ok()) return status;
+    if (problems[i]->problem == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("BackwardBatch: problems[", i, "]: problem: required"));
+    }
+    absl::Status status = CheckBackwardArrays(*problems[i], {}, /*scan=*/false);
+    if (!status.ok()) {
+      return absl::Status(status.code(),
+                          absl::StrCat("BackwardBatch: problems[", i, "]: ", status.message()));
+    }
   }
   return absl::OkStatus();
 }

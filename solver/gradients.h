@@ -29,22 +29,7 @@ struct BackwardProblem {
   GradientMode mode = GradientMode::kDefault;
 };
 
-// How a backward pass went. Values are always finite; anything but kOk deserves a look.
-enum class GradientStatus : std::uint8_t {
-  kOk,
-  // The pinned LQR's reduced Hessian is nearly singular (estimated condition number of some
-  // stage's Quu on the free controls above 1e12): the gradient is computed but sensitive.
-  kIllConditioned,
-  // Quu on the free controls was not positive definite at some stage (the point is not a strict
-  // local minimum of the model used, e.g. exact mode away from an optimum); mu I (reported as
-  // `regularization`) was added to make the LQR solvable, so the gradient is that of a regularised
-  // problem, not the true derivative.
-  kRegularized,
-  // NaN/Inf in the inputs' derivatives or the result, or no regularisation helped: every gradient
-  // is zero.
-  kNotFinite,
-};
-
+// GradientStatus (how a pass went) is declared in problem.h, with the Jacobian diagnostics.
 const char* GradientStatusName(GradientStatus status);
 
 // dL/d(input) for one problem, mirroring Problem: every array has the size of the input it
@@ -79,16 +64,30 @@ struct ProblemGradient {
 // The active-set threshold of mpc.pytorch's backward: a control within this of a bound is pinned.
 inline constexpr double kActiveSetTolerance = 1e-8;
 
+// How the arrays of a BackwardProblem are named in messages: by default "solution.x",
+// "solution.u", "cotangent.x" (dl_dx), "cotangent.u" (dl_du); for problem i of a BackwardRequest,
+// the proto paths the client sent (BackwardRequestFieldNames).
+struct BackwardFieldNames {
+  std::string solution = "solution.";    // prefix of x and u
+  std::string cotangent = "cotangent.";  // prefix of dl_dx and dl_du (the cotangent's x and u)
+};
+
+// "solutions[i].", "cotangents[i].".
+BackwardFieldNames BackwardRequestFieldNames(int index);
+
 // Checks a BackwardProblem's sizes and values against its problem (which must itself be valid):
-// x (T, n), u (T, m), dl_dx empty or (T, n), dl_du empty or (T, m), all finite. Messages name the
-// fields as "<prefix>x", "<prefix>dl_du", ....
+// x (T, n), u (T, m), dl_dx empty or (T, n), dl_du empty or (T, m) (the shapes of
+// problem_fields.h), all finite. This is the one scan of these arrays' values: callers that
+// accept requests run it once, backends only check sizes (ValidateBackwardBatch).
 absl::Status ValidateBackwardProblem(const BackwardProblem& problem,
-                                     const std::string& field_prefix = "");
+                                     const BackwardFieldNames& names = {});
 
 // What a backend checks before a backward batch: as many gradients as problems (`gradients`),
-// no missing problem, and every problem passing ValidateBackwardProblem. A wrong size would make a
-// pass read out of bounds, so the whole batch is refused (messages name "BackwardBatch:
-// problems[i].<field>").
+// no missing problem, and every array of the right size (a wrong size would make a pass read out
+// of bounds, so the whole batch is refused; messages name "BackwardBatch: problems[i]: <field>").
+// Sizes only, O(1) per problem: the values were scanned once, by ValidateBackwardProblem, before
+// the problems were queued (a non-finite value that reaches a pass anyway gives kNotFinite and a
+// zero gradient, never a crash).
 absl::Status ValidateBackwardBatch(absl::Span<const BackwardProblem* const> problems,
                                    std::size_t gradients);
 

@@ -38,14 +38,15 @@ struct SolverOptions {
   double tolerance = 1e-7;             // eps: stop when ||u_new - u_old||_2 (full step) < tolerance
   double linesearch_decay = 0.2;       // linesearch_decay
   int max_linesearch_iterations = 10;  // max_linesearch_iter
-  double best_cost_eps =
-      1e-4;  // best_cost_eps: an iterate replaces the best if cost <= best + this
-  int not_improved_limit =
-      5;  // not_improved_lim: stop after this many iterations without a new best
+  // best_cost_eps: an iterate replaces the best if cost <= best + this
+  double best_cost_eps = 1e-4;
+  // not_improved_lim: stop after this many iterations without a new best
+  int not_improved_limit = 5;
   bool compute_gains = false;  // return K_t, k_t linearised at the returned solution
   // Dense Jacobians d tau*/d x_init and d tau*/d params of the returned solution, in
-  // `jacobian_mode`. The iLQR ignores these: whoever turns the solution into a response computes
-  // them after the solve (ComputeSolutionJacobians in cpu/implicit_backward.h).
+  // `jacobian_mode`, into Solution::x_init_jacobian / params_jacobian. The iLQR ignores these: the
+  // backend computes them inside its launch, right after the solve (ComputeRequestedJacobians in
+  // solution_jacobians.h), so the time counts as solve time and never runs on the batcher thread.
   bool compute_x_init_jacobian = false;
   bool compute_params_jacobian = false;  // models only
   GradientMode jacobian_mode = GradientMode::kDefault;
@@ -60,12 +61,41 @@ struct Problem {
   std::vector<double> cost_linear;     // c: (n+m) or (T, n+m)
   std::vector<double> transition;      // F, linear only: (n, n+m) or (T-1, n, n+m)
   std::vector<double> offset;          // f, linear only: empty (= 0), (n) or (T-1, n)
-  std::vector<double> params;   // model parameters, models only: (p); empty = the model's defaults
+  // Model parameters, models only: (p); empty = the model's defaults.
+  std::vector<double> params;
   double dt = 0.0;              // model time step in seconds; 0 = the model's default
   std::vector<double> u_lower;  // empty (unbounded), (m) or (T, m)
   std::vector<double> u_upper;  // empty (unbounded), (m) or (T, m); both bounds or neither
   std::vector<double> u_init;   // empty (zeros) or (T, m): warm start, clamped into the bounds
   SolverOptions options;
+};
+
+// How a backward pass or a Jacobian computation went. Values are always finite; anything but kOk
+// deserves a look.
+enum class GradientStatus : std::uint8_t {
+  kOk,
+  // The pinned LQR's reduced Hessian is nearly singular (estimated condition number of some
+  // stage's Quu on the free controls above 1e12): the gradient is computed but sensitive.
+  kIllConditioned,
+  // Quu on the free controls was not positive definite at some stage (the point is not a strict
+  // local minimum of the model used, e.g. exact mode away from an optimum); mu I (reported as
+  // `regularization`) was added to make the LQR solvable, so the gradient is that of a regularised
+  // problem, not the true derivative.
+  kRegularized,
+  // NaN/Inf in the inputs' derivatives or the result, or no regularisation helped: every gradient
+  // is zero.
+  kNotFinite,
+};
+
+// The diagnostics of a Jacobian computation (the same quantities as ProblemGradient's,
+// gradients.h).
+struct JacobianDiagnostics {
+  GradientStatus status = GradientStatus::kOk;
+  double regularization = 0.0;
+  double condition_estimate = 0.0;
+  double stationarity_residual = 0.0;
+  double dynamics_residual = 0.0;
+  int active_controls = 0;
 };
 
 enum class SolveStatus : std::uint8_t {
@@ -85,10 +115,15 @@ struct Solution {
   SolveStatus status = SolveStatus::kMaxIterations;
   int iterations = 0;      // iLQR iterations run
   double step_norm = 0.0;  // full step norm of the returned iterate (mpc.pytorch's full_du_norm)
-  double regularization =
-      0.0;  // Levenberg-Marquardt mu added to Quu at the last iteration (0 = none)
+  // Levenberg-Marquardt mu added to Quu at the last iteration (0 = none).
+  double regularization = 0.0;
   std::vector<double> feedback;     // K: (T, m, n) when options.compute_gains, else empty
   std::vector<double> feedforward;  // k: (T, m) when options.compute_gains, else empty
+  // Computed by the backend when the options ask (see SolverOptions), at the returned (x, u); a
+  // solution that is not finite gets zeros and jacobian_diagnostics.status = kNotFinite.
+  std::vector<double> x_init_jacobian;  // (T, n+m, n) when options.compute_x_init_jacobian
+  std::vector<double> params_jacobian;  // (T, n+m, p) when options.compute_params_jacobian (models)
+  JacobianDiagnostics jacobian_diagnostics;  // meaningful when either Jacobian was asked for
 
   // Sizes every array for `shape` so that solving allocates nothing.
   void Resize(const ProblemShape& shape, bool with_gains);

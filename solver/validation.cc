@@ -1,8 +1,10 @@
 // ValidateProblemSizes and ValidateProblem (declared in solver/problem.h).
 //
-// Problem arrays are flat, so a size check can only compare lengths. Each array field is described
-// once (ArrayFields) by the shapes it accepts; the size check matches a length against them, and
-// the value checks use the matched shape to report a multi-dimensional index ("at [3,0]").
+// Problem arrays are flat, so a size check can only compare lengths. The shapes each array accepts
+// come from the one table in problem_fields.h (the proto conversion checks exact Tensor shapes
+// against the same table); the size check matches a length against them, and the value checks use
+// the matched shape to report a multi-dimensional index ("at [3,0]"). Messages name the proto
+// fields: request-level ones (horizon, options) without the problem's prefix.
 
 #include <cmath>
 #include <cstdint>
@@ -15,134 +17,62 @@
 #include "absl/strings/str_join.h"
 #include "solver/models/model_registry.h"
 #include "solver/problem.h"
+#include "solver/problem_fields.h"
 
 namespace mpc {
 namespace {
 
-using Shape = std::vector<std::int64_t>;
+const std::vector<double>& ValuesOf(const Problem& p, ArrayField field) {
+  switch (field) {
+    case ArrayField::kXInit:
+      return p.x_init;
+    case ArrayField::kCostQuadratic:
+      return p.cost_quadratic;
+    case ArrayField::kCostLinear:
+      return p.cost_linear;
+    case ArrayField::kTransition:
+      return p.transition;
+    case ArrayField::kOffset:
+      return p.offset;
+    case ArrayField::kParams:
+      return p.params;
+    case ArrayField::kULower:
+      return p.u_lower;
+    case ArrayField::kUUpper:
+      return p.u_upper;
+    default:
+      return p.u_init;
+  }
+}
 
-// One array of a Problem with the shapes it may have, in the order messages list them.
-struct ArrayField {
-  const char* name;
+// Every array of `p` with its accepted shapes (problem_fields.h) and its values.
+struct ProblemArray {
+  ArraySpec spec;
   const std::vector<double>* values;
-  std::vector<Shape> shapes;
-  bool may_be_empty;  // empty means "absent" (zero, unbounded, defaults, ...)
-  // With no accepted shapes the field must be empty; this names the dynamics that forbid it.
-  const char* forbidden_with = "";
+  bool may_be_empty;
 };
 
-std::string ShapeString(const Shape& shape) {
-  return absl::StrCat("(", absl::StrJoin(shape, ","), ")");
-}
-
-// prod(shape), saturated at INT64_MAX: a Problem's dims are unchecked ints, and a saturated count
-// never equals a real array size.
-std::int64_t NumValues(const Shape& shape) {
-  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
-  std::int64_t count = 1;
-  for (std::int64_t dim : shape) {
-    if (dim != 0 && count > kMax / dim) return kMax;
-    count *= dim;
+std::vector<ProblemArray> ArrayFields(const Problem& p) {
+  std::vector<ProblemArray> fields;
+  for (ArrayField field : kProblemArrays) {
+    ArraySpec spec = ArraySpecFor(field, p.shape);
+    // A Problem holds c even when the client sent none (the conversion fills zeros).
+    const bool may_be_empty = spec.optional && field != ArrayField::kCostLinear;
+    fields.push_back({std::move(spec), &ValuesOf(p, field), may_be_empty});
   }
-  return count;
-}
-
-// "(5,5) or (20,5,5)"
-std::string ShapeList(const std::vector<Shape>& shapes) {
-  std::vector<std::string> parts;
-  parts.reserve(shapes.size());
-  for (const Shape& shape : shapes) parts.push_back(ShapeString(shape));
-  return absl::StrJoin(parts, " or ");
-}
-
-// The shape among `field.shapes` that `field.values` matches, or nullptr.
-const Shape* MatchedShape(const ArrayField& field) {
-  const auto size = static_cast<std::int64_t>(field.values->size());
-  for (const Shape& shape : field.shapes) {
-    if (NumValues(shape) == size) return &shape;
-  }
-  return nullptr;
-}
-
-// "[3,0]": the row-major multi-index of flat position `flat` in `shape`.
-std::string IndexString(const Shape& shape, std::int64_t flat) {
-  std::vector<std::int64_t> index(shape.size());
-  for (std::size_t d = shape.size(); d-- > 0;) {
-    index[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  return absl::StrCat("[", absl::StrJoin(index, ","), "]");
-}
-
-// Every array of `p` with the shapes DESIGN §2 accepts for p.shape. Time-varying dynamics need T >=
-// 2: with T = 1 there is no transition at all, so only the time-invariant form is offered.
-std::vector<ArrayField> ArrayFields(const Problem& p) {
-  const std::int64_t n = p.shape.state_dim;
-  const std::int64_t m = p.shape.control_dim;
-  const std::int64_t T = p.shape.horizon;
-  const std::int64_t tau = n + m;
-  auto per_step = [T](Shape slice) {  // slice, then (T, slice...)
-    Shape varying = slice;
-    varying.insert(varying.begin(), T);
-    return std::vector<Shape>{std::move(slice), std::move(varying)};
-  };
-  auto per_transition = [T](Shape slice) {  // slice, then (T-1, slice...) when T >= 2
-    std::vector<Shape> shapes{slice};
-    if (T >= 2) {
-      slice.insert(slice.begin(), T - 1);
-      shapes.push_back(std::move(slice));
-    }
-    return shapes;
-  };
-
-  std::vector<ArrayField> fields;
-  fields.push_back({"x_init", &p.x_init, {{n}}, false});
-  fields.push_back({"cost.quadratic", &p.cost_quadratic, per_step({tau, tau}), false});
-  fields.push_back({"cost.linear", &p.cost_linear, per_step({tau}), false});
-  if (p.shape.dynamics.is_linear()) {
-    fields.push_back(
-        {"dynamics.linear.transition", &p.transition, per_transition({n, tau}), false});
-    fields.push_back({"dynamics.linear.offset", &p.offset, per_transition({n}), true});
-    fields.push_back({"dynamics.model.params", &p.params, {}, true, "linear dynamics"});
-  } else {
-    // Linear-only arrays must be empty for a model; the model's params have one accepted length.
-    const ModelInfo* model = FindModel(p.shape.dynamics);
-    const auto param_count =
-        model == nullptr ? 0 : static_cast<std::int64_t>(model->param_names.size());
-    fields.push_back({"dynamics.linear.transition", &p.transition, {}, true, "model dynamics"});
-    fields.push_back({"dynamics.linear.offset", &p.offset, {}, true, "model dynamics"});
-    fields.push_back({"dynamics.model.params", &p.params, {{param_count}}, true});
-  }
-  fields.push_back({"u_lower", &p.u_lower, per_step({m}), true});
-  fields.push_back({"u_upper", &p.u_upper, per_step({m}), true});
-  fields.push_back({"u_init", &p.u_init, {{T, m}}, true});
   return fields;
 }
 
-absl::Status CheckSize(const ArrayField& field, const std::string& prefix) {
-  if (field.values->empty() && field.may_be_empty) return absl::OkStatus();
-  if (MatchedShape(field) != nullptr) return absl::OkStatus();
-  const std::string got = absl::StrCat(field.values->size(), " values");
-  if (field.shapes.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, field.name, ": must be empty with ",
-                                                   field.forbidden_with, ", got ", got));
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat(prefix, field.name, ": expected shape ", ShapeList(field.shapes),
-                   field.may_be_empty ? " or none" : "", ", got ", got));
+absl::Status CheckSize(const ProblemArray& field, const std::string& prefix) {
+  return CheckArrayLength(field.spec, field.values->size(), field.may_be_empty,
+                          prefix + field.spec.name);
 }
 
-absl::Status CheckFinite(const ArrayField& field, const std::string& prefix) {
-  const std::vector<double>& values = *field.values;
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (std::isfinite(values[i])) continue;
-    const Shape* shape = MatchedShape(field);
-    const std::string index = shape != nullptr ? IndexString(*shape, static_cast<std::int64_t>(i))
-                                               : absl::StrCat("[", i, "]");
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, field.name, ": not finite at ", index, " (", values[i], ")"));
-  }
-  return absl::OkStatus();
+absl::Status CheckValuesFinite(const ProblemArray& field, const std::string& prefix) {
+  const TensorShape* shape = nullptr;
+  // Sizes were checked: the matched shape locates a bad value as "[3,0]".
+  CheckArrayLength(field.spec, field.values->size(), true, "", &shape).IgnoreError();
+  return CheckFinite(*field.values, shape, prefix + field.spec.name);
 }
 
 // u_lower <= u_upper elementwise; either bound may be (m) or (T, m).
@@ -167,66 +97,93 @@ absl::Status CheckBoundOrder(const Problem& p, const std::string& prefix) {
   return absl::OkStatus();
 }
 
-absl::Status CheckIntRange(int value, int low, int high, const std::string& field) {
-  if (value >= low && value <= high) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, ": must be in [", low, ", ", high, "], got ", value));
-}
-
-absl::Status CheckOptions(const SolverOptions& options, const ProblemLimits& limits,
-                          const std::string& prefix) {
-  const std::string field = absl::StrCat(prefix, "options.");
-  if (absl::Status s =
-          CheckIntRange(options.max_iterations, 1, limits.max_iterations, field + "max_iterations");
-      !s.ok()) {
-    return s;
-  }
-  if (!(std::isfinite(options.tolerance) && options.tolerance >= 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, "tolerance: must be >= 0 and finite, got ", options.tolerance));
-  }
-  if (!(options.linesearch_decay > 0 && options.linesearch_decay <= 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, "linesearch_decay: must be in (0, 1], got ", options.linesearch_decay));
-  }
-  if (absl::Status s =
-          CheckIntRange(options.max_linesearch_iterations, 1, limits.max_linesearch_iterations,
-                        field + "max_linesearch_iterations");
-      !s.ok()) {
-    return s;
-  }
-  if (!(std::isfinite(options.best_cost_eps) && options.best_cost_eps >= 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, "best_cost_eps: must be >= 0 and finite, got ", options.best_cost_eps));
-  }
-  if (options.not_improved_limit < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, "not_improved_limit: must be >= 1, got ", options.not_improved_limit));
-  }
-  return absl::OkStatus();
+// A SolverOptions' values, all set, for the shared rules (problem_fields.h).
+SolverOptionValues ValuesOf(const SolverOptions& options) {
+  SolverOptionValues values;
+  values.max_iterations = options.max_iterations;
+  values.tolerance = options.tolerance;
+  values.linesearch_decay = options.linesearch_decay;
+  values.max_linesearch_iterations = options.max_linesearch_iterations;
+  values.best_cost_eps = options.best_cost_eps;
+  values.not_improved_limit = options.not_improved_limit;
+  return values;
 }
 
 }  // namespace
 
+absl::Status CheckSolverOptionValues(const SolverOptionValues& values,
+                                     const ProblemLimits& limits) {
+  const auto count = [](const std::optional<std::int64_t>& value, std::int64_t high,
+                        const char* name) {
+    if (!value || (*value >= 1 && *value <= high)) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.", name, ": must be in [1, ", high, "], got ", *value));
+  };
+  // >= 0 and finite
+  const auto non_negative = [](const std::optional<double>& value, const char* name) {
+    if (!value || (std::isfinite(*value) && *value >= 0)) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.", name, ": must be >= 0 and finite, got ", *value));
+  };
+  if (absl::Status s = count(values.max_iterations, limits.max_iterations, "max_iterations");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = non_negative(values.tolerance, "tolerance"); !s.ok()) return s;
+  if (values.linesearch_decay && !(*values.linesearch_decay > 0 && *values.linesearch_decay <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "options.linesearch_decay: must be in (0, 1], got ", *values.linesearch_decay));
+  }
+  if (absl::Status s = count(values.max_linesearch_iterations, limits.max_linesearch_iterations,
+                             "max_linesearch_iterations");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = non_negative(values.best_cost_eps, "best_cost_eps"); !s.ok()) return s;
+  return count(values.not_improved_limit, std::numeric_limits<int>::max(), "not_improved_limit");
+}
+
+absl::Status CheckProblemLimits(const ProblemShape& shape, const ProblemLimits& limits,
+                                const std::string& field_prefix) {
+  if (shape.horizon > limits.max_horizon) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("horizon: must be <= ", limits.max_horizon, ", got ", shape.horizon));
+  }
+  if (!shape.dynamics.is_linear()) {
+    if (shape.state_dim <= limits.max_state_dim && shape.control_dim <= limits.max_control_dim) {
+      return absl::OkStatus();
+    }
+    const ModelInfo* model = FindModel(shape.dynamics);
+    return absl::InvalidArgumentError(absl::StrCat(
+        field_prefix, "dynamics.model.name: model \"", model == nullptr ? "?" : model->name,
+        "\" has n = ", shape.state_dim, ", m = ", shape.control_dim,
+        ", over the limits n <= ", limits.max_state_dim, ", m <= ", limits.max_control_dim));
+  }
+  // A linear problem's n is x_init's length, its m the transition's last dimension minus n.
+  if (shape.state_dim > limits.max_state_dim) {
+    return absl::InvalidArgumentError(absl::StrCat(field_prefix, "x_init: state dimension ",
+                                                   shape.state_dim, " is over the limit ",
+                                                   limits.max_state_dim));
+  }
+  if (shape.control_dim > limits.max_control_dim) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field_prefix, "dynamics.linear.transition: control dimension ",
+                     shape.control_dim, " is over the limit ", limits.max_control_dim));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateProblemSizes(const Problem& problem, const std::string& field_prefix) {
   const ProblemShape& shape = problem.shape;
   if (shape.horizon < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field_prefix, "horizon: must be >= 1, got ", shape.horizon));
-  }
-  if (shape.state_dim < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field_prefix, "state_dim: must be >= 1, got ", shape.state_dim));
-  }
-  if (shape.control_dim < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field_prefix, "control_dim: must be >= 1, got ", shape.control_dim));
+    return absl::InvalidArgumentError(absl::StrCat("horizon: must be >= 1, got ", shape.horizon));
   }
   if (!shape.dynamics.is_linear()) {
     const ModelInfo* model = FindModel(shape.dynamics);
     if (model == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field_prefix, "dynamics.model.name: unknown model index ", shape.dynamics.model));
+      return absl::InvalidArgumentError(absl::StrCat(field_prefix,
+                                                     "dynamics.model.name: unknown model kind ",
+                                                     shape.dynamics.model));
     }
     if (shape.state_dim != model->state_dim || shape.control_dim != model->control_dim) {
       return absl::InvalidArgumentError(
@@ -235,7 +192,17 @@ absl::Status ValidateProblemSizes(const Problem& problem, const std::string& fie
                        ", but the problem has n = ", shape.state_dim, ", m = ", shape.control_dim));
     }
   }
-  for (const ArrayField& field : ArrayFields(problem)) {
+  // A linear problem's n is x_init's length, its m the transition's last dimension minus n.
+  if (shape.state_dim < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field_prefix, "x_init: the state dimension must be >= 1, got ", shape.state_dim));
+  }
+  if (shape.control_dim < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field_prefix, "dynamics.linear.transition: the control dimension must be >= 1, got ",
+        shape.control_dim));
+  }
+  for (const ProblemArray& field : ArrayFields(problem)) {
     if (absl::Status s = CheckSize(field, field_prefix); !s.ok()) return s;
   }
   if (problem.u_lower.empty() != problem.u_upper.empty()) {
@@ -251,24 +218,12 @@ absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits
                              const std::string& field_prefix) {
   const ProblemShape& shape = problem.shape;
   // Limits first: they bound the work every later check (and the solver) does.
-  if (shape.horizon > limits.max_horizon) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field_prefix, "horizon: must be <= ", limits.max_horizon, ", got ", shape.horizon));
-  }
-  if (shape.state_dim > limits.max_state_dim) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field_prefix, "state_dim: must be <= ", limits.max_state_dim, ", got ", shape.state_dim));
-  }
-  if (shape.control_dim > limits.max_control_dim) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field_prefix, "control_dim: must be <= ", limits.max_control_dim, ", got ",
-                     shape.control_dim));
-  }
+  if (absl::Status s = CheckProblemLimits(shape, limits, field_prefix); !s.ok()) return s;
   // The value checks index the arrays by their shapes, so sizes must be right (cheap to re-check).
   if (absl::Status s = ValidateProblemSizes(problem, field_prefix); !s.ok()) return s;
 
-  for (const ArrayField& field : ArrayFields(problem)) {
-    if (absl::Status s = CheckFinite(field, field_prefix); !s.ok()) return s;
+  for (const ProblemArray& field : ArrayFields(problem)) {
+    if (absl::Status s = CheckValuesFinite(field, field_prefix); !s.ok()) return s;
   }
   if (absl::Status s = CheckBoundOrder(problem, field_prefix); !s.ok()) return s;
   if (!shape.dynamics.is_linear()) {
@@ -279,7 +234,7 @@ absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits
           problem.dt));
     }
   }
-  return CheckOptions(problem.options, limits, field_prefix);
+  return CheckSolverOptionValues(ValuesOf(problem.options), limits);
 }
 
 }  // namespace mpc

@@ -1,5 +1,6 @@
 #include "solver/cpu/cpu_backend.h"
 
+#include <algorithm>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -7,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "solver/cpu/ilqr.h"
 #include "solver/cpu/implicit_backward.h"
+#include "solver/solution_jacobians.h"
 
 namespace mpc {
 
@@ -17,8 +19,8 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendO
   int threads = options.threads;
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (options.max_cached_shapes < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("max_cached_shapes: must be >= 1, got ",
-                                                   options.max_cached_shapes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_cached_shapes: must be >= 1, got ", options.max_cached_shapes));
   }
   return std::unique_ptr<CpuBackend>(
       new CpuBackend(std::make_unique<ThreadPool>(threads), options.max_cached_shapes));
@@ -42,15 +44,31 @@ int CpuBackend::cached_solve_workspaces() const {
 absl::Status CpuBackend::SolveBatch(absl::Span<const Problem* const> problems,
                                     absl::Span<Solution* const> solutions) {
   if (problems.size() != solutions.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("SolveBatch: ", problems.size(),
-                                                   " problems but ", solutions.size(),
-                                                   " solutions"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "SolveBatch: ", problems.size(), " problems but ", solutions.size(), " solutions"));
   }
   pool_->ParallelFor(static_cast<int>(problems.size()), [&](int worker, int i) {
     const Problem& problem = *problems[i];
     workers_[worker].solvers.Get(problem.shape).Solve(problem, solutions[i]);
+    ComputeRequestedJacobians(problem, solutions[i]);
   });
   return absl::OkStatus();
+}
+
+void CpuBackend::ComputeJacobians(absl::Span<const Problem* const> problems,
+                                  absl::Span<Solution* const> solutions) {
+  const int count = static_cast<int>(std::min(problems.size(), solutions.size()));
+  bool any = false;
+  for (int i = 0; i < count; ++i) {
+    const SolverOptions& options = problems[i]->options;
+    any = any || options.compute_x_init_jacobian || options.compute_params_jacobian;
+  }
+  if (!any) {  // only empties stale arrays: not worth waking the pool
+    for (int i = 0; i < count; ++i) ComputeRequestedJacobians(*problems[i], solutions[i]);
+    return;
+  }
+  pool_->ParallelFor(
+      count, [&](int /*worker*/, int i) { ComputeRequestedJacobians(*problems[i], solutions[i]); });
 }
 
 absl::Status CpuBackend::BackwardBatch(absl::Span<const BackwardProblem* const> problems,

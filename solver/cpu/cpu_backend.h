@@ -33,6 +33,12 @@ class CpuBackend final : public SolverBackend {
   absl::Status BackwardBatch(absl::Span<const BackwardProblem* const> problems,
                              absl::Span<ProblemGradient* const> gradients) override;
 
+  // The Jacobians problems[i].options ask for, of solutions[i] already solved elsewhere (the CUDA
+  // backend's device solves), split over the pool (ComputeRequestedJacobians). SolveBatch computes
+  // them itself.
+  void ComputeJacobians(absl::Span<const Problem* const> problems,
+                        absl::Span<Solution* const> solutions);
+
   int threads() const { return pool_->size(); }
   // Solve workspaces held now, over all workers (for tests and memory accounting).
   int cached_solve_workspaces() const;

@@ -244,13 +244,20 @@ absl::Status CudaBackend::SolveBatch(absl::Span<const Problem* const> problems,
   if (!status.ok()) return status;
   if (!sync.ok()) return sync;
   if (!cpu_status.ok()) return cpu_status;
+  std::vector<const Problem*> device_problems;
+  std::vector<Solution*> device_solutions;
   for (const ShapeGroup& group : device_groups) {
     if (options_.use_float32) {
       UnpackGroup<float>(group);
     } else {
       UnpackGroup<double>(group);
     }
+    device_problems.insert(device_problems.end(), group.problems.begin(), group.problems.end());
+    device_solutions.insert(device_solutions.end(), group.solutions.begin(), group.solutions.end());
   }
+  // The Jacobians the options ask for, on the CPU pool after the device solve (cpu_->SolveBatch
+  // computed those of its own problems); still inside this launch.
+  cpu_->ComputeJacobians(device_problems, device_solutions);
   return absl::OkStatus();
 }
 

@@ -1,13 +1,14 @@
 // libFuzzer target over the request path a call takes inside mpcd (docs/robustness.md):
 // bytes -> SolveRequest or BackwardRequest (protobuf parse) -> validation and conversion
-// (ToProblems / ToBackwardProblems, the workspace-size check, ValidateBackwardProblem) -> a solve or
-// backward pass on the CPU backend -> the response message, serialized.
+// (ToProblems / ToBackwardProblems, the workspace-size check; ValidateBackwardProblem must then
+// pass) -> a solve or backward pass on the CPU backend -> the response message, serialized.
 //
 // The first byte picks the message (even: Solve, odd: Backward); the rest is the serialized
 // message. Limits are small (T <= 16, n <= 8, m <= 4, 10 iterations) so one input runs in
 // microseconds; the code paths are the same at any size.
 //
-//   build-fuzz/bin/request_fuzzer -max_total_time=60 build-fuzz/corpus tests/fuzz/corpus/request_fuzzer
+//   build-fuzz/bin/request_fuzzer -max_total_time=60 build-fuzz/corpus
+//   tests/fuzz/corpus/request_fuzzer
 
 #include <cstddef>
 #include <cstdint>
@@ -17,7 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "mpcd/v1/mpcd.pb.h"
-#include "server/proto_conversion.h"
+#include "proto/proto_conversion.h"
 #include "solver/cpu/cpu_backend.h"
 #include "solver/gradients.h"
 
@@ -44,7 +45,8 @@ mpc::SolverBackend& Backend() {
 
 bool SizesAllowed(const std::vector<mpc::Problem>& problems) {
   for (std::size_t i = 0; i < problems.size(); ++i) {
-    if (!mpc::CheckWorkspaceSize(problems[i].shape, kMaxWorkspace, absl::StrCat("problems[", i, "]"))
+    if (!mpc::CheckWorkspaceSize(problems[i].shape, kMaxWorkspace,
+                                 absl::StrCat("problems[", i, "]"))
              .ok()) {
       return false;
     }
@@ -75,8 +77,10 @@ void Backward(const std::uint8_t* data, std::size_t size) {
   if (!request.ParseFromArray(data, static_cast<int>(size))) return;
   absl::StatusOr<mpc::BackwardInputs> inputs = mpc::ToBackwardProblems(request, Limits());
   if (!inputs.ok() || !SizesAllowed(inputs->problems)) return;
+  // ToBackwardProblems ran ValidateBackwardProblem (mpcd does not run it again): anything it
+  // accepted must pass, or a backend could refuse a whole batch for one client's problem.
   for (const mpc::BackwardProblem& item : inputs->items) {
-    if (!mpc::ValidateBackwardProblem(item).ok()) return;
+    if (!mpc::ValidateBackwardProblem(item).ok()) __builtin_trap();
   }
   std::vector<mpc::ProblemGradient> gradients(inputs->items.size());
   std::vector<const mpc::BackwardProblem*> item_ptrs;

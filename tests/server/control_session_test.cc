@@ -17,8 +17,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpcd/v1/mpcd.pb.h"
+#include "proto/proto_conversion.h"
 #include "server/mpc_server.h"
-#include "server/proto_conversion.h"
 #include "solver/cpu/cpu_backend.h"
 #include "tests/testing/metric_value.h"
 #include "tests/testing/random_problems.h"
@@ -90,8 +90,7 @@ void ExpectAnswerIs(const mpcd::v1::ControlResponse& answer, const Solution& exp
   EXPECT_THAT(Data(answer.plan().feedback()), ElementsAreArray(expected.feedback));
   EXPECT_EQ(answer.plan().cost(), expected.cost);
   EXPECT_EQ(answer.plan().iterations(), static_cast<std::uint32_t>(expected.iterations));
-  EXPECT_THAT(Data(answer.u0()),
-              ElementsAreArray(expected.u.begin(), expected.u.begin() + m));
+  EXPECT_THAT(Data(answer.u0()), ElementsAreArray(expected.u.begin(), expected.u.begin() + m));
   EXPECT_THAT(answer.feedback0().shape(), ElementsAreArray({m, n}));
   EXPECT_THAT(Data(answer.feedback0()),
               ElementsAreArray(expected.feedback.begin(), expected.feedback.begin() + m * n));
@@ -202,17 +201,25 @@ TEST(ControlSessionTest, AnInvalidMessageEndsOnlyItsOwnSessionNamingTheField) {
       {"no template", false, [](auto& r) { r.clear_problem(); }, "problem: required"},
       {"no horizon", false, [](auto& r) { r.set_horizon(0); }, "horizon: must be >= 1"},
       {"state in the first message", false,
-       [](auto& r) { *r.mutable_x() = MakeTensor({3}, {0, 0, 0}); }, "x: only later messages"},
+       [](auto& r) {
+         *r.mutable_x() = MakeTensor({3}, {0, 0, 0});
+       },
+       "x: only later messages"},
       {"bad template cost", false,
-       [](auto& r) { *r.mutable_problem()->mutable_cost()->mutable_quadratic() =
-                         MakeTensor({2, 2}, {1, 0, 0, 1}); },
+       [](auto& r) {
+         *r.mutable_problem()->mutable_cost()->mutable_quadratic() =
+             MakeTensor({2, 2}, {1, 0, 0, 1});
+       },
        "problem.cost.quadratic: expected shape (4,4) or (10,4,4), got (2,2)"},
       {"unknown model", false,
        [](auto& r) { r.mutable_problem()->mutable_dynamics()->mutable_model()->set_name("kite"); },
        "problem.dynamics.model.name"},
       {"bad options", false, [](auto& r) { r.mutable_options()->set_tolerance(-1); },
        "options.tolerance"},
-      {"state of the wrong size", true, [](auto& r) { *r.mutable_x() = MakeTensor({2}, {0, 0}); },
+      {"state of the wrong size", true,
+       [](auto& r) {
+         *r.mutable_x() = MakeTensor({2}, {0, 0});
+       },
        "x: expected shape (3), got (2)"},
       {"no state", true, [](auto& r) { r.clear_x(); }, "x: required"},
       {"state not finite", true,
@@ -221,13 +228,15 @@ TEST(ControlSessionTest, AnInvalidMessageEndsOnlyItsOwnSessionNamingTheField) {
       {"template fields later", true, [](auto& r) { r.set_horizon(10); },
        "horizon: only the first message"},
       {"new cost of the wrong shape", true,
-       [](auto& r) { *r.mutable_cost()->mutable_quadratic() = MakeTensor({3, 3}, {1, 0, 0, 0, 1, 0, 0, 0, 1}); },
+       [](auto& r) {
+         *r.mutable_cost()->mutable_quadratic() = MakeTensor({3, 3}, {1, 0, 0, 0, 1, 0, 0, 0, 1});
+       },
        "cost.quadratic: expected shape (4,4) or (10,4,4), got (3,3)"},
       {"new cost not finite", true,
        [](auto& r) {
-         *r.mutable_cost()->mutable_quadratic() = MakeTensor(
-             {4, 4}, {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0,
-                      std::numeric_limits<double>::infinity()});
+         *r.mutable_cost()->mutable_quadratic() =
+             MakeTensor({4, 4}, {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+                                 std::numeric_limits<double>::infinity()});
        },
        "cost.quadratic: not finite at [3,3]"},
   };

@@ -29,7 +29,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "mpcd/v1/mpcd.pb.h"
-#include "server/proto_conversion.h"
+#include "proto/proto_conversion.h"
 #include "solver/cpu/cpu_backend.h"
 #include "solver/models/model_registry.h"
 #include "tests/testing/fake_backend.h"
@@ -45,14 +45,14 @@ using ::mpc::testing::Connect;
 using ::mpc::testing::Eventually;
 using ::mpc::testing::FakeBackend;
 using ::mpc::testing::IsOk;
+using ::mpc::testing::MakeTensor;
 using ::mpc::testing::MetricValue;
-using ::mpc::testing::ScrapedValue;
 using ::mpc::testing::Scrape;
+using ::mpc::testing::ScrapedValue;
 using ::mpc::testing::StartServer;
 using ::mpc::testing::StatusIs;
 using ::mpc::testing::TestConfig;
 using ::mpc::testing::ToProto;
-using ::mpc::testing::MakeTensor;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -338,8 +338,9 @@ TEST(MpcServerTest, ShutdownWhileBusyAnswersTheCallsInFlight) {
   // Shutdown waits for the calls in flight, which wait for the backend; new work is refused
   // meanwhile (retryable).
   EXPECT_FALSE(stopped.HasBeenNotified());
-  EXPECT_THAT(Connect(*server, true, /*wait_for_ready=*/false)->Solve(CartpoleRequest(4), absl::Seconds(5)),
-              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(
+      Connect(*server, true, /*wait_for_ready=*/false)->Solve(CartpoleRequest(4), absl::Seconds(5)),
+      StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_FALSE(stopped.HasBeenNotified());
   backend->OpenGate();
   EXPECT_THAT(running.Wait(), IsOk());
@@ -354,8 +355,9 @@ TEST(MpcServerTest, ShutdownWhileBusyAnswersTheCallsInFlight) {
   }
   EXPECT_FALSE(watch->Finish().ok());
   // No new work once stopped.
-  EXPECT_THAT(Connect(*server, true, /*wait_for_ready=*/false)->Solve(CartpoleRequest(3), absl::Seconds(5)),
-              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(
+      Connect(*server, true, /*wait_for_ready=*/false)->Solve(CartpoleRequest(3), absl::Seconds(5)),
+      StatusIs(absl::StatusCode::kUnavailable));
 }
 
 struct InvalidCase {

@@ -2,15 +2,18 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <memory>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "solver/cpu/ilqr.h"
+#include "solver/cpu/implicit_backward.h"
 #include "solver/cpu/thread_pool.h"
 #include "solver/cpu/workspace_cache.h"
 #include "solver/make_backend.h"
+#include "solver/solution_jacobians.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/status_matchers.h"
 
@@ -72,6 +75,117 @@ TEST(CpuBackendTest, EveryProblemIsBitwiseTheSameAloneOrInAnyBatch) {
       }
     }
   }
+}
+
+// The Jacobians a problem's options ask for are computed by the launch itself (DESIGN §11: math
+// inside a backend launch), equal to ComputeSolutionJacobians at the returned solution.
+TEST(CpuBackendTest, SolveBatchComputesTheRequestedJacobians) {
+  std::vector<Problem> problems = MixedBatch(2);
+  const GradientMode modes[] = {GradientMode::kDefault, GradientMode::kFullChain,
+                                GradientMode::kExact};
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    SolverOptions& options = problems[i].options;
+    options.compute_x_init_jacobian = i % 4 != 3;  // the last of every four asks for none
+    options.compute_params_jacobian = i % 2 == 0;  // ignored for linear dynamics
+    options.jacobian_mode = modes[i % 3];
+  }
+  auto backend = CpuBackend::Create({2});
+  ASSERT_THAT(backend.status(), IsOk());
+  std::vector<const Problem*> batch;
+  for (const Problem& p : problems) batch.push_back(&p);
+  // Stale Jacobians in a reused Solution must not survive a launch that asks for none.
+  std::vector<Solution> solved(problems.size());
+  for (Solution& s : solved) s.x_init_jacobian.assign(3, 7.0);
+  std::vector<Solution*> outputs;
+  for (Solution& s : solved) outputs.push_back(&s);
+  ASSERT_THAT((*backend)->SolveBatch(batch, outputs), IsOk());
+
+  int with_params = 0;
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    const Problem& p = problems[i];
+    const bool model = !p.shape.dynamics.is_linear();
+    JacobianRequest request;
+    request.x_init = p.options.compute_x_init_jacobian;
+    request.params = p.options.compute_params_jacobian && model;
+    request.mode = p.options.jacobian_mode;
+    if (!request.x_init && !request.params) {
+      EXPECT_TRUE(solved[i].x_init_jacobian.empty()) << "problem " << i;
+      EXPECT_TRUE(solved[i].params_jacobian.empty()) << "problem " << i;
+      continue;
+    }
+    SolutionJacobians expected;
+    ASSERT_THAT(ComputeSolutionJacobians(p, solved[i].x, solved[i].u, request, &expected), IsOk());
+    const std::size_t T = p.shape.horizon;
+    const std::size_t nt = p.shape.tau_dim();
+    EXPECT_EQ(solved[i].x_init_jacobian.size(),
+              request.x_init ? T * nt * p.shape.state_dim : std::size_t{0});
+    EXPECT_EQ(solved[i].x_init_jacobian, expected.x_init) << "problem " << i;
+    EXPECT_EQ(solved[i].params_jacobian, expected.params) << "problem " << i;
+    EXPECT_EQ(solved[i].jacobian_diagnostics.status, expected.diagnostics.status);
+    EXPECT_EQ(solved[i].jacobian_diagnostics.active_controls, expected.diagnostics.active_controls);
+    EXPECT_EQ(solved[i].jacobian_diagnostics.stationarity_residual,
+              expected.diagnostics.stationarity_residual);
+    if (request.params) {
+      EXPECT_FALSE(solved[i].params_jacobian.empty());
+      ++with_params;
+    }
+  }
+  EXPECT_GT(with_params, 0);
+}
+
+// What the CUDA backend runs on its CPU pool after a device solve: Jacobians of solutions solved
+// elsewhere, the same as SolveBatch computes; with none asked for, stale arrays are emptied.
+TEST(CpuBackendTest, ComputeJacobiansOfSolutionsSolvedElsewhere) {
+  std::vector<Problem> problems = MixedBatch(2);
+  std::vector<const Problem*> batch;
+  for (const Problem& p : problems) batch.push_back(&p);
+  auto backend = CpuBackend::Create({3});
+  ASSERT_THAT(backend.status(), IsOk());
+  std::vector<Solution> solved = SolveWith(**backend, batch);   // no Jacobians asked for yet
+  for (Solution& s : solved) s.params_jacobian.assign(2, 1.0);  // stale
+  std::vector<Solution*> outputs;
+  for (Solution& s : solved) outputs.push_back(&s);
+  (*backend)->ComputeJacobians(batch, outputs);
+  for (const Solution& s : solved) EXPECT_TRUE(s.params_jacobian.empty());
+
+  for (Problem& p : problems) {
+    p.options.compute_x_init_jacobian = true;
+    p.options.compute_params_jacobian = true;
+    p.options.jacobian_mode = GradientMode::kExact;
+  }
+  (*backend)->ComputeJacobians(batch, outputs);
+  const std::vector<Solution> reference = SolveWith(**backend, batch);  // computed in the launch
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    EXPECT_FALSE(solved[i].x_init_jacobian.empty());
+    EXPECT_EQ(solved[i].x_init_jacobian, reference[i].x_init_jacobian) << "problem " << i;
+    EXPECT_EQ(solved[i].params_jacobian, reference[i].params_jacobian) << "problem " << i;
+    EXPECT_EQ(solved[i].jacobian_diagnostics.status, reference[i].jacobian_diagnostics.status);
+  }
+}
+
+TEST(SolutionJacobiansTest, ANonFiniteSolutionGetsZerosAndNotFinite) {
+  RandomModelOptions model;
+  model.horizon = 7;
+  Problem problem = RandomCartpoleProblem(model, 3);
+  problem.options.compute_x_init_jacobian = true;
+  problem.options.compute_params_jacobian = true;
+  Solution solution = SolveProblem(problem);
+  ComputeRequestedJacobians(problem, &solution);
+  EXPECT_NE(solution.jacobian_diagnostics.status, GradientStatus::kNotFinite);
+  solution.u[2] = std::nan("");
+  ComputeRequestedJacobians(problem, &solution);
+  EXPECT_EQ(solution.jacobian_diagnostics.status, GradientStatus::kNotFinite);
+  ASSERT_EQ(solution.x_init_jacobian.size(), 7u * 6u * 5u);
+  ASSERT_EQ(solution.params_jacobian.size(), 7u * 6u * 4u);  // cartpole has 4 params
+  for (double v : solution.x_init_jacobian) EXPECT_EQ(v, 0.0);
+  for (double v : solution.params_jacobian) EXPECT_EQ(v, 0.0);
+  // Asking for none empties them again.
+  problem.options.compute_x_init_jacobian = false;
+  problem.options.compute_params_jacobian = false;
+  ComputeRequestedJacobians(problem, &solution);
+  EXPECT_TRUE(solution.x_init_jacobian.empty());
+  EXPECT_TRUE(solution.params_jacobian.empty());
+  EXPECT_EQ(solution.jacobian_diagnostics.status, GradientStatus::kOk);
 }
 
 TEST(CpuBackendTest, RejectsMismatchedSpans) {

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -952,16 +953,46 @@ TEST(GradientStatusTest, ValidationNamesTheField) {
   const Problem p = testing::RandomLqrProblem({.state_dim = 3, .control_dim = 2, .horizon = 5}, 1);
   const Solution s = SolveProblem(p);
   BackwardProblem bp = MakeBackward(p, s.x, s.u, {}, {}, GradientMode::kDefault);
-  EXPECT_THAT(ValidateBackwardProblem(bp, "problems[0]."), IsOk());
+  // Named as the proto fields they come from (BackwardRequest.solutions[i] / .cotangents[i]).
+  EXPECT_THAT(ValidateBackwardProblem(bp, BackwardRequestFieldNames(2)), IsOk());
   bp.dl_du.assign(4 * 2, 1.0);
-  EXPECT_THAT(ValidateBackwardProblem(bp, "problems[0]."),
+  EXPECT_THAT(ValidateBackwardProblem(bp, BackwardRequestFieldNames(2)),
               testing::StatusIs(absl::StatusCode::kInvalidArgument,
-                                "problems[0].dl_du: expected shape (5,2) = 10 values, got 8"));
+                                "cotangents[2].u: expected shape (5,2) or none, got 8 values"));
   bp.dl_du.clear();
+  bp.u.pop_back();
+  EXPECT_THAT(ValidateBackwardProblem(bp, BackwardRequestFieldNames(2)),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                "solutions[2].u: expected shape (5,2), got 9 values"));
+  bp.u.push_back(0.0);
   bp.x[4] = std::nan("");
   EXPECT_THAT(ValidateBackwardProblem(bp),
               testing::StatusIs(absl::StatusCode::kInvalidArgument,
-                                ::testing::HasSubstr("x: not finite at [1,1]")));
+                                "solution.x: not finite at [1,1] (nan)"));
+  bp.x[4] = 0.0;
+  bp.dl_dx.assign(5 * 3, 0.0);
+  bp.dl_dx[14] = std::numeric_limits<double>::infinity();
+  EXPECT_THAT(ValidateBackwardProblem(bp, BackwardRequestFieldNames(0)),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                "cotangents[0].x: not finite at [4,2] (inf)"));
+}
+
+// A backend checks sizes only (values were scanned once, before the batch): a non-finite cotangent
+// that reaches it anyway is a per-problem kNotFinite with zero gradients, never a refused batch.
+TEST(BackwardBatchTest, ChecksSizesOnlyAndReportsNonFiniteValuesAsData) {
+  const Problem p = testing::RandomLqrProblem({.state_dim = 3, .control_dim = 2, .horizon = 5}, 1);
+  const Solution s = SolveProblem(p);
+  BackwardProblem bp = MakeBackward(p, s.x, s.u, {}, {}, GradientMode::kDefault);
+  bp.dl_du.assign(5 * 2, 1.0);
+  bp.dl_du[3] = std::nan("");
+  MPC_ASSERT_OK_AND_ASSIGN(auto backend, CpuBackend::Create({1}));
+  std::vector<const BackwardProblem*> inputs = {&bp};
+  ProblemGradient g;
+  std::vector<ProblemGradient*> outputs = {&g};
+  EXPECT_THAT(backend->BackwardBatch(inputs, outputs), IsOk());
+  EXPECT_EQ(g.status, GradientStatus::kNotFinite);
+  for (double v : g.x_init) EXPECT_EQ(v, 0.0);
+  for (double v : g.cost_linear) EXPECT_EQ(v, 0.0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include "solver/cpu/ilqr.h"
 #include "solver/cuda/host_emulation.h"
 #include "solver/make_backend.h"
+#include "solver/solution_jacobians.h"
 #include "tests/solver/cuda/device_comparison.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/reference_case.h"
@@ -59,6 +60,32 @@ class CudaBackendTest : public ::testing::Test {
 
   std::unique_ptr<CudaBackend> backend_;
 };
+
+// The Jacobians a problem asks for come back from the launch (computed on the CPU pool after the
+// device solve, or by the CPU fallback), equal to ComputeRequestedJacobians at the returned point.
+TEST_F(CudaBackendTest, ReturnsTheRequestedJacobians) {
+  RandomModelOptions model;
+  model.horizon = 25;
+  std::vector<Problem> problems = {
+      RandomCartpoleProblem(model, 1), RandomPendulumProblem(model, 2),
+      RandomLqrProblem({.state_dim = 8, .control_dim = 4, .horizon = 30}, 3),
+      RandomLqrProblem({.state_dim = 20, .control_dim = 3, .horizon = 9}, 4)};  // CPU fallback
+  for (Problem& p : problems) {
+    p.options.compute_x_init_jacobian = true;
+    p.options.compute_params_jacobian = !p.shape.dynamics.is_linear();
+  }
+  const std::vector<Solution> solved = Solve(*backend_, problems);
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    Solution expected = solved[i];
+    ComputeRequestedJacobians(problems[i], &expected);
+    const std::size_t T = problems[i].shape.horizon;
+    EXPECT_EQ(solved[i].x_init_jacobian.size(),
+              T * problems[i].shape.tau_dim() * problems[i].shape.state_dim);
+    EXPECT_EQ(solved[i].x_init_jacobian, expected.x_init_jacobian) << "problem " << i;
+    EXPECT_EQ(solved[i].params_jacobian, expected.params_jacobian) << "problem " << i;
+    EXPECT_EQ(solved[i].jacobian_diagnostics.status, expected.jacobian_diagnostics.status);
+  }
+}
 
 TEST_F(CudaBackendTest, MatchesCpuSolverOnEveryReferenceCase) {
   const std::string dir = testing::ReferenceDir();

@@ -1,5 +1,6 @@
-#include "server/proto_conversion.h"
+#include "proto/proto_conversion.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -10,27 +11,19 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "solver/cpu/implicit_backward.h"
+#include "solver/problem_fields.h"
 #include "solver/status_macros.h"
 
 namespace mpc {
 namespace {
 
 using mpcd::v1::Tensor;
-using Shape = std::vector<std::int64_t>;
-
-std::string ShapeString(const Shape& shape) {
-  return absl::StrCat("(", absl::StrJoin(shape, ","), ")");
-}
+using Shape = TensorShape;
 
 Shape ShapeOf(const Tensor& tensor) { return Shape(tensor.shape().begin(), tensor.shape().end()); }
 
-// "(5,5) or (20,5,5)"
-std::string ShapeList(const std::vector<Shape>& shapes) {
-  std::vector<std::string> parts;
-  parts.reserve(shapes.size());
-  for (const Shape& shape : shapes) parts.push_back(ShapeString(shape));
-  return absl::StrJoin(parts, " or ");
+absl::Span<const double> ValuesOf(const Tensor& tensor) {
+  return absl::MakeConstSpan(tensor.data().data(), static_cast<std::size_t>(tensor.data_size()));
 }
 
 // An empty Tensor (no shape, no data) stands for an absent field.
@@ -59,20 +52,46 @@ absl::Status CheckTensorData(const Tensor& tensor, const std::string& field) {
   return absl::OkStatus();
 }
 
-// A present tensor must have one of `shapes`; an absent one is accepted only if !required.
-absl::Status ExpectShape(const Tensor& tensor, const std::string& field,
-                         const std::vector<Shape>& shapes, bool required) {
-  if (!IsPresent(tensor)) {
-    if (!required) return absl::OkStatus();
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": required, expected shape ", ShapeList(shapes)));
+// The Tensor that carries `field` of a problem; nullptr for dynamics.model.params (a plain list).
+// An unset oneof branch reads as an absent Tensor.
+const Tensor* TensorOf(const mpcd::v1::Problem& proto, ArrayField field) {
+  switch (field) {
+    case ArrayField::kXInit:
+      return &proto.x_init();
+    case ArrayField::kCostQuadratic:
+      return &proto.cost().quadratic();
+    case ArrayField::kCostLinear:
+      return &proto.cost().linear();
+    case ArrayField::kTransition:
+      return &proto.dynamics().linear().transition();
+    case ArrayField::kOffset:
+      return &proto.dynamics().linear().offset();
+    case ArrayField::kULower:
+      return &proto.u_lower();
+    case ArrayField::kUUpper:
+      return &proto.u_upper();
+    case ArrayField::kUInit:
+      return &proto.u_init();
+    default:
+      return nullptr;
   }
+}
+
+// A tensor's shape against the accepted shapes of `field` for `shape` (problem_fields.h, the one
+// table); an absent tensor is accepted when the field is optional.
+absl::Status CheckTensorShape(const Tensor& tensor, ArrayField field, const ProblemShape& shape,
+                              const std::string& path) {
+  const ArraySpec spec = ArraySpecFor(field, shape);
+  if (!IsPresent(tensor)) return CheckArrayShape(spec, nullptr, path);
+  const Shape given = ShapeOf(tensor);
+  return CheckArrayShape(spec, &given, path);
+}
+
+// A shape-checked tensor's values (the one scan of them; solver arrays are scanned by
+// ValidateProblem instead).
+absl::Status CheckTensorFinite(const Tensor& tensor, const std::string& path) {
   const Shape shape = ShapeOf(tensor);
-  for (const Shape& accepted : shapes) {
-    if (shape == accepted) return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, ": expected shape ", ShapeList(shapes), ", got ", ShapeString(shape)));
+  return CheckFinite(ValuesOf(tensor), &shape, path);
 }
 
 std::vector<double> ToVector(const Tensor& tensor) {
@@ -126,95 +145,68 @@ absl::Status ConvertModel(const mpcd::v1::ModelDynamics& proto, const std::strin
           absl::StrCat(field, "integrator: ", Quoted(proto.integrator()), " is not supported yet"));
     }
   }
-  if (proto.params_size() != 0 &&
-      proto.params_size() != static_cast<int>(model->param_names.size())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, "params: expected ", model->param_names.size(), " values (",
-        absl::StrJoin(model->param_names, ", "), ") or none, got ", proto.params_size()));
-  }
   problem->shape.dynamics = model->id;
   problem->shape.state_dim = model->state_dim;
   problem->shape.control_dim = model->control_dim;
+  // params is a plain list: its length is its shape. The message lists the parameters' names.
+  const ArraySpec params = ArraySpecFor(ArrayField::kParams, problem->shape);
+  const Shape given = {proto.params_size()};
+  if (proto.params_size() != 0 && !CheckArrayShape(params, &given, "").ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, "params: expected ", params.shapes.front().front(), " values (",
+        absl::StrJoin(model->param_names, ", "), ") or none, got ", proto.params_size()));
+  }
   problem->params.assign(proto.params().begin(), proto.params().end());
   problem->dt = proto.dt();
   return absl::OkStatus();
 }
 
-// Linear dynamics: n comes from x_init, m from the last dimension of the transition.
+// Linear dynamics: n comes from x_init, m from the last dimension of the transition. Messages
+// describe the accepted shapes with what is still unknown written "n" or "m".
 absl::Status ConvertLinearShape(const mpcd::v1::Problem& proto, int horizon,
                                 const RequestLimits& limits, const std::string& prefix,
                                 Problem* problem) {
+  ProblemShape& shape = problem->shape;
+  shape.dynamics = DynamicsId::Linear();
+  shape.horizon = horizon;
   const Tensor& x_init = proto.x_init();
   const std::string x_field = prefix + "x_init";
+  const std::string x_expected = DescribeShapes(ArrayField::kXInit, horizon, {}, {});
   if (!IsPresent(x_init)) {
-    return absl::InvalidArgumentError(absl::StrCat(x_field, ": required, expected shape (n)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(x_field, ": required, expected shape ", x_expected));
   }
   if (x_init.shape_size() != 1 || x_init.shape(0) < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        x_field, ": expected shape (n) with n >= 1, got ", ShapeString(ShapeOf(x_init))));
+    return absl::InvalidArgumentError(absl::StrCat(x_field, ": expected shape ", x_expected,
+                                                   " with n >= 1, got ",
+                                                   ShapeString(ShapeOf(x_init))));
   }
   const std::int64_t n = x_init.shape(0);
-  if (n > limits.problem.max_state_dim) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        x_field, ": state dimension ", n, " is over the limit ", limits.problem.max_state_dim));
-  }
+  // Checked before n sizes anything (m is 0 until known).
+  shape.state_dim = static_cast<int>(std::min<std::int64_t>(n, std::numeric_limits<int>::max()));
+  MPC_RETURN_IF_ERROR(CheckProblemLimits(shape, limits.problem, prefix));
 
   const Tensor& transition = proto.dynamics().linear().transition();
   const std::string f_field = prefix + "dynamics.linear.transition";
-  const std::string expected = horizon >= 2 ? absl::StrCat("(", n, ",", n, "+m) or (", horizon - 1,
-                                                           ",", n, ",", n, "+m) with m >= 1")
-                                            : absl::StrCat("(", n, ",", n, "+m) with m >= 1");
+  const std::string expected =
+      absl::StrCat(DescribeShapes(ArrayField::kTransition, horizon, n, {}), " with m >= 1");
   if (!IsPresent(transition)) {
     return absl::InvalidArgumentError(
         absl::StrCat(f_field, ": required, expected shape ", expected));
   }
-  const Shape shape = ShapeOf(transition);
-  const bool invariant = shape.size() == 2;
-  const bool varying = shape.size() == 3 && horizon >= 2 && shape[0] == horizon - 1;
-  if (!(invariant || varying) || shape[shape.size() - 2] != n || shape.back() <= n) {
+  // m from the last dimension, then the whole shape against the table.
+  const Shape given = ShapeOf(transition);
+  const std::int64_t m = given.empty() ? 0 : given.back() - n;
+  if (m >= 1) {
+    shape.control_dim =
+        static_cast<int>(std::min<std::int64_t>(m, std::numeric_limits<int>::max()));
+  }
+  if (m < 1 || !CheckArrayShape(ArraySpecFor(ArrayField::kTransition, shape), &given, "").ok()) {
+    shape.control_dim = 0;
     return absl::InvalidArgumentError(
-        absl::StrCat(f_field, ": expected shape ", expected, ", got ", ShapeString(shape)));
+        absl::StrCat(f_field, ": expected shape ", expected, ", got ", ShapeString(given)));
   }
-  const std::int64_t m = shape.back() - n;
-  if (m > limits.problem.max_control_dim) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        f_field, ": control dimension ", m, " is over the limit ", limits.problem.max_control_dim));
-  }
-  problem->shape.dynamics = DynamicsId::Linear();
-  problem->shape.state_dim = static_cast<int>(n);
-  problem->shape.control_dim = static_cast<int>(m);
-  return absl::OkStatus();
-}
-
-// "[3,0]": the row-major multi-index of flat position `flat` in `shape`.
-std::string IndexString(const Shape& shape, std::int64_t flat) {
-  std::vector<std::int64_t> index(shape.size());
-  for (std::size_t d = shape.size(); d-- > 0;) {
-    index[d] = shape[d] > 0 ? flat % shape[d] : 0;
-    flat = shape[d] > 0 ? flat / shape[d] : 0;
-  }
-  return absl::StrCat("[", absl::StrJoin(index, ","), "]");
-}
-
-// Every value of a (shape-checked) tensor must be finite.
-absl::Status CheckFinite(const Tensor& tensor, const std::string& field) {
-  const Shape shape = ShapeOf(tensor);
-  for (int i = 0; i < tensor.data_size(); ++i) {
-    if (!std::isfinite(tensor.data(i))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": not finite at ", IndexString(shape, i), " (", tensor.data(i), ")"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-// A trajectory-shaped tensor of a Backward request: data matching its shape, then (rows, cols)
-// (required or absent), then finite values.
-absl::Status CheckTrajectory(const Tensor& tensor, const std::string& field, std::int64_t rows,
-                             std::int64_t cols, bool required) {
-  MPC_RETURN_IF_ERROR(CheckTensorData(tensor, field));
-  MPC_RETURN_IF_ERROR(ExpectShape(tensor, field, {{rows, cols}}, required));
-  return CheckFinite(tensor, field);
+  return CheckProblemLimits(shape, limits.problem, prefix);
 }
 
 // The shape the request gave an input, or `absent` when it gave none.
@@ -238,31 +230,28 @@ bool AllFinite(const std::vector<double>& values) {
   return true;
 }
 
-// Jacobians of one solution into `out`, as problem.options asks.
-void AddJacobians(const Problem& problem, const Solution& solution, mpcd::v1::Solution* out) {
-  const SolverOptions& options = problem.options;
-  const bool model = !problem.shape.dynamics.is_linear();
-  JacobianRequest request;
-  request.x_init = options.compute_x_init_jacobian;
-  request.params = options.compute_params_jacobian && model;
-  request.mode = options.jacobian_mode;
+// The Jacobians the backend computed for `solution` (ComputeRequestedJacobians), as
+// problem.options asked; nothing is computed here.
+void CopyJacobians(const Problem& problem, const Solution& solution, mpcd::v1::Solution* out) {
   const std::int64_t T = problem.shape.horizon;
-  const std::int64_t n = problem.shape.state_dim;
   const std::int64_t nt = problem.shape.tau_dim();
-  const ModelInfo* info = FindModel(problem.shape.dynamics);
-  const std::int64_t p = info == nullptr ? 0 : static_cast<std::int64_t>(info->param_names.size());
-  SolutionJacobians jacobians;
-  if (AllFinite(solution.x) && AllFinite(solution.u) &&
-      ComputeSolutionJacobians(problem, solution.x, solution.u, request, &jacobians).ok()) {
-    ToProtoDiagnostics(jacobians.diagnostics, out->mutable_jacobian_diagnostics());
-  } else {
-    // A solve that ended in NaN has no point to differentiate at.
-    jacobians.x_init.assign(request.x_init ? T * nt * n : 0, 0.0);
-    jacobians.params.assign(request.params ? T * nt * p : 0, 0.0);
-    out->mutable_jacobian_diagnostics()->set_status(mpcd::v1::GRADIENT_NOT_FINITE);
-  }
-  if (request.x_init) SetTensor({T, nt, n}, jacobians.x_init, out->mutable_x_init_jacobian());
-  if (request.params) SetTensor({T, nt, p}, jacobians.params, out->mutable_params_jacobian());
+  const JacobianDiagnostics& d = solution.jacobian_diagnostics;
+  mpcd::v1::GradientDiagnostics* diagnostics = out->mutable_jacobian_diagnostics();
+  diagnostics->set_status(ToProtoGradientStatus(d.status));
+  diagnostics->set_regularization(d.regularization);
+  diagnostics->set_condition_estimate(d.condition_estimate);
+  diagnostics->set_stationarity_residual(d.stationarity_residual);
+  diagnostics->set_dynamics_residual(d.dynamics_residual);
+  diagnostics->set_active_controls(static_cast<std::uint32_t>(d.active_controls));
+  // The last dimension follows from the array: n for x_init, the model's p for params.
+  const auto add = [T, nt](const std::vector<double>& values, mpcd::v1::Tensor* tensor) {
+    const std::int64_t cols = static_cast<std::int64_t>(values.size()) / (T * nt);
+    SetTensor({T, nt, cols}, values, tensor);
+  };
+  if (!solution.x_init_jacobian.empty())
+    add(solution.x_init_jacobian, out->mutable_x_init_jacobian());
+  if (!solution.params_jacobian.empty())
+    add(solution.params_jacobian, out->mutable_params_jacobian());
 }
 
 // Request-level checks shared by Solve and Backward.
@@ -314,36 +303,17 @@ SolverOptions ToSolverOptions(const mpcd::v1::SolverOptions& proto) {
 
 absl::Status ValidateSolverOptions(const mpcd::v1::SolverOptions& proto,
                                    const ProblemLimits& limits) {
-  // Checked on the unsigned proto values, before ToSolverOptions narrows them to int.
-  auto check_count = [](bool has, std::uint32_t value, int limit, const char* name) {
-    if (!has || (value >= 1 && value <= static_cast<std::uint32_t>(limit))) {
-      return absl::OkStatus();
-    }
-    return absl::InvalidArgumentError(
-        absl::StrCat("options.", name, ": must be in [1, ", limit, "], got ", value));
-  };
-  MPC_RETURN_IF_ERROR(check_count(proto.has_max_iterations(), proto.max_iterations(),
-                                  limits.max_iterations, "max_iterations"));
-  MPC_RETURN_IF_ERROR(check_count(proto.has_max_linesearch_iterations(),
-                                  proto.max_linesearch_iterations(),
-                                  limits.max_linesearch_iterations, "max_linesearch_iterations"));
-  MPC_RETURN_IF_ERROR(check_count(proto.has_not_improved_limit(), proto.not_improved_limit(),
-                                  std::numeric_limits<int>::max(), "not_improved_limit"));
-  if (proto.has_tolerance() && !(std::isfinite(proto.tolerance()) && proto.tolerance() >= 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("options.tolerance: must be >= 0 and finite, got ", proto.tolerance()));
+  // The solver's rules, on the values as sent (before ToSolverOptions narrows them to int).
+  SolverOptionValues values;
+  if (proto.has_max_iterations()) values.max_iterations = proto.max_iterations();
+  if (proto.has_tolerance()) values.tolerance = proto.tolerance();
+  if (proto.has_linesearch_decay()) values.linesearch_decay = proto.linesearch_decay();
+  if (proto.has_max_linesearch_iterations()) {
+    values.max_linesearch_iterations = proto.max_linesearch_iterations();
   }
-  if (proto.has_linesearch_decay() &&
-      !(proto.linesearch_decay() > 0 && proto.linesearch_decay() <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "options.linesearch_decay: must be in (0, 1], got ", proto.linesearch_decay()));
-  }
-  if (proto.has_best_cost_eps() &&
-      !(std::isfinite(proto.best_cost_eps()) && proto.best_cost_eps() >= 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "options.best_cost_eps: must be >= 0 and finite, got ", proto.best_cost_eps()));
-  }
-  return absl::OkStatus();
+  if (proto.has_best_cost_eps()) values.best_cost_eps = proto.best_cost_eps();
+  if (proto.has_not_improved_limit()) values.not_improved_limit = proto.not_improved_limit();
+  return CheckSolverOptionValues(values, limits);
 }
 
 absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
@@ -353,19 +323,13 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   const mpcd::v1::Dynamics& dynamics = proto.dynamics();
   const bool linear = dynamics.kind_case() == mpcd::v1::Dynamics::kLinear;
 
-  // Every tensor's data must match its own shape before its shape means anything.
-  const std::pair<const Tensor*, const char*> tensors[] = {
-      {&proto.x_init(), "x_init"},
-      {&proto.cost().quadratic(), "cost.quadratic"},
-      {&proto.cost().linear(), "cost.linear"},
-      {&dynamics.linear().transition(), "dynamics.linear.transition"},
-      {&dynamics.linear().offset(), "dynamics.linear.offset"},
-      {&proto.u_lower(), "u_lower"},
-      {&proto.u_upper(), "u_upper"},
-      {&proto.u_init(), "u_init"},
-  };
-  for (const auto& [tensor, name] : tensors) {
-    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
+  // Every tensor's data must match its own shape before its shape means anything. The field
+  // names come from the table (params is a plain list, not a Tensor).
+  ProblemShape any_shape;
+  for (ArrayField field : kProblemArrays) {
+    const Tensor* tensor = TensorOf(proto, field);
+    if (tensor == nullptr) continue;
+    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + ArraySpecFor(field, any_shape).name));
   }
 
   Problem problem;
@@ -373,49 +337,32 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   switch (dynamics.kind_case()) {
     case mpcd::v1::Dynamics::kModel:
       MPC_RETURN_IF_ERROR(ConvertModel(dynamics.model(), p, &problem));
+      // A model's n and m come from its name.
+      MPC_RETURN_IF_ERROR(CheckProblemLimits(problem.shape, limits.problem, p));
       break;
     case mpcd::v1::Dynamics::kLinear:
+      // Checks n and m against the limits as soon as it knows them.
       MPC_RETURN_IF_ERROR(ConvertLinearShape(proto, horizon, limits, p, &problem));
       break;
     default:
       return absl::InvalidArgumentError(
           absl::StrCat(p, "dynamics: required (set dynamics.linear or dynamics.model)"));
   }
-  // ConvertLinearShape checked a linear problem's n and m against the limits, naming the fields
-  // they come from; a model's dims come from its name.
-  if (!linear && (problem.shape.state_dim > limits.problem.max_state_dim ||
-                  problem.shape.control_dim > limits.problem.max_control_dim)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(p, "dynamics.model.name: model \"", dynamics.model().name(),
-                     "\" has n = ", problem.shape.state_dim, ", m = ", problem.shape.control_dim,
-                     ", over the limits n <= ", limits.problem.max_state_dim,
-                     ", m <= ", limits.problem.max_control_dim));
-  }
-  const std::int64_t T = horizon;
-  const std::int64_t n = problem.shape.state_dim;
-  const std::int64_t m = problem.shape.control_dim;
-  const std::int64_t tau = n + m;
 
-  MPC_RETURN_IF_ERROR(ExpectShape(proto.x_init(), p + "x_init", {{n}}, true));
-  MPC_RETURN_IF_ERROR(ExpectShape(proto.cost().quadratic(), p + "cost.quadratic",
-                                  {{tau, tau}, {T, tau, tau}}, true));
-  MPC_RETURN_IF_ERROR(
-      ExpectShape(proto.cost().linear(), p + "cost.linear", {{tau}, {T, tau}}, false));
-  if (linear) {
-    // The transition's shape was checked while deriving m.
-    std::vector<Shape> offset_shapes = {{n}};
-    if (T >= 2) offset_shapes.push_back({T - 1, n});
-    MPC_RETURN_IF_ERROR(ExpectShape(dynamics.linear().offset(), p + "dynamics.linear.offset",
-                                    offset_shapes, false));
+  // Every tensor's exact shape against the table (the transition's was checked while deriving m;
+  // checking it again costs nothing).
+  for (ArrayField field : kProblemArrays) {
+    const Tensor* tensor = TensorOf(proto, field);
+    if (tensor == nullptr) continue;
+    const std::string path = p + ArraySpecFor(field, problem.shape).name;
+    MPC_RETURN_IF_ERROR(CheckTensorShape(*tensor, field, problem.shape, path));
   }
-  MPC_RETURN_IF_ERROR(ExpectShape(proto.u_lower(), p + "u_lower", {{m}, {T, m}}, false));
-  MPC_RETURN_IF_ERROR(ExpectShape(proto.u_upper(), p + "u_upper", {{m}, {T, m}}, false));
-  MPC_RETURN_IF_ERROR(ExpectShape(proto.u_init(), p + "u_init", {{T, m}}, false));
 
   problem.x_init = ToVector(proto.x_init());
   problem.cost_quadratic = ToVector(proto.cost().quadratic());
-  problem.cost_linear = IsPresent(proto.cost().linear()) ? ToVector(proto.cost().linear())
-                                                         : std::vector<double>(tau, 0.0);
+  problem.cost_linear = IsPresent(proto.cost().linear())
+                            ? ToVector(proto.cost().linear())
+                            : std::vector<double>(problem.shape.tau_dim(), 0.0);
   if (linear) {
     problem.transition = ToVector(dynamics.linear().transition());
     problem.offset = ToVector(dynamics.linear().offset());
@@ -425,7 +372,8 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   problem.u_init = ToVector(proto.u_init());
   problem.options = options;
 
-  // Sizes are right by construction; ValidateProblem re-checks them and checks the values.
+  // Sizes are right by construction (ValidateProblem re-checks their lengths, O(1)); it scans the
+  // values, once.
   MPC_RETURN_IF_ERROR(ValidateProblem(problem, limits.problem, p));
   return problem;
 }
@@ -493,7 +441,7 @@ void ToProtoSolution(const Problem& problem, const Solution& solution, mpcd::v1:
   out->set_regularization(solution.regularization);
   const SolverOptions& options = problem.options;
   if (options.compute_x_init_jacobian || options.compute_params_jacobian) {
-    AddJacobians(problem, solution, out);
+    CopyJacobians(problem, solution, out);
   }
 }
 
@@ -561,17 +509,22 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
   batch.items.resize(count);
   for (int i = 0; i < count; ++i) {
     const Problem& problem = batch.problems[i];
-    const std::int64_t T = horizon;
-    const std::int64_t n = problem.shape.state_dim;
-    const std::int64_t m = problem.shape.control_dim;
     const mpcd::v1::Solution& solution = request.solutions(i);
     const mpcd::v1::Cotangent& cotangent = request.cotangents(i);
-    const std::string s = absl::StrCat("solutions[", i, "].");
-    const std::string c = absl::StrCat("cotangents[", i, "].");
-    MPC_RETURN_IF_ERROR(CheckTrajectory(solution.x(), s + "x", T, n, true));
-    MPC_RETURN_IF_ERROR(CheckTrajectory(solution.u(), s + "u", T, m, true));
-    MPC_RETURN_IF_ERROR(CheckTrajectory(cotangent.x(), c + "x", T, n, false));
-    MPC_RETURN_IF_ERROR(CheckTrajectory(cotangent.u(), c + "u", T, m, false));
+    const BackwardFieldNames names = BackwardRequestFieldNames(i);
+    const std::pair<const Tensor*, ArrayField> arrays[] = {
+        {&solution.x(), ArrayField::kSolutionX},
+        {&solution.u(), ArrayField::kSolutionU},
+        {&cotangent.x(), ArrayField::kCotangentX},
+        {&cotangent.u(), ArrayField::kCotangentU},
+    };
+    for (const auto& [tensor, field] : arrays) {
+      const bool of_solution = field == ArrayField::kSolutionX || field == ArrayField::kSolutionU;
+      const std::string path = (of_solution ? names.solution : names.cotangent) +
+                               ArraySpecFor(field, problem.shape).name;
+      MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, path));
+      MPC_RETURN_IF_ERROR(CheckTensorShape(*tensor, field, problem.shape, path));
+    }
     BackwardProblem& item = batch.items[i];
     item.problem = &problem;
     item.x = ToVector(solution.x());
@@ -579,6 +532,8 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
     item.dl_dx = ToVector(cotangent.x());
     item.dl_du = ToVector(cotangent.u());
     item.mode = mode;
+    // The values' one scan, by the validation the backends rely on (they check only sizes).
+    MPC_RETURN_IF_ERROR(ValidateBackwardProblem(item, names));
   }
   return batch;
 }
@@ -664,24 +619,24 @@ absl::Status ApplyControlStep(const mpcd::v1::ControlRequest& step, Problem* pro
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": only the first message of a Control session sets the template"));
   }
-  const std::int64_t T = problem->shape.horizon;
-  const std::int64_t n = problem->shape.state_dim;
-  const std::int64_t tau = problem->shape.tau_dim();
+  const ProblemShape& shape = problem->shape;
+  // The same table as the first message's problem, with this message's names.
   MPC_RETURN_IF_ERROR(CheckTensorData(step.x(), "x"));
-  MPC_RETURN_IF_ERROR(ExpectShape(step.x(), "x", {{n}}, true));
-  MPC_RETURN_IF_ERROR(CheckFinite(step.x(), "x"));
+  MPC_RETURN_IF_ERROR(CheckTensorShape(step.x(), ArrayField::kXInit, shape, "x"));
+  MPC_RETURN_IF_ERROR(CheckTensorFinite(step.x(), "x"));
   if (step.has_cost()) {
     const mpcd::v1::QuadraticCost& cost = step.cost();
     MPC_RETURN_IF_ERROR(CheckTensorData(cost.quadratic(), "cost.quadratic"));
     MPC_RETURN_IF_ERROR(CheckTensorData(cost.linear(), "cost.linear"));
     MPC_RETURN_IF_ERROR(
-        ExpectShape(cost.quadratic(), "cost.quadratic", {{tau, tau}, {T, tau, tau}}, true));
-    MPC_RETURN_IF_ERROR(ExpectShape(cost.linear(), "cost.linear", {{tau}, {T, tau}}, false));
-    MPC_RETURN_IF_ERROR(CheckFinite(cost.quadratic(), "cost.quadratic"));
-    MPC_RETURN_IF_ERROR(CheckFinite(cost.linear(), "cost.linear"));
+        CheckTensorShape(cost.quadratic(), ArrayField::kCostQuadratic, shape, "cost.quadratic"));
+    MPC_RETURN_IF_ERROR(
+        CheckTensorShape(cost.linear(), ArrayField::kCostLinear, shape, "cost.linear"));
+    MPC_RETURN_IF_ERROR(CheckTensorFinite(cost.quadratic(), "cost.quadratic"));
+    MPC_RETURN_IF_ERROR(CheckTensorFinite(cost.linear(), "cost.linear"));
     problem->cost_quadratic = ToVector(cost.quadratic());
-    problem->cost_linear =
-        IsPresent(cost.linear()) ? ToVector(cost.linear()) : std::vector<double>(tau, 0.0);
+    problem->cost_linear = IsPresent(cost.linear()) ? ToVector(cost.linear())
+                                                    : std::vector<double>(shape.tau_dim(), 0.0);
   }
   problem->x_init = ToVector(step.x());
   return absl::OkStatus();

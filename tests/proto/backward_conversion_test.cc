@@ -1,5 +1,5 @@
 // BackwardRequest / BackwardResponse conversion and the Jacobians of SolveResponse
-// (server/proto_conversion.h): validation naming the field, shapes mirroring the request, and the
+// (proto/proto_conversion.h): validation naming the field, shapes mirroring the request, and the
 // values the solver computes.
 
 #include <cmath>
@@ -11,7 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpcd/v1/mpcd.pb.h"
-#include "server/proto_conversion.h"
+#include "proto/proto_conversion.h"
 #include "solver/cpu/cpu_backend.h"
 #include "solver/cpu/ilqr.h"
 #include "solver/cpu/implicit_backward.h"
@@ -281,7 +281,7 @@ TEST(ToBackwardResponse, MirrorsTheRequestShapesAndTheSolverValues) {
             static_cast<std::uint32_t>(gradients[0].active_controls));
 }
 
-TEST(ToSolveResponse, AddsTheRequestedJacobians) {
+TEST(ToSolveResponse, CopiesTheJacobiansTheBackendComputed) {
   mpcd::v1::SolveRequest request;
   request.set_horizon(kHorizon);
   *request.add_problems() = CartpoleProblem();
@@ -289,7 +289,11 @@ TEST(ToSolveResponse, AddsTheRequestedJacobians) {
   request.set_return_params_jacobian(true);
   request.set_jacobian_mode(mpcd::v1::FULL_CHAIN);
   MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems, ToProblems(request, RequestLimits{}));
-  std::vector<Solution> solutions = {SolveProblem(problems[0])};
+  MPC_ASSERT_OK_AND_ASSIGN(auto backend, CpuBackend::Create({1}));
+  std::vector<Solution> solutions(1);
+  const Problem* problem_ptrs[] = {&problems[0]};
+  Solution* solution_ptrs[] = {&solutions[0]};
+  ASSERT_THAT(backend->SolveBatch(problem_ptrs, solution_ptrs), IsOk());
   mpcd::v1::SolveResponse response;
   ToSolveResponse(solutions, problems, &response);
   const mpcd::v1::Solution& out = response.solutions(0);
@@ -302,14 +306,26 @@ TEST(ToSolveResponse, AddsTheRequestedJacobians) {
               IsOk());
   EXPECT_EQ(Data(out.x_init_jacobian()), expected.x_init);
   EXPECT_EQ(Data(out.params_jacobian()), expected.params);
+  EXPECT_EQ(out.jacobian_diagnostics().active_controls(),
+            static_cast<std::uint32_t>(expected.diagnostics.active_controls));
 
-  // Without the request there are none; a solution with NaN gets zeros and a status.
+  // The conversion only copies: whatever the Solution holds is what the response carries (here a
+  // marker value and status no computation would give), and nothing is computed for a solution
+  // whose arrays the backend left empty.
+  std::fill(solutions[0].x_init_jacobian.begin(), solutions[0].x_init_jacobian.end(), 42.0);
+  solutions[0].jacobian_diagnostics.status = GradientStatus::kRegularized;
+  solutions[0].jacobian_diagnostics.regularization = 0.125;
   problems[0].options.compute_params_jacobian = false;
-  solutions[0].x[3] = kNaN;
+  solutions[0].params_jacobian.clear();
   ToSolveResponse(solutions, problems, &response);
   EXPECT_FALSE(response.solutions(0).has_params_jacobian());
-  EXPECT_EQ(response.solutions(0).jacobian_diagnostics().status(), mpcd::v1::GRADIENT_NOT_FINITE);
-  for (double v : response.solutions(0).x_init_jacobian().data()) EXPECT_EQ(v, 0.0);
+  EXPECT_EQ(response.solutions(0).jacobian_diagnostics().status(), mpcd::v1::GRADIENT_REGULARIZED);
+  EXPECT_EQ(response.solutions(0).jacobian_diagnostics().regularization(), 0.125);
+  EXPECT_THAT(ShapeOf(response.solutions(0).x_init_jacobian()), ElementsAre(kHorizon, 6, 5));
+  for (double v : response.solutions(0).x_init_jacobian().data()) EXPECT_EQ(v, 42.0);
+  solutions[0].x_init_jacobian.clear();
+  ToSolveResponse(solutions, problems, &response);
+  EXPECT_FALSE(response.solutions(0).has_x_init_jacobian());
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "solver/models/model_list.h"
 #include "solver/models/model_registry.h"
 #include "solver/problem.h"
+#include "solver/problem_fields.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
@@ -18,6 +19,7 @@ namespace {
 
 using ::mpc::testing::IsOk;
 using ::mpc::testing::StatusIs;
+using ::testing::HasSubstr;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -154,19 +156,18 @@ TEST(ValidateProblem, ChecksValues) {
   p = LinearProblem();
   p.options.max_iterations = 0;
   EXPECT_THAT(Validate(p), StatusIs(absl::StatusCode::kInvalidArgument,
-                                    "problems[7].options.max_iterations: must be in [1, 100000], "
-                                    "got 0"));
+                                    "options.max_iterations: must be in [1, 100000], got 0"));
 
   p = LinearProblem();
   p.options.linesearch_decay = 0;
   EXPECT_THAT(Validate(p), StatusIs(absl::StatusCode::kInvalidArgument,
-                                    "problems[7].options.linesearch_decay: must be in (0, 1], "
-                                    "got 0"));
+                                    "options.linesearch_decay: must be in (0, 1], got 0"));
 
   p = LinearProblem();
   p.options.not_improved_limit = 0;
-  EXPECT_THAT(Validate(p), StatusIs(absl::StatusCode::kInvalidArgument,
-                                    "problems[7].options.not_improved_limit: must be >= 1, got 0"));
+  EXPECT_THAT(Validate(p),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "options.not_improved_limit: must be in [1, 2147483647], got 0"));
 }
 
 TEST(ValidateProblem, EnforcesLimits) {
@@ -177,11 +178,105 @@ TEST(ValidateProblem, EnforcesLimits) {
   limits = ProblemLimits{};
   limits.max_state_dim = 2;
   EXPECT_THAT(ValidateProblem(LinearProblem(), limits),
-              StatusIs(absl::StatusCode::kInvalidArgument, "state_dim: must be <= 2, got 3"));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "x_init: state dimension 3 is over the limit 2"));
   limits = ProblemLimits{};
   limits.max_control_dim = 1;
   EXPECT_THAT(ValidateProblem(LinearProblem(), limits),
-              StatusIs(absl::StatusCode::kInvalidArgument, "control_dim: must be <= 1, got 2"));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "dynamics.linear.transition: control dimension 2 is over the limit 1"));
+}
+
+// Messages name the proto field a client sent: request-level fields (horizon, options) without
+// the problem's prefix, a linear problem's n and m by the tensors they come from, a model's by its
+// name.
+TEST(ValidateProblem, NamesTheProtoFields) {
+  ProblemLimits limits;
+  limits.max_horizon = 3;
+  EXPECT_THAT(ValidateProblem(LinearProblem(), limits, "problems[2]."),
+              StatusIs(absl::StatusCode::kInvalidArgument, "horizon: must be <= 3, got 4"));
+  limits = ProblemLimits{};
+  limits.max_state_dim = 2;
+  EXPECT_THAT(ValidateProblem(PendulumProblem(), limits, "problems[2]."),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "problems[2].dynamics.model.name: model \"pendulum\" has n = 3, m = 1, "
+                       "over the limits n <= 2, m <= 256"));
+  EXPECT_THAT(ValidateProblem(LinearProblem(), limits, "problems[2]."),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "problems[2].x_init: state dimension 3 is over the limit 2"));
+  Problem p = LinearProblem();
+  p.options.best_cost_eps = -1;
+  EXPECT_THAT(ValidateProblem(p, ProblemLimits{}, "problems[2]."),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "options.best_cost_eps: must be >= 0 and finite, got -1"));
+  p = LinearProblem();
+  p.shape.control_dim = 0;
+  EXPECT_THAT(ValidateProblemSizes(p, "problems[2]."),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("problems[2].dynamics.linear.transition: ")));
+  p = LinearProblem();
+  p.shape.state_dim = 0;
+  EXPECT_THAT(ValidateProblemSizes(p, "problems[2]."),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("problems[2].x_init: ")));
+  p = LinearProblem();
+  p.u_init.assign(3, kNaN);
+  EXPECT_THAT(ValidateProblem(p, ProblemLimits{}, "problems[2]."),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "problems[2].u_init: expected shape (4,2) or none, got 3 values"));
+}
+
+// The one table of accepted shapes (problem_fields.h), as the proto conversion reads it: exact
+// shapes, and the symbolic description used while n or m is still unknown.
+TEST(ProblemFields, OneTableForEveryArray) {
+  ProblemShape shape;
+  shape.dynamics = DynamicsId::Linear();
+  shape.state_dim = 3;
+  shape.control_dim = 2;
+  shape.horizon = 6;
+  const auto shapes = [&](ArrayField field) { return ArraySpecFor(field, shape).shapes; };
+  using S = std::vector<TensorShape>;
+  EXPECT_EQ(shapes(ArrayField::kXInit), (S{{3}}));
+  EXPECT_EQ(shapes(ArrayField::kCostQuadratic), (S{{5, 5}, {6, 5, 5}}));
+  EXPECT_EQ(shapes(ArrayField::kCostLinear), (S{{5}, {6, 5}}));
+  EXPECT_EQ(shapes(ArrayField::kTransition), (S{{3, 5}, {5, 3, 5}}));
+  EXPECT_EQ(shapes(ArrayField::kOffset), (S{{3}, {5, 3}}));
+  EXPECT_EQ(shapes(ArrayField::kParams), S{});
+  EXPECT_EQ(shapes(ArrayField::kULower), (S{{2}, {6, 2}}));
+  EXPECT_EQ(shapes(ArrayField::kUUpper), (S{{2}, {6, 2}}));
+  EXPECT_EQ(shapes(ArrayField::kUInit), (S{{6, 2}}));
+  EXPECT_EQ(shapes(ArrayField::kSolutionX), (S{{6, 3}}));
+  EXPECT_EQ(shapes(ArrayField::kCotangentU), (S{{6, 2}}));
+  EXPECT_TRUE(ArraySpecFor(ArrayField::kCostLinear, shape).optional);  // absent = zero
+  EXPECT_FALSE(ArraySpecFor(ArrayField::kSolutionU, shape).optional);
+  EXPECT_TRUE(ArraySpecFor(ArrayField::kCotangentU, shape).optional);
+  EXPECT_STREQ(ArraySpecFor(ArrayField::kTransition, shape).name, "dynamics.linear.transition");
+
+  EXPECT_EQ(DescribeShapes(ArrayField::kTransition, 6, 3, {}), "(3,3+m) or (5,3,3+m)");
+  EXPECT_EQ(DescribeShapes(ArrayField::kTransition, 1, 3, {}), "(3,3+m)");
+  EXPECT_EQ(DescribeShapes(ArrayField::kXInit, 6, {}, {}), "(n)");
+  EXPECT_EQ(DescribeShapes(ArrayField::kCostQuadratic, 6, 3, 2), "(5,5) or (6,5,5)");
+
+  const TensorShape given = {5, 4};
+  EXPECT_THAT(CheckArrayShape(ArraySpecFor(ArrayField::kCostQuadratic, shape), &given,
+                              "problems[2].cost.quadratic"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "problems[2].cost.quadratic: expected shape (5,5) or (6,5,5), got (5,4)"));
+  EXPECT_THAT(
+      CheckArrayShape(ArraySpecFor(ArrayField::kSolutionX, shape), nullptr, "solutions[1].x"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "solutions[1].x: required, expected shape (6,3)"));
+  EXPECT_THAT(
+      CheckArrayShape(ArraySpecFor(ArrayField::kCotangentX, shape), nullptr, "cotangents[1].x"),
+      IsOk());
+  shape.dynamics = ModelId<CartpoleModel>();
+  shape.state_dim = 5;
+  shape.control_dim = 1;
+  EXPECT_EQ(shapes(ArrayField::kParams), (S{{4}}));
+  EXPECT_EQ(shapes(ArrayField::kTransition), S{});
+  const TensorShape offset = {5};
+  EXPECT_THAT(CheckArrayShape(ArraySpecFor(ArrayField::kOffset, shape), &offset, "o"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "o: must be empty with model dynamics, got (5)"));
 }
 
 TEST(ValidateProblem, RejectsWrongSizesInsteadOfReadingPastThem) {

@@ -1,4 +1,4 @@
-#include "server/proto_conversion.h"
+#include "proto/proto_conversion.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,12 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpcd/v1/mpcd.pb.h"
 #include "solver/models/model_list.h"
 #include "solver/models/model_registry.h"
 #include "solver/problem.h"
+#include "solver/problem_fields.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
@@ -433,6 +436,122 @@ const std::vector<InvalidCase>& InvalidCases() {
        "\"cartpole\" (known: euler)"},
   };
   return *kCases;
+}
+
+// Every name in the table of accepted shapes is a real field path of the proto message that
+// carries the array, so a message naming it names what the client sent.
+bool IsFieldPath(const google::protobuf::Descriptor* message, const std::string& path) {
+  for (absl::string_view part : absl::StrSplit(path, '.')) {
+    if (message == nullptr) return false;
+    const google::protobuf::FieldDescriptor* field = message->FindFieldByName(std::string(part));
+    if (field == nullptr) return false;
+    message = field->message_type();
+  }
+  return true;
+}
+
+TEST(ProblemFields, NamesAreProtoFieldPaths) {
+  ProblemShape linear{DynamicsId::Linear(), kN, kM, kHorizon};
+  ProblemShape model{ModelId<CartpoleModel>(), 5, 1, kHorizon};
+  for (ArrayField field : kProblemArrays) {
+    for (const ProblemShape& shape : {linear, model}) {
+      const std::string name = ArraySpecFor(field, shape).name;
+      EXPECT_TRUE(IsFieldPath(mpcd::v1::Problem::descriptor(), name)) << name;
+    }
+  }
+  for (ArrayField field : {ArrayField::kSolutionX, ArrayField::kSolutionU}) {
+    const std::string name = ArraySpecFor(field, linear).name;
+    EXPECT_TRUE(IsFieldPath(mpcd::v1::Solution::descriptor(), name)) << name;
+  }
+  for (ArrayField field : {ArrayField::kCotangentX, ArrayField::kCotangentU}) {
+    const std::string name = ArraySpecFor(field, linear).name;
+    EXPECT_TRUE(IsFieldPath(mpcd::v1::Cotangent::descriptor(), name)) << name;
+  }
+  const BackwardFieldNames names = BackwardRequestFieldNames(4);
+  EXPECT_EQ(names.solution, "solutions[4].");
+  EXPECT_EQ(names.cotangent, "cotangents[4].");
+  EXPECT_TRUE(IsFieldPath(mpcd::v1::BackwardRequest::descriptor(), "solutions"));
+  EXPECT_TRUE(IsFieldPath(mpcd::v1::BackwardRequest::descriptor(), "cotangents"));
+}
+
+// The conversion checks every Tensor of a problem against the same table the solver validation
+// uses: a wrong shape in any field is reported with the field's proto path and the table's shapes.
+TEST(ToProblems, EveryTensorIsCheckedAgainstTheTable) {
+  const ProblemShape shapes[] = {{DynamicsId::Linear(), kN, kM, kHorizon},
+                                 {DynamicsId::Linear(), kN, kM, kHorizon},
+                                 {ModelId<CartpoleModel>(), 5, 1, kHorizon}};
+  int checked = 0;
+  for (int i = 0; i < 3; ++i) {
+    for (ArrayField field : kProblemArrays) {
+      const ArraySpec spec = ArraySpecFor(field, shapes[i]);
+      if (spec.shapes.empty() || field == ArrayField::kParams) continue;
+      mpcd::v1::SolveRequest request = ValidRequest();
+      mpcd::v1::Problem* problem = request.mutable_problems(i);
+      mpcd::v1::Tensor bad = Ramp({1, 1, 1, 1});
+      switch (field) {
+        case ArrayField::kXInit:
+          if (i < 2) continue;  // a linear x_init defines n: its own message
+          *problem->mutable_x_init() = bad;
+          break;
+        case ArrayField::kCostQuadratic:
+          *problem->mutable_cost()->mutable_quadratic() = bad;
+          break;
+        case ArrayField::kCostLinear:
+          *problem->mutable_cost()->mutable_linear() = bad;
+          break;
+        case ArrayField::kTransition:
+          continue;  // defines m: its own message (TransitionWrongRows, ...)
+        case ArrayField::kOffset:
+          *problem->mutable_dynamics()->mutable_linear()->mutable_offset() = bad;
+          break;
+        case ArrayField::kULower:
+          *problem->mutable_u_lower() = bad;
+          break;
+        case ArrayField::kUUpper:
+          *problem->mutable_u_upper() = bad;
+          break;
+        case ArrayField::kUInit:
+          *problem->mutable_u_init() = bad;
+          break;
+        default:
+          continue;
+      }
+      const std::string expected =
+          absl::StrCat("problems[", i, "].", spec.name, ": expected shape ", ShapeList(spec.shapes),
+                       ", got (1,1,1,1)");
+      EXPECT_THAT(ToProblems(request, RequestLimits{}),
+                  StatusIs(absl::StatusCode::kInvalidArgument, expected));
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 6 + 6 + 6);
+}
+
+// Options go through the solver's own range rules (CheckSolverOptionValues) on the values as sent:
+// a uint32 above INT_MAX is reported as it was sent, not as the int it would narrow to.
+TEST(ValidateSolverOptions, SharesTheSolversRulesAndReportsTheValueSent) {
+  mpcd::v1::SolverOptions options;
+  options.set_max_iterations(3000000000u);
+  EXPECT_THAT(ValidateSolverOptions(options, ProblemLimits{}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "options.max_iterations: must be in [1, 100000], got 3000000000"));
+  options.Clear();
+  options.set_not_improved_limit(4000000000u);
+  EXPECT_THAT(ValidateSolverOptions(options, ProblemLimits{}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "options.not_improved_limit: must be in [1, 2147483647], got 4000000000"));
+  // The same rule, from a Problem's SolverOptions.
+  SolverOptionValues values;
+  values.linesearch_decay = 1.5;
+  EXPECT_THAT(CheckSolverOptionValues(values, ProblemLimits{}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "options.linesearch_decay: must be in (0, 1], got 1.5"));
+  options.Clear();
+  options.set_linesearch_decay(1.5);
+  EXPECT_THAT(ValidateSolverOptions(options, ProblemLimits{}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "options.linesearch_decay: must be in (0, 1], got 1.5"));
+  EXPECT_THAT(ValidateSolverOptions(mpcd::v1::SolverOptions(), ProblemLimits{}), IsOk());
 }
 
 class ToProblemsRejects : public ::testing::TestWithParam<InvalidCase> {};

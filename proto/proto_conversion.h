@@ -1,5 +1,5 @@
-#ifndef MPC_SERVER_PROTO_CONVERSION_H_
-#define MPC_SERVER_PROTO_CONVERSION_H_
+#ifndef MPC_PROTO_PROTO_CONVERSION_H_
+#define MPC_PROTO_PROTO_CONVERSION_H_
 
 // Proto <-> solver types. The only code that knows both mpcd::v1 messages and mpc:: structs, so the
 // solver never sees protobuf and the transport never sees Eigen.
@@ -41,8 +41,8 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
                                   const std::string& field_prefix);
 
 // The solver's workspace grows with T (n+m)^2; the per-field limits on T, n and m still let a
-// few-kilobyte request (time-invariant C and F) ask for gigabytes. INVALID_ARGUMENT naming "horizon"
-// and `which` (e.g. "problems[3]") when T (n+m)^2 > limit.
+// few-kilobyte request (time-invariant C and F) ask for gigabytes. INVALID_ARGUMENT naming
+// "horizon" and `which` (e.g. "problems[3]") when T (n+m)^2 > limit.
 absl::Status CheckWorkspaceSize(const ProblemShape& shape, std::int64_t limit,
                                 const std::string& which);
 
@@ -58,10 +58,10 @@ mpcd::v1::SolveStatus ToProtoSolveStatus(SolveStatus status);
 
 // Fills response->solutions (replacing any) from solutions[i], solved for problems[i]: x (T,n),
 // u (T,m) and, when present, feedback (T,m,n) and feedforward (T,m). When problems[i].options asks
-// for Jacobians, they are computed here, at the solution (ComputeSolutionJacobians: implicit
-// differentiation after the solve, so the forward solver is untouched): x_init_jacobian
-// (T,n+m,n), params_jacobian (T,n+m,p) and jacobian_diagnostics; a solution that is not finite gets
-// zero Jacobians and GRADIENT_NOT_FINITE. Timing, batch size and backend are the caller's to set.
+// for Jacobians, it copies those the backend computed into the Solution (x_init_jacobian
+// (T,n+m,n), params_jacobian (T,n+m,p) and jacobian_diagnostics; see ComputeRequestedJacobians in
+// solver/solution_jacobians.h); it computes nothing. Timing, batch size and backend are the
+// caller's to set.
 void ToSolveResponse(absl::Span<const Solution> solutions, const std::vector<Problem>& problems,
                      mpcd::v1::SolveResponse* response);
 
@@ -99,8 +99,8 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
                         mpcd::v1::BackwardResponse* response);
 
 // Control sessions (DESIGN §5). The first ControlRequest sets the template: horizon, problem (its
-// x_init is the first measured state; messages name "problem.<field>") and options; gains are always
-// computed (the answer carries K_0). It may not carry the later messages' x or cost.
+// x_init is the first measured state; messages name "problem.<field>") and options; gains are
+// always computed (the answer carries K_0). It may not carry the later messages' x or cost.
 absl::StatusOr<Problem> ToControlProblem(const mpcd::v1::ControlRequest& first,
                                          const RequestLimits& limits);
 
@@ -123,4 +123,4 @@ void ToListModelsResponse(absl::Span<const ModelInfo> models,
 
 }  // namespace mpc
 
-#endif  // MPC_SERVER_PROTO_CONVERSION_H_
+#endif  // MPC_PROTO_PROTO_CONVERSION_H_

@@ -1,0 +1,244 @@
+#include "solver/problem_fields.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "solver/models/model_registry.h"
+
+namespace mpc {
+namespace {
+
+// A dimension in a message: a number, or a symbol ("n", "m") that is not known yet. Sums of
+// numbers stay numbers: with n = 3 and m unknown, n + m reads "3+m".
+class SymbolicDim {
+ public:
+  SymbolicDim(std::int64_t value) : value_(value) {}  // NOLINT(google-explicit-constructor)
+  explicit SymbolicDim(std::string symbol) : symbol_(std::move(symbol)) {}
+
+  friend SymbolicDim operator+(const SymbolicDim& a, const SymbolicDim& b) {
+    if (a.value_ && b.value_) return SymbolicDim(*a.value_ + *b.value_);
+    return SymbolicDim(absl::StrCat(a.Text(), "+", b.Text()));
+  }
+  std::string Text() const { return value_ ? absl::StrCat(*value_) : symbol_; }
+
+ private:
+  std::optional<std::int64_t> value_;
+  std::string symbol_;
+};
+
+// THE table: the shapes `field` accepts for horizon T, state and control dimensions n and m, and
+// p model parameters (DESIGN §5). Dim is std::int64_t for checks and SymbolicDim for messages.
+// Time-varying dynamics need T >= 2: with T = 1 there is no transition at all, so only the
+// time-invariant form is offered.
+template <typename Dim>
+std::vector<std::vector<Dim>> AcceptedShapes(ArrayField field, std::int64_t T, bool linear, Dim n,
+                                             Dim m, Dim p) {
+  const Dim tau = n + m;
+  auto per_step = [T](std::vector<Dim> slice) {  // slice, then (T, slice...)
+    std::vector<Dim> varying = slice;
+    varying.insert(varying.begin(), Dim(T));
+    return std::vector<std::vector<Dim>>{std::move(slice), std::move(varying)};
+  };
+  auto per_transition = [T](std::vector<Dim> slice) {  // slice, then (T-1, slice...) if T >= 2
+    std::vector<std::vector<Dim>> shapes{slice};
+    if (T >= 2) {
+      slice.insert(slice.begin(), Dim(T - 1));
+      shapes.push_back(std::move(slice));
+    }
+    return shapes;
+  };
+  switch (field) {
+    case ArrayField::kXInit:
+      return {{n}};
+    case ArrayField::kCostQuadratic:
+      return per_step({tau, tau});
+    case ArrayField::kCostLinear:
+      return per_step({tau});
+    case ArrayField::kTransition:
+      if (!linear) return {};
+      return per_transition({n, tau});
+    case ArrayField::kOffset:
+      if (!linear) return {};
+      return per_transition({n});
+    case ArrayField::kParams:
+      if (linear) return {};
+      return {{p}};
+    case ArrayField::kULower:
+    case ArrayField::kUUpper:
+      return per_step({m});
+    case ArrayField::kUInit:
+      return {{Dim(T), m}};
+    case ArrayField::kSolutionX:
+    case ArrayField::kCotangentX:
+      return {{Dim(T), n}};
+    case ArrayField::kSolutionU:
+    case ArrayField::kCotangentU:
+      return {{Dim(T), m}};
+  }
+  return {};
+}
+
+// The field's proto name and whether a client may leave it out (with linear-only or model-only
+// arrays always optional: absent is what the other dynamics require).
+struct FieldInfo {
+  const char* name;
+  bool optional;
+};
+
+FieldInfo InfoOf(ArrayField field) {
+  switch (field) {
+    case ArrayField::kXInit:
+      return {"x_init", false};
+    case ArrayField::kCostQuadratic:
+      return {"cost.quadratic", false};
+    case ArrayField::kCostLinear:
+      return {"cost.linear", true};
+    case ArrayField::kTransition:
+      return {"dynamics.linear.transition", false};
+    case ArrayField::kOffset:
+      return {"dynamics.linear.offset", true};
+    case ArrayField::kParams:
+      return {"dynamics.model.params", true};
+    case ArrayField::kULower:
+      return {"u_lower", true};
+    case ArrayField::kUUpper:
+      return {"u_upper", true};
+    case ArrayField::kUInit:
+      return {"u_init", true};
+    case ArrayField::kSolutionX:
+    case ArrayField::kCotangentX:
+      return {"x", field == ArrayField::kCotangentX};
+    case ArrayField::kSolutionU:
+    case ArrayField::kCotangentU:
+      return {"u", field == ArrayField::kCotangentU};
+  }
+  return {"", true};
+}
+
+std::int64_t ParamCount(const ProblemShape& shape) {
+  const ModelInfo* model = FindModel(shape.dynamics);
+  return model == nullptr ? 0 : static_cast<std::int64_t>(model->param_names.size());
+}
+
+// prod(shape), saturated at INT64_MAX: dims are unchecked, and a saturated count never equals a
+// real array size.
+std::int64_t NumValues(const TensorShape& shape) {
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  std::int64_t count = 1;
+  for (std::int64_t dim : shape) {
+    if (dim != 0 && count > kMax / dim) return kMax;
+    count *= dim;
+  }
+  return count;
+}
+
+// "[3,0]": the row-major multi-index of flat position `flat` in `shape`.
+std::string IndexString(const TensorShape& shape, std::int64_t flat) {
+  std::vector<std::int64_t> index(shape.size());
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    index[d] = shape[d] > 0 ? flat % shape[d] : 0;
+    flat = shape[d] > 0 ? flat / shape[d] : 0;
+  }
+  return absl::StrCat("[", absl::StrJoin(index, ","), "]");
+}
+
+}  // namespace
+
+ArraySpec ArraySpecFor(ArrayField field, const ProblemShape& shape) {
+  const bool linear = shape.dynamics.is_linear();
+  const FieldInfo info = InfoOf(field);
+  ArraySpec spec;
+  spec.field = field;
+  spec.name = info.name;
+  spec.optional = info.optional;
+  spec.shapes = AcceptedShapes<std::int64_t>(field, shape.horizon, linear, shape.state_dim,
+                                             shape.control_dim, linear ? 0 : ParamCount(shape));
+  if (spec.shapes.empty()) {
+    spec.optional = true;
+    spec.forbidden_with = linear ? "linear dynamics" : "model dynamics";
+  }
+  return spec;
+}
+
+std::string DescribeShapes(ArrayField field, int horizon, std::optional<std::int64_t> state_dim,
+                           std::optional<std::int64_t> control_dim) {
+  const SymbolicDim n = state_dim ? SymbolicDim(*state_dim) : SymbolicDim(std::string("n"));
+  const SymbolicDim m = control_dim ? SymbolicDim(*control_dim) : SymbolicDim(std::string("m"));
+  const std::vector<std::vector<SymbolicDim>> shapes = AcceptedShapes<SymbolicDim>(
+      field, horizon, /*linear=*/true, n, m, SymbolicDim(std::string("p")));
+  std::vector<std::string> parts;
+  for (const std::vector<SymbolicDim>& shape : shapes) {
+    std::vector<std::string> dims;
+    for (const SymbolicDim& dim : shape) dims.push_back(dim.Text());
+    parts.push_back(absl::StrCat("(", absl::StrJoin(dims, ","), ")"));
+  }
+  return absl::StrJoin(parts, " or ");
+}
+
+std::string ShapeString(const TensorShape& shape) {
+  return absl::StrCat("(", absl::StrJoin(shape, ","), ")");
+}
+
+std::string ShapeList(const std::vector<TensorShape>& shapes) {
+  std::vector<std::string> parts;
+  parts.reserve(shapes.size());
+  for (const TensorShape& shape : shapes) parts.push_back(ShapeString(shape));
+  return absl::StrJoin(parts, " or ");
+}
+
+absl::Status CheckArrayShape(const ArraySpec& spec, const TensorShape* given,
+                             const std::string& path) {
+  if (given == nullptr) {
+    if (spec.optional) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": required, expected shape ", ShapeList(spec.shapes)));
+  }
+  for (const TensorShape& accepted : spec.shapes) {
+    if (*given == accepted) return absl::OkStatus();
+  }
+  if (spec.shapes.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": must be empty with ", spec.forbidden_with, ", got ", ShapeString(*given)));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(path, ": expected shape ", ShapeList(spec.shapes),
+                                                 ", got ", ShapeString(*given)));
+}
+
+absl::Status CheckArrayLength(const ArraySpec& spec, std::size_t length, bool may_be_empty,
+                              const std::string& path, const TensorShape** matched) {
+  if (matched != nullptr) *matched = nullptr;
+  if (length == 0 && may_be_empty) return absl::OkStatus();
+  for (const TensorShape& shape : spec.shapes) {
+    if (NumValues(shape) == static_cast<std::int64_t>(length)) {
+      if (matched != nullptr) *matched = &shape;
+      return absl::OkStatus();
+    }
+  }
+  const std::string got = absl::StrCat(length, " values");
+  if (spec.shapes.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": must be empty with ", spec.forbidden_with, ", got ", got));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(path, ": expected shape ", ShapeList(spec.shapes),
+                                                 may_be_empty ? " or none" : "", ", got ", got));
+}
+
+absl::Status CheckFinite(absl::Span<const double> values, const TensorShape* shape,
+                         const std::string& path) {
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (std::isfinite(values[i])) continue;
+    const std::string index = shape != nullptr ? IndexString(*shape, static_cast<std::int64_t>(i))
+                                               : absl::StrCat("[", i, "]");
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not finite at ", index, " (", values[i], ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace mpc
