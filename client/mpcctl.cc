@@ -40,6 +40,7 @@
 #include <iostream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -58,6 +59,7 @@
 #include "absl/time/time.h"
 #include "client/load_generator.h"
 #include "client/mpc_client.h"
+#include "client/mpcctl_help.h"
 #include "mpcd/v1/mpcd.pb.h"
 #include "server/proto_conversion.h"
 #include "solver/cpu/cpu_backend.h"
@@ -846,6 +848,9 @@ absl::Status RunBench() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
+  const mpc::cli::ProgramHelp help = mpc::MpcctlHelp(kUsage);
+  mpc::cli::InstallUsageConfig(help);
+  if (std::optional<int> code = mpc::cli::HandleHelp(argc, argv, help)) return *code;
   // gRPC logs some failures itself (e.g. "Handshake failed ... certificate verify failed"), which
   // would break the one-line error contract; the status mpcctl prints carries the same reason.
   // Setting GRPC_VERBOSITY brings gRPC's log back.

@@ -11,7 +11,7 @@
 # Needs root (or rootless podman), podman, runc and debootstrap (apt-get install podman runc
 # debootstrap). Not part of `make test`: the build compiles mpcd inside the image (minutes on 2 cores).
 # With no container registry reachable, the bookworm base image is made with debootstrap from the
-# Debian mirror apt uses (../shared/TOOLCHAIN.md §8).
+# Debian mirror apt uses (debootstrap, then podman import; docs/operations.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/cli.h"
 #include "server/mpc_server.h"
 #include "server/security.h"
 #include "server/server_config.h"
@@ -143,9 +145,18 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "mpcd: differentiable MPC over gRPC.\n  mpcd [--port=50051] [--metrics_port=9464] "
-      "[--backend=auto] [--flagfile=FILE] ...");
+  mpc::cli::ProgramHelp help;
+  help.program = "mpcd";
+  help.usage =
+      "mpcd: differentiable MPC over gRPC.\n"
+      "usage: mpcd [--host=127.0.0.1] [--port=50051] [--metrics_port=9464] [--backend=auto] "
+      "[--flag=value ...]\n"
+      "       mpcd --flagfile=FILE   (one --flag=value per line, e.g. deploy/mpcd.flags)\n"
+      "       mpcd --version";
+  help.main_file = "server/main.cc";
+  absl::SetProgramUsageMessage(help.usage);
+  mpc::cli::InstallUsageConfig(help);
+  if (std::optional<int> code = mpc::cli::HandleHelp(argc, argv, help)) return *code;
   const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   // Debian's Abseil is built with assertions on, which turns on absl::Mutex's deadlock detector:
   // a lock-order graph updated on every lock (2-4% of the server's CPU under load in a profile).
@@ -188,6 +199,7 @@ int main(int argc, char** argv) {
                                                : std::string("off"))
             << ")" << std::endl;
   std::cout << "mpcd: security: " << mpc::DescribeSecurity(config->security) << std::endl;
+  std::cout << "mpcd: version: " << mpc::cli::VersionString("mpcd") << std::endl;
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

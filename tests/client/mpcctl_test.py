@@ -12,6 +12,7 @@ import copy
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,9 +24,10 @@ EXAMPLES = ""
 
 def solve_examples():
     """The example SolveRequests (examples/*_backward.json hold BackwardRequests and
-    examples/*_control.json the first message of a Control session)."""
+    examples/*_control.json the first message of a Control session; examples/bad.json is the
+    README's refused request)."""
     return sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".json")
-                  and not f.endswith(("_backward.json", "_control.json")))
+                  and not f.endswith(("_backward.json", "_control.json")) and f != "bad.json")
 
 
 def backward_examples():
@@ -419,6 +421,71 @@ class BackwardTest(unittest.TestCase):
         result = run(["backward", "--request", os.path.join(EXAMPLES, "lqr_box.json")])
         self.assertEqual(result.returncode, 2)
         self.assertIn("backward needs --local", result.stderr)
+
+
+# Every flag mpcctl defines (client/mpcctl.cc), and a few each subcommand must list in its help.
+ALL_FLAGS = {
+    "local", "request", "target", "timeout", "tls", "tls_ca", "tls_cert", "tls_key",
+    "tls_server_name", "auth_token_file", "service", "model", "horizon", "batch", "concurrency",
+    "duration", "warmup", "iterations", "state_dim", "control_dim", "channels", "json", "steps",
+    "round_robin", "retry", "service_config", "verify", "verify_tolerance", "rate",
+    "max_in_flight", "threads"}
+COMMAND_FLAGS = {
+    "solve": ({"request", "local", "threads", "target", "timeout", "tls_ca"}, {"model", "steps"}),
+    "backward": ({"request", "local", "target"}, {"concurrency"}),
+    "models": ({"local", "target"}, {"request"}),
+    "health": ({"service", "target", "tls_ca"}, {"request", "local"}),
+    "control": ({"request", "steps", "json", "target"}, {"local", "model"}),
+    "bench": ({"model", "horizon", "batch", "concurrency", "rate", "duration", "verify",
+               "target", "round_robin"}, {"local", "request"}),
+    "demo": ({"threads"}, {"target", "request"}),
+}
+
+
+def listed_flags(help_text):
+    """Flag name -> default as printed on the "  --name=default" lines of a help text."""
+    return dict(re.findall(r"^  --(\w+)=(.*)$", help_text, re.MULTILINE))
+
+
+class HelpTest(unittest.TestCase):
+
+    def test_help_lists_every_flag_with_its_default(self):
+        for argv in (["--help"], ["-h"], ["--helpshort"]):
+            with self.subTest(argv=argv):
+                result = run(argv)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertIn("usage: mpcctl solve", result.stdout)
+                flags = listed_flags(result.stdout)
+                self.assertEqual(set(flags), ALL_FLAGS)
+                self.assertEqual(flags["timeout"], "60")
+                self.assertEqual(flags["model"], '"cartpole"')
+                self.assertEqual(flags["horizon"], "25")
+                self.assertEqual(flags["local"], "false")
+                self.assertEqual(flags["target"], '""')
+
+    def test_each_subcommand_lists_its_flags(self):
+        covered = set()
+        for command, (present, absent) in COMMAND_FLAGS.items():
+            with self.subTest(command=command):
+                result = run([command, "--help"])
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertIn("usage: mpcctl " + command, result.stdout)
+                self.assertNotIn("usage: mpcctl demo" if command != "demo" else
+                                 "usage: mpcctl solve", result.stdout)
+                flags = set(listed_flags(result.stdout))
+                self.assertLessEqual(present, flags)
+                self.assertFalse(absent & flags, absent & flags)
+                covered |= flags
+        # No flag is left out of every subcommand's help.
+        self.assertEqual(covered, ALL_FLAGS)
+
+    def test_help_after_other_flags_and_version(self):
+        result = run(["bench", "--target=localhost:1", "--help"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("--concurrency=1", result.stdout)
+        result = run(["--version"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertRegex(result.stdout, r"^mpcctl \d+\.\d+\.\d+ \(revision ([0-9a-f]{7,}|unknown)\)\n$")
 
 
 def main():

@@ -9,7 +9,7 @@ busy: calls in flight are answered, new ones are refused, exit 0.
 
 Usage: mpcd_process_test.py --mpcd build/bin/mpcd --mpcctl build/bin/mpcctl --proto-dir proto
          --grpc-proto-dir /usr/share/grpc-proto --protoc protoc --grpc-python-plugin PATH
-         --examples examples [unittest args]
+         --examples examples --project-version 0.1.0 [unittest args]
 """
 
 import argparse
@@ -18,6 +18,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -276,12 +277,26 @@ class ServingTest(unittest.TestCase):
             self.assertIn("# TYPE %s " % family, text)
         self.assertRegex(text, r'mpcd_requests_total\{code="OK",method="ListModels"\} [1-9]')
         self.assertIn('mpcd_backend_info{backend="cpu"} 1', text)
+        # The build's version and revision, the same as `mpcd --version` prints.
+        version, revision = mpcd_version()
+        self.assertIn("# TYPE mpcd_build_info gauge", text)
+        self.assertIn('mpcd_build_info{revision="%s",version="%s"} 1' % (revision, version), text)
         promtool = shutil.which("promtool")
         if promtool is None:
             self.skipTest("promtool not installed (scripts/install_deps.sh --extras)")
         lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                               text=True, timeout=60)
         self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
+
+
+def mpcd_version():
+    """(version, revision) from `mpcd --version`; the version must be CMake's project version."""
+    result = subprocess.run([ARGS.mpcd, "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    match = re.fullmatch(r"mpcd (\S+) \(revision ([0-9a-f]{7,}|unknown)\)\n", result.stdout)
+    assert match is not None, result.stdout
+    assert match.group(1) == ARGS.project_version, (match.group(1), ARGS.project_version)
+    return match.groups()
 
 
 def lqr_request(pb):
@@ -396,6 +411,36 @@ class FlagsTest(unittest.TestCase):
                 self.assertEqual(result.returncode, 2, result.stderr)
                 self.assertIn(message, result.stderr)
 
+    def test_help_lists_the_flags_with_defaults_and_exits_0(self):
+        for flag in ("--help", "-h", "--helpshort"):
+            with self.subTest(flag=flag):
+                result = self.run_mpcd(flag)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertIn("usage: mpcd", result.stdout)
+                flags = dict(re.findall(r"^  --(\w+)=(.*)$", result.stdout, re.MULTILINE))
+                self.assertEqual(flags["port"], "50051")
+                self.assertEqual(flags["metrics_port"], "9464")
+                self.assertEqual(flags["backend"], '"auto"')
+                self.assertEqual(flags["tls_cert"], '""')
+                for name in ("host", "max_batch_size", "max_queue_delay_us", "max_queue_problems",
+                             "threads", "auth_token_file", "shutdown_grace_s"):
+                    self.assertIn(name, flags)
+                # Every flag of server/main.cc, none of gRPC's or Abseil's own.
+                self.assertGreaterEqual(len(flags), 24)
+                self.assertNotIn("flagfile", flags)
+
+    def test_version(self):
+        version, revision = mpcd_version()
+        self.assertRegex(version, r"^\d+\.\d+\.\d+$")
+        if revision != "unknown":
+            source = os.path.dirname(os.path.abspath(ARGS.examples))
+            if subprocess.run(["git", "-C", source, "rev-parse", "--git-dir"],
+                              capture_output=True, timeout=60).returncode == 0:
+                # A commit of this repository (the one CMake was last configured at).
+                found = subprocess.run(["git", "-C", source, "cat-file", "-e",
+                                        revision + "^{commit}"], capture_output=True, timeout=60)
+                self.assertEqual(found.returncode, 0, revision)
+
     def test_unknown_flag_is_refused(self):
         result = self.run_mpcd("--no_such_flag=1")
         self.assertNotEqual(result.returncode, 0)
@@ -416,7 +461,7 @@ def main():
     global ARGS, STUBS
     parser = argparse.ArgumentParser()
     for name in ("--mpcd", "--mpcctl", "--proto-dir", "--grpc-proto-dir", "--protoc",
-                 "--grpc-python-plugin", "--examples"):
+                 "--grpc-python-plugin", "--examples", "--project-version"):
         parser.add_argument(name, required=True)
     ARGS, rest = parser.parse_known_args()
     stub_dir = tempfile.mkdtemp(prefix="mpcd_stubs_")
