@@ -107,6 +107,13 @@ class ServingTest(unittest.TestCase):
         for name in sorted(f for f in os.listdir(ARGS.examples) if f.endswith(".json")):
             with open(self.example(name)) as f:
                 request = json.load(f)
+            if name == "bad.json":  # the README's refused request: refused remotely too
+                remote = mpcctl("solve", "--target", self.server.target, "--request",
+                                self.example(name))
+                self.assertEqual(remote.returncode, 2)
+                self.assertEqual(remote.stderr, "mpcctl: INVALID_ARGUMENT: problems[1].x_init: "
+                                 "expected shape (5), got (4)\n")
+                continue
             if "cotangents" in request or "problem" in request:
                 continue  # a BackwardRequest or a ControlRequest (tested below)
             with self.subTest(example=name):
