@@ -12,7 +12,9 @@
 Each command runs in a scratch folder where `build/bin` is the build under test and `examples` the
 repository's examples, so paths read exactly as in the README.
 
-Usage: readme_test.py --source-dir . --bin-dir build/bin [unittest args]
+- LICENSE is the Apache License 2.0 and CHANGELOG.md's newest version is CMake's project version.
+
+Usage: readme_test.py --source-dir . --bin-dir build/bin --project-version 0.1.0 [unittest args]
 """
 
 import argparse
@@ -116,11 +118,37 @@ class DocsStandAloneTest(unittest.TestCase):
         self.assertEqual(found, [])
 
 
+class ReleaseFilesTest(unittest.TestCase):
+
+    def read(self, name):
+        with open(os.path.join(ARGS.source_dir, name)) as f:
+            return f.read()
+
+    def test_license_is_apache_2(self):
+        text = self.read("LICENSE")
+        self.assertIn("Apache License", text)
+        self.assertIn("Version 2.0, January 2004", text)
+        self.assertIn("END OF TERMS AND CONDITIONS", text)
+        self.assertIn("[LICENSE](LICENSE)", readme())
+
+    def test_changelog_names_the_cmake_version_first(self):
+        versions = re.findall(r"^## (\d+\.\d+\.\d+) - \d{4}-\d{2}-\d{2}$", self.read("CHANGELOG.md"),
+                              re.MULTILINE)
+        self.assertTrue(versions, "CHANGELOG.md has no released version")
+        self.assertEqual(versions[0], ARGS.project_version)
+        self.assertEqual(len(versions), len(set(versions)))
+        result = subprocess.run([os.path.join(ARGS.bin_dir, "mpcd"), "--version"],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(result.stdout.startswith("mpcd %s " % versions[0]), result.stdout)
+
+
 def main():
     global ARGS
     parser = argparse.ArgumentParser()
     parser.add_argument("--source-dir", required=True)
     parser.add_argument("--bin-dir", required=True)
+    parser.add_argument("--project-version", required=True)
     ARGS, rest = parser.parse_known_args()
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
 
