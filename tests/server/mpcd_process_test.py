@@ -270,6 +270,29 @@ class ServingTest(unittest.TestCase):
             names |= {s.name for s in file.service}
         self.assertIn("MpcService", names)
 
+    def check_grafana_dashboard(self, text):
+        """Every query of the Grafana dashboard names series this server exports (in `text`, a
+        real scrape): a renamed metric or a typo leaves a panel empty, and this fails instead."""
+        dashboard, queries = dashboard_queries()
+        self.assertEqual(len({p["id"] for p in dashboard["panels"]}), len(dashboard["panels"]))
+        self.assertIn("job", [v["name"] for v in dashboard["templating"]["list"]])
+        exported = set(re.findall(r"^(\w+)[{ ]", text, re.MULTILINE))
+        named = set()
+        for title, expr in queries:
+            with self.subTest(panel=title, expr=expr):
+                names = _metric_selectors(expr)
+                self.assertTrue(names, "the query selects no metric")
+                for name in names:
+                    self.assertTrue(name.startswith("mpcd_"), name)
+                    self.assertIn(name, exported)
+                    if "histogram_quantile" in expr:
+                        self.assertTrue(name.endswith("_bucket"), name)
+                named |= set(names)
+        # The dashboard covers the families an operator needs first.
+        for family in ("mpcd_requests_total", "mpcd_request_duration_seconds_bucket",
+                       "mpcd_queued_problems", "mpcd_dropped_problems_total", "mpcd_build_info"):
+            self.assertIn(family, named)
+
     def test_metrics_scrape(self):
         # Make sure something was counted.
         self.assertEqual(mpcctl("models", "--target", self.server.target).returncode, 0)
@@ -288,12 +311,27 @@ class ServingTest(unittest.TestCase):
         version, revision = mpcd_version()
         self.assertIn("# TYPE mpcd_build_info gauge", text)
         self.assertIn('mpcd_build_info{revision="%s",version="%s"} 1' % (revision, version), text)
+        self.check_grafana_dashboard(text)
         promtool = shutil.which("promtool")
         if promtool is None:
             self.skipTest("promtool not installed (scripts/install_deps.sh --extras)")
         lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                               text=True, timeout=60)
         self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
+
+
+def dashboard_queries():
+    """Every PromQL query of deploy/grafana/mpcd-dashboard.json, by panel title."""
+    path = os.path.join(os.path.dirname(os.path.abspath(ARGS.examples)), "deploy", "grafana",
+                        "mpcd-dashboard.json")
+    with open(path) as f:
+        dashboard = json.load(f)
+    queries = []
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            queries.append((panel["title"], target["expr"]))
+    return dashboard, queries
 
 
 def mpcd_version():
@@ -304,6 +342,11 @@ def mpcd_version():
     assert match is not None, result.stdout
     assert match.group(1) == ARGS.project_version, (match.group(1), ARGS.project_version)
     return match.groups()
+
+
+def _metric_selectors(expr):
+    """The metric names a PromQL query selects: every name followed by a {label matcher}."""
+    return re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\{", expr)
 
 
 def lqr_request(pb):
