@@ -851,6 +851,10 @@ int main(int argc, char** argv) {
   const mpc::cli::ProgramHelp help = mpc::MpcctlHelp(kUsage);
   mpc::cli::InstallUsageConfig(help);
   if (std::optional<int> code = mpc::cli::HandleHelp(argc, argv, help)) return *code;
+  std::string env_error;
+  if (!mpc::cli::ApplyEnvironment(help, &env_error)) {
+    return Fail(absl::InvalidArgumentError(env_error));
+  }
   // gRPC logs some failures itself (e.g. "Handshake failed ... certificate verify failed"), which
   // would break the one-line error contract; the status mpcctl prints carries the same reason.
   // Setting GRPC_VERBOSITY brings gRPC's log back.

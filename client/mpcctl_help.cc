@@ -23,6 +23,7 @@ cli::ProgramHelp MpcctlHelp(const std::string& usage) {
   help.program = "mpcctl";
   help.usage = usage;
   help.main_file = "client/mpcctl.cc";
+  help.env_prefix = "MPCCTL_FLAG_";
   help.commands = {
       {"solve",
        "usage: mpcctl solve --local --request=FILE.json|- [--threads=N]\n"

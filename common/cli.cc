@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -10,6 +11,7 @@
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage_config.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -24,8 +26,8 @@ bool DefinedIn(const absl::CommandLineFlag& flag, const std::string& main_file) 
 }
 
 // The flags defined in the program's main file, sorted by name.
-std::vector<const absl::CommandLineFlag*> ProgramFlags(const ProgramHelp& help) {
-  std::vector<const absl::CommandLineFlag*> flags;
+std::vector<absl::CommandLineFlag*> ProgramFlags(const ProgramHelp& help) {
+  std::vector<absl::CommandLineFlag*> flags;
   for (const auto& [name, flag] : absl::GetAllFlags()) {
     if (DefinedIn(*flag, help.main_file)) flags.push_back(flag);
   }
@@ -95,7 +97,7 @@ void InstallUsageConfig(const ProgramHelp& help) {
 std::string HelpText(const ProgramHelp& help, const std::string& command_name) {
   const Command* command = command_name.empty() ? nullptr : FindCommand(help, command_name);
   std::string text = absl::StrCat(command != nullptr ? command->usage : help.usage, "\n\n");
-  const std::vector<const absl::CommandLineFlag*> all = ProgramFlags(help);
+  const std::vector<absl::CommandLineFlag*> all = ProgramFlags(help);
   if (command == nullptr) {
     absl::StrAppend(&text, "Flags (shown with their defaults):\n");
     for (const absl::CommandLineFlag* flag : all) absl::StrAppend(&text, DescribeFlag(*flag));
@@ -108,10 +110,34 @@ std::string HelpText(const ProgramHelp& help, const std::string& command_name) {
       }
     }
   }
-  absl::StrAppend(&text,
-                  "\nAlso: --flagfile=FILE (one --flag=value per line), --version, --helpfull "
-                  "(Abseil's own flags too).\n");
+  absl::StrAppend(
+      &text, "\n",
+      Wrap(absl::StrCat("Every flag can also be set by an environment variable: ",
+                        EnvironmentVariable(help, "flag_name"), " for --flag_name (e.g. ",
+                        EnvironmentVariable(help, "port"),
+                        "=50052); the command line and --flagfile win over the environment."),
+           ""),
+      "Also: --flagfile=FILE (one --flag=value per line), --version, --helpfull (Abseil's own "
+      "flags too).\n");
   return text;
+}
+
+std::string EnvironmentVariable(const ProgramHelp& help, const std::string& flag) {
+  return absl::StrCat(help.env_prefix, absl::AsciiStrToUpper(flag));
+}
+
+bool ApplyEnvironment(const ProgramHelp& help, std::string* error) {
+  for (absl::CommandLineFlag* flag : ProgramFlags(help)) {
+    const std::string variable = EnvironmentVariable(help, std::string(flag->Name()));
+    const char* value = std::getenv(variable.c_str());
+    if (value == nullptr || value[0] == '\0') continue;
+    std::string parse_error;
+    if (!flag->ParseFrom(value, &parse_error)) {
+      *error = absl::StrCat(variable, "=\"", value, "\": ", parse_error);
+      return false;
+    }
+  }
+  return true;
 }
 
 std::optional<int> HandleHelp(int argc, char** argv, const ProgramHelp& help) {

@@ -26,6 +26,8 @@ struct ProgramHelp {
   std::string program;    // "mpcd"
   std::string usage;      // the whole program's usage text
   std::string main_file;  // path suffix of the file defining the program's flags: "server/main.cc"
+  // Environment variables: flag --port is also read from env_prefix + "PORT" ("MPCD_FLAG_PORT").
+  std::string env_prefix;
   std::vector<Command> commands;  // subcommands, if any
 };
 
@@ -40,6 +42,14 @@ void InstallUsageConfig(const ProgramHelp& help);
 // When argv asks for help (--help, -help, -h or --helpshort before any "--"), prints it to stdout
 // and returns the exit code (0); otherwise returns nullopt. Call before absl::ParseCommandLine.
 std::optional<int> HandleHelp(int argc, char** argv, const ProgramHelp& help);
+
+// The environment variable of `flag`: env_prefix + the flag's name in upper case.
+std::string EnvironmentVariable(const ProgramHelp& help, const std::string& flag);
+
+// Sets every flag of the program's main file whose environment variable is set (and not empty)
+// from it. Call before absl::ParseCommandLine, so that the command line and --flagfile win over
+// the environment. Returns false with `error` naming the variable when a value does not parse.
+bool ApplyEnvironment(const ProgramHelp& help, std::string* error);
 
 // The help text HandleHelp prints for `command` ("" = the whole program).
 std::string HelpText(const ProgramHelp& help, const std::string& command);

@@ -154,9 +154,15 @@ int main(int argc, char** argv) {
       "       mpcd --flagfile=FILE   (one --flag=value per line, e.g. deploy/mpcd.flags)\n"
       "       mpcd --version";
   help.main_file = "server/main.cc";
+  help.env_prefix = "MPCD_FLAG_";
   absl::SetProgramUsageMessage(help.usage);
   mpc::cli::InstallUsageConfig(help);
   if (std::optional<int> code = mpc::cli::HandleHelp(argc, argv, help)) return *code;
+  std::string env_error;
+  if (!mpc::cli::ApplyEnvironment(help, &env_error)) {
+    std::cerr << "mpcd: " << env_error << "\n";
+    return 2;
+  }
   const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   // Debian's Abseil is built with assertions on, which turns on absl::Mutex's deadlock detector:
   // a lock-order graph updated on every lock (2-4% of the server's CPU under load in a profile).

@@ -479,6 +479,26 @@ class HelpTest(unittest.TestCase):
         # No flag is left out of every subcommand's help.
         self.assertEqual(covered, ALL_FLAGS)
 
+    def test_environment_variables_set_flags(self):
+        env = dict(os.environ, MPCCTL_FLAG_LOCAL="true", MPCCTL_FLAG_THREADS="1",
+                   MPCCTL_FLAG_REQUEST=os.path.join(EXAMPLES, "lqr_box.json"))
+        result = subprocess.run([MPCCTL, "solve"], capture_output=True, text=True, timeout=120,
+                                env=env)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(len(json.loads(result.stdout)["solutions"]),
+                         len(load_example("lqr_box.json")["problems"]))
+        # The command line wins: --request=- reads stdin instead of the file.
+        result = subprocess.run([MPCCTL, "solve", "--request=-"], input="{nope",
+                                capture_output=True, text=True, timeout=120, env=env)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("stdin", result.stderr)
+        env["MPCCTL_FLAG_THREADS"] = "many"
+        result = subprocess.run([MPCCTL, "solve"], capture_output=True, text=True, timeout=120,
+                                env=env)
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stderr.count("\n"), 1)
+        self.assertIn('MPCCTL_FLAG_THREADS="many"', result.stderr)
+
     def test_help_after_other_flags_and_version(self):
         result = run(["bench", "--target=localhost:1", "--help"])
         self.assertEqual(result.returncode, 0, result.stderr)

@@ -479,6 +479,38 @@ class FlagsTest(unittest.TestCase):
                 self.assertGreaterEqual(len(flags), 24)
                 self.assertNotIn("flagfile", flags)
 
+    def test_every_flag_reads_its_environment_variable(self):
+        env = dict(os.environ, MPCD_FLAG_HOST="127.0.0.1", MPCD_FLAG_PORT="0",
+                   MPCD_FLAG_METRICS_PORT="-1", MPCD_FLAG_BACKEND="cpu",
+                   MPCD_FLAG_AUTH_TOKEN_FILE="/nonexistent/token")
+        result = subprocess.run([ARGS.mpcd], capture_output=True, text=True, timeout=60, env=env)
+        # The token file from the environment was read (and is missing): exit 2 naming it.
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("/nonexistent/token", result.stderr)
+        # The command line wins over the environment.
+        del env["MPCD_FLAG_AUTH_TOKEN_FILE"]
+        server = subprocess.Popen([ARGS.mpcd, "--metrics_port=0"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            line = server.stdout.readline()
+            self.assertRegex(line, r"serving on 127\.0\.0\.1:\d+ \(backend cpu, metrics http://")
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.communicate(timeout=60)
+        self.assertEqual(server.returncode, 0)
+        for variable, value in (("MPCD_FLAG_PORT", "abc"), ("MPCD_FLAG_MAX_BATCH_SIZE", "0"),
+                                ("MPCD_FLAG_BACKEND", "tpu")):
+            with self.subTest(variable=variable):
+                bad = dict(env, **{variable: value})
+                result = subprocess.run([ARGS.mpcd], capture_output=True, text=True, timeout=60,
+                                        env=bad)
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertTrue(variable in result.stderr or
+                                variable[len("MPCD_FLAG_"):].lower() in result.stderr,
+                                result.stderr)
+        # --help names the rule.
+        self.assertIn("MPCD_FLAG_PORT=50052", self.run_mpcd("--help").stdout)
+
     def test_version(self):
         version, revision = mpcd_version()
         self.assertRegex(version, r"^\d+\.\d+\.\d+$")
