@@ -85,6 +85,15 @@ ABSL_FLAG(double, max_connection_age_s, 0.0,
           "Ask clients to reconnect (and so re-resolve DNS, finding new replicas) after a "
           "connection has been open this many seconds; 0 = never.");
 
+ABSL_FLAG(double, keepalive_min_ping_interval_s,
+          absl::ToDoubleSeconds(kDefaults.keepalive_min_ping_interval),
+          "Shortest interval at which a client may ping without sending data, in seconds; a "
+          "client pinging more often is disconnected (GOAWAY too_many_pings). Set it to the "
+          "keepalive time of your clients (e.g. 5 for a 5 s keepalive).");
+ABSL_FLAG(bool, keepalive_permit_without_calls, kDefaults.keepalive_permit_without_calls,
+          "Allow keepalive pings from a client that has no call open (otherwise each counts "
+          "against it as above).");
+
 namespace {
 
 absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
@@ -133,6 +142,13 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
         absl::StrCat("max_connection_age_s: must be >= 0, got ", connection_age));
   }
   if (connection_age > 0.0) config.max_connection_age = absl::Seconds(connection_age);
+  const double ping_interval = absl::GetFlag(FLAGS_keepalive_min_ping_interval_s);
+  if (!(ping_interval >= 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("keepalive_min_ping_interval_s: must be >= 0, got ", ping_interval));
+  }
+  config.keepalive_min_ping_interval = absl::Seconds(ping_interval);
+  config.keepalive_permit_without_calls = absl::GetFlag(FLAGS_keepalive_permit_without_calls);
   config.security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   config.security.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   config.security.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);

@@ -439,6 +439,58 @@ class ShutdownTest(unittest.TestCase):
         self.assertLess(time.time() - start, 10)
 
 
+class KeepaliveTest(unittest.TestCase):
+    """A client with a 5 s keepalive that idles between calls (pings with no call open): mpcd with
+    gRPC's default enforcement disconnects it (GOAWAY too_many_pings), mpcd with
+    --keepalive_min_ping_interval_s=4 --keepalive_permit_without_calls keeps its connection (4, a
+    little under the client's 5 s, so that a ping sent a moment early is no strike)."""
+
+    IDLE_S = 25  # five pings; the default enforcement gives up after the third
+
+    def watch(self, target):
+        """A channel pinging every 5 s and the connectivity states it went through."""
+        grpc = STUBS.grpc
+        channel = grpc.insecure_channel(target, options=[
+            ("grpc.keepalive_time_ms", 5000), ("grpc.keepalive_timeout_ms", 5000),
+            ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.http2.min_time_between_pings_ms", 5000)])
+        states = []
+        channel.subscribe(states.append, try_to_connect=True)
+        grpc.channel_ready_future(channel).result(timeout=30)
+        return channel, states
+
+    def test_configured_server_keeps_a_client_pinging_every_5_s(self):
+        default = start_mpcd("--backend=cpu", "--metrics_port=-1")
+        configured = start_mpcd("--backend=cpu", "--metrics_port=-1",
+                                 "--keepalive_min_ping_interval_s=4",
+                                 "--keepalive_permit_without_calls")
+        channels = []
+        try:
+            watched = {}
+            for name, server in (("default", default), ("configured", configured)):
+                channel, states = self.watch(server.target)
+                channels.append(channel)
+                watched[name] = states
+            time.sleep(self.IDLE_S * SLOWDOWN)
+            ready = STUBS.grpc.ChannelConnectivity.READY
+            left = {name: [s for s in states[states.index(ready):] if s != ready]
+                    for name, states in watched.items()}
+            # The control: gRPC's default enforcement drops the connection.
+            self.assertTrue(left["default"], watched["default"])
+            # Configured: the connection stayed up the whole time, and still answers.
+            self.assertEqual(left["configured"], [], watched["configured"])
+            stub = STUBS.mpcd_pb2_grpc.MpcServiceStub(channels[1])
+            self.assertEqual(len(stub.ListModels(STUBS.mpcd_pb2.ListModelsRequest(),
+                                                 timeout=30).models) > 0, True)
+            self.assertEqual(watched["configured"][-1], ready)
+        finally:
+            for channel in channels:
+                channel.close()
+            for server in (default, configured):
+                code, _, err = server.stop()
+                self.assertEqual(code, 0, err)
+
+
 class FlagsTest(unittest.TestCase):
 
     def run_mpcd(self, *flags):
@@ -454,6 +506,7 @@ class FlagsTest(unittest.TestCase):
                 (["--backend=cpu", "--cuda_precision=float32"], "cuda_precision"),
                 (["--port=70000"], "port"),
                 (["--max_connection_age_s=-1"], "max_connection_age_s"),
+                (["--keepalive_min_ping_interval_s=-1"], "keepalive_min_ping_interval_s"),
                 (["--max_problems_per_request=100", "--max_queue_problems=10"],
                  "max_problems_per_request")):
             with self.subTest(flags=flags):
