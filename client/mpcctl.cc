@@ -60,6 +60,7 @@
 #include "client/load_generator.h"
 #include "client/mpc_client.h"
 #include "client/mpcctl_help.h"
+#include "client/output_format.h"
 #include "mpcd/v1/mpcd.pb.h"
 #include "server/proto_conversion.h"
 #include "solver/cpu/cpu_backend.h"
@@ -129,6 +130,9 @@ ABSL_FLAG(double, rate, 0.0,
 ABSL_FLAG(int, max_in_flight, 10000,
           "bench --rate: most unanswered requests; a request due beyond it is skipped (counted).");
 ABSL_FLAG(int, threads, 0, "--local: CPU solver threads (0 = one per hardware thread).");
+ABSL_FLAG(std::string, output, "json",
+          "solve, backward, models: print the answer as json (pretty), compact (JSON on one line) "
+          "or table (one row per problem or model).");
 
 namespace {
 
@@ -208,20 +212,6 @@ absl::StatusOr<Request> ParseJsonRequest(const std::string& json, const std::str
   return request;
 }
 
-absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  // Print zeros too (cost 0, iterations 0, ...) so scripts see the same keys every time.
-  options.always_print_primitive_fields = true;
-  std::string json;
-  const auto status = google::protobuf::util::MessageToJsonString(message, &json, options);
-  if (!status.ok()) {
-    return absl::InternalError(absl::StrCat("cannot print JSON: ", status.message().ToString()));
-  }
-  return json;
-}
-
 struct LocalSolve {
   mpcd::v1::SolveResponse response;
   std::vector<mpc::Problem> problems;
@@ -272,7 +262,9 @@ absl::StatusOr<Request> ReadRequestFlag(const char* command, const char* type) {
 }
 
 absl::Status PrintJson(const google::protobuf::Message& message) {
-  MPC_ASSIGN_OR_RETURN(const std::string out, ToJson(message));
+  MPC_ASSIGN_OR_RETURN(const mpc::OutputFormat format,
+                       mpc::ParseOutputFormat(absl::GetFlag(FLAGS_output)));
+  MPC_ASSIGN_OR_RETURN(const std::string out, mpc::FormatMessage(message, format));
   std::cout << out << "\n";
   return absl::OkStatus();
 }
@@ -347,9 +339,7 @@ absl::Status RunModels() {
   MPC_RETURN_IF_ERROR(CheckMode("models"));
   mpcd::v1::ListModelsResponse response;
   mpc::ToListModelsResponse(mpc::BuiltinModels(), &response);
-  MPC_ASSIGN_OR_RETURN(const std::string out, ToJson(response));
-  std::cout << out << "\n";
-  return absl::OkStatus();
+  return PrintJson(response);
 }
 
 void SetTensor(std::vector<std::uint32_t> shape, const std::vector<double>& data,

@@ -29,16 +29,16 @@ cli::ProgramHelp MpcctlHelp(const std::string& usage) {
        "usage: mpcctl solve --local --request=FILE.json|- [--threads=N]\n"
        "       mpcctl solve --target=HOST:PORT --request=FILE.json|- [--timeout=S]\n"
        "Solves a SolveRequest (protobuf JSON) and prints the SolveResponse as JSON.",
-       WithTargetFlags({"request", "local", "threads"})},
+       WithTargetFlags({"request", "local", "threads", "output"})},
       {"backward",
        "usage: mpcctl backward --local --request=FILE.json|- [--threads=N]\n"
        "       mpcctl backward --target=HOST:PORT --request=FILE.json|- [--timeout=S]\n"
        "Gradients for a BackwardRequest (protobuf JSON); prints the BackwardResponse as JSON.",
-       WithTargetFlags({"request", "local", "threads"})},
+       WithTargetFlags({"request", "local", "threads", "output"})},
       {"models",
        "usage: mpcctl models --local | --target=HOST:PORT\n"
        "Lists the built-in models (ListModelsResponse as JSON).",
-       WithTargetFlags({"local"})},
+       WithTargetFlags({"local", "output"})},
       {"health",
        "usage: mpcctl health --target=HOST:PORT [--service=NAME]\n"
        "grpc.health.v1 Check; exit 0 only when SERVING.",

@@ -429,9 +429,10 @@ ALL_FLAGS = {
     "tls_server_name", "auth_token_file", "service", "model", "horizon", "batch", "concurrency",
     "duration", "warmup", "iterations", "state_dim", "control_dim", "channels", "json", "steps",
     "round_robin", "retry", "service_config", "verify", "verify_tolerance", "rate",
-    "max_in_flight", "threads"}
+    "max_in_flight", "threads", "output"}
 COMMAND_FLAGS = {
-    "solve": ({"request", "local", "threads", "target", "timeout", "tls_ca"}, {"model", "steps"}),
+    "solve": ({"request", "local", "threads", "target", "timeout", "tls_ca", "output"},
+              {"model", "steps"}),
     "backward": ({"request", "local", "target"}, {"concurrency"}),
     "models": ({"local", "target"}, {"request"}),
     "health": ({"service", "target", "tls_ca"}, {"request", "local"}),
@@ -478,6 +479,41 @@ class HelpTest(unittest.TestCase):
                 covered |= flags
         # No flag is left out of every subcommand's help.
         self.assertEqual(covered, ALL_FLAGS)
+
+    def test_output_formats(self):
+        request = os.path.join(EXAMPLES, "cartpole_swingup.json")
+        pretty = run(["solve", "--local", "--threads=1", "--request", request])
+        self.assertEqual(pretty.returncode, 0, pretty.stderr)
+        compact = run(["solve", "--local", "--threads=1", "--output=compact", "--request", request])
+        self.assertEqual(compact.returncode, 0, compact.stderr)
+        # compact: the same JSON on one line.
+        self.assertEqual(compact.stdout.count("\n"), 1)
+        self.assertEqual(json.loads(compact.stdout)["solutions"],
+                         json.loads(pretty.stdout)["solutions"])
+        table = run(["solve", "--local", "--threads=1", "--output=table", "--request", request])
+        self.assertEqual(table.returncode, 0, table.stderr)
+        lines = table.stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["problem", "status", "iterations", "cost", "u[0]"])
+        solutions = json.loads(pretty.stdout)["solutions"]
+        self.assertEqual(len(lines), 1 + len(solutions) + 1)  # header, rows, footer
+        for i, (line, solution) in enumerate(zip(lines[1:], solutions)):
+            cells = line.split()
+            self.assertEqual(cells[:3], [str(i), solution["status"], str(solution["iterations"])])
+            self.assertAlmostEqual(float(cells[3]), solution["cost"], delta=1e-8 *
+                                   max(1.0, abs(solution["cost"])))
+        self.assertTrue(lines[-1].startswith("backend cpu, batch "), lines[-1])
+        models = run(["models", "--local", "--output=table"])
+        self.assertEqual(models.returncode, 0, models.stderr)
+        self.assertRegex(models.stdout, r"(?m)^cartpole +5 +1 +0\.05 +gravity=9\.8 ")
+        backward = run(["backward", "--local", "--output=table", "--request",
+                        os.path.join(EXAMPLES, "cartpole_backward.json")])
+        self.assertEqual(backward.returncode, 0, backward.stderr)
+        self.assertEqual(backward.stdout.splitlines()[0].split(),
+                         ["problem", "status", "dL/dx_init"])
+        bad = run(["models", "--local", "--output=yaml"])
+        self.assertEqual(bad.returncode, 2)
+        self.assertEqual(bad.stderr,
+                         'mpcctl: output: must be json, compact or table, got "yaml"\n')
 
     def test_environment_variables_set_flags(self):
         env = dict(os.environ, MPCCTL_FLAG_LOCAL="true", MPCCTL_FLAG_THREADS="1",
