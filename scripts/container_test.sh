@@ -56,7 +56,8 @@ if ! podman image exists "$base_image"; then
   rm -rf "$work/rootfs"
 fi
 
-build_args=(--build-arg "VARIANT=$variant")
+build_args=(--build-arg "VARIANT=$variant"
+            --build-arg "MPCD_REVISION=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)")
 if [ "$variant" = cuda ] && [ "$cuda_from_host" -eq 1 ]; then
   [ -x /usr/local/cuda/bin/nvcc ] || fail "--cuda-from-host: no /usr/local/cuda/bin/nvcc here"
   step "CUDA image from this machine's /usr/local/cuda"

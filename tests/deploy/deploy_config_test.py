@@ -317,6 +317,17 @@ class DockerfileTest(unittest.TestCase):
         self.assertNotRegex(runtime, r"-dev\b|\bg\+\+|cmake")
 
 
+    def test_builder_copies_every_directory_the_build_needs(self):
+        with open(source("Dockerfile")) as f:
+            copied = set(re.findall(r"^COPY (?!--)(\S+) ", f.read(), re.MULTILINE))
+        with open(source("CMakeLists.txt")) as f:
+            cmake = f.read()
+        # What the top CMakeLists adds outside tests and benchmarks (the image builds neither).
+        needed = set(re.findall(r"add_subdirectory\((\w+)\)", cmake)) - {"tests", "bench"}
+        self.assertIn("common", needed)
+        self.assertLessEqual(needed | {"cmake", "CMakeLists.txt"}, copied)
+
+
 class PrometheusTest(unittest.TestCase):
     def test_config_and_rules_are_valid(self):
         promtool = require_tool(self, ARGS.promtool, "promtool (apt-get install prometheus)")
