@@ -42,16 +42,20 @@ FROM builder-${VARIANT} AS builder
 # x86-64-v3 (AVX2, FMA) is what the benchmarks assume; x86-64-v2 runs on older hosts.
 ARG MPCD_MARCH=x86-64-v3
 ARG CUDA_ARCHITECTURES=90
+# The git revision mpcd --version and mpcd_build_info report (the build context has no .git):
+# --build-arg MPCD_REVISION=$(git rev-parse --short=12 HEAD); "unknown" without it.
+ARG MPCD_REVISION=unknown
 WORKDIR /src
 COPY CMakeLists.txt ./
 COPY cmake cmake
+COPY common common
 COPY proto proto
 COPY solver solver
 COPY server server
 COPY client client
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMPCD_WITH_CUDA="${MPCD_WITH_CUDA}" \
       -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES}" -DMPCD_MARCH="${MPCD_MARCH}" \
-      -DMPCD_BUILD_TESTS=OFF -DMPCD_BUILD_BENCHMARKS=OFF \
+      -DMPCD_BUILD_TESTS=OFF -DMPCD_BUILD_BENCHMARKS=OFF -DMPCD_REVISION="${MPCD_REVISION}" \
     && cmake --build build -j"$(nproc)" --target mpcd mpcctl \
     && mkdir -p /out/bin /out/lib \
     && cp build/bin/mpcd build/bin/mpcctl /out/bin/ \

@@ -1,6 +1,6 @@
 // Solver-only throughput: pendulum (n=3, m=1, T=20), cartpole (n=5, m=1, T=25) and a random linear
 // problem (n=8, m=4, T=30) at batch 1/16/64/256, exactly 10 iLQR iterations (as mpc.pytorch's
-// "fixed10" timings in ../shared/reference/mpc_pytorch/TIMINGS.md), on one thread and on all.
+// "fixed10" timings in tests/data/mpc_pytorch/TIMINGS.md), on one thread and on all.
 //
 //   build/bin/mpcd_solver_bench --benchmark_counters_tabular=true
 //

@@ -40,6 +40,7 @@
 #include <iostream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -59,6 +60,8 @@
 #include "absl/time/time.h"
 #include "client/load_generator.h"
 #include "client/mpc_client.h"
+#include "client/mpcctl_help.h"
+#include "client/output_format.h"
 #include "mpcd/v1/mpcd.pb.h"
 #include "proto/proto_conversion.h"
 #include "solver/make_backend.h"
@@ -128,6 +131,9 @@ ABSL_FLAG(double, rate, 0.0,
 ABSL_FLAG(int, max_in_flight, 10000,
           "bench --rate: most unanswered requests; a request due beyond it is skipped (counted).");
 ABSL_FLAG(int, threads, 0, "--local: CPU solver threads (0 = one per hardware thread).");
+ABSL_FLAG(std::string, output, "json",
+          "solve, backward, models: print the answer as json (pretty), compact (JSON on one line) "
+          "or table (one row per problem or model).");
 
 namespace {
 
@@ -207,20 +213,6 @@ absl::StatusOr<Request> ParseJsonRequest(const std::string& json, const std::str
   return request;
 }
 
-absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  // Print zeros too (cost 0, iterations 0, ...) so scripts see the same keys every time.
-  options.always_print_primitive_fields = true;
-  std::string json;
-  const auto status = google::protobuf::util::MessageToJsonString(message, &json, options);
-  if (!status.ok()) {
-    return absl::InternalError(absl::StrCat("cannot print JSON: ", status.message().ToString()));
-  }
-  return json;
-}
-
 struct LocalSolve {
   mpcd::v1::SolveResponse response;
   std::vector<mpc::Problem> problems;
@@ -276,7 +268,9 @@ absl::StatusOr<Request> ReadRequestFlag(const char* command, const char* type) {
 }
 
 absl::Status PrintJson(const google::protobuf::Message& message) {
-  MPC_ASSIGN_OR_RETURN(const std::string out, ToJson(message));
+  MPC_ASSIGN_OR_RETURN(const mpc::OutputFormat format,
+                       mpc::ParseOutputFormat(absl::GetFlag(FLAGS_output)));
+  MPC_ASSIGN_OR_RETURN(const std::string out, mpc::FormatMessage(message, format));
   std::cout << out << "\n";
   return absl::OkStatus();
 }
@@ -349,9 +343,7 @@ absl::Status RunModels() {
   MPC_RETURN_IF_ERROR(CheckMode("models"));
   mpcd::v1::ListModelsResponse response;
   mpc::ToListModelsResponse(mpc::BuiltinModels(), &response);
-  MPC_ASSIGN_OR_RETURN(const std::string out, ToJson(response));
-  std::cout << out << "\n";
-  return absl::OkStatus();
+  return PrintJson(response);
 }
 
 void SetTensor(std::vector<std::uint32_t> shape, const std::vector<double>& data,
@@ -851,6 +843,13 @@ absl::Status RunBench() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
+  const mpc::cli::ProgramHelp help = mpc::MpcctlHelp(kUsage);
+  mpc::cli::InstallUsageConfig(help);
+  if (std::optional<int> code = mpc::cli::HandleHelp(argc, argv, help)) return *code;
+  std::string env_error;
+  if (!mpc::cli::ApplyEnvironment(help, &env_error)) {
+    return Fail(absl::InvalidArgumentError(env_error));
+  }
   // gRPC logs some failures itself (e.g. "Handshake failed ... certificate verify failed"), which
   // would break the one-line error contract; the status mpcctl prints carries the same reason.
   // Setting GRPC_VERBOSITY brings gRPC's log back.

@@ -1,4 +1,5 @@
-# Finds every dependency the way Debian 12 ships it (see ../shared/TOOLCHAIN.md §3).
+# Finds every dependency the way Debian 12 ships it (libgrpc++-dev 1.51, libprotobuf-dev 3.21,
+# libabsl-dev 20220623, prometheus-cpp-dev 1.0.1; scripts/install_deps.sh installs them).
 # On the GPU machine (no Debian packages) MPCD_DEPS_DIR points at carried copies of Eigen,
 # Abseil and GoogleTest (scripts/prepare_gpu_deps.sh).
 set(MPCD_DEPS_DIR "" CACHE PATH "Folder with carried Eigen/Abseil/GoogleTest (GPU machine)")

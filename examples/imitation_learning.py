@@ -12,7 +12,7 @@ gradient; EXACT: the true derivative of the solution map). Results: docs/imitati
 
     make build && build/bin/mpcd --port=50051 &
     PYTHONPATH=client/python:build/python /usr/bin/python3 examples/imitation_learning.py \
-        --target=localhost:50051 --out=docs [--json=results.json]
+        --target=localhost:50051 --out=build/imitation [--json=results.json]
 """
 
 import argparse
@@ -243,8 +243,8 @@ def plot(results, seeds, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", default="localhost:50051")
-    parser.add_argument("--out", default=os.path.join(_REPO, "docs"),
-                        help="folder for imitation.png")
+    parser.add_argument("--out", default=os.path.join(_REPO, "build", "imitation"),
+                        help="folder for imitation.png (docs/imitation.png is the committed copy)")
     parser.add_argument("--json", default="", help="also write every run's history here")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS))

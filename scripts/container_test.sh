@@ -11,7 +11,7 @@
 # Needs root (or rootless podman), podman, runc and debootstrap (apt-get install podman runc
 # debootstrap). Not part of `make test`: the build compiles mpcd inside the image (minutes on 2 cores).
 # With no container registry reachable, the bookworm base image is made with debootstrap from the
-# Debian mirror apt uses (../shared/TOOLCHAIN.md §8).
+# Debian mirror apt uses (debootstrap, then podman import; docs/operations.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -56,7 +56,8 @@ if ! podman image exists "$base_image"; then
   rm -rf "$work/rootfs"
 fi
 
-build_args=(--build-arg "VARIANT=$variant")
+build_args=(--build-arg "VARIANT=$variant"
+            --build-arg "MPCD_REVISION=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)")
 if [ "$variant" = cuda ] && [ "$cuda_from_host" -eq 1 ]; then
   [ -x /usr/local/cuda/bin/nvcc ] || fail "--cuda-from-host: no /usr/local/cuda/bin/nvcc here"
   step "CUDA image from this machine's /usr/local/cuda"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On the lent GPU machine (CMake and nvcc, no Debian packages, no network; DESIGN §7), in one call:
+# On the lent GPU machine (CMake and nvcc, no Debian packages, no network), in one call:
 # configure the solver-only build against the carried .deps/ (scripts/prepare_gpu_deps.sh), build,
 # run every solver test including the `gpu` ones, run the GPU tests under compute-sanitizer
 # (memcheck and racecheck) when it is installed, then the GPU benchmark. Output goes to stdout and,
@@ -14,8 +14,6 @@ mkdir -p "$OUT"
 ARCH=${MPCD_CUDA_ARCH:-90}
 BUILD=build-gpu
 [[ -d .deps ]] || { echo "gpu_build_test_bench: .deps/ is missing: run scripts/prepare_gpu_deps.sh and carry it" >&2; exit 2; }
-REFERENCE="$PWD/../shared/reference/mpc_pytorch"
-[[ -d "$REFERENCE" ]] || REFERENCE="$PWD/shared/reference/mpc_pytorch"
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 GENERATOR=()
 command -v ninja >/dev/null && GENERATOR=(-G Ninja)
@@ -26,7 +24,7 @@ step() { echo "== $*"; }
 step configure
 cmake -S . -B "$BUILD" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release -DMPCD_SOLVER_ONLY=ON \
   -DMPCD_DEPS_DIR="$PWD/.deps" -DMPCD_WITH_CUDA=ON -DCMAKE_CUDA_COMPILER="$NVCC" \
-  -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DMPCD_REFERENCE_DIR="$REFERENCE" \
+  -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
   2>&1 | tee "$OUT/configure.log" | tail -5
 step build
 ( time cmake --build "$BUILD" -j"$(nproc)" ) 2>&1 | tee "$OUT/build.log" | tail -5 || status=1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fills .deps/ (git-ignored) with what the solver library, its tests and the GPU benchmark need on
-# the lent GPU machine, which has CMake and nvcc but no Debian packages and no network (DESIGN §7):
+# the lent GPU machine, which has CMake and nvcc but no Debian packages and no network:
 #   Eigen 3.4 headers and CMake config      (libeigen3-dev)
 #   Abseil headers, shared libraries, config (libabsl-dev 20220623; x86_64, glibc >= 2.34)
 #   nlohmann_json headers and CMake config   (nlohmann-json3-dev; the reference-data loader)

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/cli.h"
 #include "server/mpc_server.h"
 #include "server/security.h"
 #include "server/server_config.h"
@@ -83,6 +85,15 @@ ABSL_FLAG(double, max_connection_age_s, 0.0,
           "Ask clients to reconnect (and so re-resolve DNS, finding new replicas) after a "
           "connection has been open this many seconds; 0 = never.");
 
+ABSL_FLAG(double, keepalive_min_ping_interval_s,
+          absl::ToDoubleSeconds(kDefaults.keepalive_min_ping_interval),
+          "Shortest interval at which a client may ping without sending data, in seconds; a "
+          "client pinging more often is disconnected (GOAWAY too_many_pings). Set it to the "
+          "keepalive time of your clients (e.g. 5 for a 5 s keepalive).");
+ABSL_FLAG(bool, keepalive_permit_without_calls, kDefaults.keepalive_permit_without_calls,
+          "Allow keepalive pings from a client that has no call open (otherwise each counts "
+          "against it as above).");
+
 namespace {
 
 absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
@@ -131,6 +142,13 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
         absl::StrCat("max_connection_age_s: must be >= 0, got ", connection_age));
   }
   if (connection_age > 0.0) config.max_connection_age = absl::Seconds(connection_age);
+  const double ping_interval = absl::GetFlag(FLAGS_keepalive_min_ping_interval_s);
+  if (!(ping_interval >= 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("keepalive_min_ping_interval_s: must be >= 0, got ", ping_interval));
+  }
+  config.keepalive_min_ping_interval = absl::Seconds(ping_interval);
+  config.keepalive_permit_without_calls = absl::GetFlag(FLAGS_keepalive_permit_without_calls);
   config.security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   config.security.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   config.security.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
@@ -143,9 +161,24 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "mpcd: differentiable MPC over gRPC.\n  mpcd [--port=50051] [--metrics_port=9464] "
-      "[--backend=auto] [--flagfile=FILE] ...");
+  mpc::cli::ProgramHelp help;
+  help.program = "mpcd";
+  help.usage =
+      "mpcd: differentiable MPC over gRPC.\n"
+      "usage: mpcd [--host=127.0.0.1] [--port=50051] [--metrics_port=9464] [--backend=auto] "
+      "[--flag=value ...]\n"
+      "       mpcd --flagfile=FILE   (one --flag=value per line, e.g. deploy/mpcd.flags)\n"
+      "       mpcd --version";
+  help.main_file = "server/main.cc";
+  help.env_prefix = "MPCD_FLAG_";
+  absl::SetProgramUsageMessage(help.usage);
+  mpc::cli::InstallUsageConfig(help);
+  if (std::optional<int> code = mpc::cli::HandleHelp(argc, argv, help)) return *code;
+  std::string env_error;
+  if (!mpc::cli::ApplyEnvironment(help, &env_error)) {
+    std::cerr << "mpcd: " << env_error << "\n";
+    return 2;
+  }
   const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   // Debian's Abseil is built with assertions on, which turns on absl::Mutex's deadlock detector:
   // a lock-order graph updated on every lock (2-4% of the server's CPU under load in a profile).
@@ -188,6 +221,7 @@ int main(int argc, char** argv) {
                                                : std::string("off"))
             << ")" << std::endl;
   std::cout << "mpcd: security: " << mpc::DescribeSecurity(config->security) << std::endl;
+  std::cout << "mpcd: version: " << mpc::cli::VersionString("mpcd") << std::endl;
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

@@ -63,6 +63,9 @@ absl::Status ValidateServerConfig(const ServerConfig& config) {
   if (config.max_connection_age <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("max_connection_age: must be > 0");
   }
+  if (config.keepalive_min_ping_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("keepalive_min_ping_interval_s: must be >= 0");
+  }
   if (config.shutdown_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("shutdown_grace: must be >= 0");
   }

@@ -66,6 +66,14 @@ struct ServerConfig {
   // that is how long-lived clients of a headless Kubernetes Service find new replicas.
   // Infinite = never.
   absl::Duration max_connection_age = absl::InfiniteDuration();
+  // Keepalive enforcement. A client may ping (HTTP/2 PING without data, e.g. gRPC keepalive) at
+  // most once per keepalive_min_ping_interval; one that pings more often is disconnected with
+  // GOAWAY "too_many_pings" after two strikes. Without keepalive_permit_without_calls, every ping
+  // while the client has no call open is a strike. The defaults are gRPC's (5 minutes, not
+  // permitted), so a client with a 5 s keepalive needs an interval <= 5 s and, when it idles
+  // between calls, the permission.
+  absl::Duration keepalive_min_ping_interval = absl::Minutes(5);
+  bool keepalive_permit_without_calls = false;
   SecurityConfig security;
 };
 

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "common/build_info.h"
 #include "prometheus/family.h"
 
 namespace mpc {
@@ -182,6 +183,12 @@ ServiceMetrics::ServiceMetrics(absl::string_view backend)
       .Help("1 for the solver backend this server uses.")
       .Register(*registry_)
       .Add({{"backend", backend_name}})
+      .Set(1);
+  prometheus::BuildGauge()
+      .Name("mpcd_build_info")
+      .Help("1, labeled with the mpcd version and the git revision it was built from.")
+      .Register(*registry_)
+      .Add({{"version", kBuildVersion}, {"revision", kBuildRevision}})
       .Set(1);
 }
 

@@ -26,6 +26,7 @@
 //   mpcd_inflight_problems                        problems inside a backend launch
 //   mpcd_dropped_problems_total{reason}           queue_full, stopping, deadline, cancelled
 //   mpcd_backend_info{backend}                    1 for the backend in use
+//   mpcd_build_info{version,revision}             1, with the version and git revision built
 
 #include <array>
 #include <cstdint>

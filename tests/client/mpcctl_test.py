@@ -12,6 +12,7 @@ import copy
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,9 +24,10 @@ EXAMPLES = ""
 
 def solve_examples():
     """The example SolveRequests (examples/*_backward.json hold BackwardRequests and
-    examples/*_control.json the first message of a Control session)."""
+    examples/*_control.json the first message of a Control session; examples/bad.json is the
+    README's refused request)."""
     return sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".json")
-                  and not f.endswith(("_backward.json", "_control.json")))
+                  and not f.endswith(("_backward.json", "_control.json")) and f != "bad.json")
 
 
 def backward_examples():
@@ -419,6 +421,127 @@ class BackwardTest(unittest.TestCase):
         result = run(["backward", "--request", os.path.join(EXAMPLES, "lqr_box.json")])
         self.assertEqual(result.returncode, 2)
         self.assertIn("backward needs --local", result.stderr)
+
+
+# Every flag mpcctl defines (client/mpcctl.cc), and a few each subcommand must list in its help.
+ALL_FLAGS = {
+    "local", "request", "target", "timeout", "tls", "tls_ca", "tls_cert", "tls_key",
+    "tls_server_name", "auth_token_file", "service", "model", "horizon", "batch", "concurrency",
+    "duration", "warmup", "iterations", "state_dim", "control_dim", "channels", "json", "steps",
+    "round_robin", "retry", "service_config", "verify", "verify_tolerance", "rate",
+    "max_in_flight", "threads", "output"}
+COMMAND_FLAGS = {
+    "solve": ({"request", "local", "threads", "target", "timeout", "tls_ca", "output"},
+              {"model", "steps"}),
+    "backward": ({"request", "local", "target"}, {"concurrency"}),
+    "models": ({"local", "target"}, {"request"}),
+    "health": ({"service", "target", "tls_ca"}, {"request", "local"}),
+    "control": ({"request", "steps", "json", "target"}, {"local", "model"}),
+    "bench": ({"model", "horizon", "batch", "concurrency", "rate", "duration", "verify",
+               "target", "round_robin"}, {"local", "request"}),
+    "demo": ({"threads"}, {"target", "request"}),
+}
+
+
+def listed_flags(help_text):
+    """Flag name -> default as printed on the "  --name=default" lines of a help text."""
+    return dict(re.findall(r"^  --(\w+)=(.*)$", help_text, re.MULTILINE))
+
+
+class HelpTest(unittest.TestCase):
+
+    def test_help_lists_every_flag_with_its_default(self):
+        for argv in (["--help"], ["-h"], ["--helpshort"]):
+            with self.subTest(argv=argv):
+                result = run(argv)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertIn("usage: mpcctl solve", result.stdout)
+                flags = listed_flags(result.stdout)
+                self.assertEqual(set(flags), ALL_FLAGS)
+                self.assertEqual(flags["timeout"], "60")
+                self.assertEqual(flags["model"], '"cartpole"')
+                self.assertEqual(flags["horizon"], "25")
+                self.assertEqual(flags["local"], "false")
+                self.assertEqual(flags["target"], '""')
+
+    def test_each_subcommand_lists_its_flags(self):
+        covered = set()
+        for command, (present, absent) in COMMAND_FLAGS.items():
+            with self.subTest(command=command):
+                result = run([command, "--help"])
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertIn("usage: mpcctl " + command, result.stdout)
+                self.assertNotIn("usage: mpcctl demo" if command != "demo" else
+                                 "usage: mpcctl solve", result.stdout)
+                flags = set(listed_flags(result.stdout))
+                self.assertLessEqual(present, flags)
+                self.assertFalse(absent & flags, absent & flags)
+                covered |= flags
+        # No flag is left out of every subcommand's help.
+        self.assertEqual(covered, ALL_FLAGS)
+
+    def test_output_formats(self):
+        request = os.path.join(EXAMPLES, "cartpole_swingup.json")
+        pretty = run(["solve", "--local", "--threads=1", "--request", request])
+        self.assertEqual(pretty.returncode, 0, pretty.stderr)
+        compact = run(["solve", "--local", "--threads=1", "--output=compact", "--request", request])
+        self.assertEqual(compact.returncode, 0, compact.stderr)
+        # compact: the same JSON on one line.
+        self.assertEqual(compact.stdout.count("\n"), 1)
+        self.assertEqual(json.loads(compact.stdout)["solutions"],
+                         json.loads(pretty.stdout)["solutions"])
+        table = run(["solve", "--local", "--threads=1", "--output=table", "--request", request])
+        self.assertEqual(table.returncode, 0, table.stderr)
+        lines = table.stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["problem", "status", "iterations", "cost", "u[0]"])
+        solutions = json.loads(pretty.stdout)["solutions"]
+        self.assertEqual(len(lines), 1 + len(solutions) + 1)  # header, rows, footer
+        for i, (line, solution) in enumerate(zip(lines[1:], solutions)):
+            cells = line.split()
+            self.assertEqual(cells[:3], [str(i), solution["status"], str(solution["iterations"])])
+            self.assertAlmostEqual(float(cells[3]), solution["cost"], delta=1e-8 *
+                                   max(1.0, abs(solution["cost"])))
+        self.assertTrue(lines[-1].startswith("backend cpu, batch "), lines[-1])
+        models = run(["models", "--local", "--output=table"])
+        self.assertEqual(models.returncode, 0, models.stderr)
+        self.assertRegex(models.stdout, r"(?m)^cartpole +5 +1 +0\.05 +gravity=9\.8 ")
+        backward = run(["backward", "--local", "--output=table", "--request",
+                        os.path.join(EXAMPLES, "cartpole_backward.json")])
+        self.assertEqual(backward.returncode, 0, backward.stderr)
+        self.assertEqual(backward.stdout.splitlines()[0].split(),
+                         ["problem", "status", "dL/dx_init"])
+        bad = run(["models", "--local", "--output=yaml"])
+        self.assertEqual(bad.returncode, 2)
+        self.assertEqual(bad.stderr,
+                         'mpcctl: output: must be json, compact or table, got "yaml"\n')
+
+    def test_environment_variables_set_flags(self):
+        env = dict(os.environ, MPCCTL_FLAG_LOCAL="true", MPCCTL_FLAG_THREADS="1",
+                   MPCCTL_FLAG_REQUEST=os.path.join(EXAMPLES, "lqr_box.json"))
+        result = subprocess.run([MPCCTL, "solve"], capture_output=True, text=True, timeout=120,
+                                env=env)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(len(json.loads(result.stdout)["solutions"]),
+                         len(load_example("lqr_box.json")["problems"]))
+        # The command line wins: --request=- reads stdin instead of the file.
+        result = subprocess.run([MPCCTL, "solve", "--request=-"], input="{nope",
+                                capture_output=True, text=True, timeout=120, env=env)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("stdin", result.stderr)
+        env["MPCCTL_FLAG_THREADS"] = "many"
+        result = subprocess.run([MPCCTL, "solve"], capture_output=True, text=True, timeout=120,
+                                env=env)
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stderr.count("\n"), 1)
+        self.assertIn('MPCCTL_FLAG_THREADS="many"', result.stderr)
+
+    def test_help_after_other_flags_and_version(self):
+        result = run(["bench", "--target=localhost:1", "--help"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("--concurrency=1", result.stdout)
+        result = run(["--version"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertRegex(result.stdout, r"^mpcctl \d+\.\d+\.\d+ \(revision ([0-9a-f]{7,}|unknown)\)\n$")
 
 
 def main():

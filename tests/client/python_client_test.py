@@ -3,14 +3,14 @@
 
 mpcd.Client: health, models, solve and backward with numpy arrays, errors as exceptions carrying
 the gRPC status (INVALID_ARGUMENT naming the field, DEADLINE_EXCEEDED, UNAVAILABLE).
-mpcd.torch.MPC: every mpc.pytorch reference case (../shared/reference/mpc_pytorch, read at run time)
+mpcd.torch.MPC: every mpc.pytorch reference case (tests/data/mpc_pytorch, read at run time)
 solved through the server in mpc.pytorch's (T, B, ...) layout, and its gradients (autograd through
 Backward) against the files' gradients; the batch-shared layouts against the per-element ones;
 torch.autograd.gradcheck in float64 through the server. The small imitation-learning experiment
 (examples/imitation_learning.py): one parameter learned to within 1%.
 
 Usage: python_client_test.py --mpcd build/bin/mpcd --package-dir client/python
-         --stubs-dir build/python --reference-dir ../shared/reference/mpc_pytorch
+         --stubs-dir build/python --reference-dir tests/data/mpc_pytorch
          --examples-dir examples [unittest args]
 """
 

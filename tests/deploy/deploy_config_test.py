@@ -2,8 +2,8 @@
 """Offline checks of everything under deploy/ and the Dockerfile:
 
 - yamllint (strict, deploy/.yamllint) on every YAML file;
-- the kustomize renders (base = CPU, overlays/cuda = GPU) validated against the upstream
-  Kubernetes schemas (npm kubernetes-models, installed with `npm ci` from tests/deploy's lockfile
+- the kustomize renders (base = CPU, overlays/cuda = GPU, monitoring = the Prometheus operator's
+  ServiceMonitor) validated against the upstream Kubernetes and prometheus-operator schemas (npm kubernetes-models, installed with `npm ci` from tests/deploy's lockfile
   into the build tree; skipped, saying so, when npm cannot reach its registry);
 - what the schemas cannot see: the resources agree with each other and with the image (selectors
   match the pod labels, probes are grpc.health.v1 on the gRPC port of deploy/mpcd.flags, the grace
@@ -101,8 +101,13 @@ class SchemaTest(unittest.TestCase):
     def setUpClass(cls):
         cls.node_modules = os.path.join(ARGS.work_dir, "node_modules")
         cls.setup_error = None
-        if os.path.isdir(os.path.join(cls.node_modules, "kubernetes-models")):
-            return
+        # Installed already, from the same lockfile (a new dependency reinstalls).
+        installed_lock = os.path.join(ARGS.work_dir, "package-lock.json")
+        if os.path.isdir(cls.node_modules) and os.path.isfile(installed_lock):
+            lock = source("tests", "deploy", "package-lock.json")
+            with open(installed_lock) as a, open(lock) as b:
+                if a.read() == b.read():
+                    return
         if not ARGS.npm or not ARGS.node:
             cls.setup_error = "node/npm not installed"
             return
@@ -123,8 +128,22 @@ class SchemaTest(unittest.TestCase):
 
     def test_cpu_manifests_match_the_schemas(self):
         out = self.validate(Rendered(self, "base").text)
-        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+                     "NetworkPolicy"):
             self.assertIn("ok -: %s/mpcd" % kind, out)
+
+    def test_service_monitor_matches_the_operator_schema(self):
+        out = self.validate(Rendered(self, "monitoring").text)
+        self.assertIn("ok -: ServiceMonitor/mpcd", out)
+
+    def test_the_validator_rejects_a_bad_service_monitor(self):
+        text = Rendered(self, "monitoring").text.replace("interval: 15s", "interval: 15")
+        if self.setup_error:
+            self.skipTest(self.setup_error)
+        result = run([ARGS.node, source("tests", "deploy", "validate_k8s.js"), "-"], input=text,
+                     env=dict(os.environ, NODE_PATH=self.node_modules))
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("interval must be string", result.stderr)
 
     def test_cuda_manifests_match_the_schemas(self):
         out = self.validate(Rendered(self, "overlays/cuda").text)
@@ -216,6 +235,33 @@ class ConsistencyTest(unittest.TestCase):
             self.assertIn(port["targetPort"], self.ports)
             self.assertEqual(port["port"], self.ports[port["targetPort"]])
 
+    def test_network_policy_opens_grpc_and_keeps_metrics_for_prometheus(self):
+        policy = self.base["NetworkPolicy"]["spec"]
+        self.assert_selects_pods(policy["podSelector"]["matchLabels"])
+        self.assertEqual(policy["policyTypes"], ["Ingress"])
+        rules = {rule["ports"][0]["port"]: rule for rule in policy["ingress"]}
+        self.assertEqual(set(rules), {"grpc", "metrics"})
+        for name in rules:
+            self.assertIn(name, self.ports)  # named ports of the container
+        self.assertNotIn("from", rules["grpc"])  # clients may come from anywhere
+        peers = rules["metrics"]["from"]
+        self.assertTrue(peers, "/metrics must not be open to every peer")
+        for peer in peers:  # every peer is narrowed to a namespace and to pods
+            self.assertTrue(peer["namespaceSelector"]["matchLabels"])
+            self.assertTrue(peer["podSelector"]["matchLabels"])
+
+    def test_service_monitor_scrapes_the_metrics_port_of_the_service(self):
+        monitor = Rendered(self, "monitoring")["ServiceMonitor"]
+        service = self.base["Service"]
+        for key, value in monitor["spec"]["selector"]["matchLabels"].items():
+            self.assertEqual(service["metadata"]["labels"].get(key), value)
+        service_ports = {p["name"]: p for p in service["spec"]["ports"]}
+        (endpoint,) = monitor["spec"]["endpoints"]
+        self.assertEqual(service_ports[endpoint["port"]]["targetPort"], "metrics")
+        self.assertEqual(service_ports[endpoint["port"]]["port"],
+                         int(self.flags["metrics_port"]))
+        self.assertEqual(endpoint["path"], "/metrics")
+
     def test_autoscaler_and_disruption_budget_fit_the_deployment(self):
         hpa = self.base["HorizontalPodAutoscaler"]["spec"]
         self.assertEqual(hpa["scaleTargetRef"]["kind"], "Deployment")
@@ -269,6 +315,17 @@ class DockerfileTest(unittest.TestCase):
         # The runtime stage installs no compiler or -dev package.
         runtime = dockerfile[dockerfile.index("AS runtime-cpu"):]
         self.assertNotRegex(runtime, r"-dev\b|\bg\+\+|cmake")
+
+
+    def test_builder_copies_every_directory_the_build_needs(self):
+        with open(source("Dockerfile")) as f:
+            copied = set(re.findall(r"^COPY (?!--)(\S+) ", f.read(), re.MULTILINE))
+        with open(source("CMakeLists.txt")) as f:
+            cmake = f.read()
+        # What the top CMakeLists adds outside tests and benchmarks (the image builds neither).
+        needed = set(re.findall(r"add_subdirectory\((\w+)\)", cmake)) - {"tests", "bench"}
+        self.assertIn("common", needed)
+        self.assertLessEqual(needed | {"cmake", "CMakeLists.txt"}, copied)
 
 
 class PrometheusTest(unittest.TestCase):

@@ -1,5 +1,7 @@
 // Validates Kubernetes manifests offline against the upstream OpenAPI schemas bundled in the npm
-// package kubernetes-models (4.x: node 20). Every document must be a kind the package knows.
+// package kubernetes-models (4.x: node 20), and the Prometheus operator's custom resources
+// (ServiceMonitor, ...) against @kubernetes-models/prometheus-operator. Every document must be a
+// kind one of them knows.
 // Usage: NODE_PATH=DIR/node_modules node validate_k8s.js FILE.yaml... ('-' = stdin)
 'use strict';
 const fs = require('fs');
@@ -7,9 +9,13 @@ const YAML = require('yaml');
 
 function modelFor(apiVersion, kind) {
   // "apps/v1" -> kubernetes-models/apps/v1; "v1" -> kubernetes-models/v1
+  // Custom resources: their group's package (the operator's CRD schemas).
+  const crdPackages = { 'monitoring.coreos.com': '@kubernetes-models/prometheus-operator' };
+  const group = apiVersion.includes('/') ? apiVersion.split('/')[0] : '';
+  const root = crdPackages[group] || 'kubernetes-models';
   let module;
   try {
-    module = require(`kubernetes-models/${apiVersion}`);
+    module = require(`${root}/${apiVersion}`);
   } catch (error) {
     throw new Error(`unknown apiVersion ${apiVersion}`);
   }

@@ -9,7 +9,7 @@ busy: calls in flight are answered, new ones are refused, exit 0.
 
 Usage: mpcd_process_test.py --mpcd build/bin/mpcd --mpcctl build/bin/mpcctl --proto-dir proto
          --grpc-proto-dir /usr/share/grpc-proto --protoc protoc --grpc-python-plugin PATH
-         --examples examples [unittest args]
+         --examples examples --project-version 0.1.0 [unittest args]
 """
 
 import argparse
@@ -18,6 +18,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -106,6 +107,13 @@ class ServingTest(unittest.TestCase):
         for name in sorted(f for f in os.listdir(ARGS.examples) if f.endswith(".json")):
             with open(self.example(name)) as f:
                 request = json.load(f)
+            if name == "bad.json":  # the README's refused request: refused remotely too
+                remote = mpcctl("solve", "--target", self.server.target, "--request",
+                                self.example(name))
+                self.assertEqual(remote.returncode, 2)
+                self.assertEqual(remote.stderr, "mpcctl: INVALID_ARGUMENT: problems[1].x_init: "
+                                 "expected shape (5), got (4)\n")
+                continue
             if "cotangents" in request or "problem" in request:
                 continue  # a BackwardRequest or a ControlRequest (tested below)
             with self.subTest(example=name):
@@ -262,6 +270,29 @@ class ServingTest(unittest.TestCase):
             names |= {s.name for s in file.service}
         self.assertIn("MpcService", names)
 
+    def check_grafana_dashboard(self, text):
+        """Every query of the Grafana dashboard names series this server exports (in `text`, a
+        real scrape): a renamed metric or a typo leaves a panel empty, and this fails instead."""
+        dashboard, queries = dashboard_queries()
+        self.assertEqual(len({p["id"] for p in dashboard["panels"]}), len(dashboard["panels"]))
+        self.assertIn("job", [v["name"] for v in dashboard["templating"]["list"]])
+        exported = set(re.findall(r"^(\w+)[{ ]", text, re.MULTILINE))
+        named = set()
+        for title, expr in queries:
+            with self.subTest(panel=title, expr=expr):
+                names = _metric_selectors(expr)
+                self.assertTrue(names, "the query selects no metric")
+                for name in names:
+                    self.assertTrue(name.startswith("mpcd_"), name)
+                    self.assertIn(name, exported)
+                    if "histogram_quantile" in expr:
+                        self.assertTrue(name.endswith("_bucket"), name)
+                named |= set(names)
+        # The dashboard covers the families an operator needs first.
+        for family in ("mpcd_requests_total", "mpcd_request_duration_seconds_bucket",
+                       "mpcd_queued_problems", "mpcd_dropped_problems_total", "mpcd_build_info"):
+            self.assertIn(family, named)
+
     def test_metrics_scrape(self):
         # Make sure something was counted.
         self.assertEqual(mpcctl("models", "--target", self.server.target).returncode, 0)
@@ -276,12 +307,46 @@ class ServingTest(unittest.TestCase):
             self.assertIn("# TYPE %s " % family, text)
         self.assertRegex(text, r'mpcd_requests_total\{code="OK",method="ListModels"\} [1-9]')
         self.assertIn('mpcd_backend_info{backend="cpu"} 1', text)
+        # The build's version and revision, the same as `mpcd --version` prints.
+        version, revision = mpcd_version()
+        self.assertIn("# TYPE mpcd_build_info gauge", text)
+        self.assertIn('mpcd_build_info{revision="%s",version="%s"} 1' % (revision, version), text)
+        self.check_grafana_dashboard(text)
         promtool = shutil.which("promtool")
         if promtool is None:
             self.skipTest("promtool not installed (scripts/install_deps.sh --extras)")
         lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                               text=True, timeout=60)
         self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
+
+
+def dashboard_queries():
+    """Every PromQL query of deploy/grafana/mpcd-dashboard.json, by panel title."""
+    path = os.path.join(os.path.dirname(os.path.abspath(ARGS.examples)), "deploy", "grafana",
+                        "mpcd-dashboard.json")
+    with open(path) as f:
+        dashboard = json.load(f)
+    queries = []
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            queries.append((panel["title"], target["expr"]))
+    return dashboard, queries
+
+
+def mpcd_version():
+    """(version, revision) from `mpcd --version`; the version must be CMake's project version."""
+    result = subprocess.run([ARGS.mpcd, "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    match = re.fullmatch(r"mpcd (\S+) \(revision ([0-9a-f]{7,}|unknown)\)\n", result.stdout)
+    assert match is not None, result.stdout
+    assert match.group(1) == ARGS.project_version, (match.group(1), ARGS.project_version)
+    return match.groups()
+
+
+def _metric_selectors(expr):
+    """The metric names a PromQL query selects: every name followed by a {label matcher}."""
+    return re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\{", expr)
 
 
 def lqr_request(pb):
@@ -374,6 +439,58 @@ class ShutdownTest(unittest.TestCase):
         self.assertLess(time.time() - start, 10)
 
 
+class KeepaliveTest(unittest.TestCase):
+    """A client with a 5 s keepalive that idles between calls (pings with no call open): mpcd with
+    gRPC's default enforcement disconnects it (GOAWAY too_many_pings), mpcd with
+    --keepalive_min_ping_interval_s=4 --keepalive_permit_without_calls keeps its connection (4, a
+    little under the client's 5 s, so that a ping sent a moment early is no strike)."""
+
+    IDLE_S = 25  # five pings; the default enforcement gives up after the third
+
+    def watch(self, target):
+        """A channel pinging every 5 s and the connectivity states it went through."""
+        grpc = STUBS.grpc
+        channel = grpc.insecure_channel(target, options=[
+            ("grpc.keepalive_time_ms", 5000), ("grpc.keepalive_timeout_ms", 5000),
+            ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.http2.min_time_between_pings_ms", 5000)])
+        states = []
+        channel.subscribe(states.append, try_to_connect=True)
+        grpc.channel_ready_future(channel).result(timeout=30)
+        return channel, states
+
+    def test_configured_server_keeps_a_client_pinging_every_5_s(self):
+        default = start_mpcd("--backend=cpu", "--metrics_port=-1")
+        configured = start_mpcd("--backend=cpu", "--metrics_port=-1",
+                                 "--keepalive_min_ping_interval_s=4",
+                                 "--keepalive_permit_without_calls")
+        channels = []
+        try:
+            watched = {}
+            for name, server in (("default", default), ("configured", configured)):
+                channel, states = self.watch(server.target)
+                channels.append(channel)
+                watched[name] = states
+            time.sleep(self.IDLE_S * SLOWDOWN)
+            ready = STUBS.grpc.ChannelConnectivity.READY
+            left = {name: [s for s in states[states.index(ready):] if s != ready]
+                    for name, states in watched.items()}
+            # The control: gRPC's default enforcement drops the connection.
+            self.assertTrue(left["default"], watched["default"])
+            # Configured: the connection stayed up the whole time, and still answers.
+            self.assertEqual(left["configured"], [], watched["configured"])
+            stub = STUBS.mpcd_pb2_grpc.MpcServiceStub(channels[1])
+            self.assertEqual(len(stub.ListModels(STUBS.mpcd_pb2.ListModelsRequest(),
+                                                 timeout=30).models) > 0, True)
+            self.assertEqual(watched["configured"][-1], ready)
+        finally:
+            for channel in channels:
+                channel.close()
+            for server in (default, configured):
+                code, _, err = server.stop()
+                self.assertEqual(code, 0, err)
+
+
 class FlagsTest(unittest.TestCase):
 
     def run_mpcd(self, *flags):
@@ -389,12 +506,75 @@ class FlagsTest(unittest.TestCase):
                 (["--backend=cpu", "--cuda_precision=float32"], "cuda_precision"),
                 (["--port=70000"], "port"),
                 (["--max_connection_age_s=-1"], "max_connection_age_s"),
+                (["--keepalive_min_ping_interval_s=-1"], "keepalive_min_ping_interval_s"),
                 (["--max_problems_per_request=100", "--max_queue_problems=10"],
                  "max_problems_per_request")):
             with self.subTest(flags=flags):
                 result = self.run_mpcd("--port=0", "--metrics_port=-1", *flags)
                 self.assertEqual(result.returncode, 2, result.stderr)
                 self.assertIn(message, result.stderr)
+
+    def test_help_lists_the_flags_with_defaults_and_exits_0(self):
+        for flag in ("--help", "-h", "--helpshort"):
+            with self.subTest(flag=flag):
+                result = self.run_mpcd(flag)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertIn("usage: mpcd", result.stdout)
+                flags = dict(re.findall(r"^  --(\w+)=(.*)$", result.stdout, re.MULTILINE))
+                self.assertEqual(flags["port"], "50051")
+                self.assertEqual(flags["metrics_port"], "9464")
+                self.assertEqual(flags["backend"], '"auto"')
+                self.assertEqual(flags["tls_cert"], '""')
+                for name in ("host", "max_batch_size", "max_queue_delay_us", "max_queue_problems",
+                             "threads", "auth_token_file", "shutdown_grace_s"):
+                    self.assertIn(name, flags)
+                # Every flag of server/main.cc, none of gRPC's or Abseil's own.
+                self.assertGreaterEqual(len(flags), 24)
+                self.assertNotIn("flagfile", flags)
+
+    def test_every_flag_reads_its_environment_variable(self):
+        env = dict(os.environ, MPCD_FLAG_HOST="127.0.0.1", MPCD_FLAG_PORT="0",
+                   MPCD_FLAG_METRICS_PORT="-1", MPCD_FLAG_BACKEND="cpu",
+                   MPCD_FLAG_AUTH_TOKEN_FILE="/nonexistent/token")
+        result = subprocess.run([ARGS.mpcd], capture_output=True, text=True, timeout=60, env=env)
+        # The token file from the environment was read (and is missing): exit 2 naming it.
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("/nonexistent/token", result.stderr)
+        # The command line wins over the environment.
+        del env["MPCD_FLAG_AUTH_TOKEN_FILE"]
+        server = subprocess.Popen([ARGS.mpcd, "--metrics_port=0"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            line = server.stdout.readline()
+            self.assertRegex(line, r"serving on 127\.0\.0\.1:\d+ \(backend cpu, metrics http://")
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.communicate(timeout=60)
+        self.assertEqual(server.returncode, 0)
+        for variable, value in (("MPCD_FLAG_PORT", "abc"), ("MPCD_FLAG_MAX_BATCH_SIZE", "0"),
+                                ("MPCD_FLAG_BACKEND", "tpu")):
+            with self.subTest(variable=variable):
+                bad = dict(env, **{variable: value})
+                result = subprocess.run([ARGS.mpcd], capture_output=True, text=True, timeout=60,
+                                        env=bad)
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertTrue(variable in result.stderr or
+                                variable[len("MPCD_FLAG_"):].lower() in result.stderr,
+                                result.stderr)
+        # --help names the rule.
+        self.assertIn("MPCD_FLAG_PORT=50052", self.run_mpcd("--help").stdout)
+
+    def test_version(self):
+        version, revision = mpcd_version()
+        self.assertRegex(version, r"^\d+\.\d+\.\d+$")
+        if revision != "unknown":
+            source = os.path.dirname(os.path.abspath(ARGS.examples))
+            if subprocess.run(["git", "-C", source, "rev-parse", "--git-dir"],
+                              capture_output=True, timeout=60).returncode == 0:
+                # A commit of this repository (the one CMake was last configured at).
+                found = subprocess.run(["git", "-C", source, "cat-file", "-e",
+                                        revision + "^{commit}"], capture_output=True, timeout=60)
+                self.assertEqual(found.returncode, 0, revision)
 
     def test_unknown_flag_is_refused(self):
         result = self.run_mpcd("--no_such_flag=1")
@@ -416,7 +596,7 @@ def main():
     global ARGS, STUBS
     parser = argparse.ArgumentParser()
     for name in ("--mpcd", "--mpcctl", "--proto-dir", "--grpc-proto-dir", "--protoc",
-                 "--grpc-python-plugin", "--examples"):
+                 "--grpc-python-plugin", "--examples", "--project-version"):
         parser.add_argument(name, required=True)
     ARGS, rest = parser.parse_known_args()
     stub_dir = tempfile.mkdtemp(prefix="mpcd_stubs_")

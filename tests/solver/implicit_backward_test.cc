@@ -1,7 +1,7 @@
 // Implicit gradients and Jacobians of the MPC solution (solver/cpu/implicit_backward.h).
 //
 // Oracles (STYLE rule 21), never golden numbers:
-// * the mpc.pytorch reference files (../shared/reference/mpc_pytorch): grads.* at mpc.pytorch's
+// * the mpc.pytorch reference files (tests/data/mpc_pytorch): grads.* at mpc.pytorch's
 //   own solution, crosscheck.mpc_grads_at_polished, crosscheck.params_grad_variants and
 //   crosscheck.exact_grads_fd (the true derivative, by central differences); every number is read
 //   from the files at run time;
@@ -251,11 +251,10 @@ TEST_P(ReferenceGradientTest, ExactModeIsTheTrueDerivativeAtPolished) {
 }
 
 INSTANTIATE_TEST_SUITE_P(MpcPytorch, ReferenceGradientTest,
-                         ::testing::ValuesIn(testing::ReferenceCaseIdsOrEmpty()),
+                         ::testing::ValuesIn(testing::ReferenceCaseIds()),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return testing::ReferenceCaseTestName(info.param);
                          });
-GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(ReferenceGradientTest);
 
 // ---------------------------------------------------------------------------------------------
 // Finite differences of the whole converged solve.

@@ -1,5 +1,5 @@
 // mpcd's iLQR against the reference vectors produced by locuslab/mpc.pytorch
-// (../shared/reference/mpc_pytorch, see its README.md). Every case listed in index.json becomes one
+// (tests/data/mpc_pytorch, see its README.md). Every case listed in index.json becomes one
 // instance of ReferenceCaseTest; each batch element is solved on its own with mpc::SolveProblem and
 // the options of the file's mpc_settings.
 //
@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -109,6 +110,26 @@ TEST(ReferenceDataTest, IndexListsLoadableCases) {
       EXPECT_THAT(ValidateProblem(p, ProblemLimits()), IsOk());
     }
   }
+}
+
+// The folder holds exactly the cases its index lists (a file dropped from the index, or a case
+// whose file is gone, is noticed), and all 23 of them are there.
+TEST(ReferenceDataTest, FolderHoldsEveryListedCase) {
+  const std::string dir = testing::ReferenceDir();
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<std::string> ids, testing::ListReferenceCases(dir));
+  std::vector<std::string> files;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    const std::filesystem::path& path = entry.path();
+    if (path.extension() == ".json" && path.filename() != "index.json") {
+      files.push_back(path.stem().string());
+    }
+  }
+  ASSERT_FALSE(error) << dir << ": " << error.message();
+  std::sort(ids.begin(), ids.end());
+  std::sort(files.begin(), files.end());
+  EXPECT_EQ(files, ids);
+  EXPECT_EQ(ids.size(), 23u);
 }
 
 class ReferenceCaseTest : public ::testing::TestWithParam<std::string> {
@@ -220,11 +241,10 @@ TEST_P(ReferenceCaseTest, FindsTheExactActiveSet) {
 }
 
 INSTANTIATE_TEST_SUITE_P(MpcPytorch, ReferenceCaseTest,
-                         ::testing::ValuesIn(testing::ReferenceCaseIdsOrEmpty()),
+                         ::testing::ValuesIn(testing::ReferenceCaseIds()),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return testing::ReferenceCaseTestName(info.param);
                          });
-GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(ReferenceCaseTest);
 
 }  // namespace
 }  // namespace mpc

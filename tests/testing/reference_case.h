@@ -1,7 +1,7 @@
 #ifndef MPC_TESTS_TESTING_REFERENCE_CASE_H_
 #define MPC_TESTS_TESTING_REFERENCE_CASE_H_
 
-// Loads the reference vectors produced by locuslab/mpc.pytorch (../shared/reference/mpc_pytorch,
+// Loads the reference vectors produced by locuslab/mpc.pytorch (tests/data/mpc_pytorch,
 // schema in its README.md) into mpc::Problem values. Every number comes from the files at run time;
 // nothing here hard-codes reference data.
 
@@ -83,10 +83,13 @@ std::string ReferenceDir();
 // The case ids listed by `dir`/index.json, in file order.
 absl::StatusOr<std::vector<std::string>> ListReferenceCases(const std::string& dir);
 
-// The case ids of ReferenceDir(), for INSTANTIATE_TEST_SUITE_P; empty when the index cannot be
-// read (a test of ListReferenceCases itself then reports why, rather than instantiating nothing
-// silently).
-std::vector<std::string> ReferenceCaseIdsOrEmpty();
+// The id ReferenceCaseIds() returns when the reference data is missing.
+inline constexpr char kMissingReferenceCase[] = "missing_reference_data";
+
+// The case ids of ReferenceDir(), for INSTANTIATE_TEST_SUITE_P. When the index cannot be read (or
+// lists nothing), the one id kMissingReferenceCase, whose test then fails to load it: missing data
+// fails the tests instead of leaving their suites empty.
+std::vector<std::string> ReferenceCaseIds();
 
 // A case id as a gtest parameter name, which must be alphanumeric: "lqr_box_00" -> "LqrBox00".
 std::string ReferenceCaseTestName(const std::string& case_id);

@@ -62,11 +62,7 @@ Comparison ExpectSameAsCpu(const std::vector<Problem>& problems, const std::stri
                           label);
 }
 
-std::vector<std::string> CaseIds() {
-  absl::StatusOr<std::vector<std::string>> ids =
-      testing::ListReferenceCases(testing::ReferenceDir());
-  return ids.ok() ? *ids : std::vector<std::string>();
-}
+std::vector<std::string> CaseIds() { return testing::ReferenceCaseIds(); }
 
 class DeviceSolverReferenceTest : public ::testing::TestWithParam<std::string> {};
 
