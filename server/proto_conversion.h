@@ -41,8 +41,8 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
                                   const std::string& field_prefix);
 
 // The solver's workspace grows with T (n+m)^2; the per-field limits on T, n and m still let a
-// few-kilobyte request (time-invariant C and F) ask for gigabytes. INVALID_ARGUMENT naming "horizon"
-// and `which` (e.g. "problems[3]") when T (n+m)^2 > limit.
+// few-kilobyte request (time-invariant C and F) ask for gigabytes. INVALID_ARGUMENT naming
+// "horizon" and `which` (e.g. "problems[3]") when T (n+m)^2 > limit.
 absl::Status CheckWorkspaceSize(const ProblemShape& shape, std::int64_t limit,
                                 const std::string& which);
 
@@ -64,6 +64,12 @@ mpcd::v1::SolveStatus ToProtoSolveStatus(SolveStatus status);
 // zero Jacobians and GRADIENT_NOT_FINITE. Timing, batch size and backend are the caller's to set.
 void ToSolveResponse(absl::Span<const Solution> solutions, const std::vector<Problem>& problems,
                      mpcd::v1::SolveResponse* response);
+
+// Rewrites every Tensor of a response built with repeated doubles (ToSolveResponse,
+// ToBackwardResponse) into `encoding` (the request's response_encoding; see mpcd.proto's Tensor
+// for the precision rule). REPEATED_FLOAT64 leaves the response as it is.
+void EncodeResponseTensors(mpcd::v1::TensorEncoding encoding, mpcd::v1::SolveResponse* response);
+void EncodeResponseTensors(mpcd::v1::TensorEncoding encoding, mpcd::v1::BackwardResponse* response);
 
 GradientMode ToGradientMode(mpcd::v1::BackwardMode mode);
 mpcd::v1::GradientStatus ToProtoGradientStatus(GradientStatus status);
@@ -99,8 +105,8 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
                         mpcd::v1::BackwardResponse* response);
 
 // Control sessions (DESIGN §5). The first ControlRequest sets the template: horizon, problem (its
-// x_init is the first measured state; messages name "problem.<field>") and options; gains are always
-// computed (the answer carries K_0). It may not carry the later messages' x or cost.
+// x_init is the first measured state; messages name "problem.<field>") and options; gains are
+// always computed (the answer carries K_0). It may not carry the later messages' x or cost.
 absl::StatusOr<Problem> ToControlProblem(const mpcd::v1::ControlRequest& first,
                                          const RequestLimits& limits);
 
