@@ -166,13 +166,14 @@ _WIRE_DTYPES = {
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 30
 
 
-def wire_dtype(array):
+def wire_dtype(array) -> int:
     """The Tensor.dtype an array travels as: DATA_TYPE_FLOAT32 for float32, else float64."""
     return (mpcd_pb2.DATA_TYPE_FLOAT32 if getattr(array, "dtype", None) == np.float32
             else mpcd_pb2.DATA_TYPE_FLOAT64)
 
 
-def to_tensor(array, message=None, raw=True):
+def to_tensor(array, message: Optional["mpcd_pb2.Tensor"] = None,
+              raw: bool = True) -> "mpcd_pb2.Tensor":
     """A row-major mpcd.v1.Tensor from anything numpy accepts. raw=True (the default) writes the
     values' little-endian bytes into raw_data (float32 stays float32, everything else becomes
     float64); raw=False writes repeated doubles into data (what JSON tools read)."""
@@ -193,7 +194,7 @@ def to_tensor(array, message=None, raw=True):
     return tensor
 
 
-def from_tensor(tensor, copy=True):
+def from_tensor(tensor: "mpcd_pb2.Tensor", copy: bool = True) -> Optional[np.ndarray]:
     """The numpy array of a Tensor in either encoding (float32 for raw float32, else float64);
     None when it is absent (no shape, no values). copy=False returns a read-only view of the
     message's bytes for raw tensors (no copy at all)."""
@@ -206,7 +207,7 @@ def from_tensor(tensor, copy=True):
     return np.asarray(tensor.data, dtype=np.float64).reshape(tuple(tensor.shape))
 
 
-def response_encoding(dtype):
+def response_encoding(dtype) -> int:
     """The TensorEncoding that returns arrays of numpy `dtype` (float32 or float64)."""
     return mpcd_pb2.RAW_FLOAT32 if np.dtype(dtype) == np.float32 else mpcd_pb2.RAW_FLOAT64
 
@@ -225,7 +226,7 @@ def _set_optional(message, array):
         to_tensor(array, message)
 
 
-def problem_to_proto(problem):
+def problem_to_proto(problem: Problem) -> "mpcd_pb2.Problem":
     message = mpcd_pb2.Problem()
     _set_optional(message.x_init, problem.x_init)
     _set_optional(message.cost.quadratic, problem.C)

@@ -39,7 +39,7 @@ _CLIENTS = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
-def shared_client(target):
+def shared_client(target: str) -> Client:
     """The process-wide mpcd.Client for `target` (one gRPC channel per target, created on first
     use; thread-safe). MPC uses it unless given client=."""
     with _CLIENTS_LOCK:
