@@ -163,7 +163,9 @@ TEST(ProblemTemplate, AProblemsOwnFieldsWinFieldByField) {
                            ToProblems(with_template, RequestLimits{}));
   EXPECT_EQ(problems[1].cost_quadratic.size(), static_cast<std::size_t>(kHorizon * kTau * kTau));
   EXPECT_EQ(problems[1].u_upper.size(), static_cast<std::size_t>(kHorizon * kM));
-  EXPECT_EQ(problems[2].shape.dynamics, DynamicsKind::kPendulum);
+  // The pendulum (n = 3, its own params), not the template's linear dynamics.
+  EXPECT_EQ(problems[2].shape.state_dim, 3);
+  EXPECT_THAT(problems[2].params, ElementsAreArray({9.8, 1.0, 1.0}));
   EXPECT_TRUE(problems[2].transition.empty());
   EXPECT_THAT(problems[3].cost_linear, ElementsAreArray({3.0, 3.25, 3.5}));
 }
@@ -184,7 +186,9 @@ TEST(ProblemTemplate, ModelDynamicsAndRawTensorsInTheTemplate) {
   MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems, ToProblems(request, RequestLimits{}));
   ASSERT_EQ(problems.size(), 3u);
   for (const Problem& problem : problems) {
-    EXPECT_EQ(problem.shape.dynamics, DynamicsKind::kPendulum);
+    EXPECT_EQ(problem.shape.dynamics, problems[0].shape.dynamics);
+    EXPECT_EQ(problem.shape.state_dim, 3);  // the pendulum's
+    EXPECT_TRUE(problem.transition.empty());
     EXPECT_EQ(problem.dt, 0.1);
     EXPECT_EQ(problem.cost_quadratic[5], 1.1);
   }
