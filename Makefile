@@ -13,6 +13,8 @@
 #                          pool, dynamic batcher, call tracker) against an Abseil compiled in that tree
 #                          with TSan from Debian's sources (scripts/fetch_abseil_source.sh downloads
 #                          them), then those tests; see docs/robustness.md §5
+#   make format-check      every tracked C++/CUDA file is as clang-format (.clang-format) writes
+#                          it; `make format` rewrites them so
 #   make clean   remove build/
 # Variables: JOBS (parallel jobs, default 2: this machine has 2 cores), BUILD_DIR, BUILD_TYPE,
 # CMAKE_ARGS (extra configure arguments), MPCD_FLAGS (extra mpcd flags for `make run`).
@@ -33,7 +35,7 @@ TSAN_TESTS = model_test reference_test kkt_test ilqr_test cpu_backend_test \
              backward_emulation_test batching_policy_test dynamic_batcher_test call_tracker_test
 
 .PHONY: all deps configure build test run bench clean configure-sanitizers check-sanitizers \
-        check-fuzz configure-tsan check-tsan
+        check-fuzz configure-tsan check-tsan format format-check
 
 all: build
 
@@ -106,3 +108,12 @@ check-tsan: configure-tsan
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# The C++ and CUDA sources git tracks, formatted by the repository's .clang-format (clang-format 14,
+# Debian's). format-check changes nothing and fails on the first file that differs.
+FORMAT_FILES = $(shell git ls-files '*.cc' '*.h' '*.cu' '*.cuh')
+format-check:
+	clang-format --dry-run -Werror $(FORMAT_FILES)
+
+format:
+	clang-format -i $(FORMAT_FILES)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <utility>
@@ -22,32 +23,97 @@ using Shape = TensorShape;
 
 Shape ShapeOf(const Tensor& tensor) { return Shape(tensor.shape().begin(), tensor.shape().end()); }
 
-absl::Span<const double> ValuesOf(const Tensor& tensor) {
-  return absl::MakeConstSpan(tensor.data().data(), static_cast<std::size_t>(tensor.data_size()));
+// ---------------------------------------------------------------------------------------------
+// The Tensor decoding layer: the only code that reads a Tensor's values, whichever encoding
+// (repeated `data` or little-endian `raw_data`, float64 or float32) carries them.
+
+// Bytes per raw_data value; 0 for an unknown dtype.
+std::size_t RawElementSize(const Tensor& tensor) {
+  switch (tensor.dtype()) {
+    case mpcd::v1::DATA_TYPE_FLOAT64:
+      return 8;
+    case mpcd::v1::DATA_TYPE_FLOAT32:
+      return 4;
+    default:
+      return 0;
+  }
 }
 
-// An empty Tensor (no shape, no data) stands for an absent field.
-bool IsPresent(const Tensor& tensor) { return tensor.shape_size() > 0 || tensor.data_size() > 0; }
+bool IsRaw(const Tensor& tensor) { return !tensor.raw_data().empty(); }
 
-// data must hold exactly prod(shape) values. The product saturates: shape is client-controlled and
-// a saturated count never equals a real data size.
+// The number of values the tensor carries (for raw_data, whole elements; CheckTensorData rejects
+// a ragged tail first).
+std::uint64_t ValueCount(const Tensor& tensor) {
+  if (!IsRaw(tensor)) return static_cast<std::uint64_t>(tensor.data_size());
+  const std::size_t size = RawElementSize(tensor);
+  return size == 0 ? 0 : tensor.raw_data().size() / size;
+}
+
+// Little-endian loads that compile to plain loads on little-endian hosts and stay right elsewhere.
+double LoadFloat64(const unsigned char* bytes) {
+  std::uint64_t bits = 0;
+  for (int k = 7; k >= 0; --k) bits = (bits << 8) | bytes[k];
+  double value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+double LoadFloat32(const unsigned char* bytes) {
+  std::uint32_t bits = 0;
+  for (int k = 3; k >= 0; --k) bits = (bits << 8) | bytes[k];
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return static_cast<double>(value);
+}
+
+// Value i of a tensor that passed CheckTensorData (float32 widened exactly to double).
+double ValueAt(const Tensor& tensor, std::uint64_t i) {
+  if (!IsRaw(tensor)) return tensor.data(static_cast<int>(i));
+  const auto* bytes = reinterpret_cast<const unsigned char*>(tensor.raw_data().data());
+  return tensor.dtype() == mpcd::v1::DATA_TYPE_FLOAT32 ? LoadFloat32(bytes + 4 * i)
+                                                       : LoadFloat64(bytes + 8 * i);
+}
+
+// An empty Tensor (no shape, no values) stands for an absent field.
+bool IsPresent(const Tensor& tensor) {
+  return tensor.shape_size() > 0 || tensor.data_size() > 0 || IsRaw(tensor);
+}
+
+// The values must come in one encoding, a raw payload must hold whole elements of a known dtype,
+// and there must be exactly prod(shape) values. The product saturates: shape is client-controlled
+// and a saturated count never equals a real value count.
 absl::Status CheckTensorData(const Tensor& tensor, const std::string& field) {
   if (!IsPresent(tensor)) return absl::OkStatus();
-  if (tensor.shape_size() == 0 && tensor.data_size() != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": has ", tensor.data_size(),
-                                                   " values but no shape (set shape, e.g. [",
-                                                   tensor.data_size(), "])"));
+  if (IsRaw(tensor)) {
+    if (tensor.data_size() > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": has both data and raw_data (set one of them)"));
+    }
+    const std::size_t element = RawElementSize(tensor);
+    if (element == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".dtype: unknown value ", static_cast<int>(tensor.dtype())));
+    }
+    if (tensor.raw_data().size() % element != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".raw_data: ", tensor.raw_data().size(), " bytes is not a whole number of ",
+          mpcd::v1::DataType_Name(tensor.dtype()), " values (", element, " bytes each)"));
+    }
+  }
+  const std::uint64_t values = ValueCount(tensor);
+  if (tensor.shape_size() == 0 && values != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": has ", values, " values but no shape (set shape, e.g. [", values, "])"));
   }
   constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
   std::uint64_t count = 1;
   for (std::uint32_t dim : tensor.shape()) {
     count = (dim != 0 && count > kMax / dim) ? kMax : count * dim;
   }
-  if (count != static_cast<std::uint64_t>(tensor.data_size())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": shape ", ShapeString(ShapeOf(tensor)), " needs ",
-                     count == kMax ? std::string("too many") : absl::StrCat(count), " values, got ",
-                     tensor.data_size()));
+  if (count != values) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": shape ", ShapeString(ShapeOf(tensor)), " needs ",
+        count == kMax ? std::string("too many") : absl::StrCat(count), " values, got ", values));
   }
   return absl::OkStatus();
 }
@@ -87,21 +153,66 @@ absl::Status CheckTensorShape(const Tensor& tensor, ArrayField field, const Prob
   return CheckArrayShape(spec, &given, path);
 }
 
-// A shape-checked tensor's values (the one scan of them; solver arrays are scanned by
-// ValidateProblem instead).
-absl::Status CheckTensorFinite(const Tensor& tensor, const std::string& path) {
-  const Shape shape = ShapeOf(tensor);
-  return CheckFinite(ValuesOf(tensor), &shape, path);
+// The values of a tensor that passed CheckTensorData, as doubles (empty when absent).
+std::vector<double> ToVector(const Tensor& tensor) {
+  if (!IsRaw(tensor)) return std::vector<double>(tensor.data().begin(), tensor.data().end());
+  const std::uint64_t count = ValueCount(tensor);
+  std::vector<double> values(count);
+  for (std::uint64_t i = 0; i < count; ++i) values[i] = ValueAt(tensor, i);
+  return values;
 }
 
-std::vector<double> ToVector(const Tensor& tensor) {
-  return std::vector<double>(tensor.data().begin(), tensor.data().end());
+// A shape-checked tensor's values, in either encoding (the one scan of them; solver arrays are
+// scanned by ValidateProblem instead).
+absl::Status CheckTensorFinite(const Tensor& tensor, const std::string& path) {
+  const Shape shape = ShapeOf(tensor);
+  const std::vector<double> values = ToVector(tensor);
+  return CheckFinite(values, &shape, path);
 }
 
 void SetTensor(const Shape& shape, const std::vector<double>& data, Tensor* tensor) {
   tensor->Clear();
   for (std::int64_t dim : shape) tensor->add_shape(static_cast<std::uint32_t>(dim));
   tensor->mutable_data()->Assign(data.begin(), data.end());
+}
+
+// Rewrites a present Tensor written as repeated doubles into `encoding` (little-endian raw_data,
+// float64 bitwise or each value rounded to float32).
+void EncodeTensor(mpcd::v1::TensorEncoding encoding, Tensor* tensor) {
+  if (encoding == mpcd::v1::REPEATED_FLOAT64 || tensor->data_size() == 0) return;
+  const bool f32 = encoding == mpcd::v1::RAW_FLOAT32;
+  const std::size_t element = f32 ? 4 : 8;
+  std::string bytes(element * static_cast<std::size_t>(tensor->data_size()), '\0');
+  unsigned char* out = reinterpret_cast<unsigned char*>(bytes.data());
+  for (double value : tensor->data()) {
+    std::uint64_t bits = 0;
+    if (f32) {
+      const float narrow = static_cast<float>(value);
+      std::uint32_t bits32;
+      std::memcpy(&bits32, &narrow, sizeof(bits32));
+      bits = bits32;
+    } else {
+      std::memcpy(&bits, &value, sizeof(bits));
+    }
+    for (std::size_t k = 0; k < element; ++k, bits >>= 8) *out++ = static_cast<unsigned char>(bits);
+  }
+  tensor->clear_data();
+  tensor->set_raw_data(std::move(bytes));
+  tensor->set_dtype(f32 ? mpcd::v1::DATA_TYPE_FLOAT32 : mpcd::v1::DATA_TYPE_FLOAT64);
+}
+
+// (has_x() etc. first: mutable_x() would add an empty x to an answer that has none.)
+void EncodeSolutionTensors(mpcd::v1::TensorEncoding encoding, mpcd::v1::Solution* solution) {
+  if (solution->has_x()) EncodeTensor(encoding, solution->mutable_x());
+  if (solution->has_u()) EncodeTensor(encoding, solution->mutable_u());
+  if (solution->has_feedback()) EncodeTensor(encoding, solution->mutable_feedback());
+  if (solution->has_feedforward()) EncodeTensor(encoding, solution->mutable_feedforward());
+  if (solution->has_x_init_jacobian()) {
+    EncodeTensor(encoding, solution->mutable_x_init_jacobian());
+  }
+  if (solution->has_params_jacobian()) {
+    EncodeTensor(encoding, solution->mutable_params_jacobian());
+  }
 }
 
 // A client-supplied name, quoted for a message; cut short so an error never echoes megabytes back.
@@ -254,6 +365,57 @@ void CopyJacobians(const Problem& problem, const Solution& solution, mpcd::v1::S
     add(solution.params_jacobian, out->mutable_params_jacobian());
 }
 
+// ---------------------------------------------------------------------------------------------
+// The request's problem_template (mpcd.proto, Problem's merge rule).
+
+// The template's own tensors must be well formed and finite; errors name the template.
+absl::Status CheckTemplate(const mpcd::v1::Problem& shared) {
+  const std::string p = "problem_template.";
+  const std::pair<const Tensor*, const char*> tensors[] = {
+      {&shared.x_init(), "x_init"},
+      {&shared.cost().quadratic(), "cost.quadratic"},
+      {&shared.cost().linear(), "cost.linear"},
+      {&shared.dynamics().linear().transition(), "dynamics.linear.transition"},
+      {&shared.dynamics().linear().offset(), "dynamics.linear.offset"},
+      {&shared.u_lower(), "u_lower"},
+      {&shared.u_upper(), "u_upper"},
+      {&shared.u_init(), "u_init"},
+  };
+  for (const auto& [tensor, name] : tensors) {
+    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
+    MPC_RETURN_IF_ERROR(CheckTensorFinite(*tensor, p + name));
+  }
+  return absl::OkStatus();
+}
+
+// `own` with every field it leaves absent taken from `shared`.
+mpcd::v1::Problem MergeTemplate(const mpcd::v1::Problem& own, const mpcd::v1::Problem& shared) {
+  mpcd::v1::Problem merged = own;
+  const auto fill = [](const Tensor& from, Tensor* to) {
+    if (!IsPresent(*to) && IsPresent(from)) *to = from;
+  };
+  fill(shared.x_init(), merged.mutable_x_init());
+  fill(shared.cost().quadratic(), merged.mutable_cost()->mutable_quadratic());
+  fill(shared.cost().linear(), merged.mutable_cost()->mutable_linear());
+  if (merged.dynamics().kind_case() == mpcd::v1::Dynamics::KIND_NOT_SET &&
+      shared.dynamics().kind_case() != mpcd::v1::Dynamics::KIND_NOT_SET) {
+    *merged.mutable_dynamics() = shared.dynamics();
+  }
+  fill(shared.u_lower(), merged.mutable_u_lower());
+  fill(shared.u_upper(), merged.mutable_u_upper());
+  fill(shared.u_init(), merged.mutable_u_init());
+  return merged;
+}
+
+// Problem i of a Solve or Backward request as it is solved: the problem itself without a
+// template (no copy), else its merge with the template in *storage.
+template <typename Request>
+const mpcd::v1::Problem& MergedProblem(const Request& request, int i, mpcd::v1::Problem* storage) {
+  if (!request.has_problem_template()) return request.problems(i);
+  *storage = MergeTemplate(request.problems(i), request.problem_template());
+  return *storage;
+}
+
 // Request-level checks shared by Solve and Backward.
 absl::Status CheckHorizonAndCount(std::uint32_t horizon, int problems,
                                   const RequestLimits& limits) {
@@ -385,6 +547,10 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
     return absl::InvalidArgumentError(
         absl::StrCat("jacobian_mode: unknown value ", request.jacobian_mode()));
   }
+  if (!mpcd::v1::TensorEncoding_IsValid(request.response_encoding())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("response_encoding: unknown value ", request.response_encoding()));
+  }
   MPC_RETURN_IF_ERROR(ValidateSolverOptions(request.options(), limits.problem));
   SolverOptions options = ToSolverOptions(request.options());
   options.compute_gains = request.return_gains();
@@ -392,12 +558,17 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
   options.compute_params_jacobian = request.return_params_jacobian();
   options.jacobian_mode = ToGradientMode(request.jacobian_mode());
 
+  if (request.has_problem_template()) {
+    MPC_RETURN_IF_ERROR(CheckTemplate(request.problem_template()));
+  }
   const int horizon = static_cast<int>(request.horizon());
   std::vector<Problem> problems;
   problems.reserve(request.problems_size());
+  mpcd::v1::Problem merged;
   for (int i = 0; i < request.problems_size(); ++i) {
-    MPC_ASSIGN_OR_RETURN(Problem problem, ToProblem(request.problems(i), horizon, options, limits,
-                                                    absl::StrCat("problems[", i, "].")));
+    MPC_ASSIGN_OR_RETURN(Problem problem,
+                         ToProblem(MergedProblem(request, i, &merged), horizon, options, limits,
+                                   absl::StrCat("problems[", i, "].")));
     if (options.compute_params_jacobian && problem.shape.dynamics.is_linear()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "return_params_jacobian: problems[", i, "] has linear dynamics, which have no params"));
@@ -455,6 +626,29 @@ void ToSolveResponse(absl::Span<const Solution> solutions, const std::vector<Pro
   }
 }
 
+void EncodeResponseTensors(mpcd::v1::TensorEncoding encoding, mpcd::v1::SolveResponse* response) {
+  for (mpcd::v1::Solution& solution : *response->mutable_solutions()) {
+    EncodeSolutionTensors(encoding, &solution);
+  }
+}
+
+void EncodeResponseTensors(mpcd::v1::TensorEncoding encoding,
+                           mpcd::v1::BackwardResponse* response) {
+  for (mpcd::v1::Problem& gradient : *response->mutable_gradients()) {
+    if (gradient.has_x_init()) EncodeTensor(encoding, gradient.mutable_x_init());
+    if (gradient.has_cost()) {
+      mpcd::v1::QuadraticCost* cost = gradient.mutable_cost();
+      if (cost->has_quadratic()) EncodeTensor(encoding, cost->mutable_quadratic());
+      if (cost->has_linear()) EncodeTensor(encoding, cost->mutable_linear());
+    }
+    if (gradient.dynamics().has_linear()) {
+      mpcd::v1::LinearDynamics* linear = gradient.mutable_dynamics()->mutable_linear();
+      if (linear->has_transition()) EncodeTensor(encoding, linear->mutable_transition());
+      if (linear->has_offset()) EncodeTensor(encoding, linear->mutable_offset());
+    }
+  }
+}
+
 GradientMode ToGradientMode(mpcd::v1::BackwardMode mode) {
   switch (mode) {
     case mpcd::v1::EXACT:
@@ -495,14 +689,23 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
   if (!mpcd::v1::BackwardMode_IsValid(request.mode())) {
     return absl::InvalidArgumentError(absl::StrCat("mode: unknown value ", request.mode()));
   }
+  if (!mpcd::v1::TensorEncoding_IsValid(request.response_encoding())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("response_encoding: unknown value ", request.response_encoding()));
+  }
   const GradientMode mode = ToGradientMode(request.mode());
   const int horizon = static_cast<int>(request.horizon());
 
+  if (request.has_problem_template()) {
+    MPC_RETURN_IF_ERROR(CheckTemplate(request.problem_template()));
+  }
   BackwardInputs batch;
   batch.problems.reserve(count);
+  mpcd::v1::Problem merged;
   for (int i = 0; i < count; ++i) {
-    MPC_ASSIGN_OR_RETURN(Problem problem, ToProblem(request.problems(i), horizon, SolverOptions(),
-                                                    limits, absl::StrCat("problems[", i, "].")));
+    MPC_ASSIGN_OR_RETURN(Problem problem,
+                         ToProblem(MergedProblem(request, i, &merged), horizon, SolverOptions(),
+                                   limits, absl::StrCat("problems[", i, "].")));
     batch.problems.push_back(std::move(problem));
   }
   // Pointers into batch.problems: it is complete and never grows again.
@@ -547,7 +750,8 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
   for (std::size_t i = 0; i < gradients.size() && static_cast<int>(i) < request.problems_size();
        ++i) {
     const ProblemGradient& g = gradients[i];
-    const mpcd::v1::Problem& in = request.problems(static_cast<int>(i));
+    mpcd::v1::Problem merged;
+    const mpcd::v1::Problem& in = MergedProblem(request, static_cast<int>(i), &merged);
     mpcd::v1::Problem* out = response->add_gradients();
     const std::int64_t n = static_cast<std::int64_t>(g.x_init.size());
     SetTensor({n}, g.x_init, out->mutable_x_init());

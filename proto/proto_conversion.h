@@ -65,6 +65,12 @@ mpcd::v1::SolveStatus ToProtoSolveStatus(SolveStatus status);
 void ToSolveResponse(absl::Span<const Solution> solutions, const std::vector<Problem>& problems,
                      mpcd::v1::SolveResponse* response);
 
+// Rewrites every Tensor of a response built with repeated doubles (ToSolveResponse,
+// ToBackwardResponse) into `encoding` (the request's response_encoding; see mpcd.proto's Tensor
+// for the precision rule). REPEATED_FLOAT64 leaves the response as it is.
+void EncodeResponseTensors(mpcd::v1::TensorEncoding encoding, mpcd::v1::SolveResponse* response);
+void EncodeResponseTensors(mpcd::v1::TensorEncoding encoding, mpcd::v1::BackwardResponse* response);
+
 GradientMode ToGradientMode(mpcd::v1::BackwardMode mode);
 mpcd::v1::GradientStatus ToProtoGradientStatus(GradientStatus status);
 

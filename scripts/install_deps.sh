@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  cmake ninja-build g++ pkg-config make
+  cmake ninja-build g++ pkg-config make clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libeigen3-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   grpc-proto python3-grpcio python3-protobuf python3-numpy curl nlohmann-json3-dev

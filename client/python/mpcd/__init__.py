@@ -9,9 +9,11 @@
 
 `mpcd.torch.MPC` is a drop-in for mpc.pytorch's `mpc.MPC` (import it as `import mpcd.torch`).
 
-The generated stubs (mpcd/v1/mpcd_pb2*.py) are build outputs (build/python/ after `make build`); they
-join this package through pkgutil.extend_path when build/python is on sys.path
-(PYTHONPATH=client/python:build/python). Without it, the repository's build/python is tried.
+Installed (`pip install --no-build-isolation --no-index ./client/python`, see pyproject.toml), the
+package carries its generated stubs (mpcd/v1/mpcd_pb2*.py). From a checkout without installing, the
+stubs are build outputs (build/python/ after `make build`) that join this package through
+pkgutil.extend_path when build/python is on sys.path (PYTHONPATH=client/python:build/python); without
+it, the repository's build/python is tried.
 """
 
 import os as _os

@@ -2,7 +2,8 @@
 
 Arrays follow proto/mpcd/v1/mpcd.proto (mpc.pytorch's conventions, one problem at a time): x_init
 (n), C (n+m, n+m) or (T, n+m, n+m), c (n+m) or (T, n+m), F (n, n+m) or (T-1, n, n+m), f (n) or
-(T-1, n), bounds (m) or (T, m), u_init (T, m). Results are float64 numpy arrays: x (T, n), u (T, m).
+(T-1, n), bounds (m) or (T, m), u_init (T, m). Results are numpy arrays (float64, or float32 for
+float32 inputs): x (T, n), u (T, m). Arrays travel as raw little-endian bytes (Tensor.raw_data).
 """
 
 import dataclasses
@@ -78,6 +79,8 @@ class Model:
 
 @dataclasses.dataclass
 class Problem:
+    """One problem (shapes in the module docstring). As a request's `template`, any field may be
+    None: every problem takes each template field it leaves None (mpcd.proto's merge rule)."""
     x_init: np.ndarray
     C: np.ndarray
     c: Optional[np.ndarray] = None
@@ -147,20 +150,75 @@ class ModelInfo:
     control_names: List[str]
 
 
-def to_tensor(array, message=None):
-    """A row-major mpcd.v1.Tensor from anything numpy accepts (float64)."""
-    array = np.asarray(array, dtype=np.float64)
+# ---------------------------------------------------------------------------------------------
+# Tensors on the wire: raw little-endian bytes (Tensor.raw_data), one tobytes() / frombuffer() per
+# tensor. float32 arrays travel as float32 (the server widens them exactly and computes in float64);
+# everything else as float64.
+
+_WIRE_DTYPES = {
+    mpcd_pb2.DATA_TYPE_FLOAT64: np.dtype("<f8"),
+    mpcd_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"),
+}
+
+# Default largest message the client receives and sends (gRPC's own default receive limit, 4 MiB,
+# is too small for the Backward of a batch of 128 n8 m4 T30 problems). The server has its own
+# limit on requests (mpcd --max_message_bytes, 64 MiB by default).
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 30
+
+
+def wire_dtype(array) -> int:
+    """The Tensor.dtype an array travels as: DATA_TYPE_FLOAT32 for float32, else float64."""
+    return (mpcd_pb2.DATA_TYPE_FLOAT32 if getattr(array, "dtype", None) == np.float32
+            else mpcd_pb2.DATA_TYPE_FLOAT64)
+
+
+def to_tensor(array, message: Optional["mpcd_pb2.Tensor"] = None,
+              raw: bool = True) -> "mpcd_pb2.Tensor":
+    """A row-major mpcd.v1.Tensor from anything numpy accepts. raw=True (the default) writes the
+    values' little-endian bytes into raw_data (float32 stays float32, everything else becomes
+    float64); raw=False writes repeated doubles into data (what JSON tools read)."""
     tensor = mpcd_pb2.Tensor() if message is None else message
-    tensor.shape[:] = array.shape
-    tensor.data[:] = array.ravel().tolist()
+    if raw:
+        dtype = wire_dtype(array)
+        array = np.asarray(array, dtype=_WIRE_DTYPES[dtype])
+        tensor.shape[:] = array.shape
+        tensor.raw_data = array.tobytes()
+        tensor.dtype = dtype
+        del tensor.data[:]
+    else:
+        array = np.asarray(array, dtype=np.float64)
+        tensor.shape[:] = array.shape
+        tensor.data[:] = array.ravel().tolist()
+        tensor.raw_data = b""
+        tensor.dtype = mpcd_pb2.DATA_TYPE_FLOAT64
     return tensor
 
 
-def from_tensor(tensor):
-    """The numpy array of a Tensor; None when it is absent (no shape, no data)."""
+def from_tensor(tensor: "mpcd_pb2.Tensor", copy: bool = True) -> Optional[np.ndarray]:
+    """The numpy array of a Tensor in either encoding (float32 for raw float32, else float64);
+    None when it is absent (no shape, no values). copy=False returns a read-only view of the
+    message's bytes for raw tensors (no copy at all)."""
+    if tensor.raw_data:
+        array = np.frombuffer(tensor.raw_data, dtype=_WIRE_DTYPES[tensor.dtype])
+        array = array.reshape(tuple(tensor.shape))
+        return array.copy() if copy else array
     if not tensor.shape and not tensor.data:
         return None
     return np.asarray(tensor.data, dtype=np.float64).reshape(tuple(tensor.shape))
+
+
+def response_encoding(dtype) -> int:
+    """The TensorEncoding that returns arrays of numpy `dtype` (float32 or float64)."""
+    return mpcd_pb2.RAW_FLOAT32 if np.dtype(dtype) == np.float32 else mpcd_pb2.RAW_FLOAT64
+
+
+def _result_dtype(problems, dtype):
+    """float32 when asked, or when not asked and every problem's x_init is a float32 array."""
+    if dtype is not None:
+        return np.dtype(dtype)
+    if problems and all(getattr(p.x_init, "dtype", None) == np.float32 for p in problems):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
 
 
 def _set_optional(message, array):
@@ -168,10 +226,10 @@ def _set_optional(message, array):
         to_tensor(array, message)
 
 
-def problem_to_proto(problem):
+def problem_to_proto(problem: Problem) -> "mpcd_pb2.Problem":
     message = mpcd_pb2.Problem()
-    to_tensor(problem.x_init, message.x_init)
-    to_tensor(problem.C, message.cost.quadratic)
+    _set_optional(message.x_init, problem.x_init)
+    _set_optional(message.cost.quadratic, problem.C)
     _set_optional(message.cost.linear, problem.c)
     dynamics = problem.dynamics
     if isinstance(dynamics, Linear):
@@ -181,7 +239,7 @@ def problem_to_proto(problem):
         model = message.dynamics.model
         model.name = dynamics.name
         if dynamics.params is not None:
-            model.params[:] = np.asarray(dynamics.params, dtype=np.float64).ravel().tolist()
+            model.params.extend(np.asarray(dynamics.params, dtype=np.float64).ravel().tolist())
         model.dt = dynamics.dt
         model.integrator = dynamics.integrator
     elif dynamics is not None:
@@ -225,7 +283,7 @@ def _gradient_from_proto(message, diagnostics):
         c=from_tensor(message.cost.linear),
         F=from_tensor(message.dynamics.linear.transition) if linear else None,
         f=from_tensor(message.dynamics.linear.offset) if linear else None,
-        params=np.asarray(message.dynamics.model.params, dtype=np.float64) if model else None,
+        params=(np.asarray(message.dynamics.model.params, dtype=np.float64) if model else None),
         diagnostics=_diagnostics_to_dict(diagnostics))
 
 
@@ -313,15 +371,26 @@ class Client:
 
     target: "host:port". timeout: default deadline in seconds for every call (None: no deadline);
     each method's timeout overrides it. wait_for_ready: queue calls while the channel connects
-    instead of failing fast with UNAVAILABLE. Errors raise MpcdError (or its subclasses
-    InvalidArgumentError, DeadlineExceededError, UnavailableError) with .code and .details.
+    instead of failing fast with UNAVAILABLE. max_message_bytes: the largest message sent or
+    received (default 1 GiB; gRPC's own default receive limit is 4 MiB); `options` (gRPC channel
+    arguments) override it. Errors raise MpcdError (or its subclasses InvalidArgumentError,
+    DeadlineExceededError, UnavailableError) with .code and .details.
+
+    Arrays travel as raw little-endian bytes (float32 arrays as float32); results are float64
+    numpy arrays, or float32 where the call's dtype (or, by default, every problem's x_init) is
+    float32: the server always computes in float64 and rounds float32 results once at the end.
     """
 
     def __init__(self, target, timeout=None, wait_for_ready=False, credentials=None,
-                 options=None):
+                 options=None, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES):
         self.target = target
         self.timeout = timeout
         self.wait_for_ready = wait_for_ready
+        # max_message_bytes bounds both directions; explicit channel options win.
+        given = dict(options or ())
+        given.setdefault("grpc.max_receive_message_length", max_message_bytes)
+        given.setdefault("grpc.max_send_message_length", max_message_bytes)
+        options = list(given.items())
         if credentials is None:
             self._channel = grpc.insecure_channel(target, options=options)
         else:
@@ -349,15 +418,21 @@ class Client:
 
     def solve(self, horizon, problems, options=None, return_gains=False,
               return_x_init_jacobian=False, return_params_jacobian=False,
-              jacobian_mode="DEFAULT", timeout=None):
+              jacobian_mode="DEFAULT", timeout=None, dtype=None, template=None):
         """Solves every Problem (one horizon for all). options: a dict of SolverOptions fields
         (max_iterations, tolerance, linesearch_decay, max_linesearch_iterations, best_cost_eps,
-        not_improved_limit) or an mpcd_pb2.SolverOptions; unset fields take mpc.pytorch's defaults."""
+        not_improved_limit) or an mpcd_pb2.SolverOptions; unset fields take mpc.pytorch's defaults.
+        dtype: of the result arrays (np.float32 or np.float64; None: float32 if every x_init is a
+        float32 array, else float64). template: a Problem whose fields apply to every problem that
+        leaves them None (sent once; e.g. a cost or dynamics shared by the batch)."""
         request = mpcd_pb2.SolveRequest(
             horizon=horizon, problems=[problem_to_proto(p) for p in problems],
             options=_solver_options(options), return_gains=return_gains,
             return_x_init_jacobian=return_x_init_jacobian,
-            return_params_jacobian=return_params_jacobian, jacobian_mode=_mode(jacobian_mode))
+            return_params_jacobian=return_params_jacobian, jacobian_mode=_mode(jacobian_mode),
+            response_encoding=response_encoding(_result_dtype(problems, dtype)))
+        if template is not None:
+            request.problem_template.CopyFrom(problem_to_proto(template))
         response = self._call(self.stub.Solve, request, timeout)
         return SolveResult(
             solutions=[_solution_from_proto(s) for s in response.solutions],
@@ -365,13 +440,18 @@ class Client:
             solve_seconds=response.timing.solve_seconds,
             batch_size=response.batch_size, backend=response.backend)
 
-    def backward(self, horizon, problems, solutions, cotangents, mode="DEFAULT", timeout=None):
+    def backward(self, horizon, problems, solutions, cotangents, mode="DEFAULT", timeout=None,
+                 dtype=None, template=None):
         """dL/d(inputs) at the given solutions (Solution objects or (x, u) pairs) for cotangents
         [(dL/dx (T, n) or None, dL/du (T, m) or None), ...]. mode: "DEFAULT" (mpc.pytorch's
-        gradient), "EXACT" (the true derivative of the solution map) or "FULL_CHAIN"."""
+        gradient), "EXACT" (the true derivative of the solution map) or "FULL_CHAIN". dtype: of
+        the gradient arrays, as in solve (params gradients are always float64). template: as in
+        solve; each problem's gradient then holds its own copy of a shared input's gradient."""
         request = mpcd_pb2.BackwardRequest(
             horizon=horizon, problems=[problem_to_proto(p) for p in problems],
-            mode=_mode(mode))
+            mode=_mode(mode), response_encoding=response_encoding(_result_dtype(problems, dtype)))
+        if template is not None:
+            request.problem_template.CopyFrom(problem_to_proto(template))
         for solution in solutions:
             x, u = (solution.x, solution.u) if isinstance(solution, Solution) else solution
             message = request.solutions.add()

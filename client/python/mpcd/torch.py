@@ -20,11 +20,13 @@ docs/gradients.md). costs carry no gradient, as in mpc.pytorch.
 import collections
 import enum
 import os
+import threading
 
 import numpy as np
 import torch
 
-from mpcd.client import Client, Linear, Model, Problem
+from mpcd.client import _WIRE_DTYPES, Client, wire_dtype
+from mpcd.v1 import mpcd_pb2
 
 QuadCost = collections.namedtuple("QuadCost", "C c")
 LinDx = collections.namedtuple("LinDx", "F f")
@@ -32,6 +34,19 @@ QuadCost.__new__.__defaults__ = (None, None)
 LinDx.__new__.__defaults__ = (None, None)
 
 DEFAULT_TARGET = "localhost:50051"
+
+_CLIENTS = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def shared_client(target: str) -> Client:
+    """The process-wide mpcd.Client for `target` (one gRPC channel per target, created on first
+    use; thread-safe). MPC uses it unless given client=."""
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(target)
+        if client is None:
+            client = _CLIENTS[target] = Client(target)
+        return client
 
 
 class GradMethods(enum.Enum):
@@ -116,22 +131,37 @@ class _Layout:
         self.time_axis = time_axis
         self.steps = steps
 
-    def per_problem(self, array, b):
+    def wire_array(self, array):
+        """The input as it travels: cut to `steps` along its time axis and, when it is per
+        problem, with the batch axis first (B, ...), contiguous."""
         if self.time_axis is not None:
-            array = np.take(array, np.arange(self.steps), axis=self.time_axis)
-        return array if self.batch_axis is None else np.take(array, b, axis=self.batch_axis)
+            index = [slice(None)] * array.ndim
+            index[self.time_axis] = slice(0, self.steps)
+            array = array[tuple(index)]
+        if self.batch_axis is not None:
+            array = np.moveaxis(array, self.batch_axis, 0)
+        return np.ascontiguousarray(array)
 
-    def assemble(self, grads, dtype):
-        """The input's gradient from the per-problem ones (summed where the input is shared)."""
+    def assemble(self, grads, dtype, device):
+        """The input's gradient from the per-problem ones stacked as (B, ...) (summed where the
+        input is shared)."""
         if self.batch_axis is None:
             grad = np.sum(grads, axis=0)
         else:
-            grad = np.stack(grads, axis=self.batch_axis)
+            grad = np.moveaxis(grads, 0, self.batch_axis)
         if self.time_axis is not None and self.shape[self.time_axis] > self.steps:
             pad = [(0, 0)] * grad.ndim
             pad[self.time_axis] = (0, self.shape[self.time_axis] - self.steps)
             grad = np.pad(grad, pad)
-        return torch.as_tensor(grad.reshape(self.shape), dtype=dtype)
+        return _torch(grad.reshape(self.shape), dtype, device)
+
+
+def _torch(array, dtype, device):
+    """A torch tensor of a numpy array (copied only if it is not contiguous and writable, e.g. a
+    view of a response's bytes)."""
+    if not (array.flags.c_contiguous and array.flags.writeable):
+        array = np.array(array, order="C")
+    return torch.from_numpy(array).to(dtype=dtype, device=device)
 
 
 def _check_dims(name, tensor, allowed):
@@ -141,11 +171,96 @@ def _check_dims(name, tensor, allowed):
 
 
 def _numpy(tensor):
-    return None if tensor is None else tensor.detach().cpu().double().numpy()
+    """A host numpy array of a tensor (float32 stays float32, everything else float64)."""
+    if tensor is None:
+        return None
+    tensor = tensor.detach()
+    if tensor.dtype != torch.float32:
+        tensor = tensor.double()
+    return tensor.cpu().numpy()
 
 
 class _Spec:
     """Everything about one MPC call that is not a differentiable tensor."""
+
+
+class _WireInput:
+    """One input on the wire: either one Tensor shared by every problem, or B per-problem slices
+    of one contiguous byte string (one tobytes() for the whole batch)."""
+
+    def __init__(self, layout, array):
+        array = layout.wire_array(array)
+        dtype = wire_dtype(array)
+        array = array.astype(_WIRE_DTYPES[dtype], copy=False)
+        self.dtype = dtype
+        self.shared = layout.batch_axis is None
+        if self.shared:
+            self.tensor = mpcd_pb2.Tensor(shape=array.shape, raw_data=array.tobytes(), dtype=dtype)
+        else:
+            self.shape = array.shape[1:]
+            self.blob = array.tobytes()
+            self.step = len(self.blob) // max(array.shape[0], 1)
+
+    def write(self, b, tensor):
+        if self.shared:
+            tensor.CopyFrom(self.tensor)
+        else:
+            tensor.shape[:] = self.shape
+            tensor.raw_data = self.blob[b * self.step:(b + 1) * self.step]
+            tensor.dtype = self.dtype
+
+
+def _stack(tensors, B, dtype=np.float64):
+    """(B, ...) from B same-shaped response Tensors (raw or repeated), one frombuffer."""
+    first = tensors[0]
+    shape = (B,) + tuple(first.shape)
+    if first.raw_data:
+        blob = b"".join([t.raw_data for t in tensors])
+        return np.frombuffer(blob, dtype=_WIRE_DTYPES[first.dtype]).reshape(shape)
+    return np.asarray([list(t.data) for t in tensors], dtype=dtype).reshape(shape)
+
+
+def _solve_request(spec, arrays):
+    """The SolveRequest of a batch: inputs shared by the batch once in problem_template, the
+    per-problem ones as slices of one byte string per input."""
+    request = mpcd_pb2.SolveRequest(horizon=spec.T, options=mpcd_pb2.SolverOptions(**spec.options),
+                                    response_encoding=mpcd_pb2.RAW_FLOAT64)
+    targets = {
+        "x_init": lambda p: p.x_init, "C": lambda p: p.cost.quadratic,
+        "c": lambda p: p.cost.linear, "F": lambda p: p.dynamics.linear.transition,
+        "f": lambda p: p.dynamics.linear.offset, "u_lower": lambda p: p.u_lower,
+        "u_upper": lambda p: p.u_upper, "u_init": lambda p: p.u_init,
+    }
+    shared = request.problem_template
+    per_problem = []
+    for name, array in arrays.items():
+        if array is None or name == "params":
+            continue
+        wire = _WireInput(spec.layouts[name], array)
+        if wire.shared:
+            targets[name](shared).CopyFrom(wire.tensor)
+        else:
+            per_problem.append((targets[name], wire))
+    model = None
+    params = arrays.get("params")
+    if spec.model is not None:
+        model = mpcd_pb2.ModelDynamics(name=spec.model.name, dt=spec.model.dt,
+                                       integrator=spec.model.integrator)
+        if params is None or params.ndim == 1:
+            if params is not None:
+                model.params.extend(params.astype(np.float64).tolist())
+            shared.dynamics.model.CopyFrom(model)
+            model = None
+        else:
+            params = params.astype(np.float64).tolist()
+    for b in range(spec.n_batch):
+        problem = request.problems.add()
+        for target, wire in per_problem:
+            wire.write(b, target(problem))
+        if model is not None:  # per-problem params: the whole dynamics is the problem's own
+            problem.dynamics.model.CopyFrom(model)
+            problem.dynamics.model.params.extend(params[b])
+    return request
 
 
 class _MpcFunction(torch.autograd.Function):
@@ -156,24 +271,11 @@ class _MpcFunction(torch.autograd.Function):
         arrays = {name: _numpy(t) for name, t in
                   (("x_init", x_init), ("C", C), ("c", c), ("F", F), ("f", f),
                    ("params", params))}
-        problems = []
-        for b in range(spec.n_batch):
-            def part(name):
-                array = arrays[name]
-                return None if array is None else spec.layouts[name].per_problem(array, b)
-            if spec.model is None:
-                dynamics = Linear(part("F"), part("f"))
-            else:
-                dynamics = Model(spec.model.name, part("params"), spec.model.dt,
-                                 spec.model.integrator)
-            problems.append(Problem(
-                x_init=part("x_init"), C=part("C"), c=part("c"), dynamics=dynamics,
-                u_lower=spec.bounds[0][b] if spec.bounds else None,
-                u_upper=spec.bounds[1][b] if spec.bounds else None,
-                u_init=spec.u_init[b] if spec.u_init is not None else None))
-        result = spec.client.solve(spec.T, problems, options=spec.options, timeout=spec.timeout)
-        solutions = result.solutions
-        statuses = [s.status for s in solutions]
+        arrays.update(spec.extra)
+        request = _solve_request(spec, arrays)
+        response = spec.client._call(spec.client.stub.Solve, request, spec.timeout)
+        solutions = response.solutions
+        statuses = [mpcd_pb2.SolveStatus.Name(s.status) for s in solutions]
         if spec.verbose > 0:
             print("mpcd: %s, iterations %s" % (statuses, [s.iterations for s in solutions]))
         unconverged = [b for b, s in enumerate(statuses) if s != "CONVERGED"]
@@ -186,12 +288,16 @@ class _MpcFunction(torch.autograd.Function):
             print("mpcd.torch.MPC warning: problems %s did not converge" % unconverged)
 
         spec.statuses[:] = statuses
-        ctx.spec, ctx.problems, ctx.solutions = spec, problems, solutions
+        spec.timing["forward"] = (response.timing.queue_seconds, response.timing.solve_seconds)
+        # Backward sends the problems and the float64 solutions back as they are.
+        ctx.spec, ctx.request, ctx.response = spec, request, response
         ctx.detached = set(unconverged) if spec.detach_unconverged else set()
         dtype, device = x_init.dtype, x_init.device
-        x = torch.as_tensor(np.stack([s.x for s in solutions], axis=1), dtype=dtype, device=device)
-        u = torch.as_tensor(np.stack([s.u for s in solutions], axis=1), dtype=dtype, device=device)
-        costs = torch.as_tensor([s.cost for s in solutions], dtype=dtype, device=device)
+        B = spec.n_batch
+        x = _stack([s.x for s in solutions], B).transpose(1, 0, 2)
+        u = _stack([s.u for s in solutions], B).transpose(1, 0, 2)
+        x, u = _torch(x, dtype, device), _torch(u, dtype, device)
+        costs = torch.tensor([s.cost for s in solutions], dtype=dtype, device=device)
         ctx.mark_non_differentiable(costs)
         return x, u, costs
 
@@ -203,16 +309,55 @@ class _MpcFunction(torch.autograd.Function):
                   if needs and name in spec.layouts]
         if not wanted:
             return (None,) * 7
-        grad_x, grad_u = _numpy(grad_x), _numpy(grad_u)
-        cotangents = [(None, None) if b in ctx.detached else (grad_x[:, b], grad_u[:, b])
-                      for b in range(spec.n_batch)]
-        result = spec.client.backward(spec.T, ctx.problems, ctx.solutions, cotangents,
-                                      mode=spec.gradient_mode, timeout=spec.timeout)
+        B = spec.n_batch
+        # float32 inputs get float32 gradients (rounded once by the server).
+        float32 = all(spec.dtypes[name] == torch.float32 for name in wanted)
+        request = mpcd_pb2.BackwardRequest(
+            horizon=spec.T, mode=mpcd_pb2.BackwardMode.Value(spec.gradient_mode)
+            if isinstance(spec.gradient_mode, str) else spec.gradient_mode,
+            response_encoding=mpcd_pb2.RAW_FLOAT32 if float32 else mpcd_pb2.RAW_FLOAT64)
+        request.problem_template.CopyFrom(ctx.request.problem_template)
+        request.problems.extend(ctx.request.problems)
+        for solution in ctx.response.solutions:
+            out = request.solutions.add()
+            out.x.CopyFrom(solution.x)
+            out.u.CopyFrom(solution.u)
+        cotangents = []
+        for grad, dim in ((grad_x, spec.n), (grad_u, spec.m)):
+            array = _numpy(grad) if grad is not None else np.zeros((spec.T, B, dim))
+            array = np.ascontiguousarray(np.moveaxis(array, 1, 0))
+            dtype = wire_dtype(array)
+            array = array.astype(_WIRE_DTYPES[dtype], copy=False)
+            blob = array.tobytes()
+            cotangents.append((blob, len(blob) // B, (spec.T, dim), dtype))
+        (x_blob, x_step, x_shape, x_dtype), (u_blob, u_step, u_shape, u_dtype) = cotangents
+        for b in range(B):
+            cotangent = request.cotangents.add()
+            if b in ctx.detached:
+                continue
+            cotangent.x.shape[:] = x_shape
+            cotangent.x.raw_data = x_blob[b * x_step:(b + 1) * x_step]
+            cotangent.x.dtype = x_dtype
+            cotangent.u.shape[:] = u_shape
+            cotangent.u.raw_data = u_blob[b * u_step:(b + 1) * u_step]
+            cotangent.u.dtype = u_dtype
+        response = spec.client._call(spec.client.stub.Backward, request, spec.timeout)
+        spec.timing["backward"] = (response.timing.queue_seconds, response.timing.solve_seconds)
+        gradients = response.gradients
+        fields = {
+            "x_init": lambda g: g.x_init, "C": lambda g: g.cost.quadratic,
+            "c": lambda g: g.cost.linear, "F": lambda g: g.dynamics.linear.transition,
+            "f": lambda g: g.dynamics.linear.offset,
+        }
         grads = {}
         for name in wanted:
-            per_problem = [getattr(g, name) for g in result.gradients]
-            grads[name] = spec.layouts[name].assemble(per_problem, spec.dtypes[name]).to(
-                spec.device)
+            if name == "params":
+                stacked = np.asarray([list(g.dynamics.model.params) for g in gradients],
+                                     dtype=np.float64)
+            else:
+                stacked = _stack([fields[name](g) for g in gradients], B)
+            grads[name] = spec.layouts[name].assemble(stacked, spec.dtypes[name],
+                                                      spec.devices[name])
         return (None,) + tuple(grads.get(name) for name in names)
 
 
@@ -223,7 +368,8 @@ class MPC(torch.nn.Module):
     not_improved_lim, best_cost_eps), solved by an mpcd server.
 
     mpcd's own keyword arguments: client (an mpcd.Client) or target ("host:port"; default
-    $MPCD_TARGET or localhost:50051), gradient_mode ("DEFAULT", "EXACT", "FULL_CHAIN"), timeout
+    $MPCD_TARGET or localhost:50051; every MPC for one target shares one channel, see
+    shared_client), gradient_mode ("DEFAULT", "EXACT", "FULL_CHAIN"), timeout
     (seconds per call). grad_method and back_eps are accepted and unused (the server linearises by
     automatic differentiation); u_zero_I, delta_u, slew_rate_penalty and prev_ctrl are not
     supported. Each problem iterates on its own (mpc.pytorch couples the stopping test across the
@@ -256,12 +402,15 @@ class MPC(torch.nn.Module):
                             max_linesearch_iterations=max_linesearch_iter,
                             best_cost_eps=best_cost_eps, not_improved_limit=not_improved_lim)
         if client is None:
-            client = Client(target or os.environ.get("MPCD_TARGET", DEFAULT_TARGET))
+            client = shared_client(target or os.environ.get("MPCD_TARGET", DEFAULT_TARGET))
         self.client = client
         self.gradient_mode = gradient_mode
         self.timeout = timeout
         # mpcd's per-problem SolveStatus names of the last forward ("CONVERGED", ...).
         self.last_statuses = []
+        # The server's (queue_seconds, solve_seconds) of the last call's "forward" (Solve) and,
+        # once it ran, "backward" (Backward): the solver's share of a training step.
+        self.last_timing = {}
 
     def forward(self, x_init, cost, dx):
         # Duck-typed, so that mpc.pytorch's own QuadCost and LinDx namedtuples work too.
@@ -271,7 +420,6 @@ class MPC(torch.nn.Module):
             raise TypeError("MPC: dx must be LinDx(F, f) or a built-in model (mpcd.torch.ModelDx, "
                             "PendulumDx, CartpoleDx)")
         n, m, T = self.n_state, self.n_ctrl, self.T
-        nt = n + m
         _check_dims("x_init", x_init, {2: "(n_batch, n_state)"})
         B = x_init.shape[0]
         if self.n_batch is not None and self.n_batch != B:
@@ -279,11 +427,11 @@ class MPC(torch.nn.Module):
 
         spec = _Spec()
         spec.statuses = self.last_statuses = []
+        spec.timing = self.last_timing = {}
         spec.client, spec.T, spec.n_batch = self.client, T, B
         spec.options, spec.timeout, spec.verbose = self.options, self.timeout, self.verbose
         spec.gradient_mode = self.gradient_mode
         spec.exit_unconverged, spec.detach_unconverged = self.exit_unconverged, self.detach_unconverged
-        spec.device = x_init.device
         spec.layouts = {"x_init": _Layout(x_init.shape, 0)}
 
         C, c = cost.C, cost.c
@@ -315,34 +463,41 @@ class MPC(torch.nn.Module):
         spec.dtypes = {name: t.dtype for name, t in
                        (("x_init", x_init), ("C", C), ("c", c), ("F", F), ("f", f),
                         ("params", params)) if t is not None}
-        spec.bounds = None
+        spec.devices = {name: t.device for name, t in
+                        (("x_init", x_init), ("C", C), ("c", c), ("F", F), ("f", f),
+                         ("params", params)) if t is not None}
+        spec.n, spec.m = n, m
+        # Bounds and the warm start: not differentiated, sent like the other inputs.
+        spec.extra = {}
         if self.u_lower is not None:
-            spec.bounds = (self._per_problem_controls("u_lower", self.u_lower, B),
-                           self._per_problem_controls("u_upper", self.u_upper, B))
-        spec.u_init = None
+            for name, bound in (("u_lower", self.u_lower), ("u_upper", self.u_upper)):
+                spec.extra[name], spec.layouts[name] = self._controls(name, bound)
         if self.u_init is not None:
             u_init = _numpy(torch.as_tensor(self.u_init))
-            if u_init.ndim == 2:
-                u_init = np.broadcast_to(u_init[:, None, :], (T, B, m))
-            spec.u_init = [u_init[:, b] for b in range(B)]
+            if u_init.ndim not in (2, 3):
+                raise ValueError("MPC: u_init must be (T, n_ctrl) or (T, n_batch, n_ctrl); got "
+                                 "shape %s" % (u_init.shape,))
+            spec.extra["u_init"] = u_init
+            spec.layouts["u_init"] = _Layout(u_init.shape, 1 if u_init.ndim == 3 else None)
 
         if not self.backprop:
             with torch.no_grad():
                 return _MpcFunction.apply(spec, x_init, C, c, F, f, params)
         return _MpcFunction.apply(spec, x_init, C, c, F, f, params)
 
-    def _per_problem_controls(self, name, bound, B):
-        """A bound as one (m) or (T, m) array per problem."""
+    def _controls(self, name, bound):
+        """A bound as an array and its layout: (m) shared by the batch, or (T, B, m)."""
         if isinstance(bound, (int, float)):
-            return [np.full(self.n_ctrl, float(bound))] * B
-        array = _numpy(torch.as_tensor(bound))
-        if array.ndim <= 1:
-            return [np.broadcast_to(array, (self.n_ctrl,))] * B
-        if array.ndim == 3:
-            return [array[:, b] for b in range(B)]
-        raise ValueError("MPC: %s must be a float, (n_ctrl) or (T, n_batch, n_ctrl); got shape %s"
-                         % (name, array.shape))
+            array = np.full(self.n_ctrl, float(bound))
+        else:
+            array = _numpy(torch.as_tensor(bound))
+            if array.ndim <= 1:
+                array = np.broadcast_to(array, (self.n_ctrl,))
+            elif array.ndim != 3:
+                raise ValueError("MPC: %s must be a float, (n_ctrl) or (T, n_batch, n_ctrl); got "
+                                 "shape %s" % (name, array.shape))
+        return array, _Layout(array.shape, 1 if array.ndim == 3 else None)
 
 
 __all__ = ["MPC", "QuadCost", "LinDx", "GradMethods", "ModelDx", "PendulumDx", "CartpoleDx",
-           "NotConvergedError"]
+           "NotConvergedError", "shared_client"]

@@ -1,0 +1,431 @@
+#!/usr/bin/python3
+"""Tensors on the wire, the problem template and the Python client's transport, against a real
+mpcd process over a real socket (issue 14).
+
+- raw (little-endian bytes) and repeated tensors give bitwise the same solutions; one request may
+  mix them; float32 inputs are widened exactly; RAW_FLOAT32 answers are the float64 ones rounded;
+- every malformed raw payload is INVALID_ARGUMENT naming the field;
+- problem_template: template + per-problem fields give bitwise the solutions of spelled-out
+  problems, for Solve and Backward;
+- mpcd.torch.MPC: a batch of 128 n8 m4 T30 problems forward and backward (its Backward answer is
+  over gRPC's default 4 MiB receive limit: a client held to that limit fails, the default one
+  works and matches the same batch done in chunks); float32 in -> float32 out; one channel per
+  target; CUDA tensors where torch has CUDA.
+
+Usage: python_wire_test.py --mpcd build/bin/mpcd --package-dir client/python
+         --stubs-dir build/python [unittest args]
+"""
+
+import argparse
+import os
+import sys
+import threading
+import unittest
+
+import grpc
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
+from mpcd_harness import Mpcd  # noqa: E402
+
+ARGS = None
+
+
+def setUpModule():
+    global SERVER
+    SERVER = Mpcd(ARGS.mpcd, "--backend=cpu", "--threads=2")
+
+
+def tearDownModule():
+    code, _, err = SERVER.stop()
+    assert code == 0, err
+
+
+def lqr_problem(rng, n=3, m=2, T=6, time_varying=False):
+    """A bounded convex LQR problem as an mpcd.Problem (float64)."""
+    A = np.eye(n) + 0.2 * rng.standard_normal((n, n))
+    Bm = rng.standard_normal((n, m))
+    L = rng.standard_normal((n + m, n + m))
+    C = L @ L.T / (n + m) + np.eye(n + m)
+    F = np.concatenate([A, Bm], axis=1)
+    if time_varying:
+        C = np.stack([C * (1 + 0.1 * t) for t in range(T)])
+        F = np.stack([F + 0.01 * t for t in range(T - 1)])
+    return mpcd.Problem(
+        x_init=rng.standard_normal(n), C=C, c=rng.standard_normal(n + m),
+        dynamics=mpcd.Linear(F, 0.1 * rng.standard_normal(n)),
+        u_lower=-0.5 * np.ones(m), u_upper=0.4 * np.ones(m), u_init=0.1 * np.ones((T, m)))
+
+
+def problem_proto(problem, raw):
+    """problem_to_proto with every tensor raw (float64) or repeated."""
+    message = mpcd.client.problem_to_proto(problem)
+    if not raw:
+        for tensor in tensors_of(message):
+            array = mpcd.client.from_tensor(tensor)
+            if array is not None:
+                mpcd.client.to_tensor(array, tensor, raw=False)
+    return message
+
+
+def tensors_of(problem):
+    return [problem.x_init, problem.cost.quadratic, problem.cost.linear,
+            problem.dynamics.linear.transition, problem.dynamics.linear.offset,
+            problem.u_lower, problem.u_upper, problem.u_init]
+
+
+def solve_request(T, problems, encoding):
+    return mpcd_pb2.SolveRequest(horizon=T, problems=problems, response_encoding=encoding,
+                                 options=mpcd_pb2.SolverOptions(max_iterations=30,
+                                                                tolerance=1e-10),
+                                 return_gains=True)
+
+
+class WireEncodingTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.client = mpcd.Client(SERVER.target, timeout=60)
+        rng = np.random.default_rng(7)
+        cls.T = 6
+        cls.problems = [lqr_problem(rng, time_varying=(i % 2 == 1)) for i in range(4)]
+
+    def solve(self, request):
+        return self.client._call(self.client.stub.Solve, request, None)
+
+    def test_raw_and_repeated_give_bitwise_the_same_solutions(self):
+        repeated = self.solve(solve_request(
+            self.T, [problem_proto(p, raw=False) for p in self.problems],
+            mpcd_pb2.REPEATED_FLOAT64))
+        raw = self.solve(solve_request(
+            self.T, [problem_proto(p, raw=True) for p in self.problems], mpcd_pb2.RAW_FLOAT64))
+        self.assertTrue(raw.solutions[0].x.raw_data, "the raw answer is not raw")
+        self.assertFalse(repeated.solutions[0].x.raw_data)
+        for a, b in zip(repeated.solutions, raw.solutions):
+            for field in ("x", "u", "feedback", "feedforward"):
+                want = mpcd.client.from_tensor(getattr(a, field))
+                got = mpcd.client.from_tensor(getattr(b, field))
+                self.assertEqual(got.dtype, np.float64)
+                self.assertEqual(got.shape, want.shape)
+                self.assertEqual(got.tobytes(), want.tobytes(), field)
+            self.assertEqual(a.cost, b.cost)
+            self.assertEqual(a.status, b.status)
+        # A real answer (bounds active somewhere), not a trivial one.
+        u = np.concatenate([mpcd.client.from_tensor(s.u).ravel() for s in raw.solutions])
+        self.assertTrue(np.any(np.isclose(u, 0.4)) or np.any(np.isclose(u, -0.5)))
+
+    def test_mixed_raw_and_repeated_in_one_request(self):
+        base = self.solve(solve_request(
+            self.T, [problem_proto(p, raw=False) for p in self.problems],
+            mpcd_pb2.REPEATED_FLOAT64))
+        mixed = []
+        k = 0
+        for p in self.problems:
+            message = problem_proto(p, raw=True)
+            for tensor in tensors_of(message):
+                if k % 2 == 0 and tensor.raw_data:
+                    mpcd.client.to_tensor(mpcd.client.from_tensor(tensor), tensor, raw=False)
+                k += 1
+            mixed.append(message)
+        kinds = {bool(t.raw_data) for m in mixed for t in tensors_of(m) if t.shape}
+        self.assertEqual(kinds, {True, False})
+        answer = self.solve(solve_request(self.T, mixed, mpcd_pb2.REPEATED_FLOAT64))
+        self.assertEqual(answer.solutions[0].SerializeToString(),
+                         base.solutions[0].SerializeToString())
+        self.assertEqual([s.SerializeToString() for s in answer.solutions],
+                         [s.SerializeToString() for s in base.solutions])
+
+    def test_float32_in_is_widened_exactly_and_float32_out_is_rounded(self):
+        # The same values as float64 and as float32: bitwise the same float64 solution.
+        as32 = [mpcd.Problem(**{k: (np.asarray(v, dtype=np.float32) if isinstance(v, np.ndarray)
+                                    else v) for k, v in p.__dict__.items()})
+                for p in self.problems]
+        for p in as32:
+            p.dynamics = mpcd.Linear(np.asarray(p.dynamics.F, np.float32),
+                                     np.asarray(p.dynamics.f, np.float32))
+        widened = [mpcd.Problem(**{k: (np.asarray(v, dtype=np.float64)
+                                       if isinstance(v, np.ndarray) else v)
+                                   for k, v in p.__dict__.items()}) for p in as32]
+        for p, q in zip(widened, as32):
+            p.dynamics = mpcd.Linear(q.dynamics.F.astype(np.float64),
+                                     q.dynamics.f.astype(np.float64))
+        message = mpcd.client.problem_to_proto(as32[0])
+        self.assertEqual(message.cost.quadratic.dtype, mpcd_pb2.DATA_TYPE_FLOAT32)
+        self.assertEqual(len(message.cost.quadratic.raw_data), 4 * as32[0].C.size)
+        r64 = self.client.solve(self.T, widened, options=dict(max_iterations=30), dtype=np.float64)
+        r32in = self.client.solve(self.T, as32, options=dict(max_iterations=30),
+                                  dtype=np.float64)
+        r32 = self.client.solve(self.T, as32, options=dict(max_iterations=30))  # float32 default
+        for a, b, c in zip(r64.solutions, r32in.solutions, r32.solutions):
+            self.assertEqual(a.x.tobytes(), b.x.tobytes())
+            self.assertEqual(a.u.tobytes(), b.u.tobytes())
+            self.assertEqual(c.x.dtype, np.float32)
+            self.assertEqual(c.u.dtype, np.float32)
+            np.testing.assert_array_equal(c.x, a.x.astype(np.float32))
+            np.testing.assert_array_equal(c.u, a.u.astype(np.float32))
+
+    def test_every_malformed_raw_payload_is_invalid_argument_naming_the_field(self):
+        def ragged(t):
+            t.raw_data = t.raw_data + b"\0"
+
+        def short3(t):
+            t.raw_data = t.raw_data[:-3]
+
+        def ragged32(t):
+            t.raw_data = np.asarray(np.frombuffer(t.raw_data, "<f8"), "<f4").tobytes() + b"\1\2"
+            t.dtype = mpcd_pb2.DATA_TYPE_FLOAT32
+
+        def missing(t):
+            t.raw_data = t.raw_data[:-8]
+
+        def as32(t):
+            t.dtype = mpcd_pb2.DATA_TYPE_FLOAT32
+
+        def nan(t):
+            values = np.frombuffer(t.raw_data, "<f8").copy()
+            values[-1] = np.nan
+            t.raw_data = values.tobytes()
+
+        def inf32(t):
+            values = np.frombuffer(t.raw_data, "<f8").astype("<f4")
+            values[0] = -np.inf
+            t.raw_data = values.tobytes()
+            t.dtype = mpcd_pb2.DATA_TYPE_FLOAT32
+
+        def both(t):
+            t.data.append(1.0)
+
+        cases = [
+            (ragged, "raw_data: %d bytes is not a whole number of DATA_TYPE_FLOAT64 values"),
+            (short3, "raw_data: %d bytes is not a whole number of DATA_TYPE_FLOAT64 values"),
+            (ragged32, "raw_data: %d bytes is not a whole number of DATA_TYPE_FLOAT32 values"),
+            (missing, "values, got"),
+            (as32, "values, got"),
+            (nan, ": not finite at"),
+            (inf32, ": not finite at"),
+            (both, ": has both data and raw_data"),
+        ]
+        names = ["x_init", "cost.quadratic", "cost.linear", "dynamics.linear.transition",
+                 "dynamics.linear.offset", "u_init"]
+        checked = 0
+        for mutate, message in cases:
+            for index, name in enumerate(names):
+                problems = [problem_proto(p, raw=True) for p in self.problems[:2]]
+                tensor = [problems[1].x_init, problems[1].cost.quadratic,
+                          problems[1].cost.linear, problems[1].dynamics.linear.transition,
+                          problems[1].dynamics.linear.offset, problems[1].u_init][index]
+                mutate(tensor)
+                expected = message % len(tensor.raw_data) if "%d" in message else message
+                with self.subTest(mutate=mutate.__name__, field=name):
+                    with self.assertRaises(mpcd.InvalidArgumentError) as caught:
+                        self.solve(solve_request(self.T, problems, mpcd_pb2.RAW_FLOAT64))
+                    self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+                    self.assertIn("problems[1]." + name, caught.exception.details)
+                    self.assertIn(expected, caught.exception.details)
+                checked += 1
+        self.assertEqual(checked, len(cases) * len(names))
+
+
+class TemplateTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.client = mpcd.Client(SERVER.target, timeout=60)
+
+    def test_template_and_per_problem_fields_solve_like_spelled_out_problems(self):
+        rng = np.random.default_rng(11)
+        T = 8
+        shared = lqr_problem(rng, T=T)
+        own = lqr_problem(rng, T=T, time_varying=True)
+        template = mpcd.Problem(x_init=None, C=shared.C, c=shared.c, dynamics=shared.dynamics,
+                                u_lower=shared.u_lower, u_upper=shared.u_upper)
+        # Per problem: only x_init; x_init and its own C; x_init, own dynamics and u_init; and one
+        # that sets everything itself.
+        partial = [
+            mpcd.Problem(x_init=rng.standard_normal(3), C=None),
+            mpcd.Problem(x_init=rng.standard_normal(3), C=own.C),
+            mpcd.Problem(x_init=rng.standard_normal(3), C=None, dynamics=own.dynamics,
+                         u_init=own.u_init),
+            own,
+        ]
+        full = []
+        for p in partial:
+            fields = dict(template.__dict__)
+            fields.update({k: v for k, v in p.__dict__.items() if v is not None})
+            full.append(mpcd.Problem(**fields))
+        options = dict(max_iterations=30, tolerance=1e-10)
+        a = self.client.solve(T, partial, options=options, template=template, return_gains=True)
+        b = self.client.solve(T, full, options=options, return_gains=True)
+        for sa, sb in zip(a.solutions, b.solutions):
+            self.assertEqual(sa.x.tobytes(), sb.x.tobytes())
+            self.assertEqual(sa.u.tobytes(), sb.u.tobytes())
+            self.assertEqual(sa.feedback.tobytes(), sb.feedback.tobytes())
+            self.assertEqual(sa.cost, sb.cost)
+        # The problems really differ (the template did not make them all one problem).
+        self.assertGreater(np.abs(a.solutions[0].u - a.solutions[2].u).max(), 1e-3)
+
+        # Backward with the same template: gradients equal the spelled-out ones, each shaped like
+        # the problem's (merged) input.
+        rng2 = np.random.default_rng(12)
+        cot = [(rng2.standard_normal((T, 3)), rng2.standard_normal((T, 2))) for _ in partial]
+        ga = self.client.backward(T, partial, a.solutions, cot, template=template)
+        gb = self.client.backward(T, full, b.solutions, cot)
+        for x, y in zip(ga.gradients, gb.gradients):
+            for field in ("x_init", "C", "c", "F", "f"):
+                self.assertEqual(getattr(x, field).shape, getattr(y, field).shape, field)
+                self.assertEqual(getattr(x, field).tobytes(), getattr(y, field).tobytes(), field)
+        self.assertEqual(ga.gradients[0].C.shape, (5, 5))
+        self.assertEqual(ga.gradients[1].C.shape, (T, 5, 5))
+
+    def test_template_errors_name_the_template(self):
+        rng = np.random.default_rng(13)
+        shared = lqr_problem(rng)
+        bad_c = np.array(shared.c)
+        bad_c[1] = np.inf
+        template = mpcd.Problem(x_init=None, C=shared.C, c=bad_c, dynamics=shared.dynamics)
+        with self.assertRaises(mpcd.InvalidArgumentError) as caught:
+            self.client.solve(6, [mpcd.Problem(x_init=np.zeros(3), C=None)], template=template)
+        self.assertEqual(caught.exception.details,
+                         "problem_template.cost.linear: not finite at [1] (inf)")
+
+
+class TorchTransportTest(unittest.TestCase):
+
+    def batch(self, B=128, n=8, m=4, T=30, seed=5, dtype=None):
+        """Per-element time-varying C and F: the Backward answer carries their gradients
+        (B T (n+m)^2 + B (T-1) n (n+m) doubles, about 7.9 MB for 128 n8 m4 T30)."""
+        dtype = dtype or torch.float64
+        rng = np.random.default_rng(seed)
+        nt = n + m
+        L = rng.standard_normal((T, B, nt, nt)) / np.sqrt(nt)
+        C = np.einsum("tbij,tbkj->tbik", L, L) + np.eye(nt)
+        A = np.eye(n) + 0.05 * rng.standard_normal((T - 1, B, n, n))
+        Bm = 0.3 * rng.standard_normal((T - 1, B, n, m))
+        F = np.concatenate([A, Bm], axis=3)
+        return dict(x_init=torch.tensor(rng.standard_normal((B, n)), dtype=dtype),
+                    C=torch.tensor(C, dtype=dtype),
+                    c=torch.tensor(rng.standard_normal((T, B, nt)), dtype=dtype),
+                    F=torch.tensor(F, dtype=dtype),
+                    f=torch.tensor(0.1 * rng.standard_normal((T - 1, B, n)), dtype=dtype))
+
+    def run_step(self, inputs, n, m, T, client=None, chunk=None, device="cpu"):
+        """Forward and backward of sum(w_x x) + sum(w_u u); returns x, u and the grads. With
+        `chunk`, the batch is split into chunks of that size (each its own Solve/Backward)."""
+        leaves = {k: v.clone().to(device).requires_grad_(True) for k, v in inputs.items()}
+        B = leaves["x_init"].shape[0]
+        rng = np.random.default_rng(99)
+        wx = torch.tensor(rng.standard_normal((T, B, n)), dtype=leaves["x_init"].dtype,
+                          device=device)
+        wu = torch.tensor(rng.standard_normal((T, B, m)), dtype=leaves["x_init"].dtype,
+                          device=device)
+        chunk = chunk or B
+        xs, us = [], []
+        for s in range(0, B, chunk):
+            sl = slice(s, s + chunk)
+            mpc = MPC(n, m, T, u_lower=-1.0, u_upper=1.0, lqr_iter=50, eps=1e-10,
+                      client=client, target=SERVER.target, timeout=120)
+            x, u, _ = mpc(leaves["x_init"][sl], QuadCost(leaves["C"][:, sl], leaves["c"][:, sl]),
+                          LinDx(leaves["F"][:, sl], leaves["f"][:, sl]))
+            xs.append(x)
+            us.append(u)
+        x, u = torch.cat(xs, dim=1), torch.cat(us, dim=1)
+        ((wx * x).sum() + (wu * u).sum()).backward()
+        return x.detach(), u.detach(), {k: v.grad for k, v in leaves.items()}
+
+    def test_batch_of_128_n8_m4_t30_forward_and_backward(self):
+        n, m, T = 8, 4, 30
+        inputs = self.batch()
+        # gRPC's default 4 MiB receive limit cannot take this Backward's answer.
+        small = mpcd.Client(SERVER.target, timeout=120,
+                            options=[("grpc.max_receive_message_length", 4 << 20)])
+        with self.assertRaises(mpcd.MpcdError) as caught:
+            self.run_step(inputs, n, m, T, client=small)
+        self.assertEqual(caught.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        small.close()
+        # The default client takes it, and agrees with the batch done in chunks of 32.
+        x, u, grads = self.run_step(inputs, n, m, T)
+        xc, uc, gradsc = self.run_step(inputs, n, m, T, chunk=32)
+        self.assertEqual(tuple(x.shape), (T, 128, n))
+        self.assertEqual(tuple(u.shape), (T, 128, m))
+        torch.testing.assert_close(x, xc, rtol=0, atol=0)
+        torch.testing.assert_close(u, uc, rtol=0, atol=0)
+        self.assertTrue(torch.any(u.abs() >= 1.0 - 1e-12), "no bound is active: a weak test")
+        for name, grad in grads.items():
+            self.assertEqual(grad.shape, inputs[name].shape, name)
+            torch.testing.assert_close(grad, gradsc[name], rtol=0, atol=0, msg=name)
+            self.assertGreater(grad.abs().max().item(), 1e-6, name)
+
+    def test_float32_in_float32_out(self):
+        n, m, T, B = 3, 2, 10, 16
+        inputs64 = self.batch(B=B, n=n, m=m, T=T, seed=8)
+        inputs32 = {k: v.float() for k, v in inputs64.items()}
+        x32, u32, g32 = self.run_step(inputs32, n, m, T)
+        x64, u64, g64 = self.run_step({k: v.double() for k, v in inputs32.items()}, n, m, T)
+        self.assertEqual(x32.dtype, torch.float32)
+        self.assertEqual(u32.dtype, torch.float32)
+        # Computed in float64 from exactly the float32 values, rounded once.
+        torch.testing.assert_close(x32, x64.float(), rtol=0, atol=0)
+        torch.testing.assert_close(u32, u64.float(), rtol=0, atol=0)
+        for name in g32:
+            self.assertEqual(g32[name].dtype, torch.float32, name)
+            # The cotangents travel as float32 too, so the gradients agree to float32 precision.
+            torch.testing.assert_close(g32[name], g64[name].float(), rtol=1e-4, atol=1e-5,
+                                       msg=name)
+
+    def test_one_channel_per_target_shared_across_threads(self):
+        a = MPC(3, 1, 5, target=SERVER.target).client
+        b = MPC(3, 1, 5, target=SERVER.target).client
+        self.assertIs(a, b)
+        self.assertIs(a, mpcd.torch.shared_client(SERVER.target))
+        seen = []
+        barrier = threading.Barrier(8)
+
+        def make():
+            barrier.wait()
+            seen.append(mpcd.torch.shared_client("127.0.0.1:1"))
+
+        threads = [threading.Thread(target=make) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(len({id(c) for c in seen}), 1)
+        self.assertIsNot(seen[0], a)
+        given = mpcd.Client(SERVER.target)
+        self.assertIs(MPC(3, 1, 5, client=given).client, given)
+        given.close()
+
+    def test_cuda_tensors(self):
+        if not torch.cuda.is_available():
+            self.skipTest("torch has no CUDA device here")
+        n, m, T, B = 3, 2, 8, 4
+        inputs = self.batch(B=B, n=n, m=m, T=T, seed=9)
+        x, u, g = self.run_step(inputs, n, m, T, device="cuda")
+        xh, uh, gh = self.run_step(inputs, n, m, T)
+        self.assertEqual(x.device.type, "cuda")
+        torch.testing.assert_close(x.cpu(), xh, rtol=0, atol=0)
+        torch.testing.assert_close(u.cpu(), uh, rtol=0, atol=0)
+        for name in g:
+            self.assertEqual(g[name].device.type, "cuda", name)
+            torch.testing.assert_close(g[name].cpu(), gh[name], rtol=0, atol=0, msg=name)
+
+
+def main():
+    global ARGS, mpcd, mpcd_pb2, torch, MPC, QuadCost, LinDx
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mpcd", required=True)
+    parser.add_argument("--package-dir", default=None)
+    parser.add_argument("--stubs-dir", default=None)
+    ARGS, rest = parser.parse_known_args()
+    sys.path[:0] = [p for p in (ARGS.package_dir, ARGS.stubs_dir) if p]
+    import mpcd
+    import mpcd.client
+    import mpcd.torch
+    import torch
+    from mpcd.torch import MPC, QuadCost, LinDx
+    from mpcd.v1 import mpcd_pb2
+    unittest.main(argv=[sys.argv[0]] + rest)
+
+
+if __name__ == "__main__":
+    main()
