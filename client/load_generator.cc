@@ -53,7 +53,8 @@ class Tally {
       const std::string code = wrong ? "WRONG_ANSWER" : CodeName(response.status().code());
       ++errors_;
       ++errors_by_code_[code];
-      if (first_error_.empty()) first_error_ = absl::StrCat(code, ": ", response.status().message());
+      if (first_error_.empty())
+        first_error_ = absl::StrCat(code, ": ", response.status().message());
     }
   }
   void CountSent() {
@@ -255,13 +256,13 @@ class OpenLoop {
     const absl::Time sent = absl::Now();
     MpcClient* client = clients_[index % clients_.size()];
     const std::size_t request = index % requests_.size();
-    client->SolveAsync(requests_[request], options_.timeout,
-                       [this, request, sent,
-                        measured](absl::StatusOr<mpcd::v1::SolveResponse> response) {
-                         tally_.Record(request, measured, absl::Now() - sent, std::move(response));
-                         absl::MutexLock lock(&mu_);
-                         --in_flight_;
-                       });
+    client->SolveAsync(
+        requests_[request], options_.timeout,
+        [this, request, sent, measured](absl::StatusOr<mpcd::v1::SolveResponse> response) {
+          tally_.Record(request, measured, absl::Now() - sent, std::move(response));
+          absl::MutexLock lock(&mu_);
+          --in_flight_;
+        });
   }
 
   const std::vector<MpcClient*>& clients_;

@@ -40,12 +40,12 @@ struct LoadOptions {
 };
 
 struct LoadResult {
-  absl::Duration elapsed;                              // measured wall time
-  std::int64_t requests = 0;                           // answered OK while measuring
-  std::int64_t problems = 0;                           // their problems
-  std::int64_t errors = 0;                             // failed while measuring
-  std::int64_t sent = 0;     // open loop: requests sent while measuring
-  std::int64_t skipped = 0;  // open loop: due while measuring but not sent (max_in_flight)
+  absl::Duration elapsed;     // measured wall time
+  std::int64_t requests = 0;  // answered OK while measuring
+  std::int64_t problems = 0;  // their problems
+  std::int64_t errors = 0;    // failed while measuring
+  std::int64_t sent = 0;      // open loop: requests sent while measuring
+  std::int64_t skipped = 0;   // open loop: due while measuring but not sent (max_in_flight)
   std::map<std::string, std::int64_t> errors_by_code;  // e.g. {"UNAVAILABLE": 3}
   std::string first_error;  // the first failure's "CODE: message", if any
   // Every call, warm-up and tail included (the counts above cover only the measured window): a

@@ -87,9 +87,10 @@ class AsyncCall {
 // and waits for its answer. The first Step carries the template; later ones the measured state.
 class ControlStream {
  public:
-  ControlStream(std::unique_ptr<grpc::ClientContext> context,
-                std::unique_ptr<grpc::ClientReaderWriter<mpcd::v1::ControlRequest,
-                                                         mpcd::v1::ControlResponse>> stream);
+  ControlStream(
+      std::unique_ptr<grpc::ClientContext> context,
+      std::unique_ptr<grpc::ClientReaderWriter<mpcd::v1::ControlRequest, mpcd::v1::ControlResponse>>
+          stream);
   ~ControlStream();  // Close()s
 
   // The answer to `request`, or the status the server ended the session with.

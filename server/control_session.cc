@@ -41,10 +41,9 @@ void ControlSession::OnReadDone(bool ok) {
 absl::Status ControlSession::PrepareStep() {
   if (const std::int64_t size = static_cast<std::int64_t>(request_.ByteSizeLong());
       size > deps_.max_message_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("request: ", size,
-                                                   " bytes, over the server's limit of ",
-                                                   deps_.max_message_bytes,
-                                                   " bytes (--max_message_bytes)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("request: ", size, " bytes, over the server's limit of ",
+                     deps_.max_message_bytes, " bytes (--max_message_bytes)"));
   }
   if (!started_) {
     MPC_ASSIGN_OR_RETURN(problem_, ToControlProblem(request_, deps_.limits));

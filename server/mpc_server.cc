@@ -50,9 +50,9 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   server->backend_ = std::move(backend);
   server->metrics_ = std::make_unique<ServiceMetrics>(server->backend_->name());
   ServiceMetrics* metrics = server->metrics_.get();
-  MPC_ASSIGN_OR_RETURN(ServerSecurity security,
-                       LoadServerSecurity(config.security,
-                                          [metrics] { metrics->ClientCertificateRefused(); }));
+  MPC_ASSIGN_OR_RETURN(ServerSecurity security, LoadServerSecurity(config.security, [metrics] {
+                         metrics->ClientCertificateRefused();
+                       }));
   MPC_ASSIGN_OR_RETURN(
       server->batcher_,
       DynamicBatcher::Create(config.batcher, server->backend_.get(), server->metrics_.get()));
@@ -73,9 +73,8 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
                            &server->port_);
   // Up to twice the limit is read, so that the service can say which limit a request broke
   // (INVALID_ARGUMENT); beyond that gRPC refuses it unread (RESOURCE_EXHAUSTED), bounding memory.
-  builder.SetMaxReceiveMessageSize(
-      static_cast<int>(std::min<std::int64_t>(2 * std::int64_t{config.max_message_bytes},
-                                              std::numeric_limits<int>::max())));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<std::int64_t>(
+      2 * std::int64_t{config.max_message_bytes}, std::numeric_limits<int>::max())));
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config.max_concurrent_streams);
   // gRPC sets SO_REUSEPORT by default, which would let a second server silently share the port.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

@@ -28,8 +28,7 @@ void ComputeRequestedJacobians(const Problem& problem, Solution* solution) {
   const SolverOptions& options = problem.options;
   JacobianRequest request;
   request.x_init = options.compute_x_init_jacobian;
-  request.params =
-      options.compute_params_jacobian && !problem.shape.dynamics.is_linear();
+  request.params = options.compute_params_jacobian && !problem.shape.dynamics.is_linear();
   request.mode = options.jacobian_mode;
   solution->jacobian_diagnostics = JacobianDiagnostics();
   if (!request.x_init && !request.params) {

@@ -181,9 +181,8 @@ absl::Status ValidateProblemSizes(const Problem& problem, const std::string& fie
   if (!shape.dynamics.is_linear()) {
     const ModelInfo* model = FindModel(shape.dynamics);
     if (model == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(field_prefix,
-                                                     "dynamics.model.name: unknown model kind ",
-                                                     shape.dynamics.model));
+      return absl::InvalidArgumentError(absl::StrCat(
+          field_prefix, "dynamics.model.name: unknown model kind ", shape.dynamics.model));
     }
     if (shape.state_dim != model->state_dim || shape.control_dim != model->control_dim) {
       return absl::InvalidArgumentError(

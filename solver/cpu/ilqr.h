@@ -7,8 +7,8 @@
 
 namespace mpc {
 
-// Box-constrained iLQR (DESIGN §3) for problems of one shape, on the calling thread. The workspace is
-// allocated at construction; Solve allocates nothing when `solution` is already sized
+// Box-constrained iLQR (DESIGN §3) for problems of one shape, on the calling thread. The workspace
+// is allocated at construction; Solve allocates nothing when `solution` is already sized
 // (Solution::Resize), so a ShapeSolver is meant to be kept and reused.
 class ShapeSolver {
  public:

@@ -35,7 +35,8 @@ void ThreadPool::ParallelFor(int count, const std::function<void(int worker, int
   }
   Drain(0, body, count);
   absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(+[](int* pending) { return *pending == 0; }, &pending_));
+  mu_.Await(absl::Condition(
+      +[](int* pending) { return *pending == 0; }, &pending_));
   body_ = nullptr;
 }
 

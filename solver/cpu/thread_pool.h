@@ -11,8 +11,8 @@
 
 namespace mpc {
 
-// A fixed set of worker threads that run one parallel loop at a time. The calling thread takes part,
-// so a pool of size 1 runs everything inline.
+// A fixed set of worker threads that run one parallel loop at a time. The calling thread takes
+// part, so a pool of size 1 runs everything inline.
 class ThreadPool {
  public:
   // `size` >= 1 threads in all, the caller included.
@@ -24,8 +24,8 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Calls body(worker, i) for every i in [0, count), worker in [0, size()), and returns when all
-  // calls are done. Indices are handed out one at a time, so uneven work balances itself. Calls from
-  // several threads are serialised.
+  // calls are done. Indices are handed out one at a time, so uneven work balances itself. Calls
+  // from several threads are serialised.
   void ParallelFor(int count, const std::function<void(int worker, int index)>& body);
 
  private:

@@ -35,12 +35,11 @@ std::vector<Problem> MixedProblems() {
     Problem cartpole = RandomCartpoleProblem(model, seed);
     cartpole.options.max_iterations = 50;
     problems.push_back(cartpole);
-    problems.push_back(RandomLqrProblem({.state_dim = 4, .control_dim = 2, .horizon = 12,
-                                         .bounded = true},
-                                        seed));
-    problems.push_back(RandomLqrProblem({.state_dim = 8, .control_dim = 4, .horizon = 30,
-                                         .time_varying = true, .bounded = true},
-                                        seed));
+    problems.push_back(
+        RandomLqrProblem({.state_dim = 4, .control_dim = 2, .horizon = 12, .bounded = true}, seed));
+    problems.push_back(RandomLqrProblem(
+        {.state_dim = 8, .control_dim = 4, .horizon = 30, .time_varying = true, .bounded = true},
+        seed));
   }
   return problems;
 }
@@ -117,15 +116,14 @@ TEST(IlqrTest, WarmStartFromTheSolutionConvergesAtOnce) {
 }
 
 TEST(IlqrTest, WarmStartOutsideTheBoundsIsClamped) {
-  Problem problem = RandomLqrProblem({.state_dim = 3, .control_dim = 2, .horizon = 8,
-                                      .bounded = true},
-                                     3);
+  Problem problem =
+      RandomLqrProblem({.state_dim = 3, .control_dim = 2, .horizon = 8, .bounded = true}, 3);
   problem.u_init.assign(8 * 2, 1e6);
   problem.options.max_iterations = 50;
   const Solution s = SolveProblem(problem);
   EXPECT_EQ(s.status, SolveStatus::kConverged);
-  const Solution cold = SolveProblem(RandomLqrProblem(
-      {.state_dim = 3, .control_dim = 2, .horizon = 8, .bounded = true}, 3));
+  const Solution cold = SolveProblem(
+      RandomLqrProblem({.state_dim = 3, .control_dim = 2, .horizon = 8, .bounded = true}, 3));
   EXPECT_LT(MaxAbsDiff(s.u, cold.u), 1e-9);
 }
 
@@ -152,9 +150,8 @@ TEST(IlqrTest, NonFiniteDynamicsReportNotFinite) {
 TEST(IlqrTest, IndefiniteControlCostIsRegularized) {
   // Negative control weight: Quu is indefinite at the last step, so LM regularisation must kick in;
   // bounds keep the problem well posed.
-  Problem problem = RandomLqrProblem({.state_dim = 2, .control_dim = 1, .horizon = 5,
-                                      .bounded = true},
-                                     4);
+  Problem problem =
+      RandomLqrProblem({.state_dim = 2, .control_dim = 1, .horizon = 5, .bounded = true}, 4);
   const int nt = 3;
   for (int t = 0; t < 5; ++t) {
     const size_t offset = problem.cost_quadratic.size() == 9u ? 0 : t * 9u;
@@ -179,8 +176,8 @@ TEST(IlqrTest, GainsAtTheSolutionHaveTheRightShapeAndVanishingFeedforward) {
   problem.options.tolerance = 1e-9;
   problem.options.compute_gains = true;
   const Solution s = SolveProblem(problem);
-  ASSERT_EQ(s.status, SolveStatus::kConverged) << SolveStatusName(s.status) << " after "
-                                               << s.iterations << ", step " << s.step_norm;
+  ASSERT_EQ(s.status, SolveStatus::kConverged)
+      << SolveStatusName(s.status) << " after " << s.iterations << ", step " << s.step_norm;
   ASSERT_EQ(s.feedback.size(), 20u * 1 * 3);
   ASSERT_EQ(s.feedforward.size(), 20u);
   // At a converged solution the Newton step is (almost) zero.

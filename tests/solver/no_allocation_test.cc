@@ -1,7 +1,7 @@
-// Proves the iteration loop allocates nothing once a ShapeSolver and its Solution are sized: Eigen's
-// runtime malloc guard catches Eigen temporaries, and a counting global operator new catches every
-// other heap allocation (std::vector growth, std::function, ...). Single-threaded on purpose: Eigen's
-// flag is global.
+// Proves the iteration loop allocates nothing once a ShapeSolver and its Solution are sized:
+// Eigen's runtime malloc guard catches Eigen temporaries, and a counting global operator new
+// catches every other heap allocation (std::vector growth, std::function, ...). Single-threaded on
+// purpose: Eigen's flag is global.
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -32,8 +32,8 @@ using testing::RandomModelOptions;
 using testing::RandomPendulumProblem;
 
 void ExpectSolveAllocatesNothing(const Problem& problem, bool dynamic_size) {
-  auto solver = dynamic_size ? MakeDynamicSizeShapeSolver(problem.shape)
-                             : MakeShapeSolver(problem.shape);
+  auto solver =
+      dynamic_size ? MakeDynamicSizeShapeSolver(problem.shape) : MakeShapeSolver(problem.shape);
   Solution solution;
   solver->Solve(problem, &solution);  // sizes the solution, warms statics
   const long before = g_allocations.load();
@@ -64,13 +64,12 @@ TEST(NoAllocationTest, Cartpole) {
 
 TEST(NoAllocationTest, LinearFixedAndDynamicSizes) {
   for (bool bounded : {false, true}) {
-    Problem problem = RandomLqrProblem({.state_dim = 8, .control_dim = 4, .horizon = 30,
-                                        .time_varying = true, .bounded = bounded},
-                                       3);
+    Problem problem = RandomLqrProblem(
+        {.state_dim = 8, .control_dim = 4, .horizon = 30, .time_varying = true, .bounded = bounded},
+        3);
     ExpectSolveAllocatesNothing(problem, false);
-    Problem odd = RandomLqrProblem({.state_dim = 7, .control_dim = 3, .horizon = 15,
-                                    .bounded = bounded},
-                                   4);
+    Problem odd =
+        RandomLqrProblem({.state_dim = 7, .control_dim = 3, .horizon = 15, .bounded = bounded}, 4);
     ExpectSolveAllocatesNothing(odd, true);
   }
 }

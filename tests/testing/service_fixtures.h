@@ -43,8 +43,7 @@ std::unique_ptr<MpcClient> Connect(const MpcServer& server, bool own_connection 
 std::string Scrape(int port);
 
 // Polls `condition` (for state only the server's own threads change, with no event to wait on).
-bool Eventually(const std::function<bool()>& condition,
-                absl::Duration timeout = kServiceTimeout);
+bool Eventually(const std::function<bool()>& condition, absl::Duration timeout = kServiceTimeout);
 
 }  // namespace mpc::testing
 
