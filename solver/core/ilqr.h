@@ -53,13 +53,17 @@ struct Contiguous {
 // m from the view and the small matrices from `arena` (ScratchCapacity(n, m) scalars, host only).
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
           class Layout = Interleaved>
-class ProblemSolver {
+class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
+  // State, control and tau sizes (named as in the math, like NX and NU).
+  using Sizes = ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>;
+  using Sizes::m;
+  using Sizes::n;
+  using Sizes::nt;
+
  public:
   MPC_HOST_DEVICE ProblemSolver(const IlqrBatchView<S>& view, int b,
                                 ScratchArena<S>* arena = nullptr)
-      : n(kFixedSize && NX != kDynamic ? NX : view.state_dim),
-        m(kFixedSize && NU != kDynamic ? NU : view.control_dim),
-        nt(n + m),
+      : Sizes(view.state_dim, view.control_dim),
         view_(view),
         b_(b),
         T_(view.horizon),
@@ -631,8 +635,6 @@ class ProblemSolver {
     }
   }
 
-  // State, control and tau sizes (named as in the math, like NX and NU).
-  const int n, m, nt;
   const IlqrBatchView<S>& view_;
   const int b_;
   const int T_;

@@ -44,13 +44,17 @@ constexpr double kDeviceIllConditioned = 1e12;
 // Layout and the arena as for ProblemSolver (ilqr.h).
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
           class Layout = Interleaved>
-class ProblemBackward {
+class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
+  // State, control and tau sizes (named as in the math, like NX and NU).
+  using Sizes = ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>;
+  using Sizes::m;
+  using Sizes::n;
+  using Sizes::nt;
+
  public:
   MPC_HOST_DEVICE ProblemBackward(const BackwardBatchView<S>& view, int b,
                                   ScratchArena<S>* arena = nullptr)
-      : n(kFixedSize && NX != kDynamic ? NX : view.problem.state_dim),
-        m(kFixedSize && NU != kDynamic ? NU : view.problem.control_dim),
-        nt(n + m),
+      : Sizes(view.problem.state_dim, view.problem.control_dim),
         view_(view),
         in_(view.problem),
         b_(b),
@@ -472,8 +476,6 @@ class ProblemBackward {
     }
   }
 
-  // State, control and tau sizes (named as in the math, like NX and NU).
-  const int n, m, nt;
   const BackwardBatchView<S>& view_;
   const IlqrBatchView<S>& in_;
   const int b_;

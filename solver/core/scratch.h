@@ -21,6 +21,21 @@ constexpr long long ScratchCapacity(int n, int m) {
   return 8LL * (n + m) * (n + m) + 32LL * (n + m) + 64;
 }
 
+// A problem's n, m and n + m: compile-time constants in the fixed-size specialisations (so every
+// loop over them, in the solver and in the small_linalg.h kernels it inlines, has constant bounds),
+// run-time values otherwise. The solvers derive from it and name n, m, nt as members.
+template <int NX, int NU, bool kCompileTime>
+struct ProblemSizes {
+  MPC_HOST_DEVICE ProblemSizes(int /*state_dim*/, int /*control_dim*/) {}
+  static constexpr int n = NX, m = NU, nt = NX + NU;
+};
+template <int NX, int NU>
+struct ProblemSizes<NX, NU, false> {
+  MPC_HOST_DEVICE ProblemSizes(int state_dim, int control_dim)
+      : n(state_dim), m(control_dim), nt(state_dim + control_dim) {}
+  const int n, m, nt;
+};
+
 // A bump allocator over caller-owned memory.
 template <typename S>
 class ScratchArena {

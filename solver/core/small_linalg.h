@@ -22,7 +22,7 @@ MPC_HOST_DEVICE inline bool IsFinite(S v) {
 // False at the first pivot that is not > 0 (a NaN pivot included): Q is not (numerically)
 // positive definite.
 template <typename S>
-MPC_HOST_DEVICE bool CholeskyLower(const S* Q, S* L, int m) {
+MPC_HOST_DEVICE MPC_FORCE_INLINE bool CholeskyLower(const S* Q, S* L, int m) {
   using std::sqrt;
   for (int j = 0; j < m; ++j) {
     S d = Q[j * m + j];
@@ -41,7 +41,7 @@ MPC_HOST_DEVICE bool CholeskyLower(const S* Q, S* L, int m) {
 
 // rhs <- (L L')^-1 rhs for the `cols` columns of an (m, cols) rhs, L from CholeskyLower.
 template <typename S>
-MPC_HOST_DEVICE void CholeskySolveInPlace(const S* L, int m, S* rhs, int cols) {
+MPC_HOST_DEVICE MPC_FORCE_INLINE void CholeskySolveInPlace(const S* L, int m, S* rhs, int cols) {
   for (int c = 0; c < cols; ++c) {
     for (int i = 0; i < m; ++i) {
       S s = rhs[i * cols + c];
@@ -58,7 +58,7 @@ MPC_HOST_DEVICE void CholeskySolveInPlace(const S* L, int m, S* rhs, int cols) {
 
 // out = -(L L')^-1 rhs for an (m, cols) rhs.
 template <typename S>
-MPC_HOST_DEVICE void CholeskySolveNegated(const S* L, int m, const S* rhs, S* out, int cols) {
+MPC_HOST_DEVICE MPC_FORCE_INLINE void CholeskySolveNegated(const S* L, int m, const S* rhs, S* out, int cols) {
   for (int e = 0; e < m * cols; ++e) out[e] = -rhs[e];
   CholeskySolveInPlace(L, m, out, cols);
 }
@@ -67,7 +67,7 @@ MPC_HOST_DEVICE void CholeskySolveNegated(const S* L, int m, const S* rhs, S* ou
 // (V, v), Qxx += A'VA, qx += A'v, Qux += B'VA, Quu += B'VB, qu += B'v. A (n, n), B (n, m), V (n,
 // n); VA (n, n) and VB (n, m) are scratch.
 template <typename S>
-MPC_HOST_DEVICE void AddDynamicsToQ(const S* A, const S* B, const S* V, const S* v, int n, int m,
+MPC_HOST_DEVICE MPC_FORCE_INLINE void AddDynamicsToQ(const S* A, const S* B, const S* V, const S* v, int n, int m,
                                     S* VA, S* VB, S* Qxx, S* Qux, S* Quu, S* qx, S* qu) {
   for (int i = 0; i < n; ++i) {
     for (int j = 0; j < n; ++j) {
@@ -110,7 +110,7 @@ MPC_HOST_DEVICE void AddDynamicsToQ(const S* A, const S* B, const S* V, const S*
 
 // V <- (V + V') / 2 for an (n, n) V.
 template <typename S>
-MPC_HOST_DEVICE void Symmetrize(S* V, int n) {
+MPC_HOST_DEVICE MPC_FORCE_INLINE void Symmetrize(S* V, int n) {
   for (int i = 0; i < n; ++i) {
     for (int j = i; j < n; ++j) {
       const S s = S(0.5) * (V[i * n + j] + V[j * n + i]);
