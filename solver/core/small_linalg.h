@@ -58,7 +58,8 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE void CholeskySolveInPlace(const S* L, int m, S*
 
 // out = -(L L')^-1 rhs for an (m, cols) rhs.
 template <typename S>
-MPC_HOST_DEVICE MPC_FORCE_INLINE void CholeskySolveNegated(const S* L, int m, const S* rhs, S* out, int cols) {
+MPC_HOST_DEVICE MPC_FORCE_INLINE void CholeskySolveNegated(const S* L, int m, const S* rhs, S* out,
+                                                           int cols) {
   for (int e = 0; e < m * cols; ++e) out[e] = -rhs[e];
   CholeskySolveInPlace(L, m, out, cols);
 }
@@ -67,8 +68,9 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE void CholeskySolveNegated(const S* L, int m, co
 // (V, v), Qxx += A'VA, qx += A'v, Qux += B'VA, Quu += B'VB, qu += B'v. A (n, n), B (n, m), V (n,
 // n); VA (n, n) and VB (n, m) are scratch.
 template <typename S>
-MPC_HOST_DEVICE MPC_FORCE_INLINE void AddDynamicsToQ(const S* A, const S* B, const S* V, const S* v, int n, int m,
-                                    S* VA, S* VB, S* Qxx, S* Qux, S* Quu, S* qx, S* qu) {
+MPC_HOST_DEVICE MPC_FORCE_INLINE void AddDynamicsToQ(const S* A, const S* B, const S* V, const S* v,
+                                                     int n, int m, S* VA, S* VB, S* Qxx, S* Qux,
+                                                     S* Quu, S* qx, S* qu) {
   for (int i = 0; i < n; ++i) {
     for (int j = 0; j < n; ++j) {
       S s = 0;
