@@ -304,6 +304,7 @@ GraphEvaluator::GraphEvaluator(std::shared_ptr<const GraphProgram> program)
     : program_(std::move(program)),
       values_(program_->initial_buffer),
       adjoints_(program_->initial_buffer.size()),
+      param_scratch_(static_cast<std::size_t>(program_->param_dim)),
       dual_values_(program_->initial_buffer.begin(), program_->initial_buffer.end()),
       dual_adjoints_(program_->initial_buffer.size()) {}
 
@@ -363,6 +364,17 @@ void GraphEvaluator::MixedDirectional(const double* x, const double* u, const do
   for (int i = 0; i < p.state_dim; ++i) dual_adjoints_[p.output + i] = Dual1(lambda[i]);
   Reverse(p, dual_values_.data(), dual_adjoints_.data());
   for (int k = 0; k < p.param_dim; ++k) g[k] = dual_adjoints_[p.theta_position() + k].d[0];
+}
+
+void GraphEvaluator::SubtractParamGradient(const double* x, const double* u, const double* theta,
+                                           const double* mu, const double* lambda, const double* dx,
+                                           const double* du, double* grad) {
+  const int p = program_->param_dim;
+  ParamVjp(x, u, theta, mu, param_scratch_.data());
+  for (int k = 0; k < p; ++k) grad[k] -= param_scratch_[k];
+  if (lambda == nullptr) return;
+  MixedDirectional(x, u, theta, lambda, dx, du, param_scratch_.data());
+  for (int k = 0; k < p; ++k) grad[k] -= param_scratch_[k];
 }
 
 void GraphEvaluator::LambdaHessian(const double* x, const double* u, const double* theta,

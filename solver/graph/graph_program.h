@@ -135,6 +135,12 @@ class GraphEvaluator {
   void MixedDirectional(const double* x, const double* u, const double* theta, const double* lambda,
                         const double* dx, const double* du, double* g);
 
+  // grad (p) -= (df/dtheta)' mu + [lambda given] MixedDirectional(lambda, dx, du): one step's
+  // share of dL/dtheta in the implicit backward pass (solver/core/implicit_backward.h).
+  void SubtractParamGradient(const double* x, const double* u, const double* theta,
+                             const double* mu, const double* lambda, const double* dx,
+                             const double* du, double* grad);
+
   // H (n+m, n+m) = d2 (lambda' f) / d tau2 with tau = [x; u]: n+m forward-over-reverse sweeps.
   void LambdaHessian(const double* x, const double* u, const double* theta, const double* lambda,
                      double* H);
@@ -145,7 +151,7 @@ class GraphEvaluator {
   void Load(const double* x, const double* u, const double* theta);
 
   std::shared_ptr<const GraphProgram> program_;
-  std::vector<double> values_, adjoints_;
+  std::vector<double> values_, adjoints_, param_scratch_;
   std::vector<Dual1> dual_values_, dual_adjoints_;
 };
 
