@@ -336,6 +336,9 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   MPC_HOST_DEVICE bool LoadSecondOrder() {
     if constexpr (Dynamics::kIsLinear) {
       return true;
+    } else if constexpr (Dynamics::kIsGraph) {
+      // A graph's d tau/d params is not computed (validation refuses it): no mixed blocks.
+      return kBlock == SecondOrder::kCurvature && LoadGraphCurvature();
     } else {
       using Model = typename Dynamics::ModelType;
       constexpr int p = Dynamics::kParamDim;
@@ -652,6 +655,30 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         }
       }
     }
+  }
+
+  // LoadSecondOrder<kCurvature> for a graph: lambda_{t+1}' d2f/dtau2 by n+m forward-over-reverse
+  // sweeps.
+  bool LoadGraphCurvature() {
+    static_assert(std::is_same_v<Layout, Contiguous>, "graphs run on CPU workers only");
+    ScratchScope<S> scope(arena_);
+    LocalArray<S, NX> x(arena_, n), lambda(arena_, n);
+    LocalArray<S, NU> u(arena_, m);
+    LocalArray<S, (NX + NU) * (NX + NU)> block(arena_, nt * nt);
+    bool finite = true;
+    for (int t = 0; t + 1 < T_; ++t) {
+      for (int i = 0; i < n; ++i) {
+        x[i] = At(view_.x, t * n + i);
+        lambda[i] = At(view_.lambda, (t + 1) * n + i);
+      }
+      for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
+      in_.graph->LambdaHessian(x, u, in_.params, lambda, block);
+      for (int e = 0; e < nt * nt; ++e) {
+        At(view_.curvature, t * nt * nt + e) = block[e];
+        finite = finite && IsFinite(block[e]);
+      }
+    }
+    return finite;
   }
 
   // The model branch's formula for a graph: dL/dtheta = -sum_t (df/dtheta' dlambda_{t+1} +

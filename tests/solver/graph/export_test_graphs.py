@@ -23,6 +23,9 @@ import torch
 from onnx import TensorProto, helper
 
 torch.manual_seed(0)
+# The exporter types 0-d tensors (x[0], scalar parameters) by the default dtype: float32 would add
+# Casts to float32 that the module's own float64 forward does not do.
+torch.set_default_dtype(torch.float64)
 N, M = 4, 2
 
 
@@ -64,6 +67,40 @@ class MatMulCase(torch.nn.Module):
 
     def forward(self, x, u):
         return x + torch.matmul(x, self.W) + torch.matmul(u, self.V)
+
+
+class CartpoleGraph(torch.nn.Module):
+    """mpc.pytorch's cartpole (solver/models/cartpole.h) written as a module: atan2 (no graph op)
+    replaced by the angle-addition formulas, equal to rounding; the parameters by the model's
+    names."""
+
+    def __init__(self):
+        super().__init__()
+        for name, value in (("gravity", 9.8), ("masscart", 1.0), ("masspole", 0.1),
+                            ("length", 0.5)):
+            setattr(self, name, torch.nn.Parameter(torch.tensor(value, dtype=torch.float64)))
+
+    def forward(self, x, u):
+        dt = 0.05
+        force = torch.clamp(u[0], -100.0, 100.0)
+        pos, vel, c, s, dth = x[0], x[1], x[2], x[3], x[4]
+        total_mass = self.masspole + self.masscart
+        polemass_length = self.masspole * self.length
+        cart_in = (force + polemass_length * dth * dth * s) / total_mass
+        th_acc = (self.gravity * s - c * cart_in) / (
+            self.length * (4.0 / 3.0 - self.masspole * c * c / total_mass))
+        x_acc = cart_in - polemass_length * th_acc * c / total_mass
+        r = torch.sqrt(c * c + s * s)
+        a = dt * dth
+        cos_a, sin_a = torch.cos(a), torch.sin(a)
+        return torch.stack([pos + dt * vel, vel + dt * x_acc, (c * cos_a - s * sin_a) / r,
+                            (s * cos_a + c * sin_a) / r, dth + dt * th_acc])
+
+
+def write_cartpole(out):
+    x = torch.tensor([0.1, -0.2, 0.8, 0.6, 0.3], dtype=torch.float64)
+    u = torch.tensor([1.5], dtype=torch.float64)
+    export(CartpoleGraph(), x, u, os.path.join(out, "cartpole_graph.onnx"), 13)
 
 
 def mask():
@@ -262,6 +299,7 @@ def main():
     ROW_INPUTS.add("gemm_mlp_float32")
     manifest.append(write_case(args.out, "gemm_mlp_float32", Mlp(torch.float32),
                                ["Gemm"], dtype=torch.float32, tolerance=1e-5))
+    write_cartpole(args.out)
     with open(os.path.join(args.out, "graphs.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     with open(os.path.join(args.out, "bad_graphs.json"), "w") as f:
