@@ -336,16 +336,16 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   MPC_HOST_DEVICE bool LoadSecondOrder() {
     if constexpr (Dynamics::kIsLinear) {
       return true;
-    } else if constexpr (Dynamics::kIsGraph) {
-      // A graph's d tau/d params is not computed (validation refuses it): no mixed blocks.
-      return kBlock == SecondOrder::kCurvature && LoadGraphCurvature();
+    } else if constexpr (Dynamics::kIsGraph && kBlock == SecondOrder::kMixed) {
+      return false;  // a graph's d tau/d params is not computed (validation refuses it)
     } else {
-      using Model = typename Dynamics::ModelType;
-      constexpr int p = Dynamics::kParamDim;
-      constexpr int kSize = (NX + NU) * (kBlock == SecondOrder::kCurvature ? NX + NU : p);
+      constexpr int kCols = kBlock == SecondOrder::kCurvature ? NX + NU : Dynamics::kParamDim;
+      const int size = nt * (kBlock == SecondOrder::kCurvature ? nt : Dynamics::kParamDim);
       S* const out = kBlock == SecondOrder::kCurvature ? view_.curvature : view_.mixed;
-      S params[p] = {}, x[NX] = {}, u[NU] = {}, lambda[NX] = {}, block[kSize] = {};
-      for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
+      ScratchScope<S> scope(arena_);
+      LocalArray<S, NX> x(arena_, n), lambda(arena_, n);
+      LocalArray<S, NU> u(arena_, m);
+      LocalArray<S, (NX + NU) * kCols> block(arena_, size);
       bool finite = true;
       for (int t = 0; t + 1 < T_; ++t) {
         for (int i = 0; i < n; ++i) {
@@ -353,17 +353,33 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
           lambda[i] = At(view_.lambda, (t + 1) * n + i);
         }
         for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
-        if constexpr (kBlock == SecondOrder::kCurvature) {
-          StepTauHessian<Model>(x, u, params, settings_.dt, lambda, block);
-        } else {
-          StepMixedSecondDerivatives<Model>(x, u, params, settings_.dt, lambda, block);
-        }
-        for (int e = 0; e < kSize; ++e) {
-          At(out, t * kSize + e) = block[e];
+        SecondOrderAt<kBlock>(x, u, lambda, block);
+        for (int e = 0; e < size; ++e) {
+          At(out, t * size + e) = block[e];
           finite = finite && IsFinite(block[e]);
         }
       }
       return finite;
+    }
+  }
+
+  // One step's block at (x, u) with costate lambda: nested duals of a model's Step, or, for a
+  // graph's curvature, n+m forward-over-reverse sweeps of the graph.
+  template <SecondOrder kBlock>
+  MPC_HOST_DEVICE void SecondOrderAt(const S* x, const S* u, const S* lambda, S* block) const {
+    if constexpr (Dynamics::kIsGraph) {
+      static_assert(std::is_same_v<Layout, Contiguous>, "graphs run on CPU workers only");
+      in_.graph->LambdaHessian(x, u, in_.params, lambda, block);
+    } else {
+      using Model = typename Dynamics::ModelType;
+      constexpr int p = Dynamics::kParamDim;
+      S params[p] = {};
+      for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
+      if constexpr (kBlock == SecondOrder::kCurvature) {
+        StepTauHessian<Model>(x, u, params, settings_.dt, lambda, block);
+      } else {
+        StepMixedSecondDerivatives<Model>(x, u, params, settings_.dt, lambda, block);
+      }
     }
   }
 
@@ -655,30 +671,6 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         }
       }
     }
-  }
-
-  // LoadSecondOrder<kCurvature> for a graph: lambda_{t+1}' d2f/dtau2 by n+m forward-over-reverse
-  // sweeps.
-  bool LoadGraphCurvature() {
-    static_assert(std::is_same_v<Layout, Contiguous>, "graphs run on CPU workers only");
-    ScratchScope<S> scope(arena_);
-    LocalArray<S, NX> x(arena_, n), lambda(arena_, n);
-    LocalArray<S, NU> u(arena_, m);
-    LocalArray<S, (NX + NU) * (NX + NU)> block(arena_, nt * nt);
-    bool finite = true;
-    for (int t = 0; t + 1 < T_; ++t) {
-      for (int i = 0; i < n; ++i) {
-        x[i] = At(view_.x, t * n + i);
-        lambda[i] = At(view_.lambda, (t + 1) * n + i);
-      }
-      for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
-      in_.graph->LambdaHessian(x, u, in_.params, lambda, block);
-      for (int e = 0; e < nt * nt; ++e) {
-        At(view_.curvature, t * nt * nt + e) = block[e];
-        finite = finite && IsFinite(block[e]);
-      }
-    }
-    return finite;
   }
 
   // The model branch's formula for a graph: dL/dtheta = -sum_t (df/dtheta' dlambda_{t+1} +
