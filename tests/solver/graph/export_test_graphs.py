@@ -103,6 +103,21 @@ def write_cartpole(out):
     export(CartpoleGraph(), x, u, os.path.join(out, "cartpole_graph.onnx"), 13)
 
 
+class BenchMlp(torch.nn.Module):
+    """The benchmark's learned dynamics (bench/graph_bench.cc): n=4, m=1, two hidden layers of 64,
+    tanh, x' = x + 0.05 MLP([x, u])."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(7)
+        self.net = torch.nn.Sequential(torch.nn.Linear(5, 64), torch.nn.Tanh(),
+                                       torch.nn.Linear(64, 64), torch.nn.Tanh(),
+                                       torch.nn.Linear(64, 4))
+
+    def forward(self, x, u):
+        return x + 0.05 * self.net(torch.cat([x, u], -1))
+
+
 def mask():
     return torch.tensor([True, False, True, False])
 
@@ -300,6 +315,8 @@ def main():
     manifest.append(write_case(args.out, "gemm_mlp_float32", Mlp(torch.float32),
                                ["Gemm"], dtype=torch.float32, tolerance=1e-5))
     write_cartpole(args.out)
+    export(BenchMlp(), torch.zeros(1, 4), torch.zeros(1, 1),
+           os.path.join(args.out, "mlp_n4_m1_h64.onnx"), 13)
     with open(os.path.join(args.out, "graphs.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     with open(os.path.join(args.out, "bad_graphs.json"), "w") as f:
