@@ -50,4 +50,7 @@ if(NOT MPCD_SOLVER_ONLY)
   find_package(gRPC CONFIG REQUIRED)       # needs protobuf-compiler-grpc (its plugins are imported targets)
   find_package(prometheus-cpp CONFIG REQUIRED)  # no version file: never pass a version
   find_package(OpenSSL REQUIRED)           # libssl-dev, already a dependency of libgrpc-dev
+  # libonnx-dev: imported targets onnx and onnx_proto (no namespace), built against Debian's
+  # protobuf, the same one gRPC uses.
+  find_package(ONNX REQUIRED)
 endif()

@@ -272,6 +272,79 @@ absl::Status ConvertModel(const mpcd::v1::ModelDynamics& proto, const std::strin
   return absl::OkStatus();
 }
 
+// The graph a GraphDynamics names, from the server's registry; errors name the source field.
+absl::StatusOr<std::shared_ptr<const GraphProgram>> FindGraph(const mpcd::v1::GraphDynamics& proto,
+                                                              GraphRegistry& graphs,
+                                                              const std::string& field) {
+  absl::StatusOr<std::shared_ptr<const GraphProgram>> graph;
+  std::string source;
+  switch (proto.source_case()) {
+    case mpcd::v1::GraphDynamics::kOnnx:
+      source = "onnx";
+      graph = graphs.Register(proto.onnx());
+      break;
+    case mpcd::v1::GraphDynamics::kSha256:
+      source = "sha256";
+      graph = graphs.FindBySha256(proto.sha256());
+      break;
+    case mpcd::v1::GraphDynamics::kName:
+      source = "name";
+      graph = graphs.FindByName(proto.name());
+      if (!graph.ok()) graph = absl::InvalidArgumentError(graph.status().message());
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "onnx: required (or dynamics.graph.sha256 or dynamics.graph.name)"));
+  }
+  if (!graph.ok()) {
+    return absl::Status(graph.status().code(),
+                        absl::StrCat(field, source, ": ", graph.status().message()));
+  }
+  return graph;
+}
+
+// Sets problem->shape, graph and params (theta: the graph's values with the request's by name)
+// from a GraphDynamics.
+absl::Status ConvertGraph(const mpcd::v1::GraphDynamics& proto, const RequestLimits& limits,
+                          const std::string& prefix, Problem* problem) {
+  const std::string field = prefix + "dynamics.graph.";
+  if (limits.graphs == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "dynamics.graph: graph dynamics are not enabled here"));
+  }
+  MPC_ASSIGN_OR_RETURN(std::shared_ptr<const GraphProgram> graph,
+                       FindGraph(proto, *limits.graphs, field));
+  problem->shape.dynamics = DynamicsId::Graph(graph->fingerprint.data());
+  problem->shape.state_dim = graph->state_dim;
+  problem->shape.control_dim = graph->control_dim;
+  problem->params = graph->default_params;
+  for (const auto& [name, tensor] : proto.parameters()) {
+    const std::string path = absl::StrCat(field, "parameters[", Quoted(name), "]");
+    const GraphParameter* parameter = nullptr;
+    std::vector<std::string> names;
+    for (const GraphParameter& p : graph->parameters) {
+      if (p.name == name) parameter = &p;
+      names.push_back(p.name);
+    }
+    if (parameter == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": the graph has no initializer of that name (it has: ", absl::StrJoin(names, ", "),
+          ")"));
+    }
+    MPC_RETURN_IF_ERROR(CheckTensorData(tensor, path));
+    const Shape given = ShapeOf(tensor);
+    if (given != parameter->shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": expected shape ", ShapeString(parameter->shape), ", got ", ShapeString(given)));
+    }
+    const std::vector<double> values = ToVector(tensor);
+    MPC_RETURN_IF_ERROR(CheckFinite(values, &given, path));
+    std::copy(values.begin(), values.end(), problem->params.begin() + parameter->offset);
+  }
+  problem->graph = std::move(graph);
+  return absl::OkStatus();
+}
+
 // Linear dynamics: n comes from x_init, m from the last dimension of the transition. Messages
 // describe the accepted shapes with what is still unknown written "n" or "m".
 absl::Status ConvertLinearShape(const mpcd::v1::Problem& proto, int horizon,
@@ -506,9 +579,13 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
       // Checks n and m against the limits as soon as it knows them.
       MPC_RETURN_IF_ERROR(ConvertLinearShape(proto, horizon, limits, p, &problem));
       break;
+    case mpcd::v1::Dynamics::kGraph:
+      MPC_RETURN_IF_ERROR(ConvertGraph(dynamics.graph(), limits, p, &problem));
+      MPC_RETURN_IF_ERROR(CheckProblemLimits(problem.shape, limits.problem, p));
+      break;
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat(p, "dynamics: required (set dynamics.linear or dynamics.model)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          p, "dynamics: required (set dynamics.linear, dynamics.model or dynamics.graph)"));
   }
 
   // Every tensor's exact shape against the table (the transition's was checked while deriving m;
@@ -741,9 +818,26 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
   return batch;
 }
 
+namespace {
+
+// dL/dtheta (the graph's param_dim) as one Tensor per initializer, shaped like it.
+void SetGraphGradient(const GraphProgram& graph, const std::vector<double>& gradient,
+                      mpcd::v1::GraphDynamics* out) {
+  out->set_sha256(graph.sha256);
+  for (const GraphParameter& parameter : graph.parameters) {
+    const auto begin = gradient.begin() + std::min<std::size_t>(parameter.offset, gradient.size());
+    const auto end = gradient.begin() +
+                     std::min<std::size_t>(parameter.offset + parameter.size, gradient.size());
+    SetTensor(parameter.shape, std::vector<double>(begin, end),
+              &(*out->mutable_parameters())[parameter.name]);
+  }
+}
+
+}  // namespace
+
 void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
                         absl::Span<const ProblemGradient> gradients,
-                        mpcd::v1::BackwardResponse* response) {
+                        mpcd::v1::BackwardResponse* response, absl::Span<const Problem> problems) {
   response->clear_gradients();
   response->clear_diagnostics();
   const std::int64_t T = request.horizon();
@@ -767,12 +861,34 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
       // An absent offset: laid out as the transition's slices (see ProblemGradient).
       const Shape absent = linear.transition().shape_size() == 3 ? Shape{T - 1, n} : Shape{n};
       SetTensor(ShapeOrDefault(linear.offset(), absent), g.offset, dynamics->mutable_offset());
+    } else if (in.dynamics().kind_case() == mpcd::v1::Dynamics::kGraph) {
+      if (i < problems.size() && problems[i].graph != nullptr) {
+        SetGraphGradient(*problems[i].graph, g.params, out->mutable_dynamics()->mutable_graph());
+      }
     } else {
       mpcd::v1::ModelDynamics* model = out->mutable_dynamics()->mutable_model();
       model->set_name(in.dynamics().model().name());
       model->mutable_params()->Assign(g.params.begin(), g.params.end());
     }
     ToProtoDiagnostics(g, response->add_diagnostics());
+  }
+}
+
+void AddGraphModels(absl::Span<const NamedGraph> graphs, mpcd::v1::ListModelsResponse* response) {
+  for (const NamedGraph& graph : graphs) {
+    const GraphProgram& program = *graph.program;
+    mpcd::v1::ModelDescription* out = response->add_models();
+    out->set_name(graph.name);
+    out->set_state_dim(static_cast<std::uint32_t>(program.state_dim));
+    out->set_control_dim(static_cast<std::uint32_t>(program.control_dim));
+    for (const GraphParameter& parameter : program.parameters) {
+      out->add_param_names(parameter.name);
+      mpcd::v1::ParameterShape* shape = out->add_param_shapes();
+      for (std::int64_t d : parameter.shape) shape->add_shape(static_cast<std::uint32_t>(d));
+    }
+    out->mutable_default_params()->Assign(program.default_params.begin(),
+                                          program.default_params.end());
+    out->set_sha256(program.sha256);
   }
 }
 

@@ -12,6 +12,7 @@
 #include "absl/types/span.h"
 #include "mpcd/v1/mpcd.pb.h"
 #include "solver/gradients.h"
+#include "solver/graph/graph_registry.h"
 #include "solver/models/model_registry.h"
 #include "solver/problem.h"
 
@@ -21,6 +22,9 @@ namespace mpc {
 struct RequestLimits {
   ProblemLimits problem;
   int max_problems = 65536;  // problems per request
+  // Where dynamics.graph finds and registers graphs (owned by the server; its GraphLimits bound a
+  // graph). nullptr: graph dynamics are refused with INVALID_ARGUMENT.
+  GraphRegistry* graphs = nullptr;
 };
 
 // Converts and validates a SolveRequest: request-level checks (horizon, problem count, options,
@@ -100,9 +104,11 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
 // request.problems(i): every gradient Tensor gets the shape the request gave its input (see
 // BackwardResponse in the proto for absent inputs). Timing, batch size and backend are the
 // caller's to set.
+// `problems` (ToBackwardProblems' output, the same order) name and shape a graph's parameters.
 void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
                         absl::Span<const ProblemGradient> gradients,
-                        mpcd::v1::BackwardResponse* response);
+                        mpcd::v1::BackwardResponse* response,
+                        absl::Span<const Problem> problems = {});
 
 // Control sessions (DESIGN §5). The first ControlRequest sets the template: horizon, problem (its
 // x_init is the first measured state; messages name "problem.<field>") and options; gains are
@@ -126,6 +132,10 @@ void ToControlResponse(const Problem& problem, const Solution& solution,
 // Describes `models` (normally BuiltinModels()) into response->models (replacing any).
 void ToListModelsResponse(absl::Span<const ModelInfo> models,
                           mpcd::v1::ListModelsResponse* response);
+
+// Appends the graphs loaded from --model_dir: name, n, m, the initializers' names, values (as
+// default_params) and shapes, and the graph's sha256.
+void AddGraphModels(absl::Span<const NamedGraph> graphs, mpcd::v1::ListModelsResponse* response);
 
 }  // namespace mpc
 

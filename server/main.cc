@@ -69,6 +69,18 @@ ABSL_FLAG(int64_t, max_problem_size, kDefaults.max_problem_size,
 ABSL_FLAG(int, max_message_bytes, kDefaults.max_message_bytes, "Largest request message in bytes.");
 ABSL_FLAG(int, max_concurrent_streams, kDefaults.max_concurrent_streams,
           "Most calls open at once on one client connection; a client waits for a free one.");
+ABSL_FLAG(std::string, model_dir, "",
+          "Folder whose *.onnx dynamics graphs are loaded at start, named by file (\"\" = none).");
+ABSL_FLAG(int, graph_cache_size, kDefaults.graphs.capacity,
+          "Dynamics graphs kept by SHA-256 (least recently used evicted).");
+ABSL_FLAG(int64_t, max_graph_bytes, kDefaults.graphs.limits.max_bytes,
+          "Largest dynamics graph (serialized ONNX) in bytes.");
+ABSL_FLAG(int, max_graph_nodes, kDefaults.graphs.limits.max_nodes,
+          "Most nodes of one dynamics graph.");
+ABSL_FLAG(int64_t, max_graph_parameters, kDefaults.graphs.limits.max_parameters,
+          "Most parameters (initializer scalars) of one dynamics graph.");
+ABSL_FLAG(int64_t, max_graph_elements, kDefaults.graphs.limits.max_elements,
+          "Most scalars one evaluation of a dynamics graph may hold.");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain: serve TLS (with --tls_key) instead of plaintext.");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert (unencrypted).");
@@ -153,6 +165,12 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
   config.security.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   config.security.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   config.security.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
+  config.model_dir = absl::GetFlag(FLAGS_model_dir);
+  config.graphs.capacity = absl::GetFlag(FLAGS_graph_cache_size);
+  config.graphs.limits.max_bytes = absl::GetFlag(FLAGS_max_graph_bytes);
+  config.graphs.limits.max_nodes = absl::GetFlag(FLAGS_max_graph_nodes);
+  config.graphs.limits.max_parameters = absl::GetFlag(FLAGS_max_graph_parameters);
+  config.graphs.limits.max_elements = absl::GetFlag(FLAGS_max_graph_elements);
   absl::Status valid = mpc::ValidateServerConfig(config);
   if (!valid.ok()) return valid;
   return config;

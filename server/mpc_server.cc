@@ -56,8 +56,12 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   MPC_ASSIGN_OR_RETURN(
       server->batcher_,
       DynamicBatcher::Create(config.batcher, server->backend_.get(), server->metrics_.get()));
+  server->graphs_ = std::make_unique<GraphRegistry>(config.graphs);
+  if (!config.model_dir.empty())
+    MPC_RETURN_IF_ERROR(server->graphs_->LoadDirectory(config.model_dir));
   ServiceOptions service_options;
   service_options.limits = config.limits;
+  service_options.limits.graphs = server->graphs_.get();
   service_options.max_problem_size = config.max_problem_size;
   service_options.max_message_bytes = config.max_message_bytes;
   service_options.backend_name = std::string(server->backend_->name());

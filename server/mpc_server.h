@@ -64,6 +64,7 @@ class MpcServer {
   int metrics_port_ = -1;
   // Declared in construction order, so destruction runs the other way: the endpoint and the gRPC
   // server go before the service, batcher, metrics and backend they use.
+  std::unique_ptr<GraphRegistry> graphs_;  // before service_, which points to it
   std::unique_ptr<SolverBackend> backend_;
   std::unique_ptr<ServiceMetrics> metrics_;
   std::unique_ptr<DynamicBatcher> batcher_;

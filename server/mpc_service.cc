@@ -201,7 +201,7 @@ class BackwardCall final : public BatchedCall {
 
  private:
   void FillResponse(double queue_seconds, double solve_seconds, int batch_size) override {
-    ToBackwardResponse(*request_, gradients_, response_);
+    ToBackwardResponse(*request_, gradients_, response_, inputs_.problems);
     EncodeResponseTensors(request_->response_encoding(), response_);
     response_->mutable_timing()->set_queue_seconds(queue_seconds);
     response_->mutable_timing()->set_solve_seconds(solve_seconds);
@@ -323,6 +323,7 @@ grpc::ServerUnaryReactor* MpcService::ListModels(grpc::CallbackServerContext* co
     return Refuse(context, RpcMethod::kListModels, start, admitted, metrics_);
   }
   ToListModelsResponse(BuiltinModels(), response);
+  if (options_.limits.graphs != nullptr) AddGraphModels(options_.limits.graphs->named(), response);
   return FinishNow(context, RpcMethod::kListModels, start, absl::OkStatus(), metrics_, &calls_);
 }
 

@@ -49,6 +49,11 @@ absl::Status ValidateServerConfig(const ServerConfig& config) {
            AtLeast("max_problem_size", config.max_problem_size, 1),
            AtLeast("max_message_bytes", config.max_message_bytes, 1024),
            AtLeast("max_concurrent_streams", config.max_concurrent_streams, 1),
+           AtLeast("graph_cache_size", config.graphs.capacity, 1),
+           AtLeast("max_graph_bytes", config.graphs.limits.max_bytes, 1),
+           AtLeast("max_graph_nodes", config.graphs.limits.max_nodes, 1),
+           AtLeast("max_graph_parameters", config.graphs.limits.max_parameters, 0),
+           AtLeast("max_graph_elements", config.graphs.limits.max_elements, 1),
        }) {
     if (!status.ok()) return status;
   }

@@ -75,6 +75,11 @@ struct ServerConfig {
   absl::Duration keepalive_min_ping_interval = absl::Minutes(5);
   bool keepalive_permit_without_calls = false;
   SecurityConfig security;
+  // Dynamics graphs (DESIGN §12): the limits on one graph and how many graphs are kept by hash
+  // (GraphRegistry), and a folder whose *.onnx files are loaded at start as named graphs ("" =
+  // none).
+  GraphRegistryOptions graphs;
+  std::string model_dir;
 };
 
 // Checks ranges and consistency; messages name the flag (e.g. "max_batch_size: must be >= 1").

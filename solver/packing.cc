@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "solver/core/dispatch.h"
+#include "solver/graph/graph_program.h"
 #include "solver/models/model_registry.h"
 
 namespace mpc::core {
@@ -34,6 +35,7 @@ IlqrBatchLayout PlanIlqrBatch(absl::Span<const Problem* const> problems) {
   layout.batch = static_cast<int>(problems.size());
   const ModelInfo* model = FindModel(shape.dynamics);
   layout.param_dim = model == nullptr ? 0 : static_cast<int>(model->default_params.size());
+  if (shape.dynamics.is_graph()) layout.param_dim = problems[0]->graph->param_dim;
   const bool linear = shape.dynamics.is_linear();
   layout.transition_slices = linear ? 1 : 0;
   for (const Problem* p : problems) {
@@ -175,8 +177,10 @@ void PackIlqrInputs(absl::Span<const Problem* const> problems, const IlqrBatchLa
         at(layout.offset, static_cast<std::size_t>(s) * n + i) = static_cast<S>(v);
       }
     }
+    const std::vector<double>* default_params =
+        model != nullptr ? &model->default_params : (p.graph ? &p.graph->default_params : nullptr);
     for (int k = 0; k < layout.param_dim; ++k) {
-      const double v = p.params.empty() ? model->default_params[k] : p.params[k];
+      const double v = p.params.empty() ? (*default_params)[k] : p.params[k];
       at(layout.params, k) = static_cast<S>(v);
     }
     const bool bounded = !p.u_lower.empty();
@@ -378,7 +382,8 @@ BackwardBatchLayout PlanBackwardBatch(absl::Span<const BackwardProblem* const> p
   });
   layout.A = take(linear ? 0 : steps * n * n);
   layout.B = take(linear ? 0 : steps * n * m);
-  layout.P = take(linear ? 0 : steps * n * in.param_dim);
+  // A graph's df/dtheta is never formed (reverse sweeps in the backward pass instead).
+  layout.P = take(linear || shape.dynamics.is_graph() ? 0 : steps * n * in.param_dim);
   layout.curvature = take(linear || !exact ? 0 : steps * nt * nt);
   layout.mixed = take(layout.jacobians.params ? steps * nt * in.param_dim : 0);
   layout.lambda = take(static_cast<std::size_t>(T) * n);

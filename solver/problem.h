@@ -2,6 +2,7 @@
 #define MPC_SOLVER_PROBLEM_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,8 @@
 #include "solver/problem_shape.h"
 
 namespace mpc {
+
+struct GraphProgram;  // solver/graph/graph_program.h
 
 // Which derivative of the solution a backward pass or a Jacobian computes
 // (cpu/implicit_backward.h). Every mode linearises the dynamics at the given solution (x*, u*),
@@ -61,8 +64,11 @@ struct Problem {
   std::vector<double> cost_linear;     // c: (n+m) or (T, n+m)
   std::vector<double> transition;      // F, linear only: (n, n+m) or (T-1, n, n+m)
   std::vector<double> offset;          // f, linear only: empty (= 0), (n) or (T-1, n)
-  // Model parameters, models only: (p); empty = the model's defaults.
+  // Model parameters, models and graphs: (p); empty = the model's defaults (a graph's
+  // initializers).
   std::vector<double> params;
+  // Graph dynamics only (shape.dynamics.is_graph(), the graph's fingerprint): the compiled graph.
+  std::shared_ptr<const GraphProgram> graph;
   double dt = 0.0;              // model time step in seconds; 0 = the model's default
   std::vector<double> u_lower;  // empty (unbounded), (m) or (T, m)
   std::vector<double> u_upper;  // empty (unbounded), (m) or (T, m); both bounds or neither

@@ -8,24 +8,33 @@
 
 namespace mpc {
 
-// Which dynamics a problem uses: linear (F and f from the problem) or the built-in model at index
-// `model` of the model list (solver/models/model_list.h: ModelId<Model>(), FindModel). A dynamics
-// graph will add its fingerprint here, so two graphs are told apart by content.
+// Which dynamics a problem uses: linear (F and f from the problem), the built-in model at index
+// `model` of the model list (solver/models/model_list.h: ModelId<Model>(), FindModel), or a
+// dynamics graph told apart by content: the SHA-256 of its bytes (solver/graph/).
 struct DynamicsId {
   static constexpr std::int32_t kLinear = -1;
+  static constexpr std::int32_t kGraph = -2;
   std::int32_t model = kLinear;
+  std::uint64_t graph[4] = {0, 0, 0, 0};  // kGraph: the graph's SHA-256, big-endian words
 
   static constexpr DynamicsId Linear() { return DynamicsId{}; }
   static constexpr DynamicsId Builtin(int index) { return DynamicsId{index}; }
+  // `sha256`: 4 words.
+  static constexpr DynamicsId Graph(const std::uint64_t* sha256) {
+    return DynamicsId{kGraph, {sha256[0], sha256[1], sha256[2], sha256[3]}};
+  }
   constexpr bool is_linear() const { return model == kLinear; }
+  constexpr bool is_graph() const { return model == kGraph; }
 
   friend constexpr bool operator==(const DynamicsId& a, const DynamicsId& b) {
-    return a.model == b.model;
+    return a.model == b.model && a.graph[0] == b.graph[0] && a.graph[1] == b.graph[1] &&
+           a.graph[2] == b.graph[2] && a.graph[3] == b.graph[3];
   }
   friend constexpr bool operator!=(const DynamicsId& a, const DynamicsId& b) { return !(a == b); }
   template <typename H>
   friend H AbslHashValue(H h, const DynamicsId& id) {
-    return H::combine(static_cast<H&&>(h), id.model);
+    return H::combine(static_cast<H&&>(h), id.model, id.graph[0], id.graph[1], id.graph[2],
+                      id.graph[3]);
   }
 };
 

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "solver/graph/graph_program.h"
 #include "solver/models/model_registry.h"
 #include "solver/problem.h"
 #include "solver/problem_fields.h"
@@ -56,6 +57,11 @@ std::vector<ProblemArray> ArrayFields(const Problem& p) {
   std::vector<ProblemArray> fields;
   for (ArrayField field : kProblemArrays) {
     ArraySpec spec = ArraySpecFor(field, p.shape);
+    if (field == ArrayField::kParams && p.shape.dynamics.is_graph() && p.graph != nullptr) {
+      // A graph's parameters travel by name (dynamics.graph.parameters); here they are theta.
+      spec.name = "dynamics.graph.parameters";
+      spec.shapes = {{p.graph->param_dim}};
+    }
     // A Problem holds c even when the client sent none (the conversion fills zeros).
     const bool may_be_empty = spec.optional && field != ArrayField::kCostLinear;
     fields.push_back({std::move(spec), &ValuesOf(p, field), may_be_empty});
@@ -109,6 +115,28 @@ SolverOptionValues ValuesOf(const SolverOptions& options) {
   return values;
 }
 
+// A graph problem: its compiled graph present, its n and m the graph's, and nothing the core does
+// not compute for graphs yet.
+absl::Status CheckGraphProblem(const Problem& problem, const std::string& prefix) {
+  const ProblemShape& shape = problem.shape;
+  if (problem.graph == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "dynamics.graph: required"));
+  }
+  if (problem.graph->state_dim != shape.state_dim ||
+      problem.graph->control_dim != shape.control_dim) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "dynamics.graph: the graph has n = ", problem.graph->state_dim,
+                     ", m = ", problem.graph->control_dim,
+                     ", but the problem has n = ", shape.state_dim, ", m = ", shape.control_dim));
+  }
+  if (problem.options.compute_x_init_jacobian || problem.options.compute_params_jacobian) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "options.compute_", problem.options.compute_x_init_jacobian ? "x_init" : "params",
+        "_jacobian: not supported with graph dynamics yet (", prefix, "dynamics.graph)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status CheckSolverOptionValues(const SolverOptionValues& values,
@@ -153,6 +181,12 @@ absl::Status CheckProblemLimits(const ProblemShape& shape, const ProblemLimits& 
     if (shape.state_dim <= limits.max_state_dim && shape.control_dim <= limits.max_control_dim) {
       return absl::OkStatus();
     }
+    if (shape.dynamics.is_graph()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field_prefix, "dynamics.graph: the graph has n = ", shape.state_dim,
+                       ", m = ", shape.control_dim, ", over the limits n <= ", limits.max_state_dim,
+                       ", m <= ", limits.max_control_dim));
+    }
     const ModelInfo* model = FindModel(shape.dynamics);
     return absl::InvalidArgumentError(absl::StrCat(
         field_prefix, "dynamics.model.name: model \"", model == nullptr ? "?" : model->name,
@@ -178,7 +212,9 @@ absl::Status ValidateProblemSizes(const Problem& problem, const std::string& fie
   if (shape.horizon < 1) {
     return absl::InvalidArgumentError(absl::StrCat("horizon: must be >= 1, got ", shape.horizon));
   }
-  if (!shape.dynamics.is_linear()) {
+  if (shape.dynamics.is_graph()) {
+    if (absl::Status s = CheckGraphProblem(problem, field_prefix); !s.ok()) return s;
+  } else if (!shape.dynamics.is_linear()) {
     const ModelInfo* model = FindModel(shape.dynamics);
     if (model == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -225,7 +261,7 @@ absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits
     if (absl::Status s = CheckValuesFinite(field, field_prefix); !s.ok()) return s;
   }
   if (absl::Status s = CheckBoundOrder(problem, field_prefix); !s.ok()) return s;
-  if (!shape.dynamics.is_linear()) {
+  if (!shape.dynamics.is_linear() && !shape.dynamics.is_graph()) {
     // dt == 0 selects the model's default step.
     if (!(std::isfinite(problem.dt) && problem.dt >= 0)) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -13,6 +13,10 @@
 
 #include <cstdint>
 
+namespace mpc {
+class GraphEvaluator;  // solver/graph/graph_program.h (host only)
+}  // namespace mpc
+
 namespace mpc::core {
 
 // SolveStatus values, in the same order (solver/problem.h; checked by a static_assert there).
@@ -71,6 +75,9 @@ struct IlqrBatchView {
   const S* x_init = nullptr;                  // (n)
   const S* u_init = nullptr;                  // (T, m): zeros when the problem has no warm start
   const ProblemSettings* settings = nullptr;  // [batch], not interleaved
+  // Graph dynamics only (CPU, a batch of one): the evaluator of the problem's graph; its
+  // parameters are `params` (the graph's param_dim of them).
+  GraphEvaluator* graph = nullptr;
 
   // Outputs.
   S* best_x = nullptr;  // (T, n): the returned iterate

@@ -26,10 +26,19 @@ enum class Sizes { kSpecialised, kRunTime };
 
 // Calls run.template operator()<Dynamics, NX, NU, kFixedSize>() with the sizes `executor` runs
 // `shape` with: every built-in model at its own (n, m); linear (8, 4) specialised; other linear
-// shapes with run-time sizes (CPU) or within the generic capacities (GPU). Returns false, calling
+// shapes with run-time sizes (CPU) or within the generic capacities (GPU); a graph with run-time
+// sizes on the CPU only. Returns false, calling
 // nothing, when the executor cannot run the shape.
 template <Executor kExecutor, class Run>
 bool DispatchShape(const ProblemShape& shape, Run&& run, Sizes sizes = Sizes::kSpecialised) {
+  if (shape.dynamics.is_graph()) {
+    // A graph is interpreted on the host only, with run-time sizes.
+    if constexpr (kExecutor == Executor::kCpu) {
+      run.template operator()<GraphDynamics, kDynamic, kDynamic, true>();
+      return true;
+    }
+    return false;
+  }
   if (!shape.dynamics.is_linear()) {
     return VisitBuiltinModel(shape.dynamics, [&]<class Model>() {
       run.template operator()<ModelDynamics<Model>, Model::kStateDim, Model::kControlDim, true>();

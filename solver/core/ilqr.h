@@ -10,6 +10,7 @@
 // exceptions, no Eigen, no absl.
 
 #include <cmath>
+#include <type_traits>
 
 #include "solver/core/batch_view.h"
 #include "solver/core/regularization.h"
@@ -229,7 +230,7 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
   MPC_HOST_DEVICE void Load() {
     has_bounds_ = settings_.has_bounds != 0;
     dt_ = settings_.dt;
-    if constexpr (!Dynamics::kIsLinear) {
+    if constexpr (!Dynamics::kIsLinear && !Dynamics::kIsGraph) {
       for (int k = 0; k < Dynamics::kParamDim; ++k) params_[k] = At(view_.params, k);
     }
     for (int i = 0; i < n; ++i) At(x_, i) = At(view_.x_init, i);
@@ -259,8 +260,22 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
         if (view_.offset_slices > 0) next += At(view_.offset, offset_base + i);
         x_next[i] = next;
       }
+    } else if constexpr (Dynamics::kIsGraph) {
+      static_assert(std::is_same_v<Layout, Contiguous>, "graphs run on CPU workers only");
+      view_.graph->Step(x, u, view_.params, x_next);
     } else {
       Dynamics::ModelType::Step(x, u, params_, dt_, x_next);
+    }
+  }
+
+  // x_next, A = df/dx (n, n) and B = df/du (n, m), row-major: forward-mode AD of a model, reverse
+  // sweeps of a graph.
+  MPC_HOST_DEVICE void StepAndJacobians(const S* x, const S* u, S* x_next, S* A, S* B) const {
+    if constexpr (Dynamics::kIsGraph) {
+      view_.graph->StepWithJacobians(x, u, view_.params, x_next, A, B);
+    } else {
+      using Model = typename Dynamics::ModelType;
+      StepWithJacobians<Model, MatrixOrder::kRowMajor, S>(x, u, params_, dt_, x_next, A, B);
     }
   }
 
@@ -306,7 +321,6 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
   // A_t, B_t at the current trajectory (linear dynamics are read from the problem).
   MPC_HOST_DEVICE void Linearize() {
     if constexpr (!Dynamics::kIsLinear) {
-      using Model = typename Dynamics::ModelType;
       ScratchScope<S> scope(arena_);
       LocalArray<S, NX> x(arena_, n), next(arena_, n);
       LocalArray<S, NU> u(arena_, m);
@@ -315,7 +329,7 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
       for (int t = 0; t + 1 < T_; ++t) {
         LoadX(x_, t, x);
         LoadU(u_, t, u);
-        StepWithJacobians<Model, MatrixOrder::kRowMajor, S>(x, u, params_, dt_, next, A, B);
+        StepAndJacobians(x, u, next, A, B);
         for (int e = 0; e < n * n; ++e) At(view_.A, t * n * n + e) = A[e];
         for (int e = 0; e < n * m; ++e) At(view_.B, t * n * m + e) = B[e];
       }

@@ -11,6 +11,7 @@
 // cotangent; or one per column of a Jacobian), and the gradient formulas.
 
 #include <cmath>
+#include <type_traits>
 
 #include "solver/core/batch_view.h"
 #include "solver/core/ilqr.h"
@@ -184,7 +185,28 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       for (int e = 0; e < in_.transition_slices * n * nt; ++e) At(view_.grad_transition, e) = 0;
       for (int e = 0; e < view_.offset_gradient_slices * n; ++e) At(view_.grad_offset, e) = 0;
     } else {
-      for (int k = 0; k < Dynamics::kParamDim; ++k) At(view_.grad_params, k) = 0;
+      for (int k = 0; k < ParamDim(); ++k) At(view_.grad_params, k) = 0;
+    }
+  }
+
+  // The dynamics' parameter count: a model's, or the graph's (known at run time).
+  MPC_HOST_DEVICE int ParamDim() const {
+    if constexpr (Dynamics::kIsGraph) {
+      return in_.graph->program().param_dim;
+    } else {
+      return Dynamics::kParamDim;
+    }
+  }
+
+  // Stores the linearisation A_t (n, n), B_t (n, m) of step t; clears *finite on a NaN or Inf.
+  MPC_HOST_DEVICE void StoreJacobians(int t, const S* A, const S* B, bool* finite) const {
+    for (int e = 0; e < n * n; ++e) {
+      At(view_.A, t * n * n + e) = A[e];
+      *finite = *finite && IsFinite(A[e]);
+    }
+    for (int e = 0; e < n * m; ++e) {
+      At(view_.B, t * n * m + e) = B[e];
+      *finite = *finite && IsFinite(B[e]);
     }
   }
 
@@ -215,6 +237,10 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
           if (in_.offset_slices > 0) s += At(in_.offset, offset_base + i);
           next[i] = s;
         }
+      } else if constexpr (Dynamics::kIsGraph) {
+        // No df/dtheta here: AssembleGradient takes its product with dlambda by reverse sweeps.
+        in_.graph->StepWithJacobians(x, u, in_.params, next, A, B);
+        StoreJacobians(t, A, B, &finite);
       } else {
         using Model = typename Dynamics::ModelType;
         constexpr int p = Dynamics::kParamDim;
@@ -222,14 +248,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
         StepWithJacobians<Model, MatrixOrder::kRowMajor, S>(x, u, params, settings_.dt, next, A, B);
         StepParamJacobian<Model, S>(x, u, params, settings_.dt, unused, P);
-        for (int e = 0; e < n * n; ++e) {
-          At(view_.A, t * n * n + e) = A[e];
-          finite = finite && IsFinite(A[e]);
-        }
-        for (int e = 0; e < n * m; ++e) {
-          At(view_.B, t * n * m + e) = B[e];
-          finite = finite && IsFinite(B[e]);
-        }
+        StoreJacobians(t, A, B, &finite);
         for (int e = 0; e < n * p; ++e) {
           At(view_.P, t * n * p + e) = P[e];
           finite = finite && IsFinite(P[e]);
@@ -317,13 +336,16 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   MPC_HOST_DEVICE bool LoadSecondOrder() {
     if constexpr (Dynamics::kIsLinear) {
       return true;
+    } else if constexpr (Dynamics::kIsGraph && kBlock == SecondOrder::kMixed) {
+      return false;  // a graph's d tau/d params is not computed (validation refuses it)
     } else {
-      using Model = typename Dynamics::ModelType;
-      constexpr int p = Dynamics::kParamDim;
-      constexpr int kSize = (NX + NU) * (kBlock == SecondOrder::kCurvature ? NX + NU : p);
+      constexpr int kCols = kBlock == SecondOrder::kCurvature ? NX + NU : Dynamics::kParamDim;
+      const int size = nt * (kBlock == SecondOrder::kCurvature ? nt : Dynamics::kParamDim);
       S* const out = kBlock == SecondOrder::kCurvature ? view_.curvature : view_.mixed;
-      S params[p] = {}, x[NX] = {}, u[NU] = {}, lambda[NX] = {}, block[kSize] = {};
-      for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
+      ScratchScope<S> scope(arena_);
+      LocalArray<S, NX> x(arena_, n), lambda(arena_, n);
+      LocalArray<S, NU> u(arena_, m);
+      LocalArray<S, (NX + NU) * kCols> block(arena_, size);
       bool finite = true;
       for (int t = 0; t + 1 < T_; ++t) {
         for (int i = 0; i < n; ++i) {
@@ -331,17 +353,33 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
           lambda[i] = At(view_.lambda, (t + 1) * n + i);
         }
         for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
-        if constexpr (kBlock == SecondOrder::kCurvature) {
-          StepTauHessian<Model>(x, u, params, settings_.dt, lambda, block);
-        } else {
-          StepMixedSecondDerivatives<Model>(x, u, params, settings_.dt, lambda, block);
-        }
-        for (int e = 0; e < kSize; ++e) {
-          At(out, t * kSize + e) = block[e];
+        SecondOrderAt<kBlock>(x, u, lambda, block);
+        for (int e = 0; e < size; ++e) {
+          At(out, t * size + e) = block[e];
           finite = finite && IsFinite(block[e]);
         }
       }
       return finite;
+    }
+  }
+
+  // One step's block at (x, u) with costate lambda: nested duals of a model's Step, or, for a
+  // graph's curvature, n+m forward-over-reverse sweeps of the graph.
+  template <SecondOrder kBlock>
+  MPC_HOST_DEVICE void SecondOrderAt(const S* x, const S* u, const S* lambda, S* block) const {
+    if constexpr (Dynamics::kIsGraph) {
+      static_assert(std::is_same_v<Layout, Contiguous>, "graphs run on CPU workers only");
+      in_.graph->LambdaHessian(x, u, in_.params, lambda, block);
+    } else {
+      using Model = typename Dynamics::ModelType;
+      constexpr int p = Dynamics::kParamDim;
+      S params[p] = {};
+      for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
+      if constexpr (kBlock == SecondOrder::kCurvature) {
+        StepTauHessian<Model>(x, u, params, settings_.dt, lambda, block);
+      } else {
+        StepMixedSecondDerivatives<Model>(x, u, params, settings_.dt, lambda, block);
+      }
     }
   }
 
@@ -601,6 +639,8 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
           }
         }
       }
+    } else if constexpr (Dynamics::kIsGraph) {
+      AssembleGraphParamGradient();
     } else {
       // dL/dp = -sum_t (df/dp' dlambda_{t+1} + M_t' dtau_t); M_t = 0 in mpc.pytorch's definition.
       using Model = typename Dynamics::ModelType;
@@ -630,6 +670,32 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
           At(view_.grad_params, k) -= s;
         }
       }
+    }
+  }
+
+  // The model branch's formula for a graph: dL/dtheta = -sum_t (df/dtheta' dlambda_{t+1} +
+  // M_t' dtau_t), each step's products by one reverse sweep of the graph (and one dual sweep for
+  // M_t' dtau_t outside kDefault), whatever the number of parameters.
+  void AssembleGraphParamGradient() {
+    static_assert(std::is_same_v<Layout, Contiguous>, "graphs run on CPU workers only");
+    ScratchScope<S> scope(arena_);
+    LocalArray<S, NX> x(arena_, n), dx(arena_, n), lambda(arena_, n), mu(arena_, n);
+    LocalArray<S, NU> u(arena_, m), du(arena_, m);
+    const bool full_chain = settings_.mode != kDeviceModeDefault;
+    for (int t = 0; t + 1 < T_; ++t) {
+      for (int i = 0; i < n; ++i) {
+        x[i] = At(view_.x, t * n + i);
+        dx[i] = At(view_.dx, t * n + i);
+        lambda[i] = At(view_.lambda, (t + 1) * n + i);
+        mu[i] = At(view_.mu, (t + 1) * n + i);
+      }
+      for (int j = 0; j < m; ++j) {
+        u[j] = At(view_.u, t * m + j);
+        du[j] = At(view_.du, t * m + j);
+      }
+      in_.graph->SubtractParamGradient(x, u, in_.params, mu,
+                                       full_chain ? static_cast<const S*>(lambda) : nullptr, dx, du,
+                                       view_.grad_params);
     }
   }
 

@@ -9,6 +9,7 @@
 #include "solver/core/scratch.h"
 #include "solver/cpu/dense_kernels.h"
 #include "solver/cpu/implicit_backward.h"
+#include "solver/graph/graph_program.h"
 #include "solver/packing.h"
 
 namespace mpc {
@@ -23,6 +24,14 @@ void DispatchSizes(const ProblemShape& shape, CoreSizes sizes, Run&& run) {
   core::DispatchShape<core::Executor::kCpu>(
       shape, run,
       sizes == CoreSizes::kSpecialised ? core::Sizes::kSpecialised : core::Sizes::kRunTime);
+}
+
+// The worker's evaluator of a graph problem's program, made on first use (a worker's cache is per
+// shape, and a graph's shape carries its fingerprint); nullptr for other dynamics.
+GraphEvaluator* EvaluatorFor(const Problem& problem, std::unique_ptr<GraphEvaluator>* evaluator) {
+  if (problem.graph == nullptr) return nullptr;
+  if (*evaluator == nullptr) *evaluator = std::make_unique<GraphEvaluator>(problem.graph);
+  return evaluator->get();
 }
 
 // Grows `buffer` to at least `size` scalars (never shrinks, so a worker's steady state allocates
@@ -47,8 +56,9 @@ class CoreShapeSolver final : public ShapeSolver {
     const core::IlqrBatchLayout layout = core::PlanIlqrBatch(problems);
     Reserve(&buffer_, layout.total_size);
     core::PackIlqrInputs<double>(problems, layout, buffer_.data(), &settings_);
-    const core::IlqrBatchView<double> view =
+    core::IlqrBatchView<double> view =
         core::MakeIlqrBatchView<double>(layout, buffer_.data(), &settings_, &result_);
+    view.graph = EvaluatorFor(problem, &graph_);
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
     DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
       core::ProblemSolver<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels>(view, 0,
@@ -66,6 +76,7 @@ class CoreShapeSolver final : public ShapeSolver {
   std::vector<double> scratch_;
   core::ProblemSettings settings_{};
   core::ProblemResult result_{};
+  std::unique_ptr<GraphEvaluator> graph_;
 };
 
 class CoreShapeBackward final : public ShapeBackward {
@@ -110,7 +121,10 @@ class CoreShapeBackward final : public ShapeBackward {
                                        const core::BackwardBatchLayout& layout) {
     Reserve(&buffer_, layout.total_size);
     core::PackBackwardInputs<double>(problems, layout, buffer_.data(), &settings_);
-    return core::MakeBackwardBatchView<double>(layout, buffer_.data(), &settings_, &result_);
+    core::BackwardBatchView<double> view =
+        core::MakeBackwardBatchView<double>(layout, buffer_.data(), &settings_, &result_);
+    view.problem.graph = EvaluatorFor(*problems[0]->problem, &graph_);
+    return view;
   }
 
   // Runs pass(ProblemBackward&) on problem 0 of `view` with this shape's sizes.
@@ -129,6 +143,7 @@ class CoreShapeBackward final : public ShapeBackward {
   std::vector<double> scratch_;
   core::BackwardSettings settings_{};
   core::BackwardResult result_{};
+  std::unique_ptr<GraphEvaluator> graph_;
 };
 
 }  // namespace

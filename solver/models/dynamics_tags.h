@@ -10,6 +10,7 @@ namespace mpc {
 // Linear dynamics x' = A_t x + B_t u + f_t, read from the problem's transition and offset.
 struct LinearDynamics {
   static constexpr bool kIsLinear = true;
+  static constexpr bool kIsGraph = false;
   static constexpr int kParamDim = 0;
 };
 
@@ -18,8 +19,18 @@ struct LinearDynamics {
 template <class Model>
 struct ModelDynamics {
   static constexpr bool kIsLinear = false;
+  static constexpr bool kIsGraph = false;
   static constexpr int kParamDim = Model::kParamDim;
   using ModelType = Model;
+};
+
+// A dynamics graph (DESIGN §12, solver/graph/graph_program.h): run-time sizes and parameter count,
+// host only. The core calls the batch's GraphEvaluator (IlqrBatchView::graph) for the step, its
+// Jacobians (reverse sweeps) and the parameter products of the backward pass.
+struct GraphDynamics {
+  static constexpr bool kIsLinear = false;
+  static constexpr bool kIsGraph = true;
+  static constexpr int kParamDim = 0;  // the graph's count is known at run time only
 };
 
 }  // namespace mpc

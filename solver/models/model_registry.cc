@@ -39,7 +39,7 @@ const ModelInfo* FindModel(absl::string_view name) {
 
 const ModelInfo* FindModel(DynamicsId id) {
   const std::vector<ModelInfo>& models = BuiltinModels();
-  if (id.is_linear() || id.model >= static_cast<int>(models.size())) return nullptr;
+  if (id.model < 0 || id.model >= static_cast<int>(models.size())) return nullptr;  // linear, graph
   return &models[id.model];
 }
 

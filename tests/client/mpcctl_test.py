@@ -193,7 +193,8 @@ class BadInputTest(unittest.TestCase):
         def mutate(r):
             del r["problems"][1]["dynamics"]
         self.assert_request_fails(
-            mutate, "problems[1].dynamics: required (set dynamics.linear or dynamics.model)")
+            mutate,
+            "problems[1].dynamics: required (set dynamics.linear, dynamics.model or dynamics.graph)")
 
     def test_horizon_zero(self):
         def mutate(r):

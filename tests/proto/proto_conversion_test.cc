@@ -413,7 +413,7 @@ const std::vector<InvalidCase>& InvalidCases() {
 
       // Dynamics.
       {"DynamicsMissing", [](R* r) { P(r, 1)->clear_dynamics(); },
-       "problems[1].dynamics: required (set dynamics.linear or dynamics.model)"},
+       "problems[1].dynamics: required (set dynamics.linear, dynamics.model or dynamics.graph)"},
       {"UnknownModel", [](R* r) { Model(r)->set_name("foo"); },
        "problems[2].dynamics.model.name: unknown model \"foo\" (known: " + KnownModels() + ")"},
       {"UnknownLongModelNameIsCut", [](R* r) { Model(r)->set_name(std::string(100000, 'x')); },

@@ -10,6 +10,11 @@ entry is ignored, as mpc.pytorch does), or shared by the batch (T-1, n, n+m) or 
 (T-1, B, n), (T-1, n) or (n); bounds a float or (T, B, m) (or (m)); u_init (T, B, m) or (T, m);
 model params (p) shared by the batch or (B, p). Returns x (T, B, n), u (T, B, m) and costs (B).
 
+dx may also be any torch.nn.Module with mpc.pytorch's convention, dx(x (B, n), u (B, m)) -> x_next
+(B, n): it is exported to ONNX once per module structure and solved as a dynamics graph, its
+parameters sent by name in every request and their gradients returned to module.parameters()
+(docs/graphs.md).
+
 Forward is one Solve call for the whole batch, backward one Backward call (a vector-Jacobian
 product); gradients flow to x_init, C, c, F, f and the model's params, each shaped like its input
 (an input shared by the batch gets the sum over it). gradient_mode picks the derivative: "DEFAULT"
@@ -18,14 +23,19 @@ docs/gradients.md). costs carry no gradient, as in mpc.pytorch.
 """
 
 import collections
+import copy
 import enum
+import hashlib
+import io
 import os
 import threading
+import weakref
 
+import grpc
 import numpy as np
 import torch
 
-from mpcd.client import _WIRE_DTYPES, Client, wire_dtype
+from mpcd.client import _WIRE_DTYPES, Client, MpcdError, from_tensor, to_tensor, wire_dtype
 from mpcd.v1 import mpcd_pb2
 
 QuadCost = collections.namedtuple("QuadCost", "C c")
@@ -107,6 +117,106 @@ class CartpoleDx(ModelDx):
 
     def get_true_obj(self):
         return _true_obj(self)
+
+
+class _ModuleGraph:
+    """A torch.nn.Module exported as a dynamics graph: the ONNX bytes, their SHA-256 and the
+    module's parameters that are graph initializers, by name, in the order theta concatenates
+    them."""
+
+    def __init__(self, module, n, m):
+        # Exported from a float64 copy whose parameters hold distinct placeholder values:
+        # torch.onnx.export can merge parameters of equal value into one initializer, and every
+        # parameter object must keep its own (the request sends the real values by name).
+        clone = copy.deepcopy(module).double()
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for parameter in clone.parameters():
+                parameter.copy_(torch.rand(parameter.shape, generator=generator,
+                                           dtype=torch.float64) + 0.5)
+        x = torch.zeros(1, n, dtype=torch.float64)
+        u = torch.zeros(1, m, dtype=torch.float64)
+        buffer = io.BytesIO()
+        # The exporter types 0-d tensors (x[:, 0], scalar parameters) by the default dtype: under
+        # float32 it would add Casts to float32 that the module's float64 forward does not do.
+        default_dtype = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            # Without constant folding, which renames or folds parameters away.
+            torch.onnx.export(clone, (x, u), buffer, input_names=["x", "u"],
+                              output_names=["x_next"], opset_version=13,
+                              do_constant_folding=False)
+        except Exception as e:  # the exporter names the op it cannot handle
+            raise TypeError("MPC: dx cannot be exported to ONNX: %s" % e) from e
+        finally:
+            torch.set_default_dtype(default_dtype)
+        self.onnx = buffer.getvalue()
+        self.sha256 = hashlib.sha256(self.onnx).hexdigest()
+        import onnx  # python3-onnx: only module dynamics need it
+        initializers = {t.name for t in onnx.load_from_string(self.onnx).graph.initializer}
+        self.names = [name for name, _ in module.named_parameters() if name in initializers]
+        self.shapes = [tuple(p.shape) for name, p in module.named_parameters()
+                       if name in initializers]
+        self.registered = weakref.WeakSet()  # clients known to hold the graph
+
+    def theta(self, module):
+        """The parameters the graph uses, flattened and concatenated (differentiable)."""
+        parameters = dict(module.named_parameters())
+        if not self.names:
+            return torch.zeros(0, dtype=torch.float64)
+        return torch.cat([parameters[name].reshape(-1) for name in self.names])
+
+    def write(self, theta, client, graph):
+        """Fills a GraphDynamics: the hash once the client registered the graph, else the bytes;
+        every parameter by name."""
+        if client in self.registered:
+            graph.sha256 = self.sha256
+        else:
+            graph.onnx = self.onnx
+        offset = 0
+        for name, shape in zip(self.names, self.shapes):
+            size = int(np.prod(shape))
+            to_tensor(theta[offset:offset + size].reshape(shape), graph.parameters[name])
+            offset += size
+
+    def gradient(self, graph):
+        """dL/dtheta (p) from a gradient's GraphDynamics."""
+        return np.concatenate([np.zeros(0)] + [from_tensor(graph.parameters[name]).reshape(-1)
+                                               for name in self.names])
+
+
+_MODULE_GRAPHS = weakref.WeakKeyDictionary()
+_MODULE_GRAPHS_LOCK = threading.Lock()
+
+
+def _module_graph(module, n, m):
+    """The module's export, made again only when its structure (repr, parameter names, shapes,
+    n, m) changed."""
+    key = (repr(module), tuple((name, tuple(p.shape)) for name, p in module.named_parameters()),
+           n, m)
+    with _MODULE_GRAPHS_LOCK:
+        cached = _MODULE_GRAPHS.get(module)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+    graph = _ModuleGraph(module, n, m)
+    with _MODULE_GRAPHS_LOCK:
+        _MODULE_GRAPHS[module] = (key, graph)
+    return graph
+
+
+def _call(spec, method, request):
+    """A Solve or Backward; for module dynamics, the graph's bytes are sent again when the server
+    does not know its hash (FAILED_PRECONDITION: a restart, another replica, an eviction)."""
+    try:
+        response = spec.client._call(method, request, spec.timeout)
+    except MpcdError as e:
+        if spec.graph is None or e.code != grpc.StatusCode.FAILED_PRECONDITION:
+            raise
+        request.problem_template.dynamics.graph.onnx = spec.graph.onnx
+        response = spec.client._call(method, request, spec.timeout)
+    if spec.graph is not None:
+        spec.graph.registered.add(spec.client)
+    return response
 
 
 def _true_obj(env):
@@ -243,7 +353,9 @@ def _solve_request(spec, arrays):
             per_problem.append((targets[name], wire))
     model = None
     params = arrays.get("params")
-    if spec.model is not None:
+    if spec.graph is not None:
+        spec.graph.write(params, spec.client, shared.dynamics.graph)
+    elif spec.model is not None:
         model = mpcd_pb2.ModelDynamics(name=spec.model.name, dt=spec.model.dt,
                                        integrator=spec.model.integrator)
         if params is None or params.ndim == 1:
@@ -273,7 +385,7 @@ class _MpcFunction(torch.autograd.Function):
                    ("params", params))}
         arrays.update(spec.extra)
         request = _solve_request(spec, arrays)
-        response = spec.client._call(spec.client.stub.Solve, request, spec.timeout)
+        response = _call(spec, spec.client.stub.Solve, request)
         solutions = response.solutions
         statuses = [mpcd_pb2.SolveStatus.Name(s.status) for s in solutions]
         if spec.verbose > 0:
@@ -317,6 +429,8 @@ class _MpcFunction(torch.autograd.Function):
             if isinstance(spec.gradient_mode, str) else spec.gradient_mode,
             response_encoding=mpcd_pb2.RAW_FLOAT32 if float32 else mpcd_pb2.RAW_FLOAT64)
         request.problem_template.CopyFrom(ctx.request.problem_template)
+        if spec.graph is not None:  # the Solve registered it
+            request.problem_template.dynamics.graph.sha256 = spec.graph.sha256
         request.problems.extend(ctx.request.problems)
         for solution in ctx.response.solutions:
             out = request.solutions.add()
@@ -341,7 +455,7 @@ class _MpcFunction(torch.autograd.Function):
             cotangent.u.shape[:] = u_shape
             cotangent.u.raw_data = u_blob[b * u_step:(b + 1) * u_step]
             cotangent.u.dtype = u_dtype
-        response = spec.client._call(spec.client.stub.Backward, request, spec.timeout)
+        response = _call(spec, spec.client.stub.Backward, request)
         spec.timing["backward"] = (response.timing.queue_seconds, response.timing.solve_seconds)
         gradients = response.gradients
         fields = {
@@ -351,7 +465,9 @@ class _MpcFunction(torch.autograd.Function):
         }
         grads = {}
         for name in wanted:
-            if name == "params":
+            if name == "params" and spec.graph is not None:
+                stacked = np.stack([spec.graph.gradient(g.dynamics.graph) for g in gradients])
+            elif name == "params":
                 stacked = np.asarray([list(g.dynamics.model.params) for g in gradients],
                                      dtype=np.float64)
             else:
@@ -416,9 +532,10 @@ class MPC(torch.nn.Module):
         # Duck-typed, so that mpc.pytorch's own QuadCost and LinDx namedtuples work too.
         if not (hasattr(cost, "C") and hasattr(cost, "c")):
             raise TypeError("MPC: cost must be a QuadCost(C, c) (mpcd solves quadratic costs)")
-        if not (isinstance(dx, ModelDx) or (hasattr(dx, "F") and hasattr(dx, "f"))):
-            raise TypeError("MPC: dx must be LinDx(F, f) or a built-in model (mpcd.torch.ModelDx, "
-                            "PendulumDx, CartpoleDx)")
+        module = isinstance(dx, torch.nn.Module) and not (hasattr(dx, "F") and hasattr(dx, "f"))
+        if not (module or isinstance(dx, ModelDx) or (hasattr(dx, "F") and hasattr(dx, "f"))):
+            raise TypeError("MPC: dx must be LinDx(F, f), a built-in model (mpcd.torch.ModelDx, "
+                            "PendulumDx, CartpoleDx) or a torch.nn.Module dx(x, u) -> x_next")
         n, m, T = self.n_state, self.n_ctrl, self.T
         _check_dims("x_init", x_init, {2: "(n_batch, n_state)"})
         B = x_init.shape[0]
@@ -442,8 +559,12 @@ class MPC(torch.nn.Module):
             spec.layouts["c"] = _Layout(c.shape, 1 if c.dim() == 3 else None)
 
         F = f = params = None
-        if not isinstance(dx, ModelDx):
-            spec.model = None
+        spec.model = spec.graph = None
+        if module:
+            spec.graph = _module_graph(dx, n, m)
+            params = spec.graph.theta(dx)
+            spec.layouts["params"] = _Layout(params.shape, None)
+        elif not isinstance(dx, ModelDx):
             F, f = dx.F, dx.f
             _check_dims("F", F, {2: "(n, n_tau)", 3: "(T-1, n, n_tau)", 4: "(T-1, B, n, n_tau)"})
             time_axis = None if F.dim() == 2 else 0

@@ -1,0 +1,402 @@
+#include "solver/graph/graph_program.h"
+
+#include <cmath>
+#include <utility>
+
+namespace mpc {
+namespace {
+
+// The elementary functions over double and over dual numbers (one tangent is all the second
+// derivatives here need), so that one forward and one reverse sweep serve both.
+using Dual1 = Dual<double, 1>;
+
+double Value(double a) { return a; }
+double Value(const Dual1& a) { return a.v; }
+
+double Exp(double a) { return std::exp(a); }
+double Log(double a) { return std::log(a); }
+double Sqrt(double a) { return std::sqrt(a); }
+double Sin(double a) { return std::sin(a); }
+double Cos(double a) { return std::cos(a); }
+double Tan(double a) { return std::tan(a); }
+double Atan(double a) { return std::atan(a); }
+double Tanh(double a) { return std::tanh(a); }
+double Pow(double a, double b) { return std::pow(a, b); }
+
+Dual1 Exp(const Dual1& a) {
+  const double e = std::exp(a.v);
+  return Chain(a, e, e);
+}
+Dual1 Log(const Dual1& a) { return Chain(a, std::log(a.v), 1.0 / a.v); }
+Dual1 Sqrt(const Dual1& a) {
+  const double r = std::sqrt(a.v);
+  return Chain(a, r, 0.5 / r);
+}
+Dual1 Sin(const Dual1& a) { return Chain(a, std::sin(a.v), std::cos(a.v)); }
+Dual1 Cos(const Dual1& a) { return Chain(a, std::cos(a.v), -std::sin(a.v)); }
+Dual1 Tan(const Dual1& a) {
+  const double t = std::tan(a.v);
+  return Chain(a, t, 1.0 + t * t);
+}
+Dual1 Atan(const Dual1& a) { return Chain(a, std::atan(a.v), 1.0 / (1.0 + a.v * a.v)); }
+Dual1 Tanh(const Dual1& a) {
+  const double t = std::tanh(a.v);
+  return Chain(a, t, 1.0 - t * t);
+}
+// a^b, differentiated in b only where b varies: log(a) is NaN for a negative base, which an
+// integer power of it (x ** 2) must not see.
+Dual1 Pow(const Dual1& a, const Dual1& b) {
+  const double y = std::pow(a.v, b.v);
+  Dual1 r(y);
+  r.d[0] = a.d[0] == 0.0 ? 0.0 : b.v * std::pow(a.v, b.v - 1.0) * a.d[0];
+  if (b.d[0] != 0.0) r.d[0] += y * std::log(a.v) * b.d[0];
+  return r;
+}
+
+template <typename S>
+S Sigmoid(const S& a) {
+  // exp of a negative argument only: no overflow for either sign.
+  if (Value(a) >= 0) return S(1.0) / (S(1.0) + Exp(-a));
+  const S e = Exp(a);
+  return e / (S(1.0) + e);
+}
+
+// log(1 + exp(a)), as torch's softplus (beta 1) computes it for large a.
+template <typename S>
+S Softplus(const S& a) {
+  if (Value(a) > 20.0) return a;
+  return Log(S(1.0) + Exp(a));
+}
+
+template <typename S>
+S Unary(const GraphInstruction& in, const S& a) {
+  switch (in.op) {
+    case GraphOp::kNeg:
+      return -a;
+    case GraphOp::kSqrt:
+      return Sqrt(a);
+    case GraphOp::kExp:
+      return Exp(a);
+    case GraphOp::kLog:
+      return Log(a);
+    case GraphOp::kAbs:
+      return Value(a) < 0 ? -a : a;
+    case GraphOp::kSin:
+      return Sin(a);
+    case GraphOp::kCos:
+      return Cos(a);
+    case GraphOp::kTan:
+      return Tan(a);
+    case GraphOp::kAtan:
+      return Atan(a);
+    case GraphOp::kTanh:
+      return Tanh(a);
+    case GraphOp::kSigmoid:
+      return Sigmoid(a);
+    case GraphOp::kRelu:
+      return Value(a) > 0 ? a : S(0.0);
+    case GraphOp::kLeakyRelu:
+      return Value(a) > 0 ? a : a * in.alpha;
+    case GraphOp::kElu:
+      return Value(a) > 0 ? a : (Exp(a) - 1.0) * in.alpha;
+    case GraphOp::kSoftplus:
+      return Softplus(a);
+    case GraphOp::kClip:
+      if (Value(a) < in.alpha) return S(in.alpha);
+      if (Value(a) > in.beta) return S(in.beta);
+      return a;
+    case GraphOp::kRoundToFloat:
+      return a + (static_cast<double>(static_cast<float>(Value(a))) - Value(a));
+    default:
+      return a;  // not a unary op (never reached: the sweeps dispatch by kind)
+  }
+}
+
+// d op(a) / d a, given a and y = op(a), as an S (so a dual sweep differentiates it too).
+template <typename S>
+S UnarySlope(const GraphInstruction& in, const S& a, const S& y) {
+  switch (in.op) {
+    case GraphOp::kNeg:
+      return S(-1.0);
+    case GraphOp::kSqrt:
+      return 0.5 / y;
+    case GraphOp::kExp:
+      return y;
+    case GraphOp::kLog:
+      return 1.0 / a;
+    case GraphOp::kAbs:
+      return S(Value(a) < 0 ? -1.0 : (Value(a) > 0 ? 1.0 : 0.0));
+    case GraphOp::kSin:
+      return Cos(a);
+    case GraphOp::kCos:
+      return -Sin(a);
+    case GraphOp::kTan:
+      return 1.0 + y * y;
+    case GraphOp::kAtan:
+      return 1.0 / (1.0 + a * a);
+    case GraphOp::kTanh:
+      return 1.0 - y * y;
+    case GraphOp::kSigmoid:
+      return y * (1.0 - y);
+    case GraphOp::kRelu:
+      return S(Value(a) > 0 ? 1.0 : 0.0);
+    case GraphOp::kLeakyRelu:
+      return S(Value(a) > 0 ? 1.0 : in.alpha);
+    case GraphOp::kElu:
+      return Value(a) > 0 ? S(1.0) : y + in.alpha;
+    case GraphOp::kSoftplus:
+      return Value(a) > 20.0 ? S(1.0) : Sigmoid(a);
+    case GraphOp::kClip:
+      // torch.clamp's derivative: 1 on the closed interval.
+      return S(Value(a) >= in.alpha && Value(a) <= in.beta ? 1.0 : 0.0);
+    case GraphOp::kRoundToFloat:
+      return S(1.0);
+    default:
+      return S(0.0);
+  }
+}
+
+template <typename S>
+S Binary(GraphOp op, const S& a, const S& b) {
+  switch (op) {
+    case GraphOp::kAdd:
+      return a + b;
+    case GraphOp::kSub:
+      return a - b;
+    case GraphOp::kMul:
+      return a * b;
+    case GraphOp::kDiv:
+      return a / b;
+    case GraphOp::kPow:
+      return Pow(a, b);
+    case GraphOp::kMin:
+      return Value(b) < Value(a) ? b : a;
+    case GraphOp::kMax:
+      return Value(a) < Value(b) ? b : a;
+    default:
+      return a;
+  }
+}
+
+bool IsBinary(GraphOp op) { return op >= GraphOp::kAdd && op <= GraphOp::kMax; }
+
+template <typename S>
+void Forward(const std::vector<GraphInstruction>& tape, S* v) {
+  for (const GraphInstruction& in : tape) {
+    S* out = v + in.out;
+    if (in.op == GraphOp::kGather) {
+      for (int i = 0; i < in.size; ++i) {
+        S s(0.0);
+        for (int k = in.start[i]; k < in.start[i + 1]; ++k) s = s + v[in.source[k]];
+        out[i] = s;
+      }
+    } else if (IsBinary(in.op)) {
+      for (int i = 0; i < in.size; ++i) out[i] = Binary(in.op, v[in.a[i]], v[in.b[i]]);
+    } else if (in.op == GraphOp::kMatMul) {
+      for (std::size_t p = 0; p < in.out_base.size(); ++p) {
+        const S* A = v + in.a_base[p];
+        const S* B = v + in.b_base[p];
+        S* O = v + in.out_base[p];
+        for (int i = 0; i < in.rows; ++i) {
+          for (int j = 0; j < in.cols; ++j) {
+            S s(0.0);
+            for (int k = 0; k < in.inner; ++k) {
+              s = s + A[i * in.a_row + k * in.a_col] * B[k * in.b_row + j * in.b_col];
+            }
+            O[i * in.cols + j] = s;
+          }
+        }
+      }
+    } else {
+      const S* a = v + in.input;
+      for (int i = 0; i < in.size; ++i) out[i] = Unary(in, a[i]);
+    }
+  }
+}
+
+// Accumulates into g the adjoints of every position, given the values v of a forward sweep and the
+// output adjoints already in g.
+template <typename S>
+void Reverse(const GraphProgram& program, const S* v, S* g) {
+  for (auto it = program.tape.rbegin(); it != program.tape.rend(); ++it) {
+    const GraphInstruction& in = *it;
+    const S* y = v + in.out;
+    const S* gy = g + in.out;
+    if (in.op == GraphOp::kGather) {
+      for (int i = 0; i < in.size; ++i) {
+        for (int k = in.start[i]; k < in.start[i + 1]; ++k) g[in.source[k]] += gy[i];
+      }
+    } else if (IsBinary(in.op)) {
+      for (int i = 0; i < in.size; ++i) {
+        const S& a = v[in.a[i]];
+        const S& b = v[in.b[i]];
+        S& ga = g[in.a[i]];
+        S& gb = g[in.b[i]];
+        switch (in.op) {
+          case GraphOp::kAdd:
+            ga += gy[i];
+            gb += gy[i];
+            break;
+          case GraphOp::kSub:
+            ga += gy[i];
+            gb -= gy[i];
+            break;
+          case GraphOp::kMul:
+            ga += gy[i] * b;
+            gb += gy[i] * a;
+            break;
+          case GraphOp::kDiv:
+            ga += gy[i] / b;
+            gb -= gy[i] * y[i] / b;
+            break;
+          case GraphOp::kPow:
+            ga += gy[i] * b * Pow(a, b - 1.0);
+            // log(a) only where a > 0: a negative base has no derivative in the exponent.
+            if (Value(a) > 0) gb += gy[i] * y[i] * Log(a);
+            break;
+          case GraphOp::kMin:
+            (Value(b) < Value(a) ? gb : ga) += gy[i];
+            break;
+          case GraphOp::kMax:
+            (Value(a) < Value(b) ? gb : ga) += gy[i];
+            break;
+          default:
+            break;
+        }
+      }
+    } else if (in.op == GraphOp::kMatMul) {
+      for (std::size_t p = 0; p < in.out_base.size(); ++p) {
+        const S* A = v + in.a_base[p];
+        const S* B = v + in.b_base[p];
+        S* gA = g + in.a_base[p];
+        S* gB = g + in.b_base[p];
+        const S* gO = g + in.out_base[p];
+        for (int i = 0; i < in.rows; ++i) {
+          for (int j = 0; j < in.cols; ++j) {
+            const S& go = gO[i * in.cols + j];
+            for (int k = 0; k < in.inner; ++k) {
+              gA[i * in.a_row + k * in.a_col] += go * B[k * in.b_row + j * in.b_col];
+              gB[k * in.b_row + j * in.b_col] += go * A[i * in.a_row + k * in.a_col];
+            }
+          }
+        }
+      }
+    } else {
+      const S* a = v + in.input;
+      S* ga = g + in.input;
+      for (int i = 0; i < in.size; ++i) ga[i] += gy[i] * UnarySlope(in, a[i], y[i]);
+    }
+  }
+}
+
+template <typename S>
+void Fill(std::vector<S>* buffer, const S& value) {
+  for (S& e : *buffer) e = value;
+}
+
+}  // namespace
+
+void EvaluateGraphTape(const std::vector<GraphInstruction>& tape, double* buffer) {
+  Forward(tape, buffer);
+}
+
+GraphEvaluator::GraphEvaluator(std::shared_ptr<const GraphProgram> program)
+    : program_(std::move(program)),
+      values_(program_->initial_buffer),
+      adjoints_(program_->initial_buffer.size()),
+      param_scratch_(static_cast<std::size_t>(program_->param_dim)),
+      dual_values_(program_->initial_buffer.begin(), program_->initial_buffer.end()),
+      dual_adjoints_(program_->initial_buffer.size()) {}
+
+void GraphEvaluator::Load(const double* x, const double* u, const double* theta) {
+  const GraphProgram& p = *program_;
+  for (int i = 0; i < p.state_dim; ++i) values_[p.x_position() + i] = x[i];
+  for (int j = 0; j < p.control_dim; ++j) values_[p.u_position() + j] = u[j];
+  for (int k = 0; k < p.param_dim; ++k) values_[p.theta_position() + k] = theta[k];
+}
+
+void GraphEvaluator::Step(const double* x, const double* u, const double* theta, double* x_next) {
+  Load(x, u, theta);
+  Forward(program_->tape, values_.data());
+  for (int i = 0; i < program_->state_dim; ++i) x_next[i] = values_[program_->output + i];
+}
+
+void GraphEvaluator::StepWithJacobians(const double* x, const double* u, const double* theta,
+                                       double* x_next, double* A, double* B) {
+  const GraphProgram& p = *program_;
+  const int n = p.state_dim, m = p.control_dim;
+  Step(x, u, theta, x_next);
+  for (int row = 0; row < n; ++row) {
+    Fill(&adjoints_, 0.0);
+    adjoints_[p.output + row] = 1.0;
+    Reverse(p, values_.data(), adjoints_.data());
+    for (int j = 0; j < n; ++j) A[row * n + j] = adjoints_[p.x_position() + j];
+    for (int j = 0; j < m; ++j) B[row * m + j] = adjoints_[p.u_position() + j];
+  }
+}
+
+void GraphEvaluator::ParamVjp(const double* x, const double* u, const double* theta,
+                              const double* lambda, double* g) {
+  const GraphProgram& p = *program_;
+  Load(x, u, theta);
+  Forward(p.tape, values_.data());
+  Fill(&adjoints_, 0.0);
+  for (int i = 0; i < p.state_dim; ++i) adjoints_[p.output + i] = lambda[i];
+  Reverse(p, values_.data(), adjoints_.data());
+  for (int k = 0; k < p.param_dim; ++k) g[k] = adjoints_[p.theta_position() + k];
+}
+
+void GraphEvaluator::MixedDirectional(const double* x, const double* u, const double* theta,
+                                      const double* lambda, const double* dx, const double* du,
+                                      double* g) {
+  const GraphProgram& p = *program_;
+  for (int i = 0; i < p.state_dim; ++i) {
+    dual_values_[p.x_position() + i] = Dual1(x[i]);
+    dual_values_[p.x_position() + i].d[0] = dx[i];
+  }
+  for (int j = 0; j < p.control_dim; ++j) {
+    dual_values_[p.u_position() + j] = Dual1(u[j]);
+    dual_values_[p.u_position() + j].d[0] = du[j];
+  }
+  for (int k = 0; k < p.param_dim; ++k) dual_values_[p.theta_position() + k] = Dual1(theta[k]);
+  Forward(p.tape, dual_values_.data());
+  Fill(&dual_adjoints_, Dual1(0.0));
+  for (int i = 0; i < p.state_dim; ++i) dual_adjoints_[p.output + i] = Dual1(lambda[i]);
+  Reverse(p, dual_values_.data(), dual_adjoints_.data());
+  for (int k = 0; k < p.param_dim; ++k) g[k] = dual_adjoints_[p.theta_position() + k].d[0];
+}
+
+void GraphEvaluator::SubtractParamGradient(const double* x, const double* u, const double* theta,
+                                           const double* mu, const double* lambda, const double* dx,
+                                           const double* du, double* grad) {
+  const int p = program_->param_dim;
+  ParamVjp(x, u, theta, mu, param_scratch_.data());
+  for (int k = 0; k < p; ++k) grad[k] -= param_scratch_[k];
+  if (lambda == nullptr) return;
+  MixedDirectional(x, u, theta, lambda, dx, du, param_scratch_.data());
+  for (int k = 0; k < p; ++k) grad[k] -= param_scratch_[k];
+}
+
+void GraphEvaluator::LambdaHessian(const double* x, const double* u, const double* theta,
+                                   const double* lambda, double* H) {
+  const GraphProgram& p = *program_;
+  const int n = p.state_dim, m = p.control_dim, nt = n + m;
+  for (int k = 0; k < p.param_dim; ++k) dual_values_[p.theta_position() + k] = Dual1(theta[k]);
+  for (int column = 0; column < nt; ++column) {
+    for (int i = 0; i < n; ++i) {
+      dual_values_[p.x_position() + i] = Dual1::Variable(x[i], 0);
+      dual_values_[p.x_position() + i].d[0] = column == i ? 1.0 : 0.0;
+    }
+    for (int j = 0; j < m; ++j) {
+      dual_values_[p.u_position() + j] = Dual1(u[j]);
+      dual_values_[p.u_position() + j].d[0] = column == n + j ? 1.0 : 0.0;
+    }
+    Forward(p.tape, dual_values_.data());
+    Fill(&dual_adjoints_, Dual1(0.0));
+    for (int i = 0; i < n; ++i) dual_adjoints_[p.output + i] = Dual1(lambda[i]);
+    Reverse(p, dual_values_.data(), dual_adjoints_.data());
+    for (int i = 0; i < nt; ++i) H[i * nt + column] = dual_adjoints_[i].d[0];
+  }
+}
+
+}  // namespace mpc

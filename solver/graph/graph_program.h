@@ -1,0 +1,160 @@
+#ifndef MPC_SOLVER_GRAPH_GRAPH_PROGRAM_H_
+#define MPC_SOLVER_GRAPH_GRAPH_PROGRAM_H_
+
+// Dynamics as data (DESIGN §12): x_next = f(x, u; theta) given as a compiled graph, evaluated in
+// double on the host, with its own derivatives (never finite differences). A GraphProgram is what
+// an ONNX graph compiles to (solver/graph/onnx_import.h): one flat buffer of scalars (x, u, the
+// parameters theta, the constants, every intermediate) and a tape of a few primitive instructions
+// over it, constants already folded. A GraphEvaluator runs a program: values forward, adjoints
+// backward (reverse mode), and the same two sweeps over dual numbers for second derivatives
+// (forward over reverse). Host only (std containers); the CUDA backend does not run graphs.
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "solver/dual.h"
+
+namespace mpc {
+
+// The primitive instructions every supported ONNX op lowers to.
+enum class GraphOp : std::uint8_t {
+  // out[i] = sum of buffer[source[k]] for k in [start[i], start[i + 1]): every structural op
+  // (Concat, Slice, Gather, Split, Squeeze, Unsqueeze, Reshape, Flatten, Transpose, Identity,
+  // Where with a constant condition, Cast), broadcasting, and ReduceSum.
+  kGather,
+  // Binary elementwise: out[i] = op(buffer[a[i]], buffer[b[i]]) (numpy broadcasting resolved
+  // into a and b).
+  kAdd,
+  kSub,
+  kMul,
+  kDiv,
+  kPow,
+  kMin,
+  kMax,
+  // Unary elementwise: out[i] = op(buffer[input + i]); alpha, beta as noted.
+  kNeg,
+  kSqrt,
+  kExp,
+  kLog,
+  kAbs,
+  kSin,
+  kCos,
+  kTan,
+  kAtan,
+  kTanh,
+  kSigmoid,
+  kRelu,
+  kLeakyRelu,  // alpha: the slope below 0
+  kElu,        // alpha
+  kSoftplus,
+  kClip,          // alpha = lower, beta = upper
+  kRoundToFloat,  // Cast to float32: the value rounded to float, derivative 1
+  // out[o + i * cols + j] = sum_k buffer[a + i * a_row + k * a_col] *
+  //                             buffer[b + k * b_row + j * b_col], for every (a, b, o) of a batch.
+  kMatMul,
+};
+
+// One step of the tape. Positions are offsets into the program's buffer.
+struct GraphInstruction {
+  GraphOp op = GraphOp::kGather;
+  int out = 0;              // first output position
+  int size = 0;             // output elements
+  int input = 0;            // unary: the input's first position
+  std::vector<int> a, b;    // binary: operand positions, one per output element
+  std::vector<int> start;   // gather: (size + 1) ranges into source
+  std::vector<int> source;  // gather: buffer positions
+  double alpha = 0.0, beta = 0.0;
+  // Matmul: a batch of (rows, inner) x (inner, cols) products.
+  int rows = 0, inner = 0, cols = 0;
+  int a_row = 0, a_col = 0, b_row = 0, b_col = 0;
+  std::vector<int> a_base, b_base, out_base;  // one entry per product
+};
+
+// A named parameter of the graph (an ONNX initializer): theta[offset, offset + size) holds it,
+// row-major in `shape`.
+struct GraphParameter {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  int offset = 0;
+  int size = 0;
+};
+
+// The SHA-256 of the graph's bytes (its identity on the wire and in the batch key).
+using GraphFingerprint = std::array<std::uint64_t, 4>;
+
+// A compiled dynamics graph x_next = f(x, u; theta). Immutable once built; shared by every problem
+// and worker that uses the graph.
+struct GraphProgram {
+  int state_dim = 0;                       // n: elements of x and of the output
+  int control_dim = 0;                     // m: elements of u
+  std::vector<GraphParameter> parameters;  // in the graph's initializer order
+  int param_dim = 0;                       // p: elements of theta (all parameters)
+  std::vector<double> default_params;      // (p): the initializers' values
+  GraphFingerprint fingerprint{};
+  std::string sha256;  // the fingerprint as 64 lowercase hex digits
+
+  // Buffer layout: x at 0, u at state_dim, theta at state_dim + control_dim, the rest after.
+  std::vector<double> initial_buffer;  // constants in place, zeros elsewhere
+  int output = 0;                      // position of x_next (state_dim elements)
+  std::vector<GraphInstruction> tape;
+
+  int x_position() const { return 0; }
+  int u_position() const { return state_dim; }
+  int theta_position() const { return state_dim + control_dim; }
+};
+
+// Runs `tape` over `buffer` in place (values only): what constant folding evaluates a node with.
+void EvaluateGraphTape(const std::vector<GraphInstruction>& tape, double* buffer);
+
+// Runs a GraphProgram: holds the buffers one evaluation needs (sized once, reused), so one
+// evaluator per thread. Shapes: x (n), u (m), theta (p), matrices row-major.
+class GraphEvaluator {
+ public:
+  explicit GraphEvaluator(std::shared_ptr<const GraphProgram> program);
+
+  const GraphProgram& program() const { return *program_; }
+
+  // x_next (n) = f(x, u; theta).
+  void Step(const double* x, const double* u, const double* theta, double* x_next);
+
+  // x_next and the Jacobians A = df/dx (n, n) and B = df/du (n, m): one forward sweep and one
+  // reverse sweep per row.
+  void StepWithJacobians(const double* x, const double* u, const double* theta, double* x_next,
+                         double* A, double* B);
+
+  // g (p) = (df/dtheta)' lambda: the vector-Jacobian product with a costate lambda (n), one
+  // reverse sweep whatever p is.
+  void ParamVjp(const double* x, const double* u, const double* theta, const double* lambda,
+                double* g);
+
+  // g (p) = d/de [(df/dtheta)' lambda](x + e dx, u + e du) at e = 0: the mixed second derivative
+  // of lambda' f applied to the direction (dx (n), du (m)). Forward over reverse, one sweep.
+  void MixedDirectional(const double* x, const double* u, const double* theta, const double* lambda,
+                        const double* dx, const double* du, double* g);
+
+  // grad (p) -= (df/dtheta)' mu + [lambda given] MixedDirectional(lambda, dx, du): one step's
+  // share of dL/dtheta in the implicit backward pass (solver/core/implicit_backward.h).
+  void SubtractParamGradient(const double* x, const double* u, const double* theta,
+                             const double* mu, const double* lambda, const double* dx,
+                             const double* du, double* grad);
+
+  // H (n+m, n+m) = d2 (lambda' f) / d tau2 with tau = [x; u]: n+m forward-over-reverse sweeps.
+  void LambdaHessian(const double* x, const double* u, const double* theta, const double* lambda,
+                     double* H);
+
+ private:
+  using Dual1 = Dual<double, 1>;
+
+  void Load(const double* x, const double* u, const double* theta);
+
+  std::shared_ptr<const GraphProgram> program_;
+  std::vector<double> values_, adjoints_, param_scratch_;
+  std::vector<Dual1> dual_values_, dual_adjoints_;
+};
+
+}  // namespace mpc
+
+#endif  // MPC_SOLVER_GRAPH_GRAPH_PROGRAM_H_

@@ -1,0 +1,247 @@
+// Graph dynamics in the core (DESIGN §12): the same physics as a graph and as a built-in model give
+// the same solve and the same gradients. Oracle: the built-in cartpole (forward-mode AD of its
+// templated Step), against the cartpole module torch.onnx.export wrote (export_test_graphs.py).
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "solver/core/dispatch.h"
+#include "solver/cpu/cpu_backend.h"
+#include "solver/gradients.h"
+#include "solver/graph/graph_program.h"
+#include "solver/graph/onnx_import.h"
+#include "solver/models/model_derivatives.h"
+#include "solver/models/model_list.h"
+#include "tests/solver/graph/graph_cases.h"
+#include "tests/testing/random_problems.h"
+
+namespace mpc {
+namespace {
+
+std::shared_ptr<const GraphProgram> CartpoleGraph() {
+  absl::StatusOr<std::shared_ptr<const GraphProgram>> program =
+      CompileOnnxGraph(testing::ReadGraphFile("cartpole_graph.onnx"), {});
+  EXPECT_TRUE(program.ok()) << program.status();
+  return program.ok() ? *program : nullptr;
+}
+
+// The built-in problem with the graph as its dynamics; the model's parameters mapped by name.
+Problem AsGraphProblem(const Problem& builtin, std::shared_ptr<const GraphProgram> graph) {
+  Problem p = builtin;
+  p.shape.dynamics = DynamicsId::Graph(graph->fingerprint.data());
+  p.params.clear();
+  for (const GraphParameter& parameter : graph->parameters) {
+    for (int k = 0; k < CartpoleModel::kParamDim; ++k) {
+      if (parameter.name == CartpoleModel::kParamNames[k]) p.params.push_back(builtin.params[k]);
+    }
+  }
+  EXPECT_EQ(p.params.size(), builtin.params.size());
+  p.dt = 0.0;
+  p.graph = std::move(graph);
+  return p;
+}
+
+double MaxDifference(const std::vector<double>& a, const std::vector<double>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double d = 0;
+  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) d = std::max(d, std::abs(a[i] - b[i]));
+  return d;
+}
+
+class GraphDynamicsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    graph_ = CartpoleGraph();
+    ASSERT_NE(graph_, nullptr);
+    ASSERT_EQ(graph_->param_dim, CartpoleModel::kParamDim);
+    absl::StatusOr<std::unique_ptr<CpuBackend>> backend = CpuBackend::Create({.threads = 2});
+    ASSERT_TRUE(backend.ok());
+    backend_ = *std::move(backend);
+  }
+
+  std::vector<Problem> Problems(int count) {
+    std::vector<Problem> problems;
+    for (int seed = 0; seed < count; ++seed) {
+      // Near upright, so that every solve converges: the two are then compared at the optimum
+      // (swing-ups that stop short of it part ways over rounding-level differences).
+      testing::RandomModelOptions options;
+      options.horizon = 15;
+      options.th_half_width = 0.3;
+      options.thdot_half_width = 0.2;
+      Problem builtin = testing::RandomCartpoleProblem(options, seed);
+      builtin.options.max_iterations = 100;
+      builtin.options.tolerance = 1e-10;
+      // Not the defaults, so that the parameters really travel.
+      builtin.params = {9.81, 1.2, 0.15, 0.45};
+      problems.push_back(builtin);
+    }
+    return problems;
+  }
+
+  std::shared_ptr<const GraphProgram> graph_;
+  std::unique_ptr<CpuBackend> backend_;
+};
+
+TEST_F(GraphDynamicsTest, StepsAndLinearisesAsTheBuiltinModelDoes) {
+  GraphEvaluator evaluator(graph_);
+  testing::Rng rng(3);
+  const double params[] = {9.81, 1.2, 0.15, 0.45};
+  double theta[4];
+  for (const GraphParameter& parameter : graph_->parameters) {
+    for (int k = 0; k < 4; ++k) {
+      if (parameter.name == CartpoleModel::kParamNames[k]) theta[parameter.offset] = params[k];
+    }
+  }
+  for (int trial = 0; trial < 20; ++trial) {
+    const double th = rng.Uniform(-3, 3);
+    double x[5] = {rng.Uniform(-1, 1), rng.Uniform(-1, 1), std::cos(th), std::sin(th),
+                   rng.Uniform(-2, 2)};
+    double u[1] = {rng.Uniform(-20, 20)};
+    double next[5], A[25], B[5], want[5], want_A[25], want_B[5];
+    evaluator.StepWithJacobians(x, u, theta, next, A, B);
+    StepWithJacobians<CartpoleModel, MatrixOrder::kRowMajor>(x, u, params, 0.05, want, want_A,
+                                                             want_B);
+    for (int i = 0; i < 5; ++i) EXPECT_NEAR(next[i], want[i], 1e-14) << i;
+    for (int e = 0; e < 25; ++e) EXPECT_NEAR(A[e], want_A[e], 1e-12) << e;
+    for (int e = 0; e < 5; ++e) EXPECT_NEAR(B[e], want_B[e], 1e-12) << e;
+    // The parameter products of the backward pass: P' lambda and the mixed term.
+    double lambda[5], dx[5], du[1] = {rng.Uniform(-1, 1)}, P[20], unused[5], mixed[4];
+    for (int i = 0; i < 5; ++i) {
+      lambda[i] = rng.Uniform(-1, 1);
+      dx[i] = rng.Uniform(-1, 1);
+    }
+    StepParamJacobian<CartpoleModel>(x, u, params, 0.05, unused, P);
+    StepMixedDirectional<CartpoleModel>(x, u, params, 0.05, lambda, dx, du, mixed);
+    double vjp[4], graph_mixed[4];
+    evaluator.ParamVjp(x, u, theta, lambda, vjp);
+    evaluator.MixedDirectional(x, u, theta, lambda, dx, du, graph_mixed);
+    for (const GraphParameter& parameter : graph_->parameters) {
+      for (int k = 0; k < 4; ++k) {
+        if (parameter.name != CartpoleModel::kParamNames[k]) continue;
+        double want_vjp = 0;
+        for (int i = 0; i < 5; ++i) want_vjp += P[k * 5 + i] * lambda[i];
+        EXPECT_NEAR(vjp[parameter.offset], want_vjp, 1e-11 * (1 + std::abs(want_vjp)));
+        EXPECT_NEAR(graph_mixed[parameter.offset], mixed[k], 1e-11 * (1 + std::abs(mixed[k])));
+      }
+    }
+  }
+}
+
+TEST_F(GraphDynamicsTest, SolvesAsTheBuiltinModelDoes) {
+  for (const Problem& builtin : Problems(6)) {
+    const Problem graph = AsGraphProblem(builtin, graph_);
+    ASSERT_TRUE(ValidateProblem(graph, {}).ok()) << ValidateProblem(graph, {});
+    Solution expected, actual;
+    const Problem* problems[] = {&builtin, &graph};
+    Solution* solutions[] = {&expected, &actual};
+    ASSERT_TRUE(backend_->SolveBatch(problems, solutions).ok());
+    EXPECT_EQ(expected.status, SolveStatus::kConverged);
+    EXPECT_EQ(actual.status, expected.status);
+    EXPECT_LT(MaxDifference(actual.x, expected.x), 1e-10);
+    EXPECT_LT(MaxDifference(actual.u, expected.u), 1e-10);
+    EXPECT_NEAR(actual.cost, expected.cost, 1e-10 * (1 + std::abs(expected.cost)));
+  }
+}
+
+TEST_F(GraphDynamicsTest, GradientsAreTheBuiltinModelsInEveryMode) {
+  int seed = 0;
+  for (const Problem& builtin : Problems(4)) {
+    const Problem graph = AsGraphProblem(builtin, graph_);
+    Solution solution;
+    const Problem* solve[] = {&builtin};
+    Solution* solved[] = {&solution};
+    ASSERT_TRUE(backend_->SolveBatch(solve, solved).ok());
+    for (GradientMode mode :
+         {GradientMode::kDefault, GradientMode::kFullChain, GradientMode::kExact}) {
+      BackwardProblem a{&builtin, solution.x, solution.u, {}, {}, mode};
+      testing::Rng rng(seed++);
+      for (std::size_t i = 0; i < solution.x.size(); ++i) a.dl_dx.push_back(rng.Uniform(-1, 1));
+      for (std::size_t i = 0; i < solution.u.size(); ++i) a.dl_du.push_back(rng.Uniform(-1, 1));
+      BackwardProblem b = a;
+      b.problem = &graph;
+      ProblemGradient expected, actual;
+      const BackwardProblem* problems[] = {&a, &b};
+      ProblemGradient* gradients[] = {&expected, &actual};
+      ASSERT_TRUE(backend_->BackwardBatch(problems, gradients).ok());
+      EXPECT_EQ(actual.status, expected.status);
+      EXPECT_LT(MaxDifference(actual.x_init, expected.x_init), 1e-9);
+      EXPECT_LT(MaxDifference(actual.cost_quadratic, expected.cost_quadratic), 1e-9);
+      EXPECT_LT(MaxDifference(actual.cost_linear, expected.cost_linear), 1e-9);
+      ASSERT_EQ(actual.params.size(), expected.params.size());
+      for (const GraphParameter& parameter : graph_->parameters) {
+        for (int k = 0; k < CartpoleModel::kParamDim; ++k) {
+          if (parameter.name != CartpoleModel::kParamNames[k]) continue;
+          EXPECT_NEAR(actual.params[parameter.offset], expected.params[k],
+                      1e-9 * (1 + std::abs(expected.params[k])))
+              << parameter.name << " in mode " << GradientModeName(mode);
+        }
+      }
+    }
+  }
+}
+
+TEST_F(GraphDynamicsTest, TheBatchKeyIsTheGraphsContent) {
+  const Problem builtin = Problems(1)[0];
+  const Problem a = AsGraphProblem(builtin, graph_);
+  const Problem b = AsGraphProblem(builtin, CartpoleGraph());  // compiled again: equal key
+  EXPECT_EQ(a.shape, b.shape);
+  std::shared_ptr<const GraphProgram> other;
+  for (const testing::GraphCase& c : testing::LoadGraphCases()) {
+    if (c.name == "tanh") other = *CompileOnnxGraph(c.bytes, {});
+  }
+  ASSERT_NE(other, nullptr);
+  EXPECT_NE(DynamicsId::Graph(other->fingerprint.data()), a.shape.dynamics);
+  EXPECT_NE(a.shape.dynamics, builtin.shape.dynamics);
+}
+
+// The GPU runs no graph: the CUDA backend solves graph problems on its CPU threads.
+TEST_F(GraphDynamicsTest, GraphsRunOnTheCpuOnly) {
+  const Problem graph = AsGraphProblem(Problems(1)[0], graph_);
+  EXPECT_FALSE(core::RunsOnDevice(graph.shape));
+}
+
+TEST_F(GraphDynamicsTest, ValidationNamesTheGraphFields) {
+  Problem graph = AsGraphProblem(Problems(1)[0], graph_);
+  graph.params.push_back(1.0);
+  EXPECT_EQ(std::string(ValidateProblem(graph, {}, "problems[0].").message()),
+            "problems[0].dynamics.graph.parameters: expected shape (4) or none, got 5 values");
+  graph.params.pop_back();
+  graph.options.compute_x_init_jacobian = true;
+  EXPECT_THAT(std::string(ValidateProblem(graph, {}, "problems[0].").message()),
+              ::testing::HasSubstr("options.compute_x_init_jacobian: not supported with graph"));
+  graph.options.compute_x_init_jacobian = false;
+  const Problem no_graph = [&] {
+    Problem p = graph;
+    p.graph = nullptr;
+    return p;
+  }();
+  EXPECT_EQ(std::string(ValidateProblem(no_graph, {}, "problems[0].").message()),
+            "problems[0].dynamics.graph: required");
+}
+
+// A graph whose evaluation produces NaN: the problem's status, not an error.
+TEST_F(GraphDynamicsTest, NanDuringEvaluationIsTheProblemsStatus) {
+  absl::StatusOr<std::shared_ptr<const GraphProgram>> program =
+      CompileOnnxGraph(testing::ReadGraphFile("nan_at_run_time.onnx"), {});
+  ASSERT_TRUE(program.ok());
+  Problem p;
+  p.shape = {DynamicsId::Graph((*program)->fingerprint.data()), 4, 2, 5};
+  p.graph = *program;
+  p.x_init = {-1.0, 1.0, 1.0, 1.0};  // log(-1)
+  p.cost_quadratic.assign(36, 0.0);
+  for (int i = 0; i < 6; ++i) p.cost_quadratic[i * 6 + i] = 1.0;
+  p.cost_linear.assign(6, 0.0);
+  ASSERT_TRUE(ValidateProblem(p, {}).ok()) << ValidateProblem(p, {});
+  Solution solution;
+  const Problem* problems[] = {&p};
+  Solution* solutions[] = {&solution};
+  ASSERT_TRUE(backend_->SolveBatch(problems, solutions).ok());
+  EXPECT_EQ(solution.status, SolveStatus::kNotFinite);
+}
+
+}  // namespace
+}  // namespace mpc

@@ -1,0 +1,180 @@
+#include "solver/graph/graph_program.h"
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "solver/graph/onnx_import.h"
+#include "tests/solver/graph/graph_cases.h"
+
+namespace mpc {
+namespace {
+
+// Central differences: error O(h^2) + O(eps/h); h = eps^(1/3) balances them.
+constexpr double kStep = 6e-6;
+constexpr double kTolerance = 2e-7;
+
+struct Point {
+  std::vector<double> x, u, theta, lambda, dx, du;
+};
+
+class GraphDerivativesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const testing::GraphCase& c : testing::LoadGraphCases()) {
+      // Rounding to float32 (Cast to float, float32 graphs) is a staircase of 1e-8 steps that
+      // central differences cannot see through; its derivative is 1 by definition.
+      if (c.name == "cast" || c.name.find("float32") != std::string::npos) continue;
+      absl::StatusOr<std::shared_ptr<const GraphProgram>> program = CompileOnnxGraph(c.bytes, {});
+      ASSERT_TRUE(program.ok()) << c.name << ": " << program.status();
+      programs_.emplace_back(c.name, *program);
+    }
+    ASSERT_GE(programs_.size(), 35u) << "no graphs in " << testing::GraphsDir();
+  }
+
+  // A random point near the case's parameters (kinks of Relu, Abs, Clip, Min, Max are hit with
+  // probability zero).
+  static Point RandomPoint(const GraphProgram& p, std::mt19937_64& rng) {
+    std::normal_distribution<double> normal(0.0, 0.5);
+    Point point;
+    for (int i = 0; i < p.state_dim; ++i) point.x.push_back(normal(rng));
+    for (int j = 0; j < p.control_dim; ++j) point.u.push_back(normal(rng));
+    for (int k = 0; k < p.param_dim; ++k) {
+      point.theta.push_back(p.default_params[k] + 0.1 * normal(rng));
+    }
+    for (int i = 0; i < p.state_dim; ++i) point.lambda.push_back(normal(rng));
+    for (int i = 0; i < p.state_dim; ++i) point.dx.push_back(normal(rng));
+    for (int j = 0; j < p.control_dim; ++j) point.du.push_back(normal(rng));
+    return point;
+  }
+
+  // lambda' f at the point, with tau[j] (j < n + m) or theta[j - n - m] moved by `by`.
+  static double LambdaF(GraphEvaluator& e, Point point, int j, double by) {
+    const GraphProgram& p = e.program();
+    const int n = p.state_dim, m = p.control_dim;
+    if (j < n) {
+      point.x[j] += by;
+    } else if (j < n + m) {
+      point.u[j - n] += by;
+    } else {
+      point.theta[j - n - m] += by;
+    }
+    std::vector<double> next(n);
+    e.Step(point.x.data(), point.u.data(), point.theta.data(), next.data());
+    double s = 0;
+    for (int i = 0; i < n; ++i) s += point.lambda[i] * next[i];
+    return s;
+  }
+
+  static double CentralDifference(GraphEvaluator& e, const Point& point, int j) {
+    return (LambdaF(e, point, j, kStep) - LambdaF(e, point, j, -kStep)) / (2 * kStep);
+  }
+
+  std::vector<std::pair<std::string, std::shared_ptr<const GraphProgram>>> programs_;
+};
+
+// Rows of A and B are reverse sweeps; lambda' [A B] against central differences of lambda' f.
+TEST_F(GraphDerivativesTest, JacobiansMatchCentralDifferences) {
+  std::mt19937_64 rng(11);
+  for (const auto& [name, program] : programs_) {
+    SCOPED_TRACE(name);
+    GraphEvaluator e(program);
+    const int n = program->state_dim, m = program->control_dim;
+    const Point point = RandomPoint(*program, rng);
+    std::vector<double> next(n), A(n * n), B(n * m), plain(n);
+    e.StepWithJacobians(point.x.data(), point.u.data(), point.theta.data(), next.data(), A.data(),
+                        B.data());
+    e.Step(point.x.data(), point.u.data(), point.theta.data(), plain.data());
+    EXPECT_EQ(next, plain);
+    for (int j = 0; j < n + m; ++j) {
+      double ad = 0;
+      for (int i = 0; i < n; ++i) {
+        ad += point.lambda[i] * (j < n ? A[i * n + j] : B[i * m + j - n]);
+      }
+      const double fd = CentralDifference(e, point, j);
+      EXPECT_NEAR(ad, fd, kTolerance * (1 + std::abs(fd))) << "tau[" << j << "]";
+    }
+  }
+}
+
+TEST_F(GraphDerivativesTest, ParamVjpMatchesCentralDifferences) {
+  std::mt19937_64 rng(12);
+  for (const auto& [name, program] : programs_) {
+    SCOPED_TRACE(name);
+    GraphEvaluator e(program);
+    const int n = program->state_dim, m = program->control_dim, p = program->param_dim;
+    const Point point = RandomPoint(*program, rng);
+    std::vector<double> g(p);
+    e.ParamVjp(point.x.data(), point.u.data(), point.theta.data(), point.lambda.data(), g.data());
+    for (int k = 0; k < p; ++k) {
+      const double fd = CentralDifference(e, point, n + m + k);
+      EXPECT_NEAR(g[k], fd, kTolerance * (1 + std::abs(fd))) << "theta[" << k << "]";
+    }
+  }
+}
+
+// d/de of the parameter VJP along (dx, du), against central differences of ParamVjp itself.
+TEST_F(GraphDerivativesTest, MixedDirectionalMatchesCentralDifferences) {
+  std::mt19937_64 rng(13);
+  for (const auto& [name, program] : programs_) {
+    SCOPED_TRACE(name);
+    GraphEvaluator e(program);
+    const int n = program->state_dim, m = program->control_dim, p = program->param_dim;
+    const Point point = RandomPoint(*program, rng);
+    std::vector<double> g(p), plus(p), minus(p);
+    e.MixedDirectional(point.x.data(), point.u.data(), point.theta.data(), point.lambda.data(),
+                       point.dx.data(), point.du.data(), g.data());
+    for (int sign : {1, -1}) {
+      Point moved = point;
+      for (int i = 0; i < n; ++i) moved.x[i] += sign * kStep * point.dx[i];
+      for (int j = 0; j < m; ++j) moved.u[j] += sign * kStep * point.du[j];
+      e.ParamVjp(moved.x.data(), moved.u.data(), moved.theta.data(), moved.lambda.data(),
+                 (sign > 0 ? plus : minus).data());
+    }
+    for (int k = 0; k < p; ++k) {
+      const double fd = (plus[k] - minus[k]) / (2 * kStep);
+      EXPECT_NEAR(g[k], fd, kTolerance * (1 + std::abs(fd))) << "theta[" << k << "]";
+    }
+  }
+}
+
+// Columns of d2(lambda' f)/d tau2 against central differences of the gradient lambda' [A B].
+TEST_F(GraphDerivativesTest, LambdaHessianMatchesCentralDifferences) {
+  std::mt19937_64 rng(14);
+  for (const auto& [name, program] : programs_) {
+    SCOPED_TRACE(name);
+    GraphEvaluator e(program);
+    const int n = program->state_dim, m = program->control_dim, nt = n + m;
+    const Point point = RandomPoint(*program, rng);
+    std::vector<double> H(nt * nt);
+    e.LambdaHessian(point.x.data(), point.u.data(), point.theta.data(), point.lambda.data(),
+                    H.data());
+    auto gradient = [&](const Point& at) {
+      std::vector<double> next(n), A(n * n), B(n * m), g(nt, 0.0);
+      e.StepWithJacobians(at.x.data(), at.u.data(), at.theta.data(), next.data(), A.data(),
+                          B.data());
+      for (int j = 0; j < nt; ++j) {
+        for (int i = 0; i < n; ++i) {
+          g[j] += at.lambda[i] * (j < n ? A[i * n + j] : B[i * m + j - n]);
+        }
+      }
+      return g;
+    };
+    for (int column = 0; column < nt; ++column) {
+      Point up = point, down = point;
+      (column < n ? up.x[column] : up.u[column - n]) += kStep;
+      (column < n ? down.x[column] : down.u[column - n]) -= kStep;
+      const std::vector<double> g_up = gradient(up), g_down = gradient(down);
+      for (int row = 0; row < nt; ++row) {
+        const double fd = (g_up[row] - g_down[row]) / (2 * kStep);
+        EXPECT_NEAR(H[row * nt + column], fd, kTolerance * (1 + std::abs(fd)))
+            << "H[" << row << "][" << column << "]";
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mpc
