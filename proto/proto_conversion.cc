@@ -588,6 +588,8 @@ mpcd::v1::SolveStatus ToProtoSolveStatus(SolveStatus status) {
       return mpcd::v1::LINESEARCH_FAILED;
     case SolveStatus::kNotFinite:
       return mpcd::v1::NOT_FINITE;
+    case SolveStatus::kDeadline:
+      return mpcd::v1::DEADLINE;
   }
   return mpcd::v1::SOLVE_STATUS_UNSPECIFIED;
 }

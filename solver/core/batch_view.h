@@ -21,7 +21,13 @@ enum DeviceStatus : std::int32_t {
   kDeviceMaxIterations = 1,
   kDeviceLinesearchFailed = 2,
   kDeviceNotFinite = 3,
+  kDeviceDeadline = 4,
 };
+
+// Whether problem `problem` of a batch should stop early (its caller's deadline passed or the
+// caller left); `context` is the executor's. Host only: a CPU executor sets it, the GPU leaves it
+// null (a kernel cannot call back into the host).
+using StopQuery = bool (*)(void* context, int problem);
 
 // Per-problem options (SolverOptions) and scalars, one struct per problem (not interleaved: read
 // once per solve).
@@ -71,6 +77,9 @@ struct IlqrBatchView {
   const S* x_init = nullptr;                  // (n)
   const S* u_init = nullptr;                  // (T, m): zeros when the problem has no warm start
   const ProblemSettings* settings = nullptr;  // [batch], not interleaved
+  // Asked between iterations and line-search trials (host only; null = never stop early).
+  StopQuery should_stop = nullptr;
+  void* stop_context = nullptr;
 
   // Outputs.
   S* best_x = nullptr;  // (T, n): the returned iterate
