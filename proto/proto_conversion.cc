@@ -672,6 +672,8 @@ mpcd::v1::GradientStatus ToProtoGradientStatus(GradientStatus status) {
       return mpcd::v1::GRADIENT_REGULARIZED;
     case GradientStatus::kNotFinite:
       return mpcd::v1::GRADIENT_NOT_FINITE;
+    case GradientStatus::kNotSolution:
+      return mpcd::v1::GRADIENT_NOT_SOLUTION;
   }
   return mpcd::v1::GRADIENT_STATUS_UNSPECIFIED;
 }

@@ -125,6 +125,12 @@ enum class GradientStatus : std::uint8_t {
   // NaN/Inf in the inputs' derivatives or the result, or no regularisation helped: every gradient
   // is zero.
   kNotFinite,
+  // The point is not a solution of the problem (stationarity or dynamics residual above
+  // kSolutionResidualTolerance, e.g. a solve stopped before convergence): the values are the
+  // formulas evaluated there, not the derivative of a solution. Set by the backends after the pass
+  // (MarkUnlessSolution, gradients.h); also a Jacobian of a solve stopped by its deadline, which
+  // is not computed (zeros).
+  kNotSolution,
 };
 
 // The diagnostics of a Jacobian computation (the same quantities as ProblemGradient's,
