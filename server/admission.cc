@@ -1,7 +1,6 @@
 #include "server/admission.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "solver/models/model_registry.h"
 
 namespace mpc {
@@ -17,17 +16,19 @@ std::int64_t ParamCount(const Problem& problem) {
 
 absl::Status CheckTotals(double bytes, double work, const AdmissionLimits& limits) {
   if (bytes > static_cast<double>(limits.max_response_bytes)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "request: its answer would be %.0f bytes, over the server's --max_response_bytes=%d; "
-        "split the problems over several requests or ask for fewer Jacobians/gains",
-        bytes, limits.max_response_bytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request: its answer would be ", static_cast<std::int64_t>(bytes),
+        " bytes, over the server's --max_response_bytes=", limits.max_response_bytes,
+        "; split the problems over several requests or ask for fewer Jacobians/gains"));
   }
   if (work > limits.max_request_work) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "request: needs up to %.3g units of solver work (problems x T (n+m)^3 x iterations), "
-        "over the server's --max_request_work=%.3g; lower options.max_iterations or the horizon, "
-        "or split the problems over several requests",
-        work, limits.max_request_work));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request: needs up to ", work,
+        " units of solver work (problems x T (n+m)^3 x iterations), over the server's "
+        "--max_request_work=",
+        limits.max_request_work,
+        "; lower options.max_iterations or the horizon, or split the problems over several "
+        "requests"));
   }
   return absl::OkStatus();
 }

@@ -116,6 +116,7 @@ class FakeBackend final : public SolverBackend {
 
  private:
   absl::Status Enter(Launch launch) {
+    const int horizon = launch.problems.front()->shape.horizon;
     absl::MutexLock lock(&mu_);
     launches_.push_back(std::move(launch));
     absl::Status status;
@@ -124,7 +125,6 @@ class FakeBackend final : public SolverBackend {
       failures_.pop_front();
     }
     mu_.Await(absl::Condition(&gate_open_));
-    const int horizon = launches_.back().problems.front()->shape.horizon;
     struct Args {
       FakeBackend* self;
       int horizon;
