@@ -13,6 +13,9 @@
 #                          pool, dynamic batcher, call tracker) against an Abseil compiled in that tree
 #                          with TSan from Debian's sources (scripts/fetch_abseil_source.sh downloads
 #                          them), then those tests; see docs/robustness.md §5
+#   make check-robustness  the hostile client's heavy scenarios against the built mpcd (2,000
+#                          preface-only connections at a low descriptor limit, RSS after many
+#                          large shapes; a few minutes): docs/robustness.md §7
 #   make format-check      every tracked C++/CUDA file is as clang-format (.clang-format) writes
 #                          it; `make format` rewrites them so
 #   make clean   remove build/
@@ -35,7 +38,7 @@ TSAN_TESTS = model_test reference_test kkt_test ilqr_test cpu_backend_test \
              backward_emulation_test batching_policy_test dynamic_batcher_test call_tracker_test
 
 .PHONY: all deps configure build test run bench clean configure-sanitizers check-sanitizers \
-        check-fuzz configure-tsan check-tsan format format-check
+        check-fuzz configure-tsan check-tsan check-robustness format format-check
 
 all: build
 
@@ -105,6 +108,9 @@ check-tsan: configure-tsan
 	cmake --build $(TSAN_BUILD_DIR) -j$(JOBS) --target $(TSAN_TESTS)
 	TSAN_OPTIONS=second_deadlock_stack=1 ctest --test-dir $(TSAN_BUILD_DIR) --output-on-failure \
 	  -j$(JOBS) --timeout 300 -L '^($(shell echo $(TSAN_TESTS) | tr ' ' '|'))$$'
+
+check-robustness: build
+	cmake --build $(BUILD_DIR) --target check-robustness
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -665,6 +665,8 @@ mpcd::v1::SolveStatus ToProtoSolveStatus(SolveStatus status) {
       return mpcd::v1::LINESEARCH_FAILED;
     case SolveStatus::kNotFinite:
       return mpcd::v1::NOT_FINITE;
+    case SolveStatus::kDeadline:
+      return mpcd::v1::DEADLINE;
   }
   return mpcd::v1::SOLVE_STATUS_UNSPECIFIED;
 }
@@ -747,6 +749,8 @@ mpcd::v1::GradientStatus ToProtoGradientStatus(GradientStatus status) {
       return mpcd::v1::GRADIENT_REGULARIZED;
     case GradientStatus::kNotFinite:
       return mpcd::v1::GRADIENT_NOT_FINITE;
+    case GradientStatus::kNotSolution:
+      return mpcd::v1::GRADIENT_NOT_SOLUTION;
   }
   return mpcd::v1::GRADIENT_STATUS_UNSPECIFIED;
 }

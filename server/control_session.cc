@@ -15,6 +15,10 @@ ControlSession::ControlSession(const Dependencies& dependencies, absl::Time dead
   StartRead(&request_);
 }
 
+ControlSession::~ControlSession() {
+  if (reserved_bytes_ > 0) deps_.sessions->Release(reserved_bytes_);
+}
+
 void ControlSession::OnReadDone(bool ok) {
   if (!ok) {
     // The client closed its side (or left): no step is in flight, so the session is over.
@@ -48,6 +52,14 @@ absl::Status ControlSession::PrepareStep() {
   if (!started_) {
     MPC_ASSIGN_OR_RETURN(problem_, ToControlProblem(request_, deps_.limits));
     MPC_RETURN_IF_ERROR(CheckWorkspaceSize(problem_.shape, deps_.max_problem_size, "problem"));
+    MPC_RETURN_IF_ERROR(CheckSolveAdmission({problem_}, deps_.admission));
+    // What the session keeps between steps: the template (as a Problem and as the last message
+    // read, whose buffers protobuf keeps) and the plan.
+    const std::int64_t bytes = static_cast<std::int64_t>(ApproximateBytes(problem_)) +
+                               static_cast<std::int64_t>(request_.SpaceUsedLong());
+    MPC_RETURN_IF_ERROR(deps_.sessions->Reserve(bytes));
+    reserved_bytes_ = bytes;
+    problem_.interrupt = &interrupt_;
     started_ = true;
     return absl::OkStatus();
   }

@@ -13,12 +13,15 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "mpcd/v1/mpcd.grpc.pb.h"
 #include "proto/proto_conversion.h"
+#include "server/admission.h"
 #include "server/call_tracker.h"
 #include "server/dynamic_batcher.h"
 #include "server/service_metrics.h"
+#include "server/session_budget.h"
 #include "server/solve_job.h"
 #include "solver/problem.h"
 
@@ -31,6 +34,8 @@ class ControlSession final
     RequestLimits limits;
     std::int64_t max_problem_size = 0;   // see ServiceOptions
     std::int64_t max_message_bytes = 0;  // see ServiceOptions
+    AdmissionLimits admission;           // checked on the template
+    SessionBudget* sessions = nullptr;   // the template's bytes are held here until OnDone
     DynamicBatcher* batcher = nullptr;
     ServiceMetrics* metrics = nullptr;
     CallTracker* calls = nullptr;
@@ -38,6 +43,7 @@ class ControlSession final
 
   // Starts reading the first message. gRPC owns the session until OnDone.
   ControlSession(const Dependencies& dependencies, absl::Time deadline);
+  ~ControlSession() override;
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -58,6 +64,9 @@ class ControlSession final
   const Dependencies deps_;
   const absl::Time deadline_;
   std::atomic<bool> cancelled_{false};
+  // Stops a step's solve when the stream's deadline passes or the client leaves.
+  const SolveInterrupt interrupt_{SolveDeadline(deadline_, absl::Now()), &cancelled_};
+  std::int64_t reserved_bytes_ = 0;  // held in deps_.sessions
 
   mpcd::v1::ControlRequest request_;
   mpcd::v1::ControlResponse response_;

@@ -37,7 +37,14 @@ absl::StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(
 
 DynamicBatcher::DynamicBatcher(const DynamicBatcherOptions& options, SolverBackend* backend,
                                ServiceMetrics* metrics)
-    : options_(options), clock_(options.clock), backend_(backend), metrics_(metrics) {
+    : options_(options),
+      clock_(options.clock),
+      backend_(backend),
+      metrics_(metrics),
+      max_launches_(std::max(1, backend->max_concurrent_launches())) {
+  if (max_launches_ > 1) {
+    for (int i = 0; i < max_launches_; ++i) launchers_.emplace_back([this] { LauncherLoop(); });
+  }
   scheduler_ = std::thread([this] { SchedulerLoop(); });
 }
 
@@ -51,7 +58,18 @@ void DynamicBatcher::Submit(std::vector<SolveJob> jobs) {
     absl::MutexLock lock(&mu_);
     std::size_t bytes = 0;
     for (const SolveJob& job : jobs) bytes += job.bytes;
-    if (stopping_) {
+    // A request larger than the whole queue could never be accepted: retrying cannot help.
+    if (jobs.size() > static_cast<std::size_t>(options_.max_queue_problems)) {
+      rejection = absl::InvalidArgumentError(absl::StrCat(
+          "request: ", jobs.size(), " problems can never fit the queue (--max_queue_problems=",
+          options_.max_queue_problems, "); split them over several requests"));
+    } else if (bytes > options_.max_queue_bytes) {
+      rejection = absl::InvalidArgumentError(
+          absl::StrCat("request: needs ", bytes,
+                       " bytes queued (inputs and answers), more than the whole "
+                       "queue holds (--max_queue_bytes=",
+                       options_.max_queue_bytes, "); split the problems over several requests"));
+    } else if (stopping_) {
       rejection = absl::UnavailableError("server is stopping; retry on another replica");
     } else if (queued_problems_ + jobs.size() >
                static_cast<std::size_t>(options_.max_queue_problems)) {
@@ -120,6 +138,9 @@ void DynamicBatcher::Stop() {
   }
   absl::MutexLock lock(&stop_mu_);
   if (scheduler_.joinable()) scheduler_.join();
+  for (std::thread& launcher : launchers_) {
+    if (launcher.joinable()) launcher.join();
+  }
 }
 
 int DynamicBatcher::queued_problems() const {
@@ -204,6 +225,7 @@ void DynamicBatcher::SchedulerLoop() {
     batch.clear();
     dropped.clear();
     bool exit = false;
+    std::uint64_t batch_id = 0;
     absl::Time now;
     {
       absl::MutexLock lock(&mu_);
@@ -226,18 +248,29 @@ void DynamicBatcher::SchedulerLoop() {
           snapshot_keys.push_back(key);
         }
         const BatchDecision decision = DecideBatch(snapshot, now, options_.batching, stopping_);
-        if (const RunBatch* run = std::get_if<RunBatch>(&decision)) {
+        const RunBatch* run = std::get_if<RunBatch>(&decision);
+        if (run != nullptr && running_launches_ < max_launches_) {
           TakeLocked(*snapshot_queues[run->queue], run->size, now, &batch, &dropped);
           if (snapshot_queues[run->queue]->jobs.empty()) queues_.erase(snapshot_keys[run->queue]);
-          if (!batch.empty()) ++launches_;
+          if (!batch.empty()) {
+            batch_id = ++launches_;
+            ++running_launches_;
+            if (max_launches_ > 1) {
+              pending_launches_.push_back({std::move(batch), batch_id});
+              batch.clear();
+            }
+          }
           break;
         }
         if (!dropped.empty()) break;  // answer them before sleeping
         if (stopping_ && queued_problems_ == 0) {
           exit = true;
+          scheduler_done_ = true;
           break;
         }
-        const absl::Duration wait = std::get<WaitFor>(decision).duration;
+        // Every launch slot is busy: a finishing launch sets changed_.
+        const absl::Duration wait =
+            run != nullptr ? absl::InfiniteDuration() : std::get<WaitFor>(decision).duration;
         wake_at_ = wait == absl::InfiniteDuration() ? absl::InfiniteFuture() : now + wait;
         if (wait == absl::InfiniteDuration()) {
           mu_.Await(absl::Condition(&changed_));
@@ -248,8 +281,28 @@ void DynamicBatcher::SchedulerLoop() {
       }
     }
     if (!dropped.empty()) Finish(dropped, now);
-    if (!batch.empty()) Launch(batch);
+    if (!batch.empty()) Launch(batch, batch_id);
     if (exit) return;
+  }
+}
+
+void DynamicBatcher::LauncherLoop() {
+  for (;;) {
+    PendingLaunch launch;
+    {
+      absl::MutexLock lock(&mu_);
+      struct Ready {
+        DynamicBatcher* self;
+        bool operator()() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return !self->pending_launches_.empty() || self->scheduler_done_;
+        }
+      } ready{this};
+      mu_.Await(absl::Condition(&ready));
+      if (pending_launches_.empty()) return;  // the scheduler is done and nothing is left
+      launch = std::move(pending_launches_.front());
+      pending_launches_.pop_front();
+    }
+    Launch(launch.batch, launch.batch_id);
   }
 }
 
@@ -270,14 +323,9 @@ void DynamicBatcher::Finish(std::vector<Dropped>& dropped, absl::Time now) {
   }
 }
 
-void DynamicBatcher::Launch(std::vector<SolveJob>& batch) {
+void DynamicBatcher::Launch(std::vector<SolveJob>& batch, std::uint64_t batch_id) {
   const int size = static_cast<int>(batch.size());
   const JobKind kind = batch.front().kind;
-  std::uint64_t batch_id;
-  {
-    absl::MutexLock lock(&mu_);
-    batch_id = launches_;  // counted when the batch was taken, by this (the only) launching thread
-  }
   const absl::Time start = Now();
   if (metrics_ != nullptr) {
     metrics_->AddInflightProblems(size);
@@ -286,21 +334,25 @@ void DynamicBatcher::Launch(std::vector<SolveJob>& batch) {
 
   absl::Status status;
   if (kind == JobKind::kSolve) {
-    problems_.clear();
-    solutions_.clear();
+    std::vector<const Problem*> problems;
+    std::vector<Solution*> solutions;
+    problems.reserve(batch.size());
+    solutions.reserve(batch.size());
     for (const SolveJob& job : batch) {
-      problems_.push_back(job.problem);
-      solutions_.push_back(job.solution);
+      problems.push_back(job.problem);
+      solutions.push_back(job.solution);
     }
-    status = backend_->SolveBatch(problems_, solutions_);
+    status = backend_->SolveBatch(problems, solutions);
   } else {
-    backward_problems_.clear();
-    gradients_.clear();
+    std::vector<const BackwardProblem*> problems;
+    std::vector<ProblemGradient*> gradients;
+    problems.reserve(batch.size());
+    gradients.reserve(batch.size());
     for (const SolveJob& job : batch) {
-      backward_problems_.push_back(job.backward);
-      gradients_.push_back(job.gradient);
+      problems.push_back(job.backward);
+      gradients.push_back(job.gradient);
     }
-    status = backend_->BackwardBatch(backward_problems_, gradients_);
+    status = backend_->BackwardBatch(problems, gradients);
   }
   const absl::Time end = Now();
 
@@ -316,6 +368,12 @@ void DynamicBatcher::Launch(std::vector<SolveJob>& batch) {
         }
       }
     }
+  }
+  {
+    // The slot is free before the answers go out, so that the scheduler can fill it meanwhile.
+    absl::MutexLock lock(&mu_);
+    --running_launches_;
+    changed_ = true;
   }
   for (SolveJob& job : batch) {
     JobResult result;

@@ -7,9 +7,10 @@
 // Problems of many requests share a launch; each job's `done` runs as soon as its launch returns,
 // so a request is answered as soon as its own problems are done.
 //
-// The scheduler thread also runs the launches: one batch is in the backend at a time (the CPU
-// backend already spreads a batch over every core), and jobs that arrive meanwhile accumulate into
-// the next batch.
+// Up to the backend's max_concurrent_launches() batches are in the backend at once, each run by a
+// launcher thread (the scheduler runs them itself when that is 1): a long launch does not hold up
+// short ones of other shapes (docs/robustness.md §3). When every launch slot is busy, jobs that
+// arrive accumulate into the next batches.
 
 #include <cstddef>
 #include <cstdint>
@@ -53,8 +54,10 @@ class DynamicBatcher {
   DynamicBatcher(const DynamicBatcher&) = delete;
   DynamicBatcher& operator=(const DynamicBatcher&) = delete;
 
-  // Takes every job of one request. All or nothing: if the queues cannot hold them all, or the
-  // batcher is stopping, every job is finished at once with UNAVAILABLE (on this thread). A job
+  // Takes every job of one request. All or nothing: if the queues cannot hold them all now, or the
+  // batcher is stopping, every job is finished at once with UNAVAILABLE (on this thread); if they
+  // could never hold them (more problems or bytes than the bounds), with INVALID_ARGUMENT naming
+  // the bound. A job
   // whose deadline has already passed is finished at once with DEADLINE_EXCEEDED. Every job's
   // `done` runs exactly once, on every path. Never blocks on a launch.
   void Submit(std::vector<SolveJob> jobs);
@@ -102,7 +105,8 @@ class DynamicBatcher {
                   std::vector<Dropped>* dropped) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForgetLocked(const SolveJob& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(std::vector<Dropped>& dropped, absl::Time now);
-  void Launch(std::vector<SolveJob>& batch);
+  void Launch(std::vector<SolveJob>& batch, std::uint64_t batch_id);
+  void LauncherLoop();
 
   const DynamicBatcherOptions options_;
   const std::function<absl::Time()> clock_;
@@ -123,14 +127,20 @@ class DynamicBatcher {
   absl::Time wake_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::uint64_t launches_ ABSL_GUARDED_BY(mu_) = 0;
 
-  // Reused between launches (touched by the scheduler thread only).
-  std::vector<const Problem*> problems_;
-  std::vector<Solution*> solutions_;
-  std::vector<const BackwardProblem*> backward_problems_;
-  std::vector<ProblemGradient*> gradients_;
+  // Batches taken and not yet finished by their launch, and the most there may be.
+  const int max_launches_;
+  int running_launches_ ABSL_GUARDED_BY(mu_) = 0;
+  struct PendingLaunch {
+    std::vector<SolveJob> batch;
+    std::uint64_t batch_id = 0;
+  };
+  // Taken by the scheduler for a launcher thread (max_launches_ > 1 only).
+  std::deque<PendingLaunch> pending_launches_ ABSL_GUARDED_BY(mu_);
+  bool scheduler_done_ ABSL_GUARDED_BY(mu_) = false;
 
   absl::Mutex stop_mu_;  // serialises Stop's join
   std::thread scheduler_;
+  std::vector<std::thread> launchers_;
 };
 
 }  // namespace mpc

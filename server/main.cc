@@ -10,13 +10,17 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -66,6 +70,18 @@ ABSL_FLAG(int, max_problems_per_request, kDefaults.limits.max_problems,
           "Most problems in one request (<= --max_queue_problems).");
 ABSL_FLAG(int64_t, max_problem_size, kDefaults.max_problem_size,
           "Largest T*(n+m)^2 of one problem (bounds the solver memory a request can demand).");
+ABSL_FLAG(int64_t, max_response_bytes, kDefaults.admission.max_response_bytes,
+          "Largest answer of one request in bytes (x, u, gains, Jacobians); larger requests are "
+          "refused INVALID_ARGUMENT before they are solved (at most 2 GiB - 16 MiB).");
+ABSL_FLAG(double, max_request_work, kDefaults.admission.max_request_work,
+          "Largest solver work of one request: sum over its problems of T*(n+m)^2*(n+m+"
+          "max_linesearch_iterations)*(max_iterations+1), plus the Jacobians' (0.5-5 ns a unit "
+          "on one core; the default is about a minute of an idle core; docs/robustness.md).");
+ABSL_FLAG(int64_t, max_session_bytes, kDefaults.max_session_bytes,
+          "Bytes all open Control sessions may hold together (gauge mpcd_session_bytes).");
+ABSL_FLAG(int64_t, max_workspace_bytes, kDefaults.max_workspace_bytes,
+          "Bytes of solver workspaces the CPU backend keeps cached between launches, over all "
+          "threads; larger workspaces are freed after each use.");
 ABSL_FLAG(int, max_message_bytes, kDefaults.max_message_bytes, "Largest request message in bytes.");
 ABSL_FLAG(int, max_concurrent_streams, kDefaults.max_concurrent_streams,
           "Most calls open at once on one client connection; a client waits for a free one.");
@@ -96,6 +112,18 @@ ABSL_FLAG(double, shutdown_grace_s, absl::ToDoubleSeconds(kDefaults.shutdown_gra
 ABSL_FLAG(double, max_connection_age_s, 0.0,
           "Ask clients to reconnect (and so re-resolve DNS, finding new replicas) after a "
           "connection has been open this many seconds; 0 = never.");
+ABSL_FLAG(double, max_connection_idle_s, absl::ToDoubleSeconds(kDefaults.max_connection_idle),
+          "Close a client connection that has had no call open for this many seconds (it "
+          "reconnects when it next calls).");
+ABSL_FLAG(double, handshake_timeout_s, absl::ToDoubleSeconds(kDefaults.handshake_timeout),
+          "Close a new connection that has not finished its TLS handshake and sent its HTTP/2 "
+          "settings within this many seconds.");
+ABSL_FLAG(double, listener_watchdog_s, absl::ToDoubleSeconds(kDefaults.listener_watchdog_period),
+          "Every this many seconds, connect to the server's own port; after "
+          "--listener_watchdog_failures failures in a row (the listener stopped accepting), turn "
+          "health NOT_SERVING and exit 3 so the supervisor restarts mpcd. 0 = off.");
+ABSL_FLAG(int, listener_watchdog_failures, kDefaults.listener_watchdog_failures,
+          "Failed self-connects in a row after which the listener watchdog gives up.");
 
 ABSL_FLAG(double, keepalive_min_ping_interval_s,
           absl::ToDoubleSeconds(kDefaults.keepalive_min_ping_interval),
@@ -142,6 +170,10 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
   config.limits.max_problems = absl::GetFlag(FLAGS_max_problems_per_request);
   config.max_problem_size = absl::GetFlag(FLAGS_max_problem_size);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  config.admission.max_response_bytes = absl::GetFlag(FLAGS_max_response_bytes);
+  config.admission.max_request_work = absl::GetFlag(FLAGS_max_request_work);
+  config.max_session_bytes = absl::GetFlag(FLAGS_max_session_bytes);
+  config.max_workspace_bytes = absl::GetFlag(FLAGS_max_workspace_bytes);
   config.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   const double grace = absl::GetFlag(FLAGS_shutdown_grace_s);
   if (!(grace >= 0.0)) {
@@ -154,6 +186,20 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
         absl::StrCat("max_connection_age_s: must be >= 0, got ", connection_age));
   }
   if (connection_age > 0.0) config.max_connection_age = absl::Seconds(connection_age);
+  for (const auto& [name, value, field] : {
+           std::tuple{"max_connection_idle_s", absl::GetFlag(FLAGS_max_connection_idle_s),
+                      &config.max_connection_idle},
+           std::tuple{"handshake_timeout_s", absl::GetFlag(FLAGS_handshake_timeout_s),
+                      &config.handshake_timeout},
+           std::tuple{"listener_watchdog_s", absl::GetFlag(FLAGS_listener_watchdog_s),
+                      &config.listener_watchdog_period},
+       }) {
+    if (!(value >= 0.0)) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": must be >= 0, got ", value));
+    }
+    *field = absl::Seconds(value);
+  }
+  config.listener_watchdog_failures = absl::GetFlag(FLAGS_listener_watchdog_failures);
   const double ping_interval = absl::GetFlag(FLAGS_keepalive_min_ping_interval_s);
   if (!(ping_interval >= 0.0)) {
     return absl::InvalidArgumentError(
@@ -175,6 +221,27 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
   if (!valid.ok()) return valid;
   return config;
 }
+
+// Every connection holds a descriptor, and gRPC 1.51 stops accepting for good once accept4 fails
+// with EMFILE: run with the most descriptors the hard limit allows (Debian's default soft limit is
+// 1024). Returns the soft limit now in force.
+rlim_t RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) return raised.rlim_cur;
+  }
+  return limit.rlim_cur;
+}
+
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+// Set by the listener watchdog before it signals main to stop.
+std::atomic<bool> listener_failed{false};
 
 }  // namespace
 
@@ -220,7 +287,13 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  absl::StatusOr<std::unique_ptr<mpc::MpcServer>> server = mpc::MpcServer::Create(*config);
+  const rlim_t descriptors = RaiseDescriptorLimit();
+
+  absl::StatusOr<std::unique_ptr<mpc::MpcServer>> server =
+      mpc::MpcServer::Create(*config, nullptr, [] {
+        listener_failed.store(true);
+        kill(getpid(), SIGTERM);  // main's sigwait takes it from here
+      });
   if (!server.ok()) {
     std::cerr << "mpcd: " << server.status().message() << "\n";
     // A bad security file is a usage error like a bad flag; anything else failed at run time.
@@ -231,25 +304,39 @@ int main(int argc, char** argv) {
                  "network in clear text (acceptable only behind a TLS-terminating proxy or on "
                  "loopback)\n";
   }
-  // One line a person or a test script can read the bound ports from.
-  std::cout << "mpcd: serving on " << (*server)->target() << " (backend "
+  if (!IsLoopback(config->host) && !config->security.tls() &&
+      config->security.auth_token_file.empty()) {
+    std::cerr << "mpcd: warning: listening on " << (*server)->bound_address()
+              << " (not loopback) in plaintext without --auth_token_file: anyone who can reach "
+                 "this address can use the server; see docs/operations.md (TLS and "
+                 "authentication)\n";
+  }
+  // One line a person or a test script can read the bound ports from: the address the listener
+  // is bound to (0.0.0.0 = every interface), then one to dial from this machine.
+  std::cout << "mpcd: serving on " << (*server)->bound_address() << " (backend "
             << (*server)->backend().name() << ", metrics "
             << ((*server)->metrics_port() >= 0 ? absl::StrCat("http://", config->host, ":",
                                                               (*server)->metrics_port(), "/metrics")
                                                : std::string("off"))
-            << ")" << std::endl;
+            << ", dial " << (*server)->target() << ")" << std::endl;
   std::cout << "mpcd: security: " << mpc::DescribeSecurity(config->security) << std::endl;
   std::cout << "mpcd: version: " << mpc::cli::VersionString("mpcd") << std::endl;
+  std::cout << "mpcd: open file limit: " << descriptors << std::endl;
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
-  std::cout << "mpcd: " << (signal_number == SIGINT ? "SIGINT" : "SIGTERM")
-            << ": draining calls in flight" << std::endl;
+  if (listener_failed.load()) {
+    std::cerr << "mpcd: the listener stopped accepting connections (--listener_watchdog_s); "
+                 "draining, then exiting 3 so that a supervisor restarts mpcd\n";
+  } else {
+    std::cout << "mpcd: " << (signal_number == SIGINT ? "SIGINT" : "SIGTERM")
+              << ": draining calls in flight" << std::endl;
+  }
   const bool drained = (*server)->Shutdown(config->shutdown_grace);
   server->reset();
   std::cout << "mpcd: stopped ("
             << (drained ? "every call in flight was answered"
                         : "the grace period ran out: calls still running were cancelled")
             << ")" << std::endl;
-  return 0;
+  return listener_failed.load() ? 3 : 0;
 }

@@ -38,14 +38,15 @@ int MillisecondsForGrpc(absl::Duration duration) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
-    const ServerConfig& config, std::unique_ptr<SolverBackend> backend) {
+    const ServerConfig& config, std::unique_ptr<SolverBackend> backend,
+    absl::AnyInvocable<void()> on_listener_failure) {
   MPC_RETURN_IF_ERROR(ValidateServerConfig(config));
   std::unique_ptr<MpcServer> server(new MpcServer());
   server->config_ = config;
 
   if (backend == nullptr) {
-    MPC_ASSIGN_OR_RETURN(backend,
-                         MakeBackend(config.backend, config.threads, config.cuda_precision));
+    MPC_ASSIGN_OR_RETURN(backend, MakeBackend(config.backend, config.threads, config.cuda_precision,
+                                              config.max_workspace_bytes));
   }
   server->backend_ = std::move(backend);
   server->metrics_ = std::make_unique<ServiceMetrics>(server->backend_->name());
@@ -64,6 +65,8 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   service_options.limits.graphs = server->graphs_.get();
   service_options.max_problem_size = config.max_problem_size;
   service_options.max_message_bytes = config.max_message_bytes;
+  service_options.admission = config.admission;
+  service_options.max_session_bytes = config.max_session_bytes;
   service_options.backend_name = std::string(server->backend_->name());
   service_options.auth_token = std::move(security.auth_token);
   server->service_ =
@@ -79,7 +82,18 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   // (INVALID_ARGUMENT); beyond that gRPC refuses it unread (RESOURCE_EXHAUSTED), bounding memory.
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<std::int64_t>(
       2 * std::int64_t{config.max_message_bytes}, std::numeric_limits<int>::max())));
+  // Answers are bounded at admission (--max_response_bytes); this only keeps gRPC's own check
+  // consistent with it (the framing of a response adds a little).
+  builder.SetMaxSendMessageSize(static_cast<int>(
+      std::min<std::int64_t>(config.admission.max_response_bytes + (std::int64_t{1} << 20),
+                             std::numeric_limits<int>::max())));
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config.max_concurrent_streams);
+  // Every connection holds a descriptor: idle ones (and ones that never finish their handshake or
+  // send their HTTP/2 settings) are closed so that they cannot pile up (docs/robustness.md §7).
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                             MillisecondsForGrpc(config.max_connection_idle));
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             MillisecondsForGrpc(config.handshake_timeout));
   // gRPC sets SO_REUSEPORT by default, which would let a second server silently share the port.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
@@ -123,6 +137,27 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
     health->SetServingStatus(true);
     health->SetServingStatus(kServiceName, true);
   }
+  if (config.listener_watchdog_period > absl::ZeroDuration()) {
+    const std::string dial = server->target();
+    ListenerWatchdogOptions watchdog;
+    watchdog.host = dial.substr(0, dial.rfind(':'));
+    if (!watchdog.host.empty() && watchdog.host.front() == '[') {
+      watchdog.host = watchdog.host.substr(1, watchdog.host.size() - 2);
+    }
+    watchdog.port = server->port_;
+    watchdog.period = config.listener_watchdog_period;
+    watchdog.answer_timeout = std::max(absl::Seconds(2), config.listener_watchdog_period);
+    watchdog.failures = config.listener_watchdog_failures;
+    MpcServer* self = server.get();
+    server->watchdog_ = std::make_unique<ListenerWatchdog>(
+        watchdog, [self, on_failure = std::move(on_listener_failure)]() mutable {
+          if (grpc::HealthCheckServiceInterface* h = self->server_->GetHealthCheckService()) {
+            h->SetServingStatus(false);
+            h->SetServingStatus(kServiceName, false);
+          }
+          if (on_failure) on_failure();
+        });
+  }
   return server;
 }
 
@@ -132,6 +167,7 @@ bool MpcServer::Shutdown(absl::Duration grace) {
   absl::MutexLock lock(&shutdown_mu_);
   if (shut_down_) return false;
   shut_down_ = true;
+  watchdog_.reset();  // a listener closed on purpose is no failure
   bool drained = true;
   if (server_ != nullptr) {
     // Refuse new calls first, so nobody who has already seen NOT_SERVING can still get work in.
@@ -152,6 +188,8 @@ bool MpcServer::Shutdown(absl::Duration grace) {
   if (batcher_ != nullptr) batcher_->Stop();
   return drained;
 }
+
+std::string MpcServer::bound_address() const { return JoinHostPort(config_.host, port_); }
 
 std::string MpcServer::target() const {
   const std::string host = (config_.host == "0.0.0.0" || config_.host.empty()) ? "127.0.0.1"

@@ -12,11 +12,13 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "prometheus/exposer.h"
 #include "server/dynamic_batcher.h"
+#include "server/listener_watchdog.h"
 #include "server/mpc_service.h"
 #include "server/server_config.h"
 #include "server/service_metrics.h"
@@ -33,8 +35,12 @@ class MpcServer {
   // tests), starts serving and marks health SERVING. Fails (no exception, no exit) with
   // INVALID_ARGUMENT naming the flag when a security file is unreadable or wrong, and otherwise
   // when a port cannot be bound or the backend is unavailable.
+  // With config.listener_watchdog_period > 0, a ListenerWatchdog checks the listener; when it
+  // gives up, health turns NOT_SERVING and `on_listener_failure` runs (once, on the watchdog's
+  // thread; mpcd exits 3 from it). Null: only health changes.
   static absl::StatusOr<std::unique_ptr<MpcServer>> Create(
-      const ServerConfig& config, std::unique_ptr<SolverBackend> backend = nullptr);
+      const ServerConfig& config, std::unique_ptr<SolverBackend> backend = nullptr,
+      absl::AnyInvocable<void()> on_listener_failure = nullptr);
 
   // Shutdown(config.shutdown_grace) if it has not run.
   ~MpcServer();
@@ -51,6 +57,8 @@ class MpcServer {
   int metrics_port() const { return metrics_port_; }  // the bound /metrics port; -1 if none
   // "host:port" a client on this machine can dial.
   std::string target() const;
+  // "host:port" the gRPC listener is bound to ("0.0.0.0:50051" = every IPv4 interface).
+  std::string bound_address() const;
 
   DynamicBatcher& batcher() { return *batcher_; }
   ServiceMetrics& metrics() { return *metrics_; }
@@ -71,6 +79,7 @@ class MpcServer {
   std::unique_ptr<MpcService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<ListenerWatchdog> watchdog_;
 
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;

@@ -56,7 +56,8 @@ class BatchedCall : public grpc::ServerUnaryReactor {
       : method_(method), start_(start), batcher_(batcher), metrics_(metrics), calls_(calls) {}
 
   void OnCancel() override {
-    // Queued jobs see the flag and are dropped; a launch already running finishes normally.
+    // Queued jobs see the flag and are dropped; problems being solved stop at their next iteration
+    // (SolveInterrupt).
     cancelled_.store(true, std::memory_order_release);
     metrics_->RequestCancelled(method_);
     batcher_->Wake();
@@ -64,10 +65,15 @@ class BatchedCall : public grpc::ServerUnaryReactor {
   void OnDone() override { delete this; }
 
  protected:
+  // Lets the solver stop this call's problems when its deadline passes or its client leaves
+  // (deadline_ is set before any job is submitted).
+  const SolveInterrupt* interrupt() const { return &interrupt_; }
+
   // Submits one job per problem; job i reports into results_[i]. `make_job(i)` fills the kind and
   // the pointers; the rest is common.
   template <typename MakeJob>
   void Submit(int count, absl::Time deadline, MakeJob make_job) {
+    interrupt_.deadline = SolveDeadline(deadline, absl::Now());
     results_.resize(count);
     remaining_.store(count, std::memory_order_relaxed);
     std::vector<SolveJob> jobs;
@@ -128,6 +134,7 @@ class BatchedCall : public grpc::ServerUnaryReactor {
   ServiceMetrics* const metrics_;
   CallTracker* const calls_;
   std::atomic<bool> cancelled_{false};
+  SolveInterrupt interrupt_{absl::InfiniteFuture(), &cancelled_};
   std::atomic<int> remaining_{0};
   std::vector<JobResult> results_;
 };
@@ -145,6 +152,7 @@ class SolveCall final : public BatchedCall {
         response_(response) {}
 
   void Start(absl::Time deadline) {
+    for (Problem& problem : problems_) problem.interrupt = interrupt();
     Submit(static_cast<int>(problems_.size()), deadline, [this](int i) {
       SolveJob job;
       job.kind = JobKind::kSolve;
@@ -165,7 +173,7 @@ class SolveCall final : public BatchedCall {
     response_->set_backend(backend_);
   }
 
-  const std::vector<Problem> problems_;
+  std::vector<Problem> problems_;  // their interrupt is set at Start
   std::vector<Solution> solutions_;
   const mpcd::v1::TensorEncoding encoding_;
   const std::string backend_;
@@ -192,9 +200,9 @@ class BackwardCall final : public BatchedCall {
       job.kind = JobKind::kBackward;
       job.backward = &item;
       job.gradient = &gradients_[i];
-      job.bytes =
-          ApproximateBytes(*item.problem) +
-          sizeof(double) * (item.x.size() + item.u.size() + item.dl_dx.size() + item.dl_du.size());
+      job.bytes = ApproximateBytes(*item.problem) +
+                  sizeof(double) * (item.x.size() + item.u.size() + item.dl_dx.size() +
+                                    item.dl_du.size() + 2 * BackwardAnswerDoubles(*item.problem));
       return job;
     });
   }
@@ -250,7 +258,11 @@ class RefusedStream final
 
 MpcService::MpcService(const ServiceOptions& options, DynamicBatcher* batcher,
                        ServiceMetrics* metrics)
-    : options_(options), batcher_(batcher), metrics_(metrics), auth_(options.auth_token) {}
+    : options_(options),
+      batcher_(batcher),
+      metrics_(metrics),
+      auth_(options.auth_token),
+      sessions_(options.max_session_bytes, metrics) {}
 
 absl::Status MpcService::Admit(const grpc::CallbackServerContext& context) {
   MPC_RETURN_IF_ERROR(auth_.Check(context.client_metadata()));
@@ -278,6 +290,9 @@ grpc::ServerUnaryReactor* MpcService::Solve(grpc::CallbackServerContext* context
   if (absl::Status status = CheckProblemSizes(*problems, options_.max_problem_size); !status.ok()) {
     return FinishNow(context, RpcMethod::kSolve, start, status, metrics_, &calls_);
   }
+  if (absl::Status status = CheckSolveAdmission(*problems, options_.admission); !status.ok()) {
+    return FinishNow(context, RpcMethod::kSolve, start, status, metrics_, &calls_);
+  }
   auto* call = new SolveCall(start, batcher_, metrics_, &calls_, *std::move(problems),
                              request->response_encoding(), options_.backend_name, response);
   // The batcher may finish the call before this returns (e.g. a full queue): gRPC allows Finish
@@ -302,6 +317,10 @@ grpc::ServerUnaryReactor* MpcService::Backward(grpc::CallbackServerContext* cont
     return FinishNow(context, RpcMethod::kBackward, start, inputs.status(), metrics_, &calls_);
   }
   if (absl::Status status = CheckProblemSizes(inputs->problems, options_.max_problem_size);
+      !status.ok()) {
+    return FinishNow(context, RpcMethod::kBackward, start, status, metrics_, &calls_);
+  }
+  if (absl::Status status = CheckBackwardAdmission(inputs->problems, options_.admission);
       !status.ok()) {
     return FinishNow(context, RpcMethod::kBackward, start, status, metrics_, &calls_);
   }
@@ -340,7 +359,8 @@ grpc::ServerBidiReactor<mpcd::v1::ControlRequest, mpcd::v1::ControlResponse>* Mp
   // up a drain.
   return new ControlSession(
       ControlSession::Dependencies{options_.limits, options_.max_problem_size,
-                                   options_.max_message_bytes, batcher_, metrics_, &calls_},
+                                   options_.max_message_bytes, options_.admission, &sessions_,
+                                   batcher_, metrics_, &calls_},
       DeadlineOf(*context));
 }
 

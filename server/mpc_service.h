@@ -14,10 +14,12 @@
 #include "absl/time/time.h"
 #include "mpcd/v1/mpcd.grpc.pb.h"
 #include "proto/proto_conversion.h"
+#include "server/admission.h"
 #include "server/call_tracker.h"
 #include "server/dynamic_batcher.h"
 #include "server/security.h"
 #include "server/service_metrics.h"
+#include "server/session_budget.h"
 
 namespace mpc {
 
@@ -27,6 +29,10 @@ struct ServiceOptions {
   std::int64_t max_problem_size = std::int64_t{1} << 22;
   // Largest request message in bytes (ServerConfig::max_message_bytes).
   std::int64_t max_message_bytes = 64 << 20;
+  // Largest answer and work of one request (ServerConfig::admission).
+  AdmissionLimits admission;
+  // Bytes all open Control sessions may hold together (ServerConfig::max_session_bytes).
+  std::int64_t max_session_bytes = std::int64_t{256} << 20;
   // Reported in every response ("cpu" | "cuda").
   std::string backend_name = "cpu";
   // Every call must carry "authorization: Bearer <auth_token>"; "" = no check.
@@ -66,6 +72,7 @@ class MpcService final : public mpcd::v1::MpcService::CallbackService {
   ServiceMetrics* const metrics_;
   const BearerTokenCheck auth_;
   CallTracker calls_;
+  SessionBudget sessions_;
 };
 
 }  // namespace mpc

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "proto/proto_conversion.h"
+#include "server/admission.h"
 #include "server/dynamic_batcher.h"
 #include "solver/make_backend.h"
 
@@ -52,6 +53,14 @@ struct ServerConfig {
   // Largest T * (n+m)^2 of one problem: the solver's workspace grows with it, so this bounds the
   // memory a small request (time-invariant C and F) can make the server allocate.
   std::int64_t max_problem_size = std::int64_t{1} << 22;
+  // Largest answer and solver work of one request: a request over either is refused
+  // INVALID_ARGUMENT before anything is queued (server/admission.h).
+  AdmissionLimits admission;
+  // Bytes the open Control sessions may hold together (templates, plans); a session that would
+  // go over is refused RESOURCE_EXHAUSTED (INVALID_ARGUMENT when it alone is over).
+  std::int64_t max_session_bytes = std::int64_t{256} << 20;
+  // Bytes of solver workspaces the CPU backend keeps cached between launches, over all threads.
+  std::int64_t max_workspace_bytes = std::int64_t{256} << 20;
   // Largest request message, in bytes: larger ones are answered INVALID_ARGUMENT naming the limit.
   // (gRPC itself refuses messages over twice this with RESOURCE_EXHAUSTED before reading them.)
   int max_message_bytes = 64 << 20;
@@ -66,6 +75,17 @@ struct ServerConfig {
   // that is how long-lived clients of a headless Kubernetes Service find new replicas.
   // Infinite = never.
   absl::Duration max_connection_age = absl::InfiniteDuration();
+  // A connection with no call open for this long is closed (GOAWAY); clients reconnect when they
+  // next call. Bounds the descriptors idle or preface-only connections hold.
+  absl::Duration max_connection_idle = absl::Minutes(5);
+  // A new connection must finish its handshake (TLS, and the client's HTTP/2 SETTINGS) within
+  // this, or it is closed.
+  absl::Duration handshake_timeout = absl::Seconds(10);
+  // How often the listener watchdog connects to the server's own port; when the listener has
+  // stopped accepting for `listener_watchdog_failures` checks in a row, health turns NOT_SERVING
+  // and the process exits 3 so its supervisor restarts it. Zero = no watchdog.
+  absl::Duration listener_watchdog_period = absl::Seconds(5);
+  int listener_watchdog_failures = 3;
   // Keepalive enforcement. A client may ping (HTTP/2 PING without data, e.g. gRPC keepalive) at
   // most once per keepalive_min_ping_interval; one that pings more often is disconnected with
   // GOAWAY "too_many_pings" after two strikes. Without keepalive_permit_without_calls, every ping
@@ -81,6 +101,12 @@ struct ServerConfig {
   GraphRegistryOptions graphs;
   std::string model_dir;
 };
+
+// More threads than any machine mpcd runs on has cores (thread creation fails long before).
+inline constexpr int kMaxThreads = 1024;
+// protobuf refuses to serialise 2 GiB; the answer's framing needs a little room below that.
+inline constexpr std::int64_t kMaxResponseBytes =
+    (std::int64_t{2} << 30) - (std::int64_t{16} << 20);
 
 // Checks ranges and consistency; messages name the flag (e.g. "max_batch_size: must be >= 1").
 // Only the combination of the security files is checked here; MpcServer::Create reads them.

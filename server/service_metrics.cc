@@ -144,7 +144,7 @@ ServiceMetrics::ServiceMetrics(absl::string_view backend)
                         .Help("Solved problems by SolveStatus.")
                         .Register(*registry_);
   static constexpr const char* kSolveStatuses[kSolveStatusCount] = {
-      "converged", "max_iterations", "linesearch_failed", "not_finite"};
+      "converged", "max_iterations", "linesearch_failed", "not_finite", "deadline"};
   for (int s = 0; s < kSolveStatusCount; ++s) {
     solutions_[s] = &solutions.Add({{"status", kSolveStatuses[s]}});
   }
@@ -153,7 +153,7 @@ ServiceMetrics::ServiceMetrics(absl::string_view backend)
                         .Help("Backward problems by GradientStatus.")
                         .Register(*registry_);
   static constexpr const char* kGradientStatuses[kGradientStatusCount] = {
-      "ok", "ill_conditioned", "regularized", "not_finite"};
+      "ok", "ill_conditioned", "regularized", "not_finite", "not_solution"};
   for (int s = 0; s < kGradientStatusCount; ++s) {
     gradients_[s] = &gradients.Add({{"status", kGradientStatuses[s]}});
   }
@@ -168,6 +168,11 @@ ServiceMetrics::ServiceMetrics(absl::string_view backend)
                             .Help("Problems inside a backend launch.")
                             .Register(*registry_)
                             .Add({});
+  session_bytes_ = &prometheus::BuildGauge()
+                        .Name("mpcd_session_bytes")
+                        .Help("Bytes held by open Control sessions (against --max_session_bytes).")
+                        .Register(*registry_)
+                        .Add({});
   auto& dropped = prometheus::BuildCounter()
                       .Name("mpcd_dropped_problems_total")
                       .Help(
@@ -215,6 +220,10 @@ void ServiceMetrics::ClientCertificateRefused() { refused_client_certificates_->
 void ServiceMetrics::AddQueuedProblems(int delta) { queued_problems_->Increment(delta); }
 
 void ServiceMetrics::AddInflightProblems(int delta) { inflight_problems_->Increment(delta); }
+
+void ServiceMetrics::AddSessionBytes(std::int64_t delta) {
+  session_bytes_->Increment(static_cast<double>(delta));
+}
 
 void ServiceMetrics::RecordQueueTime(JobKind kind, absl::Duration wait) {
   queue_duration_[KindIndex(kind)]->Observe(absl::ToDoubleSeconds(wait));

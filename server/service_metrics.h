@@ -24,6 +24,7 @@
 //   ... mpcd_gradients_total{status}                  per backward problem: ok, ill_conditioned,
 //   ... mpcd_queued_problems                          problems waiting in the batcher
 //   mpcd_inflight_problems                        problems inside a backend launch
+//   mpcd_session_bytes                            bytes held by open Control sessions
 //   mpcd_dropped_problems_total{reason}           queue_full, stopping, deadline, cancelled
 //   mpcd_backend_info{backend}                    1 for the backend in use
 //   mpcd_build_info{version,revision}             1, with the version and git revision built
@@ -75,6 +76,7 @@ class ServiceMetrics {
 
   void AddQueuedProblems(int delta);
   void AddInflightProblems(int delta);
+  void AddSessionBytes(std::int64_t delta);
   void RecordQueueTime(JobKind kind, absl::Duration wait);
   void RecordLaunch(JobKind kind, int batch_size, absl::Duration duration);
   void RecordSolution(const Solution& solution);
@@ -84,8 +86,8 @@ class ServiceMetrics {
  private:
   static constexpr int kCodeCount = 17;  // google.rpc.Code 0..16
   static constexpr int kJobKindCount = 2;
-  static constexpr int kSolveStatusCount = 4;
-  static constexpr int kGradientStatusCount = 4;
+  static constexpr int kSolveStatusCount = 5;
+  static constexpr int kGradientStatusCount = 5;
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::array<std::array<prometheus::Counter*, kCodeCount>, kRpcMethodCount> requests_{};
@@ -101,6 +103,7 @@ class ServiceMetrics {
   std::array<prometheus::Counter*, kGradientStatusCount> gradients_{};
   prometheus::Gauge* queued_problems_ = nullptr;
   prometheus::Gauge* inflight_problems_ = nullptr;
+  prometheus::Gauge* session_bytes_ = nullptr;
   std::array<prometheus::Counter*, kDropReasonCount> dropped_{};
 };
 

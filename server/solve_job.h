@@ -81,7 +81,13 @@ struct SolveJob {
   }
 };
 
-// Bytes a job for `problem` pins: its inputs plus an output of the same order of size.
+// When the solver should stop a call's problems (SolveInterrupt) so that the answer, with status
+// DEADLINE and the best iterate so far, still reaches the client before `call_deadline`: a tenth
+// of the time left at `now`, at most 100 ms, is kept for answering.
+absl::Time SolveDeadline(absl::Time call_deadline, absl::Time now);
+
+// Bytes a job for `problem` pins while queued: its inputs, and its answer (every array the options
+// ask for, Jacobians included) as a Solution and as the serialised response.
 std::size_t ApproximateBytes(const Problem& problem);
 
 }  // namespace mpc

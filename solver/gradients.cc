@@ -1,5 +1,6 @@
 #include "solver/gradients.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <string>
@@ -64,8 +65,32 @@ const char* GradientStatusName(GradientStatus status) {
       return "REGULARIZED";
     case GradientStatus::kNotFinite:
       return "NOT_FINITE";
+    case GradientStatus::kNotSolution:
+      return "NOT_SOLUTION";
   }
   return "UNKNOWN";
+}
+
+namespace {
+
+double MaxAbs(absl::Span<const double> values) {
+  double largest = 0.0;
+  for (double v : values) largest = std::max(largest, std::abs(v));
+  return largest;
+}
+
+}  // namespace
+
+void MarkUnlessSolution(const Problem& problem, absl::Span<const double> x,
+                        absl::Span<const double> u, ProblemGradient* gradient) {
+  if (gradient->status != GradientStatus::kOk) return;
+  const double point = std::max(MaxAbs(x), MaxAbs(u));
+  const double scale = 1.0 + MaxAbs(problem.cost_linear) + MaxAbs(problem.cost_quadratic) * point;
+  const double tolerance = kSolutionResidualTolerance * scale;
+  if (gradient->stationarity_residual > tolerance ||
+      gradient->dynamics_residual > kSolutionResidualTolerance * (1.0 + point)) {
+    gradient->status = GradientStatus::kNotSolution;
+  }
 }
 
 BackwardFieldNames BackwardRequestFieldNames(int index) {

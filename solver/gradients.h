@@ -91,6 +91,16 @@ absl::Status ValidateBackwardProblem(const BackwardProblem& problem,
 absl::Status ValidateBackwardBatch(absl::Span<const BackwardProblem* const> problems,
                                    std::size_t gradients);
 
+// A residual is "small" (the point is a solution) below this times the problem's scale: 1 + the
+// largest |c| + the largest |C| times the largest |x|, |u| (so units cancel).
+inline constexpr double kSolutionResidualTolerance = 1e-5;
+
+// Turns kOk into kNotSolution when `gradient`'s residuals show that the point it was taken at
+// (x, u) is not a solution of `problem`: a gradient there is not the derivative the formulas
+// assume, and must not be reported as fine. Other statuses are kept (they say more).
+void MarkUnlessSolution(const Problem& problem, absl::Span<const double> x,
+                        absl::Span<const double> u, ProblemGradient* gradient);
+
 // Convenience for tests and tools: one backward pass on a fresh workspace (cpu/implicit_backward).
 // The problem must pass ValidateBackwardProblem.
 ProblemGradient ComputeGradient(const BackwardProblem& problem);

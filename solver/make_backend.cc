@@ -32,7 +32,8 @@ bool CudaAvailable() {
 }
 
 absl::StatusOr<std::unique_ptr<SolverBackend>> MakeBackend(BackendKind kind, int threads,
-                                                           CudaPrecision cuda_precision) {
+                                                           CudaPrecision cuda_precision,
+                                                           std::int64_t max_workspace_bytes) {
   if (kind == BackendKind::kCuda || (kind == BackendKind::kAuto && CudaAvailable())) {
 #if MPCD_WITH_CUDA
     // Without a device, Create fails with FAILED_PRECONDITION and says so.
@@ -47,7 +48,8 @@ absl::StatusOr<std::unique_ptr<SolverBackend>> MakeBackend(BackendKind kind, int
         "installed, -DMPCD_WITH_CUDA=ON); use --backend=cpu");
 #endif
   }
-  absl::StatusOr<std::unique_ptr<CpuBackend>> cpu = CpuBackend::Create({threads});
+  absl::StatusOr<std::unique_ptr<CpuBackend>> cpu =
+      CpuBackend::Create({.threads = threads, .max_workspace_bytes = max_workspace_bytes});
   if (!cpu.ok()) return cpu.status();
   return std::unique_ptr<SolverBackend>(std::move(*cpu));
 }

@@ -1,6 +1,7 @@
 #ifndef MPC_SOLVER_MAKE_BACKEND_H_
 #define MPC_SOLVER_MAKE_BACKEND_H_
 
+#include <cstdint>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -26,9 +27,11 @@ bool CudaAvailable();
 
 // The backend of `kind`; kAuto picks CUDA when CudaAvailable(), else CPU. kCuda without a device or
 // without CUDA in the build is an error with a clear message. `threads` sizes the CPU pool (0 =
-// all); `cuda_precision` applies when the CUDA backend is made.
+// all); `cuda_precision` applies when the CUDA backend is made; `max_workspace_bytes` bounds the
+// CPU backend's cached workspaces (CpuBackendOptions).
 absl::StatusOr<std::unique_ptr<SolverBackend>> MakeBackend(
-    BackendKind kind, int threads, CudaPrecision cuda_precision = CudaPrecision::kFloat64);
+    BackendKind kind, int threads, CudaPrecision cuda_precision = CudaPrecision::kFloat64,
+    std::int64_t max_workspace_bytes = std::int64_t{256} << 20);
 
 }  // namespace mpc
 

@@ -13,6 +13,7 @@ static_assert(kDeviceConverged == static_cast<int>(SolveStatus::kConverged));
 static_assert(kDeviceMaxIterations == static_cast<int>(SolveStatus::kMaxIterations));
 static_assert(kDeviceLinesearchFailed == static_cast<int>(SolveStatus::kLinesearchFailed));
 static_assert(kDeviceNotFinite == static_cast<int>(SolveStatus::kNotFinite));
+static_assert(kDeviceDeadline == static_cast<int>(SolveStatus::kDeadline));
 
 namespace {
 

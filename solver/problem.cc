@@ -12,6 +12,8 @@ const char* SolveStatusName(SolveStatus status) {
       return "LINESEARCH_FAILED";
     case SolveStatus::kNotFinite:
       return "NOT_FINITE";
+    case SolveStatus::kDeadline:
+      return "DEADLINE";
   }
   return "UNKNOWN";
 }

@@ -1,6 +1,8 @@
 #ifndef MPC_SOLVER_PROBLEM_H_
 #define MPC_SOLVER_PROBLEM_H_
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -8,6 +10,8 @@
 
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "solver/problem_shape.h"
 
 namespace mpc {
@@ -55,6 +59,39 @@ struct SolverOptions {
   GradientMode jacobian_mode = GradientMode::kDefault;
 };
 
+// When a solve may give up early: its caller's deadline passed or the caller left. The solver asks
+// between iterations and line-search trials and stops with SolveStatus::kDeadline, returning the
+// best iterate so far. Owned by the caller (a server call), which keeps it alive during the solve.
+struct SolveInterrupt {
+  absl::Time deadline = absl::InfiniteFuture();
+  const std::atomic<bool>* cancelled = nullptr;  // may be null
+};
+
+// How one solve asks its SolveInterrupt: besides the interrupt itself, it stops when the longest
+// stretch between two of its checks so far would cross the deadline, so that the answer is ready
+// by the deadline rather than one long iteration after it. One per solve (not thread-safe).
+class InterruptWatch {
+ public:
+  explicit InterruptWatch(const SolveInterrupt* interrupt) : interrupt_(interrupt) {}
+
+  bool StopRequested() {
+    if (interrupt_->cancelled != nullptr &&
+        interrupt_->cancelled->load(std::memory_order_acquire)) {
+      return true;
+    }
+    if (interrupt_->deadline == absl::InfiniteFuture()) return false;
+    const absl::Time now = absl::Now();
+    if (last_check_ != absl::InfinitePast()) longest_ = std::max(longest_, now - last_check_);
+    last_check_ = now;
+    return now + longest_ >= interrupt_->deadline;
+  }
+
+ private:
+  const SolveInterrupt* interrupt_;
+  absl::Time last_check_ = absl::InfinitePast();
+  absl::Duration longest_ = absl::ZeroDuration();
+};
+
 // One control problem, in mpc.pytorch's conventions (DESIGN §2). All arrays are row-major doubles.
 // A time-invariant input holds one slice; a time-varying one holds T (or T-1 for dynamics) slices.
 struct Problem {
@@ -74,6 +111,9 @@ struct Problem {
   std::vector<double> u_upper;  // empty (unbounded), (m) or (T, m); both bounds or neither
   std::vector<double> u_init;   // empty (zeros) or (T, m): warm start, clamped into the bounds
   SolverOptions options;
+  // Null = solve to the end (max_iterations or convergence). Not an input of the solution: a solve
+  // that is not interrupted gives the same bits with or without it.
+  const SolveInterrupt* interrupt = nullptr;
 };
 
 // How a backward pass or a Jacobian computation went. Values are always finite; anything but kOk
@@ -91,6 +131,12 @@ enum class GradientStatus : std::uint8_t {
   // NaN/Inf in the inputs' derivatives or the result, or no regularisation helped: every gradient
   // is zero.
   kNotFinite,
+  // The point is not a solution of the problem (stationarity or dynamics residual above
+  // kSolutionResidualTolerance, e.g. a solve stopped before convergence): the values are the
+  // formulas evaluated there, not the derivative of a solution. Set by the backends after the pass
+  // (MarkUnlessSolution, gradients.h); also a Jacobian of a solve stopped by its deadline, which
+  // is not computed (zeros).
+  kNotSolution,
 };
 
 // The diagnostics of a Jacobian computation (the same quantities as ProblemGradient's,
@@ -109,6 +155,7 @@ enum class SolveStatus : std::uint8_t {
   kMaxIterations,     // max_iterations ran out first
   kLinesearchFailed,  // not_improved_limit iterations without a better iterate
   kNotFinite,         // NaN/Inf in the rollout, cost or Riccati pass
+  kDeadline,          // Problem::interrupt stopped it; the best iterate so far is returned
 };
 
 const char* SolveStatusName(SolveStatus status);

@@ -182,7 +182,11 @@ std::string DescribeShapes(ArrayField field, int horizon, std::optional<std::int
 }
 
 std::string ShapeString(const TensorShape& shape) {
-  return absl::StrCat("(", absl::StrJoin(shape, ","), ")");
+  // A client chooses the rank: a message echoing 10,000 dimensions would outgrow gRPC's header.
+  constexpr std::size_t kShown = 6;
+  if (shape.size() <= kShown) return absl::StrCat("(", absl::StrJoin(shape, ","), ")");
+  const TensorShape head(shape.begin(), shape.begin() + kShown);
+  return absl::StrCat("(", absl::StrJoin(head, ","), ",... ", shape.size(), " dimensions)");
 }
 
 std::string ShapeList(const std::vector<TensorShape>& shapes) {

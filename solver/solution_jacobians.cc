@@ -37,8 +37,11 @@ void ComputeRequestedJacobians(const Problem& problem, Solution* solution) {
     return;
   }
   SolutionJacobians jacobians;
-  // ComputeSolutionJacobians refuses a point that is not finite (InvalidArgument).
-  if (ComputeSolutionJacobians(problem, solution->x, solution->u, request, &jacobians).ok()) {
+  // ComputeSolutionJacobians refuses a point that is not finite (InvalidArgument). A solve its
+  // caller stopped is not worth differentiating: nobody waits for it.
+  if (solution->status != SolveStatus::kDeadline &&
+      ComputeSolutionJacobians(problem, solution->x, solution->u, request, &jacobians).ok()) {
+    MarkUnlessSolution(problem, solution->x, solution->u, &jacobians.diagnostics);
     solution->x_init_jacobian = std::move(jacobians.x_init);
     solution->params_jacobian = std::move(jacobians.params);
     solution->jacobian_diagnostics = ToJacobianDiagnostics(jacobians.diagnostics);
@@ -52,7 +55,9 @@ void ComputeRequestedJacobians(const Problem& problem, Solution* solution) {
   const std::size_t p = model == nullptr ? 0 : model->param_names.size();
   solution->x_init_jacobian.assign(request.x_init ? T * nt * n : 0, 0.0);
   solution->params_jacobian.assign(request.params ? T * nt * p : 0, 0.0);
-  solution->jacobian_diagnostics.status = GradientStatus::kNotFinite;
+  solution->jacobian_diagnostics.status = solution->status == SolveStatus::kDeadline
+                                              ? GradientStatus::kNotSolution
+                                              : GradientStatus::kNotFinite;
 }
 
 }  // namespace mpc

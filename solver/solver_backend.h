@@ -18,6 +18,10 @@ class SolverBackend {
   // "cpu" | "cuda"; used as a metrics label.
   virtual absl::string_view name() const = 0;
 
+  // How many SolveBatch/BackwardBatch calls may run at once from different threads. 1 = calls
+  // must be serialised by the caller.
+  virtual int max_concurrent_launches() const { return 1; }
+
   // Solves problems[i] into *solutions[i] (resized as needed). Problems may differ in shape and
   // options; each is solved on its own, so its result is bitwise the same alone or in any batch.
   // Problems must have passed ValidateProblemSizes and ValidateProblem. Returns non-OK only if the

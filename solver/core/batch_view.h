@@ -25,7 +25,13 @@ enum DeviceStatus : std::int32_t {
   kDeviceMaxIterations = 1,
   kDeviceLinesearchFailed = 2,
   kDeviceNotFinite = 3,
+  kDeviceDeadline = 4,
 };
+
+// Whether problem `problem` of a batch should stop early (its caller's deadline passed or the
+// caller left); `context` is the executor's. Host only: a CPU executor sets it, the GPU leaves it
+// null (a kernel cannot call back into the host).
+using StopQuery = bool (*)(void* context, int problem);
 
 // Per-problem options (SolverOptions) and scalars, one struct per problem (not interleaved: read
 // once per solve).
@@ -78,6 +84,9 @@ struct IlqrBatchView {
   // Graph dynamics only (CPU, a batch of one): the evaluator of the problem's graph; its
   // parameters are `params` (the graph's param_dim of them).
   GraphEvaluator* graph = nullptr;
+  // Asked between iterations and line-search trials (host only; null = never stop early).
+  StopQuery should_stop = nullptr;
+  void* stop_context = nullptr;
 
   // Outputs.
   S* best_x = nullptr;  // (T, n): the returned iterate

@@ -107,6 +107,7 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
     bool broke_down = false;
     mu_ = 0;
     for (int iteration = 1; iteration <= settings_.max_iterations; ++iteration) {
+      if (StopRequested()) break;
       out.iterations = iteration;
       Linearize();
       if (!BackwardPassWithRegularization()) {
@@ -143,13 +144,18 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
       // Only reachable when the very first backward pass or line search failed.
       Copy(x_, view_.best_x, T_ * n);
       Copy(u_, view_.best_u, T_ * m);
-      Finish(cost, broke_down ? kDeviceNotFinite : kDeviceLinesearchFailed, &out);
+      Finish(cost,
+             broke_down ? kDeviceNotFinite
+                        : (stop_requested_ ? kDeviceDeadline : kDeviceLinesearchFailed),
+             &out);
       return;
     }
     out.step_norm = best_step_norm;
     DeviceStatus status;
     if (best_step_norm < S(settings_.tolerance)) {
       status = kDeviceConverged;
+    } else if (stop_requested_) {
+      status = kDeviceDeadline;
     } else if (broke_down) {
       status = kDeviceNotFinite;
     } else if (stalled) {
@@ -164,6 +170,16 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
   enum PassResult { kOk, kNotPositiveDefinite, kNotFinite };
 
   MPC_HOST_DEVICE static S Infinity() { return static_cast<S>(HUGE_VAL); }
+
+  // The executor's stop query (host only), sticky once true.
+  MPC_HOST_DEVICE bool StopRequested() {
+#if !defined(__CUDA_ARCH__)
+    if (!stop_requested_ && view_.should_stop != nullptr) {
+      stop_requested_ = view_.should_stop(view_.stop_context, b_);
+    }
+#endif
+    return stop_requested_;
+  }
 
   // Element e of this problem in an interleaved batch array.
   MPC_HOST_DEVICE S& At(S* array, int e) const { return array[Layout::Index(e, view_.batch, b_)]; }
@@ -560,6 +576,8 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
         *step_norm = sqrt(sum);
       }
       if (IsFinite(cost) && cost <= old_cost) break;
+      // A long horizon's trials are slow: a stop takes this trial as the last one.
+      if (StopRequested()) break;
       alpha *= S(settings_.linesearch_decay);
     }
     if (!IsFinite(cost) || !AllFinite(x_try_, T_ * n)) {
@@ -637,6 +655,7 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
   double dt_ = 0.0;
   S params_[Dynamics::kParamDim > 0 ? Dynamics::kParamDim : 1] = {};
   S mu_ = 0;
+  bool stop_requested_ = false;
 
   // The backward pass's value function and the current stage's control blocks.
   LocalArray<S, NX * NX> V_;

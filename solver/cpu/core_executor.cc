@@ -1,5 +1,6 @@
 #include "solver/cpu/core_executor.h"
 
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -59,6 +60,14 @@ class CoreShapeSolver final : public ShapeSolver {
     core::IlqrBatchView<double> view =
         core::MakeIlqrBatchView<double>(layout, buffer_.data(), &settings_, &result_);
     view.graph = EvaluatorFor(problem, &graph_);
+    std::optional<InterruptWatch> watch;
+    if (problem.interrupt != nullptr) {
+      watch.emplace(problem.interrupt);
+      view.should_stop = [](void* context, int /*problem*/) {
+        return static_cast<InterruptWatch*>(context)->StopRequested();
+      };
+      view.stop_context = &*watch;
+    }
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
     DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
       core::ProblemSolver<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels>(view, 0,

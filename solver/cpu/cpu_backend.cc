@@ -22,22 +22,46 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendO
     return absl::InvalidArgumentError(
         absl::StrCat("max_cached_shapes: must be >= 1, got ", options.max_cached_shapes));
   }
-  return std::unique_ptr<CpuBackend>(
-      new CpuBackend(std::make_unique<ThreadPool>(threads), options.max_cached_shapes));
+  if (options.max_workspace_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_workspace_bytes: must be >= 0, got ", options.max_workspace_bytes));
+  }
+  if (options.max_concurrent_launches < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_concurrent_launches: must be >= 0, got ",
+                                                   options.max_concurrent_launches));
+  }
+  const int launches =
+      options.max_concurrent_launches == 0 ? threads : options.max_concurrent_launches;
+  return std::unique_ptr<CpuBackend>(new CpuBackend(std::make_unique<ThreadPool>(threads, launches),
+                                                    options.max_cached_shapes,
+                                                    options.max_workspace_bytes));
 }
 
-CpuBackend::WorkerCaches::WorkerCaches(int capacity)
-    : solvers(capacity, &MakeShapeSolver), backward(capacity, &MakeShapeBackward) {}
+CpuBackend::WorkerCaches::WorkerCaches(int capacity, std::size_t max_bytes)
+    : solvers(capacity, &MakeShapeSolver, max_bytes),
+      backward(capacity, &MakeShapeBackward, max_bytes) {}
 
-CpuBackend::CpuBackend(std::unique_ptr<ThreadPool> pool, int max_cached_shapes)
+CpuBackend::CpuBackend(std::unique_ptr<ThreadPool> pool, int max_cached_shapes,
+                       std::int64_t max_workspace_bytes)
     : pool_(std::move(pool)) {
-  workers_.reserve(static_cast<std::size_t>(pool_->size()));
-  for (int w = 0; w < pool_->size(); ++w) workers_.emplace_back(max_cached_shapes);
+  // Every slot's two caches get an equal share of the bound.
+  const std::size_t share = static_cast<std::size_t>(max_workspace_bytes) /
+                            (2 * static_cast<std::size_t>(pool_->slots()));
+  workers_.reserve(static_cast<std::size_t>(pool_->slots()));
+  for (int w = 0; w < pool_->slots(); ++w) workers_.emplace_back(max_cached_shapes, share);
 }
 
 int CpuBackend::cached_solve_workspaces() const {
   int total = 0;
   for (const WorkerCaches& worker : workers_) total += worker.solvers.size();
+  return total;
+}
+
+std::size_t CpuBackend::cached_workspace_bytes() const {
+  std::size_t total = 0;
+  for (const WorkerCaches& worker : workers_) {
+    total += worker.solvers.bytes() + worker.backward.bytes();
+  }
   return total;
 }
 
@@ -49,7 +73,9 @@ absl::Status CpuBackend::SolveBatch(absl::Span<const Problem* const> problems,
   }
   pool_->ParallelFor(static_cast<int>(problems.size()), [&](int worker, int i) {
     const Problem& problem = *problems[i];
-    workers_[worker].solvers.Get(problem.shape).Solve(problem, solutions[i]);
+    WorkspaceCache<ShapeSolver>& cache = workers_[worker].solvers;
+    cache.Get(problem.shape).Solve(problem, solutions[i]);
+    cache.ReleaseUncached();
     ComputeRequestedJacobians(problem, solutions[i]);
   });
   return absl::OkStatus();
@@ -78,7 +104,10 @@ absl::Status CpuBackend::BackwardBatch(absl::Span<const BackwardProblem* const> 
   }
   pool_->ParallelFor(static_cast<int>(problems.size()), [&](int worker, int i) {
     const BackwardProblem& problem = *problems[i];
-    workers_[worker].backward.Get(problem.problem->shape).Backward(problem, gradients[i]);
+    WorkspaceCache<ShapeBackward>& cache = workers_[worker].backward;
+    cache.Get(problem.problem->shape).Backward(problem, gradients[i]);
+    cache.ReleaseUncached();
+    MarkUnlessSolution(*problem.problem, problem.x, problem.u, gradients[i]);
   });
   return absl::OkStatus();
 }

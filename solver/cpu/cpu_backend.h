@@ -1,7 +1,10 @@
 #ifndef MPC_SOLVER_CPU_CPU_BACKEND_H_
 #define MPC_SOLVER_CPU_CPU_BACKEND_H_
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "solver/cpu/ilqr.h"
@@ -17,17 +20,25 @@ struct CpuBackendOptions {
   // Workspaces each worker keeps (per direction: solves, backward passes), one per problem shape;
   // the least recently used is freed beyond this. >= 1.
   int max_cached_shapes = 16;
+  // Bytes of workspaces kept between launches over every worker and both directions (by
+  // WorkspaceBytes); a workspace larger than a worker's share is freed after each use.
+  std::int64_t max_workspace_bytes = std::int64_t{256} << 20;
+  // Launches that may run at once (each on its caller's thread plus the shared workers); 0 = as
+  // many as threads.
+  int max_concurrent_launches = 0;
 };
 
-// SolverBackend on CPU threads: a fixed pool splits each batch; every worker keeps one workspace
-// per problem shape (one for solves, one for backward passes), allocated on first use and reused,
-// so steady-state solves and backward passes allocate nothing. At most max_cached_shapes shapes are
-// kept per worker (least recently used evicted), so memory stays bounded whatever shapes arrive.
+// SolverBackend on CPU threads: a fixed pool splits each batch and serves several launches at once
+// in turn (ThreadPool), so a long launch does not hold back short ones. Every worker keeps one
+// workspace per problem shape (one for solves, one for backward passes), allocated on first use and
+// reused, so steady-state solves and backward passes allocate nothing; the caches are bounded in
+// shapes and in bytes, so memory stays bounded whatever shapes arrive.
 class CpuBackend final : public SolverBackend {
  public:
   static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(const CpuBackendOptions& options);
 
   absl::string_view name() const override { return "cpu"; }
+  int max_concurrent_launches() const override { return pool_->slots() - pool_->size() + 1; }
   absl::Status SolveBatch(absl::Span<const Problem* const> problems,
                           absl::Span<Solution* const> solutions) override;
   absl::Status BackwardBatch(absl::Span<const BackwardProblem* const> problems,
@@ -40,20 +51,24 @@ class CpuBackend final : public SolverBackend {
                         absl::Span<Solution* const> solutions);
 
   int threads() const { return pool_->size(); }
-  // Solve workspaces held now, over all workers (for tests and memory accounting).
+  // Solve workspaces held now, over all workers (for tests and memory accounting; call between
+  // launches).
   int cached_solve_workspaces() const;
+  // Bytes of cached workspaces (both directions) by WorkspaceBytes, between launches.
+  std::size_t cached_workspace_bytes() const;
 
  private:
   struct WorkerCaches {
-    explicit WorkerCaches(int capacity);
+    WorkerCaches(int capacity, std::size_t max_bytes);
     WorkspaceCache<ShapeSolver> solvers;
     WorkspaceCache<ShapeBackward> backward;
   };
 
-  CpuBackend(std::unique_ptr<ThreadPool> pool, int max_cached_shapes);
+  CpuBackend(std::unique_ptr<ThreadPool> pool, int max_cached_shapes,
+             std::int64_t max_workspace_bytes);
 
   std::unique_ptr<ThreadPool> pool_;
-  // One per pool worker; worker w touches only workers_[w].
+  // One per pool slot; the call running in slot w touches only workers_[w].
   std::vector<WorkerCaches> workers_;
 };
 

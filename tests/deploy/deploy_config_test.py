@@ -207,11 +207,13 @@ class ConsistencyTest(unittest.TestCase):
                 self.assertIn(resource, resources[kind])
         threads = int(args_flags(self.container)["threads"])
         self.assertEqual(threads * 1000, cpu_millicores(resources["limits"]["cpu"]))
-        queue_bytes = int(args_flags(self.container)["max_queue_bytes"])
+        flags = args_flags(self.container)
+        bounds = sum(int(flags[name]) for name in (
+            "max_queue_bytes", "max_workspace_bytes", "max_session_bytes", "max_response_bytes"))
         memory = resources["limits"]["memory"]
         self.assertTrue(memory.endswith("Gi"))
-        self.assertLess(queue_bytes, int(memory[:-2]) * 2**30 // 2,
-                        "the queue bound must leave room for everything else")
+        self.assertLess(bounds, int(memory[:-2]) * 2**30 * 3 // 4,
+                        "the memory bounds must leave room for everything else")
 
     def test_runs_as_the_image_user_without_privileges(self):
         with open(source("Dockerfile")) as f:

@@ -389,6 +389,56 @@ TEST(DynamicBatcherTest, BoundsTheQueueInBytes) {
   EXPECT_THAT(completions.result(1).status, IsOk());
 }
 
+// Finding 6 of issue 13 (fails on the main of that time, which answered UNAVAILABLE "retry with
+// backoff"): a request larger than the whole queue can never be accepted, so it must not be told
+// to retry.
+TEST(DynamicBatcherTest, RefusesForGoodARequestThatCanNeverFit) {
+  FakeBackend backend;
+  const Problem problem = Lqr(2, 1, 4, 0);
+  DynamicBatcherOptions options = Options(8, absl::ZeroDuration());
+  options.max_queue_problems = 2;
+  options.max_queue_bytes = 2 * ApproximateBytes(problem) + 1;
+  MPC_ASSERT_OK_AND_ASSIGN(auto batcher, DynamicBatcher::Create(options, &backend, nullptr));
+  Completions completions(5);
+  Work work;
+  std::vector<SolveJob> three;
+  for (int i = 0; i < 3; ++i) three.push_back(work.Job(problem, &completions, i));
+  batcher->Submit(std::move(three));
+  EXPECT_THAT(completions.result(0).status,
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--max_queue_problems=2")));
+  Problem big = Lqr(2, 1, 4, 1);
+  big.options.compute_gains = true;
+  SolveJob heavy = work.Job(big, &completions, 3);
+  heavy.bytes = options.max_queue_bytes + 1;
+  batcher->Submit(One(std::move(heavy)));
+  EXPECT_THAT(completions.result(3).status,
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--max_queue_bytes=")));
+  batcher->Submit(One(work.Job(problem, &completions, 4)));  // what fits still runs
+  ASSERT_TRUE(completions.Await(5));
+  EXPECT_THAT(completions.result(4).status, IsOk());
+}
+
+// Finding 3 of issue 13 (fails on the main of that time: one launch at a time for the whole
+// server): a launch that takes long does not hold up a launch of another shape.
+TEST(DynamicBatcherTest, RunsSeveralLaunchesAtOnceWhenTheBackendAllows) {
+  FakeBackend backend;
+  backend.set_max_concurrent_launches(2);
+  MPC_ASSERT_OK_AND_ASSIGN(
+      auto batcher, DynamicBatcher::Create(Options(8, absl::ZeroDuration()), &backend, nullptr));
+  Completions completions(2);
+  Work work;
+  backend.HoldHorizon(9);
+  batcher->Submit(One(work.Job(Lqr(2, 1, 9, 0), &completions, 0)));  // held in the backend
+  ASSERT_TRUE(backend.AwaitLaunches(1, kTimeout));
+  batcher->Submit(One(work.Job(Lqr(2, 1, 4, 1), &completions, 1)));
+  ASSERT_TRUE(completions.Await(1));
+  EXPECT_EQ(completions.calls(0), 0);
+  EXPECT_THAT(completions.result(1).status, IsOk());
+  backend.ReleaseHorizon();
+  ASSERT_TRUE(completions.Await(2));
+  EXPECT_THAT(completions.result(0).status, IsOk());
+}
+
 TEST(DynamicBatcherTest, FailsEveryJobOfAFailedLaunch) {
   FakeBackend backend;
   MPC_ASSERT_OK_AND_ASSIGN(

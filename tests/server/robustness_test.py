@@ -447,6 +447,15 @@ class SoakTest(unittest.TestCase):
                     list(response.diagnostics) == list(expected.diagnostics))
         else:
             same = list(response.solutions) == list(expected.solutions)
+            # A deadline reached during the solve stops it with its best iterate so far and the
+            # status DEADLINE (docs/robustness.md §7): those solutions differ by design.
+            if not same and kind == "deadline" and len(response.solutions) == len(
+                    expected.solutions):
+                stopped = harness.STUBS.mpcd_pb2.DEADLINE
+                if all(got == want or got.status == stopped
+                       for got, want in zip(response.solutions, expected.solutions)):
+                    count("deadline solve stopped early (DEADLINE)")
+                    return
         if not same:
             fail(kind, "the answer differs from the local solve")
         count(("backward" if backward else "solve") + " OK")

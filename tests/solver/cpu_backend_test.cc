@@ -4,14 +4,18 @@
 #include <atomic>
 #include <cmath>
 #include <memory>
+#include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "solver/cpu/ilqr.h"
 #include "solver/cpu/implicit_backward.h"
 #include "solver/cpu/thread_pool.h"
 #include "solver/cpu/workspace_cache.h"
+#include "solver/gradients.h"
 #include "solver/make_backend.h"
 #include "solver/solution_jacobians.h"
 #include "tests/testing/random_problems.h"
@@ -230,6 +234,15 @@ TEST(CpuBackendTest, KeepsAtMostMaxCachedShapesWorkspacesAndStaysExact) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+ProblemShape LinearShape(int state_dim, int horizon) {
+  ProblemShape shape;
+  shape.dynamics = DynamicsId::Linear();
+  shape.state_dim = state_dim;
+  shape.control_dim = 1;
+  shape.horizon = horizon;
+  return shape;
+}
+
 // A stand-in workspace that records how many were made.
 struct CountedWorkspace {
   static inline int made = 0;
@@ -242,14 +255,7 @@ struct CountedWorkspace {
 TEST(WorkspaceCacheTest, EvictsTheLeastRecentlyUsedShape) {
   CountedWorkspace::made = 0;
   WorkspaceCache<CountedWorkspace> cache(2, &CountedWorkspace::Make);
-  const auto shape = [](int n) {
-    ProblemShape s;
-    s.dynamics = DynamicsId::Linear();
-    s.state_dim = n;
-    s.control_dim = 1;
-    s.horizon = 5;
-    return s;
-  };
+  const auto shape = [](int n) { return LinearShape(n, 5); };
   CountedWorkspace* a = &cache.Get(shape(1));
   cache.Get(shape(2));
   EXPECT_EQ(&cache.Get(shape(1)), a);  // a hit returns the same workspace: nothing made
@@ -298,6 +304,142 @@ TEST(ThreadPoolTest, VisitsEveryIndexExactlyOnce) {
     for (int i = 0; i < count; ++i) EXPECT_EQ(visits[i].load(), 1) << "index " << i;
     EXPECT_LT(max_worker.load(), pool.size());
   }
+}
+
+// Issue 13, finding 3 (fails on the main of that time: a solve ran to max_iterations whatever its
+// caller's deadline). A problem whose interrupt fires mid-solve stops with kDeadline and its best
+// iterate so far; one whose interrupt never fires gives the same bits as without one.
+TEST(SolveInterruptTest, StopsWithTheBestIterateAndChangesNothingOtherwise) {
+  Problem problem = RandomLqrProblem({.state_dim = 30, .control_dim = 4, .horizon = 400}, 3);
+  problem.options.max_iterations = 100000;
+  problem.options.tolerance = 0.0;  // never converges: only the interrupt ends it early
+  problem.options.not_improved_limit = 1000000;
+  const absl::Time start = absl::Now();
+  const SolveInterrupt interrupt{start + absl::Milliseconds(200), nullptr};
+  problem.interrupt = &interrupt;
+  const Solution stopped = SolveProblem(problem);
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(stopped.status, SolveStatus::kDeadline);
+  EXPECT_GE(stopped.iterations, 1);
+  EXPECT_LT(stopped.iterations, 100000);
+  EXPECT_TRUE(std::isfinite(stopped.cost));
+  EXPECT_LT(took, absl::Seconds(5));
+
+  // The same solve cut to the iterations it reached, without an interrupt, agrees bit for bit.
+  problem.options.max_iterations = stopped.iterations;
+  problem.interrupt = nullptr;
+  const Solution plain = SolveProblem(problem);
+  const SolveInterrupt never{absl::InfiniteFuture(), nullptr};
+  problem.interrupt = &never;
+  const Solution watched = SolveProblem(problem);
+  EXPECT_EQ(watched.x, plain.x);
+  EXPECT_EQ(watched.u, plain.u);
+  EXPECT_EQ(watched.status, SolveStatus::kMaxIterations);
+}
+
+TEST(SolveInterruptTest, ACancelledCallerStopsBeforeTheFirstIteration) {
+  Problem problem = RandomLqrProblem({.state_dim = 3, .control_dim = 2, .horizon = 10}, 1);
+  std::atomic<bool> cancelled{true};
+  const SolveInterrupt interrupt{absl::InfiniteFuture(), &cancelled};
+  problem.interrupt = &interrupt;
+  problem.options.compute_x_init_jacobian = true;
+  auto backend = CpuBackend::Create({.threads = 1});
+  ASSERT_THAT(backend.status(), IsOk());
+  const std::vector<Solution> solved = SolveWith(**backend, {&problem});
+  EXPECT_EQ(solved[0].status, SolveStatus::kDeadline);
+  EXPECT_EQ(solved[0].iterations, 0);
+  EXPECT_EQ(solved[0].x.size(), 10u * 3u);
+  // Nobody waits for it: its Jacobian is not computed.
+  EXPECT_EQ(solved[0].jacobian_diagnostics.status, GradientStatus::kNotSolution);
+}
+
+// Issue 13, finding 11 (fails on the main of that time, which said kOk): a gradient taken at a
+// point that is not a solution says so.
+TEST(CpuBackendTest, BackwardAtAnUnconvergedPointIsNotSolution) {
+  auto backend = CpuBackend::Create({.threads = 1});
+  ASSERT_THAT(backend.status(), IsOk());
+  std::vector<GradientStatus> statuses;
+  for (int iterations : {1, 200}) {
+    Problem problem = RandomCartpoleProblem({}, 5);
+    problem.options.max_iterations = iterations;
+    const Solution solution = SolveWith(**backend, {&problem})[0];
+    BackwardProblem backward;
+    backward.problem = &problem;
+    backward.x = solution.x;
+    backward.u = solution.u;
+    backward.dl_du.assign(solution.u.size(), 1.0);
+    ProblemGradient gradient;
+    ProblemGradient* gradients[1] = {&gradient};
+    const BackwardProblem* problems[1] = {&backward};
+    ASSERT_THAT((*backend)->BackwardBatch(problems, gradients), IsOk());
+    statuses.push_back(gradient.status);
+    if (iterations == 200) {
+      EXPECT_EQ(solution.status, SolveStatus::kConverged);
+    }
+  }
+  EXPECT_EQ(statuses[0], GradientStatus::kNotSolution);
+  EXPECT_EQ(statuses[1], GradientStatus::kOk);
+}
+
+// Issue 13, finding 4 (fails on the main of that time: 16 workspaces per thread and direction,
+// whatever their size): the caches are bounded in bytes, and a workspace larger than a cache's
+// share is freed after its use.
+TEST(WorkspaceCacheTest, IsBoundedInBytesAndDoesNotKeepALargeWorkspace) {
+  const auto shape = [](int n) { return LinearShape(n, 100); };
+  CountedWorkspace::made = 0;
+  const std::size_t budget = WorkspaceBytes(shape(4)) + WorkspaceBytes(shape(5));
+  WorkspaceCache<CountedWorkspace> cache(16, &CountedWorkspace::Make, budget);
+  cache.Get(shape(4));
+  cache.Get(shape(5));
+  EXPECT_EQ(cache.size(), 2);
+  EXPECT_LE(cache.bytes(), budget);
+  cache.Get(shape(6));  // over the bytes: the least recently used (4) goes, maybe 5 too
+  EXPECT_LE(cache.bytes(), budget);
+  EXPECT_FALSE(cache.Contains(shape(4)));
+  EXPECT_TRUE(cache.Contains(shape(6)));
+  cache.Get(shape(60));  // alone over the budget: made for one use
+  cache.ReleaseUncached();
+  EXPECT_FALSE(cache.Contains(shape(60)));
+  EXPECT_LE(cache.bytes(), budget);
+
+  auto backend = CpuBackend::Create({.threads = 2, .max_workspace_bytes = 1 << 20});
+  ASSERT_THAT(backend.status(), IsOk());
+  for (int n : {2, 3, 40, 50}) {
+    const Problem problem = RandomLqrProblem({.state_dim = n, .control_dim = 2, .horizon = 200}, n);
+    const Solution fresh = SolveProblem(problem);
+    EXPECT_EQ(SolveWith(**backend, {&problem})[0].x, fresh.x);
+    EXPECT_LE((*backend)->cached_workspace_bytes(), std::size_t{1} << 20);
+  }
+}
+
+// Issue 13, finding 3 (fails on the main of that time: ParallelFor calls were serialised): a long
+// loop does not hold up a short one started from another thread.
+TEST(ThreadPoolTest, RunsSeveralLoopsAtOnce) {
+  ThreadPool pool(2, 2);
+  EXPECT_EQ(pool.slots(), 3);
+  absl::Notification long_started;
+  absl::Notification release;
+  std::thread long_loop([&] {
+    pool.ParallelFor(4, [&](int, int i) {
+      if (i == 0) {
+        long_started.Notify();
+        release.WaitForNotification();
+      }
+    });
+  });
+  long_started.WaitForNotification();
+  std::atomic<int> visited{0};
+  std::vector<int> slots;
+  absl::Mutex mu;
+  pool.ParallelFor(50, [&](int worker, int) {
+    visited.fetch_add(1);
+    absl::MutexLock lock(&mu);
+    slots.push_back(worker);
+  });
+  EXPECT_EQ(visited.load(), 50);
+  for (int worker : slots) EXPECT_LT(worker, pool.slots());
+  release.Notify();
+  long_loop.join();
 }
 
 }  // namespace

@@ -31,6 +31,9 @@ class FakeBackend final : public SolverBackend {
   explicit FakeBackend(std::unique_ptr<SolverBackend> inner = nullptr) : inner_(std::move(inner)) {}
 
   absl::string_view name() const override { return inner_ ? inner_->name() : "fake"; }
+  int max_concurrent_launches() const override { return concurrent_launches_; }
+  // How many launches the batcher may run at once (1 by default); set before making the batcher.
+  void set_max_concurrent_launches(int launches) { concurrent_launches_ = launches; }
 
   absl::Status SolveBatch(absl::Span<const Problem* const> problems,
                           absl::Span<Solution* const> solutions) override {
@@ -68,6 +71,16 @@ class FakeBackend final : public SolverBackend {
     absl::MutexLock lock(&mu_);
     gate_open_ = true;
   }
+  // While set, launches whose first problem has this horizon wait inside the backend (after being
+  // recorded) until ReleaseHorizon; others pass. 0 = none held.
+  void HoldHorizon(int horizon) {
+    absl::MutexLock lock(&mu_);
+    held_horizon_ = horizon;
+  }
+  void ReleaseHorizon() {
+    absl::MutexLock lock(&mu_);
+    held_horizon_ = 0;
+  }
   // The next launch to enter that has not been given a failure returns `status` (after passing
   // the gate) instead of solving. Calls queue up: one failure per launch, in order.
   void FailNextLaunch(absl::Status status) {
@@ -103,6 +116,7 @@ class FakeBackend final : public SolverBackend {
 
  private:
   absl::Status Enter(Launch launch) {
+    const int horizon = launch.problems.front()->shape.horizon;
     absl::MutexLock lock(&mu_);
     launches_.push_back(std::move(launch));
     absl::Status status;
@@ -111,11 +125,22 @@ class FakeBackend final : public SolverBackend {
       failures_.pop_front();
     }
     mu_.Await(absl::Condition(&gate_open_));
+    struct Args {
+      FakeBackend* self;
+      int horizon;
+    };
+    Args args{this, horizon};
+    bool (*released)(Args*) = [](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return a->self->held_horizon_ != a->horizon;
+    };
+    mu_.Await(absl::Condition(released, &args));
     return status;
   }
 
   std::unique_ptr<SolverBackend> inner_;
+  int concurrent_launches_ = 1;
   mutable absl::Mutex mu_;
+  int held_horizon_ ABSL_GUARDED_BY(mu_) = 0;
   bool gate_open_ ABSL_GUARDED_BY(mu_) = true;
   std::deque<absl::Status> failures_ ABSL_GUARDED_BY(mu_);
   std::vector<Launch> launches_ ABSL_GUARDED_BY(mu_);

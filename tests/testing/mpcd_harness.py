@@ -19,7 +19,12 @@ SLOWDOWN = float(os.environ.get("MPCD_TEST_SLOWDOWN", "1"))
 # holds up to 256 MiB of freed memory by design), so RSS bounds are reported, not checked.
 SANITIZED = os.environ.get("MPCD_TEST_SANITIZED") == "1"
 
-STARTUP_LINE = re.compile(r"serving on ([\d.]+:\d+) \(backend (\w+), metrics (\S+?)\)")
+# "serving on BOUND (backend B, metrics URL, dial TARGET)": BOUND is what the listener is bound to
+# (0.0.0.0:P = every interface), TARGET an address to dial from this machine. Older builds printed
+# only the target, in BOUND's place: still read, for the before-and-after runs of
+# docs/robustness.md §7.
+STARTUP_LINE = re.compile(
+    r"serving on ([\d.]+:\d+) \(backend (\w+), metrics (\S+?)(?:, dial ([\d.]+:\d+))?\)")
 
 
 class Mpcd:
@@ -47,7 +52,8 @@ class Mpcd:
             _, err = self.process.communicate()
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise AssertionError("mpcd did not start: %r %r" % (line, err))
-        self.target, self.backend, self.metrics_url = match.groups()
+        self.bound, self.backend, self.metrics_url, self.target = match.groups()
+        self.target = self.target or self.bound
 
     def kill(self):
         self.process.kill()
