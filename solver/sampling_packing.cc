@@ -17,6 +17,7 @@ SamplingBatchLayout PlanSamplingBatch(absl::Span<const Problem* const> problems)
     if (!UsesSampling(p->options.method)) continue;
     layout.max_samples = std::max(layout.max_samples, p->options.sampling.samples);
     layout.max_elites = std::max(layout.max_elites, p->options.sampling.elites);
+    layout.max_iterations = std::max(layout.max_iterations, p->options.sampling.iterations);
   }
   const std::size_t batch = layout.problem.batch;
   const std::size_t steps =

@@ -18,8 +18,9 @@ namespace mpc::core {
 // scratch) | mean, std, plan, costs]. The elite sets are ints, in a buffer of their own.
 struct SamplingBatchLayout {
   IlqrBatchLayout problem;
-  int max_samples = 1;  // the costs' size per problem: the largest `samples` of the batch
-  int max_elites = 1;   // the elite sets' size per problem
+  int max_samples = 1;     // the costs' size per problem: the largest `samples` of the batch
+  int max_elites = 1;      // the elite sets' size per problem
+  int max_iterations = 0;  // the largest sampling iterations of the batch
   std::size_t mean = 0, std = 0, plan = 0, costs = 0;
   std::size_t total_size = 0;  // scalars in the whole buffer
   std::size_t elite_size = 0;  // ints in the elite buffer

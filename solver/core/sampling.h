@@ -360,6 +360,18 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
 #pragma GCC diagnostic pop
 #endif
 
+// Sample `sample` of problem b at `iteration`, when that problem samples that much: one thread of
+// the GPU's (problem, sample) grid, which spans the batch's largest counts.
+template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
+          class Layout = Interleaved>
+MPC_HOST_DEVICE void SampleCostIfSampled(const SamplingBatchView<S>& view, int b, int iteration,
+                                         int sample) {
+  ProblemSampler<S, Dynamics, NX, NU, kFixedSize, Layout> sampler(view, b);
+  if (iteration < sampler.Iterations() && sample < sampler.SampleCount()) {
+    sampler.SampleCost(iteration, sample);
+  }
+}
+
 // The iLQR from the sampled plan (for pure CEM/MPPI: its rollout and gains), then the statistics.
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
           class Layout = Interleaved>

@@ -26,11 +26,8 @@ __global__ void __launch_bounds__(128)
   const long long thread = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int batch = view.problem.batch;
   if (thread >= static_cast<long long>(batch) * max_samples) return;
-  const int b = static_cast<int>(thread % batch);
-  const int sample = static_cast<int>(thread / batch);
-  ProblemSampler<S, Dynamics, NX, NU, kFixedSize> sampler(view, b);
-  if (iteration >= sampler.Iterations() || sample >= sampler.SampleCount()) return;
-  sampler.SampleCost(iteration, sample);
+  SampleCostIfSampled<S, Dynamics, NX, NU, kFixedSize>(view, static_cast<int>(thread % batch),
+                                                       iteration, static_cast<int>(thread / batch));
 }
 
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize>

@@ -150,6 +150,38 @@ TEST_F(CudaBackendTest, MatchesTheHostEmulationOnLqrProblems) {
   }
 }
 
+// Sampling on the device ((problem, sample) threads) runs the host emulation's code; on linear
+// problems only MPPI's exp (CUDA's libm against glibc) may separate them, by ulps.
+TEST_F(CudaBackendTest, SamplingMatchesTheHostEmulationOnLqrProblems) {
+  const SolverMethod methods[] = {SolverMethod::kCem, SolverMethod::kMppi,
+                                  SolverMethod::kCemThenIlqr, SolverMethod::kMppiThenIlqr};
+  std::vector<Problem> problems;
+  for (std::uint64_t seed = 0; seed < 16; ++seed) {
+    problems.push_back(RandomLqrProblem(
+        {.state_dim = 8, .control_dim = 4, .horizon = 30, .bounded = seed % 2 == 0}, seed));
+    problems.back().options.method = methods[seed % 4];
+    problems.back().options.sampling = {.samples = 512,
+                                        .elites = 32,
+                                        .iterations = 4,
+                                        .knot_spacing = 1 + static_cast<int>(seed % 3)};
+    problems.back().sampling_stream = static_cast<std::uint32_t>(seed);
+  }
+  std::vector<const Problem*> inputs;
+  for (const Problem& p : problems) inputs.push_back(&p);
+  std::vector<Solution> host(problems.size());
+  std::vector<Solution*> outputs;
+  for (Solution& s : host) outputs.push_back(&s);
+  ASSERT_THAT(SolveBatchOnHost<double>(inputs, outputs), IsOk());
+  const std::vector<Solution> device = Solve(*backend_, problems);
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(device[i].status, host[i].status);
+    EXPECT_EQ(device[i].iterations, host[i].iterations);
+    EXPECT_LE(MaxRelativeDifference(device[i].u, host[i].u), kDoubleTolerance);
+    EXPECT_LE(MaxRelativeDifference(device[i].x, host[i].x), kDoubleTolerance);
+  }
+}
+
 TEST_F(CudaBackendTest, Float32MatchesTheCpuSolverToSinglePrecision) {
   absl::StatusOr<std::unique_ptr<CudaBackend>> single = CudaBackend::Create({.use_float32 = true});
   ASSERT_THAT(single.status(), IsOk());
