@@ -275,12 +275,8 @@ static_assert(kDeviceModeDefault == static_cast<int>(GradientMode::kDefault));
 static_assert(kDeviceModeFullChain == static_cast<int>(GradientMode::kFullChain));
 static_assert(kDeviceModeExact == static_cast<int>(GradientMode::kExact));
 
-bool CoreComputesBackward(const BackwardProblem& problem) {
-  return problem.problem->shape.dynamics.is_linear() || problem.mode != GradientMode::kExact;
-}
-
 bool DeviceSupportsBackward(const BackwardProblem& problem) {
-  return RunsOnDevice(problem.problem->shape) && CoreComputesBackward(problem);
+  return RunsOnDevice(problem.problem->shape);
 }
 
 namespace {
@@ -324,11 +320,23 @@ void ReadSlices(const S* outputs, std::size_t batch, std::size_t b, int availabl
   }
 }
 
+void ReadDiagnostics(const BackwardResult& r, ProblemGradient* out) {
+  out->status = static_cast<GradientStatus>(r.status);
+  out->regularization = r.regularization;
+  out->condition_estimate = r.condition_estimate;
+  out->stationarity_residual = r.stationarity_residual;
+  out->dynamics_residual = r.dynamics_residual;
+  out->active_controls = r.active_controls;
+}
+
 }  // namespace
 
-BackwardBatchLayout PlanBackwardBatch(absl::Span<const BackwardProblem* const> problems) {
+BackwardBatchLayout PlanBackwardBatch(absl::Span<const BackwardProblem* const> problems,
+                                      const JacobianSettings& jacobians) {
   BackwardBatchLayout layout;
   if (problems.empty()) return layout;
+  layout.jacobians = jacobians;
+  layout.jacobians.params = jacobians.params && !problems[0]->problem->shape.dynamics.is_linear();
   layout.problem = PlanIlqrBatch(ProblemsOf(problems));
   const IlqrBatchLayout& in = layout.problem;
   const ProblemShape& shape = in.shape;
@@ -361,13 +369,24 @@ BackwardBatchLayout PlanBackwardBatch(absl::Span<const BackwardProblem* const> p
   layout.grad_offset =
       take(linear ? static_cast<std::size_t>(layout.offset_gradient_slices) * n : 0);
   layout.grad_params = take(in.param_dim);
+  const std::size_t tau_steps = static_cast<std::size_t>(T) * nt;
+  layout.jac_x_init = take(layout.jacobians.x_init ? tau_steps * n : 0);
+  layout.jac_params = take(layout.jacobians.params ? tau_steps * in.param_dim : 0);
   layout.output_size = next - layout.grad_x_init;
+  const bool exact = std::any_of(problems.begin(), problems.end(), [](const BackwardProblem* bp) {
+    return bp->mode == GradientMode::kExact;
+  });
   layout.A = take(linear ? 0 : steps * n * n);
   layout.B = take(linear ? 0 : steps * n * m);
   layout.P = take(linear ? 0 : steps * n * in.param_dim);
+  layout.curvature = take(linear || !exact ? 0 : steps * nt * nt);
+  layout.mixed = take(layout.jacobians.params ? steps * nt * in.param_dim : 0);
   layout.lambda = take(static_cast<std::size_t>(T) * n);
   layout.free = take(static_cast<std::size_t>(T) * m);
   layout.K = take(static_cast<std::size_t>(T) * m * n);
+  layout.L = take(static_cast<std::size_t>(T) * m * m);
+  layout.Qux = take(static_cast<std::size_t>(T) * m * n);
+  layout.V = take(static_cast<std::size_t>(T) * n * n);
   layout.k = take(static_cast<std::size_t>(T) * m);
   layout.dx = take(static_cast<std::size_t>(T) * n);
   layout.du = take(static_cast<std::size_t>(T) * m);
@@ -399,12 +418,20 @@ BackwardBatchView<S> MakeBackwardBatchView(const BackwardBatchLayout& layout, S*
   view.grad_offset = buffer + layout.grad_offset;
   view.grad_params = buffer + layout.grad_params;
   view.results = results;
+  view.jacobians = layout.jacobians;
+  view.jac_x_init = buffer + layout.jac_x_init;
+  view.jac_params = buffer + layout.jac_params;
   view.A = buffer + layout.A;
   view.B = buffer + layout.B;
   view.P = buffer + layout.P;
+  view.curvature = buffer + layout.curvature;
+  view.mixed = buffer + layout.mixed;
   view.lambda = buffer + layout.lambda;
   view.free = buffer + layout.free;
   view.K = buffer + layout.K;
+  view.L = buffer + layout.L;
+  view.Qux = buffer + layout.Qux;
+  view.V = buffer + layout.V;
   view.k = buffer + layout.k;
   view.dx = buffer + layout.dx;
   view.du = buffer + layout.du;
@@ -476,14 +503,23 @@ void UnpackBackwardOutputs(absl::Span<const BackwardProblem* const> problems,
     } else {
       ReadSlices(array(layout.grad_params), batch, b, 1, in.param_dim, &out.params);
     }
-    const BackwardResult& r = results[b];
-    out.status = static_cast<GradientStatus>(r.status);
-    out.regularization = r.regularization;
-    out.condition_estimate = r.condition_estimate;
-    out.stationarity_residual = r.stationarity_residual;
-    out.dynamics_residual = r.dynamics_residual;
-    out.active_controls = r.active_controls;
+    ReadDiagnostics(results[b], &out);
   }
+}
+
+template <typename S>
+void UnpackJacobianOutputs(const BackwardBatchLayout& layout, const S* outputs,
+                           const BackwardResult* results, std::size_t b,
+                           std::vector<double>* x_init, std::vector<double>* params,
+                           ProblemGradient* diagnostics) {
+  const IlqrBatchLayout& in = layout.problem;
+  const std::size_t tau_steps = static_cast<std::size_t>(in.shape.horizon) * in.shape.tau_dim();
+  auto array = [&](std::size_t offset) { return outputs + (offset - layout.grad_x_init); };
+  x_init->resize(layout.jacobians.x_init ? tau_steps * in.shape.state_dim : 0);
+  params->resize(layout.jacobians.params ? tau_steps * in.param_dim : 0);
+  ReadSlices(array(layout.jac_x_init), in.batch, b, 1, static_cast<int>(x_init->size()), x_init);
+  ReadSlices(array(layout.jac_params), in.batch, b, 1, static_cast<int>(params->size()), params);
+  ReadDiagnostics(results[b], diagnostics);
 }
 
 template BackwardBatchView<double> MakeBackwardBatchView(const BackwardBatchLayout&, double*,
@@ -500,5 +536,8 @@ template void UnpackBackwardOutputs(absl::Span<const BackwardProblem* const>,
 template void UnpackBackwardOutputs(absl::Span<const BackwardProblem* const>,
                                     const BackwardBatchLayout&, const float*, const BackwardResult*,
                                     absl::Span<ProblemGradient* const>);
+template void UnpackJacobianOutputs(const BackwardBatchLayout&, const double*,
+                                    const BackwardResult*, std::size_t, std::vector<double>*,
+                                    std::vector<double>*, ProblemGradient*);
 
 }  // namespace mpc::core

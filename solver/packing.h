@@ -78,12 +78,7 @@ extern template void UnpackIlqrOutputs(absl::Span<const Problem* const>, const I
                                        const float*, const ProblemResult*,
                                        absl::Span<Solution* const>);
 
-// Whether the core's backward pass computes `problem`: any mode but kExact on a model (that mode
-// needs the dynamics' curvature in every stage and is computed by the CPU's Eigen pass for now).
-bool CoreComputesBackward(const BackwardProblem& problem);
-
-// Whether the device computes `problem`: its shape runs on the GPU (core::RunsOnDevice) and the
-// core computes its mode.
+// Whether the device computes `problem`: its shape runs on the GPU (core::RunsOnDevice).
 bool DeviceSupportsBackward(const BackwardProblem& problem);
 
 // Offsets, in scalars, of every array of one backward batch in its buffer:
@@ -96,15 +91,20 @@ struct BackwardBatchLayout {
   std::size_t x = 0, u = 0, dl_dx = 0, dl_du = 0;
   std::size_t grad_x_init = 0, grad_cost_quadratic = 0, grad_cost_linear = 0, grad_transition = 0,
               grad_offset = 0, grad_params = 0;
-  std::size_t A = 0, B = 0, P = 0, lambda = 0, free = 0, K = 0, k = 0, dx = 0, du = 0, mu = 0;
+  JacobianSettings jacobians;  // a Jacobian pass's outputs (none in a backward pass)
+  std::size_t jac_x_init = 0, jac_params = 0;
+  std::size_t A = 0, B = 0, P = 0, curvature = 0, mixed = 0, lambda = 0, free = 0, K = 0, L = 0,
+              Qux = 0, V = 0, k = 0, dx = 0, du = 0, mu = 0;
   std::size_t input_size = 0;   // scalars in [0, input_size)
   std::size_t output_size = 0;  // scalars from grad_x_init on that come back
   std::size_t total_size = 0;   // scalars in the whole buffer
 };
 
 // The layout for `problems`, which must all have one shape and be valid
-// (ValidateBackwardProblem).
-BackwardBatchLayout PlanBackwardBatch(absl::Span<const BackwardProblem* const> problems);
+// (ValidateBackwardProblem); with `jacobians`, the outputs of a Jacobian pass
+// (ProblemBackward::RunJacobians) follow the gradients'.
+BackwardBatchLayout PlanBackwardBatch(absl::Span<const BackwardProblem* const> problems,
+                                      const JacobianSettings& jacobians = {});
 
 // Pointers into `buffer` (layout.total_size scalars), `settings` and `results` (batch each).
 template <typename S>
@@ -126,6 +126,15 @@ void UnpackBackwardOutputs(absl::Span<const BackwardProblem* const> problems,
                            const BackwardBatchLayout& layout, const S* outputs,
                            const BackwardResult* results,
                            absl::Span<ProblemGradient* const> gradients);
+
+// Problem b's Jacobians from a Jacobian pass's outputs (as UnpackBackwardOutputs reads them):
+// x_init (T, n+m, n) and params (T, n+m, p), each sized when layout.jacobians asks for it, else
+// emptied; the diagnostics into `diagnostics`.
+template <typename S>
+void UnpackJacobianOutputs(const BackwardBatchLayout& layout, const S* outputs,
+                           const BackwardResult* results, std::size_t b,
+                           std::vector<double>* x_init, std::vector<double>* params,
+                           ProblemGradient* diagnostics);
 
 extern template BackwardBatchView<double> MakeBackwardBatchView(const BackwardBatchLayout&, double*,
                                                                 const BackwardSettings*,

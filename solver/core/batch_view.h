@@ -96,8 +96,7 @@ enum DeviceGradientStatus : std::int32_t {
   kDeviceGradientNotFinite = 3,
 };
 
-// GradientMode values the device computes (solver/problem.h order; kExact on models is left to the
-// CPU, see DeviceSupportsBackward in backward_batch.h).
+// GradientMode values, in the same order (solver/problem.h; checked in packing.cc).
 enum DeviceGradientMode : std::int32_t {
   kDeviceModeDefault = 0,
   kDeviceModeFullChain = 1,
@@ -109,6 +108,12 @@ struct BackwardSettings {
   double dt;                // model time step in seconds (models only)
   std::int32_t has_bounds;  // 0 | 1
   std::int32_t mode;        // DeviceGradientMode
+};
+
+// Which Jacobians of the solution a Jacobian pass writes (ProblemBackward::RunJacobians).
+struct JacobianSettings {
+  bool x_init = false;  // d tau / d x_init
+  bool params = false;  // d tau / d params (models only)
 };
 
 // The diagnostics of ProblemGradient (solver/gradients.h), per problem.
@@ -148,17 +153,27 @@ struct BackwardBatchView {
   S* grad_params = nullptr;           // (p); models only
   BackwardResult* results = nullptr;  // [batch], not interleaved
 
+  // Outputs of a Jacobian pass (null in a backward pass).
+  JacobianSettings jacobians;
+  S* jac_x_init = nullptr;  // (T, n+m, n): d tau_t / d x_init
+  S* jac_params = nullptr;  // (T, n+m, p): d tau_t / d params; models only
+
   // Scratch.
-  S* A = nullptr;       // (T-1, n, n), row-major: df/dx at the point; models only
-  S* B = nullptr;       // (T-1, n, m), row-major: df/du; models only
-  S* P = nullptr;       // (T-1, n, p), column-major per step: df/dparams; models only
-  S* lambda = nullptr;  // (T, n): costates at the point
-  S* free = nullptr;    // (T, m): 1 = free control, 0 = pinned at a bound
-  S* K = nullptr;       // (T, m, n): feedback of the pinned LQR
-  S* k = nullptr;       // (T, m): its feedforward for the cotangent
-  S* dx = nullptr;      // (T, n): the LQR's solution dtau = (dx, du)
-  S* du = nullptr;      // (T, m)
-  S* mu = nullptr;      // (T, n): its multipliers dlambda
+  S* A = nullptr;          // (T-1, n, n), row-major: df/dx at the point; models only
+  S* B = nullptr;          // (T-1, n, m), row-major: df/du; models only
+  S* P = nullptr;          // (T-1, n, p), column-major per step: df/dparams; models only
+  S* curvature = nullptr;  // (T-1, n+m, n+m): lambda_{t+1}' d2f/dtau2; models, kExact only
+  S* mixed = nullptr;      // (T-1, n+m, p): lambda_{t+1}' d2f/dtau dp; Jacobian passes only
+  S* lambda = nullptr;     // (T, n): costates at the point
+  S* free = nullptr;       // (T, m): 1 = free control, 0 = pinned at a bound
+  S* K = nullptr;          // (T, m, n): feedback of the pinned LQR
+  S* L = nullptr;          // (T, m, m): Cholesky factor of its Quu (identity on pinned controls)
+  S* Qux = nullptr;        // (T, m, n): its Qux (pinned rows zero)
+  S* V = nullptr;          // (T, n, n): its value function's Hessian
+  S* k = nullptr;          // (T, m): its feedforward for the right-hand side being solved
+  S* dx = nullptr;         // (T, n): the LQR's solution dtau = (dx, du)
+  S* du = nullptr;         // (T, m)
+  S* mu = nullptr;         // (T, n): its multipliers dlambda
 };
 
 }  // namespace mpc::core

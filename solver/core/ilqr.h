@@ -39,8 +39,10 @@ constexpr double kBoxQpArmijo = 0.1;
 // Sizes: with kFixedSize, NX and NU are the problem's n and m (compile-time loop bounds); without,
 // they are capacities and n, m come from the view (n <= NX, m <= NU); NX = NU = kDynamic takes n,
 // m from the view and the small matrices from `arena` (ScratchCapacity(n, m) scalars, host only).
+// Kernels: the O(n^3) steps of a Riccati stage (small_linalg.h's LoopKernels, or a host-only
+// implementation of the same interface).
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
-          class Layout = Interleaved>
+          class Layout = Interleaved, class Kernels = LoopKernels>
 class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layout> {
   using Data = ProblemData<S, Dynamics, NX, NU, kFixedSize, Layout>;
   // State, control and tau sizes (named as in the math, like NX and NU).
@@ -288,7 +290,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
       }
       if (t < T_ - 1) {
         LoadJacobians(t, A, B);
-        AddDynamicsToQ<S>(A, B, V_, v_, n, m, VA, VB, Qxx, Qux, Quu_, qx, qu_);
+        Kernels::template AddDynamicsToQ<S>(A, B, V_, v_, n, m, VA, VB, Qxx, Qux, Quu_, qx, qu_);
       }
       for (int e = 0; e < m * m; ++e) H_[e] = Quu_[e];
       if (mu_ > S(0)) {
@@ -320,44 +322,14 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     return kOk;
   }
 
-  // V = sym(Qxx + Qux'K + K'Qux + K'Quu K), v = qx + Qux'k + K'(qu + Quu k), with the true Quu.
+  // The value function from the gains, with the true Quu (core::ValueFunctionOfGains).
   MPC_HOST_DEVICE void UpdateValueFunction(const S* Qxx, const S* Qux, const S* qx, const S* K,
                                            const S* k) {
     ScratchScope<S> scope(arena_);
     LocalArray<S, NU * NX> QuuK(arena_, m * n);
-    for (int i = 0; i < m; ++i) {
-      for (int j = 0; j < n; ++j) {
-        S s = 0;
-        for (int l = 0; l < m; ++l) s += Quu_[i * m + l] * K[l * n + j];
-        QuuK[i * n + j] = s;
-      }
-    }
-    for (int i = 0; i < n; ++i) {
-      for (int j = 0; j < n; ++j) {
-        S ktqux_ij = 0, ktqux_ji = 0, kquuk = 0;
-        for (int l = 0; l < m; ++l) {
-          ktqux_ij += Qux[l * n + i] * K[l * n + j];
-          ktqux_ji += Qux[l * n + j] * K[l * n + i];
-          kquuk += K[l * n + i] * QuuK[l * n + j];
-        }
-        V_[i * n + j] = Qxx[i * n + j] + ktqux_ij + ktqux_ji + kquuk;
-      }
-    }
-    Symmetrize<S>(V_, n);
     LocalArray<S, NU> tmp(arena_, m);
-    for (int i = 0; i < m; ++i) {
-      S s = 0;
-      for (int l = 0; l < m; ++l) s += Quu_[i * m + l] * k[l];
-      tmp[i] = qu_[i] + s;
-    }
-    for (int i = 0; i < n; ++i) {
-      S a = 0, c = 0;
-      for (int l = 0; l < m; ++l) {
-        a += Qux[l * n + i] * k[l];
-        c += K[l * n + i] * tmp[l];
-      }
-      v_[i] = qx[i] + a + c;
-    }
+    Kernels::template ValueFunctionOfGains<S>(Qxx, Qux, Quu_, qx, qu_, K, k, n, m, QuuK, tmp, V_,
+                                              v_);
   }
 
   MPC_HOST_DEVICE S QpObjective(const S* x) const {

@@ -1,17 +1,14 @@
 #ifndef MPC_SOLVER_CORE_IMPLICIT_BACKWARD_H_
 #define MPC_SOLVER_CORE_IMPLICIT_BACKWARD_H_
 
-// The implicit backward pass (vector-Jacobian product) of one problem (DESIGN §4; the math is
-// described in solver/cpu/implicit_backward.h), written once: what one CUDA thread runs
-// (solver/cuda/backward_kernels.cuh) and what a CPU worker runs. For GradientMode kDefault and
-// kFullChain (kExact is the same as kDefault for linear dynamics; for models it needs the
-// dynamics' curvature in every stage's Hessian and is computed by the CPU's ShapeBackward): the
-// dynamics linearised at the given point as the solve linearises them (StepWithJacobians,
-// model_derivatives.h), the active set (|u - bound| <= kActiveSetTolerance), the costates and
-// residuals, one Riccati factorisation of the pinned LQR with Levenberg-Marquardt retries, that
-// LQR solved for the cotangent, and the gradient formulas. The LQR's backward sweep runs inside
-// the factorisation's (the right-hand side is known up front, so the factors are used as they are
-// made and never stored).
+// The implicit backward pass (vector-Jacobian product) and the solution's Jacobians of one problem
+// (DESIGN §4), written once: what one CUDA thread runs (solver/cuda/backward_kernels.cuh) and what
+// a CPU worker runs. All three GradientModes: the dynamics linearised at the given point as the
+// solve linearises them (StepWithJacobians, model_derivatives.h), the active set
+// (|u - bound| <= kActiveSetTolerance), the costates and residuals, in kExact on a model the
+// dynamics' curvature in every stage's Hessian, one Riccati factorisation of the pinned LQR with
+// Levenberg-Marquardt retries (its factors stored), that LQR solved for each right-hand side (the
+// cotangent; or one per column of a Jacobian), and the gradient formulas.
 
 #include <cmath>
 
@@ -28,7 +25,7 @@ namespace mpc::core {
 // A control within this of a bound is pinned (solver/gradients.h kActiveSetTolerance).
 constexpr double kDeviceActiveSetTolerance = 1e-8;
 // Above this estimated condition number of a stage's Quu (free controls) the result is flagged
-// (solver/cpu/implicit_backward_solver.h kIllConditioned).
+// GradientStatus::kIllConditioned.
 constexpr double kDeviceIllConditioned = 1e12;
 
 // GCC 12 at -O3 does not see that the run-time sizes n, m equal NX, NU in the fixed-size
@@ -41,9 +38,9 @@ constexpr double kDeviceIllConditioned = 1e12;
 #endif
 
 // One problem's backward pass. Construct, then Run(); everything it needs is in the view. NX, NU,
-// Layout and the arena as for ProblemSolver (ilqr.h).
+// Layout, Kernels and the arena as for ProblemSolver (ilqr.h).
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
-          class Layout = Interleaved>
+          class Layout = Interleaved, class Kernels = LoopKernels>
 class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
   // State, control and tau sizes (named as in the math, like NX and NU).
   using Sizes = ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>;
@@ -74,11 +71,50 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       return;
     }
     if (!Factorize(&out)) return;
-    if (!SolveClosedLoop()) {
+    if (!SolveLqr({RhsKind::kCotangent, 0})) {
       out.status = kDeviceGradientNotFinite;
       return;
     }
     AssembleGradient();
+  }
+
+  // The Jacobians of the solution (view.jacobians says which): column j of d tau / d x_init and
+  // column k of d tau / d params are the pinned LQR's solutions for those right-hand sides, from
+  // one factorisation. A point or result that is not finite leaves zeros and kNotFinite.
+  MPC_HOST_DEVICE void RunJacobians() {
+    BackwardResult& out = view_.results[b_];
+    out.regularization = 0.0;
+    out.condition_estimate = 0.0;
+    out.active_controls = 0;
+    out.status = kDeviceGradientOk;
+    const JacobianSettings& want = view_.jacobians;
+    const bool params = want.params && !Dynamics::kIsLinear;
+    const int np = Dynamics::kParamDim;
+    for (int e = 0; e < (want.x_init ? T_ * nt * n : 0); ++e) At(view_.jac_x_init, e) = 0;
+    for (int e = 0; e < (params ? T_ * nt * np : 0); ++e) At(view_.jac_params, e) = 0;
+    if (!Load(&out)) {
+      out.status = kDeviceGradientNotFinite;
+      return;
+    }
+    if (params && settings_.mode != kDeviceModeDefault && !LoadMixedBlocks()) {
+      out.status = kDeviceGradientNotFinite;
+      return;
+    }
+    if (!Factorize(&out)) return;
+    bool finite = true;
+    for (int j = 0; want.x_init && j < n; ++j) {
+      finite = SolveLqr({RhsKind::kInitialState, j}) && finite;
+      WriteColumn(view_.jac_x_init, j, n);
+    }
+    for (int k = 0; params && k < np; ++k) {
+      finite = SolveLqr({RhsKind::kParameter, k}) && finite;
+      WriteColumn(view_.jac_params, k, np);
+    }
+    if (!finite) {
+      out.status = kDeviceGradientNotFinite;
+      for (int e = 0; e < (want.x_init ? T_ * nt * n : 0); ++e) At(view_.jac_x_init, e) = 0;
+      for (int e = 0; e < (params ? T_ * nt * np : 0); ++e) At(view_.jac_params, e) = 0;
+    }
   }
 
  private:
@@ -97,6 +133,16 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   MPC_HOST_DEVICE int CostBase(int t) const { return (in_.cost_slices > 1 ? t : 0) * nt * nt; }
   MPC_HOST_DEVICE S C(int t, int i, int j) const {
     return At(in_.cost_quadratic, CostBase(t) + i * nt + j);
+  }
+  // The pinned LQR's Hessian at step t: the cost's C_t plus, in kExact on a model, the dynamics'
+  // curvature lambda_{t+1}' d2f/dtau2 (written by Load).
+  MPC_HOST_DEVICE S H(int t, int i, int j) const {
+    if constexpr (!Dynamics::kIsLinear) {
+      if (settings_.mode == kDeviceModeExact && t + 1 < T_) {
+        return C(t, i, j) + At(view_.curvature, (t * nt + i) * nt + j);
+      }
+    }
+    return C(t, i, j);
   }
   MPC_HOST_DEVICE S c(int t, int i) const {
     return At(in_.cost_linear, (in_.linear_slices > 1 ? t : 0) * nt + i);
@@ -252,10 +298,40 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         for (int j = 0; j < nt; ++j) finite = finite && IsFinite(C(t, i, j));
       }
     }
+    if constexpr (!Dynamics::kIsLinear) {
+      if (settings_.mode == kDeviceModeExact) finite = LoadCurvature() && finite;
+    }
     out->stationarity_residual = stationarity_residual;
     out->dynamics_residual = dynamics_residual;
     out->active_controls = active;
     return finite && IsFinite(stationarity_residual) && IsFinite(dynamics_residual);
+  }
+
+  // kExact: the dynamics' curvature lambda_{t+1}' d2f/dtau2 of every step (part of H_t). False
+  // when one is not finite.
+  MPC_HOST_DEVICE bool LoadCurvature() {
+    if constexpr (Dynamics::kIsLinear) {
+      return true;
+    } else {
+      using Model = typename Dynamics::ModelType;
+      constexpr int p = Dynamics::kParamDim;
+      S params[p] = {}, x[NX] = {}, u[NU] = {}, lambda[NX] = {}, block[(NX + NU) * (NX + NU)] = {};
+      for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
+      bool finite = true;
+      for (int t = 0; t + 1 < T_; ++t) {
+        for (int i = 0; i < n; ++i) {
+          x[i] = At(view_.x, t * n + i);
+          lambda[i] = At(view_.lambda, (t + 1) * n + i);
+        }
+        for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
+        StepTauHessian<Model>(x, u, params, settings_.dt, lambda, block);
+        for (int e = 0; e < nt * nt; ++e) {
+          At(view_.curvature, t * nt * nt + e) = block[e];
+          finite = finite && IsFinite(block[e]);
+        }
+      }
+      return finite;
+    }
   }
 
   // Riccati factorisation of the pinned LQR, retried with growing mu I on the free controls' Quu
@@ -281,9 +357,10 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     return true;
   }
 
-  // One Riccati pass of the pinned LQR with Hessian C_t (V_t, K_t with pinned rows zero, L_t of
-  // Quu with pinned rows and columns replaced by the identity), and in the same sweep the LQR's
-  // backward pass for the cotangent (linear term g = -dL/dtau): k_t, v_t. Stores K_t, k_t.
+  // One Riccati pass of the pinned LQR with Hessian H_t (V_t, K_t with pinned rows zero, L_t of
+  // Quu with pinned rows and columns replaced by the identity). Stores K_t, L_t, Qux_t and V_t:
+  // every right-hand side is then solved by SolveLqr without factorising again. The linear terms
+  // of AddDynamicsToQ and the value function are not used here (zero v, scratch qx, qu, k).
   MPC_HOST_DEVICE bool FactorizeOnce(S reg, S* condition) {
     ScratchScope<S> scope(arena_);
     LocalArray<S, NX * NX> A(arena_, n * n), VA(arena_, n * n), V(arena_, n * n),
@@ -291,22 +368,20 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     LocalArray<S, NX * NU> B(arena_, n * m), VB(arena_, n * m), Qux(arena_, m * n),
         K(arena_, m * n);
     LocalArray<S, NU * NU> Quu(arena_, m * m), L(arena_, m * m);
-    LocalArray<S, NX> v(arena_, n), qx(arena_, n);
+    LocalArray<S, NX> zero(arena_, n), v(arena_, n), qx(arena_, n);
     LocalArray<S, NU> qu(arena_, m), k(arena_, m);
     *condition = 0;
     for (int t = T_ - 1; t >= 0; --t) {
       for (int i = 0; i < n; ++i) {
-        for (int j = 0; j < n; ++j) Qxx[i * n + j] = C(t, i, j);
-        qx[i] = -At(view_.dl_dx, t * n + i);
+        for (int j = 0; j < n; ++j) Qxx[i * n + j] = H(t, i, j);
       }
       for (int i = 0; i < m; ++i) {
-        for (int j = 0; j < n; ++j) Qux[i * n + j] = C(t, n + i, j);
-        for (int j = 0; j < m; ++j) Quu[i * m + j] = C(t, n + i, n + j);
-        qu[i] = -At(view_.dl_du, t * m + i);
+        for (int j = 0; j < n; ++j) Qux[i * n + j] = H(t, n + i, j);
+        for (int j = 0; j < m; ++j) Quu[i * m + j] = H(t, n + i, n + j);
       }
       if (t + 1 < T_) {
         LoadJacobians(t, A, B);
-        AddDynamicsToQ<S>(A, B, V, v, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
+        Kernels::template AddDynamicsToQ<S>(A, B, V, zero, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
       }
       for (int i = 0; i < m; ++i) {
         if (At(view_.free, t * m + i) == S(0)) {
@@ -316,7 +391,6 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
           }
           Quu[i * m + i] = 1;
           for (int j = 0; j < n; ++j) Qux[i * n + j] = 0;
-          qu[i] = 0;
         } else {
           Quu[i * m + i] += reg;
         }
@@ -335,42 +409,105 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       }
       for (int e = 0; e < m * n; ++e) K[e] = -Qux[e];
       CholeskySolveInPlace<S>(L, m, K, n);
-      for (int i = 0; i < m; ++i) k[i] = -qu[i];
-      CholeskySolveInPlace<S>(L, m, k, 1);
-      // V = sym(Qxx + Qux' K), v = qx + Qux' k.
-      for (int i = 0; i < n; ++i) {
-        for (int j = 0; j < n; ++j) {
-          S s = Qxx[i * n + j];
-          for (int l = 0; l < m; ++l) s += Qux[l * n + i] * K[l * n + j];
-          V[i * n + j] = s;
-        }
-        S s = qx[i];
-        for (int l = 0; l < m; ++l) s += Qux[l * n + i] * k[l];
-        v[i] = s;
-      }
-      Symmetrize<S>(V, n);
+      Kernels::template ValueFunctionOfMinimisers<S>(Qxx, Qux, qx, K, k, n, m, V, v);
       bool finite = true;
-      for (int e = 0; e < n * n; ++e) finite = finite && IsFinite(V[e]);
+      for (int e = 0; e < n * n; ++e) {
+        finite = finite && IsFinite(V[e]);
+        At(view_.V, t * n * n + e) = V[e];
+      }
       for (int e = 0; e < m * n; ++e) {
         finite = finite && IsFinite(K[e]);
         At(view_.K, t * m * n + e) = K[e];
+        At(view_.Qux, t * m * n + e) = Qux[e];
       }
       if (!finite) return false;
-      for (int i = 0; i < m; ++i) At(view_.k, t * m + i) = k[i];
+      for (int e = 0; e < m * m; ++e) At(view_.L, t * m * m + e) = L[e];
     }
     return true;
   }
 
-  // The LQR's closed loop from dx_0 = 0 (du_t = k_t + K_t dx_t), then its multipliers
-  // mu_t = gx_t + C_{t,xx} dx_t + C_{t,ux}' du_t + A_t' mu_{t+1} (mpc.pytorch's dlambda). Returns
-  // false when any of them is not finite.
-  MPC_HOST_DEVICE bool SolveClosedLoop() {
+  // The right-hand sides of the pinned LQR: the cotangent's (linear term g = -dL/dtau, dx_0 = 0,
+  // no offsets), column `index` of d tau / d x_init (dx_0 = e_index) and column `index` of
+  // d tau / d params (offsets h_t = df/dp_index and, beyond kDefault, g_t = M_t e_index).
+  enum class RhsKind { kCotangent, kInitialState, kParameter };
+  struct Rhs {
+    RhsKind kind;
+    int index;
+  };
+
+  MPC_HOST_DEVICE S LinearTerm(const Rhs& rhs, int t, int i) const {
+    switch (rhs.kind) {
+      case RhsKind::kCotangent:
+        return i < n ? -At(view_.dl_dx, t * n + i) : -At(view_.dl_du, t * m + i - n);
+      case RhsKind::kParameter:
+        if (settings_.mode == kDeviceModeDefault || t + 1 >= T_) return 0;
+        return At(view_.mixed, (t * nt + i) * Dynamics::kParamDim + rhs.index);
+      default:
+        return 0;
+    }
+  }
+  MPC_HOST_DEVICE bool HasOffsets(const Rhs& rhs) const { return rhs.kind == RhsKind::kParameter; }
+  MPC_HOST_DEVICE S Offset(const Rhs& rhs, int t, int i) const {
+    return At(view_.P, (t * Dynamics::kParamDim + rhs.index) * n + i);
+  }
+  MPC_HOST_DEVICE S InitialState(const Rhs& rhs, int i) const {
+    return rhs.kind == RhsKind::kInitialState && i == rhs.index ? S(1) : S(0);
+  }
+
+  // The pinned LQR for one right-hand side with the stored factors: its backward sweep (k_t), its
+  // closed loop (du_t = k_t + K_t dx_t, dx_{t+1} = A_t dx_t + B_t du_t + h_t) into dx, du and, for
+  // the cotangent, its multipliers mu_t = g_x + H_{t,xx} dx_t + H_{t,ux}' du_t + A_t' mu_{t+1}
+  // (mpc.pytorch's dlambda). Returns false when any of them is not finite.
+  MPC_HOST_DEVICE bool SolveLqr(const Rhs& rhs) {
     ScratchScope<S> scope(arena_);
     LocalArray<S, NX * NX> A(arena_, n * n);
     LocalArray<S, NX * NU> B(arena_, n * m);
-    LocalArray<S, NX> dx(arena_, n), next(arena_, n), mu(arena_, n), mu_next(arena_, n);
-    LocalArray<S, NU> du(arena_, m);
+    LocalArray<S, NX> v(arena_, n), w(arena_, n), qx(arena_, n), dx(arena_, n), next(arena_, n),
+        mu(arena_, n), mu_next(arena_, n);
+    LocalArray<S, NU> qu(arena_, m), k(arena_, m), du(arena_, m);
+    LocalArray<S, NU * NU> L(arena_, m * m);
+    const bool offsets = HasOffsets(rhs);
+    for (int t = T_ - 1; t >= 0; --t) {
+      for (int i = 0; i < n; ++i) qx[i] = LinearTerm(rhs, t, i);
+      for (int i = 0; i < m; ++i) qu[i] = LinearTerm(rhs, t, n + i);
+      if (t + 1 < T_) {
+        LoadJacobians(t, A, B);
+        // w = v_{t+1} + V_{t+1} h_t: the next value function's gradient where the step lands.
+        for (int i = 0; i < n; ++i) {
+          S s = v[i];
+          if (offsets) {
+            for (int j = 0; j < n; ++j) {
+              s += At(view_.V, ((t + 1) * n + i) * n + j) * Offset(rhs, t, j);
+            }
+          }
+          w[i] = s;
+        }
+        for (int i = 0; i < n; ++i) {
+          S s = 0;
+          for (int l = 0; l < n; ++l) s += A[l * n + i] * w[l];
+          qx[i] += s;
+        }
+        for (int i = 0; i < m; ++i) {
+          S s = 0;
+          for (int l = 0; l < n; ++l) s += B[l * m + i] * w[l];
+          qu[i] += s;
+        }
+      }
+      for (int i = 0; i < m; ++i) {
+        if (At(view_.free, t * m + i) == S(0)) qu[i] = 0;
+        k[i] = -qu[i];
+      }
+      for (int e = 0; e < m * m; ++e) L[e] = At(view_.L, t * m * m + e);
+      CholeskySolveInPlace<S>(L, m, k, 1);
+      for (int i = 0; i < n; ++i) {
+        S s = qx[i];
+        for (int l = 0; l < m; ++l) s += At(view_.Qux, (t * m + l) * n + i) * k[l];
+        v[i] = s;
+      }
+      for (int i = 0; i < m; ++i) At(view_.k, t * m + i) = k[i];
+    }
     bool finite = true;
+    for (int i = 0; i < n; ++i) dx[i] = InitialState(rhs, i);
     for (int t = 0; t < T_; ++t) {
       for (int i = 0; i < n; ++i) At(view_.dx, t * n + i) = dx[i];
       for (int j = 0; j < m; ++j) {
@@ -387,17 +524,19 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
           S s = 0;
           for (int j = 0; j < n; ++j) s += A[i * n + j] * dx[j];
           for (int j = 0; j < m; ++j) s += B[i * m + j] * du[j];
+          if (offsets) s += Offset(rhs, t, i);
           next[i] = s;
         }
         for (int i = 0; i < n; ++i) dx[i] = next[i];
       }
     }
+    if (rhs.kind != RhsKind::kCotangent) return finite;
     for (int t = T_ - 1; t >= 0; --t) {
       if (t + 1 < T_) LoadJacobians(t, A, B);
       for (int i = 0; i < n; ++i) {
         S s = -At(view_.dl_dx, t * n + i);
-        for (int j = 0; j < n; ++j) s += C(t, i, j) * At(view_.dx, t * n + j);
-        for (int j = 0; j < m; ++j) s += C(t, n + j, i) * At(view_.du, t * m + j);
+        for (int j = 0; j < n; ++j) s += H(t, i, j) * At(view_.dx, t * n + j);
+        for (int j = 0; j < m; ++j) s += H(t, n + j, i) * At(view_.du, t * m + j);
         if (t + 1 < T_) {
           for (int l = 0; l < n; ++l) s += A[l * n + i] * mu_next[l];
         }
@@ -410,6 +549,40 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       }
     }
     return finite;
+  }
+
+  // out[(t * (n+m) + i) * cols + col] = dtau_t[i] of the last SolveLqr.
+  MPC_HOST_DEVICE void WriteColumn(S* out, int col, int cols) {
+    for (int t = 0; t < T_; ++t) {
+      for (int i = 0; i < nt; ++i) At(out, (t * nt + i) * cols + col) = DeltaTau(t, i);
+    }
+  }
+
+  // M_t = lambda_{t+1}' d2f / dtau dp for every step (the linear terms of the parameter columns
+  // beyond kDefault). False when one is not finite.
+  MPC_HOST_DEVICE bool LoadMixedBlocks() {
+    if constexpr (Dynamics::kIsLinear) {
+      return true;
+    } else {
+      using Model = typename Dynamics::ModelType;
+      constexpr int p = Dynamics::kParamDim;
+      S params[p] = {}, x[NX] = {}, u[NU] = {}, lambda[NX] = {}, block[(NX + NU) * p] = {};
+      for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
+      bool finite = true;
+      for (int t = 0; t + 1 < T_; ++t) {
+        for (int i = 0; i < n; ++i) {
+          x[i] = At(view_.x, t * n + i);
+          lambda[i] = At(view_.lambda, (t + 1) * n + i);
+        }
+        for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
+        StepMixedSecondDerivatives<Model>(x, u, params, settings_.dt, lambda, block);
+        for (int e = 0; e < nt * p; ++e) {
+          At(view_.mixed, t * nt * p + e) = block[e];
+          finite = finite && IsFinite(block[e]);
+        }
+      }
+      return finite;
+    }
   }
 
   // The gradient formulas of cpu/implicit_backward.h from dtau = (dx, du), dlambda = mu and the

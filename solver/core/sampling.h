@@ -373,17 +373,18 @@ MPC_HOST_DEVICE void SampleCostIfSampled(const SamplingBatchView<S>& view, int b
 }
 
 // The iLQR from the sampled plan (for pure CEM/MPPI: its rollout and gains), then the statistics.
+// Kernels as for ProblemSolver (the executor's own choice, so that a chain's iLQR is its iLQR).
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
-          class Layout = Interleaved>
+          class Layout = Interleaved, class Kernels = LoopKernels>
 MPC_HOST_DEVICE void PolishAndFinish(const SamplingBatchView<S>& view, int b,
                                      ScratchArena<S>* arena = nullptr) {
-  ProblemSolver<S, Dynamics, NX, NU, kFixedSize, Layout>(view.problem, b, arena).Solve();
+  ProblemSolver<S, Dynamics, NX, NU, kFixedSize, Layout, Kernels>(view.problem, b, arena).Solve();
   ProblemSampler<S, Dynamics, NX, NU, kFixedSize, Layout>(view, b, arena).Finish();
 }
 
 // Problem b from start to end on one thread (a CPU worker): samples in turn, no allocation.
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
-          class Layout = Interleaved>
+          class Layout = Interleaved, class Kernels = LoopKernels>
 MPC_HOST_DEVICE void SolveWithSampling(const SamplingBatchView<S>& view, int b,
                                        ScratchArena<S>* arena = nullptr) {
   ProblemSampler<S, Dynamics, NX, NU, kFixedSize, Layout> sampler(view, b, arena);
@@ -394,7 +395,7 @@ MPC_HOST_DEVICE void SolveWithSampling(const SamplingBatchView<S>& view, int b,
     }
     sampler.Update(iteration);
   }
-  PolishAndFinish<S, Dynamics, NX, NU, kFixedSize, Layout>(view, b, arena);
+  PolishAndFinish<S, Dynamics, NX, NU, kFixedSize, Layout, Kernels>(view, b, arena);
 }
 
 }  // namespace mpc::core

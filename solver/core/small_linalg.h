@@ -122,6 +122,95 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE void Symmetrize(S* V, int n) {
   }
 }
 
+// The value function of a stage from its Q-function and gains (any K, k: the box QP's pinned
+// gains too): V = sym(Qxx + Qux'K + K'Qux + K'Quu K), v = qx + Qux'k + K'(qu + Quu k). QuuK
+// (m, n) and tmp (m) are scratch.
+template <typename S>
+MPC_HOST_DEVICE MPC_FORCE_INLINE void ValueFunctionOfGains(const S* Qxx, const S* Qux, const S* Quu,
+                                                           const S* qx, const S* qu, const S* K,
+                                                           const S* k, int n, int m, S* QuuK,
+                                                           S* tmp, S* V, S* v) {
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < n; ++j) {
+      S s = 0;
+      for (int l = 0; l < m; ++l) s += Quu[i * m + l] * K[l * n + j];
+      QuuK[i * n + j] = s;
+    }
+  }
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < n; ++j) {
+      S ktqux_ij = 0, ktqux_ji = 0, kquuk = 0;
+      for (int l = 0; l < m; ++l) {
+        ktqux_ij += Qux[l * n + i] * K[l * n + j];
+        ktqux_ji += Qux[l * n + j] * K[l * n + i];
+        kquuk += K[l * n + i] * QuuK[l * n + j];
+      }
+      V[i * n + j] = Qxx[i * n + j] + ktqux_ij + ktqux_ji + kquuk;
+    }
+  }
+  Symmetrize<S>(V, n);
+  for (int i = 0; i < m; ++i) {
+    S s = 0;
+    for (int l = 0; l < m; ++l) s += Quu[i * m + l] * k[l];
+    tmp[i] = qu[i] + s;
+  }
+  for (int i = 0; i < n; ++i) {
+    S a = 0, c = 0;
+    for (int l = 0; l < m; ++l) {
+      a += Qux[l * n + i] * k[l];
+      c += K[l * n + i] * tmp[l];
+    }
+    v[i] = qx[i] + a + c;
+  }
+}
+
+// The value function when K, k are the exact minimisers of the Q-function (Quu K = -Qux,
+// Quu k = -qu): V = sym(Qxx + Qux'K), v = qx + Qux'k.
+template <typename S>
+MPC_HOST_DEVICE MPC_FORCE_INLINE void ValueFunctionOfMinimisers(const S* Qxx, const S* Qux,
+                                                                const S* qx, const S* K, const S* k,
+                                                                int n, int m, S* V, S* v) {
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < n; ++j) {
+      S s = Qxx[i * n + j];
+      for (int l = 0; l < m; ++l) s += Qux[l * n + i] * K[l * n + j];
+      V[i * n + j] = s;
+    }
+    S s = qx[i];
+    for (int l = 0; l < m; ++l) s += Qux[l * n + i] * k[l];
+    v[i] = s;
+  }
+  Symmetrize<S>(V, n);
+}
+
+// The O(n^3) steps of a Riccati stage, as the solvers call them (their Kernels parameter): the
+// loops above, on every executor. A host-only alternative with the same interface
+// (cpu/dense_kernels.h) uses packed products for shapes too large for the device.
+struct LoopKernels {
+  template <typename S>
+  MPC_HOST_DEVICE MPC_FORCE_INLINE static void AddDynamicsToQ(const S* A, const S* B, const S* V,
+                                                              const S* v, int n, int m, S* VA,
+                                                              S* VB, S* Qxx, S* Qux, S* Quu, S* qx,
+                                                              S* qu) {
+    core::AddDynamicsToQ<S>(A, B, V, v, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
+  }
+  template <typename S>
+  MPC_HOST_DEVICE MPC_FORCE_INLINE static void ValueFunctionOfGains(const S* Qxx, const S* Qux,
+                                                                    const S* Quu, const S* qx,
+                                                                    const S* qu, const S* K,
+                                                                    const S* k, int n, int m,
+                                                                    S* QuuK, S* tmp, S* V, S* v) {
+    core::ValueFunctionOfGains<S>(Qxx, Qux, Quu, qx, qu, K, k, n, m, QuuK, tmp, V, v);
+  }
+  template <typename S>
+  MPC_HOST_DEVICE MPC_FORCE_INLINE static void ValueFunctionOfMinimisers(const S* Qxx, const S* Qux,
+                                                                         const S* qx, const S* K,
+                                                                         const S* k, int n, int m,
+                                                                         S* V, S* v) {
+    core::ValueFunctionOfMinimisers<S>(Qxx, Qux, qx, K, k, n, m, V, v);
+  }
+};
+
 }  // namespace mpc::core
 
 #endif  // MPC_SOLVER_CORE_SMALL_LINALG_H_

@@ -8,7 +8,8 @@
 #include "solver/core/implicit_backward.h"
 #include "solver/core/sampling.h"
 #include "solver/core/scratch.h"
-#include "solver/cpu/implicit_backward_solver.h"
+#include "solver/cpu/dense_kernels.h"
+#include "solver/cpu/implicit_backward.h"
 #include "solver/packing.h"
 #include "solver/sampling_packing.h"
 
@@ -56,7 +57,8 @@ class CoreShapeSolver final : public ShapeSolver {
         core::MakeIlqrBatchView<double>(layout, buffer_.data(), &settings_, &result_);
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
     DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
-      core::ProblemSolver<double, Dynamics, NX, NU, kFixedSize, Contiguous>(view, 0, &arena)
+      core::ProblemSolver<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels>(view, 0,
+                                                                                          &arena)
           .Solve();
     });
     core::UnpackIlqrOutputs<double>(problems, layout, buffer_.data() + layout.best_x, &result_,
@@ -79,7 +81,8 @@ class CoreShapeSolver final : public ShapeSolver {
                                             &result_, &sampling_settings_, &sampling_result_);
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
     DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
-      core::SolveWithSampling<double, Dynamics, NX, NU, kFixedSize, Contiguous>(view, 0, &arena);
+      core::SolveWithSampling<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels>(
+          view, 0, &arena);
     });
     core::UnpackIlqrOutputs<double>(problems, layout.problem,
                                     buffer_.data() + layout.problem.best_x, &result_, solutions);
@@ -107,42 +110,48 @@ class CoreShapeBackward final : public ShapeBackward {
   const ProblemShape& shape() const override { return shape_; }
 
   void Backward(const BackwardProblem& problem, ProblemGradient* gradient) override {
-    if (!core::CoreComputesBackward(problem)) {
-      // kExact on a model: the dynamics' curvature is not in the core yet.
-      Fallback().Backward(problem, gradient);
-      return;
-    }
     const BackwardProblem* const problems[1] = {&problem};
     ProblemGradient* const gradients[1] = {gradient};
     const core::BackwardBatchLayout layout = core::PlanBackwardBatch(problems);
-    Reserve(&buffer_, layout.total_size);
-    core::PackBackwardInputs<double>(problems, layout, buffer_.data(), &settings_);
-    const core::BackwardBatchView<double> view =
-        core::MakeBackwardBatchView<double>(layout, buffer_.data(), &settings_, &result_);
-    core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
-    DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
-      core::ProblemBackward<double, Dynamics, NX, NU, kFixedSize, Contiguous>(view, 0, &arena)
-          .Run();
-    });
+    const core::BackwardBatchView<double> view = Pack(problems, layout);
+    Run(view, [](auto&& backward) { backward.Run(); });
     core::UnpackBackwardOutputs<double>(problems, layout, buffer_.data() + layout.grad_x_init,
                                         &result_, gradients);
   }
 
   void Jacobians(const Problem& problem, absl::Span<const double> x, absl::Span<const double> u,
                  const JacobianRequest& request, SolutionJacobians* jacobians) override {
-    Fallback().Jacobians(problem, x, u, request, jacobians);
+    BackwardProblem point;
+    point.problem = &problem;
+    point.x.assign(x.begin(), x.end());
+    point.u.assign(u.begin(), u.end());
+    point.mode = request.mode;
+    const BackwardProblem* const problems[1] = {&point};
+    const core::BackwardBatchLayout layout =
+        core::PlanBackwardBatch(problems, {.x_init = request.x_init, .params = request.params});
+    const core::BackwardBatchView<double> view = Pack(problems, layout);
+    Run(view, [](auto&& backward) { backward.RunJacobians(); });
+    core::UnpackJacobianOutputs<double>(layout, buffer_.data() + layout.grad_x_init, &result_, 0,
+                                        &jacobians->x_init, &jacobians->params,
+                                        &jacobians->diagnostics);
   }
 
  private:
-  // The Eigen pass for what the core does not compute yet (kExact on models, Jacobians); made on
-  // first use.
-  ShapeBackward& Fallback() {
-    if (fallback_ == nullptr) {
-      fallback_ = shape_.dynamics.is_linear()
-                      ? MakeLinearShapeBackward(shape_, sizes_ == CoreSizes::kSpecialised)
-                      : MakeModelShapeBackward(shape_, sizes_ == CoreSizes::kSpecialised);
-    }
-    return *fallback_;
+  core::BackwardBatchView<double> Pack(absl::Span<const BackwardProblem* const> problems,
+                                       const core::BackwardBatchLayout& layout) {
+    Reserve(&buffer_, layout.total_size);
+    core::PackBackwardInputs<double>(problems, layout, buffer_.data(), &settings_);
+    return core::MakeBackwardBatchView<double>(layout, buffer_.data(), &settings_, &result_);
+  }
+
+  // Runs pass(ProblemBackward&) on problem 0 of `view` with this shape's sizes.
+  template <class Pass>
+  void Run(const core::BackwardBatchView<double>& view, Pass&& pass) {
+    core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
+    DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
+      pass(core::ProblemBackward<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels>(
+          view, 0, &arena));
+    });
   }
 
   const ProblemShape shape_;
@@ -151,7 +160,6 @@ class CoreShapeBackward final : public ShapeBackward {
   std::vector<double> scratch_;
   core::BackwardSettings settings_{};
   core::BackwardResult result_{};
-  std::unique_ptr<ShapeBackward> fallback_;
 };
 
 }  // namespace

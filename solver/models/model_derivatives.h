@@ -84,6 +84,59 @@ MPC_HOST_DEVICE void StepMixedDirectional(const S* x, const S* u, const S* p, do
   }
 }
 
+// Second derivatives of phi(tau, p) = lambda' f(x, u; p), tau = [x; u], by forward-over-forward AD
+// (nested duals over the model's templated Step), in scalar S. Each seeds only the tangents its
+// block needs: a nested evaluation costs the product of the two tangent counts. The parameters of
+// StepTauHessian carry no tangent but are of the nested type (a plain parameter scalar would not
+// mix with nested duals in the models' expressions).
+
+// Htt = d2 phi / d tau^2: (n+m, n+m) row-major.
+template <class Model, typename S>
+MPC_HOST_DEVICE void StepTauHessian(const S* x, const S* u, const S* p, double dt, const S* lambda,
+                                    S* Htt) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  constexpr int nt = n + m;
+  using Inner = Dual<S, nt>;
+  using Outer = Dual<Inner, nt>;
+  Outer xd[n], ud[m], pd[Model::kParamDim], out[n];
+  for (int i = 0; i < n; ++i) xd[i] = Outer::Variable(Inner::Variable(x[i], i), i);
+  for (int j = 0; j < m; ++j) ud[j] = Outer::Variable(Inner::Variable(u[j], n + j), n + j);
+  for (int k = 0; k < Model::kParamDim; ++k) pd[k] = Outer(Inner(p[k]));
+  Model::Step(xd, ud, pd, dt, out);
+  for (int a = 0; a < nt; ++a) {
+    for (int b = 0; b < nt; ++b) {
+      S s = 0;
+      for (int i = 0; i < n; ++i) s += lambda[i] * out[i].d[a].d[b];
+      Htt[a * nt + b] = s;
+    }
+  }
+}
+
+// Htp = d2 phi / d tau d p: (n+m, kParamDim) row-major. Outer tangents over p, inner over tau.
+template <class Model, typename S>
+MPC_HOST_DEVICE void StepMixedSecondDerivatives(const S* x, const S* u, const S* p, double dt,
+                                                const S* lambda, S* Htp) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  constexpr int np = Model::kParamDim;
+  constexpr int nt = n + m;
+  using Inner = Dual<S, nt>;
+  using Outer = Dual<Inner, np>;
+  Outer xd[n], ud[m], pd[np], out[n];
+  for (int i = 0; i < n; ++i) xd[i] = Outer(Inner::Variable(x[i], i));
+  for (int j = 0; j < m; ++j) ud[j] = Outer(Inner::Variable(u[j], n + j));
+  for (int k = 0; k < np; ++k) pd[k] = Outer::Variable(Inner(p[k]), k);
+  Model::Step(xd, ud, pd, dt, out);
+  for (int a = 0; a < nt; ++a) {
+    for (int k = 0; k < np; ++k) {
+      S s = 0;
+      for (int i = 0; i < n; ++i) s += lambda[i] * out[i].d[k].d[a];
+      Htp[a * np + k] = s;
+    }
+  }
+}
+
 }  // namespace mpc
 
 #endif  // MPC_SOLVER_MODELS_MODEL_DERIVATIVES_H_

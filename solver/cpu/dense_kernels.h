@@ -1,0 +1,98 @@
+#ifndef MPC_SOLVER_CPU_DENSE_KERNELS_H_
+#define MPC_SOLVER_CPU_DENSE_KERNELS_H_
+
+// The core's Riccati kernels (core/small_linalg.h, LoopKernels' interface) for a CPU worker:
+// Eigen's packed, vectorised products for the shapes the device never runs (state or control
+// dimension above the generic device capacities), the core's own loops otherwise, so every shape
+// the device runs gives the CPU the device's bits. Host only.
+
+#include <Eigen/Core>
+
+#include "solver/core/dispatch.h"
+#include "solver/core/small_linalg.h"
+
+namespace mpc {
+
+struct DenseKernels {
+  static bool UsesPackedProducts(int n, int m) {
+    return n > core::kGenericMaxStateDim || m > core::kGenericMaxControlDim;
+  }
+
+  template <typename S>
+  static void AddDynamicsToQ(const S* A, const S* B, const S* V, const S* v, int n, int m, S* VA,
+                             S* VB, S* Qxx, S* Qux, S* Quu, S* qx, S* qu) {
+    if (!UsesPackedProducts(n, m)) {
+      core::AddDynamicsToQ<S>(A, B, V, v, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
+      return;
+    }
+    const ConstMatrix<S> a(A, n, n), b(B, n, m), value(V, n, n);
+    const ConstVector<S> value_gradient(v, n);
+    Matrix<S> va(VA, n, n), vb(VB, n, m);
+    va.noalias() = value * a;
+    vb.noalias() = value * b;
+    Matrix<S>(Qxx, n, n).noalias() += a.transpose() * va;
+    Matrix<S>(Qux, m, n).noalias() += b.transpose() * va;
+    Matrix<S>(Quu, m, m).noalias() += b.transpose() * vb;
+    Vector<S>(qx, n).noalias() += a.transpose() * value_gradient;
+    Vector<S>(qu, m).noalias() += b.transpose() * value_gradient;
+  }
+
+  template <typename S>
+  static void ValueFunctionOfGains(const S* Qxx, const S* Qux, const S* Quu, const S* qx,
+                                   const S* qu, const S* K, const S* k, int n, int m, S* QuuK,
+                                   S* tmp, S* V, S* v) {
+    if (!UsesPackedProducts(n, m)) {
+      core::ValueFunctionOfGains<S>(Qxx, Qux, Quu, qx, qu, K, k, n, m, QuuK, tmp, V, v);
+      return;
+    }
+    const ConstMatrix<S> qux(Qux, m, n), quu(Quu, m, m), gain(K, m, n);
+    const ConstVector<S> feedforward(k, m);
+    Matrix<S> quuk(QuuK, m, n), value(V, n, n);
+    quuk.noalias() = quu * gain;
+    value = ConstMatrix<S>(Qxx, n, n);
+    value.noalias() += qux.transpose() * gain;
+    value.noalias() += gain.transpose() * qux;
+    value.noalias() += gain.transpose() * quuk;
+    core::Symmetrize<S>(V, n);
+    Vector<S> shifted(tmp, m);
+    shifted = ConstVector<S>(qu, m);
+    shifted.noalias() += quu * feedforward;
+    Vector<S> value_gradient(v, n);
+    value_gradient = ConstVector<S>(qx, n);
+    value_gradient.noalias() += qux.transpose() * feedforward;
+    value_gradient.noalias() += gain.transpose() * shifted;
+  }
+
+  template <typename S>
+  static void ValueFunctionOfMinimisers(const S* Qxx, const S* Qux, const S* qx, const S* K,
+                                        const S* k, int n, int m, S* V, S* v) {
+    if (!UsesPackedProducts(n, m)) {
+      core::ValueFunctionOfMinimisers<S>(Qxx, Qux, qx, K, k, n, m, V, v);
+      return;
+    }
+    const ConstMatrix<S> qux(Qux, m, n);
+    Matrix<S> value(V, n, n);
+    value = ConstMatrix<S>(Qxx, n, n);
+    value.noalias() += qux.transpose() * ConstMatrix<S>(K, m, n);
+    Vector<S> value_gradient(v, n);
+    value_gradient = ConstVector<S>(qx, n);
+    value_gradient.noalias() += qux.transpose() * ConstVector<S>(k, m);
+    core::Symmetrize<S>(V, n);
+  }
+
+ private:
+  template <typename S>
+  using RowMajor = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  template <typename S>
+  using Matrix = Eigen::Map<RowMajor<S>>;
+  template <typename S>
+  using ConstMatrix = Eigen::Map<const RowMajor<S>>;
+  template <typename S>
+  using Vector = Eigen::Map<Eigen::Matrix<S, Eigen::Dynamic, 1>>;
+  template <typename S>
+  using ConstVector = Eigen::Map<const Eigen::Matrix<S, Eigen::Dynamic, 1>>;
+};
+
+}  // namespace mpc
+
+#endif  // MPC_SOLVER_CPU_DENSE_KERNELS_H_
