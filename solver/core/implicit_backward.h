@@ -96,7 +96,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       out.status = kDeviceGradientNotFinite;
       return;
     }
-    if (params && settings_.mode != kDeviceModeDefault && !LoadMixedBlocks()) {
+    if (params && settings_.mode != kDeviceModeDefault && !LoadSecondOrder<SecondOrder::kMixed>()) {
       out.status = kDeviceGradientNotFinite;
       return;
     }
@@ -299,7 +299,9 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       }
     }
     if constexpr (!Dynamics::kIsLinear) {
-      if (settings_.mode == kDeviceModeExact) finite = LoadCurvature() && finite;
+      if (settings_.mode == kDeviceModeExact) {
+        finite = LoadSecondOrder<SecondOrder::kCurvature>() && finite;
+      }
     }
     out->stationarity_residual = stationarity_residual;
     out->dynamics_residual = dynamics_residual;
@@ -307,15 +309,20 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     return finite && IsFinite(stationarity_residual) && IsFinite(dynamics_residual);
   }
 
-  // kExact: the dynamics' curvature lambda_{t+1}' d2f/dtau2 of every step (part of H_t). False
-  // when one is not finite.
-  MPC_HOST_DEVICE bool LoadCurvature() {
+  // The second derivatives of phi_t = lambda_{t+1}' f(x_t, u_t; p) at every step into the view:
+  // kCurvature, d2phi/dtau2 (kExact's part of H_t); kMixed, d2phi/dtau dp (M_t, the parameter
+  // columns' linear terms beyond kDefault). False when one is not finite.
+  enum class SecondOrder { kCurvature, kMixed };
+  template <SecondOrder kBlock>
+  MPC_HOST_DEVICE bool LoadSecondOrder() {
     if constexpr (Dynamics::kIsLinear) {
       return true;
     } else {
       using Model = typename Dynamics::ModelType;
       constexpr int p = Dynamics::kParamDim;
-      S params[p] = {}, x[NX] = {}, u[NU] = {}, lambda[NX] = {}, block[(NX + NU) * (NX + NU)] = {};
+      constexpr int kSize = (NX + NU) * (kBlock == SecondOrder::kCurvature ? NX + NU : p);
+      S* const out = kBlock == SecondOrder::kCurvature ? view_.curvature : view_.mixed;
+      S params[p] = {}, x[NX] = {}, u[NU] = {}, lambda[NX] = {}, block[kSize] = {};
       for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
       bool finite = true;
       for (int t = 0; t + 1 < T_; ++t) {
@@ -324,9 +331,13 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
           lambda[i] = At(view_.lambda, (t + 1) * n + i);
         }
         for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
-        StepTauHessian<Model>(x, u, params, settings_.dt, lambda, block);
-        for (int e = 0; e < nt * nt; ++e) {
-          At(view_.curvature, t * nt * nt + e) = block[e];
+        if constexpr (kBlock == SecondOrder::kCurvature) {
+          StepTauHessian<Model>(x, u, params, settings_.dt, lambda, block);
+        } else {
+          StepMixedSecondDerivatives<Model>(x, u, params, settings_.dt, lambda, block);
+        }
+        for (int e = 0; e < kSize; ++e) {
+          At(out, t * kSize + e) = block[e];
           finite = finite && IsFinite(block[e]);
         }
       }
@@ -558,34 +569,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     }
   }
 
-  // M_t = lambda_{t+1}' d2f / dtau dp for every step (the linear terms of the parameter columns
-  // beyond kDefault). False when one is not finite.
-  MPC_HOST_DEVICE bool LoadMixedBlocks() {
-    if constexpr (Dynamics::kIsLinear) {
-      return true;
-    } else {
-      using Model = typename Dynamics::ModelType;
-      constexpr int p = Dynamics::kParamDim;
-      S params[p] = {}, x[NX] = {}, u[NU] = {}, lambda[NX] = {}, block[(NX + NU) * p] = {};
-      for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
-      bool finite = true;
-      for (int t = 0; t + 1 < T_; ++t) {
-        for (int i = 0; i < n; ++i) {
-          x[i] = At(view_.x, t * n + i);
-          lambda[i] = At(view_.lambda, (t + 1) * n + i);
-        }
-        for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
-        StepMixedSecondDerivatives<Model>(x, u, params, settings_.dt, lambda, block);
-        for (int e = 0; e < nt * p; ++e) {
-          At(view_.mixed, t * nt * p + e) = block[e];
-          finite = finite && IsFinite(block[e]);
-        }
-      }
-      return finite;
-    }
-  }
-
-  // The gradient formulas of cpu/implicit_backward.h from dtau = (dx, du), dlambda = mu and the
+  // The gradient formulas (docs/gradients.md) from dtau = (dx, du), dlambda = mu and the
   // point, accumulated over t in order into outputs with one slice (zeroed by Run).
   MPC_HOST_DEVICE void AssembleGradient() {
     for (int i = 0; i < n; ++i) At(view_.grad_x_init, i) = -At(view_.mu, i);

@@ -35,8 +35,7 @@ int CudaDeviceCount();
 // (solver/core/implicit_backward.h, one thread per problem), same stream, one synchronisation.
 //
 // What does not run on the device: shapes without a device solver (linear n > 16 or m > 8; see
-// core::RunsOnDevice), and backward passes in GradientMode::kExact on models, are
-// computed by an internal CpuBackend while the device works.
+// core::RunsOnDevice) are computed by an internal CpuBackend while the device works.
 class CudaBackend final : public SolverBackend {
  public:
   static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(const CudaBackendOptions& options);

@@ -10,10 +10,10 @@
 
 #include "solver/core/dispatch.h"
 #include "solver/cpu/implicit_backward.h"
-#include "solver/cuda/host_emulation.h"
 #include "solver/gradients.h"
 #include "solver/make_backend.h"
 #include "solver/packing.h"
+#include "tests/testing/device_layout_on_host.h"
 
 namespace mpc::testing {
 

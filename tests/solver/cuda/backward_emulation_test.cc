@@ -1,8 +1,8 @@
 // The device backward pass (solver/core/implicit_backward.h), run on the host through the CUDA
-// backend's own packing and unpacking (BackwardBatchOnHost, solver/cuda/host_emulation.h), against
-// the CPU's implicit backward pass (ComputeGradient): element by element on every reference case
-// and on seeded random problems with active bounds (STYLE rule 21, "CUDA against CPU"). The GPU
-// test (cuda_backend_test.cc) then only has to show that the device runs the same code.
+// backend's own packing and unpacking (BackwardBatchOnHost, tests/testing/device_layout_on_host.h),
+// against the CPU's implicit backward pass (ComputeGradient): element by element on every reference
+// case and on seeded random problems with active bounds (STYLE rule 21, "CUDA against CPU"). The
+// GPU test (cuda_backend_test.cc) then only has to show that the device runs the same code.
 
 #include <algorithm>
 #include <cmath>
@@ -14,9 +14,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "solver/cpu/ilqr.h"
-#include "solver/cuda/host_emulation.h"
 #include "solver/packing.h"
 #include "tests/solver/cuda/device_comparison.h"
+#include "tests/testing/device_layout_on_host.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/reference_case.h"
 #include "tests/testing/status_matchers.h"

@@ -1,10 +1,8 @@
 // The device solver (solver/core/ilqr.h), run on the host through the CUDA backend's own
-// packing and unpacking (solver/cuda/host_emulation.h), against the CPU solver: element by element
-// on every reference case and on seeded random problems (STYLE rule 21, "CUDA against CPU"). This
-// is what vouches for the CUDA backend's numerics on machines without a GPU; the GPU tests
-// (cuda_backend_test.cc) then only have to show that the device runs the same code.
-
-#include "solver/cuda/host_emulation.h"
+// packing and unpacking (tests/testing/device_layout_on_host.h), against the CPU solver: element by
+// element on every reference case and on seeded random problems (STYLE rule 21, "CUDA against
+// CPU"). This is what vouches for the CUDA backend's numerics on machines without a GPU; the GPU
+// tests (cuda_backend_test.cc) then only have to show that the device runs the same code.
 
 #include <algorithm>
 #include <cmath>
@@ -22,6 +20,7 @@
 #include "solver/models/model_registry.h"
 #include "solver/packing.h"
 #include "tests/solver/cuda/device_comparison.h"
+#include "tests/testing/device_layout_on_host.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/reference_case.h"
 #include "tests/testing/status_matchers.h"

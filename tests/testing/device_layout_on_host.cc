@@ -1,4 +1,4 @@
-#include "solver/cuda/host_emulation.h"
+#include "tests/testing/device_layout_on_host.h"
 
 #include <vector>
 

@@ -1,10 +1,11 @@
-#ifndef MPC_SOLVER_CUDA_HOST_EMULATION_H_
-#define MPC_SOLVER_CUDA_HOST_EMULATION_H_
+#ifndef MPC_TESTS_TESTING_DEVICE_LAYOUT_ON_HOST_H_
+#define MPC_TESTS_TESTING_DEVICE_LAYOUT_ON_HOST_H_
 
-// The CUDA backend's solve and backward pass, run on the host: the same batch packing
-// (ilqr_batch.h), the same per-problem device code (ilqr_device.h) called once per "thread" in a
-// loop, the same unpacking. Only the kernel launch and the copies are missing. Exists so that the
-// device solver is tested on machines without a GPU (CI); never used to serve.
+// What the CUDA backend launches, run on the host for the tests: the device's interleaved batch
+// layout (solver/packing.h), the core instantiated with the device's sizes
+// (DispatchShape<Executor::kGpu>) called once per "thread" in a loop, the same unpacking. Only the
+// kernel launch and the copies are missing. The tests compare it bit for bit with the CPU backend
+// (the contiguous layout) on machines without a GPU; never linked into the server.
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
@@ -14,7 +15,7 @@
 namespace mpc::core {
 
 // Solves problems[i] into *solutions[i] with the device solver in scalar S (double or float).
-// Problems may differ in shape; every shape must have a device kernel (SelectDeviceKernel), else
+// Problems may differ in shape; every shape must run on the device (core::RunsOnDevice), else
 // the batch is refused with UNIMPLEMENTED naming the shape.
 template <typename S>
 absl::Status SolveBatchOnHost(absl::Span<const Problem* const> problems,
@@ -26,7 +27,7 @@ extern template absl::Status SolveBatchOnHost<float>(absl::Span<const Problem* c
                                                      absl::Span<Solution* const>);
 
 // Computes problems[i]'s gradient into *gradients[i] with the device backward pass
-// (backward_device.h) in scalar S. Problems may differ in shape and mode; every one must be
+// (core/implicit_backward.h) in scalar S. Problems may differ in shape and mode; every one must be
 // computable on the device (DeviceSupportsBackward), else the batch is refused with UNIMPLEMENTED.
 // Problems must pass ValidateBackwardProblem.
 template <typename S>
@@ -40,4 +41,4 @@ extern template absl::Status BackwardBatchOnHost<float>(absl::Span<const Backwar
 
 }  // namespace mpc::core
 
-#endif  // MPC_SOLVER_CUDA_HOST_EMULATION_H_
+#endif  // MPC_TESTS_TESTING_DEVICE_LAYOUT_ON_HOST_H_
