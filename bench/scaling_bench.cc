@@ -33,8 +33,7 @@ void BM_Scaling(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   const int T = static_cast<int>(state.range(1));
   const int m = n / 4 > 1 ? n / 4 : 1;
-  Problem problem =
-      testing::RandomLqrProblem({.state_dim = n, .control_dim = m, .horizon = T}, 7);
+  Problem problem = testing::RandomLqrProblem({.state_dim = n, .control_dim = m, .horizon = T}, 7);
   FixTenIterations(&problem);
   const std::vector<const Problem*> inputs = {&problem};
   std::vector<Solution> solutions(1);
