@@ -521,6 +521,37 @@ absl::Status CheckWorkspaceSize(const ProblemShape& shape, std::int64_t limit,
       " is over the server's limit ", limit, " (shorten the horizon or split the problem)"));
 }
 
+SolverMethod ToSolverMethod(mpcd::v1::SolverMethod method) {
+  switch (method) {
+    case mpcd::v1::CEM:
+      return SolverMethod::kCem;
+    case mpcd::v1::MPPI:
+      return SolverMethod::kMppi;
+    case mpcd::v1::CEM_THEN_ILQR:
+      return SolverMethod::kCemThenIlqr;
+    case mpcd::v1::MPPI_THEN_ILQR:
+      return SolverMethod::kMppiThenIlqr;
+    default:
+      return SolverMethod::kIlqr;
+  }
+}
+
+mpcd::v1::SolverMethod ToProtoSolverMethod(SolverMethod method) {
+  switch (method) {
+    case SolverMethod::kIlqr:
+      return mpcd::v1::ILQR;
+    case SolverMethod::kCem:
+      return mpcd::v1::CEM;
+    case SolverMethod::kMppi:
+      return mpcd::v1::MPPI;
+    case SolverMethod::kCemThenIlqr:
+      return mpcd::v1::CEM_THEN_ILQR;
+    case SolverMethod::kMppiThenIlqr:
+      return mpcd::v1::MPPI_THEN_ILQR;
+  }
+  return mpcd::v1::ILQR;
+}
+
 SolverOptions ToSolverOptions(const mpcd::v1::SolverOptions& proto) {
   SolverOptions options;
   if (proto.has_max_iterations()) options.max_iterations = static_cast<int>(proto.max_iterations());
@@ -533,6 +564,21 @@ SolverOptions ToSolverOptions(const mpcd::v1::SolverOptions& proto) {
   if (proto.has_not_improved_limit()) {
     options.not_improved_limit = static_cast<int>(proto.not_improved_limit());
   }
+  options.method = ToSolverMethod(proto.method());
+  SamplingOptions& sampling = options.sampling;
+  if (proto.has_samples()) sampling.samples = static_cast<int>(proto.samples());
+  // Unset, elites is the default or every sample, whichever is fewer.
+  sampling.elites = proto.has_elites() ? static_cast<int>(proto.elites())
+                                       : std::min(sampling.elites, sampling.samples);
+  if (proto.has_sampling_iterations()) {
+    sampling.iterations = static_cast<int>(proto.sampling_iterations());
+  }
+  if (proto.has_initial_std()) sampling.initial_std = proto.initial_std();
+  if (proto.has_min_std()) sampling.min_std = proto.min_std();
+  if (proto.has_temperature()) sampling.temperature = proto.temperature();
+  if (proto.has_momentum()) sampling.momentum = proto.momentum();
+  if (proto.has_knot_spacing()) sampling.knot_spacing = static_cast<int>(proto.knot_spacing());
+  if (proto.has_seed()) sampling.seed = proto.seed();
   return options;
 }
 
@@ -548,6 +594,18 @@ absl::Status ValidateSolverOptions(const mpcd::v1::SolverOptions& proto,
   }
   if (proto.has_best_cost_eps()) values.best_cost_eps = proto.best_cost_eps();
   if (proto.has_not_improved_limit()) values.not_improved_limit = proto.not_improved_limit();
+  if (!mpcd::v1::SolverMethod_IsValid(proto.method())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.method: unknown value ", proto.method()));
+  }
+  if (proto.has_samples()) values.samples = proto.samples();
+  if (proto.has_elites()) values.elites = proto.elites();
+  if (proto.has_sampling_iterations()) values.sampling_iterations = proto.sampling_iterations();
+  if (proto.has_initial_std()) values.initial_std = proto.initial_std();
+  if (proto.has_min_std()) values.min_std = proto.min_std();
+  if (proto.has_temperature()) values.temperature = proto.temperature();
+  if (proto.has_momentum()) values.momentum = proto.momentum();
+  if (proto.has_knot_spacing()) values.knot_spacing = proto.knot_spacing();
   return CheckSolverOptionValues(values, limits);
 }
 
@@ -634,6 +692,13 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
   options.compute_x_init_jacobian = request.return_x_init_jacobian();
   options.compute_params_jacobian = request.return_params_jacobian();
   options.jacobian_mode = ToGradientMode(request.jacobian_mode());
+  if ((options.compute_x_init_jacobian || options.compute_params_jacobian) &&
+      !HasImplicitGradient(options.method)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        request.return_x_init_jacobian() ? "return_x_init_jacobian" : "return_params_jacobian",
+        ": options.method ", SolverMethodName(options.method), " has no implicit derivative (use ",
+        SolverMethodName(options.method), "_THEN_ILQR)"));
+  }
 
   if (request.has_problem_template()) {
     MPC_RETURN_IF_ERROR(CheckTemplate(request.problem_template()));
@@ -646,6 +711,7 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
     MPC_ASSIGN_OR_RETURN(Problem problem,
                          ToProblem(MergedProblem(request, i, &merged), horizon, options, limits,
                                    absl::StrCat("problems[", i, "].")));
+    problem.sampling_stream = static_cast<std::uint32_t>(i);
     if (options.compute_params_jacobian && problem.shape.dynamics.is_linear()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "return_params_jacobian: problems[", i, "] has linear dynamics, which have no params"));
@@ -689,6 +755,7 @@ void ToProtoSolution(const Problem& problem, const Solution& solution, mpcd::v1:
   }
   out->set_step_norm(solution.step_norm);
   out->set_regularization(solution.regularization);
+  out->set_method(ToProtoSolverMethod(problem.options.method));
   const SolverOptions& options = problem.options;
   if (options.compute_x_init_jacobian || options.compute_params_jacobian) {
     CopyJacobians(problem, solution, out);
@@ -755,6 +822,27 @@ mpcd::v1::GradientStatus ToProtoGradientStatus(GradientStatus status) {
   return mpcd::v1::GRADIENT_STATUS_UNSPECIFIED;
 }
 
+namespace {
+
+// FAILED_PRECONDITION for a solution of pure CEM or MPPI: a sampled plan is no fixed point of the
+// iLQR, so the implicit gradient does not exist there (`field` is e.g. "solutions[2].").
+absl::Status CheckDifferentiable(const mpcd::v1::Solution& solution, const std::string& field) {
+  if (!mpcd::v1::SolverMethod_IsValid(solution.method())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, "method: unknown value ", solution.method()));
+  }
+  const SolverMethod method = ToSolverMethod(solution.method());
+  if (HasImplicitGradient(method)) return absl::OkStatus();
+  const char* name = SolverMethodName(method);
+  return absl::FailedPreconditionError(absl::StrCat(
+      field, "method: a ", name,
+      " solution has no implicit gradient (the sampled plan is not a fixed point of the iLQR, "
+      "whose optimality conditions the gradient differentiates); solve with ",
+      name, "_THEN_ILQR to differentiate"));
+}
+
+}  // namespace
+
 absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardRequest& request,
                                                   const RequestLimits& limits) {
   MPC_RETURN_IF_ERROR(CheckHorizonAndCount(request.horizon(), request.problems_size(), limits));
@@ -796,6 +884,7 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
     const mpcd::v1::Solution& solution = request.solutions(i);
     const mpcd::v1::Cotangent& cotangent = request.cotangents(i);
     const BackwardFieldNames names = BackwardRequestFieldNames(i);
+    MPC_RETURN_IF_ERROR(CheckDifferentiable(solution, names.solution));
     const std::pair<const Tensor*, ArrayField> arrays[] = {
         {&solution.x(), ArrayField::kSolutionX},
         {&solution.u(), ArrayField::kSolutionU},

@@ -76,6 +76,9 @@ void EncodeResponseTensors(mpcd::v1::TensorEncoding encoding, mpcd::v1::SolveRes
 void EncodeResponseTensors(mpcd::v1::TensorEncoding encoding, mpcd::v1::BackwardResponse* response);
 
 GradientMode ToGradientMode(mpcd::v1::BackwardMode mode);
+// An unknown value is ILQR (ValidateSolverOptions refuses it first).
+SolverMethod ToSolverMethod(mpcd::v1::SolverMethod method);
+mpcd::v1::SolverMethod ToProtoSolverMethod(SolverMethod method);
 mpcd::v1::GradientStatus ToProtoGradientStatus(GradientStatus status);
 
 // A converted BackwardRequest: the problems and, pointing into them, one BackwardProblem each.

@@ -18,6 +18,22 @@ const char* SolveStatusName(SolveStatus status) {
   return "UNKNOWN";
 }
 
+const char* SolverMethodName(SolverMethod method) {
+  switch (method) {
+    case SolverMethod::kIlqr:
+      return "ILQR";
+    case SolverMethod::kCem:
+      return "CEM";
+    case SolverMethod::kMppi:
+      return "MPPI";
+    case SolverMethod::kCemThenIlqr:
+      return "CEM_THEN_ILQR";
+    case SolverMethod::kMppiThenIlqr:
+      return "MPPI_THEN_ILQR";
+  }
+  return "UNKNOWN";
+}
+
 void Solution::Resize(const ProblemShape& shape, bool with_gains) {
   const int n = shape.state_dim;
   const int m = shape.control_dim;

@@ -39,6 +39,40 @@ enum class GradientMode : std::uint8_t {
   kExact,
 };
 
+// How a problem is solved (proto SolverMethod). The sampling methods are solver/core/sampling.h.
+enum class SolverMethod : std::uint8_t {
+  kIlqr,          // box-constrained iLQR from u_init (mpc.pytorch's)
+  kCem,           // the cross-entropy method; no implicit gradient
+  kMppi,          // MPPI (path-integral weights); no implicit gradient
+  kCemThenIlqr,   // CEM, then the iLQR from its plan: differentiable as kIlqr
+  kMppiThenIlqr,  // MPPI, then the iLQR from its plan: differentiable as kIlqr
+};
+
+const char* SolverMethodName(SolverMethod method);
+
+// Whether `method` samples (CEM or MPPI, alone or before the iLQR).
+inline bool UsesSampling(SolverMethod method) { return method != SolverMethod::kIlqr; }
+
+// Whether a solution of `method` is a fixed point of the iLQR, so Backward can differentiate it.
+inline bool HasImplicitGradient(SolverMethod method) {
+  return method != SolverMethod::kCem && method != SolverMethod::kMppi;
+}
+
+// The sampling methods' options (solver/core/sampling.h describes what each does).
+struct SamplingOptions {
+  int samples = 256;         // control sequences per iteration, >= 1
+  int elites = 32;           // CEM: the cheapest samples refit the distribution, in [1, samples]
+  int iterations = 8;        // sampling iterations, >= 1
+  double initial_std = 1.0;  // the first standard deviation of every control, > 0 (u's units)
+  double min_std = 0.05;     // CEM: the standard deviation never drops below this, >= 0
+  double temperature = 1.0;  // MPPI's lambda, > 0 (cost units)
+  double momentum = 0.0;     // share of the old mean (and std) kept per update, in [0, 1)
+  // The noise is drawn every knot_spacing steps and linearly interpolated in between (smooth
+  // samples, which long horizons need); 1 = white noise. >= 1.
+  int knot_spacing = 1;
+  std::uint64_t seed = 0;  // with the problem's index in its request, keys the noise
+};
+
 // mpc.pytorch's options, one to one (its name in parentheses), plus what mpcd adds.
 struct SolverOptions {
   int max_iterations = 10;             // lqr_iter
@@ -57,6 +91,8 @@ struct SolverOptions {
   bool compute_x_init_jacobian = false;
   bool compute_params_jacobian = false;  // models only
   GradientMode jacobian_mode = GradientMode::kDefault;
+  SolverMethod method = SolverMethod::kIlqr;
+  SamplingOptions sampling;  // used when UsesSampling(method)
 };
 
 // When a solve may give up early: its caller's deadline passed or the caller left. The solver asks
@@ -114,6 +150,9 @@ struct Problem {
   // Null = solve to the end (max_iterations or convergence). Not an input of the solution: a solve
   // that is not interrupted gives the same bits with or without it.
   const SolveInterrupt* interrupt = nullptr;
+  // The problem's index in its request: with options.sampling.seed it keys the sampling methods'
+  // noise, so the same request gives the same answer in any batch.
+  std::uint32_t sampling_stream = 0;
 };
 
 // How a backward pass or a Jacobian computation went. Values are always finite; anything but kOk
@@ -189,6 +228,8 @@ struct ProblemLimits {
   int max_control_dim = 256;
   int max_iterations = 100000;
   int max_linesearch_iterations = 1000;
+  int max_samples = 65536;              // options.samples
+  int max_sampling_iterations = 10000;  // options.sampling_iterations
 };
 
 // Checks values a shape check cannot: finiteness, u_lower <= u_upper, dt, options, limits. Array

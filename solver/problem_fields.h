@@ -111,6 +111,15 @@ struct SolverOptionValues {
   std::optional<std::int64_t> max_linesearch_iterations;
   std::optional<double> best_cost_eps;
   std::optional<std::int64_t> not_improved_limit;
+  // The sampling methods' (SamplingOptions; sampling_iterations is SamplingOptions::iterations).
+  std::optional<std::int64_t> samples;
+  std::optional<std::int64_t> elites;
+  std::optional<std::int64_t> sampling_iterations;
+  std::optional<double> initial_std;
+  std::optional<double> min_std;
+  std::optional<double> temperature;
+  std::optional<double> momentum;
+  std::optional<std::int64_t> knot_spacing;
 };
 
 // Every option that is set: the range rules, written once (ValidateProblem checks a Problem's

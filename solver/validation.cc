@@ -112,6 +112,15 @@ SolverOptionValues ValuesOf(const SolverOptions& options) {
   values.max_linesearch_iterations = options.max_linesearch_iterations;
   values.best_cost_eps = options.best_cost_eps;
   values.not_improved_limit = options.not_improved_limit;
+  const SamplingOptions& sampling = options.sampling;
+  values.samples = sampling.samples;
+  values.elites = sampling.elites;
+  values.sampling_iterations = sampling.iterations;
+  values.initial_std = sampling.initial_std;
+  values.min_std = sampling.min_std;
+  values.temperature = sampling.temperature;
+  values.momentum = sampling.momentum;
+  values.knot_spacing = sampling.knot_spacing;
   return values;
 }
 
@@ -133,6 +142,43 @@ absl::Status CheckGraphProblem(const Problem& problem, const std::string& prefix
     return absl::InvalidArgumentError(absl::StrCat(
         "options.compute_", problem.options.compute_x_init_jacobian ? "x_init" : "params",
         "_jacobian: not supported with graph dynamics yet (", prefix, "dynamics.graph)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+namespace {
+
+// The sampling options' rules; `count` checks an integer against [1, high].
+template <class CountRule>
+absl::Status CheckSamplingOptionValues(const SolverOptionValues& values,
+                                       const ProblemLimits& limits, const CountRule& count) {
+  if (absl::Status s = count(values.samples, limits.max_samples, "samples"); !s.ok()) return s;
+  const std::int64_t samples = values.samples.value_or(SamplingOptions().samples);
+  if (absl::Status s = count(values.elites, samples, "elites"); !s.ok()) return s;
+  if (absl::Status s =
+          count(values.sampling_iterations, limits.max_sampling_iterations, "sampling_iterations");
+      !s.ok()) {
+    return s;
+  }
+  const auto positive = [](const std::optional<double>& value, const char* name) {
+    if (!value || (std::isfinite(*value) && *value > 0)) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.", name, ": must be > 0 and finite, got ", *value));
+  };
+  if (absl::Status s = count(values.knot_spacing, limits.max_horizon, "knot_spacing"); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = positive(values.initial_std, "initial_std"); !s.ok()) return s;
+  if (values.min_std && !(std::isfinite(*values.min_std) && *values.min_std >= 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.min_std: must be >= 0 and finite, got ", *values.min_std));
+  }
+  if (absl::Status s = positive(values.temperature, "temperature"); !s.ok()) return s;
+  if (values.momentum && !(*values.momentum >= 0 && *values.momentum < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.momentum: must be in [0, 1), got ", *values.momentum));
   }
   return absl::OkStatus();
 }
@@ -168,7 +214,12 @@ absl::Status CheckSolverOptionValues(const SolverOptionValues& values,
     return s;
   }
   if (absl::Status s = non_negative(values.best_cost_eps, "best_cost_eps"); !s.ok()) return s;
-  return count(values.not_improved_limit, std::numeric_limits<int>::max(), "not_improved_limit");
+  if (absl::Status s =
+          count(values.not_improved_limit, std::numeric_limits<int>::max(), "not_improved_limit");
+      !s.ok()) {
+    return s;
+  }
+  return CheckSamplingOptionValues(values, limits, count);
 }
 
 absl::Status CheckProblemLimits(const ProblemShape& shape, const ProblemLimits& limits,

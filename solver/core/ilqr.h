@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "solver/core/batch_view.h"
+#include "solver/core/problem_data.h"
 #include "solver/core/regularization.h"
 #include "solver/core/scratch.h"
 #include "solver/core/small_linalg.h"
@@ -27,19 +28,6 @@ namespace mpc::core {
 constexpr int kMaxBoxQpIterations = 50;
 constexpr int kMaxBoxQpBacktracks = 40;
 constexpr double kBoxQpArmijo = 0.1;
-
-// How a problem's elements are laid out in the batch buffers: interleaved over the batch (element
-// e of problem b at e * batch + b: the GPU, where neighbouring threads then read neighbouring
-// addresses) or contiguous (a batch of one: a CPU worker, where the loops then run over unit
-// strides).
-struct Interleaved {
-  MPC_HOST_DEVICE static long long Index(int e, int batch, int b) {
-    return static_cast<long long>(e) * batch + b;
-  }
-};
-struct Contiguous {
-  MPC_HOST_DEVICE static long long Index(int e, int /*batch*/, int /*b*/) { return e; }
-};
 
 // GCC 12 at -O3 reports the small local arrays below as maybe-uninitialized when their loop bounds
 // are run-time sizes (they are zero-initialised); the warning is a known false positive there.
@@ -56,21 +44,40 @@ struct Contiguous {
 // implementation of the same interface).
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
           class Layout = Interleaved, class Kernels = LoopKernels>
-class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
+class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layout> {
+  using Data = ProblemData<S, Dynamics, NX, NU, kFixedSize, Layout>;
   // State, control and tau sizes (named as in the math, like NX and NU).
-  using Sizes = ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>;
-  using Sizes::m;
-  using Sizes::n;
-  using Sizes::nt;
+  using Data::AllFinite;
+  using Data::At;
+  using Data::b_;
+  using Data::Copy;
+  using Data::cu;
+  using Data::Cuu;
+  using Data::Cux;
+  using Data::cx;
+  using Data::Cxx;
+  using Data::has_bounds_;
+  using Data::LoadU;
+  using Data::LoadX;
+  using Data::Lower;
+  using Data::m;
+  using Data::Max;
+  using Data::Min;
+  using Data::n;
+  using Data::nt;
+  using Data::settings_;
+  using Data::StageCost;
+  using Data::Step;
+  using Data::T_;
+  using Data::Upper;
+  using Data::view_;
+  using Data::dt_;
+  using Data::params_;
 
  public:
   MPC_HOST_DEVICE ProblemSolver(const IlqrBatchView<S>& view, int b,
                                 ScratchArena<S>* arena = nullptr)
-      : Sizes(view.state_dim, view.control_dim),
-        view_(view),
-        b_(b),
-        T_(view.horizon),
-        settings_(view.settings[b]),
+      : Data(view, b),
         arena_(arena),
         V_(arena, static_cast<long long>(n) * n),
         v_(arena, n),
@@ -181,46 +188,6 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
     return stop_requested_;
   }
 
-  // Element e of this problem in an interleaved batch array.
-  MPC_HOST_DEVICE S& At(S* array, int e) const { return array[Layout::Index(e, view_.batch, b_)]; }
-  MPC_HOST_DEVICE S At(const S* array, int e) const {
-    return array[Layout::Index(e, view_.batch, b_)];
-  }
-
-  MPC_HOST_DEVICE void Copy(const S* from, S* to, int count) const {
-    for (int e = 0; e < count; ++e) At(to, e) = At(from, e);
-  }
-  MPC_HOST_DEVICE bool AllFinite(const S* array, int count) const {
-    for (int e = 0; e < count; ++e) {
-      if (!IsFinite(At(array, e))) return false;
-    }
-    return true;
-  }
-
-  // Problem data of step t.
-  MPC_HOST_DEVICE int CostBase(int t) const { return (view_.cost_slices > 1 ? t : 0) * nt * nt; }
-  MPC_HOST_DEVICE S Cxx(int t, int i, int j) const {
-    return At(view_.cost_quadratic, CostBase(t) + i * nt + j);
-  }
-  MPC_HOST_DEVICE S Cux(int t, int i, int j) const {
-    return At(view_.cost_quadratic, CostBase(t) + (n + i) * nt + j);
-  }
-  MPC_HOST_DEVICE S Cuu(int t, int i, int j) const {
-    return At(view_.cost_quadratic, CostBase(t) + (n + i) * nt + n + j);
-  }
-  MPC_HOST_DEVICE S cx(int t, int i) const {
-    return At(view_.cost_linear, (view_.linear_slices > 1 ? t : 0) * nt + i);
-  }
-  MPC_HOST_DEVICE S cu(int t, int j) const {
-    return At(view_.cost_linear, (view_.linear_slices > 1 ? t : 0) * nt + n + j);
-  }
-  MPC_HOST_DEVICE S Lower(int t, int j) const {
-    return At(view_.u_lower, (view_.bound_slices > 1 ? t : 0) * m + j);
-  }
-  MPC_HOST_DEVICE S Upper(int t, int j) const {
-    return At(view_.u_upper, (view_.bound_slices > 1 ? t : 0) * m + j);
-  }
-
   // A_t (n, n) and B_t (n, m), row-major, into local arrays.
   MPC_HOST_DEVICE void LoadJacobians(int t, S* A, S* B) const {
     if constexpr (Dynamics::kIsLinear) {
@@ -235,20 +202,8 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
     }
   }
 
-  MPC_HOST_DEVICE void LoadX(const S* traj, int t, S* x) const {
-    for (int i = 0; i < n; ++i) x[i] = At(traj, t * n + i);
-  }
-  MPC_HOST_DEVICE void LoadU(const S* traj, int t, S* u) const {
-    for (int j = 0; j < m; ++j) u[j] = At(traj, t * m + j);
-  }
-
-  // Parameters, dt, warm start clamped into the bounds, x_0.
+  // Warm start clamped into the bounds, x_0.
   MPC_HOST_DEVICE void Load() {
-    has_bounds_ = settings_.has_bounds != 0;
-    dt_ = settings_.dt;
-    if constexpr (!Dynamics::kIsLinear && !Dynamics::kIsGraph) {
-      for (int k = 0; k < Dynamics::kParamDim; ++k) params_[k] = At(view_.params, k);
-    }
     for (int i = 0; i < n; ++i) At(x_, i) = At(view_.x_init, i);
     for (int t = 0; t < T_; ++t) {
       for (int j = 0; j < m; ++j) {
@@ -256,31 +211,6 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
         if (has_bounds_) v = Min(Max(v, Lower(t, j)), Upper(t, j));
         At(u_, t * m + j) = v;
       }
-    }
-  }
-
-  MPC_HOST_DEVICE static S Max(S a, S b) { return a < b ? b : a; }
-  MPC_HOST_DEVICE static S Min(S a, S b) { return b < a ? b : a; }
-
-  // x_next = f(x, u) for the dynamics of step t.
-  MPC_HOST_DEVICE void Step(int t, const S* x, const S* u, S* x_next) const {
-    if constexpr (Dynamics::kIsLinear) {
-      const int base = (view_.transition_slices > 1 ? t : 0) * n * nt;
-      const int offset_base = (view_.offset_slices > 1 ? t : 0) * n;
-      for (int i = 0; i < n; ++i) {
-        S ax = 0;
-        for (int j = 0; j < n; ++j) ax += At(view_.transition, base + i * nt + j) * x[j];
-        S bu = 0;
-        for (int j = 0; j < m; ++j) bu += At(view_.transition, base + i * nt + n + j) * u[j];
-        S next = ax + bu;
-        if (view_.offset_slices > 0) next += At(view_.offset, offset_base + i);
-        x_next[i] = next;
-      }
-    } else if constexpr (Dynamics::kIsGraph) {
-      static_assert(std::is_same_v<Layout, Contiguous>, "graphs run on CPU workers only");
-      view_.graph->Step(x, u, view_.params, x_next);
-    } else {
-      Dynamics::ModelType::Step(x, u, params_, dt_, x_next);
     }
   }
 
@@ -293,24 +223,6 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
       using Model = typename Dynamics::ModelType;
       StepWithJacobians<Model, MatrixOrder::kRowMajor, S>(x, u, params_, dt_, x_next, A, B);
     }
-  }
-
-  // 0.5 tau' C_t tau + c_t' tau with C_t symmetric.
-  MPC_HOST_DEVICE S StageCost(int t, const S* x, const S* u) const {
-    S total = 0;
-    for (int i = 0; i < n; ++i) {
-      S s = 0;
-      for (int j = 0; j < n; ++j) s += Cxx(t, i, j) * x[j];
-      total += x[i] * (S(0.5) * s + cx(t, i));
-    }
-    for (int i = 0; i < m; ++i) {
-      S sx = 0;
-      for (int j = 0; j < n; ++j) sx += Cux(t, i, j) * x[j];
-      S su = 0;
-      for (int j = 0; j < m; ++j) su += Cuu(t, i, j) * u[j];
-      total += u[i] * (sx + S(0.5) * su + cu(t, i));
-    }
-    return total;
   }
 
   // Rolls x_ out from x_0 under u_; returns the cost.
@@ -639,10 +551,6 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
     }
   }
 
-  const IlqrBatchView<S>& view_;
-  const int b_;
-  const int T_;
-  const ProblemSettings settings_;
   ScratchArena<S>* const arena_;  // null with compile-time sizes
 
   // This problem's iterate and trial (swapped by the line search).
@@ -651,9 +559,6 @@ class ProblemSolver : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>
   S* x_try_;
   S* u_try_;
 
-  bool has_bounds_ = false;
-  double dt_ = 0.0;
-  S params_[Dynamics::kParamDim > 0 ? Dynamics::kParamDim : 1] = {};
   S mu_ = 0;
   bool stop_requested_ = false;
 

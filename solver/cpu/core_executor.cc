@@ -7,11 +7,13 @@
 #include "solver/core/dispatch.h"
 #include "solver/core/ilqr.h"
 #include "solver/core/implicit_backward.h"
+#include "solver/core/sampling.h"
 #include "solver/core/scratch.h"
 #include "solver/cpu/dense_kernels.h"
 #include "solver/cpu/implicit_backward.h"
 #include "solver/graph/graph_program.h"
 #include "solver/packing.h"
+#include "solver/sampling_packing.h"
 
 namespace mpc {
 namespace {
@@ -52,6 +54,10 @@ class CoreShapeSolver final : public ShapeSolver {
   const ProblemShape& shape() const override { return shape_; }
 
   void Solve(const Problem& problem, Solution* solution) override {
+    if (UsesSampling(problem.options.method)) {
+      SolveWithSampling(problem, solution);
+      return;
+    }
     const Problem* const problems[1] = {&problem};
     Solution* const solutions[1] = {solution};
     const core::IlqrBatchLayout layout = core::PlanIlqrBatch(problems);
@@ -79,13 +85,39 @@ class CoreShapeSolver final : public ShapeSolver {
   }
 
  private:
+  // CEM or MPPI (core/sampling.h), then the iLQR from its plan; the same buffers grown for the
+  // sampling arrays, so a worker's steady state allocates nothing here either.
+  void SolveWithSampling(const Problem& problem, Solution* solution) {
+    const Problem* const problems[1] = {&problem};
+    Solution* const solutions[1] = {solution};
+    const core::SamplingBatchLayout layout = core::PlanSamplingBatch(problems);
+    Reserve(&buffer_, layout.total_size);
+    if (elites_.size() < layout.elite_size) elites_.resize(layout.elite_size);
+    core::PackSamplingInputs<double>(problems, layout, buffer_.data(), &settings_,
+                                     &sampling_settings_);
+    core::SamplingBatchView<double> view =
+        core::MakeSamplingBatchView<double>(layout, buffer_.data(), elites_.data(), &settings_,
+                                            &result_, &sampling_settings_, &sampling_result_);
+    view.problem.graph = EvaluatorFor(problem, &graph_);
+    core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
+    DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
+      core::SolveWithSampling<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels>(
+          view, 0, &arena);
+    });
+    core::UnpackIlqrOutputs<double>(problems, layout.problem,
+                                    buffer_.data() + layout.problem.best_x, &result_, solutions);
+  }
+
   const ProblemShape shape_;
   const CoreSizes sizes_;
   std::vector<double> buffer_;
   std::vector<double> scratch_;
+  std::vector<int> elites_;
   core::ProblemSettings settings_{};
   core::ProblemResult result_{};
   std::unique_ptr<GraphEvaluator> graph_;
+  core::SamplingSettings sampling_settings_{};
+  core::SamplingResult sampling_result_{};
 };
 
 class CoreShapeBackward final : public ShapeBackward {

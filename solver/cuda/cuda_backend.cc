@@ -1,5 +1,6 @@
 #include "solver/cuda/cuda_backend.h"
 
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -9,7 +10,9 @@
 #include "solver/cuda/cuda_status.h"
 #include "solver/cuda/device_buffer.h"
 #include "solver/cuda/ilqr_launch.h"
+#include "solver/cuda/sampling_launch.h"
 #include "solver/packing.h"
+#include "solver/sampling_packing.h"
 
 namespace mpc {
 
@@ -29,6 +32,11 @@ struct CudaBackend::ShapeWorkspace {
   PinnedBuffer host_outputs;  // the output range
   PinnedBuffer host_settings;
   PinnedBuffer host_results;
+  // Batches that sample (sampling_packing.h): the elite sets and the sampling settings/results.
+  DeviceBuffer elites;
+  DeviceBuffer sampling_settings;
+  DeviceBuffer sampling_results;
+  PinnedBuffer host_sampling_settings;
 };
 
 namespace {
@@ -42,8 +50,36 @@ struct ShapeGroup {
   std::vector<Solution*> solutions;
   ProblemShape shape;
   IlqrBatchLayout layout;
+  // Set when some problem samples: the layout then has the sampling buffers after `layout`'s.
+  std::optional<core::SamplingBatchLayout> sampling;
   CudaBackend::ShapeWorkspace* workspace = nullptr;
 };
+
+// The sampling part of EnqueueGroup: its buffers, settings and launch (the iLQR's inputs are
+// already on the device).
+template <typename S>
+absl::Status EnqueueSampling(ShapeGroup& group, cudaStream_t stream) {
+  const core::SamplingBatchLayout& layout = *group.sampling;
+  CudaBackend::ShapeWorkspace& ws = *group.workspace;
+  const std::size_t batch = layout.problem.batch;
+  for (absl::Status status : {ws.elites.Reserve(layout.elite_size * sizeof(int)),
+                              ws.sampling_settings.Reserve(batch * sizeof(core::SamplingSettings)),
+                              ws.sampling_results.Reserve(batch * sizeof(core::SamplingResult))}) {
+    if (!status.ok()) return status;
+  }
+  cudaError_t error =
+      cudaMemcpyAsync(ws.sampling_settings.as<core::SamplingSettings>(),
+                      ws.host_sampling_settings.as<core::SamplingSettings>(),
+                      batch * sizeof(core::SamplingSettings), cudaMemcpyHostToDevice, stream);
+  if (error != cudaSuccess) return CudaStatus(error, "copy sampling settings to the device");
+  const core::SamplingBatchView<S> view = core::MakeSamplingBatchView<S>(
+      layout, ws.scalars.as<S>(), ws.elites.as<int>(), ws.settings.as<ProblemSettings>(),
+      ws.results.as<ProblemResult>(), ws.sampling_settings.as<core::SamplingSettings>(),
+      ws.sampling_results.as<core::SamplingResult>());
+  error = core::LaunchSamplingSolve(group.shape, view, layout.max_samples, layout.max_iterations,
+                                    stream);
+  return CudaStatus(error, "launch the sampling kernels");
+}
 
 // Sizes the workspace, packs the group's inputs and enqueues copy in, solve and copy out on
 // `stream`. Nothing waits.
@@ -52,17 +88,26 @@ absl::Status EnqueueGroup(ShapeGroup& group, cudaStream_t stream) {
   const IlqrBatchLayout& layout = group.layout;
   CudaBackend::ShapeWorkspace& ws = *group.workspace;
   const std::size_t batch = layout.batch;
-  for (absl::Status status : {ws.scalars.Reserve(layout.total_size * sizeof(S)),
-                              ws.settings.Reserve(batch * sizeof(ProblemSettings)),
-                              ws.results.Reserve(batch * sizeof(ProblemResult)),
-                              ws.host_inputs.Reserve(layout.input_size * sizeof(S)),
-                              ws.host_outputs.Reserve(layout.output_size * sizeof(S)),
-                              ws.host_settings.Reserve(batch * sizeof(ProblemSettings)),
-                              ws.host_results.Reserve(batch * sizeof(ProblemResult))}) {
+  const std::size_t total_size = group.sampling ? group.sampling->total_size : layout.total_size;
+  for (absl::Status status :
+       {ws.scalars.Reserve(total_size * sizeof(S)),
+        ws.settings.Reserve(batch * sizeof(ProblemSettings)),
+        ws.results.Reserve(batch * sizeof(ProblemResult)),
+        ws.host_inputs.Reserve(layout.input_size * sizeof(S)),
+        ws.host_outputs.Reserve(layout.output_size * sizeof(S)),
+        ws.host_settings.Reserve(batch * sizeof(ProblemSettings)),
+        ws.host_results.Reserve(batch * sizeof(ProblemResult)),
+        ws.host_sampling_settings.Reserve(batch * sizeof(core::SamplingSettings))}) {
     if (!status.ok()) return status;
   }
-  core::PackIlqrInputs<S>(group.problems, layout, ws.host_inputs.as<S>(),
-                          ws.host_settings.as<ProblemSettings>());
+  if (group.sampling) {
+    core::PackSamplingInputs<S>(group.problems, *group.sampling, ws.host_inputs.as<S>(),
+                                ws.host_settings.as<ProblemSettings>(),
+                                ws.host_sampling_settings.as<core::SamplingSettings>());
+  } else {
+    core::PackIlqrInputs<S>(group.problems, layout, ws.host_inputs.as<S>(),
+                            ws.host_settings.as<ProblemSettings>());
+  }
   S* device = ws.scalars.as<S>();
   cudaError_t error = cudaMemcpyAsync(device, ws.host_inputs.as<S>(), layout.input_size * sizeof(S),
                                       cudaMemcpyHostToDevice, stream);
@@ -70,10 +115,14 @@ absl::Status EnqueueGroup(ShapeGroup& group, cudaStream_t stream) {
   error = cudaMemcpyAsync(ws.settings.as<ProblemSettings>(), ws.host_settings.as<ProblemSettings>(),
                           batch * sizeof(ProblemSettings), cudaMemcpyHostToDevice, stream);
   if (error != cudaSuccess) return CudaStatus(error, "copy settings to the device");
-  const core::IlqrBatchView<S> view = core::MakeIlqrBatchView<S>(
-      layout, device, ws.settings.as<ProblemSettings>(), ws.results.as<ProblemResult>());
-  error = core::LaunchIlqrSolve(group.shape, view, stream);
-  if (error != cudaSuccess) return CudaStatus(error, "launch the iLQR kernel");
+  if (group.sampling) {
+    if (absl::Status status = EnqueueSampling<S>(group, stream); !status.ok()) return status;
+  } else {
+    const core::IlqrBatchView<S> view = core::MakeIlqrBatchView<S>(
+        layout, device, ws.settings.as<ProblemSettings>(), ws.results.as<ProblemResult>());
+    error = core::LaunchIlqrSolve(group.shape, view, stream);
+    if (error != cudaSuccess) return CudaStatus(error, "launch the iLQR kernel");
+  }
   error = cudaMemcpyAsync(ws.host_outputs.as<S>(), device + layout.best_x,
                           layout.output_size * sizeof(S), cudaMemcpyDeviceToHost, stream);
   if (error != cudaSuccess) return CudaStatus(error, "copy solutions from the device");
@@ -226,7 +275,12 @@ absl::Status CudaBackend::SolveBatch(absl::Span<const Problem* const> problems,
       group.solutions.push_back(solutions[i]);
     }
     group.shape = shape;
-    group.layout = core::PlanIlqrBatch(group.problems);
+    if (core::AnyUsesSampling(group.problems)) {
+      group.sampling = core::PlanSamplingBatch(group.problems);
+      group.layout = group.sampling->problem;
+    } else {
+      group.layout = core::PlanIlqrBatch(group.problems);
+    }
     group.workspace = WorkspaceFor(shape);
   }
 

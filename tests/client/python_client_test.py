@@ -253,6 +253,126 @@ class TorchReferenceTest(unittest.TestCase):
                 self.assertLessEqual(relative_error(grads["params"], fd["params"]), 1e-5)
 
 
+class SamplingTest(unittest.TestCase):
+    """SolverOptions.method through the client and mpcd.torch.MPC (method=, sampling=)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.client = mpcd.Client(SERVER.target, timeout=60)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+
+    @staticmethod
+    def hanging(**overrides):
+        """The pendulum hanging down, |u| <= 1, a light velocity weight (README's example)."""
+        fields = dict(x_init=[np.cos(np.pi + 0.2), np.sin(np.pi + 0.2), -0.25],
+                      C=np.diag([1.0, 1.0, 0.01, 0.001]), c=[-1.0, 0.0, 0.0, 0.0],
+                      dynamics=mpcd.Model("pendulum"), u_lower=[-1.0], u_upper=[1.0])
+        fields.update(overrides)
+        return mpcd.Problem(**fields)
+
+    CEM = {"samples": 256, "elites": 16, "sampling_iterations": 10, "min_std": 0.2,
+           "momentum": 0.2, "knot_spacing": 10, "seed": 1, "max_iterations": 500,
+           "tolerance": 1e-6}
+
+    def test_cem_then_ilqr_swings_up_converges_and_is_differentiable(self):
+        T = 120
+        problem = self.hanging()
+        options = dict(self.CEM, method="CEM_THEN_ILQR")
+        first = self.client.solve(T, [problem], options=options).solutions[0]
+        self.assertEqual(first.method, "CEM_THEN_ILQR")
+        self.assertEqual(first.status, "CONVERGED")
+        self.assertGreater(first.x[-1, 0], np.cos(0.3))  # ends upright
+        self.assertTrue(np.all(np.abs(first.u) <= 1.0))
+        # The same request and seed: bitwise the same answer.
+        again = self.client.solve(T, [problem], options=options).solutions[0]
+        np.testing.assert_array_equal(again.u, first.u)
+        # Its gradient is the iLQR's at the same point.
+        rng = np.random.default_rng(0)
+        cotangent = (rng.standard_normal((T, 3)), rng.standard_normal((T, 1)))
+        chained = self.client.backward(T, [problem], [first], [cotangent]).gradients[0]
+        as_ilqr = self.client.backward(T, [problem], [(first.x, first.u)], [cotangent]).gradients[0]
+        np.testing.assert_array_equal(chained.x_init, as_ilqr.x_init)
+        self.assertTrue(np.all(np.isfinite(chained.C)))
+        # Plain iLQR from zeros ends in a worse local optimum on this one, unconverged.
+        plain = self.client.solve(T, [problem], options={"max_iterations": 500,
+                                                         "tolerance": 1e-6}).solutions[0]
+        self.assertEqual(plain.status, "MAX_ITERATIONS")
+        self.assertGreater(plain.cost, first.cost + 10.0)
+
+    def test_backward_of_pure_cem_or_mppi_is_a_failed_precondition(self):
+        T = 20
+        problem = self.hanging()
+        for method in ("CEM", "MPPI"):
+            solution = self.client.solve(T, [problem], options={"method": method, "samples": 32,
+                                                                 "sampling_iterations": 3}
+                                         ).solutions[0]
+            self.assertEqual(solution.method, method)
+            self.assertEqual(solution.status, "MAX_ITERATIONS")
+            self.assertEqual(solution.iterations, 3)
+            with self.assertRaises(mpcd.MpcdError) as caught:
+                self.client.backward(T, [problem], [solution], [(None, np.ones((T, 1)))])
+            self.assertEqual(caught.exception.code, grpc.StatusCode.FAILED_PRECONDITION)
+            self.assertIn("solutions[0].method: a %s solution has no implicit gradient" % method,
+                          caught.exception.details)
+
+    def test_bad_sampling_options_name_the_field(self):
+        problem = self.hanging()
+        for options, field in (({"samples": 0}, "options.samples"),
+                               ({"samples": 8, "elites": 9}, "options.elites"),
+                               ({"initial_std": -1.0}, "options.initial_std"),
+                               ({"temperature": float("nan")}, "options.temperature")):
+            with self.assertRaises(mpcd.InvalidArgumentError) as caught:
+                self.client.solve(10, [problem], options=dict(options, method="MPPI"))
+            self.assertIn(field, caught.exception.details)
+
+    def test_control_session_with_cem_warm_starts_from_the_shifted_plan(self):
+        T = 30
+        problem = self.hanging()
+        options = {"method": "CEM", "samples": 64, "sampling_iterations": 3, "knot_spacing": 5}
+        with self.client.control(T, problem, options=options) as session:
+            step = session.first
+            self.assertEqual(step.plan.method, "CEM")
+            for _ in range(3):
+                x = step.plan.x[1]
+                shifted = np.concatenate([step.plan.u[1:], step.plan.u[-1:]])
+                step = session.step(x)
+                # The same step as a Solve: the sampling's first mean is the shifted plan.
+                expected = self.client.solve(
+                    T, [self.hanging(x_init=x, u_init=shifted)],
+                    options=options, return_gains=True).solutions[0]
+                np.testing.assert_array_equal(step.plan.u, expected.u)
+                np.testing.assert_array_equal(step.feedback0, expected.feedback[0])
+
+    def test_torch_mpc_method_argument(self):
+        T, B, n, m = 6, 2, 3, 2
+        inputs = TorchLayoutTest.lqr_inputs(self, T, B, n, m, seed=4)
+        results = {}
+        for method in ("ILQR", "CEM_THEN_ILQR", "MPPI_THEN_ILQR"):
+            leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
+            mpc = MPC(n, m, T, u_lower=-0.3, u_upper=0.3, lqr_iter=50, eps=1e-10,
+                      client=self.client, method=method, sampling={"samples": 64})
+            x, u, _ = mpc(leaves["x_init"], QuadCost(leaves["C"], leaves["c"]),
+                          LinDx(leaves["F"], leaves["f"]))
+            (x.sum() + u.sum()).backward()
+            results[method] = (u.detach(), {k: v.grad for k, v in leaves.items()})
+        # A convex problem has one optimum: the chains land on the iLQR's, with its gradients.
+        for method in ("CEM_THEN_ILQR", "MPPI_THEN_ILQR"):
+            torch.testing.assert_close(results[method][0], results["ILQR"][0], rtol=0, atol=1e-8)
+            for name, grad in results[method][1].items():
+                torch.testing.assert_close(grad, results["ILQR"][1][name], rtol=1e-6, atol=1e-8)
+        leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
+        mpc = MPC(n, m, T, u_lower=-0.3, u_upper=0.3, client=self.client, method="CEM",
+                  exit_unconverged=False, verbose=-1)
+        x, u, _ = mpc(leaves["x_init"], QuadCost(leaves["C"], leaves["c"]),
+                      LinDx(leaves["F"], leaves["f"]))
+        with self.assertRaises(mpcd.MpcdError) as caught:
+            u.sum().backward()
+        self.assertEqual(caught.exception.code, grpc.StatusCode.FAILED_PRECONDITION)
+
+
 class TorchLayoutTest(unittest.TestCase):
     """Shared-by-the-batch inputs get the sum of the per-element gradients; gradcheck."""
 

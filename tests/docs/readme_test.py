@@ -69,6 +69,24 @@ def port_free(port):
 
 class ReadmeTest(unittest.TestCase):
 
+    def test_sampling_example(self):
+        """The CEM->iLQR block, verbatim: the chain converges, plain iLQR does not, as told."""
+        block = fenced_block(readme(), "## Sampling-based MPC: CEM, MPPI and CEM→iLQR")
+        commands = [line for line in block.splitlines() if line.strip()]
+        self.assertEqual(len(commands), 2)
+        outputs = []
+        with Workspace() as cwd:
+            for command in commands:
+                result = subprocess.run(command, shell=True, cwd=cwd, capture_output=True,
+                                        text=True, timeout=120)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                outputs.append(result.stdout.splitlines()[1].split())
+        (_, chained_status, _, chained_cost, _), (_, plain_status, _, plain_cost, _) = outputs
+        self.assertEqual(chained_status, "CONVERGED")
+        self.assertEqual(plain_status, "MAX_ITERATIONS")
+        self.assertAlmostEqual(float(chained_cost), 76.1, places=1)
+        self.assertAlmostEqual(float(plain_cost), 97.8, places=1)
+
     def test_bad_input_example(self):
         match = re.search(r"^\$ (build/bin/mpcctl [^\n]*)\n([^\n]*)\n```", readme(), re.MULTILINE)
         self.assertIsNotNone(match, "README.md has no `$ build/bin/mpcctl ...` example")

@@ -233,6 +233,26 @@ INSTANTIATE_TEST_SUITE_P(
                        "solutions[2].x: not finite at [0,4] (-inf)"}),
     [](const ::testing::TestParamInfo<BadRequestCase>& info) { return info.param.name; });
 
+// A pure CEM or MPPI plan is no fixed point of the iLQR: no implicit gradient. The chains are.
+TEST(ToBackwardProblems, RefusesSolutionsOfPureSamplingAsAFailedPrecondition) {
+  mpcd::v1::BackwardRequest request = ValidRequest();
+  request.mutable_solutions(1)->set_method(mpcd::v1::CEM_THEN_ILQR);
+  request.mutable_solutions(2)->set_method(mpcd::v1::MPPI_THEN_ILQR);
+  EXPECT_THAT(ToBackwardProblems(request, RequestLimits{}), IsOk());
+  request.mutable_solutions(2)->set_method(mpcd::v1::MPPI);
+  EXPECT_THAT(ToBackwardProblems(request, RequestLimits{}),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("solutions[2].method: a MPPI solution has no implicit gradient")));
+  request.mutable_solutions(2)->set_method(mpcd::v1::CEM);
+  EXPECT_THAT(
+      ToBackwardProblems(request, RequestLimits{}),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("solve with CEM_THEN_ILQR")));
+  request.mutable_solutions(2)->set_method(static_cast<mpcd::v1::SolverMethod>(11));
+  EXPECT_THAT(
+      ToBackwardProblems(request, RequestLimits{}),
+      StatusIs(absl::StatusCode::kInvalidArgument, "solutions[2].method: unknown value 11"));
+}
+
 TEST(ToBackwardResponse, MirrorsTheRequestShapesAndTheSolverValues) {
   const mpcd::v1::BackwardRequest request = ValidRequest();
   MPC_ASSERT_OK_AND_ASSIGN(const BackwardInputs batch,

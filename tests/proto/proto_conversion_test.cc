@@ -229,6 +229,39 @@ TEST(ToProblems, AppliesOptionDefaults) {
   EXPECT_FALSE(options.compute_gains);
 }
 
+TEST(ToProblems, ConvertsTheSamplingOptionsAndNumbersTheProblems) {
+  mpcd::v1::SolveRequest request = ValidRequest();
+  mpcd::v1::SolverOptions* options = request.mutable_options();
+  options->set_method(mpcd::v1::MPPI_THEN_ILQR);
+  options->set_samples(100);
+  options->set_sampling_iterations(3);
+  options->set_initial_std(0.7);
+  options->set_min_std(0.01);
+  options->set_temperature(2.5);
+  options->set_momentum(0.25);
+  options->set_seed(0x123456789abcULL);
+  options->set_knot_spacing(4);
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems, ToProblems(request, RequestLimits{}));
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    const SolverOptions& o = problems[i].options;
+    EXPECT_EQ(o.method, SolverMethod::kMppiThenIlqr);
+    EXPECT_EQ(o.sampling.samples, 100);
+    EXPECT_EQ(o.sampling.elites, 32);
+    EXPECT_EQ(o.sampling.iterations, 3);
+    EXPECT_EQ(o.sampling.initial_std, 0.7);
+    EXPECT_EQ(o.sampling.min_std, 0.01);
+    EXPECT_EQ(o.sampling.temperature, 2.5);
+    EXPECT_EQ(o.sampling.momentum, 0.25);
+    EXPECT_EQ(o.sampling.seed, 0x123456789abcULL);
+    EXPECT_EQ(o.sampling.knot_spacing, 4);
+    EXPECT_EQ(problems[i].sampling_stream, i);
+  }
+  // Fewer samples than the default elites: every sample is an elite.
+  options->set_samples(8);
+  MPC_ASSERT_OK_AND_ASSIGN(problems, ToProblems(request, RequestLimits{}));
+  EXPECT_EQ(problems[0].options.sampling.elites, 8);
+}
+
 TEST(ToProblems, AppliesGivenOptionsToEveryProblem) {
   mpcd::v1::SolveRequest request = ValidRequest();
   mpcd::v1::SolverOptions* options = request.mutable_options();
@@ -296,6 +329,37 @@ const std::vector<InvalidCase>& InvalidCases() {
        "options.best_cost_eps: must be >= 0 and finite, got -0.001"},
       {"NotImprovedLimitZero", [](R* r) { r->mutable_options()->set_not_improved_limit(0); },
        "options.not_improved_limit: must be in [1, 2147483647], got 0"},
+      // Sampling options (the four, then the rest).
+      {"SamplesZero", [](R* r) { r->mutable_options()->set_samples(0); },
+       "options.samples: must be in [1, 65536], got 0"},
+      {"ElitesOverSamples",
+       [](R* r) {
+         r->mutable_options()->set_samples(64);
+         r->mutable_options()->set_elites(65);
+       },
+       "options.elites: must be in [1, 64], got 65"},
+      {"InitialStdNegative", [](R* r) { r->mutable_options()->set_initial_std(-0.5); },
+       "options.initial_std: must be > 0 and finite, got -0.5"},
+      {"TemperatureNaN", [](R* r) { r->mutable_options()->set_temperature(kNaN); },
+       "options.temperature: must be > 0 and finite, got nan"},
+      {"MinStdNegative", [](R* r) { r->mutable_options()->set_min_std(-1); },
+       "options.min_std: must be >= 0 and finite, got -1"},
+      {"MomentumOne", [](R* r) { r->mutable_options()->set_momentum(1); },
+       "options.momentum: must be in [0, 1), got 1"},
+      {"SamplingIterationsZero", [](R* r) { r->mutable_options()->set_sampling_iterations(0); },
+       "options.sampling_iterations: must be in [1, 10000], got 0"},
+      {"KnotSpacingZero", [](R* r) { r->mutable_options()->set_knot_spacing(0); },
+       "options.knot_spacing: must be in [1, 10000], got 0"},
+      {"UnknownMethod",
+       [](R* r) { r->mutable_options()->set_method(static_cast<mpcd::v1::SolverMethod>(9)); },
+       "options.method: unknown value 9"},
+      {"JacobianOfPureCem",
+       [](R* r) {
+         r->mutable_options()->set_method(mpcd::v1::CEM);
+         r->set_return_x_init_jacobian(true);
+       },
+       "return_x_init_jacobian: options.method CEM has no implicit derivative (use "
+       "CEM_THEN_ILQR)"},
 
       // Tensor encoding.
       {"DataShorterThanShape",

@@ -74,5 +74,22 @@ TEST(NoAllocationTest, LinearFixedAndDynamicSizes) {
   }
 }
 
+// The sampling methods run from the same worker buffers (grown on the first solve).
+TEST(NoAllocationTest, EverySamplingMethod) {
+  for (SolverMethod method : {SolverMethod::kCem, SolverMethod::kMppi, SolverMethod::kCemThenIlqr,
+                              SolverMethod::kMppiThenIlqr}) {
+    RandomModelOptions model;
+    Problem pendulum = RandomPendulumProblem(model, 5);
+    pendulum.options.method = method;
+    pendulum.options.compute_gains = true;
+    pendulum.options.sampling = {.samples = 64, .elites = 8, .iterations = 3, .knot_spacing = 4};
+    ExpectSolveAllocatesNothing(pendulum, false);
+    Problem odd = RandomLqrProblem({.state_dim = 7, .control_dim = 3, .horizon = 15}, 6);
+    odd.options.method = method;
+    odd.options.sampling = pendulum.options.sampling;
+    ExpectSolveAllocatesNothing(odd, true);
+  }
+}
+
 }  // namespace
 }  // namespace mpc

@@ -6,9 +6,49 @@
 #include "solver/core/dispatch.h"
 #include "solver/core/ilqr.h"
 #include "solver/core/implicit_backward.h"
+#include "solver/core/sampling.h"
 #include "solver/packing.h"
+#include "solver/sampling_packing.h"
 
 namespace mpc::core {
+
+namespace {
+
+// A batch that samples, in the order the CUDA launcher enqueues its kernels
+// (sampling_dispatch.cuh), each kernel's threads in turn.
+template <typename S>
+void SampleBatchOnHost(const ProblemShape& shape, absl::Span<const Problem* const> members,
+                       absl::Span<Solution* const> outputs) {
+  const SamplingBatchLayout layout = PlanSamplingBatch(members);
+  const int batch = layout.problem.batch;
+  std::vector<S> buffer(layout.total_size);
+  std::vector<int> elites(layout.elite_size);
+  std::vector<ProblemSettings> settings(batch);
+  std::vector<ProblemResult> results(batch);
+  std::vector<SamplingSettings> sampling_settings(batch);
+  std::vector<SamplingResult> sampling_results(batch);
+  PackSamplingInputs<S>(members, layout, buffer.data(), settings.data(), sampling_settings.data());
+  const SamplingBatchView<S> view =
+      MakeSamplingBatchView<S>(layout, buffer.data(), elites.data(), settings.data(),
+                               results.data(), sampling_settings.data(), sampling_results.data());
+  DispatchShape<Executor::kGpu>(shape, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
+    using Sampler = ProblemSampler<S, Dynamics, NX, NU, kFixedSize>;
+    for (int b = 0; b < batch; ++b) Sampler(view, b).Begin();
+    for (int iteration = 0; iteration < layout.max_iterations; ++iteration) {
+      for (int sample = 0; sample < layout.max_samples; ++sample) {
+        for (int b = 0; b < batch; ++b) {
+          SampleCostIfSampled<S, Dynamics, NX, NU, kFixedSize>(view, b, iteration, sample);
+        }
+      }
+      for (int b = 0; b < batch; ++b) Sampler(view, b).Update(iteration);
+    }
+    for (int b = 0; b < batch; ++b) PolishAndFinish<S, Dynamics, NX, NU, kFixedSize>(view, b);
+  });
+  UnpackIlqrOutputs<S>(members, layout.problem, buffer.data() + layout.problem.best_x,
+                       results.data(), outputs);
+}
+
+}  // namespace
 
 template <typename S>
 absl::Status SolveBatchOnHost(absl::Span<const Problem* const> problems,
@@ -28,6 +68,10 @@ absl::Status SolveBatchOnHost(absl::Span<const Problem* const> problems,
     if (!RunsOnDevice(shape)) {
       return absl::UnimplementedError(
           absl::StrCat("no device solver for n=", shape.state_dim, ", m=", shape.control_dim));
+    }
+    if (AnyUsesSampling(members)) {
+      SampleBatchOnHost<S>(shape, members, outputs);
+      continue;
     }
     const IlqrBatchLayout layout = PlanIlqrBatch(members);
     std::vector<S> buffer(layout.total_size);

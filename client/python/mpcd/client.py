@@ -104,6 +104,9 @@ class Solution:
     x_init_jacobian: Optional[np.ndarray] = None  # (T, n+m, n)
     params_jacobian: Optional[np.ndarray] = None  # (T, n+m, p)
     jacobian_diagnostics: Optional[dict] = None
+    # The SolverMethod that produced it ("ILQR", "CEM", "MPPI", "CEM_THEN_ILQR", ...); backward
+    # sends it back, and the server refuses CEM and MPPI solutions (no implicit gradient).
+    method: str = "ILQR"
 
 
 @dataclasses.dataclass
@@ -271,7 +274,8 @@ def _solution_from_proto(message):
         x_init_jacobian=from_tensor(message.x_init_jacobian),
         params_jacobian=from_tensor(message.params_jacobian),
         jacobian_diagnostics=(_diagnostics_to_dict(message.jacobian_diagnostics)
-                              if has_jacobian else None))
+                              if has_jacobian else None),
+        method=mpcd_pb2.SolverMethod.Name(message.method))
 
 
 def _gradient_from_proto(message, diagnostics):
@@ -457,6 +461,8 @@ class Client:
             message = request.solutions.add()
             to_tensor(x, message.x)
             to_tensor(u, message.u)
+            if isinstance(solution, Solution):
+                message.method = mpcd_pb2.SolverMethod.Value(solution.method)
         for dx, du in cotangents:
             message = request.cotangents.add()
             _set_optional(message.x, dx)

@@ -436,6 +436,7 @@ class _MpcFunction(torch.autograd.Function):
             out = request.solutions.add()
             out.x.CopyFrom(solution.x)
             out.u.CopyFrom(solution.u)
+            out.method = solution.method
         cotangents = []
         for grad, dim in ((grad_x, spec.n), (grad_u, spec.m)):
             array = _numpy(grad) if grad is not None else np.zeros((spec.T, B, dim))
@@ -486,7 +487,12 @@ class MPC(torch.nn.Module):
     mpcd's own keyword arguments: client (an mpcd.Client) or target ("host:port"; default
     $MPCD_TARGET or localhost:50051; every MPC for one target shares one channel, see
     shared_client), gradient_mode ("DEFAULT", "EXACT", "FULL_CHAIN"), timeout
-    (seconds per call). grad_method and back_eps are accepted and unused (the server linearises by
+    (seconds per call), method ("ILQR", the default; "CEM", "MPPI", "CEM_THEN_ILQR",
+    "MPPI_THEN_ILQR": sampling-based MPC, alone or as the iLQR's warm start) and sampling (a dict
+    of the sampling options: samples, elites, sampling_iterations, initial_std, min_std,
+    temperature, momentum, seed). Backward through CEM or MPPI alone raises
+    mpcd.MpcdError with code FAILED_PRECONDITION (a sampled plan has no implicit gradient); through the
+    *_THEN_ILQR chains it is the iLQR's. grad_method and back_eps are accepted and unused (the server linearises by
     automatic differentiation); u_zero_I, delta_u, slew_rate_penalty and prev_ctrl are not
     supported. Each problem iterates on its own (mpc.pytorch couples the stopping test across the
     batch), so "converged" is per problem.
@@ -497,7 +503,8 @@ class MPC(torch.nn.Module):
                  back_eps=1e-7, n_batch=None, linesearch_decay=0.2, max_linesearch_iter=10,
                  exit_unconverged=True, detach_unconverged=True, backprop=True,
                  slew_rate_penalty=None, prev_ctrl=None, not_improved_lim=5, best_cost_eps=1e-4,
-                 *, client=None, target=None, gradient_mode="DEFAULT", timeout=None):
+                 *, client=None, target=None, gradient_mode="DEFAULT", timeout=None,
+                 method="ILQR", sampling=None):
         super().__init__()
         if (u_lower is None) != (u_upper is None):
             raise ValueError("MPC: give both u_lower and u_upper or neither")
@@ -517,6 +524,8 @@ class MPC(torch.nn.Module):
                             linesearch_decay=linesearch_decay,
                             max_linesearch_iterations=max_linesearch_iter,
                             best_cost_eps=best_cost_eps, not_improved_limit=not_improved_lim)
+        self.options["method"] = method
+        self.options.update(sampling or {})
         if client is None:
             client = shared_client(target or os.environ.get("MPCD_TARGET", DEFAULT_TARGET))
         self.client = client

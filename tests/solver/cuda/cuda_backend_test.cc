@@ -48,6 +48,24 @@ std::vector<Solution> SolveOnCpu(const std::vector<Problem>& problems) {
   return solutions;
 }
 
+// The device's answers against the host emulation's, problem by problem.
+void ExpectMatchesTheHostEmulation(CudaBackend& backend, const std::vector<Problem>& problems) {
+  std::vector<const Problem*> inputs;
+  for (const Problem& p : problems) inputs.push_back(&p);
+  std::vector<Solution> host(problems.size());
+  std::vector<Solution*> outputs;
+  for (Solution& s : host) outputs.push_back(&s);
+  ASSERT_THAT(SolveBatchOnHost<double>(inputs, outputs), IsOk());
+  const std::vector<Solution> device = Solve(backend, problems);
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(device[i].status, host[i].status);
+    EXPECT_EQ(device[i].iterations, host[i].iterations);
+    EXPECT_LE(MaxRelativeDifference(device[i].u, host[i].u), kDoubleTolerance);
+    EXPECT_LE(MaxRelativeDifference(device[i].x, host[i].x), kDoubleTolerance);
+  }
+}
+
 class CudaBackendTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -134,20 +152,26 @@ TEST_F(CudaBackendTest, MatchesTheHostEmulationOnLqrProblems) {
     problems.push_back(RandomLqrProblem(
         {.state_dim = 8, .control_dim = 4, .horizon = 30, .bounded = seed % 2 == 0}, seed));
   }
-  std::vector<const Problem*> inputs;
-  for (const Problem& p : problems) inputs.push_back(&p);
-  std::vector<Solution> host(problems.size());
-  std::vector<Solution*> outputs;
-  for (Solution& s : host) outputs.push_back(&s);
-  ASSERT_THAT(SolveBatchOnHost<double>(inputs, outputs), IsOk());
-  const std::vector<Solution> device = Solve(*backend_, problems);
-  for (std::size_t i = 0; i < problems.size(); ++i) {
-    SCOPED_TRACE(i);
-    EXPECT_EQ(device[i].status, host[i].status);
-    EXPECT_EQ(device[i].iterations, host[i].iterations);
-    EXPECT_LE(MaxRelativeDifference(device[i].u, host[i].u), kDoubleTolerance);
-    EXPECT_LE(MaxRelativeDifference(device[i].x, host[i].x), kDoubleTolerance);
+  ExpectMatchesTheHostEmulation(*backend_, problems);
+}
+
+// Sampling on the device ((problem, sample) threads) runs the host emulation's code; on linear
+// problems only MPPI's exp (CUDA's libm against glibc) may separate them, by ulps.
+TEST_F(CudaBackendTest, SamplingMatchesTheHostEmulationOnLqrProblems) {
+  const SolverMethod methods[] = {SolverMethod::kCem, SolverMethod::kMppi,
+                                  SolverMethod::kCemThenIlqr, SolverMethod::kMppiThenIlqr};
+  std::vector<Problem> problems;
+  for (std::uint64_t seed = 0; seed < 16; ++seed) {
+    problems.push_back(RandomLqrProblem(
+        {.state_dim = 8, .control_dim = 4, .horizon = 30, .bounded = seed % 2 == 0}, seed));
+    problems.back().options.method = methods[seed % 4];
+    problems.back().options.sampling = {.samples = 512,
+                                        .elites = 32,
+                                        .iterations = 4,
+                                        .knot_spacing = 1 + static_cast<int>(seed % 3)};
+    problems.back().sampling_stream = static_cast<std::uint32_t>(seed);
   }
+  ExpectMatchesTheHostEmulation(*backend_, problems);
 }
 
 TEST_F(CudaBackendTest, Float32MatchesTheCpuSolverToSinglePrecision) {

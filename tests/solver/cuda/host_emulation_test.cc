@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "solver/core/dispatch.h"
+#include "solver/cpu/cpu_backend.h"
 #include "solver/cpu/ilqr.h"
 #include "solver/models/model_list.h"
 #include "solver/models/model_registry.h"
@@ -224,6 +225,51 @@ TEST(DeviceSolverTest, Float32MatchesTheCpuSolverToSinglePrecision) {
     EXPECT_LE(dx, linear ? 1e-4 : 1e-2);
     EXPECT_LE(du, linear ? 1e-4 : 1e-2);
     EXPECT_LE(dcost, 1e-4);
+  }
+}
+
+// The sampling methods in the device layout (interleaved, the kernels' order: every sample of an
+// iteration, then every update) against the CPU executor (contiguous, one problem at a time):
+// bitwise equal, whatever the batch mixes (methods, sample counts, plain iLQR problems).
+TEST(DeviceSolverTest, SamplingInTheDeviceLayoutIsBitwiseTheCpuExecutors) {
+  const SolverMethod methods[] = {SolverMethod::kCem, SolverMethod::kMppi,
+                                  SolverMethod::kCemThenIlqr, SolverMethod::kMppiThenIlqr,
+                                  SolverMethod::kIlqr};
+  std::vector<Problem> problems;
+  for (int seed = 0; seed < 10; ++seed) {
+    RandomModelOptions model;
+    model.horizon = 20;
+    Problem pendulum = RandomPendulumProblem(model, seed);
+    Problem cartpole = RandomCartpoleProblem(model, seed);
+    Problem lqr = RandomLqrProblem(
+        {.state_dim = 4, .control_dim = 2, .horizon = 12, .bounded = seed % 2 == 0}, seed);
+    for (Problem* p : {&pendulum, &cartpole, &lqr}) {
+      p->options.method = methods[seed % 5];
+      p->options.sampling = {.samples = 16 + 8 * (seed % 3),
+                             .elites = 4 + seed % 3,
+                             .iterations = 2 + seed % 3,
+                             .knot_spacing = 1 + seed % 4,
+                             .seed = static_cast<std::uint64_t>(seed)};
+      p->options.compute_gains = seed % 2 == 1;
+      p->sampling_stream = static_cast<std::uint32_t>(seed);
+      problems.push_back(*p);
+    }
+  }
+  absl::StatusOr<std::unique_ptr<CpuBackend>> cpu = CpuBackend::Create({1});
+  ASSERT_THAT(cpu.status(), IsOk());
+  std::vector<Solution> expected(problems.size());
+  std::vector<Solution*> outputs;
+  for (Solution& s : expected) outputs.push_back(&s);
+  ASSERT_THAT((*cpu)->SolveBatch(Pointers(problems), outputs), IsOk());
+  const std::vector<Solution> device_layout = SolveOnHost<double>(Pointers(problems));
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    SCOPED_TRACE(::testing::Message()
+                 << "problem " << i << " " << SolverMethodName(problems[i].options.method));
+    EXPECT_EQ(device_layout[i].x, expected[i].x);
+    EXPECT_EQ(device_layout[i].u, expected[i].u);
+    EXPECT_EQ(device_layout[i].feedback, expected[i].feedback);
+    EXPECT_EQ(device_layout[i].status, expected[i].status);
+    EXPECT_EQ(device_layout[i].iterations, expected[i].iterations);
   }
 }
 

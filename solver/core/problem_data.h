@@ -1,0 +1,163 @@
+#ifndef MPC_SOLVER_CORE_PROBLEM_DATA_H_
+#define MPC_SOLVER_CORE_PROBLEM_DATA_H_
+
+// One problem's data as the core's algorithms read it from a batch view (batch_view.h): the cost
+// blocks, the bounds, the dynamics step f(x, u) and the stage cost, written once for every solver
+// of the core (the iLQR of ilqr.h, the sampling methods of sampling.h). Plain C++: nvcc compiles
+// it.
+
+#include <cmath>
+#include <type_traits>
+
+#include "solver/core/batch_view.h"
+#include "solver/core/scratch.h"
+#include "solver/core/small_linalg.h"
+#include "solver/host_device.h"
+#include "solver/models/dynamics_tags.h"
+
+namespace mpc::core {
+
+// How a problem's elements are laid out in the batch buffers: interleaved over the batch (element
+// e of problem b at e * batch + b: the GPU, where neighbouring threads then read neighbouring
+// addresses) or contiguous (a batch of one: a CPU worker, where the loops then run over unit
+// strides).
+struct Interleaved {
+  MPC_HOST_DEVICE static long long Index(int e, int batch, int b) {
+    return static_cast<long long>(e) * batch + b;
+  }
+};
+struct Contiguous {
+  MPC_HOST_DEVICE static long long Index(int e, int /*batch*/, int /*b*/) { return e; }
+};
+
+// Problem b of `view`: its sizes (compile-time in the fixed-size specialisations, as ProblemSizes),
+// parameters, time step and bounds flag, and the functions of its data. Sizes and Layout as for
+// ProblemSolver (ilqr.h).
+template <typename S, class Dynamics, int NX, int NU, bool kFixedSize, class Layout>
+class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
+ public:
+  using Sizes = ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>;
+  using Sizes::m;
+  using Sizes::n;
+  using Sizes::nt;
+
+  MPC_HOST_DEVICE ProblemData(const IlqrBatchView<S>& view, int b)
+      : Sizes(view.state_dim, view.control_dim),
+        view_(view),
+        b_(b),
+        T_(view.horizon),
+        settings_(view.settings[b]),
+        has_bounds_(settings_.has_bounds != 0),
+        dt_(settings_.dt) {
+    if constexpr (!Dynamics::kIsLinear && !Dynamics::kIsGraph) {
+      for (int k = 0; k < Dynamics::kParamDim; ++k) params_[k] = At(view_.params, k);
+    }
+  }
+
+  MPC_HOST_DEVICE static S Max(S a, S b) { return a < b ? b : a; }
+  MPC_HOST_DEVICE static S Min(S a, S b) { return b < a ? b : a; }
+
+  // Element e of this problem in a batch array.
+  MPC_HOST_DEVICE S& At(S* array, int e) const { return array[Layout::Index(e, view_.batch, b_)]; }
+  MPC_HOST_DEVICE S At(const S* array, int e) const {
+    return array[Layout::Index(e, view_.batch, b_)];
+  }
+
+  MPC_HOST_DEVICE void Copy(const S* from, S* to, int count) const {
+    for (int e = 0; e < count; ++e) At(to, e) = At(from, e);
+  }
+  MPC_HOST_DEVICE bool AllFinite(const S* array, int count) const {
+    for (int e = 0; e < count; ++e) {
+      if (!IsFinite(At(array, e))) return false;
+    }
+    return true;
+  }
+
+  // Problem data of step t.
+  MPC_HOST_DEVICE int CostBase(int t) const { return (view_.cost_slices > 1 ? t : 0) * nt * nt; }
+  MPC_HOST_DEVICE S Cxx(int t, int i, int j) const {
+    return At(view_.cost_quadratic, CostBase(t) + i * nt + j);
+  }
+  MPC_HOST_DEVICE S Cux(int t, int i, int j) const {
+    return At(view_.cost_quadratic, CostBase(t) + (n + i) * nt + j);
+  }
+  MPC_HOST_DEVICE S Cuu(int t, int i, int j) const {
+    return At(view_.cost_quadratic, CostBase(t) + (n + i) * nt + n + j);
+  }
+  MPC_HOST_DEVICE S cx(int t, int i) const {
+    return At(view_.cost_linear, (view_.linear_slices > 1 ? t : 0) * nt + i);
+  }
+  MPC_HOST_DEVICE S cu(int t, int j) const {
+    return At(view_.cost_linear, (view_.linear_slices > 1 ? t : 0) * nt + n + j);
+  }
+  MPC_HOST_DEVICE S Lower(int t, int j) const {
+    return At(view_.u_lower, (view_.bound_slices > 1 ? t : 0) * m + j);
+  }
+  MPC_HOST_DEVICE S Upper(int t, int j) const {
+    return At(view_.u_upper, (view_.bound_slices > 1 ? t : 0) * m + j);
+  }
+  // v clamped into control j's bounds at step t (v itself without bounds).
+  MPC_HOST_DEVICE S Clamp(int t, int j, S v) const {
+    return has_bounds_ ? Min(Max(v, Lower(t, j)), Upper(t, j)) : v;
+  }
+
+  MPC_HOST_DEVICE void LoadX(const S* traj, int t, S* x) const {
+    for (int i = 0; i < n; ++i) x[i] = At(traj, t * n + i);
+  }
+  MPC_HOST_DEVICE void LoadU(const S* traj, int t, S* u) const {
+    for (int j = 0; j < m; ++j) u[j] = At(traj, t * m + j);
+  }
+
+  // x_next = f(x, u) for the dynamics of step t.
+  MPC_HOST_DEVICE void Step(int t, const S* x, const S* u, S* x_next) const {
+    if constexpr (Dynamics::kIsLinear) {
+      const int base = (view_.transition_slices > 1 ? t : 0) * n * nt;
+      const int offset_base = (view_.offset_slices > 1 ? t : 0) * n;
+      for (int i = 0; i < n; ++i) {
+        S ax = 0;
+        for (int j = 0; j < n; ++j) ax += At(view_.transition, base + i * nt + j) * x[j];
+        S bu = 0;
+        for (int j = 0; j < m; ++j) bu += At(view_.transition, base + i * nt + n + j) * u[j];
+        S next = ax + bu;
+        if (view_.offset_slices > 0) next += At(view_.offset, offset_base + i);
+        x_next[i] = next;
+      }
+    } else if constexpr (Dynamics::kIsGraph) {
+      static_assert(std::is_same_v<Layout, Contiguous>, "graphs run on CPU workers only");
+      view_.graph->Step(x, u, view_.params, x_next);
+    } else {
+      Dynamics::ModelType::Step(x, u, params_, dt_, x_next);
+    }
+  }
+
+  // 0.5 tau' C_t tau + c_t' tau with C_t symmetric.
+  MPC_HOST_DEVICE S StageCost(int t, const S* x, const S* u) const {
+    S total = 0;
+    for (int i = 0; i < n; ++i) {
+      S s = 0;
+      for (int j = 0; j < n; ++j) s += Cxx(t, i, j) * x[j];
+      total += x[i] * (S(0.5) * s + cx(t, i));
+    }
+    for (int i = 0; i < m; ++i) {
+      S sx = 0;
+      for (int j = 0; j < n; ++j) sx += Cux(t, i, j) * x[j];
+      S su = 0;
+      for (int j = 0; j < m; ++j) su += Cuu(t, i, j) * u[j];
+      total += u[i] * (sx + S(0.5) * su + cu(t, i));
+    }
+    return total;
+  }
+
+ protected:
+  const IlqrBatchView<S>& view_;
+  const int b_;
+  const int T_;
+  const ProblemSettings settings_;
+  const bool has_bounds_;
+  const double dt_;
+  S params_[Dynamics::kParamDim > 0 ? Dynamics::kParamDim : 1] = {};
+};
+
+}  // namespace mpc::core
+
+#endif  // MPC_SOLVER_CORE_PROBLEM_DATA_H_
