@@ -56,6 +56,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   using Data::Cux;
   using Data::cx;
   using Data::Cxx;
+  using Data::dt_;
   using Data::has_bounds_;
   using Data::LoadU;
   using Data::LoadX;
@@ -65,14 +66,13 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   using Data::Min;
   using Data::n;
   using Data::nt;
+  using Data::params_;
   using Data::settings_;
   using Data::StageCost;
   using Data::Step;
   using Data::T_;
   using Data::Upper;
   using Data::view_;
-  using Data::dt_;
-  using Data::params_;
 
  public:
   MPC_HOST_DEVICE ProblemSolver(const IlqrBatchView<S>& view, int b,

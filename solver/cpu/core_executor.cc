@@ -39,7 +39,12 @@ GraphEvaluator* EvaluatorFor(const Problem& problem, std::unique_ptr<GraphEvalua
 
 // Grows `buffer` to at least `size` scalars (never shrinks, so a worker's steady state allocates
 // nothing).
-void Reserve(std::vector<double>* buffer, std::size_t size) {
+// A worker's buffers, aligned as Eigen's vectorised kernels want them (EIGEN_MAX_ALIGN_BYTES):
+// the dense kernels (dense_kernels.h) peel and vectorise by the operands' addresses, so with
+// buffers at whatever address the heap gives, one problem's bits would depend on the heap's state.
+using WorkerBuffer = std::vector<double, Eigen::aligned_allocator<double>>;
+
+void Reserve(WorkerBuffer* buffer, std::size_t size) {
   if (buffer->size() < size) buffer->resize(size);
 }
 
@@ -110,8 +115,8 @@ class CoreShapeSolver final : public ShapeSolver {
 
   const ProblemShape shape_;
   const CoreSizes sizes_;
-  std::vector<double> buffer_;
-  std::vector<double> scratch_;
+  WorkerBuffer buffer_;
+  WorkerBuffer scratch_;
   std::vector<int> elites_;
   core::ProblemSettings settings_{};
   core::ProblemResult result_{};
@@ -180,8 +185,8 @@ class CoreShapeBackward final : public ShapeBackward {
 
   const ProblemShape shape_;
   const CoreSizes sizes_;
-  std::vector<double> buffer_;
-  std::vector<double> scratch_;
+  WorkerBuffer buffer_;
+  WorkerBuffer scratch_;
   core::BackwardSettings settings_{};
   core::BackwardResult result_{};
   std::unique_ptr<GraphEvaluator> graph_;

@@ -341,8 +341,8 @@ absl::Status CudaBackend::BackwardBatch(absl::Span<const BackwardProblem* const>
   absl::Status status = CudaStatus(cudaSetDevice(options_.device), "cudaSetDevice");
   if (!status.ok()) return status;
 
-  // What the device computes, grouped by shape; the rest (shapes without a device kernel, exact
-  // mode on models) goes to the CPU.
+  // What the device computes, grouped by shape; the rest (shapes without a device kernel, graph
+  // dynamics) goes to the CPU.
   std::vector<const BackwardProblem*> cpu_problems;
   std::vector<ProblemGradient*> cpu_gradients;
   std::vector<const Problem*> device_problems;
@@ -389,6 +389,10 @@ absl::Status CudaBackend::BackwardBatch(absl::Span<const BackwardProblem* const>
       UnpackBackwardGroup<float>(group);
     } else {
       UnpackBackwardGroup<double>(group);
+    }
+    for (std::size_t i = 0; i < group.problems.size(); ++i) {
+      const BackwardProblem& problem = *group.problems[i];
+      MarkUnlessSolution(*problem.problem, problem.x, problem.u, group.gradients[i]);
     }
   }
   return absl::OkStatus();
