@@ -66,6 +66,12 @@ double LoadFloat32(const unsigned char* bytes) {
   return static_cast<double>(value);
 }
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+constexpr bool kLittleEndianHost = true;
+#else
+constexpr bool kLittleEndianHost = false;
+#endif
+
 // Value i of a tensor that passed CheckTensorData (float32 widened exactly to double).
 double ValueAt(const Tensor& tensor, std::uint64_t i) {
   if (!IsRaw(tensor)) return tensor.data(static_cast<int>(i));
@@ -158,6 +164,10 @@ std::vector<double> ToVector(const Tensor& tensor) {
   if (!IsRaw(tensor)) return std::vector<double>(tensor.data().begin(), tensor.data().end());
   const std::uint64_t count = ValueCount(tensor);
   std::vector<double> values(count);
+  if (kLittleEndianHost && tensor.dtype() == mpcd::v1::DATA_TYPE_FLOAT64) {
+    std::memcpy(values.data(), tensor.raw_data().data(), count * sizeof(double));
+    return values;
+  }
   for (std::uint64_t i = 0; i < count; ++i) values[i] = ValueAt(tensor, i);
   return values;
 }
@@ -178,13 +188,14 @@ void SetTensor(const Shape& shape, const std::vector<double>& data, Tensor* tens
 
 // Rewrites a present Tensor written as repeated doubles into `encoding` (little-endian raw_data,
 // float64 bitwise or each value rounded to float32).
-void EncodeTensor(mpcd::v1::TensorEncoding encoding, Tensor* tensor) {
-  if (encoding == mpcd::v1::REPEATED_FLOAT64 || tensor->data_size() == 0) return;
-  const bool f32 = encoding == mpcd::v1::RAW_FLOAT32;
+// Writes `values` little-endian at `out`: float64 bitwise, or each rounded to float32.
+void EncodeValues(absl::Span<const double> values, bool f32, unsigned char* out) {
+  if (kLittleEndianHost && !f32) {
+    std::memcpy(out, values.data(), values.size() * sizeof(double));
+    return;
+  }
   const std::size_t element = f32 ? 4 : 8;
-  std::string bytes(element * static_cast<std::size_t>(tensor->data_size()), '\0');
-  unsigned char* out = reinterpret_cast<unsigned char*>(bytes.data());
-  for (double value : tensor->data()) {
+  for (double value : values) {
     std::uint64_t bits = 0;
     if (f32) {
       const float narrow = static_cast<float>(value);
@@ -196,8 +207,53 @@ void EncodeTensor(mpcd::v1::TensorEncoding encoding, Tensor* tensor) {
     }
     for (std::size_t k = 0; k < element; ++k, bits >>= 8) *out++ = static_cast<unsigned char>(bits);
   }
+}
+
+void EncodeTensor(mpcd::v1::TensorEncoding encoding, Tensor* tensor) {
+  if (encoding == mpcd::v1::REPEATED_FLOAT64 || tensor->data_size() == 0) return;
+  const bool f32 = encoding == mpcd::v1::RAW_FLOAT32;
+  const std::size_t element = f32 ? 4 : 8;
+  std::string bytes(element * static_cast<std::size_t>(tensor->data_size()), '\0');
+  EncodeValues(tensor->data(), f32, reinterpret_cast<unsigned char*>(bytes.data()));
   tensor->clear_data();
   tensor->set_raw_data(std::move(bytes));
+  tensor->set_dtype(f32 ? mpcd::v1::DATA_TYPE_FLOAT32 : mpcd::v1::DATA_TYPE_FLOAT64);
+}
+
+// `count` parts (part(b): a span of prod(slice) values; one of another size, e.g. a Jacobian a
+// deadline left uncomputed, is written as zeros) stacked as (count, slice...) in `encoding`.
+template <typename Part>
+void SetStackedTensor(mpcd::v1::TensorEncoding encoding, const Shape& slice, int count, Part part,
+                      Tensor* tensor) {
+  tensor->Clear();
+  tensor->add_shape(static_cast<std::uint32_t>(count));
+  std::size_t per = 1;
+  for (std::int64_t dim : slice) {
+    tensor->add_shape(static_cast<std::uint32_t>(dim));
+    per *= static_cast<std::size_t>(dim);
+  }
+  if (encoding == mpcd::v1::REPEATED_FLOAT64) {
+    auto* data = tensor->mutable_data();
+    data->Reserve(static_cast<int>(per * count));
+    for (int b = 0; b < count; ++b) {
+      const absl::Span<const double> values = part(b);
+      if (values.size() == per) {
+        data->Add(values.begin(), values.end());
+      } else {
+        for (std::size_t k = 0; k < per; ++k) data->Add(0.0);
+      }
+    }
+    return;
+  }
+  const bool f32 = encoding == mpcd::v1::RAW_FLOAT32;
+  const std::size_t bytes = per * (f32 ? 4 : 8);
+  std::string* raw = tensor->mutable_raw_data();
+  raw->resize(bytes * count);
+  auto* out = reinterpret_cast<unsigned char*>(raw->data());
+  for (int b = 0; b < count; ++b, out += bytes) {
+    const absl::Span<const double> values = part(b);
+    if (values.size() == per) EncodeValues(values, f32, out);  // else the zeros of resize()
+  }
   tensor->set_dtype(f32 ? mpcd::v1::DATA_TYPE_FLOAT32 : mpcd::v1::DATA_TYPE_FLOAT64);
 }
 
@@ -398,6 +454,37 @@ Shape ShapeOrDefault(const Tensor& tensor, Shape absent) {
   return IsPresent(tensor) ? ShapeOf(tensor) : std::move(absent);
 }
 
+// The shapes of a problem's gradients that follow its request (BackwardResponse: each input's
+// own shape, and the rule for absent ones); transition and offset only for linear dynamics.
+struct GradientShapes {
+  Shape cost_quadratic;
+  Shape cost_linear;
+  Shape transition;
+  Shape offset;
+
+  friend bool operator==(const GradientShapes& a, const GradientShapes& b) {
+    return a.cost_quadratic == b.cost_quadratic && a.cost_linear == b.cost_linear &&
+           a.transition == b.transition && a.offset == b.offset;
+  }
+};
+
+// `in`: the merged problem as the request gave it; `shape`: its converted shape.
+GradientShapes GradientShapesOf(const mpcd::v1::Problem& in, const ProblemShape& shape) {
+  const std::int64_t n = shape.state_dim;
+  GradientShapes shapes;
+  shapes.cost_quadratic = ShapeOf(in.cost().quadratic());
+  shapes.cost_linear = ShapeOrDefault(in.cost().linear(), {shape.tau_dim()});
+  if (in.dynamics().kind_case() == mpcd::v1::Dynamics::kLinear) {
+    const mpcd::v1::LinearDynamics& linear = in.dynamics().linear();
+    shapes.transition = ShapeOf(linear.transition());
+    // An absent offset: laid out as the transition's slices (see ProblemGradient).
+    const Shape absent =
+        linear.transition().shape_size() == 3 ? Shape{shape.horizon - 1, n} : Shape{n};
+    shapes.offset = ShapeOrDefault(linear.offset(), absent);
+  }
+  return shapes;
+}
+
 void ToProtoDiagnostics(const ProblemGradient& gradient, mpcd::v1::GradientDiagnostics* out) {
   out->set_status(ToProtoGradientStatus(gradient.status));
   out->set_regularization(gradient.regularization);
@@ -414,19 +501,22 @@ bool AllFinite(const std::vector<double>& values) {
   return true;
 }
 
-// The Jacobians the backend computed for `solution` (ComputeRequestedJacobians), as
-// problem.options asked; nothing is computed here.
-void CopyJacobians(const Problem& problem, const Solution& solution, mpcd::v1::Solution* out) {
-  const std::int64_t T = problem.shape.horizon;
-  const std::int64_t nt = problem.shape.tau_dim();
-  const JacobianDiagnostics& d = solution.jacobian_diagnostics;
-  mpcd::v1::GradientDiagnostics* diagnostics = out->mutable_jacobian_diagnostics();
+void ToProtoJacobianDiagnostics(const JacobianDiagnostics& d,
+                                mpcd::v1::GradientDiagnostics* diagnostics) {
   diagnostics->set_status(ToProtoGradientStatus(d.status));
   diagnostics->set_regularization(d.regularization);
   diagnostics->set_condition_estimate(d.condition_estimate);
   diagnostics->set_stationarity_residual(d.stationarity_residual);
   diagnostics->set_dynamics_residual(d.dynamics_residual);
   diagnostics->set_active_controls(static_cast<std::uint32_t>(d.active_controls));
+}
+
+// The Jacobians the backend computed for `solution` (ComputeRequestedJacobians), as
+// problem.options asked; nothing is computed here.
+void CopyJacobians(const Problem& problem, const Solution& solution, mpcd::v1::Solution* out) {
+  const std::int64_t T = problem.shape.horizon;
+  const std::int64_t nt = problem.shape.tau_dim();
+  ToProtoJacobianDiagnostics(solution.jacobian_diagnostics, out->mutable_jacobian_diagnostics());
   // The last dimension follows from the array: n for x_init, the model's p for params.
   const auto add = [T, nt](const std::vector<double>& values, mpcd::v1::Tensor* tensor) {
     const std::int64_t cols = static_cast<std::int64_t>(values.size()) / (T * nt);
@@ -461,34 +551,6 @@ absl::Status CheckTemplate(const mpcd::v1::Problem& shared) {
   return absl::OkStatus();
 }
 
-// `own` with every field it leaves absent taken from `shared`.
-mpcd::v1::Problem MergeTemplate(const mpcd::v1::Problem& own, const mpcd::v1::Problem& shared) {
-  mpcd::v1::Problem merged = own;
-  const auto fill = [](const Tensor& from, Tensor* to) {
-    if (!IsPresent(*to) && IsPresent(from)) *to = from;
-  };
-  fill(shared.x_init(), merged.mutable_x_init());
-  fill(shared.cost().quadratic(), merged.mutable_cost()->mutable_quadratic());
-  fill(shared.cost().linear(), merged.mutable_cost()->mutable_linear());
-  if (merged.dynamics().kind_case() == mpcd::v1::Dynamics::KIND_NOT_SET &&
-      shared.dynamics().kind_case() != mpcd::v1::Dynamics::KIND_NOT_SET) {
-    *merged.mutable_dynamics() = shared.dynamics();
-  }
-  fill(shared.u_lower(), merged.mutable_u_lower());
-  fill(shared.u_upper(), merged.mutable_u_upper());
-  fill(shared.u_init(), merged.mutable_u_init());
-  return merged;
-}
-
-// Problem i of a Solve or Backward request as it is solved: the problem itself without a
-// template (no copy), else its merge with the template in *storage.
-template <typename Request>
-const mpcd::v1::Problem& MergedProblem(const Request& request, int i, mpcd::v1::Problem* storage) {
-  if (!request.has_problem_template()) return request.problems(i);
-  *storage = MergeTemplate(request.problems(i), request.problem_template());
-  return *storage;
-}
-
 // Request-level checks shared by Solve and Backward.
 absl::Status CheckHorizonAndCount(std::uint32_t horizon, int problems,
                                   const RequestLimits& limits) {
@@ -507,6 +569,189 @@ absl::Status CheckHorizonAndCount(std::uint32_t horizon, int problems,
         absl::StrCat("problems: at most ", limits.max_problems, " per request, got ", problems));
   }
   return absl::OkStatus();
+}
+
+// Fills every field `merged` leaves absent from `shared` (the template).
+void FillFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged) {
+  const auto fill = [](const Tensor& from, Tensor* to) {
+    if (!IsPresent(*to) && IsPresent(from)) *to = from;
+  };
+  fill(shared.x_init(), merged->mutable_x_init());
+  fill(shared.cost().quadratic(), merged->mutable_cost()->mutable_quadratic());
+  fill(shared.cost().linear(), merged->mutable_cost()->mutable_linear());
+  if (merged->dynamics().kind_case() == mpcd::v1::Dynamics::KIND_NOT_SET &&
+      shared.dynamics().kind_case() != mpcd::v1::Dynamics::KIND_NOT_SET) {
+    *merged->mutable_dynamics() = shared.dynamics();
+  }
+  fill(shared.u_lower(), merged->mutable_u_lower());
+  fill(shared.u_upper(), merged->mutable_u_upper());
+  fill(shared.u_init(), merged->mutable_u_init());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensors stacked along a leading batch axis (BatchedProblems, StackedSolutions, stacked
+// cotangents): checked once as a whole, then cut into per-problem slices in their own encoding.
+
+// A stacked tensor must be well formed, finite and have `count` as its first dimension.
+absl::Status CheckStacked(const Tensor& stacked, int count, const std::string& path) {
+  if (!IsPresent(stacked)) return absl::OkStatus();
+  MPC_RETURN_IF_ERROR(CheckTensorData(stacked, path));
+  if (stacked.shape_size() < 1 || stacked.shape(0) != static_cast<std::uint32_t>(count)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": expected the batch (", count,
+                                                   " problems) as the first dimension, got shape ",
+                                                   ShapeString(ShapeOf(stacked))));
+  }
+  return CheckTensorFinite(stacked, path);
+}
+
+// Slice b of a stacked tensor that passed CheckStacked, in the stacked tensor's encoding.
+void SliceTensor(const Tensor& stacked, int b, Tensor* slice) {
+  slice->Clear();
+  slice->mutable_shape()->Add(stacked.shape().begin() + 1, stacked.shape().end());
+  const std::uint64_t values = ValueCount(stacked) / stacked.shape(0);
+  if (IsRaw(stacked)) {
+    const std::size_t bytes = values * RawElementSize(stacked);
+    slice->mutable_raw_data()->assign(stacked.raw_data().data() + b * bytes, bytes);
+    slice->set_dtype(stacked.dtype());
+  } else {
+    const auto begin = stacked.data().begin() + static_cast<std::ptrdiff_t>(b * values);
+    slice->mutable_data()->Add(begin, begin + static_cast<std::ptrdiff_t>(values));
+  }
+}
+
+// The request's batched tensors with the names errors give them.
+std::vector<std::pair<const Tensor*, std::string>> BatchedTensors(
+    const mpcd::v1::BatchedProblems& batched) {
+  return {{&batched.x_init(), "batched.x_init"},
+          {&batched.cost_quadratic(), "batched.cost_quadratic"},
+          {&batched.cost_linear(), "batched.cost_linear"},
+          {&batched.transition(), "batched.transition"},
+          {&batched.offset(), "batched.offset"},
+          {&batched.u_lower(), "batched.u_lower"},
+          {&batched.u_upper(), "batched.u_upper"},
+          {&batched.u_init(), "batched.u_init"},
+          {&batched.model_params(), "batched.model_params"}};
+}
+
+// The number of problems of a request: batched.count when it is set, else the listed problems.
+// Checks `batched` as a whole (the slices are checked as each problem's fields).
+absl::StatusOr<int> CheckBatched(const mpcd::v1::BatchedProblems& batched, int listed,
+                                 const RequestLimits& limits) {
+  if (!batched.graph_parameters().empty()) {
+    return absl::InvalidArgumentError(
+        "batched.graph_parameters: only in responses (send a graph's parameters in "
+        "dynamics.graph.parameters)");
+  }
+  const auto tensors = BatchedTensors(batched);
+  const bool any = std::any_of(tensors.begin(), tensors.end(),
+                               [](const auto& entry) { return IsPresent(*entry.first); });
+  if (batched.count() == 0) {
+    if (any) {
+      return absl::InvalidArgumentError(
+          "batched.count: required (the number of problems B >= 1) with batched tensors");
+    }
+    return listed;
+  }
+  if (batched.count() > static_cast<std::uint32_t>(limits.max_problems)) {
+    return absl::InvalidArgumentError(absl::StrCat("batched.count: at most ", limits.max_problems,
+                                                   " per request, got ", batched.count()));
+  }
+  const int count = static_cast<int>(batched.count());
+  if (listed != 0 && listed != count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batched.count: ", count, " but the request lists ", listed,
+                     " problems (list none, or exactly batched.count)"));
+  }
+  if (IsPresent(batched.offset()) && !IsPresent(batched.transition())) {
+    return absl::InvalidArgumentError("batched.offset: only with batched.transition");
+  }
+  if (IsPresent(batched.model_params()) && batched.model_params().shape_size() != 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batched.model_params: expected shape (B, p), got ",
+                     ShapeString(ShapeOf(batched.model_params()))));
+  }
+  for (const auto& [tensor, path] : tensors) {
+    MPC_RETURN_IF_ERROR(CheckStacked(*tensor, count, path));
+  }
+  return count;
+}
+
+// Fills every field `merged` leaves absent from its slice b of `batched` (model_params apart:
+// they fill the params of the dynamics the template may still give, see FillModelParams).
+void FillFromBatch(const mpcd::v1::BatchedProblems& batched, int b, mpcd::v1::Problem* merged) {
+  const auto fill = [b](const Tensor& stacked, Tensor* to) {
+    if (!IsPresent(*to) && IsPresent(stacked)) SliceTensor(stacked, b, to);
+  };
+  fill(batched.x_init(), merged->mutable_x_init());
+  fill(batched.cost_quadratic(), merged->mutable_cost()->mutable_quadratic());
+  fill(batched.cost_linear(), merged->mutable_cost()->mutable_linear());
+  if (merged->dynamics().kind_case() == mpcd::v1::Dynamics::KIND_NOT_SET &&
+      IsPresent(batched.transition())) {
+    mpcd::v1::LinearDynamics* linear = merged->mutable_dynamics()->mutable_linear();
+    SliceTensor(batched.transition(), b, linear->mutable_transition());
+    if (IsPresent(batched.offset())) SliceTensor(batched.offset(), b, linear->mutable_offset());
+  }
+  fill(batched.u_lower(), merged->mutable_u_lower());
+  fill(batched.u_upper(), merged->mutable_u_upper());
+  fill(batched.u_init(), merged->mutable_u_init());
+}
+
+// batched.model_params' slice b as the params of a model given without them.
+absl::Status FillModelParams(const Tensor& stacked, int b, mpcd::v1::Problem* merged) {
+  if (!IsPresent(stacked)) return absl::OkStatus();
+  if (merged->dynamics().kind_case() != mpcd::v1::Dynamics::kModel) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batched.model_params: problems[", b,
+                     "] has no model dynamics (set dynamics.model in it or in the template)"));
+  }
+  mpcd::v1::ModelDynamics* model = merged->mutable_dynamics()->mutable_model();
+  if (model->params_size() != 0) return absl::OkStatus();
+  const std::uint64_t p = stacked.shape(1);
+  for (std::uint64_t k = 0; k < p; ++k) model->add_params(ValueAt(stacked, b * p + k));
+  return absl::OkStatus();
+}
+
+// stacked_response of a Solve: every problem's solution has the shapes of the first's.
+absl::Status CheckStackable(const std::vector<Problem>& problems) {
+  for (std::size_t i = 1; i < problems.size(); ++i) {
+    if (problems[i].shape != problems[0].shape) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stacked_response: problems[", i,
+                       "] has other dynamics or n, m than problems[0], so their solutions do not "
+                       "stack; ask without stacked_response"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The number of problems of a Solve or Backward request, after its request-level checks.
+template <typename Request>
+absl::StatusOr<int> ProblemCount(const Request& request, const RequestLimits& limits) {
+  MPC_ASSIGN_OR_RETURN(const int count,
+                       CheckBatched(request.batched(), request.problems_size(), limits));
+  MPC_RETURN_IF_ERROR(CheckHorizonAndCount(request.horizon(), count, limits));
+  if (request.has_problem_template()) {
+    MPC_RETURN_IF_ERROR(CheckTemplate(request.problem_template()));
+  }
+  return count;
+}
+
+// Problem i of a Solve or Backward request as it is solved (mpcd.proto's merge rule): the
+// listed problem itself when nothing is shared (no copy), else its merge in *storage.
+template <typename Request>
+absl::StatusOr<const mpcd::v1::Problem*> MergedProblem(const Request& request, int i,
+                                                       mpcd::v1::Problem* storage) {
+  const bool batched = request.batched().count() > 0;
+  if (!request.has_problem_template() && !batched) return &request.problems(i);
+  if (i < request.problems_size()) {
+    *storage = request.problems(i);
+  } else {
+    storage->Clear();
+  }
+  if (batched) FillFromBatch(request.batched(), i, storage);
+  if (request.has_problem_template()) FillFromTemplate(request.problem_template(), storage);
+  if (batched) MPC_RETURN_IF_ERROR(FillModelParams(request.batched().model_params(), i, storage));
+  return storage;
 }
 
 }  // namespace
@@ -677,7 +922,7 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
 
 absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& request,
                                                 const RequestLimits& limits) {
-  MPC_RETURN_IF_ERROR(CheckHorizonAndCount(request.horizon(), request.problems_size(), limits));
+  MPC_ASSIGN_OR_RETURN(const int count, ProblemCount(request, limits));
   if (!mpcd::v1::BackwardMode_IsValid(request.jacobian_mode())) {
     return absl::InvalidArgumentError(
         absl::StrCat("jacobian_mode: unknown value ", request.jacobian_mode()));
@@ -700,17 +945,14 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
         SolverMethodName(options.method), "_THEN_ILQR)"));
   }
 
-  if (request.has_problem_template()) {
-    MPC_RETURN_IF_ERROR(CheckTemplate(request.problem_template()));
-  }
   const int horizon = static_cast<int>(request.horizon());
   std::vector<Problem> problems;
-  problems.reserve(request.problems_size());
-  mpcd::v1::Problem merged;
-  for (int i = 0; i < request.problems_size(); ++i) {
-    MPC_ASSIGN_OR_RETURN(Problem problem,
-                         ToProblem(MergedProblem(request, i, &merged), horizon, options, limits,
-                                   absl::StrCat("problems[", i, "].")));
+  problems.reserve(count);
+  mpcd::v1::Problem storage;
+  for (int i = 0; i < count; ++i) {
+    MPC_ASSIGN_OR_RETURN(const mpcd::v1::Problem* merged, MergedProblem(request, i, &storage));
+    MPC_ASSIGN_OR_RETURN(Problem problem, ToProblem(*merged, horizon, options, limits,
+                                                    absl::StrCat("problems[", i, "].")));
     problem.sampling_stream = static_cast<std::uint32_t>(i);
     if (options.compute_params_jacobian && problem.shape.dynamics.is_linear()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -718,6 +960,7 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
     }
     problems.push_back(std::move(problem));
   }
+  if (request.stacked_response()) MPC_RETURN_IF_ERROR(CheckStackable(problems));
   return problems;
 }
 
@@ -770,6 +1013,75 @@ void ToSolveResponse(absl::Span<const Solution> solutions, const std::vector<Pro
   for (std::size_t i = 0; i < solutions.size() && i < problems.size(); ++i) {
     ToProtoSolution(problems[i], solutions[i], response->add_solutions());
   }
+}
+
+namespace {
+
+// SolveResponse.stacked from solutions[b] of problems[b] (equal shapes: CheckStackable).
+void ToStackedSolveResponse(absl::Span<const Solution> solutions,
+                            const std::vector<Problem>& problems, mpcd::v1::TensorEncoding encoding,
+                            mpcd::v1::SolveResponse* response) {
+  response->clear_solutions();
+  mpcd::v1::StackedSolutions* out = response->mutable_stacked();
+  out->Clear();
+  const int count = static_cast<int>(std::min(solutions.size(), problems.size()));
+  if (count == 0) return;
+  const ProblemShape& shape = problems[0].shape;
+  const SolverOptions& options = problems[0].options;
+  const std::int64_t T = shape.horizon;
+  const std::int64_t n = shape.state_dim;
+  const std::int64_t m = shape.control_dim;
+  const std::int64_t nt = shape.tau_dim();
+  const auto stack = [&](const Shape& slice, std::vector<double> Solution::*member, Tensor* to) {
+    SetStackedTensor(
+        encoding, slice, count,
+        [&](int b) { return absl::Span<const double>(solutions[b].*member); }, to);
+  };
+  stack({T, n}, &Solution::x, out->mutable_x());
+  stack({T, m}, &Solution::u, out->mutable_u());
+  for (int b = 0; b < count; ++b) {
+    const Solution& solution = solutions[b];
+    out->add_cost(solution.cost);
+    out->add_status(ToProtoSolveStatus(solution.status));
+    out->add_iterations(static_cast<std::uint32_t>(solution.iterations));
+    out->add_step_norm(solution.step_norm);
+    out->add_regularization(solution.regularization);
+  }
+  if (options.compute_gains) {
+    stack({T, m, n}, &Solution::feedback, out->mutable_feedback());
+    stack({T, m}, &Solution::feedforward, out->mutable_feedforward());
+  }
+  if (options.compute_x_init_jacobian) {
+    stack({T, nt, n}, &Solution::x_init_jacobian, out->mutable_x_init_jacobian());
+  }
+  if (options.compute_params_jacobian) {
+    std::size_t columns = 0;  // p: from any solution the deadline did not stop
+    for (int b = 0; b < count; ++b) {
+      columns = std::max(columns, solutions[b].params_jacobian.size() / (T * nt));
+    }
+    stack({T, nt, static_cast<std::int64_t>(columns)}, &Solution::params_jacobian,
+          out->mutable_params_jacobian());
+  }
+  if (options.compute_x_init_jacobian || options.compute_params_jacobian) {
+    for (int b = 0; b < count; ++b) {
+      ToProtoJacobianDiagnostics(solutions[b].jacobian_diagnostics,
+                                 out->add_jacobian_diagnostics());
+    }
+  }
+  out->set_method(ToProtoSolverMethod(options.method));
+}
+
+}  // namespace
+
+void WriteSolutions(absl::Span<const Solution> solutions, const std::vector<Problem>& problems,
+                    mpcd::v1::TensorEncoding encoding, bool stacked,
+                    mpcd::v1::SolveResponse* response) {
+  if (stacked) {
+    ToStackedSolveResponse(solutions, problems, encoding, response);
+    return;
+  }
+  ToSolveResponse(solutions, problems, response);
+  EncodeResponseTensors(encoding, response);
 }
 
 void EncodeResponseTensors(mpcd::v1::TensorEncoding encoding, mpcd::v1::SolveResponse* response) {
@@ -826,12 +1138,11 @@ namespace {
 
 // FAILED_PRECONDITION for a solution of pure CEM or MPPI: a sampled plan is no fixed point of the
 // iLQR, so the implicit gradient does not exist there (`field` is e.g. "solutions[2].").
-absl::Status CheckDifferentiable(const mpcd::v1::Solution& solution, const std::string& field) {
-  if (!mpcd::v1::SolverMethod_IsValid(solution.method())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, "method: unknown value ", solution.method()));
+absl::Status CheckDifferentiable(int proto_method, const std::string& field) {
+  if (!mpcd::v1::SolverMethod_IsValid(proto_method)) {
+    return absl::InvalidArgumentError(absl::StrCat(field, "method: unknown value ", proto_method));
   }
-  const SolverMethod method = ToSolverMethod(solution.method());
+  const SolverMethod method = ToSolverMethod(static_cast<mpcd::v1::SolverMethod>(proto_method));
   if (HasImplicitGradient(method)) return absl::OkStatus();
   const char* name = SolverMethodName(method);
   return absl::FailedPreconditionError(absl::StrCat(
@@ -843,18 +1154,61 @@ absl::Status CheckDifferentiable(const mpcd::v1::Solution& solution, const std::
 
 }  // namespace
 
+namespace {
+
+// `per_problem` messages (one per problem) or the `stacked` message in their place, not both.
+absl::Status CheckOneLayout(const char* per_problem, int given, const char* stacked,
+                            bool has_stacked, int count) {
+  if (has_stacked && given != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(stacked, ": set either ", per_problem, " or ", stacked, ", not both"));
+  }
+  if (!has_stacked && given != count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(per_problem, ": expected ", count, " (one per problem), got ", given));
+  }
+  return absl::OkStatus();
+}
+
+// One input array of a backward item: a per-problem Tensor, or slice `index` of a stacked one
+// (already checked by CheckStacked).
+struct ArraySource {
+  const Tensor* tensor;
+  int index = -1;  // >= 0: the slice of a stacked tensor
+
+  absl::Status Check(ArrayField field, const ProblemShape& shape, const std::string& path) const {
+    if (index < 0) {
+      MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, path));
+      return CheckTensorShape(*tensor, field, shape, path);
+    }
+    const ArraySpec spec = ArraySpecFor(field, shape);
+    if (!IsPresent(*tensor)) return CheckArrayShape(spec, nullptr, path);
+    const Shape slice(tensor->shape().begin() + 1, tensor->shape().end());
+    return CheckArrayShape(spec, &slice, path);
+  }
+
+  std::vector<double> Values() const {
+    if (index < 0) return ToVector(*tensor);
+    if (!IsPresent(*tensor)) return {};
+    const std::uint64_t count = ValueCount(*tensor) / tensor->shape(0);
+    std::vector<double> values(count);
+    const std::uint64_t first = static_cast<std::uint64_t>(index) * count;
+    for (std::uint64_t k = 0; k < count; ++k) values[k] = ValueAt(*tensor, first + k);
+    return values;
+  }
+};
+
+}  // namespace
+
 absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardRequest& request,
                                                   const RequestLimits& limits) {
-  MPC_RETURN_IF_ERROR(CheckHorizonAndCount(request.horizon(), request.problems_size(), limits));
-  const int count = request.problems_size();
-  if (request.solutions_size() != count) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "solutions: expected ", count, " (one per problem), got ", request.solutions_size()));
-  }
-  if (request.cotangents_size() != count) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cotangents: expected ", count, " (one per problem), got ", request.cotangents_size()));
-  }
+  MPC_ASSIGN_OR_RETURN(const int count, ProblemCount(request, limits));
+  const bool stacked_solutions = request.has_stacked_solutions();
+  const bool stacked_cotangents = request.has_stacked_cotangents();
+  MPC_RETURN_IF_ERROR(CheckOneLayout("solutions", request.solutions_size(), "stacked_solutions",
+                                     stacked_solutions, count));
+  MPC_RETURN_IF_ERROR(CheckOneLayout("cotangents", request.cotangents_size(), "stacked_cotangents",
+                                     stacked_cotangents, count));
   if (!mpcd::v1::BackwardMode_IsValid(request.mode())) {
     return absl::InvalidArgumentError(absl::StrCat("mode: unknown value ", request.mode()));
   }
@@ -862,48 +1216,76 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
     return absl::InvalidArgumentError(
         absl::StrCat("response_encoding: unknown value ", request.response_encoding()));
   }
+  if (stacked_solutions) {
+    const mpcd::v1::StackedSolutions& stacked = request.stacked_solutions();
+    MPC_RETURN_IF_ERROR(CheckDifferentiable(stacked.method(), "stacked_solutions."));
+    MPC_RETURN_IF_ERROR(CheckStacked(stacked.x(), count, "stacked_solutions.x"));
+    MPC_RETURN_IF_ERROR(CheckStacked(stacked.u(), count, "stacked_solutions.u"));
+  }
+  if (stacked_cotangents) {
+    const mpcd::v1::Cotangent& stacked = request.stacked_cotangents();
+    MPC_RETURN_IF_ERROR(CheckStacked(stacked.x(), count, "stacked_cotangents.x"));
+    MPC_RETURN_IF_ERROR(CheckStacked(stacked.u(), count, "stacked_cotangents.u"));
+  }
   const GradientMode mode = ToGradientMode(request.mode());
   const int horizon = static_cast<int>(request.horizon());
 
-  if (request.has_problem_template()) {
-    MPC_RETURN_IF_ERROR(CheckTemplate(request.problem_template()));
-  }
   BackwardInputs batch;
   batch.problems.reserve(count);
-  mpcd::v1::Problem merged;
+  mpcd::v1::Problem storage;
+  GradientShapes first_shapes;
   for (int i = 0; i < count; ++i) {
-    MPC_ASSIGN_OR_RETURN(Problem problem,
-                         ToProblem(MergedProblem(request, i, &merged), horizon, SolverOptions(),
-                                   limits, absl::StrCat("problems[", i, "].")));
+    MPC_ASSIGN_OR_RETURN(const mpcd::v1::Problem* merged, MergedProblem(request, i, &storage));
+    MPC_ASSIGN_OR_RETURN(Problem problem, ToProblem(*merged, horizon, SolverOptions(), limits,
+                                                    absl::StrCat("problems[", i, "].")));
+    if (request.stacked_response()) {
+      const GradientShapes shapes = GradientShapesOf(*merged, problem.shape);
+      if (i == 0) first_shapes = shapes;
+      if (i > 0 && (problem.shape != batch.problems[0].shape || !(shapes == first_shapes))) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "stacked_response: the gradients of problems[", i,
+            "] do not stack with those of problems[0] (other dynamics or input shapes); ask "
+            "without stacked_response"));
+      }
+    }
     batch.problems.push_back(std::move(problem));
   }
   // Pointers into batch.problems: it is complete and never grows again.
   batch.items.resize(count);
   for (int i = 0; i < count; ++i) {
     const Problem& problem = batch.problems[i];
-    const mpcd::v1::Solution& solution = request.solutions(i);
-    const mpcd::v1::Cotangent& cotangent = request.cotangents(i);
-    const BackwardFieldNames names = BackwardRequestFieldNames(i);
-    MPC_RETURN_IF_ERROR(CheckDifferentiable(solution, names.solution));
-    const std::pair<const Tensor*, ArrayField> arrays[] = {
-        {&solution.x(), ArrayField::kSolutionX},
-        {&solution.u(), ArrayField::kSolutionU},
-        {&cotangent.x(), ArrayField::kCotangentX},
-        {&cotangent.u(), ArrayField::kCotangentU},
+    BackwardFieldNames names = BackwardRequestFieldNames(i);
+    const int slice = stacked_solutions ? i : -1;
+    const mpcd::v1::Solution* solution = stacked_solutions ? nullptr : &request.solutions(i);
+    if (stacked_solutions) {
+      names.solution = "stacked_solutions.";
+    } else {
+      MPC_RETURN_IF_ERROR(CheckDifferentiable(solution->method(), names.solution));
+    }
+    const int cotangent_slice = stacked_cotangents ? i : -1;
+    const mpcd::v1::Cotangent& cotangent =
+        stacked_cotangents ? request.stacked_cotangents() : request.cotangents(i);
+    if (stacked_cotangents) names.cotangent = "stacked_cotangents.";
+    const std::pair<ArraySource, ArrayField> arrays[] = {
+        {{stacked_solutions ? &request.stacked_solutions().x() : &solution->x(), slice},
+         ArrayField::kSolutionX},
+        {{stacked_solutions ? &request.stacked_solutions().u() : &solution->u(), slice},
+         ArrayField::kSolutionU},
+        {{&cotangent.x(), cotangent_slice}, ArrayField::kCotangentX},
+        {{&cotangent.u(), cotangent_slice}, ArrayField::kCotangentU},
     };
-    for (const auto& [tensor, field] : arrays) {
+    for (const auto& [source, field] : arrays) {
       const bool of_solution = field == ArrayField::kSolutionX || field == ArrayField::kSolutionU;
       const std::string path = (of_solution ? names.solution : names.cotangent) +
                                ArraySpecFor(field, problem.shape).name;
-      MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, path));
-      MPC_RETURN_IF_ERROR(CheckTensorShape(*tensor, field, problem.shape, path));
+      MPC_RETURN_IF_ERROR(source.Check(field, problem.shape, path));
     }
     BackwardProblem& item = batch.items[i];
     item.problem = &problem;
-    item.x = ToVector(solution.x());
-    item.u = ToVector(solution.u());
-    item.dl_dx = ToVector(cotangent.x());
-    item.dl_du = ToVector(cotangent.u());
+    item.x = arrays[0].first.Values();
+    item.u = arrays[1].first.Values();
+    item.dl_dx = arrays[2].first.Values();
+    item.dl_du = arrays[3].first.Values();
     item.mode = mode;
     // The values' one scan, by the validation the backends rely on (they check only sizes).
     MPC_RETURN_IF_ERROR(ValidateBackwardProblem(item, names));
@@ -928,32 +1310,98 @@ void SetGraphGradient(const GraphProgram& graph, const std::vector<double>& grad
 
 }  // namespace
 
+namespace {
+
+// The shape of problem i of a Backward request: the converted problem's when the caller has it,
+// else as far as the gradient tells (n from x_init, n+m from c), which is all the shapes use.
+ProblemShape ShapeForGradient(const mpcd::v1::BackwardRequest& request,
+                              const ProblemGradient& gradient, absl::Span<const Problem> problems,
+                              std::size_t i) {
+  if (i < problems.size()) return problems[i].shape;
+  ProblemShape shape;
+  shape.horizon = static_cast<int>(request.horizon());
+  shape.state_dim = static_cast<int>(gradient.x_init.size());
+  shape.control_dim = static_cast<int>(gradient.cost_linear.size()) - shape.state_dim;
+  return shape;
+}
+
+// BackwardResponse.stacked_gradients (equal shapes: ToBackwardProblems checked them).
+void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
+                               absl::Span<const ProblemGradient> gradients,
+                               absl::Span<const Problem> problems,
+                               mpcd::v1::BackwardResponse* response) {
+  mpcd::v1::BatchedProblems* out = response->mutable_stacked_gradients();
+  out->Clear();
+  const int count = static_cast<int>(gradients.size());
+  mpcd::v1::Problem storage;
+  absl::StatusOr<const mpcd::v1::Problem*> first = MergedProblem(request, 0, &storage);
+  if (count == 0 || !first.ok()) return;
+  const mpcd::v1::Problem& in = **first;
+  const ProblemShape shape = ShapeForGradient(request, gradients[0], problems, 0);
+  const GradientShapes shapes = GradientShapesOf(in, shape);
+  const mpcd::v1::TensorEncoding encoding = request.response_encoding();
+  const auto stack = [&](const Shape& slice, std::vector<double> ProblemGradient::*member,
+                         Tensor* to) {
+    SetStackedTensor(
+        encoding, slice, count,
+        [&](int b) { return absl::Span<const double>(gradients[b].*member); }, to);
+  };
+  out->set_count(static_cast<std::uint32_t>(count));
+  stack({shape.state_dim}, &ProblemGradient::x_init, out->mutable_x_init());
+  stack(shapes.cost_quadratic, &ProblemGradient::cost_quadratic, out->mutable_cost_quadratic());
+  stack(shapes.cost_linear, &ProblemGradient::cost_linear, out->mutable_cost_linear());
+  switch (in.dynamics().kind_case()) {
+    case mpcd::v1::Dynamics::kLinear:
+      stack(shapes.transition, &ProblemGradient::transition, out->mutable_transition());
+      stack(shapes.offset, &ProblemGradient::offset, out->mutable_offset());
+      break;
+    case mpcd::v1::Dynamics::kGraph:
+      if (!problems.empty() && problems[0].graph != nullptr) {
+        for (const GraphParameter& parameter : problems[0].graph->parameters) {
+          SetStackedTensor(
+              encoding, parameter.shape, count,
+              [&](int b) {
+                const std::vector<double>& params = gradients[b].params;
+                const std::size_t end = std::size_t(parameter.offset) + parameter.size;
+                if (params.size() < end) return absl::Span<const double>();
+                return absl::Span<const double>(params).subspan(parameter.offset, parameter.size);
+              },
+              &(*out->mutable_graph_parameters())[parameter.name]);
+        }
+      }
+      break;
+    default:
+      stack({static_cast<std::int64_t>(gradients[0].params.size())}, &ProblemGradient::params,
+            out->mutable_model_params());
+  }
+  for (const ProblemGradient& gradient : gradients) {
+    ToProtoDiagnostics(gradient, response->add_diagnostics());
+  }
+}
+
+}  // namespace
+
 void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
                         absl::Span<const ProblemGradient> gradients,
                         mpcd::v1::BackwardResponse* response, absl::Span<const Problem> problems) {
   response->clear_gradients();
   response->clear_diagnostics();
-  const std::int64_t T = request.horizon();
-  for (std::size_t i = 0; i < gradients.size() && static_cast<int>(i) < request.problems_size();
-       ++i) {
+  mpcd::v1::Problem storage;
+  for (std::size_t i = 0; i < gradients.size(); ++i) {
     const ProblemGradient& g = gradients[i];
-    mpcd::v1::Problem merged;
-    const mpcd::v1::Problem& in = MergedProblem(request, static_cast<int>(i), &merged);
+    absl::StatusOr<const mpcd::v1::Problem*> merged =
+        MergedProblem(request, static_cast<int>(i), &storage);
+    if (!merged.ok()) return;  // not a request ToBackwardProblems accepted
+    const mpcd::v1::Problem& in = **merged;
+    const GradientShapes shapes = GradientShapesOf(in, ShapeForGradient(request, g, problems, i));
     mpcd::v1::Problem* out = response->add_gradients();
-    const std::int64_t n = static_cast<std::int64_t>(g.x_init.size());
-    SetTensor({n}, g.x_init, out->mutable_x_init());
-    SetTensor(ShapeOf(in.cost().quadratic()), g.cost_quadratic,
-              out->mutable_cost()->mutable_quadratic());
-    const std::int64_t tau = static_cast<std::int64_t>(g.cost_linear.size());
-    SetTensor(ShapeOrDefault(in.cost().linear(), {tau}), g.cost_linear,
-              out->mutable_cost()->mutable_linear());
+    SetTensor({static_cast<std::int64_t>(g.x_init.size())}, g.x_init, out->mutable_x_init());
+    SetTensor(shapes.cost_quadratic, g.cost_quadratic, out->mutable_cost()->mutable_quadratic());
+    SetTensor(shapes.cost_linear, g.cost_linear, out->mutable_cost()->mutable_linear());
     if (in.dynamics().kind_case() == mpcd::v1::Dynamics::kLinear) {
-      const mpcd::v1::LinearDynamics& linear = in.dynamics().linear();
       mpcd::v1::LinearDynamics* dynamics = out->mutable_dynamics()->mutable_linear();
-      SetTensor(ShapeOf(linear.transition()), g.transition, dynamics->mutable_transition());
-      // An absent offset: laid out as the transition's slices (see ProblemGradient).
-      const Shape absent = linear.transition().shape_size() == 3 ? Shape{T - 1, n} : Shape{n};
-      SetTensor(ShapeOrDefault(linear.offset(), absent), g.offset, dynamics->mutable_offset());
+      SetTensor(shapes.transition, g.transition, dynamics->mutable_transition());
+      SetTensor(shapes.offset, g.offset, dynamics->mutable_offset());
     } else if (in.dynamics().kind_case() == mpcd::v1::Dynamics::kGraph) {
       if (i < problems.size() && problems[i].graph != nullptr) {
         SetGraphGradient(*problems[i].graph, g.params, out->mutable_dynamics()->mutable_graph());
@@ -965,6 +1413,19 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
     }
     ToProtoDiagnostics(g, response->add_diagnostics());
   }
+}
+
+void WriteGradients(const mpcd::v1::BackwardRequest& request,
+                    absl::Span<const ProblemGradient> gradients, absl::Span<const Problem> problems,
+                    mpcd::v1::BackwardResponse* response) {
+  if (request.stacked_response()) {
+    response->clear_gradients();
+    response->clear_diagnostics();
+    ToStackedBackwardResponse(request, gradients, problems, response);
+    return;
+  }
+  ToBackwardResponse(request, gradients, response, problems);
+  EncodeResponseTensors(request.response_encoding(), response);
 }
 
 void AddGraphModels(absl::Span<const NamedGraph> graphs, mpcd::v1::ListModelsResponse* response) {

@@ -43,6 +43,7 @@ _add_default_stubs_dir()
 
 from mpcd.client import (  # noqa: E402
     BackwardResult,
+    Batch,
     Client,
     ControlSession,
     ControlStep,
@@ -56,11 +57,13 @@ from mpcd.client import (  # noqa: E402
     Problem,
     Solution,
     SolveResult,
+    StackedGradients,
+    StackedSolveResult,
     UnavailableError,
 )
 
 __all__ = [
     "BackwardResult", "Client", "ControlSession", "ControlStep", "DeadlineExceededError", "Gradient", "InvalidArgumentError",
     "Linear", "Model", "ModelInfo", "MpcdError", "Problem", "Solution", "SolveResult",
-    "UnavailableError",
+    "UnavailableError", "Batch", "StackedSolveResult", "StackedGradients",
 ]
