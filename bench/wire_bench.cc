@@ -101,6 +101,57 @@ mpcd::v1::SolveRequest MakeSolveRequest(int batch, bool batched) {
   return request;
 }
 
+// The training step's Backward: the problems again, their solutions and the cotangents, per
+// problem or stacked; `problems` and `solutions` from the Solve it differentiates.
+mpcd::v1::BackwardRequest MakeBackwardRequest(const mpcd::v1::SolveRequest& solve,
+                                              const mpcd::v1::SolveResponse& answer, int batch,
+                                              bool batched) {
+  mpcd::v1::BackwardRequest request;
+  request.set_horizon(kHorizon);
+  request.set_response_encoding(mpcd::v1::RAW_FLOAT64);
+  request.set_stacked_response(batched);
+  *request.mutable_problem_template() = solve.problem_template();
+  const auto B = static_cast<std::uint32_t>(batch);
+  if (batched) {
+    *request.mutable_batched() = solve.batched();
+    *request.mutable_stacked_solutions()->mutable_x() = answer.stacked().x();
+    *request.mutable_stacked_solutions()->mutable_u() = answer.stacked().u();
+    *request.mutable_stacked_cotangents()->mutable_x() = RawTensor({B, kHorizon, kN}, 1.0);
+    *request.mutable_stacked_cotangents()->mutable_u() = RawTensor({B, kHorizon, kM}, 2.0);
+    return request;
+  }
+  *request.mutable_problems() = solve.problems();
+  for (int b = 0; b < batch; ++b) {
+    mpcd::v1::Solution* solution = request.add_solutions();
+    *solution->mutable_x() = answer.solutions(b).x();
+    *solution->mutable_u() = answer.solutions(b).u();
+    mpcd::v1::Cotangent* cotangent = request.add_cotangents();
+    *cotangent->mutable_x() = RawTensor({kHorizon, kN}, 1.0 + b);
+    *cotangent->mutable_u() = RawTensor({kHorizon, kM}, 2.0 + b);
+  }
+  return request;
+}
+
+// Solves the request's problems (setup, not timed): the answer in the request's layout.
+bool SolveForSetup(const mpcd::v1::SolveRequest& request, std::vector<Problem>* problems,
+                   std::vector<Solution>* solutions, mpcd::v1::SolveResponse* answer) {
+  absl::StatusOr<std::vector<Problem>> converted = ToProblems(request, RequestLimits{});
+  absl::StatusOr<std::unique_ptr<SolverBackend>> backend = MakeBackend(BackendKind::kCpu, 1);
+  if (!converted.ok() || !backend.ok()) return false;
+  *problems = *std::move(converted);
+  solutions->assign(problems->size(), Solution());
+  std::vector<const Problem*> in;
+  std::vector<Solution*> out;
+  for (std::size_t i = 0; i < solutions->size(); ++i) {
+    in.push_back(&(*problems)[i]);
+    out.push_back(&(*solutions)[i]);
+  }
+  if (!(*backend)->SolveBatch(in, out).ok()) return false;
+  WriteSolutions(*solutions, *problems, request.response_encoding(), request.stacked_response(),
+                 answer);
+  return true;
+}
+
 // Parse the serialised request and convert it into solver problems, as the server does.
 void BM_SolveRequestIn(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
@@ -122,25 +173,82 @@ void BM_SolveRequestIn(benchmark::State& state) {
 void BM_SolveAnswerOut(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
   const bool stacked = state.range(1) != 0;
-  const mpcd::v1::SolveRequest request = MakeSolveRequest(batch, stacked);
-  absl::StatusOr<std::vector<Problem>> problems = ToProblems(request, RequestLimits{});
-  absl::StatusOr<std::unique_ptr<SolverBackend>> backend = MakeBackend(BackendKind::kCpu, 1);
-  if (!problems.ok() || !backend.ok()) {
+  std::vector<Problem> problems;
+  std::vector<Solution> solutions;
+  mpcd::v1::SolveResponse answer;
+  if (!SolveForSetup(MakeSolveRequest(batch, stacked), &problems, &solutions, &answer)) {
     state.SkipWithError("setup failed");
     return;
   }
-  std::vector<Solution> solutions(problems->size());
-  std::vector<const Problem*> in;
-  std::vector<Solution*> out;
-  for (std::size_t i = 0; i < solutions.size(); ++i) {
-    in.push_back(&(*problems)[i]);
-    out.push_back(&solutions[i]);
-  }
-  if (!(*backend)->SolveBatch(in, out).ok()) state.SkipWithError("solve failed");
   std::size_t size = 0;
   for (auto _ : state) {
     mpcd::v1::SolveResponse response;
-    WriteSolutions(solutions, *problems, mpcd::v1::RAW_FLOAT64, stacked, &response);
+    WriteSolutions(solutions, problems, mpcd::v1::RAW_FLOAT64, stacked, &response);
+    const std::string bytes = response.SerializeAsString();
+    size = bytes.size();
+    benchmark::DoNotOptimize(bytes);
+  }
+  state.counters["answer_bytes"] = static_cast<double>(size);
+  state.counters["per_problem"] = benchmark::Counter(
+      batch, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+// Parse and convert a Backward request, as the server does.
+void BM_BackwardRequestIn(benchmark::State& state) {
+  const int batch = static_cast<int>(state.range(0));
+  const bool batched = state.range(1) != 0;
+  const mpcd::v1::SolveRequest solve = MakeSolveRequest(batch, batched);
+  std::vector<Problem> problems;
+  std::vector<Solution> solutions;
+  mpcd::v1::SolveResponse answer;
+  if (!SolveForSetup(solve, &problems, &solutions, &answer)) {
+    state.SkipWithError("setup failed");
+    return;
+  }
+  const std::string bytes = MakeBackwardRequest(solve, answer, batch, batched).SerializeAsString();
+  for (auto _ : state) {
+    mpcd::v1::BackwardRequest request;
+    request.ParseFromString(bytes);
+    absl::StatusOr<BackwardInputs> inputs = ToBackwardProblems(request, RequestLimits{});
+    if (!inputs.ok()) state.SkipWithError(std::string(inputs.status().message()).c_str());
+    benchmark::DoNotOptimize(inputs);
+  }
+  state.counters["request_bytes"] = static_cast<double>(bytes.size());
+  state.counters["per_problem"] = benchmark::Counter(
+      batch, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+// Write the gradients (per problem or stacked) and serialise them.
+void BM_BackwardAnswerOut(benchmark::State& state) {
+  const int batch = static_cast<int>(state.range(0));
+  const bool batched = state.range(1) != 0;
+  const mpcd::v1::SolveRequest solve = MakeSolveRequest(batch, batched);
+  std::vector<Problem> problems;
+  std::vector<Solution> solutions;
+  mpcd::v1::SolveResponse answer;
+  if (!SolveForSetup(solve, &problems, &solutions, &answer)) {
+    state.SkipWithError("setup failed");
+    return;
+  }
+  const mpcd::v1::BackwardRequest request = MakeBackwardRequest(solve, answer, batch, batched);
+  absl::StatusOr<BackwardInputs> inputs = ToBackwardProblems(request, RequestLimits{});
+  absl::StatusOr<std::unique_ptr<SolverBackend>> backend = MakeBackend(BackendKind::kCpu, 1);
+  if (!inputs.ok() || !backend.ok()) {
+    state.SkipWithError("setup failed");
+    return;
+  }
+  std::vector<ProblemGradient> gradients(inputs->items.size());
+  std::vector<const BackwardProblem*> in;
+  std::vector<ProblemGradient*> out;
+  for (std::size_t i = 0; i < gradients.size(); ++i) {
+    in.push_back(&inputs->items[i]);
+    out.push_back(&gradients[i]);
+  }
+  if (!(*backend)->BackwardBatch(in, out).ok()) state.SkipWithError("backward failed");
+  std::size_t size = 0;
+  for (auto _ : state) {
+    mpcd::v1::BackwardResponse response;
+    WriteGradients(request, gradients, inputs->problems, &response);
     const std::string bytes = response.SerializeAsString();
     size = bytes.size();
     benchmark::DoNotOptimize(bytes);
@@ -160,6 +268,8 @@ void Batches(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_SolveRequestIn)->Apply(Batches);
 BENCHMARK(BM_SolveAnswerOut)->Apply(Batches);
+BENCHMARK(BM_BackwardRequestIn)->Apply(Batches);
+BENCHMARK(BM_BackwardAnswerOut)->Apply(Batches);
 
 }  // namespace
 }  // namespace mpc

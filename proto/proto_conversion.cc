@@ -173,11 +173,18 @@ std::vector<double> ToVector(const Tensor& tensor) {
 }
 
 // A shape-checked tensor's values, in either encoding (the one scan of them; solver arrays are
-// scanned by ValidateProblem instead).
+// scanned by ValidateProblem instead). Read in place: only a bad value's message needs a copy.
 absl::Status CheckTensorFinite(const Tensor& tensor, const std::string& path) {
+  bool finite = true;
+  if (IsRaw(tensor)) {
+    const std::uint64_t count = ValueCount(tensor);
+    for (std::uint64_t i = 0; i < count; ++i) finite &= std::isfinite(ValueAt(tensor, i));
+  } else {
+    for (double value : tensor.data()) finite &= std::isfinite(value);
+  }
+  if (finite) return absl::OkStatus();
   const Shape shape = ShapeOf(tensor);
-  const std::vector<double> values = ToVector(tensor);
-  return CheckFinite(values, &shape, path);
+  return CheckFinite(ToVector(tensor), &shape, path);
 }
 
 void SetTensor(const Shape& shape, const std::vector<double>& data, Tensor* tensor) {
@@ -592,7 +599,9 @@ void FillFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged
 // Tensors stacked along a leading batch axis (BatchedProblems, StackedSolutions, stacked
 // cotangents): checked once as a whole, then cut into per-problem slices in their own encoding.
 
-// A stacked tensor must be well formed, finite and have `count` as its first dimension.
+// A stacked tensor must be well formed and have `count` as its first dimension. Its values are
+// scanned once, per problem, by the problem's own validation; only when that fails does
+// NameStackedError look at the stacked tensors as a whole, to name the one at fault.
 absl::Status CheckStacked(const Tensor& stacked, int count, const std::string& path) {
   if (!IsPresent(stacked)) return absl::OkStatus();
   MPC_RETURN_IF_ERROR(CheckTensorData(stacked, path));
@@ -601,7 +610,17 @@ absl::Status CheckStacked(const Tensor& stacked, int count, const std::string& p
                                                    " problems) as the first dimension, got shape ",
                                                    ShapeString(ShapeOf(stacked))));
   }
-  return CheckTensorFinite(stacked, path);
+  return absl::OkStatus();
+}
+
+// A problem's failed validation, or the error of the stacked tensor (path: name) whose values are
+// not finite, which the problem's error then came from.
+absl::Status NameStackedError(absl::Status problem_error,
+                              const std::vector<std::pair<const Tensor*, std::string>>& stacked) {
+  for (const auto& [tensor, path] : stacked) {
+    if (absl::Status status = CheckTensorFinite(*tensor, path); !status.ok()) return status;
+  }
+  return problem_error;
 }
 
 // Slice b of a stacked tensor that passed CheckStacked, in the stacked tensor's encoding.
@@ -951,8 +970,12 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
   mpcd::v1::Problem storage;
   for (int i = 0; i < count; ++i) {
     MPC_ASSIGN_OR_RETURN(const mpcd::v1::Problem* merged, MergedProblem(request, i, &storage));
-    MPC_ASSIGN_OR_RETURN(Problem problem, ToProblem(*merged, horizon, options, limits,
-                                                    absl::StrCat("problems[", i, "].")));
+    absl::StatusOr<Problem> converted =
+        ToProblem(*merged, horizon, options, limits, absl::StrCat("problems[", i, "]."));
+    if (!converted.ok()) {
+      return NameStackedError(converted.status(), BatchedTensors(request.batched()));
+    }
+    Problem& problem = *converted;
     problem.sampling_stream = static_cast<std::uint32_t>(i);
     if (options.compute_params_jacobian && problem.shape.dynamics.is_linear()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -1236,8 +1259,12 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
   GradientShapes first_shapes;
   for (int i = 0; i < count; ++i) {
     MPC_ASSIGN_OR_RETURN(const mpcd::v1::Problem* merged, MergedProblem(request, i, &storage));
-    MPC_ASSIGN_OR_RETURN(Problem problem, ToProblem(*merged, horizon, SolverOptions(), limits,
-                                                    absl::StrCat("problems[", i, "].")));
+    absl::StatusOr<Problem> converted =
+        ToProblem(*merged, horizon, SolverOptions(), limits, absl::StrCat("problems[", i, "]."));
+    if (!converted.ok()) {
+      return NameStackedError(converted.status(), BatchedTensors(request.batched()));
+    }
+    Problem& problem = *converted;
     if (request.stacked_response()) {
       const GradientShapes shapes = GradientShapesOf(*merged, problem.shape);
       if (i == 0) first_shapes = shapes;
@@ -1288,7 +1315,13 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
     item.dl_du = arrays[3].first.Values();
     item.mode = mode;
     // The values' one scan, by the validation the backends rely on (they check only sizes).
-    MPC_RETURN_IF_ERROR(ValidateBackwardProblem(item, names));
+    if (absl::Status status = ValidateBackwardProblem(item, names); !status.ok()) {
+      return NameStackedError(status,
+                              {{&request.stacked_solutions().x(), "stacked_solutions.x"},
+                               {&request.stacked_solutions().u(), "stacked_solutions.u"},
+                               {&request.stacked_cotangents().x(), "stacked_cotangents.x"},
+                               {&request.stacked_cotangents().u(), "stacked_cotangents.u"}});
+    }
   }
   return batch;
 }

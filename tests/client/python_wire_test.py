@@ -430,6 +430,49 @@ class BatchedLayoutTest(unittest.TestCase):
         self.assertGreater(g_all.abs().max().item(), 1e-6)
 
 
+    def test_mpc_sends_an_input_repeated_over_the_batch_once(self):
+        """C (T, B, n+m, n+m) repeated over the batch (as mpc.pytorch users build it) travels once,
+        in the template; x, u and every problem's dC are bitwise those of each problem alone."""
+        B, T, n, m = 6, 8, 3, 2
+        rng = np.random.default_rng(24)
+        L = rng.standard_normal((T, n + m, n + m))
+        C = torch.tensor(np.einsum("tij,tkj->tik", L, L) + np.eye(n + m))
+        C = C.unsqueeze(1).repeat(1, B, 1, 1)
+        c = torch.tensor(rng.standard_normal((T, B, n + m)))
+        F = torch.tensor(np.concatenate([np.eye(n) + 0.1 * rng.standard_normal((n, n)),
+                                         rng.standard_normal((n, m))], axis=1))
+        x0 = torch.tensor(rng.standard_normal((B, n)))
+        w = torch.tensor(rng.standard_normal((T, B, m)))
+        client = mpcd.Client(SERVER.target, timeout=60)
+        sent = []
+        call = client._call
+
+        def spy(method, request, timeout):
+            sent.append(request)
+            return call(method, request, timeout)
+
+        client._call = spy
+
+        def step(rows):
+            leaves = [C[:, rows].clone().requires_grad_(True), c[:, rows].clone()]
+            mpc = MPC(n, m, T, u_lower=-0.5, u_upper=0.5, lqr_iter=30, client=client)
+            x, u, _ = mpc(x0[rows], QuadCost(*leaves), LinDx(F, None))
+            (w[:, rows] * u).sum().backward()
+            return u.detach(), leaves[0].grad
+
+        u_all, dC_all = step(list(range(B)))
+        solve = sent[0]
+        self.assertTrue(solve.problem_template.cost.HasField("quadratic"))
+        self.assertFalse(solve.batched.HasField("cost_quadratic"))
+        self.assertTrue(solve.batched.HasField("cost_linear"))  # c differs per problem
+        self.assertGreater(dC_all.abs().max().item(), 1e-6)
+        for b in range(B):
+            u_one, dC_one = step([b])
+            self.assertEqual(u_all[:, b].numpy().tobytes(), u_one[:, 0].numpy().tobytes())
+            self.assertEqual(dC_all[:, b].numpy().tobytes(), dC_one[:, 0].numpy().tobytes())
+        client.close()
+
+
 class TorchTransportTest(unittest.TestCase):
 
     def batch(self, B=128, n=8, m=4, T=30, seed=5, dtype=None):

@@ -305,9 +305,20 @@ _TEMPLATE_FIELDS = {
 }
 
 
+def _same_for_every_problem(array):
+    """Whether every slice of a batch-first array holds the first slice's bits (e.g. a cost the
+    caller repeated over the batch): it can then travel once, in the template, and each problem
+    still gets the gradient of its own copy. The second slice decides most cases at once."""
+    if array.shape[0] < 2 or not np.all(np.isfinite(array[0])):
+        return False
+    bits = np.ascontiguousarray(array).view(np.uint8).reshape(array.shape[0], -1)
+    return bool(np.array_equal(bits[1], bits[0]) and (bits[2:] == bits[:1]).all())
+
+
 def _solve_request(spec, arrays):
     """The SolveRequest of a batch: every per-problem input as one (B, ...) tensor in `batched`
-    (one tobytes each), the shared ones once in problem_template; answers stacked."""
+    (one tobytes each), the shared ones (and per-problem ones whose slices are all alike) once in
+    problem_template; answers stacked."""
     request = mpcd_pb2.SolveRequest(horizon=spec.T, options=mpcd_pb2.SolverOptions(**spec.options),
                                     response_encoding=mpcd_pb2.RAW_FLOAT64,
                                     stacked_response=True)
@@ -316,6 +327,10 @@ def _solve_request(spec, arrays):
     wire = {name: spec.layouts[name].wire_array(array) for name, array in arrays.items()
             if array is not None and name != "params"}
     per_problem = {name for name in wire if spec.layouts[name].batch_axis is not None}
+    for name in list(per_problem):
+        if _same_for_every_problem(wire[name]):
+            wire[name] = wire[name][0]
+            per_problem.discard(name)
     # Linear dynamics travel whole (one oneof): F and f both stacked when either is per problem.
     if per_problem & {"F", "f"}:
         for name in {"F", "f"} & set(wire) - per_problem:
