@@ -152,6 +152,12 @@ bool SolveForSetup(const mpcd::v1::SolveRequest& request, std::vector<Problem>* 
   return true;
 }
 
+// Time per problem: the time per iteration divided by the batch.
+void SetPerProblemCounter(benchmark::State& state, int batch) {
+  state.counters["per_problem"] = benchmark::Counter(
+      batch, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
 // Parse the serialised request and convert it into solver problems, as the server does.
 void BM_SolveRequestIn(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
@@ -164,8 +170,7 @@ void BM_SolveRequestIn(benchmark::State& state) {
     benchmark::DoNotOptimize(problems);
   }
   state.counters["request_bytes"] = static_cast<double>(bytes.size());
-  state.counters["per_problem"] = benchmark::Counter(
-      batch, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  SetPerProblemCounter(state, batch);
 }
 
 // Write the answer (per-problem Solutions re-encoded as bytes, or stacked straight from the
@@ -189,23 +194,30 @@ void BM_SolveAnswerOut(benchmark::State& state) {
     benchmark::DoNotOptimize(bytes);
   }
   state.counters["answer_bytes"] = static_cast<double>(size);
-  state.counters["per_problem"] = benchmark::Counter(
-      batch, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  SetPerProblemCounter(state, batch);
+}
+
+// The Backward request of a solved training-step batch of `batch` problems (setup, not timed);
+// false when the setup failed.
+bool BackwardForSetup(int batch, bool batched, mpcd::v1::BackwardRequest* request) {
+  const mpcd::v1::SolveRequest solve = MakeSolveRequest(batch, batched);
+  std::vector<Problem> problems;
+  std::vector<Solution> solutions;
+  mpcd::v1::SolveResponse answer;
+  if (!SolveForSetup(solve, &problems, &solutions, &answer)) return false;
+  *request = MakeBackwardRequest(solve, answer, batch, batched);
+  return true;
 }
 
 // Parse and convert a Backward request, as the server does.
 void BM_BackwardRequestIn(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
-  const bool batched = state.range(1) != 0;
-  const mpcd::v1::SolveRequest solve = MakeSolveRequest(batch, batched);
-  std::vector<Problem> problems;
-  std::vector<Solution> solutions;
-  mpcd::v1::SolveResponse answer;
-  if (!SolveForSetup(solve, &problems, &solutions, &answer)) {
+  mpcd::v1::BackwardRequest setup;
+  if (!BackwardForSetup(batch, state.range(1) != 0, &setup)) {
     state.SkipWithError("setup failed");
     return;
   }
-  const std::string bytes = MakeBackwardRequest(solve, answer, batch, batched).SerializeAsString();
+  const std::string bytes = setup.SerializeAsString();
   for (auto _ : state) {
     mpcd::v1::BackwardRequest request;
     request.ParseFromString(bytes);
@@ -214,26 +226,20 @@ void BM_BackwardRequestIn(benchmark::State& state) {
     benchmark::DoNotOptimize(inputs);
   }
   state.counters["request_bytes"] = static_cast<double>(bytes.size());
-  state.counters["per_problem"] = benchmark::Counter(
-      batch, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  SetPerProblemCounter(state, batch);
 }
 
 // Write the gradients (per problem or stacked) and serialise them.
 void BM_BackwardAnswerOut(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
-  const bool batched = state.range(1) != 0;
-  const mpcd::v1::SolveRequest solve = MakeSolveRequest(batch, batched);
-  std::vector<Problem> problems;
-  std::vector<Solution> solutions;
-  mpcd::v1::SolveResponse answer;
-  if (!SolveForSetup(solve, &problems, &solutions, &answer)) {
+  mpcd::v1::BackwardRequest request;
+  absl::StatusOr<std::unique_ptr<SolverBackend>> backend = MakeBackend(BackendKind::kCpu, 1);
+  if (!BackwardForSetup(batch, state.range(1) != 0, &request) || !backend.ok()) {
     state.SkipWithError("setup failed");
     return;
   }
-  const mpcd::v1::BackwardRequest request = MakeBackwardRequest(solve, answer, batch, batched);
   absl::StatusOr<BackwardInputs> inputs = ToBackwardProblems(request, RequestLimits{});
-  absl::StatusOr<std::unique_ptr<SolverBackend>> backend = MakeBackend(BackendKind::kCpu, 1);
-  if (!inputs.ok() || !backend.ok()) {
+  if (!inputs.ok()) {
     state.SkipWithError("setup failed");
     return;
   }
@@ -254,8 +260,7 @@ void BM_BackwardAnswerOut(benchmark::State& state) {
     benchmark::DoNotOptimize(bytes);
   }
   state.counters["answer_bytes"] = static_cast<double>(size);
-  state.counters["per_problem"] = benchmark::Counter(
-      batch, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  SetPerProblemCounter(state, batch);
 }
 
 // Args: {B, batched (0: one message per problem, 1: BatchedProblems and stacked answers)}.

@@ -15,11 +15,13 @@
 #include "proto/proto_conversion.h"
 #include "solver/make_backend.h"
 #include "solver/problem.h"
+#include "tests/testing/same_problem.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
 namespace {
 
+using ::mpc::testing::ExpectSameProblem;
 using ::mpc::testing::IsOk;
 using ::mpc::testing::StatusIs;
 using ::testing::ElementsAreArray;
@@ -162,28 +164,14 @@ mpcd::v1::SolveRequest BatchedRequest(const std::vector<mpcd::v1::Problem>& prob
   return request;
 }
 
-void ExpectSame(const Problem& a, const Problem& b) {
-  EXPECT_THAT(a.x_init, ElementsAreArray(b.x_init));
-  EXPECT_THAT(a.cost_quadratic, ElementsAreArray(b.cost_quadratic));
-  EXPECT_THAT(a.cost_linear, ElementsAreArray(b.cost_linear));
-  EXPECT_THAT(a.transition, ElementsAreArray(b.transition));
-  EXPECT_THAT(a.offset, ElementsAreArray(b.offset));
-  EXPECT_THAT(a.params, ElementsAreArray(b.params));
-  EXPECT_THAT(a.u_lower, ElementsAreArray(b.u_lower));
-  EXPECT_THAT(a.u_upper, ElementsAreArray(b.u_upper));
-  EXPECT_THAT(a.u_init, ElementsAreArray(b.u_init));
-  EXPECT_EQ(a.shape, b.shape);
-  EXPECT_EQ(a.dt, b.dt);
-  EXPECT_EQ(a.sampling_stream, b.sampling_stream);
-}
-
 void ExpectSameProblems(const mpcd::v1::SolveRequest& a, const mpcd::v1::SolveRequest& b) {
   MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> pa, ToProblems(a, RequestLimits{}));
   MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> pb, ToProblems(b, RequestLimits{}));
   ASSERT_EQ(pa.size(), pb.size());
   for (std::size_t i = 0; i < pa.size(); ++i) {
     SCOPED_TRACE(i);
-    ExpectSame(pa[i], pb[i]);
+    ExpectSameProblem(pa[i], pb[i]);
+    EXPECT_EQ(pa[i].sampling_stream, pb[i].sampling_stream);
   }
 }
 
