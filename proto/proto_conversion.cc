@@ -151,12 +151,16 @@ const Tensor* TensorOf(const mpcd::v1::Problem& proto, ArrayField field) {
 
 // A tensor's shape against the accepted shapes of `field` for `shape` (problem_fields.h, the one
 // table); an absent tensor is accepted when the field is optional.
-absl::Status CheckTensorShape(const Tensor& tensor, ArrayField field, const ProblemShape& shape,
+absl::Status CheckTensorShape(const Tensor& tensor, const ArraySpec& spec,
                               const std::string& path) {
-  const ArraySpec spec = ArraySpecFor(field, shape);
   if (!IsPresent(tensor)) return CheckArrayShape(spec, nullptr, path);
   const Shape given = ShapeOf(tensor);
   return CheckArrayShape(spec, &given, path);
+}
+
+absl::Status CheckTensorShape(const Tensor& tensor, ArrayField field, const ProblemShape& shape,
+                              const std::string& path) {
+  return CheckTensorShape(tensor, ArraySpecFor(field, shape), path);
 }
 
 // The values of a tensor that passed CheckTensorData, as doubles (empty when absent).
@@ -882,11 +886,12 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
 
   // Every tensor's data must match its own shape before its shape means anything. The field
   // names come from the table (params is a plain list, not a Tensor).
-  ProblemShape any_shape;
+  // (Paths are spelled out only for an error: building them for every field of every problem
+  // cost more than the checks.)
   for (ArrayField field : kProblemArrays) {
     const Tensor* tensor = TensorOf(proto, field);
-    if (tensor == nullptr) continue;
-    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + ArraySpecFor(field, any_shape).name));
+    if (tensor == nullptr || CheckTensorData(*tensor, "").ok()) continue;
+    return CheckTensorData(*tensor, p + ArraySpecFor(field, ProblemShape()).name);
   }
 
   Problem problem;
@@ -915,8 +920,9 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   for (ArrayField field : kProblemArrays) {
     const Tensor* tensor = TensorOf(proto, field);
     if (tensor == nullptr) continue;
-    const std::string path = p + ArraySpecFor(field, problem.shape).name;
-    MPC_RETURN_IF_ERROR(CheckTensorShape(*tensor, field, problem.shape, path));
+    const ArraySpec spec = ArraySpecFor(field, problem.shape);
+    if (CheckTensorShape(*tensor, spec, "").ok()) continue;
+    return CheckTensorShape(*tensor, spec, p + spec.name);
   }
 
   problem.x_init = ToVector(proto.x_init());
