@@ -10,8 +10,9 @@
 
 namespace mpc {
 
-ControlSession::ControlSession(const Dependencies& dependencies, absl::Time deadline)
-    : deps_(dependencies), deadline_(deadline) {
+ControlSession::ControlSession(const Dependencies& dependencies, const CallLog& log,
+                               absl::Time deadline)
+    : deps_(dependencies), log_(log), deadline_(deadline) {
   StartRead(&request_);
 }
 
@@ -25,17 +26,17 @@ void ControlSession::OnReadDone(bool ok) {
     EndSession(absl::OkStatus());
     return;
   }
-  step_start_ = absl::Now();
-  deps_.metrics->RequestStarted(RpcMethod::kControl);
+  ++steps_;
+  log_.Started();
   if (!deps_.calls->TryStart()) {
     const absl::Status status =
         absl::UnavailableError("server is shutting down; reconnect to another replica");
-    deps_.metrics->RequestFinished(RpcMethod::kControl, status.code(), absl::Now() - step_start_);
+    log_.Finished(status, {LogField("step", steps_)});
     EndSession(status);
     return;
   }
   if (absl::Status status = PrepareStep(); !status.ok()) {
-    EndStep(status.code());
+    EndStep(status);
     EndSession(status);
     return;
   }
@@ -84,7 +85,7 @@ void ControlSession::SubmitStep() {
 
 void ControlSession::StepDone(const JobResult& result) {
   if (!result.status.ok()) {
-    EndStep(result.status.code());
+    EndStep(result.status);
     EndSession(result.status);
     return;
   }
@@ -95,11 +96,12 @@ void ControlSession::StepDone(const JobResult& result) {
 void ControlSession::OnWriteDone(bool ok) {
   if (!ok) {
     // The stream broke (the client left); the answer was computed but could not be delivered.
-    EndStep(absl::StatusCode::kCancelled);
-    EndSession(absl::CancelledError("the client left the Control session"));
+    const absl::Status left = absl::CancelledError("the client left the Control session");
+    EndStep(left);
+    EndSession(left);
     return;
   }
-  EndStep(absl::StatusCode::kOk);
+  EndStep(absl::OkStatus());
   StartRead(&request_);
 }
 
@@ -109,8 +111,8 @@ void ControlSession::OnCancel() {
   deps_.batcher->Wake();
 }
 
-void ControlSession::EndStep(absl::StatusCode code) {
-  deps_.metrics->RequestFinished(RpcMethod::kControl, code, absl::Now() - step_start_);
+void ControlSession::EndStep(const absl::Status& status) {
+  log_.Finished(status, {LogField("step", steps_)});
   deps_.calls->Finish();
 }
 

@@ -18,6 +18,7 @@
 #include "mpcd/v1/mpcd.grpc.pb.h"
 #include "proto/proto_conversion.h"
 #include "server/admission.h"
+#include "server/call_log.h"
 #include "server/call_tracker.h"
 #include "server/dynamic_batcher.h"
 #include "server/service_metrics.h"
@@ -41,8 +42,9 @@ class ControlSession final
     CallTracker* calls = nullptr;
   };
 
-  // Starts reading the first message. gRPC owns the session until OnDone.
-  ControlSession(const Dependencies& dependencies, absl::Time deadline);
+  // Starts reading the first message. gRPC owns the session until OnDone. Each step is counted
+  // and logged through `log` (the stream's request id).
+  ControlSession(const Dependencies& dependencies, const CallLog& log, absl::Time deadline);
   ~ControlSession() override;
 
   void OnReadDone(bool ok) override;
@@ -56,13 +58,15 @@ class ControlSession final
   void SubmitStep();
   // From the batcher's thread: the step's solve finished (or was dropped).
   void StepDone(const JobResult& result);
-  // Ends the step being answered (metrics, call count); `code` is how it ended.
-  void EndStep(absl::StatusCode code);
+  // Ends the step being answered (metrics, log line, call count); `status` is how it ended.
+  void EndStep(const absl::Status& status);
   // Ends the stream. Nothing may touch `this` afterwards.
   void EndSession(const absl::Status& status);
 
   const Dependencies deps_;
+  CallLog log_;
   const absl::Time deadline_;
+  std::int64_t steps_ = 0;  // steps begun, the template's included
   std::atomic<bool> cancelled_{false};
   // Stops a step's solve when the stream's deadline passes or the client leaves.
   const SolveInterrupt interrupt_{SolveDeadline(deadline_, absl::Now()), &cancelled_};
@@ -73,7 +77,6 @@ class ControlSession final
   bool started_ = false;  // the template has been accepted
   Problem problem_;       // the template, updated by every step
   Solution plan_;         // the last step's answer
-  absl::Time step_start_;
 };
 
 }  // namespace mpc

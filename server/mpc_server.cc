@@ -43,6 +43,7 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   MPC_RETURN_IF_ERROR(ValidateServerConfig(config));
   std::unique_ptr<MpcServer> server(new MpcServer());
   server->config_ = config;
+  server->logger_ = std::make_unique<Logger>(config.log);
 
   if (backend == nullptr) {
     MPC_ASSIGN_OR_RETURN(backend, MakeBackend(config.backend, config.threads, config.cuda_precision,
@@ -69,6 +70,7 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   service_options.max_session_bytes = config.max_session_bytes;
   service_options.backend_name = std::string(server->backend_->name());
   service_options.auth_token = std::move(security.auth_token);
+  service_options.logger = server->logger_.get();
   server->service_ =
       std::make_unique<MpcService>(service_options, server->batcher_.get(), server->metrics_.get());
 

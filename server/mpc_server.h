@@ -19,6 +19,7 @@
 #include "prometheus/exposer.h"
 #include "server/dynamic_batcher.h"
 #include "server/listener_watchdog.h"
+#include "server/logger.h"
 #include "server/mpc_service.h"
 #include "server/server_config.h"
 #include "server/service_metrics.h"
@@ -72,6 +73,7 @@ class MpcServer {
   int metrics_port_ = -1;
   // Declared in construction order, so destruction runs the other way: the endpoint and the gRPC
   // server go before the service, batcher, metrics and backend they use.
+  std::unique_ptr<Logger> logger_;         // before service_, which points to it
   std::unique_ptr<GraphRegistry> graphs_;  // before service_, which points to it
   std::unique_ptr<SolverBackend> backend_;
   std::unique_ptr<ServiceMetrics> metrics_;

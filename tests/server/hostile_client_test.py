@@ -339,7 +339,7 @@ class LightTest(unittest.TestCase):
         channel.close()
         code, _, err = server.stop()
         self.assertEqual(code, 0, err)
-        self.assertIn("warning: listening on 0.0.0.0:", err)
+        self.assertIn("WARNING listening on 0.0.0.0:", err)
         self.assertIn("plaintext without --auth_token_file", err)
         loopback = self.serve("--metrics_port=-1")
         code, _, err = loopback.stop()
