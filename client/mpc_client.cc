@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "proto/error_details.h"
 
 namespace mpc {
 namespace {
@@ -62,7 +63,8 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  return FromRichStatus(static_cast<absl::StatusCode>(status.error_code()), status.error_message(),
+                        status.error_details());
 }
 
 const char* ServingStatusName(ServingStatus status) {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "proto/error_details.h"
 #include "server/status_conversion.h"
 #include "solver/status_macros.h"
 
@@ -29,8 +30,9 @@ void ControlSession::OnReadDone(bool ok) {
   ++steps_;
   log_.Started();
   if (!deps_.calls->TryStart()) {
-    const absl::Status status =
-        absl::UnavailableError("server is shutting down; reconnect to another replica");
+    const absl::Status status = WithRetryDelay(
+        absl::UnavailableError("server is shutting down; reconnect to another replica"),
+        absl::ZeroDuration());
     log_.Finished(status, {LogField("step", steps_)});
     EndSession(status);
     return;

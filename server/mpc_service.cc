@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "proto/error_details.h"
 #include "server/control_session.h"
 #include "server/status_conversion.h"
 #include "solver/gradients.h"
@@ -264,7 +265,10 @@ MpcService::MpcService(const ServiceOptions& options, DynamicBatcher* batcher,
 absl::Status MpcService::Admit(const grpc::CallbackServerContext& context) {
   MPC_RETURN_IF_ERROR(auth_.Check(context.client_metadata()));
   if (!calls_.TryStart()) {
-    return absl::UnavailableError("server is shutting down; retry on another replica");
+    // Another replica can answer at once.
+    return WithRetryDelay(
+        absl::UnavailableError("server is shutting down; retry on another replica"),
+        absl::ZeroDuration());
   }
   return absl::OkStatus();
 }

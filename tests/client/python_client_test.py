@@ -2,7 +2,8 @@
 """The Python package (client/python/mpcd) against a real mpcd process.
 
 mpcd.Client: health, models, solve and backward with numpy arrays, errors as exceptions carrying
-the gRPC status (INVALID_ARGUMENT naming the field, DEADLINE_EXCEEDED, UNAVAILABLE).
+the gRPC status (INVALID_ARGUMENT naming the field, DEADLINE_EXCEEDED, UNAVAILABLE) and its details
+(every field violation, the retry delay, the request id).
 mpcd.torch.MPC: every mpc.pytorch reference case (tests/data/mpc_pytorch, read at run time)
 solved through the server in mpc.pytorch's (T, B, ...) layout, and its gradients (autograd through
 Backward) against the files' gradients; the batch-shared layouts against the per-element ones;
@@ -159,6 +160,42 @@ class ClientTest(unittest.TestCase):
         with self.assertRaises(mpcd.InvalidArgumentError) as caught:
             self.client.solve(10, [self.pendulum_problem(dynamics=mpcd.Model("unicorn"))])
         self.assertIn("problems[0].dynamics", caught.exception.details)
+
+    def test_invalid_argument_carries_every_violation_and_the_request_id(self):
+        with self.assertRaises(mpcd.InvalidArgumentError) as caught:
+            self.client.solve(10, [self.pendulum_problem(x_init=[1.0, 0.0]),
+                                   self.pendulum_problem(),
+                                   self.pendulum_problem(dynamics=mpcd.Model("unicorn"))])
+        error = caught.exception
+        self.assertEqual(len(error.violations), 2, error.violations)
+        self.assertEqual(error.violations[0],
+                         mpcd.FieldViolation("problems[0].x_init", "expected shape (3), got (2)"))
+        self.assertTrue(error.violations[1].field.startswith("problems[2].dynamics"),
+                        error.violations[1])
+        self.assertIn("and 1 more violation", error.details)
+        self.assertRegex(error.request_id, r"^[0-9a-f]{16}$")
+        self.assertIsNone(error.retry_delay)
+
+    def test_a_full_queue_raises_unavailable_with_the_retry_delay(self):
+        import concurrent.futures
+        server = Mpcd(ARGS.mpcd, "--backend=cpu", "--threads=1", "--max_batch_size=2",
+                      "--max_queue_problems=2", "--max_problems_per_request=2")
+        options = {"max_iterations": 300, "tolerance": 0.0, "not_improved_limit": 300}
+        problems = [self.pendulum_problem(x_init=[-1.0, 0.0, 0.01 * i]) for i in range(2)]
+        try:
+            with mpcd.Client(server.target, timeout=120) as client:
+                with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                    calls = [pool.submit(client.solve, 100, problems, options=options)
+                             for _ in range(8)]
+                    errors = [c.exception() for c in calls if c.exception() is not None]
+        finally:
+            code, _, err = server.stop()
+        self.assertEqual(code, 0, err)
+        self.assertTrue(errors, "no call was refused")
+        for error in errors:
+            self.assertIsInstance(error, mpcd.UnavailableError)
+            self.assertEqual(error.retry_delay, 0.1)
+            self.assertEqual(error.violations, [])
 
     def test_deadline_raises_deadline_exceeded(self):
         # A batch that takes far longer than the deadline (every problem runs 300 iterations).

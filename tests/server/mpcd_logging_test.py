@@ -13,14 +13,11 @@ Usage: mpcd_logging_test.py --mpcd build/bin/mpcd --mpcctl build/bin/mpcctl --pr
          --examples examples [unittest args]
 """
 
-import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -193,19 +190,5 @@ class TextLogTest(unittest.TestCase):
                 self.assertIn(name, result.stderr)
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    for name in ("--mpcd", "--mpcctl", "--proto-dir", "--grpc-proto-dir", "--protoc",
-                 "--grpc-python-plugin", "--examples"):
-        parser.add_argument(name, required=True)
-    process_test.ARGS, rest = parser.parse_known_args()
-    stub_dir = tempfile.mkdtemp(prefix="mpcd_stubs_")
-    try:
-        process_test.STUBS = process_test.generate_stubs(stub_dir)
-        unittest.main(argv=[sys.argv[0]] + rest)
-    finally:
-        shutil.rmtree(stub_dir, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    main()
+    process_test.main(extra_arguments=())

@@ -592,17 +592,22 @@ class FlagsTest(unittest.TestCase):
             first.stop()
 
 
-def main():
+def main(extra_arguments=("--project-version",), after_stubs=None):
+    """Parses this file's arguments (the common ones plus `extra_arguments`) into ARGS, generates
+    the stubs into STUBS, calls after_stubs(stub_dir) if given, then runs the tests of __main__
+    (also the main of the test files that share them: mpcd_logging_test, mpcd_errors_test)."""
     global ARGS, STUBS
     parser = argparse.ArgumentParser()
     for name in ("--mpcd", "--mpcctl", "--proto-dir", "--grpc-proto-dir", "--protoc",
-                 "--grpc-python-plugin", "--examples", "--project-version"):
+                 "--grpc-python-plugin", "--examples") + tuple(extra_arguments):
         parser.add_argument(name, required=True)
     ARGS, rest = parser.parse_known_args()
     stub_dir = tempfile.mkdtemp(prefix="mpcd_stubs_")
     try:
         STUBS = generate_stubs(stub_dir)
-        unittest.main(argv=[sys.argv[0]] + rest)
+        if after_stubs is not None:
+            after_stubs(stub_dir)
+        unittest.main(module="__main__", argv=[sys.argv[0]] + rest)
     finally:
         shutil.rmtree(stub_dir, ignore_errors=True)
 

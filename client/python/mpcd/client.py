@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence
 import grpc
 import numpy as np
 
+from mpcd.google.rpc import error_details_pb2, status_pb2
 from mpcd.grpc.health.v1 import health_pb2
 from mpcd.v1 import mpcd_pb2, mpcd_pb2_grpc
 
@@ -22,14 +23,30 @@ _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 # Errors
 
 
+@dataclasses.dataclass(frozen=True)
+class FieldViolation:
+    """One broken field of a refused request (google.rpc.BadRequest.FieldViolation)."""
+    field: str        # the proto field path, e.g. "problems[2].x_init"
+    description: str  # what is wrong with it, e.g. "expected shape (3), got (4)"
+
+
 class MpcdError(Exception):
     """A failed call. `code` is the grpc.StatusCode, `details` the server's message (for
-    INVALID_ARGUMENT it names the field, e.g. "problems[0].x_init: expected shape (3), got (4)")."""
+    INVALID_ARGUMENT it names the field, e.g. "problems[0].x_init: expected shape (3), got (4)").
 
-    def __init__(self, code, details):
+    From the error's google.rpc.Status (gRPC's rich error model), when the server sent one:
+    `violations`, every broken field of an INVALID_ARGUMENT request (a list of FieldViolation; up
+    to 16, also for problems after the first broken one); `retry_delay`, the seconds an
+    UNAVAILABLE server asks to wait before retrying (0: retry elsewhere at once; None: not said).
+    `request_id` is the id the server logged the call under (its x-request-id), or None."""
+
+    def __init__(self, code, details, violations=(), retry_delay=None, request_id=None):
         super().__init__("%s: %s" % (code.name, details))
         self.code = code
         self.details = details
+        self.violations = list(violations)
+        self.retry_delay = retry_delay
+        self.request_id = request_id
 
 
 class InvalidArgumentError(MpcdError, ValueError):
@@ -51,9 +68,39 @@ _ERROR_CLASSES = {
 }
 
 
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"  # gRPC's trailer for a google.rpc.Status
+
+
+def _metadata(rpc_error, which):
+    method = getattr(rpc_error, which, None)
+    return dict(method() or ()) if method is not None else {}
+
+
+def _status_details(rpc_error):
+    """(violations, retry_delay) from the google.rpc.Status the server put in the trailer."""
+    violations, retry_delay = [], None
+    encoded = _metadata(rpc_error, "trailing_metadata").get(_STATUS_DETAILS_KEY)
+    if encoded is None:
+        return violations, retry_delay
+    for detail in status_pb2.Status.FromString(encoded).details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            violations += [FieldViolation(v.field, v.description)
+                           for v in bad_request.field_violations]
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            retry_delay = retry.retry_delay.ToTimedelta().total_seconds()
+    return violations, retry_delay
+
+
 def _error_from(rpc_error):
     code = rpc_error.code()
-    return _ERROR_CLASSES.get(code, MpcdError)(code, rpc_error.details())
+    violations, retry_delay = _status_details(rpc_error)
+    return _ERROR_CLASSES.get(code, MpcdError)(
+        code, rpc_error.details(), violations=violations, retry_delay=retry_delay,
+        request_id=_metadata(rpc_error, "initial_metadata").get("x-request-id"))
 
 
 # ---------------------------------------------------------------------------------------------
