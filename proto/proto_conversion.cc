@@ -1063,6 +1063,10 @@ absl::Status ApplyControlStep(const mpcd::v1::ControlRequest& step, Problem* pro
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": only the first message of a Control session sets the template"));
   }
+  if (step.real_time_iteration()) {
+    return absl::InvalidArgumentError(
+        "real_time_iteration: only the first message of a Control session sets the mode");
+  }
   const ProblemShape& shape = problem->shape;
   // The same table as the first message's problem, with this message's names.
   MPC_RETURN_IF_ERROR(CheckTensorData(step.x(), "x"));
