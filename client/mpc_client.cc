@@ -200,6 +200,11 @@ absl::StatusOr<mpcd::v1::ControlResponse> ControlStream::Step(
     if (status.ok()) status = absl::UnknownError("the server ended the Control session");
     return status;
   }
+  // A step without a plan; the session goes on.
+  if (response.has_error()) {
+    return absl::Status(static_cast<absl::StatusCode>(response.error().code()),
+                        response.error().message());
+  }
   return response;
 }
 

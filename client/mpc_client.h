@@ -94,7 +94,8 @@ class ControlStream {
           stream);
   ~ControlStream();  // Close()s
 
-  // The answer to `request`, or the status the server ended the session with.
+  // The answer to `request`; the step's error (ControlResponse.error: the session goes on); or
+  // the status the server ended the session with.
   absl::StatusOr<mpcd::v1::ControlResponse> Step(const mpcd::v1::ControlRequest& request);
   // Ends the session (half-close, then the server's final status). Idempotent.
   absl::Status Close();

@@ -6,6 +6,13 @@
 // same shape) share backend launches. Steps are strictly sequential within a session: read a
 // request, solve it, write its answer, then read the next, warm-starting from the shifted plan.
 //
+// A robot's session outlives any one step's trouble: each step has its own deadline (the message's
+// step_timeout_seconds, within the stream's), and a later message that is refused (a bad
+// measurement) or that expires in the queue is answered with ControlResponse.error while the
+// template and warm start stay as they were. Only a bad first message, the stream's deadline, the
+// client leaving or the server stopping end the session. With real_time_iteration, every later
+// step runs one iLQR iteration (SQP-RTI).
+//
 // A step, not the stream, is what the CallTracker counts: a drain waits for steps being solved
 // and refuses new ones with UNAVAILABLE, but never waits for an idle robot to hang up.
 
@@ -53,8 +60,14 @@ class ControlSession final
   void OnDone() override { delete this; }
 
  private:
-  // Validates the request just read into problem_ (template or step); the step is counted.
+  // Validates the request just read into problem_ (template or step) and sets the step's
+  // deadline; the step is counted.
   absl::Status PrepareStep();
+  absl::Status CheckStepTimeout() const;
+  // The step's deadline: the stream's, or sooner by the message's step_timeout_seconds.
+  void SetStepDeadline();
+  // Answers the step being read with `status` in ControlResponse.error; the session goes on.
+  void AnswerStepError(const absl::Status& status);
   void SubmitStep();
   // From the batcher's thread: the step's solve finished (or was dropped).
   void StepDone(const JobResult& result);
@@ -68,9 +81,13 @@ class ControlSession final
   const absl::Time deadline_;
   std::int64_t steps_ = 0;  // steps begun, the template's included
   std::atomic<bool> cancelled_{false};
-  // Stops a step's solve when the stream's deadline passes or the client leaves.
-  const SolveInterrupt interrupt_{SolveDeadline(deadline_, absl::Now()), &cancelled_};
-  std::int64_t reserved_bytes_ = 0;  // held in deps_.sessions
+  // Stops a step's solve when its deadline passes or the client leaves (the deadline is set
+  // before each step is submitted, and read only while it is solved).
+  SolveInterrupt interrupt_{absl::InfiniteFuture(), &cancelled_};
+  absl::Time step_deadline_ = absl::InfiniteFuture();
+  bool real_time_iteration_ = false;  // the template asked for SQP-RTI steps
+  absl::Status step_status_;          // how the step being answered ended (counted at its write)
+  std::int64_t reserved_bytes_ = 0;   // held in deps_.sessions
 
   mpcd::v1::ControlRequest request_;
   mpcd::v1::ControlResponse response_;

@@ -132,6 +132,54 @@ class ClientTest(unittest.TestCase):
                 session.step([1.0, 0.0])
             self.assertIn("x: expected shape (3), got (2)", raised.exception.details)
 
+    def test_control_session_outlives_the_client_timeout_and_a_bad_measurement(self):
+        import time
+        problem = self.pendulum_problem()
+        # A client whose calls time out after 0.3 s: the session is not a call, only its steps are.
+        with mpcd.Client(SERVER.target, timeout=0.3) as client:
+            with client.control(15, problem, options={"max_iterations": 20}) as session:
+                step = session.first
+                for _ in range(4):  # 0.6 s in all, twice the client's timeout
+                    time.sleep(0.15)
+                    step = session.step(step.plan.x[1])
+                warm = step
+                with self.assertRaises(mpcd.InvalidArgumentError):
+                    session.step([float("nan"), 0.0, 0.0])
+                # The session goes on from the same warm start as if the bad state never came.
+                after = session.step(warm.plan.x[1])
+                expected = self.client.solve(15, [self.pendulum_problem(
+                    x_init=warm.plan.x[1],
+                    u_init=np.concatenate([warm.plan.u[1:], warm.plan.u[-1:]]))],
+                    options={"max_iterations": 20}, return_gains=True).solutions[0]
+                np.testing.assert_array_equal(after.plan.u, expected.u)
+
+    def test_a_step_timeout_bounds_each_step_and_the_session_goes_on(self):
+        import time
+        # Solving this to the end takes seconds (5000 iterations at T = 200).
+        options = {"max_iterations": 5000, "tolerance": 0.0, "not_improved_limit": 5000}
+        with self.client.control(200, self.pendulum_problem(), options=options,
+                                 step_timeout=0.05) as session:
+            step = session.first
+            self.assertEqual(step.plan.status, "DEADLINE")
+            for _ in range(3):
+                started = time.monotonic()
+                try:
+                    step = session.step(step.plan.x[1], timeout=0.02)
+                    self.assertEqual(step.plan.status, "DEADLINE")  # its best iterate, in time
+                except mpcd.DeadlineExceededError:
+                    pass  # it expired still queued: this step only
+                self.assertLess(time.monotonic() - started, 1.0)
+
+    def test_real_time_iteration_runs_one_iteration_per_step(self):
+        problem = self.pendulum_problem()
+        with self.client.control(15, problem, options={"max_iterations": 50},
+                                 real_time_iteration=True) as session:
+            step = session.first
+            self.assertGreater(step.plan.iterations, 1)
+            for _ in range(3):
+                step = session.step(step.plan.x[1])
+                self.assertEqual(step.plan.iterations, 1)
+
     def test_backward_gradient_is_the_transpose_of_the_jacobian(self):
         T = 12
         problem = self.pendulum_problem()

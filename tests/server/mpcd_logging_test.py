@@ -138,21 +138,20 @@ class JsonLogTest(unittest.TestCase):
         bad_step = pb2.ControlRequest()
         bad_step.x.shape.append(7)
         bad_step.x.data.extend([0.0] * 7)
-        responses = self.stub.Control(iter([template, step, bad_step]),
-                                      metadata=[("x-request-id", "session-1")], timeout=60)
-        with self.assertRaises(process_test.STUBS.grpc.RpcError) as error:
-            for _ in responses:
-                pass
-        self.assertEqual(error.exception.code(),
-                         process_test.STUBS.grpc.StatusCode.INVALID_ARGUMENT)
+        # The bad measurement costs its own step only (ControlResponse.error); the 4th step is
+        # answered.
+        responses = list(self.stub.Control(iter([template, step, bad_step, step]),
+                                           metadata=[("x-request-id", "session-1")], timeout=60))
+        self.assertEqual([r.HasField("error") for r in responses], [False, False, True, False])
         records = self.lines_of("session-1")
         deadline = time.monotonic() + 10
-        while len(records) < 3 and time.monotonic() < deadline:
+        while len(records) < 4 and time.monotonic() < deadline:
             time.sleep(0.02)
             records = self.lines_of("session-1")
         self.assertEqual([(r["method"], r["step"], r["code"]) for r in records],
                          [("Control", 1, "OK"), ("Control", 2, "OK"),
-                          ("Control", 3, "INVALID_ARGUMENT")])
+                          ("Control", 3, "INVALID_ARGUMENT"), ("Control", 4, "OK")])
+        self.assertEqual(records[2]["level"], "warning")
         self.assertRegex(records[2]["reason"], r"^x: ")
 
 

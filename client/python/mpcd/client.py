@@ -61,6 +61,8 @@ class UnavailableError(MpcdError):
     """UNAVAILABLE: no server, queue full or server stopping; retry with backoff."""
 
 
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}  # google.rpc.Code -> grpc
+
 _ERROR_CLASSES = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
@@ -362,11 +364,16 @@ class ControlStep:
 class ControlSession:
     """A receding-horizon session (the Control RPC), from Client.control(). step(x) sends the
     measured state and returns a ControlStep; the server warm-starts each step from the previous
-    plan shifted by one step. Use as a context manager, or call close()."""
+    plan shifted by one step. A step the server refuses (a state of the wrong size or not finite:
+    InvalidArgumentError) or that expires while queued (DeadlineExceededError) raises, and the
+    session goes on from the same warm start. Use as a context manager, or call close()."""
 
-    def __init__(self, client, first, timeout):
+    def __init__(self, client, first, timeout, step_timeout=None):
         import queue
         self._requests = queue.Queue()
+        self._step_timeout = step_timeout
+        if step_timeout:
+            first.step_timeout_seconds = step_timeout
         self._requests.put(first)
         self._closed = False
         try:
@@ -384,15 +391,21 @@ class ControlSession:
         except grpc.RpcError as e:
             self._closed = True
             raise _error_from(e) from None
+        if message.HasField("error"):  # this step only: the session goes on
+            code = _STATUS_CODES.get(message.error.code, grpc.StatusCode.UNKNOWN)
+            raise _ERROR_CLASSES.get(code, MpcdError)(code, message.error.message)
         return ControlStep(u0=from_tensor(message.u0), feedback0=from_tensor(message.feedback0),
                            plan=_solution_from_proto(message.plan))
 
-    def step(self, x, C=None, c=None):
+    def step(self, x, C=None, c=None, timeout=None):
         """The answer for measured state x (n); C and c (as in Problem) replace the cost from
-        now on."""
+        now on. timeout: this step's bound in seconds (None: the session's step_timeout)."""
         if self._closed:
             raise MpcdError(grpc.StatusCode.FAILED_PRECONDITION, "the Control session is closed")
         request = mpcd_pb2.ControlRequest()
+        step_timeout = self._step_timeout if timeout is None else timeout
+        if step_timeout:
+            request.step_timeout_seconds = step_timeout
         to_tensor(x, request.x)
         if C is not None:
             to_tensor(C, request.cost.quadratic)
@@ -522,13 +535,24 @@ class Client:
             solve_seconds=response.timing.solve_seconds,
             batch_size=response.batch_size, backend=response.backend)
 
-    def control(self, horizon, problem, options=None, timeout=None):
+    def control(self, horizon, problem, options=None, timeout=None, step_timeout=None,
+                real_time_iteration=False):
         """Opens a Control session (receding horizon) with `problem` as the template; its x_init
-        is the first measured state, whose answer is session.first (a ControlStep). timeout
-        bounds the whole session (None: the client's default)."""
+        is the first measured state, whose answer is session.first (a ControlStep).
+
+        step_timeout: the longest one step may take, in seconds (None: the client's default
+        timeout; 0: no bound). The server enforces it: the step's solve stops in time and answers
+        its best iterate (plan.status "DEADLINE"); a step still queued then raises
+        DeadlineExceededError. Either way the session goes on. session.step(x, timeout=...)
+        overrides it for one step. timeout: the deadline of the whole session (None: none; when
+        it passes the session ends, so leave it None for a robot that runs indefinitely).
+        real_time_iteration: every step after the first runs one iLQR iteration from the shifted
+        plan (SQP-RTI), for a latency that does not depend on the state."""
         first = mpcd_pb2.ControlRequest(horizon=horizon, problem=problem_to_proto(problem),
-                                        options=_solver_options(options))
-        return ControlSession(self, first, self.timeout if timeout is None else timeout)
+                                        options=_solver_options(options),
+                                        real_time_iteration=real_time_iteration)
+        step_timeout = self.timeout if step_timeout is None else step_timeout
+        return ControlSession(self, first, timeout, step_timeout)
 
     def models(self, timeout=None):
         """The built-in dynamics models."""
