@@ -130,6 +130,7 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
                                                  ": ", e.what()));
     }
     server->exposer_->RegisterCollectable(server->metrics_->registry());
+    server->exposer_->RegisterCollectable(server->process_metrics_);
     const std::vector<int> ports = server->exposer_->GetListeningPorts();
     server->metrics_port_ = ports.empty() ? -1 : ports.front();
   }

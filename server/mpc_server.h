@@ -21,6 +21,7 @@
 #include "server/listener_watchdog.h"
 #include "server/logger.h"
 #include "server/mpc_service.h"
+#include "server/process_metrics.h"
 #include "server/server_config.h"
 #include "server/service_metrics.h"
 #include "solver/solver_backend.h"
@@ -80,6 +81,8 @@ class MpcServer {
   std::unique_ptr<DynamicBatcher> batcher_;
   std::unique_ptr<MpcService> service_;
   std::unique_ptr<grpc::Server> server_;
+  // process_* (the exposer holds it weakly: declared before it, destroyed after it).
+  std::shared_ptr<ProcessMetrics> process_metrics_ = std::make_shared<ProcessMetrics>();
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<ListenerWatchdog> watchdog_;
 

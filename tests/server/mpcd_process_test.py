@@ -293,6 +293,32 @@ class ServingTest(unittest.TestCase):
                        "mpcd_queued_problems", "mpcd_dropped_problems_total", "mpcd_build_info"):
             self.assertIn(family, named)
 
+    def check_process_metrics(self, text):
+        """The process_* families (server/process_metrics.cc) against what the kernel says about the
+        mpcd process, read here from /proc/PID (VmRSS, fd/, limits) and the clock."""
+        pid = self.server.process.pid
+        for family, kind in (("process_cpu_seconds_total", "counter"),
+                             ("process_resident_memory_bytes", "gauge"),
+                             ("process_virtual_memory_bytes", "gauge"),
+                             ("process_open_fds", "gauge"), ("process_max_fds", "gauge"),
+                             ("process_start_time_seconds", "gauge")):
+            self.assertIn("# TYPE %s %s" % (family, kind), text)
+        # It has solved problems: some CPU time, at most all of both cores since it started.
+        cpu = sample(text, "process_cpu_seconds_total")
+        started = sample(text, "process_start_time_seconds")
+        self.assertGreater(cpu, 0)
+        self.assertLess(started, time.time())
+        self.assertGreater(started, time.time() - 3600)
+        self.assertLessEqual(cpu, (time.time() - started + 1) * os.cpu_count())
+        rss = sample(text, "process_resident_memory_bytes")
+        self.assertLess(abs(rss / 1024 - proc_status_kib(pid, "VmRSS")), 0.25 * rss / 1024)
+        self.assertGreaterEqual(sample(text, "process_virtual_memory_bytes"), rss)
+        open_fds = sample(text, "process_open_fds")
+        self.assertLess(abs(open_fds - len(os.listdir("/proc/%d/fd" % pid))), 8)
+        with open("/proc/%d/limits" % pid) as f:
+            soft = next(line.split()[3] for line in f if line.startswith("Max open files"))
+        self.assertEqual(sample(text, "process_max_fds"), float(soft))
+
     def test_metrics_scrape(self):
         # Make sure something was counted.
         self.assertEqual(mpcctl("models", "--target", self.server.target).returncode, 0)
@@ -312,12 +338,21 @@ class ServingTest(unittest.TestCase):
         self.assertIn("# TYPE mpcd_build_info gauge", text)
         self.assertIn('mpcd_build_info{revision="%s",version="%s"} 1' % (revision, version), text)
         self.check_grafana_dashboard(text)
+        self.check_process_metrics(text)
         promtool = shutil.which("promtool")
         if promtool is None:
             self.skipTest("promtool not installed (scripts/install_deps.sh --extras)")
         lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                               text=True, timeout=60)
         self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
+
+
+def proc_status_kib(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s in /proc/%d/status" % (key, pid))
 
 
 def dashboard_queries():
