@@ -269,6 +269,78 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(caught.exception.code, grpc.StatusCode.UNAVAILABLE)
 
 
+class SecurityTest(unittest.TestCase):
+    """mpcd.Client's tls_* and token options against a real mpcd with mutual TLS and a bearer
+    token (certificates made by tests/testing/make_test_certs.sh)."""
+
+    @classmethod
+    def setUpClass(cls):
+        import subprocess
+        import tempfile
+        cls.certs = tempfile.mkdtemp(prefix="mpcd_certs_")
+        make_certs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing",
+                                  "make_test_certs.sh")
+        subprocess.run([make_certs, cls.certs], check=True)
+        with open(cls.cert("token"), "w") as f:
+            f.write("python-token-0123456789\n")
+        cls.server = Mpcd(ARGS.mpcd, "--backend=cpu", "--tls_cert=" + cls.cert("server.pem"),
+                          "--tls_key=" + cls.cert("server.key"),
+                          "--tls_client_ca=" + cls.cert("ca.pem"),
+                          "--auth_token_file=" + cls.cert("token"))
+
+    @classmethod
+    def tearDownClass(cls):
+        import shutil
+        code, _, err = cls.server.stop()
+        shutil.rmtree(cls.certs, ignore_errors=True)
+        assert code == 0, err
+
+    @classmethod
+    def cert(cls, name):
+        return os.path.join(cls.certs, name)
+
+    def client(self, **overrides):
+        arguments = dict(tls_ca=self.cert("ca.pem"), tls_cert=self.cert("client.pem"),
+                         tls_key=self.cert("client.key"), token_file=self.cert("token"))
+        arguments.update(overrides)
+        return mpcd.Client(self.server.target, timeout=30, **arguments)
+
+    def test_certificate_and_token_reach_every_method(self):
+        problem = ClientTest.pendulum_problem(self)
+        with self.client() as client:
+            self.assertEqual(client.health(), "SERVING")
+            self.assertEqual(client.solve(10, [problem]).solutions[0].status, "CONVERGED")
+            with client.control(10, problem) as session:
+                session.step(session.first.plan.x[1])
+        with self.client(token_file=None, token="python-token-0123456789") as client:
+            self.assertTrue(client.models())
+
+    def test_a_wrong_or_missing_token_is_unauthenticated(self):
+        for token in ("not-the-token", None):
+            with self.subTest(token=token):
+                with self.client(token_file=None, token=token) as client:
+                    with self.assertRaises(mpcd.MpcdError) as caught:
+                        client.models()
+                    self.assertEqual(caught.exception.code, grpc.StatusCode.UNAUTHENTICATED)
+
+    def test_without_the_client_certificate_or_the_ca_nothing_gets_through(self):
+        # No client certificate: the connection stands, every call is refused.
+        with self.client(tls_cert=None, tls_key=None) as client:
+            with self.assertRaises(mpcd.MpcdError) as caught:
+                client.models(timeout=10)
+            self.assertEqual(caught.exception.code, grpc.StatusCode.UNAUTHENTICATED)
+        # Without the CA the client cannot trust the server (system roots): no connection.
+        with self.client(tls_ca=None) as client:
+            with self.assertRaises(mpcd.UnavailableError):
+                client.models(timeout=10)
+
+    def test_bad_option_combinations_are_refused(self):
+        with self.assertRaises(ValueError):
+            mpcd.Client("localhost:1", tls_cert=self.cert("client.pem"))
+        with self.assertRaises(ValueError):
+            mpcd.Client("localhost:1", token="a", token_file=self.cert("token"))
+
+
 class TorchReferenceTest(unittest.TestCase):
     """mpcd.torch.MPC on the mpc.pytorch reference cases, in mpc.pytorch's layout."""
 

@@ -378,7 +378,7 @@ class ControlSession:
         self._closed = False
         try:
             self._responses = client.stub.Control(
-                iter(self._requests.get, None), timeout=timeout,
+                iter(self._requests.get, None), timeout=timeout, metadata=client._metadata,
                 wait_for_ready=client.wait_for_ready)
             self.first = self._next()
         except BaseException:
@@ -430,6 +430,31 @@ class ControlSession:
 # The client
 
 
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _tls_credentials(tls_ca, tls_cert, tls_key):
+    """TLS to mpcd: the server's CA (None: the system's roots) and, for mutual TLS, this client's
+    certificate chain and key (both or neither), all PEM files."""
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("mpcd.Client: tls_cert and tls_key: give both or neither")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(tls_ca) if tls_ca else None,
+        private_key=_read(tls_key) if tls_key else None,
+        certificate_chain=_read(tls_cert) if tls_cert else None)
+
+
+def _token_metadata(token, token_file):
+    """The "authorization: Bearer" metadata of every call (mpcd --auth_token_file), or None."""
+    if token is not None and token_file is not None:
+        raise ValueError("mpcd.Client: give token or token_file, not both")
+    if token_file is not None:
+        token = _read(token_file).decode().strip()
+    return (("authorization", "Bearer " + token),) if token else None
+
+
 class Client:
     """A channel to one mpcd server.
 
@@ -440,13 +465,22 @@ class Client:
     arguments) override it. Errors raise MpcdError (or its subclasses InvalidArgumentError,
     DeadlineExceededError, UnavailableError) with .code and .details.
 
+    Security (mpcd's --tls_cert, --tls_client_ca, --auth_token_file; docs/operations.md): tls=True
+    or tls_ca="ca.pem" (the CA that signed the server's certificate; without it the system's
+    roots) connect over TLS; tls_cert and tls_key (PEM files) add this client's certificate for
+    mutual TLS; tls_server_name checks the server's certificate against that name instead of the
+    target's host. token="..." or token_file="token" sends "authorization: Bearer <token>" with
+    every call. credentials (a grpc.ChannelCredentials) is the general form of the tls_* options.
+
     Arrays travel as raw little-endian bytes (float32 arrays as float32); results are float64
     numpy arrays, or float32 where the call's dtype (or, by default, every problem's x_init) is
     float32: the server always computes in float64 and rounds float32 results once at the end.
     """
 
     def __init__(self, target, timeout=None, wait_for_ready=False, credentials=None,
-                 options=None, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES):
+                 options=None, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES, tls=False,
+                 tls_ca=None, tls_cert=None, tls_key=None, tls_server_name=None, token=None,
+                 token_file=None):
         self.target = target
         self.timeout = timeout
         self.wait_for_ready = wait_for_ready
@@ -454,7 +488,14 @@ class Client:
         given = dict(options or ())
         given.setdefault("grpc.max_receive_message_length", max_message_bytes)
         given.setdefault("grpc.max_send_message_length", max_message_bytes)
+        if tls_server_name is not None:
+            given.setdefault("grpc.ssl_target_name_override", tls_server_name)
         options = list(given.items())
+        if tls or tls_ca or tls_cert or tls_key:
+            if credentials is not None:
+                raise ValueError("mpcd.Client: give credentials or the tls_* arguments, not both")
+            credentials = _tls_credentials(tls_ca, tls_cert, tls_key)
+        self._metadata = _token_metadata(token, token_file)
         if credentials is None:
             self._channel = grpc.insecure_channel(target, options=options)
         else:
@@ -476,6 +517,7 @@ class Client:
     def _call(self, method, request, timeout):
         try:
             return method(request, timeout=self.timeout if timeout is None else timeout,
+                          metadata=self._metadata,
                           wait_for_ready=self.wait_for_ready)
         except grpc.RpcError as e:
             raise _error_from(e) from None
