@@ -73,6 +73,7 @@ struct SamplingResult {
   double best_cost;  // of the sampled plan
   double step_norm;  // 2-norm of the last update of the mean
   std::int32_t iterations;
+  std::int32_t stopped;  // 1: the executor's stop query ended the sampling early (host only)
 };
 
 // Pointers into one batch's sampling buffers, beside the iLQR's. Shapes per problem, interleaved
@@ -126,6 +127,7 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
   MPC_HOST_DEVICE void Begin() {
     SamplingResult& out = sampling_.results[this->b_];
     out.iterations = 0;
+    out.stopped = 0;
     out.step_norm = static_cast<double>(HUGE_VAL);
     for (int t = 0; t < T_; ++t) {
       for (int j = 0; j < m; ++j) {
@@ -164,6 +166,22 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
     }
   }
 
+  // The executor's stop query, asked before each iteration (host only: the device runs every
+  // iteration); sticky once true, recorded so that Finish reports the deadline.
+  MPC_HOST_DEVICE bool StopRequested() {
+#if !defined(__CUDA_ARCH__)
+    SamplingResult& out = sampling_.results[this->b_];
+    const IlqrBatchView<S>& problem = sampling_.problem;
+    if (out.stopped == 0 && problem.should_stop != nullptr &&
+        problem.should_stop(problem.stop_context, this->b_)) {
+      out.stopped = 1;
+    }
+    return out.stopped != 0;
+#else
+    return false;
+#endif
+  }
+
   // Pure CEM/MPPI: the iLQR ran no iteration (it rolled the plan out and, when asked, linearised
   // the gains there), so the solve's statistics are the sampling's.
   MPC_HOST_DEVICE void Finish() const {
@@ -173,6 +191,10 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
     out.iterations = sampled.iterations;
     out.step_norm = sampled.step_norm;
     if (out.status == kDeviceNotFinite) return;
+    if (sampled.stopped != 0) {
+      out.status = kDeviceDeadline;
+      return;
+    }
     out.status = sampled.step_norm < settings_.tolerance ? kDeviceConverged : kDeviceMaxIterations;
   }
 
@@ -390,6 +412,7 @@ MPC_HOST_DEVICE void SolveWithSampling(const SamplingBatchView<S>& view, int b,
   ProblemSampler<S, Dynamics, NX, NU, kFixedSize, Layout> sampler(view, b, arena);
   sampler.Begin();
   for (int iteration = 0; iteration < sampler.Iterations(); ++iteration) {
+    if (sampler.StopRequested()) break;
     for (int sample = 0; sample < sampler.SampleCount(); ++sample) {
       sampler.SampleCost(iteration, sample);
     }
