@@ -9,6 +9,8 @@ packages=(
   libeigen3-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   grpc-proto python3-grpcio python3-protobuf python3-numpy curl nlohmann-json3-dev
   python3-torch python3-matplotlib  # mpcd.torch and its tests; the examples' plots
+  # the tutorial notebook (examples/tutorial.ipynb), made and run headless in the Tutorial test
+  python3-nbformat python3-nbconvert jupyter-nbconvert python3-ipykernel
   libonnx-dev python3-onnx  # dynamics graphs: mpcd parses ONNX with libonnx; tests and mpcd.torch export
   # tests/deploy: nginx as a gRPC proxy, yamllint for the manifests, promtool (in prometheus)
   # for the scrape config and alert rules

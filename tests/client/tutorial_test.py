@@ -3,13 +3,16 @@
 examples/tutorial.py, and that script runs against a real mpcd with --check (its own assertions:
 the plan converges within the torque limit, the closed loop ends upright, the gradients are finite
 and not zero, the learning loop cuts the loss 100x and finds the mass and length within 5%) and
-writes both plots.
+writes both plots. The notebook version (examples/tutorial.ipynb) is what
+examples/tutorial_notebook.py makes of the script, and runs headless (jupyter nbconvert --execute)
+to the same checks.
 
 Usage: tutorial_test.py --mpcd build/bin/mpcd --package-dir client/python --stubs-dir build/python
          --source-dir .
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -47,6 +50,41 @@ class TutorialTest(unittest.TestCase):
                 capture_output=True, text=True, timeout=600, env=env)
             self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
             self.assertIn("tutorial: all checks passed", result.stdout)
+            for name in ("closed_loop.png", "learning.png"):
+                with open(os.path.join(out, name), "rb") as f:
+                    self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+            code, _, err = server.stop()
+            self.assertEqual(code, 0, err)
+
+    def test_notebook_is_the_script_and_runs_headless(self):
+        # The committed notebook is what examples/tutorial_notebook.py makes of the script.
+        made = subprocess.run(["/usr/bin/python3", os.path.join(ARGS.source_dir, "examples",
+                                                                "tutorial_notebook.py")],
+                              capture_output=True, text=True, timeout=120)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        with open(os.path.join(ARGS.source_dir, "examples", "tutorial.ipynb")) as f:
+            self.assertEqual(f.read(), made.stdout,
+                             "examples/tutorial.ipynb is stale: regenerate it with "
+                             "examples/tutorial_notebook.py")
+        server = Mpcd(ARGS.mpcd, "--backend=cpu")
+        out = tempfile.mkdtemp(prefix="mpcd_notebook_")
+        try:
+            env = dict(os.environ, MPCD_TARGET=server.target, MPCD_TUTORIAL_OUT=out,
+                       PYTHONPATH=os.pathsep.join([ARGS.package_dir, ARGS.stubs_dir]))
+            result = subprocess.run(
+                ["jupyter-nbconvert", "--to", "notebook", "--execute",
+                 "--ExecutePreprocessor.timeout=600", "--output-dir", out,
+                 os.path.join(ARGS.source_dir, "examples", "tutorial.ipynb")],
+                capture_output=True, text=True, timeout=900, env=env)
+            self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+            with open(os.path.join(out, "tutorial.ipynb")) as f:
+                executed = json.load(f)
+            printed = "".join("".join(output.get("text", ""))
+                              for cell in executed["cells"] if cell["cell_type"] == "code"
+                              for output in cell["outputs"])
+            self.assertIn("tutorial: all checks passed", printed)
             for name in ("closed_loop.png", "learning.png"):
                 with open(os.path.join(out, name), "rb") as f:
                     self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
