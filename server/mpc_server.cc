@@ -109,6 +109,11 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
                                MillisecondsForGrpc(config.shutdown_grace));
   }
   builder.RegisterService(server->service_.get());
+  // Reflection v1 beside the plugin's v1alpha; list_services names every service registered here.
+  server->reflection_v1_ = std::make_unique<ReflectionV1Service>(std::vector<std::string>{
+      kServiceName, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+      "grpc.reflection.v1.ServerReflection"});
+  builder.RegisterService(server->reflection_v1_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     server->batcher_->Stop();

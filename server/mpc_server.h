@@ -22,6 +22,7 @@
 #include "server/logger.h"
 #include "server/mpc_service.h"
 #include "server/process_metrics.h"
+#include "server/reflection_v1.h"
 #include "server/server_config.h"
 #include "server/service_metrics.h"
 #include "solver/solver_backend.h"
@@ -80,6 +81,7 @@ class MpcServer {
   std::unique_ptr<ServiceMetrics> metrics_;
   std::unique_ptr<DynamicBatcher> batcher_;
   std::unique_ptr<MpcService> service_;
+  std::unique_ptr<ReflectionV1Service> reflection_v1_;
   std::unique_ptr<grpc::Server> server_;
   // process_* (the exposer holds it weakly: declared before it, destroyed after it).
   std::shared_ptr<ProcessMetrics> process_metrics_ = std::make_shared<ProcessMetrics>();

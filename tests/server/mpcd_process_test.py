@@ -3,7 +3,7 @@
 
 Covered: --flagfile and flag validation; mpcctl solve/models/health/bench --target (same answers as
 --local; gRPC errors as "mpcctl: CODE: message", exit 2); a Python gRPC client from the .proto
-alone; server reflection (list services, fetch a descriptor); a real HTTP scrape of /metrics
+alone; server reflection, v1alpha and v1 (list services, fetch a descriptor); a real HTTP scrape of /metrics
 (linted by `promtool check metrics` when Debian's prometheus is installed); SIGTERM and SIGINT while
 busy: calls in flight are answered, new ones are refused, exit 0.
 
@@ -269,6 +269,46 @@ class ServingTest(unittest.TestCase):
             file = descriptor_pb2.FileDescriptorProto.FromString(blob)
             names |= {s.name for s in file.service}
         self.assertIn("MpcService", names)
+
+    def test_reflection_v1_answers_like_v1alpha(self):
+        # Stubs for grpc/reflection/v1 under their canonical file name (v1alpha's "reflection.proto"
+        # is taken), loaded as a plain module; the method is called by name.
+        import importlib.util
+        out = tempfile.mkdtemp(prefix="mpcd_reflection_v1_")
+        try:
+            subprocess.run([ARGS.protoc, "-I", ARGS.grpc_proto_dir, "--python_out", out,
+                            "grpc/reflection/v1/reflection.proto"], check=True)
+            spec = importlib.util.spec_from_file_location(
+                "reflection_v1_pb2", os.path.join(out, "grpc", "reflection", "v1",
+                                                  "reflection_pb2.py"))
+            v1 = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(v1)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        call = self.channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=v1.ServerReflectionRequest.SerializeToString,
+            response_deserializer=v1.ServerReflectionResponse.FromString)
+        requests = [v1.ServerReflectionRequest(list_services=""),
+                    v1.ServerReflectionRequest(file_containing_symbol="mpcd.v1.SolveRequest"),
+                    v1.ServerReflectionRequest(file_by_filename="mpcd/v1/mpcd.proto"),
+                    v1.ServerReflectionRequest(file_containing_symbol="no.such.Symbol")]
+        responses = list(call(iter(requests), timeout=30))
+        self.assertEqual(len(responses), 4)
+        services = {s.name for s in responses[0].list_services_response.service}
+        self.assertEqual(services, {"mpcd.v1.MpcService", "grpc.health.v1.Health",
+                                    "grpc.reflection.v1alpha.ServerReflection",
+                                    "grpc.reflection.v1.ServerReflection"})
+        from google.protobuf import descriptor_pb2
+        for response in responses[1:3]:
+            files = [descriptor_pb2.FileDescriptorProto.FromString(blob)
+                     for blob in response.file_descriptor_response.file_descriptor_proto]
+            self.assertEqual(files[0].name, "mpcd/v1/mpcd.proto")
+            self.assertIn("MpcService", {service.name for service in files[0].service})
+            # Its imports come along, so a client can build the whole descriptor.
+            self.assertEqual(set(files[0].dependency) - {f.name for f in files}, set())
+        self.assertEqual(responses[3].error_response.error_code, 5)  # NOT_FOUND
+        self.assertEqual(responses[3].original_request.file_containing_symbol, "no.such.Symbol")
 
     def check_grafana_dashboard(self, text):
         """Every query of the Grafana dashboard names series this server exports (in `text`, a
