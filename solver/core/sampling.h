@@ -149,7 +149,7 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
   // Moves the distribution towards this iteration's good samples, then rolls the new mean out and
   // keeps it as the plan when it is the cheapest so far.
   MPC_HOST_DEVICE void Update(int iteration) {
-    if (iteration >= Iterations()) return;
+    if (iteration >= Iterations() || Stopped()) return;
     if (settings_.method == kSamplingCem) {
       SelectElites();
       UpdateFromElites(iteration);
@@ -166,20 +166,26 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
     }
   }
 
-  // The executor's stop query, asked before each iteration (host only: the device runs every
-  // iteration); sticky once true, recorded so that Finish reports the deadline.
-  MPC_HOST_DEVICE bool StopRequested() {
-#if !defined(__CUDA_ARCH__)
+  // Whether the sampling stopped: recorded, or the executor's stop flag is raised (what the device
+  // reads; asks nobody). Sticky: recorded so that Finish reports the deadline.
+  MPC_HOST_DEVICE bool Stopped() {
     SamplingResult& out = sampling_.results[this->b_];
-    const IlqrBatchView<S>& problem = sampling_.problem;
-    if (out.stopped == 0 && problem.should_stop != nullptr &&
-        problem.should_stop(problem.stop_context, this->b_)) {
-      out.stopped = 1;
-    }
+    const volatile std::int32_t* flags = sampling_.problem.stop_flags;
+    if (out.stopped == 0 && flags != nullptr && flags[this->b_] != 0) out.stopped = 1;
     return out.stopped != 0;
-#else
-    return false;
+  }
+
+  // Stopped, or (host only) the executor's stop query says so; the CPU loop asks before each
+  // iteration.
+  MPC_HOST_DEVICE bool StopRequested() {
+    if (Stopped()) return true;
+#if !defined(__CUDA_ARCH__)
+    const IlqrBatchView<S>& problem = sampling_.problem;
+    if (problem.should_stop != nullptr && problem.should_stop(problem.stop_context, this->b_)) {
+      sampling_.results[this->b_].stopped = 1;
+    }
 #endif
+    return sampling_.results[this->b_].stopped != 0;
   }
 
   // Pure CEM/MPPI: the iLQR ran no iteration (it rolled the plan out and, when asked, linearised
@@ -389,7 +395,7 @@ template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
 MPC_HOST_DEVICE void SampleCostIfSampled(const SamplingBatchView<S>& view, int b, int iteration,
                                          int sample) {
   ProblemSampler<S, Dynamics, NX, NU, kFixedSize, Layout> sampler(view, b);
-  if (iteration < sampler.Iterations() && sample < sampler.SampleCount()) {
+  if (iteration < sampler.Iterations() && sample < sampler.SampleCount() && !sampler.Stopped()) {
     sampler.SampleCost(iteration, sample);
   }
 }
