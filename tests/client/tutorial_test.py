@@ -39,17 +39,14 @@ class TutorialTest(unittest.TestCase):
         for block in blocks:
             self.assertIn(textwrap.indent(block, "    ", lambda line: line.strip() != ""), script)
 
-    def test_script_runs_and_checks_itself(self):
+    def run_tutorial(self, run):
+        """Starts mpcd, calls run(target, out, env) (env: the package on PYTHONPATH), which returns
+        what the tutorial printed; checks that it passed its own checks and wrote both plots."""
         server = Mpcd(ARGS.mpcd, "--backend=cpu")
         out = tempfile.mkdtemp(prefix="mpcd_tutorial_")
         try:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([ARGS.package_dir, ARGS.stubs_dir]))
-            result = subprocess.run(
-                ["/usr/bin/python3", os.path.join(ARGS.source_dir, "examples", "tutorial.py"),
-                 "--target=" + server.target, "--out=" + out, "--check"],
-                capture_output=True, text=True, timeout=600, env=env)
-            self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-            self.assertIn("tutorial: all checks passed", result.stdout)
+            self.assertIn("tutorial: all checks passed", run(server.target, out, env))
             for name in ("closed_loop.png", "learning.png"):
                 with open(os.path.join(out, name), "rb") as f:
                     self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
@@ -57,6 +54,16 @@ class TutorialTest(unittest.TestCase):
             shutil.rmtree(out, ignore_errors=True)
             code, _, err = server.stop()
             self.assertEqual(code, 0, err)
+
+    def test_script_runs_and_checks_itself(self):
+        def run(target, out, env):
+            result = subprocess.run(
+                ["/usr/bin/python3", os.path.join(ARGS.source_dir, "examples", "tutorial.py"),
+                 "--target=" + target, "--out=" + out, "--check"],
+                capture_output=True, text=True, timeout=600, env=env)
+            self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+            return result.stdout
+        self.run_tutorial(run)
 
     def test_notebook_is_the_script_and_runs_headless(self):
         # The committed notebook is what examples/tutorial_notebook.py makes of the script.
@@ -68,11 +75,9 @@ class TutorialTest(unittest.TestCase):
             self.assertEqual(f.read(), made.stdout,
                              "examples/tutorial.ipynb is stale: regenerate it with "
                              "examples/tutorial_notebook.py")
-        server = Mpcd(ARGS.mpcd, "--backend=cpu")
-        out = tempfile.mkdtemp(prefix="mpcd_notebook_")
-        try:
-            env = dict(os.environ, MPCD_TARGET=server.target, MPCD_TUTORIAL_OUT=out,
-                       PYTHONPATH=os.pathsep.join([ARGS.package_dir, ARGS.stubs_dir]))
+
+        def run(target, out, env):
+            env = dict(env, MPCD_TARGET=target, MPCD_TUTORIAL_OUT=out)
             result = subprocess.run(
                 ["jupyter-nbconvert", "--to", "notebook", "--execute",
                  "--ExecutePreprocessor.timeout=600", "--output-dir", out,
@@ -81,18 +86,10 @@ class TutorialTest(unittest.TestCase):
             self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
             with open(os.path.join(out, "tutorial.ipynb")) as f:
                 executed = json.load(f)
-            printed = "".join("".join(output.get("text", ""))
-                              for cell in executed["cells"] if cell["cell_type"] == "code"
-                              for output in cell["outputs"])
-            self.assertIn("tutorial: all checks passed", printed)
-            for name in ("closed_loop.png", "learning.png"):
-                with open(os.path.join(out, name), "rb") as f:
-                    self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
-        finally:
-            shutil.rmtree(out, ignore_errors=True)
-            code, _, err = server.stop()
-            self.assertEqual(code, 0, err)
-
+            return "".join("".join(output.get("text", ""))
+                           for cell in executed["cells"] if cell["cell_type"] == "code"
+                           for output in cell["outputs"])
+        self.run_tutorial(run)
 
 def main():
     global ARGS
