@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "proto/error_details.h"
 #include "solver/problem_fields.h"
 #include "solver/status_macros.h"
 
@@ -605,7 +606,7 @@ void FillFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged
 
 // A stacked tensor must be well formed and have `count` as its first dimension. Its values are
 // scanned once, per problem, by the problem's own validation; only when that fails does
-// NameStackedError look at the stacked tensors as a whole, to name the one at fault.
+// StackedValuesError look at the stacked tensors as a whole, to name the one at fault.
 absl::Status CheckStacked(const Tensor& stacked, int count, const std::string& path) {
   if (!IsPresent(stacked)) return absl::OkStatus();
   MPC_RETURN_IF_ERROR(CheckTensorData(stacked, path));
@@ -617,14 +618,11 @@ absl::Status CheckStacked(const Tensor& stacked, int count, const std::string& p
   return absl::OkStatus();
 }
 
-// A problem's failed validation, or the error of the stacked tensor (path: name) whose values are
-// not finite, which the problem's error then came from.
-absl::Status NameStackedError(absl::Status problem_error,
-                              const std::vector<std::pair<const Tensor*, std::string>>& stacked) {
-  for (const auto& [tensor, path] : stacked) {
-    if (absl::Status status = CheckTensorFinite(*tensor, path); !status.ok()) return status;
-  }
-  return problem_error;
+// The error of the first stacked tensor (path: name) whose values are not finite: when a problem
+// fails its validation, the stacked tensor it took a bad value from is named instead, once.
+absl::Status StackedValuesError(const std::vector<std::pair<const Tensor*, std::string>>& stacked) {
+  for (const auto& [tensor, path] : stacked) MPC_RETURN_IF_ERROR(CheckTensorFinite(*tensor, path));
+  return absl::OkStatus();
 }
 
 // Slice b of a stacked tensor that passed CheckStacked, in the stacked tensor's encoding.
@@ -974,21 +972,27 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
   std::vector<Problem> problems;
   problems.reserve(count);
   mpcd::v1::Problem storage;
+  // Every problem is checked, so that one answer names each broken one (error_details.h).
+  Violations violations;
   for (int i = 0; i < count; ++i) {
-    MPC_ASSIGN_OR_RETURN(const mpcd::v1::Problem* merged, MergedProblem(request, i, &storage));
-    absl::StatusOr<Problem> converted =
-        ToProblem(*merged, horizon, options, limits, absl::StrCat("problems[", i, "]."));
-    if (!converted.ok()) {
-      return NameStackedError(converted.status(), BatchedTensors(request.batched()));
-    }
-    Problem& problem = *converted;
-    problem.sampling_stream = static_cast<std::uint32_t>(i);
-    if (options.compute_params_jacobian && problem.shape.dynamics.is_linear()) {
-      return absl::InvalidArgumentError(absl::StrCat(
+    absl::StatusOr<const mpcd::v1::Problem*> merged = MergedProblem(request, i, &storage);
+    absl::StatusOr<Problem> problem = merged.ok() ? ToProblem(**merged, horizon, options, limits,
+                                                              absl::StrCat("problems[", i, "]."))
+                                                  : absl::StatusOr<Problem>(merged.status());
+    if (problem.ok() && options.compute_params_jacobian && problem->shape.dynamics.is_linear()) {
+      problem = absl::InvalidArgumentError(absl::StrCat(
           "return_params_jacobian: problems[", i, "] has linear dynamics, which have no params"));
     }
-    problems.push_back(std::move(problem));
+    if (!problem.ok()) {
+      if (problem.status().code() != absl::StatusCode::kInvalidArgument) return problem.status();
+      MPC_RETURN_IF_ERROR(StackedValuesError(BatchedTensors(request.batched())));
+      if (!violations.Add(problem.status())) break;
+      continue;
+    }
+    problem->sampling_stream = static_cast<std::uint32_t>(i);
+    if (violations.empty()) problems.push_back(*std::move(problem));
   }
+  if (!violations.empty()) return violations.ToStatus();
   if (request.stacked_response()) MPC_RETURN_IF_ERROR(CheckStackable(problems));
   return problems;
 }
@@ -1227,6 +1231,58 @@ struct ArraySource {
   }
 };
 
+// Checks problem i's solution and cotangent (per problem, or its slices of the stacked ones)
+// against `problem` and fills `out` from them.
+absl::Status ToBackwardItem(const mpcd::v1::BackwardRequest& request, int i, const Problem& problem,
+                            GradientMode mode, BackwardProblem* out) {
+  const bool stacked_solutions = request.has_stacked_solutions();
+  const bool stacked_cotangents = request.has_stacked_cotangents();
+  BackwardFieldNames names = BackwardRequestFieldNames(i);
+  const mpcd::v1::Solution* solution = stacked_solutions ? nullptr : &request.solutions(i);
+  if (stacked_solutions) {
+    names.solution = "stacked_solutions.";
+  } else {
+    MPC_RETURN_IF_ERROR(CheckDifferentiable(solution->method(), names.solution));
+  }
+  const int slice = stacked_solutions ? i : -1;
+  const int cotangent_slice = stacked_cotangents ? i : -1;
+  const mpcd::v1::Cotangent& cotangent =
+      stacked_cotangents ? request.stacked_cotangents() : request.cotangents(i);
+  if (stacked_cotangents) names.cotangent = "stacked_cotangents.";
+  const std::pair<ArraySource, ArrayField> arrays[] = {
+      {{stacked_solutions ? &request.stacked_solutions().x() : &solution->x(), slice},
+       ArrayField::kSolutionX},
+      {{stacked_solutions ? &request.stacked_solutions().u() : &solution->u(), slice},
+       ArrayField::kSolutionU},
+      {{&cotangent.x(), cotangent_slice}, ArrayField::kCotangentX},
+      {{&cotangent.u(), cotangent_slice}, ArrayField::kCotangentU},
+  };
+  for (const auto& [source, field] : arrays) {
+    const bool of_solution = field == ArrayField::kSolutionX || field == ArrayField::kSolutionU;
+    const std::string path =
+        (of_solution ? names.solution : names.cotangent) + ArraySpecFor(field, problem.shape).name;
+    MPC_RETURN_IF_ERROR(source.Check(field, problem.shape, path));
+  }
+  BackwardProblem& item = *out;
+  item.problem = &problem;
+  item.x = arrays[0].first.Values();
+  item.u = arrays[1].first.Values();
+  item.dl_dx = arrays[2].first.Values();
+  item.dl_du = arrays[3].first.Values();
+  item.mode = mode;
+  // The values' one scan, by the validation the backends rely on (they check only sizes).
+  if (absl::Status status = ValidateBackwardProblem(item, names); !status.ok()) {
+    MPC_RETURN_IF_ERROR(StackedValuesError({
+        {&request.stacked_solutions().x(), "stacked_solutions.x"},
+        {&request.stacked_solutions().u(), "stacked_solutions.u"},
+        {&request.stacked_cotangents().x(), "stacked_cotangents.x"},
+        {&request.stacked_cotangents().u(), "stacked_cotangents.u"},
+    }));
+    return status;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardRequest& request,
@@ -1263,72 +1319,43 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
   batch.problems.reserve(count);
   mpcd::v1::Problem storage;
   GradientShapes first_shapes;
+  // Every problem, then every item, is checked, so that one answer names each broken one.
+  Violations violations;
   for (int i = 0; i < count; ++i) {
-    MPC_ASSIGN_OR_RETURN(const mpcd::v1::Problem* merged, MergedProblem(request, i, &storage));
-    absl::StatusOr<Problem> converted =
-        ToProblem(*merged, horizon, SolverOptions(), limits, absl::StrCat("problems[", i, "]."));
-    if (!converted.ok()) {
-      return NameStackedError(converted.status(), BatchedTensors(request.batched()));
+    absl::StatusOr<const mpcd::v1::Problem*> merged = MergedProblem(request, i, &storage);
+    absl::StatusOr<Problem> problem = merged.ok()
+                                          ? ToProblem(**merged, horizon, SolverOptions(), limits,
+                                                      absl::StrCat("problems[", i, "]."))
+                                          : absl::StatusOr<Problem>(merged.status());
+    if (!problem.ok()) {
+      if (problem.status().code() != absl::StatusCode::kInvalidArgument) return problem.status();
+      MPC_RETURN_IF_ERROR(StackedValuesError(BatchedTensors(request.batched())));
+      if (!violations.Add(problem.status())) break;
+      continue;
     }
-    Problem& problem = *converted;
-    if (request.stacked_response()) {
-      const GradientShapes shapes = GradientShapesOf(*merged, problem.shape);
-      if (i == 0) first_shapes = shapes;
-      if (i > 0 && (problem.shape != batch.problems[0].shape || !(shapes == first_shapes))) {
+    if (request.stacked_response() && violations.empty()) {
+      const GradientShapes shapes = GradientShapesOf(**merged, problem->shape);
+      if (batch.problems.empty()) first_shapes = shapes;
+      if (!batch.problems.empty() &&
+          (problem->shape != batch.problems[0].shape || !(shapes == first_shapes))) {
         return absl::InvalidArgumentError(absl::StrCat(
             "stacked_response: the gradients of problems[", i,
             "] do not stack with those of problems[0] (other dynamics or input shapes); ask "
             "without stacked_response"));
       }
     }
-    batch.problems.push_back(std::move(problem));
+    if (violations.empty()) batch.problems.push_back(*std::move(problem));
   }
+  if (!violations.empty()) return violations.ToStatus();
   // Pointers into batch.problems: it is complete and never grows again.
   batch.items.resize(count);
   for (int i = 0; i < count; ++i) {
-    const Problem& problem = batch.problems[i];
-    BackwardFieldNames names = BackwardRequestFieldNames(i);
-    const int slice = stacked_solutions ? i : -1;
-    const mpcd::v1::Solution* solution = stacked_solutions ? nullptr : &request.solutions(i);
-    if (stacked_solutions) {
-      names.solution = "stacked_solutions.";
-    } else {
-      MPC_RETURN_IF_ERROR(CheckDifferentiable(solution->method(), names.solution));
-    }
-    const int cotangent_slice = stacked_cotangents ? i : -1;
-    const mpcd::v1::Cotangent& cotangent =
-        stacked_cotangents ? request.stacked_cotangents() : request.cotangents(i);
-    if (stacked_cotangents) names.cotangent = "stacked_cotangents.";
-    const std::pair<ArraySource, ArrayField> arrays[] = {
-        {{stacked_solutions ? &request.stacked_solutions().x() : &solution->x(), slice},
-         ArrayField::kSolutionX},
-        {{stacked_solutions ? &request.stacked_solutions().u() : &solution->u(), slice},
-         ArrayField::kSolutionU},
-        {{&cotangent.x(), cotangent_slice}, ArrayField::kCotangentX},
-        {{&cotangent.u(), cotangent_slice}, ArrayField::kCotangentU},
-    };
-    for (const auto& [source, field] : arrays) {
-      const bool of_solution = field == ArrayField::kSolutionX || field == ArrayField::kSolutionU;
-      const std::string path = (of_solution ? names.solution : names.cotangent) +
-                               ArraySpecFor(field, problem.shape).name;
-      MPC_RETURN_IF_ERROR(source.Check(field, problem.shape, path));
-    }
-    BackwardProblem& item = batch.items[i];
-    item.problem = &problem;
-    item.x = arrays[0].first.Values();
-    item.u = arrays[1].first.Values();
-    item.dl_dx = arrays[2].first.Values();
-    item.dl_du = arrays[3].first.Values();
-    item.mode = mode;
-    // The values' one scan, by the validation the backends rely on (they check only sizes).
-    if (absl::Status status = ValidateBackwardProblem(item, names); !status.ok()) {
-      return NameStackedError(status,
-                              {{&request.stacked_solutions().x(), "stacked_solutions.x"},
-                               {&request.stacked_solutions().u(), "stacked_solutions.u"},
-                               {&request.stacked_cotangents().x(), "stacked_cotangents.x"},
-                               {&request.stacked_cotangents().u(), "stacked_cotangents.u"}});
-    }
+    const absl::Status item = ToBackwardItem(request, i, batch.problems[i], mode, &batch.items[i]);
+    if (item.ok()) continue;
+    if (item.code() != absl::StatusCode::kInvalidArgument) return item;
+    if (!violations.Add(item)) break;
   }
+  if (!violations.empty()) return violations.ToStatus();
   return batch;
 }
 
@@ -1531,6 +1558,10 @@ absl::Status ApplyControlStep(const mpcd::v1::ControlRequest& step, Problem* pro
                                              : "options";
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": only the first message of a Control session sets the template"));
+  }
+  if (step.real_time_iteration()) {
+    return absl::InvalidArgumentError(
+        "real_time_iteration: only the first message of a Control session sets the mode");
   }
   const ProblemShape& shape = problem->shape;
   // The same table as the first message's problem, with this message's names.

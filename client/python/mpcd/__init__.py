@@ -48,6 +48,7 @@ from mpcd.client import (  # noqa: E402
     ControlSession,
     ControlStep,
     DeadlineExceededError,
+    FieldViolation,
     Gradient,
     InvalidArgumentError,
     Linear,
@@ -63,7 +64,8 @@ from mpcd.client import (  # noqa: E402
 )
 
 __all__ = [
-    "BackwardResult", "Client", "ControlSession", "ControlStep", "DeadlineExceededError", "Gradient", "InvalidArgumentError",
+    "BackwardResult", "Client", "ControlSession", "ControlStep", "DeadlineExceededError",
+    "FieldViolation", "Gradient", "InvalidArgumentError",
     "Linear", "Model", "ModelInfo", "MpcdError", "Problem", "Solution", "SolveResult",
     "UnavailableError", "Batch", "StackedSolveResult", "StackedGradients",
 ]
