@@ -205,6 +205,61 @@ class WireTest(unittest.TestCase):
                       "supported ops: Abs, Add", raised.exception.details())
         del onnx
 
+    def test_a_continuous_time_graph_is_integrated_by_the_requests_integrator(self):
+        dt = 0.1
+
+        def rk4(x, u):
+            f = lambda y: self.module(y, u)  # noqa: E731
+            k1 = f(x)
+            k2 = f(x + 0.5 * dt * k1)
+            k3 = f(x + 0.5 * dt * k2)
+            k4 = f(x + dt * k3)
+            return x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+        steps = {"euler": lambda x, u: x + dt * self.module(x, u),
+                 "midpoint": lambda x, u: x + dt * self.module(x + 0.5 * dt * self.module(x, u), u),
+                 "rk4": rk4, "": rk4}
+        for integrator, step in steps.items():
+            with self.subTest(integrator=integrator):
+                def continuous(g):
+                    g.onnx = self.onnx
+                    g.continuous = True
+                    g.dt = dt
+                    g.integrator = integrator
+                response = self.solve(solve_request(continuous))
+                self.assertEqual(
+                    mpcd_pb2.SolveStatus.Name(response.solutions[0].status), "CONVERGED")
+                x = mpcd.client.from_tensor(response.solutions[0].x)
+                u = mpcd.client.from_tensor(response.solutions[0].u)
+                with torch.no_grad():
+                    predicted = step(torch.tensor(x[:-1]), torch.tensor(u[:-1])).numpy()
+                np.testing.assert_allclose(x[1:], predicted, atol=1e-12)
+
+    def test_time_step_fields_are_checked_naming_them(self):
+        def setter(continuous, dt, integrator):
+            def set_graph(g):
+                g.onnx = self.onnx
+                g.continuous = continuous
+                g.dt = dt
+                g.integrator = integrator
+            return set_graph
+
+        field = "problems[0].dynamics.graph."
+        cases = [
+            ((False, 0.1, ""), field + "dt: only for a continuous-time graph"),
+            ((False, 0.0, "rk4"), field + "integrator: only for a continuous-time graph"),
+            ((True, 0.0, "rk4"), field + "dt: must be > 0 for a continuous-time graph, got 0"),
+            ((True, float("inf"), ""), field + "dt: must be > 0 for a continuous-time graph"),
+            ((True, 0.1, "rk45"), field + 'integrator: unknown integrator "rk45" (known: rk4, '
+                                          "euler, midpoint)"),
+        ]
+        for arguments, message in cases:
+            with self.subTest(message=message):
+                with self.assertRaises(grpc.RpcError) as raised:
+                    self.solve(solve_request(setter(*arguments)))
+                self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+                self.assertIn(message, raised.exception.details())
+
     def test_nan_during_evaluation_is_the_problems_status(self):
         class Log(torch.nn.Module):
             def forward(self, x, u):
