@@ -321,6 +321,7 @@ class ModuleDynamicsTest(unittest.TestCase):
         self.cost = QuadCost(C, torch.tensor([-0.3, 0.2, 0.1, 0.0, 0.05]))
         self.weights_x = torch.randn(T, 2, N, generator=g)
         self.weights_u = torch.randn(T, 2, M, generator=g)
+        self.lqr_iter = 200
 
     def tearDown(self):
         self.client.close()
@@ -328,7 +329,7 @@ class ModuleDynamicsTest(unittest.TestCase):
     def mpc(self, mode="DEFAULT", client=None):
         # A full step under 1e-9 comes after Newton's quadratic convergence has brought the
         # iterate to rounding level; much tighter, some solves stall on rounding and never stop.
-        return MPC(N, M, T, lqr_iter=200, eps=1e-9, client=client or self.client,
+        return MPC(N, M, T, lqr_iter=self.lqr_iter, eps=1e-9, client=client or self.client,
                    gradient_mode=mode)
 
     def loss(self, module, mode="DEFAULT"):
@@ -410,6 +411,20 @@ class ModuleDynamicsTest(unittest.TestCase):
 
     def test_affine_gradients_against_central_differences(self):
         self.check_gradients_against_central_differences(Affine())
+
+    def test_continuous_time_modules_are_integrated_and_differentiated_through(self):
+        # ContinuousDx: the module is dx/dt; the solution follows its integrated step and the
+        # gradients are those of the integrated step (FULL_CHAIN is exact for a linear ODE). The
+        # iLQR converges only linearly on the integrated MLP (no second-order dynamics terms in
+        # its steps), so reaching a 1e-9 step takes some perturbed solves past 200 iterations.
+        self.lqr_iter = 2000
+        for ode, integrator, mode in ((Affine(), "midpoint", "FULL_CHAIN"),
+                                      (SigmoidMlp().double(), "rk4", "EXACT")):
+            with self.subTest(ode=type(ode).__name__, integrator=integrator):
+                self.check_gradients_against_central_differences(
+                    mpcd.torch.ContinuousDx(ode, dt=0.1, integrator=integrator), mode)
+        with self.assertRaises(ValueError):
+            mpcd.torch.ContinuousDx(Affine(), dt=0.1, integrator="rk45")
 
     def test_parameters_of_equal_value_keep_their_own_gradients(self):
         module = TwinLayers()
