@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/hash/hash.h"
@@ -159,6 +160,30 @@ struct Problem {
   // The problem's index in its request: with options.sampling.seed it keys the sampling methods'
   // noise, so the same request gives the same answer in any batch.
   std::uint32_t sampling_stream = 0;
+};
+
+// The interrupts of a batch launched where the solver cannot call back (the device): the host
+// raises a problem's stop flag (IlqrBatchView::stop_flags) when its interrupt asks to stop, and the
+// solver reads it between iterations. One per launch (not thread-safe).
+class StopFlagsWatch {
+ public:
+  explicit StopFlagsWatch(const std::vector<const Problem*>& problems) {
+    for (int b = 0; b < static_cast<int>(problems.size()); ++b) {
+      if (problems[b]->interrupt != nullptr) watches_.emplace_back(b, problems[b]->interrupt);
+    }
+  }
+
+  bool empty() const { return watches_.empty(); }
+
+  // Raises the flag of every watched problem whose interrupt asks to stop now.
+  void Raise(volatile std::int32_t* flags) {
+    for (auto& [b, watch] : watches_) {
+      if (flags[b] == 0 && watch.StopRequested()) flags[b] = 1;
+    }
+  }
+
+ private:
+  std::vector<std::pair<int, InterruptWatch>> watches_;
 };
 
 // How a backward pass or a Jacobian computation went. Values are always finite; anything but kOk

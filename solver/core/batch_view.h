@@ -89,6 +89,9 @@ struct IlqrBatchView {
   // Asked between iterations and line-search trials (host only; null = never stop early).
   StopQuery should_stop = nullptr;
   void* stop_context = nullptr;
+  // [batch], not interleaved: read at the same points where the solver cannot call back (a
+  // kernel); the host raises problem b's flag while the launch runs (null = none).
+  const volatile std::int32_t* stop_flags = nullptr;
 
   // Outputs.
   S* best_x = nullptr;  // (T, n): the returned iterate

@@ -178,8 +178,11 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
 
   MPC_HOST_DEVICE static S Infinity() { return static_cast<S>(HUGE_VAL); }
 
-  // The executor's stop query (host only), sticky once true.
+  // The executor's stop flag or (host only) its stop query, sticky once true.
   MPC_HOST_DEVICE bool StopRequested() {
+    if (!stop_requested_ && view_.stop_flags != nullptr) {
+      stop_requested_ = view_.stop_flags[b_] != 0;
+    }
 #if !defined(__CUDA_ARCH__)
     if (!stop_requested_ && view_.should_stop != nullptr) {
       stop_requested_ = view_.should_stop(view_.stop_context, b_);

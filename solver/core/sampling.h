@@ -73,6 +73,7 @@ struct SamplingResult {
   double best_cost;  // of the sampled plan
   double step_norm;  // 2-norm of the last update of the mean
   std::int32_t iterations;
+  std::int32_t stopped;  // 1: the executor's stop query ended the sampling early (host only)
 };
 
 // Pointers into one batch's sampling buffers, beside the iLQR's. Shapes per problem, interleaved
@@ -126,6 +127,7 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
   MPC_HOST_DEVICE void Begin() {
     SamplingResult& out = sampling_.results[this->b_];
     out.iterations = 0;
+    out.stopped = 0;
     out.step_norm = static_cast<double>(HUGE_VAL);
     for (int t = 0; t < T_; ++t) {
       for (int j = 0; j < m; ++j) {
@@ -147,7 +149,7 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
   // Moves the distribution towards this iteration's good samples, then rolls the new mean out and
   // keeps it as the plan when it is the cheapest so far.
   MPC_HOST_DEVICE void Update(int iteration) {
-    if (iteration >= Iterations()) return;
+    if (iteration >= Iterations() || Stopped()) return;
     if (settings_.method == kSamplingCem) {
       SelectElites();
       UpdateFromElites(iteration);
@@ -164,6 +166,28 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
     }
   }
 
+  // Whether the sampling stopped: recorded, or the executor's stop flag is raised (what the device
+  // reads; asks nobody). Sticky: recorded so that Finish reports the deadline.
+  MPC_HOST_DEVICE bool Stopped() {
+    SamplingResult& out = sampling_.results[this->b_];
+    const volatile std::int32_t* flags = sampling_.problem.stop_flags;
+    if (out.stopped == 0 && flags != nullptr && flags[this->b_] != 0) out.stopped = 1;
+    return out.stopped != 0;
+  }
+
+  // Stopped, or (host only) the executor's stop query says so; the CPU loop asks before each
+  // iteration.
+  MPC_HOST_DEVICE bool StopRequested() {
+    if (Stopped()) return true;
+#if !defined(__CUDA_ARCH__)
+    const IlqrBatchView<S>& problem = sampling_.problem;
+    if (problem.should_stop != nullptr && problem.should_stop(problem.stop_context, this->b_)) {
+      sampling_.results[this->b_].stopped = 1;
+    }
+#endif
+    return sampling_.results[this->b_].stopped != 0;
+  }
+
   // Pure CEM/MPPI: the iLQR ran no iteration (it rolled the plan out and, when asked, linearised
   // the gains there), so the solve's statistics are the sampling's.
   MPC_HOST_DEVICE void Finish() const {
@@ -173,6 +197,10 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
     out.iterations = sampled.iterations;
     out.step_norm = sampled.step_norm;
     if (out.status == kDeviceNotFinite) return;
+    if (sampled.stopped != 0) {
+      out.status = kDeviceDeadline;
+      return;
+    }
     out.status = sampled.step_norm < settings_.tolerance ? kDeviceConverged : kDeviceMaxIterations;
   }
 
@@ -367,7 +395,7 @@ template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
 MPC_HOST_DEVICE void SampleCostIfSampled(const SamplingBatchView<S>& view, int b, int iteration,
                                          int sample) {
   ProblemSampler<S, Dynamics, NX, NU, kFixedSize, Layout> sampler(view, b);
-  if (iteration < sampler.Iterations() && sample < sampler.SampleCount()) {
+  if (iteration < sampler.Iterations() && sample < sampler.SampleCount() && !sampler.Stopped()) {
     sampler.SampleCost(iteration, sample);
   }
 }
@@ -390,6 +418,7 @@ MPC_HOST_DEVICE void SolveWithSampling(const SamplingBatchView<S>& view, int b,
   ProblemSampler<S, Dynamics, NX, NU, kFixedSize, Layout> sampler(view, b, arena);
   sampler.Begin();
   for (int iteration = 0; iteration < sampler.Iterations(); ++iteration) {
+    if (sampler.StopRequested()) break;
     for (int sample = 0; sample < sampler.SampleCount(); ++sample) {
       sampler.SampleCost(iteration, sample);
     }

@@ -37,6 +37,18 @@ GraphEvaluator* EvaluatorFor(const Problem& problem, std::unique_ptr<GraphEvalua
   return evaluator->get();
 }
 
+// Lets the core ask the problem's interrupt (if any) between iterations; `watch` outlives the
+// solve.
+void WatchInterrupt(const Problem& problem, std::optional<InterruptWatch>* watch,
+                    core::IlqrBatchView<double>* view) {
+  if (problem.interrupt == nullptr) return;
+  watch->emplace(problem.interrupt);
+  view->should_stop = [](void* context, int /*problem*/) {
+    return static_cast<InterruptWatch*>(context)->StopRequested();
+  };
+  view->stop_context = &**watch;
+}
+
 // Grows `buffer` to at least `size` scalars (never shrinks, so a worker's steady state allocates
 // nothing).
 // A worker's buffers, aligned as Eigen's vectorised kernels want them (EIGEN_MAX_ALIGN_BYTES):
@@ -72,13 +84,7 @@ class CoreShapeSolver final : public ShapeSolver {
         core::MakeIlqrBatchView<double>(layout, buffer_.data(), &settings_, &result_);
     view.graph = EvaluatorFor(problem, &graph_);
     std::optional<InterruptWatch> watch;
-    if (problem.interrupt != nullptr) {
-      watch.emplace(problem.interrupt);
-      view.should_stop = [](void* context, int /*problem*/) {
-        return static_cast<InterruptWatch*>(context)->StopRequested();
-      };
-      view.stop_context = &*watch;
-    }
+    WatchInterrupt(problem, &watch, &view);
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
     DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
       core::ProblemSolver<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels>(view, 0,
@@ -104,6 +110,8 @@ class CoreShapeSolver final : public ShapeSolver {
         core::MakeSamplingBatchView<double>(layout, buffer_.data(), elites_.data(), &settings_,
                                             &result_, &sampling_settings_, &sampling_result_);
     view.problem.graph = EvaluatorFor(problem, &graph_);
+    std::optional<InterruptWatch> watch;
+    WatchInterrupt(problem, &watch, &view.problem);
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
     DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
       core::SolveWithSampling<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels>(

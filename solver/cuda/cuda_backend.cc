@@ -1,9 +1,14 @@
 #include "solver/cuda/cuda_backend.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <optional>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "solver/core/dispatch.h"
 #include "solver/cuda/backward_launch.h"
@@ -37,6 +42,8 @@ struct CudaBackend::ShapeWorkspace {
   DeviceBuffer sampling_settings;
   DeviceBuffer sampling_results;
   PinnedBuffer host_sampling_settings;
+  // [batch] flags the kernels read between iterations (mapped: the host raises them mid-launch).
+  PinnedBuffer stop_flags;
 };
 
 namespace {
@@ -53,12 +60,53 @@ struct ShapeGroup {
   // Set when some problem samples: the layout then has the sampling buffers after `layout`'s.
   std::optional<core::SamplingBatchLayout> sampling;
   CudaBackend::ShapeWorkspace* workspace = nullptr;
+  std::optional<StopFlagsWatch> stops;  // the problems' interrupts, once enqueued
 };
+
+// How often the host looks at the interrupts of a running launch that has some.
+constexpr auto kStopPollInterval = std::chrono::microseconds(200);
+
+// Clears the group's stop flags, raises those whose interrupts already ask to stop, and returns
+// the flags' device address.
+absl::StatusOr<const volatile std::int32_t*> ArmStopFlags(ShapeGroup& group) {
+  CudaBackend::ShapeWorkspace& ws = *group.workspace;
+  const std::size_t batch = group.problems.size();
+  if (absl::Status status = ws.stop_flags.Reserve(batch * sizeof(std::int32_t)); !status.ok()) {
+    return status;
+  }
+  volatile std::int32_t* flags = ws.stop_flags.as<std::int32_t>();
+  for (std::size_t b = 0; b < batch; ++b) flags[b] = 0;
+  group.stops.emplace(group.problems);
+  group.stops->Raise(flags);
+  void* device = nullptr;
+  const cudaError_t error = cudaHostGetDevicePointer(&device, ws.stop_flags.as<void>(), 0);
+  if (error != cudaSuccess) return CudaStatus(error, "map the stop flags");
+  return static_cast<const volatile std::int32_t*>(device);
+}
+
+// Waits for the batch on `stream`; meanwhile raises the stop flags of the problems whose callers'
+// deadlines near or who left, so that they stop at their next iteration.
+absl::Status WaitRaisingStopFlags(cudaStream_t stream, std::vector<ShapeGroup>& groups) {
+  const bool watching = std::any_of(groups.begin(), groups.end(), [](const ShapeGroup& group) {
+    return group.stops.has_value() && !group.stops->empty();
+  });
+  if (!watching) return CudaStatus(cudaStreamSynchronize(stream), "run the batch");
+  for (;;) {
+    const cudaError_t state = cudaStreamQuery(stream);
+    if (state != cudaErrorNotReady) return CudaStatus(state, "run the batch");
+    for (ShapeGroup& group : groups) {
+      if (group.stops.has_value())
+        group.stops->Raise(group.workspace->stop_flags.as<std::int32_t>());
+    }
+    std::this_thread::sleep_for(kStopPollInterval);
+  }
+}
 
 // The sampling part of EnqueueGroup: its buffers, settings and launch (the iLQR's inputs are
 // already on the device).
 template <typename S>
-absl::Status EnqueueSampling(ShapeGroup& group, cudaStream_t stream) {
+absl::Status EnqueueSampling(ShapeGroup& group, const volatile std::int32_t* stop_flags,
+                             cudaStream_t stream) {
   const core::SamplingBatchLayout& layout = *group.sampling;
   CudaBackend::ShapeWorkspace& ws = *group.workspace;
   const std::size_t batch = layout.problem.batch;
@@ -72,10 +120,11 @@ absl::Status EnqueueSampling(ShapeGroup& group, cudaStream_t stream) {
                       ws.host_sampling_settings.as<core::SamplingSettings>(),
                       batch * sizeof(core::SamplingSettings), cudaMemcpyHostToDevice, stream);
   if (error != cudaSuccess) return CudaStatus(error, "copy sampling settings to the device");
-  const core::SamplingBatchView<S> view = core::MakeSamplingBatchView<S>(
+  core::SamplingBatchView<S> view = core::MakeSamplingBatchView<S>(
       layout, ws.scalars.as<S>(), ws.elites.as<int>(), ws.settings.as<ProblemSettings>(),
       ws.results.as<ProblemResult>(), ws.sampling_settings.as<core::SamplingSettings>(),
       ws.sampling_results.as<core::SamplingResult>());
+  view.problem.stop_flags = stop_flags;
   error = core::LaunchSamplingSolve(group.shape, view, layout.max_samples, layout.max_iterations,
                                     stream);
   return CudaStatus(error, "launch the sampling kernels");
@@ -115,11 +164,16 @@ absl::Status EnqueueGroup(ShapeGroup& group, cudaStream_t stream) {
   error = cudaMemcpyAsync(ws.settings.as<ProblemSettings>(), ws.host_settings.as<ProblemSettings>(),
                           batch * sizeof(ProblemSettings), cudaMemcpyHostToDevice, stream);
   if (error != cudaSuccess) return CudaStatus(error, "copy settings to the device");
+  const absl::StatusOr<const volatile std::int32_t*> stop_flags = ArmStopFlags(group);
+  if (!stop_flags.ok()) return stop_flags.status();
   if (group.sampling) {
-    if (absl::Status status = EnqueueSampling<S>(group, stream); !status.ok()) return status;
+    if (absl::Status status = EnqueueSampling<S>(group, *stop_flags, stream); !status.ok()) {
+      return status;
+    }
   } else {
-    const core::IlqrBatchView<S> view = core::MakeIlqrBatchView<S>(
+    core::IlqrBatchView<S> view = core::MakeIlqrBatchView<S>(
         layout, device, ws.settings.as<ProblemSettings>(), ws.results.as<ProblemResult>());
+    view.stop_flags = *stop_flags;
     error = core::LaunchIlqrSolve(group.shape, view, stream);
     if (error != cudaSuccess) return CudaStatus(error, "launch the iLQR kernel");
   }
@@ -293,8 +347,8 @@ absl::Status CudaBackend::SolveBatch(absl::Span<const Problem* const> problems,
   absl::Status cpu_status = absl::OkStatus();
   if (!cpu_problems.empty()) cpu_status = cpu_->SolveBatch(cpu_problems, cpu_solutions);
   // The one synchronisation of the batch (also after a failed enqueue: nothing may still be
-  // writing into the pinned buffers when this returns).
-  const absl::Status sync = CudaStatus(cudaStreamSynchronize(stream_), "run the batch");
+  // writing into the pinned buffers when this returns); the interrupts are watched meanwhile.
+  const absl::Status sync = WaitRaisingStopFlags(stream_, device_groups);
   if (!status.ok()) return status;
   if (!sync.ok()) return sync;
   if (!cpu_status.ok()) return cpu_status;

@@ -3,6 +3,7 @@
 // and the answers of the same problems solved alone, batched and on other thread counts.
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -300,6 +301,45 @@ TEST(SamplingTest, StatusesAndIterationsOfPureSampling) {
     EXPECT_EQ(SolveOne(*backend, blowup).status, SolveStatus::kNotFinite)
         << SolverMethodName(method);
   }
+}
+
+// Issue 13 (before this test's commit sampling ran every iteration whatever its caller's deadline:
+// this test then ran for hours, until ctest's timeout). A sampling solve whose interrupt fires
+// stops between iterations with kDeadline and the cheapest plan so far; a chained iLQR then runs no
+// iteration; an interrupt that never fires changes no bit.
+TEST(SamplingTest, AnInterruptStopsSamplingBetweenIterations) {
+  Problem problem = RandomLqrProblem({.state_dim = 8, .control_dim = 2, .horizon = 100}, 4);
+  problem.options.sampling = {.samples = 256, .elites = 16, .iterations = 1000000};
+  problem.options.tolerance = 0.0;
+  auto backend = Backend(1);
+  for (SolverMethod method : {SolverMethod::kCem, SolverMethod::kMppiThenIlqr}) {
+    problem.options.method = method;
+    const absl::Time start = absl::Now();
+    const SolveInterrupt interrupt{start + absl::Milliseconds(200), nullptr};
+    problem.interrupt = &interrupt;
+    const Solution stopped = SolveOne(*backend, problem);
+    EXPECT_LT(absl::Now() - start, absl::Seconds(5)) << SolverMethodName(method);
+    EXPECT_EQ(stopped.status, SolveStatus::kDeadline) << SolverMethodName(method);
+    EXPECT_TRUE(std::isfinite(stopped.cost)) << SolverMethodName(method);
+    EXPECT_EQ(stopped.x.size(), 100u * 8u);
+  }
+
+  problem.options.method = SolverMethod::kCem;
+  problem.options.sampling.iterations = 3;
+  problem.interrupt = nullptr;
+  const Solution plain = SolveOne(*backend, problem);
+  const SolveInterrupt never{absl::InfiniteFuture(), nullptr};
+  problem.interrupt = &never;
+  const Solution watched = SolveOne(*backend, problem);
+  EXPECT_TRUE(BitwiseEqual(watched.u, plain.u));
+  EXPECT_EQ(watched.status, SolveStatus::kMaxIterations);
+
+  std::atomic<bool> cancelled{true};
+  const SolveInterrupt gone{absl::InfiniteFuture(), &cancelled};
+  problem.interrupt = &gone;
+  const Solution abandoned = SolveOne(*backend, problem);
+  EXPECT_EQ(abandoned.status, SolveStatus::kDeadline);
+  EXPECT_EQ(abandoned.iterations, 0);
 }
 
 TEST(SamplingTest, BadSamplingOptionsAreRefusedNamingTheField) {

@@ -1,5 +1,6 @@
 #include "tests/testing/device_layout_on_host.h"
 
+#include <cstdint>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -28,13 +29,17 @@ void SampleBatchOnHost(const ProblemShape& shape, absl::Span<const Problem* cons
   std::vector<SamplingSettings> sampling_settings(batch);
   std::vector<SamplingResult> sampling_results(batch);
   PackSamplingInputs<S>(members, layout, buffer.data(), settings.data(), sampling_settings.data());
-  const SamplingBatchView<S> view =
+  std::vector<std::int32_t> stop_flags(batch, 0);
+  StopFlagsWatch stops(std::vector<const Problem*>(members.begin(), members.end()));
+  SamplingBatchView<S> view =
       MakeSamplingBatchView<S>(layout, buffer.data(), elites.data(), settings.data(),
                                results.data(), sampling_settings.data(), sampling_results.data());
+  view.problem.stop_flags = stop_flags.data();
   DispatchShape<Executor::kGpu>(shape, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
     using Sampler = ProblemSampler<S, Dynamics, NX, NU, kFixedSize>;
     for (int b = 0; b < batch; ++b) Sampler(view, b).Begin();
     for (int iteration = 0; iteration < layout.max_iterations; ++iteration) {
+      stops.Raise(stop_flags.data());  // the backend's host, between two kernels
       for (int sample = 0; sample < layout.max_samples; ++sample) {
         for (int b = 0; b < batch; ++b) {
           SampleCostIfSampled<S, Dynamics, NX, NU, kFixedSize>(view, b, iteration, sample);
@@ -78,11 +83,16 @@ absl::Status SolveBatchOnHost(absl::Span<const Problem* const> problems,
     std::vector<ProblemSettings> settings(layout.batch);
     std::vector<ProblemResult> results(layout.batch);
     PackIlqrInputs<S>(members, layout, buffer.data(), settings.data());
-    const IlqrBatchView<S> view =
+    std::vector<std::int32_t> stop_flags(layout.batch, 0);
+    StopFlagsWatch stops(members);
+    IlqrBatchView<S> view =
         MakeIlqrBatchView<S>(layout, buffer.data(), settings.data(), results.data());
-    // What the kernel does with each thread index, for every index in turn.
+    view.stop_flags = stop_flags.data();
+    // What the kernel does with each thread index, for every index in turn; the backend's host
+    // raises the stop flags meanwhile.
     DispatchShape<Executor::kGpu>(shape, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
       for (int b = 0; b < view.batch; ++b) {
+        stops.Raise(stop_flags.data());
         ProblemSolver<S, Dynamics, NX, NU, kFixedSize>(view, b).Solve();
       }
     });

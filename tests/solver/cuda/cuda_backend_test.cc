@@ -6,6 +6,7 @@
 #include "solver/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -172,6 +173,31 @@ TEST_F(CudaBackendTest, SamplingMatchesTheHostEmulationOnLqrProblems) {
     problems.back().sampling_stream = static_cast<std::uint32_t>(seed);
   }
   ExpectMatchesTheHostEmulation(*backend_, problems);
+}
+
+// A problem whose caller's deadline passes during the launch stops there (the host raises its stop
+// flag, the kernel reads it between iterations) with kDeadline and its best iterate; its
+// batch-mate runs to its own end and agrees with its solve alone.
+TEST_F(CudaBackendTest, ADeadlineStopsItsProblemDuringTheLaunch) {
+  Problem endless = RandomLqrProblem({.state_dim = 8, .control_dim = 4, .horizon = 400}, 3);
+  endless.options.max_iterations = 1000000;
+  endless.options.tolerance = 0.0;
+  endless.options.not_improved_limit = 1000000000;
+  Problem short_one = endless;
+  short_one.options.max_iterations = 5;
+  const absl::Time start = absl::Now();
+  const SolveInterrupt interrupt{start + absl::Milliseconds(300), nullptr};
+  endless.interrupt = &interrupt;
+  std::vector<Solution> solutions(2);
+  ASSERT_THAT(backend_->SolveBatch({&endless, &short_one}, {&solutions[0], &solutions[1]}), IsOk());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(solutions[0].status, SolveStatus::kDeadline);
+  EXPECT_LT(solutions[0].iterations, 1000000);
+  EXPECT_TRUE(std::isfinite(solutions[0].cost));
+  Solution alone;
+  ASSERT_THAT(backend_->SolveBatch({&short_one}, {&alone}), IsOk());
+  EXPECT_EQ(solutions[1].u, alone.u);
+  EXPECT_EQ(solutions[1].status, SolveStatus::kMaxIterations);
 }
 
 TEST_F(CudaBackendTest, Float32MatchesTheCpuSolverToSinglePrecision) {

@@ -5,6 +5,7 @@
 // tests (cuda_backend_test.cc) then only have to show that the device runs the same code.
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -270,6 +271,48 @@ TEST(DeviceSolverTest, SamplingInTheDeviceLayoutIsBitwiseTheCpuExecutors) {
     EXPECT_EQ(device_layout[i].feedback, expected[i].feedback);
     EXPECT_EQ(device_layout[i].status, expected[i].status);
     EXPECT_EQ(device_layout[i].iterations, expected[i].iterations);
+  }
+}
+
+// Interrupts reach the device layout through the stop flags the backend's host raises during a
+// launch: a cancelled problem and one past its deadline stop with kDeadline before their first
+// iteration (iLQR and sampling alike), exactly as on the CPU executor; their batch-mates do not
+// change a bit.
+TEST(DeviceSolverTest, StopFlagsEndInterruptedProblemsAsTheCpuExecutorDoes) {
+  std::vector<Problem> problems;
+  for (int seed = 0; seed < 6; ++seed) {
+    RandomModelOptions model;
+    model.horizon = 20;
+    problems.push_back(RandomPendulumProblem(model, seed));
+    if (seed >= 3) {
+      problems.back().options.method = SolverMethod::kCemThenIlqr;
+      problems.back().options.sampling = {.samples = 16, .elites = 4, .iterations = 3};
+    }
+  }
+  const std::vector<Solution> undisturbed = SolveOnHost<double>(Pointers(problems));
+  std::atomic<bool> cancelled{true};
+  const SolveInterrupt gone{absl::InfiniteFuture(), &cancelled};
+  const SolveInterrupt late{absl::Now() - absl::Seconds(1), nullptr};
+  const SolveInterrupt never{absl::InfiniteFuture(), nullptr};
+  problems[1].interrupt = &gone;
+  problems[4].interrupt = &late;
+  problems[5].interrupt = &never;
+  const std::vector<Solution> device_layout = SolveOnHost<double>(Pointers(problems));
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    SCOPED_TRACE(::testing::Message() << "problem " << i);
+    const Solution cpu = SolveProblem(problems[i]);
+    EXPECT_EQ(device_layout[i].x, cpu.x);
+    EXPECT_EQ(device_layout[i].u, cpu.u);
+    EXPECT_EQ(device_layout[i].status, cpu.status);
+    EXPECT_EQ(device_layout[i].iterations, cpu.iterations);
+    if (i == 1 || i == 4) {
+      EXPECT_EQ(device_layout[i].status, SolveStatus::kDeadline);
+      EXPECT_EQ(device_layout[i].iterations, 0);
+    } else {
+      EXPECT_EQ(device_layout[i].x, undisturbed[i].x);
+      EXPECT_EQ(device_layout[i].u, undisturbed[i].u);
+      EXPECT_EQ(device_layout[i].status, undisturbed[i].status);
+    }
   }
 }
 
