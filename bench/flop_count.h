@@ -104,8 +104,8 @@ Dual<Flop, N> operator-(const Dual<Flop, N>& a, const Flop& b) {
   return r;
 }
 
-// Flops of one Model::Step on plain numbers (Jacobians = false) or on dual numbers carrying all
-// n+m tangents (Jacobians = true).
+// Flops of one model step (its default integrator included) on plain numbers (Jacobians = false) or
+// on dual numbers carrying all n+m tangents (Jacobians = true).
 template <class Model, bool kJacobians>
 long ModelStepFlops() {
   constexpr int n = Model::kStateDim, m = Model::kControlDim, np = Model::kParamDim;
@@ -116,7 +116,7 @@ long ModelStepFlops() {
   for (auto& v : u) v = T(Flop(0.1));
   for (auto& v : p) v = Flop(1.0);
   Flop::count = 0;
-  Model::Step(x, u, p, Model::kDefaultDt, out);
+  ModelStep<Model>(x, u, p, Model::kDefaultDt, out);
   return Flop::count;
 }
 

@@ -105,7 +105,8 @@ std::string ModelsTable(const mpcd::v1::ListModelsResponse& response) {
     rows.push_back({model.name(), absl::StrCat(model.state_dim()),
                     absl::StrCat(model.control_dim()), absl::StrFormat("%g", model.default_dt()),
                     params.empty() ? "-" : absl::StrJoin(params, " "),
-                    absl::StrJoin(model.integrators(), ",")});
+                    // A discrete-time model takes no integrator.
+                    model.integrators().empty() ? "-" : absl::StrJoin(model.integrators(), ",")});
   }
   return Columns(rows);
 }

@@ -310,18 +310,17 @@ absl::Status ConvertModel(const mpcd::v1::ModelDynamics& proto, const std::strin
         field, "name: unknown model ", Quoted(proto.name()), " (known: ", KnownModels(), ")"));
   }
   if (!proto.integrator().empty()) {
-    bool known = false;
-    for (const std::string& name : model->integrators) known = known || name == proto.integrator();
-    if (!known) {
+    if (!model->continuous) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, "integrator: model \"", model->name,
+          "\" is discrete-time (its update rule is the model) and takes no integrator; "
+          "integrators apply to continuous-time models (ListModels: continuous)"));
+    }
+    problem->integrator = IntegratorFromName(proto.integrator());
+    if (problem->integrator == Integrator::kDefault) {
       return absl::InvalidArgumentError(absl::StrCat(
           field, "integrator: unknown integrator ", Quoted(proto.integrator()), " for model \"",
           model->name, "\" (known: ", absl::StrJoin(model->integrators, ", "), ")"));
-    }
-    // Problem has no integrator field yet because every model has exactly one; a model with a
-    // second one must add the field rather than have the choice silently dropped here.
-    if (proto.integrator() != model->integrators.front()) {
-      return absl::UnimplementedError(
-          absl::StrCat(field, "integrator: ", Quoted(proto.integrator()), " is not supported yet"));
     }
   }
   problem->shape.dynamics = model->id;
@@ -371,6 +370,33 @@ absl::StatusOr<std::shared_ptr<const GraphProgram>> FindGraph(const mpcd::v1::Gr
   return graph;
 }
 
+// Sets problem->dt and integrator from a GraphDynamics: kDefault for a discrete-time graph, which
+// takes neither; a continuous-time graph's integrator ("rk4" unless named). ValidateProblem checks
+// the dt of a continuous-time graph.
+absl::Status ConvertGraphTimeStep(const mpcd::v1::GraphDynamics& proto, const std::string& field,
+                                  Problem* problem) {
+  if (!proto.continuous()) {
+    const char* given =
+        proto.dt() != 0.0 ? "dt" : (!proto.integrator().empty() ? "integrator" : "");
+    if (*given != '\0') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, given,
+          ": only for a continuous-time graph (set dynamics.graph.continuous when the graph's "
+          "output is dx/dt)"));
+    }
+    return absl::OkStatus();
+  }
+  problem->dt = proto.dt();
+  problem->integrator =
+      proto.integrator().empty() ? Integrator::kRk4 : IntegratorFromName(proto.integrator());
+  if (problem->integrator == Integrator::kDefault) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, "integrator: unknown integrator ", Quoted(proto.integrator()),
+                     " (known: ", absl::StrJoin(IntegratorNames(Integrator::kRk4), ", "), ")"));
+  }
+  return absl::OkStatus();
+}
+
 // Sets problem->shape, graph and params (theta: the graph's values with the request's by name)
 // from a GraphDynamics.
 absl::Status ConvertGraph(const mpcd::v1::GraphDynamics& proto, const RequestLimits& limits,
@@ -410,7 +436,7 @@ absl::Status ConvertGraph(const mpcd::v1::GraphDynamics& proto, const RequestLim
     std::copy(values.begin(), values.end(), problem->params.begin() + parameter->offset);
   }
   problem->graph = std::move(graph);
-  return absl::OkStatus();
+  return ConvertGraphTimeStep(proto, field, problem);
 }
 
 // Linear dynamics: n comes from x_init, m from the last dimension of the transition. Messages
@@ -1524,6 +1550,7 @@ void ToListModelsResponse(absl::Span<const ModelInfo> models,
     out->mutable_default_params()->Assign(model.default_params.begin(), model.default_params.end());
     out->set_default_dt(model.default_dt);
     for (const std::string& name : model.integrators) out->add_integrators(name);
+    out->set_continuous(model.continuous);
     for (const std::string& name : model.state_names) out->add_state_names(name);
     for (const std::string& name : model.control_names) out->add_control_names(name);
   }

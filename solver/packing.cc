@@ -25,6 +25,17 @@ int Slices(std::size_t size, int slice_size) {
 // Slice s of an input with `available` slices: a time-invariant input repeats its only slice.
 int SourceSlice(int s, int available) { return available > 1 ? s : 0; }
 
+// The dynamics' time step with every default resolved (`model`: the problem's built-in model or
+// null): a model's default dt and, continuous-time, its default integrator; a graph's as given.
+TimeStep ResolvedTimeStep(const Problem& p, const ModelInfo* model) {
+  if (model == nullptr) return TimeStep(p.dt, p.integrator);
+  Integrator integrator = p.integrator;
+  if (model->continuous && integrator == Integrator::kDefault) {
+    integrator = model->default_integrator;
+  }
+  return TimeStep(p.dt > 0.0 ? p.dt : model->default_dt, integrator);
+}
+
 }  // namespace
 
 IlqrBatchLayout PlanIlqrBatch(absl::Span<const Problem* const> problems) {
@@ -205,7 +216,7 @@ void PackIlqrInputs(absl::Span<const Problem* const> problems, const IlqrBatchLa
     set.tolerance = p.options.tolerance;
     set.linesearch_decay = p.options.linesearch_decay;
     set.best_cost_eps = p.options.best_cost_eps;
-    set.dt = model == nullptr ? 0.0 : (p.dt > 0.0 ? p.dt : model->default_dt);
+    set.dt = ResolvedTimeStep(p, model);
     set.max_iterations = p.options.max_iterations;
     set.max_linesearch_iterations = p.options.max_linesearch_iterations;
     set.not_improved_limit = p.options.not_improved_limit;

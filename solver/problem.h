@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "solver/models/integrators.h"
 #include "solver/problem_shape.h"
 
 namespace mpc {
@@ -143,7 +144,12 @@ struct Problem {
   std::vector<double> params;
   // Graph dynamics only (shape.dynamics.is_graph(), the graph's fingerprint): the compiled graph.
   std::shared_ptr<const GraphProgram> graph;
-  double dt = 0.0;              // model time step in seconds; 0 = the model's default
+  double dt = 0.0;  // model time step in seconds; 0 = the model's default
+  // How continuous-time dynamics are discretised: a continuous-time model's integrator (kDefault =
+  // the model's default); a graph's, where kDefault means the graph is discrete-time (its output
+  // is x_next) and any other value that it is continuous-time (its output is dx/dt, dt required).
+  // kDefault for discrete-time models (validation refuses any other).
+  Integrator integrator = Integrator::kDefault;
   std::vector<double> u_lower;  // empty (unbounded), (m) or (T, m)
   std::vector<double> u_upper;  // empty (unbounded), (m) or (T, m); both bounds or neither
   std::vector<double> u_init;   // empty (zeros) or (T, m): warm start, clamped into the bounds

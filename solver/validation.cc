@@ -320,6 +320,13 @@ absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits
           problem.dt));
     }
   }
+  if (shape.dynamics.is_graph() && problem.integrator != Integrator::kDefault) {
+    if (!(std::isfinite(problem.dt) && problem.dt > 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field_prefix, "dynamics.graph.dt: must be > 0 for a continuous-time graph, got ",
+          problem.dt));
+    }
+  }
   return CheckSolverOptionValues(ValuesOf(problem.options), limits);
 }
 

@@ -13,6 +13,8 @@
 
 #include <cstdint>
 
+#include "solver/models/integrators.h"
+
 namespace mpc {
 class GraphEvaluator;  // solver/graph/graph_program.h (host only)
 }  // namespace mpc
@@ -39,7 +41,7 @@ struct ProblemSettings {
   double tolerance;
   double linesearch_decay;
   double best_cost_eps;
-  double dt;  // model time step in seconds (models only)
+  TimeStep dt;  // the dynamics' time step and integrator (models and continuous-time graphs)
   std::int32_t max_iterations;
   std::int32_t max_linesearch_iterations;
   std::int32_t not_improved_limit;
@@ -124,7 +126,7 @@ enum DeviceGradientMode : std::int32_t {
 
 // Per-problem scalars of a backward pass, one struct per problem (not interleaved).
 struct BackwardSettings {
-  double dt;                // model time step in seconds (models only)
+  TimeStep dt;              // as ProblemSettings::dt
   std::int32_t has_bounds;  // 0 | 1
   std::int32_t mode;        // DeviceGradientMode
 };

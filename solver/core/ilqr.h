@@ -221,7 +221,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   // sweeps of a graph.
   MPC_HOST_DEVICE void StepAndJacobians(const S* x, const S* u, S* x_next, S* A, S* B) const {
     if constexpr (Dynamics::kIsGraph) {
-      view_.graph->StepWithJacobians(x, u, view_.params, x_next, A, B);
+      view_.graph->StepWithJacobians(x, u, view_.params, dt_, x_next, A, B);
     } else {
       using Model = typename Dynamics::ModelType;
       StepWithJacobians<Model, MatrixOrder::kRowMajor, S>(x, u, params_, dt_, x_next, A, B);

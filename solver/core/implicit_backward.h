@@ -239,7 +239,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         }
       } else if constexpr (Dynamics::kIsGraph) {
         // No df/dtheta here: AssembleGradient takes its product with dlambda by reverse sweeps.
-        in_.graph->StepWithJacobians(x, u, in_.params, next, A, B);
+        in_.graph->StepWithJacobians(x, u, in_.params, settings_.dt, next, A, B);
         StoreJacobians(t, A, B, &finite);
       } else {
         using Model = typename Dynamics::ModelType;
@@ -369,7 +369,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   MPC_HOST_DEVICE void SecondOrderAt(const S* x, const S* u, const S* lambda, S* block) const {
     if constexpr (Dynamics::kIsGraph) {
       static_assert(std::is_same_v<Layout, Contiguous>, "graphs run on CPU workers only");
-      in_.graph->LambdaHessian(x, u, in_.params, lambda, block);
+      in_.graph->LambdaHessian(x, u, in_.params, settings_.dt, lambda, block);
     } else {
       using Model = typename Dynamics::ModelType;
       constexpr int p = Dynamics::kParamDim;
@@ -693,7 +693,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         u[j] = At(view_.u, t * m + j);
         du[j] = At(view_.du, t * m + j);
       }
-      in_.graph->SubtractParamGradient(x, u, in_.params, mu,
+      in_.graph->SubtractParamGradient(x, u, in_.params, settings_.dt, mu,
                                        full_chain ? static_cast<const S*>(lambda) : nullptr, dx, du,
                                        view_.grad_params);
     }

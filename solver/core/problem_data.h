@@ -14,6 +14,7 @@
 #include "solver/core/small_linalg.h"
 #include "solver/host_device.h"
 #include "solver/models/dynamics_tags.h"
+#include "solver/models/integrators.h"
 
 namespace mpc::core {
 
@@ -124,9 +125,9 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
       }
     } else if constexpr (Dynamics::kIsGraph) {
       static_assert(std::is_same_v<Layout, Contiguous>, "graphs run on CPU workers only");
-      view_.graph->Step(x, u, view_.params, x_next);
+      view_.graph->Step(x, u, view_.params, dt_, x_next);
     } else {
-      Dynamics::ModelType::Step(x, u, params_, dt_, x_next);
+      ModelStep<typename Dynamics::ModelType>(x, u, params_, dt_, x_next);
     }
   }
 
@@ -154,7 +155,7 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
   const int T_;
   const ProblemSettings settings_;
   const bool has_bounds_;
-  const double dt_;
+  const TimeStep dt_;
   S params_[Dynamics::kParamDim > 0 ? Dynamics::kParamDim : 1] = {};
 };
 

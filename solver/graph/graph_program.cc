@@ -1,5 +1,6 @@
 #include "solver/graph/graph_program.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -306,7 +307,171 @@ GraphEvaluator::GraphEvaluator(std::shared_ptr<const GraphProgram> program)
       adjoints_(program_->initial_buffer.size()),
       param_scratch_(static_cast<std::size_t>(program_->param_dim)),
       dual_values_(program_->initial_buffer.begin(), program_->initial_buffer.end()),
-      dual_adjoints_(program_->initial_buffer.size()) {}
+      dual_adjoints_(program_->initial_buffer.size()) {
+  SizeStages();
+}
+
+template <>
+GraphEvaluator::Stages<double>& GraphEvaluator::StagesOf<double>() {
+  return stages_;
+}
+template <>
+GraphEvaluator::Stages<GraphEvaluator::Dual1>& GraphEvaluator::StagesOf<GraphEvaluator::Dual1>() {
+  return dual_stages_;
+}
+
+void GraphEvaluator::SizeStages() {
+  const GraphProgram& p = *program_;
+  const auto n = static_cast<std::size_t>(p.state_dim);
+  const auto m = static_cast<std::size_t>(p.control_dim);
+  const auto np = static_cast<std::size_t>(p.param_dim);
+  auto size = [&](auto& stages) {
+    for (auto& values : stages.values)
+      values.assign(p.initial_buffer.begin(), p.initial_buffer.end());
+    stages.adjoints.resize(p.initial_buffer.size());
+    for (auto& k_adjoint : stages.k_adjoint) k_adjoint.resize(n);
+    for (auto* v : {&stages.x, &stages.x_next, &stages.seed, &stages.x_bar}) v->resize(n);
+    for (auto* v : {&stages.u, &stages.u_bar}) v->resize(m);
+    stages.theta_bar.resize(np);
+  };
+  size(stages_);
+  size(dual_stages_);
+}
+
+template <typename S>
+void GraphEvaluator::IntegrateForward(const double* theta, TimeStep dt) {
+  const GraphProgram& p = *program_;
+  const int n = p.state_dim, m = p.control_dim;
+  Stages<S>& st = StagesOf<S>();
+  st.tableau = TableauOf(dt.integrator);
+  st.h = dt.seconds;
+  for (int s = 0; s < st.tableau.stages; ++s) {
+    S* v = st.values[s].data();
+    for (int i = 0; i < n; ++i) {
+      S y = st.x[i];
+      for (int j = 0; j < s; ++j) {
+        if (st.tableau.a[s][j] != 0.0)
+          y += (st.h * st.tableau.a[s][j]) * st.values[j][p.output + i];
+      }
+      v[p.x_position() + i] = y;
+    }
+    for (int j = 0; j < m; ++j) v[p.u_position() + j] = st.u[j];
+    for (int k = 0; k < p.param_dim; ++k) v[p.theta_position() + k] = S(theta[k]);
+    Forward(p.tape, v);
+  }
+  for (int i = 0; i < n; ++i) {
+    S sum = st.x[i];
+    for (int s = 0; s < st.tableau.stages; ++s) {
+      if (st.tableau.b[s] != 0.0) sum += (st.h * st.tableau.b[s]) * st.values[s][p.output + i];
+    }
+    st.x_next[i] = sum;
+  }
+}
+
+template <typename S>
+void GraphEvaluator::IntegrateReverse() {
+  const GraphProgram& p = *program_;
+  const int n = p.state_dim, m = p.control_dim;
+  Stages<S>& st = StagesOf<S>();
+  // F = x + h sum_s b_s k_s: x gets the seed directly, stage s's output h b_s of it.
+  for (int s = 0; s < st.tableau.stages; ++s) {
+    for (int i = 0; i < n; ++i) st.k_adjoint[s][i] = (st.h * st.tableau.b[s]) * st.seed[i];
+  }
+  for (int i = 0; i < n; ++i) st.x_bar[i] = st.seed[i];
+  Fill(&st.u_bar, S(0.0));
+  Fill(&st.theta_bar, S(0.0));
+  // Last stage first: stage s's input y_s = x + h sum_{j<s} a_sj k_j passes its adjoint on to x
+  // and to the earlier stages' outputs.
+  for (int s = st.tableau.stages - 1; s >= 0; --s) {
+    Fill(&st.adjoints, S(0.0));
+    for (int i = 0; i < n; ++i) st.adjoints[p.output + i] = st.k_adjoint[s][i];
+    Reverse(p, st.values[s].data(), st.adjoints.data());
+    for (int i = 0; i < n; ++i) {
+      const S& y_bar = st.adjoints[p.x_position() + i];
+      st.x_bar[i] += y_bar;
+      for (int j = 0; j < s; ++j) {
+        if (st.tableau.a[s][j] != 0.0) st.k_adjoint[j][i] += (st.h * st.tableau.a[s][j]) * y_bar;
+      }
+    }
+    for (int j = 0; j < m; ++j) st.u_bar[j] += st.adjoints[p.u_position() + j];
+    for (int k = 0; k < p.param_dim; ++k) st.theta_bar[k] += st.adjoints[p.theta_position() + k];
+  }
+}
+
+void GraphEvaluator::IntegrateDirectional(const double* x, const double* u, const double* theta,
+                                          TimeStep dt, const double* lambda, const double* dx,
+                                          const double* du) {
+  const GraphProgram& p = *program_;
+  Stages<Dual1>& st = dual_stages_;
+  for (int i = 0; i < p.state_dim; ++i) {
+    st.x[i] = Dual1(x[i]);
+    st.x[i].d[0] = dx[i];
+    st.seed[i] = Dual1(lambda[i]);
+  }
+  for (int j = 0; j < p.control_dim; ++j) {
+    st.u[j] = Dual1(u[j]);
+    st.u[j].d[0] = du[j];
+  }
+  IntegrateForward<Dual1>(theta, dt);
+  IntegrateReverse<Dual1>();
+}
+
+void GraphEvaluator::Step(const double* x, const double* u, const double* theta, TimeStep dt,
+                          double* x_next) {
+  if (dt.integrator == Integrator::kDefault) return Step(x, u, theta, x_next);
+  const int n = program_->state_dim, m = program_->control_dim;
+  std::copy(x, x + n, stages_.x.begin());
+  std::copy(u, u + m, stages_.u.begin());
+  IntegrateForward<double>(theta, dt);
+  std::copy(stages_.x_next.begin(), stages_.x_next.end(), x_next);
+}
+
+void GraphEvaluator::StepWithJacobians(const double* x, const double* u, const double* theta,
+                                       TimeStep dt, double* x_next, double* A, double* B) {
+  if (dt.integrator == Integrator::kDefault) return StepWithJacobians(x, u, theta, x_next, A, B);
+  const int n = program_->state_dim, m = program_->control_dim;
+  Step(x, u, theta, dt, x_next);
+  for (int row = 0; row < n; ++row) {
+    Fill(&stages_.seed, 0.0);
+    stages_.seed[row] = 1.0;
+    IntegrateReverse<double>();
+    for (int j = 0; j < n; ++j) A[row * n + j] = stages_.x_bar[j];
+    for (int j = 0; j < m; ++j) B[row * m + j] = stages_.u_bar[j];
+  }
+}
+
+void GraphEvaluator::SubtractParamGradient(const double* x, const double* u, const double* theta,
+                                           TimeStep dt, const double* mu, const double* lambda,
+                                           const double* dx, const double* du, double* grad) {
+  if (dt.integrator == Integrator::kDefault) {
+    return SubtractParamGradient(x, u, theta, mu, lambda, dx, du, grad);
+  }
+  const int n = program_->state_dim, m = program_->control_dim, np = program_->param_dim;
+  std::copy(x, x + n, stages_.x.begin());
+  std::copy(u, u + m, stages_.u.begin());
+  IntegrateForward<double>(theta, dt);
+  std::copy(mu, mu + n, stages_.seed.begin());
+  IntegrateReverse<double>();
+  for (int k = 0; k < np; ++k) grad[k] -= stages_.theta_bar[k];
+  if (lambda == nullptr) return;
+  IntegrateDirectional(x, u, theta, dt, lambda, dx, du);
+  for (int k = 0; k < np; ++k) grad[k] -= dual_stages_.theta_bar[k].d[0];
+}
+
+void GraphEvaluator::LambdaHessian(const double* x, const double* u, const double* theta,
+                                   TimeStep dt, const double* lambda, double* H) {
+  if (dt.integrator == Integrator::kDefault) return LambdaHessian(x, u, theta, lambda, H);
+  const int n = program_->state_dim, m = program_->control_dim, nt = n + m;
+  // Column c of H is the derivative of the gradient along tau's unit vector c, which goes in
+  // stages_.x and stages_.u (free between integrated steps).
+  for (int column = 0; column < nt; ++column) {
+    for (int i = 0; i < n; ++i) stages_.x[i] = column == i ? 1.0 : 0.0;
+    for (int j = 0; j < m; ++j) stages_.u[j] = column == n + j ? 1.0 : 0.0;
+    IntegrateDirectional(x, u, theta, dt, lambda, stages_.x.data(), stages_.u.data());
+    for (int i = 0; i < n; ++i) H[i * nt + column] = dual_stages_.x_bar[i].d[0];
+    for (int j = 0; j < m; ++j) H[(n + j) * nt + column] = dual_stages_.u_bar[j].d[0];
+  }
+}
 
 void GraphEvaluator::Load(const double* x, const double* u, const double* theta) {
   const GraphProgram& p = *program_;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "solver/dual.h"
+#include "solver/models/integrators.h"
 
 namespace mpc {
 
@@ -145,14 +146,57 @@ class GraphEvaluator {
   void LambdaHessian(const double* x, const double* u, const double* theta, const double* lambda,
                      double* H);
 
+  // The solver's discrete step F for `dt`, and the same derivatives of F as above: F = f when
+  // dt.integrator is kDefault (a discrete-time graph); otherwise the graph is dx/dt = f and F its
+  // integrator's step over dt.seconds, differentiated by chaining the graph's own sweeps through
+  // the stages (the reverse pass over the stages in plain numbers for first derivatives, in dual
+  // numbers for second), so the derivatives are those of the integrator, not of f.
+  void Step(const double* x, const double* u, const double* theta, TimeStep dt, double* x_next);
+  void StepWithJacobians(const double* x, const double* u, const double* theta, TimeStep dt,
+                         double* x_next, double* A, double* B);
+  void SubtractParamGradient(const double* x, const double* u, const double* theta, TimeStep dt,
+                             const double* mu, const double* lambda, const double* dx,
+                             const double* du, double* grad);
+  void LambdaHessian(const double* x, const double* u, const double* theta, TimeStep dt,
+                     const double* lambda, double* H);
+
  private:
   using Dual1 = Dual<double, 1>;
+
+  // One integrated step's stages in scalar S (double, or Dual1 along one direction): each
+  // stage's whole buffer, kept for the reverse pass, and the stage outputs' adjoints.
+  template <typename S>
+  struct Stages {
+    std::vector<S> values[ButcherTableau::kMaxStages];
+    std::vector<S> adjoints;
+    std::vector<S> k_adjoint[ButcherTableau::kMaxStages];  // (n) each
+    std::vector<S> x, u, x_next, seed, x_bar, u_bar, theta_bar;
+    ButcherTableau tableau{};
+    double h = 0.0;
+  };
+  template <typename S>
+  Stages<S>& StagesOf();
+  void SizeStages();
+
+  // stages.x, stages.u -> stages.x_next (n): F in scalar S, every stage's buffer kept.
+  template <typename S>
+  void IntegrateForward(const double* theta, TimeStep dt);
+  // After IntegrateForward: (x_bar, u_bar, theta_bar) = (dF/d(x, u, theta))' seed, one reverse
+  // sweep of the graph per stage.
+  template <typename S>
+  void IntegrateReverse();
+  // Sets the Dual1 stages' x and u to (x + e dx, u + e du), then runs forward and reverse with
+  // `lambda` as the seed: the tangents are then d/de of (dF/d(x, u, theta))' lambda.
+  void IntegrateDirectional(const double* x, const double* u, const double* theta, TimeStep dt,
+                            const double* lambda, const double* dx, const double* du);
 
   void Load(const double* x, const double* u, const double* theta);
 
   std::shared_ptr<const GraphProgram> program_;
   std::vector<double> values_, adjoints_, param_scratch_;
   std::vector<Dual1> dual_values_, dual_adjoints_;
+  Stages<double> stages_;
+  Stages<Dual1> dual_stages_;
 };
 
 }  // namespace mpc

@@ -12,6 +12,7 @@ struct DoubleIntegratorModel {
   static constexpr int kStateDim = 4;
   static constexpr int kControlDim = 2;
   static constexpr int kParamDim = 2;
+  static constexpr bool kContinuous = false;  // Step is its own discrete update
   static constexpr double kDefaultDt = 0.1;
   static constexpr const char* kParamNames[kParamDim] = {"mass", "drag"};
   static constexpr double kDefaultParams[kParamDim] = {1.0, 0.0};

@@ -16,6 +16,7 @@ struct KinematicBicycleModel {
   static constexpr int kStateDim = 4;
   static constexpr int kControlDim = 2;
   static constexpr int kParamDim = 1;
+  static constexpr bool kContinuous = false;  // Step is its own discrete update
   static constexpr double kDefaultDt = 0.1;
   static constexpr const char* kParamNames[kParamDim] = {"wheelbase"};
   static constexpr double kDefaultParams[kParamDim] = {2.5};

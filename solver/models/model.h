@@ -7,11 +7,17 @@
 //   kParamDim                  how many parameters theta it takes (>= 1: learnable)
 //   kDefaultDt                 its time step in seconds when a request gives none
 //   kParamNames, kDefaultParams, kStateNames, kControlNames   arrays of those sizes
-//   template <typename T, typename P> MPC_HOST_DEVICE static void Step(
-//       const T* x, const T* u, const P* p, double dt, T* x_next)
-// Step is written once over the scalar types (double, float, dual numbers for derivatives; P is
-// the parameters' scalar), runs on host and device, and is differentiated by forward-mode AD
-// (model_derivatives.h). The model is listed in model_list.h; nothing else names it.
+//   kContinuous                false: discrete-time, the model is its update rule
+//       template <typename T, typename P> MPC_HOST_DEVICE static void Step(
+//           const T* x, const T* u, const P* p, double dt, T* x_next)
+//                              true: continuous-time, the model is its ODE
+//       template <typename T, typename P> MPC_HOST_DEVICE static void Derivative(
+//           const T* x, const T* u, const P* p, T* dxdt)
+//       with kDefaultIntegrator (integrators.h), used when a request names none
+// Step or Derivative is written once over the scalar types (double, float, dual numbers for
+// derivatives; P is the parameters' scalar), runs on host and device, and is differentiated by
+// forward-mode AD (model_derivatives.h) through ModelStep (integrators.h), which runs a
+// continuous-time model's integrator. The model is listed in model_list.h; nothing else names it.
 //
 // Below: the compile-time list machinery (plain C++, nvcc compiles it).
 
@@ -30,6 +36,8 @@ concept BuiltinModel = requires {
   requires sizeof(Model::kStateNames) / sizeof(Model::kStateNames[0]) == Model::kStateDim;
   requires sizeof(Model::kControlNames) / sizeof(Model::kControlNames[0]) == Model::kControlDim;
   { Model::kDefaultDt } -> std::convertible_to<double>;
+  { Model::kContinuous } -> std::convertible_to<bool>;
+  requires(!Model::kContinuous) || requires { Model::kDefaultIntegrator; };
 };
 
 template <BuiltinModel... Models>

@@ -3,6 +3,7 @@
 
 #include "solver/dual.h"
 #include "solver/host_device.h"
+#include "solver/models/integrators.h"
 
 namespace mpc {
 
@@ -10,11 +11,14 @@ namespace mpc {
 // device code, solver/cuda/).
 enum class MatrixOrder { kColumnMajor, kRowMajor };
 
+// Every function below differentiates the model's discrete step for `dt` (ModelStep, integrators.h:
+// a continuous-time model's integrator included) by dual numbers.
+
 // x_next = f(x, u; p) and its Jacobians by forward-mode AD in one model evaluation with n+m
 // tangents, in scalar S (double; float in the device code). x: (n); u: (m); p: (kParamDim);
 // x_next: (n); A: (n, n) and B: (n, m), both stored in kOrder.
 template <class Model, MatrixOrder kOrder = MatrixOrder::kColumnMajor, typename S>
-MPC_HOST_DEVICE void StepWithJacobians(const S* x, const S* u, const S* p, double dt, S* x_next,
+MPC_HOST_DEVICE void StepWithJacobians(const S* x, const S* u, const S* p, TimeStep dt, S* x_next,
                                        S* A, S* B) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
@@ -23,7 +27,7 @@ MPC_HOST_DEVICE void StepWithJacobians(const S* x, const S* u, const S* p, doubl
   D xd[n], ud[m], out[n];
   for (int i = 0; i < n; ++i) xd[i] = D::Variable(x[i], i);
   for (int j = 0; j < m; ++j) ud[j] = D::Variable(u[j], n + j);
-  Model::Step(xd, ud, p, dt, out);
+  ModelStep<Model>(xd, ud, p, dt, out);
   for (int i = 0; i < n; ++i) {
     x_next[i] = out[i].v;
     for (int j = 0; j < n; ++j) A[row_major ? i * n + j : j * n + i] = out[i].d[j];
@@ -34,7 +38,7 @@ MPC_HOST_DEVICE void StepWithJacobians(const S* x, const S* u, const S* p, doubl
 // d x_next / d p by forward-mode AD, in scalar S (double; float in the device backward).
 // x: (n); u: (m); p: (kParamDim); P: (n, kParamDim) column-major.
 template <class Model, typename S>
-MPC_HOST_DEVICE void StepParamJacobian(const S* x, const S* u, const S* p, double dt, S* x_next,
+MPC_HOST_DEVICE void StepParamJacobian(const S* x, const S* u, const S* p, TimeStep dt, S* x_next,
                                        S* P) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
@@ -44,7 +48,7 @@ MPC_HOST_DEVICE void StepParamJacobian(const S* x, const S* u, const S* p, doubl
   for (int i = 0; i < n; ++i) xd[i] = D(x[i]);
   for (int j = 0; j < m; ++j) ud[j] = D(u[j]);
   for (int k = 0; k < np; ++k) pd[k] = D::Variable(p[k], k);
-  Model::Step(xd, ud, pd, dt, out);
+  ModelStep<Model>(xd, ud, pd, dt, out);
   for (int i = 0; i < n; ++i) {
     x_next[i] = out[i].v;
     for (int k = 0; k < np; ++k) P[k * n + i] = out[i].d[k];
@@ -57,7 +61,7 @@ MPC_HOST_DEVICE void StepParamJacobian(const S* x, const S* u, const S* p, doubl
 // a fraction of the full block's cost. Shared by the CPU and device backward passes. x, dx, lambda:
 // (n); u, du: (m); p: (kParamDim); g: (kParamDim).
 template <class Model, typename S>
-MPC_HOST_DEVICE void StepMixedDirectional(const S* x, const S* u, const S* p, double dt,
+MPC_HOST_DEVICE void StepMixedDirectional(const S* x, const S* u, const S* p, TimeStep dt,
                                           const S* lambda, const S* dx, const S* du, S* g) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
@@ -76,7 +80,7 @@ MPC_HOST_DEVICE void StepMixedDirectional(const S* x, const S* u, const S* p, do
     ud[j] = Outer(v);
   }
   for (int k = 0; k < np; ++k) pd[k] = Outer::Variable(Inner(p[k]), k);
-  Model::Step(xd, ud, pd, dt, out);
+  ModelStep<Model>(xd, ud, pd, dt, out);
   for (int k = 0; k < np; ++k) {
     S s = 0;
     for (int i = 0; i < n; ++i) s += lambda[i] * out[i].d[k].d[0];
@@ -92,8 +96,8 @@ MPC_HOST_DEVICE void StepMixedDirectional(const S* x, const S* u, const S* p, do
 
 // Htt = d2 phi / d tau^2: (n+m, n+m) row-major.
 template <class Model, typename S>
-MPC_HOST_DEVICE void StepTauHessian(const S* x, const S* u, const S* p, double dt, const S* lambda,
-                                    S* Htt) {
+MPC_HOST_DEVICE void StepTauHessian(const S* x, const S* u, const S* p, TimeStep dt,
+                                    const S* lambda, S* Htt) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
   constexpr int nt = n + m;
@@ -103,7 +107,7 @@ MPC_HOST_DEVICE void StepTauHessian(const S* x, const S* u, const S* p, double d
   for (int i = 0; i < n; ++i) xd[i] = Outer::Variable(Inner::Variable(x[i], i), i);
   for (int j = 0; j < m; ++j) ud[j] = Outer::Variable(Inner::Variable(u[j], n + j), n + j);
   for (int k = 0; k < Model::kParamDim; ++k) pd[k] = Outer(Inner(p[k]));
-  Model::Step(xd, ud, pd, dt, out);
+  ModelStep<Model>(xd, ud, pd, dt, out);
   for (int a = 0; a < nt; ++a) {
     for (int b = 0; b < nt; ++b) {
       S s = 0;
@@ -115,7 +119,7 @@ MPC_HOST_DEVICE void StepTauHessian(const S* x, const S* u, const S* p, double d
 
 // Htp = d2 phi / d tau d p: (n+m, kParamDim) row-major. Outer tangents over p, inner over tau.
 template <class Model, typename S>
-MPC_HOST_DEVICE void StepMixedSecondDerivatives(const S* x, const S* u, const S* p, double dt,
+MPC_HOST_DEVICE void StepMixedSecondDerivatives(const S* x, const S* u, const S* p, TimeStep dt,
                                                 const S* lambda, S* Htp) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
@@ -127,7 +131,7 @@ MPC_HOST_DEVICE void StepMixedSecondDerivatives(const S* x, const S* u, const S*
   for (int i = 0; i < n; ++i) xd[i] = Outer(Inner::Variable(x[i], i));
   for (int j = 0; j < m; ++j) ud[j] = Outer(Inner::Variable(u[j], n + j));
   for (int k = 0; k < np; ++k) pd[k] = Outer::Variable(Inner(p[k]), k);
-  Model::Step(xd, ud, pd, dt, out);
+  ModelStep<Model>(xd, ud, pd, dt, out);
   for (int a = 0; a < nt; ++a) {
     for (int k = 0; k < np; ++k) {
       S s = 0;

@@ -7,17 +7,20 @@
 // generated from this list. Plain C++ (no absl, no std containers): nvcc compiles it.
 
 #include "solver/models/cartpole.h"
+#include "solver/models/cartpole_continuous.h"
 #include "solver/models/double_integrator.h"
 #include "solver/models/kinematic_bicycle.h"
 #include "solver/models/model.h"
 #include "solver/models/pendulum.h"
+#include "solver/models/quadrotor.h"
 #include "solver/models/unicycle.h"
 #include "solver/problem_shape.h"
 
 namespace mpc {
 
-using BuiltinModelList = ModelList<PendulumModel, CartpoleModel, DoubleIntegratorModel,
-                                   UnicycleModel, KinematicBicycleModel>;
+using BuiltinModelList =
+    ModelList<PendulumModel, CartpoleModel, DoubleIntegratorModel, UnicycleModel,
+              KinematicBicycleModel, QuadrotorModel, CartpoleContinuousModel>;
 
 // The dynamics identity of `Model`: its place in the list.
 template <class Model>

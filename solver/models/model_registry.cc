@@ -20,7 +20,13 @@ const std::vector<ModelInfo>& BuiltinModels() {
       info.default_params.assign(std::begin(Model::kDefaultParams),
                                  std::end(Model::kDefaultParams));
       info.default_dt = Model::kDefaultDt;
-      info.integrators = {"euler"};
+      info.continuous = Model::kContinuous;
+      if constexpr (Model::kContinuous) {
+        info.default_integrator = Model::kDefaultIntegrator;
+        info.integrators = IntegratorNames(Model::kDefaultIntegrator);
+      } else {
+        info.default_integrator = Integrator::kDefault;
+      }
       info.state_names.assign(std::begin(Model::kStateNames), std::end(Model::kStateNames));
       info.control_names.assign(std::begin(Model::kControlNames), std::end(Model::kControlNames));
       models->push_back(std::move(info));
@@ -41,6 +47,21 @@ const ModelInfo* FindModel(DynamicsId id) {
   const std::vector<ModelInfo>& models = BuiltinModels();
   if (id.model < 0 || id.model >= static_cast<int>(models.size())) return nullptr;  // linear, graph
   return &models[id.model];
+}
+
+std::vector<std::string> IntegratorNames(Integrator first) {
+  std::vector<std::string> names = {IntegratorName(first)};
+  for (Integrator other : {Integrator::kEuler, Integrator::kMidpoint, Integrator::kRk4}) {
+    if (other != first) names.push_back(IntegratorName(other));
+  }
+  return names;
+}
+
+Integrator IntegratorFromName(absl::string_view name) {
+  for (Integrator integrator : {Integrator::kEuler, Integrator::kMidpoint, Integrator::kRk4}) {
+    if (name == IntegratorName(integrator)) return integrator;
+  }
+  return Integrator::kDefault;
 }
 
 }  // namespace mpc

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "solver/models/integrators.h"
 #include "solver/problem.h"
 
 namespace mpc {
@@ -17,8 +18,12 @@ struct ModelInfo {
   int control_dim;
   std::vector<std::string> param_names;
   std::vector<double> default_params;
-  double default_dt;                     // seconds
-  std::vector<std::string> integrators;  // accepted `integrator` values; the first is the default
+  double default_dt;  // seconds
+  // Continuous-time (an ODE discretised by an integrator) or discrete-time (its own update rule).
+  bool continuous;
+  Integrator default_integrator;  // kDefault for discrete-time models
+  // Accepted `integrator` values, the default first; none for a discrete-time model.
+  std::vector<std::string> integrators;
   std::vector<std::string> state_names;
   std::vector<std::string> control_names;
 };
@@ -32,6 +37,12 @@ const ModelInfo* FindModel(absl::string_view name);
 
 // The model `id` names, or nullptr (linear dynamics).
 const ModelInfo* FindModel(DynamicsId id);
+
+// Every integrator a continuous-time dynamics may name, the given default first.
+std::vector<std::string> IntegratorNames(Integrator first);
+
+// The integrator called `name` ("euler", "midpoint", "rk4"), or kDefault for any other name.
+Integrator IntegratorFromName(absl::string_view name);
 
 }  // namespace mpc
 

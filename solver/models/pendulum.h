@@ -15,6 +15,7 @@ struct PendulumModel {
   static constexpr int kStateDim = 3;
   static constexpr int kControlDim = 1;
   static constexpr int kParamDim = 3;
+  static constexpr bool kContinuous = false;  // Step is its own discrete update
   static constexpr double kDefaultDt = 0.05;
   static constexpr const char* kParamNames[kParamDim] = {"g", "m", "l"};
   static constexpr double kDefaultParams[kParamDim] = {10.0, 1.0, 1.0};

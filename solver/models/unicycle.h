@@ -15,6 +15,7 @@ struct UnicycleModel {
   static constexpr int kStateDim = 3;
   static constexpr int kControlDim = 2;
   static constexpr int kParamDim = 2;
+  static constexpr bool kContinuous = false;  // Step is its own discrete update
   static constexpr double kDefaultDt = 0.1;
   static constexpr const char* kParamNames[kParamDim] = {"speed_gain", "turn_gain"};
   static constexpr double kDefaultParams[kParamDim] = {1.0, 1.0};

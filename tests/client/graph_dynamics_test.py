@@ -205,6 +205,61 @@ class WireTest(unittest.TestCase):
                       "supported ops: Abs, Add", raised.exception.details())
         del onnx
 
+    def test_a_continuous_time_graph_is_integrated_by_the_requests_integrator(self):
+        dt = 0.1
+
+        def rk4(x, u):
+            f = lambda y: self.module(y, u)  # noqa: E731
+            k1 = f(x)
+            k2 = f(x + 0.5 * dt * k1)
+            k3 = f(x + 0.5 * dt * k2)
+            k4 = f(x + dt * k3)
+            return x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+        steps = {"euler": lambda x, u: x + dt * self.module(x, u),
+                 "midpoint": lambda x, u: x + dt * self.module(x + 0.5 * dt * self.module(x, u), u),
+                 "rk4": rk4, "": rk4}
+        for integrator, step in steps.items():
+            with self.subTest(integrator=integrator):
+                def continuous(g):
+                    g.onnx = self.onnx
+                    g.continuous = True
+                    g.dt = dt
+                    g.integrator = integrator
+                response = self.solve(solve_request(continuous))
+                self.assertEqual(
+                    mpcd_pb2.SolveStatus.Name(response.solutions[0].status), "CONVERGED")
+                x = mpcd.client.from_tensor(response.solutions[0].x)
+                u = mpcd.client.from_tensor(response.solutions[0].u)
+                with torch.no_grad():
+                    predicted = step(torch.tensor(x[:-1]), torch.tensor(u[:-1])).numpy()
+                np.testing.assert_allclose(x[1:], predicted, atol=1e-12)
+
+    def test_time_step_fields_are_checked_naming_them(self):
+        def setter(continuous, dt, integrator):
+            def set_graph(g):
+                g.onnx = self.onnx
+                g.continuous = continuous
+                g.dt = dt
+                g.integrator = integrator
+            return set_graph
+
+        field = "problems[0].dynamics.graph."
+        cases = [
+            ((False, 0.1, ""), field + "dt: only for a continuous-time graph"),
+            ((False, 0.0, "rk4"), field + "integrator: only for a continuous-time graph"),
+            ((True, 0.0, "rk4"), field + "dt: must be > 0 for a continuous-time graph, got 0"),
+            ((True, float("inf"), ""), field + "dt: must be > 0 for a continuous-time graph"),
+            ((True, 0.1, "rk45"), field + 'integrator: unknown integrator "rk45" (known: rk4, '
+                                          "euler, midpoint)"),
+        ]
+        for arguments, message in cases:
+            with self.subTest(message=message):
+                with self.assertRaises(grpc.RpcError) as raised:
+                    self.solve(solve_request(setter(*arguments)))
+                self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+                self.assertIn(message, raised.exception.details())
+
     def test_nan_during_evaluation_is_the_problems_status(self):
         class Log(torch.nn.Module):
             def forward(self, x, u):
@@ -266,6 +321,7 @@ class ModuleDynamicsTest(unittest.TestCase):
         self.cost = QuadCost(C, torch.tensor([-0.3, 0.2, 0.1, 0.0, 0.05]))
         self.weights_x = torch.randn(T, 2, N, generator=g)
         self.weights_u = torch.randn(T, 2, M, generator=g)
+        self.lqr_iter = 200
 
     def tearDown(self):
         self.client.close()
@@ -273,7 +329,7 @@ class ModuleDynamicsTest(unittest.TestCase):
     def mpc(self, mode="DEFAULT", client=None):
         # A full step under 1e-9 comes after Newton's quadratic convergence has brought the
         # iterate to rounding level; much tighter, some solves stall on rounding and never stop.
-        return MPC(N, M, T, lqr_iter=200, eps=1e-9, client=client or self.client,
+        return MPC(N, M, T, lqr_iter=self.lqr_iter, eps=1e-9, client=client or self.client,
                    gradient_mode=mode)
 
     def loss(self, module, mode="DEFAULT"):
@@ -355,6 +411,20 @@ class ModuleDynamicsTest(unittest.TestCase):
 
     def test_affine_gradients_against_central_differences(self):
         self.check_gradients_against_central_differences(Affine())
+
+    def test_continuous_time_modules_are_integrated_and_differentiated_through(self):
+        # ContinuousDx: the module is dx/dt; the solution follows its integrated step and the
+        # gradients are those of the integrated step (FULL_CHAIN is exact for a linear ODE). The
+        # iLQR converges only linearly on the integrated MLP (no second-order dynamics terms in
+        # its steps), so reaching a 1e-9 step takes some perturbed solves past 200 iterations.
+        self.lqr_iter = 2000
+        for ode, integrator, mode in ((Affine(), "midpoint", "FULL_CHAIN"),
+                                      (SigmoidMlp().double(), "rk4", "EXACT")):
+            with self.subTest(ode=type(ode).__name__, integrator=integrator):
+                self.check_gradients_against_central_differences(
+                    mpcd.torch.ContinuousDx(ode, dt=0.1, integrator=integrator), mode)
+        with self.assertRaises(ValueError):
+            mpcd.torch.ContinuousDx(Affine(), dt=0.1, integrator="rk45")
 
     def test_parameters_of_equal_value_keep_their_own_gradients(self):
         module = TwinLayers()

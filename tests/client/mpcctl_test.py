@@ -187,7 +187,7 @@ class BadInputTest(unittest.TestCase):
         self.assert_request_fails(
             mutate,
             'problems[0].dynamics.model.name: unknown model "foo" (known: pendulum, cartpole, '
-            'double_integrator, unicycle, kinematic_bicycle)')
+            'double_integrator, unicycle, kinematic_bicycle, quadrotor, cartpole_continuous)')
 
     def test_missing_dynamics(self):
         def mutate(r):
@@ -505,7 +505,8 @@ class HelpTest(unittest.TestCase):
         self.assertTrue(lines[-1].startswith("backend cpu, batch "), lines[-1])
         models = run(["models", "--local", "--output=table"])
         self.assertEqual(models.returncode, 0, models.stderr)
-        self.assertRegex(models.stdout, r"(?m)^cartpole +5 +1 +0\.05 +gravity=9\.8 ")
+        self.assertRegex(models.stdout, r"(?m)^cartpole +5 +1 +0\.05 +gravity=9\.8 .* -$")
+        self.assertRegex(models.stdout, r"(?m)^quadrotor +12 +4 +0\.05 +mass=1 .* rk4,euler,midpoint$")
         backward = run(["backward", "--local", "--output=table", "--request",
                         os.path.join(EXAMPLES, "cartpole_backward.json")])
         self.assertEqual(backward.returncode, 0, backward.stderr)

@@ -84,6 +84,10 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(models["pendulum"].param_names, ["g", "m", "l"])
         self.assertEqual((models["cartpole"].state_dim, models["cartpole"].control_dim), (5, 1))
         self.assertEqual(len(models["cartpole"].default_params), 4)
+        self.assertFalse(models["cartpole"].continuous)
+        self.assertEqual(models["cartpole"].integrators, [])
+        self.assertTrue(models["quadrotor"].continuous)
+        self.assertEqual(models["quadrotor"].integrators, ["rk4", "euler", "midpoint"])
 
     def test_solve_returns_numpy_arrays_in_the_protos_layout(self):
         T = 15

@@ -6,6 +6,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -37,6 +38,7 @@ using ::mpc::testing::StatusIs;
 using ::testing::Each;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
 constexpr int kHorizon = 6;
@@ -183,12 +185,38 @@ TEST(ToProblems, ConvertsModelProblemWithDefaults) {
   EXPECT_THAT(p.cost_linear, Each(0.0));
 }
 
-TEST(ToProblems, ConvertsModelParamsDtAndIntegrator) {
+// The continuous-time cartpole (n = 4, m = 1): an integrator may be named.
+mpcd::v1::Problem ContinuousCartpoleProblem(const std::string& integrator) {
+  mpcd::v1::Problem problem;
+  *problem.mutable_x_init() = Ramp({4});
+  *problem.mutable_cost()->mutable_quadratic() = Identity(5);
+  problem.mutable_dynamics()->mutable_model()->set_name("cartpole_continuous");
+  problem.mutable_dynamics()->mutable_model()->set_integrator(integrator);
+  return problem;
+}
+
+TEST(ToProblems, ConvertsAContinuousModelsIntegrator) {
+  const std::pair<std::string, Integrator> cases[] = {{"", Integrator::kDefault},
+                                                      {"euler", Integrator::kEuler},
+                                                      {"midpoint", Integrator::kMidpoint},
+                                                      {"rk4", Integrator::kRk4}};
+  for (const auto& [name, integrator] : cases) {
+    MPC_ASSERT_OK_AND_ASSIGN(
+        std::vector<Problem> problems,
+        ToProblems(Request({ContinuousCartpoleProblem(name)}), RequestLimits{}));
+    EXPECT_EQ(problems[0].integrator, integrator) << name;
+  }
+  EXPECT_THAT(ToProblems(Request({ContinuousCartpoleProblem("rk45")}), RequestLimits{}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "problems[0].dynamics.model.integrator: unknown integrator \"rk45\" for "
+                       "model \"cartpole_continuous\" (known: rk4, euler, midpoint)"));
+}
+
+TEST(ToProblems, ConvertsModelParamsAndDt) {
   mpcd::v1::Problem problem = CartpoleProblem();
   mpcd::v1::ModelDynamics* model = problem.mutable_dynamics()->mutable_model();
   for (double value : {9.81, 1.5, 0.2, 0.6}) model->add_params(value);
   model->set_dt(0.02);
-  model->set_integrator("euler");
   problem.clear_u_lower();
   problem.clear_u_upper();
   MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> problems,
@@ -495,9 +523,10 @@ const std::vector<InvalidCase>& InvalidCases() {
        "problems[2].dynamics.model.dt: must be > 0 (or 0 for the model's default), got -0.05"},
       {"ModelDtNaN", [](R* r) { Model(r)->set_dt(kNaN); },
        "problems[2].dynamics.model.dt: must be > 0 (or 0 for the model's default), got nan"},
-      {"UnknownIntegrator", [](R* r) { Model(r)->set_integrator("rk45"); },
-       "problems[2].dynamics.model.integrator: unknown integrator \"rk45\" for model "
-       "\"cartpole\" (known: euler)"},
+      {"IntegratorForADiscreteTimeModel", [](R* r) { Model(r)->set_integrator("euler"); },
+       "problems[2].dynamics.model.integrator: model \"cartpole\" is discrete-time (its update "
+       "rule is the model) and takes no integrator; integrators apply to continuous-time models "
+       "(ListModels: continuous)"},
   };
   return *kCases;
 }
@@ -785,18 +814,28 @@ TEST(ToListModelsResponse, DescribesBuiltinModels) {
   mpcd::v1::ListModelsResponse response;
   ToListModelsResponse(BuiltinModels(), &response);
   ASSERT_EQ(response.models_size(), static_cast<int>(BuiltinModels().size()));
-  const mpcd::v1::ModelDescription* cartpole = nullptr;
-  for (const mpcd::v1::ModelDescription& model : response.models()) {
-    if (model.name() == "cartpole") cartpole = &model;
-  }
+  auto find = [&response](const std::string& name) -> const mpcd::v1::ModelDescription* {
+    for (const mpcd::v1::ModelDescription& model : response.models()) {
+      if (model.name() == name) return &model;
+    }
+    return nullptr;
+  };
+  const mpcd::v1::ModelDescription* cartpole = find("cartpole");
   ASSERT_NE(cartpole, nullptr);
   EXPECT_EQ(cartpole->state_dim(), 5u);
   EXPECT_EQ(cartpole->control_dim(), 1u);
   EXPECT_THAT(cartpole->param_names(), ElementsAre("gravity", "masscart", "masspole", "length"));
   EXPECT_THAT(cartpole->default_params(), ElementsAre(9.8, 1.0, 0.1, 0.5));
   EXPECT_EQ(cartpole->default_dt(), 0.05);
-  EXPECT_THAT(cartpole->integrators(), ElementsAre("euler"));
+  EXPECT_FALSE(cartpole->continuous());
+  EXPECT_THAT(cartpole->integrators(), IsEmpty());
   EXPECT_THAT(cartpole->state_names(), SizeIs(5));
+  const mpcd::v1::ModelDescription* quadrotor = find("quadrotor");
+  ASSERT_NE(quadrotor, nullptr);
+  EXPECT_EQ(quadrotor->state_dim(), 12u);
+  EXPECT_EQ(quadrotor->control_dim(), 4u);
+  EXPECT_TRUE(quadrotor->continuous());
+  EXPECT_THAT(quadrotor->integrators(), ElementsAre("rk4", "euler", "midpoint"));
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 // Each built-in robot model steered to a goal pose in closed loop through a real mpcd on loopback:
 // every step sends the current state in a Solve request (the model by name, a quadratic cost
 // around the goal, control bounds, the previous plan shifted as warm start), applies the first
-// control to the model's own Step (the simulator is the model header itself) and measures the
-// distance to the goal at the end.
+// control to the model's own step (the simulator is the model header itself: ModelStep, which
+// integrates a continuous-time model as the server does) and measures the distance to the goal at
+// the end.
 
 #include <algorithm>
 #include <cmath>
@@ -13,7 +14,9 @@
 #include "gtest/gtest.h"
 #include "mpcd/v1/mpcd.pb.h"
 #include "solver/models/double_integrator.h"
+#include "solver/models/integrators.h"
 #include "solver/models/kinematic_bicycle.h"
+#include "solver/models/quadrotor.h"
 #include "solver/models/unicycle.h"
 #include "tests/testing/service_fixtures.h"
 #include "tests/testing/status_matchers.h"
@@ -27,9 +30,14 @@ struct GoalTask {
   std::vector<double> state_weights;
   double control_weight = 0.1;
   double control_bound = 1.0;
+  // (m): the control the cost centres on and the warm start begins with (empty: zeros), e.g. a
+  // quadrotor's hover thrust; bounds per control (empty: +-control_bound).
+  std::vector<double> control_goal;
+  std::vector<double> control_lower, control_upper;
   int horizon = 20;
   int steps = 60;
-  double position_tolerance = 0.1;  // on the first two states (x, y)
+  int position_dims = 2;            // the first states that are the position (x, y or x, y, z)
+  double position_tolerance = 0.1;  // on the position
 };
 
 // Runs the task in closed loop against `server`; returns the final state.
@@ -43,9 +51,19 @@ std::vector<double> RunClosedLoop(const MpcServer& server, const GoalTask& task)
     C[i * nt + i] = task.state_weights[i];
     c[i] = -task.state_weights[i] * task.goal[i];  // 0.5 (x - g)' W (x - g) up to a constant
   }
-  for (int j = n; j < nt; ++j) C[j * nt + j] = task.control_weight;
+  const std::vector<double> u_goal =
+      task.control_goal.empty() ? std::vector<double>(m, 0.0) : task.control_goal;
+  for (int j = n; j < nt; ++j) {
+    C[j * nt + j] = task.control_weight;
+    c[j] = -task.control_weight * u_goal[j - n];
+  }
+  const std::vector<double> lower =
+      task.control_lower.empty() ? std::vector<double>(m, -task.control_bound) : task.control_lower;
+  const std::vector<double> upper =
+      task.control_upper.empty() ? std::vector<double>(m, task.control_bound) : task.control_upper;
   std::vector<double> x = task.x_init;
-  std::vector<double> warm(static_cast<std::size_t>(T) * m, 0.0);
+  std::vector<double> warm;
+  for (int t = 0; t < T; ++t) warm.insert(warm.end(), u_goal.begin(), u_goal.end());
   for (int step = 0; step < task.steps; ++step) {
     mpcd::v1::SolveRequest request;
     request.set_horizon(T);
@@ -56,8 +74,8 @@ std::vector<double> RunClosedLoop(const MpcServer& server, const GoalTask& task)
     *p.mutable_cost()->mutable_quadratic() = MakeTensor({nt, nt}, C);
     *p.mutable_cost()->mutable_linear() = MakeTensor({nt}, c);
     p.mutable_dynamics()->mutable_model()->set_name(Model::kName);
-    *p.mutable_u_lower() = MakeTensor({m}, std::vector<double>(m, -task.control_bound));
-    *p.mutable_u_upper() = MakeTensor({m}, std::vector<double>(m, task.control_bound));
+    *p.mutable_u_lower() = MakeTensor({m}, lower);
+    *p.mutable_u_upper() = MakeTensor({m}, upper);
     *p.mutable_u_init() = MakeTensor({static_cast<std::uint32_t>(T), m}, warm);
     absl::StatusOr<mpcd::v1::SolveResponse> response = client->Solve(request);
     EXPECT_THAT(response, IsOk());
@@ -66,7 +84,7 @@ std::vector<double> RunClosedLoop(const MpcServer& server, const GoalTask& task)
     EXPECT_NE(solution.status(), mpcd::v1::NOT_FINITE);
     const std::vector<double> u(solution.u().data().begin(), solution.u().data().end());
     std::vector<double> next(n);
-    Model::Step(x.data(), u.data(), Model::kDefaultParams, Model::kDefaultDt, next.data());
+    ModelStep<Model>(x.data(), u.data(), Model::kDefaultParams, Model::kDefaultDt, next.data());
     x = next;
     std::copy(u.begin() + m, u.end(), warm.begin());
     std::copy(u.end() - m, u.end(), warm.end() - m);
@@ -79,10 +97,14 @@ void ExpectReachesGoal(const GoalTask& task) {
   std::unique_ptr<MpcServer> server = StartServer(TestConfig());
   ASSERT_NE(server, nullptr);
   const std::vector<double> x = RunClosedLoop<Model>(*server, task);
-  const double distance = std::hypot(x[0] - task.goal[0], x[1] - task.goal[1]);
-  const double start = std::hypot(task.x_init[0] - task.goal[0], task.x_init[1] - task.goal[1]);
-  EXPECT_LT(distance, task.position_tolerance) << Model::kName << " ended at (" << x[0] << ", "
-                                               << x[1] << "), " << start << " away at start";
+  double distance = 0.0, start = 0.0;
+  for (int i = 0; i < task.position_dims; ++i) {
+    distance += (x[i] - task.goal[i]) * (x[i] - task.goal[i]);
+    start += (task.x_init[i] - task.goal[i]) * (task.x_init[i] - task.goal[i]);
+  }
+  EXPECT_LT(std::sqrt(distance), task.position_tolerance)
+      << Model::kName << " ended at (" << x[0] << ", " << x[1] << ", " << x[2] << "), "
+      << std::sqrt(start) << " away at start";
 }
 
 TEST(ModelClosedLoopTest, DoubleIntegratorReachesTheGoalAndStops) {
@@ -116,6 +138,28 @@ TEST(ModelClosedLoopTest, KinematicBicycleParksAtAGoalPose) {
   task.steps = 120;
   task.position_tolerance = 0.2;
   ExpectReachesGoal<KinematicBicycleModel>(task);
+}
+
+// Continuous-time, integrated by RK4 on the server and in the simulator (the model's default): from
+// hover at the origin to hover at a goal 1.2 m away, thrust within [0, 2 m g].
+TEST(ModelClosedLoopTest, QuadrotorFliesFromHoverToAGoalAndHovers) {
+  using Model = QuadrotorModel;
+  const double hover = Model::kDefaultParams[0] * Model::kGravity;
+  GoalTask task;
+  task.x_init.assign(Model::kStateDim, 0.0);
+  task.goal.assign(Model::kStateDim, 0.0);
+  task.goal[0] = 1.0;
+  task.goal[1] = -0.5;
+  task.goal[2] = 0.5;
+  task.state_weights = {10, 10, 10, 1, 1, 1, 1, 1, 1, 0.1, 0.1, 0.1};
+  task.control_weight = 0.1;
+  task.control_goal = {hover, 0.0, 0.0, 0.0};
+  task.control_lower = {0.0, -1.0, -1.0, -0.1};
+  task.control_upper = {2 * hover, 1.0, 1.0, 0.1};
+  task.horizon = 30;
+  task.steps = 80;  // 4 s at dt = 0.05
+  task.position_dims = 3;
+  ExpectReachesGoal<Model>(task);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <string>
 #include <vector>
@@ -705,6 +706,36 @@ INSTANTIATE_TEST_SUITE_P(Models, ModelFiniteDifferenceTest,
                                                    : "Cartpole",
                                                info.param.bounded ? "Bounded" : "Unbounded");
                          });
+
+// A continuous-time model: EXACT gradients are the derivatives of the solve whatever integrator
+// discretises it (the integrator's derivatives, not the ODE's). Near upright, unbounded, T = 12.
+TEST(ContinuousModelFiniteDifferenceTest, ExactModeIsTheDerivativeOfTheSolveForEveryIntegrator) {
+  using Model = CartpoleContinuousModel;
+  int index = 0;
+  for (Integrator integrator : {Integrator::kEuler, Integrator::kMidpoint, Integrator::kRk4}) {
+    SCOPED_TRACE(IntegratorName(integrator));
+    Problem p;
+    p.shape = {ModelId<Model>(), Model::kStateDim, Model::kControlDim, 12};
+    p.x_init = {0.2, -0.1, 0.25, 0.1};
+    p.cost_quadratic.assign(25, 0.0);
+    for (int i = 0; i < 5; ++i) p.cost_quadratic[i * 5 + i] = i < 4 ? 1.0 : 0.01;
+    p.cost_linear = {0.1, 0.0, -0.05, 0.0, 0.0};
+    p.params.assign(std::begin(Model::kDefaultParams), std::end(Model::kDefaultParams));
+    p.dt = 0.05;
+    p.integrator = integrator;
+    const Solution s = SolveTight(p, {});
+    ASSERT_EQ(s.status, SolveStatus::kConverged);
+    const Loss loss = Loss::Random(p.shape, 400 + index++);
+    const ProblemGradient g =
+        ComputeGradient(MakeBackward(p, s.x, s.u, loss.wx, loss.wu, GradientMode::kExact));
+    EXPECT_EQ(g.status, GradientStatus::kOk);
+    const auto value = LossOfSolve(
+        loss, [&s](const Problem& q) { return SolveTight(q, s.u); }, ActiveSet(p, s.u));
+    for (const InputKind* kind : {&kXInit, &kCostLinear, &kParams}) {
+      ExpectMatchesFiniteDifferences(p, g, *kind, kModelStep, kModelTolerance, value, index);
+    }
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Forward mode: dense Jacobians.

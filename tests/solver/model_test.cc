@@ -1,8 +1,10 @@
+#include <algorithm>
 #include <cmath>
 #include <random>
 
 #include "gtest/gtest.h"
 #include "solver/dual.h"
+#include "solver/models/integrators.h"
 #include "solver/models/model_derivatives.h"
 #include "solver/models/model_list.h"
 #include "solver/models/model_registry.h"
@@ -23,16 +25,16 @@ void RandomPoint(std::mt19937_64& rng, double* x, double* u) {
 }
 
 template <class Model>
-void ExpectJacobiansMatchFiniteDifferences(const double* p, int trials) {
+void ExpectJacobiansMatchFiniteDifferences(const double* p, int trials, TimeStep dt) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
   std::mt19937_64 rng(7);
   for (int trial = 0; trial < trials; ++trial) {
     double x[n], u[m], next[n], A[n * n], B[n * m];
     RandomPoint<Model>(rng, x, u);
-    StepWithJacobians<Model>(x, u, p, Model::kDefaultDt, next, A, B);
+    StepWithJacobians<Model>(x, u, p, dt, next, A, B);
     double plain[n];
-    Model::Step(x, u, p, Model::kDefaultDt, plain);
+    ModelStep<Model>(x, u, p, dt, plain);
     // Same formula, but the compiler may fuse multiply-adds differently in the two instantiations.
     for (int i = 0; i < n; ++i) EXPECT_NEAR(next[i], plain[i], 1e-14 * (1 + std::abs(plain[i])));
     for (int j = 0; j < n + m; ++j) {
@@ -40,9 +42,9 @@ void ExpectJacobiansMatchFiniteDifferences(const double* p, int trials) {
       const double saved = *v;
       double plus[n], minus[n];
       *v = saved + kStep;
-      Model::Step(x, u, p, Model::kDefaultDt, plus);
+      ModelStep<Model>(x, u, p, dt, plus);
       *v = saved - kStep;
-      Model::Step(x, u, p, Model::kDefaultDt, minus);
+      ModelStep<Model>(x, u, p, dt, minus);
       *v = saved;
       for (int i = 0; i < n; ++i) {
         const double fd = (plus[i] - minus[i]) / (2 * kStep);
@@ -55,7 +57,7 @@ void ExpectJacobiansMatchFiniteDifferences(const double* p, int trials) {
 }
 
 template <class Model>
-void ExpectParamJacobianMatchesFiniteDifferences(const double* p0) {
+void ExpectParamJacobianMatchesFiniteDifferences(const double* p0, TimeStep dt) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
   constexpr int np = Model::kParamDim;
@@ -64,16 +66,19 @@ void ExpectParamJacobianMatchesFiniteDifferences(const double* p0) {
     double x[n], u[m], next[n], P[n * np], p[np];
     RandomPoint<Model>(rng, x, u);
     for (int k = 0; k < np; ++k) p[k] = p0[k];
-    StepParamJacobian<Model>(x, u, p, Model::kDefaultDt, next, P);
+    StepParamJacobian<Model>(x, u, p, dt, next, P);
     for (int k = 0; k < np; ++k) {
+      // Relative to a small parameter (a quadrotor's inertia, 0.01), which an absolute step
+      // would move by a large fraction of itself.
+      const double h = kStep * (p0[k] != 0.0 ? std::min(1.0, std::abs(p0[k])) : 1.0);
       double plus[n], minus[n];
-      p[k] = p0[k] + kStep;
-      Model::Step(x, u, p, Model::kDefaultDt, plus);
-      p[k] = p0[k] - kStep;
-      Model::Step(x, u, p, Model::kDefaultDt, minus);
+      p[k] = p0[k] + h;
+      ModelStep<Model>(x, u, p, dt, plus);
+      p[k] = p0[k] - h;
+      ModelStep<Model>(x, u, p, dt, minus);
       p[k] = p0[k];
       for (int i = 0; i < n; ++i) {
-        const double fd = (plus[i] - minus[i]) / (2 * kStep);
+        const double fd = (plus[i] - minus[i]) / (2 * h);
         EXPECT_NEAR(P[k * n + i], fd, kTolerance * (1 + std::abs(fd)))
             << Model::kName << " d x_next[" << i << "] / d p[" << k << "]";
       }
@@ -85,13 +90,13 @@ void ExpectParamJacobianMatchesFiniteDifferences(const double* p0) {
 template <class Model>
 double LambdaParamJacobianAlong(const double* x, const double* u, const double* dx,
                                 const double* du, const double* p, const double* lambda, double s,
-                                int k) {
+                                int k, TimeStep dt) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
   double xs[n], us[m], next[n], P[n * Model::kParamDim];
   for (int i = 0; i < n; ++i) xs[i] = x[i] + s * dx[i];
   for (int j = 0; j < m; ++j) us[j] = u[j] + s * du[j];
-  StepParamJacobian<Model>(xs, us, p, Model::kDefaultDt, next, P);
+  StepParamJacobian<Model>(xs, us, p, dt, next, P);
   double total = 0.0;
   for (int i = 0; i < n; ++i) total += lambda[i] * P[k * n + i];
   return total;
@@ -100,7 +105,7 @@ double LambdaParamJacobianAlong(const double* x, const double* u, const double* 
 // d2 (lambda' f) / d p d tau applied to a direction (the mixed block the backward pass uses)
 // against central differences of lambda' dF/dp along that direction.
 template <class Model>
-void ExpectMixedDirectionalMatchesFiniteDifferences(const double* p0) {
+void ExpectMixedDirectionalMatchesFiniteDifferences(const double* p0, TimeStep dt) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
   constexpr int np = Model::kParamDim;
@@ -112,12 +117,58 @@ void ExpectMixedDirectionalMatchesFiniteDifferences(const double* p0) {
     for (int i = 0; i < n; ++i) lambda[i] = uniform(rng), dx[i] = uniform(rng);
     for (int j = 0; j < m; ++j) du[j] = uniform(rng);
     for (int k = 0; k < np; ++k) p[k] = p0[k];
-    StepMixedDirectional<Model>(x, u, p, Model::kDefaultDt, lambda, dx, du, g);
+    StepMixedDirectional<Model>(x, u, p, dt, lambda, dx, du, g);
     for (int k = 0; k < np; ++k) {
-      const double fd = (LambdaParamJacobianAlong<Model>(x, u, dx, du, p, lambda, kStep, k) -
-                         LambdaParamJacobianAlong<Model>(x, u, dx, du, p, lambda, -kStep, k)) /
+      const double fd = (LambdaParamJacobianAlong<Model>(x, u, dx, du, p, lambda, kStep, k, dt) -
+                         LambdaParamJacobianAlong<Model>(x, u, dx, du, p, lambda, -kStep, k, dt)) /
                         (2 * kStep);
       EXPECT_NEAR(g[k], fd, 1e-6 * (1 + std::abs(fd))) << Model::kName << " parameter " << k;
+    }
+  }
+}
+
+// d2 (lambda' f) / d tau2 (EXACT mode's curvature) against central differences of lambda' [A B]
+// (whose own exactness the Jacobian test checks).
+// row (n+m) = lambda' [A B] at (x, u).
+template <class Model>
+void LambdaJacobian(const double* x, const double* u, const double* p, TimeStep dt,
+                    const double* lambda, double* row) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  double next[n], A[n * n], B[n * m];
+  StepWithJacobians<Model>(x, u, p, dt, next, A, B);
+  for (int j = 0; j < n + m; ++j) {
+    row[j] = 0.0;
+    for (int i = 0; i < n; ++i) row[j] += lambda[i] * (j < n ? A[j * n + i] : B[(j - n) * n + i]);
+  }
+}
+
+template <class Model>
+void ExpectTauHessianMatchesFiniteDifferences(const double* p, TimeStep dt) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  constexpr int nt = n + m;
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+  for (int trial = 0; trial < 3; ++trial) {
+    double x[n], u[m], lambda[n], H[nt * nt];
+    RandomPoint<Model>(rng, x, u);
+    for (int i = 0; i < n; ++i) lambda[i] = uniform(rng);
+    StepTauHessian<Model>(x, u, p, dt, lambda, H);
+    for (int b = 0; b < nt; ++b) {
+      double* v = b < n ? &x[b] : &u[b - n];
+      const double saved = *v;
+      double plus[nt], minus[nt];
+      *v = saved + kStep;
+      LambdaJacobian<Model>(x, u, p, dt, lambda, plus);
+      *v = saved - kStep;
+      LambdaJacobian<Model>(x, u, p, dt, lambda, minus);
+      *v = saved;
+      for (int a = 0; a < nt; ++a) {
+        const double fd = (plus[a] - minus[a]) / (2 * kStep);
+        EXPECT_NEAR(H[a * nt + b], fd, 1e-6 * (1 + std::abs(fd)))
+            << Model::kName << " d2 phi / d tau[" << a << "] d tau[" << b << "]";
+      }
     }
   }
 }
@@ -128,15 +179,41 @@ class BuiltinModelTest : public ::testing::Test {};
 TYPED_TEST_SUITE(BuiltinModelTest, testing::BuiltinModelTypes, testing::ModelTypeName);
 
 TYPED_TEST(BuiltinModelTest, JacobiansMatchCentralDifferences) {
-  ExpectJacobiansMatchFiniteDifferences<TypeParam>(TypeParam::kDefaultParams, 50);
+  ExpectJacobiansMatchFiniteDifferences<TypeParam>(TypeParam::kDefaultParams, 50,
+                                                   TypeParam::kDefaultDt);
 }
 
 TYPED_TEST(BuiltinModelTest, ParamJacobianMatchesCentralDifferences) {
-  ExpectParamJacobianMatchesFiniteDifferences<TypeParam>(TypeParam::kDefaultParams);
+  ExpectParamJacobianMatchesFiniteDifferences<TypeParam>(TypeParam::kDefaultParams,
+                                                         TypeParam::kDefaultDt);
 }
 
 TYPED_TEST(BuiltinModelTest, MixedSecondDerivativeMatchesCentralDifferences) {
-  ExpectMixedDirectionalMatchesFiniteDifferences<TypeParam>(TypeParam::kDefaultParams);
+  ExpectMixedDirectionalMatchesFiniteDifferences<TypeParam>(TypeParam::kDefaultParams,
+                                                            TypeParam::kDefaultDt);
+}
+
+TYPED_TEST(BuiltinModelTest, TauHessianMatchesCentralDifferences) {
+  ExpectTauHessianMatchesFiniteDifferences<TypeParam>(TypeParam::kDefaultParams,
+                                                      TypeParam::kDefaultDt);
+}
+
+// A continuous-time model's derivatives are those of the integrated step, for every integrator
+// (the default one is covered above).
+template <class Model>
+class ContinuousModelTest : public ::testing::Test {};
+TYPED_TEST_SUITE(ContinuousModelTest, testing::ContinuousModelTypes, testing::ModelTypeName);
+
+TYPED_TEST(ContinuousModelTest, EveryIntegratorsDerivativesMatchCentralDifferences) {
+  using Model = TypeParam;
+  for (Integrator integrator : {Integrator::kEuler, Integrator::kMidpoint, Integrator::kRk4}) {
+    SCOPED_TRACE(IntegratorName(integrator));
+    const TimeStep dt(Model::kDefaultDt, integrator);
+    ExpectJacobiansMatchFiniteDifferences<Model>(Model::kDefaultParams, 10, dt);
+    ExpectParamJacobianMatchesFiniteDifferences<Model>(Model::kDefaultParams, dt);
+    ExpectMixedDirectionalMatchesFiniteDifferences<Model>(Model::kDefaultParams, dt);
+    ExpectTauHessianMatchesFiniteDifferences<Model>(Model::kDefaultParams, dt);
+  }
 }
 
 TYPED_TEST(BuiltinModelTest, RegistryDescribesIt) {
@@ -148,6 +225,14 @@ TYPED_TEST(BuiltinModelTest, RegistryDescribesIt) {
   EXPECT_EQ(info->state_dim, Model::kStateDim);
   EXPECT_EQ(info->control_dim, Model::kControlDim);
   EXPECT_EQ(info->default_dt, Model::kDefaultDt);
+  EXPECT_EQ(info->continuous, Model::kContinuous);
+  if constexpr (Model::kContinuous) {
+    EXPECT_EQ(info->default_integrator, Model::kDefaultIntegrator);
+    ASSERT_EQ(info->integrators.size(), 3u);
+    EXPECT_EQ(info->integrators.front(), IntegratorName(Model::kDefaultIntegrator));
+  } else {
+    EXPECT_TRUE(info->integrators.empty());
+  }
   ASSERT_EQ(info->param_names.size(), static_cast<std::size_t>(Model::kParamDim));
   ASSERT_EQ(info->default_params.size(), static_cast<std::size_t>(Model::kParamDim));
   for (int k = 0; k < Model::kParamDim; ++k) {

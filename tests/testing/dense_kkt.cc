@@ -30,7 +30,8 @@ std::vector<double> RolloutModel(const Problem& problem, const std::vector<doubl
   std::vector<double> x(static_cast<std::size_t>(horizon * n));
   std::copy(problem.x_init.begin(), problem.x_init.end(), x.begin());
   for (std::ptrdiff_t t = 0; t + 1 < horizon; ++t) {
-    Model::template Step<double>(&x[t * n], &u[t * m], params.data(), dt, &x[(t + 1) * n]);
+    ModelStep<Model>(&x[t * n], &u[t * m], params.data(), TimeStep(dt, problem.integrator),
+                     &x[(t + 1) * n]);
   }
   return x;
 }

@@ -261,6 +261,8 @@ class ModelInfo:
     integrators: List[str]
     state_names: List[str]
     control_names: List[str]
+    # Continuous-time (integrators lists the accepted `integrator` values, the default first).
+    continuous: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -767,7 +769,8 @@ class Client:
                           param_names=list(m.param_names),
                           default_params=np.asarray(m.default_params, dtype=np.float64),
                           default_dt=m.default_dt, integrators=list(m.integrators),
-                          state_names=list(m.state_names), control_names=list(m.control_names))
+                          state_names=list(m.state_names), control_names=list(m.control_names),
+                          continuous=m.continuous)
                 for m in response.models]
 
     def health(self, service="", timeout=None):

@@ -120,6 +120,40 @@ class CartpoleDx(ModelDx):
         return _true_obj(self)
 
 
+class ContinuousDx(torch.nn.Module):
+    """Continuous-time module dynamics for MPC: ode(x (B, n), u (B, m)) -> dx/dt (B, n),
+    discretised over dt seconds by integrator ("euler", "midpoint" or "rk4"). MPC sends the ODE's
+    graph with GraphDynamics.continuous, so mpcd integrates it and differentiates the integrated
+    step (docs/graphs.md); gradients reach ode's parameters. Calling it takes the same step in
+    PyTorch."""
+
+    # Butcher tableaux: stage s (from 1) evaluates ode at x + dt sum_j a[s-1][j] k_j; the step is
+    # x + dt sum_s b[s] k_s (solver/models/integrators.h).
+    _TABLEAUX = {"euler": ([], [1.0]),
+                 "midpoint": ([[0.5]], [0.0, 1.0]),
+                 "rk4": ([[0.5], [0.0, 0.5], [0.0, 0.0, 1.0]], [1 / 6, 1 / 3, 1 / 3, 1 / 6])}
+
+    def __init__(self, ode, dt, integrator="rk4"):
+        super().__init__()
+        if integrator not in self._TABLEAUX:
+            raise ValueError("ContinuousDx: integrator must be one of %s, got %r"
+                             % (", ".join(self._TABLEAUX), integrator))
+        if not (float(dt) > 0 and np.isfinite(dt)):
+            raise ValueError("ContinuousDx: dt must be > 0 and finite, got %r" % (dt,))
+        self.ode, self.dt, self.integrator = ode, float(dt), integrator
+
+    def forward(self, x, u):
+        a, b = self._TABLEAUX[self.integrator]
+        k = []
+        for s in range(len(b)):
+            y = x
+            for j, a_sj in enumerate(a[s - 1] if s else []):
+                if a_sj:
+                    y = y + self.dt * a_sj * k[j]
+            k.append(self.ode(y, u))
+        return x + sum(self.dt * b_s * k_s for b_s, k_s in zip(b, k) if b_s)
+
+
 class _ModuleGraph:
     """A torch.nn.Module exported as a dynamics graph: the ONNX bytes, their SHA-256 and the
     module's parameters that are graph initializers, by name, in the order theta concatenates
@@ -345,6 +379,10 @@ def _solve_request(spec, arrays):
     shared = request.problem_template
     if spec.graph is not None:
         spec.graph.write(params, spec.client, shared.dynamics.graph)
+        if spec.continuous is not None:
+            graph = shared.dynamics.graph
+            graph.continuous = True
+            graph.dt, graph.integrator = spec.continuous.dt, spec.continuous.integrator
     elif spec.model is not None:
         model = shared.dynamics.model
         model.name, model.dt, model.integrator = (spec.model.name, spec.model.dt,
@@ -542,10 +580,13 @@ class MPC(torch.nn.Module):
             spec.layouts["c"] = _Layout(c.shape, 1 if c.dim() == 3 else None)
 
         F = f = params = None
-        spec.model = spec.graph = None
+        spec.model = spec.graph = spec.continuous = None
         if module:
-            spec.graph = _module_graph(dx, n, m)
-            params = spec.graph.theta(dx)
+            # A ContinuousDx sends its ODE's graph and the time step beside it.
+            spec.continuous = dx if isinstance(dx, ContinuousDx) else None
+            graph_module = dx.ode if spec.continuous is not None else dx
+            spec.graph = _module_graph(graph_module, n, m)
+            params = spec.graph.theta(graph_module)
             spec.layouts["params"] = _Layout(params.shape, None)
         elif not isinstance(dx, ModelDx):
             F, f = dx.F, dx.f
@@ -603,5 +644,5 @@ class MPC(torch.nn.Module):
         return array, _Layout(array.shape, 1 if array.ndim == 3 else None)
 
 
-__all__ = ["MPC", "QuadCost", "LinDx", "GradMethods", "ModelDx", "PendulumDx", "CartpoleDx",
+__all__ = ["MPC", "QuadCost", "LinDx", "GradMethods", "ModelDx", "PendulumDx", "CartpoleDx", "ContinuousDx",
            "NotConvergedError", "shared_client"]

@@ -80,16 +80,19 @@ class CartpoleGraph(torch.nn.Module):
                             ("length", 0.5)):
             setattr(self, name, torch.nn.Parameter(torch.tensor(value, dtype=torch.float64)))
 
-    def forward(self, x, u):
-        dt = 0.05
-        force = torch.clamp(u[0], -100.0, 100.0)
-        pos, vel, c, s, dth = x[0], x[1], x[2], x[3], x[4]
+    def accelerations(self, force, c, s, dth):
         total_mass = self.masspole + self.masscart
         polemass_length = self.masspole * self.length
         cart_in = (force + polemass_length * dth * dth * s) / total_mass
         th_acc = (self.gravity * s - c * cart_in) / (
             self.length * (4.0 / 3.0 - self.masspole * c * c / total_mass))
-        x_acc = cart_in - polemass_length * th_acc * c / total_mass
+        return cart_in - polemass_length * th_acc * c / total_mass, th_acc
+
+    def forward(self, x, u):
+        dt = 0.05
+        force = torch.clamp(u[0], -100.0, 100.0)
+        pos, vel, c, s, dth = x[0], x[1], x[2], x[3], x[4]
+        x_acc, th_acc = self.accelerations(force, c, s, dth)
         r = torch.sqrt(c * c + s * s)
         a = dt * dth
         cos_a, sin_a = torch.cos(a), torch.sin(a)
@@ -97,10 +100,21 @@ class CartpoleGraph(torch.nn.Module):
                             (s * cos_a + c * sin_a) / r, dth + dt * th_acc])
 
 
+class CartpoleOdeGraph(CartpoleGraph):
+    """The continuous-time cartpole (solver/models/cartpole_continuous.h) written as a module: its
+    output is dx/dt, which the request's integrator discretises."""
+
+    def forward(self, x, u):
+        vel, th, dth = x[1], x[2], x[3]
+        x_acc, th_acc = self.accelerations(u[0], torch.cos(th), torch.sin(th), dth)
+        return torch.stack([vel, x_acc, dth, th_acc])
+
+
 def write_cartpole(out):
     x = torch.tensor([0.1, -0.2, 0.8, 0.6, 0.3], dtype=torch.float64)
     u = torch.tensor([1.5], dtype=torch.float64)
     export(CartpoleGraph(), x, u, os.path.join(out, "cartpole_graph.onnx"), 13)
+    export(CartpoleOdeGraph(), x[:4], u, os.path.join(out, "cartpole_ode_graph.onnx"), 13)
 
 
 class BenchMlp(torch.nn.Module):

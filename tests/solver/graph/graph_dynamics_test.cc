@@ -198,6 +198,146 @@ TEST_F(GraphDynamicsTest, TheBatchKeyIsTheGraphsContent) {
   EXPECT_NE(a.shape.dynamics, builtin.shape.dynamics);
 }
 
+// ---------------------------------------------------------------------------------------------
+// A continuous-time graph (its output dx/dt) is discretised by the request's integrator. Oracle:
+// the built-in continuous-time cartpole (its derivatives by dual numbers through the same
+// integrator, themselves checked against central differences in model_test) against the same ODE
+// as a module (cartpole_ode_graph.onnx).
+
+// theta in the graph's initializer order from the model's parameters.
+std::vector<double> GraphTheta(const GraphProgram& graph, const double* params) {
+  std::vector<double> theta(graph.param_dim);
+  for (const GraphParameter& parameter : graph.parameters) {
+    for (int k = 0; k < CartpoleContinuousModel::kParamDim; ++k) {
+      if (parameter.name == CartpoleContinuousModel::kParamNames[k]) {
+        theta[parameter.offset] = params[k];
+      }
+    }
+  }
+  return theta;
+}
+
+TEST(ContinuousGraphTest, EveryDerivativeIsTheIntegratedModels) {
+  using Model = CartpoleContinuousModel;
+  absl::StatusOr<std::shared_ptr<const GraphProgram>> program =
+      CompileOnnxGraph(testing::ReadGraphFile("cartpole_ode_graph.onnx"), {});
+  ASSERT_TRUE(program.ok()) << program.status();
+  const GraphProgram& graph = **program;
+  ASSERT_EQ(graph.state_dim, 4);
+  ASSERT_EQ(graph.param_dim, 4);
+  GraphEvaluator evaluator(*program);
+  const double params[] = {9.81, 1.2, 0.15, 0.45};
+  const std::vector<double> theta = GraphTheta(graph, params);
+  testing::Rng rng(5);
+  for (Integrator integrator : {Integrator::kEuler, Integrator::kMidpoint, Integrator::kRk4}) {
+    SCOPED_TRACE(IntegratorName(integrator));
+    const TimeStep dt(0.05, integrator);
+    for (int trial = 0; trial < 5; ++trial) {
+      double x[4], u[1] = {rng.Uniform(-5, 5)}, lambda[4], mu[4], dx[4],
+                   du[1] = {rng.Uniform(-1, 1)};
+      for (int i = 0; i < 4; ++i) {
+        x[i] = rng.Uniform(-1, 1);
+        lambda[i] = rng.Uniform(-1, 1);
+        mu[i] = rng.Uniform(-1, 1);
+        dx[i] = rng.Uniform(-1, 1);
+      }
+      double next[4], A[16], B[4], want[4], want_A[16], want_B[4];
+      evaluator.StepWithJacobians(x, u, theta.data(), dt, next, A, B);
+      StepWithJacobians<Model, MatrixOrder::kRowMajor>(x, u, params, dt, want, want_A, want_B);
+      for (int i = 0; i < 4; ++i) EXPECT_NEAR(next[i], want[i], 1e-14) << i;
+      for (int e = 0; e < 16; ++e) EXPECT_NEAR(A[e], want_A[e], 1e-12) << e;
+      for (int e = 0; e < 4; ++e) EXPECT_NEAR(B[e], want_B[e], 1e-12) << e;
+      double plain[4];
+      evaluator.Step(x, u, theta.data(), dt, plain);
+      for (int i = 0; i < 4; ++i) EXPECT_EQ(plain[i], next[i]);
+
+      // -(dF/dtheta)' mu, and with lambda also -(d2 (lambda' F) / dtheta dtau) dtau.
+      double P[16], unused[4], mixed[4];
+      StepParamJacobian<Model>(x, u, params, dt, unused, P);
+      StepMixedDirectional<Model>(x, u, params, dt, lambda, dx, du, mixed);
+      std::vector<double> vjp(4, 0.0), both(4, 0.0);
+      evaluator.SubtractParamGradient(x, u, theta.data(), dt, mu, nullptr, dx, du, vjp.data());
+      evaluator.SubtractParamGradient(x, u, theta.data(), dt, mu, lambda, dx, du, both.data());
+      for (const GraphParameter& parameter : graph.parameters) {
+        for (int k = 0; k < 4; ++k) {
+          if (parameter.name != Model::kParamNames[k]) continue;
+          double want_vjp = 0;
+          for (int i = 0; i < 4; ++i) want_vjp -= P[k * 4 + i] * mu[i];
+          EXPECT_NEAR(vjp[parameter.offset], want_vjp, 1e-11 * (1 + std::abs(want_vjp)));
+          EXPECT_NEAR(both[parameter.offset] - vjp[parameter.offset], -mixed[k],
+                      1e-11 * (1 + std::abs(mixed[k])));
+        }
+      }
+
+      // EXACT mode's curvature d2 (lambda' F) / d tau2.
+      double H[25], want_H[25];
+      evaluator.LambdaHessian(x, u, theta.data(), dt, lambda, H);
+      StepTauHessian<Model>(x, u, params, dt, lambda, want_H);
+      for (int e = 0; e < 25; ++e) EXPECT_NEAR(H[e], want_H[e], 1e-11 * (1 + std::abs(want_H[e])));
+    }
+  }
+}
+
+TEST(ContinuousGraphTest, SolvesAndDifferentiatesAsTheBuiltinContinuousModel) {
+  using Model = CartpoleContinuousModel;
+  absl::StatusOr<std::shared_ptr<const GraphProgram>> program =
+      CompileOnnxGraph(testing::ReadGraphFile("cartpole_ode_graph.onnx"), {});
+  ASSERT_TRUE(program.ok()) << program.status();
+  absl::StatusOr<std::unique_ptr<CpuBackend>> backend = CpuBackend::Create({.threads = 2});
+  ASSERT_TRUE(backend.ok());
+  testing::Rng rng(9);
+  int seed = 0;
+  for (Integrator integrator : {Integrator::kEuler, Integrator::kMidpoint, Integrator::kRk4}) {
+    SCOPED_TRACE(IntegratorName(integrator));
+    Problem builtin;
+    builtin.shape = {ModelId<Model>(), 4, 1, 15};
+    builtin.x_init = {rng.Uniform(-0.5, 0.5), rng.Uniform(-0.2, 0.2), rng.Uniform(-0.3, 0.3),
+                      rng.Uniform(-0.2, 0.2)};
+    builtin.cost_quadratic.assign(25, 0.0);
+    for (int i = 0; i < 5; ++i) builtin.cost_quadratic[i * 5 + i] = i < 4 ? 1.0 : 0.01;
+    builtin.cost_linear.assign(5, 0.0);
+    builtin.params = {9.81, 1.2, 0.15, 0.45};
+    builtin.dt = 0.04;
+    builtin.integrator = integrator;
+    builtin.options.max_iterations = 100;
+    builtin.options.tolerance = 1e-10;
+    Problem graph = builtin;
+    graph.shape.dynamics = DynamicsId::Graph((*program)->fingerprint.data());
+    graph.params = GraphTheta(**program, builtin.params.data());
+    graph.graph = *program;
+    ASSERT_TRUE(ValidateProblem(builtin, {}).ok()) << ValidateProblem(builtin, {});
+    ASSERT_TRUE(ValidateProblem(graph, {}).ok()) << ValidateProblem(graph, {});
+    Solution expected, actual;
+    const Problem* problems[] = {&builtin, &graph};
+    Solution* solutions[] = {&expected, &actual};
+    ASSERT_TRUE((*backend)->SolveBatch(problems, solutions).ok());
+    EXPECT_EQ(expected.status, SolveStatus::kConverged);
+    EXPECT_EQ(actual.status, expected.status);
+    EXPECT_LT(MaxDifference(actual.x, expected.x), 1e-10);
+    EXPECT_LT(MaxDifference(actual.u, expected.u), 1e-10);
+    for (GradientMode mode :
+         {GradientMode::kDefault, GradientMode::kFullChain, GradientMode::kExact}) {
+      BackwardProblem a{&builtin, expected.x, expected.u, {}, {}, mode};
+      testing::Rng cotangent(seed++);
+      for (std::size_t i = 0; i < expected.x.size(); ++i)
+        a.dl_dx.push_back(cotangent.Uniform(-1, 1));
+      for (std::size_t i = 0; i < expected.u.size(); ++i)
+        a.dl_du.push_back(cotangent.Uniform(-1, 1));
+      BackwardProblem b = a;
+      b.problem = &graph;
+      ProblemGradient want, got;
+      const BackwardProblem* backward[] = {&a, &b};
+      ProblemGradient* gradients[] = {&want, &got};
+      ASSERT_TRUE((*backend)->BackwardBatch(backward, gradients).ok());
+      EXPECT_EQ(got.status, want.status);
+      EXPECT_LT(MaxDifference(got.x_init, want.x_init), 1e-9);
+      EXPECT_LT(MaxDifference(got.cost_linear, want.cost_linear), 1e-9);
+      EXPECT_LT(MaxDifference(got.params, GraphTheta(**program, want.params.data())), 1e-9)
+          << GradientModeName(mode);
+    }
+  }
+}
+
 // The GPU runs no graph: the CUDA backend solves graph problems on its CPU threads.
 TEST_F(GraphDynamicsTest, GraphsRunOnTheCpuOnly) {
   const Problem graph = AsGraphProblem(Problems(1)[0], graph_);
