@@ -57,6 +57,7 @@ LinearOde RandomLinearOde(unsigned seed) {
   for (int i = 0; i < kN; ++i) {
     for (int j = 0; j < kM; ++j) ode.B(i, j) = uniform(rng);
   }
+  ode.params.reserve(LinearOdeModel::kParamDim);
   for (int i = 0; i < kN; ++i) {
     for (int j = 0; j < kN; ++j) ode.params.push_back(ode.A(i, j));
   }
