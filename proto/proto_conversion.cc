@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "solver/problem_fields.h"
+#include "solver/pytorch_terms.h"
 #include "solver/status_macros.h"
 
 namespace mpc {
@@ -453,6 +454,8 @@ absl::Status CheckTemplate(const mpcd::v1::Problem& shared) {
       {&shared.u_lower(), "u_lower"},
       {&shared.u_upper(), "u_upper"},
       {&shared.u_init(), "u_init"},
+      {&shared.prev_ctrl(), "prev_ctrl"},
+      {&shared.u_zero_mask(), "u_zero_mask"},
   };
   for (const auto& [tensor, name] : tensors) {
     MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
@@ -477,6 +480,9 @@ mpcd::v1::Problem MergeTemplate(const mpcd::v1::Problem& own, const mpcd::v1::Pr
   fill(shared.u_lower(), merged.mutable_u_lower());
   fill(shared.u_upper(), merged.mutable_u_upper());
   fill(shared.u_init(), merged.mutable_u_init());
+  if (merged.slew_rate_penalty() == 0) merged.set_slew_rate_penalty(shared.slew_rate_penalty());
+  fill(shared.prev_ctrl(), merged.mutable_prev_ctrl());
+  fill(shared.u_zero_mask(), merged.mutable_u_zero_mask());
   return merged;
 }
 
@@ -487,6 +493,57 @@ const mpcd::v1::Problem& MergedProblem(const Request& request, int i, mpcd::v1::
   if (!request.has_problem_template()) return request.problems(i);
   *storage = MergeTemplate(request.problems(i), request.problem_template());
   return *storage;
+}
+
+// ---------------------------------------------------------------------------------------------
+// mpc.pytorch's u_zero_I and slew_rate_penalty (solver/pytorch_terms.h).
+
+// An optional tensor of exactly `expected` (absent is fine), finite.
+absl::Status CheckExtraTensor(const Tensor& tensor, const char* name, TensorShape expected,
+                              const std::string& path) {
+  MPC_RETURN_IF_ERROR(CheckTensorData(tensor, path));
+  ArraySpec spec;
+  spec.name = name;
+  spec.shapes = {std::move(expected)};
+  spec.optional = true;
+  if (!IsPresent(tensor)) return absl::OkStatus();
+  const Shape given = ShapeOf(tensor);
+  MPC_RETURN_IF_ERROR(CheckArrayShape(spec, &given, path));
+  return CheckTensorFinite(tensor, path);
+}
+
+// Validates slew_rate_penalty, prev_ctrl and u_zero_mask of a converted, validated problem and
+// rewrites it with them.
+absl::Status ApplyPytorchTerms(const mpcd::v1::Problem& proto, const std::string& p,
+                               Problem* problem) {
+  const int T = problem->shape.horizon;
+  const int m = problem->shape.control_dim;
+  MPC_RETURN_IF_ERROR(CheckExtraTensor(proto.prev_ctrl(), "prev_ctrl", {m}, p + "prev_ctrl"));
+  MPC_RETURN_IF_ERROR(
+      CheckExtraTensor(proto.u_zero_mask(), "u_zero_mask", {T, m}, p + "u_zero_mask"));
+  const double gamma = proto.slew_rate_penalty();
+  if (!(std::isfinite(gamma) && gamma >= 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "slew_rate_penalty: must be >= 0 and finite, got ", gamma));
+  }
+  if (IsPresent(proto.u_zero_mask())) {
+    const std::vector<double> mask = ToVector(proto.u_zero_mask());
+    for (std::size_t e = 0; e < mask.size(); ++e) {
+      if (mask[e] == 0.0 || mask[e] == 1.0) continue;
+      return absl::InvalidArgumentError(absl::StrCat(p, "u_zero_mask: must be 0 or 1, got ",
+                                                     mask[e], " at [", e / m, ",", e % m, "]"));
+    }
+    PinZeroedControls(mask, problem);
+  }
+  if (gamma == 0) return absl::OkStatus();
+  if (!problem->shape.dynamics.is_linear() && !problem->shape.dynamics.is_graph()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        p,
+        "slew_rate_penalty: needs linear or graph dynamics (mpcd solves it as mpc.pytorch "
+        "does, with u_{t-1} in the state; built-in models are not augmented yet)"));
+  }
+  AugmentWithSlewRate(gamma, ToVector(proto.prev_ctrl()), problem);
+  return absl::OkStatus();
 }
 
 // Request-level checks shared by Solve and Backward.
@@ -564,6 +621,7 @@ SolverOptions ToSolverOptions(const mpcd::v1::SolverOptions& proto) {
   if (proto.has_not_improved_limit()) {
     options.not_improved_limit = static_cast<int>(proto.not_improved_limit());
   }
+  if (proto.has_delta_u()) options.delta_u = proto.delta_u();
   options.method = ToSolverMethod(proto.method());
   SamplingOptions& sampling = options.sampling;
   if (proto.has_samples()) sampling.samples = static_cast<int>(proto.samples());
@@ -594,6 +652,7 @@ absl::Status ValidateSolverOptions(const mpcd::v1::SolverOptions& proto,
   }
   if (proto.has_best_cost_eps()) values.best_cost_eps = proto.best_cost_eps();
   if (proto.has_not_improved_limit()) values.not_improved_limit = proto.not_improved_limit();
+  if (proto.has_delta_u()) values.delta_u = proto.delta_u();
   if (!mpcd::v1::SolverMethod_IsValid(proto.method())) {
     return absl::InvalidArgumentError(
         absl::StrCat("options.method: unknown value ", proto.method()));
@@ -672,6 +731,7 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   // Sizes are right by construction (ValidateProblem re-checks their lengths, O(1)); it scans the
   // values, once.
   MPC_RETURN_IF_ERROR(ValidateProblem(problem, limits.problem, p));
+  MPC_RETURN_IF_ERROR(ApplyPytorchTerms(proto, p, &problem));
   return problem;
 }
 
@@ -712,6 +772,12 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
                          ToProblem(MergedProblem(request, i, &merged), horizon, options, limits,
                                    absl::StrCat("problems[", i, "].")));
     problem.sampling_stream = static_cast<std::uint32_t>(i);
+    if ((options.compute_x_init_jacobian || options.compute_params_jacobian) &&
+        problem.slew_state_prefix > 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          request.return_x_init_jacobian() ? "return_x_init_jacobian" : "return_params_jacobian",
+          ": not available with problems[", i, "].slew_rate_penalty"));
+    }
     if (options.compute_params_jacobian && problem.shape.dynamics.is_linear()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "return_params_jacobian: problems[", i, "] has linear dynamics, which have no params"));
@@ -739,8 +805,15 @@ mpcd::v1::SolveStatus ToProtoSolveStatus(SolveStatus status) {
 
 namespace {
 
-void ToProtoSolution(const Problem& problem, const Solution& solution, mpcd::v1::Solution* out) {
-  const ProblemShape& shape = problem.shape;
+void ToProtoSolution(const Problem& problem, const Solution& augmented, mpcd::v1::Solution* out) {
+  // A slew-rate problem answers in the caller's state (no copy otherwise).
+  Solution stripped;
+  if (problem.slew_state_prefix > 0) {
+    stripped = augmented;
+    StripSlewState(problem, &stripped);
+  }
+  const Solution& solution = problem.slew_state_prefix > 0 ? stripped : augmented;
+  const ProblemShape shape = CallerShape(problem);
   const std::int64_t T = shape.horizon;
   const std::int64_t n = shape.state_dim;
   const std::int64_t m = shape.control_dim;
@@ -891,12 +964,14 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
         {&cotangent.x(), ArrayField::kCotangentX},
         {&cotangent.u(), ArrayField::kCotangentU},
     };
+    // The request's point and cotangent have the caller's state, not a slew-rate augmented one.
+    const ProblemShape shape = CallerShape(problem);
     for (const auto& [tensor, field] : arrays) {
       const bool of_solution = field == ArrayField::kSolutionX || field == ArrayField::kSolutionU;
-      const std::string path = (of_solution ? names.solution : names.cotangent) +
-                               ArraySpecFor(field, problem.shape).name;
+      const std::string path =
+          (of_solution ? names.solution : names.cotangent) + ArraySpecFor(field, shape).name;
       MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, path));
-      MPC_RETURN_IF_ERROR(CheckTensorShape(*tensor, field, problem.shape, path));
+      MPC_RETURN_IF_ERROR(CheckTensorShape(*tensor, field, shape, path));
     }
     BackwardProblem& item = batch.items[i];
     item.problem = &problem;
@@ -905,6 +980,7 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
     item.dl_dx = ToVector(cotangent.x());
     item.dl_du = ToVector(cotangent.u());
     item.mode = mode;
+    AugmentBackwardPoint(problem, &item);
     // The values' one scan, by the validation the backends rely on (they check only sizes).
     MPC_RETURN_IF_ERROR(ValidateBackwardProblem(item, names));
   }
@@ -936,9 +1012,21 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
   const std::int64_t T = request.horizon();
   for (std::size_t i = 0; i < gradients.size() && static_cast<int>(i) < request.problems_size();
        ++i) {
-    const ProblemGradient& g = gradients[i];
     mpcd::v1::Problem merged;
     const mpcd::v1::Problem& in = MergedProblem(request, static_cast<int>(i), &merged);
+    // A slew-rate problem was solved with u_{t-1} in the state: its gradient's blocks of the
+    // caller's inputs (no copy otherwise).
+    // (ToBackwardProblems checked the shapes this reads.)
+    const bool slew = in.slew_rate_penalty() > 0 && in.x_init().shape_size() == 1 &&
+                      in.cost().quadratic().shape_size() >= 2;
+    ProblemGradient reduced;
+    if (slew) {
+      const int n = static_cast<int>(in.x_init().shape(0));
+      const int tau = static_cast<int>(*in.cost().quadratic().shape().rbegin());
+      reduced = gradients[i];
+      ReduceSlewGradient(n, tau - n, &reduced);
+    }
+    const ProblemGradient& g = slew ? reduced : gradients[i];
     mpcd::v1::Problem* out = response->add_gradients();
     const std::int64_t n = static_cast<std::int64_t>(g.x_init.size());
     SetTensor({n}, g.x_init, out->mutable_x_init());
@@ -1021,6 +1109,11 @@ absl::StatusOr<Problem> ToControlProblem(const mpcd::v1::ControlRequest& first,
   MPC_RETURN_IF_ERROR(ValidateSolverOptions(first.options(), limits.problem));
   SolverOptions options = ToSolverOptions(first.options());
   options.compute_gains = true;
+  if (first.problem().slew_rate_penalty() != 0) {
+    // Each step measures x only; the session would have to carry u_{t-1} into the augmented state.
+    return absl::InvalidArgumentError(
+        "problem.slew_rate_penalty: not supported in Control sessions yet");
+  }
   return ToProblem(first.problem(), static_cast<int>(first.horizon()), options, limits, "problem.");
 }
 

@@ -40,6 +40,9 @@ struct ProblemSettings {
   double linesearch_decay;
   double best_cost_eps;
   double dt;  // model time step in seconds (models only)
+  // mpc.pytorch's delta_u: > 0 bounds each control's change per iteration to +-delta_u (a trust
+  // region, with or without bounds); 0 = no trust region.
+  double delta_u;
   std::int32_t max_iterations;
   std::int32_t max_linesearch_iterations;
   std::int32_t not_improved_limit;
