@@ -88,6 +88,11 @@ class Problem:
     u_lower: Optional[np.ndarray] = None
     u_upper: Optional[np.ndarray] = None
     u_init: Optional[np.ndarray] = None
+    # mpc.pytorch's slew_rate_penalty (0 = none; linear dynamics), its prev_ctrl (m) and its
+    # u_zero_I as a (T, m) mask of 0/1 (mpcd.proto's Problem describes each).
+    slew_rate_penalty: float = 0.0
+    prev_ctrl: Optional[np.ndarray] = None
+    u_zero_mask: Optional[np.ndarray] = None
 
 
 @dataclasses.dataclass
@@ -250,6 +255,9 @@ def problem_to_proto(problem: Problem) -> "mpcd_pb2.Problem":
     _set_optional(message.u_lower, problem.u_lower)
     _set_optional(message.u_upper, problem.u_upper)
     _set_optional(message.u_init, problem.u_init)
+    message.slew_rate_penalty = problem.slew_rate_penalty
+    _set_optional(message.prev_ctrl, problem.prev_ctrl)
+    _set_optional(message.u_zero_mask, problem.u_zero_mask)
     return message
 
 
