@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "proto/error_details.h"
 
 namespace mpc {
 namespace {
@@ -62,7 +63,8 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  return FromRichStatus(static_cast<absl::StatusCode>(status.error_code()), status.error_message(),
+                        status.error_details());
 }
 
 const char* ServingStatusName(ServingStatus status) {
@@ -197,6 +199,11 @@ absl::StatusOr<mpcd::v1::ControlResponse> ControlStream::Step(
     absl::Status status = FinishStream();
     if (status.ok()) status = absl::UnknownError("the server ended the Control session");
     return status;
+  }
+  // A step without a plan; the session goes on.
+  if (response.has_error()) {
+    return absl::Status(static_cast<absl::StatusCode>(response.error().code()),
+                        response.error().message());
   }
   return response;
 }

@@ -68,7 +68,8 @@ std::string RetryServiceConfig(int max_attempts = 5);
 // (grpc.health.v1 Watch, so a draining replica stops getting calls), plus the retries.
 std::string ReplicatedServiceConfig(int max_attempts = 5);
 
-// The grpc::Status as an absl::Status: the codes are the same numbers (google/rpc/code.proto).
+// The grpc::Status as an absl::Status: the codes are the same numbers (google/rpc/code.proto),
+// and the details of its google.rpc.Status become payloads (proto/error_details.h).
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
 // An asynchronous call in flight.
@@ -93,7 +94,8 @@ class ControlStream {
           stream);
   ~ControlStream();  // Close()s
 
-  // The answer to `request`, or the status the server ended the session with.
+  // The answer to `request`; the step's error (ControlResponse.error: the session goes on); or
+  // the status the server ended the session with.
   absl::StatusOr<mpcd::v1::ControlResponse> Step(const mpcd::v1::ControlRequest& request);
   // Ends the session (half-close, then the server's final status). Idempotent.
   absl::Status Close();

@@ -63,6 +63,7 @@
 #include "client/mpcctl_help.h"
 #include "client/output_format.h"
 #include "mpcd/v1/mpcd.pb.h"
+#include "proto/error_details.h"
 #include "proto/proto_conversion.h"
 #include "solver/make_backend.h"
 #include "solver/models/model_registry.h"
@@ -416,10 +417,26 @@ absl::Status RunDemo() {
 
 // --- Against a server (--target) ---
 
-// An error from the server (or from reaching it), as "CODE: message" with gRPC's code name.
+// An error from the server (or from reaching it), as "CODE: message" with gRPC's code name, then
+// the error's details when they say more: every field violation of a request with several, and
+// how long the server asks a client to wait before retrying.
 absl::Status RemoteError(const absl::Status& status) {
-  return absl::Status(
-      status.code(), absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message()));
+  std::string message =
+      absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message());
+  if (const std::optional<google::rpc::BadRequest> bad = mpc::BadRequestOf(status);
+      bad.has_value() && bad->field_violations_size() > 1) {
+    std::vector<std::string> violations;
+    for (const auto& violation : bad->field_violations()) {
+      violations.push_back(absl::StrCat(violation.field(), ": ", violation.description()));
+    }
+    absl::StrAppend(&message, "; violations: ", absl::StrJoin(violations, "; "));
+  }
+  if (const std::optional<google::rpc::RetryInfo> retry = mpc::RetryInfoOf(status);
+      retry.has_value()) {
+    absl::StrAppend(&message, "; retry after ",
+                    retry->retry_delay().seconds() + retry->retry_delay().nanos() * 1e-9, " s");
+  }
+  return absl::Status(status.code(), message);
 }
 
 // The channel's service config from --service_config, --round_robin or --retry.

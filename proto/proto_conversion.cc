@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "proto/error_details.h"
 #include "solver/problem_fields.h"
 #include "solver/pytorch_terms.h"
 #include "solver/status_macros.h"
@@ -767,23 +768,31 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
   std::vector<Problem> problems;
   problems.reserve(request.problems_size());
   mpcd::v1::Problem merged;
+  // Every problem is checked, so that one answer names each broken one (error_details.h).
+  Violations violations;
   for (int i = 0; i < request.problems_size(); ++i) {
-    MPC_ASSIGN_OR_RETURN(Problem problem,
-                         ToProblem(MergedProblem(request, i, &merged), horizon, options, limits,
-                                   absl::StrCat("problems[", i, "].")));
-    problem.sampling_stream = static_cast<std::uint32_t>(i);
-    if ((options.compute_x_init_jacobian || options.compute_params_jacobian) &&
-        problem.slew_state_prefix > 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
+    absl::StatusOr<Problem> problem =
+        ToProblem(MergedProblem(request, i, &merged), horizon, options, limits,
+                  absl::StrCat("problems[", i, "]."));
+    if (problem.ok() && (options.compute_x_init_jacobian || options.compute_params_jacobian) &&
+        problem->slew_state_prefix > 0) {
+      problem = absl::InvalidArgumentError(absl::StrCat(
           request.return_x_init_jacobian() ? "return_x_init_jacobian" : "return_params_jacobian",
           ": not available with problems[", i, "].slew_rate_penalty"));
-    }
-    if (options.compute_params_jacobian && problem.shape.dynamics.is_linear()) {
-      return absl::InvalidArgumentError(absl::StrCat(
+    } else if (problem.ok() && options.compute_params_jacobian &&
+               problem->shape.dynamics.is_linear()) {
+      problem = absl::InvalidArgumentError(absl::StrCat(
           "return_params_jacobian: problems[", i, "] has linear dynamics, which have no params"));
     }
-    problems.push_back(std::move(problem));
+    if (!problem.ok()) {
+      if (problem.status().code() != absl::StatusCode::kInvalidArgument) return problem.status();
+      if (!violations.Add(problem.status())) break;
+      continue;
+    }
+    problem->sampling_stream = static_cast<std::uint32_t>(i);
+    if (violations.empty()) problems.push_back(*std::move(problem));
   }
+  if (!violations.empty()) return violations.ToStatus();
   return problems;
 }
 
@@ -916,6 +925,45 @@ absl::Status CheckDifferentiable(const mpcd::v1::Solution& solution, const std::
 
 }  // namespace
 
+namespace {
+
+// Checks request.solutions(i) and .cotangents(i) against `problem` and fills `out` from them.
+absl::Status ToBackwardItem(const mpcd::v1::BackwardRequest& request, int i, const Problem& problem,
+                            GradientMode mode, BackwardProblem* out) {
+  const mpcd::v1::Solution& solution = request.solutions(i);
+  const mpcd::v1::Cotangent& cotangent = request.cotangents(i);
+  const BackwardFieldNames names = BackwardRequestFieldNames(i);
+  MPC_RETURN_IF_ERROR(CheckDifferentiable(solution, names.solution));
+  const std::pair<const Tensor*, ArrayField> arrays[] = {
+      {&solution.x(), ArrayField::kSolutionX},
+      {&solution.u(), ArrayField::kSolutionU},
+      {&cotangent.x(), ArrayField::kCotangentX},
+      {&cotangent.u(), ArrayField::kCotangentU},
+  };
+  // The request's point and cotangent have the caller's state, not a slew-rate augmented one.
+  const ProblemShape shape = CallerShape(problem);
+  for (const auto& [tensor, field] : arrays) {
+    const bool of_solution = field == ArrayField::kSolutionX || field == ArrayField::kSolutionU;
+    const std::string path =
+        (of_solution ? names.solution : names.cotangent) + ArraySpecFor(field, shape).name;
+    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, path));
+    MPC_RETURN_IF_ERROR(CheckTensorShape(*tensor, field, shape, path));
+  }
+  BackwardProblem& item = *out;
+  item.problem = &problem;
+  item.x = ToVector(solution.x());
+  item.u = ToVector(solution.u());
+  item.dl_dx = ToVector(cotangent.x());
+  item.dl_du = ToVector(cotangent.u());
+  item.mode = mode;
+  AugmentBackwardPoint(problem, &item);
+  // The values' one scan, by the validation the backends rely on (they check only sizes).
+  MPC_RETURN_IF_ERROR(ValidateBackwardProblem(item, names));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardRequest& request,
                                                   const RequestLimits& limits) {
   MPC_RETURN_IF_ERROR(CheckHorizonAndCount(request.horizon(), request.problems_size(), limits));
@@ -944,46 +992,29 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
   BackwardInputs batch;
   batch.problems.reserve(count);
   mpcd::v1::Problem merged;
+  // Every problem, then every item, is checked, so that one answer names each broken one.
+  Violations violations;
   for (int i = 0; i < count; ++i) {
-    MPC_ASSIGN_OR_RETURN(Problem problem,
-                         ToProblem(MergedProblem(request, i, &merged), horizon, SolverOptions(),
-                                   limits, absl::StrCat("problems[", i, "].")));
-    batch.problems.push_back(std::move(problem));
+    absl::StatusOr<Problem> problem =
+        ToProblem(MergedProblem(request, i, &merged), horizon, SolverOptions(), limits,
+                  absl::StrCat("problems[", i, "]."));
+    if (!problem.ok()) {
+      if (problem.status().code() != absl::StatusCode::kInvalidArgument) return problem.status();
+      if (!violations.Add(problem.status())) break;
+      continue;
+    }
+    if (violations.empty()) batch.problems.push_back(*std::move(problem));
   }
+  if (!violations.empty()) return violations.ToStatus();
   // Pointers into batch.problems: it is complete and never grows again.
   batch.items.resize(count);
   for (int i = 0; i < count; ++i) {
-    const Problem& problem = batch.problems[i];
-    const mpcd::v1::Solution& solution = request.solutions(i);
-    const mpcd::v1::Cotangent& cotangent = request.cotangents(i);
-    const BackwardFieldNames names = BackwardRequestFieldNames(i);
-    MPC_RETURN_IF_ERROR(CheckDifferentiable(solution, names.solution));
-    const std::pair<const Tensor*, ArrayField> arrays[] = {
-        {&solution.x(), ArrayField::kSolutionX},
-        {&solution.u(), ArrayField::kSolutionU},
-        {&cotangent.x(), ArrayField::kCotangentX},
-        {&cotangent.u(), ArrayField::kCotangentU},
-    };
-    // The request's point and cotangent have the caller's state, not a slew-rate augmented one.
-    const ProblemShape shape = CallerShape(problem);
-    for (const auto& [tensor, field] : arrays) {
-      const bool of_solution = field == ArrayField::kSolutionX || field == ArrayField::kSolutionU;
-      const std::string path =
-          (of_solution ? names.solution : names.cotangent) + ArraySpecFor(field, shape).name;
-      MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, path));
-      MPC_RETURN_IF_ERROR(CheckTensorShape(*tensor, field, shape, path));
-    }
-    BackwardProblem& item = batch.items[i];
-    item.problem = &problem;
-    item.x = ToVector(solution.x());
-    item.u = ToVector(solution.u());
-    item.dl_dx = ToVector(cotangent.x());
-    item.dl_du = ToVector(cotangent.u());
-    item.mode = mode;
-    AugmentBackwardPoint(problem, &item);
-    // The values' one scan, by the validation the backends rely on (they check only sizes).
-    MPC_RETURN_IF_ERROR(ValidateBackwardProblem(item, names));
+    const absl::Status item = ToBackwardItem(request, i, batch.problems[i], mode, &batch.items[i]);
+    if (item.ok()) continue;
+    if (item.code() != absl::StatusCode::kInvalidArgument) return item;
+    if (!violations.Add(item)) break;
   }
+  if (!violations.empty()) return violations.ToStatus();
   return batch;
 }
 
@@ -1124,6 +1155,10 @@ absl::Status ApplyControlStep(const mpcd::v1::ControlRequest& step, Problem* pro
                                              : "options";
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": only the first message of a Control session sets the template"));
+  }
+  if (step.real_time_iteration()) {
+    return absl::InvalidArgumentError(
+        "real_time_iteration: only the first message of a Control session sets the mode");
   }
   const ProblemShape& shape = problem->shape;
   // The same table as the first message's problem, with this message's names.

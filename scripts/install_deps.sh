@@ -9,6 +9,12 @@ packages=(
   libeigen3-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   grpc-proto python3-grpcio python3-protobuf python3-numpy curl nlohmann-json3-dev
   python3-torch python3-matplotlib  # mpcd.torch and its tests; the examples' plots
+  # the tutorial notebook (examples/tutorial.ipynb), made and run headless in the Tutorial test
+  python3-nbformat python3-nbconvert jupyter-nbconvert python3-ipykernel
+  # the Go client's test (client/go), built offline against Debian's Go packages; protobuf 1-5
+  # replaces the default 1-3, whose runtime cannot load protoc-gen-go 1.28's output
+  golang-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go protoc-gen-go-grpc
+  golang-github-golang-protobuf-1-5-dev
   libonnx-dev python3-onnx  # dynamics graphs: mpcd parses ONNX with libonnx; tests and mpcd.torch export
   # tests/deploy: nginx as a gRPC proxy, yamllint for the manifests, promtool (in prometheus)
   # for the scrape config and alert rules

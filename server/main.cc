@@ -32,6 +32,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/cli.h"
+#include "server/logger.h"
 #include "server/mpc_server.h"
 #include "server/security.h"
 #include "server/server_config.h"
@@ -134,6 +135,13 @@ ABSL_FLAG(bool, keepalive_permit_without_calls, kDefaults.keepalive_permit_witho
           "Allow keepalive pings from a client that has no call open (otherwise each counts "
           "against it as above).");
 
+ABSL_FLAG(std::string, log_level, "info",
+          "Least severe log line written to stderr: debug (also every request answered), info, "
+          "warning (every request refused, with its reason) or error.");
+ABSL_FLAG(std::string, log_format, "text",
+          "Log lines on stderr as text or json (one JSON object per line: time, level, msg, "
+          "request_id, method, code, duration_ms, peer, reason, ...).");
+
 namespace {
 
 absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
@@ -217,6 +225,12 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
   config.graphs.limits.max_nodes = absl::GetFlag(FLAGS_max_graph_nodes);
   config.graphs.limits.max_parameters = absl::GetFlag(FLAGS_max_graph_parameters);
   config.graphs.limits.max_elements = absl::GetFlag(FLAGS_max_graph_elements);
+  absl::StatusOr<mpc::LogLevel> log_level = mpc::ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+  if (!log_level.ok()) return log_level.status();
+  config.log.level = *log_level;
+  absl::StatusOr<mpc::LogFormat> log_format = mpc::ParseLogFormat(absl::GetFlag(FLAGS_log_format));
+  if (!log_format.ok()) return log_format.status();
+  config.log.format = *log_format;
   absl::Status valid = mpc::ValidateServerConfig(config);
   if (!valid.ok()) return valid;
   return config;
@@ -288,6 +302,9 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   const rlim_t descriptors = RaiseDescriptorLimit();
+  // Lives until the process exits: gRPC's threads may still log while it stops.
+  const mpc::Logger* const logger = new mpc::Logger(config->log);
+  mpc::RouteGrpcLogsTo(logger);
 
   absl::StatusOr<std::unique_ptr<mpc::MpcServer>> server =
       mpc::MpcServer::Create(*config, nullptr, [] {
@@ -295,21 +312,22 @@ int main(int argc, char** argv) {
         kill(getpid(), SIGTERM);  // main's sigwait takes it from here
       });
   if (!server.ok()) {
-    std::cerr << "mpcd: " << server.status().message() << "\n";
+    logger->Log(mpc::LogLevel::kError, "cannot start", {{"reason", server.status().message()}});
     // A bad security file is a usage error like a bad flag; anything else failed at run time.
     return server.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
   if (!config->security.auth_token_file.empty() && !config->security.tls()) {
-    std::cerr << "mpcd: warning: --auth_token_file without --tls_cert: the token crosses the "
-                 "network in clear text (acceptable only behind a TLS-terminating proxy or on "
-                 "loopback)\n";
+    logger->Log(mpc::LogLevel::kWarning,
+                "--auth_token_file without --tls_cert: the token crosses the network in clear "
+                "text (acceptable only behind a TLS-terminating proxy or on loopback)");
   }
   if (!IsLoopback(config->host) && !config->security.tls() &&
       config->security.auth_token_file.empty()) {
-    std::cerr << "mpcd: warning: listening on " << (*server)->bound_address()
-              << " (not loopback) in plaintext without --auth_token_file: anyone who can reach "
-                 "this address can use the server; see docs/operations.md (TLS and "
-                 "authentication)\n";
+    logger->Log(mpc::LogLevel::kWarning,
+                absl::StrCat("listening on ", (*server)->bound_address(),
+                             " (not loopback) in plaintext without --auth_token_file: anyone who "
+                             "can reach this address can use the server; see docs/operations.md "
+                             "(TLS and authentication)"));
   }
   // One line a person or a test script can read the bound ports from: the address the listener
   // is bound to (0.0.0.0 = every interface), then one to dial from this machine.
@@ -322,12 +340,18 @@ int main(int argc, char** argv) {
   std::cout << "mpcd: security: " << mpc::DescribeSecurity(config->security) << std::endl;
   std::cout << "mpcd: version: " << mpc::cli::VersionString("mpcd") << std::endl;
   std::cout << "mpcd: open file limit: " << descriptors << std::endl;
+  logger->Log(mpc::LogLevel::kInfo, "serving",
+              {{"address", (*server)->bound_address()},
+               {"backend", (*server)->backend().name()},
+               {"metrics_port", (*server)->metrics_port()},
+               {"version", mpc::cli::VersionString("mpcd")}});
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   if (listener_failed.load()) {
-    std::cerr << "mpcd: the listener stopped accepting connections (--listener_watchdog_s); "
-                 "draining, then exiting 3 so that a supervisor restarts mpcd\n";
+    logger->Log(mpc::LogLevel::kError,
+                "the listener stopped accepting connections (--listener_watchdog_s); draining, "
+                "then exiting 3 so that a supervisor restarts mpcd");
   } else {
     std::cout << "mpcd: " << (signal_number == SIGINT ? "SIGINT" : "SIGTERM")
               << ": draining calls in flight" << std::endl;

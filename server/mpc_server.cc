@@ -43,6 +43,7 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   MPC_RETURN_IF_ERROR(ValidateServerConfig(config));
   std::unique_ptr<MpcServer> server(new MpcServer());
   server->config_ = config;
+  server->logger_ = std::make_unique<Logger>(config.log);
 
   if (backend == nullptr) {
     MPC_ASSIGN_OR_RETURN(backend, MakeBackend(config.backend, config.threads, config.cuda_precision,
@@ -69,6 +70,7 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   service_options.max_session_bytes = config.max_session_bytes;
   service_options.backend_name = std::string(server->backend_->name());
   service_options.auth_token = std::move(security.auth_token);
+  service_options.logger = server->logger_.get();
   server->service_ =
       std::make_unique<MpcService>(service_options, server->batcher_.get(), server->metrics_.get());
 
@@ -107,6 +109,11 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
                                MillisecondsForGrpc(config.shutdown_grace));
   }
   builder.RegisterService(server->service_.get());
+  // Reflection v1 beside the plugin's v1alpha; list_services names every service registered here.
+  server->reflection_v1_ = std::make_unique<ReflectionV1Service>(std::vector<std::string>{
+      kServiceName, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+      "grpc.reflection.v1.ServerReflection"});
+  builder.RegisterService(server->reflection_v1_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     server->batcher_->Stop();
@@ -128,6 +135,7 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
                                                  ": ", e.what()));
     }
     server->exposer_->RegisterCollectable(server->metrics_->registry());
+    server->exposer_->RegisterCollectable(server->process_metrics_);
     const std::vector<int> ports = server->exposer_->GetListeningPorts();
     server->metrics_port_ = ports.empty() ? -1 : ports.front();
   }

@@ -19,7 +19,10 @@
 #include "prometheus/exposer.h"
 #include "server/dynamic_batcher.h"
 #include "server/listener_watchdog.h"
+#include "server/logger.h"
 #include "server/mpc_service.h"
+#include "server/process_metrics.h"
+#include "server/reflection_v1.h"
 #include "server/server_config.h"
 #include "server/service_metrics.h"
 #include "solver/solver_backend.h"
@@ -72,12 +75,16 @@ class MpcServer {
   int metrics_port_ = -1;
   // Declared in construction order, so destruction runs the other way: the endpoint and the gRPC
   // server go before the service, batcher, metrics and backend they use.
+  std::unique_ptr<Logger> logger_;         // before service_, which points to it
   std::unique_ptr<GraphRegistry> graphs_;  // before service_, which points to it
   std::unique_ptr<SolverBackend> backend_;
   std::unique_ptr<ServiceMetrics> metrics_;
   std::unique_ptr<DynamicBatcher> batcher_;
   std::unique_ptr<MpcService> service_;
+  std::unique_ptr<ReflectionV1Service> reflection_v1_;
   std::unique_ptr<grpc::Server> server_;
+  // process_* (the exposer holds it weakly: declared before it, destroyed after it).
+  std::shared_ptr<ProcessMetrics> process_metrics_ = std::make_shared<ProcessMetrics>();
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<ListenerWatchdog> watchdog_;
 

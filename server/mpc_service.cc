@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "proto/error_details.h"
 #include "server/control_session.h"
 #include "server/status_conversion.h"
 #include "solver/gradients.h"
@@ -51,15 +52,15 @@ absl::Status CheckProblemSizes(const std::vector<Problem>& problems, std::int64_
 // Finish runs only after every job is done: so no job ever outlives it.
 class BatchedCall : public grpc::ServerUnaryReactor {
  public:
-  BatchedCall(RpcMethod method, absl::Time start, DynamicBatcher* batcher, ServiceMetrics* metrics,
+  BatchedCall(const CallLog& log, DynamicBatcher* batcher, ServiceMetrics* metrics,
               CallTracker* calls)
-      : method_(method), start_(start), batcher_(batcher), metrics_(metrics), calls_(calls) {}
+      : log_(log), batcher_(batcher), metrics_(metrics), calls_(calls) {}
 
   void OnCancel() override {
     // Queued jobs see the flag and are dropped; problems being solved stop at their next iteration
     // (SolveInterrupt).
     cancelled_.store(true, std::memory_order_release);
-    metrics_->RequestCancelled(method_);
+    metrics_->RequestCancelled(log_.method());
     batcher_->Wake();
   }
   void OnDone() override { delete this; }
@@ -121,15 +122,14 @@ class BatchedCall : public grpc::ServerUnaryReactor {
       for (const auto& [id, seconds] : launches) solve_seconds += seconds;
       FillResponse(queue_seconds, solve_seconds, batch_size);
     }
-    metrics_->RequestFinished(method_, status.code(), absl::Now() - start_);
+    log_.Finished(status, {LogField("problems", static_cast<std::int64_t>(results_.size()))});
     CallTracker* calls = calls_;
     // Nothing may touch `this` after Finish: OnDone may already be deleting it.
     Finish(ToGrpcStatus(status));
     calls->Finish();
   }
 
-  const RpcMethod method_;
-  const absl::Time start_;
+  const CallLog log_;
   DynamicBatcher* const batcher_;
   ServiceMetrics* const metrics_;
   CallTracker* const calls_;
@@ -141,10 +141,10 @@ class BatchedCall : public grpc::ServerUnaryReactor {
 
 class SolveCall final : public BatchedCall {
  public:
-  SolveCall(absl::Time start, DynamicBatcher* batcher, ServiceMetrics* metrics, CallTracker* calls,
-            std::vector<Problem> problems, mpcd::v1::TensorEncoding encoding, std::string backend,
-            mpcd::v1::SolveResponse* response)
-      : BatchedCall(RpcMethod::kSolve, start, batcher, metrics, calls),
+  SolveCall(const CallLog& log, DynamicBatcher* batcher, ServiceMetrics* metrics,
+            CallTracker* calls, std::vector<Problem> problems, mpcd::v1::TensorEncoding encoding,
+            std::string backend, mpcd::v1::SolveResponse* response)
+      : BatchedCall(log, batcher, metrics, calls),
         problems_(std::move(problems)),
         solutions_(problems_.size()),
         encoding_(encoding),
@@ -183,10 +183,10 @@ class SolveCall final : public BatchedCall {
 class BackwardCall final : public BatchedCall {
  public:
   // `request` is gRPC's, valid until OnDone; the answer's shapes follow the request's inputs.
-  BackwardCall(absl::Time start, DynamicBatcher* batcher, ServiceMetrics* metrics,
+  BackwardCall(const CallLog& log, DynamicBatcher* batcher, ServiceMetrics* metrics,
                CallTracker* calls, BackwardInputs inputs, const mpcd::v1::BackwardRequest* request,
                std::string backend, mpcd::v1::BackwardResponse* response)
-      : BatchedCall(RpcMethod::kBackward, start, batcher, metrics, calls),
+      : BatchedCall(log, batcher, metrics, calls),
         inputs_(std::move(inputs)),
         gradients_(inputs_.items.size()),
         request_(request),
@@ -226,22 +226,20 @@ class BackwardCall final : public BatchedCall {
 };
 
 // Answers at once, for calls that never reach the batcher (the call was counted by TryStart).
-grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, RpcMethod method,
-                                    absl::Time start, const absl::Status& status,
-                                    ServiceMetrics* metrics, CallTracker* calls) {
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const CallLog& log,
+                                    const absl::Status& status, CallTracker* calls) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  metrics->RequestFinished(method, status.code(), absl::Now() - start);
+  log.Finished(status);
   reactor->Finish(ToGrpcStatus(status));
   calls->Finish();
   return reactor;
 }
 
 // Answers `status` at once, for calls Admit refused (not counted by the CallTracker).
-grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context, RpcMethod method,
-                                 absl::Time start, const absl::Status& status,
-                                 ServiceMetrics* metrics) {
+grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context, const CallLog& log,
+                                 const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  metrics->RequestFinished(method, status.code(), absl::Now() - start);
+  log.Finished(status);
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
@@ -267,7 +265,10 @@ MpcService::MpcService(const ServiceOptions& options, DynamicBatcher* batcher,
 absl::Status MpcService::Admit(const grpc::CallbackServerContext& context) {
   MPC_RETURN_IF_ERROR(auth_.Check(context.client_metadata()));
   if (!calls_.TryStart()) {
-    return absl::UnavailableError("server is shutting down; retry on another replica");
+    // Another replica can answer at once.
+    return WithRetryDelay(
+        absl::UnavailableError("server is shutting down; retry on another replica"),
+        absl::ZeroDuration());
   }
   return absl::OkStatus();
 }
@@ -275,25 +276,25 @@ absl::Status MpcService::Admit(const grpc::CallbackServerContext& context) {
 grpc::ServerUnaryReactor* MpcService::Solve(grpc::CallbackServerContext* context,
                                             const mpcd::v1::SolveRequest* request,
                                             mpcd::v1::SolveResponse* response) {
-  const absl::Time start = absl::Now();
-  metrics_->RequestStarted(RpcMethod::kSolve);
+  CallLog log(RpcMethod::kSolve, context, metrics_, options_.logger);
+  log.Started();
   if (absl::Status admitted = Admit(*context); !admitted.ok()) {
-    return Refuse(context, RpcMethod::kSolve, start, admitted, metrics_);
+    return Refuse(context, log, admitted);
   }
   if (absl::Status status = CheckMessageSize(*request, options_.max_message_bytes); !status.ok()) {
-    return FinishNow(context, RpcMethod::kSolve, start, status, metrics_, &calls_);
+    return FinishNow(context, log, status, &calls_);
   }
   absl::StatusOr<std::vector<Problem>> problems = ToProblems(*request, options_.limits);
   if (!problems.ok()) {
-    return FinishNow(context, RpcMethod::kSolve, start, problems.status(), metrics_, &calls_);
+    return FinishNow(context, log, problems.status(), &calls_);
   }
   if (absl::Status status = CheckProblemSizes(*problems, options_.max_problem_size); !status.ok()) {
-    return FinishNow(context, RpcMethod::kSolve, start, status, metrics_, &calls_);
+    return FinishNow(context, log, status, &calls_);
   }
   if (absl::Status status = CheckSolveAdmission(*problems, options_.admission); !status.ok()) {
-    return FinishNow(context, RpcMethod::kSolve, start, status, metrics_, &calls_);
+    return FinishNow(context, log, status, &calls_);
   }
-  auto* call = new SolveCall(start, batcher_, metrics_, &calls_, *std::move(problems),
+  auto* call = new SolveCall(log, batcher_, metrics_, &calls_, *std::move(problems),
                              request->response_encoding(), options_.backend_name, response);
   // The batcher may finish the call before this returns (e.g. a full queue): gRPC allows Finish
   // before the reactor is bound and runs OnDone only afterwards, so returning `call` stays valid.
@@ -304,30 +305,30 @@ grpc::ServerUnaryReactor* MpcService::Solve(grpc::CallbackServerContext* context
 grpc::ServerUnaryReactor* MpcService::Backward(grpc::CallbackServerContext* context,
                                                const mpcd::v1::BackwardRequest* request,
                                                mpcd::v1::BackwardResponse* response) {
-  const absl::Time start = absl::Now();
-  metrics_->RequestStarted(RpcMethod::kBackward);
+  CallLog log(RpcMethod::kBackward, context, metrics_, options_.logger);
+  log.Started();
   if (absl::Status admitted = Admit(*context); !admitted.ok()) {
-    return Refuse(context, RpcMethod::kBackward, start, admitted, metrics_);
+    return Refuse(context, log, admitted);
   }
   if (absl::Status status = CheckMessageSize(*request, options_.max_message_bytes); !status.ok()) {
-    return FinishNow(context, RpcMethod::kBackward, start, status, metrics_, &calls_);
+    return FinishNow(context, log, status, &calls_);
   }
   absl::StatusOr<BackwardInputs> inputs = ToBackwardProblems(*request, options_.limits);
   if (!inputs.ok()) {
-    return FinishNow(context, RpcMethod::kBackward, start, inputs.status(), metrics_, &calls_);
+    return FinishNow(context, log, inputs.status(), &calls_);
   }
   if (absl::Status status = CheckProblemSizes(inputs->problems, options_.max_problem_size);
       !status.ok()) {
-    return FinishNow(context, RpcMethod::kBackward, start, status, metrics_, &calls_);
+    return FinishNow(context, log, status, &calls_);
   }
   if (absl::Status status = CheckBackwardAdmission(inputs->problems, options_.admission);
       !status.ok()) {
-    return FinishNow(context, RpcMethod::kBackward, start, status, metrics_, &calls_);
+    return FinishNow(context, log, status, &calls_);
   }
   // ToBackwardProblems validated every item with ValidateBackwardProblem, the check the backends'
   // size check (ValidateBackwardBatch) is a subset of, so one client's request never fails the
   // others' in its batch, and no value is scanned twice.
-  auto* call = new BackwardCall(start, batcher_, metrics_, &calls_, *std::move(inputs), request,
+  auto* call = new BackwardCall(log, batcher_, metrics_, &calls_, *std::move(inputs), request,
                                 options_.backend_name, response);
   call->Start(DeadlineOf(*context));  // as in Solve: Finish may run before this returns
   return call;
@@ -336,23 +337,24 @@ grpc::ServerUnaryReactor* MpcService::Backward(grpc::CallbackServerContext* cont
 grpc::ServerUnaryReactor* MpcService::ListModels(grpc::CallbackServerContext* context,
                                                  const mpcd::v1::ListModelsRequest* /*request*/,
                                                  mpcd::v1::ListModelsResponse* response) {
-  const absl::Time start = absl::Now();
-  metrics_->RequestStarted(RpcMethod::kListModels);
+  CallLog log(RpcMethod::kListModels, context, metrics_, options_.logger);
+  log.Started();
   if (absl::Status admitted = Admit(*context); !admitted.ok()) {
-    return Refuse(context, RpcMethod::kListModels, start, admitted, metrics_);
+    return Refuse(context, log, admitted);
   }
   ToListModelsResponse(BuiltinModels(), response);
   if (options_.limits.graphs != nullptr) AddGraphModels(options_.limits.graphs->named(), response);
-  return FinishNow(context, RpcMethod::kListModels, start, absl::OkStatus(), metrics_, &calls_);
+  return FinishNow(context, log, absl::OkStatus(), &calls_);
 }
 
 grpc::ServerBidiReactor<mpcd::v1::ControlRequest, mpcd::v1::ControlResponse>* MpcService::Control(
     grpc::CallbackServerContext* context) {
   // The token is checked once, before the first message is read; a refused stream counts as one
   // refused request.
+  CallLog log(RpcMethod::kControl, context, metrics_, options_.logger);
   if (absl::Status auth = auth_.Check(context->client_metadata()); !auth.ok()) {
-    metrics_->RequestStarted(RpcMethod::kControl);
-    metrics_->RequestFinished(RpcMethod::kControl, auth.code(), absl::ZeroDuration());
+    log.Started();
+    log.Finished(auth);
     return new RefusedStream(ToGrpcStatus(auth));
   }
   // Steps, not streams, are counted as calls (see ControlSession), so an idle session never holds
@@ -361,7 +363,7 @@ grpc::ServerBidiReactor<mpcd::v1::ControlRequest, mpcd::v1::ControlResponse>* Mp
       ControlSession::Dependencies{options_.limits, options_.max_problem_size,
                                    options_.max_message_bytes, options_.admission, &sessions_,
                                    batcher_, metrics_, &calls_},
-      DeadlineOf(*context));
+      log, DeadlineOf(*context));
 }
 
 }  // namespace mpc

@@ -15,8 +15,10 @@
 #include "mpcd/v1/mpcd.grpc.pb.h"
 #include "proto/proto_conversion.h"
 #include "server/admission.h"
+#include "server/call_log.h"
 #include "server/call_tracker.h"
 #include "server/dynamic_batcher.h"
+#include "server/logger.h"
 #include "server/security.h"
 #include "server/service_metrics.h"
 #include "server/session_budget.h"
@@ -37,6 +39,9 @@ struct ServiceOptions {
   std::string backend_name = "cpu";
   // Every call must carry "authorization: Bearer <auth_token>"; "" = no check.
   std::string auth_token;
+  // Where each answered request is logged (server/call_log.h); null = nowhere. Must outlive the
+  // service.
+  const Logger* logger = nullptr;
 };
 
 class MpcService final : public mpcd::v1::MpcService::CallbackService {

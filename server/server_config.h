@@ -12,6 +12,7 @@
 #include "proto/proto_conversion.h"
 #include "server/admission.h"
 #include "server/dynamic_batcher.h"
+#include "server/logger.h"
 #include "solver/make_backend.h"
 
 namespace mpc {
@@ -100,6 +101,8 @@ struct ServerConfig {
   // none).
   GraphRegistryOptions graphs;
   std::string model_dir;
+  // The log lines on stderr (server/logger.h, server/call_log.h): level and format.
+  LogConfig log;
 };
 
 // More threads than any machine mpcd runs on has cores (thread creation fails long before).

@@ -3,6 +3,12 @@
 //
 //   npm ci          (once, in client/node)
 //   node solve_cartpole.js --target=localhost:50051 [--check]
+//   node solve_cartpole.js --target=localhost:50051 --tls-ca=ca.pem [--tls-cert=client.pem
+//        --tls-key=client.key] [--tls-server-name=NAME] [--token-file=token]
+//
+// The TLS options match mpcd's --tls_cert (--tls-ca: the CA that signed the server's certificate),
+// --tls_client_ca (--tls-cert and --tls-key: this client's certificate, mutual TLS) and
+// --auth_token_file (--token-file: sent as "authorization: Bearer <token>" with every call).
 //
 // --check turns the printout into assertions (exit 1 on any failure): the test runs it that way.
 // --proto-dir (default ../../proto) and --grpc-proto-dir (default /usr/share/grpc-proto, Debian's
@@ -10,6 +16,7 @@
 'use strict';
 
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -19,6 +26,11 @@ function parseArgs(argv) {
     target: 'localhost:50051',
     'proto-dir': path.join(__dirname, '..', '..', 'proto'),
     'grpc-proto-dir': '/usr/share/grpc-proto',
+    'tls-ca': '',
+    'tls-cert': '',
+    'tls-key': '',
+    'tls-server-name': '',
+    'token-file': '',
     check: false,
   };
   for (const arg of argv) {
@@ -37,11 +49,32 @@ function loadPackage(includeDir, file) {
   return grpc.loadPackageDefinition(definition);
 }
 
-// A promise for a unary call with a deadline of `seconds`.
-function call(client, method, request, seconds = 30) {
+// Plaintext, or TLS when a CA or a client certificate is given.
+function channelCredentials(args) {
+  if (!args['tls-ca'] && !args['tls-cert']) return grpc.credentials.createInsecure();
+  if (!args['tls-cert'] !== !args['tls-key']) throw new Error('--tls-cert and --tls-key: give both or neither');
+  const read = (file) => (file ? fs.readFileSync(file) : null);
+  return grpc.credentials.createSsl(read(args['tls-ca']), read(args['tls-key']), read(args['tls-cert']));
+}
+
+function channelOptions(args) {
+  return args['tls-server-name'] ? { 'grpc.ssl_target_name_override': args['tls-server-name'] } : {};
+}
+
+// Every call's metadata: the bearer token, if any.
+function callMetadata(args) {
+  const metadata = new grpc.Metadata();
+  if (args['token-file']) {
+    metadata.set('authorization', `Bearer ${fs.readFileSync(args['token-file'], 'utf8').trim()}`);
+  }
+  return metadata;
+}
+
+// A promise for a unary call with `metadata` and a deadline of `seconds`.
+function call(client, method, request, metadata, seconds = 30) {
   const deadline = new Date(Date.now() + seconds * 1000);
   return new Promise((resolve, reject) => {
-    client[method](request, { deadline }, (error, response) => (error ? reject(error) : resolve(response)));
+    client[method](request, metadata, { deadline }, (error, response) => (error ? reject(error) : resolve(response)));
   });
 }
 
@@ -75,14 +108,15 @@ async function main() {
   const args = parseArgs(process.argv.slice(2));
   const mpcdProto = loadPackage(args['proto-dir'], 'mpcd/v1/mpcd.proto').mpcd.v1;
   const healthProto = loadPackage(args['grpc-proto-dir'], 'grpc/health/v1/health.proto').grpc.health.v1;
-  const credentials = grpc.credentials.createInsecure();
-  const mpc = new mpcdProto.MpcService(args.target, credentials);
-  const health = new healthProto.Health(args.target, credentials);
+  const credentials = channelCredentials(args);
+  const mpc = new mpcdProto.MpcService(args.target, credentials, channelOptions(args));
+  const health = new healthProto.Health(args.target, credentials, channelOptions(args));
+  const metadata = callMetadata(args);
 
-  const status = (await call(health, 'Check', { service: '' })).status;
+  const status = (await call(health, 'Check', { service: '' }, metadata)).status;
   console.log(`health: ${status}`);
 
-  const models = (await call(mpc, 'ListModels', {})).models;
+  const models = (await call(mpc, 'ListModels', {}, metadata)).models;
   const cartpole = models.find((model) => model.name === 'cartpole');
   console.log(`models: ${models.map((model) => model.name).join(', ')}; cartpole params ` +
               `${cartpole.param_names.join(', ')} = ${cartpole.default_params.join(', ')}`);
@@ -103,7 +137,7 @@ async function main() {
     u_lower: tensor([m], [-100]),
     u_upper: tensor([m], [100]),
   };
-  const response = await call(mpc, 'Solve', { horizon: T, problems: [problem], options: { max_iterations: 200 } });
+  const response = await call(mpc, 'Solve', { horizon: T, problems: [problem], options: { max_iterations: 200 } }, metadata);
   const solution = response.solutions[0];
   const last = solution.x.data.slice((T - 1) * n);
   console.log(`solve: ${solution.status} after ${solution.iterations} iterations, cost ` +
@@ -114,7 +148,7 @@ async function main() {
 
   let refused = null;
   try {
-    await call(mpc, 'Solve', { horizon: T, problems: [{ ...problem, x_init: tensor([4], [0, 0, 1, 0]) }] });
+    await call(mpc, 'Solve', { horizon: T, problems: [{ ...problem, x_init: tensor([4], [0, 0, 1, 0]) }] }, metadata);
   } catch (error) {
     refused = error;
     console.log(`bad request: ${grpc.status[error.code]}: ${error.details}`);

@@ -2,7 +2,8 @@
 """The Python package (client/python/mpcd) against a real mpcd process.
 
 mpcd.Client: health, models, solve and backward with numpy arrays, errors as exceptions carrying
-the gRPC status (INVALID_ARGUMENT naming the field, DEADLINE_EXCEEDED, UNAVAILABLE).
+the gRPC status (INVALID_ARGUMENT naming the field, DEADLINE_EXCEEDED, UNAVAILABLE) and its details
+(every field violation, the retry delay, the request id).
 mpcd.torch.MPC: every mpc.pytorch reference case (tests/data/mpc_pytorch, read at run time)
 solved through the server in mpc.pytorch's (T, B, ...) layout, and its gradients (autograd through
 Backward) against the files' gradients; the batch-shared layouts against the per-element ones;
@@ -131,6 +132,54 @@ class ClientTest(unittest.TestCase):
                 session.step([1.0, 0.0])
             self.assertIn("x: expected shape (3), got (2)", raised.exception.details)
 
+    def test_control_session_outlives_the_client_timeout_and_a_bad_measurement(self):
+        import time
+        problem = self.pendulum_problem()
+        # A client whose calls time out after 0.3 s: the session is not a call, only its steps are.
+        with mpcd.Client(SERVER.target, timeout=0.3) as client:
+            with client.control(15, problem, options={"max_iterations": 20}) as session:
+                step = session.first
+                for _ in range(4):  # 0.6 s in all, twice the client's timeout
+                    time.sleep(0.15)
+                    step = session.step(step.plan.x[1])
+                warm = step
+                with self.assertRaises(mpcd.InvalidArgumentError):
+                    session.step([float("nan"), 0.0, 0.0])
+                # The session goes on from the same warm start as if the bad state never came.
+                after = session.step(warm.plan.x[1])
+                expected = self.client.solve(15, [self.pendulum_problem(
+                    x_init=warm.plan.x[1],
+                    u_init=np.concatenate([warm.plan.u[1:], warm.plan.u[-1:]]))],
+                    options={"max_iterations": 20}, return_gains=True).solutions[0]
+                np.testing.assert_array_equal(after.plan.u, expected.u)
+
+    def test_a_step_timeout_bounds_each_step_and_the_session_goes_on(self):
+        import time
+        # Solving this to the end takes seconds (5000 iterations at T = 200).
+        options = {"max_iterations": 5000, "tolerance": 0.0, "not_improved_limit": 5000}
+        with self.client.control(200, self.pendulum_problem(), options=options,
+                                 step_timeout=0.05) as session:
+            step = session.first
+            self.assertEqual(step.plan.status, "DEADLINE")
+            for _ in range(3):
+                started = time.monotonic()
+                try:
+                    step = session.step(step.plan.x[1], timeout=0.02)
+                    self.assertEqual(step.plan.status, "DEADLINE")  # its best iterate, in time
+                except mpcd.DeadlineExceededError:
+                    pass  # it expired still queued: this step only
+                self.assertLess(time.monotonic() - started, 1.0)
+
+    def test_real_time_iteration_runs_one_iteration_per_step(self):
+        problem = self.pendulum_problem()
+        with self.client.control(15, problem, options={"max_iterations": 50},
+                                 real_time_iteration=True) as session:
+            step = session.first
+            self.assertGreater(step.plan.iterations, 1)
+            for _ in range(3):
+                step = session.step(step.plan.x[1])
+                self.assertEqual(step.plan.iterations, 1)
+
     def test_backward_gradient_is_the_transpose_of_the_jacobian(self):
         T = 12
         problem = self.pendulum_problem()
@@ -160,6 +209,42 @@ class ClientTest(unittest.TestCase):
             self.client.solve(10, [self.pendulum_problem(dynamics=mpcd.Model("unicorn"))])
         self.assertIn("problems[0].dynamics", caught.exception.details)
 
+    def test_invalid_argument_carries_every_violation_and_the_request_id(self):
+        with self.assertRaises(mpcd.InvalidArgumentError) as caught:
+            self.client.solve(10, [self.pendulum_problem(x_init=[1.0, 0.0]),
+                                   self.pendulum_problem(),
+                                   self.pendulum_problem(dynamics=mpcd.Model("unicorn"))])
+        error = caught.exception
+        self.assertEqual(len(error.violations), 2, error.violations)
+        self.assertEqual(error.violations[0],
+                         mpcd.FieldViolation("problems[0].x_init", "expected shape (3), got (2)"))
+        self.assertTrue(error.violations[1].field.startswith("problems[2].dynamics"),
+                        error.violations[1])
+        self.assertIn("and 1 more violation", error.details)
+        self.assertRegex(error.request_id, r"^[0-9a-f]{16}$")
+        self.assertIsNone(error.retry_delay)
+
+    def test_a_full_queue_raises_unavailable_with_the_retry_delay(self):
+        import concurrent.futures
+        server = Mpcd(ARGS.mpcd, "--backend=cpu", "--threads=1", "--max_batch_size=2",
+                      "--max_queue_problems=2", "--max_problems_per_request=2")
+        options = {"max_iterations": 300, "tolerance": 0.0, "not_improved_limit": 300}
+        problems = [self.pendulum_problem(x_init=[-1.0, 0.0, 0.01 * i]) for i in range(2)]
+        try:
+            with mpcd.Client(server.target, timeout=120) as client:
+                with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                    calls = [pool.submit(client.solve, 100, problems, options=options)
+                             for _ in range(8)]
+                    errors = [c.exception() for c in calls if c.exception() is not None]
+        finally:
+            code, _, err = server.stop()
+        self.assertEqual(code, 0, err)
+        self.assertTrue(errors, "no call was refused")
+        for error in errors:
+            self.assertIsInstance(error, mpcd.UnavailableError)
+            self.assertEqual(error.retry_delay, 0.1)
+            self.assertEqual(error.violations, [])
+
     def test_deadline_raises_deadline_exceeded(self):
         # A batch that takes far longer than the deadline (every problem runs 300 iterations).
         problems = [self.pendulum_problem(x_init=[-1.0, 0.0, 0.01 * i]) for i in range(64)]
@@ -182,6 +267,78 @@ class ClientTest(unittest.TestCase):
             with self.assertRaises(mpcd.UnavailableError) as caught:
                 nowhere.health()
         self.assertEqual(caught.exception.code, grpc.StatusCode.UNAVAILABLE)
+
+
+class SecurityTest(unittest.TestCase):
+    """mpcd.Client's tls_* and token options against a real mpcd with mutual TLS and a bearer
+    token (certificates made by tests/testing/make_test_certs.sh)."""
+
+    @classmethod
+    def setUpClass(cls):
+        import subprocess
+        import tempfile
+        cls.certs = tempfile.mkdtemp(prefix="mpcd_certs_")
+        make_certs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing",
+                                  "make_test_certs.sh")
+        subprocess.run([make_certs, cls.certs], check=True)
+        with open(cls.cert("token"), "w") as f:
+            f.write("python-token-0123456789\n")
+        cls.server = Mpcd(ARGS.mpcd, "--backend=cpu", "--tls_cert=" + cls.cert("server.pem"),
+                          "--tls_key=" + cls.cert("server.key"),
+                          "--tls_client_ca=" + cls.cert("ca.pem"),
+                          "--auth_token_file=" + cls.cert("token"))
+
+    @classmethod
+    def tearDownClass(cls):
+        import shutil
+        code, _, err = cls.server.stop()
+        shutil.rmtree(cls.certs, ignore_errors=True)
+        assert code == 0, err
+
+    @classmethod
+    def cert(cls, name):
+        return os.path.join(cls.certs, name)
+
+    def client(self, **overrides):
+        arguments = dict(tls_ca=self.cert("ca.pem"), tls_cert=self.cert("client.pem"),
+                         tls_key=self.cert("client.key"), token_file=self.cert("token"))
+        arguments.update(overrides)
+        return mpcd.Client(self.server.target, timeout=30, **arguments)
+
+    def test_certificate_and_token_reach_every_method(self):
+        problem = ClientTest.pendulum_problem(self)
+        with self.client() as client:
+            self.assertEqual(client.health(), "SERVING")
+            self.assertEqual(client.solve(10, [problem]).solutions[0].status, "CONVERGED")
+            with client.control(10, problem) as session:
+                session.step(session.first.plan.x[1])
+        with self.client(token_file=None, token="python-token-0123456789") as client:
+            self.assertTrue(client.models())
+
+    def test_a_wrong_or_missing_token_is_unauthenticated(self):
+        for token in ("not-the-token", None):
+            with self.subTest(token=token):
+                with self.client(token_file=None, token=token) as client:
+                    with self.assertRaises(mpcd.MpcdError) as caught:
+                        client.models()
+                    self.assertEqual(caught.exception.code, grpc.StatusCode.UNAUTHENTICATED)
+
+    def test_without_the_client_certificate_or_the_ca_nothing_gets_through(self):
+        # No client certificate: the connection stands, every call is refused.
+        with self.client(tls_cert=None, tls_key=None) as client:
+            with self.assertRaises(mpcd.MpcdError) as caught:
+                client.models(timeout=10)
+            self.assertEqual(caught.exception.code, grpc.StatusCode.UNAUTHENTICATED)
+        # Without the CA the client cannot trust the server (system roots): no connection.
+        with self.client(tls_ca=None) as client:
+            with self.assertRaises(mpcd.UnavailableError):
+                client.models(timeout=10)
+
+    def test_bad_option_combinations_are_refused(self):
+        with self.assertRaises(ValueError):
+            mpcd.Client("localhost:1", tls_cert=self.cert("client.pem"))
+        with self.assertRaises(ValueError):
+            mpcd.Client("localhost:1", token="a", token_file=self.cert("token"))
 
 
 class TorchReferenceTest(unittest.TestCase):

@@ -3,13 +3,16 @@
 examples/tutorial.py, and that script runs against a real mpcd with --check (its own assertions:
 the plan converges within the torque limit, the closed loop ends upright, the gradients are finite
 and not zero, the learning loop cuts the loss 100x and finds the mass and length within 5%) and
-writes both plots.
+writes both plots. The notebook version (examples/tutorial.ipynb) is what
+examples/tutorial_notebook.py makes of the script, and runs headless (jupyter nbconvert --execute)
+to the same checks.
 
 Usage: tutorial_test.py --mpcd build/bin/mpcd --package-dir client/python --stubs-dir build/python
          --source-dir .
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -36,17 +39,14 @@ class TutorialTest(unittest.TestCase):
         for block in blocks:
             self.assertIn(textwrap.indent(block, "    ", lambda line: line.strip() != ""), script)
 
-    def test_script_runs_and_checks_itself(self):
+    def run_tutorial(self, run):
+        """Starts mpcd, calls run(target, out, env) (env: the package on PYTHONPATH), which returns
+        what the tutorial printed; checks that it passed its own checks and wrote both plots."""
         server = Mpcd(ARGS.mpcd, "--backend=cpu")
         out = tempfile.mkdtemp(prefix="mpcd_tutorial_")
         try:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([ARGS.package_dir, ARGS.stubs_dir]))
-            result = subprocess.run(
-                ["/usr/bin/python3", os.path.join(ARGS.source_dir, "examples", "tutorial.py"),
-                 "--target=" + server.target, "--out=" + out, "--check"],
-                capture_output=True, text=True, timeout=600, env=env)
-            self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-            self.assertIn("tutorial: all checks passed", result.stdout)
+            self.assertIn("tutorial: all checks passed", run(server.target, out, env))
             for name in ("closed_loop.png", "learning.png"):
                 with open(os.path.join(out, name), "rb") as f:
                     self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
@@ -55,6 +55,41 @@ class TutorialTest(unittest.TestCase):
             code, _, err = server.stop()
             self.assertEqual(code, 0, err)
 
+    def test_script_runs_and_checks_itself(self):
+        def run(target, out, env):
+            result = subprocess.run(
+                ["/usr/bin/python3", os.path.join(ARGS.source_dir, "examples", "tutorial.py"),
+                 "--target=" + target, "--out=" + out, "--check"],
+                capture_output=True, text=True, timeout=600, env=env)
+            self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+            return result.stdout
+        self.run_tutorial(run)
+
+    def test_notebook_is_the_script_and_runs_headless(self):
+        # The committed notebook is what examples/tutorial_notebook.py makes of the script.
+        made = subprocess.run(["/usr/bin/python3", os.path.join(ARGS.source_dir, "examples",
+                                                                "tutorial_notebook.py")],
+                              capture_output=True, text=True, timeout=120)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        with open(os.path.join(ARGS.source_dir, "examples", "tutorial.ipynb")) as f:
+            self.assertEqual(f.read(), made.stdout,
+                             "examples/tutorial.ipynb is stale: regenerate it with "
+                             "examples/tutorial_notebook.py")
+
+        def run(target, out, env):
+            env = dict(env, MPCD_TARGET=target, MPCD_TUTORIAL_OUT=out)
+            result = subprocess.run(
+                ["jupyter-nbconvert", "--to", "notebook", "--execute",
+                 "--ExecutePreprocessor.timeout=600", "--output-dir", out,
+                 os.path.join(ARGS.source_dir, "examples", "tutorial.ipynb")],
+                capture_output=True, text=True, timeout=900, env=env)
+            self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+            with open(os.path.join(out, "tutorial.ipynb")) as f:
+                executed = json.load(f)
+            return "".join("".join(output.get("text", ""))
+                           for cell in executed["cells"] if cell["cell_type"] == "code"
+                           for output in cell["outputs"])
+        self.run_tutorial(run)
 
 def main():
     global ARGS

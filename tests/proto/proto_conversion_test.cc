@@ -647,16 +647,18 @@ TEST(ToProblems, EnforcesRequestLimits) {
 
   limits = RequestLimits{};
   limits.problem.max_state_dim = 2;
+  // Every problem is checked: the message is the first one's, with a count of the others.
   EXPECT_THAT(ToProblems(ValidRequest(), limits),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       "problems[0].x_init: state dimension 3 is over the limit 2"));
+                       "problems[0].x_init: state dimension 3 is over the limit 2 (and 2 more "
+                       "violations: see the error details)"));
 
   limits = RequestLimits{};
   limits.problem.max_control_dim = 1;
   EXPECT_THAT(ToProblems(ValidRequest(), limits),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "problems[0].dynamics.linear.transition: control dimension 2 is over the "
-                       "limit 1"));
+                       "limit 1 (and 1 more violation: see the error details)"));
 
   limits = RequestLimits{};
   limits.problem.max_horizon = 5;

@@ -1,7 +1,8 @@
 // The Control RPC (receding-horizon sessions) against a real MpcServer on loopback sockets: every
 // answer equals a local solve of the same step (template, measured state, shifted warm start, new
-// cost), sessions of many robots share launches, bad messages end only their own session, and a
-// drain does not wait for idle robots.
+// cost), sessions of many robots share launches, a bad first message ends only its own session and
+// a bad later one only its step, a step's own timeout bounds it without ending the session,
+// real-time iteration runs one iteration per step, and a drain does not wait for idle robots.
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -94,6 +95,13 @@ void ExpectAnswerIs(const mpcd::v1::ControlResponse& answer, const Solution& exp
   EXPECT_THAT(answer.feedback0().shape(), ElementsAreArray({m, n}));
   EXPECT_THAT(Data(answer.feedback0()),
               ElementsAreArray(expected.feedback.begin(), expected.feedback.begin() + m * n));
+}
+
+void ExpectSamePlan(const mpcd::v1::ControlResponse& answer,
+                    const mpcd::v1::ControlResponse& expected) {
+  EXPECT_THAT(Data(answer.plan().x()), ElementsAreArray(Data(expected.plan().x())));
+  EXPECT_THAT(Data(answer.plan().u()), ElementsAreArray(Data(expected.plan().u())));
+  EXPECT_EQ(answer.plan().iterations(), expected.plan().iterations());
 }
 
 // The state the plan predicts one step ahead (what a perfect plant would measure), nudged so the
@@ -193,7 +201,7 @@ struct InvalidControlCase {
   std::string field;
 };
 
-TEST(ControlSessionTest, AnInvalidMessageEndsOnlyItsOwnSessionNamingTheField) {
+TEST(ControlSessionTest, ABadFirstMessageEndsItsSessionABadLaterOneOnlyItsStep) {
   std::unique_ptr<MpcServer> server = StartServer(TestConfig());
   ASSERT_NE(server, nullptr);
   std::unique_ptr<MpcClient> client = Connect(*server);
@@ -241,6 +249,15 @@ TEST(ControlSessionTest, AnInvalidMessageEndsOnlyItsOwnSessionNamingTheField) {
        "cost.quadratic: not finite at [3,3]"},
   };
   const Problem problem = PendulumTemplate(3);
+  // What a session that never sees a bad message answers to its second step.
+  const mpcd::v1::ControlRequest good_step = StateMessage({0.1, 0.2, 0.3});
+  absl::StatusOr<mpcd::v1::ControlResponse> reference;
+  {
+    std::unique_ptr<ControlStream> session = client->OpenControl();
+    ASSERT_THAT(session->Step(FirstMessage(problem)), IsOk());
+    reference = session->Step(good_step);
+    ASSERT_THAT(reference, IsOk());
+  }
   for (const InvalidControlCase& c : cases) {
     SCOPED_TRACE(c.name);
     std::unique_ptr<ControlStream> session = client->OpenControl();
@@ -251,18 +268,92 @@ TEST(ControlSessionTest, AnInvalidMessageEndsOnlyItsOwnSessionNamingTheField) {
       c.corrupt(next);
       EXPECT_THAT(session->Step(next),
                   StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.field)));
+      // Only that step failed: the session goes on from the same template and warm start, so the
+      // next good step gets the answer of a session that never saw the bad message.
+      absl::StatusOr<mpcd::v1::ControlResponse> after = session->Step(good_step);
+      ASSERT_THAT(after, IsOk());
+      ExpectSamePlan(*after, *reference);
+      EXPECT_THAT(session->Close(), IsOk());
     } else {
       c.corrupt(first);
       EXPECT_THAT(session->Step(first),
                   StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.field)));
+      EXPECT_THAT(session->Close(), StatusIs(absl::StatusCode::kInvalidArgument));
     }
-    EXPECT_THAT(session->Close(), StatusIs(absl::StatusCode::kInvalidArgument));
   }
   // Nothing was harmed: a good session on the same server still gets the local answer.
   std::unique_ptr<ControlStream> session = client->OpenControl();
   absl::StatusOr<mpcd::v1::ControlResponse> answer = session->Step(FirstMessage(problem));
   ASSERT_THAT(answer, IsOk());
   ExpectAnswerIs(*answer, LocalSolve(problem), 3, 1);
+}
+
+TEST(ControlSessionTest, AStepTimeoutBoundsItsStepAndTheSessionGoesOn) {
+  std::unique_ptr<MpcServer> server = StartServer(TestConfig());
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<MpcClient> client = Connect(*server);
+  testing::RandomModelOptions random;
+  random.horizon = 200;
+  Problem problem = testing::RandomPendulumProblem(random, 5);
+  problem.options = SolverOptions{};
+  problem.options.max_iterations = 10000;
+  problem.options.tolerance = 0.0;
+  problem.options.not_improved_limit = 10000;
+  std::unique_ptr<ControlStream> session = client->OpenControl();  // the stream: no deadline
+  mpcd::v1::ControlRequest first = FirstMessage(problem);
+  first.mutable_options()->set_tolerance(0.0);
+  first.mutable_options()->set_not_improved_limit(10000);
+  first.set_step_timeout_seconds(0.05);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<mpcd::v1::ControlResponse> answer = session->Step(first);
+  // 10,000 iterations take far longer than 50 ms: the solve stops at its step's deadline and
+  // answers its best iterate.
+  ASSERT_THAT(answer, IsOk());
+  EXPECT_EQ(answer->plan().status(), mpcd::v1::DEADLINE);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  for (int step = 0; step < 3; ++step) {
+    mpcd::v1::ControlRequest next = StateMessage(NextState(*answer, 3, 0.01));
+    next.set_step_timeout_seconds(0.02);
+    answer = session->Step(next);
+    ASSERT_THAT(answer, IsOk());
+    EXPECT_EQ(answer->plan().status(), mpcd::v1::DEADLINE);
+  }
+  mpcd::v1::ControlRequest negative = StateMessage({0.0, 1.0, 0.0});
+  negative.set_step_timeout_seconds(-1);
+  EXPECT_THAT(session->Step(negative),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("step_timeout_seconds")));
+  EXPECT_THAT(session->Close(), IsOk());
+}
+
+TEST(ControlSessionTest, RealTimeIterationRunsOneIterationPerLaterStep) {
+  std::unique_ptr<MpcServer> server = StartServer(TestConfig());
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<MpcClient> client = Connect(*server);
+  Problem problem = PendulumTemplate(6);
+  std::unique_ptr<ControlStream> session = client->OpenControl();
+  mpcd::v1::ControlRequest first = FirstMessage(problem);
+  first.set_real_time_iteration(true);
+  absl::StatusOr<mpcd::v1::ControlResponse> answer = session->Step(first);
+  ASSERT_THAT(answer, IsOk());
+  ExpectAnswerIs(*answer, LocalSolve(problem), 3, 1);  // the template's step: a full solve
+  EXPECT_GT(answer->plan().iterations(), 1u);
+  for (int step = 0; step < 3; ++step) {
+    const std::vector<double> x = NextState(*answer, 3, 0.01);
+    // The oracle: one iteration from the shifted plan, solved locally.
+    Problem expected = problem;
+    expected.x_init = x;
+    expected.u_init = ShiftedPlan(*answer, 1);
+    expected.options.max_iterations = 1;
+    answer = session->Step(StateMessage(x));
+    ASSERT_THAT(answer, IsOk());
+    EXPECT_EQ(answer->plan().iterations(), 1u);
+    ExpectAnswerIs(*answer, LocalSolve(expected), 3, 1);
+  }
+  mpcd::v1::ControlRequest late = StateMessage(NextState(*answer, 3, 0.0));
+  late.set_real_time_iteration(true);
+  EXPECT_THAT(session->Step(late),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("real_time_iteration")));
+  EXPECT_THAT(session->Close(), IsOk());
 }
 
 TEST(ControlSessionTest, ADrainAnswersTheStepsInFlightButDoesNotWaitForIdleRobots) {

@@ -339,7 +339,7 @@ class LightTest(unittest.TestCase):
         channel.close()
         code, _, err = server.stop()
         self.assertEqual(code, 0, err)
-        self.assertIn("warning: listening on 0.0.0.0:", err)
+        self.assertIn("WARNING listening on 0.0.0.0:", err)
         self.assertIn("plaintext without --auth_token_file", err)
         loopback = self.serve("--metrics_port=-1")
         code, _, err = loopback.stop()
@@ -512,8 +512,6 @@ class HeavyTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    # mpcd_process_test's main parses the shared flags, generates the stubs and runs unittest.main:
-    # point that at this module's tests.
-    run_tests = unittest.main
-    unittest.main = lambda argv: run_tests(module="__main__", argv=argv)
+    # mpcd_process_test's main parses the shared flags, generates the stubs and runs this module's
+    # tests (unittest.main(module="__main__")).
     harness.main()

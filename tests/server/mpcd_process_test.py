@@ -3,7 +3,7 @@
 
 Covered: --flagfile and flag validation; mpcctl solve/models/health/bench --target (same answers as
 --local; gRPC errors as "mpcctl: CODE: message", exit 2); a Python gRPC client from the .proto
-alone; server reflection (list services, fetch a descriptor); a real HTTP scrape of /metrics
+alone; server reflection, v1alpha and v1 (list services, fetch a descriptor); a real HTTP scrape of /metrics
 (linted by `promtool check metrics` when Debian's prometheus is installed); SIGTERM and SIGINT while
 busy: calls in flight are answered, new ones are refused, exit 0.
 
@@ -270,6 +270,46 @@ class ServingTest(unittest.TestCase):
             names |= {s.name for s in file.service}
         self.assertIn("MpcService", names)
 
+    def test_reflection_v1_answers_like_v1alpha(self):
+        # Stubs for grpc/reflection/v1 under their canonical file name (v1alpha's "reflection.proto"
+        # is taken), loaded as a plain module; the method is called by name.
+        import importlib.util
+        out = tempfile.mkdtemp(prefix="mpcd_reflection_v1_")
+        try:
+            subprocess.run([ARGS.protoc, "-I", ARGS.grpc_proto_dir, "--python_out", out,
+                            "grpc/reflection/v1/reflection.proto"], check=True)
+            spec = importlib.util.spec_from_file_location(
+                "reflection_v1_pb2", os.path.join(out, "grpc", "reflection", "v1",
+                                                  "reflection_pb2.py"))
+            v1 = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(v1)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        call = self.channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=v1.ServerReflectionRequest.SerializeToString,
+            response_deserializer=v1.ServerReflectionResponse.FromString)
+        requests = [v1.ServerReflectionRequest(list_services=""),
+                    v1.ServerReflectionRequest(file_containing_symbol="mpcd.v1.SolveRequest"),
+                    v1.ServerReflectionRequest(file_by_filename="mpcd/v1/mpcd.proto"),
+                    v1.ServerReflectionRequest(file_containing_symbol="no.such.Symbol")]
+        responses = list(call(iter(requests), timeout=30))
+        self.assertEqual(len(responses), 4)
+        services = {s.name for s in responses[0].list_services_response.service}
+        self.assertEqual(services, {"mpcd.v1.MpcService", "grpc.health.v1.Health",
+                                    "grpc.reflection.v1alpha.ServerReflection",
+                                    "grpc.reflection.v1.ServerReflection"})
+        from google.protobuf import descriptor_pb2
+        for response in responses[1:3]:
+            files = [descriptor_pb2.FileDescriptorProto.FromString(blob)
+                     for blob in response.file_descriptor_response.file_descriptor_proto]
+            self.assertEqual(files[0].name, "mpcd/v1/mpcd.proto")
+            self.assertIn("MpcService", {service.name for service in files[0].service})
+            # Its imports come along, so a client can build the whole descriptor.
+            self.assertEqual(set(files[0].dependency) - {f.name for f in files}, set())
+        self.assertEqual(responses[3].error_response.error_code, 5)  # NOT_FOUND
+        self.assertEqual(responses[3].original_request.file_containing_symbol, "no.such.Symbol")
+
     def check_grafana_dashboard(self, text):
         """Every query of the Grafana dashboard names series this server exports (in `text`, a
         real scrape): a renamed metric or a typo leaves a panel empty, and this fails instead."""
@@ -293,6 +333,32 @@ class ServingTest(unittest.TestCase):
                        "mpcd_queued_problems", "mpcd_dropped_problems_total", "mpcd_build_info"):
             self.assertIn(family, named)
 
+    def check_process_metrics(self, text):
+        """The process_* families (server/process_metrics.cc) against what the kernel says about the
+        mpcd process, read here from /proc/PID (VmRSS, fd/, limits) and the clock."""
+        pid = self.server.process.pid
+        for family, kind in (("process_cpu_seconds_total", "counter"),
+                             ("process_resident_memory_bytes", "gauge"),
+                             ("process_virtual_memory_bytes", "gauge"),
+                             ("process_open_fds", "gauge"), ("process_max_fds", "gauge"),
+                             ("process_start_time_seconds", "gauge")):
+            self.assertIn("# TYPE %s %s" % (family, kind), text)
+        # It has solved problems: some CPU time, at most all of both cores since it started.
+        cpu = sample(text, "process_cpu_seconds_total")
+        started = sample(text, "process_start_time_seconds")
+        self.assertGreater(cpu, 0)
+        self.assertLess(started, time.time())
+        self.assertGreater(started, time.time() - 3600)
+        self.assertLessEqual(cpu, (time.time() - started + 1) * os.cpu_count())
+        rss = sample(text, "process_resident_memory_bytes")
+        self.assertLess(abs(rss / 1024 - proc_status_kib(pid, "VmRSS")), 0.25 * rss / 1024)
+        self.assertGreaterEqual(sample(text, "process_virtual_memory_bytes"), rss)
+        open_fds = sample(text, "process_open_fds")
+        self.assertLess(abs(open_fds - len(os.listdir("/proc/%d/fd" % pid))), 8)
+        with open("/proc/%d/limits" % pid) as f:
+            soft = next(line.split()[3] for line in f if line.startswith("Max open files"))
+        self.assertEqual(sample(text, "process_max_fds"), float(soft))
+
     def test_metrics_scrape(self):
         # Make sure something was counted.
         self.assertEqual(mpcctl("models", "--target", self.server.target).returncode, 0)
@@ -312,12 +378,21 @@ class ServingTest(unittest.TestCase):
         self.assertIn("# TYPE mpcd_build_info gauge", text)
         self.assertIn('mpcd_build_info{revision="%s",version="%s"} 1' % (revision, version), text)
         self.check_grafana_dashboard(text)
+        self.check_process_metrics(text)
         promtool = shutil.which("promtool")
         if promtool is None:
             self.skipTest("promtool not installed (scripts/install_deps.sh --extras)")
         lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                               text=True, timeout=60)
         self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
+
+
+def proc_status_kib(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s in /proc/%d/status" % (key, pid))
 
 
 def dashboard_queries():
@@ -592,17 +667,22 @@ class FlagsTest(unittest.TestCase):
             first.stop()
 
 
-def main():
+def main(extra_arguments=("--project-version",), after_stubs=None):
+    """Parses this file's arguments (the common ones plus `extra_arguments`) into ARGS, generates
+    the stubs into STUBS, calls after_stubs(stub_dir) if given, then runs the tests of __main__
+    (also the main of the test files that share them: mpcd_logging_test, mpcd_errors_test)."""
     global ARGS, STUBS
     parser = argparse.ArgumentParser()
     for name in ("--mpcd", "--mpcctl", "--proto-dir", "--grpc-proto-dir", "--protoc",
-                 "--grpc-python-plugin", "--examples", "--project-version"):
+                 "--grpc-python-plugin", "--examples") + tuple(extra_arguments):
         parser.add_argument(name, required=True)
     ARGS, rest = parser.parse_known_args()
     stub_dir = tempfile.mkdtemp(prefix="mpcd_stubs_")
     try:
         STUBS = generate_stubs(stub_dir)
-        unittest.main(argv=[sys.argv[0]] + rest)
+        if after_stubs is not None:
+            after_stubs(stub_dir)
+        unittest.main(module="__main__", argv=[sys.argv[0]] + rest)
     finally:
         shutil.rmtree(stub_dir, ignore_errors=True)
 

@@ -215,7 +215,7 @@ class TokenWithoutTlsTest(unittest.TestCase):
             channel.close()
             code, _, err = server.stop()
         self.assertEqual(code, 0, err)
-        self.assertIn("warning: --auth_token_file without --tls_cert", err)
+        self.assertIn("WARNING --auth_token_file without --tls_cert", err)
 
 
 class SecurityFlagsTest(unittest.TestCase):

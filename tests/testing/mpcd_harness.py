@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import urllib.request
 
 # How many times slower than the Release build the binaries under test run: `make check-sanitizers`
@@ -54,25 +55,46 @@ class Mpcd:
             raise AssertionError("mpcd did not start: %r %r" % (line, err))
         self.bound, self.backend, self.metrics_url, self.target = match.groups()
         self.target = self.target or self.bound
+        # mpcd logs every refused request on stderr: read it as it comes, or a full pipe would
+        # block mpcd's writes (and so its calls) under heavy invalid traffic.
+        self._stderr_lines = []
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
+
+    def _read_stderr(self):
+        for line in self.process.stderr:
+            self._stderr_lines.append(line)
+
+    def stderr_lines(self):
+        """The lines mpcd has written to stderr so far."""
+        return list(self._stderr_lines)
 
     def kill(self):
         self.process.kill()
         self.process.wait(timeout=10)
+        self._stderr_reader.join(timeout=10)
 
     def stop(self, sig=signal.SIGTERM, timeout=60):
         """Sends `sig` (unless it has already exited) and returns (exit code, stdout, stderr);
         a process that does not stop within `timeout` seconds is killed and fails the test."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
+        # stdout holds a few lines only; stderr is read by _read_stderr (communicate would race it).
         try:
-            out, err = self.process.communicate(timeout=timeout)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            out, err = self.process.communicate()
-            raise AssertionError("mpcd did not stop within %s s: %s" % (timeout, err))
+            self.process.wait()
+            self._stderr_reader.join(timeout=10)
+            raise AssertionError("mpcd did not stop within %s s: %s" %
+                                 (timeout, "".join(self._stderr_lines)))
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
-        return self.process.returncode, out, err
+        out = self.process.stdout.read()
+        self._stderr_reader.join(timeout=10)
+        self.process.stdout.close()
+        self.process.stderr.close()
+        return self.process.returncode, out, "".join(self._stderr_lines)
 
 
 def free_port():

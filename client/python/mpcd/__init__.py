@@ -47,6 +47,7 @@ from mpcd.client import (  # noqa: E402
     ControlSession,
     ControlStep,
     DeadlineExceededError,
+    FieldViolation,
     Gradient,
     InvalidArgumentError,
     Linear,
@@ -60,7 +61,8 @@ from mpcd.client import (  # noqa: E402
 )
 
 __all__ = [
-    "BackwardResult", "Client", "ControlSession", "ControlStep", "DeadlineExceededError", "Gradient", "InvalidArgumentError",
+    "BackwardResult", "Client", "ControlSession", "ControlStep", "DeadlineExceededError",
+    "FieldViolation", "Gradient", "InvalidArgumentError",
     "Linear", "Model", "ModelInfo", "MpcdError", "Problem", "Solution", "SolveResult",
     "UnavailableError",
 ]

@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence
 import grpc
 import numpy as np
 
+from mpcd.google.rpc import error_details_pb2, status_pb2
 from mpcd.grpc.health.v1 import health_pb2
 from mpcd.v1 import mpcd_pb2, mpcd_pb2_grpc
 
@@ -22,14 +23,30 @@ _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 # Errors
 
 
+@dataclasses.dataclass(frozen=True)
+class FieldViolation:
+    """One broken field of a refused request (google.rpc.BadRequest.FieldViolation)."""
+    field: str        # the proto field path, e.g. "problems[2].x_init"
+    description: str  # what is wrong with it, e.g. "expected shape (3), got (4)"
+
+
 class MpcdError(Exception):
     """A failed call. `code` is the grpc.StatusCode, `details` the server's message (for
-    INVALID_ARGUMENT it names the field, e.g. "problems[0].x_init: expected shape (3), got (4)")."""
+    INVALID_ARGUMENT it names the field, e.g. "problems[0].x_init: expected shape (3), got (4)").
 
-    def __init__(self, code, details):
+    From the error's google.rpc.Status (gRPC's rich error model), when the server sent one:
+    `violations`, every broken field of an INVALID_ARGUMENT request (a list of FieldViolation; up
+    to 16, also for problems after the first broken one); `retry_delay`, the seconds an
+    UNAVAILABLE server asks to wait before retrying (0: retry elsewhere at once; None: not said).
+    `request_id` is the id the server logged the call under (its x-request-id), or None."""
+
+    def __init__(self, code, details, violations=(), retry_delay=None, request_id=None):
         super().__init__("%s: %s" % (code.name, details))
         self.code = code
         self.details = details
+        self.violations = list(violations)
+        self.retry_delay = retry_delay
+        self.request_id = request_id
 
 
 class InvalidArgumentError(MpcdError, ValueError):
@@ -44,6 +61,8 @@ class UnavailableError(MpcdError):
     """UNAVAILABLE: no server, queue full or server stopping; retry with backoff."""
 
 
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}  # google.rpc.Code -> grpc
+
 _ERROR_CLASSES = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
@@ -51,9 +70,39 @@ _ERROR_CLASSES = {
 }
 
 
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"  # gRPC's trailer for a google.rpc.Status
+
+
+def _metadata(rpc_error, which):
+    method = getattr(rpc_error, which, None)
+    return dict(method() or ()) if method is not None else {}
+
+
+def _status_details(rpc_error):
+    """(violations, retry_delay) from the google.rpc.Status the server put in the trailer."""
+    violations, retry_delay = [], None
+    encoded = _metadata(rpc_error, "trailing_metadata").get(_STATUS_DETAILS_KEY)
+    if encoded is None:
+        return violations, retry_delay
+    for detail in status_pb2.Status.FromString(encoded).details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            violations += [FieldViolation(v.field, v.description)
+                           for v in bad_request.field_violations]
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            retry_delay = retry.retry_delay.ToTimedelta().total_seconds()
+    return violations, retry_delay
+
+
 def _error_from(rpc_error):
     code = rpc_error.code()
-    return _ERROR_CLASSES.get(code, MpcdError)(code, rpc_error.details())
+    violations, retry_delay = _status_details(rpc_error)
+    return _ERROR_CLASSES.get(code, MpcdError)(
+        code, rpc_error.details(), violations=violations, retry_delay=retry_delay,
+        request_id=_metadata(rpc_error, "initial_metadata").get("x-request-id"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,16 +372,21 @@ class ControlStep:
 class ControlSession:
     """A receding-horizon session (the Control RPC), from Client.control(). step(x) sends the
     measured state and returns a ControlStep; the server warm-starts each step from the previous
-    plan shifted by one step. Use as a context manager, or call close()."""
+    plan shifted by one step. A step the server refuses (a state of the wrong size or not finite:
+    InvalidArgumentError) or that expires while queued (DeadlineExceededError) raises, and the
+    session goes on from the same warm start. Use as a context manager, or call close()."""
 
-    def __init__(self, client, first, timeout):
+    def __init__(self, client, first, timeout, step_timeout=None):
         import queue
         self._requests = queue.Queue()
+        self._step_timeout = step_timeout
+        if step_timeout:
+            first.step_timeout_seconds = step_timeout
         self._requests.put(first)
         self._closed = False
         try:
             self._responses = client.stub.Control(
-                iter(self._requests.get, None), timeout=timeout,
+                iter(self._requests.get, None), timeout=timeout, metadata=client._metadata,
                 wait_for_ready=client.wait_for_ready)
             self.first = self._next()
         except BaseException:
@@ -345,15 +399,21 @@ class ControlSession:
         except grpc.RpcError as e:
             self._closed = True
             raise _error_from(e) from None
+        if message.HasField("error"):  # this step only: the session goes on
+            code = _STATUS_CODES.get(message.error.code, grpc.StatusCode.UNKNOWN)
+            raise _ERROR_CLASSES.get(code, MpcdError)(code, message.error.message)
         return ControlStep(u0=from_tensor(message.u0), feedback0=from_tensor(message.feedback0),
                            plan=_solution_from_proto(message.plan))
 
-    def step(self, x, C=None, c=None):
+    def step(self, x, C=None, c=None, timeout=None):
         """The answer for measured state x (n); C and c (as in Problem) replace the cost from
-        now on."""
+        now on. timeout: this step's bound in seconds (None: the session's step_timeout)."""
         if self._closed:
             raise MpcdError(grpc.StatusCode.FAILED_PRECONDITION, "the Control session is closed")
         request = mpcd_pb2.ControlRequest()
+        step_timeout = self._step_timeout if timeout is None else timeout
+        if step_timeout:
+            request.step_timeout_seconds = step_timeout
         to_tensor(x, request.x)
         if C is not None:
             to_tensor(C, request.cost.quadratic)
@@ -378,6 +438,31 @@ class ControlSession:
 # The client
 
 
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _tls_credentials(tls_ca, tls_cert, tls_key):
+    """TLS to mpcd: the server's CA (None: the system's roots) and, for mutual TLS, this client's
+    certificate chain and key (both or neither), all PEM files."""
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("mpcd.Client: tls_cert and tls_key: give both or neither")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(tls_ca) if tls_ca else None,
+        private_key=_read(tls_key) if tls_key else None,
+        certificate_chain=_read(tls_cert) if tls_cert else None)
+
+
+def _token_metadata(token, token_file):
+    """The "authorization: Bearer" metadata of every call (mpcd --auth_token_file), or None."""
+    if token is not None and token_file is not None:
+        raise ValueError("mpcd.Client: give token or token_file, not both")
+    if token_file is not None:
+        token = _read(token_file).decode().strip()
+    return (("authorization", "Bearer " + token),) if token else None
+
+
 class Client:
     """A channel to one mpcd server.
 
@@ -388,13 +473,22 @@ class Client:
     arguments) override it. Errors raise MpcdError (or its subclasses InvalidArgumentError,
     DeadlineExceededError, UnavailableError) with .code and .details.
 
+    Security (mpcd's --tls_cert, --tls_client_ca, --auth_token_file; docs/operations.md): tls=True
+    or tls_ca="ca.pem" (the CA that signed the server's certificate; without it the system's
+    roots) connect over TLS; tls_cert and tls_key (PEM files) add this client's certificate for
+    mutual TLS; tls_server_name checks the server's certificate against that name instead of the
+    target's host. token="..." or token_file="token" sends "authorization: Bearer <token>" with
+    every call. credentials (a grpc.ChannelCredentials) is the general form of the tls_* options.
+
     Arrays travel as raw little-endian bytes (float32 arrays as float32); results are float64
     numpy arrays, or float32 where the call's dtype (or, by default, every problem's x_init) is
     float32: the server always computes in float64 and rounds float32 results once at the end.
     """
 
     def __init__(self, target, timeout=None, wait_for_ready=False, credentials=None,
-                 options=None, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES):
+                 options=None, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES, tls=False,
+                 tls_ca=None, tls_cert=None, tls_key=None, tls_server_name=None, token=None,
+                 token_file=None):
         self.target = target
         self.timeout = timeout
         self.wait_for_ready = wait_for_ready
@@ -402,7 +496,14 @@ class Client:
         given = dict(options or ())
         given.setdefault("grpc.max_receive_message_length", max_message_bytes)
         given.setdefault("grpc.max_send_message_length", max_message_bytes)
+        if tls_server_name is not None:
+            given.setdefault("grpc.ssl_target_name_override", tls_server_name)
         options = list(given.items())
+        if tls or tls_ca or tls_cert or tls_key:
+            if credentials is not None:
+                raise ValueError("mpcd.Client: give credentials or the tls_* arguments, not both")
+            credentials = _tls_credentials(tls_ca, tls_cert, tls_key)
+        self._metadata = _token_metadata(token, token_file)
         if credentials is None:
             self._channel = grpc.insecure_channel(target, options=options)
         else:
@@ -424,6 +525,7 @@ class Client:
     def _call(self, method, request, timeout):
         try:
             return method(request, timeout=self.timeout if timeout is None else timeout,
+                          metadata=self._metadata,
                           wait_for_ready=self.wait_for_ready)
         except grpc.RpcError as e:
             raise _error_from(e) from None
@@ -483,13 +585,24 @@ class Client:
             solve_seconds=response.timing.solve_seconds,
             batch_size=response.batch_size, backend=response.backend)
 
-    def control(self, horizon, problem, options=None, timeout=None):
+    def control(self, horizon, problem, options=None, timeout=None, step_timeout=None,
+                real_time_iteration=False):
         """Opens a Control session (receding horizon) with `problem` as the template; its x_init
-        is the first measured state, whose answer is session.first (a ControlStep). timeout
-        bounds the whole session (None: the client's default)."""
+        is the first measured state, whose answer is session.first (a ControlStep).
+
+        step_timeout: the longest one step may take, in seconds (None: the client's default
+        timeout; 0: no bound). The server enforces it: the step's solve stops in time and answers
+        its best iterate (plan.status "DEADLINE"); a step still queued then raises
+        DeadlineExceededError. Either way the session goes on. session.step(x, timeout=...)
+        overrides it for one step. timeout: the deadline of the whole session (None: none; when
+        it passes the session ends, so leave it None for a robot that runs indefinitely).
+        real_time_iteration: every step after the first runs one iLQR iteration from the shifted
+        plan (SQP-RTI), for a latency that does not depend on the state."""
         first = mpcd_pb2.ControlRequest(horizon=horizon, problem=problem_to_proto(problem),
-                                        options=_solver_options(options))
-        return ControlSession(self, first, self.timeout if timeout is None else timeout)
+                                        options=_solver_options(options),
+                                        real_time_iteration=real_time_iteration)
+        step_timeout = self.timeout if step_timeout is None else step_timeout
+        return ControlSession(self, first, timeout, step_timeout)
 
     def models(self, timeout=None):
         """The built-in dynamics models."""
