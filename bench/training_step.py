@@ -39,7 +39,12 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path[:0] = [os.path.join(REPO, "client", "python"), os.path.join(REPO, "build", "python"),
+# --client-dir DIR (read before the imports): time another copy of the Python client, e.g. an
+# older commit's, against the same server (docs/benchmarks.md §5 measures the baseline so).
+_CLIENT_DIR = os.path.join(REPO, "client", "python")
+if "--client-dir" in sys.argv:
+    _CLIENT_DIR = os.path.abspath(sys.argv[sys.argv.index("--client-dir") + 1])
+sys.path[:0] = [_CLIENT_DIR, os.path.join(REPO, "build", "python"),
                 os.path.join(REPO, "tests", "testing")]
 
 import torch  # noqa: E402
@@ -143,6 +148,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "training_step.jsonl"))
     parser.add_argument("--plot", default=os.path.join(REPO, "docs", "training_step.png"))
+    parser.add_argument("--client-dir", default=_CLIENT_DIR,
+                        help="the mpcd Python package's parent directory to time")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -177,7 +184,8 @@ def main():
                                    mpc_pytorch_source=("measured" if measured is not None else
                                                        "TIMINGS.md" if reference else None),
                                    speedup=(reference / step) if reference else None,
-                                   solver_speedup=(reference / solver) if reference else None)
+                                   solver_speedup=(reference / solver) if reference else None,
+                                   load_average=round(os.getloadavg()[0], 2))
                         results.append(row)
                         print(json.dumps(row), flush=True)
     finally:
@@ -188,7 +196,8 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(json.dumps(dict(machine=platform.node(), threads=args.threads,
-                                server_flags=args.server_flags,
+                                server_flags=args.server_flags, client_dir=args.client_dir,
+                                load_average=os.getloadavg(),
                                 cpu_count=os.cpu_count(), date=time.strftime("%Y-%m-%d"),
                                 torch=torch.__version__)) + "\n")
         for row in results:

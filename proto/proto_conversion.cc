@@ -68,6 +68,12 @@ double LoadFloat32(const unsigned char* bytes) {
   return static_cast<double>(value);
 }
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+constexpr bool kLittleEndianHost = true;
+#else
+constexpr bool kLittleEndianHost = false;
+#endif
+
 // Value i of a tensor that passed CheckTensorData (float32 widened exactly to double).
 double ValueAt(const Tensor& tensor, std::uint64_t i) {
   if (!IsRaw(tensor)) return tensor.data(static_cast<int>(i));
@@ -147,12 +153,16 @@ const Tensor* TensorOf(const mpcd::v1::Problem& proto, ArrayField field) {
 
 // A tensor's shape against the accepted shapes of `field` for `shape` (problem_fields.h, the one
 // table); an absent tensor is accepted when the field is optional.
-absl::Status CheckTensorShape(const Tensor& tensor, ArrayField field, const ProblemShape& shape,
+absl::Status CheckTensorShape(const Tensor& tensor, const ArraySpec& spec,
                               const std::string& path) {
-  const ArraySpec spec = ArraySpecFor(field, shape);
   if (!IsPresent(tensor)) return CheckArrayShape(spec, nullptr, path);
   const Shape given = ShapeOf(tensor);
   return CheckArrayShape(spec, &given, path);
+}
+
+absl::Status CheckTensorShape(const Tensor& tensor, ArrayField field, const ProblemShape& shape,
+                              const std::string& path) {
+  return CheckTensorShape(tensor, ArraySpecFor(field, shape), path);
 }
 
 // The values of a tensor that passed CheckTensorData, as doubles (empty when absent).
@@ -160,16 +170,27 @@ std::vector<double> ToVector(const Tensor& tensor) {
   if (!IsRaw(tensor)) return std::vector<double>(tensor.data().begin(), tensor.data().end());
   const std::uint64_t count = ValueCount(tensor);
   std::vector<double> values(count);
+  if (kLittleEndianHost && tensor.dtype() == mpcd::v1::DATA_TYPE_FLOAT64) {
+    std::memcpy(values.data(), tensor.raw_data().data(), count * sizeof(double));
+    return values;
+  }
   for (std::uint64_t i = 0; i < count; ++i) values[i] = ValueAt(tensor, i);
   return values;
 }
 
 // A shape-checked tensor's values, in either encoding (the one scan of them; solver arrays are
-// scanned by ValidateProblem instead).
+// scanned by ValidateProblem instead). Read in place: only a bad value's message needs a copy.
 absl::Status CheckTensorFinite(const Tensor& tensor, const std::string& path) {
+  bool finite = true;
+  if (IsRaw(tensor)) {
+    const std::uint64_t count = ValueCount(tensor);
+    for (std::uint64_t i = 0; i < count; ++i) finite &= std::isfinite(ValueAt(tensor, i));
+  } else {
+    for (double value : tensor.data()) finite &= std::isfinite(value);
+  }
+  if (finite) return absl::OkStatus();
   const Shape shape = ShapeOf(tensor);
-  const std::vector<double> values = ToVector(tensor);
-  return CheckFinite(values, &shape, path);
+  return CheckFinite(ToVector(tensor), &shape, path);
 }
 
 void SetTensor(const Shape& shape, const std::vector<double>& data, Tensor* tensor) {
@@ -180,13 +201,14 @@ void SetTensor(const Shape& shape, const std::vector<double>& data, Tensor* tens
 
 // Rewrites a present Tensor written as repeated doubles into `encoding` (little-endian raw_data,
 // float64 bitwise or each value rounded to float32).
-void EncodeTensor(mpcd::v1::TensorEncoding encoding, Tensor* tensor) {
-  if (encoding == mpcd::v1::REPEATED_FLOAT64 || tensor->data_size() == 0) return;
-  const bool f32 = encoding == mpcd::v1::RAW_FLOAT32;
+// Writes `values` little-endian at `out`: float64 bitwise, or each rounded to float32.
+void EncodeValues(absl::Span<const double> values, bool f32, unsigned char* out) {
+  if (kLittleEndianHost && !f32) {
+    std::memcpy(out, values.data(), values.size() * sizeof(double));
+    return;
+  }
   const std::size_t element = f32 ? 4 : 8;
-  std::string bytes(element * static_cast<std::size_t>(tensor->data_size()), '\0');
-  unsigned char* out = reinterpret_cast<unsigned char*>(bytes.data());
-  for (double value : tensor->data()) {
+  for (double value : values) {
     std::uint64_t bits = 0;
     if (f32) {
       const float narrow = static_cast<float>(value);
@@ -198,8 +220,53 @@ void EncodeTensor(mpcd::v1::TensorEncoding encoding, Tensor* tensor) {
     }
     for (std::size_t k = 0; k < element; ++k, bits >>= 8) *out++ = static_cast<unsigned char>(bits);
   }
+}
+
+void EncodeTensor(mpcd::v1::TensorEncoding encoding, Tensor* tensor) {
+  if (encoding == mpcd::v1::REPEATED_FLOAT64 || tensor->data_size() == 0) return;
+  const bool f32 = encoding == mpcd::v1::RAW_FLOAT32;
+  const std::size_t element = f32 ? 4 : 8;
+  std::string bytes(element * static_cast<std::size_t>(tensor->data_size()), '\0');
+  EncodeValues(tensor->data(), f32, reinterpret_cast<unsigned char*>(bytes.data()));
   tensor->clear_data();
   tensor->set_raw_data(std::move(bytes));
+  tensor->set_dtype(f32 ? mpcd::v1::DATA_TYPE_FLOAT32 : mpcd::v1::DATA_TYPE_FLOAT64);
+}
+
+// `count` parts (part(b): a span of prod(slice) values; one of another size, e.g. a Jacobian a
+// deadline left uncomputed, is written as zeros) stacked as (count, slice...) in `encoding`.
+template <typename Part>
+void SetStackedTensor(mpcd::v1::TensorEncoding encoding, const Shape& slice, int count, Part part,
+                      Tensor* tensor) {
+  tensor->Clear();
+  tensor->add_shape(static_cast<std::uint32_t>(count));
+  std::size_t per = 1;
+  for (std::int64_t dim : slice) {
+    tensor->add_shape(static_cast<std::uint32_t>(dim));
+    per *= static_cast<std::size_t>(dim);
+  }
+  if (encoding == mpcd::v1::REPEATED_FLOAT64) {
+    auto* data = tensor->mutable_data();
+    data->Reserve(static_cast<int>(per * count));
+    for (int b = 0; b < count; ++b) {
+      const absl::Span<const double> values = part(b);
+      if (values.size() == per) {
+        data->Add(values.begin(), values.end());
+      } else {
+        for (std::size_t k = 0; k < per; ++k) data->Add(0.0);
+      }
+    }
+    return;
+  }
+  const bool f32 = encoding == mpcd::v1::RAW_FLOAT32;
+  const std::size_t bytes = per * (f32 ? 4 : 8);
+  std::string* raw = tensor->mutable_raw_data();
+  raw->resize(bytes * count);
+  auto* out = reinterpret_cast<unsigned char*>(raw->data());
+  for (int b = 0; b < count; ++b, out += bytes) {
+    const absl::Span<const double> values = part(b);
+    if (values.size() == per) EncodeValues(values, f32, out);  // else the zeros of resize()
+  }
   tensor->set_dtype(f32 ? mpcd::v1::DATA_TYPE_FLOAT32 : mpcd::v1::DATA_TYPE_FLOAT64);
 }
 
@@ -400,6 +467,37 @@ Shape ShapeOrDefault(const Tensor& tensor, Shape absent) {
   return IsPresent(tensor) ? ShapeOf(tensor) : std::move(absent);
 }
 
+// The shapes of a problem's gradients that follow its request (BackwardResponse: each input's
+// own shape, and the rule for absent ones); transition and offset only for linear dynamics.
+struct GradientShapes {
+  Shape cost_quadratic;
+  Shape cost_linear;
+  Shape transition;
+  Shape offset;
+
+  friend bool operator==(const GradientShapes& a, const GradientShapes& b) {
+    return a.cost_quadratic == b.cost_quadratic && a.cost_linear == b.cost_linear &&
+           a.transition == b.transition && a.offset == b.offset;
+  }
+};
+
+// `in`: the merged problem as the request gave it; `shape`: its converted shape.
+GradientShapes GradientShapesOf(const mpcd::v1::Problem& in, const ProblemShape& shape) {
+  const std::int64_t n = shape.state_dim;
+  GradientShapes shapes;
+  shapes.cost_quadratic = ShapeOf(in.cost().quadratic());
+  shapes.cost_linear = ShapeOrDefault(in.cost().linear(), {shape.tau_dim()});
+  if (in.dynamics().kind_case() == mpcd::v1::Dynamics::kLinear) {
+    const mpcd::v1::LinearDynamics& linear = in.dynamics().linear();
+    shapes.transition = ShapeOf(linear.transition());
+    // An absent offset: laid out as the transition's slices (see ProblemGradient).
+    const Shape absent =
+        linear.transition().shape_size() == 3 ? Shape{shape.horizon - 1, n} : Shape{n};
+    shapes.offset = ShapeOrDefault(linear.offset(), absent);
+  }
+  return shapes;
+}
+
 void ToProtoDiagnostics(const ProblemGradient& gradient, mpcd::v1::GradientDiagnostics* out) {
   out->set_status(ToProtoGradientStatus(gradient.status));
   out->set_regularization(gradient.regularization);
@@ -416,19 +514,22 @@ bool AllFinite(const std::vector<double>& values) {
   return true;
 }
 
-// The Jacobians the backend computed for `solution` (ComputeRequestedJacobians), as
-// problem.options asked; nothing is computed here.
-void CopyJacobians(const Problem& problem, const Solution& solution, mpcd::v1::Solution* out) {
-  const std::int64_t T = problem.shape.horizon;
-  const std::int64_t nt = problem.shape.tau_dim();
-  const JacobianDiagnostics& d = solution.jacobian_diagnostics;
-  mpcd::v1::GradientDiagnostics* diagnostics = out->mutable_jacobian_diagnostics();
+void ToProtoJacobianDiagnostics(const JacobianDiagnostics& d,
+                                mpcd::v1::GradientDiagnostics* diagnostics) {
   diagnostics->set_status(ToProtoGradientStatus(d.status));
   diagnostics->set_regularization(d.regularization);
   diagnostics->set_condition_estimate(d.condition_estimate);
   diagnostics->set_stationarity_residual(d.stationarity_residual);
   diagnostics->set_dynamics_residual(d.dynamics_residual);
   diagnostics->set_active_controls(static_cast<std::uint32_t>(d.active_controls));
+}
+
+// The Jacobians the backend computed for `solution` (ComputeRequestedJacobians), as
+// problem.options asked; nothing is computed here.
+void CopyJacobians(const Problem& problem, const Solution& solution, mpcd::v1::Solution* out) {
+  const std::int64_t T = problem.shape.horizon;
+  const std::int64_t nt = problem.shape.tau_dim();
+  ToProtoJacobianDiagnostics(solution.jacobian_diagnostics, out->mutable_jacobian_diagnostics());
   // The last dimension follows from the array: n for x_init, the model's p for params.
   const auto add = [T, nt](const std::vector<double>& values, mpcd::v1::Tensor* tensor) {
     const std::int64_t cols = static_cast<std::int64_t>(values.size()) / (T * nt);
@@ -463,37 +564,6 @@ absl::Status CheckTemplate(const mpcd::v1::Problem& shared) {
     MPC_RETURN_IF_ERROR(CheckTensorFinite(*tensor, p + name));
   }
   return absl::OkStatus();
-}
-
-// `own` with every field it leaves absent taken from `shared`.
-mpcd::v1::Problem MergeTemplate(const mpcd::v1::Problem& own, const mpcd::v1::Problem& shared) {
-  mpcd::v1::Problem merged = own;
-  const auto fill = [](const Tensor& from, Tensor* to) {
-    if (!IsPresent(*to) && IsPresent(from)) *to = from;
-  };
-  fill(shared.x_init(), merged.mutable_x_init());
-  fill(shared.cost().quadratic(), merged.mutable_cost()->mutable_quadratic());
-  fill(shared.cost().linear(), merged.mutable_cost()->mutable_linear());
-  if (merged.dynamics().kind_case() == mpcd::v1::Dynamics::KIND_NOT_SET &&
-      shared.dynamics().kind_case() != mpcd::v1::Dynamics::KIND_NOT_SET) {
-    *merged.mutable_dynamics() = shared.dynamics();
-  }
-  fill(shared.u_lower(), merged.mutable_u_lower());
-  fill(shared.u_upper(), merged.mutable_u_upper());
-  fill(shared.u_init(), merged.mutable_u_init());
-  if (merged.slew_rate_penalty() == 0) merged.set_slew_rate_penalty(shared.slew_rate_penalty());
-  fill(shared.prev_ctrl(), merged.mutable_prev_ctrl());
-  fill(shared.u_zero_mask(), merged.mutable_u_zero_mask());
-  return merged;
-}
-
-// Problem i of a Solve or Backward request as it is solved: the problem itself without a
-// template (no copy), else its merge with the template in *storage.
-template <typename Request>
-const mpcd::v1::Problem& MergedProblem(const Request& request, int i, mpcd::v1::Problem* storage) {
-  if (!request.has_problem_template()) return request.problems(i);
-  *storage = MergeTemplate(request.problems(i), request.problem_template());
-  return *storage;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -565,6 +635,205 @@ absl::Status CheckHorizonAndCount(std::uint32_t horizon, int problems,
         absl::StrCat("problems: at most ", limits.max_problems, " per request, got ", problems));
   }
   return absl::OkStatus();
+}
+
+// Fills every field `merged` leaves absent from `shared` (the template).
+void FillFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged) {
+  const auto fill = [](const Tensor& from, Tensor* to) {
+    if (!IsPresent(*to) && IsPresent(from)) *to = from;
+  };
+  fill(shared.x_init(), merged->mutable_x_init());
+  fill(shared.cost().quadratic(), merged->mutable_cost()->mutable_quadratic());
+  fill(shared.cost().linear(), merged->mutable_cost()->mutable_linear());
+  if (merged->dynamics().kind_case() == mpcd::v1::Dynamics::KIND_NOT_SET &&
+      shared.dynamics().kind_case() != mpcd::v1::Dynamics::KIND_NOT_SET) {
+    *merged->mutable_dynamics() = shared.dynamics();
+  }
+  fill(shared.u_lower(), merged->mutable_u_lower());
+  fill(shared.u_upper(), merged->mutable_u_upper());
+  fill(shared.u_init(), merged->mutable_u_init());
+  if (merged->slew_rate_penalty() == 0) merged->set_slew_rate_penalty(shared.slew_rate_penalty());
+  fill(shared.prev_ctrl(), merged->mutable_prev_ctrl());
+  fill(shared.u_zero_mask(), merged->mutable_u_zero_mask());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensors stacked along a leading batch axis (BatchedProblems, StackedSolutions, stacked
+// cotangents): checked once as a whole, then cut into per-problem slices in their own encoding.
+
+// A stacked tensor must be well formed and have `count` as its first dimension. Its values are
+// scanned once, per problem, by the problem's own validation; only when that fails does
+// StackedValuesError look at the stacked tensors as a whole, to name the one at fault.
+absl::Status CheckStacked(const Tensor& stacked, int count, const std::string& path) {
+  if (!IsPresent(stacked)) return absl::OkStatus();
+  MPC_RETURN_IF_ERROR(CheckTensorData(stacked, path));
+  if (stacked.shape_size() < 1 || stacked.shape(0) != static_cast<std::uint32_t>(count)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": expected the batch (", count,
+                                                   " problems) as the first dimension, got shape ",
+                                                   ShapeString(ShapeOf(stacked))));
+  }
+  return absl::OkStatus();
+}
+
+// The error of the first stacked tensor (path: name) whose values are not finite: when a problem
+// fails its validation, the stacked tensor it took a bad value from is named instead, once.
+absl::Status StackedValuesError(const std::vector<std::pair<const Tensor*, std::string>>& stacked) {
+  for (const auto& [tensor, path] : stacked) MPC_RETURN_IF_ERROR(CheckTensorFinite(*tensor, path));
+  return absl::OkStatus();
+}
+
+// Slice b of a stacked tensor that passed CheckStacked, in the stacked tensor's encoding.
+void SliceTensor(const Tensor& stacked, int b, Tensor* slice) {
+  slice->Clear();
+  slice->mutable_shape()->Add(stacked.shape().begin() + 1, stacked.shape().end());
+  const std::uint64_t values = ValueCount(stacked) / stacked.shape(0);
+  if (IsRaw(stacked)) {
+    const std::size_t bytes = values * RawElementSize(stacked);
+    slice->mutable_raw_data()->assign(stacked.raw_data().data() + b * bytes, bytes);
+    slice->set_dtype(stacked.dtype());
+  } else {
+    const auto begin = stacked.data().begin() + static_cast<std::ptrdiff_t>(b * values);
+    slice->mutable_data()->Add(begin, begin + static_cast<std::ptrdiff_t>(values));
+  }
+}
+
+// The request's batched tensors with the names errors give them.
+std::vector<std::pair<const Tensor*, std::string>> BatchedTensors(
+    const mpcd::v1::BatchedProblems& batched) {
+  return {{&batched.x_init(), "batched.x_init"},
+          {&batched.cost_quadratic(), "batched.cost_quadratic"},
+          {&batched.cost_linear(), "batched.cost_linear"},
+          {&batched.transition(), "batched.transition"},
+          {&batched.offset(), "batched.offset"},
+          {&batched.u_lower(), "batched.u_lower"},
+          {&batched.u_upper(), "batched.u_upper"},
+          {&batched.u_init(), "batched.u_init"},
+          {&batched.model_params(), "batched.model_params"},
+          {&batched.prev_ctrl(), "batched.prev_ctrl"},
+          {&batched.u_zero_mask(), "batched.u_zero_mask"}};
+}
+
+// The number of problems of a request: batched.count when it is set, else the listed problems.
+// Checks `batched` as a whole (the slices are checked as each problem's fields).
+absl::StatusOr<int> CheckBatched(const mpcd::v1::BatchedProblems& batched, int listed,
+                                 const RequestLimits& limits) {
+  if (!batched.graph_parameters().empty()) {
+    return absl::InvalidArgumentError(
+        "batched.graph_parameters: only in responses (send a graph's parameters in "
+        "dynamics.graph.parameters)");
+  }
+  const auto tensors = BatchedTensors(batched);
+  const bool any = std::any_of(tensors.begin(), tensors.end(),
+                               [](const auto& entry) { return IsPresent(*entry.first); });
+  if (batched.count() == 0) {
+    if (any) {
+      return absl::InvalidArgumentError(
+          "batched.count: required (the number of problems B >= 1) with batched tensors");
+    }
+    return listed;
+  }
+  if (batched.count() > static_cast<std::uint32_t>(limits.max_problems)) {
+    return absl::InvalidArgumentError(absl::StrCat("batched.count: at most ", limits.max_problems,
+                                                   " per request, got ", batched.count()));
+  }
+  const int count = static_cast<int>(batched.count());
+  if (listed != 0 && listed != count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batched.count: ", count, " but the request lists ", listed,
+                     " problems (list none, or exactly batched.count)"));
+  }
+  if (IsPresent(batched.offset()) && !IsPresent(batched.transition())) {
+    return absl::InvalidArgumentError("batched.offset: only with batched.transition");
+  }
+  if (IsPresent(batched.model_params()) && batched.model_params().shape_size() != 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batched.model_params: expected shape (B, p), got ",
+                     ShapeString(ShapeOf(batched.model_params()))));
+  }
+  for (const auto& [tensor, path] : tensors) {
+    MPC_RETURN_IF_ERROR(CheckStacked(*tensor, count, path));
+  }
+  return count;
+}
+
+// Fills every field `merged` leaves absent from its slice b of `batched` (model_params apart:
+// they fill the params of the dynamics the template may still give, see FillModelParams).
+void FillFromBatch(const mpcd::v1::BatchedProblems& batched, int b, mpcd::v1::Problem* merged) {
+  const auto fill = [b](const Tensor& stacked, Tensor* to) {
+    if (!IsPresent(*to) && IsPresent(stacked)) SliceTensor(stacked, b, to);
+  };
+  fill(batched.x_init(), merged->mutable_x_init());
+  fill(batched.cost_quadratic(), merged->mutable_cost()->mutable_quadratic());
+  fill(batched.cost_linear(), merged->mutable_cost()->mutable_linear());
+  if (merged->dynamics().kind_case() == mpcd::v1::Dynamics::KIND_NOT_SET &&
+      IsPresent(batched.transition())) {
+    mpcd::v1::LinearDynamics* linear = merged->mutable_dynamics()->mutable_linear();
+    SliceTensor(batched.transition(), b, linear->mutable_transition());
+    if (IsPresent(batched.offset())) SliceTensor(batched.offset(), b, linear->mutable_offset());
+  }
+  fill(batched.u_lower(), merged->mutable_u_lower());
+  fill(batched.u_upper(), merged->mutable_u_upper());
+  fill(batched.u_init(), merged->mutable_u_init());
+  fill(batched.prev_ctrl(), merged->mutable_prev_ctrl());
+  fill(batched.u_zero_mask(), merged->mutable_u_zero_mask());
+}
+
+// batched.model_params' slice b as the params of a model given without them.
+absl::Status FillModelParams(const Tensor& stacked, int b, mpcd::v1::Problem* merged) {
+  if (!IsPresent(stacked)) return absl::OkStatus();
+  if (merged->dynamics().kind_case() != mpcd::v1::Dynamics::kModel) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batched.model_params: problems[", b,
+                     "] has no model dynamics (set dynamics.model in it or in the template)"));
+  }
+  mpcd::v1::ModelDynamics* model = merged->mutable_dynamics()->mutable_model();
+  if (model->params_size() != 0) return absl::OkStatus();
+  const std::uint64_t p = stacked.shape(1);
+  for (std::uint64_t k = 0; k < p; ++k) model->add_params(ValueAt(stacked, b * p + k));
+  return absl::OkStatus();
+}
+
+// stacked_response of a Solve: every problem's solution has the shapes of the first's.
+absl::Status CheckStackable(const std::vector<Problem>& problems) {
+  for (std::size_t i = 1; i < problems.size(); ++i) {
+    if (problems[i].shape != problems[0].shape) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stacked_response: problems[", i,
+                       "] has other dynamics or n, m than problems[0], so their solutions do not "
+                       "stack; ask without stacked_response"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The number of problems of a Solve or Backward request, after its request-level checks.
+template <typename Request>
+absl::StatusOr<int> ProblemCount(const Request& request, const RequestLimits& limits) {
+  MPC_ASSIGN_OR_RETURN(const int count,
+                       CheckBatched(request.batched(), request.problems_size(), limits));
+  MPC_RETURN_IF_ERROR(CheckHorizonAndCount(request.horizon(), count, limits));
+  if (request.has_problem_template()) {
+    MPC_RETURN_IF_ERROR(CheckTemplate(request.problem_template()));
+  }
+  return count;
+}
+
+// Problem i of a Solve or Backward request as it is solved (mpcd.proto's merge rule): the
+// listed problem itself when nothing is shared (no copy), else its merge in *storage.
+template <typename Request>
+absl::StatusOr<const mpcd::v1::Problem*> MergedProblem(const Request& request, int i,
+                                                       mpcd::v1::Problem* storage) {
+  const bool batched = request.batched().count() > 0;
+  if (!request.has_problem_template() && !batched) return &request.problems(i);
+  if (i < request.problems_size()) {
+    *storage = request.problems(i);
+  } else {
+    storage->Clear();
+  }
+  if (batched) FillFromBatch(request.batched(), i, storage);
+  if (request.has_problem_template()) FillFromTemplate(request.problem_template(), storage);
+  if (batched) MPC_RETURN_IF_ERROR(FillModelParams(request.batched().model_params(), i, storage));
+  return storage;
 }
 
 }  // namespace
@@ -678,11 +947,12 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
 
   // Every tensor's data must match its own shape before its shape means anything. The field
   // names come from the table (params is a plain list, not a Tensor).
-  ProblemShape any_shape;
+  // (Paths are spelled out only for an error: building them for every field of every problem
+  // cost more than the checks.)
   for (ArrayField field : kProblemArrays) {
     const Tensor* tensor = TensorOf(proto, field);
-    if (tensor == nullptr) continue;
-    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + ArraySpecFor(field, any_shape).name));
+    if (tensor == nullptr || CheckTensorData(*tensor, "").ok()) continue;
+    return CheckTensorData(*tensor, p + ArraySpecFor(field, ProblemShape()).name);
   }
 
   Problem problem;
@@ -711,8 +981,9 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   for (ArrayField field : kProblemArrays) {
     const Tensor* tensor = TensorOf(proto, field);
     if (tensor == nullptr) continue;
-    const std::string path = p + ArraySpecFor(field, problem.shape).name;
-    MPC_RETURN_IF_ERROR(CheckTensorShape(*tensor, field, problem.shape, path));
+    const ArraySpec spec = ArraySpecFor(field, problem.shape);
+    if (CheckTensorShape(*tensor, spec, "").ok()) continue;
+    return CheckTensorShape(*tensor, spec, p + spec.name);
   }
 
   problem.x_init = ToVector(proto.x_init());
@@ -738,7 +1009,7 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
 
 absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& request,
                                                 const RequestLimits& limits) {
-  MPC_RETURN_IF_ERROR(CheckHorizonAndCount(request.horizon(), request.problems_size(), limits));
+  MPC_ASSIGN_OR_RETURN(const int count, ProblemCount(request, limits));
   if (!mpcd::v1::BackwardMode_IsValid(request.jacobian_mode())) {
     return absl::InvalidArgumentError(
         absl::StrCat("jacobian_mode: unknown value ", request.jacobian_mode()));
@@ -761,19 +1032,17 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
         SolverMethodName(options.method), "_THEN_ILQR)"));
   }
 
-  if (request.has_problem_template()) {
-    MPC_RETURN_IF_ERROR(CheckTemplate(request.problem_template()));
-  }
   const int horizon = static_cast<int>(request.horizon());
   std::vector<Problem> problems;
-  problems.reserve(request.problems_size());
-  mpcd::v1::Problem merged;
+  problems.reserve(count);
+  mpcd::v1::Problem storage;
   // Every problem is checked, so that one answer names each broken one (error_details.h).
   Violations violations;
-  for (int i = 0; i < request.problems_size(); ++i) {
-    absl::StatusOr<Problem> problem =
-        ToProblem(MergedProblem(request, i, &merged), horizon, options, limits,
-                  absl::StrCat("problems[", i, "]."));
+  for (int i = 0; i < count; ++i) {
+    absl::StatusOr<const mpcd::v1::Problem*> merged = MergedProblem(request, i, &storage);
+    absl::StatusOr<Problem> problem = merged.ok() ? ToProblem(**merged, horizon, options, limits,
+                                                              absl::StrCat("problems[", i, "]."))
+                                                  : absl::StatusOr<Problem>(merged.status());
     if (problem.ok() && (options.compute_x_init_jacobian || options.compute_params_jacobian) &&
         problem->slew_state_prefix > 0) {
       problem = absl::InvalidArgumentError(absl::StrCat(
@@ -786,6 +1055,7 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
     }
     if (!problem.ok()) {
       if (problem.status().code() != absl::StatusCode::kInvalidArgument) return problem.status();
+      MPC_RETURN_IF_ERROR(StackedValuesError(BatchedTensors(request.batched())));
       if (!violations.Add(problem.status())) break;
       continue;
     }
@@ -793,6 +1063,7 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
     if (violations.empty()) problems.push_back(*std::move(problem));
   }
   if (!violations.empty()) return violations.ToStatus();
+  if (request.stacked_response()) MPC_RETURN_IF_ERROR(CheckStackable(problems));
   return problems;
 }
 
@@ -854,6 +1125,82 @@ void ToSolveResponse(absl::Span<const Solution> solutions, const std::vector<Pro
   }
 }
 
+namespace {
+
+// SolveResponse.stacked from solutions[b] of problems[b] (equal shapes: CheckStackable).
+void ToStackedSolveResponse(absl::Span<const Solution> solutions,
+                            const std::vector<Problem>& problems, mpcd::v1::TensorEncoding encoding,
+                            mpcd::v1::SolveResponse* response) {
+  response->clear_solutions();
+  mpcd::v1::StackedSolutions* out = response->mutable_stacked();
+  out->Clear();
+  const int count = static_cast<int>(std::min(solutions.size(), problems.size()));
+  if (count == 0) return;
+  // Slew-rate problems answer in the caller's state (no copies otherwise).
+  std::vector<Solution> stripped;
+  if (problems[0].slew_state_prefix > 0) {
+    stripped.assign(solutions.begin(), solutions.begin() + count);
+    for (int b = 0; b < count; ++b) StripSlewState(problems[b], &stripped[b]);
+    solutions = stripped;
+  }
+  const ProblemShape shape = CallerShape(problems[0]);
+  const SolverOptions& options = problems[0].options;
+  const std::int64_t T = shape.horizon;
+  const std::int64_t n = shape.state_dim;
+  const std::int64_t m = shape.control_dim;
+  const std::int64_t nt = shape.tau_dim();
+  const auto stack = [&](const Shape& slice, std::vector<double> Solution::*member, Tensor* to) {
+    SetStackedTensor(
+        encoding, slice, count,
+        [&](int b) { return absl::Span<const double>(solutions[b].*member); }, to);
+  };
+  stack({T, n}, &Solution::x, out->mutable_x());
+  stack({T, m}, &Solution::u, out->mutable_u());
+  for (int b = 0; b < count; ++b) {
+    const Solution& solution = solutions[b];
+    out->add_cost(solution.cost);
+    out->add_status(ToProtoSolveStatus(solution.status));
+    out->add_iterations(static_cast<std::uint32_t>(solution.iterations));
+    out->add_step_norm(solution.step_norm);
+    out->add_regularization(solution.regularization);
+  }
+  if (options.compute_gains) {
+    stack({T, m, n}, &Solution::feedback, out->mutable_feedback());
+    stack({T, m}, &Solution::feedforward, out->mutable_feedforward());
+  }
+  if (options.compute_x_init_jacobian) {
+    stack({T, nt, n}, &Solution::x_init_jacobian, out->mutable_x_init_jacobian());
+  }
+  if (options.compute_params_jacobian) {
+    std::size_t columns = 0;  // p: from any solution the deadline did not stop
+    for (int b = 0; b < count; ++b) {
+      columns = std::max(columns, solutions[b].params_jacobian.size() / (T * nt));
+    }
+    stack({T, nt, static_cast<std::int64_t>(columns)}, &Solution::params_jacobian,
+          out->mutable_params_jacobian());
+  }
+  if (options.compute_x_init_jacobian || options.compute_params_jacobian) {
+    for (int b = 0; b < count; ++b) {
+      ToProtoJacobianDiagnostics(solutions[b].jacobian_diagnostics,
+                                 out->add_jacobian_diagnostics());
+    }
+  }
+  out->set_method(ToProtoSolverMethod(options.method));
+}
+
+}  // namespace
+
+void WriteSolutions(absl::Span<const Solution> solutions, const std::vector<Problem>& problems,
+                    mpcd::v1::TensorEncoding encoding, bool stacked,
+                    mpcd::v1::SolveResponse* response) {
+  if (stacked) {
+    ToStackedSolveResponse(solutions, problems, encoding, response);
+    return;
+  }
+  ToSolveResponse(solutions, problems, response);
+  EncodeResponseTensors(encoding, response);
+}
+
 void EncodeResponseTensors(mpcd::v1::TensorEncoding encoding, mpcd::v1::SolveResponse* response) {
   for (mpcd::v1::Solution& solution : *response->mutable_solutions()) {
     EncodeSolutionTensors(encoding, &solution);
@@ -908,12 +1255,11 @@ namespace {
 
 // FAILED_PRECONDITION for a solution of pure CEM or MPPI: a sampled plan is no fixed point of the
 // iLQR, so the implicit gradient does not exist there (`field` is e.g. "solutions[2].").
-absl::Status CheckDifferentiable(const mpcd::v1::Solution& solution, const std::string& field) {
-  if (!mpcd::v1::SolverMethod_IsValid(solution.method())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, "method: unknown value ", solution.method()));
+absl::Status CheckDifferentiable(int proto_method, const std::string& field) {
+  if (!mpcd::v1::SolverMethod_IsValid(proto_method)) {
+    return absl::InvalidArgumentError(absl::StrCat(field, "method: unknown value ", proto_method));
   }
-  const SolverMethod method = ToSolverMethod(solution.method());
+  const SolverMethod method = ToSolverMethod(static_cast<mpcd::v1::SolverMethod>(proto_method));
   if (HasImplicitGradient(method)) return absl::OkStatus();
   const char* name = SolverMethodName(method);
   return absl::FailedPreconditionError(absl::StrCat(
@@ -927,38 +1273,100 @@ absl::Status CheckDifferentiable(const mpcd::v1::Solution& solution, const std::
 
 namespace {
 
-// Checks request.solutions(i) and .cotangents(i) against `problem` and fills `out` from them.
+// `per_problem` messages (one per problem) or the `stacked` message in their place, not both.
+absl::Status CheckOneLayout(const char* per_problem, int given, const char* stacked,
+                            bool has_stacked, int count) {
+  if (has_stacked && given != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(stacked, ": set either ", per_problem, " or ", stacked, ", not both"));
+  }
+  if (!has_stacked && given != count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(per_problem, ": expected ", count, " (one per problem), got ", given));
+  }
+  return absl::OkStatus();
+}
+
+// One input array of a backward item: a per-problem Tensor, or slice `index` of a stacked one
+// (already checked by CheckStacked).
+struct ArraySource {
+  const Tensor* tensor;
+  int index = -1;  // >= 0: the slice of a stacked tensor
+
+  absl::Status Check(ArrayField field, const ProblemShape& shape, const std::string& path) const {
+    if (index < 0) {
+      MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, path));
+      return CheckTensorShape(*tensor, field, shape, path);
+    }
+    const ArraySpec spec = ArraySpecFor(field, shape);
+    if (!IsPresent(*tensor)) return CheckArrayShape(spec, nullptr, path);
+    const Shape slice(tensor->shape().begin() + 1, tensor->shape().end());
+    return CheckArrayShape(spec, &slice, path);
+  }
+
+  std::vector<double> Values() const {
+    if (index < 0) return ToVector(*tensor);
+    if (!IsPresent(*tensor)) return {};
+    const std::uint64_t count = ValueCount(*tensor) / tensor->shape(0);
+    std::vector<double> values(count);
+    const std::uint64_t first = static_cast<std::uint64_t>(index) * count;
+    for (std::uint64_t k = 0; k < count; ++k) values[k] = ValueAt(*tensor, first + k);
+    return values;
+  }
+};
+
+// Checks problem i's solution and cotangent (per problem, or its slices of the stacked ones)
+// against `problem` and fills `out` from them.
 absl::Status ToBackwardItem(const mpcd::v1::BackwardRequest& request, int i, const Problem& problem,
                             GradientMode mode, BackwardProblem* out) {
-  const mpcd::v1::Solution& solution = request.solutions(i);
-  const mpcd::v1::Cotangent& cotangent = request.cotangents(i);
-  const BackwardFieldNames names = BackwardRequestFieldNames(i);
-  MPC_RETURN_IF_ERROR(CheckDifferentiable(solution, names.solution));
-  const std::pair<const Tensor*, ArrayField> arrays[] = {
-      {&solution.x(), ArrayField::kSolutionX},
-      {&solution.u(), ArrayField::kSolutionU},
-      {&cotangent.x(), ArrayField::kCotangentX},
-      {&cotangent.u(), ArrayField::kCotangentU},
+  const bool stacked_solutions = request.has_stacked_solutions();
+  const bool stacked_cotangents = request.has_stacked_cotangents();
+  BackwardFieldNames names = BackwardRequestFieldNames(i);
+  const mpcd::v1::Solution* solution = stacked_solutions ? nullptr : &request.solutions(i);
+  if (stacked_solutions) {
+    names.solution = "stacked_solutions.";
+  } else {
+    MPC_RETURN_IF_ERROR(CheckDifferentiable(solution->method(), names.solution));
+  }
+  const int slice = stacked_solutions ? i : -1;
+  const int cotangent_slice = stacked_cotangents ? i : -1;
+  const mpcd::v1::Cotangent& cotangent =
+      stacked_cotangents ? request.stacked_cotangents() : request.cotangents(i);
+  if (stacked_cotangents) names.cotangent = "stacked_cotangents.";
+  const std::pair<ArraySource, ArrayField> arrays[] = {
+      {{stacked_solutions ? &request.stacked_solutions().x() : &solution->x(), slice},
+       ArrayField::kSolutionX},
+      {{stacked_solutions ? &request.stacked_solutions().u() : &solution->u(), slice},
+       ArrayField::kSolutionU},
+      {{&cotangent.x(), cotangent_slice}, ArrayField::kCotangentX},
+      {{&cotangent.u(), cotangent_slice}, ArrayField::kCotangentU},
   };
   // The request's point and cotangent have the caller's state, not a slew-rate augmented one.
   const ProblemShape shape = CallerShape(problem);
-  for (const auto& [tensor, field] : arrays) {
+  for (const auto& [source, field] : arrays) {
     const bool of_solution = field == ArrayField::kSolutionX || field == ArrayField::kSolutionU;
     const std::string path =
         (of_solution ? names.solution : names.cotangent) + ArraySpecFor(field, shape).name;
-    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, path));
-    MPC_RETURN_IF_ERROR(CheckTensorShape(*tensor, field, shape, path));
+    MPC_RETURN_IF_ERROR(source.Check(field, shape, path));
   }
   BackwardProblem& item = *out;
   item.problem = &problem;
-  item.x = ToVector(solution.x());
-  item.u = ToVector(solution.u());
-  item.dl_dx = ToVector(cotangent.x());
-  item.dl_du = ToVector(cotangent.u());
+  item.x = arrays[0].first.Values();
+  item.u = arrays[1].first.Values();
+  item.dl_dx = arrays[2].first.Values();
+  item.dl_du = arrays[3].first.Values();
   item.mode = mode;
   AugmentBackwardPoint(problem, &item);
   // The values' one scan, by the validation the backends rely on (they check only sizes).
-  MPC_RETURN_IF_ERROR(ValidateBackwardProblem(item, names));
+  if (absl::Status status = ValidateBackwardProblem(item, names); !status.ok()) {
+    MPC_RETURN_IF_ERROR(StackedValuesError({
+        {&request.stacked_solutions().x(), "stacked_solutions.x"},
+        {&request.stacked_solutions().u(), "stacked_solutions.u"},
+        {&request.stacked_cotangents().x(), "stacked_cotangents.x"},
+        {&request.stacked_cotangents().u(), "stacked_cotangents.u"},
+    }));
+    return status;
+  }
   return absl::OkStatus();
 }
 
@@ -966,16 +1374,13 @@ absl::Status ToBackwardItem(const mpcd::v1::BackwardRequest& request, int i, con
 
 absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardRequest& request,
                                                   const RequestLimits& limits) {
-  MPC_RETURN_IF_ERROR(CheckHorizonAndCount(request.horizon(), request.problems_size(), limits));
-  const int count = request.problems_size();
-  if (request.solutions_size() != count) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "solutions: expected ", count, " (one per problem), got ", request.solutions_size()));
-  }
-  if (request.cotangents_size() != count) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cotangents: expected ", count, " (one per problem), got ", request.cotangents_size()));
-  }
+  MPC_ASSIGN_OR_RETURN(const int count, ProblemCount(request, limits));
+  const bool stacked_solutions = request.has_stacked_solutions();
+  const bool stacked_cotangents = request.has_stacked_cotangents();
+  MPC_RETURN_IF_ERROR(CheckOneLayout("solutions", request.solutions_size(), "stacked_solutions",
+                                     stacked_solutions, count));
+  MPC_RETURN_IF_ERROR(CheckOneLayout("cotangents", request.cotangents_size(), "stacked_cotangents",
+                                     stacked_cotangents, count));
   if (!mpcd::v1::BackwardMode_IsValid(request.mode())) {
     return absl::InvalidArgumentError(absl::StrCat("mode: unknown value ", request.mode()));
   }
@@ -983,25 +1388,48 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
     return absl::InvalidArgumentError(
         absl::StrCat("response_encoding: unknown value ", request.response_encoding()));
   }
+  if (stacked_solutions) {
+    const mpcd::v1::StackedSolutions& stacked = request.stacked_solutions();
+    MPC_RETURN_IF_ERROR(CheckDifferentiable(stacked.method(), "stacked_solutions."));
+    MPC_RETURN_IF_ERROR(CheckStacked(stacked.x(), count, "stacked_solutions.x"));
+    MPC_RETURN_IF_ERROR(CheckStacked(stacked.u(), count, "stacked_solutions.u"));
+  }
+  if (stacked_cotangents) {
+    const mpcd::v1::Cotangent& stacked = request.stacked_cotangents();
+    MPC_RETURN_IF_ERROR(CheckStacked(stacked.x(), count, "stacked_cotangents.x"));
+    MPC_RETURN_IF_ERROR(CheckStacked(stacked.u(), count, "stacked_cotangents.u"));
+  }
   const GradientMode mode = ToGradientMode(request.mode());
   const int horizon = static_cast<int>(request.horizon());
 
-  if (request.has_problem_template()) {
-    MPC_RETURN_IF_ERROR(CheckTemplate(request.problem_template()));
-  }
   BackwardInputs batch;
   batch.problems.reserve(count);
-  mpcd::v1::Problem merged;
+  mpcd::v1::Problem storage;
+  GradientShapes first_shapes;
   // Every problem, then every item, is checked, so that one answer names each broken one.
   Violations violations;
   for (int i = 0; i < count; ++i) {
-    absl::StatusOr<Problem> problem =
-        ToProblem(MergedProblem(request, i, &merged), horizon, SolverOptions(), limits,
-                  absl::StrCat("problems[", i, "]."));
+    absl::StatusOr<const mpcd::v1::Problem*> merged = MergedProblem(request, i, &storage);
+    absl::StatusOr<Problem> problem = merged.ok()
+                                          ? ToProblem(**merged, horizon, SolverOptions(), limits,
+                                                      absl::StrCat("problems[", i, "]."))
+                                          : absl::StatusOr<Problem>(merged.status());
     if (!problem.ok()) {
       if (problem.status().code() != absl::StatusCode::kInvalidArgument) return problem.status();
+      MPC_RETURN_IF_ERROR(StackedValuesError(BatchedTensors(request.batched())));
       if (!violations.Add(problem.status())) break;
       continue;
+    }
+    if (request.stacked_response() && violations.empty()) {
+      const GradientShapes shapes = GradientShapesOf(**merged, CallerShape(*problem));
+      if (batch.problems.empty()) first_shapes = shapes;
+      if (!batch.problems.empty() &&
+          (problem->shape != batch.problems[0].shape || !(shapes == first_shapes))) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "stacked_response: the gradients of problems[", i,
+            "] do not stack with those of problems[0] (other dynamics or input shapes); ask "
+            "without stacked_response"));
+      }
     }
     if (violations.empty()) batch.problems.push_back(*std::move(problem));
   }
@@ -1035,44 +1463,129 @@ void SetGraphGradient(const GraphProgram& graph, const std::vector<double>& grad
 
 }  // namespace
 
+namespace {
+
+// The gradient of merged problem `in`, restricted to the caller's inputs when `in` was solved with
+// a slew-rate state (u_{t-1} in the state; ReduceSlewGradient into *reduced), else itself (no
+// copy). ToBackwardProblems checked the shapes this reads.
+const ProblemGradient& CallerGradient(const mpcd::v1::Problem& in, const ProblemGradient& gradient,
+                                      ProblemGradient* reduced) {
+  const bool slew = in.slew_rate_penalty() > 0 && in.x_init().shape_size() == 1 &&
+                    in.cost().quadratic().shape_size() >= 2;
+  if (!slew) return gradient;
+  const int n = static_cast<int>(in.x_init().shape(0));
+  const int tau = static_cast<int>(*in.cost().quadratic().shape().rbegin());
+  *reduced = gradient;
+  ReduceSlewGradient(n, tau - n, reduced);
+  return *reduced;
+}
+
+// The shape of problem i of a Backward request: the converted problem's (the caller's, without a
+// slew-rate state) when the caller has it, else as far as the gradient tells (n from x_init, n+m
+// from c), which is all the shapes use.
+ProblemShape ShapeForGradient(const mpcd::v1::BackwardRequest& request,
+                              const ProblemGradient& gradient, absl::Span<const Problem> problems,
+                              std::size_t i) {
+  if (i < problems.size()) return CallerShape(problems[i]);
+  ProblemShape shape;
+  shape.horizon = static_cast<int>(request.horizon());
+  shape.state_dim = static_cast<int>(gradient.x_init.size());
+  shape.control_dim = static_cast<int>(gradient.cost_linear.size()) - shape.state_dim;
+  return shape;
+}
+
+// BackwardResponse.stacked_gradients (equal shapes: ToBackwardProblems checked them).
+void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
+                               absl::Span<const ProblemGradient> gradients,
+                               absl::Span<const Problem> problems,
+                               mpcd::v1::BackwardResponse* response) {
+  mpcd::v1::BatchedProblems* out = response->mutable_stacked_gradients();
+  out->Clear();
+  const int count = static_cast<int>(gradients.size());
+  mpcd::v1::Problem storage;
+  absl::StatusOr<const mpcd::v1::Problem*> first = MergedProblem(request, 0, &storage);
+  if (count == 0 || !first.ok()) return;
+  const mpcd::v1::Problem& in = **first;
+  // Slew-rate problems' gradients restricted to the caller's inputs (their merged problems all
+  // have the slew term or none: the stacked gradients have equal shapes).
+  std::vector<ProblemGradient> reduced;
+  if (in.slew_rate_penalty() > 0) {
+    reduced.resize(count);
+    mpcd::v1::Problem other;  // `in` may live in storage
+    for (int b = 0; b < count; ++b) {
+      absl::StatusOr<const mpcd::v1::Problem*> merged = MergedProblem(request, b, &other);
+      if (!merged.ok()) return;
+      const ProblemGradient& g = CallerGradient(**merged, gradients[b], &reduced[b]);
+      if (&g != &reduced[b]) reduced[b] = g;
+    }
+    gradients = reduced;
+  }
+  const ProblemShape shape = ShapeForGradient(request, gradients[0], problems, 0);
+  const GradientShapes shapes = GradientShapesOf(in, shape);
+  const mpcd::v1::TensorEncoding encoding = request.response_encoding();
+  const auto stack = [&](const Shape& slice, std::vector<double> ProblemGradient::*member,
+                         Tensor* to) {
+    SetStackedTensor(
+        encoding, slice, count,
+        [&](int b) { return absl::Span<const double>(gradients[b].*member); }, to);
+  };
+  out->set_count(static_cast<std::uint32_t>(count));
+  stack({shape.state_dim}, &ProblemGradient::x_init, out->mutable_x_init());
+  stack(shapes.cost_quadratic, &ProblemGradient::cost_quadratic, out->mutable_cost_quadratic());
+  stack(shapes.cost_linear, &ProblemGradient::cost_linear, out->mutable_cost_linear());
+  switch (in.dynamics().kind_case()) {
+    case mpcd::v1::Dynamics::kLinear:
+      stack(shapes.transition, &ProblemGradient::transition, out->mutable_transition());
+      stack(shapes.offset, &ProblemGradient::offset, out->mutable_offset());
+      break;
+    case mpcd::v1::Dynamics::kGraph:
+      if (!problems.empty() && problems[0].graph != nullptr) {
+        for (const GraphParameter& parameter : problems[0].graph->parameters) {
+          SetStackedTensor(
+              encoding, parameter.shape, count,
+              [&](int b) {
+                const std::vector<double>& params = gradients[b].params;
+                const std::size_t end = std::size_t(parameter.offset) + parameter.size;
+                if (params.size() < end) return absl::Span<const double>();
+                return absl::Span<const double>(params).subspan(parameter.offset, parameter.size);
+              },
+              &(*out->mutable_graph_parameters())[parameter.name]);
+        }
+      }
+      break;
+    default:
+      stack({static_cast<std::int64_t>(gradients[0].params.size())}, &ProblemGradient::params,
+            out->mutable_model_params());
+  }
+  for (const ProblemGradient& gradient : gradients) {
+    ToProtoDiagnostics(gradient, response->add_diagnostics());
+  }
+}
+
+}  // namespace
+
 void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
                         absl::Span<const ProblemGradient> gradients,
                         mpcd::v1::BackwardResponse* response, absl::Span<const Problem> problems) {
   response->clear_gradients();
   response->clear_diagnostics();
-  const std::int64_t T = request.horizon();
-  for (std::size_t i = 0; i < gradients.size() && static_cast<int>(i) < request.problems_size();
-       ++i) {
-    mpcd::v1::Problem merged;
-    const mpcd::v1::Problem& in = MergedProblem(request, static_cast<int>(i), &merged);
-    // A slew-rate problem was solved with u_{t-1} in the state: its gradient's blocks of the
-    // caller's inputs (no copy otherwise).
-    // (ToBackwardProblems checked the shapes this reads.)
-    const bool slew = in.slew_rate_penalty() > 0 && in.x_init().shape_size() == 1 &&
-                      in.cost().quadratic().shape_size() >= 2;
+  mpcd::v1::Problem storage;
+  for (std::size_t i = 0; i < gradients.size(); ++i) {
+    absl::StatusOr<const mpcd::v1::Problem*> merged =
+        MergedProblem(request, static_cast<int>(i), &storage);
+    if (!merged.ok()) return;  // not a request ToBackwardProblems accepted
+    const mpcd::v1::Problem& in = **merged;
     ProblemGradient reduced;
-    if (slew) {
-      const int n = static_cast<int>(in.x_init().shape(0));
-      const int tau = static_cast<int>(*in.cost().quadratic().shape().rbegin());
-      reduced = gradients[i];
-      ReduceSlewGradient(n, tau - n, &reduced);
-    }
-    const ProblemGradient& g = slew ? reduced : gradients[i];
+    const ProblemGradient& g = CallerGradient(in, gradients[i], &reduced);
+    const GradientShapes shapes = GradientShapesOf(in, ShapeForGradient(request, g, problems, i));
     mpcd::v1::Problem* out = response->add_gradients();
-    const std::int64_t n = static_cast<std::int64_t>(g.x_init.size());
-    SetTensor({n}, g.x_init, out->mutable_x_init());
-    SetTensor(ShapeOf(in.cost().quadratic()), g.cost_quadratic,
-              out->mutable_cost()->mutable_quadratic());
-    const std::int64_t tau = static_cast<std::int64_t>(g.cost_linear.size());
-    SetTensor(ShapeOrDefault(in.cost().linear(), {tau}), g.cost_linear,
-              out->mutable_cost()->mutable_linear());
+    SetTensor({static_cast<std::int64_t>(g.x_init.size())}, g.x_init, out->mutable_x_init());
+    SetTensor(shapes.cost_quadratic, g.cost_quadratic, out->mutable_cost()->mutable_quadratic());
+    SetTensor(shapes.cost_linear, g.cost_linear, out->mutable_cost()->mutable_linear());
     if (in.dynamics().kind_case() == mpcd::v1::Dynamics::kLinear) {
-      const mpcd::v1::LinearDynamics& linear = in.dynamics().linear();
       mpcd::v1::LinearDynamics* dynamics = out->mutable_dynamics()->mutable_linear();
-      SetTensor(ShapeOf(linear.transition()), g.transition, dynamics->mutable_transition());
-      // An absent offset: laid out as the transition's slices (see ProblemGradient).
-      const Shape absent = linear.transition().shape_size() == 3 ? Shape{T - 1, n} : Shape{n};
-      SetTensor(ShapeOrDefault(linear.offset(), absent), g.offset, dynamics->mutable_offset());
+      SetTensor(shapes.transition, g.transition, dynamics->mutable_transition());
+      SetTensor(shapes.offset, g.offset, dynamics->mutable_offset());
     } else if (in.dynamics().kind_case() == mpcd::v1::Dynamics::kGraph) {
       if (i < problems.size() && problems[i].graph != nullptr) {
         SetGraphGradient(*problems[i].graph, g.params, out->mutable_dynamics()->mutable_graph());
@@ -1084,6 +1597,19 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
     }
     ToProtoDiagnostics(g, response->add_diagnostics());
   }
+}
+
+void WriteGradients(const mpcd::v1::BackwardRequest& request,
+                    absl::Span<const ProblemGradient> gradients, absl::Span<const Problem> problems,
+                    mpcd::v1::BackwardResponse* response) {
+  if (request.stacked_response()) {
+    response->clear_gradients();
+    response->clear_diagnostics();
+    ToStackedBackwardResponse(request, gradients, problems, response);
+    return;
+  }
+  ToBackwardResponse(request, gradients, response, problems);
+  EncodeResponseTensors(request.response_encoding(), response);
 }
 
 void AddGraphModels(absl::Span<const NamedGraph> graphs, mpcd::v1::ListModelsResponse* response) {

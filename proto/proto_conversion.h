@@ -28,7 +28,9 @@ struct RequestLimits {
 };
 
 // Converts and validates a SolveRequest: request-level checks (horizon, problem count, options,
-// Jacobian requests), every Tensor's shape against the accepted alternatives, then
+// Jacobian requests, batched tensors as a whole), each problem merged from its own fields, its
+// batched slices and the template (mpcd.proto's merge rule), every Tensor's shape against the
+// accepted alternatives, then
 // ValidateProblemSizes and ValidateProblem per problem. Errors are INVALID_ARGUMENT naming the
 // proto field path, e.g. "problems[2].cost.quadratic: expected shape (5,5) or (20,5,5), got (4,4)".
 // On success there is one Problem per request problem, in order, with the request's options (and
@@ -75,6 +77,14 @@ void ToSolveResponse(absl::Span<const Solution> solutions, const std::vector<Pro
 void EncodeResponseTensors(mpcd::v1::TensorEncoding encoding, mpcd::v1::SolveResponse* response);
 void EncodeResponseTensors(mpcd::v1::TensorEncoding encoding, mpcd::v1::BackwardResponse* response);
 
+// A Solve's answer in the form its request asked for: one Solution per problem (ToSolveResponse,
+// then EncodeResponseTensors) or, when `stacked` (the request's stacked_response), every output
+// stacked along a leading batch axis in response->stacked, written in `encoding` straight from
+// the solutions. Timing, batch size and backend are the caller's to set.
+void WriteSolutions(absl::Span<const Solution> solutions, const std::vector<Problem>& problems,
+                    mpcd::v1::TensorEncoding encoding, bool stacked,
+                    mpcd::v1::SolveResponse* response);
+
 GradientMode ToGradientMode(mpcd::v1::BackwardMode mode);
 // An unknown value is ILQR (ValidateSolverOptions refuses it first).
 SolverMethod ToSolverMethod(mpcd::v1::SolverMethod method);
@@ -112,6 +122,14 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
                         absl::Span<const ProblemGradient> gradients,
                         mpcd::v1::BackwardResponse* response,
                         absl::Span<const Problem> problems = {});
+
+// A Backward's answer in the form `request` asked for: one gradient Problem per problem
+// (ToBackwardResponse, then EncodeResponseTensors) or, with stacked_response,
+// response->stacked_gradients (x_init (B, n), cost_quadratic (B, ...) ..., model_params (B, p) or
+// graph_parameters) and the diagnostics, in the request's response_encoding.
+void WriteGradients(const mpcd::v1::BackwardRequest& request,
+                    absl::Span<const ProblemGradient> gradients, absl::Span<const Problem> problems,
+                    mpcd::v1::BackwardResponse* response);
 
 // Control sessions (DESIGN §5). The first ControlRequest sets the template: horizon, problem (its
 // x_init is the first measured state; messages name "problem.<field>") and options; gains are

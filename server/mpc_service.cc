@@ -143,11 +143,12 @@ class SolveCall final : public BatchedCall {
  public:
   SolveCall(const CallLog& log, DynamicBatcher* batcher, ServiceMetrics* metrics,
             CallTracker* calls, std::vector<Problem> problems, mpcd::v1::TensorEncoding encoding,
-            std::string backend, mpcd::v1::SolveResponse* response)
+            bool stacked, std::string backend, mpcd::v1::SolveResponse* response)
       : BatchedCall(log, batcher, metrics, calls),
         problems_(std::move(problems)),
         solutions_(problems_.size()),
         encoding_(encoding),
+        stacked_(stacked),
         backend_(std::move(backend)),
         response_(response) {}
 
@@ -165,8 +166,7 @@ class SolveCall final : public BatchedCall {
 
  private:
   void FillResponse(double queue_seconds, double solve_seconds, int batch_size) override {
-    ToSolveResponse(solutions_, problems_, response_);
-    EncodeResponseTensors(encoding_, response_);
+    WriteSolutions(solutions_, problems_, encoding_, stacked_, response_);
     response_->mutable_timing()->set_queue_seconds(queue_seconds);
     response_->mutable_timing()->set_solve_seconds(solve_seconds);
     response_->set_batch_size(static_cast<std::uint32_t>(batch_size));
@@ -176,6 +176,7 @@ class SolveCall final : public BatchedCall {
   std::vector<Problem> problems_;  // their interrupt is set at Start
   std::vector<Solution> solutions_;
   const mpcd::v1::TensorEncoding encoding_;
+  const bool stacked_;  // the request's stacked_response
   const std::string backend_;
   mpcd::v1::SolveResponse* const response_;
 };
@@ -209,8 +210,7 @@ class BackwardCall final : public BatchedCall {
 
  private:
   void FillResponse(double queue_seconds, double solve_seconds, int batch_size) override {
-    ToBackwardResponse(*request_, gradients_, response_, inputs_.problems);
-    EncodeResponseTensors(request_->response_encoding(), response_);
+    WriteGradients(*request_, gradients_, inputs_.problems, response_);
     response_->mutable_timing()->set_queue_seconds(queue_seconds);
     response_->mutable_timing()->set_solve_seconds(solve_seconds);
     response_->set_batch_size(static_cast<std::uint32_t>(batch_size));
@@ -295,7 +295,8 @@ grpc::ServerUnaryReactor* MpcService::Solve(grpc::CallbackServerContext* context
     return FinishNow(context, log, status, &calls_);
   }
   auto* call = new SolveCall(log, batcher_, metrics_, &calls_, *std::move(problems),
-                             request->response_encoding(), options_.backend_name, response);
+                             request->response_encoding(), request->stacked_response(),
+                             options_.backend_name, response);
   // The batcher may finish the call before this returns (e.g. a full queue): gRPC allows Finish
   // before the reactor is bound and runs OnDone only afterwards, so returning `call` stays valid.
   call->Start(DeadlineOf(*context));

@@ -89,7 +89,8 @@ class InstallTest(unittest.TestCase):
         # The package's own wire tests with the installed package (no --package-dir/--stubs-dir).
         result = self.run_checked(
             [python, os.path.join(HERE, "python_wire_test.py"), "--mpcd", ARGS.mpcd,
-             "WireEncodingTest", "TemplateTest", "TorchTransportTest.test_float32_in_float32_out",
+             "WireEncodingTest", "TemplateTest", "BatchedLayoutTest",
+             "TorchTransportTest.test_float32_in_float32_out",
              "TorchTransportTest.test_one_channel_per_target_shared_across_threads"],
             env=env, cwd=self.tmp)
         self.assertIn("OK", result.stderr)

@@ -7,6 +7,9 @@ mpcd process over a real socket (issue 14).
 - every malformed raw payload is INVALID_ARGUMENT naming the field;
 - problem_template: template + per-problem fields give bitwise the solutions of spelled-out
   problems, for Solve and Backward;
+- batched layouts (BatchedProblems, stacked answers, Client.solve_batched/backward_batched):
+  bitwise the per-problem solutions and gradients; mixed listed/batched/template requests;
+  malformed stacked tensors name the field; MPC's per-problem model params;
 - mpcd.torch.MPC: a batch of 128 n8 m4 T30 problems forward and backward (its Backward answer is
   over gRPC's default 4 MiB receive limit: a client held to that limit fails, the default one
   works and matches the same batch done in chunks); float32 in -> float32 out; one channel per
@@ -287,6 +290,187 @@ class TemplateTest(unittest.TestCase):
             self.client.solve(6, [mpcd.Problem(x_init=np.zeros(3), C=None)], template=template)
         self.assertEqual(caught.exception.details,
                          "problem_template.cost.linear: not finite at [1] (inf)")
+
+
+class BatchedLayoutTest(unittest.TestCase):
+    """Equal shapes as one stacked tensor per input (BatchedProblems) and stacked answers: bitwise
+    the per-problem layout's solutions and gradients."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.client = mpcd.Client(SERVER.target, timeout=60)
+        rng = np.random.default_rng(21)
+        cls.T = 7
+        cls.problems = [lqr_problem(rng, T=cls.T, time_varying=True) for _ in range(5)]
+
+    def stacked(self, name):
+        if name in ("F", "f"):
+            return np.stack([getattr(p.dynamics, name) for p in self.problems])
+        return np.stack([getattr(p, name) for p in self.problems])
+
+    def test_batched_and_per_problem_give_bitwise_the_same_solutions_and_gradients(self):
+        T = self.T
+        options = dict(max_iterations=30, tolerance=1e-10)
+        per = self.client.solve(T, self.problems, options=options, return_gains=True)
+        # Per-problem x_init, C, F, f and u_init stacked; c and the bounds differ per problem too.
+        batch = mpcd.Batch(**{name: self.stacked(name) for name in
+                              ("x_init", "C", "c", "F", "f", "u_lower", "u_upper", "u_init")})
+        stacked = self.client.solve_batched(T, batch, options=options, return_gains=True)
+        self.assertEqual(stacked.x.shape, (5, T, 3))
+        self.assertEqual(stacked.feedback.shape, (5, T, 2, 3))
+        for b, one in enumerate(per.solutions):
+            self.assertEqual(stacked.x[b].tobytes(), one.x.tobytes())
+            self.assertEqual(stacked.u[b].tobytes(), one.u.tobytes())
+            self.assertEqual(stacked.feedback[b].tobytes(), one.feedback.tobytes())
+            self.assertEqual(stacked.cost[b], one.cost)
+            self.assertEqual(stacked.status[b], one.status)
+            self.assertEqual(stacked.iterations[b], one.iterations)
+        self.assertGreater(np.abs(stacked.u[0] - stacked.u[1]).max(), 1e-3)
+
+        rng = np.random.default_rng(22)
+        dx = rng.standard_normal((5, T, 3))
+        du = rng.standard_normal((5, T, 2))
+        g_per = self.client.backward(T, self.problems, per.solutions, list(zip(dx, du)))
+        g_stacked = self.client.backward_batched(T, batch, stacked, dl_dx=dx, dl_du=du)
+        self.assertEqual(g_stacked.C.shape, (5, T, 5, 5))
+        self.assertEqual(len(g_stacked.diagnostics), 5)
+        for b, one in enumerate(g_per.gradients):
+            for field in ("x_init", "C", "c", "F", "f"):
+                self.assertEqual(getattr(g_stacked, field)[b].tobytes(),
+                                 getattr(one, field).tobytes(), field)
+            self.assertEqual(g_stacked.diagnostics[b], one.diagnostics)
+        self.assertGreater(np.abs(g_stacked.c).max(), 1e-6)
+
+    def test_mixed_batch_listed_problems_batched_slices_and_template(self):
+        T = self.T
+        shared = self.problems[0]
+        template = mpcd.Problem(x_init=None, C=shared.C, c=shared.c, dynamics=shared.dynamics)
+        own = self.problems[3]
+        request = mpcd_pb2.SolveRequest(
+            horizon=T, response_encoding=mpcd_pb2.RAW_FLOAT64, stacked_response=True,
+            options=mpcd_pb2.SolverOptions(max_iterations=30, tolerance=1e-10))
+        request.problem_template.CopyFrom(mpcd.client.problem_to_proto(template))
+        request.batched.CopyFrom(mpcd.client.batch_to_proto(mpcd.Batch(
+            x_init=self.stacked("x_init"), u_lower=self.stacked("u_lower"),
+            u_upper=self.stacked("u_upper"))))
+        # Problem 2 brings its own cost and dynamics; the others only take slices and template.
+        for b in range(5):
+            message = request.problems.add()
+            if b == 2:
+                mpcd.client.to_tensor(own.C, message.cost.quadratic)
+                mpcd.client.to_tensor(own.c, message.cost.linear)
+                mpcd.client.to_tensor(own.dynamics.F, message.dynamics.linear.transition)
+        answer = self.client._call(self.client.stub.Solve, request, None).stacked
+        spelled = []
+        for b, p in enumerate(self.problems):
+            spelled.append(mpcd.Problem(
+                x_init=p.x_init, C=own.C if b == 2 else shared.C,
+                c=own.c if b == 2 else shared.c,
+                dynamics=mpcd.Linear(own.dynamics.F) if b == 2 else shared.dynamics,
+                u_lower=p.u_lower, u_upper=p.u_upper))
+        want = self.client.solve(T, spelled, options=dict(max_iterations=30, tolerance=1e-10))
+        x = mpcd.client.from_tensor(answer.x)
+        for b, one in enumerate(want.solutions):
+            self.assertEqual(x[b].tobytes(), one.x.tobytes(), b)
+
+    def test_malformed_batched_inputs_are_invalid_argument_naming_the_field(self):
+        T = self.T
+        cases = [
+            (mpcd.Batch(x_init=self.stacked("x_init"), C=self.stacked("C")[:4]),
+             "batched.cost_quadratic: expected the batch (5 problems) as the first dimension"),
+            (mpcd.Batch(x_init=self.stacked("x_init"), f=self.stacked("f")),
+             "batched.offset: only with batched.transition"),
+            (mpcd.Batch(x_init=np.where(np.arange(15).reshape(5, 3) == 7, np.nan,
+                                        self.stacked("x_init"))),
+             "batched.x_init: not finite at [2,1] (nan)"),
+        ]
+        template = mpcd.Problem(x_init=None, C=self.problems[0].C,
+                                dynamics=self.problems[0].dynamics)
+        for batch, message in cases:
+            with self.subTest(message=message):
+                with self.assertRaises(mpcd.InvalidArgumentError) as caught:
+                    self.client.solve_batched(T, batch, template=template)
+                self.assertIn(message, caught.exception.details)
+        request = mpcd_pb2.SolveRequest(horizon=T)
+        request.batched.CopyFrom(mpcd.client.batch_to_proto(mpcd.Batch(
+            x_init=self.stacked("x_init"))))
+        request.batched.x_init.raw_data = request.batched.x_init.raw_data[:-3]
+        with self.assertRaises(mpcd.InvalidArgumentError) as caught:
+            self.client._call(self.client.stub.Solve, request, None)
+        self.assertIn("batched.x_init.raw_data: 117 bytes is not a whole number",
+                      caught.exception.details)
+
+    def test_mpc_with_per_problem_model_params(self):
+        """PendulumDx with params (B, p) travels as batched.model_params: the batch gives bitwise
+        each problem's answer and params gradient alone."""
+        B, T = 4, 10
+        env = mpcd.torch.PendulumDx()
+        q, p = env.get_true_obj()
+        rng = np.random.default_rng(23)
+        th = rng.uniform(-np.pi, np.pi, B)
+        x0 = np.stack([np.cos(th), np.sin(th), rng.uniform(-1, 1, B)], axis=1)
+        params = np.stack([[10.0 + b, 1.0 + 0.1 * b, 1.0] for b in range(B)])
+        w = torch.tensor(rng.standard_normal((T, B, 3)))
+
+        def step(rows):
+            theta = torch.tensor(params[rows], requires_grad=True)
+            mpc = MPC(3, 1, T, u_lower=-2.0, u_upper=2.0, lqr_iter=20, exit_unconverged=False,
+                      detach_unconverged=False, verbose=-1, target=SERVER.target)
+            x, u, _ = mpc(torch.tensor(x0[rows]), QuadCost(torch.diag(q), p),
+                          mpcd.torch.PendulumDx(theta))
+            (w[:, rows] * x).sum().backward()
+            return u.detach(), theta.grad
+
+        u_all, g_all = step(list(range(B)))
+        self.assertEqual(tuple(g_all.shape), (B, 3))
+        for b in range(B):
+            u_one, g_one = step([b])
+            self.assertEqual(u_all[:, b].numpy().tobytes(), u_one[:, 0].numpy().tobytes())
+            self.assertEqual(g_all[b].numpy().tobytes(), g_one[0].numpy().tobytes())
+        self.assertGreater(g_all.abs().max().item(), 1e-6)
+
+
+    def test_mpc_sends_an_input_repeated_over_the_batch_once(self):
+        """C (T, B, n+m, n+m) repeated over the batch (as mpc.pytorch users build it) travels once,
+        in the template; x, u and every problem's dC are bitwise those of each problem alone."""
+        B, T, n, m = 6, 8, 3, 2
+        rng = np.random.default_rng(24)
+        L = rng.standard_normal((T, n + m, n + m))
+        C = torch.tensor(np.einsum("tij,tkj->tik", L, L) + np.eye(n + m))
+        C = C.unsqueeze(1).repeat(1, B, 1, 1)
+        c = torch.tensor(rng.standard_normal((T, B, n + m)))
+        F = torch.tensor(np.concatenate([np.eye(n) + 0.1 * rng.standard_normal((n, n)),
+                                         rng.standard_normal((n, m))], axis=1))
+        x0 = torch.tensor(rng.standard_normal((B, n)))
+        w = torch.tensor(rng.standard_normal((T, B, m)))
+        client = mpcd.Client(SERVER.target, timeout=60)
+        sent = []
+        call = client._call
+
+        def spy(method, request, timeout):
+            sent.append(request)
+            return call(method, request, timeout)
+
+        client._call = spy
+
+        def step(rows):
+            leaves = [C[:, rows].clone().requires_grad_(True), c[:, rows].clone()]
+            mpc = MPC(n, m, T, u_lower=-0.5, u_upper=0.5, lqr_iter=30, client=client)
+            x, u, _ = mpc(x0[rows], QuadCost(*leaves), LinDx(F, None))
+            (w[:, rows] * u).sum().backward()
+            return u.detach(), leaves[0].grad
+
+        u_all, dC_all = step(list(range(B)))
+        solve = sent[0]
+        self.assertTrue(solve.problem_template.cost.HasField("quadratic"))
+        self.assertFalse(solve.batched.HasField("cost_quadratic"))
+        self.assertTrue(solve.batched.HasField("cost_linear"))  # c differs per problem
+        self.assertGreater(dC_all.abs().max().item(), 1e-6)
+        for b in range(B):
+            u_one, dC_one = step([b])
+            self.assertEqual(u_all[:, b].numpy().tobytes(), u_one[:, 0].numpy().tobytes())
+            self.assertEqual(dC_all[:, b].numpy().tobytes(), dC_one[:, 0].numpy().tobytes())
+        client.close()
 
 
 class TorchTransportTest(unittest.TestCase):

@@ -68,8 +68,8 @@ void Solve(const std::uint8_t* data, std::size_t size) {
   }
   if (!Backend().SolveBatch(problem_ptrs, solution_ptrs).ok()) return;
   mpcd::v1::SolveResponse response;
-  mpc::ToSolveResponse(solutions, *problems, &response);
-  mpc::EncodeResponseTensors(request.response_encoding(), &response);
+  mpc::WriteSolutions(solutions, *problems, request.response_encoding(), request.stacked_response(),
+                      &response);
   response.SerializeAsString();
 }
 
@@ -92,8 +92,7 @@ void Backward(const std::uint8_t* data, std::size_t size) {
   }
   if (!Backend().BackwardBatch(item_ptrs, gradient_ptrs).ok()) return;
   mpcd::v1::BackwardResponse response;
-  mpc::ToBackwardResponse(request, gradients, &response);
-  mpc::EncodeResponseTensors(request.response_encoding(), &response);
+  mpc::WriteGradients(request, gradients, inputs->problems, &response);
   response.SerializeAsString();
 }
 

@@ -10,11 +10,13 @@
 #include "mpcd/v1/mpcd.pb.h"
 #include "proto/proto_conversion.h"
 #include "solver/problem.h"
+#include "tests/testing/same_problem.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
 namespace {
 
+using ::mpc::testing::ExpectSameProblem;
 using ::mpc::testing::IsOk;
 using ::mpc::testing::StatusIs;
 using ::testing::ElementsAreArray;
@@ -65,22 +67,6 @@ mpcd::v1::Problem OnlyState(double x0) {
   return problem;
 }
 
-void ExpectSame(const Problem& a, const Problem& b) {
-  EXPECT_THAT(a.x_init, ElementsAreArray(b.x_init));
-  EXPECT_THAT(a.cost_quadratic, ElementsAreArray(b.cost_quadratic));
-  EXPECT_THAT(a.cost_linear, ElementsAreArray(b.cost_linear));
-  EXPECT_THAT(a.transition, ElementsAreArray(b.transition));
-  EXPECT_THAT(a.offset, ElementsAreArray(b.offset));
-  EXPECT_THAT(a.params, ElementsAreArray(b.params));
-  EXPECT_THAT(a.u_lower, ElementsAreArray(b.u_lower));
-  EXPECT_THAT(a.u_upper, ElementsAreArray(b.u_upper));
-  EXPECT_THAT(a.u_init, ElementsAreArray(b.u_init));
-  EXPECT_EQ(a.shape.dynamics, b.shape.dynamics);
-  EXPECT_EQ(a.shape.state_dim, b.shape.state_dim);
-  EXPECT_EQ(a.shape.control_dim, b.shape.control_dim);
-  EXPECT_EQ(a.dt, b.dt);
-}
-
 // Each problem of `with_template` must convert to exactly the problem `spelled_out` spells out.
 void ExpectSameRequests(const mpcd::v1::SolveRequest& with_template,
                         const mpcd::v1::SolveRequest& spelled_out) {
@@ -89,7 +75,7 @@ void ExpectSameRequests(const mpcd::v1::SolveRequest& with_template,
   ASSERT_EQ(a.size(), b.size());
   for (std::size_t i = 0; i < a.size(); ++i) {
     SCOPED_TRACE(i);
-    ExpectSame(a[i], b[i]);
+    ExpectSameProblem(a[i], b[i]);
   }
 }
 

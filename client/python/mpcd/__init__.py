@@ -43,6 +43,7 @@ _add_default_stubs_dir()
 
 from mpcd.client import (  # noqa: E402
     BackwardResult,
+    Batch,
     Client,
     ControlSession,
     ControlStep,
@@ -57,6 +58,8 @@ from mpcd.client import (  # noqa: E402
     Problem,
     Solution,
     SolveResult,
+    StackedGradients,
+    StackedSolveResult,
     UnavailableError,
 )
 
@@ -64,5 +67,5 @@ __all__ = [
     "BackwardResult", "Client", "ControlSession", "ControlStep", "DeadlineExceededError",
     "FieldViolation", "Gradient", "InvalidArgumentError",
     "Linear", "Model", "ModelInfo", "MpcdError", "Problem", "Solution", "SolveResult",
-    "UnavailableError",
+    "UnavailableError", "Batch", "StackedSolveResult", "StackedGradients",
 ]

@@ -195,6 +195,70 @@ class BackwardResult:
 
 
 @dataclasses.dataclass
+class Batch:
+    """B problems of equal shapes, each per-problem input stacked along a leading batch axis (one
+    array, one tobytes() on the wire: mpcd.proto's BatchedProblems). None takes the field from the
+    call's template: x_init (B, n); C (B, n+m, n+m) or (B, T, n+m, n+m); c (B, n+m) or
+    (B, T, n+m); F (B, n, n+m) or (B, T-1, n, n+m) and f (B, n) or (B, T-1, n) (linear dynamics,
+    f only with F); u_lower, u_upper (B, m) or (B, T, m); u_init (B, T, m); params (B, p): the
+    parameters of the template's model; prev_ctrl (B, m) and u_zero_mask (B, T, m) (the template
+    gives slew_rate_penalty). count: B (default: the first dimension of the first array given)."""
+    x_init: Optional[np.ndarray] = None
+    C: Optional[np.ndarray] = None
+    c: Optional[np.ndarray] = None
+    F: Optional[np.ndarray] = None
+    f: Optional[np.ndarray] = None
+    u_lower: Optional[np.ndarray] = None
+    u_upper: Optional[np.ndarray] = None
+    u_init: Optional[np.ndarray] = None
+    params: Optional[np.ndarray] = None
+    prev_ctrl: Optional[np.ndarray] = None
+    u_zero_mask: Optional[np.ndarray] = None
+    count: Optional[int] = None
+
+
+@dataclasses.dataclass
+class StackedSolveResult:
+    """Every problem's solution stacked along a leading batch axis (SolveResponse.stacked)."""
+    x: np.ndarray                 # (B, T, n)
+    u: np.ndarray                 # (B, T, m)
+    cost: np.ndarray              # (B)
+    status: List[str]             # B names: "CONVERGED", "MAX_ITERATIONS", ...
+    iterations: np.ndarray        # (B)
+    step_norm: np.ndarray         # (B)
+    regularization: np.ndarray    # (B)
+    feedback: Optional[np.ndarray]         # K (B, T, m, n), with return_gains
+    feedforward: Optional[np.ndarray]      # k (B, T, m), with return_gains
+    x_init_jacobian: Optional[np.ndarray]  # (B, T, n+m, n)
+    params_jacobian: Optional[np.ndarray]  # (B, T, n+m, p)
+    method: str
+    queue_seconds: float
+    solve_seconds: float
+    batch_size: int
+    backend: str
+    # The answer as it came (backward_batched sends its x, u and method back unchanged).
+    message: "mpcd_pb2.StackedSolutions" = None
+
+
+@dataclasses.dataclass
+class StackedGradients:
+    """dL/d(input) of every problem, stacked (B, <the input's shape>) (BackwardResponse.
+    stacked_gradients); None where the problems have no such input."""
+    x_init: np.ndarray
+    C: np.ndarray
+    c: np.ndarray
+    F: Optional[np.ndarray]
+    f: Optional[np.ndarray]
+    params: Optional[np.ndarray]   # (B, p): model params
+    graph_parameters: dict         # name: (B, <initializer shape>), graph dynamics
+    diagnostics: List[dict]
+    queue_seconds: float
+    solve_seconds: float
+    batch_size: int
+    backend: str
+
+
+@dataclasses.dataclass
 class ModelInfo:
     name: str
     state_dim: int
@@ -308,6 +372,55 @@ def problem_to_proto(problem: Problem) -> "mpcd_pb2.Problem":
     _set_optional(message.prev_ctrl, problem.prev_ctrl)
     _set_optional(message.u_zero_mask, problem.u_zero_mask)
     return message
+
+
+# Each Batch input's field in BatchedProblems.
+BATCH_FIELDS = {"x_init": "x_init", "C": "cost_quadratic", "c": "cost_linear", "F": "transition",
+                "f": "offset", "u_lower": "u_lower", "u_upper": "u_upper", "u_init": "u_init",
+                "params": "model_params", "prev_ctrl": "prev_ctrl", "u_zero_mask": "u_zero_mask"}
+
+
+def batch_to_proto(batch: Batch) -> "mpcd_pb2.BatchedProblems":
+    """The BatchedProblems of a Batch: one raw tensor per given input."""
+    message = mpcd_pb2.BatchedProblems()
+    count = batch.count
+    for name, field in BATCH_FIELDS.items():
+        array = getattr(batch, name)
+        if array is not None:
+            tensor = to_tensor(array, getattr(message, field))
+            if count is None:
+                count = tensor.shape[0] if tensor.shape else None
+    if count is None:
+        raise ValueError("Batch: give count or at least one stacked array")
+    message.count = count
+    return message
+
+
+def _optional_stacked(message, tensor_field):
+    return from_tensor(getattr(message, tensor_field)) if message.HasField(tensor_field) else None
+
+
+SOLVE_STATUS_NAMES = np.array([mpcd_pb2.SolveStatus.Name(v)
+                                for v in range(max(mpcd_pb2.SolveStatus.values()) + 1)])
+
+
+def _stacked_result_from_proto(response):
+    stacked = response.stacked
+    return StackedSolveResult(
+        x=from_tensor(stacked.x), u=from_tensor(stacked.u),
+        cost=np.array(stacked.cost, dtype=np.float64),
+        status=SOLVE_STATUS_NAMES[np.array(stacked.status, dtype=np.int64)].tolist(),
+        iterations=np.array(stacked.iterations, dtype=np.int64),
+        step_norm=np.array(stacked.step_norm, dtype=np.float64),
+        regularization=np.array(stacked.regularization, dtype=np.float64),
+        feedback=_optional_stacked(stacked, "feedback"),
+        feedforward=_optional_stacked(stacked, "feedforward"),
+        x_init_jacobian=_optional_stacked(stacked, "x_init_jacobian"),
+        params_jacobian=_optional_stacked(stacked, "params_jacobian"),
+        method=mpcd_pb2.SolverMethod.Name(stacked.method),
+        queue_seconds=response.timing.queue_seconds,
+        solve_seconds=response.timing.solve_seconds,
+        batch_size=response.batch_size, backend=response.backend, message=stacked)
 
 
 def _diagnostics_to_dict(diagnostics):
@@ -581,6 +694,60 @@ class Client:
         return BackwardResult(
             gradients=[_gradient_from_proto(g, d)
                        for g, d in zip(response.gradients, response.diagnostics)],
+            queue_seconds=response.timing.queue_seconds,
+            solve_seconds=response.timing.solve_seconds,
+            batch_size=response.batch_size, backend=response.backend)
+
+    def solve_batched(self, horizon, batch, template=None, options=None, return_gains=False,
+                      return_x_init_jacobian=False, return_params_jacobian=False,
+                      jacobian_mode="DEFAULT", timeout=None, dtype=None):
+        """Solves B problems of equal shapes given as one stacked array per per-problem input
+        (a Batch) and a template for what they share (a Problem whose fields may be None), in
+        one request with a constant number of Python calls; returns a StackedSolveResult (arrays
+        (B, ...)). Other arguments as in solve; dtype None: float32 if batch.x_init is float32."""
+        if dtype is None:
+            dtype = np.float32 if getattr(batch.x_init, "dtype", None) == np.float32 else None
+        request = mpcd_pb2.SolveRequest(
+            horizon=horizon, batched=batch_to_proto(batch), options=_solver_options(options),
+            return_gains=return_gains, return_x_init_jacobian=return_x_init_jacobian,
+            return_params_jacobian=return_params_jacobian, jacobian_mode=_mode(jacobian_mode),
+            response_encoding=response_encoding(dtype or np.float64), stacked_response=True)
+        if template is not None:
+            request.problem_template.CopyFrom(problem_to_proto(template))
+        return _stacked_result_from_proto(self._call(self.stub.Solve, request, timeout))
+
+    def backward_batched(self, horizon, batch, solutions, dl_dx=None, dl_du=None, template=None,
+                         mode="DEFAULT", timeout=None, dtype=None):
+        """dL/d(inputs) of B problems given as in solve_batched, at `solutions` (the
+        StackedSolveResult solve_batched returned, or (x (B, T, n), u (B, T, m))), for cotangents
+        dl_dx (B, T, n) and dl_du (B, T, m) (None: zero). Returns StackedGradients: each
+        gradient (B, <the input's shape>) (an input in the template gets one per problem: sum
+        them over the batch for the shared input's gradient). mode and dtype as in backward."""
+        if dtype is None:
+            dtype = np.float32 if getattr(batch.x_init, "dtype", None) == np.float32 else None
+        request = mpcd_pb2.BackwardRequest(
+            horizon=horizon, batched=batch_to_proto(batch), mode=_mode(mode),
+            response_encoding=response_encoding(dtype or np.float64), stacked_response=True)
+        if template is not None:
+            request.problem_template.CopyFrom(problem_to_proto(template))
+        if isinstance(solutions, StackedSolveResult):
+            request.stacked_solutions.x.CopyFrom(solutions.message.x)
+            request.stacked_solutions.u.CopyFrom(solutions.message.u)
+            request.stacked_solutions.method = solutions.message.method
+        else:
+            to_tensor(solutions[0], request.stacked_solutions.x)
+            to_tensor(solutions[1], request.stacked_solutions.u)
+        request.stacked_cotangents.SetInParent()
+        _set_optional(request.stacked_cotangents.x, dl_dx)
+        _set_optional(request.stacked_cotangents.u, dl_du)
+        response = self._call(self.stub.Backward, request, timeout)
+        g = response.stacked_gradients
+        return StackedGradients(
+            x_init=from_tensor(g.x_init), C=from_tensor(g.cost_quadratic),
+            c=from_tensor(g.cost_linear), F=_optional_stacked(g, "transition"),
+            f=_optional_stacked(g, "offset"), params=_optional_stacked(g, "model_params"),
+            graph_parameters={name: from_tensor(t) for name, t in g.graph_parameters.items()},
+            diagnostics=[_diagnostics_to_dict(d) for d in response.diagnostics],
             queue_seconds=response.timing.queue_seconds,
             solve_seconds=response.timing.solve_seconds,
             batch_size=response.batch_size, backend=response.backend)

@@ -35,7 +35,8 @@ import grpc
 import numpy as np
 import torch
 
-from mpcd.client import _WIRE_DTYPES, Client, MpcdError, from_tensor, to_tensor, wire_dtype
+from mpcd.client import (BATCH_FIELDS, SOLVE_STATUS_NAMES, Client, MpcdError, from_tensor,
+                          to_tensor)
 from mpcd.v1 import mpcd_pb2
 
 QuadCost = collections.namedtuple("QuadCost", "C c")
@@ -179,10 +180,11 @@ class _ModuleGraph:
             to_tensor(theta[offset:offset + size].reshape(shape), graph.parameters[name])
             offset += size
 
-    def gradient(self, graph):
-        """dL/dtheta (p) from a gradient's GraphDynamics."""
-        return np.concatenate([np.zeros(0)] + [from_tensor(graph.parameters[name]).reshape(-1)
-                                               for name in self.names])
+    def stacked_gradient(self, parameters, B):
+        """dL/dtheta (B, p) from stacked gradients' graph_parameters (name: (B, shape))."""
+        return np.concatenate([np.zeros((B, 0))] +
+                              [from_tensor(parameters[name], copy=False).reshape(B, -1)
+                               for name in self.names], axis=1)
 
 
 _MODULE_GRAPHS = weakref.WeakKeyDictionary()
@@ -306,88 +308,72 @@ class _Spec:
     """Everything about one MPC call that is not a differentiable tensor."""
 
 
-class _WireInput:
-    """One input on the wire: either one Tensor shared by every problem, or B per-problem slices
-    of one contiguous byte string (one tobytes() for the whole batch)."""
-
-    def __init__(self, layout, array):
-        array = layout.wire_array(array)
-        dtype = wire_dtype(array)
-        array = array.astype(_WIRE_DTYPES[dtype], copy=False)
-        self.dtype = dtype
-        self.shared = layout.batch_axis is None
-        if self.shared:
-            self.tensor = mpcd_pb2.Tensor(shape=array.shape, raw_data=array.tobytes(), dtype=dtype)
-        else:
-            self.shape = array.shape[1:]
-            self.blob = array.tobytes()
-            self.step = len(self.blob) // max(array.shape[0], 1)
-
-    def write(self, b, tensor):
-        if self.shared:
-            tensor.CopyFrom(self.tensor)
-        else:
-            tensor.shape[:] = self.shape
-            tensor.raw_data = self.blob[b * self.step:(b + 1) * self.step]
-            tensor.dtype = self.dtype
+# Where each input travels: per problem as one stacked (B, ...) tensor in request.batched
+# (BATCH_FIELDS), shared by the batch once in request.problem_template (mpcd.proto's merge rule).
+_TEMPLATE_FIELDS = {
+    "x_init": lambda p: p.x_init, "C": lambda p: p.cost.quadratic, "c": lambda p: p.cost.linear,
+    "F": lambda p: p.dynamics.linear.transition, "f": lambda p: p.dynamics.linear.offset,
+    "u_lower": lambda p: p.u_lower, "u_upper": lambda p: p.u_upper, "u_init": lambda p: p.u_init,
+    "prev_ctrl": lambda p: p.prev_ctrl, "u_zero_mask": lambda p: p.u_zero_mask,
+}
 
 
-def _stack(tensors, B, dtype=np.float64):
-    """(B, ...) from B same-shaped response Tensors (raw or repeated), one frombuffer."""
-    first = tensors[0]
-    shape = (B,) + tuple(first.shape)
-    if first.raw_data:
-        blob = b"".join([t.raw_data for t in tensors])
-        return np.frombuffer(blob, dtype=_WIRE_DTYPES[first.dtype]).reshape(shape)
-    return np.asarray([list(t.data) for t in tensors], dtype=dtype).reshape(shape)
+def _same_for_every_problem(array):
+    """Whether every slice of a batch-first array holds the first slice's bits (e.g. a cost the
+    caller repeated over the batch): it can then travel once, in the template, and each problem
+    still gets the gradient of its own copy. The second slice decides most cases at once."""
+    if array.shape[0] < 2 or not np.all(np.isfinite(array[0])):
+        return False
+    bits = np.ascontiguousarray(array).view(np.uint8).reshape(array.shape[0], -1)
+    return bool(np.array_equal(bits[1], bits[0]) and (bits[2:] == bits[:1]).all())
 
 
 def _solve_request(spec, arrays):
-    """The SolveRequest of a batch: inputs shared by the batch once in problem_template, the
-    per-problem ones as slices of one byte string per input."""
+    """The SolveRequest of a batch: every per-problem input as one (B, ...) tensor in `batched`
+    (one tobytes each), the shared ones (and per-problem ones whose slices are all alike) once in
+    problem_template; answers stacked."""
     request = mpcd_pb2.SolveRequest(horizon=spec.T, options=mpcd_pb2.SolverOptions(**spec.options),
-                                    response_encoding=mpcd_pb2.RAW_FLOAT64)
-    targets = {
-        "x_init": lambda p: p.x_init, "C": lambda p: p.cost.quadratic,
-        "c": lambda p: p.cost.linear, "F": lambda p: p.dynamics.linear.transition,
-        "f": lambda p: p.dynamics.linear.offset, "u_lower": lambda p: p.u_lower,
-        "u_upper": lambda p: p.u_upper, "u_init": lambda p: p.u_init,
-        "prev_ctrl": lambda p: p.prev_ctrl, "u_zero_mask": lambda p: p.u_zero_mask,
-    }
+                                    response_encoding=mpcd_pb2.RAW_FLOAT64,
+                                    stacked_response=True)
     # Part of the problem (Backward re-sends the template), so not an option.
     request.problem_template.slew_rate_penalty = spec.slew_rate_penalty
-    shared = request.problem_template
-    per_problem = []
-    for name, array in arrays.items():
-        if array is None or name == "params":
-            continue
-        wire = _WireInput(spec.layouts[name], array)
-        if wire.shared:
-            targets[name](shared).CopyFrom(wire.tensor)
+    B = spec.n_batch
+    request.batched.count = B
+    wire = {name: spec.layouts[name].wire_array(array) for name, array in arrays.items()
+            if array is not None and name != "params"}
+    per_problem = {name for name in wire if spec.layouts[name].batch_axis is not None}
+    for name in list(per_problem):
+        if _same_for_every_problem(wire[name]):
+            wire[name] = wire[name][0]
+            per_problem.discard(name)
+    # Linear dynamics travel whole (one oneof): F and f both stacked when either is per problem.
+    if per_problem & {"F", "f"}:
+        for name in {"F", "f"} & set(wire) - per_problem:
+            wire[name] = np.broadcast_to(wire[name], (B,) + wire[name].shape)
+            per_problem.add(name)
+    for name, array in wire.items():
+        if name in per_problem:
+            to_tensor(array, getattr(request.batched, BATCH_FIELDS[name]))
         else:
-            per_problem.append((targets[name], wire))
-    model = None
+            to_tensor(array, _TEMPLATE_FIELDS[name](request.problem_template))
     params = arrays.get("params")
+    shared = request.problem_template
     if spec.graph is not None:
         spec.graph.write(params, spec.client, shared.dynamics.graph)
     elif spec.model is not None:
-        model = mpcd_pb2.ModelDynamics(name=spec.model.name, dt=spec.model.dt,
-                                       integrator=spec.model.integrator)
-        if params is None or params.ndim == 1:
-            if params is not None:
-                model.params.extend(params.astype(np.float64).tolist())
-            shared.dynamics.model.CopyFrom(model)
-            model = None
-        else:
-            params = params.astype(np.float64).tolist()
-    for b in range(spec.n_batch):
-        problem = request.problems.add()
-        for target, wire in per_problem:
-            wire.write(b, target(problem))
-        if model is not None:  # per-problem params: the whole dynamics is the problem's own
-            problem.dynamics.model.CopyFrom(model)
-            problem.dynamics.model.params.extend(params[b])
+        model = shared.dynamics.model
+        model.name, model.dt, model.integrator = (spec.model.name, spec.model.dt,
+                                                  spec.model.integrator)
+        if params is not None and params.ndim == 1:
+            model.params.extend(params.astype(np.float64).tolist())
+        elif params is not None:
+            to_tensor(params, request.batched.model_params)
     return request
+
+
+def _stacked(tensor):
+    """A stacked response Tensor as a read-only numpy view of its bytes (no copy)."""
+    return from_tensor(tensor, copy=False)
 
 
 class _MpcFunction(torch.autograd.Function):
@@ -401,11 +387,12 @@ class _MpcFunction(torch.autograd.Function):
         arrays.update(spec.extra)
         request = _solve_request(spec, arrays)
         response = _call(spec, spec.client.stub.Solve, request)
-        solutions = response.solutions
-        statuses = [mpcd_pb2.SolveStatus.Name(s.status) for s in solutions]
+        stacked = response.stacked
+        status_values = np.array(stacked.status, dtype=np.int64)
+        statuses = SOLVE_STATUS_NAMES[status_values].tolist()
         if spec.verbose > 0:
-            print("mpcd: %s, iterations %s" % (statuses, [s.iterations for s in solutions]))
-        unconverged = [b for b, s in enumerate(statuses) if s != "CONVERGED"]
+            print("mpcd: %s, iterations %s" % (statuses, list(stacked.iterations)))
+        unconverged = np.flatnonzero(status_values != mpcd_pb2.CONVERGED).tolist()
         if unconverged and spec.detach_unconverged and spec.exit_unconverged:
             raise NotConvergedError(
                 "MPC: problems %s did not converge (statuses %s); pass exit_unconverged=False to "
@@ -418,13 +405,12 @@ class _MpcFunction(torch.autograd.Function):
         spec.timing["forward"] = (response.timing.queue_seconds, response.timing.solve_seconds)
         # Backward sends the problems and the float64 solutions back as they are.
         ctx.spec, ctx.request, ctx.response = spec, request, response
-        ctx.detached = set(unconverged) if spec.detach_unconverged else set()
+        ctx.detached = unconverged if spec.detach_unconverged else []
         dtype, device = x_init.dtype, x_init.device
-        B = spec.n_batch
-        x = _stack([s.x for s in solutions], B).transpose(1, 0, 2)
-        u = _stack([s.u for s in solutions], B).transpose(1, 0, 2)
-        x, u = _torch(x, dtype, device), _torch(u, dtype, device)
-        costs = torch.tensor([s.cost for s in solutions], dtype=dtype, device=device)
+        x = _torch(_stacked(stacked.x).transpose(1, 0, 2), dtype, device)
+        u = _torch(_stacked(stacked.u).transpose(1, 0, 2), dtype, device)
+        costs = torch.from_numpy(np.array(stacked.cost, dtype=np.float64)).to(dtype=dtype,
+                                                                              device=device)
         ctx.mark_non_differentiable(costs)
         return x, u, costs
 
@@ -442,54 +428,42 @@ class _MpcFunction(torch.autograd.Function):
         request = mpcd_pb2.BackwardRequest(
             horizon=spec.T, mode=mpcd_pb2.BackwardMode.Value(spec.gradient_mode)
             if isinstance(spec.gradient_mode, str) else spec.gradient_mode,
-            response_encoding=mpcd_pb2.RAW_FLOAT32 if float32 else mpcd_pb2.RAW_FLOAT64)
+            response_encoding=mpcd_pb2.RAW_FLOAT32 if float32 else mpcd_pb2.RAW_FLOAT64,
+            stacked_response=True)
         request.problem_template.CopyFrom(ctx.request.problem_template)
         if spec.graph is not None:  # the Solve registered it
             request.problem_template.dynamics.graph.sha256 = spec.graph.sha256
-        request.problems.extend(ctx.request.problems)
-        for solution in ctx.response.solutions:
-            out = request.solutions.add()
-            out.x.CopyFrom(solution.x)
-            out.u.CopyFrom(solution.u)
-            out.method = solution.method
-        cotangents = []
-        for grad, dim in ((grad_x, spec.n), (grad_u, spec.m)):
-            array = _numpy(grad) if grad is not None else np.zeros((spec.T, B, dim))
-            array = np.ascontiguousarray(np.moveaxis(array, 1, 0))
-            dtype = wire_dtype(array)
-            array = array.astype(_WIRE_DTYPES[dtype], copy=False)
-            blob = array.tobytes()
-            cotangents.append((blob, len(blob) // B, (spec.T, dim), dtype))
-        (x_blob, x_step, x_shape, x_dtype), (u_blob, u_step, u_shape, u_dtype) = cotangents
-        for b in range(B):
-            cotangent = request.cotangents.add()
-            if b in ctx.detached:
-                continue
-            cotangent.x.shape[:] = x_shape
-            cotangent.x.raw_data = x_blob[b * x_step:(b + 1) * x_step]
-            cotangent.x.dtype = x_dtype
-            cotangent.u.shape[:] = u_shape
-            cotangent.u.raw_data = u_blob[b * u_step:(b + 1) * u_step]
-            cotangent.u.dtype = u_dtype
+        request.batched.CopyFrom(ctx.request.batched)
+        solutions = ctx.response.stacked
+        request.stacked_solutions.x.CopyFrom(solutions.x)
+        request.stacked_solutions.u.CopyFrom(solutions.u)
+        request.stacked_solutions.method = solutions.method
+        request.stacked_cotangents.SetInParent()  # stacked, even when both are absent (zero)
+        for grad, target in ((grad_x, request.stacked_cotangents.x),
+                             (grad_u, request.stacked_cotangents.u)):
+            if grad is None:
+                continue  # absent: zero
+            array = np.moveaxis(_numpy(grad), 1, 0)  # (B, T, dim)
+            if ctx.detached:
+                array = array.copy()
+                array[ctx.detached] = 0.0
+            to_tensor(np.ascontiguousarray(array), target)
         response = _call(spec, spec.client.stub.Backward, request)
         spec.timing["backward"] = (response.timing.queue_seconds, response.timing.solve_seconds)
-        gradients = response.gradients
+        stacked = response.stacked_gradients
         fields = {
-            "x_init": lambda g: g.x_init, "C": lambda g: g.cost.quadratic,
-            "c": lambda g: g.cost.linear, "F": lambda g: g.dynamics.linear.transition,
-            "f": lambda g: g.dynamics.linear.offset,
+            "x_init": stacked.x_init, "C": stacked.cost_quadratic, "c": stacked.cost_linear,
+            "F": stacked.transition, "f": stacked.offset,
         }
         grads = {}
         for name in wanted:
             if name == "params" and spec.graph is not None:
-                stacked = np.stack([spec.graph.gradient(g.dynamics.graph) for g in gradients])
+                grad = spec.graph.stacked_gradient(stacked.graph_parameters, B)
             elif name == "params":
-                stacked = np.asarray([list(g.dynamics.model.params) for g in gradients],
-                                     dtype=np.float64)
+                grad = _stacked(stacked.model_params)
             else:
-                stacked = _stack([fields[name](g) for g in gradients], B)
-            grads[name] = spec.layouts[name].assemble(stacked, spec.dtypes[name],
-                                                      spec.devices[name])
+                grad = _stacked(fields[name])
+            grads[name] = spec.layouts[name].assemble(grad, spec.dtypes[name], spec.devices[name])
         return (None,) + tuple(grads.get(name) for name in names)
 
 
