@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "proto/error_details.h"
 #include "solver/problem_fields.h"
+#include "solver/pytorch_terms.h"
 #include "solver/status_macros.h"
 
 namespace mpc {
@@ -581,11 +582,71 @@ absl::Status CheckTemplate(const mpcd::v1::Problem& shared) {
       {&shared.u_lower(), "u_lower"},
       {&shared.u_upper(), "u_upper"},
       {&shared.u_init(), "u_init"},
+      {&shared.prev_ctrl(), "prev_ctrl"},
+      {&shared.u_zero_mask(), "u_zero_mask"},
   };
   for (const auto& [tensor, name] : tensors) {
     MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
     MPC_RETURN_IF_ERROR(CheckTensorFinite(*tensor, p + name));
   }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// mpc.pytorch's u_zero_I and slew_rate_penalty (solver/pytorch_terms.h).
+
+// An optional tensor of exactly `expected` (absent is fine), finite.
+absl::Status CheckExtraTensor(const Tensor& tensor, const char* name, TensorShape expected,
+                              const std::string& path) {
+  MPC_RETURN_IF_ERROR(CheckTensorData(tensor, path));
+  ArraySpec spec;
+  spec.name = name;
+  spec.shapes = {std::move(expected)};
+  spec.optional = true;
+  if (!IsPresent(tensor)) return absl::OkStatus();
+  const Shape given = ShapeOf(tensor);
+  MPC_RETURN_IF_ERROR(CheckArrayShape(spec, &given, path));
+  return CheckTensorFinite(tensor, path);
+}
+
+// Validates slew_rate_penalty, prev_ctrl and u_zero_mask of a converted, validated problem and
+// rewrites it with them.
+absl::Status ApplyPytorchTerms(const mpcd::v1::Problem& proto, const std::string& p,
+                               Problem* problem) {
+  const int T = problem->shape.horizon;
+  const int m = problem->shape.control_dim;
+  MPC_RETURN_IF_ERROR(CheckExtraTensor(proto.prev_ctrl(), "prev_ctrl", {m}, p + "prev_ctrl"));
+  MPC_RETURN_IF_ERROR(
+      CheckExtraTensor(proto.u_zero_mask(), "u_zero_mask", {T, m}, p + "u_zero_mask"));
+  const double gamma = proto.slew_rate_penalty();
+  if (!(std::isfinite(gamma) && gamma >= 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "slew_rate_penalty: must be >= 0 and finite, got ", gamma));
+  }
+  if (IsPresent(proto.u_zero_mask())) {
+    const std::vector<double> mask = ToVector(proto.u_zero_mask());
+    for (std::size_t e = 0; e < mask.size(); ++e) {
+      if (mask[e] == 0.0 || mask[e] == 1.0) continue;
+      return absl::InvalidArgumentError(absl::StrCat(p, "u_zero_mask: must be 0 or 1, got ",
+                                                     mask[e], " at [", e / m, ",", e % m, "]"));
+    }
+    PinZeroedControls(mask, problem);
+  }
+  if (gamma == 0) return absl::OkStatus();
+  if (!problem->shape.dynamics.is_linear() && !problem->shape.dynamics.is_graph()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        p,
+        "slew_rate_penalty: needs linear or graph dynamics (mpcd solves it as mpc.pytorch "
+        "does, with u_{t-1} in the state; built-in models are not augmented yet)"));
+  }
+  if (problem->shape.dynamics.is_graph() && problem->integrator != Integrator::kDefault) {
+    // The pass-through state u_{t-1} would be integrated as a derivative.
+    return absl::InvalidArgumentError(absl::StrCat(
+        p,
+        "slew_rate_penalty: needs discrete-time dynamics (continuous-time graphs are not "
+        "augmented yet)"));
+  }
+  AugmentWithSlewRate(gamma, ToVector(proto.prev_ctrl()), problem);
   return absl::OkStatus();
 }
 
@@ -624,6 +685,9 @@ void FillFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged
   fill(shared.u_lower(), merged->mutable_u_lower());
   fill(shared.u_upper(), merged->mutable_u_upper());
   fill(shared.u_init(), merged->mutable_u_init());
+  if (merged->slew_rate_penalty() == 0) merged->set_slew_rate_penalty(shared.slew_rate_penalty());
+  fill(shared.prev_ctrl(), merged->mutable_prev_ctrl());
+  fill(shared.u_zero_mask(), merged->mutable_u_zero_mask());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -677,7 +741,9 @@ std::vector<std::pair<const Tensor*, std::string>> BatchedTensors(
           {&batched.u_lower(), "batched.u_lower"},
           {&batched.u_upper(), "batched.u_upper"},
           {&batched.u_init(), "batched.u_init"},
-          {&batched.model_params(), "batched.model_params"}};
+          {&batched.model_params(), "batched.model_params"},
+          {&batched.prev_ctrl(), "batched.prev_ctrl"},
+          {&batched.u_zero_mask(), "batched.u_zero_mask"}};
 }
 
 // The number of problems of a request: batched.count when it is set, else the listed problems.
@@ -741,6 +807,8 @@ void FillFromBatch(const mpcd::v1::BatchedProblems& batched, int b, mpcd::v1::Pr
   fill(batched.u_lower(), merged->mutable_u_lower());
   fill(batched.u_upper(), merged->mutable_u_upper());
   fill(batched.u_init(), merged->mutable_u_init());
+  fill(batched.prev_ctrl(), merged->mutable_prev_ctrl());
+  fill(batched.u_zero_mask(), merged->mutable_u_zero_mask());
 }
 
 // batched.model_params' slice b as the params of a model given without them.
@@ -856,6 +924,7 @@ SolverOptions ToSolverOptions(const mpcd::v1::SolverOptions& proto) {
   if (proto.has_not_improved_limit()) {
     options.not_improved_limit = static_cast<int>(proto.not_improved_limit());
   }
+  if (proto.has_delta_u()) options.delta_u = proto.delta_u();
   options.method = ToSolverMethod(proto.method());
   SamplingOptions& sampling = options.sampling;
   if (proto.has_samples()) sampling.samples = static_cast<int>(proto.samples());
@@ -886,6 +955,7 @@ absl::Status ValidateSolverOptions(const mpcd::v1::SolverOptions& proto,
   }
   if (proto.has_best_cost_eps()) values.best_cost_eps = proto.best_cost_eps();
   if (proto.has_not_improved_limit()) values.not_improved_limit = proto.not_improved_limit();
+  if (proto.has_delta_u()) values.delta_u = proto.delta_u();
   if (!mpcd::v1::SolverMethod_IsValid(proto.method())) {
     return absl::InvalidArgumentError(
         absl::StrCat("options.method: unknown value ", proto.method()));
@@ -966,6 +1036,7 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   // Sizes are right by construction (ValidateProblem re-checks their lengths, O(1)); it scans the
   // values, once.
   MPC_RETURN_IF_ERROR(ValidateProblem(problem, limits.problem, p));
+  MPC_RETURN_IF_ERROR(ApplyPytorchTerms(proto, p, &problem));
   return problem;
 }
 
@@ -1005,7 +1076,13 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
     absl::StatusOr<Problem> problem = merged.ok() ? ToProblem(**merged, horizon, options, limits,
                                                               absl::StrCat("problems[", i, "]."))
                                                   : absl::StatusOr<Problem>(merged.status());
-    if (problem.ok() && options.compute_params_jacobian && problem->shape.dynamics.is_linear()) {
+    if (problem.ok() && (options.compute_x_init_jacobian || options.compute_params_jacobian) &&
+        problem->slew_state_prefix > 0) {
+      problem = absl::InvalidArgumentError(absl::StrCat(
+          request.return_x_init_jacobian() ? "return_x_init_jacobian" : "return_params_jacobian",
+          ": not available with problems[", i, "].slew_rate_penalty"));
+    } else if (problem.ok() && options.compute_params_jacobian &&
+               problem->shape.dynamics.is_linear()) {
       problem = absl::InvalidArgumentError(absl::StrCat(
           "return_params_jacobian: problems[", i, "] has linear dynamics, which have no params"));
     }
@@ -1041,8 +1118,15 @@ mpcd::v1::SolveStatus ToProtoSolveStatus(SolveStatus status) {
 
 namespace {
 
-void ToProtoSolution(const Problem& problem, const Solution& solution, mpcd::v1::Solution* out) {
-  const ProblemShape& shape = problem.shape;
+void ToProtoSolution(const Problem& problem, const Solution& augmented, mpcd::v1::Solution* out) {
+  // A slew-rate problem answers in the caller's state (no copy otherwise).
+  Solution stripped;
+  if (problem.slew_state_prefix > 0) {
+    stripped = augmented;
+    StripSlewState(problem, &stripped);
+  }
+  const Solution& solution = problem.slew_state_prefix > 0 ? stripped : augmented;
+  const ProblemShape shape = CallerShape(problem);
   const std::int64_t T = shape.horizon;
   const std::int64_t n = shape.state_dim;
   const std::int64_t m = shape.control_dim;
@@ -1085,7 +1169,14 @@ void ToStackedSolveResponse(absl::Span<const Solution> solutions,
   out->Clear();
   const int count = static_cast<int>(std::min(solutions.size(), problems.size()));
   if (count == 0) return;
-  const ProblemShape& shape = problems[0].shape;
+  // Slew-rate problems answer in the caller's state (no copies otherwise).
+  std::vector<Solution> stripped;
+  if (problems[0].slew_state_prefix > 0) {
+    stripped.assign(solutions.begin(), solutions.begin() + count);
+    for (int b = 0; b < count; ++b) StripSlewState(problems[b], &stripped[b]);
+    solutions = stripped;
+  }
+  const ProblemShape shape = CallerShape(problems[0]);
   const SolverOptions& options = problems[0].options;
   const std::int64_t T = shape.horizon;
   const std::int64_t n = shape.state_dim;
@@ -1283,11 +1374,13 @@ absl::Status ToBackwardItem(const mpcd::v1::BackwardRequest& request, int i, con
       {{&cotangent.x(), cotangent_slice}, ArrayField::kCotangentX},
       {{&cotangent.u(), cotangent_slice}, ArrayField::kCotangentU},
   };
+  // The request's point and cotangent have the caller's state, not a slew-rate augmented one.
+  const ProblemShape shape = CallerShape(problem);
   for (const auto& [source, field] : arrays) {
     const bool of_solution = field == ArrayField::kSolutionX || field == ArrayField::kSolutionU;
     const std::string path =
-        (of_solution ? names.solution : names.cotangent) + ArraySpecFor(field, problem.shape).name;
-    MPC_RETURN_IF_ERROR(source.Check(field, problem.shape, path));
+        (of_solution ? names.solution : names.cotangent) + ArraySpecFor(field, shape).name;
+    MPC_RETURN_IF_ERROR(source.Check(field, shape, path));
   }
   BackwardProblem& item = *out;
   item.problem = &problem;
@@ -1296,6 +1389,7 @@ absl::Status ToBackwardItem(const mpcd::v1::BackwardRequest& request, int i, con
   item.dl_dx = arrays[2].first.Values();
   item.dl_du = arrays[3].first.Values();
   item.mode = mode;
+  AugmentBackwardPoint(problem, &item);
   // The values' one scan, by the validation the backends rely on (they check only sizes).
   if (absl::Status status = ValidateBackwardProblem(item, names); !status.ok()) {
     MPC_RETURN_IF_ERROR(StackedValuesError({
@@ -1360,7 +1454,7 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
       continue;
     }
     if (request.stacked_response() && violations.empty()) {
-      const GradientShapes shapes = GradientShapesOf(**merged, problem->shape);
+      const GradientShapes shapes = GradientShapesOf(**merged, CallerShape(*problem));
       if (batch.problems.empty()) first_shapes = shapes;
       if (!batch.problems.empty() &&
           (problem->shape != batch.problems[0].shape || !(shapes == first_shapes))) {
@@ -1404,12 +1498,28 @@ void SetGraphGradient(const GraphProgram& graph, const std::vector<double>& grad
 
 namespace {
 
-// The shape of problem i of a Backward request: the converted problem's when the caller has it,
-// else as far as the gradient tells (n from x_init, n+m from c), which is all the shapes use.
+// The gradient of merged problem `in`, restricted to the caller's inputs when `in` was solved with
+// a slew-rate state (u_{t-1} in the state; ReduceSlewGradient into *reduced), else itself (no
+// copy). ToBackwardProblems checked the shapes this reads.
+const ProblemGradient& CallerGradient(const mpcd::v1::Problem& in, const ProblemGradient& gradient,
+                                      ProblemGradient* reduced) {
+  const bool slew = in.slew_rate_penalty() > 0 && in.x_init().shape_size() == 1 &&
+                    in.cost().quadratic().shape_size() >= 2;
+  if (!slew) return gradient;
+  const int n = static_cast<int>(in.x_init().shape(0));
+  const int tau = static_cast<int>(*in.cost().quadratic().shape().rbegin());
+  *reduced = gradient;
+  ReduceSlewGradient(n, tau - n, reduced);
+  return *reduced;
+}
+
+// The shape of problem i of a Backward request: the converted problem's (the caller's, without a
+// slew-rate state) when the caller has it, else as far as the gradient tells (n from x_init, n+m
+// from c), which is all the shapes use.
 ProblemShape ShapeForGradient(const mpcd::v1::BackwardRequest& request,
                               const ProblemGradient& gradient, absl::Span<const Problem> problems,
                               std::size_t i) {
-  if (i < problems.size()) return problems[i].shape;
+  if (i < problems.size()) return CallerShape(problems[i]);
   ProblemShape shape;
   shape.horizon = static_cast<int>(request.horizon());
   shape.state_dim = static_cast<int>(gradient.x_init.size());
@@ -1429,6 +1539,20 @@ void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
   absl::StatusOr<const mpcd::v1::Problem*> first = MergedProblem(request, 0, &storage);
   if (count == 0 || !first.ok()) return;
   const mpcd::v1::Problem& in = **first;
+  // Slew-rate problems' gradients restricted to the caller's inputs (their merged problems all
+  // have the slew term or none: the stacked gradients have equal shapes).
+  std::vector<ProblemGradient> reduced;
+  if (in.slew_rate_penalty() > 0) {
+    reduced.resize(count);
+    mpcd::v1::Problem other;  // `in` may live in storage
+    for (int b = 0; b < count; ++b) {
+      absl::StatusOr<const mpcd::v1::Problem*> merged = MergedProblem(request, b, &other);
+      if (!merged.ok()) return;
+      const ProblemGradient& g = CallerGradient(**merged, gradients[b], &reduced[b]);
+      if (&g != &reduced[b]) reduced[b] = g;
+    }
+    gradients = reduced;
+  }
   const ProblemShape shape = ShapeForGradient(request, gradients[0], problems, 0);
   const GradientShapes shapes = GradientShapesOf(in, shape);
   const mpcd::v1::TensorEncoding encoding = request.response_encoding();
@@ -1480,11 +1604,12 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
   response->clear_diagnostics();
   mpcd::v1::Problem storage;
   for (std::size_t i = 0; i < gradients.size(); ++i) {
-    const ProblemGradient& g = gradients[i];
     absl::StatusOr<const mpcd::v1::Problem*> merged =
         MergedProblem(request, static_cast<int>(i), &storage);
     if (!merged.ok()) return;  // not a request ToBackwardProblems accepted
     const mpcd::v1::Problem& in = **merged;
+    ProblemGradient reduced;
+    const ProblemGradient& g = CallerGradient(in, gradients[i], &reduced);
     const GradientShapes shapes = GradientShapesOf(in, ShapeForGradient(request, g, problems, i));
     mpcd::v1::Problem* out = response->add_gradients();
     SetTensor({static_cast<std::int64_t>(g.x_init.size())}, g.x_init, out->mutable_x_init());
@@ -1575,6 +1700,11 @@ absl::StatusOr<Problem> ToControlProblem(const mpcd::v1::ControlRequest& first,
   MPC_RETURN_IF_ERROR(ValidateSolverOptions(first.options(), limits.problem));
   SolverOptions options = ToSolverOptions(first.options());
   options.compute_gains = true;
+  if (first.problem().slew_rate_penalty() != 0) {
+    // Each step measures x only; the session would have to carry u_{t-1} into the augmented state.
+    return absl::InvalidArgumentError(
+        "problem.slew_rate_penalty: not supported in Control sessions yet");
+  }
   return ToProblem(first.problem(), static_cast<int>(first.horizon()), options, limits, "problem.");
 }
 

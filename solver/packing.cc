@@ -217,6 +217,7 @@ void PackIlqrInputs(absl::Span<const Problem* const> problems, const IlqrBatchLa
     set.linesearch_decay = p.options.linesearch_decay;
     set.best_cost_eps = p.options.best_cost_eps;
     set.dt = ResolvedTimeStep(p, model);
+    set.delta_u = p.options.delta_u;
     set.max_iterations = p.options.max_iterations;
     set.max_linesearch_iterations = p.options.max_linesearch_iterations;
     set.not_improved_limit = p.options.not_improved_limit;

@@ -85,6 +85,9 @@ struct SolverOptions {
   double best_cost_eps = 1e-4;
   // not_improved_lim: stop after this many iterations without a new best
   int not_improved_limit = 5;
+  // delta_u: > 0 bounds every control's change per iteration to +-delta_u (a trust region on
+  // the step, in the box QP and the line search); 0 = none. It changes the path, not the optimum.
+  double delta_u = 0.0;
   bool compute_gains = false;  // return K_t, k_t linearised at the returned solution
   // Dense Jacobians d tau*/d x_init and d tau*/d params of the returned solution, in
   // `jacobian_mode`, into Solution::x_init_jacobian / params_jacobian. The iLQR ignores these: the
@@ -160,6 +163,10 @@ struct Problem {
   // The problem's index in its request: with options.sampling.seed it keys the sampling methods'
   // noise, so the same request gives the same answer in any batch.
   std::uint32_t sampling_stream = 0;
+  // > 0: the state's first slew_state_prefix (= m) entries are u_{t-1}, added by
+  // AugmentWithSlewRate (solver/pytorch_terms.h) for mpc.pytorch's slew-rate penalty; responses
+  // drop them (CallerShape).
+  int slew_state_prefix = 0;
 };
 
 // The interrupts of a batch launched where the solver cannot call back (the device): the host

@@ -111,6 +111,7 @@ struct SolverOptionValues {
   std::optional<std::int64_t> max_linesearch_iterations;
   std::optional<double> best_cost_eps;
   std::optional<std::int64_t> not_improved_limit;
+  std::optional<double> delta_u;
   // The sampling methods' (SamplingOptions; sampling_iterations is SamplingOptions::iterations).
   std::optional<std::int64_t> samples;
   std::optional<std::int64_t> elites;

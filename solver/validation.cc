@@ -112,6 +112,7 @@ SolverOptionValues ValuesOf(const SolverOptions& options) {
   values.max_linesearch_iterations = options.max_linesearch_iterations;
   values.best_cost_eps = options.best_cost_eps;
   values.not_improved_limit = options.not_improved_limit;
+  if (options.delta_u != 0) values.delta_u = options.delta_u;
   const SamplingOptions& sampling = options.sampling;
   values.samples = sampling.samples;
   values.elites = sampling.elites;
@@ -204,6 +205,10 @@ absl::Status CheckSolverOptionValues(const SolverOptionValues& values,
     return s;
   }
   if (absl::Status s = non_negative(values.tolerance, "tolerance"); !s.ok()) return s;
+  if (values.delta_u && !(std::isfinite(*values.delta_u) && *values.delta_u > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.delta_u: must be > 0 and finite, got ", *values.delta_u));
+  }
   if (values.linesearch_decay && !(*values.linesearch_decay > 0 && *values.linesearch_decay <= 1)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "options.linesearch_decay: must be in (0, 1], got ", *values.linesearch_decay));

@@ -42,6 +42,9 @@ struct ProblemSettings {
   double linesearch_decay;
   double best_cost_eps;
   TimeStep dt;  // the dynamics' time step and integrator (models and continuous-time graphs)
+  // mpc.pytorch's delta_u: > 0 bounds each control's change per iteration to +-delta_u (a trust
+  // region, with or without bounds); 0 = no trust region.
+  double delta_u;
   std::int32_t max_iterations;
   std::int32_t max_linesearch_iterations;
   std::int32_t not_improved_limit;

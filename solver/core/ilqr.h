@@ -84,7 +84,8 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
         Quu_(arena, static_cast<long long>(m) * m),
         qu_(arena, m),
         H_(arena, static_cast<long long>(m) * m),
-        L_(arena, static_cast<long long>(m) * m) {
+        L_(arena, static_cast<long long>(m) * m),
+        trust_region_(settings_.delta_u > 0) {
     x_ = view.x;
     u_ = view.u;
     x_try_ = view.x_try;
@@ -334,7 +335,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
         }
         return kNotPositiveDefinite;
       }
-      if (has_bounds_) {
+      if (has_bounds_ || trust_region_) {
         SolveBoxQp(t, u, Qux, K, k);
       } else {
         SolveNegated(qu_, k, 1);
@@ -405,15 +406,36 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     CholeskyLower<S>(Hfree, L_, m);
   }
 
-  // k_t from min 0.5 k'Hk + qu'k s.t. lower - u_t <= k <= upper - u_t by projected Newton, run
+  // The box of control j's step at step t around u: the bounds (when given) shifted by u,
+  // intersected with the trust region [-delta_u, delta_u] (when set).
+  MPC_HOST_DEVICE S StepLower(int t, int j, S u) const {
+    const S lo = has_bounds_ ? Lower(t, j) - u : -Infinity();
+    return trust_region_ ? Max(lo, -S(settings_.delta_u)) : lo;
+  }
+  MPC_HOST_DEVICE S StepUpper(int t, int j, S u) const {
+    const S hi = has_bounds_ ? Upper(t, j) - u : Infinity();
+    return trust_region_ ? Min(hi, S(settings_.delta_u)) : hi;
+  }
+
+  // A trial control v of control j at step t clamped into the bounds and, with a trust region,
+  // into [u_old - delta_u, u_old + delta_u] (mpc.pytorch's forward pass).
+  MPC_HOST_DEVICE S ClampTrial(int t, int j, S v, S u_old) const {
+    if (!trust_region_) return has_bounds_ ? Min(Max(v, Lower(t, j)), Upper(t, j)) : v;
+    const S delta = S(settings_.delta_u);
+    const S lo = has_bounds_ ? Max(Lower(t, j), u_old - delta) : u_old - delta;
+    const S hi = has_bounds_ ? Min(Upper(t, j), u_old + delta) : u_old + delta;
+    return Min(Max(v, lo), hi);
+  }
+
+  // k_t from min 0.5 k'Hk + qu'k s.t. StepLower <= k <= StepUpper by projected Newton, run
   // until the active set is exact; K_t on the free controls only (rows of clamped controls zero).
   MPC_HOST_DEVICE void SolveBoxQp(int t, const S* u, const S* Qux, S* K, S* k) {
     ScratchScope<S> scope(arena_);
     LocalArray<S, NU> lo(arena_, m), hi(arena_, m), qp_x(arena_, m), grad(arena_, m), g(arena_, m),
         dx(arena_, m), trial(arena_, m), free(arena_, m), free_prev(arena_, m);
     for (int j = 0; j < m; ++j) {
-      lo[j] = Lower(t, j) - u[j];
-      hi[j] = Upper(t, j) - u[j];
+      lo[j] = StepLower(t, j, u[j]);
+      hi[j] = StepUpper(t, j, u[j]);
     }
     // L_ holds H: when the unconstrained minimiser is inside the box it is the answer.
     SolveNegated(qu_, qp_x, 1);
@@ -521,9 +543,10 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
       for (int j = 0; j < m; ++j) {
         S s = 0;
         for (int i = 0; i < n; ++i) s += At(view_.K, (t * m + j) * n + i) * (x[i] - x_old[i]);
-        S v = At(u_, t * m + j) + s;
+        const S u_old = At(u_, t * m + j);
+        S v = u_old + s;
         v += alpha * At(view_.k, t * m + j);
-        if (has_bounds_) v = Min(Max(v, Lower(t, j)), Upper(t, j));
+        v = ClampTrial(t, j, v, u_old);
         u[j] = v;
         At(u_try_, t * m + j) = v;
       }
@@ -572,6 +595,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   LocalArray<S, NU> qu_;
   LocalArray<S, NU * NU> H_;
   LocalArray<S, NU * NU> L_;
+  const bool trust_region_;  // settings_.delta_u > 0
 };
 
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)

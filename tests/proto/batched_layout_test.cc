@@ -421,6 +421,113 @@ TEST(BatchedLayout, StackedAndPerProblemGradientsAreBitwiseTheSame) {
   EXPECT_TRUE(nonzero);
 }
 
+// mpc.pytorch's slew_rate_penalty (from the template), prev_ctrl and u_zero_mask (stacked in
+// `batched`) in the batched layout: the same augmented problems as the per-problem layout, and
+// stacked answers and gradients in the caller's shapes, bitwise the per-problem ones.
+TEST(BatchedLayout, SlewRateAndPinnedControlsTravelBatched) {
+  std::vector<mpcd::v1::Problem> problems = Problems();
+  std::vector<mpcd::v1::Tensor> prev, mask;
+  for (int b = 0; b < kBatch; ++b) {
+    std::vector<double> pinned(kHorizon * kM, 0.0);
+    pinned[(b % kHorizon) * kM + b % kM] = 1.0;
+    prev.push_back(Repeated({kM}, Values(kM, 9.0 + b)));
+    mask.push_back(Repeated({kHorizon, kM}, pinned));
+    problems[b].set_slew_rate_penalty(0.7);
+    *problems[b].mutable_prev_ctrl() = prev.back();
+    *problems[b].mutable_u_zero_mask() = mask.back();
+  }
+  const mpcd::v1::SolveRequest per = PerProblemRequest(problems);
+  mpcd::v1::SolveRequest stacked = BatchedRequest(problems, true);
+  stacked.mutable_problem_template()->set_slew_rate_penalty(0.7);
+  *stacked.mutable_batched()->mutable_prev_ctrl() = Raw(Stack(prev));
+  *stacked.mutable_batched()->mutable_u_zero_mask() = Stack(mask);
+  stacked.set_stacked_response(true);
+  stacked.set_response_encoding(mpcd::v1::RAW_FLOAT64);
+  ExpectSameProblems(stacked, per);
+
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> pa, ToProblems(per, RequestLimits{}));
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> pb, ToProblems(stacked, RequestLimits{}));
+  ASSERT_EQ(pb[0].slew_state_prefix, kM);
+  mpcd::v1::SolveResponse ra;
+  mpcd::v1::SolveResponse rb;
+  WriteSolutions(SolveAll(pa), pa, mpcd::v1::RAW_FLOAT64, false, &ra);
+  WriteSolutions(SolveAll(pb), pb, mpcd::v1::RAW_FLOAT64, true, &rb);
+  const mpcd::v1::StackedSolutions& s = rb.stacked();
+  EXPECT_THAT(s.x().shape(), ElementsAreArray({kBatch, kHorizon, kN}));
+  EXPECT_THAT(s.feedback().shape(), ElementsAreArray({kBatch, kHorizon, kM, kN}));
+  std::string x, u, K;
+  for (int b = 0; b < kBatch; ++b) {
+    x += ra.solutions(b).x().raw_data();
+    u += ra.solutions(b).u().raw_data();
+    K += ra.solutions(b).feedback().raw_data();
+    EXPECT_EQ(s.cost(b), ra.solutions(b).cost());
+  }
+  EXPECT_EQ(s.x().raw_data(), x);
+  EXPECT_EQ(s.u().raw_data(), u);
+  EXPECT_EQ(s.feedback().raw_data(), K);
+
+  // Backward: the per-problem and the stacked layout, from the caller's (T, n) solutions.
+  mpcd::v1::SolveResponse repeated;
+  WriteSolutions(SolveAll(pa), pa, mpcd::v1::REPEATED_FLOAT64, false, &repeated);
+  mpcd::v1::BackwardRequest per_backward = PerProblemBackward(per, repeated);
+  per_backward.set_response_encoding(mpcd::v1::RAW_FLOAT64);
+  mpcd::v1::BackwardRequest stacked_backward;
+  stacked_backward.set_horizon(kHorizon);
+  *stacked_backward.mutable_problem_template() = stacked.problem_template();
+  *stacked_backward.mutable_batched() = stacked.batched();
+  std::vector<mpcd::v1::Tensor> sx, su, dx, du;
+  for (int b = 0; b < kBatch; ++b) {
+    sx.push_back(per_backward.solutions(b).x());
+    su.push_back(per_backward.solutions(b).u());
+    dx.push_back(per_backward.cotangents(b).x());
+    du.push_back(per_backward.cotangents(b).u());
+  }
+  *stacked_backward.mutable_stacked_solutions()->mutable_x() = Raw(Stack(sx));
+  *stacked_backward.mutable_stacked_solutions()->mutable_u() = Stack(su);
+  *stacked_backward.mutable_stacked_cotangents()->mutable_x() = Raw(Stack(dx));
+  *stacked_backward.mutable_stacked_cotangents()->mutable_u() = Stack(du);
+  stacked_backward.set_stacked_response(true);
+  stacked_backward.set_response_encoding(mpcd::v1::RAW_FLOAT64);
+  MPC_ASSERT_OK_AND_ASSIGN(BackwardInputs a, ToBackwardProblems(per_backward, RequestLimits{}));
+  MPC_ASSERT_OK_AND_ASSIGN(BackwardInputs b, ToBackwardProblems(stacked_backward, RequestLimits{}));
+  mpcd::v1::BackwardResponse ga;
+  mpcd::v1::BackwardResponse gb;
+  WriteGradients(per_backward, Differentiate(a), a.problems, &ga);
+  WriteGradients(stacked_backward, Differentiate(b), b.problems, &gb);
+  ASSERT_EQ(ga.gradients_size(), kBatch);
+  const mpcd::v1::BatchedProblems& g = gb.stacked_gradients();
+  EXPECT_THAT(g.x_init().shape(), ElementsAreArray({kBatch, kN}));
+  EXPECT_THAT(g.cost_quadratic().shape(), ElementsAreArray({kBatch, kHorizon, kTau, kTau}));
+  EXPECT_THAT(g.cost_linear().shape(), ElementsAreArray({kBatch, kHorizon, kTau}));
+  EXPECT_THAT(g.transition().shape(), ElementsAreArray({kBatch, kHorizon - 1, kN, kTau}));
+  EXPECT_THAT(g.offset().shape(), ElementsAreArray({kBatch, kHorizon - 1, kN}));
+  std::string x0, C, c, F, f;
+  for (int i = 0; i < kBatch; ++i) {
+    const mpcd::v1::Problem& one = ga.gradients(i);
+    EXPECT_THAT(one.cost().quadratic().shape(), ElementsAreArray({kHorizon, kTau, kTau}));
+    x0 += one.x_init().raw_data();
+    C += one.cost().quadratic().raw_data();
+    c += one.cost().linear().raw_data();
+    F += one.dynamics().linear().transition().raw_data();
+    f += one.dynamics().linear().offset().raw_data();
+  }
+  EXPECT_EQ(g.x_init().raw_data(), x0);
+  EXPECT_EQ(g.cost_quadratic().raw_data(), C);
+  EXPECT_EQ(g.cost_linear().raw_data(), c);
+  EXPECT_EQ(g.transition().raw_data(), F);
+  EXPECT_EQ(g.offset().raw_data(), f);
+
+  // A malformed stacked prev_ctrl or u_zero_mask names its batched field.
+  mpcd::v1::SolveRequest bad = stacked;
+  bad.mutable_batched()->mutable_prev_ctrl()->set_shape(0, kBatch + 1);
+  EXPECT_THAT(ToProblems(bad, RequestLimits{}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("batched.prev_ctrl")));
+  bad = stacked;
+  bad.mutable_batched()->mutable_u_zero_mask()->set_data(3, std::nan(""));
+  EXPECT_THAT(ToProblems(bad, RequestLimits{}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("batched.u_zero_mask")));
+}
+
 // Every malformed stacked input is INVALID_ARGUMENT naming its field.
 TEST(BatchedLayout, MalformedStackedInputsNameTheField) {
   const std::vector<mpcd::v1::Problem> problems = Problems();

@@ -137,6 +137,11 @@ class Problem:
     u_lower: Optional[np.ndarray] = None
     u_upper: Optional[np.ndarray] = None
     u_init: Optional[np.ndarray] = None
+    # mpc.pytorch's slew_rate_penalty (0 = none; linear dynamics), its prev_ctrl (m) and its
+    # u_zero_I as a (T, m) mask of 0/1 (mpcd.proto's Problem describes each).
+    slew_rate_penalty: float = 0.0
+    prev_ctrl: Optional[np.ndarray] = None
+    u_zero_mask: Optional[np.ndarray] = None
 
 
 @dataclasses.dataclass
@@ -196,7 +201,8 @@ class Batch:
     call's template: x_init (B, n); C (B, n+m, n+m) or (B, T, n+m, n+m); c (B, n+m) or
     (B, T, n+m); F (B, n, n+m) or (B, T-1, n, n+m) and f (B, n) or (B, T-1, n) (linear dynamics,
     f only with F); u_lower, u_upper (B, m) or (B, T, m); u_init (B, T, m); params (B, p): the
-    parameters of the template's model. count: B (default: the first dimension of x_init)."""
+    parameters of the template's model; prev_ctrl (B, m) and u_zero_mask (B, T, m) (the template
+    gives slew_rate_penalty). count: B (default: the first dimension of the first array given)."""
     x_init: Optional[np.ndarray] = None
     C: Optional[np.ndarray] = None
     c: Optional[np.ndarray] = None
@@ -206,6 +212,8 @@ class Batch:
     u_upper: Optional[np.ndarray] = None
     u_init: Optional[np.ndarray] = None
     params: Optional[np.ndarray] = None
+    prev_ctrl: Optional[np.ndarray] = None
+    u_zero_mask: Optional[np.ndarray] = None
     count: Optional[int] = None
 
 
@@ -362,13 +370,16 @@ def problem_to_proto(problem: Problem) -> "mpcd_pb2.Problem":
     _set_optional(message.u_lower, problem.u_lower)
     _set_optional(message.u_upper, problem.u_upper)
     _set_optional(message.u_init, problem.u_init)
+    message.slew_rate_penalty = problem.slew_rate_penalty
+    _set_optional(message.prev_ctrl, problem.prev_ctrl)
+    _set_optional(message.u_zero_mask, problem.u_zero_mask)
     return message
 
 
 # Each Batch input's field in BatchedProblems.
 BATCH_FIELDS = {"x_init": "x_init", "C": "cost_quadratic", "c": "cost_linear", "F": "transition",
                 "f": "offset", "u_lower": "u_lower", "u_upper": "u_upper", "u_init": "u_init",
-                "params": "model_params"}
+                "params": "model_params", "prev_ctrl": "prev_ctrl", "u_zero_mask": "u_zero_mask"}
 
 
 def batch_to_proto(batch: Batch) -> "mpcd_pb2.BatchedProblems":

@@ -316,6 +316,18 @@ def _check_dims(name, tensor, allowed):
             name, tuple(tensor.shape), " or ".join(allowed[d] for d in sorted(allowed))))
 
 
+def _add_input(spec, wire_name, value, name, allowed, batch_axis):
+    """A non-differentiable per-problem input: shared by the batch, or per problem along
+    `batch_axis` when it has the most dimensions `allowed` lists."""
+    array = _numpy(torch.as_tensor(value)).astype(np.float64)
+    if array.ndim not in allowed:
+        raise ValueError("MPC: %s has shape %s; expected %s" % (
+            name, array.shape, " or ".join(allowed.values())))
+    spec.extra[wire_name] = array
+    batched = array.ndim == max(allowed)
+    spec.layouts[wire_name] = _Layout(array.shape, batch_axis if batched else None)
+
+
 def _numpy(tensor):
     """A host numpy array of a tensor (float32 stays float32, everything else float64)."""
     if tensor is None:
@@ -336,6 +348,7 @@ _TEMPLATE_FIELDS = {
     "x_init": lambda p: p.x_init, "C": lambda p: p.cost.quadratic, "c": lambda p: p.cost.linear,
     "F": lambda p: p.dynamics.linear.transition, "f": lambda p: p.dynamics.linear.offset,
     "u_lower": lambda p: p.u_lower, "u_upper": lambda p: p.u_upper, "u_init": lambda p: p.u_init,
+    "prev_ctrl": lambda p: p.prev_ctrl, "u_zero_mask": lambda p: p.u_zero_mask,
 }
 
 
@@ -356,6 +369,8 @@ def _solve_request(spec, arrays):
     request = mpcd_pb2.SolveRequest(horizon=spec.T, options=mpcd_pb2.SolverOptions(**spec.options),
                                     response_encoding=mpcd_pb2.RAW_FLOAT64,
                                     stacked_response=True)
+    # Part of the problem (Backward re-sends the template), so not an option.
+    request.problem_template.slew_rate_penalty = spec.slew_rate_penalty
     B = spec.n_batch
     request.batched.count = B
     wire = {name: spec.layouts[name].wire_array(array) for name, array in arrays.items()
@@ -505,9 +520,13 @@ class MPC(torch.nn.Module):
     temperature, momentum, seed). Backward through CEM or MPPI alone raises
     mpcd.MpcdError with code FAILED_PRECONDITION (a sampled plan has no implicit gradient); through the
     *_THEN_ILQR chains it is the iLQR's. grad_method and back_eps are accepted and unused (the server linearises by
-    automatic differentiation); u_zero_I, delta_u, slew_rate_penalty and prev_ctrl are not
-    supported. Each problem iterates on its own (mpc.pytorch couples the stopping test across the
-    batch), so "converged" is per problem.
+    automatic differentiation). delta_u, slew_rate_penalty (with prev_ctrl, (n_ctrl) or
+    (n_batch, n_ctrl)) and u_zero_I ((T, n_batch, n_ctrl) or (T, n_ctrl), true = pinned to 0) have
+    mpc.pytorch's meaning; slew_rate_penalty needs LinDx or torch.nn.Module dynamics (not the
+    built-in models yet), and u_zero_I's pinned controls get no gradient (mpc.pytorch's backward
+    ignores u_zero_I without bounds: docs/gradients.md).
+    Each problem iterates on its own (mpc.pytorch couples the stopping test across the batch), so
+    "converged" is per problem.
     """
 
     def __init__(self, n_state, n_ctrl, T, u_lower=None, u_upper=None, u_zero_I=None,
@@ -520,10 +539,8 @@ class MPC(torch.nn.Module):
         super().__init__()
         if (u_lower is None) != (u_upper is None):
             raise ValueError("MPC: give both u_lower and u_upper or neither")
-        for name, value in (("u_zero_I", u_zero_I), ("delta_u", delta_u),
-                            ("slew_rate_penalty", slew_rate_penalty), ("prev_ctrl", prev_ctrl)):
-            if value is not None:
-                raise NotImplementedError("mpcd.torch.MPC does not support %s" % name)
+        self.u_zero_I, self.prev_ctrl = u_zero_I, prev_ctrl
+        self.slew_rate_penalty = float(slew_rate_penalty or 0.0)
         self.n_state, self.n_ctrl, self.T = n_state, n_ctrl, T
         self.u_lower, self.u_upper, self.u_init = u_lower, u_upper, u_init
         self.n_batch = n_batch
@@ -536,6 +553,8 @@ class MPC(torch.nn.Module):
                             linesearch_decay=linesearch_decay,
                             max_linesearch_iterations=max_linesearch_iter,
                             best_cost_eps=best_cost_eps, not_improved_limit=not_improved_lim)
+        if delta_u is not None:
+            self.options["delta_u"] = float(delta_u)
         self.options["method"] = method
         self.options.update(sampling or {})
         if client is None:
@@ -624,6 +643,13 @@ class MPC(torch.nn.Module):
                                  "shape %s" % (u_init.shape,))
             spec.extra["u_init"] = u_init
             spec.layouts["u_init"] = _Layout(u_init.shape, 1 if u_init.ndim == 3 else None)
+        spec.slew_rate_penalty = self.slew_rate_penalty
+        if self.prev_ctrl is not None:
+            _add_input(spec, "prev_ctrl", self.prev_ctrl, "prev_ctrl",
+                       {1: "(n_ctrl)", 2: "(n_batch, n_ctrl)"}, batch_axis=0)
+        if self.u_zero_I is not None:
+            _add_input(spec, "u_zero_mask", self.u_zero_I, "u_zero_I",
+                       {2: "(T, n_ctrl)", 3: "(T, n_batch, n_ctrl)"}, batch_axis=1)
 
         if not self.backprop:
             with torch.no_grad():
