@@ -19,6 +19,7 @@
 #include "solver/models/model_registry.h"
 #include "solver/problem.h"
 #include "solver/problem_fields.h"
+#include "solver/stage_constraints.h"
 
 namespace mpc {
 namespace {
@@ -113,6 +114,8 @@ SolverOptionValues ValuesOf(const SolverOptions& options) {
   values.best_cost_eps = options.best_cost_eps;
   values.not_improved_limit = options.not_improved_limit;
   if (options.delta_u != 0) values.delta_u = options.delta_u;
+  values.max_constraint_iterations = options.max_constraint_iterations;
+  values.constraint_tolerance = options.constraint_tolerance;
   const SamplingOptions& sampling = options.sampling;
   values.samples = sampling.samples;
   values.elites = sampling.elites;
@@ -208,6 +211,17 @@ absl::Status CheckSolverOptionValues(const SolverOptionValues& values,
   if (values.delta_u && !(std::isfinite(*values.delta_u) && *values.delta_u > 0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("options.delta_u: must be > 0 and finite, got ", *values.delta_u));
+  }
+  if (absl::Status s = count(values.max_constraint_iterations, limits.max_iterations,
+                             "max_constraint_iterations");
+      !s.ok()) {
+    return s;
+  }
+  if (values.constraint_tolerance &&
+      !(std::isfinite(*values.constraint_tolerance) && *values.constraint_tolerance > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.constraint_tolerance: must be > 0 and finite, got ",
+                     *values.constraint_tolerance));
   }
   if (values.linesearch_decay && !(*values.linesearch_decay > 0 && *values.linesearch_decay <= 1)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -317,6 +331,7 @@ absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits
     if (absl::Status s = CheckValuesFinite(field, field_prefix); !s.ok()) return s;
   }
   if (absl::Status s = CheckBoundOrder(problem, field_prefix); !s.ok()) return s;
+  if (absl::Status s = ValidateStageConstraints(problem, field_prefix); !s.ok()) return s;
   if (!shape.dynamics.is_linear() && !shape.dynamics.is_graph()) {
     // dt == 0 selects the model's default step.
     if (!(std::isfinite(problem.dt) && problem.dt >= 0)) {
@@ -332,7 +347,10 @@ absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits
           problem.dt));
     }
   }
-  return CheckSolverOptionValues(ValuesOf(problem.options), limits);
+  if (absl::Status s = CheckSolverOptionValues(ValuesOf(problem.options), limits); !s.ok()) {
+    return s;
+  }
+  return CheckStageConstraintsSupported(problem, field_prefix);
 }
 
 }  // namespace mpc
