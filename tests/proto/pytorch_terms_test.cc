@@ -17,30 +17,22 @@
 #include "proto/proto_conversion.h"
 #include "solver/cpu/cpu_backend.h"
 #include "tests/testing/dense_kkt.h"
+#include "tests/testing/proto_tensors.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
 namespace {
 
+using ::mpc::testing::DataOf;
 using ::mpc::testing::IsOk;
+using ::mpc::testing::MakeTensor;
 using ::mpc::testing::StatusIs;
 using ::testing::HasSubstr;
 
 constexpr int kN = 3;
 constexpr int kM = 2;
 constexpr int kT = 6;
-
-mpcd::v1::Tensor MakeTensor(std::vector<std::uint32_t> shape, const std::vector<double>& data) {
-  mpcd::v1::Tensor tensor;
-  tensor.mutable_shape()->Assign(shape.begin(), shape.end());
-  tensor.mutable_data()->Assign(data.begin(), data.end());
-  return tensor;
-}
-
-std::vector<double> Data(const mpcd::v1::Tensor& tensor) {
-  return std::vector<double>(tensor.data().begin(), tensor.data().end());
-}
 
 // A random linear problem (kN, kM, kT; time-varying or not) and the same problem as a proto.
 struct TestProblem {
@@ -106,8 +98,8 @@ absl::StatusOr<Solved> Solve(const mpcd::v1::Problem& proto,
   ToSolveResponse(solutions, *problems, &response);
   Solved out;
   out.proto = response.solutions(0);
-  out.x = Data(out.proto.x());
-  out.u = Data(out.proto.u());
+  out.x = DataOf(out.proto.x());
+  out.u = DataOf(out.proto.u());
   out.cost = out.proto.cost();
   out.status = out.proto.status();
   return out;
@@ -321,7 +313,7 @@ void ExpectGradientsMatchCentralDifferences(const mpcd::v1::Problem& proto) {
   };
   for (const Field& field : fields) {
     SCOPED_TRACE(field.name);
-    const std::vector<double> analytic = Data(field.gradient(grad));
+    const std::vector<double> analytic = DataOf(field.gradient(grad));
     mpcd::v1::Problem probe = proto;
     ASSERT_EQ(analytic.size(), static_cast<std::size_t>(field.input(&probe)->data_size()));
     for (std::size_t e = 0; e < analytic.size(); ++e) {
@@ -333,7 +325,7 @@ void ExpectGradientsMatchCentralDifferences(const mpcd::v1::Problem& proto) {
     }
   }
   // C enters through its symmetric part: perturb (i, j) and (j, i) together.
-  const std::vector<double> analytic = Data(grad.cost().quadratic());
+  const std::vector<double> analytic = DataOf(grad.cost().quadratic());
   const int nt = kN + kM;
   const int slices = static_cast<int>(analytic.size()) / (nt * nt);
   for (int s = 0; s < slices; ++s) {
