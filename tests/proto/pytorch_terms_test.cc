@@ -16,7 +16,9 @@
 #include "mpcd/v1/mpcd.pb.h"
 #include "proto/proto_conversion.h"
 #include "solver/cpu/cpu_backend.h"
+#include "tests/testing/conversion_calls.h"
 #include "tests/testing/dense_kkt.h"
+#include "tests/testing/proto_tensors.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/status_matchers.h"
 
@@ -24,23 +26,14 @@ namespace mpc {
 namespace {
 
 using ::mpc::testing::IsOk;
+using ::mpc::testing::MakeTensor;
 using ::mpc::testing::StatusIs;
+using ::mpc::testing::TensorValues;
 using ::testing::HasSubstr;
 
 constexpr int kN = 3;
 constexpr int kM = 2;
 constexpr int kT = 6;
-
-mpcd::v1::Tensor MakeTensor(std::vector<std::uint32_t> shape, const std::vector<double>& data) {
-  mpcd::v1::Tensor tensor;
-  tensor.mutable_shape()->Assign(shape.begin(), shape.end());
-  tensor.mutable_data()->Assign(data.begin(), data.end());
-  return tensor;
-}
-
-std::vector<double> Data(const mpcd::v1::Tensor& tensor) {
-  return std::vector<double>(tensor.data().begin(), tensor.data().end());
-}
 
 // A random linear problem (kN, kM, kT; time-varying or not) and the same problem as a proto.
 struct TestProblem {
@@ -94,20 +87,12 @@ absl::StatusOr<Solved> Solve(const mpcd::v1::Problem& proto,
   request.set_horizon(kT);
   *request.add_problems() = proto;
   *request.mutable_options() = options;
-  absl::StatusOr<std::vector<Problem>> problems = ToProblems(request, RequestLimits{});
-  if (!problems.ok()) return problems.status();
-  absl::StatusOr<std::unique_ptr<SolverBackend>> backend = CpuBackend::Create({1});
-  if (!backend.ok()) return backend.status();
-  std::vector<Solution> solutions(1);
-  const Problem* problem_ptrs[] = {&(*problems)[0]};
-  Solution* solution_ptrs[] = {&solutions[0]};
-  if (absl::Status s = (*backend)->SolveBatch(problem_ptrs, solution_ptrs); !s.ok()) return s;
-  mpcd::v1::SolveResponse response;
-  ToSolveResponse(solutions, *problems, &response);
+  absl::StatusOr<mpcd::v1::SolveResponse> response = testing::SolveThroughConversion(request);
+  if (!response.ok()) return response.status();
   Solved out;
-  out.proto = response.solutions(0);
-  out.x = Data(out.proto.x());
-  out.u = Data(out.proto.u());
+  out.proto = response->solutions(0);
+  out.x = TensorValues(out.proto.x());
+  out.u = TensorValues(out.proto.u());
   out.cost = out.proto.cost();
   out.status = out.proto.status();
   return out;
@@ -281,15 +266,8 @@ void ExpectGradientsMatchCentralDifferences(const mpcd::v1::Problem& proto) {
   mpcd::v1::Cotangent* cotangent = request.add_cotangents();
   *cotangent->mutable_x() = MakeTensor({kT, kN}, rx);
   *cotangent->mutable_u() = MakeTensor({kT, kM}, ru);
-  MPC_ASSERT_OK_AND_ASSIGN(const BackwardInputs inputs,
-                           ToBackwardProblems(request, RequestLimits{}));
-  MPC_ASSERT_OK_AND_ASSIGN(auto backend, CpuBackend::Create({1}));
-  std::vector<ProblemGradient> gradients(1);
-  const BackwardProblem* in[] = {&inputs.items[0]};
-  ProblemGradient* out[] = {&gradients[0]};
-  ASSERT_THAT(backend->BackwardBatch(in, out), IsOk());
-  mpcd::v1::BackwardResponse response;
-  ToBackwardResponse(request, gradients, &response);
+  MPC_ASSERT_OK_AND_ASSIGN(const mpcd::v1::BackwardResponse response,
+                           testing::BackwardThroughConversion(request));
   const mpcd::v1::Problem& grad = response.gradients(0);
   EXPECT_EQ(response.diagnostics(0).status(), mpcd::v1::GRADIENT_OK);
 
@@ -321,7 +299,7 @@ void ExpectGradientsMatchCentralDifferences(const mpcd::v1::Problem& proto) {
   };
   for (const Field& field : fields) {
     SCOPED_TRACE(field.name);
-    const std::vector<double> analytic = Data(field.gradient(grad));
+    const std::vector<double> analytic = TensorValues(field.gradient(grad));
     mpcd::v1::Problem probe = proto;
     ASSERT_EQ(analytic.size(), static_cast<std::size_t>(field.input(&probe)->data_size()));
     for (std::size_t e = 0; e < analytic.size(); ++e) {
@@ -333,7 +311,7 @@ void ExpectGradientsMatchCentralDifferences(const mpcd::v1::Problem& proto) {
     }
   }
   // C enters through its symmetric part: perturb (i, j) and (j, i) together.
-  const std::vector<double> analytic = Data(grad.cost().quadratic());
+  const std::vector<double> analytic = TensorValues(grad.cost().quadratic());
   const int nt = kN + kM;
   const int slices = static_cast<int>(analytic.size()) / (nt * nt);
   for (int s = 0; s < slices; ++s) {

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,7 +13,8 @@
 #include "gtest/gtest.h"
 #include "mpcd/v1/mpcd.pb.h"
 #include "proto/proto_conversion.h"
-#include "solver/cpu/cpu_backend.h"
+#include "tests/testing/conversion_calls.h"
+#include "tests/testing/proto_tensors.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/status_matchers.h"
 
@@ -22,23 +22,14 @@ namespace mpc {
 namespace {
 
 using ::mpc::testing::IsOk;
+using ::mpc::testing::MakeTensor;
 using ::mpc::testing::StatusIs;
+using ::mpc::testing::TensorValues;
 using ::testing::HasSubstr;
 
 constexpr int kN = 3;
 constexpr int kM = 2;
 constexpr int kT = 6;
-
-mpcd::v1::Tensor MakeTensor(std::vector<std::uint32_t> shape, const std::vector<double>& data) {
-  mpcd::v1::Tensor tensor;
-  tensor.mutable_shape()->Assign(shape.begin(), shape.end());
-  tensor.mutable_data()->Assign(data.begin(), data.end());
-  return tensor;
-}
-
-std::vector<double> Data(const mpcd::v1::Tensor& tensor) {
-  return std::vector<double>(tensor.data().begin(), tensor.data().end());
-}
 
 std::vector<double> Random(int size, double lo, double hi, testing::Rng* rng) {
   std::vector<double> values(size);
@@ -98,20 +89,12 @@ mpcd::v1::SolverOptions Tight() {
 }
 
 absl::StatusOr<Solved> Solve(const mpcd::v1::SolveRequest& request) {
-  absl::StatusOr<std::vector<Problem>> problems = ToProblems(request, RequestLimits{});
-  if (!problems.ok()) return problems.status();
-  absl::StatusOr<std::unique_ptr<SolverBackend>> backend = CpuBackend::Create({1});
-  if (!backend.ok()) return backend.status();
-  std::vector<Solution> solutions(1);
-  const Problem* problem_ptrs[] = {&(*problems)[0]};
-  Solution* solution_ptrs[] = {&solutions[0]};
-  if (absl::Status s = (*backend)->SolveBatch(problem_ptrs, solution_ptrs); !s.ok()) return s;
-  mpcd::v1::SolveResponse response;
-  ToSolveResponse(solutions, *problems, &response);
+  absl::StatusOr<mpcd::v1::SolveResponse> response = testing::SolveThroughConversion(request);
+  if (!response.ok()) return response.status();
   Solved out;
-  out.proto = response.solutions(0);
-  out.x = Data(out.proto.x());
-  out.u = Data(out.proto.u());
+  out.proto = response->solutions(0);
+  out.x = TensorValues(out.proto.x());
+  out.u = TensorValues(out.proto.u());
   out.cost = out.proto.cost();
   return out;
 }
@@ -229,19 +212,12 @@ mpcd::v1::Problem Gradient(const mpcd::v1::Problem& proto, const std::vector<dou
   mpcd::v1::Cotangent* cotangent = request.add_cotangents();
   *cotangent->mutable_x() = MakeTensor({kT, kN}, rx);
   *cotangent->mutable_u() = MakeTensor({kT, kM}, ru);
-  const absl::StatusOr<BackwardInputs> inputs = ToBackwardProblems(request, RequestLimits{});
-  EXPECT_THAT(inputs.status(), IsOk());
-  if (!inputs.ok()) return {};
-  absl::StatusOr<std::unique_ptr<SolverBackend>> backend = CpuBackend::Create({1});
-  EXPECT_THAT(backend.status(), IsOk());
-  std::vector<ProblemGradient> gradients(1);
-  const BackwardProblem* in[] = {&inputs->items[0]};
-  ProblemGradient* out[] = {&gradients[0]};
-  EXPECT_THAT((*backend)->BackwardBatch(in, out), IsOk());
-  mpcd::v1::BackwardResponse response;
-  WriteGradients(request, gradients, inputs->problems, &response);
-  EXPECT_EQ(response.diagnostics(0).status(), mpcd::v1::GRADIENT_OK);
-  return response.gradients(0);
+  const absl::StatusOr<mpcd::v1::BackwardResponse> response =
+      testing::BackwardThroughConversion(request);
+  EXPECT_THAT(response.status(), IsOk());
+  if (!response.ok()) return {};
+  EXPECT_EQ(response->diagnostics(0).status(), mpcd::v1::GRADIENT_OK);
+  return response->gradients(0);
 }
 
 using TrackingField = mpcd::v1::Tensor* (*)(mpcd::v1::TrackingCost*);
