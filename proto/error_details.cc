@@ -44,35 +44,59 @@ google::rpc::BadRequest::FieldViolation ToFieldViolation(absl::string_view messa
   return violation;
 }
 
-absl::Status InvalidArgumentWithViolations(absl::Span<const absl::Status> violations,
-                                           bool complete) {
-  const std::size_t others = violations.size() - 1;
-  std::string message(violations.front().message());
-  if (others > 0 || !complete) {
-    absl::StrAppend(&message, " (", complete ? "and " : "and at least ", others,
-                    others == 1 ? " more violation" : " more violations",
-                    ": see the error details)");
+absl::Status InvalidArgumentWithViolations(absl::Span<const absl::Status> violations) {
+  Violations recorded;
+  for (const absl::Status& violation : violations) {
+    if (!recorded.Add(violation)) break;
   }
-  absl::Status status = absl::InvalidArgumentError(message);
+  return recorded.ToStatus();
+}
+
+absl::Status AllViolations(absl::Span<const absl::Status> violations) {
+  if (violations.size() == 1) return violations.front();
+  absl::Status status = absl::InvalidArgumentError(violations.front().message());
   google::rpc::BadRequest bad_request;
-  for (std::size_t i = 0; i < violations.size() && i < kMaxFieldViolations; ++i) {
-    *bad_request.add_field_violations() = ToFieldViolation(violations[i].message());
+  for (const absl::Status& violation : violations) {
+    *bad_request.add_field_violations() = ToFieldViolation(violation.message());
   }
   status.SetPayload(kBadRequestTypeUrl, absl::Cord(bad_request.SerializeAsString()));
   return status;
 }
 
 bool Violations::Add(const absl::Status& status) {
-  if (found_.size() == kMaxFieldViolations) {
-    truncated_ = true;
-    return false;
+  if (found_.empty()) first_message_ = std::string(status.message());
+  const std::optional<google::rpc::BadRequest> bad_request = BadRequestOf(status);
+  std::vector<google::rpc::BadRequest::FieldViolation> added;
+  if (bad_request.has_value()) {
+    added.assign(bad_request->field_violations().begin(), bad_request->field_violations().end());
+  } else {
+    added.push_back(ToFieldViolation(status.message()));
   }
-  found_.push_back(status);
+  for (google::rpc::BadRequest::FieldViolation& violation : added) {
+    if (found_.size() == kMaxFieldViolations) {
+      truncated_ = true;
+      return false;
+    }
+    found_.push_back(std::move(violation));
+  }
   return true;
 }
 
 absl::Status Violations::ToStatus() const {
-  return InvalidArgumentWithViolations(found_, /*complete=*/!truncated_);
+  const std::size_t others = found_.size() - 1;
+  std::string message = first_message_;
+  if (others > 0 || truncated_) {
+    absl::StrAppend(&message, " (", truncated_ ? "and at least " : "and ", others,
+                    others == 1 ? " more violation" : " more violations",
+                    ": see the error details)");
+  }
+  absl::Status status = absl::InvalidArgumentError(message);
+  google::rpc::BadRequest bad_request;
+  for (const google::rpc::BadRequest::FieldViolation& violation : found_) {
+    *bad_request.add_field_violations() = violation;
+  }
+  status.SetPayload(kBadRequestTypeUrl, absl::Cord(bad_request.SerializeAsString()));
+  return status;
 }
 
 absl::Status WithRetryDelay(absl::Status status, absl::Duration delay) {
@@ -88,7 +112,7 @@ google::rpc::Status ToRichStatus(const absl::Status& status, absl::string_view m
   absl::Status with_defaults = status;
   if (status.code() == absl::StatusCode::kInvalidArgument &&
       !status.GetPayload(kBadRequestTypeUrl).has_value()) {
-    with_defaults = InvalidArgumentWithViolations({status}, /*complete=*/true);
+    with_defaults = InvalidArgumentWithViolations({status});
   }
   if (status.code() == absl::StatusCode::kUnavailable &&
       !status.GetPayload(kRetryInfoTypeUrl).has_value()) {

@@ -41,26 +41,31 @@ inline constexpr absl::Duration kDefaultRetryDelay = absl::Milliseconds(100);
 // no space in the name) gives field "" and the whole message.
 google::rpc::BadRequest::FieldViolation ToFieldViolation(absl::string_view message);
 
-// INVALID_ARGUMENT for `violations` (each an error naming its field, as ToProblem's are; not
-// empty): the first one's message, with a count of the others, and every one of them (at most
-// kMaxFieldViolations) as a BadRequest payload. `complete` = false when the caller stopped
-// looking after the last one (the message then says "at least").
-absl::Status InvalidArgumentWithViolations(absl::Span<const absl::Status> violations,
-                                           bool complete);
+// INVALID_ARGUMENT for `violations` (each an error naming its field, as ToProblem's are, or an
+// INVALID_ARGUMENT already carrying a BadRequest; not empty), as Violations::ToStatus makes it.
+absl::Status InvalidArgumentWithViolations(absl::Span<const absl::Status> violations);
+
+// INVALID_ARGUMENT for several violations of one part of a request (`violations` not empty):
+// the first one's message as it is and a BadRequest naming each. Violations::Add takes such a
+// status apart again, so one problem's violations join its request's.
+absl::Status AllViolations(absl::Span<const absl::Status> violations);
 
 // The violations of a request's independent parts (its problems), gathered so that one answer
 // names all of them (up to kMaxFieldViolations) instead of only the first.
 class Violations {
  public:
-  // Records `status` (an INVALID_ARGUMENT naming its field). False once kMaxFieldViolations are
-  // recorded: the caller stops looking, and ToStatus says "at least".
+  // Records `status` (an INVALID_ARGUMENT naming its field, or one with a BadRequest: each of its
+  // field violations). False once kMaxFieldViolations are recorded: the caller stops looking, and
+  // ToStatus says "at least".
   bool Add(const absl::Status& status);
   bool empty() const { return found_.empty(); }
-  // InvalidArgumentWithViolations of what was recorded (not empty).
+  // INVALID_ARGUMENT with the first recorded message, the count of the others and a BadRequest
+  // naming every one (not empty).
   absl::Status ToStatus() const;
 
  private:
-  std::vector<absl::Status> found_;
+  std::string first_message_;
+  std::vector<google::rpc::BadRequest::FieldViolation> found_;
   bool truncated_ = false;
 };
 

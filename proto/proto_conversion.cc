@@ -1074,11 +1074,15 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   // names come from the table (params is a plain list, not a Tensor).
   // (Paths are spelled out only for an error: building them for every field of every problem
   // cost more than the checks.)
+  // Each check of a stage is independent of the others: every broken field is reported
+  // (AllViolations), and a stage runs only when the ones before it passed.
+  std::vector<absl::Status> found;
   for (ArrayField field : kProblemArrays) {
     const Tensor* tensor = TensorOf(proto, field);
     if (tensor == nullptr || CheckTensorData(*tensor, "").ok()) continue;
-    return CheckTensorData(*tensor, p + ArraySpecFor(field, ProblemShape()).name);
+    found.push_back(CheckTensorData(*tensor, p + ArraySpecFor(field, ProblemShape()).name));
   }
+  if (!found.empty()) return AllViolations(found);
 
   Problem problem;
   problem.shape.horizon = horizon;
@@ -1103,15 +1107,18 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
 
   // Every tensor's exact shape against the table (the transition's was checked while deriving m;
   // checking it again costs nothing). A tracking cost stands in for cost.quadratic.
-  MPC_RETURN_IF_ERROR(CheckTrackingAlone(proto, p));
+  if (absl::Status tracking = CheckTrackingAlone(proto, p); !tracking.ok()) {
+    found.push_back(tracking);
+  }
   for (ArrayField field : kProblemArrays) {
     const Tensor* tensor = TensorOf(proto, field);
     if (tensor == nullptr) continue;
     if (field == ArrayField::kCostQuadratic && proto.has_tracking()) continue;
     const ArraySpec spec = ArraySpecFor(field, problem.shape);
     if (CheckTensorShape(*tensor, spec, "").ok()) continue;
-    return CheckTensorShape(*tensor, spec, p + spec.name);
+    found.push_back(CheckTensorShape(*tensor, spec, p + spec.name));
   }
+  if (!found.empty()) return AllViolations(found);
 
   problem.x_init = ToVector(proto.x_init());
   problem.cost_quadratic = ToVector(proto.cost().quadratic());
@@ -1130,7 +1137,8 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
 
   // Sizes are right by construction (ValidateProblem re-checks their lengths, O(1)); it scans the
   // values, once.
-  MPC_RETURN_IF_ERROR(ValidateProblem(problem, limits.problem, p));
+  CollectProblemViolations(problem, limits.problem, p, &found);
+  if (!found.empty()) return AllViolations(found);
   MPC_RETURN_IF_ERROR(ApplyPytorchTerms(proto, p, &problem));
   return problem;
 }
@@ -1843,7 +1851,13 @@ absl::StatusOr<Problem> ToControlProblem(const mpcd::v1::ControlRequest& first,
     return absl::InvalidArgumentError(
         "problem.slew_rate_penalty: not supported in Control sessions yet");
   }
-  return ToProblem(first.problem(), static_cast<int>(first.horizon()), options, limits, "problem.");
+  absl::StatusOr<Problem> problem =
+      ToProblem(first.problem(), static_cast<int>(first.horizon()), options, limits, "problem.");
+  if (problem.ok() || problem.status().code() != absl::StatusCode::kInvalidArgument) {
+    return problem;
+  }
+  // The message counts the violations the details name, as a Solve's does.
+  return InvalidArgumentWithViolations({problem.status()});
 }
 
 absl::Status ApplyControlStep(const mpcd::v1::ControlRequest& step, Problem* problem) {

@@ -276,6 +276,12 @@ struct ProblemLimits {
 absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits,
                              const std::string& field_prefix = "");
 
+// Every violation ValidateProblem would report, in its order, appended to `found`: a broken limit
+// or size ends the checks (the later ones depend on them); the value checks after them are
+// independent, so each broken one is reported.
+void CollectProblemViolations(const Problem& problem, const ProblemLimits& limits,
+                              const std::string& field_prefix, std::vector<absl::Status>* found);
+
 // Checks every array of `problem` against its shape with the accepted alternatives (DESIGN §2).
 absl::Status ValidateProblemSizes(const Problem& problem, const std::string& field_prefix = "");
 

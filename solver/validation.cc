@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -305,34 +306,49 @@ absl::Status ValidateProblemSizes(const Problem& problem, const std::string& fie
   return absl::OkStatus();
 }
 
-absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits,
-                             const std::string& field_prefix) {
+void CollectProblemViolations(const Problem& problem, const ProblemLimits& limits,
+                              const std::string& field_prefix, std::vector<absl::Status>* found) {
+  const auto add = [found](absl::Status status) {
+    if (!status.ok()) found->push_back(std::move(status));
+  };
   const ProblemShape& shape = problem.shape;
   // Limits first: they bound the work every later check (and the solver) does.
-  if (absl::Status s = CheckProblemLimits(shape, limits, field_prefix); !s.ok()) return s;
-  // The value checks index the arrays by their shapes, so sizes must be right (cheap to re-check).
-  if (absl::Status s = ValidateProblemSizes(problem, field_prefix); !s.ok()) return s;
-
-  for (const ProblemArray& field : ArrayFields(problem)) {
-    if (absl::Status s = CheckValuesFinite(field, field_prefix); !s.ok()) return s;
+  if (absl::Status s = CheckProblemLimits(shape, limits, field_prefix); !s.ok()) {
+    return add(std::move(s));
   }
-  if (absl::Status s = CheckBoundOrder(problem, field_prefix); !s.ok()) return s;
+  // The value checks index the arrays by their shapes, so sizes must be right (cheap to re-check).
+  if (absl::Status s = ValidateProblemSizes(problem, field_prefix); !s.ok()) {
+    return add(std::move(s));
+  }
+
+  // From here on the checks are independent of each other: every one is reported.
+  for (const ProblemArray& field : ArrayFields(problem)) {
+    add(CheckValuesFinite(field, field_prefix));
+  }
+  add(CheckBoundOrder(problem, field_prefix));
   if (!shape.dynamics.is_linear() && !shape.dynamics.is_graph()) {
     // dt == 0 selects the model's default step.
     if (!(std::isfinite(problem.dt) && problem.dt >= 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
+      add(absl::InvalidArgumentError(absl::StrCat(
           field_prefix, "dynamics.model.dt: must be > 0 (or 0 for the model's default), got ",
-          problem.dt));
+          problem.dt)));
     }
   }
   if (shape.dynamics.is_graph() && problem.integrator != Integrator::kDefault) {
     if (!(std::isfinite(problem.dt) && problem.dt > 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
+      add(absl::InvalidArgumentError(absl::StrCat(
           field_prefix, "dynamics.graph.dt: must be > 0 for a continuous-time graph, got ",
-          problem.dt));
+          problem.dt)));
     }
   }
-  return CheckSolverOptionValues(ValuesOf(problem.options), limits);
+  add(CheckSolverOptionValues(ValuesOf(problem.options), limits));
+}
+
+absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits,
+                             const std::string& field_prefix) {
+  std::vector<absl::Status> found;
+  CollectProblemViolations(problem, limits, field_prefix, &found);
+  return found.empty() ? absl::OkStatus() : found.front();
 }
 
 }  // namespace mpc

@@ -25,20 +25,17 @@
 namespace mpc {
 namespace {
 
+using ::mpc::testing::DataOf;
 using ::mpc::testing::IsOk;
 using ::mpc::testing::MakeTensor;
+using ::mpc::testing::ShapeOf;
 using ::mpc::testing::StatusIs;
-using ::mpc::testing::TensorValues;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 
 constexpr int kHorizon = 6;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-std::vector<std::uint32_t> ShapeOf(const mpcd::v1::Tensor& tensor) {
-  return std::vector<std::uint32_t>(tensor.shape().begin(), tensor.shape().end());
-}
 
 // Proto problems: a time-invariant linear one without offset or linear cost (n = 3, m = 2,
 // bounded), a time-varying linear one with offset, and a cartpole with default params.
@@ -128,10 +125,10 @@ TEST(ToBackwardProblems, ConvertsProblemsSolutionsAndCotangents) {
     const BackwardProblem& item = moved.items[i];
     EXPECT_EQ(item.problem, &moved.problems[i]);
     EXPECT_EQ(item.mode, GradientMode::kExact);
-    EXPECT_EQ(item.x, TensorValues(request.solutions(i).x()));
-    EXPECT_EQ(item.u, TensorValues(request.solutions(i).u()));
-    EXPECT_EQ(item.dl_dx, TensorValues(request.cotangents(i).x()));
-    EXPECT_EQ(item.dl_du, TensorValues(request.cotangents(i).u()));
+    EXPECT_EQ(item.x, DataOf(request.solutions(i).x()));
+    EXPECT_EQ(item.u, DataOf(request.solutions(i).u()));
+    EXPECT_EQ(item.dl_dx, DataOf(request.cotangents(i).x()));
+    EXPECT_EQ(item.dl_du, DataOf(request.cotangents(i).u()));
     EXPECT_THAT(ValidateBackwardProblem(item), IsOk());
   }
   EXPECT_EQ(moved.problems[2].shape.dynamics, ModelId<CartpoleModel>());
@@ -269,15 +266,15 @@ TEST(ToBackwardResponse, MirrorsTheRequestShapesAndTheSolverValues) {
   EXPECT_THAT(ShapeOf(g0.cost().linear()), ElementsAre(5));
   EXPECT_THAT(ShapeOf(g0.dynamics().linear().transition()), ElementsAre(3, 5));
   EXPECT_THAT(ShapeOf(g0.dynamics().linear().offset()), ElementsAre(3));
-  EXPECT_EQ(TensorValues(g0.x_init()), ComputeGradient(batch.items[0]).x_init);
-  EXPECT_EQ(TensorValues(g0.dynamics().linear().offset()), gradients[0].offset);
+  EXPECT_EQ(DataOf(g0.x_init()), ComputeGradient(batch.items[0]).x_init);
+  EXPECT_EQ(DataOf(g0.dynamics().linear().offset()), gradients[0].offset);
   // Time-varying.
   const mpcd::v1::Problem& g1 = response.gradients(1);
   EXPECT_THAT(ShapeOf(g1.cost().quadratic()), ElementsAre(kHorizon, 5, 5));
   EXPECT_THAT(ShapeOf(g1.cost().linear()), ElementsAre(kHorizon, 5));
   EXPECT_THAT(ShapeOf(g1.dynamics().linear().transition()), ElementsAre(kHorizon - 1, 3, 5));
   EXPECT_THAT(ShapeOf(g1.dynamics().linear().offset()), ElementsAre(kHorizon - 1, 3));
-  EXPECT_EQ(TensorValues(g1.dynamics().linear().transition()), gradients[1].transition);
+  EXPECT_EQ(DataOf(g1.dynamics().linear().transition()), gradients[1].transition);
   // Model: params with the model's name.
   const mpcd::v1::Problem& g2 = response.gradients(2);
   EXPECT_EQ(g2.dynamics().model().name(), "cartpole");
@@ -316,8 +313,8 @@ TEST(ToSolveResponse, CopiesTheJacobiansTheBackendComputed) {
   ASSERT_THAT(ComputeSolutionJacobians(problems[0], solutions[0].x, solutions[0].u,
                                        {true, true, GradientMode::kFullChain}, &expected),
               IsOk());
-  EXPECT_EQ(TensorValues(out.x_init_jacobian()), expected.x_init);
-  EXPECT_EQ(TensorValues(out.params_jacobian()), expected.params);
+  EXPECT_EQ(DataOf(out.x_init_jacobian()), expected.x_init);
+  EXPECT_EQ(DataOf(out.params_jacobian()), expected.params);
   EXPECT_EQ(out.jacobian_diagnostics().active_controls(),
             static_cast<std::uint32_t>(expected.diagnostics.active_controls));
 

@@ -15,6 +15,7 @@
 #include "proto/proto_conversion.h"
 #include "solver/make_backend.h"
 #include "solver/problem.h"
+#include "tests/testing/proto_tensors.h"
 #include "tests/testing/same_problem.h"
 #include "tests/testing/status_matchers.h"
 
@@ -23,6 +24,7 @@ namespace {
 
 using ::mpc::testing::ExpectSameProblem;
 using ::mpc::testing::IsOk;
+using ::mpc::testing::MakeTensor;
 using ::mpc::testing::StatusIs;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
@@ -40,13 +42,6 @@ std::vector<double> Values(std::size_t count, double salt) {
     values[i] = std::sin(salt + 0.37 * static_cast<double>(i)) / 3.0;
   }
   return values;
-}
-
-mpcd::v1::Tensor Repeated(std::vector<std::uint32_t> shape, const std::vector<double>& values) {
-  mpcd::v1::Tensor tensor;
-  for (std::uint32_t dim : shape) tensor.add_shape(dim);
-  for (double v : values) tensor.add_data(v);
-  return tensor;
 }
 
 // The raw little-endian float64 (or float32) form of a repeated tensor, written by hand.
@@ -82,7 +77,7 @@ mpcd::v1::Tensor Stack(const std::vector<mpcd::v1::Tensor>& parts) {
 mpcd::v1::Problem LinearProblem(int b) {
   mpcd::v1::Problem problem;
   const double s = 1.0 + b;
-  *problem.mutable_x_init() = Repeated({kN}, Values(kN, s));
+  *problem.mutable_x_init() = MakeTensor({kN}, Values(kN, s));
   std::vector<double> C(kHorizon * kTau * kTau, 0.0);
   const std::vector<double> noise = Values(C.size(), 2 * s);
   for (int t = 0; t < kHorizon; ++t) {
@@ -94,22 +89,22 @@ mpcd::v1::Problem LinearProblem(int b) {
       }
     }
   }
-  *problem.mutable_cost()->mutable_quadratic() = Repeated({kHorizon, kTau, kTau}, C);
+  *problem.mutable_cost()->mutable_quadratic() = MakeTensor({kHorizon, kTau, kTau}, C);
   *problem.mutable_cost()->mutable_linear() =
-      Repeated({kHorizon, kTau}, Values(kHorizon * kTau, 3 * s));
+      MakeTensor({kHorizon, kTau}, Values(kHorizon * kTau, 3 * s));
   std::vector<double> F = Values((kHorizon - 1) * kN * kTau, 4 * s);
   for (double& v : F) v *= 0.3;
   for (int t = 0; t < kHorizon - 1; ++t) {
     for (int i = 0; i < kN; ++i) F[(t * kN + i) * kTau + i] += 1.0;
   }
   mpcd::v1::LinearDynamics* linear = problem.mutable_dynamics()->mutable_linear();
-  *linear->mutable_transition() = Repeated({kHorizon - 1, kN, kTau}, F);
-  *linear->mutable_offset() = Repeated({kHorizon - 1, kN}, Values((kHorizon - 1) * kN, 5 * s));
+  *linear->mutable_transition() = MakeTensor({kHorizon - 1, kN, kTau}, F);
+  *linear->mutable_offset() = MakeTensor({kHorizon - 1, kN}, Values((kHorizon - 1) * kN, 5 * s));
   std::vector<double> lower(kHorizon * kM, -0.3 - 0.01 * b);
   std::vector<double> upper(kHorizon * kM, 0.25 + 0.01 * b);
-  *problem.mutable_u_lower() = Repeated({kHorizon, kM}, lower);
-  *problem.mutable_u_upper() = Repeated({kHorizon, kM}, upper);
-  *problem.mutable_u_init() = Repeated({kHorizon, kM}, Values(kHorizon * kM, 6 * s));
+  *problem.mutable_u_lower() = MakeTensor({kHorizon, kM}, lower);
+  *problem.mutable_u_upper() = MakeTensor({kHorizon, kM}, upper);
+  *problem.mutable_u_init() = MakeTensor({kHorizon, kM}, Values(kHorizon * kM, 6 * s));
   return problem;
 }
 
@@ -254,12 +249,12 @@ TEST(BatchedLayout, ModelParamsFillEveryModelGivenWithoutParams) {
   shared.mutable_dynamics()->mutable_model()->set_name("pendulum");
   std::vector<double> C(16, 0.0);
   for (int i = 0; i < 4; ++i) C[i * 4 + i] = 1.0;
-  *shared.mutable_cost()->mutable_quadratic() = Repeated({4, 4}, C);
+  *shared.mutable_cost()->mutable_quadratic() = MakeTensor({4, 4}, C);
   *batched.mutable_problem_template() = shared;
   std::vector<mpcd::v1::Tensor> x, params;
   for (int b = 0; b < 3; ++b) {
-    x.push_back(Repeated({3}, {1.0, 0.1 * b, 0.0}));
-    params.push_back(Repeated({3}, {9.8 + b, 1.0 + 0.1 * b, 1.0}));
+    x.push_back(MakeTensor({3}, {1.0, 0.1 * b, 0.0}));
+    params.push_back(MakeTensor({3}, {9.8 + b, 1.0 + 0.1 * b, 1.0}));
     mpcd::v1::Problem whole = shared;
     *whole.mutable_x_init() = x.back();
     for (double v : params.back().data()) whole.mutable_dynamics()->mutable_model()->add_params(v);
@@ -331,8 +326,8 @@ mpcd::v1::BackwardRequest PerProblemBackward(const mpcd::v1::SolveRequest& solve
     *s->mutable_x() = answer.solutions(b).x();
     *s->mutable_u() = answer.solutions(b).u();
     mpcd::v1::Cotangent* c = request.add_cotangents();
-    *c->mutable_x() = Repeated({kHorizon, kN}, Values(kHorizon * kN, 7.0 + b));
-    *c->mutable_u() = Repeated({kHorizon, kM}, Values(kHorizon * kM, 8.0 + b));
+    *c->mutable_x() = MakeTensor({kHorizon, kN}, Values(kHorizon * kN, 7.0 + b));
+    *c->mutable_u() = MakeTensor({kHorizon, kM}, Values(kHorizon * kM, 8.0 + b));
   }
   return request;
 }
@@ -430,8 +425,8 @@ TEST(BatchedLayout, SlewRateAndPinnedControlsTravelBatched) {
   for (int b = 0; b < kBatch; ++b) {
     std::vector<double> pinned(kHorizon * kM, 0.0);
     pinned[(b % kHorizon) * kM + b % kM] = 1.0;
-    prev.push_back(Repeated({kM}, Values(kM, 9.0 + b)));
-    mask.push_back(Repeated({kHorizon, kM}, pinned));
+    prev.push_back(MakeTensor({kM}, Values(kM, 9.0 + b)));
+    mask.push_back(MakeTensor({kHorizon, kM}, pinned));
     problems[b].set_slew_rate_penalty(0.7);
     *problems[b].mutable_prev_ctrl() = prev.back();
     *problems[b].mutable_u_zero_mask() = mask.back();
@@ -576,25 +571,25 @@ TEST(BatchedLayout, MalformedStackedInputsNameTheField) {
   }
   {
     mpcd::v1::SolveRequest r = good;
-    *r.mutable_batched()->mutable_model_params() = Raw(Repeated({kBatch}, Values(kBatch, 1.0)));
+    *r.mutable_batched()->mutable_model_params() = Raw(MakeTensor({kBatch}, Values(kBatch, 1.0)));
     expect(r, "batched.model_params: expected shape (B, p)");
   }
   {
     mpcd::v1::SolveRequest r = good;
     *r.mutable_batched()->mutable_model_params() =
-        Raw(Repeated({kBatch, 3}, Values(3 * kBatch, 1.0)));
+        Raw(MakeTensor({kBatch, 3}, Values(3 * kBatch, 1.0)));
     expect(r, "batched.model_params: problems[0] has no model dynamics");
   }
   {
     mpcd::v1::SolveRequest r = good;
-    (*r.mutable_batched()->mutable_graph_parameters())["w"] = Repeated({1}, {1.0});
+    (*r.mutable_batched()->mutable_graph_parameters())["w"] = MakeTensor({1}, {1.0});
     expect(r, "batched.graph_parameters: only in responses");
   }
   {
     // A slice that does not fit its problem names the problem's field (as for the template).
     mpcd::v1::SolveRequest r = good;
     *r.mutable_batched()->mutable_u_init() =
-        Raw(Repeated({kBatch, kHorizon + 1, kM}, Values(kBatch * (kHorizon + 1) * kM, 1.0)));
+        Raw(MakeTensor({kBatch, kHorizon + 1, kM}, Values(kBatch * (kHorizon + 1) * kM, 1.0)));
     expect(r, "problems[0].u_init: expected shape (5,2)");
   }
   {
@@ -609,10 +604,10 @@ TEST(BatchedLayout, MalformedStackedInputsNameTheField) {
     mpcd::v1::SolveRequest r = PerProblemRequest(problems);
     mpcd::v1::Problem pendulum;
     pendulum.mutable_dynamics()->mutable_model()->set_name("pendulum");
-    *pendulum.mutable_x_init() = Repeated({3}, {1.0, 0.0, 0.0});
+    *pendulum.mutable_x_init() = MakeTensor({3}, {1.0, 0.0, 0.0});
     std::vector<double> C(16, 0.0);
     for (int i = 0; i < 4; ++i) C[i * 4 + i] = 1.0;
-    *pendulum.mutable_cost()->mutable_quadratic() = Repeated({4, 4}, C);
+    *pendulum.mutable_cost()->mutable_quadratic() = MakeTensor({4, 4}, C);
     *r.add_problems() = pendulum;
     ASSERT_THAT(ToProblems(r, RequestLimits{}), IsOk());
     r.set_stacked_response(true);
@@ -627,8 +622,8 @@ TEST(BatchedLayout, MalformedStackedBackwardInputsNameTheField) {
   *good.mutable_batched() = Batched(problems, true);
   std::vector<mpcd::v1::Tensor> x, u;
   for (int b = 0; b < kBatch; ++b) {
-    x.push_back(Repeated({kHorizon, kN}, Values(kHorizon * kN, b)));
-    u.push_back(Repeated({kHorizon, kM}, Values(kHorizon * kM, b)));
+    x.push_back(MakeTensor({kHorizon, kN}, Values(kHorizon * kN, b)));
+    u.push_back(MakeTensor({kHorizon, kM}, Values(kHorizon * kM, b)));
   }
   *good.mutable_stacked_solutions()->mutable_x() = Raw(Stack(x));
   *good.mutable_stacked_solutions()->mutable_u() = Raw(Stack(u));
@@ -661,7 +656,7 @@ TEST(BatchedLayout, MalformedStackedBackwardInputsNameTheField) {
   {
     mpcd::v1::BackwardRequest r = good;
     *r.mutable_stacked_cotangents()->mutable_x() =
-        Raw(Repeated({kBatch, kHorizon, kN + 1}, Values(kBatch * kHorizon * (kN + 1), 1.0)));
+        Raw(MakeTensor({kBatch, kHorizon, kN + 1}, Values(kBatch * kHorizon * (kN + 1), 1.0)));
     expect(r, "stacked_cotangents.x: expected shape");
   }
   {
@@ -684,7 +679,7 @@ TEST(BatchedLayout, MalformedStackedBackwardInputsNameTheField) {
       mpcd::v1::Problem* own = r.add_problems();
       if (b == 2) {
         *own->mutable_cost()->mutable_linear() =
-            Repeated({kHorizon, kTau}, Values(kHorizon * kTau, 1.0));
+            MakeTensor({kHorizon, kTau}, Values(kHorizon * kTau, 1.0));
       }
     }
     ASSERT_THAT(ToBackwardProblems(r, RequestLimits{}), IsOk());

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpcd/v1/mpcd.pb.h"
+#include "proto/error_details.h"
 #include "solver/models/model_list.h"
 #include "solver/models/model_registry.h"
 #include "solver/problem.h"
@@ -666,6 +668,67 @@ INSTANTIATE_TEST_SUITE_P(AllFields, ToProblemsRejects, ::testing::ValuesIn(Inval
                          [](const ::testing::TestParamInfo<InvalidCase>& info) {
                            return info.param.name;
                          });
+
+// The fields a BadRequest names, in order.
+std::vector<std::string> ViolatedFields(const absl::Status& status) {
+  std::vector<std::string> fields;
+  const std::optional<google::rpc::BadRequest> bad_request = BadRequestOf(status);
+  if (!bad_request.has_value()) return fields;
+  for (const auto& violation : bad_request->field_violations()) {
+    fields.push_back(violation.field());
+  }
+  return fields;
+}
+
+TEST(ToProblems, NamesEveryBrokenFieldOfEveryProblem) {
+  mpcd::v1::SolveRequest request = ValidRequest();
+  mpcd::v1::Problem& first = *request.mutable_problems(0);
+  first.mutable_x_init()->set_data(1, kNaN);
+  first.mutable_dynamics()->mutable_linear()->mutable_offset()->set_data(2, kNaN);
+  *first.mutable_u_lower() = Filled({kM}, 2.0);                                 // above u_upper
+  *request.mutable_problems(2)->mutable_u_init() = Filled({kHorizon, 2}, 0.0);  // m = 1
+  const absl::Status status = ToProblems(request, RequestLimits{}).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                               HasSubstr("problems[0].x_init: not finite at [1]")));
+  EXPECT_THAT(status.message(), HasSubstr("(and 3 more violations: see the error details)"));
+  EXPECT_THAT(ViolatedFields(status),
+              ElementsAre("problems[0].x_init", "problems[0].dynamics.linear.offset",
+                          "problems[0].u_lower", "problems[2].u_init"));
+}
+
+TEST(ToProblems, ValueChecksWaitForTheShapesTheyDependOn) {
+  mpcd::v1::SolveRequest request = Request({LinearProblem()});
+  mpcd::v1::Problem& problem = *request.mutable_problems(0);
+  *problem.mutable_u_upper() = Filled({kM + 1}, 1.0);
+  *problem.mutable_u_init() = Filled({kHorizon + 1, kM}, kNaN);
+  problem.mutable_cost()->mutable_linear()->set_data(0, kNaN);
+  const absl::Status status = ToProblems(request, RequestLimits{}).status();
+  EXPECT_THAT(ViolatedFields(status), ElementsAre("problems[0].u_upper", "problems[0].u_init"));
+}
+
+TEST(Violations, CountsExactlyUpToTheBoundAndSaysAtLeastBeyondIt) {
+  Violations exactly;
+  for (std::size_t i = 0; i < kMaxFieldViolations; ++i) {
+    ASSERT_TRUE(exactly.Add(absl::InvalidArgumentError(absl::StrCat("f", i, ": bad"))));
+  }
+  EXPECT_THAT(exactly.ToStatus().message(), HasSubstr("(and 15 more violations"));
+  EXPECT_THAT(ViolatedFields(exactly.ToStatus()), SizeIs(kMaxFieldViolations));
+
+  Violations beyond = exactly;
+  EXPECT_FALSE(beyond.Add(absl::InvalidArgumentError("g: bad")));
+  EXPECT_THAT(beyond.ToStatus().message(), HasSubstr("(and at least 15 more violations"));
+  EXPECT_THAT(ViolatedFields(beyond.ToStatus()), SizeIs(kMaxFieldViolations));
+}
+
+TEST(Violations, AStatusNamingSeveralFieldsAddsEachOfThem) {
+  Violations violations;
+  violations.Add(
+      AllViolations({absl::InvalidArgumentError("a: one"), absl::InvalidArgumentError("b: two")}));
+  violations.Add(absl::InvalidArgumentError("c: three"));
+  const absl::Status status = violations.ToStatus();
+  EXPECT_EQ(status.message(), "a: one (and 2 more violations: see the error details)");
+  EXPECT_THAT(ViolatedFields(status), ElementsAre("a", "b", "c"));
+}
 
 TEST(ToProblems, EnforcesRequestLimits) {
   RequestLimits limits;

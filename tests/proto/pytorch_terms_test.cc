@@ -25,10 +25,10 @@
 namespace mpc {
 namespace {
 
+using ::mpc::testing::DataOf;
 using ::mpc::testing::IsOk;
 using ::mpc::testing::MakeTensor;
 using ::mpc::testing::StatusIs;
-using ::mpc::testing::TensorValues;
 using ::testing::HasSubstr;
 
 constexpr int kN = 3;
@@ -91,8 +91,8 @@ absl::StatusOr<Solved> Solve(const mpcd::v1::Problem& proto,
   if (!response.ok()) return response.status();
   Solved out;
   out.proto = response->solutions(0);
-  out.x = TensorValues(out.proto.x());
-  out.u = TensorValues(out.proto.u());
+  out.x = DataOf(out.proto.x());
+  out.u = DataOf(out.proto.u());
   out.cost = out.proto.cost();
   out.status = out.proto.status();
   return out;
@@ -299,7 +299,7 @@ void ExpectGradientsMatchCentralDifferences(const mpcd::v1::Problem& proto) {
   };
   for (const Field& field : fields) {
     SCOPED_TRACE(field.name);
-    const std::vector<double> analytic = TensorValues(field.gradient(grad));
+    const std::vector<double> analytic = DataOf(field.gradient(grad));
     mpcd::v1::Problem probe = proto;
     ASSERT_EQ(analytic.size(), static_cast<std::size_t>(field.input(&probe)->data_size()));
     for (std::size_t e = 0; e < analytic.size(); ++e) {
@@ -311,7 +311,7 @@ void ExpectGradientsMatchCentralDifferences(const mpcd::v1::Problem& proto) {
     }
   }
   // C enters through its symmetric part: perturb (i, j) and (j, i) together.
-  const std::vector<double> analytic = TensorValues(grad.cost().quadratic());
+  const std::vector<double> analytic = DataOf(grad.cost().quadratic());
   const int nt = kN + kM;
   const int slices = static_cast<int>(analytic.size()) / (nt * nt);
   for (int s = 0; s < slices; ++s) {

@@ -16,12 +16,15 @@
 #include "mpcd/v1/mpcd.pb.h"
 #include "proto/proto_conversion.h"
 #include "solver/problem.h"
+#include "tests/testing/proto_tensors.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
 namespace {
 
 using ::mpc::testing::IsOk;
+using ::mpc::testing::MakeTensor;
+using ::mpc::testing::ShapeOf;
 using ::mpc::testing::StatusIs;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
@@ -39,10 +42,6 @@ std::vector<double> Values(std::size_t count, double scale) {
     values[i] = scale * std::sin(1.0 + 0.7 * static_cast<double>(i)) / 3.0;
   }
   return values;
-}
-
-std::vector<std::uint32_t> ShapeOf(const mpcd::v1::Tensor& tensor) {
-  return {tensor.shape().begin(), tensor.shape().end()};
 }
 
 // Little-endian bytes written by hand (not by the code under test).
@@ -64,13 +63,6 @@ std::string Float32Bytes(const std::vector<float>& values) {
     for (int k = 0; k < 4; ++k) bytes.push_back(static_cast<char>((bits >> (8 * k)) & 0xff));
   }
   return bytes;
-}
-
-mpcd::v1::Tensor Repeated(std::vector<std::uint32_t> shape, const std::vector<double>& values) {
-  mpcd::v1::Tensor tensor;
-  for (std::uint32_t dim : shape) tensor.add_shape(dim);
-  tensor.mutable_data()->Assign(values.begin(), values.end());
-  return tensor;
 }
 
 // The same tensor with its values moved into raw_data (float64, bitwise the same values).
@@ -97,23 +89,23 @@ void RoundToFloat32(mpcd::v1::Tensor* tensor) {
 // A bounded time-varying linear problem with every tensor field present.
 mpcd::v1::Problem LinearProblem(double scale) {
   mpcd::v1::Problem problem;
-  *problem.mutable_x_init() = Repeated({kN}, Values(kN, scale));
+  *problem.mutable_x_init() = MakeTensor({kN}, Values(kN, scale));
   std::vector<double> C(kHorizon * kTau * kTau, 0.0);
   for (int t = 0; t < kHorizon; ++t) {
     for (int i = 0; i < kTau; ++i) C[(t * kTau + i) * kTau + i] = 1.0 + 0.1 * i + 0.01 * t;
   }
-  *problem.mutable_cost()->mutable_quadratic() = Repeated({kHorizon, kTau, kTau}, C);
-  *problem.mutable_cost()->mutable_linear() = Repeated({kTau}, Values(kTau, scale));
+  *problem.mutable_cost()->mutable_quadratic() = MakeTensor({kHorizon, kTau, kTau}, C);
+  *problem.mutable_cost()->mutable_linear() = MakeTensor({kTau}, Values(kTau, scale));
   std::vector<double> F = Values((kHorizon - 1) * kN * kTau, 0.3);
   for (int t = 0; t < kHorizon - 1; ++t) {
     for (int i = 0; i < kN; ++i) F[(t * kN + i) * kTau + i] += 1.0;
   }
   auto* linear = problem.mutable_dynamics()->mutable_linear();
-  *linear->mutable_transition() = Repeated({kHorizon - 1, kN, kTau}, F);
-  *linear->mutable_offset() = Repeated({kN}, Values(kN, 0.1));
-  *problem.mutable_u_lower() = Repeated({kM}, {-0.4, -0.3});
-  *problem.mutable_u_upper() = Repeated({kHorizon, kM}, std::vector<double>(kHorizon * kM, 0.5));
-  *problem.mutable_u_init() = Repeated({kHorizon, kM}, Values(kHorizon * kM, 0.2));
+  *linear->mutable_transition() = MakeTensor({kHorizon - 1, kN, kTau}, F);
+  *linear->mutable_offset() = MakeTensor({kN}, Values(kN, 0.1));
+  *problem.mutable_u_lower() = MakeTensor({kM}, {-0.4, -0.3});
+  *problem.mutable_u_upper() = MakeTensor({kHorizon, kM}, std::vector<double>(kHorizon * kM, 0.5));
+  *problem.mutable_u_init() = MakeTensor({kHorizon, kM}, Values(kHorizon * kM, 0.2));
   return problem;
 }
 
@@ -338,11 +330,11 @@ TEST(TensorEncoding, BackwardReadsRawSolutionsAndCotangents) {
   repeated.set_horizon(kHorizon);
   *repeated.add_problems() = LinearProblem(1.0);
   mpcd::v1::Solution* solution = repeated.add_solutions();
-  *solution->mutable_x() = Repeated({kHorizon, kN}, Values(kHorizon * kN, 1.0));
-  *solution->mutable_u() = Repeated({kHorizon, kM}, Values(kHorizon * kM, 0.1));
+  *solution->mutable_x() = MakeTensor({kHorizon, kN}, Values(kHorizon * kN, 1.0));
+  *solution->mutable_u() = MakeTensor({kHorizon, kM}, Values(kHorizon * kM, 0.1));
   mpcd::v1::Cotangent* cotangent = repeated.add_cotangents();
-  *cotangent->mutable_x() = Repeated({kHorizon, kN}, Values(kHorizon * kN, 2.0));
-  *cotangent->mutable_u() = Repeated({kHorizon, kM}, Values(kHorizon * kM, 3.0));
+  *cotangent->mutable_x() = MakeTensor({kHorizon, kN}, Values(kHorizon * kN, 2.0));
+  *cotangent->mutable_u() = MakeTensor({kHorizon, kM}, Values(kHorizon * kM, 3.0));
 
   mpcd::v1::BackwardRequest raw = repeated;
   for (auto& [tensor, name] : TensorsOf(raw.mutable_problems(0))) ToRaw64(tensor);
@@ -409,9 +401,9 @@ std::vector<double> Decode(const mpcd::v1::Tensor& tensor) {
 TEST(TensorEncoding, ResponsesAreWrittenInTheRequestedEncoding) {
   mpcd::v1::SolveResponse repeated;
   mpcd::v1::Solution* solution = repeated.add_solutions();
-  *solution->mutable_x() = Repeated({kHorizon, kN}, Values(kHorizon * kN, 1.0));
-  *solution->mutable_u() = Repeated({kHorizon, kM}, Values(kHorizon * kM, 0.1));
-  *solution->mutable_feedback() = Repeated({kHorizon, kM, kN}, Values(kHorizon * kM * kN, 5.0));
+  *solution->mutable_x() = MakeTensor({kHorizon, kN}, Values(kHorizon * kN, 1.0));
+  *solution->mutable_u() = MakeTensor({kHorizon, kM}, Values(kHorizon * kM, 0.1));
+  *solution->mutable_feedback() = MakeTensor({kHorizon, kM, kN}, Values(kHorizon * kM * kN, 5.0));
   solution->set_cost(1.25);
 
   mpcd::v1::SolveResponse same = repeated;

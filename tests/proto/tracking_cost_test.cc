@@ -21,10 +21,10 @@
 namespace mpc {
 namespace {
 
+using ::mpc::testing::DataOf;
 using ::mpc::testing::IsOk;
 using ::mpc::testing::MakeTensor;
 using ::mpc::testing::StatusIs;
-using ::mpc::testing::TensorValues;
 using ::testing::HasSubstr;
 
 constexpr int kN = 3;
@@ -93,8 +93,8 @@ absl::StatusOr<Solved> Solve(const mpcd::v1::SolveRequest& request) {
   if (!response.ok()) return response.status();
   Solved out;
   out.proto = response->solutions(0);
-  out.x = TensorValues(out.proto.x());
-  out.u = TensorValues(out.proto.u());
+  out.x = DataOf(out.proto.x());
+  out.u = DataOf(out.proto.u());
   out.cost = out.proto.cost();
   return out;
 }

@@ -118,6 +118,27 @@ class InvalidArgumentTest(unittest.TestCase):
         self.assertEqual(error.details(), "problems[1].x_init: expected shape (3), got (2) "
                          "(and 2 more violations: see the error details)")
 
+    def test_every_broken_field_of_a_problem_is_named(self):
+        request = pendulum_request(2, broken=set())
+        bad = request.problems[1]
+        bad.x_init.data[1] = float("nan")
+        bad.cost.linear.data[3] = float("inf")
+        bad.u_lower.shape[:], bad.u_lower.data[:] = [1], [1.0]
+        bad.u_upper.shape[:], bad.u_upper.data[:] = [1], [-1.0]
+        error, violations = self.refused(self.stub.Solve, request)
+        self.assertEqual([field for field, _ in violations],
+                         ["problems[1].x_init", "problems[1].cost.linear", "problems[1].u_lower"])
+        self.assertIn("(and 2 more violations: see the error details)", error.details())
+
+    def test_a_broken_shape_hides_the_value_checks_that_depend_on_it(self):
+        request = pendulum_request(1, broken={0})
+        request.problems[0].cost.linear.data[0] = float("nan")
+        request.problems[0].cost.quadratic.shape[:] = [2, 8]
+        _, violations = self.refused(self.stub.Solve, request)
+        # Both shapes are wrong and named; NaN is a value check, run only on the right shapes.
+        self.assertEqual([field for field, _ in violations],
+                         ["problems[0].x_init", "problems[0].cost.quadratic"])
+
     def test_violations_are_bounded(self):
         error, violations = self.refused(self.stub.Solve,
                                          pendulum_request(40, broken=set(range(40))))

@@ -1,8 +1,7 @@
 #ifndef MPC_TESTS_TESTING_PROTO_TENSORS_H_
 #define MPC_TESTS_TESTING_PROTO_TENSORS_H_
 
-// mpcd.v1 Tensors in tests: built from a shape and row-major values (repeated doubles, as a JSON
-// tool writes them), and read back.
+// Building and reading mpcd.v1.Tensor messages in the request-layer tests (repeated-double form).
 
 #include <cstdint>
 #include <vector>
@@ -11,7 +10,7 @@
 
 namespace mpc::testing {
 
-inline mpcd::v1::Tensor MakeTensor(std::vector<std::uint32_t> shape,
+inline mpcd::v1::Tensor MakeTensor(const std::vector<std::uint32_t>& shape,
                                    const std::vector<double>& data) {
   mpcd::v1::Tensor tensor;
   tensor.mutable_shape()->Assign(shape.begin(), shape.end());
@@ -19,10 +18,12 @@ inline mpcd::v1::Tensor MakeTensor(std::vector<std::uint32_t> shape,
   return tensor;
 }
 
-// The values of a Tensor written as repeated doubles (what the conversion's responses hold before
-// EncodeResponseTensors).
-inline std::vector<double> TensorValues(const mpcd::v1::Tensor& tensor) {
-  return std::vector<double>(tensor.data().begin(), tensor.data().end());
+inline std::vector<double> DataOf(const mpcd::v1::Tensor& tensor) {
+  return {tensor.data().begin(), tensor.data().end()};
+}
+
+inline std::vector<std::uint32_t> ShapeOf(const mpcd::v1::Tensor& tensor) {
+  return {tensor.shape().begin(), tensor.shape().end()};
 }
 
 }  // namespace mpc::testing
