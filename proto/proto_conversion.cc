@@ -725,16 +725,12 @@ absl::Status ApplyTracking(const mpcd::v1::Problem& proto, const std::string& p,
   return absl::OkStatus();
 }
 
-// A tracking cost stands in for the whole cost, and is not combined with the slew-rate state.
+// A tracking cost stands in for the whole cost.
 absl::Status CheckTrackingAlone(const mpcd::v1::Problem& proto, const std::string& p) {
   if (!proto.has_tracking()) return absl::OkStatus();
   if (IsPresent(proto.cost().quadratic()) || IsPresent(proto.cost().linear())) {
     return absl::InvalidArgumentError(absl::StrCat(
         p, "tracking: give either tracking or cost, not both (tracking becomes the cost)"));
-  }
-  if (proto.slew_rate_penalty() != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(p, "tracking: not with slew_rate_penalty yet (send the cost as cost)"));
   }
   return absl::OkStatus();
 }
@@ -1637,18 +1633,25 @@ void SetTrackingGradient(const mpcd::v1::TrackingCost& tracking, const ProblemSh
   }
 }
 
-// The gradient of merged problem `in`, restricted to the caller's inputs when `in` was solved with
-// a slew-rate state (u_{t-1} in the state; ReduceSlewGradient into *reduced), else itself (no
-// copy). ToBackwardProblems checked the shapes this reads.
-const ProblemGradient& CallerGradient(const mpcd::v1::Problem& in, const ProblemGradient& gradient,
-                                      ProblemGradient* reduced) {
-  const bool slew = in.slew_rate_penalty() > 0 && in.x_init().shape_size() == 1 &&
-                    in.cost().quadratic().shape_size() >= 2;
-  if (!slew) return gradient;
+// The gradient of merged problem `in` (converted: `problem`, when the caller has it), restricted to
+// the caller's inputs when `in` was solved with a slew-rate state (u_{t-1} in the state;
+// ReduceSlewGradient into *reduced), else itself (no copy). m comes from the converted problem, or
+// from cost.quadratic (a tracking cost has none: its gradient is then left as it is).
+// ToBackwardProblems checked the shapes this reads.
+const ProblemGradient& CallerGradient(const mpcd::v1::Problem& in, const Problem* problem,
+                                      const ProblemGradient& gradient, ProblemGradient* reduced) {
+  if (!(in.slew_rate_penalty() > 0 && in.x_init().shape_size() == 1)) return gradient;
   const int n = static_cast<int>(in.x_init().shape(0));
-  const int tau = static_cast<int>(*in.cost().quadratic().shape().rbegin());
+  int m = 0;
+  if (problem != nullptr) {
+    m = CallerShape(*problem).control_dim;
+  } else if (in.cost().quadratic().shape_size() >= 2) {
+    m = static_cast<int>(*in.cost().quadratic().shape().rbegin()) - n;
+  } else {
+    return gradient;
+  }
   *reduced = gradient;
-  ReduceSlewGradient(n, tau - n, reduced);
+  ReduceSlewGradient(n, m, reduced);
   return *reduced;
 }
 
@@ -1687,7 +1690,8 @@ void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
     for (int b = 0; b < count; ++b) {
       absl::StatusOr<const mpcd::v1::Problem*> merged = MergedProblem(request, b, &other);
       if (!merged.ok()) return;
-      const ProblemGradient& g = CallerGradient(**merged, gradients[b], &reduced[b]);
+      const Problem* problem = b < static_cast<int>(problems.size()) ? &problems[b] : nullptr;
+      const ProblemGradient& g = CallerGradient(**merged, problem, gradients[b], &reduced[b]);
       if (&g != &reduced[b]) reduced[b] = g;
     }
     gradients = reduced;
@@ -1748,7 +1752,8 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
     if (!merged.ok()) return;  // not a request ToBackwardProblems accepted
     const mpcd::v1::Problem& in = **merged;
     ProblemGradient reduced;
-    const ProblemGradient& g = CallerGradient(in, gradients[i], &reduced);
+    const ProblemGradient& g =
+        CallerGradient(in, i < problems.size() ? &problems[i] : nullptr, gradients[i], &reduced);
     const GradientShapes shapes = GradientShapesOf(in, ShapeForGradient(request, g, problems, i));
     mpcd::v1::Problem* out = response->add_gradients();
     SetTensor({static_cast<std::int64_t>(g.x_init.size())}, g.x_init, out->mutable_x_init());
