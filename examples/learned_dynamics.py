@@ -154,36 +154,32 @@ def imitation_loss(task, model, x_init, u_expert):
     return ((u - u_expert) ** 2).sum(-1).mean()
 
 
-def learn_by_imitation(task, model, x_init, u_expert, iterations, lr, log):
+def descend(model, loss_of, iterations, lr, log, label, log_every):
+    """Adam on model's parameters for `iterations` steps of loss_of(model); returns the loss before
+    each step and after the last."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history = []
     for it in range(iterations + 1):
         optimizer.zero_grad()
-        loss = imitation_loss(task, model, x_init, u_expert)
+        loss = loss_of(model)
         history.append(loss.item())
         if it == iterations:
             break
         loss.backward()
         optimizer.step()
-        if log and (it % 25 == 0):
-            log("imitation it %4d: control loss %.4e" % (it, loss.item()))
+        if log and it % log_every == 0:
+            log("%s it %4d: loss %.4e" % (label, it, loss.item()))
     return history
+
+
+def learn_by_imitation(task, model, x_init, u_expert, iterations, lr, log):
+    return descend(model, lambda m: imitation_loss(task, m, x_init, u_expert), iterations, lr,
+                   log, "imitation (control loss)", 25)
 
 
 def learn_by_regression(model, data, iterations, lr, log):
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    history = []
-    for it in range(iterations + 1):
-        optimizer.zero_grad()
-        loss = regression_loss(model, data)
-        history.append(loss.item())
-        if it == iterations:
-            break
-        loss.backward()
-        optimizer.step()
-        if log and (it % 500 == 0):
-            log("regression it %4d: one-step loss %.4e" % (it, loss.item()))
-    return history
+    return descend(model, lambda m: regression_loss(m, data), iterations, lr, log,
+                   "regression (one-step loss)", 500)
 
 
 def run(setting, client, log=print):

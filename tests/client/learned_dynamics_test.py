@@ -10,7 +10,6 @@ Usage: learned_dynamics_test.py --mpcd build/bin/mpcd --package-dir client/pytho
          --stubs-dir build/python --source-dir . [unittest args]
 """
 
-import argparse
 import importlib.util
 import json
 import os
@@ -20,7 +19,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd  # noqa: E402
+from mpcd_harness import Mpcd, client_test_args  # noqa: E402
 
 ARGS = None
 SERVER = None
@@ -109,18 +108,12 @@ class LearnedDynamicsTest(unittest.TestCase):
 
 def main():
     global ARGS, mpcd, np, torch
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--mpcd", required=True)
-    parser.add_argument("--package-dir", required=True)
-    parser.add_argument("--stubs-dir", required=True)
-    parser.add_argument("--source-dir", required=True)
-    ARGS, rest = parser.parse_known_args()
-    sys.path[:0] = [ARGS.package_dir, ARGS.stubs_dir]
+    ARGS, argv = client_test_args("--source-dir")
     import mpcd
     import numpy as np
     import torch
     torch.set_default_dtype(torch.float64)
-    unittest.main(argv=[sys.argv[0]] + rest)
+    unittest.main(argv=argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Usage: tracking_test.py --mpcd build/bin/mpcd --package-dir client/python --stub
          --examples-dir examples [unittest args]
 """
 
-import argparse
 import os
 import sys
 import unittest
@@ -18,7 +17,7 @@ import unittest
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd  # noqa: E402
+from mpcd_harness import Mpcd, client_test_args  # noqa: E402
 
 ARGS = None
 SERVER = None
@@ -154,17 +153,11 @@ class TrackingTest(unittest.TestCase):
 
 def main():
     global ARGS, mpcd, mpcd_pb2, json_format
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--mpcd", required=True)
-    parser.add_argument("--package-dir", required=True)
-    parser.add_argument("--stubs-dir", required=True)
-    parser.add_argument("--examples-dir", required=True)
-    ARGS, rest = parser.parse_known_args()
-    sys.path[:0] = [ARGS.package_dir, ARGS.stubs_dir]
+    ARGS, argv = client_test_args("--examples-dir")
     import mpcd
     from google.protobuf import json_format
     from mpcd.v1 import mpcd_pb2
-    unittest.main(argv=[sys.argv[0]] + rest)
+    unittest.main(argv=argv)
 
 
 if __name__ == "__main__":
