@@ -585,6 +585,11 @@ absl::Status CheckTemplate(const mpcd::v1::Problem& shared) {
       {&shared.u_init(), "u_init"},
       {&shared.prev_ctrl(), "prev_ctrl"},
       {&shared.u_zero_mask(), "u_zero_mask"},
+      {&shared.tracking().x_goal(), "tracking.x_goal"},
+      {&shared.tracking().u_goal(), "tracking.u_goal"},
+      {&shared.tracking().w_x(), "tracking.w_x"},
+      {&shared.tracking().w_u(), "tracking.w_u"},
+      {&shared.tracking().w_x_terminal(), "tracking.w_x_terminal"},
   };
   for (const auto& [tensor, name] : tensors) {
     MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));

@@ -349,6 +349,18 @@ TEST(TrackingCost, ATemplatesTrackingCostIsEveryProblemsCost) {
   EXPECT_EQ(from_template.cost, own.cost);
 }
 
+TEST(TrackingCost, ABrokenTemplateTrackingTensorIsNamedAsTheTemplates) {
+  const mpcd::v1::Problem proto = TrackingProblem({}, false, 52);
+  mpcd::v1::SolveRequest request = OneProblem(proto);
+  *request.mutable_problem_template()->mutable_tracking() = proto.tracking();
+  request.mutable_problems(0)->clear_tracking();
+  request.mutable_problem_template()->mutable_tracking()->mutable_w_x()->set_data(
+      0, std::numeric_limits<double>::infinity());
+  EXPECT_THAT(
+      ToProblems(request, RequestLimits{}).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("problem_template.tracking.w_x")));
+}
+
 absl::Status SolveError(const mpcd::v1::Problem& proto) {
   return ToProblems(OneProblem(proto), RequestLimits{}).status();
 }
