@@ -1392,6 +1392,8 @@ mpcd::v1::GradientStatus ToProtoGradientStatus(GradientStatus status) {
       return mpcd::v1::GRADIENT_NOT_FINITE;
     case GradientStatus::kNotSolution:
       return mpcd::v1::GRADIENT_NOT_SOLUTION;
+    case GradientStatus::kStopped:  // never answered (the call fails)
+      break;
   }
   return mpcd::v1::GRADIENT_STATUS_UNSPECIFIED;
 }

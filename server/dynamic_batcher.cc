@@ -363,7 +363,7 @@ void DynamicBatcher::Launch(std::vector<SolveJob>& batch, std::uint64_t batch_id
       for (const SolveJob& job : batch) {
         if (kind == JobKind::kSolve) {
           metrics_->RecordSolution(*job.solution);
-        } else {
+        } else if (job.gradient->status != GradientStatus::kStopped) {
           metrics_->RecordGradient(*job.gradient);
         }
       }
@@ -378,6 +378,13 @@ void DynamicBatcher::Launch(std::vector<SolveJob>& batch, std::uint64_t batch_id
   for (SolveJob& job : batch) {
     JobResult result;
     result.status = status;
+    if (status.ok() && kind == JobKind::kBackward &&
+        job.gradient->status == GradientStatus::kStopped) {
+      // The backend left it out: its caller is gone or out of time (no answer is owed).
+      result.status = IsCancelled(job)
+                          ? absl::CancelledError("the caller cancelled the request")
+                          : absl::DeadlineExceededError("deadline passed before the gradient");
+    }
     result.queue_time = start - job.enqueued_at;
     result.solve_time = end - start;
     result.batch_size = size;

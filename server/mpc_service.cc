@@ -195,6 +195,7 @@ class BackwardCall final : public BatchedCall {
         response_(response) {}
 
   void Start(absl::Time deadline) {
+    for (Problem& problem : inputs_.problems) problem.interrupt = interrupt();
     Submit(static_cast<int>(inputs_.items.size()), deadline, [this](int i) {
       const BackwardProblem& item = inputs_.items[i];
       SolveJob job;
@@ -217,8 +218,9 @@ class BackwardCall final : public BatchedCall {
     response_->set_backend(backend_);
   }
 
-  // Owns the problems its BackwardProblems point into (moving keeps those pointers valid).
-  const BackwardInputs inputs_;
+  // Owns the problems its BackwardProblems point into (moving keeps those pointers valid); their
+  // interrupt is set at Start.
+  BackwardInputs inputs_;
   std::vector<ProblemGradient> gradients_;
   const mpcd::v1::BackwardRequest* const request_;
   const std::string backend_;

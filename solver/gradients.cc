@@ -67,8 +67,15 @@ const char* GradientStatusName(GradientStatus status) {
       return "NOT_FINITE";
     case GradientStatus::kNotSolution:
       return "NOT_SOLUTION";
+    case GradientStatus::kStopped:
+      return "STOPPED";
   }
   return "UNKNOWN";
+}
+
+bool StopRequestedBefore(const BackwardProblem& problem) {
+  if (problem.problem->interrupt == nullptr) return false;
+  return InterruptWatch(problem.problem->interrupt).StopRequested();
 }
 
 namespace {

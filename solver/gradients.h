@@ -101,6 +101,11 @@ inline constexpr double kSolutionResidualTolerance = 1e-5;
 void MarkUnlessSolution(const Problem& problem, absl::Span<const double> x,
                         absl::Span<const double> u, ProblemGradient* gradient);
 
+// Whether `problem`'s interrupt (its caller's deadline or cancellation, if any) asks to stop before
+// its gradient is computed: a backend then leaves it out with kStopped, so nothing runs for a
+// caller that is gone. Its own watch: the backward pass of one problem has no iterations to time.
+bool StopRequestedBefore(const BackwardProblem& problem);
+
 // Convenience for tests and tools: one backward pass on a fresh workspace (cpu/implicit_backward).
 // The problem must pass ValidateBackwardProblem.
 ProblemGradient ComputeGradient(const BackwardProblem& problem);

@@ -214,6 +214,10 @@ enum class GradientStatus : std::uint8_t {
   // (MarkUnlessSolution, gradients.h); also a Jacobian of a solve stopped by its deadline, which
   // is not computed (zeros).
   kNotSolution,
+  // Not computed: the problem's interrupt (its caller's deadline or cancellation) asked to stop
+  // before its turn. Never answered: the server fails the call instead (the caller is gone or out
+  // of time), and the metrics do not count it.
+  kStopped,
 };
 
 // The diagnostics of a Jacobian computation (the same quantities as ProblemGradient's,

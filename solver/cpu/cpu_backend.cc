@@ -104,6 +104,10 @@ absl::Status CpuBackend::BackwardBatch(absl::Span<const BackwardProblem* const> 
   }
   pool_->ParallelFor(static_cast<int>(problems.size()), [&](int worker, int i) {
     const BackwardProblem& problem = *problems[i];
+    if (StopRequestedBefore(problem)) {
+      gradients[i]->status = GradientStatus::kStopped;
+      return;
+    }
     WorkspaceCache<ShapeBackward>& cache = workers_[worker].backward;
     cache.Get(problem.problem->shape).Backward(problem, gradients[i]);
     cache.ReleaseUncached();

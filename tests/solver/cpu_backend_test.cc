@@ -381,6 +381,48 @@ TEST(CpuBackendTest, BackwardAtAnUnconvergedPointIsNotSolution) {
   EXPECT_EQ(statuses[1], GradientStatus::kOk);
 }
 
+// Issue 13, "nothing runs after its caller is gone": a backward batch leaves out the problems
+// whose caller left or ran out of time (kStopped, nothing computed) and computes the others
+// exactly as without an interrupt.
+TEST(CpuBackendTest, BackwardLeavesOutProblemsWhoseCallerIsGone) {
+  auto backend = CpuBackend::Create({.threads = 1});
+  ASSERT_THAT(backend.status(), IsOk());
+  std::atomic<bool> cancelled{true};
+  const SolveInterrupt gone{absl::InfiniteFuture(), &cancelled};
+  const SolveInterrupt late{absl::Now() - absl::Seconds(1), nullptr};
+  const SolveInterrupt in_time{absl::Now() + absl::Hours(1), nullptr};
+  const SolveInterrupt* const interrupts[] = {&gone, &late, &in_time, nullptr};
+  std::vector<Problem> problems;
+  for (int b = 0; b < 4; ++b) problems.push_back(RandomCartpoleProblem({}, b));
+  std::vector<BackwardProblem> items(4);
+  for (int b = 0; b < 4; ++b) {
+    const Solution solution = SolveWith(**backend, {&problems[b]})[0];
+    problems[b].interrupt = interrupts[b];
+    items[b].problem = &problems[b];
+    items[b].x = solution.x;
+    items[b].u = solution.u;
+    items[b].dl_du.assign(solution.u.size(), 1.0);
+  }
+  std::vector<ProblemGradient> gradients(4);
+  std::vector<const BackwardProblem*> inputs;
+  std::vector<ProblemGradient*> outputs;
+  for (int b = 0; b < 4; ++b) {
+    inputs.push_back(&items[b]);
+    outputs.push_back(&gradients[b]);
+  }
+  ASSERT_THAT((*backend)->BackwardBatch(inputs, outputs), IsOk());
+  EXPECT_EQ(gradients[0].status, GradientStatus::kStopped);
+  EXPECT_EQ(gradients[1].status, GradientStatus::kStopped);
+  EXPECT_THAT(gradients[0].params, ::testing::IsEmpty());  // not computed
+  for (int b : {2, 3}) {
+    problems[b].interrupt = nullptr;
+    const ProblemGradient alone = ComputeGradient(items[b]);
+    EXPECT_NE(gradients[b].status, GradientStatus::kStopped);
+    EXPECT_EQ(gradients[b].params, alone.params);
+    EXPECT_EQ(gradients[b].x_init, alone.x_init);
+  }
+}
+
 // Issue 13, finding 4 (fails on the main of that time: 16 workspaces per thread and direction,
 // whatever their size): the caches are bounded in bytes, and a workspace larger than a cache's
 // share is freed after its use.
