@@ -127,11 +127,25 @@ class Model:
 
 
 @dataclasses.dataclass
+class Tracking:
+    """The tracking cost sum_t 0.5 sum_i w_t[i] (tau_t[i] - goal_t[i])^2 (mpcd.proto's
+    TrackingCost), given in place of C and c: goals and weights of the states, (n) or (T, n), and of
+    the controls, (m) or (T, m); w_x_terminal (n) weighs the last state instead of w_x. None: u_goal
+    zeros, w_x and w_u ones, no terminal weight. In a Gradient, dL/d(each input)."""
+    x_goal: np.ndarray
+    u_goal: Optional[np.ndarray] = None
+    w_x: Optional[np.ndarray] = None
+    w_u: Optional[np.ndarray] = None
+    w_x_terminal: Optional[np.ndarray] = None
+
+
+@dataclasses.dataclass
 class Problem:
     """One problem (shapes in the module docstring). As a request's `template`, any field may be
-    None: every problem takes each template field it leaves None (mpcd.proto's merge rule)."""
+    None: every problem takes each template field it leaves None (mpcd.proto's merge rule). Give
+    either the quadratic cost (C, c) or `tracking` (then C=None)."""
     x_init: np.ndarray
-    C: np.ndarray
+    C: Optional[np.ndarray] = None
     c: Optional[np.ndarray] = None
     dynamics: object = None  # Linear or Model
     u_lower: Optional[np.ndarray] = None
@@ -142,6 +156,7 @@ class Problem:
     slew_rate_penalty: float = 0.0
     prev_ctrl: Optional[np.ndarray] = None
     u_zero_mask: Optional[np.ndarray] = None
+    tracking: Optional[Tracking] = None
 
 
 @dataclasses.dataclass
@@ -183,6 +198,8 @@ class Gradient:
     f: Optional[np.ndarray]
     params: Optional[np.ndarray]
     diagnostics: dict
+    # A problem with a tracking cost: dL/d(its goals and weights) (then C and c are None).
+    tracking: Optional[Tracking] = None
 
 
 @dataclasses.dataclass
@@ -373,7 +390,13 @@ def problem_to_proto(problem: Problem) -> "mpcd_pb2.Problem":
     message.slew_rate_penalty = problem.slew_rate_penalty
     _set_optional(message.prev_ctrl, problem.prev_ctrl)
     _set_optional(message.u_zero_mask, problem.u_zero_mask)
+    if problem.tracking is not None:
+        for name in TRACKING_FIELDS:
+            _set_optional(getattr(message.tracking, name), getattr(problem.tracking, name))
     return message
+
+
+TRACKING_FIELDS = ("x_goal", "u_goal", "w_x", "w_u", "w_x_terminal")
 
 
 # Each Batch input's field in BatchedProblems.
@@ -460,7 +483,10 @@ def _gradient_from_proto(message, diagnostics):
         F=from_tensor(message.dynamics.linear.transition) if linear else None,
         f=from_tensor(message.dynamics.linear.offset) if linear else None,
         params=(np.asarray(message.dynamics.model.params, dtype=np.float64) if model else None),
-        diagnostics=_diagnostics_to_dict(diagnostics))
+        diagnostics=_diagnostics_to_dict(diagnostics),
+        tracking=(Tracking(**{name: from_tensor(getattr(message.tracking, name))
+                              for name in TRACKING_FIELDS})
+                  if message.HasField("tracking") else None))
 
 
 def _solver_options(options):
