@@ -6,7 +6,8 @@
 //
 //   ctest --test-dir build -R ExportTestGraphs && build/bin/mpcd_graph_bench
 //
-// Counters: us_per_problem (wall time of a batch of 64 / 64).
+// Counters: us_per_problem (wall time of a batch of 64 / 64); for the MLP's solve also
+// flops_per_problem (its FLOP floor, CountMlpFlops) and flops (the rate that floor is done at).
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "bench/bench_problems.h"
+#include "bench/flop_count.h"
 #include "benchmark/benchmark.h"
 #include "solver/cpu/cpu_backend.h"
 #include "solver/gradients.h"
@@ -70,6 +72,29 @@ Problem MlpProblem(const std::shared_ptr<const GraphProgram>& graph, int seed) {
   return p;
 }
 
+// The floor of one MLP step from its layers' shapes (weights (out, in), biases (out)), with
+// x' = x + 0.05 MLP([x; u]): the forward pass (a multiply-add per weight, the biases, one tanh per
+// hidden unit, the scaled residual) and its Jacobian by n reverse sweeps (a multiply-add per
+// weight and one tanh' product per hidden unit each, tanh' = 1 - t^2 once), the cheaper of
+// reverse (n sweeps) and forward mode (n+m tangents) for n=4, m=1.
+struct MlpFlops {
+  long step = 0;
+  long jacobian = 0;  // the forward pass it needs included, as ModelStepFlops<Model, true> counts
+};
+
+MlpFlops CountMlpFlops(const GraphProgram& graph) {
+  long weights = 0, biases = 0;
+  for (const GraphParameter& parameter : graph.parameters) {
+    (parameter.shape.size() == 2 ? weights : biases) += parameter.size;
+  }
+  const long n = graph.state_dim;
+  const long hidden = biases - n;  // every bias but the output layer's feeds a tanh
+  MlpFlops flops;
+  flops.step = 2 * weights + biases + hidden + 2 * n;
+  flops.jacobian = flops.step + 2 * hidden + n * (2 * weights + hidden + 1);
+  return flops;
+}
+
 enum class Case { kCartpoleBuiltin, kCartpoleGraph, kMlp };
 
 std::vector<Problem> Problems(benchmark::State& state, Case which) {
@@ -110,6 +135,15 @@ void BM_Solve(benchmark::State& state, Case which) {
   (void)backend->SolveBatch(in, out);
   for (auto _ : state) benchmark::DoNotOptimize(backend->SolveBatch(in, out));
   PerProblem(state);
+  if (which == Case::kMlp) {
+    const MlpFlops mlp = CountMlpFlops(*problems[0].graph);
+    const double flops =
+        problems[0].options.max_iterations *
+        CountIterationFlops(problems[0].shape, mlp.step, mlp.jacobian, true).total();
+    state.counters["flops_per_problem"] = flops;
+    state.counters["flops"] =
+        benchmark::Counter(flops * kBatch, benchmark::Counter::kIsIterationInvariantRate);
+  }
 }
 
 void BM_Backward(benchmark::State& state, Case which) {

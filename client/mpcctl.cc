@@ -329,7 +329,7 @@ absl::Status RunBackward() {
   const absl::Duration elapsed = absl::Now() - start;
 
   mpcd::v1::BackwardResponse response;
-  mpc::ToBackwardResponse(request, gradients, &response);
+  mpc::ToBackwardResponse(request, gradients, &response, batch.problems);
   response.mutable_timing()->set_queue_seconds(0.0);
   response.mutable_timing()->set_solve_seconds(absl::ToDoubleSeconds(elapsed));
   response.set_batch_size(static_cast<std::uint32_t>(gradients.size()));

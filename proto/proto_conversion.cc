@@ -17,6 +17,7 @@
 #include "solver/pytorch_terms.h"
 #include "solver/stage_constraints.h"
 #include "solver/status_macros.h"
+#include "solver/tracking_cost.h"
 
 namespace mpc {
 namespace {
@@ -585,6 +586,11 @@ absl::Status CheckTemplate(const mpcd::v1::Problem& shared) {
       {&shared.u_init(), "u_init"},
       {&shared.prev_ctrl(), "prev_ctrl"},
       {&shared.u_zero_mask(), "u_zero_mask"},
+      {&shared.tracking().x_goal(), "tracking.x_goal"},
+      {&shared.tracking().u_goal(), "tracking.u_goal"},
+      {&shared.tracking().w_x(), "tracking.w_x"},
+      {&shared.tracking().w_u(), "tracking.w_u"},
+      {&shared.tracking().w_x_terminal(), "tracking.w_x_terminal"},
   };
   for (const auto& [tensor, name] : tensors) {
     MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
@@ -714,6 +720,90 @@ absl::Status ConvertStageConstraints(const mpcd::v1::Problem& proto, const std::
   return absl::OkStatus();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Problem.tracking (solver/tracking_cost.h).
+
+// Weights (k per step, one or more steps) must be >= 0; the message names the first negative one.
+absl::Status CheckNonNegative(const std::vector<double>& values, int k, const std::string& path) {
+  for (std::size_t e = 0; e < values.size(); ++e) {
+    if (values[e] >= 0) continue;
+    const std::string at = values.size() > static_cast<std::size_t>(k)
+                               ? absl::StrCat("[", e / k, ",", e % k, "]")
+                               : absl::StrCat("[", e, "]");
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": weights must be >= 0, got ", values[e], " at ", at));
+  }
+  return absl::OkStatus();
+}
+
+// One tracking input of k values per step: (k) or (T, k), finite, >= 0 for a weight; absent takes
+// `absent` at every step.
+absl::StatusOr<TrackingInput> ToTrackingInput(const Tensor& tensor, const char* name, int horizon,
+                                              int k, bool required, bool weight, double absent,
+                                              const std::string& path) {
+  MPC_RETURN_IF_ERROR(CheckTensorData(tensor, path));
+  TrackingInput input;
+  if (!IsPresent(tensor)) {
+    if (required) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": required (", name, " (", k, ") or (", horizon, ",", k, "))"));
+    }
+    input.values.assign(k, absent);
+    return input;
+  }
+  ArraySpec spec;
+  spec.name = name;
+  spec.shapes = {{k}, {horizon, k}};
+  const Shape given = ShapeOf(tensor);
+  MPC_RETURN_IF_ERROR(CheckArrayShape(spec, &given, path));
+  MPC_RETURN_IF_ERROR(CheckTensorFinite(tensor, path));
+  input.values = ToVector(tensor);
+  input.per_step = given.size() == 2;
+  if (weight) MPC_RETURN_IF_ERROR(CheckNonNegative(input.values, k, path));
+  return input;
+}
+
+// The goals and weights of `proto` for `shape` (errors name `p` + "tracking.<field>").
+absl::StatusOr<TrackingCost> ToTrackingCost(const mpcd::v1::TrackingCost& proto,
+                                            const ProblemShape& shape, const std::string& p) {
+  const int T = shape.horizon;
+  const int n = shape.state_dim;
+  const int m = shape.control_dim;
+  const std::string path = p + "tracking.";
+  TrackingCost tracking;
+  MPC_ASSIGN_OR_RETURN(tracking.x_goal, ToTrackingInput(proto.x_goal(), "x_goal", T, n, true, false,
+                                                        0.0, path + "x_goal"));
+  MPC_ASSIGN_OR_RETURN(tracking.u_goal, ToTrackingInput(proto.u_goal(), "u_goal", T, m, false,
+                                                        false, 0.0, path + "u_goal"));
+  MPC_ASSIGN_OR_RETURN(tracking.w_x,
+                       ToTrackingInput(proto.w_x(), "w_x", T, n, false, true, 1.0, path + "w_x"));
+  MPC_ASSIGN_OR_RETURN(tracking.w_u,
+                       ToTrackingInput(proto.w_u(), "w_u", T, m, false, true, 1.0, path + "w_u"));
+  MPC_RETURN_IF_ERROR(
+      CheckExtraTensor(proto.w_x_terminal(), "w_x_terminal", {n}, path + "w_x_terminal"));
+  tracking.w_x_terminal = ToVector(proto.w_x_terminal());
+  MPC_RETURN_IF_ERROR(CheckNonNegative(tracking.w_x_terminal, n, path + "w_x_terminal"));
+  return tracking;
+}
+
+// Replaces the problem's (absent) cost by `proto`'s tracking cost; the request may not give both.
+absl::Status ApplyTracking(const mpcd::v1::Problem& proto, const std::string& p, Problem* problem) {
+  MPC_ASSIGN_OR_RETURN(const TrackingCost tracking,
+                       ToTrackingCost(proto.tracking(), problem->shape, p));
+  SetTrackingCost(tracking, problem);
+  return absl::OkStatus();
+}
+
+// A tracking cost stands in for the whole cost.
+absl::Status CheckTrackingAlone(const mpcd::v1::Problem& proto, const std::string& p) {
+  if (!proto.has_tracking()) return absl::OkStatus();
+  if (IsPresent(proto.cost().quadratic()) || IsPresent(proto.cost().linear())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        p, "tracking: give either tracking or cost, not both (tracking becomes the cost)"));
+  }
+  return absl::OkStatus();
+}
+
 // Request-level checks shared by Solve and Backward.
 absl::Status CheckHorizonAndCount(std::uint32_t horizon, int problems,
                                   const RequestLimits& limits) {
@@ -756,6 +846,9 @@ void FillFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged
   fill(shared.x_upper(), merged->mutable_x_upper());
   if (!merged->has_constraints() && shared.has_constraints()) {
     *merged->mutable_constraints() = shared.constraints();
+  }
+  if (!merged->has_tracking() && shared.has_tracking()) {
+    *merged->mutable_tracking() = shared.tracking();
   }
 }
 
@@ -1091,10 +1184,14 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   }
 
   // Every tensor's exact shape against the table (the transition's was checked while deriving m;
-  // checking it again costs nothing).
+  // checking it again costs nothing). A tracking cost stands in for cost.quadratic.
+  if (absl::Status tracking = CheckTrackingAlone(proto, p); !tracking.ok()) {
+    found.push_back(tracking);
+  }
   for (ArrayField field : kProblemArrays) {
     const Tensor* tensor = TensorOf(proto, field);
     if (tensor == nullptr) continue;
+    if (field == ArrayField::kCostQuadratic && proto.has_tracking()) continue;
     const ArraySpec spec = ArraySpecFor(field, problem.shape);
     if (CheckTensorShape(*tensor, spec, "").ok()) continue;
     found.push_back(CheckTensorShape(*tensor, spec, p + spec.name));
@@ -1114,6 +1211,7 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   problem.u_upper = ToVector(proto.u_upper());
   problem.u_init = ToVector(proto.u_init());
   problem.options = options;
+  if (proto.has_tracking()) MPC_RETURN_IF_ERROR(ApplyTracking(proto, p, &problem));
 
   MPC_RETURN_IF_ERROR(ConvertStageConstraints(proto, p, &problem));
 
@@ -1339,6 +1437,14 @@ void EncodeResponseTensors(mpcd::v1::TensorEncoding encoding,
       if (cost->has_quadratic()) EncodeTensor(encoding, cost->mutable_quadratic());
       if (cost->has_linear()) EncodeTensor(encoding, cost->mutable_linear());
     }
+    if (gradient.has_tracking()) {
+      mpcd::v1::TrackingCost* tracking = gradient.mutable_tracking();
+      for (Tensor* tensor :
+           {tracking->mutable_x_goal(), tracking->mutable_u_goal(), tracking->mutable_w_x(),
+            tracking->mutable_w_u(), tracking->mutable_w_x_terminal()}) {
+        if (IsPresent(*tensor)) EncodeTensor(encoding, tensor);
+      }
+    }
     if (gradient.dynamics().has_linear()) {
       mpcd::v1::LinearDynamics* linear = gradient.mutable_dynamics()->mutable_linear();
       if (linear->has_transition()) EncodeTensor(encoding, linear->mutable_transition());
@@ -1551,6 +1657,11 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
                        "]: gradients of problems with state bounds or constraints "
                        "(x_lower, x_upper, constraints) are not implemented yet"));
     }
+    if (request.stacked_response() && (*merged)->has_tracking()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "stacked_response: problems[", i,
+          "] has a tracking cost, whose gradients do not stack yet; ask without stacked_response"));
+    }
     if (request.stacked_response() && violations.empty()) {
       const GradientShapes shapes = GradientShapesOf(**merged, CallerShape(*problem));
       if (batch.problems.empty()) first_shapes = shapes;
@@ -1596,18 +1707,48 @@ void SetGraphGradient(const GraphProgram& graph, const std::vector<double>& grad
 
 namespace {
 
-// The gradient of merged problem `in`, restricted to the caller's inputs when `in` was solved with
-// a slew-rate state (u_{t-1} in the state; ReduceSlewGradient into *reduced), else itself (no
-// copy). ToBackwardProblems checked the shapes this reads.
-const ProblemGradient& CallerGradient(const mpcd::v1::Problem& in, const ProblemGradient& gradient,
-                                      ProblemGradient* reduced) {
-  const bool slew = in.slew_rate_penalty() > 0 && in.x_init().shape_size() == 1 &&
-                    in.cost().quadratic().shape_size() >= 2;
-  if (!slew) return gradient;
+// dL/d(tracking inputs) of a problem solved with `tracking` (ToBackwardProblems accepted it), each
+// shaped as the request gave it (absent ones as their defaults; w_x_terminal only when given).
+void SetTrackingGradient(const mpcd::v1::TrackingCost& tracking, const ProblemShape& shape,
+                         const ProblemGradient& gradient, mpcd::v1::TrackingCost* out) {
+  const absl::StatusOr<TrackingCost> inputs = ToTrackingCost(tracking, shape, "");
+  if (!inputs.ok()) return;
+  const TrackingGradient g = ToTrackingGradient(*inputs, shape, gradient);
+  const auto set = [&shape](const TrackingInput& input, const std::vector<double>& values,
+                            Tensor* to) {
+    const std::int64_t k = input.per_step ? static_cast<std::int64_t>(values.size()) / shape.horizon
+                                          : static_cast<std::int64_t>(values.size());
+    SetTensor(input.per_step ? Shape{shape.horizon, k} : Shape{k}, values, to);
+  };
+  set(inputs->x_goal, g.x_goal, out->mutable_x_goal());
+  set(inputs->u_goal, g.u_goal, out->mutable_u_goal());
+  set(inputs->w_x, g.w_x, out->mutable_w_x());
+  set(inputs->w_u, g.w_u, out->mutable_w_u());
+  if (!g.w_x_terminal.empty()) {
+    SetTensor({static_cast<std::int64_t>(g.w_x_terminal.size())}, g.w_x_terminal,
+              out->mutable_w_x_terminal());
+  }
+}
+
+// The gradient of merged problem `in` (converted: `problem`, when the caller has it), restricted to
+// the caller's inputs when `in` was solved with a slew-rate state (u_{t-1} in the state;
+// ReduceSlewGradient into *reduced), else itself (no copy). m comes from the converted problem, or
+// from cost.quadratic (a tracking cost has none: its gradient is then left as it is).
+// ToBackwardProblems checked the shapes this reads.
+const ProblemGradient& CallerGradient(const mpcd::v1::Problem& in, const Problem* problem,
+                                      const ProblemGradient& gradient, ProblemGradient* reduced) {
+  if (!(in.slew_rate_penalty() > 0 && in.x_init().shape_size() == 1)) return gradient;
   const int n = static_cast<int>(in.x_init().shape(0));
-  const int tau = static_cast<int>(*in.cost().quadratic().shape().rbegin());
+  int m = 0;
+  if (problem != nullptr) {
+    m = CallerShape(*problem).control_dim;
+  } else if (in.cost().quadratic().shape_size() >= 2) {
+    m = static_cast<int>(*in.cost().quadratic().shape().rbegin()) - n;
+  } else {
+    return gradient;
+  }
   *reduced = gradient;
-  ReduceSlewGradient(n, tau - n, reduced);
+  ReduceSlewGradient(n, m, reduced);
   return *reduced;
 }
 
@@ -1646,7 +1787,8 @@ void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
     for (int b = 0; b < count; ++b) {
       absl::StatusOr<const mpcd::v1::Problem*> merged = MergedProblem(request, b, &other);
       if (!merged.ok()) return;
-      const ProblemGradient& g = CallerGradient(**merged, gradients[b], &reduced[b]);
+      const Problem* problem = b < static_cast<int>(problems.size()) ? &problems[b] : nullptr;
+      const ProblemGradient& g = CallerGradient(**merged, problem, gradients[b], &reduced[b]);
       if (&g != &reduced[b]) reduced[b] = g;
     }
     gradients = reduced;
@@ -1707,12 +1849,20 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
     if (!merged.ok()) return;  // not a request ToBackwardProblems accepted
     const mpcd::v1::Problem& in = **merged;
     ProblemGradient reduced;
-    const ProblemGradient& g = CallerGradient(in, gradients[i], &reduced);
+    const ProblemGradient& g =
+        CallerGradient(in, i < problems.size() ? &problems[i] : nullptr, gradients[i], &reduced);
     const GradientShapes shapes = GradientShapesOf(in, ShapeForGradient(request, g, problems, i));
     mpcd::v1::Problem* out = response->add_gradients();
     SetTensor({static_cast<std::int64_t>(g.x_init.size())}, g.x_init, out->mutable_x_init());
-    SetTensor(shapes.cost_quadratic, g.cost_quadratic, out->mutable_cost()->mutable_quadratic());
-    SetTensor(shapes.cost_linear, g.cost_linear, out->mutable_cost()->mutable_linear());
+    if (in.has_tracking()) {
+      // Only the converted problem knows m for sure (the gradient's c may be per step).
+      if (i < problems.size()) {
+        SetTrackingGradient(in.tracking(), CallerShape(problems[i]), g, out->mutable_tracking());
+      }
+    } else {
+      SetTensor(shapes.cost_quadratic, g.cost_quadratic, out->mutable_cost()->mutable_quadratic());
+      SetTensor(shapes.cost_linear, g.cost_linear, out->mutable_cost()->mutable_linear());
+    }
     if (in.dynamics().kind_case() == mpcd::v1::Dynamics::kLinear) {
       mpcd::v1::LinearDynamics* dynamics = out->mutable_dynamics()->mutable_linear();
       SetTensor(shapes.transition, g.transition, dynamics->mutable_transition());

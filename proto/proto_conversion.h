@@ -117,7 +117,8 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
 // request.problems(i): every gradient Tensor gets the shape the request gave its input (see
 // BackwardResponse in the proto for absent inputs). Timing, batch size and backend are the
 // caller's to set.
-// `problems` (ToBackwardProblems' output, the same order) name and shape a graph's parameters.
+// `problems` (ToBackwardProblems' output, the same order) name and shape a graph's parameters and
+// shape a tracking cost's gradients (without them, those gradients are left out).
 void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
                         absl::Span<const ProblemGradient> gradients,
                         mpcd::v1::BackwardResponse* response,

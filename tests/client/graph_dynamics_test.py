@@ -19,7 +19,6 @@ Usage: graph_dynamics_test.py --mpcd build/bin/mpcd --package-dir client/python
          --stubs-dir build/python [unittest args]
 """
 
-import argparse
 import io
 import os
 import shutil
@@ -31,7 +30,7 @@ import grpc
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd  # noqa: E402
+from mpcd_harness import Mpcd, client_test_args  # noqa: E402
 
 ARGS = None
 N, M, T = 3, 2, 6
@@ -489,12 +488,7 @@ class ModuleDynamicsTest(unittest.TestCase):
 
 def main():
     global ARGS, mpcd, mpcd_pb2, mpcd_pb2_grpc, torch, MPC, QuadCost, LinDx
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--mpcd", required=True)
-    parser.add_argument("--package-dir", required=True)
-    parser.add_argument("--stubs-dir", required=True)
-    ARGS, rest = parser.parse_known_args()
-    sys.path[:0] = [ARGS.package_dir, ARGS.stubs_dir]
+    ARGS, argv = client_test_args()
     import mpcd
     import mpcd.client
     import mpcd.torch
@@ -502,7 +496,7 @@ def main():
     from mpcd.torch import MPC, QuadCost, LinDx
     from mpcd.v1 import mpcd_pb2, mpcd_pb2_grpc
     torch.set_default_dtype(torch.float64)
-    unittest.main(argv=[sys.argv[0]] + rest)
+    unittest.main(argv=argv)
 
 
 if __name__ == "__main__":

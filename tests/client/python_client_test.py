@@ -15,7 +15,6 @@ Usage: python_client_test.py --mpcd build/bin/mpcd --package-dir client/python
          --examples-dir examples [unittest args]
 """
 
-import argparse
 import collections
 import json
 import os
@@ -26,7 +25,7 @@ import grpc
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd  # noqa: E402
+from mpcd_harness import Mpcd, client_test_args  # noqa: E402
 
 ARGS = None
 
@@ -689,20 +688,13 @@ class ImitationTest(unittest.TestCase):
 def main():
     global ARGS, mpcd, torch, MPC, QuadCost, LinDx, PendulumDx, CartpoleDx, NotConvergedError
     # The package and torch are imported once the paths are known (globals of this module).
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--mpcd", required=True)
-    parser.add_argument("--package-dir", required=True)
-    parser.add_argument("--stubs-dir", required=True)
-    parser.add_argument("--reference-dir", required=True)
-    parser.add_argument("--examples-dir", required=True)
-    ARGS, rest = parser.parse_known_args()
-    sys.path[:0] = [ARGS.package_dir, ARGS.stubs_dir]
+    ARGS, argv = client_test_args("--reference-dir", "--examples-dir")
     import mpcd
     import mpcd.torch
     import torch
     from mpcd.torch import MPC, QuadCost, LinDx, PendulumDx, CartpoleDx, NotConvergedError
     torch.set_default_dtype(torch.float64)
-    unittest.main(argv=[sys.argv[0]] + rest)
+    unittest.main(argv=argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Usage: pytorch_options_test.py --mpcd build/bin/mpcd --package-dir client/python
          --stubs-dir build/python [unittest args]
 """
 
-import argparse
 import os
 import sys
 import unittest
@@ -19,7 +18,7 @@ import numpy as np
 import numpy.random as npr
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd  # noqa: E402
+from mpcd_harness import Mpcd, client_test_args  # noqa: E402
 
 ARGS = None
 
@@ -247,18 +246,13 @@ class PytorchOptionsTest(unittest.TestCase):
 
 def main():
     global ARGS, mpcd, torch, MPC, QuadCost, LinDx
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--mpcd", required=True)
-    parser.add_argument("--package-dir", required=True)
-    parser.add_argument("--stubs-dir", required=True)
-    ARGS, rest = parser.parse_known_args()
-    sys.path[:0] = [ARGS.package_dir, ARGS.stubs_dir]
+    ARGS, argv = client_test_args()
     import mpcd
     import mpcd.torch
     import torch
     from mpcd.torch import MPC, QuadCost, LinDx
     torch.set_default_dtype(torch.float64)
-    unittest.main(argv=[sys.argv[0]] + rest)
+    unittest.main(argv=argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ repository's examples, so paths read exactly as in the README.
 
 - LICENSE is the Apache License 2.0 and CHANGELOG.md's newest version is CMake's project version.
 
-Usage: readme_test.py --source-dir . --bin-dir build/bin --project-version 0.1.0 [unittest args]
+Usage: readme_test.py --source-dir . --bin-dir build/bin --project-version 0.2.0 [unittest args]
 """
 
 import argparse

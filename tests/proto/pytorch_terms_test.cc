@@ -16,6 +16,7 @@
 #include "mpcd/v1/mpcd.pb.h"
 #include "proto/proto_conversion.h"
 #include "solver/cpu/cpu_backend.h"
+#include "tests/testing/conversion_calls.h"
 #include "tests/testing/dense_kkt.h"
 #include "tests/testing/proto_tensors.h"
 #include "tests/testing/random_problems.h"
@@ -86,18 +87,10 @@ absl::StatusOr<Solved> Solve(const mpcd::v1::Problem& proto,
   request.set_horizon(kT);
   *request.add_problems() = proto;
   *request.mutable_options() = options;
-  absl::StatusOr<std::vector<Problem>> problems = ToProblems(request, RequestLimits{});
-  if (!problems.ok()) return problems.status();
-  absl::StatusOr<std::unique_ptr<SolverBackend>> backend = CpuBackend::Create({1});
-  if (!backend.ok()) return backend.status();
-  std::vector<Solution> solutions(1);
-  const Problem* problem_ptrs[] = {&(*problems)[0]};
-  Solution* solution_ptrs[] = {&solutions[0]};
-  if (absl::Status s = (*backend)->SolveBatch(problem_ptrs, solution_ptrs); !s.ok()) return s;
-  mpcd::v1::SolveResponse response;
-  ToSolveResponse(solutions, *problems, &response);
+  absl::StatusOr<mpcd::v1::SolveResponse> response = testing::SolveThroughConversion(request);
+  if (!response.ok()) return response.status();
   Solved out;
-  out.proto = response.solutions(0);
+  out.proto = response->solutions(0);
   out.x = DataOf(out.proto.x());
   out.u = DataOf(out.proto.u());
   out.cost = out.proto.cost();
@@ -273,15 +266,8 @@ void ExpectGradientsMatchCentralDifferences(const mpcd::v1::Problem& proto) {
   mpcd::v1::Cotangent* cotangent = request.add_cotangents();
   *cotangent->mutable_x() = MakeTensor({kT, kN}, rx);
   *cotangent->mutable_u() = MakeTensor({kT, kM}, ru);
-  MPC_ASSERT_OK_AND_ASSIGN(const BackwardInputs inputs,
-                           ToBackwardProblems(request, RequestLimits{}));
-  MPC_ASSERT_OK_AND_ASSIGN(auto backend, CpuBackend::Create({1}));
-  std::vector<ProblemGradient> gradients(1);
-  const BackwardProblem* in[] = {&inputs.items[0]};
-  ProblemGradient* out[] = {&gradients[0]};
-  ASSERT_THAT(backend->BackwardBatch(in, out), IsOk());
-  mpcd::v1::BackwardResponse response;
-  ToBackwardResponse(request, gradients, &response);
+  MPC_ASSERT_OK_AND_ASSIGN(const mpcd::v1::BackwardResponse response,
+                           testing::BackwardThroughConversion(request));
   const mpcd::v1::Problem& grad = response.gradients(0);
   EXPECT_EQ(response.diagnostics(0).status(), mpcd::v1::GRADIENT_OK);
 

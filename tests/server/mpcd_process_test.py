@@ -9,7 +9,7 @@ busy: calls in flight are answered, new ones are refused, exit 0.
 
 Usage: mpcd_process_test.py --mpcd build/bin/mpcd --mpcctl build/bin/mpcctl --proto-dir proto
          --grpc-proto-dir /usr/share/grpc-proto --protoc protoc --grpc-python-plugin PATH
-         --examples examples --project-version 0.1.0 [unittest args]
+         --examples examples --project-version 0.2.0 [unittest args]
 """
 
 import argparse

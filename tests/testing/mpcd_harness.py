@@ -2,12 +2,14 @@
 it, and read its /metrics. Imported by the process, robustness, security, client and scale-out
 tests (each puts tests/testing on sys.path)."""
 
+import argparse
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import urllib.request
@@ -119,3 +121,15 @@ def sample(text, name, **labels):
         if all(have.get(k) == v for k, v in labels.items()):
             return float(match.group(3))
     return 0.0
+
+
+def client_test_args(*extra):
+    """What a test of the Python client against a real mpcd takes: --mpcd, --package-dir,
+    --stubs-dir and each of `extra` (required options, e.g. "--examples-dir"). Puts the package and
+    the stubs first on sys.path; returns (the options, the argv left for unittest.main)."""
+    parser = argparse.ArgumentParser()
+    for name in ("--mpcd", "--package-dir", "--stubs-dir") + extra:
+        parser.add_argument(name, required=True)
+    args, rest = parser.parse_known_args()
+    sys.path[:0] = [args.package_dir, args.stubs_dir]
+    return args, [sys.argv[0]] + rest

@@ -15,13 +15,6 @@
 
 namespace mpc::testing {
 
-mpcd::v1::Tensor MakeTensor(std::vector<std::uint32_t> shape, const std::vector<double>& data) {
-  mpcd::v1::Tensor tensor;
-  for (std::uint32_t dim : shape) tensor.add_shape(dim);
-  tensor.mutable_data()->Assign(data.begin(), data.end());
-  return tensor;
-}
-
 mpcd::v1::Problem ToProto(const Problem& problem) {
   const std::uint32_t T = problem.shape.horizon;
   const std::uint32_t n = problem.shape.state_dim;

@@ -16,12 +16,11 @@
 #include "server/mpc_server.h"
 #include "solver/problem.h"
 #include "solver/solver_backend.h"
+#include "tests/testing/proto_tensors.h"
 
 namespace mpc::testing {
 
 inline constexpr absl::Duration kServiceTimeout = absl::Seconds(30);
-
-mpcd::v1::Tensor MakeTensor(std::vector<std::uint32_t> shape, const std::vector<double>& data);
 
 // The proto of `problem`, with each array's shape recovered from its size.
 mpcd::v1::Problem ToProto(const Problem& problem);

@@ -60,6 +60,7 @@ from mpcd.client import (  # noqa: E402
     SolveResult,
     StackedGradients,
     StackedSolveResult,
+    Tracking,
     UnavailableError,
 )
 
@@ -67,5 +68,5 @@ __all__ = [
     "BackwardResult", "Client", "ControlSession", "ControlStep", "DeadlineExceededError",
     "FieldViolation", "Gradient", "InvalidArgumentError",
     "Linear", "Model", "ModelInfo", "MpcdError", "Problem", "Solution", "SolveResult",
-    "UnavailableError", "Batch", "StackedSolveResult", "StackedGradients",
+    "UnavailableError", "Batch", "StackedSolveResult", "StackedGradients", "Tracking",
 ]

@@ -127,11 +127,25 @@ class Model:
 
 
 @dataclasses.dataclass
+class Tracking:
+    """The tracking cost sum_t 0.5 sum_i w_t[i] (tau_t[i] - goal_t[i])^2 (mpcd.proto's
+    TrackingCost), given in place of C and c: goals and weights of the states, (n) or (T, n), and of
+    the controls, (m) or (T, m); w_x_terminal (n) weighs the last state instead of w_x. None: u_goal
+    zeros, w_x and w_u ones, no terminal weight. In a Gradient, dL/d(each input)."""
+    x_goal: np.ndarray
+    u_goal: Optional[np.ndarray] = None
+    w_x: Optional[np.ndarray] = None
+    w_u: Optional[np.ndarray] = None
+    w_x_terminal: Optional[np.ndarray] = None
+
+
+@dataclasses.dataclass
 class Problem:
     """One problem (shapes in the module docstring). As a request's `template`, any field may be
-    None: every problem takes each template field it leaves None (mpcd.proto's merge rule)."""
+    None: every problem takes each template field it leaves None (mpcd.proto's merge rule). Give
+    either the quadratic cost (C, c) or `tracking` (then C=None)."""
     x_init: np.ndarray
-    C: np.ndarray
+    C: Optional[np.ndarray] = None
     c: Optional[np.ndarray] = None
     dynamics: object = None  # Linear or Model
     u_lower: Optional[np.ndarray] = None
@@ -144,10 +158,11 @@ class Problem:
     u_zero_mask: Optional[np.ndarray] = None
     # State bounds on x_1 .. x_{T-1}, (n) or (T, n), +-inf for unbounded entries (either alone),
     # and general stage constraints G_t [x_t; u_t] <= h_t as a pair (G, h): G (k, n+m) or
-    # (T, k, n+m), h (k) or (T, k). Not in a template (mpcd.proto's Problem describes them).
+    # (T, k, n+m), h (k) or (T, k) (mpcd.proto's Problem describes them).
     x_lower: Optional[np.ndarray] = None
     x_upper: Optional[np.ndarray] = None
     constraints: Optional[Tuple[np.ndarray, np.ndarray]] = None
+    tracking: Optional[Tracking] = None
 
 
 @dataclasses.dataclass
@@ -191,6 +206,8 @@ class Gradient:
     f: Optional[np.ndarray]
     params: Optional[np.ndarray]
     diagnostics: dict
+    # A problem with a tracking cost: dL/d(its goals and weights) (then C and c are None).
+    tracking: Optional[Tracking] = None
 
 
 @dataclasses.dataclass
@@ -388,7 +405,13 @@ def problem_to_proto(problem: Problem) -> "mpcd_pb2.Problem":
         G, h = problem.constraints
         to_tensor(G, message.constraints.G)
         to_tensor(h, message.constraints.h)
+    if problem.tracking is not None:
+        for name in TRACKING_FIELDS:
+            _set_optional(getattr(message.tracking, name), getattr(problem.tracking, name))
     return message
+
+
+TRACKING_FIELDS = ("x_goal", "u_goal", "w_x", "w_u", "w_x_terminal")
 
 
 # Each Batch input's field in BatchedProblems.
@@ -477,7 +500,10 @@ def _gradient_from_proto(message, diagnostics):
         F=from_tensor(message.dynamics.linear.transition) if linear else None,
         f=from_tensor(message.dynamics.linear.offset) if linear else None,
         params=(np.asarray(message.dynamics.model.params, dtype=np.float64) if model else None),
-        diagnostics=_diagnostics_to_dict(diagnostics))
+        diagnostics=_diagnostics_to_dict(diagnostics),
+        tracking=(Tracking(**{name: from_tensor(getattr(message.tracking, name))
+                              for name in TRACKING_FIELDS})
+                  if message.HasField("tracking") else None))
 
 
 def _solver_options(options):
