@@ -12,7 +12,6 @@ Usage: state_constraints_test.py --mpcd build/bin/mpcd --mpcctl build/bin/mpcctl
          --package-dir client/python --stubs-dir build/python [unittest args]
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -22,7 +21,7 @@ import unittest
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd  # noqa: E402
+from mpcd_harness import Mpcd, client_test_args  # noqa: E402
 
 ARGS = None
 SERVER = None
@@ -382,20 +381,14 @@ class StateConstraintsTest(unittest.TestCase):
 
 def main():
     global ARGS, mpcd, grpc, torch, MPC, QuadCost, LinDx
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--mpcd", required=True)
-    parser.add_argument("--mpcctl", required=True)
-    parser.add_argument("--package-dir", required=True)
-    parser.add_argument("--stubs-dir", required=True)
-    ARGS, rest = parser.parse_known_args()
-    sys.path[:0] = [ARGS.package_dir, ARGS.stubs_dir]
+    ARGS, argv = client_test_args("--mpcctl")
     import grpc
     import mpcd
     import mpcd.torch
     import torch
     from mpcd.torch import MPC, QuadCost, LinDx
     torch.set_default_dtype(torch.float64)
-    unittest.main(argv=[sys.argv[0]] + rest)
+    unittest.main(argv=argv)
 
 
 if __name__ == "__main__":
