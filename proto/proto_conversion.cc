@@ -15,6 +15,7 @@
 #include "proto/error_details.h"
 #include "solver/problem_fields.h"
 #include "solver/pytorch_terms.h"
+#include "solver/stage_constraints.h"
 #include "solver/status_macros.h"
 #include "solver/tracking_cost.h"
 
@@ -595,6 +596,13 @@ absl::Status CheckTemplate(const mpcd::v1::Problem& shared) {
     MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
     MPC_RETURN_IF_ERROR(CheckTensorFinite(*tensor, p + name));
   }
+  // State bounds may hold +-inf (ConvertStageConstraints checks the merged problem's).
+  for (const auto& [tensor, name] :
+       {std::pair{&shared.x_lower(), "x_lower"}, std::pair{&shared.x_upper(), "x_upper"},
+        std::pair{&shared.constraints().g(), "constraints.G"},
+        std::pair{&shared.constraints().h(), "constraints.h"}}) {
+    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
+  }
   return absl::OkStatus();
 }
 
@@ -639,6 +647,10 @@ absl::Status ApplyPytorchTerms(const mpcd::v1::Problem& proto, const std::string
     PinZeroedControls(mask, problem);
   }
   if (gamma == 0) return absl::OkStatus();
+  if (StageConstraintRows(*problem) > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "slew_rate_penalty: not supported with state bounds or constraints yet"));
+  }
   if (!problem->shape.dynamics.is_linear() && !problem->shape.dynamics.is_graph()) {
     return absl::InvalidArgumentError(absl::StrCat(
         p,
@@ -653,6 +665,58 @@ absl::Status ApplyPytorchTerms(const mpcd::v1::Problem& proto, const std::string
         "augmented yet)"));
   }
   AugmentWithSlewRate(gamma, ToVector(proto.prev_ctrl()), problem);
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// State bounds and stage constraints (solver/stage_constraints.h validates their values).
+
+// x_lower, x_upper and constraints {G, h}: well-formed tensors of the accepted shapes (k, G's
+// first dimension after T, is the row count), copied into `problem`.
+absl::Status ConvertStageConstraints(const mpcd::v1::Problem& proto, const std::string& p,
+                                     Problem* problem) {
+  const std::int64_t T = problem->shape.horizon, n = problem->shape.state_dim,
+                     nt = problem->shape.tau_dim();
+  for (const auto& [tensor, name] :
+       {std::pair{&proto.x_lower(), "x_lower"}, std::pair{&proto.x_upper(), "x_upper"}}) {
+    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
+    if (!IsPresent(*tensor)) continue;
+    ArraySpec spec;
+    spec.name = name;
+    spec.shapes = {{n}, {T, n}};
+    const Shape given = ShapeOf(*tensor);
+    MPC_RETURN_IF_ERROR(CheckArrayShape(spec, &given, p + name));
+  }
+  problem->x_lower = ToVector(proto.x_lower());
+  problem->x_upper = ToVector(proto.x_upper());
+
+  const Tensor& G = proto.constraints().g();
+  const Tensor& h = proto.constraints().h();
+  MPC_RETURN_IF_ERROR(CheckTensorData(G, p + "constraints.G"));
+  MPC_RETURN_IF_ERROR(CheckTensorData(h, p + "constraints.h"));
+  if (!IsPresent(G) && !IsPresent(h)) return absl::OkStatus();
+  if (!IsPresent(G) || !IsPresent(h)) {
+    const char* missing = IsPresent(G) ? "constraints.h" : "constraints.G";
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, missing, ": required (give constraints.G and constraints.h together)"));
+  }
+  const Shape g_shape = ShapeOf(G);
+  const bool g_varies = g_shape.size() == 3;
+  if (!((g_shape.size() == 2 && g_shape[0] >= 1 && g_shape[1] == nt) ||
+        (g_varies && g_shape[0] == T && g_shape[1] >= 1 && g_shape[2] == nt))) {
+    return absl::InvalidArgumentError(absl::StrCat(p, "constraints.G: expected shape (k,", nt,
+                                                   ") or (", T, ",k,", nt, ") with k >= 1, got ",
+                                                   ShapeString(g_shape)));
+  }
+  const std::int64_t k = g_shape[g_varies ? 1 : 0];
+  ArraySpec h_spec;
+  h_spec.name = "constraints.h";
+  h_spec.shapes = {{k}, {T, k}};
+  const Shape h_shape = ShapeOf(h);
+  MPC_RETURN_IF_ERROR(CheckArrayShape(h_spec, &h_shape, p + "constraints.h"));
+  problem->constraint_count = static_cast<int>(k);
+  problem->constraint_G = ToVector(G);
+  problem->constraint_h = ToVector(h);
   return absl::OkStatus();
 }
 
@@ -778,6 +842,11 @@ void FillFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged
   if (merged->slew_rate_penalty() == 0) merged->set_slew_rate_penalty(shared.slew_rate_penalty());
   fill(shared.prev_ctrl(), merged->mutable_prev_ctrl());
   fill(shared.u_zero_mask(), merged->mutable_u_zero_mask());
+  fill(shared.x_lower(), merged->mutable_x_lower());
+  fill(shared.x_upper(), merged->mutable_x_upper());
+  if (!merged->has_constraints() && shared.has_constraints()) {
+    *merged->mutable_constraints() = shared.constraints();
+  }
   if (!merged->has_tracking() && shared.has_tracking()) {
     *merged->mutable_tracking() = shared.tracking();
   }
@@ -1018,6 +1087,10 @@ SolverOptions ToSolverOptions(const mpcd::v1::SolverOptions& proto) {
     options.not_improved_limit = static_cast<int>(proto.not_improved_limit());
   }
   if (proto.has_delta_u()) options.delta_u = proto.delta_u();
+  if (proto.has_max_constraint_iterations()) {
+    options.max_constraint_iterations = static_cast<int>(proto.max_constraint_iterations());
+  }
+  if (proto.has_constraint_tolerance()) options.constraint_tolerance = proto.constraint_tolerance();
   options.method = ToSolverMethod(proto.method());
   SamplingOptions& sampling = options.sampling;
   if (proto.has_samples()) sampling.samples = static_cast<int>(proto.samples());
@@ -1049,6 +1122,10 @@ absl::Status ValidateSolverOptions(const mpcd::v1::SolverOptions& proto,
   if (proto.has_best_cost_eps()) values.best_cost_eps = proto.best_cost_eps();
   if (proto.has_not_improved_limit()) values.not_improved_limit = proto.not_improved_limit();
   if (proto.has_delta_u()) values.delta_u = proto.delta_u();
+  if (proto.has_max_constraint_iterations()) {
+    values.max_constraint_iterations = proto.max_constraint_iterations();
+  }
+  if (proto.has_constraint_tolerance()) values.constraint_tolerance = proto.constraint_tolerance();
   if (!mpcd::v1::SolverMethod_IsValid(proto.method())) {
     return absl::InvalidArgumentError(
         absl::StrCat("options.method: unknown value ", proto.method()));
@@ -1136,10 +1213,13 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   problem.options = options;
   if (proto.has_tracking()) MPC_RETURN_IF_ERROR(ApplyTracking(proto, p, &problem));
 
+  MPC_RETURN_IF_ERROR(ConvertStageConstraints(proto, p, &problem));
+
   // Sizes are right by construction (ValidateProblem re-checks their lengths, O(1)); it scans the
   // values, once.
   CollectProblemViolations(problem, limits.problem, p, &found);
   if (!found.empty()) return AllViolations(found);
+  MPC_RETURN_IF_ERROR(CheckStageConstraintsSupported(problem, p));
   MPC_RETURN_IF_ERROR(ApplyPytorchTerms(proto, p, &problem));
   return problem;
 }
@@ -1216,6 +1296,8 @@ mpcd::v1::SolveStatus ToProtoSolveStatus(SolveStatus status) {
       return mpcd::v1::NOT_FINITE;
     case SolveStatus::kDeadline:
       return mpcd::v1::DEADLINE;
+    case SolveStatus::kInfeasible:
+      return mpcd::v1::INFEASIBLE;
   }
   return mpcd::v1::SOLVE_STATUS_UNSPECIFIED;
 }
@@ -1245,6 +1327,7 @@ void ToProtoSolution(const Problem& problem, const Solution& augmented, mpcd::v1
   }
   out->set_step_norm(solution.step_norm);
   out->set_regularization(solution.regularization);
+  out->set_max_constraint_violation(solution.max_constraint_violation);
   out->set_method(ToProtoSolverMethod(problem.options.method));
   const SolverOptions& options = problem.options;
   if (options.compute_x_init_jacobian || options.compute_params_jacobian) {
@@ -1300,6 +1383,7 @@ void ToStackedSolveResponse(absl::Span<const Solution> solutions,
     out->add_iterations(static_cast<std::uint32_t>(solution.iterations));
     out->add_step_norm(solution.step_norm);
     out->add_regularization(solution.regularization);
+    out->add_max_constraint_violation(solution.max_constraint_violation);
   }
   if (options.compute_gains) {
     stack({T, m, n}, &Solution::feedback, out->mutable_feedback());
@@ -1566,6 +1650,12 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
       MPC_RETURN_IF_ERROR(StackedValuesError(BatchedTensors(request.batched())));
       if (!violations.Add(problem.status())) break;
       continue;
+    }
+    if (StageConstraintRows(*problem) > 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("problems[", i,
+                       "]: gradients of problems with state bounds or constraints "
+                       "(x_lower, x_upper, constraints) are not implemented yet"));
     }
     if (request.stacked_response() && (*merged)->has_tracking()) {
       return absl::InvalidArgumentError(absl::StrCat(

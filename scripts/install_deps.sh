@@ -9,6 +9,7 @@ packages=(
   libeigen3-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   grpc-proto python3-grpcio python3-protobuf python3-numpy curl nlohmann-json3-dev
   python3-torch python3-matplotlib  # mpcd.torch and its tests; the examples' plots
+  python3-cvxopt  # the dense QP the state-constraint tests compare with
   # the tutorial notebook (examples/tutorial.ipynb), made and run headless in the Tutorial test
   python3-nbformat python3-nbconvert jupyter-nbconvert python3-ipykernel
   # the Go client's test (client/go), built offline against Debian's Go packages; protobuf 1-5

@@ -144,7 +144,7 @@ ServiceMetrics::ServiceMetrics(absl::string_view backend)
                         .Help("Solved problems by SolveStatus.")
                         .Register(*registry_);
   static constexpr const char* kSolveStatuses[kSolveStatusCount] = {
-      "converged", "max_iterations", "linesearch_failed", "not_finite", "deadline"};
+      "converged", "max_iterations", "linesearch_failed", "not_finite", "deadline", "infeasible"};
   for (int s = 0; s < kSolveStatusCount; ++s) {
     solutions_[s] = &solutions.Add({{"status", kSolveStatuses[s]}});
   }

@@ -86,7 +86,7 @@ class ServiceMetrics {
  private:
   static constexpr int kCodeCount = 17;  // google.rpc.Code 0..16
   static constexpr int kJobKindCount = 2;
-  static constexpr int kSolveStatusCount = 5;
+  static constexpr int kSolveStatusCount = 6;
   static constexpr int kGradientStatusCount = 5;
 
   std::shared_ptr<prometheus::Registry> registry_;

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "solver/problem_fields.h"
+#include "solver/stage_constraints.h"
 #include "solver/status_macros.h"
 
 namespace mpc {
@@ -125,6 +126,11 @@ absl::Status ValidateBackwardBatch(absl::Span<const BackwardProblem* const> prob
     if (problems[i]->problem == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("BackwardBatch: problems[", i, "]: problem: required"));
+    }
+    if (StageConstraintRows(*problems[i]->problem) > 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("BackwardBatch: problems[", i,
+                       "]: gradients with state bounds or constraints are not implemented yet"));
     }
     absl::Status status = CheckBackwardArrays(*problems[i], {}, /*scan=*/false);
     if (!status.ok()) {

@@ -6,6 +6,7 @@
 #include "solver/core/dispatch.h"
 #include "solver/graph/graph_program.h"
 #include "solver/models/model_registry.h"
+#include "solver/stage_constraints.h"
 
 namespace mpc::core {
 
@@ -14,6 +15,7 @@ static_assert(kDeviceMaxIterations == static_cast<int>(SolveStatus::kMaxIteratio
 static_assert(kDeviceLinesearchFailed == static_cast<int>(SolveStatus::kLinesearchFailed));
 static_assert(kDeviceNotFinite == static_cast<int>(SolveStatus::kNotFinite));
 static_assert(kDeviceDeadline == static_cast<int>(SolveStatus::kDeadline));
+static_assert(kDeviceInfeasible == static_cast<int>(SolveStatus::kInfeasible));
 
 namespace {
 
@@ -61,6 +63,12 @@ IlqrBatchLayout PlanIlqrBatch(absl::Span<const Problem* const> problems) {
     layout.bound_slices = std::max(layout.bound_slices, Slices(p->u_lower.size(), m));
     layout.bound_slices = std::max(layout.bound_slices, Slices(p->u_upper.size(), m));
     layout.any_gains = layout.any_gains || p->options.compute_gains;
+    const int rows = StageConstraintRows(*p);
+    layout.constraint_rows = std::max(layout.constraint_rows, rows);
+    if (rows > 0) {
+      layout.constraint_slices =
+          std::max(layout.constraint_slices, StageConstraintsVary(*p) ? T : 1);
+    }
   }
 
   const std::size_t batch = layout.batch;
@@ -77,6 +85,10 @@ IlqrBatchLayout PlanIlqrBatch(absl::Span<const Problem* const> problems) {
   layout.params = take(layout.param_dim);
   layout.u_lower = take(static_cast<std::size_t>(layout.bound_slices) * m);
   layout.u_upper = take(static_cast<std::size_t>(layout.bound_slices) * m);
+  const std::size_t constraint_rows =
+      static_cast<std::size_t>(layout.constraint_slices) * layout.constraint_rows;
+  layout.constraint_G = take(constraint_rows * nt);
+  layout.constraint_h = take(constraint_rows);
   layout.x_init = take(n);
   layout.u_init = take(static_cast<std::size_t>(T) * m);
   layout.input_size = next;
@@ -92,6 +104,7 @@ IlqrBatchLayout PlanIlqrBatch(absl::Span<const Problem* const> problems) {
   const std::size_t steps = linear ? 0 : static_cast<std::size_t>(std::max(T - 1, 0));
   layout.A = take(steps * n * n);
   layout.B = take(steps * n * m);
+  layout.multipliers = take(static_cast<std::size_t>(T) * layout.constraint_rows);
   layout.total_size = next;
   return layout;
 }
@@ -109,6 +122,8 @@ IlqrBatchView<S> MakeIlqrBatchView(const IlqrBatchLayout& layout, S* buffer,
   view.transition_slices = layout.transition_slices;
   view.offset_slices = layout.offset_slices;
   view.bound_slices = layout.bound_slices;
+  view.constraint_rows = layout.constraint_rows;
+  view.constraint_slices = layout.constraint_slices;
   view.cost_quadratic = buffer + layout.cost_quadratic;
   view.cost_linear = buffer + layout.cost_linear;
   view.transition = buffer + layout.transition;
@@ -116,6 +131,8 @@ IlqrBatchView<S> MakeIlqrBatchView(const IlqrBatchLayout& layout, S* buffer,
   view.params = buffer + layout.params;
   view.u_lower = buffer + layout.u_lower;
   view.u_upper = buffer + layout.u_upper;
+  view.constraint_G = buffer + layout.constraint_G;
+  view.constraint_h = buffer + layout.constraint_h;
   view.x_init = buffer + layout.x_init;
   view.u_init = buffer + layout.u_init;
   view.settings = settings;
@@ -130,6 +147,7 @@ IlqrBatchView<S> MakeIlqrBatchView(const IlqrBatchLayout& layout, S* buffer,
   view.u_try = buffer + layout.u_try;
   view.A = buffer + layout.A;
   view.B = buffer + layout.B;
+  view.multipliers = buffer + layout.multipliers;
   return view;
 }
 
@@ -207,6 +225,18 @@ void PackIlqrInputs(absl::Span<const Problem* const> problems, const IlqrBatchLa
             bounded ? static_cast<S>(p.u_upper[SourceSlice(s, upper_available) * m + j]) : S(0);
       }
     }
+    const int rows = StageConstraintRows(p);
+    for (int s = 0; s < layout.constraint_slices; ++s) {
+      for (int r = 0; r < layout.constraint_rows; ++r) {
+        // Rows the problem does not have (fewer than the batch's) are 0 <= 0.
+        const std::size_t e = static_cast<std::size_t>(s) * layout.constraint_rows + r;
+        for (int i = 0; i < nt; ++i) {
+          at(layout.constraint_G, e * nt + i) =
+              static_cast<S>(StageConstraintCoefficient(p, s, r, i));
+        }
+        at(layout.constraint_h, e) = static_cast<S>(StageConstraintBound(p, s, r));
+      }
+    }
     for (int i = 0; i < n; ++i) at(layout.x_init, i) = static_cast<S>(p.x_init[i]);
     for (int e = 0; e < T * m; ++e) {
       at(layout.u_init, e) = p.u_init.empty() ? S(0) : static_cast<S>(p.u_init[e]);
@@ -223,6 +253,9 @@ void PackIlqrInputs(absl::Span<const Problem* const> problems, const IlqrBatchLa
     set.not_improved_limit = p.options.not_improved_limit;
     set.has_bounds = bounded ? 1 : 0;
     set.compute_gains = p.options.compute_gains ? 1 : 0;
+    set.has_constraints = rows > 0 ? 1 : 0;
+    set.max_constraint_iterations = p.options.max_constraint_iterations;
+    set.constraint_tolerance = p.options.constraint_tolerance;
   }
 }
 
@@ -252,6 +285,7 @@ void UnpackIlqrOutputs(absl::Span<const Problem* const> problems, const IlqrBatc
     out.iterations = r.iterations;
     out.step_norm = r.step_norm;
     out.regularization = r.regularization;
+    out.max_constraint_violation = r.max_violation;
   }
 }
 

@@ -28,12 +28,14 @@ struct IlqrBatchLayout {
   int transition_slices = 1;
   int offset_slices = 0;
   int bound_slices = 1;
-  bool any_gains = false;  // some problem asked for K, k
+  int constraint_rows = 0;    // the most stage constraint rows of a problem (stage_constraints.h)
+  int constraint_slices = 0;  // 0 | 1 | T
+  bool any_gains = false;     // some problem asked for K, k
 
   std::size_t cost_quadratic = 0, cost_linear = 0, transition = 0, offset = 0, params = 0,
-              u_lower = 0, u_upper = 0, x_init = 0, u_init = 0;
+              u_lower = 0, u_upper = 0, constraint_G = 0, constraint_h = 0, x_init = 0, u_init = 0;
   std::size_t best_x = 0, best_u = 0, K = 0, k = 0;
-  std::size_t x = 0, u = 0, x_try = 0, u_try = 0, A = 0, B = 0;
+  std::size_t x = 0, u = 0, x_try = 0, u_try = 0, A = 0, B = 0, multipliers = 0;
   std::size_t input_size = 0;   // scalars in [0, input_size)
   std::size_t output_size = 0;  // scalars from best_x on that come back (gains only if any_gains)
   std::size_t total_size = 0;   // scalars in the whole buffer

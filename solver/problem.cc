@@ -14,6 +14,8 @@ const char* SolveStatusName(SolveStatus status) {
       return "NOT_FINITE";
     case SolveStatus::kDeadline:
       return "DEADLINE";
+    case SolveStatus::kInfeasible:
+      return "INFEASIBLE";
   }
   return "UNKNOWN";
 }

@@ -88,6 +88,10 @@ struct SolverOptions {
   // delta_u: > 0 bounds every control's change per iteration to +-delta_u (a trust region on
   // the step, in the box QP and the line search); 0 = none. It changes the path, not the optimum.
   double delta_u = 0.0;
+  // Stage constraints (Problem::x_lower, x_upper, constraint_G): the augmented Lagrangian's
+  // rounds, and the largest violation (and multiplier residual) an answer may keep.
+  int max_constraint_iterations = 20;
+  double constraint_tolerance = 1e-8;
   bool compute_gains = false;  // return K_t, k_t linearised at the returned solution
   // Dense Jacobians d tau*/d x_init and d tau*/d params of the returned solution, in
   // `jacobian_mode`, into Solution::x_init_jacobian / params_jacobian. The iLQR ignores these: the
@@ -156,6 +160,15 @@ struct Problem {
   std::vector<double> u_lower;  // empty (unbounded), (m) or (T, m)
   std::vector<double> u_upper;  // empty (unbounded), (m) or (T, m); both bounds or neither
   std::vector<double> u_init;   // empty (zeros) or (T, m): warm start, clamped into the bounds
+  // State bounds on x_1 .. x_{T-1}: empty (none), (n) or (T, n) (row 0 unused), +-inf entries
+  // unbounded; either may be given alone.
+  std::vector<double> x_lower;
+  std::vector<double> x_upper;
+  // General affine stage constraints G_t tau_t <= h_t with constraint_count rows: G (k, n+m) or
+  // (T, k, n+m), h (k) or (T, k); both empty when constraint_count is 0.
+  int constraint_count = 0;
+  std::vector<double> constraint_G;
+  std::vector<double> constraint_h;
   SolverOptions options;
   // Null = solve to the end (max_iterations or convergence). Not an input of the solution: a solve
   // that is not interrupted gives the same bits with or without it.
@@ -237,6 +250,9 @@ enum class SolveStatus : std::uint8_t {
   kLinesearchFailed,  // not_improved_limit iterations without a better iterate
   kNotFinite,         // NaN/Inf in the rollout, cost or Riccati pass
   kDeadline,          // Problem::interrupt stopped it; the best iterate so far is returned
+  // The stage constraints (state bounds, G tau <= h) still violated by more than
+  // constraint_tolerance after max_constraint_iterations rounds: the least violating answer found.
+  kInfeasible,
 };
 
 const char* SolveStatusName(SolveStatus status);
@@ -251,6 +267,8 @@ struct Solution {
   double step_norm = 0.0;  // full step norm of the returned iterate (mpc.pytorch's full_du_norm)
   // Levenberg-Marquardt mu added to Quu at the last iteration (0 = none).
   double regularization = 0.0;
+  // max over t and stage constraint rows of max(0, G_t tau_t - h_t) (0 without constraints).
+  double max_constraint_violation = 0.0;
   std::vector<double> feedback;     // K: (T, m, n) when options.compute_gains, else empty
   std::vector<double> feedforward;  // k: (T, m) when options.compute_gains, else empty
   // Computed by the backend when the options ask (see SolverOptions), at the returned (x, u); a

@@ -112,6 +112,8 @@ struct SolverOptionValues {
   std::optional<double> best_cost_eps;
   std::optional<std::int64_t> not_improved_limit;
   std::optional<double> delta_u;
+  std::optional<std::int64_t> max_constraint_iterations;
+  std::optional<double> constraint_tolerance;
   // The sampling methods' (SamplingOptions; sampling_iterations is SamplingOptions::iterations).
   std::optional<std::int64_t> samples;
   std::optional<std::int64_t> elites;

@@ -20,6 +20,7 @@
 #include "solver/models/model_registry.h"
 #include "solver/problem.h"
 #include "solver/problem_fields.h"
+#include "solver/stage_constraints.h"
 
 namespace mpc {
 namespace {
@@ -114,6 +115,8 @@ SolverOptionValues ValuesOf(const SolverOptions& options) {
   values.best_cost_eps = options.best_cost_eps;
   values.not_improved_limit = options.not_improved_limit;
   if (options.delta_u != 0) values.delta_u = options.delta_u;
+  values.max_constraint_iterations = options.max_constraint_iterations;
+  values.constraint_tolerance = options.constraint_tolerance;
   const SamplingOptions& sampling = options.sampling;
   values.samples = sampling.samples;
   values.elites = sampling.elites;
@@ -209,6 +212,17 @@ absl::Status CheckSolverOptionValues(const SolverOptionValues& values,
   if (values.delta_u && !(std::isfinite(*values.delta_u) && *values.delta_u > 0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("options.delta_u: must be > 0 and finite, got ", *values.delta_u));
+  }
+  if (absl::Status s = count(values.max_constraint_iterations, limits.max_iterations,
+                             "max_constraint_iterations");
+      !s.ok()) {
+    return s;
+  }
+  if (values.constraint_tolerance &&
+      !(std::isfinite(*values.constraint_tolerance) && *values.constraint_tolerance > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.constraint_tolerance: must be > 0 and finite, got ",
+                     *values.constraint_tolerance));
   }
   if (values.linesearch_decay && !(*values.linesearch_decay > 0 && *values.linesearch_decay <= 1)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -326,6 +340,7 @@ void CollectProblemViolations(const Problem& problem, const ProblemLimits& limit
     add(CheckValuesFinite(field, field_prefix));
   }
   add(CheckBoundOrder(problem, field_prefix));
+  add(ValidateStageConstraints(problem, field_prefix));
   if (!shape.dynamics.is_linear() && !shape.dynamics.is_graph()) {
     // dt == 0 selects the model's default step.
     if (!(std::isfinite(problem.dt) && problem.dt >= 0)) {
@@ -348,7 +363,8 @@ absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits
                              const std::string& field_prefix) {
   std::vector<absl::Status> found;
   CollectProblemViolations(problem, limits, field_prefix, &found);
-  return found.empty() ? absl::OkStatus() : found.front();
+  if (!found.empty()) return found.front();
+  return CheckStageConstraintsSupported(problem, field_prefix);
 }
 
 }  // namespace mpc

@@ -28,6 +28,7 @@ enum DeviceStatus : std::int32_t {
   kDeviceLinesearchFailed = 2,
   kDeviceNotFinite = 3,
   kDeviceDeadline = 4,
+  kDeviceInfeasible = 5,
 };
 
 // Whether problem `problem` of a batch should stop early (its caller's deadline passed or the
@@ -45,11 +46,18 @@ struct ProblemSettings {
   // mpc.pytorch's delta_u: > 0 bounds each control's change per iteration to +-delta_u (a trust
   // region, with or without bounds); 0 = no trust region.
   double delta_u;
+  // Stage constraints (IlqrBatchView::constraint_*): the largest violation and multiplier
+  // residual an answer may keep.
+  double constraint_tolerance;
   std::int32_t max_iterations;
   std::int32_t max_linesearch_iterations;
   std::int32_t not_improved_limit;
   std::int32_t has_bounds;     // 0 | 1
   std::int32_t compute_gains;  // 0 | 1
+  // 0 | 1: the problem has stage constraints (rows of IlqrBatchView::constraint_G it uses; a
+  // problem without them in a batch with them reads zero rows and takes the unconstrained path).
+  std::int32_t has_constraints;
+  std::int32_t max_constraint_iterations;  // augmented-Lagrangian rounds, >= 1
 };
 
 // What a solve reports per problem, besides the trajectory.
@@ -57,6 +65,7 @@ struct ProblemResult {
   double cost;            // of the returned iterate
   double step_norm;       // full step norm of the returned iterate
   double regularization;  // Levenberg-Marquardt mu at the last iteration
+  double max_violation;   // max over stage constraints of max(0, G_t tau_t - h_t); 0 without
   std::int32_t status;    // DeviceStatus
   std::int32_t iterations;
 };
@@ -74,15 +83,21 @@ struct IlqrBatchView {
   int transition_slices = 1;  // linear dynamics: 1 | T-1
   int offset_slices = 0;      // linear dynamics: 0 (no offset) | 1 | T-1
   int bound_slices = 1;       // 1 | T
+  int constraint_rows = 0;    // k: stage constraint rows per step (0: none in the batch)
+  int constraint_slices = 0;  // 0 | 1 | T
 
   // Inputs.
-  const S* cost_quadratic = nullptr;          // cost_slices x (n+m, n+m), already symmetrised
-  const S* cost_linear = nullptr;             // linear_slices x (n+m)
-  const S* transition = nullptr;              // transition_slices x (n, n+m); linear dynamics only
-  const S* offset = nullptr;                  // offset_slices x (n); linear dynamics only
-  const S* params = nullptr;                  // (p); models only
-  const S* u_lower = nullptr;                 // bound_slices x (m)
-  const S* u_upper = nullptr;                 // bound_slices x (m)
+  const S* cost_quadratic = nullptr;  // cost_slices x (n+m, n+m), already symmetrised
+  const S* cost_linear = nullptr;     // linear_slices x (n+m)
+  const S* transition = nullptr;      // transition_slices x (n, n+m); linear dynamics only
+  const S* offset = nullptr;          // offset_slices x (n); linear dynamics only
+  const S* params = nullptr;          // (p); models only
+  const S* u_lower = nullptr;         // bound_slices x (m)
+  const S* u_upper = nullptr;         // bound_slices x (m)
+  // Stage constraints G_t tau_t <= h_t (state bounds become rows of G: packing.cc); a problem
+  // with fewer rows than the batch has zero rows (0 <= 0, never active).
+  const S* constraint_G = nullptr;            // constraint_slices x (k, n+m)
+  const S* constraint_h = nullptr;            // constraint_slices x (k)
   const S* x_init = nullptr;                  // (n)
   const S* u_init = nullptr;                  // (T, m): zeros when the problem has no warm start
   const ProblemSettings* settings = nullptr;  // [batch], not interleaved
@@ -104,12 +119,13 @@ struct IlqrBatchView {
   ProblemResult* results = nullptr;  // [batch], not interleaved
 
   // Scratch.
-  S* x = nullptr;      // (T, n): current iterate
-  S* u = nullptr;      // (T, m)
-  S* x_try = nullptr;  // (T, n): line-search trial
-  S* u_try = nullptr;  // (T, m)
-  S* A = nullptr;      // (T-1, n, n): linearised dynamics, models only
-  S* B = nullptr;      // (T-1, n, m)
+  S* x = nullptr;            // (T, n): current iterate
+  S* u = nullptr;            // (T, m)
+  S* x_try = nullptr;        // (T, n): line-search trial
+  S* u_try = nullptr;        // (T, m)
+  S* A = nullptr;            // (T-1, n, n): linearised dynamics, models only
+  S* B = nullptr;            // (T-1, n, m)
+  S* multipliers = nullptr;  // (T, k): the augmented Lagrangian's multiplier estimates
 };
 
 // GradientStatus values, in the same order (solver/gradients.h; checked in backward_batch.cc).

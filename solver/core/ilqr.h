@@ -29,6 +29,12 @@ constexpr int kMaxBoxQpIterations = 50;
 constexpr int kMaxBoxQpBacktracks = 40;
 constexpr double kBoxQpArmijo = 0.1;
 
+// The augmented Lagrangian's penalty: its first value, its cap, and the residual decrease per
+// round (factor) below which it grows tenfold.
+constexpr double kInitialPenalty = 1.0;
+constexpr double kMaxPenalty = 1e8;
+constexpr double kPenaltyProgress = 0.25;
+
 // GCC 12 at -O3 reports the small local arrays below as maybe-uninitialized when their loop bounds
 // are run-time sizes (they are zero-initialised); the warning is a known false positive there.
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
@@ -50,6 +56,8 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   using Data::AllFinite;
   using Data::At;
   using Data::b_;
+  using Data::ConstraintCoefficient;
+  using Data::ConstraintValue;
   using Data::Copy;
   using Data::cu;
   using Data::Cuu;
@@ -85,7 +93,8 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
         qu_(arena, m),
         H_(arena, static_cast<long long>(m) * m),
         L_(arena, static_cast<long long>(m) * m),
-        trust_region_(settings_.delta_u > 0) {
+        trust_region_(settings_.delta_u > 0),
+        has_constraints_(settings_.has_constraints != 0 && view.constraint_rows > 0) {
     x_ = view.x;
     u_ = view.u;
     x_try_ = view.x_try;
@@ -95,6 +104,21 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   MPC_HOST_DEVICE void Solve() {
     Load();
     ProblemResult& out = view_.results[b_];
+    out.max_violation = 0.0;
+    S cost = 0;
+    const DeviceStatus status =
+        has_constraints_ ? SolveConstrained(&cost, &out) : Iterate(&cost, &out);
+    Finish(cost, status, &out);
+  }
+
+ private:
+  enum PassResult { kOk, kNotPositiveDefinite, kNotFinite };
+
+  // The iLQR from the current controls u_ until convergence, a stall or max_iterations; leaves
+  // the returned iterate in best_x, best_u and its cost (with the constraints' penalty, if any) in
+  // *cost.
+  MPC_HOST_DEVICE DeviceStatus Iterate(S* cost_out, ProblemResult* out_ptr) {
+    ProblemResult& out = *out_ptr;
     out.iterations = 0;
     out.regularization = 0.0;
     out.step_norm = Infinity();
@@ -103,8 +127,8 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     if (!IsFinite(cost) || !AllFinite(x_, T_ * n)) {
       Copy(x_, view_.best_x, T_ * n);
       Copy(u_, view_.best_u, T_ * m);
-      Finish(cost, kDeviceNotFinite, &out);
-      return;
+      *cost_out = cost;
+      return kDeviceNotFinite;
     }
 
     bool have_best = false;
@@ -152,30 +176,133 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
       // Only reachable when the very first backward pass or line search failed.
       Copy(x_, view_.best_x, T_ * n);
       Copy(u_, view_.best_u, T_ * m);
-      Finish(cost,
-             broke_down ? kDeviceNotFinite
-                        : (stop_requested_ ? kDeviceDeadline : kDeviceLinesearchFailed),
-             &out);
-      return;
+      *cost_out = cost;
+      return broke_down ? kDeviceNotFinite
+                        : (stop_requested_ ? kDeviceDeadline : kDeviceLinesearchFailed);
     }
     out.step_norm = best_step_norm;
-    DeviceStatus status;
-    if (best_step_norm < S(settings_.tolerance)) {
-      status = kDeviceConverged;
-    } else if (stop_requested_) {
-      status = kDeviceDeadline;
-    } else if (broke_down) {
-      status = kDeviceNotFinite;
-    } else if (stalled) {
-      status = kDeviceLinesearchFailed;
-    } else {
-      status = kDeviceMaxIterations;
-    }
-    Finish(best_cost, status, &out);
+    *cost_out = best_cost;
+    if (best_step_norm < S(settings_.tolerance)) return kDeviceConverged;
+    if (stop_requested_) return kDeviceDeadline;
+    if (broke_down) return kDeviceNotFinite;
+    if (stalled) return kDeviceLinesearchFailed;
+    return kDeviceMaxIterations;
   }
 
- private:
-  enum PassResult { kOk, kNotPositiveDefinite, kNotFinite };
+  // Stage constraints by an augmented Lagrangian around the iLQR (as ALTRO and trajax): round
+  // after round, the iLQR minimises the cost plus sum (max(0, lambda + rho c)^2 - lambda^2) /
+  // (2 rho) over the rows c = G_t tau_t - h_t from the last round's answer, then lambda <- max(0,
+  // lambda + rho c), and rho grows tenfold when the residual max |max(c, -lambda / rho)| (the
+  // violation and the complementarity of the old multipliers at once) fell by less than 4x.
+  // Control bounds stay exact in the box QP. Done when the iLQR converged and the residual is
+  // within constraint_tolerance; a violation beyond it after the last round is INFEASIBLE, with
+  // the answer of the largest penalty (the least violating one the rounds found).
+  MPC_HOST_DEVICE DeviceStatus SolveConstrained(S* cost, ProblemResult* out) {
+    for (int e = 0; e < T_ * view_.constraint_rows; ++e) At(view_.multipliers, e) = 0;
+    rho_ = S(kInitialPenalty);
+    const S tolerance = S(settings_.constraint_tolerance);
+    int iterations = 0;
+    DeviceStatus status = kDeviceMaxIterations;
+    S residual = Infinity();
+    S violation = 0;
+    for (int round = 0; round < settings_.max_constraint_iterations; ++round) {
+      status = Iterate(cost, out);
+      iterations += out->iterations;
+      Copy(view_.best_x, x_, T_ * n);
+      Copy(view_.best_u, u_, T_ * m);
+      const S previous = residual;
+      residual = UpdateMultipliers(&violation);
+      if (status == kDeviceNotFinite || status == kDeviceDeadline) break;
+      if (status == kDeviceConverged && residual <= tolerance) break;
+      if (residual > S(kPenaltyProgress) * previous) rho_ = Min(rho_ * S(10), S(kMaxPenalty));
+    }
+    out->iterations = iterations;
+    out->max_violation = violation;
+    *cost = TrajectoryCost();
+    if (status == kDeviceNotFinite || status == kDeviceDeadline) return status;
+    if (!(violation <= tolerance)) return kDeviceInfeasible;
+    if (status == kDeviceConverged && !(residual <= tolerance)) return kDeviceMaxIterations;
+    return status;
+  }
+
+  // lambda <- max(0, lambda + rho c) at (x_, u_); returns the residual of the old multipliers,
+  // max |max(c, -lambda / rho)| (= the step of lambda over rho), and writes the largest violation
+  // max(0, c) into *violation.
+  MPC_HOST_DEVICE S UpdateMultipliers(S* violation) {
+    ScratchScope<S> scope(arena_);
+    LocalArray<S, NX> x(arena_, n);
+    LocalArray<S, NU> u(arena_, m);
+    S residual = 0;
+    *violation = 0;
+    for (int t = 0; t < T_; ++t) {
+      LoadX(x_, t, x);
+      LoadU(u_, t, u);
+      for (int r = 0; r < view_.constraint_rows; ++r) {
+        const S c = ConstraintValue(t, r, x, u);
+        S& lambda = At(view_.multipliers, t * view_.constraint_rows + r);
+        const S step = Max(c, -lambda / rho_);
+        residual = Max(residual, step < S(0) ? -step : step);
+        *violation = Max(*violation, c);
+        lambda = Max(S(0), lambda + rho_ * c);
+      }
+    }
+    return residual;
+  }
+
+  // The problem's own cost (no penalty) at (x_, u_).
+  MPC_HOST_DEVICE S TrajectoryCost() {
+    ScratchScope<S> scope(arena_);
+    LocalArray<S, NX> x(arena_, n);
+    LocalArray<S, NU> u(arena_, m);
+    S cost = 0;
+    for (int t = 0; t < T_; ++t) {
+      LoadX(x_, t, x);
+      LoadU(u_, t, u);
+      cost += StageCost(t, x, u);
+    }
+    return cost;
+  }
+
+  // max(0, lambda + rho c) of row r at step t: the multiplier the penalty acts with (> 0: active).
+  MPC_HOST_DEVICE S ShiftedMultiplier(int t, int r, const S* x, const S* u) const {
+    const S lambda = At(view_.multipliers, t * view_.constraint_rows + r);
+    return Max(S(0), lambda + rho_ * ConstraintValue(t, r, x, u));
+  }
+
+  // The stage cost the iLQR minimises: the problem's, plus the augmented Lagrangian's penalty.
+  MPC_HOST_DEVICE S MeritStageCost(int t, const S* x, const S* u) const {
+    S cost = StageCost(t, x, u);
+    if (has_constraints_) {
+      for (int r = 0; r < view_.constraint_rows; ++r) {
+        const S lambda = At(view_.multipliers, t * view_.constraint_rows + r);
+        const S shifted = ShiftedMultiplier(t, r, x, u);
+        cost += (shifted * shifted - lambda * lambda) / (S(2) * rho_);
+      }
+    }
+    return cost;
+  }
+
+  // The penalty's gradient (shifted multiplier times G's row) and Hessian (rho G_r' G_r on the
+  // active rows) added to step t's Q-function blocks (the constraints are affine: exact).
+  MPC_HOST_DEVICE void AddPenaltyToQ(int t, const S* x, const S* u, S* Qxx, S* Qux, S* qx) {
+    for (int r = 0; r < view_.constraint_rows; ++r) {
+      const S shifted = ShiftedMultiplier(t, r, x, u);
+      if (!(shifted > S(0))) continue;
+      for (int i = 0; i < n; ++i) {
+        const S gi = ConstraintCoefficient(t, r, i);
+        qx[i] += shifted * gi;
+        for (int j = 0; j < n; ++j) Qxx[i * n + j] += rho_ * gi * ConstraintCoefficient(t, r, j);
+      }
+      for (int i = 0; i < m; ++i) {
+        const S gi = ConstraintCoefficient(t, r, n + i);
+        qu_[i] += shifted * gi;
+        for (int j = 0; j < n; ++j) Qux[i * n + j] += rho_ * gi * ConstraintCoefficient(t, r, j);
+        for (int j = 0; j < m; ++j) {
+          Quu_[i * m + j] += rho_ * gi * ConstraintCoefficient(t, r, n + j);
+        }
+      }
+    }
+  }
 
   MPC_HOST_DEVICE static S Infinity() { return static_cast<S>(HUGE_VAL); }
 
@@ -238,7 +365,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     LoadX(x_, 0, x);
     for (int t = 0; t < T_; ++t) {
       LoadU(u_, t, u);
-      cost += StageCost(t, x, u);
+      cost += MeritStageCost(t, x, u);
       if (t + 1 < T_) {
         Step(t, x, u, next);
         for (int i = 0; i < n; ++i) {
@@ -320,6 +447,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
         for (int j = 0; j < n; ++j) Qux[i * n + j] = Cux(t, i, j);
         for (int j = 0; j < m; ++j) Quu_[i * m + j] = Cuu(t, i, j);
       }
+      if (has_constraints_) AddPenaltyToQ(t, x, u, Qxx, Qux, qx);
       if (t < T_ - 1) {
         LoadJacobians(t, A, B);
         Kernels::template AddDynamicsToQ<S>(A, B, V_, v_, n, m, VA, VB, Qxx, Qux, Quu_, qx, qu_);
@@ -550,7 +678,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
         u[j] = v;
         At(u_try_, t * m + j) = v;
       }
-      cost += StageCost(t, x, u);
+      cost += MeritStageCost(t, x, u);
       if (t + 1 < T_) {
         Step(t, x, u, next);
         for (int i = 0; i < n; ++i) {
@@ -587,6 +715,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
 
   S mu_ = 0;
   bool stop_requested_ = false;
+  S rho_ = 0;  // the augmented Lagrangian's penalty (SolveConstrained)
 
   // The backward pass's value function and the current stage's control blocks.
   LocalArray<S, NX * NX> V_;
@@ -595,7 +724,8 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   LocalArray<S, NU> qu_;
   LocalArray<S, NU * NU> H_;
   LocalArray<S, NU * NU> L_;
-  const bool trust_region_;  // settings_.delta_u > 0
+  const bool trust_region_;     // settings_.delta_u > 0
+  const bool has_constraints_;  // stage constraints: SolveConstrained
 };
 
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)

@@ -102,6 +102,20 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
     return has_bounds_ ? Min(Max(v, Lower(t, j)), Upper(t, j)) : v;
   }
 
+  // Row r of step t's stage constraint at (x, u): G_t[r] tau - h_t[r], feasible when <= 0.
+  MPC_HOST_DEVICE S ConstraintValue(int t, int r, const S* x, const S* u) const {
+    const int row = (view_.constraint_slices > 1 ? t : 0) * view_.constraint_rows + r;
+    S s = 0;
+    for (int i = 0; i < n; ++i) s += At(view_.constraint_G, row * nt + i) * x[i];
+    for (int j = 0; j < m; ++j) s += At(view_.constraint_G, row * nt + n + j) * u[j];
+    return s - At(view_.constraint_h, row);
+  }
+  // Entry e (of n+m) of row r of step t's G.
+  MPC_HOST_DEVICE S ConstraintCoefficient(int t, int r, int e) const {
+    const int row = (view_.constraint_slices > 1 ? t : 0) * view_.constraint_rows + r;
+    return At(view_.constraint_G, row * nt + e);
+  }
+
   MPC_HOST_DEVICE void LoadX(const S* traj, int t, S* x) const {
     for (int i = 0; i < n; ++i) x[i] = At(traj, t * n + i);
   }

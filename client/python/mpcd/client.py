@@ -7,7 +7,7 @@ float32 inputs): x (T, n), u (T, m). Arrays travel as raw little-endian bytes (T
 """
 
 import dataclasses
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import grpc
 import numpy as np
@@ -156,6 +156,12 @@ class Problem:
     slew_rate_penalty: float = 0.0
     prev_ctrl: Optional[np.ndarray] = None
     u_zero_mask: Optional[np.ndarray] = None
+    # State bounds on x_1 .. x_{T-1}, (n) or (T, n), +-inf for unbounded entries (either alone),
+    # and general stage constraints G_t [x_t; u_t] <= h_t as a pair (G, h): G (k, n+m) or
+    # (T, k, n+m), h (k) or (T, k) (mpcd.proto's Problem describes them).
+    x_lower: Optional[np.ndarray] = None
+    x_upper: Optional[np.ndarray] = None
+    constraints: Optional[Tuple[np.ndarray, np.ndarray]] = None
     tracking: Optional[Tracking] = None
 
 
@@ -176,6 +182,8 @@ class Solution:
     # The SolverMethod that produced it ("ILQR", "CEM", "MPPI", "CEM_THEN_ILQR", ...); backward
     # sends it back, and the server refuses CEM and MPPI solutions (no implicit gradient).
     method: str = "ILQR"
+    # max over t and constraint rows of max(0, G_t tau_t - h_t), state bounds included.
+    max_constraint_violation: float = 0.0
 
 
 @dataclasses.dataclass
@@ -255,6 +263,7 @@ class StackedSolveResult:
     backend: str
     # The answer as it came (backward_batched sends its x, u and method back unchanged).
     message: "mpcd_pb2.StackedSolutions" = None
+    max_constraint_violation: Optional[np.ndarray] = None  # (B)
 
 
 @dataclasses.dataclass
@@ -390,6 +399,12 @@ def problem_to_proto(problem: Problem) -> "mpcd_pb2.Problem":
     message.slew_rate_penalty = problem.slew_rate_penalty
     _set_optional(message.prev_ctrl, problem.prev_ctrl)
     _set_optional(message.u_zero_mask, problem.u_zero_mask)
+    _set_optional(message.x_lower, problem.x_lower)
+    _set_optional(message.x_upper, problem.x_upper)
+    if problem.constraints is not None:
+        G, h = problem.constraints
+        to_tensor(G, message.constraints.G)
+        to_tensor(h, message.constraints.h)
     if problem.tracking is not None:
         for name in TRACKING_FIELDS:
             _set_optional(getattr(message.tracking, name), getattr(problem.tracking, name))
@@ -445,7 +460,8 @@ def _stacked_result_from_proto(response):
         method=mpcd_pb2.SolverMethod.Name(stacked.method),
         queue_seconds=response.timing.queue_seconds,
         solve_seconds=response.timing.solve_seconds,
-        batch_size=response.batch_size, backend=response.backend, message=stacked)
+        batch_size=response.batch_size, backend=response.backend, message=stacked,
+        max_constraint_violation=np.array(stacked.max_constraint_violation, dtype=np.float64))
 
 
 def _diagnostics_to_dict(diagnostics):
@@ -470,7 +486,8 @@ def _solution_from_proto(message):
         params_jacobian=from_tensor(message.params_jacobian),
         jacobian_diagnostics=(_diagnostics_to_dict(message.jacobian_diagnostics)
                               if has_jacobian else None),
-        method=mpcd_pb2.SolverMethod.Name(message.method))
+        method=mpcd_pb2.SolverMethod.Name(message.method),
+        max_constraint_violation=message.max_constraint_violation)
 
 
 def _gradient_from_proto(message, diagnostics):

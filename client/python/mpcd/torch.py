@@ -349,6 +349,7 @@ _TEMPLATE_FIELDS = {
     "F": lambda p: p.dynamics.linear.transition, "f": lambda p: p.dynamics.linear.offset,
     "u_lower": lambda p: p.u_lower, "u_upper": lambda p: p.u_upper, "u_init": lambda p: p.u_init,
     "prev_ctrl": lambda p: p.prev_ctrl, "u_zero_mask": lambda p: p.u_zero_mask,
+    "x_lower": lambda p: p.x_lower, "x_upper": lambda p: p.x_upper,
 }
 
 
@@ -524,7 +525,9 @@ class MPC(torch.nn.Module):
     (n_batch, n_ctrl)) and u_zero_I ((T, n_batch, n_ctrl) or (T, n_ctrl), true = pinned to 0) have
     mpc.pytorch's meaning; slew_rate_penalty needs LinDx or torch.nn.Module dynamics (not the
     built-in models yet), and u_zero_I's pinned controls get no gradient (mpc.pytorch's backward
-    ignores u_zero_I without bounds: docs/gradients.md).
+    ignores u_zero_I without bounds: docs/gradients.md). x_lower and x_upper (mpcd's: a float,
+    (n_state) or (T, n_state), shared by the batch, +-inf unbounded) bound x_1 .. x_{T-1}
+    (mpcd.proto's Problem.x_lower); Backward through them is not implemented yet (FAILED_PRECONDITION).
     Each problem iterates on its own (mpc.pytorch couples the stopping test across the batch), so
     "converged" is per problem.
     """
@@ -535,7 +538,7 @@ class MPC(torch.nn.Module):
                  exit_unconverged=True, detach_unconverged=True, backprop=True,
                  slew_rate_penalty=None, prev_ctrl=None, not_improved_lim=5, best_cost_eps=1e-4,
                  *, client=None, target=None, gradient_mode="DEFAULT", timeout=None,
-                 method="ILQR", sampling=None):
+                 method="ILQR", sampling=None, x_lower=None, x_upper=None):
         super().__init__()
         if (u_lower is None) != (u_upper is None):
             raise ValueError("MPC: give both u_lower and u_upper or neither")
@@ -543,6 +546,7 @@ class MPC(torch.nn.Module):
         self.slew_rate_penalty = float(slew_rate_penalty or 0.0)
         self.n_state, self.n_ctrl, self.T = n_state, n_ctrl, T
         self.u_lower, self.u_upper, self.u_init = u_lower, u_upper, u_init
+        self.x_lower, self.x_upper = x_lower, x_upper
         self.n_batch = n_batch
         self.verbose = verbose
         self.exit_unconverged = exit_unconverged
@@ -643,6 +647,9 @@ class MPC(torch.nn.Module):
                                  "shape %s" % (u_init.shape,))
             spec.extra["u_init"] = u_init
             spec.layouts["u_init"] = _Layout(u_init.shape, 1 if u_init.ndim == 3 else None)
+        for name, bound in (("x_lower", self.x_lower), ("x_upper", self.x_upper)):
+            if bound is not None:
+                spec.extra[name], spec.layouts[name] = self._states(name, bound)
         spec.slew_rate_penalty = self.slew_rate_penalty
         if self.prev_ctrl is not None:
             _add_input(spec, "prev_ctrl", self.prev_ctrl, "prev_ctrl",
@@ -668,6 +675,20 @@ class MPC(torch.nn.Module):
                 raise ValueError("MPC: %s must be a float, (n_ctrl) or (T, n_batch, n_ctrl); got "
                                  "shape %s" % (name, array.shape))
         return array, _Layout(array.shape, 1 if array.ndim == 3 else None)
+
+    def _states(self, name, bound):
+        """A state bound shared by the batch: a float, (n_state) or (T, n_state), +-inf
+        unbounded."""
+        if isinstance(bound, (int, float)):
+            array = np.full(self.n_state, float(bound))
+        else:
+            array = _numpy(torch.as_tensor(bound)).astype(np.float64)
+            if array.ndim <= 1:
+                array = np.broadcast_to(array, (self.n_state,))
+            elif array.shape != (self.T, self.n_state):
+                raise ValueError("MPC: %s must be a float, (n_state) or (T, n_state) (shared by "
+                                 "the batch); got shape %s" % (name, array.shape))
+        return np.ascontiguousarray(array), _Layout(array.shape, None)
 
 
 __all__ = ["MPC", "QuadCost", "LinDx", "GradMethods", "ModelDx", "PendulumDx", "CartpoleDx", "ContinuousDx",

@@ -1,0 +1,41 @@
+#ifndef MPC_SOLVER_STAGE_CONSTRAINTS_H_
+#define MPC_SOLVER_STAGE_CONSTRAINTS_H_
+
+// A Problem's state bounds and general affine constraints as the core solves them: rows of one
+// stage constraint G_t tau_t <= h_t (solver/core/ilqr.h, SolveConstrained). The state bounds come
+// first (x_upper's rows e_i' tau <= x_upper_i, then x_lower's -e_i' tau <= -x_lower_i), then the
+// problem's own rows. An infinite bound and every state bound at t = 0 (x_0 is given) are a zero
+// row, 0 <= 0, which never acts.
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "solver/problem.h"
+
+namespace mpc {
+
+// Rows per step (0: the problem has no stage constraints).
+int StageConstraintRows(const Problem& problem);
+
+// Whether some row differs between steps (state bounds always do: none at t = 0).
+bool StageConstraintsVary(const Problem& problem);
+
+// Row r of step t: entry e (of n+m) of g, and h. Rows from r = StageConstraintRows(problem) on
+// (the padding of a batch) are zero rows.
+double StageConstraintCoefficient(const Problem& problem, int t, int r, int e);
+double StageConstraintBound(const Problem& problem, int t, int r);
+
+// x_lower, x_upper, constraints.G and constraints.h of a problem whose other arrays are valid:
+// shapes, no NaN (G finite, h finite, bounds may be +-inf), x_lower <= x_upper, and the solver
+// method (the iLQR alone solves constraints): INVALID_ARGUMENT naming the field after
+// `field_prefix`.
+absl::Status ValidateStageConstraints(const Problem& problem, const std::string& field_prefix);
+
+// FAILED_PRECONDITION when `problem` has stage constraints and asks for what is not implemented
+// with them yet (the solution Jacobians); ValidateProblem runs it last.
+absl::Status CheckStageConstraintsSupported(const Problem& problem,
+                                            const std::string& field_prefix);
+
+}  // namespace mpc
+
+#endif  // MPC_SOLVER_STAGE_CONSTRAINTS_H_

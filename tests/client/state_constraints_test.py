@@ -1,0 +1,395 @@
+#!/usr/bin/python3
+"""State bounds and general stage constraints through a real mpcd, against a dense QP solver.
+
+Random LQR problems (stable and unstable dynamics, time-varying bounds, with and without control
+bounds) with active state bounds and affine constraints G tau <= h: mpcd's x*, u* equal cvxopt's
+QP solution, polished on its active set (the equality-constrained KKT system solved exactly), to
+1e-7. An infeasible problem answers INFEASIBLE; a pendulum with an angular velocity bound keeps
+it; mpcd.torch.MPC's x_lower/x_upper; Control sessions keep them; the same JSON request through mpcctl; invalid constraint inputs are INVALID_ARGUMENT naming
+the field; Backward on a constrained problem is FAILED_PRECONDITION.
+
+Usage: state_constraints_test.py --mpcd build/bin/mpcd --mpcctl build/bin/mpcctl
+         --package-dir client/python --stubs-dir build/python [unittest args]
+"""
+
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
+from mpcd_harness import Mpcd, client_test_args  # noqa: E402
+
+ARGS = None
+SERVER = None
+
+
+def setUpModule():
+    global SERVER
+    SERVER = Mpcd(ARGS.mpcd, "--backend=cpu")
+
+
+def tearDownModule():
+    code, _, err = SERVER.stop()
+    assert code == 0, err
+
+
+def random_lqr(rng, n, m, T, unstable=False, varying=False):
+    """C (T, n+m, n+m) positive definite, c (T, n+m), F (T-1, n, n+m), f (T-1, n), x_init (n)."""
+    nt = n + m
+    L = rng.randn(T if varying else 1, nt, nt) / np.sqrt(nt)
+    C = np.broadcast_to(L @ L.transpose(0, 2, 1) + 0.1 * np.eye(nt), (T, nt, nt)).copy()
+    c = np.broadcast_to(rng.randn(T if varying else 1, nt), (T, nt)).copy()
+    A = (1.1 if unstable else 0.9) * np.eye(n) + 0.1 * rng.randn(n, n) / np.sqrt(n)
+    B = rng.randn(n, m) / np.sqrt(n)
+    F = np.tile(np.hstack([A, B]), (T - 1, 1, 1))
+    f = np.tile(0.1 * rng.randn(n), (T - 1, 1))
+    x_init = rng.randn(n)
+    return C, c, F, f, x_init
+
+
+class DenseQp:
+    """One problem as a QP over z = [x_1 .. x_{T-1}, u_0 .. u_{T-1}] (x_0 = x_init given):
+    min 0.5 z'Pz + q'z s.t. Az = b (the dynamics), Gz <= h (every row of the stage constraints,
+    state bounds and control bounds)."""
+
+    def __init__(self, C, c, F, f, x_init, rows):
+        T, nt, _ = C.shape
+        n = x_init.shape[0]
+        m = nt - n
+        self.n, self.m, self.T = n, m, T
+        size = (T - 1) * n + T * m
+        self.P, self.q, self.r = np.zeros((size, size)), np.zeros(size), 0.0
+        self.A, self.b = np.zeros(((T - 1) * n, size)), np.zeros((T - 1) * n)
+        G, h = [], []
+        for t in range(T):
+            S, s0 = self.tau(t, x_init)  # tau_t = S z + s0
+            Cs = 0.5 * (C[t] + C[t].T)
+            self.P += S.T @ Cs @ S
+            self.q += S.T @ (Cs @ s0 + c[t])
+            if t + 1 < T:
+                X, x0 = self.tau(t + 1, x_init)
+                self.A[t * n:(t + 1) * n] = X[:n] - F[t] @ S
+                self.b[t * n:(t + 1) * n] = F[t] @ s0 + f[t] - x0[:n]
+            for g, hv in rows(t):
+                G.append(g @ S)
+                h.append(hv - g @ s0)
+        self.G, self.h = np.array(G), np.array(h)
+
+    def tau(self, t, x_init):
+        n, m, T = self.n, self.m, self.T
+        size = (T - 1) * n + T * m
+        S, s0 = np.zeros((n + m, size)), np.zeros(n + m)
+        if t == 0:
+            s0[:n] = x_init
+        else:
+            S[:n, (t - 1) * n:t * n] = np.eye(n)
+        S[n:, (T - 1) * n + t * m:(T - 1) * n + (t + 1) * m] = np.eye(m)
+        return S, s0
+
+    def solve(self):
+        """cvxopt's interior point, then the KKT system with its active rows as equalities."""
+        from cvxopt import matrix, solvers
+        solvers.options.update({"show_progress": False, "abstol": 1e-10, "reltol": 1e-10,
+                                "feastol": 1e-10, "maxiters": 200})
+        sol = solvers.qp(matrix(self.P), matrix(self.q), matrix(self.G), matrix(self.h),
+                         matrix(self.A), matrix(self.b))
+        assert sol["status"] == "optimal", sol["status"]
+        z = np.array(sol["x"]).ravel()
+        multipliers = np.array(sol["z"]).ravel()
+        active = multipliers > 1e-6 * max(1.0, multipliers.max(initial=0.0))
+        E = np.vstack([self.A, self.G[active]])
+        e = np.concatenate([self.b, self.h[active]])
+        size, rows = self.P.shape[0], E.shape[0]
+        K = np.block([[self.P, E.T], [E, np.zeros((rows, rows))]])
+        polished = np.linalg.solve(K, np.concatenate([-self.q, e]))[:size]
+        assert np.max(self.G @ polished - self.h) < 1e-9, "the active set was misread"
+        return polished, int(active.sum())
+
+    def trajectories(self, z, x_init):
+        n, m, T = self.n, self.m, self.T
+        x = np.vstack([x_init, z[:(T - 1) * n].reshape(T - 1, n)])
+        return x, z[(T - 1) * n:].reshape(T, m)
+
+
+def stage_rows(n, m, T, x_lower=None, x_upper=None, u_lower=None, u_upper=None, G=None, h=None):
+    """rows(t): the (g, h) pairs of step t in the QP's terms (the state bounds from t = 1)."""
+    def at(array, t):
+        return None if array is None else (array[t] if np.ndim(array) == 2 else array)
+
+    def rows(t):
+        out = []
+        for bound, sign, offset in ((x_upper, 1, 0), (x_lower, -1, 0), (u_upper, 1, n),
+                                    (u_lower, -1, n)):
+            values = at(bound, t)
+            if values is None or (offset == 0 and t == 0):
+                continue
+            for i, v in enumerate(values):
+                if np.isfinite(v):
+                    g = np.zeros(n + m)
+                    g[offset + i] = sign
+                    out.append((g, sign * v))
+        if G is not None:
+            Gt = G[t] if G.ndim == 3 else G
+            ht = h[t] if h.ndim == 2 else h
+            out.extend((g, hv) for g, hv in zip(Gt, ht) if np.any(g != 0))
+        return out
+    return rows
+
+
+OPTIONS = {"max_iterations": 100, "tolerance": 1e-12, "constraint_tolerance": 1e-10,
+           "max_constraint_iterations": 40}
+
+
+class StateConstraintsTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.client = mpcd.Client(SERVER.target, timeout=120)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+
+    def solve(self, T, problem, **options):
+        result = self.client.solve(T, [problem], options=dict(OPTIONS, **options))
+        return result.solutions[0]
+
+    def check_against_qp(self, seed, unstable, varying, control_bounds, general):
+        rng = np.random.RandomState(seed)
+        n, m, T = 4, 2, 10
+        C, c, F, f, x_init = random_lqr(rng, n, m, T, unstable, varying)
+        base = mpcd.Problem(x_init=x_init, C=C, c=c, dynamics=mpcd.Linear(F=F, f=f))
+        kwargs = {}
+        if control_bounds:
+            kwargs["u_lower"], kwargs["u_upper"] = -np.ones(m), np.ones(m)
+            base.u_lower, base.u_upper = kwargs["u_lower"], kwargs["u_upper"]
+        free = self.solve(T, base)
+        self.assertEqual(free.status, "CONVERGED")
+        # Bounds that cut the free trajectory: coordinate 0 below 60% of its range, coordinate 1
+        # above it (time-varying: a ramp), the rest unbounded; never tighter than the free
+        # trajectory in its first three steps, which the controls cannot move far.
+        span = np.ptp(free.x[1:, :2], axis=0) + 1e-3
+        upper = np.full((T, n) if varying else n, np.inf)
+        lower = np.full((T, n) if varying else n, -np.inf)
+        reach_up = free.x[1:4, 0].max() + 0.1 * span[0]
+        reach_down = free.x[1:4, 1].min() - 0.1 * span[1]
+        if varying:
+            ramp = np.linspace(0.5, 0.7, T)
+            upper[:, 0] = np.maximum(free.x[1:, 0].min() + ramp * span[0], reach_up)
+            lower[:, 1] = np.minimum(free.x[1:, 1].max() - ramp * span[1], reach_down)
+        else:
+            upper[0] = max(free.x[1:, 0].min() + 0.6 * span[0], reach_up)
+            lower[1] = min(free.x[1:, 1].max() - 0.6 * span[1], reach_down)
+        G = h = None
+        if general:
+            # Two random rows (T, 2, n+m) from step 3 on (zero rows before: the first steps
+            # cannot move far), each 5% of its free range below the free trajectory's maximum.
+            rows = rng.randn(2, n + m)
+            values = np.hstack([free.x, free.u])[3:] @ rows.T
+            G, h = np.zeros((T, 2, n + m)), np.zeros((T, 2))
+            G[3:] = rows
+            h[3:] = values.max(axis=0) - 0.05 * np.ptp(values, axis=0)
+        problem = mpcd.Problem(x_init=x_init, C=C, c=c, dynamics=mpcd.Linear(F=F, f=f),
+                               x_lower=lower, x_upper=upper,
+                               constraints=None if G is None else (G, h), **kwargs)
+        solution = self.solve(T, problem)
+        qp = DenseQp(C, c, F, f, x_init,
+                     stage_rows(n, m, T, lower, upper, kwargs.get("u_lower"),
+                                kwargs.get("u_upper"), G, h))
+        z, active = qp.solve()
+        self.assertGreater(active, 0)
+        x, u = qp.trajectories(z, x_init)
+        label = "seed %d unstable %s varying %s control bounds %s general %s" % (
+            seed, unstable, varying, control_bounds, general)
+        self.assertEqual(solution.status, "CONVERGED", label)
+        np.testing.assert_allclose(solution.x, x, rtol=0, atol=1e-7, err_msg=label)
+        np.testing.assert_allclose(solution.u, u, rtol=0, atol=1e-7, err_msg=label)
+        self.assertLessEqual(solution.max_constraint_violation, 1e-10)
+        self.assertGreater(solution.cost, free.cost)
+
+    def test_random_lqr_matches_the_dense_qp(self):
+        cases = 0
+        for seed in range(4):
+            for unstable in (False, True):
+                for varying in (False, True):
+                    for control_bounds in (False, True):
+                        with self.subTest(seed=seed, unstable=unstable, varying=varying,
+                                          control_bounds=control_bounds):
+                            self.check_against_qp(seed, unstable, varying, control_bounds,
+                                                  general=seed == 3)
+                            cases += 1
+        self.assertEqual(cases, 32)
+
+    def test_infeasible_bounds_answer_infeasible(self):
+        rng = np.random.RandomState(7)
+        n, m, T = 3, 1, 6
+        C, c, F, f, x_init = random_lqr(rng, n, m, T)
+        problem = mpcd.Problem(x_init=x_init, C=C, c=c, dynamics=mpcd.Linear(F=F, f=f),
+                               u_lower=[-0.01], u_upper=[0.01],
+                               x_lower=[50.0, -np.inf, -np.inf])
+        solution = self.solve(T, problem)
+        self.assertEqual(solution.status, "INFEASIBLE")
+        self.assertGreater(solution.max_constraint_violation, 40.0)
+        self.assertTrue(np.all(np.isfinite(solution.x)) and np.all(np.isfinite(solution.u)))
+
+    def test_pendulum_angular_velocity_bound_holds(self):
+        problem = mpcd.Problem(
+            x_init=np.array([np.cos(np.pi - 0.3), np.sin(np.pi - 0.3), 0.0]),
+            C=np.diag([1.0, 1.0, 0.1, 0.001]), c=np.array([-1.0, 0.0, 0.0, 0.0]),
+            dynamics=mpcd.Model("pendulum"), u_lower=[-2.0], u_upper=[2.0],
+            x_lower=[-np.inf, -np.inf, -1.5], x_upper=[np.inf, np.inf, 1.5])
+        solution = self.solve(30, problem, max_iterations=200, tolerance=1e-8,
+                              constraint_tolerance=1e-8)
+        self.assertNotIn(solution.status, ("INFEASIBLE", "NOT_FINITE"))
+        self.assertLessEqual(np.abs(solution.x[1:, 2]).max(), 1.5 + 1e-8)
+        self.assertLessEqual(solution.max_constraint_violation, 1e-8)
+        free = mpcd.Problem(x_init=problem.x_init, C=problem.C, c=problem.c,
+                            dynamics=problem.dynamics, u_lower=[-2.0], u_upper=[2.0])
+        unbounded = self.solve(30, free, max_iterations=200, tolerance=1e-8)
+        self.assertGreater(np.abs(unbounded.x[1:, 2]).max(), 1.5)  # the bound binds
+
+    def test_invalid_inputs_name_the_field(self):
+        n, m, T = 3, 1, 5
+        rng = np.random.RandomState(0)
+        C, c, F, f, x_init = random_lqr(rng, n, m, T)
+
+        def problem(**kwargs):
+            return mpcd.Problem(x_init=x_init, C=C, c=c, dynamics=mpcd.Linear(F=F, f=f),
+                                **kwargs)
+        cases = [
+            (problem(x_lower=[0, 0, 1], x_upper=[1, 1, 0]),
+             "problems[0].x_lower: must be <= x_upper at [0,2]"),
+            (problem(x_upper=[1, np.nan, 1]), "problems[0].x_upper: not a number"),
+            (problem(x_lower=np.zeros((T - 1, n))), "problems[0].x_lower: expected shape (3) or"),
+            (problem(constraints=(np.ones((2, n + m + 1)), np.ones(2))),
+             "problems[0].constraints.G: expected shape (k,4) or (5,k,4)"),
+            (problem(constraints=(np.ones((2, n + m)), np.ones(3))),
+             "problems[0].constraints.h: expected shape (2) or (5,2)"),
+            (problem(constraints=(np.ones((2, n + m)), np.array([1.0, np.inf]))),
+             "problems[0].constraints.h: not finite"),
+        ]
+        for p, message in cases:
+            with self.subTest(message=message):
+                with self.assertRaises(mpcd.MpcdError) as caught:
+                    self.client.solve(T, [p])
+                self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+                self.assertIn(message, caught.exception.details)
+
+    def test_backward_of_a_constrained_problem_is_a_failed_precondition(self):
+        n, m, T = 3, 1, 5
+        C, c, F, f, x_init = random_lqr(np.random.RandomState(1), n, m, T)
+        p = mpcd.Problem(x_init=x_init, C=C, c=c, dynamics=mpcd.Linear(F=F, f=f),
+                         x_upper=[0.1, np.inf, np.inf])
+        result = self.client.solve(T, [p])
+        with self.assertRaises(mpcd.MpcdError) as caught:
+            self.client.backward(T, [p], result.solutions, [(np.ones((T, n)), None)])
+        self.assertEqual(caught.exception.code, grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertIn("gradients of problems with state bounds or constraints",
+                      caught.exception.details)
+
+    def test_torch_mpc_takes_state_bounds(self):
+        # mpcd.torch.MPC(..., x_lower=, x_upper=) with LinDx: the bounds hold and the answer is
+        # the one mpcd.Client gets for each problem of the batch.
+        rng = np.random.RandomState(5)
+        n, m, T, B = 3, 2, 8, 2
+        problems = [random_lqr(rng, n, m, T) for _ in range(B)]
+        C = torch.tensor(np.stack([p[0] for p in problems], axis=1))
+        c = torch.tensor(np.stack([p[1] for p in problems], axis=1))
+        F = torch.tensor(np.stack([p[2] for p in problems], axis=1))
+        f = torch.tensor(np.stack([p[3] for p in problems], axis=1))
+        x_init = torch.tensor(np.stack([p[4] for p in problems]))
+        upper = np.array([0.05, np.inf, np.inf])
+        x, u, _ = MPC(n, m, T, x_upper=upper, lqr_iter=100, eps=1e-12, backprop=False,
+                      exit_unconverged=False, client=self.client)(
+            x_init, QuadCost(C, c), LinDx(F, f))
+        self.assertLessEqual(x[1:, :, 0].max().item(), 0.05 + 1e-8)
+        free, _, _ = MPC(n, m, T, lqr_iter=100, eps=1e-12, backprop=False,
+                         exit_unconverged=False, client=self.client)(
+            x_init, QuadCost(C, c), LinDx(F, f))
+        self.assertGreater(free[1:, :, 0].max().item(), 0.1)  # the bound binds
+        for b, (Cb, cb, Fb, fb, xb) in enumerate(problems):
+            want = self.client.solve(T, [mpcd.Problem(
+                x_init=xb, C=Cb, c=cb, dynamics=mpcd.Linear(F=Fb, f=fb), x_upper=upper)],
+                options={"max_iterations": 100, "tolerance": 1e-12}).solutions[0]
+            np.testing.assert_allclose(x[:, b].numpy(), want.x, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(u[:, b].numpy(), want.u, rtol=0, atol=1e-12)
+
+    def test_control_sessions_carry_the_constraints(self):
+        # Every step's plan keeps the bound; the first plan is Solve's answer (with gains).
+        rng = np.random.RandomState(11)
+        n, m, T = 3, 2, 8
+        C, c, F, f, x_init = random_lqr(rng, n, m, T)
+        problem = mpcd.Problem(x_init=x_init, C=C, c=c, dynamics=mpcd.Linear(F=F, f=f),
+                               x_upper=[0.1, np.inf, np.inf])
+        options = {"max_iterations": 100, "tolerance": 1e-12}
+        solved = self.client.solve(T, [problem], options=options,
+                                   return_gains=True).solutions[0]
+        free = mpcd.Problem(x_init=x_init, C=C, c=c, dynamics=mpcd.Linear(F=F, f=f))
+        self.assertGreater(self.solve(T, free).x[1:, 0].max(), 0.15)  # the bound binds
+        with self.client.control(T, problem, options=options) as session:
+            np.testing.assert_array_equal(session.first.plan.x, solved.x)
+            np.testing.assert_array_equal(session.first.plan.u, solved.u)
+            x = session.first.plan.x[1]
+            for _ in range(5):
+                step = session.step(x)
+                self.assertEqual(step.plan.status, "CONVERGED")
+                self.assertLessEqual(step.plan.x[1:, 0].max(), 0.1 + 1e-8)
+                self.assertLessEqual(step.plan.max_constraint_violation, 1e-8)
+                x = step.plan.x[1]
+
+    def test_json_through_mpcctl(self):
+        # Protobuf JSON: +-inf bounds as "Infinity" strings; the answer carries the status and
+        # the violation.
+        request = {
+            "horizon": 6,
+            "options": {"max_iterations": 100, "constraint_tolerance": 1e-9},
+            "problems": [{
+                "x_init": {"shape": [2], "data": [1.0, 0.0]},
+                "cost": {"quadratic": {"shape": [3, 3], "data": [1, 0, 0, 0, 1, 0, 0, 0, 1]},
+                         "linear": {"shape": [3], "data": [0, -1, 0]}},
+                "dynamics": {"linear": {"transition": {
+                    "shape": [2, 3], "data": [1, 0.1, 0, 0, 1, 0.1]}}},
+                "x_upper": {"shape": [2], "data": ["Infinity", 0.08]},
+                "constraints": {"G": {"shape": [1, 3], "data": [0, 0, 1]},
+                                "h": {"shape": [1], "data": [0.25]}},
+            }],
+        }
+        result = subprocess.run([ARGS.mpcctl, "solve", "--local", "--request=-"],
+                                input=json.dumps(request), capture_output=True, text=True,
+                                timeout=120)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        solution = json.loads(result.stdout)["solutions"][0]
+        self.assertEqual(solution["status"], "CONVERGED")
+        x = np.array(solution["x"]["data"]).reshape(6, 2)
+        u = np.array(solution["u"]["data"])
+        self.assertLessEqual(x[1:, 1].max(), 0.08 + 1e-9)
+        self.assertLessEqual(u.max(), 0.25 + 1e-9)
+        self.assertLessEqual(solution.get("max_constraint_violation", 0.0), 1e-9)
+        # Without the constraints the velocity and the control exceed both limits.
+        del request["problems"][0]["x_upper"], request["problems"][0]["constraints"]
+        free = subprocess.run([ARGS.mpcctl, "solve", "--local", "--request=-"],
+                              input=json.dumps(request), capture_output=True, text=True,
+                              timeout=120)
+        free_solution = json.loads(free.stdout)["solutions"][0]
+        self.assertGreater(np.array(free_solution["x"]["data"]).reshape(6, 2)[1:, 1].max(), 0.1)
+        self.assertGreater(max(free_solution["u"]["data"]), 0.3)
+
+
+def main():
+    global ARGS, mpcd, grpc, torch, MPC, QuadCost, LinDx
+    ARGS, argv = client_test_args("--mpcctl")
+    import grpc
+    import mpcd
+    import mpcd.torch
+    import torch
+    from mpcd.torch import MPC, QuadCost, LinDx
+    torch.set_default_dtype(torch.float64)
+    unittest.main(argv=argv)
+
+
+if __name__ == "__main__":
+    main()
