@@ -47,6 +47,9 @@ struct ProblemGradient {
   // Models only (empty for linear dynamics): (p), also when Problem::params is empty (the model's
   // defaults were used).
   std::vector<double> params;
+  // A cost graph's parameters theta_c (Problem::cost_params), empty without a cost graph; the
+  // cost's C and c above are then the quadratisation's and mean nothing to the caller.
+  std::vector<double> cost_params;
 
   GradientStatus status = GradientStatus::kOk;
   double regularization = 0.0;  // mu added to Quu on the free controls (0 = none)

@@ -50,6 +50,7 @@ IlqrBatchLayout PlanIlqrBatch(absl::Span<const Problem* const> problems) {
   const ModelInfo* model = FindModel(shape.dynamics);
   layout.param_dim = model == nullptr ? 0 : static_cast<int>(model->default_params.size());
   if (shape.dynamics.is_graph()) layout.param_dim = problems[0]->graph->param_dim;
+  if (shape.has_cost_graph()) layout.cost_param_dim = problems[0]->cost_graph->param_dim;
   const bool linear = shape.dynamics.is_linear();
   layout.transition_slices = linear ? 1 : 0;
   for (const Problem* p : problems) {
@@ -71,6 +72,12 @@ IlqrBatchLayout PlanIlqrBatch(absl::Span<const Problem* const> problems) {
     }
   }
 
+  if (shape.has_cost_graph()) {
+    // The core writes each step's quadratisation of the graph there.
+    layout.cost_slices = T;
+    layout.linear_slices = T;
+  }
+
   const std::size_t batch = layout.batch;
   std::size_t next = 0;
   auto take = [&](std::size_t per_problem) {
@@ -83,6 +90,7 @@ IlqrBatchLayout PlanIlqrBatch(absl::Span<const Problem* const> problems) {
   layout.transition = take(static_cast<std::size_t>(layout.transition_slices) * n * nt);
   layout.offset = take(static_cast<std::size_t>(layout.offset_slices) * n);
   layout.params = take(layout.param_dim);
+  layout.cost_params = take(layout.cost_param_dim);
   layout.u_lower = take(static_cast<std::size_t>(layout.bound_slices) * m);
   layout.u_upper = take(static_cast<std::size_t>(layout.bound_slices) * m);
   const std::size_t constraint_rows =
@@ -129,6 +137,11 @@ IlqrBatchView<S> MakeIlqrBatchView(const IlqrBatchLayout& layout, S* buffer,
   view.transition = buffer + layout.transition;
   view.offset = buffer + layout.offset;
   view.params = buffer + layout.params;
+  if (layout.shape.has_cost_graph()) {
+    view.cost_params = buffer + layout.cost_params;
+    view.cost_hessian = buffer + layout.cost_quadratic;
+    view.cost_gradient = buffer + layout.cost_linear;
+  }
   view.u_lower = buffer + layout.u_lower;
   view.u_upper = buffer + layout.u_upper;
   view.constraint_G = buffer + layout.constraint_G;
@@ -165,8 +178,9 @@ void PackIlqrInputs(absl::Span<const Problem* const> problems, const IlqrBatchLa
       return buffer[offset + e * batch + b];
     };
 
+    // A cost graph's slices are written by the core before they are read.
     const int cost_available = Slices(p.cost_quadratic.size(), nt * nt);
-    for (int s = 0; s < layout.cost_slices; ++s) {
+    for (int s = 0; s < (shape.has_cost_graph() ? 0 : layout.cost_slices); ++s) {
       const double* C = p.cost_quadratic.data() +
                         static_cast<std::size_t>(SourceSlice(s, cost_available)) * nt * nt;
       for (int i = 0; i < nt; ++i) {
@@ -178,7 +192,7 @@ void PackIlqrInputs(absl::Span<const Problem* const> problems, const IlqrBatchLa
       }
     }
     const int linear_available = Slices(p.cost_linear.size(), nt);
-    for (int s = 0; s < layout.linear_slices; ++s) {
+    for (int s = 0; s < (shape.has_cost_graph() ? 0 : layout.linear_slices); ++s) {
       const double* c =
           p.cost_linear.data() + static_cast<std::size_t>(SourceSlice(s, linear_available)) * nt;
       for (int i = 0; i < nt; ++i) {
@@ -212,6 +226,9 @@ void PackIlqrInputs(absl::Span<const Problem* const> problems, const IlqrBatchLa
     for (int k = 0; k < layout.param_dim; ++k) {
       const double v = p.params.empty() ? (*default_params)[k] : p.params[k];
       at(layout.params, k) = static_cast<S>(v);
+    }
+    for (int k = 0; k < layout.cost_param_dim; ++k) {
+      at(layout.cost_params, k) = static_cast<S>(p.cost_params[k]);
     }
     const bool bounded = !p.u_lower.empty();
     const int lower_available = Slices(p.u_lower.size(), m);
@@ -286,6 +303,7 @@ void UnpackIlqrOutputs(absl::Span<const Problem* const> problems, const IlqrBatc
     out.step_norm = r.step_norm;
     out.regularization = r.regularization;
     out.max_constraint_violation = r.max_violation;
+    out.cost_hessian_projections = r.cost_projections;
   }
 }
 
@@ -420,6 +438,7 @@ BackwardBatchLayout PlanBackwardBatch(absl::Span<const BackwardProblem* const> p
   layout.grad_offset =
       take(linear ? static_cast<std::size_t>(layout.offset_gradient_slices) * n : 0);
   layout.grad_params = take(in.param_dim);
+  layout.grad_cost_params = take(in.cost_param_dim);
   const std::size_t tau_steps = static_cast<std::size_t>(T) * nt;
   layout.jac_x_init = take(layout.jacobians.x_init ? tau_steps * n : 0);
   layout.jac_params = take(layout.jacobians.params ? tau_steps * in.param_dim : 0);
@@ -469,6 +488,7 @@ BackwardBatchView<S> MakeBackwardBatchView(const BackwardBatchLayout& layout, S*
   view.grad_transition = buffer + layout.grad_transition;
   view.grad_offset = buffer + layout.grad_offset;
   view.grad_params = buffer + layout.grad_params;
+  view.grad_cost_params = buffer + layout.grad_cost_params;
   view.results = results;
   view.jacobians = layout.jacobians;
   view.jac_x_init = buffer + layout.jac_x_init;
@@ -555,6 +575,8 @@ void UnpackBackwardOutputs(absl::Span<const BackwardProblem* const> problems,
     } else {
       ReadSlices(array(layout.grad_params), batch, b, 1, in.param_dim, &out.params);
     }
+    out.cost_params.resize(in.cost_param_dim);
+    ReadSlices(array(layout.grad_cost_params), batch, b, 1, in.cost_param_dim, &out.cost_params);
     ReadDiagnostics(results[b], &out);
   }
 }

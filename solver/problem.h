@@ -151,6 +151,12 @@ struct Problem {
   std::vector<double> params;
   // Graph dynamics only (shape.dynamics.is_graph(), the graph's fingerprint): the compiled graph.
   std::shared_ptr<const GraphProgram> graph;
+  // A stage cost graph l(tau; theta_c) instead of the quadratic cost (shape.cost_graph, its
+  // fingerprint): its compiled program and parameters theta_c (its param_dim). The core writes
+  // each iteration's quadratisation into cost_quadratic and cost_linear, (T, n+m, n+m) and
+  // (T, n+m) zeros here.
+  std::shared_ptr<const GraphProgram> cost_graph;
+  std::vector<double> cost_params;
   double dt = 0.0;  // model time step in seconds; 0 = the model's default
   // How continuous-time dynamics are discretised: a continuous-time model's integrator (kDefault =
   // the model's default); a graph's, where kDefault means the graph is discrete-time (its output
@@ -261,7 +267,7 @@ const char* SolveStatusName(SolveStatus status);
 struct Solution {
   std::vector<double> x;  // (T, n), x[0] = x_init
   std::vector<double> u;  // (T, m)
-  double cost = 0.0;      // sum_t 0.5 tau_t' C_t tau_t + c_t' tau_t
+  double cost = 0.0;      // sum_t 0.5 tau_t' C_t tau_t + c_t' tau_t (a cost graph: sum_t l(tau_t))
   SolveStatus status = SolveStatus::kMaxIterations;
   int iterations = 0;      // iLQR iterations run
   double step_norm = 0.0;  // full step norm of the returned iterate (mpc.pytorch's full_du_norm)
@@ -269,6 +275,9 @@ struct Solution {
   double regularization = 0.0;
   // max over t and stage constraint rows of max(0, G_t tau_t - h_t) (0 without constraints).
   double max_constraint_violation = 0.0;
+  // Cost graphs: how many stage quadratisations (over steps and iterations) had a Hessian that
+  // was not positive semi-definite and was projected (0 for a quadratic cost).
+  int cost_hessian_projections = 0;
   std::vector<double> feedback;     // K: (T, m, n) when options.compute_gains, else empty
   std::vector<double> feedforward;  // k: (T, m) when options.compute_gains, else empty
   // Computed by the backend when the options ask (see SolverOptions), at the returned (x, u); a

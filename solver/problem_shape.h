@@ -43,18 +43,27 @@ struct ProblemShape {
   int state_dim = 0;    // n
   int control_dim = 0;  // m
   int horizon = 0;      // T (rows of x and of u)
+  // The SHA-256 of the problem's stage cost graph (DESIGN §12), all zero for the quadratic cost:
+  // a cost graph runs on CPU workers only, and problems share a batch with the same graph.
+  std::uint64_t cost_graph[4] = {0, 0, 0, 0};
 
   constexpr int tau_dim() const { return state_dim + control_dim; }
+  constexpr bool has_cost_graph() const {
+    return (cost_graph[0] | cost_graph[1] | cost_graph[2] | cost_graph[3]) != 0;
+  }
   friend constexpr bool operator==(const ProblemShape& a, const ProblemShape& b) {
     return a.dynamics == b.dynamics && a.state_dim == b.state_dim &&
-           a.control_dim == b.control_dim && a.horizon == b.horizon;
+           a.control_dim == b.control_dim && a.horizon == b.horizon &&
+           a.cost_graph[0] == b.cost_graph[0] && a.cost_graph[1] == b.cost_graph[1] &&
+           a.cost_graph[2] == b.cost_graph[2] && a.cost_graph[3] == b.cost_graph[3];
   }
   friend constexpr bool operator!=(const ProblemShape& a, const ProblemShape& b) {
     return !(a == b);
   }
   template <typename H>
   friend H AbslHashValue(H h, const ProblemShape& s) {
-    return H::combine(static_cast<H&&>(h), s.dynamics, s.state_dim, s.control_dim, s.horizon);
+    return H::combine(static_cast<H&&>(h), s.dynamics, s.state_dim, s.control_dim, s.horizon,
+                      s.cost_graph[0], s.cost_graph[1], s.cost_graph[2], s.cost_graph[3]);
   }
 };
 

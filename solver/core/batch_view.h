@@ -68,6 +68,7 @@ struct ProblemResult {
   double max_violation;   // max over stage constraints of max(0, G_t tau_t - h_t); 0 without
   std::int32_t status;    // DeviceStatus
   std::int32_t iterations;
+  std::int32_t cost_projections;  // cost graphs: Hessians projected to PSD (0 without)
 };
 
 // Pointers into one batch's buffers. S is the solver's scalar (double, or float on request).
@@ -104,6 +105,13 @@ struct IlqrBatchView {
   // Graph dynamics only (CPU, a batch of one): the evaluator of the problem's graph; its
   // parameters are `params` (the graph's param_dim of them).
   GraphEvaluator* graph = nullptr;
+  // A stage cost graph (CPU, a batch of one; null = the quadratic cost): its evaluator, its
+  // parameters, and where each iteration's quadratisation goes (cost_quadratic and cost_linear
+  // then hold T slices and point at the same elements).
+  GraphEvaluator* cost_graph = nullptr;
+  const S* cost_params = nullptr;
+  S* cost_hessian = nullptr;   // (T, n+m, n+m)
+  S* cost_gradient = nullptr;  // (T, n+m)
   // Asked between iterations and line-search trials (host only; null = never stop early).
   StopQuery should_stop = nullptr;
   void* stop_context = nullptr;
@@ -191,6 +199,7 @@ struct BackwardBatchView {
   S* grad_transition = nullptr;       // problem.transition_slices x (n, n+m); linear only
   S* grad_offset = nullptr;           // offset_gradient_slices x (n); linear only
   S* grad_params = nullptr;           // (p); models only
+  S* grad_cost_params = nullptr;      // (p_c): a cost graph's parameters (problem.cost_graph)
   BackwardResult* results = nullptr;  // [batch], not interleaved
 
   // Outputs of a Jacobian pass (null in a backward pass).

@@ -66,6 +66,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   using Data::Cxx;
   using Data::dt_;
   using Data::has_bounds_;
+  using Data::HasCostGraph;
   using Data::LoadU;
   using Data::LoadX;
   using Data::Lower;
@@ -105,6 +106,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     Load();
     ProblemResult& out = view_.results[b_];
     out.max_violation = 0.0;
+    out.cost_projections = 0;
     S cost = 0;
     const DeviceStatus status =
         has_constraints_ ? SolveConstrained(&cost, &out) : Iterate(&cost, &out);
@@ -377,8 +379,10 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     return cost;
   }
 
-  // A_t, B_t at the current trajectory (linear dynamics are read from the problem).
+  // A_t, B_t at the current trajectory (linear dynamics are read from the problem), and a cost
+  // graph's C_t, c_t.
   MPC_HOST_DEVICE void Linearize() {
+    if (HasCostGraph()) QuadratiseCostGraph();
     if constexpr (!Dynamics::kIsLinear) {
       ScratchScope<S> scope(arena_);
       LocalArray<S, NX> x(arena_, n), next(arena_, n);
@@ -391,6 +395,25 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
         StepAndJacobians(x, u, next, A, B);
         for (int e = 0; e < n * n; ++e) At(view_.A, t * n * n + e) = A[e];
         for (int e = 0; e < n * m; ++e) At(view_.B, t * n * m + e) = B[e];
+      }
+    }
+  }
+
+  // Every step's C_t = proj_psd(H_t), c_t = g_t - C_t tau_t from the cost graph's gradient g_t and
+  // Hessian H_t at the current trajectory: the quadratic model the backward pass reads, exact
+  // where H_t is positive semi-definite. Counts the projections into the problem's result.
+  MPC_HOST_DEVICE void QuadratiseCostGraph() {
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      ScratchScope<S> scope(arena_);
+      LocalArray<S, NX> x(arena_, n);
+      LocalArray<S, NU> u(arena_, m);
+      for (int t = 0; t < T_; ++t) {
+        LoadX(x_, t, x);
+        LoadU(u_, t, u);
+        const bool projected = view_.cost_graph->QuadratiseCost(x, u, n, view_.cost_params,
+                                                                view_.cost_hessian + t * nt * nt,
+                                                                view_.cost_gradient + t * nt);
+        if (projected) ++view_.results[b_].cost_projections;
       }
     }
   }

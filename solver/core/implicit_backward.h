@@ -187,6 +187,67 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     } else {
       for (int k = 0; k < ParamDim(); ++k) At(view_.grad_params, k) = 0;
     }
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      if (in_.cost_graph != nullptr) {
+        const int p = in_.cost_graph->program().param_dim;
+        for (int k = 0; k < p; ++k) view_.grad_cost_params[k] = 0;
+      }
+    }
+  }
+
+  // A stage cost graph (CPU workers only, like graph dynamics): whether the problem has one.
+  MPC_HOST_DEVICE bool HasCostGraph() const {
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      return in_.cost_graph != nullptr;
+    } else {
+      return false;
+    }
+  }
+
+  // The cost graph's exact quadratisation at the point into C_t, c_t (C_t = H_t, c_t = g_t - H_t
+  // tau_t, no projection: the implicit function theorem needs the true Hessian), read by every
+  // step after this one as a quadratic cost's would be.
+  MPC_HOST_DEVICE void QuadratiseCostGraph() {
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      ScratchScope<S> scope(arena_);
+      LocalArray<S, NX> x(arena_, n);
+      LocalArray<S, NU> u(arena_, m);
+      for (int t = 0; t < T_; ++t) {
+        for (int i = 0; i < n; ++i) x[i] = At(view_.x, t * n + i);
+        for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
+        S* H = in_.cost_hessian + t * nt * nt;
+        S* c = in_.cost_gradient + t * nt;
+        in_.cost_graph->CostDerivatives(x, u, n, in_.cost_params, c, H);
+        for (int i = 0; i < nt; ++i) {
+          S s = 0;
+          for (int j = 0; j < n; ++j) s += H[i * nt + j] * x[j];
+          for (int j = 0; j < m; ++j) s += H[i * nt + n + j] * u[j];
+          c[i] -= s;
+        }
+      }
+    }
+  }
+
+  // dL/dtheta_c = -sum_t d2l/dtheta dtau . dtau_t (theta_c enters only through the cost's
+  // gradient, as c does): one forward-over-reverse sweep of the graph per step.
+  MPC_HOST_DEVICE void AssembleCostParamGradient() {
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      ScratchScope<S> scope(arena_);
+      LocalArray<S, NX> x(arena_, n), dx(arena_, n);
+      LocalArray<S, NU> u(arena_, m), du(arena_, m);
+      for (int t = 0; t < T_; ++t) {
+        for (int i = 0; i < n; ++i) {
+          x[i] = At(view_.x, t * n + i);
+          dx[i] = At(view_.dx, t * n + i);
+        }
+        for (int j = 0; j < m; ++j) {
+          u[j] = At(view_.u, t * m + j);
+          du[j] = At(view_.du, t * m + j);
+        }
+        in_.cost_graph->SubtractCostParamGradient(x, u, n, in_.cost_params, dx, du,
+                                                  view_.grad_cost_params);
+      }
+    }
   }
 
   // The dynamics' parameter count: a model's, or the graph's (known at run time).
@@ -214,6 +275,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   // lambda_t = C_{t,x:} tau_t + c_{t,x} + A_t' lambda_{t+1} and the residuals. Returns false when a
   // derivative or residual is not finite (the caller reports kNotFinite with a zero gradient).
   MPC_HOST_DEVICE bool Load(BackwardResult* out) {
+    if (HasCostGraph()) QuadratiseCostGraph();
     ScratchScope<S> scope(arena_);
     bool finite = true;
     S dynamics_residual = 0;
@@ -671,6 +733,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         }
       }
     }
+    if (HasCostGraph()) AssembleCostParamGradient();
   }
 
   // The model branch's formula for a graph: dL/dtheta = -sum_t (df/dtheta' dlambda_{t+1} +

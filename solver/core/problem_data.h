@@ -31,6 +31,12 @@ struct Contiguous {
   MPC_HOST_DEVICE static long long Index(int e, int /*batch*/, int /*b*/) { return e; }
 };
 
+// Whether a problem's view may carry a stage cost graph (IlqrBatchView::cost_graph): only on a
+// CPU worker (Contiguous, double), where graphs are interpreted.
+template <typename S, class Layout>
+inline constexpr bool kMayHaveCostGraph =
+    std::is_same_v<Layout, Contiguous>&& std::is_same_v<S, double>;
+
 // Problem b of `view`: its sizes (compile-time in the fixed-size specialisations, as ProblemSizes),
 // parameters, time step and bounds flag, and the functions of its data. Sizes and Layout as for
 // ProblemSolver (ilqr.h).
@@ -145,8 +151,20 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
     }
   }
 
-  // 0.5 tau' C_t tau + c_t' tau with C_t symmetric.
+  // Whether the problem's stage cost is a graph.
+  MPC_HOST_DEVICE bool HasCostGraph() const {
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      return view_.cost_graph != nullptr;
+    } else {
+      return false;
+    }
+  }
+
+  // l(tau) of a cost graph; otherwise 0.5 tau' C_t tau + c_t' tau with C_t symmetric.
   MPC_HOST_DEVICE S StageCost(int t, const S* x, const S* u) const {
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      if (view_.cost_graph != nullptr) return view_.cost_graph->Cost(x, u, n, view_.cost_params);
+    }
     S total = 0;
     for (int i = 0; i < n; ++i) {
       S s = 0;

@@ -37,6 +37,15 @@ GraphEvaluator* EvaluatorFor(const Problem& problem, std::unique_ptr<GraphEvalua
   return evaluator->get();
 }
 
+// The worker's evaluator of a problem's cost graph, made on first use; nullptr for the quadratic
+// cost.
+GraphEvaluator* CostEvaluatorFor(const Problem& problem,
+                                 std::unique_ptr<GraphEvaluator>* evaluator) {
+  if (problem.cost_graph == nullptr) return nullptr;
+  if (*evaluator == nullptr) *evaluator = std::make_unique<GraphEvaluator>(problem.cost_graph);
+  return evaluator->get();
+}
+
 // Lets the core ask the problem's interrupt (if any) between iterations; `watch` outlives the
 // solve.
 void WatchInterrupt(const Problem& problem, std::optional<InterruptWatch>* watch,
@@ -83,6 +92,7 @@ class CoreShapeSolver final : public ShapeSolver {
     core::IlqrBatchView<double> view =
         core::MakeIlqrBatchView<double>(layout, buffer_.data(), &settings_, &result_);
     view.graph = EvaluatorFor(problem, &graph_);
+    view.cost_graph = CostEvaluatorFor(problem, &cost_graph_);
     std::optional<InterruptWatch> watch;
     WatchInterrupt(problem, &watch, &view);
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
@@ -129,6 +139,7 @@ class CoreShapeSolver final : public ShapeSolver {
   core::ProblemSettings settings_{};
   core::ProblemResult result_{};
   std::unique_ptr<GraphEvaluator> graph_;
+  std::unique_ptr<GraphEvaluator> cost_graph_;
   core::SamplingSettings sampling_settings_{};
   core::SamplingResult sampling_result_{};
 };
@@ -178,6 +189,7 @@ class CoreShapeBackward final : public ShapeBackward {
     core::BackwardBatchView<double> view =
         core::MakeBackwardBatchView<double>(layout, buffer_.data(), &settings_, &result_);
     view.problem.graph = EvaluatorFor(*problems[0]->problem, &graph_);
+    view.problem.cost_graph = CostEvaluatorFor(*problems[0]->problem, &cost_graph_);
     return view;
   }
 
@@ -198,6 +210,7 @@ class CoreShapeBackward final : public ShapeBackward {
   core::BackwardSettings settings_{};
   core::BackwardResult result_{};
   std::unique_ptr<GraphEvaluator> graph_;
+  std::unique_ptr<GraphEvaluator> cost_graph_;
 };
 
 }  // namespace

@@ -309,6 +309,13 @@ GraphEvaluator::GraphEvaluator(std::shared_ptr<const GraphProgram> program)
       dual_values_(program_->initial_buffer.begin(), program_->initial_buffer.end()),
       dual_adjoints_(program_->initial_buffer.size()) {
   SizeStages();
+  if (program_->is_cost) {
+    const int nt = program_->state_dim;
+    tau_.resize(static_cast<std::size_t>(nt));
+    dtau_.resize(static_cast<std::size_t>(nt));
+    eigen_ = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(nt);
+    hessian_.resize(nt, nt);
+  }
 }
 
 template <>
@@ -506,7 +513,7 @@ void GraphEvaluator::ParamVjp(const double* x, const double* u, const double* th
   Load(x, u, theta);
   Forward(p.tape, values_.data());
   Fill(&adjoints_, 0.0);
-  for (int i = 0; i < p.state_dim; ++i) adjoints_[p.output + i] = lambda[i];
+  for (int i = 0; i < p.output_dim; ++i) adjoints_[p.output + i] = lambda[i];
   Reverse(p, values_.data(), adjoints_.data());
   for (int k = 0; k < p.param_dim; ++k) g[k] = adjoints_[p.theta_position() + k];
 }
@@ -526,7 +533,7 @@ void GraphEvaluator::MixedDirectional(const double* x, const double* u, const do
   for (int k = 0; k < p.param_dim; ++k) dual_values_[p.theta_position() + k] = Dual1(theta[k]);
   Forward(p.tape, dual_values_.data());
   Fill(&dual_adjoints_, Dual1(0.0));
-  for (int i = 0; i < p.state_dim; ++i) dual_adjoints_[p.output + i] = Dual1(lambda[i]);
+  for (int i = 0; i < p.output_dim; ++i) dual_adjoints_[p.output + i] = Dual1(lambda[i]);
   Reverse(p, dual_values_.data(), dual_adjoints_.data());
   for (int k = 0; k < p.param_dim; ++k) g[k] = dual_adjoints_[p.theta_position() + k].d[0];
 }
@@ -558,10 +565,77 @@ void GraphEvaluator::LambdaHessian(const double* x, const double* u, const doubl
     }
     Forward(p.tape, dual_values_.data());
     Fill(&dual_adjoints_, Dual1(0.0));
-    for (int i = 0; i < n; ++i) dual_adjoints_[p.output + i] = Dual1(lambda[i]);
+    for (int i = 0; i < p.output_dim; ++i) dual_adjoints_[p.output + i] = Dual1(lambda[i]);
     Reverse(p, dual_values_.data(), dual_adjoints_.data());
     for (int i = 0; i < nt; ++i) H[i * nt + column] = dual_adjoints_[i].d[0];
   }
+}
+
+const double* GraphEvaluator::Tau(const double* x, const double* u, int n) {
+  const int nt = program_->state_dim;
+  std::copy(x, x + n, tau_.begin());
+  std::copy(u, u + (nt - n), tau_.begin() + n);
+  return tau_.data();
+}
+
+double GraphEvaluator::Cost(const double* x, const double* u, int n, const double* theta) {
+  Load(Tau(x, u, n), nullptr, theta);
+  Forward(program_->tape, values_.data());
+  return values_[program_->output];
+}
+
+void GraphEvaluator::CostDerivatives(const double* x, const double* u, int n, const double* theta,
+                                     double* g, double* H) {
+  const int nt = program_->state_dim;
+  const double one = 1.0;
+  LambdaHessian(Tau(x, u, n), nullptr, theta, &one, H);
+  // Every sweep's adjoint values are the gradient.
+  for (int i = 0; i < nt; ++i) g[i] = dual_adjoints_[program_->x_position() + i].v;
+  for (int i = 0; i < nt; ++i) {
+    for (int j = 0; j < i; ++j) {
+      const double mean = 0.5 * (H[i * nt + j] + H[j * nt + i]);
+      H[i * nt + j] = mean;
+      H[j * nt + i] = mean;
+    }
+  }
+}
+
+bool GraphEvaluator::QuadratiseCost(const double* x, const double* u, int n, const double* theta,
+                                    double* C, double* c) {
+  const int nt = program_->state_dim;
+  CostDerivatives(x, u, n, theta, c, C);
+  const Eigen::Map<Eigen::MatrixXd> H(C, nt, nt);
+  hessian_ = H;
+  eigen_.compute(hessian_);
+  const bool project = eigen_.info() != Eigen::Success || eigen_.eigenvalues().minCoeff() < 0.0;
+  if (project) {
+    if (eigen_.info() != Eigen::Success) {
+      // Not finite: leave H as it is, the backward pass reports the problem NOT_FINITE.
+      return false;
+    }
+    const Eigen::VectorXd clipped = eigen_.eigenvalues().cwiseMax(0.0);
+    Eigen::Map<Eigen::MatrixXd>(C, nt, nt).noalias() =
+        eigen_.eigenvectors() * clipped.asDiagonal() * eigen_.eigenvectors().transpose();
+  }
+  // c = g - C tau (tau_ still holds [x; u]).
+  for (int i = 0; i < nt; ++i) {
+    double s = 0.0;
+    for (int j = 0; j < nt; ++j) s += C[i * nt + j] * tau_[j];
+    c[i] -= s;
+  }
+  return project;
+}
+
+void GraphEvaluator::SubtractCostParamGradient(const double* x, const double* u, int n,
+                                               const double* theta, const double* dx,
+                                               const double* du, double* grad) {
+  const int nt = program_->state_dim;
+  std::copy(dx, dx + n, dtau_.begin());
+  std::copy(du, du + (nt - n), dtau_.begin() + n);
+  const double one = 1.0;
+  MixedDirectional(Tau(x, u, n), nullptr, theta, &one, dtau_.data(), nullptr,
+                   param_scratch_.data());
+  for (int k = 0; k < program_->param_dim; ++k) grad[k] -= param_scratch_[k];
 }
 
 }  // namespace mpc

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "Eigen/Eigenvalues"
 #include "solver/dual.h"
 #include "solver/models/integrators.h"
 
@@ -86,11 +87,14 @@ struct GraphParameter {
 // The SHA-256 of the graph's bytes (its identity on the wire and in the batch key).
 using GraphFingerprint = std::array<std::uint64_t, 4>;
 
-// A compiled dynamics graph x_next = f(x, u; theta). Immutable once built; shared by every problem
-// and worker that uses the graph.
+// A compiled dynamics graph x_next = f(x, u; theta), or a cost graph l(tau; theta) (is_cost: its
+// one input tau = [x; u] sits where x would, state_dim = n+m, control_dim = 0, a scalar output).
+// Immutable once built; shared by every problem and worker that uses the graph.
 struct GraphProgram {
-  int state_dim = 0;                       // n: elements of x and of the output
-  int control_dim = 0;                     // m: elements of u
+  int state_dim = 0;    // n: elements of x and of the output (a cost: n+m)
+  int control_dim = 0;  // m: elements of u (a cost: 0)
+  int output_dim = 0;   // n, or 1 for a cost
+  bool is_cost = false;
   std::vector<GraphParameter> parameters;  // in the graph's initializer order
   int param_dim = 0;                       // p: elements of theta (all parameters)
   std::vector<double> default_params;      // (p): the initializers' values
@@ -146,6 +150,21 @@ class GraphEvaluator {
   void LambdaHessian(const double* x, const double* u, const double* theta, const double* lambda,
                      double* H);
 
+  // Cost graphs (program().is_cost), at tau = [x (n); u (m)]: the cost l(tau; theta); its
+  // gradient g (n+m) and exact Hessian H (n+m, n+m, symmetrised) by n+m forward-over-reverse
+  // sweeps; and one step's share of dL/dtheta in the implicit backward pass, grad (p) -=
+  // d/de [dl/dtheta](tau + e dtau) at e = 0 (one forward-over-reverse sweep).
+  double Cost(const double* x, const double* u, int n, const double* theta);
+  void CostDerivatives(const double* x, const double* u, int n, const double* theta, double* g,
+                       double* H);
+  // C (n+m, n+m) = H projected onto the positive semi-definite matrices (negative eigenvalues
+  // set to 0) and c = g - C tau: the quadratic model 0.5 tau' C tau + c' tau whose gradient at tau
+  // is g. Returns whether H needed the projection.
+  bool QuadratiseCost(const double* x, const double* u, int n, const double* theta, double* C,
+                      double* c);
+  void SubtractCostParamGradient(const double* x, const double* u, int n, const double* theta,
+                                 const double* dx, const double* du, double* grad);
+
   // The solver's discrete step F for `dt`, and the same derivatives of F as above: F = f when
   // dt.integrator is kDefault (a discrete-time graph); otherwise the graph is dx/dt = f and F its
   // integrator's step over dt.seconds, differentiated by chaining the graph's own sweeps through
@@ -191,10 +210,14 @@ class GraphEvaluator {
                             const double* lambda, const double* dx, const double* du);
 
   void Load(const double* x, const double* u, const double* theta);
+  // tau_ = [x (n); u (tau_dim - n)] for a cost graph.
+  const double* Tau(const double* x, const double* u, int n);
 
   std::shared_ptr<const GraphProgram> program_;
-  std::vector<double> values_, adjoints_, param_scratch_;
+  std::vector<double> values_, adjoints_, param_scratch_, tau_, dtau_;
   std::vector<Dual1> dual_values_, dual_adjoints_;
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eigen_;  // a cost's Hessian (sized once)
+  Eigen::MatrixXd hessian_;
   Stages<double> stages_;
   Stages<Dual1> dual_stages_;
 };

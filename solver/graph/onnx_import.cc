@@ -868,26 +868,47 @@ class GraphCompiler {
   }
 
  private:
+  // A dynamics graph has inputs x and u; a cost graph (DESIGN §12) the one input tau = [x; u],
+  // which the program keeps where x would be (control_dim 0).
   absl::Status ReadInputs(const onnx::GraphProto& graph) {
     std::set<std::string> initializers;
     for (const onnx::TensorProto& t : graph.initializer()) initializers.insert(t.name());
     const onnx::ValueInfoProto* x = nullptr;
     const onnx::ValueInfoProto* u = nullptr;
+    const onnx::ValueInfoProto* tau = nullptr;
     for (const onnx::ValueInfoProto& in : graph.input()) {
       if (initializers.count(in.name()) != 0) continue;  // older exporters list them as inputs
       if (in.name() == "x") {
         x = &in;
       } else if (in.name() == "u") {
         u = &in;
+      } else if (in.name() == "tau") {
+        tau = &in;
       } else {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "graph input '", in.name(), "': the graph's inputs must be exactly 'x' and 'u'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("graph input '", in.name(),
+                         "': the graph's inputs must be exactly 'x' and 'u' (dynamics) or 'tau' "
+                         "(a cost)"));
       }
     }
+    if (tau != nullptr) {
+      if (x != nullptr || u != nullptr) {
+        return absl::InvalidArgumentError(
+            "graph input 'tau': a cost graph has no other input ('x' and 'u' are a dynamics "
+            "graph's)");
+      }
+      MPC_ASSIGN_OR_RETURN(Shape tau_shape, InputShape(*tau));
+      program_->is_cost = true;
+      program_->state_dim = static_cast<int>(Count(tau_shape));
+      MPC_ASSIGN_OR_RETURN(const int tau_position, builder_.Allocate(Count(tau_shape)));
+      values_["tau"] = Value{tau_shape, ElementKind::kFloat, false, {}, tau_position};
+      return absl::OkStatus();
+    }
     if (x == nullptr || u == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the graph has no input '", x == nullptr ? "x" : "u",
-                       "' (its inputs must be 'x' (n) or (1, n) and 'u' (m) or (1, m))"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the graph has no input '", x == nullptr ? "x" : "u",
+          "' (its inputs must be 'x' (n) or (1, n) and 'u' (m) or (1, m), or a cost's 'tau' "
+          "(n+m) or (1, n+m))"));
     }
     MPC_ASSIGN_OR_RETURN(Shape x_shape, InputShape(*x));
     MPC_ASSIGN_OR_RETURN(Shape u_shape, InputShape(*u));
@@ -1121,7 +1142,8 @@ class GraphCompiler {
   absl::StatusOr<std::shared_ptr<const GraphProgram>> Finish(const onnx::GraphProto& graph) {
     if (graph.output_size() != 1) {
       return absl::InvalidArgumentError(
-          absl::StrCat("the graph has ", graph.output_size(), " outputs, expected one (x_next)"));
+          absl::StrCat("the graph has ", graph.output_size(),
+                       " outputs, expected one (x_next, or a cost graph's cost)"));
     }
     const std::string& name = graph.output(0).name();
     auto it = values_.find(name);
@@ -1130,11 +1152,14 @@ class GraphCompiler {
           absl::StrCat("graph output '", name, "' is not produced by any node"));
     }
     Value& output = it->second;
-    if (Count(output.shape) != program_->state_dim) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("graph output '", name, "' has shape ", ShapeString(output.shape), " (",
-                       Count(output.shape), " elements), expected n = ", program_->state_dim,
-                       " elements (the size of x)"));
+    program_->output_dim = program_->is_cost ? 1 : program_->state_dim;
+    if (Count(output.shape) != program_->output_dim) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "graph output '", name, "' has shape ", ShapeString(output.shape), " (",
+          Count(output.shape), " elements), expected ",
+          program_->is_cost
+              ? std::string("a scalar (1 element: the cost)")
+              : absl::StrCat("n = ", program_->state_dim, " elements (the size of x)")));
     }
     if (output.kind != ElementKind::kFloat) {
       return absl::InvalidArgumentError(absl::StrCat("graph output '", name, "' is not float"));

@@ -36,7 +36,9 @@ std::string Sha256Hex(std::string_view bytes);
 
 // Compiles a serialized ONNX ModelProto whose graph maps inputs `x` ((n) or (1, n)) and `u` ((m)
 // or (1, m)), float32 or float64, to one output with n elements: x_next = f(x, u; theta), theta
-// the float initializers in their order. Errors are INVALID_ARGUMENT with a message that names the
+// the float initializers in their order; or, a cost graph, the one input `tau` ((n+m) or (1, n+m))
+// to one output with a single element: l(tau; theta) (GraphProgram::is_cost). Errors are
+// INVALID_ARGUMENT with a message that names the
 // node (index, name, op type), initializer or input at fault; the caller prefixes the field.
 absl::StatusOr<std::shared_ptr<const GraphProgram>> CompileOnnxGraph(std::string_view bytes,
                                                                      const GraphLimits& limits);

@@ -317,6 +317,79 @@ def write_bad_graphs(out):
     return manifest
 
 
+class QuadraticCostGraph(torch.nn.Module):
+    """The quadratic cost 0.5 tau' C tau + c' tau written as a cost graph (C, c its parameters)."""
+
+    def __init__(self, nt):
+        super().__init__()
+        self.C = torch.nn.Parameter(torch.eye(nt) * 1.5 + 0.1)
+        self.c = torch.nn.Parameter(torch.full((nt,), 0.1))
+
+    def forward(self, tau):
+        return 0.5 * (tau * torch.matmul(self.C, tau)).sum() + (self.c * tau).sum()
+
+
+class LogCoshCost(torch.nn.Module):
+    """sum_i w_i log cosh(tau_i - goal_i): a smooth-abs tracking cost (cosh by its exponentials)."""
+
+    def __init__(self, w, goal):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(w))
+        self.goal = torch.nn.Parameter(torch.tensor(goal))
+
+    def forward(self, tau):
+        z = tau - self.goal
+        return (self.w * torch.log(0.5 * (torch.exp(z) + torch.exp(-z)))).sum()
+
+
+class WavyCost(torch.nn.Module):
+    """A quadratic tracking cost plus a * cos(k tau_2): not convex near the goal, so its Hessian
+    needs the projection to positive semi-definite."""
+
+    def __init__(self, w, goal):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(w))
+        self.goal = torch.nn.Parameter(torch.tensor(goal))
+        self.a = torch.nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, tau):
+        z = tau - self.goal
+        return 0.5 * (self.w * z * z).sum() + self.a * torch.cos(2.0 * tau[2])
+
+
+def write_cost_graphs(out):
+    """Cost graphs on the pendulum's tau (n+m = 4), with PyTorch's value, gradient and Hessian at a
+    random tau (cost_graphs.json): the oracles of cost_graph_test.cc."""
+    nt = 4
+    goal = [1.0, 0.0, 0.0, 0.0]
+    cases = {
+        "quadratic_cost_graph": QuadraticCostGraph(nt),
+        "logcosh_cost_graph": LogCoshCost([1.0, 1.0, 0.3, 0.5], goal),
+        "wavy_cost_graph": WavyCost([1.0, 1.0, 0.3, 0.5], goal),
+    }
+    manifest = []
+    for name, module in cases.items():
+        tau = torch.randn(nt) * 0.5
+        buffer = io.BytesIO()
+        torch.onnx.export(module, (tau,), buffer, input_names=["tau"], output_names=["cost"],
+                          opset_version=13, do_constant_folding=False)
+        with open(os.path.join(out, name + ".onnx"), "wb") as f:
+            f.write(buffer.getvalue())
+        value = module(tau)
+        gradient = torch.autograd.functional.jacobian(module, tau)
+        hessian = torch.autograd.functional.hessian(module, tau)
+        manifest.append({
+            "name": name,
+            "tau": tau.tolist(),
+            "cost": value.item(),
+            "gradient": gradient.reshape(-1).tolist(),
+            "hessian": hessian.reshape(-1).tolist(),
+            "params": {k: v.detach().reshape(-1).tolist() for k, v in module.named_parameters()},
+        })
+    with open(os.path.join(out, "cost_graphs.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -333,6 +406,7 @@ def main():
            os.path.join(args.out, "mlp_n4_m1_h64.onnx"), 13)
     with open(os.path.join(args.out, "graphs.json"), "w") as f:
         json.dump(manifest, f, indent=1)
+    write_cost_graphs(args.out)
     with open(os.path.join(args.out, "bad_graphs.json"), "w") as f:
         json.dump(write_bad_graphs(args.out), f, indent=1)
 
