@@ -342,35 +342,77 @@ absl::Status ConvertModel(const mpcd::v1::ModelDynamics& proto, const std::strin
   return absl::OkStatus();
 }
 
-// The graph a GraphDynamics names, from the server's registry; errors name the source field.
-absl::StatusOr<std::shared_ptr<const GraphProgram>> FindGraph(const mpcd::v1::GraphDynamics& proto,
+// The graph a GraphDynamics or CostGraph names, from the server's registry; errors name the source
+// field (`field` ends with the message's own name and a dot); a graph of the other kind (cost or
+// dynamics) is INVALID_ARGUMENT.
+template <class GraphProto>
+absl::StatusOr<std::shared_ptr<const GraphProgram>> FindGraph(const GraphProto& proto,
                                                               GraphRegistry& graphs,
-                                                              const std::string& field) {
+                                                              const std::string& field, bool cost) {
   absl::StatusOr<std::shared_ptr<const GraphProgram>> graph;
   std::string source;
   switch (proto.source_case()) {
-    case mpcd::v1::GraphDynamics::kOnnx:
+    case GraphProto::kOnnx:
       source = "onnx";
       graph = graphs.Register(proto.onnx());
       break;
-    case mpcd::v1::GraphDynamics::kSha256:
+    case GraphProto::kSha256:
       source = "sha256";
       graph = graphs.FindBySha256(proto.sha256());
       break;
-    case mpcd::v1::GraphDynamics::kName:
+    case GraphProto::kName:
       source = "name";
       graph = graphs.FindByName(proto.name());
       if (!graph.ok()) graph = absl::InvalidArgumentError(graph.status().message());
       break;
     default:
       return absl::InvalidArgumentError(
-          absl::StrCat(field, "onnx: required (or dynamics.graph.sha256 or dynamics.graph.name)"));
+          absl::StrCat(field, "onnx: required (or ", field, "sha256 or ", field, "name)"));
   }
   if (!graph.ok()) {
     return absl::Status(graph.status().code(),
                         absl::StrCat(field, source, ": ", graph.status().message()));
   }
+  if ((*graph)->is_cost != cost) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, source,
+        cost ? ": a dynamics graph (inputs 'x' and 'u'); a cost graph has the one input 'tau' "
+               "(n+m) and a scalar output"
+             : ": a cost graph (input 'tau'); dynamics graphs take inputs 'x' and 'u'"));
+  }
   return graph;
+}
+
+// theta of `graph` with the request's `parameters` by name (the graph's values for the others);
+// errors name field + "parameters[...]".
+absl::StatusOr<std::vector<double>> GraphParameters(
+    const google::protobuf::Map<std::string, Tensor>& parameters, const GraphProgram& graph,
+    const std::string& field) {
+  std::vector<double> theta = graph.default_params;
+  for (const auto& [name, tensor] : parameters) {
+    const std::string path = absl::StrCat(field, "parameters[", Quoted(name), "]");
+    const GraphParameter* parameter = nullptr;
+    std::vector<std::string> names;
+    for (const GraphParameter& p : graph.parameters) {
+      if (p.name == name) parameter = &p;
+      names.push_back(p.name);
+    }
+    if (parameter == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": the graph has no initializer of that name (it has: ", absl::StrJoin(names, ", "),
+          ")"));
+    }
+    MPC_RETURN_IF_ERROR(CheckTensorData(tensor, path));
+    const Shape given = ShapeOf(tensor);
+    if (given != parameter->shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": expected shape ", ShapeString(parameter->shape), ", got ", ShapeString(given)));
+    }
+    const std::vector<double> values = ToVector(tensor);
+    MPC_RETURN_IF_ERROR(CheckFinite(values, &given, path));
+    std::copy(values.begin(), values.end(), theta.begin() + parameter->offset);
+  }
+  return theta;
 }
 
 // Sets problem->dt and integrator from a GraphDynamics: kDefault for a discrete-time graph, which
@@ -410,36 +452,58 @@ absl::Status ConvertGraph(const mpcd::v1::GraphDynamics& proto, const RequestLim
         absl::StrCat(prefix, "dynamics.graph: graph dynamics are not enabled here"));
   }
   MPC_ASSIGN_OR_RETURN(std::shared_ptr<const GraphProgram> graph,
-                       FindGraph(proto, *limits.graphs, field));
+                       FindGraph(proto, *limits.graphs, field, /*cost=*/false));
   problem->shape.dynamics = DynamicsId::Graph(graph->fingerprint.data());
   problem->shape.state_dim = graph->state_dim;
   problem->shape.control_dim = graph->control_dim;
-  problem->params = graph->default_params;
-  for (const auto& [name, tensor] : proto.parameters()) {
-    const std::string path = absl::StrCat(field, "parameters[", Quoted(name), "]");
-    const GraphParameter* parameter = nullptr;
-    std::vector<std::string> names;
-    for (const GraphParameter& p : graph->parameters) {
-      if (p.name == name) parameter = &p;
-      names.push_back(p.name);
-    }
-    if (parameter == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": the graph has no initializer of that name (it has: ", absl::StrJoin(names, ", "),
-          ")"));
-    }
-    MPC_RETURN_IF_ERROR(CheckTensorData(tensor, path));
-    const Shape given = ShapeOf(tensor);
-    if (given != parameter->shape) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": expected shape ", ShapeString(parameter->shape), ", got ", ShapeString(given)));
-    }
-    const std::vector<double> values = ToVector(tensor);
-    MPC_RETURN_IF_ERROR(CheckFinite(values, &given, path));
-    std::copy(values.begin(), values.end(), problem->params.begin() + parameter->offset);
-  }
+  MPC_ASSIGN_OR_RETURN(problem->params, GraphParameters(proto.parameters(), *graph, field));
   problem->graph = std::move(graph);
   return ConvertGraphTimeStep(proto, field, problem);
+}
+
+// Sets problem->shape.cost_graph, cost_graph and cost_params from a CostGraph, once the problem's
+// n and m are known, and zeros for the T slices of C and c the core quadratises the graph into.
+absl::Status ConvertCostGraph(const mpcd::v1::Problem& proto, const RequestLimits& limits,
+                              const std::string& prefix, Problem* problem) {
+  const std::string field = prefix + "cost_graph.";
+  if (limits.graphs == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "cost_graph: graphs are not enabled here"));
+  }
+  for (const auto& [given, name] :
+       {std::pair{IsPresent(proto.cost().quadratic()), "cost.quadratic"},
+        std::pair{IsPresent(proto.cost().linear()), "cost.linear"},
+        std::pair{proto.has_tracking(), "tracking"}}) {
+    if (given) {
+      return absl::InvalidArgumentError(absl::StrCat(prefix, name, ": give either cost_graph or ",
+                                                     name, ", not both (cost_graph is the cost)"));
+    }
+  }
+  MPC_ASSIGN_OR_RETURN(std::shared_ptr<const GraphProgram> graph,
+                       FindGraph(proto.cost_graph(), *limits.graphs, field, /*cost=*/true));
+  ProblemShape& shape = problem->shape;
+  if (graph->state_dim != shape.tau_dim()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, "onnx: the graph's input 'tau' has ", graph->state_dim, " elements, expected n+m = ",
+        shape.tau_dim(), " (n = ", shape.state_dim, ", m = ", shape.control_dim, ")"));
+  }
+  MPC_ASSIGN_OR_RETURN(problem->cost_params,
+                       GraphParameters(proto.cost_graph().parameters(), *graph, field));
+  std::copy(graph->fingerprint.begin(), graph->fingerprint.end(), shape.cost_graph);
+  const std::size_t T = shape.horizon, nt = shape.tau_dim();
+  problem->cost_quadratic.assign(T * nt * nt, 0.0);
+  problem->cost_linear.assign(T * nt, 0.0);
+  problem->cost_graph = std::move(graph);
+  if (UsesSampling(problem->options.method)) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "cost_graph: options.method ",
+                                                   SolverMethodName(problem->options.method),
+                                                   " does not take a cost graph yet (use ILQR)"));
+  }
+  if (proto.slew_rate_penalty() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "slew_rate_penalty: not supported with cost_graph yet"));
+  }
+  return absl::OkStatus();
 }
 
 // Linear dynamics: n comes from x_init, m from the last dimension of the transition. Messages
@@ -850,6 +914,9 @@ void FillFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged
   if (!merged->has_tracking() && shared.has_tracking()) {
     *merged->mutable_tracking() = shared.tracking();
   }
+  if (!merged->has_cost_graph() && shared.has_cost_graph()) {
+    *merged->mutable_cost_graph() = shared.cost_graph();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -916,6 +983,11 @@ absl::StatusOr<int> CheckBatched(const mpcd::v1::BatchedProblems& batched, int l
     return absl::InvalidArgumentError(
         "batched.graph_parameters: only in responses (send a graph's parameters in "
         "dynamics.graph.parameters)");
+  }
+  if (!batched.cost_graph_parameters().empty()) {
+    return absl::InvalidArgumentError(
+        "batched.cost_graph_parameters: only in responses (send a cost graph's parameters in "
+        "cost_graph.parameters)");
   }
   const auto tensors = BatchedTensors(batched);
   const bool any = std::any_of(tensors.begin(), tensors.end(),
@@ -1191,7 +1263,9 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   for (ArrayField field : kProblemArrays) {
     const Tensor* tensor = TensorOf(proto, field);
     if (tensor == nullptr) continue;
-    if (field == ArrayField::kCostQuadratic && proto.has_tracking()) continue;
+    if (field == ArrayField::kCostQuadratic && (proto.has_tracking() || proto.has_cost_graph())) {
+      continue;
+    }
     const ArraySpec spec = ArraySpecFor(field, problem.shape);
     if (CheckTensorShape(*tensor, spec, "").ok()) continue;
     found.push_back(CheckTensorShape(*tensor, spec, p + spec.name));
@@ -1212,6 +1286,7 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   problem.u_init = ToVector(proto.u_init());
   problem.options = options;
   if (proto.has_tracking()) MPC_RETURN_IF_ERROR(ApplyTracking(proto, p, &problem));
+  if (proto.has_cost_graph()) MPC_RETURN_IF_ERROR(ConvertCostGraph(proto, limits, p, &problem));
 
   MPC_RETURN_IF_ERROR(ConvertStageConstraints(proto, p, &problem));
 
@@ -1265,6 +1340,12 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
       problem = absl::InvalidArgumentError(absl::StrCat(
           request.return_x_init_jacobian() ? "return_x_init_jacobian" : "return_params_jacobian",
           ": not available with problems[", i, "].slew_rate_penalty"));
+    } else if (problem.ok() &&
+               (options.compute_x_init_jacobian || options.compute_params_jacobian) &&
+               problem->cost_graph != nullptr) {
+      problem = absl::InvalidArgumentError(absl::StrCat(
+          request.return_x_init_jacobian() ? "return_x_init_jacobian" : "return_params_jacobian",
+          ": not available with problems[", i, "].cost_graph yet"));
     } else if (problem.ok() && options.compute_params_jacobian &&
                problem->shape.dynamics.is_linear()) {
       problem = absl::InvalidArgumentError(absl::StrCat(
@@ -1328,6 +1409,7 @@ void ToProtoSolution(const Problem& problem, const Solution& augmented, mpcd::v1
   out->set_step_norm(solution.step_norm);
   out->set_regularization(solution.regularization);
   out->set_max_constraint_violation(solution.max_constraint_violation);
+  out->set_cost_hessian_projections(static_cast<std::uint32_t>(solution.cost_hessian_projections));
   out->set_method(ToProtoSolverMethod(problem.options.method));
   const SolverOptions& options = problem.options;
   if (options.compute_x_init_jacobian || options.compute_params_jacobian) {
@@ -1384,6 +1466,8 @@ void ToStackedSolveResponse(absl::Span<const Solution> solutions,
     out->add_step_norm(solution.step_norm);
     out->add_regularization(solution.regularization);
     out->add_max_constraint_violation(solution.max_constraint_violation);
+    out->add_cost_hessian_projections(
+        static_cast<std::uint32_t>(solution.cost_hessian_projections));
   }
   if (options.compute_gains) {
     stack({T, m, n}, &Solution::feedback, out->mutable_feedback());
@@ -1690,9 +1774,11 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
 
 namespace {
 
-// dL/dtheta (the graph's param_dim) as one Tensor per initializer, shaped like it.
+// dL/dtheta (the graph's param_dim) as one Tensor per initializer, shaped like it, into a
+// GraphDynamics or a CostGraph.
+template <class GraphProto>
 void SetGraphGradient(const GraphProgram& graph, const std::vector<double>& gradient,
-                      mpcd::v1::GraphDynamics* out) {
+                      GraphProto* out) {
   out->set_sha256(graph.sha256);
   for (const GraphParameter& parameter : graph.parameters) {
     const auto begin = gradient.begin() + std::min<std::size_t>(parameter.offset, gradient.size());
@@ -1767,6 +1853,25 @@ ProblemShape ShapeForGradient(const mpcd::v1::BackwardRequest& request,
 }
 
 // BackwardResponse.stacked_gradients (equal shapes: ToBackwardProblems checked them).
+// dL/d(each initializer of `graph`) stacked (B, <its shape>) into `out` by name, from each
+// gradient's `theta` (a dynamics graph's params or a cost graph's cost_params).
+void StackGraphGradient(mpcd::v1::TensorEncoding encoding, const GraphProgram& graph,
+                        absl::Span<const ProblemGradient> gradients,
+                        std::vector<double> ProblemGradient::*theta,
+                        google::protobuf::Map<std::string, Tensor>* out) {
+  for (const GraphParameter& parameter : graph.parameters) {
+    SetStackedTensor(
+        encoding, parameter.shape, static_cast<int>(gradients.size()),
+        [&](int b) {
+          const std::vector<double>& params = gradients[b].*theta;
+          const std::size_t end = std::size_t(parameter.offset) + parameter.size;
+          if (params.size() < end) return absl::Span<const double>();
+          return absl::Span<const double>(params).subspan(parameter.offset, parameter.size);
+        },
+        &(*out)[parameter.name]);
+  }
+}
+
 void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
                                absl::Span<const ProblemGradient> gradients,
                                absl::Span<const Problem> problems,
@@ -1804,8 +1909,11 @@ void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
   };
   out->set_count(static_cast<std::uint32_t>(count));
   stack({shape.state_dim}, &ProblemGradient::x_init, out->mutable_x_init());
-  stack(shapes.cost_quadratic, &ProblemGradient::cost_quadratic, out->mutable_cost_quadratic());
-  stack(shapes.cost_linear, &ProblemGradient::cost_linear, out->mutable_cost_linear());
+  // A cost graph's C and c are its quadratisation's: its parameters' gradients come below.
+  if (problems.empty() || problems[0].cost_graph == nullptr) {
+    stack(shapes.cost_quadratic, &ProblemGradient::cost_quadratic, out->mutable_cost_quadratic());
+    stack(shapes.cost_linear, &ProblemGradient::cost_linear, out->mutable_cost_linear());
+  }
   switch (in.dynamics().kind_case()) {
     case mpcd::v1::Dynamics::kLinear:
       stack(shapes.transition, &ProblemGradient::transition, out->mutable_transition());
@@ -1813,22 +1921,17 @@ void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
       break;
     case mpcd::v1::Dynamics::kGraph:
       if (!problems.empty() && problems[0].graph != nullptr) {
-        for (const GraphParameter& parameter : problems[0].graph->parameters) {
-          SetStackedTensor(
-              encoding, parameter.shape, count,
-              [&](int b) {
-                const std::vector<double>& params = gradients[b].params;
-                const std::size_t end = std::size_t(parameter.offset) + parameter.size;
-                if (params.size() < end) return absl::Span<const double>();
-                return absl::Span<const double>(params).subspan(parameter.offset, parameter.size);
-              },
-              &(*out->mutable_graph_parameters())[parameter.name]);
-        }
+        StackGraphGradient(encoding, *problems[0].graph, gradients, &ProblemGradient::params,
+                           out->mutable_graph_parameters());
       }
       break;
     default:
       stack({static_cast<std::int64_t>(gradients[0].params.size())}, &ProblemGradient::params,
             out->mutable_model_params());
+  }
+  if (!problems.empty() && problems[0].cost_graph != nullptr) {
+    StackGraphGradient(encoding, *problems[0].cost_graph, gradients, &ProblemGradient::cost_params,
+                       out->mutable_cost_graph_parameters());
   }
   for (const ProblemGradient& gradient : gradients) {
     ToProtoDiagnostics(gradient, response->add_diagnostics());
@@ -1858,6 +1961,10 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
       // Only the converted problem knows m for sure (the gradient's c may be per step).
       if (i < problems.size()) {
         SetTrackingGradient(in.tracking(), CallerShape(problems[i]), g, out->mutable_tracking());
+      }
+    } else if (in.has_cost_graph()) {
+      if (i < problems.size() && problems[i].cost_graph != nullptr) {
+        SetGraphGradient(*problems[i].cost_graph, g.cost_params, out->mutable_cost_graph());
       }
     } else {
       SetTensor(shapes.cost_quadratic, g.cost_quadratic, out->mutable_cost()->mutable_quadratic());

@@ -47,6 +47,7 @@ from mpcd.client import (  # noqa: E402
     Client,
     ControlSession,
     ControlStep,
+    CostGraph,
     DeadlineExceededError,
     FieldViolation,
     Gradient,
@@ -65,7 +66,8 @@ from mpcd.client import (  # noqa: E402
 )
 
 __all__ = [
-    "BackwardResult", "Client", "ControlSession", "ControlStep", "DeadlineExceededError",
+    "BackwardResult", "Client", "ControlSession", "ControlStep", "CostGraph",
+    "DeadlineExceededError",
     "FieldViolation", "Gradient", "InvalidArgumentError",
     "Linear", "Model", "ModelInfo", "MpcdError", "Problem", "Solution", "SolveResult",
     "UnavailableError", "Batch", "StackedSolveResult", "StackedGradients", "Tracking",

@@ -140,6 +140,19 @@ class Tracking:
 
 
 @dataclasses.dataclass
+class CostGraph:
+    """A stage cost l(tau_t; theta) given as an ONNX graph (mpcd.proto's CostGraph,
+    docs/graphs.md "Costs as graphs"), the same at every t: onnx, a serialized ModelProto with the
+    one input "tau" (n+m) or (1, n+m) and a scalar output, or the sha256 or --model_dir name of a
+    graph the server holds; parameters, new initializer values by name (numpy arrays shaped like
+    each). In a Gradient, parameters holds dL/d(each initializer)."""
+    onnx: Optional[bytes] = None
+    sha256: Optional[str] = None
+    name: Optional[str] = None
+    parameters: Optional[dict] = None
+
+
+@dataclasses.dataclass
 class Problem:
     """One problem (shapes in the module docstring). As a request's `template`, any field may be
     None: every problem takes each template field it leaves None (mpcd.proto's merge rule). Give
@@ -163,6 +176,8 @@ class Problem:
     x_upper: Optional[np.ndarray] = None
     constraints: Optional[Tuple[np.ndarray, np.ndarray]] = None
     tracking: Optional[Tracking] = None
+    # In place of C, c and tracking: a stage cost graph.
+    cost_graph: Optional[CostGraph] = None
 
 
 @dataclasses.dataclass
@@ -184,6 +199,8 @@ class Solution:
     method: str = "ILQR"
     # max over t and constraint rows of max(0, G_t tau_t - h_t), state bounds included.
     max_constraint_violation: float = 0.0
+    # A cost graph's stage quadratisations whose Hessian was projected to positive semi-definite.
+    cost_hessian_projections: int = 0
 
 
 @dataclasses.dataclass
@@ -208,6 +225,8 @@ class Gradient:
     diagnostics: dict
     # A problem with a tracking cost: dL/d(its goals and weights) (then C and c are None).
     tracking: Optional[Tracking] = None
+    # A problem with a cost graph: dL/d(its parameters) (then C and c are None).
+    cost_graph: Optional[CostGraph] = None
 
 
 @dataclasses.dataclass
@@ -408,6 +427,16 @@ def problem_to_proto(problem: Problem) -> "mpcd_pb2.Problem":
     if problem.tracking is not None:
         for name in TRACKING_FIELDS:
             _set_optional(getattr(message.tracking, name), getattr(problem.tracking, name))
+    if problem.cost_graph is not None:
+        graph = problem.cost_graph
+        if graph.onnx is not None:
+            message.cost_graph.onnx = graph.onnx
+        elif graph.sha256 is not None:
+            message.cost_graph.sha256 = graph.sha256
+        elif graph.name is not None:
+            message.cost_graph.name = graph.name
+        for name, value in (graph.parameters or {}).items():
+            to_tensor(value, message.cost_graph.parameters[name])
     return message
 
 
@@ -487,13 +516,19 @@ def _solution_from_proto(message):
         jacobian_diagnostics=(_diagnostics_to_dict(message.jacobian_diagnostics)
                               if has_jacobian else None),
         method=mpcd_pb2.SolverMethod.Name(message.method),
-        max_constraint_violation=message.max_constraint_violation)
+        max_constraint_violation=message.max_constraint_violation,
+        cost_hessian_projections=message.cost_hessian_projections)
 
 
 def _gradient_from_proto(message, diagnostics):
     linear = message.dynamics.HasField("linear")
     model = message.dynamics.HasField("model")
+    cost_graph = message.HasField("cost_graph")
     return Gradient(
+        cost_graph=(CostGraph(sha256=message.cost_graph.sha256,
+                              parameters={name: from_tensor(t) for name, t
+                                          in message.cost_graph.parameters.items()})
+                    if cost_graph else None),
         x_init=from_tensor(message.x_init),
         C=from_tensor(message.cost.quadratic),
         c=from_tensor(message.cost.linear),

@@ -13,7 +13,8 @@ model params (p) shared by the batch or (B, p). Returns x (T, B, n), u (T, B, m)
 dx may also be any torch.nn.Module with mpc.pytorch's convention, dx(x (B, n), u (B, m)) -> x_next
 (B, n): it is exported to ONNX once per module structure and solved as a dynamics graph, its
 parameters sent by name in every request and their gradients returned to module.parameters()
-(docs/graphs.md).
+(docs/graphs.md). So may cost, cost(tau (B, n+m)) -> (B,), the same at every step: it is sent as a
+cost graph (docs/graphs.md "Costs as graphs") and its parameters get their gradients too.
 
 Forward is one Solve call for the whole batch, backward one Backward call (a vector-Jacobian
 product); gradients flow to x_init, C, c, F, f and the model's params, each shaped like its input
@@ -155,11 +156,12 @@ class ContinuousDx(torch.nn.Module):
 
 
 class _ModuleGraph:
-    """A torch.nn.Module exported as a dynamics graph: the ONNX bytes, their SHA-256 and the
-    module's parameters that are graph initializers, by name, in the order theta concatenates
-    them."""
+    """A torch.nn.Module exported as a dynamics graph (dx(x, u) -> x_next) or, with cost=True, as
+    a cost graph (mpc.pytorch's module cost: cost(tau (1, n+m)) -> (1,)): the ONNX bytes, their
+    SHA-256 and the module's parameters that are graph initializers, by name, in the order theta
+    concatenates them."""
 
-    def __init__(self, module, n, m):
+    def __init__(self, module, n, m, cost=False):
         # Exported from a float64 copy whose parameters hold distinct placeholder values:
         # torch.onnx.export can merge parameters of equal value into one initializer, and every
         # parameter object must keep its own (the request sends the real values by name).
@@ -169,8 +171,12 @@ class _ModuleGraph:
             for parameter in clone.parameters():
                 parameter.copy_(torch.rand(parameter.shape, generator=generator,
                                            dtype=torch.float64) + 0.5)
-        x = torch.zeros(1, n, dtype=torch.float64)
-        u = torch.zeros(1, m, dtype=torch.float64)
+        if cost:
+            inputs, input_names, output_names = ((torch.zeros(1, n + m, dtype=torch.float64),),
+                                                 ["tau"], ["cost"])
+        else:
+            inputs = (torch.zeros(1, n, dtype=torch.float64), torch.zeros(1, m, dtype=torch.float64))
+            input_names, output_names = ["x", "u"], ["x_next"]
         buffer = io.BytesIO()
         # The exporter types 0-d tensors (x[:, 0], scalar parameters) by the default dtype: under
         # float32 it would add Casts to float32 that the module's float64 forward does not do.
@@ -178,11 +184,12 @@ class _ModuleGraph:
         torch.set_default_dtype(torch.float64)
         try:
             # Without constant folding, which renames or folds parameters away.
-            torch.onnx.export(clone, (x, u), buffer, input_names=["x", "u"],
-                              output_names=["x_next"], opset_version=13,
+            torch.onnx.export(clone, inputs, buffer, input_names=input_names,
+                              output_names=output_names, opset_version=13,
                               do_constant_folding=False)
         except Exception as e:  # the exporter names the op it cannot handle
-            raise TypeError("MPC: dx cannot be exported to ONNX: %s" % e) from e
+            raise TypeError("MPC: %s cannot be exported to ONNX: %s" % (
+                "cost" if cost else "dx", e)) from e
         finally:
             torch.set_default_dtype(default_dtype)
         self.onnx = buffer.getvalue()
@@ -202,7 +209,7 @@ class _ModuleGraph:
         return torch.cat([parameters[name].reshape(-1) for name in self.names])
 
     def write(self, theta, client, graph):
-        """Fills a GraphDynamics: the hash once the client registered the graph, else the bytes;
+        """Fills a GraphDynamics or CostGraph: the hash once the client registered the graph, else the bytes;
         every parameter by name."""
         if client in self.registered:
             graph.sha256 = self.sha256
@@ -225,16 +232,16 @@ _MODULE_GRAPHS = weakref.WeakKeyDictionary()
 _MODULE_GRAPHS_LOCK = threading.Lock()
 
 
-def _module_graph(module, n, m):
+def _module_graph(module, n, m, cost=False):
     """The module's export, made again only when its structure (repr, parameter names, shapes,
-    n, m) changed."""
+    n, m, dynamics or cost) changed."""
     key = (repr(module), tuple((name, tuple(p.shape)) for name, p in module.named_parameters()),
-           n, m)
+           n, m, cost)
     with _MODULE_GRAPHS_LOCK:
         cached = _MODULE_GRAPHS.get(module)
         if cached is not None and cached[0] == key:
             return cached[1]
-    graph = _ModuleGraph(module, n, m)
+    graph = _ModuleGraph(module, n, m, cost)
     with _MODULE_GRAPHS_LOCK:
         _MODULE_GRAPHS[module] = (key, graph)
     return graph
@@ -246,12 +253,17 @@ def _call(spec, method, request):
     try:
         response = spec.client._call(method, request, spec.timeout)
     except MpcdError as e:
-        if spec.graph is None or e.code != grpc.StatusCode.FAILED_PRECONDITION:
+        if ((spec.graph is None and spec.cost_graph is None) or
+                e.code != grpc.StatusCode.FAILED_PRECONDITION):
             raise
-        request.problem_template.dynamics.graph.onnx = spec.graph.onnx
+        if spec.graph is not None:
+            request.problem_template.dynamics.graph.onnx = spec.graph.onnx
+        if spec.cost_graph is not None:
+            request.problem_template.cost_graph.onnx = spec.cost_graph.onnx
         response = spec.client._call(method, request, spec.timeout)
-    if spec.graph is not None:
-        spec.graph.registered.add(spec.client)
+    for graph in (spec.graph, spec.cost_graph):
+        if graph is not None:
+            graph.registered.add(spec.client)
     return response
 
 
@@ -375,7 +387,7 @@ def _solve_request(spec, arrays):
     B = spec.n_batch
     request.batched.count = B
     wire = {name: spec.layouts[name].wire_array(array) for name, array in arrays.items()
-            if array is not None and name != "params"}
+            if array is not None and name not in ("params", "cost_params")}
     per_problem = {name for name in wire if spec.layouts[name].batch_axis is not None}
     for name in list(per_problem):
         if _same_for_every_problem(wire[name]):
@@ -393,6 +405,8 @@ def _solve_request(spec, arrays):
             to_tensor(array, _TEMPLATE_FIELDS[name](request.problem_template))
     params = arrays.get("params")
     shared = request.problem_template
+    if spec.cost_graph is not None:
+        spec.cost_graph.write(arrays["cost_params"], spec.client, shared.cost_graph)
     if spec.graph is not None:
         spec.graph.write(params, spec.client, shared.dynamics.graph)
         if spec.continuous is not None:
@@ -419,10 +433,10 @@ class _MpcFunction(torch.autograd.Function):
     """Forward: one Solve for the batch. Backward: one Backward (vector-Jacobian product)."""
 
     @staticmethod
-    def forward(ctx, spec, x_init, C, c, F, f, params):
+    def forward(ctx, spec, x_init, C, c, F, f, params, cost_params):
         arrays = {name: _numpy(t) for name, t in
                   (("x_init", x_init), ("C", C), ("c", c), ("F", F), ("f", f),
-                   ("params", params))}
+                   ("params", params), ("cost_params", cost_params))}
         arrays.update(spec.extra)
         request = _solve_request(spec, arrays)
         response = _call(spec, spec.client.stub.Solve, request)
@@ -456,11 +470,11 @@ class _MpcFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_x, grad_u, _grad_costs):
         spec = ctx.spec
-        names = ("x_init", "C", "c", "F", "f", "params")
+        names = ("x_init", "C", "c", "F", "f", "params", "cost_params")
         wanted = [name for name, needs in zip(names, ctx.needs_input_grad[1:])
                   if needs and name in spec.layouts]
         if not wanted:
-            return (None,) * 7
+            return (None,) * 8
         B = spec.n_batch
         # float32 inputs get float32 gradients (rounded once by the server).
         float32 = all(spec.dtypes[name] == torch.float32 for name in wanted)
@@ -472,6 +486,8 @@ class _MpcFunction(torch.autograd.Function):
         request.problem_template.CopyFrom(ctx.request.problem_template)
         if spec.graph is not None:  # the Solve registered it
             request.problem_template.dynamics.graph.sha256 = spec.graph.sha256
+        if spec.cost_graph is not None:
+            request.problem_template.cost_graph.sha256 = spec.cost_graph.sha256
         request.batched.CopyFrom(ctx.request.batched)
         solutions = ctx.response.stacked
         request.stacked_solutions.x.CopyFrom(solutions.x)
@@ -496,7 +512,9 @@ class _MpcFunction(torch.autograd.Function):
         }
         grads = {}
         for name in wanted:
-            if name == "params" and spec.graph is not None:
+            if name == "cost_params":
+                grad = spec.cost_graph.stacked_gradient(stacked.cost_graph_parameters, B)
+            elif name == "params" and spec.graph is not None:
                 grad = spec.graph.stacked_gradient(stacked.graph_parameters, B)
             elif name == "params":
                 grad = _stacked(stacked.model_params)
@@ -574,8 +592,11 @@ class MPC(torch.nn.Module):
 
     def forward(self, x_init, cost, dx):
         # Duck-typed, so that mpc.pytorch's own QuadCost and LinDx namedtuples work too.
-        if not (hasattr(cost, "C") and hasattr(cost, "c")):
-            raise TypeError("MPC: cost must be a QuadCost(C, c) (mpcd solves quadratic costs)")
+        module_cost = isinstance(cost, torch.nn.Module) and not (hasattr(cost, "C") and
+                                                                 hasattr(cost, "c"))
+        if not (module_cost or (hasattr(cost, "C") and hasattr(cost, "c"))):
+            raise TypeError("MPC: cost must be a QuadCost(C, c) or a torch.nn.Module "
+                            "cost(tau (B, n_state + n_ctrl)) -> (B,)")
         module = isinstance(dx, torch.nn.Module) and not (hasattr(dx, "F") and hasattr(dx, "f"))
         if not (module or isinstance(dx, ModelDx) or (hasattr(dx, "F") and hasattr(dx, "f"))):
             raise TypeError("MPC: dx must be LinDx(F, f), a built-in model (mpcd.torch.ModelDx, "
@@ -595,9 +616,17 @@ class MPC(torch.nn.Module):
         spec.exit_unconverged, spec.detach_unconverged = self.exit_unconverged, self.detach_unconverged
         spec.layouts = {"x_init": _Layout(x_init.shape, 0)}
 
-        C, c = cost.C, cost.c
-        _check_dims("C", C, {2: "(n_tau, n_tau)", 3: "(T, n_tau, n_tau)", 4: "(T, B, n_tau, n_tau)"})
-        spec.layouts["C"] = _Layout(C.shape, 1 if C.dim() == 4 else None)
+        C = c = cost_params = spec.cost_graph = None
+        if module_cost:
+            # Sent as a cost graph (docs/graphs.md "Costs as graphs"), its weights by name.
+            spec.cost_graph = _module_graph(cost, n, m, cost=True)
+            cost_params = spec.cost_graph.theta(cost)
+            spec.layouts["cost_params"] = _Layout(cost_params.shape, None)
+        else:
+            C, c = cost.C, cost.c
+            _check_dims("C", C, {2: "(n_tau, n_tau)", 3: "(T, n_tau, n_tau)",
+                                 4: "(T, B, n_tau, n_tau)"})
+            spec.layouts["C"] = _Layout(C.shape, 1 if C.dim() == 4 else None)
         if c is not None:
             _check_dims("c", c, {1: "(n_tau)", 2: "(T, n_tau)", 3: "(T, B, n_tau)"})
             spec.layouts["c"] = _Layout(c.shape, 1 if c.dim() == 3 else None)
@@ -628,12 +657,10 @@ class MPC(torch.nn.Module):
                 _check_dims("params", params, {1: "(p)", 2: "(B, p)"})
                 spec.layouts["params"] = _Layout(params.shape, 0 if params.dim() == 2 else None)
 
-        spec.dtypes = {name: t.dtype for name, t in
-                       (("x_init", x_init), ("C", C), ("c", c), ("F", F), ("f", f),
-                        ("params", params)) if t is not None}
-        spec.devices = {name: t.device for name, t in
-                        (("x_init", x_init), ("C", C), ("c", c), ("F", F), ("f", f),
-                         ("params", params)) if t is not None}
+        inputs = (("x_init", x_init), ("C", C), ("c", c), ("F", F), ("f", f),
+                  ("params", params), ("cost_params", cost_params))
+        spec.dtypes = {name: t.dtype for name, t in inputs if t is not None}
+        spec.devices = {name: t.device for name, t in inputs if t is not None}
         spec.n, spec.m = n, m
         # Bounds and the warm start: not differentiated, sent like the other inputs.
         spec.extra = {}
@@ -660,8 +687,8 @@ class MPC(torch.nn.Module):
 
         if not self.backprop:
             with torch.no_grad():
-                return _MpcFunction.apply(spec, x_init, C, c, F, f, params)
-        return _MpcFunction.apply(spec, x_init, C, c, F, f, params)
+                return _MpcFunction.apply(spec, x_init, C, c, F, f, params, cost_params)
+        return _MpcFunction.apply(spec, x_init, C, c, F, f, params, cost_params)
 
     def _controls(self, name, bound):
         """A bound as an array and its layout: (m) shared by the batch, or (T, B, m)."""
