@@ -35,6 +35,10 @@ constexpr double kInitialPenalty = 1.0;
 constexpr double kMaxPenalty = 1e8;
 constexpr double kPenaltyProgress = 0.25;
 
+// Steps of a linearisation or backward pass between two stop checks: one long iteration (a long
+// horizon, a large state) stops within a fraction of itself, a short one checks at most once.
+constexpr int kStopCheckStride = 32;
+
 // GCC 12 at -O3 reports the small local arrays below as maybe-uninitialized when their loop bounds
 // are run-time sizes (they are zero-initialised); the warning is a known false positive there.
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
@@ -112,7 +116,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   }
 
  private:
-  enum PassResult { kOk, kNotPositiveDefinite, kNotFinite };
+  enum PassResult { kOk, kNotPositiveDefinite, kNotFinite, kStopped };
 
   // The iLQR from the current controls u_ until convergence, a stall or max_iterations; leaves
   // the returned iterate in best_x, best_u and its cost (with the constraints' penalty, if any) in
@@ -141,9 +145,10 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     for (int iteration = 1; iteration <= settings_.max_iterations; ++iteration) {
       if (StopRequested()) break;
       out.iterations = iteration;
-      Linearize();
-      if (!BackwardPassWithRegularization()) {
-        broke_down = true;
+      if (!Linearize()) break;
+      const PassResult pass = BackwardPassWithRegularization();
+      if (pass != kOk) {
+        broke_down = pass == kNotFinite;
         break;
       }
       S step_norm = 0;
@@ -306,6 +311,12 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
 
   MPC_HOST_DEVICE static S Infinity() { return static_cast<S>(HUGE_VAL); }
 
+  // StopRequested at every kStopCheckStride-th step of a pass, while stops are allowed (not in
+  // Finish's gains pass).
+  MPC_HOST_DEVICE bool StopRequestedAtStep(int step) {
+    return stops_allowed_ && step % kStopCheckStride == kStopCheckStride - 1 && StopRequested();
+  }
+
   // The executor's stop flag or (host only) its stop query, sticky once true.
   MPC_HOST_DEVICE bool StopRequested() {
     if (!stop_requested_ && view_.stop_flags != nullptr) {
@@ -377,8 +388,9 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     return cost;
   }
 
-  // A_t, B_t at the current trajectory (linear dynamics are read from the problem).
-  MPC_HOST_DEVICE void Linearize() {
+  // A_t, B_t at the current trajectory (linear dynamics are read from the problem). False when
+  // a stop was requested on the way (A, B then incomplete).
+  MPC_HOST_DEVICE bool Linearize() {
     if constexpr (!Dynamics::kIsLinear) {
       ScratchScope<S> scope(arena_);
       LocalArray<S, NX> x(arena_, n), next(arena_, n);
@@ -386,6 +398,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
       LocalArray<S, NX * NX> A(arena_, n * n);
       LocalArray<S, NX * NU> B(arena_, n * m);
       for (int t = 0; t + 1 < T_; ++t) {
+        if (StopRequestedAtStep(t)) return false;
         LoadX(x_, t, x);
         LoadU(u_, t, u);
         StepAndJacobians(x, u, next, A, B);
@@ -393,6 +406,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
         for (int e = 0; e < n * m; ++e) At(view_.B, t * n * m + e) = B[e];
       }
     }
+    return true;
   }
 
   MPC_HOST_DEVICE bool IncreaseRegularization() {
@@ -400,18 +414,13 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     return mu_ <= S(kMaxRegularization);
   }
 
-  // Repeats the backward pass with growing mu until every Quu + mu I is positive definite.
-  MPC_HOST_DEVICE bool BackwardPassWithRegularization() {
+  // Repeats the backward pass with growing mu until every Quu + mu I is positive definite:
+  // kOk, kStopped, or kNotFinite (also when no mu helped).
+  MPC_HOST_DEVICE PassResult BackwardPassWithRegularization() {
     while (true) {
-      switch (BackwardPass()) {
-        case kOk:
-          return true;
-        case kNotPositiveDefinite:
-          if (!IncreaseRegularization()) return false;
-          break;
-        case kNotFinite:
-          return false;
-      }
+      const PassResult result = BackwardPass();
+      if (result != kNotPositiveDefinite) return result;
+      if (!IncreaseRegularization()) return kNotFinite;
     }
   }
 
@@ -430,6 +439,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     LocalArray<S, NX> x(arena_, n), qx(arena_, n);
     LocalArray<S, NU> u(arena_, m), k(arena_, m);
     for (int t = T_ - 1; t >= 0; --t) {
+      if (StopRequestedAtStep(T_ - 1 - t)) return kStopped;
       LoadX(x_, t, x);
       LoadU(u_, t, u);
       for (int i = 0; i < n; ++i) {
@@ -697,9 +707,10 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     if (settings_.compute_gains == 0) return;
     Copy(view_.best_x, x_, T_ * n);
     Copy(view_.best_u, u_, T_ * m);
+    stops_allowed_ = false;
     Linearize();
     mu_ = 0;
-    if (status == kDeviceNotFinite || !BackwardPassWithRegularization()) {
+    if (status == kDeviceNotFinite || BackwardPassWithRegularization() != kOk) {
       for (int e = 0; e < T_ * m * n; ++e) At(view_.K, e) = 0;
       for (int e = 0; e < T_ * m; ++e) At(view_.k, e) = 0;
     }
@@ -715,7 +726,8 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
 
   S mu_ = 0;
   bool stop_requested_ = false;
-  S rho_ = 0;  // the augmented Lagrangian's penalty (SolveConstrained)
+  bool stops_allowed_ = true;  // false in Finish: the returned gains are never cut short
+  S rho_ = 0;                  // the augmented Lagrangian's penalty (SolveConstrained)
 
   // The backward pass's value function and the current stage's control blocks.
   LocalArray<S, NX * NX> V_;

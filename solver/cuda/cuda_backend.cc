@@ -16,6 +16,7 @@
 #include "solver/cuda/device_buffer.h"
 #include "solver/cuda/ilqr_launch.h"
 #include "solver/cuda/sampling_launch.h"
+#include "solver/gradients.h"
 #include "solver/packing.h"
 #include "solver/sampling_packing.h"
 
@@ -402,6 +403,12 @@ absl::Status CudaBackend::BackwardBatch(absl::Span<const BackwardProblem* const>
   std::vector<const Problem*> device_problems;
   std::vector<int> device_indices;
   for (int i = 0; i < static_cast<int>(problems.size()); ++i) {
+    // As on the CPU: nothing is launched for a caller that is gone (the device pass of one
+    // problem has no iterations to stop between).
+    if (StopRequestedBefore(*problems[i])) {
+      gradients[i]->status = GradientStatus::kStopped;
+      continue;
+    }
     if (core::DeviceSupportsBackward(*problems[i])) {
       device_problems.push_back(problems[i]->problem);
       device_indices.push_back(i);

@@ -337,6 +337,37 @@ TEST(SolveInterruptTest, StopsWithTheBestIterateAndChangesNothingOtherwise) {
   EXPECT_EQ(watched.status, SolveStatus::kMaxIterations);
 }
 
+// Issue 13, "nothing runs after its caller is gone", within one iteration (fails without the
+// stop checks inside the backward pass: the iteration ran to its end and said kMaxIterations).
+// One iteration of this problem is long (its backward pass is O(T n^3)); a deadline a third of
+// the way into it stops the pass, and the answer is the initial rollout with status kDeadline.
+// The returned gains are never cut short: they are those of a whole pass at that rollout.
+TEST(SolveInterruptTest, StopsInsideOneLongIteration) {
+  Problem problem = RandomLqrProblem({.state_dim = 60, .control_dim = 4, .horizon = 1500}, 7);
+  problem.options.max_iterations = 1;
+  problem.options.compute_gains = true;
+  absl::Time start = absl::Now();
+  const Solution whole = SolveProblem(problem);
+  const absl::Duration one_iteration = absl::Now() - start;
+  ASSERT_EQ(whole.status, SolveStatus::kMaxIterations);
+
+  start = absl::Now();
+  const SolveInterrupt interrupt{start + one_iteration / 3, nullptr};
+  problem.interrupt = &interrupt;
+  const Solution stopped = SolveProblem(problem);
+  EXPECT_EQ(stopped.status, SolveStatus::kDeadline);
+  EXPECT_EQ(stopped.iterations, 1);
+  EXPECT_NE(stopped.u, whole.u);
+  EXPECT_TRUE(std::all_of(stopped.u.begin(), stopped.u.end(), [](double v) { return v == 0; }));
+  ASSERT_EQ(stopped.feedback.size(), whole.feedback.size());
+  EXPECT_TRUE(std::any_of(stopped.feedback.begin(), stopped.feedback.end(),
+                          [](double v) { return v != 0; }));
+  // At the initial rollout (u = 0) the gains are whole-pass gains: the solve that starts there
+  // and iterates once has the same feedback K_0 as the stopped one (K does not depend on u for
+  // linear dynamics and a quadratic cost).
+  EXPECT_EQ(stopped.feedback, whole.feedback);
+}
+
 TEST(SolveInterruptTest, ACancelledCallerStopsBeforeTheFirstIteration) {
   Problem problem = RandomLqrProblem({.state_dim = 3, .control_dim = 2, .horizon = 10}, 1);
   std::atomic<bool> cancelled{true};
