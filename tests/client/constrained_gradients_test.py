@@ -24,7 +24,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
 from mpcd_harness import Mpcd, client_test_args  # noqa: E402
-from constrained_qp import DenseQp, random_lqr, stage_rows  # noqa: E402
+from constrained_qp import (DenseQp, cutting_bounds, cutting_rows, random_lqr,  # noqa: E402
+                           stage_rows)
 
 ARGS = None
 SERVER = None
@@ -54,28 +55,9 @@ class Case:
         self.u_bounds = (-np.ones(m), np.ones(m)) if control_bounds else (None, None)
         self.data = {"x_init": x_init, "C": C, "c": c, "F": F, "f": f}
         free = solve(self.problem())
-        # Bounds that cut the free trajectory (as state_constraints_test.py's): coordinate 0
-        # from above, coordinate 1 from below, time-varying as a ramp.
-        span = np.ptp(free.x[1:, :2], axis=0) + 1e-3
-        upper = np.full((T, n) if varying else n, np.inf)
-        lower = np.full((T, n) if varying else n, -np.inf)
-        reach_up = free.x[1:4, 0].max() + 0.1 * span[0]
-        reach_down = free.x[1:4, 1].min() - 0.1 * span[1]
-        if varying:
-            ramp = np.linspace(0.5, 0.7, T)
-            upper[:, 0] = np.maximum(free.x[1:, 0].min() + ramp * span[0], reach_up)
-            lower[:, 1] = np.minimum(free.x[1:, 1].max() - ramp * span[1], reach_down)
-        else:
-            upper[0] = max(free.x[1:, 0].min() + 0.6 * span[0], reach_up)
-            lower[1] = min(free.x[1:, 1].max() - 0.6 * span[1], reach_down)
-        self.data["x_lower"], self.data["x_upper"] = lower, upper
+        self.data["x_lower"], self.data["x_upper"] = cutting_bounds(free.x, n, T, varying)
         if general:
-            rows = rng.randn(2, n + m)
-            values = np.hstack([free.x, free.u])[3:] @ rows.T
-            G, h = np.zeros((T, 2, n + m)), np.zeros((T, 2))
-            G[3:] = rows
-            h[3:] = values.max(axis=0) - 0.05 * np.ptp(values, axis=0)
-            self.data["G"], self.data["h"] = G, h
+            self.data["G"], self.data["h"] = cutting_rows(rng, free.x, free.u)
         qp = self.qp(self.data)
         self.z, active = qp.solve()
         assert active > 0

@@ -22,7 +22,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
 from mpcd_harness import Mpcd, client_test_args  # noqa: E402
-from constrained_qp import DenseQp, random_lqr, stage_rows  # noqa: E402
+from constrained_qp import (DenseQp, cutting_bounds, cutting_rows, random_lqr,  # noqa: E402
+                           stage_rows)
 
 ARGS = None
 SERVER = None
@@ -67,30 +68,8 @@ class StateConstraintsTest(unittest.TestCase):
             base.u_lower, base.u_upper = kwargs["u_lower"], kwargs["u_upper"]
         free = self.solve(T, base)
         self.assertEqual(free.status, "CONVERGED")
-        # Bounds that cut the free trajectory: coordinate 0 below 60% of its range, coordinate 1
-        # above it (time-varying: a ramp), the rest unbounded; never tighter than the free
-        # trajectory in its first three steps, which the controls cannot move far.
-        span = np.ptp(free.x[1:, :2], axis=0) + 1e-3
-        upper = np.full((T, n) if varying else n, np.inf)
-        lower = np.full((T, n) if varying else n, -np.inf)
-        reach_up = free.x[1:4, 0].max() + 0.1 * span[0]
-        reach_down = free.x[1:4, 1].min() - 0.1 * span[1]
-        if varying:
-            ramp = np.linspace(0.5, 0.7, T)
-            upper[:, 0] = np.maximum(free.x[1:, 0].min() + ramp * span[0], reach_up)
-            lower[:, 1] = np.minimum(free.x[1:, 1].max() - ramp * span[1], reach_down)
-        else:
-            upper[0] = max(free.x[1:, 0].min() + 0.6 * span[0], reach_up)
-            lower[1] = min(free.x[1:, 1].max() - 0.6 * span[1], reach_down)
-        G = h = None
-        if general:
-            # Two random rows (T, 2, n+m) from step 3 on (zero rows before: the first steps
-            # cannot move far), each 5% of its free range below the free trajectory's maximum.
-            rows = rng.randn(2, n + m)
-            values = np.hstack([free.x, free.u])[3:] @ rows.T
-            G, h = np.zeros((T, 2, n + m)), np.zeros((T, 2))
-            G[3:] = rows
-            h[3:] = values.max(axis=0) - 0.05 * np.ptp(values, axis=0)
+        lower, upper = cutting_bounds(free.x, n, T, varying)
+        G, h = cutting_rows(rng, free.x, free.u) if general else (None, None)
         problem = mpcd.Problem(x_init=x_init, C=C, c=c, dynamics=mpcd.Linear(F=F, f=f),
                                x_lower=lower, x_upper=upper,
                                constraints=None if G is None else (G, h), **kwargs)

@@ -19,6 +19,39 @@ def random_lqr(rng, n, m, T, unstable=False, varying=False):
     return C, c, F, f, x_init
 
 
+def cutting_bounds(free_x, n, T, varying):
+    """State bounds that cut the free trajectory free_x (T, n): coordinate 0 from above at 60% of
+    its range, coordinate 1 from below (time-varying: a ramp from 50% to 70%), the rest unbounded;
+    never tighter than the free trajectory in its first three steps, which the controls cannot
+    move far. Returns (lower, upper), each (T, n) if varying else (n)."""
+    span = np.ptp(free_x[1:, :2], axis=0) + 1e-3
+    upper = np.full((T, n) if varying else n, np.inf)
+    lower = np.full((T, n) if varying else n, -np.inf)
+    reach_up = free_x[1:4, 0].max() + 0.1 * span[0]
+    reach_down = free_x[1:4, 1].min() - 0.1 * span[1]
+    if varying:
+        ramp = np.linspace(0.5, 0.7, T)
+        upper[:, 0] = np.maximum(free_x[1:, 0].min() + ramp * span[0], reach_up)
+        lower[:, 1] = np.minimum(free_x[1:, 1].max() - ramp * span[1], reach_down)
+    else:
+        upper[0] = max(free_x[1:, 0].min() + 0.6 * span[0], reach_up)
+        lower[1] = min(free_x[1:, 1].max() - 0.6 * span[1], reach_down)
+    return lower, upper
+
+
+def cutting_rows(rng, free_x, free_u):
+    """Two random stage-constraint rows from step 3 on (zero rows before: the first steps cannot
+    move far), each 5% of its free range below the free trajectory's maximum: G (T, 2, n+m),
+    h (T, 2)."""
+    T, nt = free_x.shape[0], free_x.shape[1] + free_u.shape[1]
+    rows = rng.randn(2, nt)
+    values = np.hstack([free_x, free_u])[3:] @ rows.T
+    G, h = np.zeros((T, 2, nt)), np.zeros((T, 2))
+    G[3:] = rows
+    h[3:] = values.max(axis=0) - 0.05 * np.ptp(values, axis=0)
+    return G, h
+
+
 class DenseQp:
     """One problem as a QP over z = [x_1 .. x_{T-1}, u_0 .. u_{T-1}] (x_0 = x_init given):
     min 0.5 z'Pz + q'z s.t. Az = b (the dynamics), Gz <= h (every row of the stage constraints,
@@ -67,7 +100,6 @@ class DenseQp:
         sol = solvers.qp(matrix(self.P), matrix(self.q), matrix(self.G), matrix(self.h),
                          matrix(self.A), matrix(self.b))
         assert sol["status"] == "optimal", sol["status"]
-        z = np.array(sol["x"]).ravel()
         multipliers = np.array(sol["z"]).ravel()
         self.active = multipliers > 1e-6 * max(1.0, multipliers.max(initial=0.0))
         polished = self.polish(self.active)
