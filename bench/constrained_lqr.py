@@ -118,7 +118,7 @@ def mpcd_run(client, data):
         cotangents = [(data["wx"][b], data["wu"][b]) for b in range(BATCH)]
         backward = client.backward(T, problems, solved.solutions, cotangents)
         row["backward_us"] = backward.solve_seconds / BATCH * 1e6
-    except mpcd.MpcdError as error:  # gradients through state bounds: not in this build
+    except mpcd.MpcdError as error:  # a build without gradients through constraints
         row["backward_us"] = None
         row["backward_error"] = str(error).splitlines()[0][:120]
     return row

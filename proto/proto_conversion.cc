@@ -566,10 +566,17 @@ struct GradientShapes {
   Shape cost_linear;
   Shape transition;
   Shape offset;
+  // Stage constraints: as sent (empty when absent).
+  Shape x_lower;
+  Shape x_upper;
+  Shape constraint_G;
+  Shape constraint_h;
 
   friend bool operator==(const GradientShapes& a, const GradientShapes& b) {
     return a.cost_quadratic == b.cost_quadratic && a.cost_linear == b.cost_linear &&
-           a.transition == b.transition && a.offset == b.offset;
+           a.transition == b.transition && a.offset == b.offset && a.x_lower == b.x_lower &&
+           a.x_upper == b.x_upper && a.constraint_G == b.constraint_G &&
+           a.constraint_h == b.constraint_h;
   }
 };
 
@@ -587,6 +594,10 @@ GradientShapes GradientShapesOf(const mpcd::v1::Problem& in, const ProblemShape&
         linear.transition().shape_size() == 3 ? Shape{shape.horizon - 1, n} : Shape{n};
     shapes.offset = ShapeOrDefault(linear.offset(), absent);
   }
+  shapes.x_lower = ShapeOf(in.x_lower());
+  shapes.x_upper = ShapeOf(in.x_upper());
+  shapes.constraint_G = ShapeOf(in.constraints().g());
+  shapes.constraint_h = ShapeOf(in.constraints().h());
   return shapes;
 }
 
@@ -597,6 +608,9 @@ void ToProtoDiagnostics(const ProblemGradient& gradient, mpcd::v1::GradientDiagn
   out->set_stationarity_residual(gradient.stationarity_residual);
   out->set_dynamics_residual(gradient.dynamics_residual);
   out->set_active_controls(static_cast<std::uint32_t>(gradient.active_controls));
+  out->set_active_constraints(static_cast<std::uint32_t>(gradient.active_constraints));
+  out->set_weakly_active_constraints(
+      static_cast<std::uint32_t>(gradient.weakly_active_constraints));
 }
 
 bool AllFinite(const std::vector<double>& values) {
@@ -614,6 +628,9 @@ void ToProtoJacobianDiagnostics(const JacobianDiagnostics& d,
   diagnostics->set_stationarity_residual(d.stationarity_residual);
   diagnostics->set_dynamics_residual(d.dynamics_residual);
   diagnostics->set_active_controls(static_cast<std::uint32_t>(d.active_controls));
+  diagnostics->set_active_constraints(static_cast<std::uint32_t>(d.active_constraints));
+  diagnostics->set_weakly_active_constraints(
+      static_cast<std::uint32_t>(d.weakly_active_constraints));
 }
 
 // The Jacobians the backend computed for `solution` (ComputeRequestedJacobians), as
@@ -989,6 +1006,17 @@ absl::StatusOr<int> CheckBatched(const mpcd::v1::BatchedProblems& batched, int l
         "batched.cost_graph_parameters: only in responses (send a cost graph's parameters in "
         "cost_graph.parameters)");
   }
+  for (const auto& [tensor, name] : {std::pair{&batched.x_lower(), "batched.x_lower"},
+                                     {&batched.x_upper(), "batched.x_upper"},
+                                     {&batched.constraint_g(), "batched.constraint_G"},
+                                     {&batched.constraint_h(), "batched.constraint_h"}}) {
+    if (IsPresent(*tensor)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name,
+                       ": only in responses (send stage constraints in problem_template or each "
+                       "problem)"));
+    }
+  }
   const auto tensors = BatchedTensors(batched);
   const bool any = std::any_of(tensors.begin(), tensors.end(),
                                [](const auto& entry) { return IsPresent(*entry.first); });
@@ -1294,7 +1322,6 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   // values, once.
   CollectProblemViolations(problem, limits.problem, p, &found);
   if (!found.empty()) return AllViolations(found);
-  MPC_RETURN_IF_ERROR(CheckStageConstraintsSupported(problem, p));
   MPC_RETURN_IF_ERROR(ApplyPytorchTerms(proto, p, &problem));
   return problem;
 }
@@ -1671,6 +1698,7 @@ absl::Status ToBackwardItem(const mpcd::v1::BackwardRequest& request, int i, con
   item.dl_dx = arrays[2].first.Values();
   item.dl_du = arrays[3].first.Values();
   item.mode = mode;
+  item.constraint_smoothing = request.constraint_smoothing();
   AugmentBackwardPoint(problem, &item);
   // The values' one scan, by the validation the backends rely on (they check only sizes).
   if (absl::Status status = ValidateBackwardProblem(item, names); !status.ok()) {
@@ -1734,12 +1762,6 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
       MPC_RETURN_IF_ERROR(StackedValuesError(BatchedTensors(request.batched())));
       if (!violations.Add(problem.status())) break;
       continue;
-    }
-    if (StageConstraintRows(*problem) > 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("problems[", i,
-                       "]: gradients of problems with state bounds or constraints "
-                       "(x_lower, x_upper, constraints) are not implemented yet"));
     }
     if (request.stacked_response() && (*merged)->has_tracking()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -1933,6 +1955,16 @@ void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
     StackGraphGradient(encoding, *problems[0].cost_graph, gradients, &ProblemGradient::cost_params,
                        out->mutable_cost_graph_parameters());
   }
+  if (!gradients[0].x_lower.empty()) {
+    stack(shapes.x_lower, &ProblemGradient::x_lower, out->mutable_x_lower());
+  }
+  if (!gradients[0].x_upper.empty()) {
+    stack(shapes.x_upper, &ProblemGradient::x_upper, out->mutable_x_upper());
+  }
+  if (!gradients[0].constraint_G.empty()) {
+    stack(shapes.constraint_G, &ProblemGradient::constraint_G, out->mutable_constraint_g());
+    stack(shapes.constraint_h, &ProblemGradient::constraint_h, out->mutable_constraint_h());
+  }
   for (const ProblemGradient& gradient : gradients) {
     ToProtoDiagnostics(gradient, response->add_diagnostics());
   }
@@ -1982,6 +2014,12 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
       mpcd::v1::ModelDynamics* model = out->mutable_dynamics()->mutable_model();
       model->set_name(in.dynamics().model().name());
       model->mutable_params()->Assign(g.params.begin(), g.params.end());
+    }
+    if (!g.x_lower.empty()) SetTensor(shapes.x_lower, g.x_lower, out->mutable_x_lower());
+    if (!g.x_upper.empty()) SetTensor(shapes.x_upper, g.x_upper, out->mutable_x_upper());
+    if (!g.constraint_G.empty()) {
+      SetTensor(shapes.constraint_G, g.constraint_G, out->mutable_constraints()->mutable_g());
+      SetTensor(shapes.constraint_h, g.constraint_h, out->mutable_constraints()->mutable_h());
     }
     ToProtoDiagnostics(g, response->add_diagnostics());
   }

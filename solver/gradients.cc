@@ -110,6 +110,10 @@ absl::Status ValidateBackwardProblem(const BackwardProblem& problem,
   if (problem.problem == nullptr) {
     return absl::InvalidArgumentError("problem: required");
   }
+  if (!(problem.constraint_smoothing >= 0.0) || std::isinf(problem.constraint_smoothing)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "constraint_smoothing: must be finite and >= 0, got ", problem.constraint_smoothing));
+  }
   return CheckBackwardArrays(problem, names, /*scan=*/true);
 }
 
@@ -126,11 +130,6 @@ absl::Status ValidateBackwardBatch(absl::Span<const BackwardProblem* const> prob
     if (problems[i]->problem == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("BackwardBatch: problems[", i, "]: problem: required"));
-    }
-    if (StageConstraintRows(*problems[i]->problem) > 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("BackwardBatch: problems[", i,
-                       "]: gradients with state bounds or constraints are not implemented yet"));
     }
     absl::Status status = CheckBackwardArrays(*problems[i], {}, /*scan=*/false);
     if (!status.ok()) {

@@ -27,6 +27,9 @@ struct BackwardProblem {
   std::vector<double> dl_dx;         // (T, n): dL/dx*; empty = zero
   std::vector<double> dl_du;         // (T, m): dL/du*; empty = zero
   GradientMode mode = GradientMode::kDefault;
+  // > 0: stage constraints by their relaxed complementarity nu s = constraint_smoothing at every
+  // row instead of the hard active set (docs/gradients.md); 0 = exact.
+  double constraint_smoothing = 0.0;
 };
 
 // GradientStatus (how a pass went) is declared in problem.h, with the Jacobian diagnostics.
@@ -50,6 +53,12 @@ struct ProblemGradient {
   // A cost graph's parameters theta_c (Problem::cost_params), empty without a cost graph; the
   // cost's C and c above are then the quadratisation's and mean nothing to the caller.
   std::vector<double> cost_params;
+  // Stage constraints, shaped as the problem's (empty when it has none): nonzero only on the
+  // entries of active rows (or, smoothed, of rows near their bound).
+  std::vector<double> x_lower;
+  std::vector<double> x_upper;
+  std::vector<double> constraint_G;
+  std::vector<double> constraint_h;
 
   GradientStatus status = GradientStatus::kOk;
   double regularization = 0.0;  // mu added to Quu on the free controls (0 = none)
@@ -62,6 +71,13 @@ struct ProblemGradient {
   double stationarity_residual = 0.0;
   double dynamics_residual = 0.0;
   int active_controls = 0;  // controls pinned at a bound (|u - bound| <= 1e-8)
+  // Stage constraint rows (state bounds and rows of constraints.G, per step) held as equalities:
+  // G tau - h >= -max(1e-8, options.constraint_tolerance) at the point.
+  int active_constraints = 0;
+  // Where the solution map has a kink: active rows whose multiplier is ~0 (<= 1e-6 (1 + the
+  // largest)), or that no direction moves (dependent on pinned controls and x_0), and inactive
+  // rows within 100 active tolerances of their bound.
+  int weakly_active_constraints = 0;
 };
 
 // The active-set threshold of mpc.pytorch's backward: a control within this of a bound is pinned.

@@ -344,8 +344,10 @@ static_assert(kDeviceModeDefault == static_cast<int>(GradientMode::kDefault));
 static_assert(kDeviceModeFullChain == static_cast<int>(GradientMode::kFullChain));
 static_assert(kDeviceModeExact == static_cast<int>(GradientMode::kExact));
 
+// Stage constraints' gradients run on the CPU workers (the core's pass compiles for the device,
+// but its Schur complement buffers grow as (T min(k, m))^2 per problem: not for a GPU batch).
 bool DeviceSupportsBackward(const BackwardProblem& problem) {
-  return RunsOnDevice(problem.problem->shape);
+  return RunsOnDevice(problem.problem->shape) && StageConstraintRows(*problem.problem) == 0;
 }
 
 namespace {
@@ -389,6 +391,25 @@ void ReadSlices(const S* outputs, std::size_t batch, std::size_t b, int availabl
   }
 }
 
+// Problem b's stage constraint gradients (per step and packed row, as the pass writes them) into
+// out's x_lower, x_upper, constraint_G, constraint_h (StageConstraintGradient's mapping).
+template <typename S>
+void ReadConstraintGradient(const Problem& p, const IlqrBatchLayout& in, const S* grad_G,
+                            const S* grad_h, std::size_t batch, std::size_t b,
+                            ProblemGradient* out) {
+  StageConstraintGradient gradient(p, &out->x_lower, &out->x_upper, &out->constraint_G,
+                                   &out->constraint_h);
+  const int rows = StageConstraintRows(p), k = in.constraint_rows, nt = in.shape.tau_dim();
+  std::vector<double> row(nt);
+  for (int t = 0; t < in.shape.horizon; ++t) {
+    for (int r = 0; r < rows; ++r) {
+      const std::size_t e = static_cast<std::size_t>(t) * k + r;
+      for (int i = 0; i < nt; ++i) row[i] = static_cast<double>(grad_G[(e * nt + i) * batch + b]);
+      gradient.Add(t, r, row, static_cast<double>(grad_h[e * batch + b]));
+    }
+  }
+}
+
 void ReadDiagnostics(const BackwardResult& r, ProblemGradient* out) {
   out->status = static_cast<GradientStatus>(r.status);
   out->regularization = r.regularization;
@@ -396,6 +417,8 @@ void ReadDiagnostics(const BackwardResult& r, ProblemGradient* out) {
   out->stationarity_residual = r.stationarity_residual;
   out->dynamics_residual = r.dynamics_residual;
   out->active_controls = r.active_controls;
+  out->active_constraints = r.active_constraints;
+  out->weakly_active_constraints = r.weakly_active_constraints;
 }
 
 }  // namespace
@@ -439,6 +462,9 @@ BackwardBatchLayout PlanBackwardBatch(absl::Span<const BackwardProblem* const> p
       take(linear ? static_cast<std::size_t>(layout.offset_gradient_slices) * n : 0);
   layout.grad_params = take(in.param_dim);
   layout.grad_cost_params = take(in.cost_param_dim);
+  const std::size_t row_steps = static_cast<std::size_t>(T) * in.constraint_rows;
+  layout.grad_constraint_G = take(row_steps * nt);
+  layout.grad_constraint_h = take(row_steps);
   const std::size_t tau_steps = static_cast<std::size_t>(T) * nt;
   layout.jac_x_init = take(layout.jacobians.x_init ? tau_steps * n : 0);
   layout.jac_params = take(layout.jacobians.params ? tau_steps * in.param_dim : 0);
@@ -462,6 +488,15 @@ BackwardBatchLayout PlanBackwardBatch(absl::Span<const BackwardProblem* const> p
   layout.dx = take(static_cast<std::size_t>(T) * n);
   layout.du = take(static_cast<std::size_t>(T) * m);
   layout.mu = take(static_cast<std::size_t>(T) * n);
+  layout.max_active_rows = T * std::min(in.constraint_rows, m);
+  const std::size_t active = layout.max_active_rows;
+  layout.nu = take(row_steps);
+  layout.dnu = take(row_steps);
+  layout.row_weight = take(row_steps);
+  layout.active_rows = take(active);
+  layout.row_rhs = take(active);
+  layout.schur = take(active * active);
+  layout.schur_factor = take(active * active);
   layout.total_size = next;
   return layout;
 }
@@ -508,6 +543,16 @@ BackwardBatchView<S> MakeBackwardBatchView(const BackwardBatchLayout& layout, S*
   view.dx = buffer + layout.dx;
   view.du = buffer + layout.du;
   view.mu = buffer + layout.mu;
+  view.grad_constraint_G = buffer + layout.grad_constraint_G;
+  view.grad_constraint_h = buffer + layout.grad_constraint_h;
+  view.max_active_rows = layout.max_active_rows;
+  view.nu = buffer + layout.nu;
+  view.dnu = buffer + layout.dnu;
+  view.row_weight = buffer + layout.row_weight;
+  view.active_rows = buffer + layout.active_rows;
+  view.row_rhs = buffer + layout.row_rhs;
+  view.schur = buffer + layout.schur;
+  view.schur_factor = buffer + layout.schur_factor;
   return view;
 }
 
@@ -535,6 +580,10 @@ void PackBackwardInputs(absl::Span<const BackwardProblem* const> problems,
     settings[b].dt = problem_settings[b].dt;
     settings[b].has_bounds = problem_settings[b].has_bounds;
     settings[b].mode = static_cast<std::int32_t>(bp.mode);
+    settings[b].has_constraints = problem_settings[b].has_constraints;
+    settings[b].active_tolerance =
+        std::max(kActiveSetTolerance, bp.problem->options.constraint_tolerance);
+    settings[b].smoothing = bp.constraint_smoothing;
   }
 }
 
@@ -577,6 +626,8 @@ void UnpackBackwardOutputs(absl::Span<const BackwardProblem* const> problems,
     }
     out.cost_params.resize(in.cost_param_dim);
     ReadSlices(array(layout.grad_cost_params), batch, b, 1, in.cost_param_dim, &out.cost_params);
+    ReadConstraintGradient(p, in, array(layout.grad_constraint_G), array(layout.grad_constraint_h),
+                           batch, b, &out);
     ReadDiagnostics(results[b], &out);
   }
 }

@@ -94,11 +94,17 @@ struct BackwardBatchLayout {
 
   std::size_t x = 0, u = 0, dl_dx = 0, dl_du = 0;
   std::size_t grad_x_init = 0, grad_cost_quadratic = 0, grad_cost_linear = 0, grad_transition = 0,
-              grad_offset = 0, grad_params = 0, grad_cost_params = 0;
+              grad_offset = 0, grad_params = 0, grad_cost_params = 0, grad_constraint_G = 0,
+              grad_constraint_h = 0;
   JacobianSettings jacobians;  // a Jacobian pass's outputs (none in a backward pass)
   std::size_t jac_x_init = 0, jac_params = 0;
   std::size_t A = 0, B = 0, P = 0, curvature = 0, mixed = 0, lambda = 0, free = 0, K = 0, L = 0,
               Qux = 0, V = 0, k = 0, dx = 0, du = 0, mu = 0;
+  // Stage constraints (BackwardBatchView's): at most T * min(k, m) rows are active, the most that
+  // can be independent on the T * m directions the dynamics leave free (more: kNotFinite).
+  int max_active_rows = 0;
+  std::size_t nu = 0, dnu = 0, row_weight = 0, active_rows = 0, row_rhs = 0, schur = 0,
+              schur_factor = 0;
   std::size_t input_size = 0;   // scalars in [0, input_size)
   std::size_t output_size = 0;  // scalars from grad_x_init on that come back
   std::size_t total_size = 0;   // scalars in the whole buffer

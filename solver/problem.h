@@ -248,6 +248,8 @@ struct JacobianDiagnostics {
   double stationarity_residual = 0.0;
   double dynamics_residual = 0.0;
   int active_controls = 0;
+  int active_constraints = 0;  // as ProblemGradient's (solver/gradients.h)
+  int weakly_active_constraints = 0;
 };
 
 enum class SolveStatus : std::uint8_t {

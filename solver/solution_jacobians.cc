@@ -19,6 +19,8 @@ JacobianDiagnostics ToJacobianDiagnostics(const ProblemGradient& gradient) {
   out.stationarity_residual = gradient.stationarity_residual;
   out.dynamics_residual = gradient.dynamics_residual;
   out.active_controls = gradient.active_controls;
+  out.active_constraints = gradient.active_constraints;
+  out.weakly_active_constraints = gradient.weakly_active_constraints;
   return out;
 }
 

@@ -171,17 +171,40 @@ absl::Status ValidateStageConstraints(const Problem& problem, const std::string&
   return absl::OkStatus();
 }
 
-absl::Status CheckStageConstraintsSupported(const Problem& problem,
-                                            const std::string& field_prefix) {
-  const SolverOptions& options = problem.options;
-  if (StageConstraintRows(problem) == 0 ||
-      !(options.compute_x_init_jacobian || options.compute_params_jacobian)) {
-    return absl::OkStatus();
+StageConstraintGradient::StageConstraintGradient(const Problem& problem,
+                                                 std::vector<double>* x_lower,
+                                                 std::vector<double>* x_upper,
+                                                 std::vector<double>* constraint_G,
+                                                 std::vector<double>* constraint_h)
+    : problem_(problem),
+      x_lower_(x_lower),
+      x_upper_(x_upper),
+      constraint_G_(constraint_G),
+      constraint_h_(constraint_h) {
+  x_lower_->assign(problem.x_lower.size(), 0.0);
+  x_upper_->assign(problem.x_upper.size(), 0.0);
+  constraint_G_->assign(problem.constraint_G.size(), 0.0);
+  constraint_h_->assign(problem.constraint_h.size(), 0.0);
+}
+
+void StageConstraintGradient::Add(int t, int r, absl::Span<const double> dg, double dh) {
+  const Problem& p = problem_;
+  const int n = p.shape.state_dim;
+  const StateBoundRow bound = StateBoundRowOf(p, t, r);
+  if (bound.is_bound) {
+    if (bound.index < 0) return;
+    std::vector<double>& out = bound.sign > 0 ? *x_upper_ : *x_lower_;
+    const bool varies = static_cast<int>(out.size()) != n;
+    out[static_cast<std::size_t>(varies ? t : 0) * n + bound.index] += bound.sign * dh;
+    return;
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      options.compute_x_init_jacobian ? "return_x_init_jacobian" : "return_params_jacobian",
-      ": Jacobians of problems with state bounds or constraints (", field_prefix,
-      "x_lower, x_upper, constraints) are not implemented yet"));
+  const int row = r - StateBoundRows(p), k = p.constraint_count, nt = p.shape.tau_dim();
+  if (row < 0 || row >= k) return;
+  const bool g_varies = p.constraint_G.size() != static_cast<std::size_t>(k) * nt;
+  const bool h_varies = p.constraint_h.size() != static_cast<std::size_t>(k);
+  double* g = constraint_G_->data() + (static_cast<std::size_t>(g_varies ? t : 0) * k + row) * nt;
+  for (int e = 0; e < nt; ++e) g[e] += dg[e];
+  (*constraint_h_)[static_cast<std::size_t>(h_varies ? t : 0) * k + row] += dh;
 }
 
 }  // namespace mpc

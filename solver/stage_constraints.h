@@ -8,8 +8,10 @@
 // row, 0 <= 0, which never acts.
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "solver/problem.h"
 
 namespace mpc {
@@ -31,10 +33,25 @@ double StageConstraintBound(const Problem& problem, int t, int r);
 // `field_prefix`.
 absl::Status ValidateStageConstraints(const Problem& problem, const std::string& field_prefix);
 
-// FAILED_PRECONDITION when `problem` has stage constraints and asks for what is not implemented
-// with them yet (the solution Jacobians); ValidateProblem runs it last.
-absl::Status CheckStageConstraintsSupported(const Problem& problem,
-                                            const std::string& field_prefix);
+// Gathers the gradients of the packed rows (dL/dg over a row's n+m coefficients and dL/d its bound
+// h, as the backward pass writes them per step) into the gradients of the problem's inputs,
+// shaped as sent (empty when the input is): x_upper's row i takes dh, x_lower's -dh (its row is
+// -e_i' tau <= -x_lower_i; a bound's coefficients are fixed, their dg dropped), a row of
+// constraints.G takes dg and dh; a time-invariant input sums over t.
+class StageConstraintGradient {
+ public:
+  StageConstraintGradient(const Problem& problem, std::vector<double>* x_lower,
+                          std::vector<double>* x_upper, std::vector<double>* constraint_G,
+                          std::vector<double>* constraint_h);
+  void Add(int t, int r, absl::Span<const double> dg, double dh);
+
+ private:
+  const Problem& problem_;
+  std::vector<double>* const x_lower_;
+  std::vector<double>* const x_upper_;
+  std::vector<double>* const constraint_G_;
+  std::vector<double>* const constraint_h_;
+};
 
 }  // namespace mpc
 

@@ -364,7 +364,7 @@ absl::Status ValidateProblem(const Problem& problem, const ProblemLimits& limits
   std::vector<absl::Status> found;
   CollectProblemViolations(problem, limits, field_prefix, &found);
   if (!found.empty()) return found.front();
-  return CheckStageConstraintsSupported(problem, field_prefix);
+  return absl::OkStatus();
 }
 
 }  // namespace mpc

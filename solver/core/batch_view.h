@@ -156,6 +156,12 @@ struct BackwardSettings {
   TimeStep dt;              // as ProblemSettings::dt
   std::int32_t has_bounds;  // 0 | 1
   std::int32_t mode;        // DeviceGradientMode
+  // Stage constraints (problem.constraint_*): 0 | 1 the problem has rows; a row is active when
+  // G tau - h >= -active_tolerance; smoothing > 0 replaces the hard active set by the relaxed
+  // complementarity nu s = smoothing at every row (implicit_backward.h, SmoothingWeights).
+  std::int32_t has_constraints;
+  double active_tolerance;
+  double smoothing;
 };
 
 // Which Jacobians of the solution a Jacobian pass writes (ProblemBackward::RunJacobians).
@@ -172,6 +178,8 @@ struct BackwardResult {
   double dynamics_residual;
   std::int32_t status;  // DeviceGradientStatus
   std::int32_t active_controls;
+  std::int32_t active_constraints;         // stage constraint rows held as equalities
+  std::int32_t weakly_active_constraints;  // of those, multiplier ~0; or inactive, residual ~0
 };
 
 // Pointers into one backward batch's buffer. S is the scalar (double, or float on request).
@@ -193,13 +201,17 @@ struct BackwardBatchView {
   const S* dl_du = nullptr;  // (T, m): dL/du* (zeros when absent)
 
   // Outputs (zeroed by the pass itself).
-  S* grad_x_init = nullptr;           // (n)
-  S* grad_cost_quadratic = nullptr;   // problem.cost_slices x (n+m, n+m)
-  S* grad_cost_linear = nullptr;      // problem.linear_slices x (n+m)
-  S* grad_transition = nullptr;       // problem.transition_slices x (n, n+m); linear only
-  S* grad_offset = nullptr;           // offset_gradient_slices x (n); linear only
-  S* grad_params = nullptr;           // (p); models only
-  S* grad_cost_params = nullptr;      // (p_c): a cost graph's parameters (problem.cost_graph)
+  S* grad_x_init = nullptr;          // (n)
+  S* grad_cost_quadratic = nullptr;  // problem.cost_slices x (n+m, n+m)
+  S* grad_cost_linear = nullptr;     // problem.linear_slices x (n+m)
+  S* grad_transition = nullptr;      // problem.transition_slices x (n, n+m); linear only
+  S* grad_offset = nullptr;          // offset_gradient_slices x (n); linear only
+  S* grad_params = nullptr;          // (p); models only
+  S* grad_cost_params = nullptr;     // (p_c): a cost graph's parameters (problem.cost_graph)
+  // The stage constraints' rows as packed (problem.constraint_rows k of them per step; the
+  // unpacking maps them to x_lower, x_upper, constraints.G and constraints.h): per step always.
+  S* grad_constraint_G = nullptr;     // (T, k, n+m)
+  S* grad_constraint_h = nullptr;     // (T, k)
   BackwardResult* results = nullptr;  // [batch], not interleaved
 
   // Outputs of a Jacobian pass (null in a backward pass).
@@ -223,6 +235,17 @@ struct BackwardBatchView {
   S* dx = nullptr;         // (T, n): the LQR's solution dtau = (dx, du)
   S* du = nullptr;         // (T, m)
   S* mu = nullptr;         // (T, n): its multipliers dlambda
+  // Stage constraints only (k = problem.constraint_rows > 0): the rows' multipliers nu at the
+  // point, their part dnu of the LQR's solution, the smoothing's weights, and the active rows as
+  // equalities of the LQR by a Schur complement (at most max_active_rows of them).
+  int max_active_rows = 0;
+  S* nu = nullptr;            // (T, k)
+  S* dnu = nullptr;           // (T, k)
+  S* row_weight = nullptr;    // (T, k)
+  S* active_rows = nullptr;   // (max_active_rows): t * k + r of each active row
+  S* row_rhs = nullptr;       // (max_active_rows)
+  S* schur = nullptr;         // (max_active_rows, max_active_rows): E (LQR)^-1 E', negated
+  S* schur_factor = nullptr;  // its Cholesky factor
 };
 
 }  // namespace mpc::core

@@ -28,6 +28,23 @@ constexpr double kDeviceActiveSetTolerance = 1e-8;
 // Above this estimated condition number of a stage's Quu (free controls) the result is flagged
 // GradientStatus::kIllConditioned.
 constexpr double kDeviceIllConditioned = 1e12;
+// A stage constraint row held as an equality is weakly active when its multiplier is at most this
+// times 1 + the largest multiplier; an inactive row is nearly active when its residual is within
+// this many active tolerances of the bound.
+constexpr double kDeviceWeakMultiplier = 1e-6;
+constexpr double kDeviceNearlyActiveFactor = 100.0;
+// An active row whose Schur complement diagonal is below this times 1 + the largest is dependent
+// on the pinned controls and x_0 (no direction moves it): it is held with a zero multiplier.
+constexpr double kDeviceDependentRow = 1e-12;
+// Gradients through stage constraints in this compilation: the host's (CPU workers, and the CUDA
+// backend's CPU pool, which gets every constrained problem: packing.cc DeviceSupportsBackward).
+// The device pass leaves them out: instantiated in every backward kernel they multiplied nvcc's
+// time for backward_launch_*.cu several times over for code no kernel runs.
+#if defined(__CUDA_ARCH__)
+constexpr bool kConstraintGradients = false;
+#else
+constexpr bool kConstraintGradients = true;
+#endif
 
 // GCC 12 at -O3 does not see that the run-time sizes n, m equal NX, NU in the fixed-size
 // specialisations, and reports the small local arrays as maybe-uninitialized or indexed out of
@@ -58,7 +75,9 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         b_(b),
         T_(view.problem.horizon),
         settings_(view.settings[b]),
-        arena_(arena) {}
+        arena_(arena),
+        k_(view.problem.constraint_rows),
+        has_rows_(view.settings[b].has_constraints != 0 && view.problem.constraint_rows > 0) {}
 
   MPC_HOST_DEVICE void Run() {
     BackwardResult& out = view_.results[b_];
@@ -66,13 +85,19 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     out.regularization = 0.0;
     out.condition_estimate = 0.0;
     out.active_controls = 0;
+    out.active_constraints = 0;
+    out.weakly_active_constraints = 0;
     out.status = kDeviceGradientOk;
     if (!Load(&out)) {
       out.status = kDeviceGradientNotFinite;
       return;
     }
-    if (!Factorize(&out)) return;
-    if (!SolveLqr({RhsKind::kCotangent, 0})) {
+    if constexpr (kConstraintGradients) {
+      if (!LoadConstraints(&out) || !FactorizeForRhs(&out)) return;
+    } else if (!Factorize(&out)) {
+      return;
+    }
+    if (!SolveConstrainedLqr({RhsKind::kCotangent, 0})) {
       out.status = kDeviceGradientNotFinite;
       return;
     }
@@ -87,6 +112,8 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     out.regularization = 0.0;
     out.condition_estimate = 0.0;
     out.active_controls = 0;
+    out.active_constraints = 0;
+    out.weakly_active_constraints = 0;
     out.status = kDeviceGradientOk;
     const JacobianSettings& want = view_.jacobians;
     const bool params = want.params && !Dynamics::kIsLinear;
@@ -97,18 +124,25 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       out.status = kDeviceGradientNotFinite;
       return;
     }
+    if constexpr (kConstraintGradients) {
+      if (!LoadConstraints(&out)) return;
+    }
     if (params && settings_.mode != kDeviceModeDefault && !LoadSecondOrder<SecondOrder::kMixed>()) {
       out.status = kDeviceGradientNotFinite;
       return;
     }
-    if (!Factorize(&out)) return;
+    if constexpr (kConstraintGradients) {
+      if (!FactorizeForRhs(&out)) return;
+    } else if (!Factorize(&out)) {
+      return;
+    }
     bool finite = true;
     for (int j = 0; want.x_init && j < n; ++j) {
-      finite = SolveLqr({RhsKind::kInitialState, j}) && finite;
+      finite = SolveConstrainedLqr({RhsKind::kInitialState, j}) && finite;
       WriteColumn(view_.jac_x_init, j, n);
     }
     for (int k = 0; params && k < np; ++k) {
-      finite = SolveLqr({RhsKind::kParameter, k}) && finite;
+      finite = SolveConstrainedLqr({RhsKind::kParameter, k}) && finite;
       WriteColumn(view_.jac_params, k, np);
     }
     if (!finite) {
@@ -137,13 +171,59 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   }
   // The pinned LQR's Hessian at step t: the cost's C_t plus, in kExact on a model, the dynamics'
   // curvature lambda_{t+1}' d2f/dtau2 (written by Load).
+  // With smoothed constraints, also their penalty sum_r w_r G_r' G_r (SmoothingWeights).
   MPC_HOST_DEVICE S H(int t, int i, int j) const {
+    const S h = LagrangianHessian(t, i, j);
+    if constexpr (kConstraintGradients) {
+      if (smoothing_on_) return h + SmoothingHessian(t, i, j);
+    }
+    return h;
+  }
+  MPC_HOST_DEVICE S LagrangianHessian(int t, int i, int j) const {
     if constexpr (!Dynamics::kIsLinear) {
-      if (settings_.mode == kDeviceModeExact && t + 1 < T_) {
+      if (settings_.mode == kDeviceModeExact && t + 1 < T_ && !curvature_off_) {
         return C(t, i, j) + At(view_.curvature, (t * nt + i) * nt + j);
       }
     }
     return C(t, i, j);
+  }
+  MPC_HOST_DEVICE S SmoothingHessian(int t, int i, int j) const {
+    S s = 0;
+    for (int r = 0; r < k_; ++r) s += At(view_.row_weight, t * k_ + r) * G(t, r, i) * G(t, r, j);
+    return s;
+  }
+
+  // Row r of step t's stage constraint G_t tau_t <= h_t as packed (state bounds first): entry e of
+  // G, its residual G tau - h at the point, and G dtau for the LQR's solution.
+  MPC_HOST_DEVICE int Row(int t, int r) const {
+    return (in_.constraint_slices > 1 ? t : 0) * k_ + r;
+  }
+  MPC_HOST_DEVICE S G(int t, int r, int e) const {
+    return At(in_.constraint_G, Row(t, r) * nt + e);
+  }
+  MPC_HOST_DEVICE S RowResidual(int t, int r) const {
+    S s = 0;
+    for (int e = 0; e < nt; ++e) s += G(t, r, e) * Tau(t, e);
+    return s - At(in_.constraint_h, Row(t, r));
+  }
+  MPC_HOST_DEVICE S RowTimesStep(int t, int r) const {
+    S s = 0;
+    for (int e = 0; e < nt; ++e) s += G(t, r, e) * DeltaTau(t, e);
+    return s;
+  }
+  // A zero row (a state bound at t = 0 or an infinite one, a batch's padding) never acts.
+  MPC_HOST_DEVICE bool IsZeroRow(int t, int r) const {
+    for (int e = 0; e < nt; ++e) {
+      if (G(t, r, e) != S(0)) return false;
+    }
+    return true;
+  }
+  // The step t and row r of active row `index` (ActiveRows' order).
+  MPC_HOST_DEVICE int ActiveStep(int index) const {
+    return static_cast<int>(At(view_.active_rows, index)) / k_;
+  }
+  MPC_HOST_DEVICE int ActiveRow(int index) const {
+    return static_cast<int>(At(view_.active_rows, index)) % k_;
   }
   MPC_HOST_DEVICE S c(int t, int i) const {
     return At(in_.cost_linear, (in_.linear_slices > 1 ? t : 0) * nt + i);
@@ -179,6 +259,10 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
 
   MPC_HOST_DEVICE void ZeroGradient() {
     for (int i = 0; i < n; ++i) At(view_.grad_x_init, i) = 0;
+    for (int e = 0; e < (has_rows_ ? T_ * k_ : 0); ++e) {
+      At(view_.grad_constraint_h, e) = 0;
+      for (int i = 0; i < nt; ++i) At(view_.grad_constraint_G, e * nt + i) = 0;
+    }
     for (int e = 0; e < in_.cost_slices * nt * nt; ++e) At(view_.grad_cost_quadratic, e) = 0;
     for (int e = 0; e < in_.linear_slices * nt; ++e) At(view_.grad_cost_linear, e) = 0;
     if constexpr (Dynamics::kIsLinear) {
@@ -282,7 +366,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     for (int i = 0; i < n; ++i) {
       dynamics_residual = MaxKeepNan(dynamics_residual, Abs(At(view_.x, i) - At(in_.x_init, i)));
     }
-    LocalArray<S, NX> x(arena_, n), next(arena_, n), lambda(arena_, n), lambda_next(arena_, n);
+    LocalArray<S, NX> x(arena_, n), next(arena_, n);
     LocalArray<S, NU> u(arena_, m);
     LocalArray<S, NX * NX> A(arena_, n * n);
     LocalArray<S, NX * NU> B(arena_, n * m);
@@ -344,6 +428,28 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
 
     // Costates, and the stationarity of the free controls (zero at an optimum).
     S stationarity_residual = 0;
+    finite = Costates(&stationarity_residual) && finite;
+    if constexpr (!Dynamics::kIsLinear) {
+      if (settings_.mode == kDeviceModeExact) {
+        finite = LoadSecondOrder<SecondOrder::kCurvature>() && finite;
+      }
+    }
+    out->stationarity_residual = stationarity_residual;
+    out->dynamics_residual = dynamics_residual;
+    out->active_controls = active;
+    return finite && IsFinite(stationarity_residual) && IsFinite(dynamics_residual);
+  }
+
+  // The costates lambda_t = C_{t,x:} tau_t + c_{t,x} + A_t' lambda_{t+1} (+ G_{t,x}' nu_t once the
+  // rows' multipliers are known) into the view, and the largest |stationarity| of a free control
+  // into *stationarity_residual. False when one is not finite.
+  MPC_HOST_DEVICE bool Costates(S* stationarity_residual) {
+    ScratchScope<S> scope(arena_);
+    LocalArray<S, NX> x(arena_, n), lambda(arena_, n), lambda_next(arena_, n);
+    LocalArray<S, NU> u(arena_, m);
+    LocalArray<S, NX * NX> A(arena_, n * n);
+    LocalArray<S, NX * NU> B(arena_, n * m);
+    bool finite = true;
     for (int t = T_ - 1; t >= 0; --t) {
       for (int i = 0; i < n; ++i) x[i] = At(view_.x, t * n + i);
       for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
@@ -356,6 +462,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         if (t + 1 < T_) {
           for (int l = 0; l < n; ++l) s += A[l * n + i] * lambda_next[l];
         }
+        if (kConstraintGradients && multipliers_ready_) s += RowsTransposed(view_.nu, t, i);
         lambda[i] = s;
         finite = finite && IsFinite(s);
       }
@@ -367,8 +474,9 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         if (t + 1 < T_) {
           for (int l = 0; l < n; ++l) s += B[l * m + i] * lambda_next[l];
         }
+        if (kConstraintGradients && multipliers_ready_) s += RowsTransposed(view_.nu, t, n + i);
         if (At(view_.free, t * m + i) != S(0)) {
-          stationarity_residual = MaxKeepNan(stationarity_residual, Abs(s));
+          *stationarity_residual = MaxKeepNan(*stationarity_residual, Abs(s));
         }
       }
       for (int i = 0; i < n; ++i) {
@@ -379,15 +487,14 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         for (int j = 0; j < nt; ++j) finite = finite && IsFinite(C(t, i, j));
       }
     }
-    if constexpr (!Dynamics::kIsLinear) {
-      if (settings_.mode == kDeviceModeExact) {
-        finite = LoadSecondOrder<SecondOrder::kCurvature>() && finite;
-      }
-    }
-    out->stationarity_residual = stationarity_residual;
-    out->dynamics_residual = dynamics_residual;
-    out->active_controls = active;
-    return finite && IsFinite(stationarity_residual) && IsFinite(dynamics_residual);
+    return finite;
+  }
+
+  // sum_r values_{t,r} G_{t,r,e}: the rows' part of stationarity for tau_t[e].
+  MPC_HOST_DEVICE S RowsTransposed(const S* values, int t, int e) const {
+    S s = 0;
+    for (int r = 0; r < k_; ++r) s += At(values, t * k_ + r) * G(t, r, e);
+    return s;
   }
 
   // The second derivatives of phi_t = lambda_{t+1}' f(x_t, u_t; p) at every step into the view:
@@ -540,19 +647,38 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   // The right-hand sides of the pinned LQR: the cotangent's (linear term g = -dL/dtau, dx_0 = 0,
   // no offsets), column `index` of d tau / d x_init (dx_0 = e_index) and column `index` of
   // d tau / d params (offsets h_t = df/dp_index and, beyond kDefault, g_t = M_t e_index).
-  enum class RhsKind { kCotangent, kInitialState, kParameter };
+  // With stage constraints also: the cost's gradient C_t tau_t + c_t at the point (whose
+  // constrained LQR has the rows' multipliers nu as its own) and active row `index`'s G_r' at its
+  // step (a column of the Schur complement). `rows` adds sum_r dnu_r G_r' (the active rows held as
+  // equalities, SolveConstrainedLqr).
+  enum class RhsKind { kCotangent, kInitialState, kParameter, kCostGradient, kConstraintRow };
   struct Rhs {
     RhsKind kind;
     int index;
+    bool rows = false;
   };
 
   MPC_HOST_DEVICE S LinearTerm(const Rhs& rhs, int t, int i) const {
+    const S g = OwnLinearTerm(rhs, t, i);
+    if constexpr (kConstraintGradients) {
+      if (rhs.rows) return g + RowsTransposed(view_.dnu, t, i);
+    }
+    return g;
+  }
+  MPC_HOST_DEVICE S OwnLinearTerm(const Rhs& rhs, int t, int i) const {
     switch (rhs.kind) {
       case RhsKind::kCotangent:
         return i < n ? -At(view_.dl_dx, t * n + i) : -At(view_.dl_du, t * m + i - n);
       case RhsKind::kParameter:
         if (settings_.mode == kDeviceModeDefault || t + 1 >= T_) return 0;
         return At(view_.mixed, (t * nt + i) * Dynamics::kParamDim + rhs.index);
+      case RhsKind::kCostGradient: {
+        S s = c(t, i);
+        for (int j = 0; j < nt; ++j) s += C(t, i, j) * Tau(t, j);
+        return s;
+      }
+      case RhsKind::kConstraintRow:
+        return t == ActiveStep(rhs.index) ? G(t, ActiveRow(rhs.index), i) : S(0);
       default:
         return 0;
     }
@@ -645,7 +771,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     for (int t = T_ - 1; t >= 0; --t) {
       if (t + 1 < T_) LoadJacobians(t, A, B);
       for (int i = 0; i < n; ++i) {
-        S s = -At(view_.dl_dx, t * n + i);
+        S s = LinearTerm(rhs, t, i);
         for (int j = 0; j < n; ++j) s += H(t, i, j) * At(view_.dx, t * n + j);
         for (int j = 0; j < m; ++j) s += H(t, n + j, i) * At(view_.du, t * m + j);
         if (t + 1 < T_) {
@@ -660,6 +786,255 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       }
     }
     return finite;
+  }
+
+  // ---- Stage constraints (has_rows_): the active rows as equalities of the LQR. ----
+  //
+  // A row is active when G tau - h >= -active_tolerance at the point (and is not a zero row). Its
+  // multiplier nu is not sent (Backward is stateless and the solve's augmented-Lagrangian
+  // estimates are only as good as its tolerance): it is recomputed exactly as the multiplier of
+  // the constrained LQR whose linear term is the cost's gradient at the point (at a KKT point that
+  // LQR's solution is zero and its multipliers are (lambda, nu), whatever its Hessian). The active
+  // rows E enter every LQR by a Schur complement over the pinned LQR's factorisation: with
+  // dtau(g) the pinned LQR's solution for linear term g and N = -E dtau(E') (P x P, positive
+  // definite when the rows are independent on the directions the dynamics leave free), the
+  // constrained solution is dtau(g + E' y) with N y = E dtau(g) - one solve per row to form N, and
+  // two per right-hand side. With smoothing > 0 no row is hard: each row's relaxed complementarity
+  // nu~ s~ = smoothing adds w G_r' G_r to the Hessian (SmoothingWeights) and dnu = w G_r dtau.
+
+  // Active set, multipliers, costates with them, weak rows and the smoothing's weights. False
+  // (status written) when the rows cannot be held: more active rows than max_active_rows, or a
+  // value that is not finite.
+  MPC_HOST_DEVICE bool LoadConstraints(BackwardResult* out) {
+    if (!has_rows_) return true;
+    active_count_ = 0;
+    for (int t = 0; t < T_; ++t) {
+      for (int r = 0; r < k_; ++r) {
+        At(view_.nu, t * k_ + r) = 0;
+        At(view_.dnu, t * k_ + r) = 0;
+        At(view_.row_weight, t * k_ + r) = 0;
+        if (IsZeroRow(t, r) || !(RowResidual(t, r) >= -S(settings_.active_tolerance))) continue;
+        if (active_count_ == view_.max_active_rows) {
+          out->status = kDeviceGradientNotFinite;
+          out->active_constraints = active_count_ + 1;
+          return false;
+        }
+        At(view_.active_rows, active_count_++) = static_cast<S>(t * k_ + r);
+      }
+    }
+    out->active_constraints = active_count_;
+    if (active_count_ > 0) {
+      curvature_off_ = true;  // the multipliers do not depend on the Hessian: C_t serves
+      const bool ok = Factorize(out) && BuildSchur(out) && SolveMultipliers();
+      curvature_off_ = false;
+      if (!ok) {
+        out->status = kDeviceGradientNotFinite;
+        return false;
+      }
+      multipliers_ready_ = true;
+      S stationarity = 0;
+      bool finite = Costates(&stationarity);
+      if constexpr (!Dynamics::kIsLinear) {
+        if (settings_.mode == kDeviceModeExact) {
+          finite = LoadSecondOrder<SecondOrder::kCurvature>() && finite;
+        }
+      }
+      if (!finite) {
+        out->status = kDeviceGradientNotFinite;
+        return false;
+      }
+      out->stationarity_residual = stationarity;
+    }
+    out->weakly_active_constraints = CountWeakRows();
+    if (settings_.smoothing > 0) SmoothingWeights();
+    // The factors of the multipliers' LQR serve the right-hand sides when the Hessian is the same.
+    const bool exact_model = !Dynamics::kIsLinear && settings_.mode == kDeviceModeExact;
+    factorized_ = active_count_ > 0 && !exact_model && !smoothing_on_;
+    return true;
+  }
+
+  // Active rows with a multiplier ~0 (or a dependent row, held with nu = 0), and inactive rows
+  // within kDeviceNearlyActiveFactor tolerances of the bound: where the solution map has a kink.
+  MPC_HOST_DEVICE int CountWeakRows() const {
+    S largest = 0;
+    for (int e = 0; e < T_ * k_; ++e) largest = MaxKeepNan(largest, Abs(At(view_.nu, e)));
+    const S weak = S(kDeviceWeakMultiplier) * (S(1) + largest);
+    const S near = -S(kDeviceNearlyActiveFactor) * S(settings_.active_tolerance);
+    int count = 0;
+    for (int index = 0; index < active_count_; ++index) {
+      const int t = ActiveStep(index), r = ActiveRow(index);
+      if (!(At(view_.nu, t * k_ + r) > weak)) ++count;
+    }
+    for (int t = 0; t < T_; ++t) {
+      for (int r = 0; r < k_; ++r) {
+        if (IsZeroRow(t, r)) continue;
+        const S residual = RowResidual(t, r);
+        if (residual < -S(settings_.active_tolerance) && residual >= near) ++count;
+      }
+    }
+    return count;
+  }
+
+  // The relaxed complementarity of every row: with slack s = h - G tau and d = nu - s, the pair
+  // nu~ s~ = smoothing, nu~ - s~ = d (a smoothed min(nu, s) = 0), and the weight w = nu~ / s~ of
+  // the linearised nu~ ds + s~ dnu = 0 (dnu = w G dtau). As smoothing -> 0 an active row's
+  // weight grows as nu^2 / smoothing (the equality) and an inactive row's vanishes as
+  // smoothing / s^2. The rows' multipliers become nu~.
+  MPC_HOST_DEVICE void SmoothingWeights() {
+    using std::sqrt;
+    const S tau = S(settings_.smoothing);
+    for (int t = 0; t < T_; ++t) {
+      for (int r = 0; r < k_; ++r) {
+        if (IsZeroRow(t, r)) continue;
+        const S d = At(view_.nu, t * k_ + r) + RowResidual(t, r);
+        const S root = sqrt(d * d + S(4) * tau);
+        // Each of nu~, s~ from the side without cancellation.
+        const S nu = d >= S(0) ? (d + root) / S(2) : tau / ((root - d) / S(2));
+        const S slack = tau / nu;
+        At(view_.row_weight, t * k_ + r) = nu / slack;
+        At(view_.nu, t * k_ + r) = nu;
+      }
+    }
+    smoothing_on_ = true;
+  }
+
+  // The factorisation the right-hand sides need, unless LoadConstraints' serves (and the Schur
+  // complement over it).
+  MPC_HOST_DEVICE bool FactorizeForRhs(BackwardResult* out) {
+    if (factorized_) return true;
+    if (!Factorize(out)) return false;
+    if (!BuildSchur(out)) {
+      out->status = kDeviceGradientNotFinite;
+      return false;
+    }
+    return true;
+  }
+
+  // N = -E dtau(E') over the active rows (symmetrised) and its Cholesky factor, retried with a
+  // growing shift when dependent rows make it singular (status kRegularized). A row no direction
+  // moves (N_ii ~ 0) is decoupled with the identity: its multiplier stays zero.
+  MPC_HOST_DEVICE bool BuildSchur(BackwardResult* out) {
+    const int P = active_count_;
+    if (P == 0 || smoothing_on_) return true;
+    for (int j = 0; j < P; ++j) {
+      if (!SolveLqr({RhsKind::kConstraintRow, j})) return false;
+      for (int i = 0; i < P; ++i) At(view_.schur, i * P + j) = -ActiveRowTimesStep(i);
+    }
+    S largest = 0;
+    for (int i = 0; i < P; ++i) {
+      for (int j = 0; j < i; ++j) {
+        const S mean = (At(view_.schur, i * P + j) + At(view_.schur, j * P + i)) / S(2);
+        At(view_.schur, i * P + j) = mean;
+        At(view_.schur, j * P + i) = mean;
+      }
+      largest = MaxKeepNan(largest, Abs(At(view_.schur, i * P + i)));
+    }
+    if (!IsFinite(largest)) return false;
+    for (int i = 0; i < P; ++i) {
+      if (At(view_.schur, i * P + i) > S(kDeviceDependentRow) * (S(1) + largest)) continue;
+      for (int j = 0; j < P; ++j) {
+        At(view_.schur, i * P + j) = 0;
+        At(view_.schur, j * P + i) = 0;
+      }
+      At(view_.schur, i * P + i) = 1;
+    }
+    S shift = 0;
+    while (!FactorSchur(shift)) {
+      shift = shift == S(0) ? S(kMinRegularization) * (S(1) + largest)
+                            : shift * S(kRegularizationFactor);
+      if (shift > S(kMaxRegularization)) return false;
+    }
+    if (shift > S(0)) {
+      out->status = kDeviceGradientRegularized;
+      out->regularization = MaxKeepNan(S(out->regularization), shift);
+    }
+    return true;
+  }
+
+  // G_r dtau of active row `index`.
+  MPC_HOST_DEVICE S ActiveRowTimesStep(int index) const {
+    return RowTimesStep(ActiveStep(index), ActiveRow(index));
+  }
+  // A row N decoupled by BuildSchur (an identity row and column).
+  MPC_HOST_DEVICE bool IsDecoupled(int index) const {
+    const int P = active_count_;
+    for (int j = 0; j < P; ++j) {
+      if (j != index && At(view_.schur, index * P + j) != S(0)) return false;
+    }
+    return At(view_.schur, index * P + index) == S(1);
+  }
+
+  // Cholesky of N + shift I into schur_factor (the view's layout, hence not CholeskyLower).
+  MPC_HOST_DEVICE bool FactorSchur(S shift) {
+    using std::sqrt;
+    const int P = active_count_;
+    for (int j = 0; j < P; ++j) {
+      S d = At(view_.schur, j * P + j) + shift;
+      for (int l = 0; l < j; ++l)
+        d -= At(view_.schur_factor, j * P + l) * At(view_.schur_factor, j * P + l);
+      if (!(d > S(0))) return false;
+      const S ljj = sqrt(d);
+      At(view_.schur_factor, j * P + j) = ljj;
+      for (int i = j + 1; i < P; ++i) {
+        S v = At(view_.schur, i * P + j);
+        for (int l = 0; l < j; ++l)
+          v -= At(view_.schur_factor, i * P + l) * At(view_.schur_factor, j * P + l);
+        At(view_.schur_factor, i * P + j) = v / ljj;
+      }
+    }
+    return true;
+  }
+
+  // y = N^-1 E dtau for the last SolveLqr into `values` (T, k) at the active rows (zero on a
+  // decoupled one). False when y is not finite.
+  MPC_HOST_DEVICE bool SolveRows(S* values) {
+    const int P = active_count_;
+    for (int i = 0; i < P; ++i)
+      At(view_.row_rhs, i) = IsDecoupled(i) ? S(0) : ActiveRowTimesStep(i);
+    for (int i = 0; i < P; ++i) {
+      S v = At(view_.row_rhs, i);
+      for (int l = 0; l < i; ++l) v -= At(view_.schur_factor, i * P + l) * At(view_.row_rhs, l);
+      At(view_.row_rhs, i) = v / At(view_.schur_factor, i * P + i);
+    }
+    bool finite = true;
+    for (int i = P - 1; i >= 0; --i) {
+      S v = At(view_.row_rhs, i);
+      for (int l = i + 1; l < P; ++l) v -= At(view_.schur_factor, l * P + i) * At(view_.row_rhs, l);
+      v /= At(view_.schur_factor, i * P + i);
+      At(view_.row_rhs, i) = v;
+      At(values, ActiveStep(i) * k_ + ActiveRow(i)) = v;
+      finite = finite && IsFinite(v);
+    }
+    return finite;
+  }
+
+  // The rows' multipliers nu at the point (see above).
+  MPC_HOST_DEVICE bool SolveMultipliers() {
+    return SolveLqr({RhsKind::kCostGradient, 0}) && SolveRows(view_.nu);
+  }
+
+  // The LQR for one right-hand side with the active rows held (dnu their multipliers' part), or
+  // with the smoothing's penalty in the Hessian (dnu = w G dtau).
+  MPC_HOST_DEVICE bool SolveConstrainedLqr(const Rhs& rhs) {
+    if constexpr (kConstraintGradients) {
+      if (has_rows_) return SolveWithRows(rhs);
+    }
+    return SolveLqr(rhs);
+  }
+  MPC_HOST_DEVICE bool SolveWithRows(const Rhs& rhs) {
+    if (smoothing_on_ || active_count_ == 0) {
+      const bool finite = SolveLqr(rhs);
+      for (int t = 0; t < T_; ++t) {
+        for (int r = 0; r < k_; ++r) {
+          const S w = At(view_.row_weight, t * k_ + r);
+          At(view_.dnu, t * k_ + r) = w == S(0) ? S(0) : w * RowTimesStep(t, r);
+        }
+      }
+      return finite;
+    }
+    for (int e = 0; e < T_ * k_; ++e) At(view_.dnu, e) = 0;
+    if (!SolveLqr(rhs) || !SolveRows(view_.dnu)) return false;
+    return SolveLqr({rhs.kind, rhs.index, /*rows=*/true});
   }
 
   // out[(t * (n+m) + i) * cols + col] = dtau_t[i] of the last SolveLqr.
@@ -704,7 +1079,32 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     } else if constexpr (Dynamics::kIsGraph) {
       AssembleGraphParamGradient();
     } else {
-      // dL/dp = -sum_t (df/dp' dlambda_{t+1} + M_t' dtau_t); M_t = 0 in mpc.pytorch's definition.
+      AssembleModelParamGradient();
+    }
+    if constexpr (kConstraintGradients) {
+      if (has_rows_) AssembleConstraintGradient();
+    }
+  }
+
+  // The rows' part, as the dynamics' (E, -h, nu) in the place of (F, f, lambda):
+  // dL/dh_r = dnu_r, dL/dG_r = -(dnu_r tau' + nu_r dtau') at each step (zero on inactive rows).
+  MPC_HOST_DEVICE void AssembleConstraintGradient() {
+    for (int t = 0; t < T_; ++t) {
+      for (int r = 0; r < k_; ++r) {
+        const int e = t * k_ + r;
+        const S dnu = At(view_.dnu, e), nu = At(view_.nu, e);
+        if (dnu == S(0) && nu == S(0)) continue;
+        At(view_.grad_constraint_h, e) = dnu;
+        for (int i = 0; i < nt; ++i) {
+          At(view_.grad_constraint_G, e * nt + i) = -(dnu * Tau(t, i) + nu * DeltaTau(t, i));
+        }
+      }
+    }
+  }
+
+  // dL/dp = -sum_t (df/dp' dlambda_{t+1} + M_t' dtau_t); M_t = 0 in mpc.pytorch's definition.
+  MPC_HOST_DEVICE void AssembleModelParamGradient() {
+    if constexpr (!Dynamics::kIsLinear && !Dynamics::kIsGraph) {
       using Model = typename Dynamics::ModelType;
       constexpr int p = Dynamics::kParamDim;
       S params[p] = {};
@@ -767,7 +1167,14 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   const int b_;
   const int T_;
   const BackwardSettings settings_;
-  ScratchArena<S>* const arena_;  // null with compile-time sizes
+  ScratchArena<S>* const arena_;    // null with compile-time sizes
+  const int k_;                     // stage constraint rows per step (view.problem.constraint_rows)
+  const bool has_rows_;             // the problem has stage constraints
+  int active_count_ = 0;            // active rows (LoadConstraints)
+  bool curvature_off_ = false;      // H_t = C_t while the rows' multipliers are computed
+  bool multipliers_ready_ = false;  // nu is known: the costates include G' nu
+  bool smoothing_on_ = false;       // the rows are in H by their smoothing weights
+  bool factorized_ = false;         // LoadConstraints' factors serve the right-hand sides
 };
 
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)

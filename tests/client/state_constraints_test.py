@@ -6,7 +6,7 @@ bounds) with active state bounds and affine constraints G tau <= h: mpcd's x*, u
 QP solution, polished on its active set (the equality-constrained KKT system solved exactly), to
 1e-7. An infeasible problem answers INFEASIBLE; a pendulum with an angular velocity bound keeps
 it; mpcd.torch.MPC's x_lower/x_upper; Control sessions keep them; the same JSON request through mpcctl; invalid constraint inputs are INVALID_ARGUMENT naming
-the field; Backward on a constrained problem is FAILED_PRECONDITION.
+the field. Their gradients: constrained_gradients_test.py.
 
 Usage: state_constraints_test.py --mpcd build/bin/mpcd --mpcctl build/bin/mpcctl
          --package-dir client/python --stubs-dir build/python [unittest args]
@@ -22,6 +22,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
 from mpcd_harness import Mpcd, client_test_args  # noqa: E402
+from constrained_qp import (DenseQp, cutting_bounds, cutting_rows, random_lqr,  # noqa: E402
+                           stage_rows)
 
 ARGS = None
 SERVER = None
@@ -35,109 +37,6 @@ def setUpModule():
 def tearDownModule():
     code, _, err = SERVER.stop()
     assert code == 0, err
-
-
-def random_lqr(rng, n, m, T, unstable=False, varying=False):
-    """C (T, n+m, n+m) positive definite, c (T, n+m), F (T-1, n, n+m), f (T-1, n), x_init (n)."""
-    nt = n + m
-    L = rng.randn(T if varying else 1, nt, nt) / np.sqrt(nt)
-    C = np.broadcast_to(L @ L.transpose(0, 2, 1) + 0.1 * np.eye(nt), (T, nt, nt)).copy()
-    c = np.broadcast_to(rng.randn(T if varying else 1, nt), (T, nt)).copy()
-    A = (1.1 if unstable else 0.9) * np.eye(n) + 0.1 * rng.randn(n, n) / np.sqrt(n)
-    B = rng.randn(n, m) / np.sqrt(n)
-    F = np.tile(np.hstack([A, B]), (T - 1, 1, 1))
-    f = np.tile(0.1 * rng.randn(n), (T - 1, 1))
-    x_init = rng.randn(n)
-    return C, c, F, f, x_init
-
-
-class DenseQp:
-    """One problem as a QP over z = [x_1 .. x_{T-1}, u_0 .. u_{T-1}] (x_0 = x_init given):
-    min 0.5 z'Pz + q'z s.t. Az = b (the dynamics), Gz <= h (every row of the stage constraints,
-    state bounds and control bounds)."""
-
-    def __init__(self, C, c, F, f, x_init, rows):
-        T, nt, _ = C.shape
-        n = x_init.shape[0]
-        m = nt - n
-        self.n, self.m, self.T = n, m, T
-        size = (T - 1) * n + T * m
-        self.P, self.q, self.r = np.zeros((size, size)), np.zeros(size), 0.0
-        self.A, self.b = np.zeros(((T - 1) * n, size)), np.zeros((T - 1) * n)
-        G, h = [], []
-        for t in range(T):
-            S, s0 = self.tau(t, x_init)  # tau_t = S z + s0
-            Cs = 0.5 * (C[t] + C[t].T)
-            self.P += S.T @ Cs @ S
-            self.q += S.T @ (Cs @ s0 + c[t])
-            if t + 1 < T:
-                X, x0 = self.tau(t + 1, x_init)
-                self.A[t * n:(t + 1) * n] = X[:n] - F[t] @ S
-                self.b[t * n:(t + 1) * n] = F[t] @ s0 + f[t] - x0[:n]
-            for g, hv in rows(t):
-                G.append(g @ S)
-                h.append(hv - g @ s0)
-        self.G, self.h = np.array(G), np.array(h)
-
-    def tau(self, t, x_init):
-        n, m, T = self.n, self.m, self.T
-        size = (T - 1) * n + T * m
-        S, s0 = np.zeros((n + m, size)), np.zeros(n + m)
-        if t == 0:
-            s0[:n] = x_init
-        else:
-            S[:n, (t - 1) * n:t * n] = np.eye(n)
-        S[n:, (T - 1) * n + t * m:(T - 1) * n + (t + 1) * m] = np.eye(m)
-        return S, s0
-
-    def solve(self):
-        """cvxopt's interior point, then the KKT system with its active rows as equalities."""
-        from cvxopt import matrix, solvers
-        solvers.options.update({"show_progress": False, "abstol": 1e-10, "reltol": 1e-10,
-                                "feastol": 1e-10, "maxiters": 200})
-        sol = solvers.qp(matrix(self.P), matrix(self.q), matrix(self.G), matrix(self.h),
-                         matrix(self.A), matrix(self.b))
-        assert sol["status"] == "optimal", sol["status"]
-        z = np.array(sol["x"]).ravel()
-        multipliers = np.array(sol["z"]).ravel()
-        active = multipliers > 1e-6 * max(1.0, multipliers.max(initial=0.0))
-        E = np.vstack([self.A, self.G[active]])
-        e = np.concatenate([self.b, self.h[active]])
-        size, rows = self.P.shape[0], E.shape[0]
-        K = np.block([[self.P, E.T], [E, np.zeros((rows, rows))]])
-        polished = np.linalg.solve(K, np.concatenate([-self.q, e]))[:size]
-        assert np.max(self.G @ polished - self.h) < 1e-9, "the active set was misread"
-        return polished, int(active.sum())
-
-    def trajectories(self, z, x_init):
-        n, m, T = self.n, self.m, self.T
-        x = np.vstack([x_init, z[:(T - 1) * n].reshape(T - 1, n)])
-        return x, z[(T - 1) * n:].reshape(T, m)
-
-
-def stage_rows(n, m, T, x_lower=None, x_upper=None, u_lower=None, u_upper=None, G=None, h=None):
-    """rows(t): the (g, h) pairs of step t in the QP's terms (the state bounds from t = 1)."""
-    def at(array, t):
-        return None if array is None else (array[t] if np.ndim(array) == 2 else array)
-
-    def rows(t):
-        out = []
-        for bound, sign, offset in ((x_upper, 1, 0), (x_lower, -1, 0), (u_upper, 1, n),
-                                    (u_lower, -1, n)):
-            values = at(bound, t)
-            if values is None or (offset == 0 and t == 0):
-                continue
-            for i, v in enumerate(values):
-                if np.isfinite(v):
-                    g = np.zeros(n + m)
-                    g[offset + i] = sign
-                    out.append((g, sign * v))
-        if G is not None:
-            Gt = G[t] if G.ndim == 3 else G
-            ht = h[t] if h.ndim == 2 else h
-            out.extend((g, hv) for g, hv in zip(Gt, ht) if np.any(g != 0))
-        return out
-    return rows
 
 
 OPTIONS = {"max_iterations": 100, "tolerance": 1e-12, "constraint_tolerance": 1e-10,
@@ -169,30 +68,8 @@ class StateConstraintsTest(unittest.TestCase):
             base.u_lower, base.u_upper = kwargs["u_lower"], kwargs["u_upper"]
         free = self.solve(T, base)
         self.assertEqual(free.status, "CONVERGED")
-        # Bounds that cut the free trajectory: coordinate 0 below 60% of its range, coordinate 1
-        # above it (time-varying: a ramp), the rest unbounded; never tighter than the free
-        # trajectory in its first three steps, which the controls cannot move far.
-        span = np.ptp(free.x[1:, :2], axis=0) + 1e-3
-        upper = np.full((T, n) if varying else n, np.inf)
-        lower = np.full((T, n) if varying else n, -np.inf)
-        reach_up = free.x[1:4, 0].max() + 0.1 * span[0]
-        reach_down = free.x[1:4, 1].min() - 0.1 * span[1]
-        if varying:
-            ramp = np.linspace(0.5, 0.7, T)
-            upper[:, 0] = np.maximum(free.x[1:, 0].min() + ramp * span[0], reach_up)
-            lower[:, 1] = np.minimum(free.x[1:, 1].max() - ramp * span[1], reach_down)
-        else:
-            upper[0] = max(free.x[1:, 0].min() + 0.6 * span[0], reach_up)
-            lower[1] = min(free.x[1:, 1].max() - 0.6 * span[1], reach_down)
-        G = h = None
-        if general:
-            # Two random rows (T, 2, n+m) from step 3 on (zero rows before: the first steps
-            # cannot move far), each 5% of its free range below the free trajectory's maximum.
-            rows = rng.randn(2, n + m)
-            values = np.hstack([free.x, free.u])[3:] @ rows.T
-            G, h = np.zeros((T, 2, n + m)), np.zeros((T, 2))
-            G[3:] = rows
-            h[3:] = values.max(axis=0) - 0.05 * np.ptp(values, axis=0)
+        lower, upper = cutting_bounds(free.x, n, T, varying)
+        G, h = cutting_rows(rng, free.x, free.u) if general else (None, None)
         problem = mpcd.Problem(x_init=x_init, C=C, c=c, dynamics=mpcd.Linear(F=F, f=f),
                                x_lower=lower, x_upper=upper,
                                constraints=None if G is None else (G, h), **kwargs)
@@ -278,18 +155,6 @@ class StateConstraintsTest(unittest.TestCase):
                     self.client.solve(T, [p])
                 self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
                 self.assertIn(message, caught.exception.details)
-
-    def test_backward_of_a_constrained_problem_is_a_failed_precondition(self):
-        n, m, T = 3, 1, 5
-        C, c, F, f, x_init = random_lqr(np.random.RandomState(1), n, m, T)
-        p = mpcd.Problem(x_init=x_init, C=C, c=c, dynamics=mpcd.Linear(F=F, f=f),
-                         x_upper=[0.1, np.inf, np.inf])
-        result = self.client.solve(T, [p])
-        with self.assertRaises(mpcd.MpcdError) as caught:
-            self.client.backward(T, [p], result.solutions, [(np.ones((T, n)), None)])
-        self.assertEqual(caught.exception.code, grpc.StatusCode.FAILED_PRECONDITION)
-        self.assertIn("gradients of problems with state bounds or constraints",
-                      caught.exception.details)
 
     def test_torch_mpc_takes_state_bounds(self):
         # mpcd.torch.MPC(..., x_lower=, x_upper=) with LinDx: the bounds hold and the answer is

@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "solver/cpu/cpu_backend.h"
 #include "solver/cpu/ilqr.h"
+#include "solver/cpu/implicit_backward.h"
 #include "solver/gradients.h"
 #include "solver/problem.h"
 #include "tests/testing/device_layout_on_host.h"
@@ -245,33 +246,85 @@ TEST(StageConstraintsValidationTest, BadInputsAreRefusedNamingTheField) {
   p.options.method = SolverMethod::kCem;
   refused(p, "options.method: CEM does not take state bounds or constraints");
   p.options.method = SolverMethod::kIlqr;
-  p.options.compute_x_init_jacobian = true;
-  EXPECT_THAT(ValidateProblem(p, ProblemLimits(), "problems[0]."),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("return_x_init_jacobian: Jacobians of problems with state")));
+  p.options.compute_x_init_jacobian = true;  // Jacobians of constrained problems are computed
+  EXPECT_THAT(ValidateProblem(p, ProblemLimits(), "problems[0]."), IsOk());
   p = base;
   p.options.constraint_tolerance = 0;
   refused(p, "options.constraint_tolerance: must be > 0");
 }
 
-TEST(StageConstraintsValidationTest, BackwardOfAConstrainedProblemIsAFailedPrecondition) {
-  Problem p = CappedProblem(0, false);
-  const Solution s = SolveProblem(p);
-  BackwardProblem backward;
-  backward.problem = &p;
-  backward.x = s.x;
-  backward.u = s.u;
-  backward.dl_dx.assign(s.x.size(), 1.0);
-  std::vector<const BackwardProblem*> problems = {&backward};
-  EXPECT_THAT(ValidateBackwardBatch(problems, 1),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("gradients with state bounds or constraints")));
-  auto backend = CpuBackend::Create({1});
-  ASSERT_THAT(backend.status(), IsOk());
-  ProblemGradient gradient;
-  std::vector<ProblemGradient*> gradients = {&gradient};
-  EXPECT_THAT((*backend)->BackwardBatch(problems, gradients),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+// L = sum of the x and u of the answer weighted by `weights` (fixed pseudo-random).
+double WeightedSum(const Solution& s, const std::vector<double>& weights) {
+  double sum = 0.0;
+  for (std::size_t e = 0; e < s.x.size(); ++e) sum += weights[e] * s.x[e];
+  for (std::size_t e = 0; e < s.u.size(); ++e) sum += weights[s.x.size() + e] * s.u[e];
+  return sum;
+}
+
+// The core's gradient through active state bounds (CPU backend, as BackwardBatch runs it) equals
+// central differences of whole constrained solves for x_upper, c and x_init, in every mode (a
+// linear problem: all three are the same derivative), with and without control bounds, and the
+// specialised and run-time-sized passes agree.
+TEST(StageConstraintsGradientTest, CapGradientsMatchDifferencesOfTheSolve) {
+  for (bool bounded : {false, true}) {
+    Problem p = CappedProblem(1, bounded);
+    p.options.tolerance = 1e-13;
+    p.options.constraint_tolerance = 1e-12;
+    p.options.max_iterations = 100;
+    p.options.max_constraint_iterations = 40;
+    const Solution s = SolveProblem(p);
+    ASSERT_EQ(s.status, SolveStatus::kConverged);
+    std::vector<double> weights(s.x.size() + s.u.size());
+    for (std::size_t e = 0; e < weights.size(); ++e) weights[e] = std::sin(1.0 + 3.7 * e);
+    BackwardProblem backward;
+    backward.problem = &p;
+    backward.x = s.x;
+    backward.u = s.u;
+    backward.dl_dx.assign(weights.begin(), weights.begin() + s.x.size());
+    backward.dl_du.assign(weights.begin() + s.x.size(), weights.end());
+    auto backend = CpuBackend::Create({1});
+    ASSERT_THAT(backend.status(), IsOk());
+    for (GradientMode mode :
+         {GradientMode::kDefault, GradientMode::kFullChain, GradientMode::kExact}) {
+      backward.mode = mode;
+      std::vector<const BackwardProblem*> problems = {&backward};
+      ProblemGradient g;
+      std::vector<ProblemGradient*> gradients = {&g};
+      ASSERT_THAT((*backend)->BackwardBatch(problems, gradients), IsOk());
+      EXPECT_EQ(g.status, GradientStatus::kOk);
+      EXPECT_GT(g.active_constraints, 0);
+      ASSERT_EQ(g.x_upper.size(), p.x_upper.size());
+      EXPECT_TRUE(g.x_lower.empty());
+      ProblemGradient dynamic;
+      MakeDynamicSizeShapeBackward(p.shape)->Backward(backward, &dynamic);
+      for (std::size_t e = 0; e < g.x_upper.size(); ++e) {
+        EXPECT_NEAR(dynamic.x_upper[e], g.x_upper[e], 1e-12 * (1 + std::abs(g.x_upper[e])));
+      }
+      const auto difference = [&](std::vector<double>* input, std::size_t e) {
+        const double eps = 1e-6, saved = (*input)[e];
+        (*input)[e] = saved + eps;
+        const double up = WeightedSum(SolveProblem(p), weights);
+        (*input)[e] = saved - eps;
+        const double down = WeightedSum(SolveProblem(p), weights);
+        (*input)[e] = saved;
+        return (up - down) / (2 * eps);
+      };
+      const int n = p.shape.state_dim;
+      for (std::size_t e = 0; e < p.x_upper.size(); e += n) {  // coordinate 0 of every step
+        if (std::isinf(p.x_upper[e])) {
+          EXPECT_EQ(g.x_upper[e], 0.0);
+          continue;
+        }
+        EXPECT_NEAR(g.x_upper[e], difference(&p.x_upper, e), 1e-5) << "x_upper[" << e << "]";
+      }
+      for (std::size_t e = 0; e < p.x_init.size(); ++e) {
+        EXPECT_NEAR(g.x_init[e], difference(&p.x_init, e), 1e-5) << "x_init[" << e << "]";
+      }
+      for (std::size_t e = 0; e < 6; ++e) {
+        EXPECT_NEAR(g.cost_linear[e], difference(&p.cost_linear, e), 1e-5) << "c[" << e << "]";
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -227,6 +227,11 @@ class Gradient:
     tracking: Optional[Tracking] = None
     # A problem with a cost graph: dL/d(its parameters) (then C and c are None).
     cost_graph: Optional[CostGraph] = None
+    # A problem with stage constraints: dL/dx_lower, dL/dx_upper and dL/d(G, h), shaped as given
+    # (None where the problem had no such input); nonzero only on active rows.
+    x_lower: Optional[np.ndarray] = None
+    x_upper: Optional[np.ndarray] = None
+    constraints: Optional[Tuple[np.ndarray, np.ndarray]] = None
 
 
 @dataclasses.dataclass
@@ -301,6 +306,9 @@ class StackedGradients:
     solve_seconds: float
     batch_size: int
     backend: str
+    # (B, <the bound's shape>): state bounds given in the template (None without).
+    x_lower: Optional[np.ndarray] = None
+    x_upper: Optional[np.ndarray] = None
 
 
 @dataclasses.dataclass
@@ -501,6 +509,8 @@ def _diagnostics_to_dict(diagnostics):
         "stationarity_residual": diagnostics.stationarity_residual,
         "dynamics_residual": diagnostics.dynamics_residual,
         "active_controls": diagnostics.active_controls,
+        "active_constraints": diagnostics.active_constraints,
+        "weakly_active_constraints": diagnostics.weakly_active_constraints,
     }
 
 
@@ -538,7 +548,11 @@ def _gradient_from_proto(message, diagnostics):
         diagnostics=_diagnostics_to_dict(diagnostics),
         tracking=(Tracking(**{name: from_tensor(getattr(message.tracking, name))
                               for name in TRACKING_FIELDS})
-                  if message.HasField("tracking") else None))
+                  if message.HasField("tracking") else None),
+        x_lower=from_tensor(message.x_lower) if message.HasField("x_lower") else None,
+        x_upper=from_tensor(message.x_upper) if message.HasField("x_upper") else None,
+        constraints=((from_tensor(message.constraints.G), from_tensor(message.constraints.h))
+                     if message.HasField("constraints") else None))
 
 
 def _solver_options(options):
@@ -748,15 +762,17 @@ class Client:
             batch_size=response.batch_size, backend=response.backend)
 
     def backward(self, horizon, problems, solutions, cotangents, mode="DEFAULT", timeout=None,
-                 dtype=None, template=None):
+                 dtype=None, template=None, constraint_smoothing=0.0):
         """dL/d(inputs) at the given solutions (Solution objects or (x, u) pairs) for cotangents
         [(dL/dx (T, n) or None, dL/du (T, m) or None), ...]. mode: "DEFAULT" (mpc.pytorch's
         gradient), "EXACT" (the true derivative of the solution map) or "FULL_CHAIN". dtype: of
         the gradient arrays, as in solve (params gradients are always float64). template: as in
-        solve; each problem's gradient then holds its own copy of a shared input's gradient."""
+        solve; each problem's gradient then holds its own copy of a shared input's gradient.
+        constraint_smoothing: > 0 smooths the stage constraints' active set (docs/gradients.md)."""
         request = mpcd_pb2.BackwardRequest(
             horizon=horizon, problems=[problem_to_proto(p) for p in problems],
-            mode=_mode(mode), response_encoding=response_encoding(_result_dtype(problems, dtype)))
+            mode=_mode(mode), response_encoding=response_encoding(_result_dtype(problems, dtype)),
+            constraint_smoothing=constraint_smoothing)
         if template is not None:
             request.problem_template.CopyFrom(problem_to_proto(template))
         for solution in solutions:
@@ -830,7 +846,8 @@ class Client:
             diagnostics=[_diagnostics_to_dict(d) for d in response.diagnostics],
             queue_seconds=response.timing.queue_seconds,
             solve_seconds=response.timing.solve_seconds,
-            batch_size=response.batch_size, backend=response.backend)
+            batch_size=response.batch_size, backend=response.backend,
+            x_lower=_optional_stacked(g, "x_lower"), x_upper=_optional_stacked(g, "x_upper"))
 
     def control(self, horizon, problem, options=None, timeout=None, step_timeout=None,
                 real_time_iteration=False):

@@ -433,7 +433,7 @@ class _MpcFunction(torch.autograd.Function):
     """Forward: one Solve for the batch. Backward: one Backward (vector-Jacobian product)."""
 
     @staticmethod
-    def forward(ctx, spec, x_init, C, c, F, f, params, cost_params):
+    def forward(ctx, spec, x_init, C, c, F, f, params, cost_params, x_lower, x_upper):
         arrays = {name: _numpy(t) for name, t in
                   (("x_init", x_init), ("C", C), ("c", c), ("F", F), ("f", f),
                    ("params", params), ("cost_params", cost_params))}
@@ -470,11 +470,11 @@ class _MpcFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_x, grad_u, _grad_costs):
         spec = ctx.spec
-        names = ("x_init", "C", "c", "F", "f", "params", "cost_params")
+        names = ("x_init", "C", "c", "F", "f", "params", "cost_params", "x_lower", "x_upper")
         wanted = [name for name, needs in zip(names, ctx.needs_input_grad[1:])
                   if needs and name in spec.layouts]
         if not wanted:
-            return (None,) * 8
+            return (None,) * 10
         B = spec.n_batch
         # float32 inputs get float32 gradients (rounded once by the server).
         float32 = all(spec.dtypes[name] == torch.float32 for name in wanted)
@@ -509,6 +509,7 @@ class _MpcFunction(torch.autograd.Function):
         fields = {
             "x_init": stacked.x_init, "C": stacked.cost_quadratic, "c": stacked.cost_linear,
             "F": stacked.transition, "f": stacked.offset,
+            "x_lower": stacked.x_lower, "x_upper": stacked.x_upper,
         }
         grads = {}
         for name in wanted:
@@ -521,6 +522,9 @@ class _MpcFunction(torch.autograd.Function):
             else:
                 grad = _stacked(fields[name])
             grads[name] = spec.layouts[name].assemble(grad, spec.dtypes[name], spec.devices[name])
+            if name in spec.bound_shapes and grads[name].shape != spec.bound_shapes[name]:
+                # A bound given as one number for every state.
+                grads[name] = grads[name].sum().reshape(spec.bound_shapes[name])
         return (None,) + tuple(grads.get(name) for name in names)
 
 
@@ -545,7 +549,8 @@ class MPC(torch.nn.Module):
     built-in models yet), and u_zero_I's pinned controls get no gradient (mpc.pytorch's backward
     ignores u_zero_I without bounds: docs/gradients.md). x_lower and x_upper (mpcd's: a float,
     (n_state) or (T, n_state), shared by the batch, +-inf unbounded) bound x_1 .. x_{T-1}
-    (mpcd.proto's Problem.x_lower); Backward through them is not implemented yet (FAILED_PRECONDITION).
+    (mpcd.proto's Problem.x_lower); a bound given as a tensor that requires grad gets dL/d(bound)
+    (the active rows as equalities: docs/gradients.md).
     Each problem iterates on its own (mpc.pytorch couples the stopping test across the batch), so
     "converged" is per problem.
     """
@@ -674,9 +679,17 @@ class MPC(torch.nn.Module):
                                  "shape %s" % (u_init.shape,))
             spec.extra["u_init"] = u_init
             spec.layouts["u_init"] = _Layout(u_init.shape, 1 if u_init.ndim == 3 else None)
+        # State bounds: sent in the template; a tensor that requires grad gets dL/d(bound).
+        spec.bound_shapes = {}
+        bound_tensors = {}
         for name, bound in (("x_lower", self.x_lower), ("x_upper", self.x_upper)):
             if bound is not None:
                 spec.extra[name], spec.layouts[name] = self._states(name, bound)
+            if torch.is_tensor(bound):
+                bound_tensors[name] = bound
+                spec.bound_shapes[name] = bound.shape
+                spec.dtypes[name], spec.devices[name] = bound.dtype, bound.device
+        x_lower, x_upper = bound_tensors.get("x_lower"), bound_tensors.get("x_upper")
         spec.slew_rate_penalty = self.slew_rate_penalty
         if self.prev_ctrl is not None:
             _add_input(spec, "prev_ctrl", self.prev_ctrl, "prev_ctrl",
@@ -687,8 +700,9 @@ class MPC(torch.nn.Module):
 
         if not self.backprop:
             with torch.no_grad():
-                return _MpcFunction.apply(spec, x_init, C, c, F, f, params, cost_params)
-        return _MpcFunction.apply(spec, x_init, C, c, F, f, params, cost_params)
+                return _MpcFunction.apply(spec, x_init, C, c, F, f, params, cost_params, x_lower,
+                                          x_upper)
+        return _MpcFunction.apply(spec, x_init, C, c, F, f, params, cost_params, x_lower, x_upper)
 
     def _controls(self, name, bound):
         """A bound as an array and its layout: (m) shared by the batch, or (T, B, m)."""
