@@ -290,6 +290,87 @@ void Reverse(const GraphProgram& program, const S* v, S* g) {
   }
 }
 
+// The reverse sweep for `lanes` adjoint seeds at once (g[position * lanes + lane]): each
+// instruction's local derivatives are computed once and applied to every lane, so the n rows of a
+// Jacobian cost one pass over the tape instead of n.
+void ReverseLanes(const GraphProgram& program, const double* v, int lanes, double* g) {
+  const auto lanes_of = [&](int position) {
+    return g + static_cast<std::size_t>(position) * lanes;
+  };
+  const auto add = [lanes](double* to, const double* from, double scale) {
+    for (int l = 0; l < lanes; ++l) to[l] += scale * from[l];
+  };
+  for (auto it = program.tape.rbegin(); it != program.tape.rend(); ++it) {
+    const GraphInstruction& in = *it;
+    const double* y = v + in.out;
+    if (in.op == GraphOp::kGather) {
+      for (int i = 0; i < in.size; ++i) {
+        const double* gy = lanes_of(in.out + i);
+        for (int k = in.start[i]; k < in.start[i + 1]; ++k) add(lanes_of(in.source[k]), gy, 1.0);
+      }
+    } else if (IsBinary(in.op)) {
+      for (int i = 0; i < in.size; ++i) {
+        const double a = v[in.a[i]];
+        const double b = v[in.b[i]];
+        double da = 0.0, db = 0.0;
+        switch (in.op) {
+          case GraphOp::kAdd:
+            da = db = 1.0;
+            break;
+          case GraphOp::kSub:
+            da = 1.0;
+            db = -1.0;
+            break;
+          case GraphOp::kMul:
+            da = b;
+            db = a;
+            break;
+          case GraphOp::kDiv:
+            da = 1.0 / b;
+            db = -y[i] / b;
+            break;
+          case GraphOp::kPow:
+            da = b * Pow(a, b - 1.0);
+            // log(a) only where a > 0: a negative base has no derivative in the exponent.
+            if (a > 0) db = y[i] * Log(a);
+            break;
+          case GraphOp::kMin:
+            (b < a ? db : da) = 1.0;
+            break;
+          case GraphOp::kMax:
+            (a < b ? db : da) = 1.0;
+            break;
+          default:
+            break;
+        }
+        const double* gy = lanes_of(in.out + i);
+        add(lanes_of(in.a[i]), gy, da);
+        add(lanes_of(in.b[i]), gy, db);
+      }
+    } else if (in.op == GraphOp::kMatMul) {
+      for (std::size_t p = 0; p < in.out_base.size(); ++p) {
+        const double* A = v + in.a_base[p];
+        const double* B = v + in.b_base[p];
+        for (int i = 0; i < in.rows; ++i) {
+          for (int j = 0; j < in.cols; ++j) {
+            const double* go = lanes_of(in.out_base[p] + i * in.cols + j);
+            for (int k = 0; k < in.inner; ++k) {
+              const int a = i * in.a_row + k * in.a_col, b = k * in.b_row + j * in.b_col;
+              add(lanes_of(in.a_base[p] + a), go, B[b]);
+              add(lanes_of(in.b_base[p] + b), go, A[a]);
+            }
+          }
+        }
+      }
+    } else {
+      const double* a = v + in.input;
+      for (int i = 0; i < in.size; ++i) {
+        add(lanes_of(in.input + i), lanes_of(in.out + i), UnarySlope(in, a[i], y[i]));
+      }
+    }
+  }
+}
+
 template <typename S>
 void Fill(std::vector<S>* buffer, const S& value) {
   for (S& e : *buffer) e = value;
@@ -306,6 +387,8 @@ GraphEvaluator::GraphEvaluator(std::shared_ptr<const GraphProgram> program)
       values_(program_->initial_buffer),
       adjoints_(program_->initial_buffer.size()),
       param_scratch_(static_cast<std::size_t>(program_->param_dim)),
+      lanes_(program_->initial_buffer.size() *
+             static_cast<std::size_t>(program_->state_dim + program_->control_dim)),
       dual_values_(program_->initial_buffer.begin(), program_->initial_buffer.end()),
       dual_adjoints_(program_->initial_buffer.size()) {
   SizeStages();
@@ -498,12 +581,14 @@ void GraphEvaluator::StepWithJacobians(const double* x, const double* u, const d
   const GraphProgram& p = *program_;
   const int n = p.state_dim, m = p.control_dim;
   Step(x, u, theta, x_next);
+  // Lane `row` carries the adjoints of output row `row`: after one sweep, position j's lanes hold
+  // column j of [A B].
+  Fill(&lanes_, 0.0);
+  for (int row = 0; row < n; ++row) lanes_[(p.output + row) * n + row] = 1.0;
+  ReverseLanes(p, values_.data(), n, lanes_.data());
   for (int row = 0; row < n; ++row) {
-    Fill(&adjoints_, 0.0);
-    adjoints_[p.output + row] = 1.0;
-    Reverse(p, values_.data(), adjoints_.data());
-    for (int j = 0; j < n; ++j) A[row * n + j] = adjoints_[p.x_position() + j];
-    for (int j = 0; j < m; ++j) B[row * m + j] = adjoints_[p.u_position() + j];
+    for (int j = 0; j < n; ++j) A[row * n + j] = lanes_[(p.x_position() + j) * n + row];
+    for (int j = 0; j < m; ++j) B[row * m + j] = lanes_[(p.u_position() + j) * n + row];
   }
 }
 

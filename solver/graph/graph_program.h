@@ -125,8 +125,8 @@ class GraphEvaluator {
   // x_next (n) = f(x, u; theta).
   void Step(const double* x, const double* u, const double* theta, double* x_next);
 
-  // x_next and the Jacobians A = df/dx (n, n) and B = df/du (n, m): one forward sweep and one
-  // reverse sweep per row.
+  // x_next and the Jacobians A = df/dx (n, n) and B = df/du (n, m): every derivative direction
+  // carried side by side through the tape's sweeps (lanes_), not one sweep each.
   void StepWithJacobians(const double* x, const double* u, const double* theta, double* x_next,
                          double* A, double* B);
 
@@ -215,6 +215,7 @@ class GraphEvaluator {
 
   std::shared_ptr<const GraphProgram> program_;
   std::vector<double> values_, adjoints_, param_scratch_, tau_, dtau_;
+  std::vector<double> lanes_;  // (buffer, n + m): StepWithJacobians' derivative lanes
   std::vector<Dual1> dual_values_, dual_adjoints_;
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eigen_;  // a cost's Hessian (sized once)
   Eigen::MatrixXd hessian_;
