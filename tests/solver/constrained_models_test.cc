@@ -16,6 +16,7 @@
 #include "solver/gradients.h"
 #include "solver/models/cartpole.h"
 #include "solver/problem.h"
+#include "solver/solution_jacobians.h"
 #include "tests/testing/device_layout_on_host.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/status_matchers.h"
@@ -134,6 +135,29 @@ TEST(ConstrainedModelsTest, CartpoleOnRailsGradientsMatchDifferencesOfTheSolve) 
         << GradientModeName(mode) << ": " << GradientStatusName(g.status);
     EXPECT_EQ(g.regularization, 0.0) << GradientModeName(mode);
     EXPECT_GT(g.active_constraints, 0) << GradientModeName(mode);
+  }
+
+  // The forward-mode Jacobian d tau / d params (EXACT) factorises the same LQR: J' dL/dtau is the
+  // gradient.
+  Problem with_jacobian = p;
+  with_jacobian.options.compute_params_jacobian = true;
+  with_jacobian.options.jacobian_mode = GradientMode::kExact;
+  Solution jacobian = s;
+  ComputeRequestedJacobians(with_jacobian, &jacobian);
+  EXPECT_EQ(jacobian.jacobian_diagnostics.status, GradientStatus::kOk)
+      << GradientStatusName(jacobian.jacobian_diagnostics.status);
+  const int n = p.shape.state_dim, m = p.shape.control_dim, nt = n + m;
+  const std::size_t np = p.params.size();
+  ASSERT_EQ(jacobian.params_jacobian.size(), p.shape.horizon * nt * np);
+  for (std::size_t k = 0; k < np; ++k) {
+    double product = 0.0;
+    for (int t = 0; t < p.shape.horizon; ++t) {
+      for (int i = 0; i < nt; ++i) {
+        const double w = i < n ? backward.dl_dx[t * n + i] : backward.dl_du[t * m + i - n];
+        product += jacobian.params_jacobian[(t * nt + i) * np + k] * w;
+      }
+    }
+    EXPECT_NEAR(product, g.params[k], 1e-9 * (1 + std::abs(g.params[k]))) << "params[" << k << "]";
   }
 
   const auto difference = [&](std::vector<double>* input, std::size_t e) {
