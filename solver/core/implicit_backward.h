@@ -36,6 +36,12 @@ constexpr double kDeviceNearlyActiveFactor = 100.0;
 // An active row whose Schur complement diagonal is below this times 1 + the largest is dependent
 // on the pinned controls and x_0 (no direction moves it): it is held with a zero multiplier.
 constexpr double kDeviceDependentRow = 1e-12;
+// When the pinned LQR with the active rows free is not positive definite (EXACT on a model: the
+// dynamics' curvature off the constraints' surface), its Hessian first gets the penalty
+// rho sum_r G_r' G_r / |G_r|^2 over the active rows, rho = (1 + max |H|) x kDevicePenaltyGrowth^j
+// for j = 0 .. kDevicePenaltySteps - 1 (the first that factorises); only then the mu shift.
+constexpr double kDevicePenaltyGrowth = 10.0;
+constexpr int kDevicePenaltySteps = 9;
 // Gradients through stage constraints in this compilation: the host's (CPU workers, and the CUDA
 // backend's CPU pool, which gets every constrained problem: packing.cc DeviceSupportsBackward).
 // The device pass leaves them out: instantiated in every backward kernel they multiplied nvcc's
@@ -171,11 +177,12 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   }
   // The pinned LQR's Hessian at step t: the cost's C_t plus, in kExact on a model, the dynamics'
   // curvature lambda_{t+1}' d2f/dtau2 (written by Load).
-  // With smoothed constraints, also their penalty sum_r w_r G_r' G_r (SmoothingWeights).
+  // With smoothed constraints, also their penalty sum_r w_r G_r' G_r (SmoothingWeights), and
+  // likewise the active rows' penalty when Factorize needs it (FactorizeWithRowPenalty).
   MPC_HOST_DEVICE S H(int t, int i, int j) const {
     const S h = LagrangianHessian(t, i, j);
     if constexpr (kConstraintGradients) {
-      if (smoothing_on_) return h + SmoothingHessian(t, i, j);
+      if (smoothing_on_ || penalty_on_) return h + RowWeightHessian(t, i, j);
     }
     return h;
   }
@@ -187,7 +194,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     }
     return C(t, i, j);
   }
-  MPC_HOST_DEVICE S SmoothingHessian(int t, int i, int j) const {
+  MPC_HOST_DEVICE S RowWeightHessian(int t, int i, int j) const {
     S s = 0;
     for (int r = 0; r < k_; ++r) s += At(view_.row_weight, t * k_ + r) * G(t, r, i) * G(t, r, j);
     return s;
@@ -552,18 +559,26 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     }
   }
 
-  // Riccati factorisation of the pinned LQR, retried with growing mu I on the free controls' Quu
-  // until every stage is positive definite; writes the regularisation, conditioning and status.
+  // Riccati factorisation of the pinned LQR; when it is not positive definite, retried with the
+  // active rows' penalty (FactorizeWithRowPenalty), and then without it with growing mu I on the
+  // free controls' Quu until every stage is positive definite; writes the regularisation,
+  // conditioning and status.
   MPC_HOST_DEVICE bool Factorize(BackwardResult* out) {
     S reg = 0;
     S condition = 0;
-    while (!FactorizeOnce(reg, &condition)) {
+    penalty_on_ = false;
+    bool factorized = FactorizeOnce(reg, &condition);
+    if constexpr (kConstraintGradients) {
+      if (!factorized) factorized = FactorizeWithRowPenalty(&condition);
+    }
+    while (!factorized) {
       reg = reg == S(0) ? S(kMinRegularization) : reg * S(kRegularizationFactor);
       if (reg > S(kMaxRegularization)) {
         out->status = kDeviceGradientNotFinite;
         out->regularization = reg;
         return false;
       }
+      factorized = FactorizeOnce(reg, &condition);
     }
     out->regularization = reg;
     out->condition_estimate = condition;
@@ -851,6 +866,36 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     const bool exact_model = !Dynamics::kIsLinear && settings_.mode == kDeviceModeExact;
     factorized_ = active_count_ > 0 && !exact_model && !smoothing_on_;
     return true;
+  }
+
+  // The pinned LQR with rho sum_r G_r' G_r / |G_r|^2 over the active rows added to its Hessian,
+  // for the growing rho of kDevicePenaltyGrowth; false (and the penalty off) when none
+  // factorises. Every LQR of the pass holds the active rows as equalities, E dtau = 0, where the
+  // penalty's value and gradient vanish: the constrained solution and its multipliers are those
+  // of the LQR without it, which may be indefinite off the rows' surface while the problem with
+  // them held is positive definite (for a large enough rho it then factorises: Finsler's lemma).
+  MPC_HOST_DEVICE bool FactorizeWithRowPenalty(S* condition) {
+    penalty_on_ = false;
+    if (active_count_ == 0 || smoothing_on_) return false;
+    S scale = 0;
+    for (int t = 0; t < T_; ++t) {
+      for (int e = 0; e < nt * nt; ++e) {
+        scale = MaxKeepNan(scale, Abs(LagrangianHessian(t, e / nt, e % nt)));
+      }
+    }
+    S rho = S(1) + scale;
+    for (int step = 0; step < kDevicePenaltySteps; ++step, rho *= S(kDevicePenaltyGrowth)) {
+      for (int index = 0; index < active_count_; ++index) {
+        const int t = ActiveStep(index), r = ActiveRow(index);
+        S norm2 = 0;
+        for (int e = 0; e < nt; ++e) norm2 += G(t, r, e) * G(t, r, e);
+        At(view_.row_weight, t * k_ + r) = rho / norm2;
+      }
+      penalty_on_ = true;
+      if (FactorizeOnce(S(0), condition)) return true;
+    }
+    penalty_on_ = false;
+    return false;
   }
 
   // Active rows with a multiplier ~0 (or a dependent row, held with nu = 0), and inactive rows
@@ -1174,6 +1219,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   bool curvature_off_ = false;      // H_t = C_t while the rows' multipliers are computed
   bool multipliers_ready_ = false;  // nu is known: the costates include G' nu
   bool smoothing_on_ = false;       // the rows are in H by their smoothing weights
+  bool penalty_on_ = false;         // the active rows are in H by their penalty (Factorize)
   bool factorized_ = false;         // LoadConstraints' factors serve the right-hand sides
 };
 
