@@ -315,6 +315,14 @@ GraphEvaluator::GraphEvaluator(std::shared_ptr<const GraphProgram> program)
     dtau_.resize(static_cast<std::size_t>(nt));
     eigen_ = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(nt);
     hessian_.resize(nt, nt);
+  } else {
+    const GraphProgram& p = *program_;
+    dtau_.resize(static_cast<std::size_t>(p.state_dim + p.control_dim));
+    row_seed_.resize(static_cast<std::size_t>(p.output_dim));
+    curvature_.resize(static_cast<std::size_t>(p.state_dim + p.control_dim) *
+                      (p.state_dim + p.control_dim));
+    rows_at_.resize(static_cast<std::size_t>(p.state_dim + p.control_dim + p.param_dim));
+    rows_.resize(static_cast<std::size_t>(p.output_dim));
   }
 }
 
@@ -636,6 +644,86 @@ void GraphEvaluator::SubtractCostParamGradient(const double* x, const double* u,
   MixedDirectional(Tau(x, u, n), nullptr, theta, &one, dtau_.data(), nullptr,
                    param_scratch_.data());
   for (int k = 0; k < program_->param_dim; ++k) grad[k] -= param_scratch_[k];
+}
+
+double GraphEvaluator::ConstraintRow(const double* x, const double* u, const double* theta,
+                                     int row) {
+  const GraphProgram& p = *program_;
+  const auto fresh = [&](const double* from, int count, int offset) {
+    return std::equal(from, from + count, rows_at_.begin() + offset);
+  };
+  const int n = p.state_dim, m = p.control_dim;
+  if (!rows_valid_ || !fresh(x, n, 0) || !fresh(u, m, n) || !fresh(theta, p.param_dim, n + m)) {
+    std::copy(x, x + n, rows_at_.begin());
+    std::copy(u, u + m, rows_at_.begin() + n);
+    std::copy(theta, theta + p.param_dim, rows_at_.begin() + n + m);
+    Load(x, u, theta);
+    Forward(p.tape, values_.data());
+    std::copy(values_.begin() + p.output, values_.begin() + p.output + p.output_dim, rows_.begin());
+    rows_valid_ = true;
+  }
+  return rows_[static_cast<std::size_t>(row)];
+}
+
+void GraphEvaluator::LinearizeConstraints(const double* x, const double* u, const double* theta,
+                                          int width, double* G, double* h) {
+  const GraphProgram& p = *program_;
+  const int n = p.state_dim, m = p.control_dim;
+  Load(x, u, theta);
+  Forward(p.tape, values_.data());
+  for (int row = 0; row < p.output_dim; ++row) {
+    const double g = values_[p.output + row];
+    Fill(&adjoints_, 0.0);
+    adjoints_[p.output + row] = 1.0;
+    Reverse(p, values_.data(), adjoints_.data());
+    double* G_row = G + static_cast<std::ptrdiff_t>(row) * width;
+    std::fill(G_row + n + m, G_row + width, 0.0);  // the controls of a graph of x alone
+    double s = 0.0;
+    for (int j = 0; j < n; ++j) {
+      G_row[j] = adjoints_[p.x_position() + j];
+      s += G_row[j] * x[j];
+    }
+    for (int j = 0; j < m; ++j) {
+      G_row[n + j] = adjoints_[p.u_position() + j];
+      s += G_row[n + j] * u[j];
+    }
+    h[row] = s - g;
+  }
+}
+
+void GraphEvaluator::AddConstraintParamGradient(const double* x, const double* u,
+                                                const double* theta, int width,
+                                                const double* grad_G, const double* grad_h,
+                                                double* grad) {
+  const GraphProgram& p = *program_;
+  const int n = p.state_dim, m = p.control_dim, k = p.output_dim;
+  // dG_r/dtheta . grad_G_r + dh_r/dtheta grad_h_r with h_r = G_r tau - g_r: the mixed second
+  // derivative of g_r along grad_G_r + grad_h_r tau, less grad_h_r dg_r/dtheta.
+  for (int r = 0; r < k; ++r) {
+    std::fill(row_seed_.begin(), row_seed_.end(), 0.0);
+    row_seed_[static_cast<std::size_t>(r)] = 1.0;
+    const double* gG = grad_G + static_cast<std::ptrdiff_t>(r) * width;
+    for (int j = 0; j < n; ++j) dtau_[j] = gG[j] + grad_h[r] * x[j];
+    for (int j = 0; j < m; ++j) dtau_[n + j] = gG[n + j] + grad_h[r] * u[j];
+    MixedDirectional(x, u, theta, row_seed_.data(), dtau_.data(), dtau_.data() + n,
+                     param_scratch_.data());
+    for (int q = 0; q < p.param_dim; ++q) grad[q] += param_scratch_[q];
+  }
+  ParamVjp(x, u, theta, grad_h, param_scratch_.data());
+  for (int q = 0; q < p.param_dim; ++q) grad[q] -= param_scratch_[q];
+}
+
+void GraphEvaluator::ConstraintCurvature(const double* x, const double* u, const double* theta,
+                                         const double* nu, int width, double* H) {
+  const GraphProgram& p = *program_;
+  const int nt = p.state_dim + p.control_dim;
+  LambdaHessian(x, u, theta, nu, curvature_.data());
+  std::fill(H, H + static_cast<std::ptrdiff_t>(width) * width, 0.0);
+  for (int i = 0; i < nt; ++i) {
+    for (int j = 0; j < nt; ++j) {
+      H[i * width + j] = 0.5 * (curvature_[i * nt + j] + curvature_[j * nt + i]);
+    }
+  }
 }
 
 }  // namespace mpc
