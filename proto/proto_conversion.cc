@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "proto/error_details.h"
+#include "solver/graph/onnx_import.h"
 #include "solver/problem_fields.h"
 #include "solver/pytorch_terms.h"
 #include "solver/stage_constraints.h"
@@ -342,9 +344,9 @@ absl::Status ConvertModel(const mpcd::v1::ModelDynamics& proto, const std::strin
   return absl::OkStatus();
 }
 
-// The graph a GraphDynamics or CostGraph names, from the server's registry; errors name the source
-// field (`field` ends with the message's own name and a dot); a graph of the other kind (cost or
-// dynamics) is INVALID_ARGUMENT.
+// The graph a GraphDynamics, CostGraph or ConstraintGraph names, from the server's registry; errors
+// name the source field (`field` ends with the message's own name and a dot); a graph of the other
+// kind (cost or dynamics) is INVALID_ARGUMENT.
 template <class GraphProto>
 absl::StatusOr<std::shared_ptr<const GraphProgram>> FindGraph(const GraphProto& proto,
                                                               GraphRegistry& graphs,
@@ -376,9 +378,10 @@ absl::StatusOr<std::shared_ptr<const GraphProgram>> FindGraph(const GraphProto& 
   if ((*graph)->is_cost != cost) {
     return absl::InvalidArgumentError(absl::StrCat(
         field, source,
-        cost ? ": a dynamics graph (inputs 'x' and 'u'); a cost graph has the one input 'tau' "
-               "(n+m) and a scalar output"
-             : ": a cost graph (input 'tau'); dynamics graphs take inputs 'x' and 'u'"));
+        cost ? ": a dynamics graph or a constraint graph (inputs 'x' and 'u'); a cost graph has "
+               "the one input 'tau' (n+m) and a scalar output"
+             : ": a cost graph (input 'tau'); dynamics and constraint graphs take inputs 'x' and "
+               "'u'"));
   }
   return graph;
 }
@@ -453,6 +456,9 @@ absl::Status ConvertGraph(const mpcd::v1::GraphDynamics& proto, const RequestLim
   }
   MPC_ASSIGN_OR_RETURN(std::shared_ptr<const GraphProgram> graph,
                        FindGraph(proto, *limits.graphs, field, /*cost=*/false));
+  if (absl::Status size = CheckDynamicsGraph(*graph); !size.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, "onnx: ", size.message()));
+  }
   problem->shape.dynamics = DynamicsId::Graph(graph->fingerprint.data());
   problem->shape.state_dim = graph->state_dim;
   problem->shape.control_dim = graph->control_dim;
@@ -503,6 +509,42 @@ absl::Status ConvertCostGraph(const mpcd::v1::Problem& proto, const RequestLimit
     return absl::InvalidArgumentError(
         absl::StrCat(prefix, "slew_rate_penalty: not supported with cost_graph yet"));
   }
+  return absl::OkStatus();
+}
+
+// Sets problem->shape.constraint_graph, constraint_graph and constraint_params from a
+// ConstraintGraph, once the problem's n and m are known: the graph's inputs must be x (n) and
+// u (m).
+absl::Status ConvertConstraintGraph(const mpcd::v1::Problem& proto, const RequestLimits& limits,
+                                    const std::string& prefix, Problem* problem) {
+  const std::string field = prefix + "constraint_graph.";
+  if (limits.graphs == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "constraint_graph: graphs are not enabled here"));
+  }
+  if (proto.slew_rate_penalty() != 0) {
+    // The slew-rate rewrite augments the state the graph would be given.
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "slew_rate_penalty: not supported with constraint_graph yet"));
+  }
+  MPC_ASSIGN_OR_RETURN(std::shared_ptr<const GraphProgram> graph,
+                       FindGraph(proto.constraint_graph(), *limits.graphs, field, /*cost=*/false));
+  ProblemShape& shape = problem->shape;
+  // A graph of x alone (no input 'u') has control_dim 0.
+  const int control_dim = graph->control_dim == 0 ? shape.control_dim : graph->control_dim;
+  for (const auto& [given, expected, input, letter] :
+       {std::tuple{graph->state_dim, shape.state_dim, "x", "n"},
+        std::tuple{control_dim, shape.control_dim, "u", "m"}}) {
+    if (given != expected) {
+      return absl::InvalidArgumentError(absl::StrCat(field, "onnx: the graph's input '", input,
+                                                     "' has ", given, " elements, expected ",
+                                                     letter, " = ", expected));
+    }
+  }
+  MPC_ASSIGN_OR_RETURN(problem->constraint_params,
+                       GraphParameters(proto.constraint_graph().parameters(), *graph, field));
+  std::copy(graph->fingerprint.begin(), graph->fingerprint.end(), shape.constraint_graph);
+  problem->constraint_graph = std::move(graph);
   return absl::OkStatus();
 }
 
@@ -934,6 +976,9 @@ void FillFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged
   if (!merged->has_cost_graph() && shared.has_cost_graph()) {
     *merged->mutable_cost_graph() = shared.cost_graph();
   }
+  if (!merged->has_constraint_graph() && shared.has_constraint_graph()) {
+    *merged->mutable_constraint_graph() = shared.constraint_graph();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1005,6 +1050,11 @@ absl::StatusOr<int> CheckBatched(const mpcd::v1::BatchedProblems& batched, int l
     return absl::InvalidArgumentError(
         "batched.cost_graph_parameters: only in responses (send a cost graph's parameters in "
         "cost_graph.parameters)");
+  }
+  if (!batched.constraint_graph_parameters().empty()) {
+    return absl::InvalidArgumentError(
+        "batched.constraint_graph_parameters: only in responses (send a constraint graph's "
+        "parameters in constraint_graph.parameters)");
   }
   for (const auto& [tensor, name] : {std::pair{&batched.x_lower(), "batched.x_lower"},
                                      {&batched.x_upper(), "batched.x_upper"},
@@ -1317,6 +1367,9 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   if (proto.has_cost_graph()) MPC_RETURN_IF_ERROR(ConvertCostGraph(proto, limits, p, &problem));
 
   MPC_RETURN_IF_ERROR(ConvertStageConstraints(proto, p, &problem));
+  if (proto.has_constraint_graph()) {
+    MPC_RETURN_IF_ERROR(ConvertConstraintGraph(proto, limits, p, &problem));
+  }
 
   // Sizes are right by construction (ValidateProblem re-checks their lengths, O(1)); it scans the
   // values, once.
@@ -1955,6 +2008,11 @@ void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
     StackGraphGradient(encoding, *problems[0].cost_graph, gradients, &ProblemGradient::cost_params,
                        out->mutable_cost_graph_parameters());
   }
+  if (!problems.empty() && problems[0].constraint_graph != nullptr) {
+    StackGraphGradient(encoding, *problems[0].constraint_graph, gradients,
+                       &ProblemGradient::constraint_params,
+                       out->mutable_constraint_graph_parameters());
+  }
   if (!gradients[0].x_lower.empty()) {
     stack(shapes.x_lower, &ProblemGradient::x_lower, out->mutable_x_lower());
   }
@@ -2014,6 +2072,11 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
       mpcd::v1::ModelDynamics* model = out->mutable_dynamics()->mutable_model();
       model->set_name(in.dynamics().model().name());
       model->mutable_params()->Assign(g.params.begin(), g.params.end());
+    }
+    if (in.has_constraint_graph() && i < problems.size() &&
+        problems[i].constraint_graph != nullptr) {
+      SetGraphGradient(*problems[i].constraint_graph, g.constraint_params,
+                       out->mutable_constraint_graph());
     }
     if (!g.x_lower.empty()) SetTensor(shapes.x_lower, g.x_lower, out->mutable_x_lower());
     if (!g.x_upper.empty()) SetTensor(shapes.x_upper, g.x_upper, out->mutable_x_upper());

@@ -53,6 +53,8 @@ struct ProblemGradient {
   // A cost graph's parameters theta_c (Problem::cost_params), empty without a cost graph; the
   // cost's C and c above are then the quadratisation's and mean nothing to the caller.
   std::vector<double> cost_params;
+  // A stage constraint graph's parameters theta_g (Problem::constraint_params), empty without one.
+  std::vector<double> constraint_params;
   // Stage constraints, shaped as the problem's (empty when it has none): nonzero only on the
   // entries of active rows (or, smoothed, of rows near their bound).
   std::vector<double> x_lower;

@@ -51,6 +51,10 @@ IlqrBatchLayout PlanIlqrBatch(absl::Span<const Problem* const> problems) {
   layout.param_dim = model == nullptr ? 0 : static_cast<int>(model->default_params.size());
   if (shape.dynamics.is_graph()) layout.param_dim = problems[0]->graph->param_dim;
   if (shape.has_cost_graph()) layout.cost_param_dim = problems[0]->cost_graph->param_dim;
+  if (shape.has_constraint_graph()) {
+    layout.constraint_param_dim = problems[0]->constraint_graph->param_dim;
+    layout.constraint_graph_rows = GraphConstraintRows(*problems[0]);
+  }
   const bool linear = shape.dynamics.is_linear();
   layout.transition_slices = linear ? 1 : 0;
   for (const Problem* p : problems) {
@@ -91,6 +95,7 @@ IlqrBatchLayout PlanIlqrBatch(absl::Span<const Problem* const> problems) {
   layout.offset = take(static_cast<std::size_t>(layout.offset_slices) * n);
   layout.params = take(layout.param_dim);
   layout.cost_params = take(layout.cost_param_dim);
+  layout.constraint_params = take(layout.constraint_param_dim);
   layout.u_lower = take(static_cast<std::size_t>(layout.bound_slices) * m);
   layout.u_upper = take(static_cast<std::size_t>(layout.bound_slices) * m);
   const std::size_t constraint_rows =
@@ -146,6 +151,13 @@ IlqrBatchView<S> MakeIlqrBatchView(const IlqrBatchLayout& layout, S* buffer,
   view.u_upper = buffer + layout.u_upper;
   view.constraint_G = buffer + layout.constraint_G;
   view.constraint_h = buffer + layout.constraint_h;
+  if (layout.shape.has_constraint_graph()) {
+    // The graph's rows are the last of every step's (a batch of one: no padding rows after them).
+    view.constraint_params = buffer + layout.constraint_params;
+    view.constraint_graph_rows = layout.constraint_graph_rows;
+    view.graph_G = buffer + layout.constraint_G;
+    view.graph_h = buffer + layout.constraint_h;
+  }
   view.x_init = buffer + layout.x_init;
   view.u_init = buffer + layout.u_init;
   view.settings = settings;
@@ -229,6 +241,9 @@ void PackIlqrInputs(absl::Span<const Problem* const> problems, const IlqrBatchLa
     }
     for (int k = 0; k < layout.cost_param_dim; ++k) {
       at(layout.cost_params, k) = static_cast<S>(p.cost_params[k]);
+    }
+    for (int k = 0; k < layout.constraint_param_dim; ++k) {
+      at(layout.constraint_params, k) = static_cast<S>(p.constraint_params[k]);
     }
     const bool bounded = !p.u_lower.empty();
     const int lower_available = Slices(p.u_lower.size(), m);
@@ -462,6 +477,7 @@ BackwardBatchLayout PlanBackwardBatch(absl::Span<const BackwardProblem* const> p
       take(linear ? static_cast<std::size_t>(layout.offset_gradient_slices) * n : 0);
   layout.grad_params = take(in.param_dim);
   layout.grad_cost_params = take(in.cost_param_dim);
+  layout.grad_constraint_params = take(in.constraint_param_dim);
   const std::size_t row_steps = static_cast<std::size_t>(T) * in.constraint_rows;
   layout.grad_constraint_G = take(row_steps * nt);
   layout.grad_constraint_h = take(row_steps);
@@ -477,6 +493,8 @@ BackwardBatchLayout PlanBackwardBatch(absl::Span<const BackwardProblem* const> p
   // A graph's df/dtheta is never formed (reverse sweeps in the backward pass instead).
   layout.P = take(linear || shape.dynamics.is_graph() ? 0 : steps * n * in.param_dim);
   layout.curvature = take(linear || !exact ? 0 : steps * nt * nt);
+  layout.constraint_curvature =
+      take(exact && shape.has_constraint_graph() ? static_cast<std::size_t>(T) * nt * nt : 0);
   layout.mixed = take(layout.jacobians.params ? steps * nt * in.param_dim : 0);
   layout.lambda = take(static_cast<std::size_t>(T) * n);
   layout.free = take(static_cast<std::size_t>(T) * m);
@@ -524,6 +542,7 @@ BackwardBatchView<S> MakeBackwardBatchView(const BackwardBatchLayout& layout, S*
   view.grad_offset = buffer + layout.grad_offset;
   view.grad_params = buffer + layout.grad_params;
   view.grad_cost_params = buffer + layout.grad_cost_params;
+  view.grad_constraint_params = buffer + layout.grad_constraint_params;
   view.results = results;
   view.jacobians = layout.jacobians;
   view.jac_x_init = buffer + layout.jac_x_init;
@@ -532,6 +551,7 @@ BackwardBatchView<S> MakeBackwardBatchView(const BackwardBatchLayout& layout, S*
   view.B = buffer + layout.B;
   view.P = buffer + layout.P;
   view.curvature = buffer + layout.curvature;
+  view.constraint_curvature = buffer + layout.constraint_curvature;
   view.mixed = buffer + layout.mixed;
   view.lambda = buffer + layout.lambda;
   view.free = buffer + layout.free;
@@ -626,6 +646,9 @@ void UnpackBackwardOutputs(absl::Span<const BackwardProblem* const> problems,
     }
     out.cost_params.resize(in.cost_param_dim);
     ReadSlices(array(layout.grad_cost_params), batch, b, 1, in.cost_param_dim, &out.cost_params);
+    out.constraint_params.resize(in.constraint_param_dim);
+    ReadSlices(array(layout.grad_constraint_params), batch, b, 1, in.constraint_param_dim,
+               &out.constraint_params);
     ReadConstraintGradient(p, in, array(layout.grad_constraint_G), array(layout.grad_constraint_h),
                            batch, b, &out);
     ReadDiagnostics(results[b], &out);

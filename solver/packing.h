@@ -23,19 +23,21 @@ struct IlqrBatchLayout {
   ProblemShape shape;
   int batch = 0;
   int param_dim = 0;
-  int cost_param_dim = 0;  // a cost graph's parameters (0 without one)
+  int cost_param_dim = 0;        // a cost graph's parameters (0 without one)
+  int constraint_param_dim = 0;  // a constraint graph's parameters (0 without one)
   int cost_slices = 1;
   int linear_slices = 1;
   int transition_slices = 1;
   int offset_slices = 0;
   int bound_slices = 1;
-  int constraint_rows = 0;    // the most stage constraint rows of a problem (stage_constraints.h)
-  int constraint_slices = 0;  // 0 | 1 | T
-  bool any_gains = false;     // some problem asked for K, k
+  int constraint_rows = 0;  // the most stage constraint rows of a problem (stage_constraints.h)
+  int constraint_graph_rows = 0;  // the last constraint_rows: a constraint graph's (a batch of one)
+  int constraint_slices = 0;      // 0 | 1 | T
+  bool any_gains = false;         // some problem asked for K, k
 
   std::size_t cost_quadratic = 0, cost_linear = 0, transition = 0, offset = 0, params = 0,
-              cost_params = 0, u_lower = 0, u_upper = 0, constraint_G = 0, constraint_h = 0,
-              x_init = 0, u_init = 0;
+              cost_params = 0, constraint_params = 0, u_lower = 0, u_upper = 0, constraint_G = 0,
+              constraint_h = 0, x_init = 0, u_init = 0;
   std::size_t best_x = 0, best_u = 0, K = 0, k = 0;
   std::size_t x = 0, u = 0, x_try = 0, u_try = 0, A = 0, B = 0, multipliers = 0;
   std::size_t input_size = 0;   // scalars in [0, input_size)
@@ -94,10 +96,11 @@ struct BackwardBatchLayout {
 
   std::size_t x = 0, u = 0, dl_dx = 0, dl_du = 0;
   std::size_t grad_x_init = 0, grad_cost_quadratic = 0, grad_cost_linear = 0, grad_transition = 0,
-              grad_offset = 0, grad_params = 0, grad_cost_params = 0, grad_constraint_G = 0,
-              grad_constraint_h = 0;
+              grad_offset = 0, grad_params = 0, grad_cost_params = 0, grad_constraint_params = 0,
+              grad_constraint_G = 0, grad_constraint_h = 0;
   JacobianSettings jacobians;  // a Jacobian pass's outputs (none in a backward pass)
   std::size_t jac_x_init = 0, jac_params = 0;
+  std::size_t constraint_curvature = 0;
   std::size_t A = 0, B = 0, P = 0, curvature = 0, mixed = 0, lambda = 0, free = 0, K = 0, L = 0,
               Qux = 0, V = 0, k = 0, dx = 0, du = 0, mu = 0;
   // Stage constraints (BackwardBatchView's): at most T * min(k, m) rows are active, the most that

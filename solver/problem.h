@@ -157,6 +157,11 @@ struct Problem {
   // (T, n+m) zeros here.
   std::shared_ptr<const GraphProgram> cost_graph;
   std::vector<double> cost_params;
+  // Nonlinear stage constraints g(x_t, u_t; theta_g) <= 0 (shape.constraint_graph, its
+  // fingerprint): the compiled graph (inputs x, u; its output_dim k rows, packed after the state
+  // bounds' and constraints' rows: solver/stage_constraints.h) and theta_g (its param_dim).
+  std::shared_ptr<const GraphProgram> constraint_graph;
+  std::vector<double> constraint_params;
   double dt = 0.0;  // model time step in seconds; 0 = the model's default
   // How continuous-time dynamics are discretised: a continuous-time model's integrator (kDefault =
   // the model's default); a graph's, where kDefault means the graph is discrete-time (its output

@@ -114,7 +114,7 @@ std::shared_ptr<const GraphProgram> AugmentGraphWithPassthrough(const GraphProgr
   const int m = graph.control_dim;
   auto out = std::make_shared<GraphProgram>(graph);
   out->state_dim = n + m;
-  out->output_dim = n + m;
+  out->output_dim = n + m;  // [u; x_next]: every adjoint seed spans it
   // Every old position moves up by m: u_prev takes [0, m), x follows it, u and theta keep
   // following x.
   const auto shift = [m](std::vector<int>* positions) {

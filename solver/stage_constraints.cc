@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "solver/graph/graph_program.h"
 
 namespace mpc {
 namespace {
@@ -85,6 +86,29 @@ absl::Status CheckGeneralConstraints(const Problem& p, const std::string& prefix
   return absl::OkStatus();
 }
 
+// A constraint graph's inputs against n and m, and its parameters (as the conversion sets them).
+absl::Status CheckConstraintGraph(const Problem& p, const std::string& prefix) {
+  if (p.constraint_graph == nullptr) return absl::OkStatus();
+  const GraphProgram& graph = *p.constraint_graph;
+  if (graph.is_cost || graph.state_dim != p.shape.state_dim ||
+      (graph.control_dim != 0 && graph.control_dim != p.shape.control_dim)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "constraint_graph.onnx: expected inputs x (", p.shape.state_dim,
+                     ") and u (", p.shape.control_dim, ")"));
+  }
+  if (p.constraint_params.size() != static_cast<std::size_t>(graph.param_dim)) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "constraint_graph.parameters: expected ",
+                                                   graph.param_dim, " values in all, got ",
+                                                   p.constraint_params.size()));
+  }
+  for (std::size_t e = 0; e < p.constraint_params.size(); ++e) {
+    if (std::isfinite(p.constraint_params[e])) continue;
+    return absl::InvalidArgumentError(absl::StrCat(
+        prefix, "constraint_graph.parameters: not finite at [", e, "] (the graph's parameters)"));
+  }
+  return absl::OkStatus();
+}
+
 // Row r at step t when it is a state bound: e_index' tau <= value (sign +1, x_upper) or
 // -e_index' tau <= -value (sign -1, x_lower); index -1 for the zero row (t = 0, infinite bound).
 struct StateBoundRow {
@@ -131,11 +155,15 @@ GeneralRow GeneralRowOf(const Problem& p, int t, int r) {
 }  // namespace
 
 int StageConstraintRows(const Problem& problem) {
-  return StateBoundRows(problem) + problem.constraint_count;
+  return StateBoundRows(problem) + problem.constraint_count + GraphConstraintRows(problem);
+}
+
+int GraphConstraintRows(const Problem& problem) {
+  return problem.constraint_graph == nullptr ? 0 : problem.constraint_graph->output_dim;
 }
 
 bool StageConstraintsVary(const Problem& problem) {
-  if (StateBoundRows(problem) > 0) return true;
+  if (StateBoundRows(problem) > 0 || GraphConstraintRows(problem) > 0) return true;
   const std::size_t k = problem.constraint_count;
   return problem.constraint_G.size() != k * problem.shape.tau_dim() ||
          problem.constraint_h.size() != k;
@@ -161,12 +189,15 @@ absl::Status ValidateStageConstraints(const Problem& problem, const std::string&
   if (absl::Status s = CheckStateBound(problem.x_upper, problem, "x_upper", p); !s.ok()) return s;
   if (absl::Status s = CheckBoundOrder(problem, p); !s.ok()) return s;
   if (absl::Status s = CheckGeneralConstraints(problem, p); !s.ok()) return s;
+  if (absl::Status s = CheckConstraintGraph(problem, p); !s.ok()) return s;
   if (StageConstraintRows(problem) > 0 && problem.options.method != SolverMethod::kIlqr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "options.method: ", SolverMethodName(problem.options.method),
-        " does not take state bounds or constraints (", p,
-        problem.x_lower.empty() && problem.x_upper.empty() ? "constraints" : "x_lower/x_upper",
-        "); use ILQR"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.method: ", SolverMethodName(problem.options.method),
+                     " does not take state bounds or constraints (", p,
+                     !problem.x_lower.empty() || !problem.x_upper.empty() ? "x_lower/x_upper"
+                     : problem.constraint_count > 0                       ? "constraints"
+                                                                          : "constraint_graph",
+                     "); use ILQR"));
   }
   return absl::OkStatus();
 }

@@ -4,8 +4,9 @@
 // A Problem's state bounds and general affine constraints as the core solves them: rows of one
 // stage constraint G_t tau_t <= h_t (solver/core/ilqr.h, SolveConstrained). The state bounds come
 // first (x_upper's rows e_i' tau <= x_upper_i, then x_lower's -e_i' tau <= -x_lower_i), then the
-// problem's own rows. An infinite bound and every state bound at t = 0 (x_0 is given) are a zero
-// row, 0 <= 0, which never acts.
+// problem's own rows, then a constraint graph's k rows g(x, u) <= 0, packed as zero rows here: the
+// core linearises them at every iteration. An infinite bound and every state bound at t = 0 (x_0
+// is given) are a zero row, 0 <= 0, which never acts.
 
 #include <string>
 #include <vector>
@@ -16,8 +17,11 @@
 
 namespace mpc {
 
-// Rows per step (0: the problem has no stage constraints).
+// Rows per step (0: the problem has no stage constraints), the constraint graph's included.
 int StageConstraintRows(const Problem& problem);
+
+// The constraint graph's rows per step (its output_dim; 0 without one): the last of the rows.
+int GraphConstraintRows(const Problem& problem);
 
 // Whether some row differs between steps (state bounds always do: none at t = 0).
 bool StageConstraintsVary(const Problem& problem);

@@ -112,6 +112,16 @@ struct IlqrBatchView {
   const S* cost_params = nullptr;
   S* cost_hessian = nullptr;   // (T, n+m, n+m)
   S* cost_gradient = nullptr;  // (T, n+m)
+  // A stage constraint graph g(x, u; theta_g) <= 0 (CPU, a batch of one; null = none): its
+  // evaluator and parameters. Its rows are the last constraint_graph_rows of the constraint_rows
+  // (constraint_slices = T); the core writes their linearisation G_t = dg/dtau, h_t = G_t tau_t -
+  // g(tau_t) into graph_G, graph_h (the same elements as constraint_G, constraint_h) and measures
+  // them with g itself.
+  GraphEvaluator* constraint_graph = nullptr;
+  const S* constraint_params = nullptr;
+  int constraint_graph_rows = 0;
+  S* graph_G = nullptr;  // constraint_G, writable
+  S* graph_h = nullptr;  // constraint_h, writable
   // Asked between iterations and line-search trials (host only; null = never stop early).
   StopQuery should_stop = nullptr;
   void* stop_context = nullptr;
@@ -201,13 +211,14 @@ struct BackwardBatchView {
   const S* dl_du = nullptr;  // (T, m): dL/du* (zeros when absent)
 
   // Outputs (zeroed by the pass itself).
-  S* grad_x_init = nullptr;          // (n)
-  S* grad_cost_quadratic = nullptr;  // problem.cost_slices x (n+m, n+m)
-  S* grad_cost_linear = nullptr;     // problem.linear_slices x (n+m)
-  S* grad_transition = nullptr;      // problem.transition_slices x (n, n+m); linear only
-  S* grad_offset = nullptr;          // offset_gradient_slices x (n); linear only
-  S* grad_params = nullptr;          // (p); models only
-  S* grad_cost_params = nullptr;     // (p_c): a cost graph's parameters (problem.cost_graph)
+  S* grad_x_init = nullptr;             // (n)
+  S* grad_cost_quadratic = nullptr;     // problem.cost_slices x (n+m, n+m)
+  S* grad_cost_linear = nullptr;        // problem.linear_slices x (n+m)
+  S* grad_transition = nullptr;         // problem.transition_slices x (n, n+m); linear only
+  S* grad_offset = nullptr;             // offset_gradient_slices x (n); linear only
+  S* grad_params = nullptr;             // (p); models only
+  S* grad_cost_params = nullptr;        // (p_c): a cost graph's parameters (problem.cost_graph)
+  S* grad_constraint_params = nullptr;  // (p_g): a constraint graph's (problem.constraint_graph)
   // The stage constraints' rows as packed (problem.constraint_rows k of them per step; the
   // unpacking maps them to x_lower, x_upper, constraints.G and constraints.h): per step always.
   S* grad_constraint_G = nullptr;     // (T, k, n+m)
@@ -224,17 +235,19 @@ struct BackwardBatchView {
   S* B = nullptr;          // (T-1, n, m), row-major: df/du; models only
   S* P = nullptr;          // (T-1, n, p), column-major per step: df/dparams; models only
   S* curvature = nullptr;  // (T-1, n+m, n+m): lambda_{t+1}' d2f/dtau2; models, kExact only
-  S* mixed = nullptr;      // (T-1, n+m, p): lambda_{t+1}' d2f/dtau dp; Jacobian passes only
-  S* lambda = nullptr;     // (T, n): costates at the point
-  S* free = nullptr;       // (T, m): 1 = free control, 0 = pinned at a bound
-  S* K = nullptr;          // (T, m, n): feedback of the pinned LQR
-  S* L = nullptr;          // (T, m, m): Cholesky factor of its Quu (identity on pinned controls)
-  S* Qux = nullptr;        // (T, m, n): its Qux (pinned rows zero)
-  S* V = nullptr;          // (T, n, n): its value function's Hessian
-  S* k = nullptr;          // (T, m): its feedforward for the right-hand side being solved
-  S* dx = nullptr;         // (T, n): the LQR's solution dtau = (dx, du)
-  S* du = nullptr;         // (T, m)
-  S* mu = nullptr;         // (T, n): its multipliers dlambda
+  // (T, n+m, n+m): sum_r nu_r d2g_r/dtau2 over a constraint graph's rows; kExact only.
+  S* constraint_curvature = nullptr;
+  S* mixed = nullptr;   // (T-1, n+m, p): lambda_{t+1}' d2f/dtau dp; Jacobian passes only
+  S* lambda = nullptr;  // (T, n): costates at the point
+  S* free = nullptr;    // (T, m): 1 = free control, 0 = pinned at a bound
+  S* K = nullptr;       // (T, m, n): feedback of the pinned LQR
+  S* L = nullptr;       // (T, m, m): Cholesky factor of its Quu (identity on pinned controls)
+  S* Qux = nullptr;     // (T, m, n): its Qux (pinned rows zero)
+  S* V = nullptr;       // (T, n, n): its value function's Hessian
+  S* k = nullptr;       // (T, m): its feedforward for the right-hand side being solved
+  S* dx = nullptr;      // (T, n): the LQR's solution dtau = (dx, du)
+  S* du = nullptr;      // (T, m)
+  S* mu = nullptr;      // (T, n): its multipliers dlambda
   // Stage constraints only (k = problem.constraint_rows > 0): the rows' multipliers nu at the
   // point, their part dnu of the LQR's solution, the smoothing's weights, and the active rows as
   // equalities of the LQR by a Schur complement (at most max_active_rows of them).

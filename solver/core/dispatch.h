@@ -27,12 +27,14 @@ enum class Sizes { kSpecialised, kRunTime };
 // Calls run.template operator()<Dynamics, NX, NU, kFixedSize>() with the sizes `executor` runs
 // `shape` with: every built-in model at its own (n, m); linear (8, 4) specialised; other linear
 // shapes with run-time sizes (CPU) or within the generic capacities (GPU); a graph with run-time
-// sizes on the CPU only; a shape with a cost graph on the CPU only. Returns false, calling
-// nothing, when the executor cannot run the shape.
+// sizes on the CPU only; a shape with a cost or constraint graph on the CPU only. Returns false,
+// calling nothing, when the executor cannot run the shape.
 template <Executor kExecutor, class Run>
 bool DispatchShape(const ProblemShape& shape, Run&& run, Sizes sizes = Sizes::kSpecialised) {
   // A cost graph is interpreted on the host only, like a dynamics graph.
-  if (kExecutor == Executor::kGpu && shape.has_cost_graph()) return false;
+  if (kExecutor == Executor::kGpu && (shape.has_cost_graph() || shape.has_constraint_graph())) {
+    return false;
+  }
   if (shape.dynamics.is_graph()) {
     // A graph is interpreted on the host only, with run-time sizes.
     if constexpr (kExecutor == Executor::kCpu) {

@@ -70,7 +70,9 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   using Data::Cxx;
   using Data::dt_;
   using Data::has_bounds_;
+  using Data::HasConstraintGraph;
   using Data::HasCostGraph;
+  using Data::LinearizeConstraintGraph;
   using Data::LoadU;
   using Data::LoadX;
   using Data::Lower;
@@ -219,6 +221,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
       Copy(view_.best_u, u_, T_ * m);
       const S previous = residual;
       residual = UpdateMultipliers(&violation);
+      if (!IsFinite(residual)) status = kDeviceNotFinite;  // a constraint graph's NaN
       if (status == kDeviceNotFinite || status == kDeviceDeadline) break;
       if (status == kDeviceConverged && residual <= tolerance) break;
       if (residual > S(kPenaltyProgress) * previous) rho_ = Min(rho_ * S(10), S(kMaxPenalty));
@@ -234,7 +237,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
 
   // lambda <- max(0, lambda + rho c) at (x_, u_); returns the residual of the old multipliers,
   // max |max(c, -lambda / rho)| (= the step of lambda over rho), and writes the largest violation
-  // max(0, c) into *violation.
+  // max(0, c) into *violation; both NaN when some c is not finite (a constraint graph's).
   MPC_HOST_DEVICE S UpdateMultipliers(S* violation) {
     ScratchScope<S> scope(arena_);
     LocalArray<S, NX> x(arena_, n);
@@ -246,6 +249,10 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
       LoadU(u_, t, u);
       for (int r = 0; r < view_.constraint_rows; ++r) {
         const S c = ConstraintValue(t, r, x, u);
+        if (!IsFinite(c)) {
+          *violation = c - c;
+          return c - c;
+        }
         S& lambda = At(view_.multipliers, t * view_.constraint_rows + r);
         const S step = Max(c, -lambda / rho_);
         residual = Max(residual, step < S(0) ? -step : step);
@@ -290,7 +297,8 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   }
 
   // The penalty's gradient (shifted multiplier times G's row) and Hessian (rho G_r' G_r on the
-  // active rows) added to step t's Q-function blocks (the constraints are affine: exact).
+  // active rows) added to step t's Q-function blocks (exact for affine rows; Gauss-Newton for a
+  // constraint graph's, G_r its Jacobian at the current trajectory).
   MPC_HOST_DEVICE void AddPenaltyToQ(int t, const S* x, const S* u, S* Qxx, S* Qux, S* qx) {
     for (int r = 0; r < view_.constraint_rows; ++r) {
       const S shifted = ShiftedMultiplier(t, r, x, u);
@@ -390,10 +398,11 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     return cost;
   }
 
-  // A_t, B_t at the current trajectory (linear dynamics are read from the problem), and a cost
-  // graph's C_t, c_t. False when a stop was requested on the way (A, B then incomplete).
+  // A_t, B_t at the current trajectory (linear dynamics are read from the problem), a cost
+  // graph's C_t, c_t and a constraint graph's rows. False when a stop was requested on the way
+  // (A, B then incomplete).
   MPC_HOST_DEVICE bool Linearize() {
-    if (HasCostGraph()) QuadratiseCostGraph();
+    if (HasCostGraph() || HasConstraintGraph()) LinearizeGraphs();
     if constexpr (!Dynamics::kIsLinear) {
       ScratchScope<S> scope(arena_);
       LocalArray<S, NX> x(arena_, n), next(arena_, n);
@@ -412,10 +421,12 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     return true;
   }
 
-  // Every step's C_t = proj_psd(H_t), c_t = g_t - C_t tau_t from the cost graph's gradient g_t and
-  // Hessian H_t at the current trajectory: the quadratic model the backward pass reads, exact
-  // where H_t is positive semi-definite. Counts the projections into the problem's result.
-  MPC_HOST_DEVICE void QuadratiseCostGraph() {
+  // At every step of the current trajectory: a cost graph's C_t = proj_psd(H_t), c_t = g_t - C_t
+  // tau_t from its gradient g_t and Hessian H_t (the quadratic model the backward pass reads,
+  // exact where H_t is positive semi-definite; the projections counted into the problem's
+  // result), and a constraint graph's rows linearised (the penalty's gradient and Gauss-Newton
+  // Hessian in AddPenaltyToQ read them; its values are g's own).
+  MPC_HOST_DEVICE void LinearizeGraphs() {
     if constexpr (kMayHaveCostGraph<S, Layout>) {
       ScratchScope<S> scope(arena_);
       LocalArray<S, NX> x(arena_, n);
@@ -423,10 +434,13 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
       for (int t = 0; t < T_; ++t) {
         LoadX(x_, t, x);
         LoadU(u_, t, u);
-        const bool projected = view_.cost_graph->QuadratiseCost(x, u, n, view_.cost_params,
-                                                                view_.cost_hessian + t * nt * nt,
-                                                                view_.cost_gradient + t * nt);
-        if (projected) ++view_.results[b_].cost_projections;
+        if (HasCostGraph()) {
+          const bool projected = view_.cost_graph->QuadratiseCost(x, u, n, view_.cost_params,
+                                                                  view_.cost_hessian + t * nt * nt,
+                                                                  view_.cost_gradient + t * nt);
+          if (projected) ++view_.results[b_].cost_projections;
+        }
+        if (HasConstraintGraph()) LinearizeConstraintGraph(t, x, u);
       }
     }
   }

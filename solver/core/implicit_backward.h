@@ -180,8 +180,9 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   // With smoothed constraints, also their penalty sum_r w_r G_r' G_r (SmoothingWeights), and
   // likewise the active rows' penalty when Factorize needs it (FactorizeWithRowPenalty).
   MPC_HOST_DEVICE S H(int t, int i, int j) const {
-    const S h = LagrangianHessian(t, i, j);
+    S h = LagrangianHessian(t, i, j);
     if constexpr (kConstraintGradients) {
+      if (constraint_curvature_on_ && !curvature_off_) h += ConstraintCurvature(t, i, j);
       if (smoothing_on_ || penalty_on_) return h + RowWeightHessian(t, i, j);
     }
     return h;
@@ -283,6 +284,10 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         const int p = in_.cost_graph->program().param_dim;
         for (int k = 0; k < p; ++k) view_.grad_cost_params[k] = 0;
       }
+      if (in_.constraint_graph != nullptr) {
+        const int p = in_.constraint_graph->program().param_dim;
+        for (int k = 0; k < p; ++k) view_.grad_constraint_params[k] = 0;
+      }
     }
   }
 
@@ -341,6 +346,71 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     }
   }
 
+  // A stage constraint graph (CPU workers only): whether the problem has one; its rows are the
+  // last constraint_graph_rows of each step's.
+  MPC_HOST_DEVICE bool HasConstraintGraph() const {
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      return in_.constraint_graph != nullptr;
+    } else {
+      return false;
+    }
+  }
+  MPC_HOST_DEVICE int FirstGraphRow() const { return k_ - in_.constraint_graph_rows; }
+
+  // The constraint graph's rows linearised at the point (G_t = dg/dtau, h_t = G_t tau_t - g): the
+  // rows the implicit function theorem holds as equalities where active, as affine rows are.
+  MPC_HOST_DEVICE void LinearizeConstraintGraph() {
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      for (int t = 0; t < T_; ++t) {
+        const int row = t * k_ + FirstGraphRow();
+        in_.constraint_graph->LinearizeConstraints(view_.x + t * n, view_.u + t * m,
+                                                   in_.constraint_params, nt,
+                                                   in_.graph_G + row * nt, in_.graph_h + row);
+      }
+    }
+  }
+
+  // kExact: sum_r nu_r d2g_r/dtau2 at every step (the constraint graph's share of the Hessian of
+  // the Lagrangian), n+m forward-over-reverse sweeps per step with an active row. False when one
+  // is not finite.
+  MPC_HOST_DEVICE bool LoadConstraintCurvature() {
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      bool finite = true;
+      for (int t = 0; t < T_; ++t) {
+        S* block = view_.constraint_curvature + t * nt * nt;
+        const S* nu = view_.nu + t * k_ + FirstGraphRow();
+        bool active = false;
+        for (int r = 0; r < in_.constraint_graph_rows; ++r) active = active || nu[r] != S(0);
+        for (int e = 0; e < nt * nt; ++e) block[e] = 0;
+        if (!active) continue;
+        in_.constraint_graph->ConstraintCurvature(view_.x + t * n, view_.u + t * m,
+                                                  in_.constraint_params, nu, nt, block);
+        for (int e = 0; e < nt * nt; ++e) finite = finite && IsFinite(block[e]);
+      }
+      constraint_curvature_on_ = true;
+      return finite;
+    } else {
+      return true;
+    }
+  }
+  MPC_HOST_DEVICE S ConstraintCurvature(int t, int i, int j) const {
+    return At(view_.constraint_curvature, (t * nt + i) * nt + j);
+  }
+
+  // dL/dtheta_g: the rows' gradients dL/dG_t, dL/dh_t (AssembleGradient's) chained through the
+  // linearisation G_t(theta_g), h_t(theta_g) at the point, step by step.
+  MPC_HOST_DEVICE void AssembleConstraintParamGradient() {
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      for (int t = 0; t < T_; ++t) {
+        const int row = t * k_ + FirstGraphRow();
+        in_.constraint_graph->AddConstraintParamGradient(
+            view_.x + t * n, view_.u + t * m, in_.constraint_params, nt,
+            view_.grad_constraint_G + row * nt, view_.grad_constraint_h + row,
+            view_.grad_constraint_params);
+      }
+    }
+  }
+
   // The dynamics' parameter count: a model's, or the graph's (known at run time).
   MPC_HOST_DEVICE int ParamDim() const {
     if constexpr (Dynamics::kIsGraph) {
@@ -367,6 +437,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   // derivative or residual is not finite (the caller reports kNotFinite with a zero gradient).
   MPC_HOST_DEVICE bool Load(BackwardResult* out) {
     if (HasCostGraph()) QuadratiseCostGraph();
+    if (HasConstraintGraph()) LinearizeConstraintGraph();
     ScratchScope<S> scope(arena_);
     bool finite = true;
     S dynamics_residual = 0;
@@ -849,6 +920,9 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       multipliers_ready_ = true;
       S stationarity = 0;
       bool finite = Costates(&stationarity);
+      if (settings_.mode == kDeviceModeExact && HasConstraintGraph()) {
+        finite = LoadConstraintCurvature() && finite;
+      }
       if constexpr (!Dynamics::kIsLinear) {
         if (settings_.mode == kDeviceModeExact) {
           finite = LoadSecondOrder<SecondOrder::kCurvature>() && finite;
@@ -864,7 +938,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     if (settings_.smoothing > 0) SmoothingWeights();
     // The factors of the multipliers' LQR serve the right-hand sides when the Hessian is the same.
     const bool exact_model = !Dynamics::kIsLinear && settings_.mode == kDeviceModeExact;
-    factorized_ = active_count_ > 0 && !exact_model && !smoothing_on_;
+    factorized_ = active_count_ > 0 && !exact_model && !smoothing_on_ && !constraint_curvature_on_;
     return true;
   }
 
@@ -1126,9 +1200,12 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     } else {
       AssembleModelParamGradient();
     }
+    if (HasCostGraph()) AssembleCostParamGradient();
     if constexpr (kConstraintGradients) {
       if (has_rows_) AssembleConstraintGradient();
     }
+    // After the rows' gradients, which it chains through the graph.
+    if (HasConstraintGraph()) AssembleConstraintParamGradient();
   }
 
   // The rows' part, as the dynamics' (E, -h, nu) in the place of (F, f, lambda):
@@ -1178,7 +1255,6 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         }
       }
     }
-    if (HasCostGraph()) AssembleCostParamGradient();
   }
 
   // The model branch's formula for a graph: dL/dtheta = -sum_t (df/dtheta' dlambda_{t+1} +
@@ -1218,9 +1294,11 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   int active_count_ = 0;            // active rows (LoadConstraints)
   bool curvature_off_ = false;      // H_t = C_t while the rows' multipliers are computed
   bool multipliers_ready_ = false;  // nu is known: the costates include G' nu
-  bool smoothing_on_ = false;       // the rows are in H by their smoothing weights
-  bool penalty_on_ = false;         // the active rows are in H by their penalty (Factorize)
-  bool factorized_ = false;         // LoadConstraints' factors serve the right-hand sides
+  // kExact with a constraint graph: H_t includes sum_r nu_r d2g_r/dtau2 (LoadConstraintCurvature).
+  bool constraint_curvature_on_ = false;
+  bool smoothing_on_ = false;  // the rows are in H by their smoothing weights
+  bool penalty_on_ = false;    // the active rows are in H by their penalty (Factorize)
+  bool factorized_ = false;    // LoadConstraints' factors serve the right-hand sides
 };
 
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)

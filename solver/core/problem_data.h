@@ -31,8 +31,8 @@ struct Contiguous {
   MPC_HOST_DEVICE static long long Index(int e, int /*batch*/, int /*b*/) { return e; }
 };
 
-// Whether a problem's view may carry a stage cost graph (IlqrBatchView::cost_graph): only on a
-// CPU worker (Contiguous, double), where graphs are interpreted.
+// Whether a problem's view may carry a stage cost or constraint graph (IlqrBatchView::cost_graph,
+// constraint_graph): only on a CPU worker (Contiguous, double), where graphs are interpreted.
 template <typename S, class Layout>
 inline constexpr bool kMayHaveCostGraph =
     std::is_same_v<Layout, Contiguous>&& std::is_same_v<S, double>;
@@ -108,13 +108,41 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
     return has_bounds_ ? Min(Max(v, Lower(t, j)), Upper(t, j)) : v;
   }
 
-  // Row r of step t's stage constraint at (x, u): G_t[r] tau - h_t[r], feasible when <= 0.
+  // Whether the problem has a stage constraint graph (its rows the last of every step's).
+  MPC_HOST_DEVICE bool HasConstraintGraph() const {
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      return view_.constraint_graph != nullptr;
+    } else {
+      return false;
+    }
+  }
+
+  // A constraint graph's rows of step t linearised at (x, u) into the step's rows of G and h.
+  MPC_HOST_DEVICE void LinearizeConstraintGraph(int t, const S* x, const S* u) const {
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      const int row = t * view_.constraint_rows + FirstGraphRow();
+      view_.constraint_graph->LinearizeConstraints(x, u, view_.constraint_params, nt,
+                                                   view_.graph_G + row * nt, view_.graph_h + row);
+    }
+  }
+
+  // Row r of step t's stage constraint at (x, u): G_t[r] tau - h_t[r], feasible when <= 0; a
+  // constraint graph's row g_r(x, u) itself (not its linearisation).
   MPC_HOST_DEVICE S ConstraintValue(int t, int r, const S* x, const S* u) const {
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      if (view_.constraint_graph != nullptr && r >= FirstGraphRow()) {
+        return view_.constraint_graph->ConstraintRow(x, u, view_.constraint_params,
+                                                     r - FirstGraphRow());
+      }
+    }
     const int row = (view_.constraint_slices > 1 ? t : 0) * view_.constraint_rows + r;
     S s = 0;
     for (int i = 0; i < n; ++i) s += At(view_.constraint_G, row * nt + i) * x[i];
     for (int j = 0; j < m; ++j) s += At(view_.constraint_G, row * nt + n + j) * u[j];
     return s - At(view_.constraint_h, row);
+  }
+  MPC_HOST_DEVICE int FirstGraphRow() const {
+    return view_.constraint_rows - view_.constraint_graph_rows;
   }
   // Entry e (of n+m) of row r of step t's G.
   MPC_HOST_DEVICE S ConstraintCoefficient(int t, int r, int e) const {

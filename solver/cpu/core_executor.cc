@@ -37,12 +37,12 @@ GraphEvaluator* EvaluatorFor(const Problem& problem, std::unique_ptr<GraphEvalua
   return evaluator->get();
 }
 
-// The worker's evaluator of a problem's cost graph, made on first use; nullptr for the quadratic
-// cost.
-GraphEvaluator* CostEvaluatorFor(const Problem& problem,
-                                 std::unique_ptr<GraphEvaluator>* evaluator) {
-  if (problem.cost_graph == nullptr) return nullptr;
-  if (*evaluator == nullptr) *evaluator = std::make_unique<GraphEvaluator>(problem.cost_graph);
+// The worker's evaluator of a problem's cost or constraint graph, made on first use (the shape
+// fixes the graph); nullptr without one.
+GraphEvaluator* EvaluatorOf(const std::shared_ptr<const GraphProgram>& graph,
+                            std::unique_ptr<GraphEvaluator>* evaluator) {
+  if (graph == nullptr) return nullptr;
+  if (*evaluator == nullptr) *evaluator = std::make_unique<GraphEvaluator>(graph);
   return evaluator->get();
 }
 
@@ -92,7 +92,8 @@ class CoreShapeSolver final : public ShapeSolver {
     core::IlqrBatchView<double> view =
         core::MakeIlqrBatchView<double>(layout, buffer_.data(), &settings_, &result_);
     view.graph = EvaluatorFor(problem, &graph_);
-    view.cost_graph = CostEvaluatorFor(problem, &cost_graph_);
+    view.cost_graph = EvaluatorOf(problem.cost_graph, &cost_graph_);
+    view.constraint_graph = EvaluatorOf(problem.constraint_graph, &constraint_graph_);
     std::optional<InterruptWatch> watch;
     WatchInterrupt(problem, &watch, &view);
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
@@ -140,6 +141,7 @@ class CoreShapeSolver final : public ShapeSolver {
   core::ProblemResult result_{};
   std::unique_ptr<GraphEvaluator> graph_;
   std::unique_ptr<GraphEvaluator> cost_graph_;
+  std::unique_ptr<GraphEvaluator> constraint_graph_;
   core::SamplingSettings sampling_settings_{};
   core::SamplingResult sampling_result_{};
 };
@@ -189,7 +191,9 @@ class CoreShapeBackward final : public ShapeBackward {
     core::BackwardBatchView<double> view =
         core::MakeBackwardBatchView<double>(layout, buffer_.data(), &settings_, &result_);
     view.problem.graph = EvaluatorFor(*problems[0]->problem, &graph_);
-    view.problem.cost_graph = CostEvaluatorFor(*problems[0]->problem, &cost_graph_);
+    view.problem.cost_graph = EvaluatorOf(problems[0]->problem->cost_graph, &cost_graph_);
+    view.problem.constraint_graph =
+        EvaluatorOf(problems[0]->problem->constraint_graph, &constraint_graph_);
     return view;
   }
 
@@ -211,6 +215,7 @@ class CoreShapeBackward final : public ShapeBackward {
   core::BackwardResult result_{};
   std::unique_ptr<GraphEvaluator> graph_;
   std::unique_ptr<GraphEvaluator> cost_graph_;
+  std::unique_ptr<GraphEvaluator> constraint_graph_;
 };
 
 }  // namespace

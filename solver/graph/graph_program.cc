@@ -290,62 +290,74 @@ void Reverse(const GraphProgram& program, const S* v, S* g) {
   }
 }
 
-// The reverse sweep for `lanes` adjoint seeds at once (g[position * lanes + lane]): each
-// instruction's local derivatives are computed once and applied to every lane, so the n rows of a
-// Jacobian cost one pass over the tape instead of n.
-void ReverseLanes(const GraphProgram& program, const double* v, int lanes, double* g) {
+// d op(a, b) / da and / db of a binary instruction at (a, b) with y = op(a, b).
+void BinaryPartials(GraphOp op, double a, double b, double y, double* da, double* db) {
+  *da = 0.0;
+  *db = 0.0;
+  switch (op) {
+    case GraphOp::kAdd:
+      *da = *db = 1.0;
+      break;
+    case GraphOp::kSub:
+      *da = 1.0;
+      *db = -1.0;
+      break;
+    case GraphOp::kMul:
+      *da = b;
+      *db = a;
+      break;
+    case GraphOp::kDiv:
+      *da = 1.0 / b;
+      *db = -y / b;
+      break;
+    case GraphOp::kPow:
+      *da = b * Pow(a, b - 1.0);
+      // log(a) only where a > 0: a negative base has no derivative in the exponent.
+      if (a > 0) *db = y * Log(a);
+      break;
+    case GraphOp::kMin:
+      (b < a ? *db : *da) = 1.0;
+      break;
+    case GraphOp::kMax:
+      (a < b ? *db : *da) = 1.0;
+      break;
+    default:
+      break;
+  }
+}
+
+// The forward sweep with `lanes` tangents beside the values (t[position * lanes + lane]): each
+// instruction's value (as Forward computes it, bit for bit) and local derivatives once, applied to
+// every lane, so all the directions of a Jacobian cost one pass over the tape. Positions no
+// instruction writes (x, u, theta, constants) keep the tangents they hold.
+void ForwardLanes(const std::vector<GraphInstruction>& tape, double* v, int lanes, double* t) {
   const auto lanes_of = [&](int position) {
-    return g + static_cast<std::size_t>(position) * lanes;
+    return t + static_cast<std::size_t>(position) * lanes;
   };
-  const auto add = [lanes](double* to, const double* from, double scale) {
-    for (int l = 0; l < lanes; ++l) to[l] += scale * from[l];
-  };
-  for (auto it = program.tape.rbegin(); it != program.tape.rend(); ++it) {
-    const GraphInstruction& in = *it;
-    const double* y = v + in.out;
+  for (const GraphInstruction& in : tape) {
+    double* out = v + in.out;
     if (in.op == GraphOp::kGather) {
       for (int i = 0; i < in.size; ++i) {
-        const double* gy = lanes_of(in.out + i);
-        for (int k = in.start[i]; k < in.start[i + 1]; ++k) add(lanes_of(in.source[k]), gy, 1.0);
+        double* to = lanes_of(in.out + i);
+        for (int l = 0; l < lanes; ++l) to[l] = 0.0;
+        double s = 0.0;
+        for (int k = in.start[i]; k < in.start[i + 1]; ++k) {
+          s = s + v[in.source[k]];
+          const double* from = lanes_of(in.source[k]);
+          for (int l = 0; l < lanes; ++l) to[l] += from[l];
+        }
+        out[i] = s;
       }
     } else if (IsBinary(in.op)) {
       for (int i = 0; i < in.size; ++i) {
-        const double a = v[in.a[i]];
-        const double b = v[in.b[i]];
-        double da = 0.0, db = 0.0;
-        switch (in.op) {
-          case GraphOp::kAdd:
-            da = db = 1.0;
-            break;
-          case GraphOp::kSub:
-            da = 1.0;
-            db = -1.0;
-            break;
-          case GraphOp::kMul:
-            da = b;
-            db = a;
-            break;
-          case GraphOp::kDiv:
-            da = 1.0 / b;
-            db = -y[i] / b;
-            break;
-          case GraphOp::kPow:
-            da = b * Pow(a, b - 1.0);
-            // log(a) only where a > 0: a negative base has no derivative in the exponent.
-            if (a > 0) db = y[i] * Log(a);
-            break;
-          case GraphOp::kMin:
-            (b < a ? db : da) = 1.0;
-            break;
-          case GraphOp::kMax:
-            (a < b ? db : da) = 1.0;
-            break;
-          default:
-            break;
-        }
-        const double* gy = lanes_of(in.out + i);
-        add(lanes_of(in.a[i]), gy, da);
-        add(lanes_of(in.b[i]), gy, db);
+        const double a = v[in.a[i]], b = v[in.b[i]];
+        out[i] = Binary(in.op, a, b);
+        double da, db;
+        BinaryPartials(in.op, a, b, out[i], &da, &db);
+        const double* ta = lanes_of(in.a[i]);
+        const double* tb = lanes_of(in.b[i]);
+        double* to = lanes_of(in.out + i);
+        for (int l = 0; l < lanes; ++l) to[l] = da * ta[l] + db * tb[l];
       }
     } else if (in.op == GraphOp::kMatMul) {
       for (std::size_t p = 0; p < in.out_base.size(); ++p) {
@@ -353,19 +365,28 @@ void ReverseLanes(const GraphProgram& program, const double* v, int lanes, doubl
         const double* B = v + in.b_base[p];
         for (int i = 0; i < in.rows; ++i) {
           for (int j = 0; j < in.cols; ++j) {
-            const double* go = lanes_of(in.out_base[p] + i * in.cols + j);
+            double* to = lanes_of(in.out_base[p] + i * in.cols + j);
+            for (int l = 0; l < lanes; ++l) to[l] = 0.0;
+            double s = 0.0;
             for (int k = 0; k < in.inner; ++k) {
               const int a = i * in.a_row + k * in.a_col, b = k * in.b_row + j * in.b_col;
-              add(lanes_of(in.a_base[p] + a), go, B[b]);
-              add(lanes_of(in.b_base[p] + b), go, A[a]);
+              s = s + A[a] * B[b];
+              const double* ta = lanes_of(in.a_base[p] + a);
+              const double* tb = lanes_of(in.b_base[p] + b);
+              for (int l = 0; l < lanes; ++l) to[l] += ta[l] * B[b] + A[a] * tb[l];
             }
+            v[in.out_base[p] + i * in.cols + j] = s;
           }
         }
       }
     } else {
       const double* a = v + in.input;
       for (int i = 0; i < in.size; ++i) {
-        add(lanes_of(in.input + i), lanes_of(in.out + i), UnarySlope(in, a[i], y[i]));
+        out[i] = Unary(in, a[i]);
+        const double slope = UnarySlope(in, a[i], out[i]);
+        const double* ta = lanes_of(in.input + i);
+        double* to = lanes_of(in.out + i);
+        for (int l = 0; l < lanes; ++l) to[l] = slope * ta[l];
       }
     }
   }
@@ -392,12 +413,26 @@ GraphEvaluator::GraphEvaluator(std::shared_ptr<const GraphProgram> program)
       dual_values_(program_->initial_buffer.begin(), program_->initial_buffer.end()),
       dual_adjoints_(program_->initial_buffer.size()) {
   SizeStages();
+  // StepWithJacobians' seeds: lane e of tau = [x; u] (positions 0 .. n+m-1) is d/dtau_e. Every
+  // other position's lanes are written by its instruction, or are zero (theta, constants).
+  const int tau_dim = program_->state_dim + program_->control_dim;
+  for (int e = 0; e < tau_dim; ++e) {
+    lanes_[static_cast<std::size_t>(program_->x_position() + e) * tau_dim + e] = 1.0;
+  }
   if (program_->is_cost) {
     const int nt = program_->state_dim;
     tau_.resize(static_cast<std::size_t>(nt));
     dtau_.resize(static_cast<std::size_t>(nt));
     eigen_ = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(nt);
     hessian_.resize(nt, nt);
+  } else {
+    const GraphProgram& p = *program_;
+    dtau_.resize(static_cast<std::size_t>(p.state_dim + p.control_dim));
+    row_seed_.resize(static_cast<std::size_t>(p.output_dim));
+    curvature_.resize(static_cast<std::size_t>(p.state_dim + p.control_dim) *
+                      (p.state_dim + p.control_dim));
+    rows_at_.resize(static_cast<std::size_t>(p.state_dim + p.control_dim + p.param_dim));
+    rows_.resize(static_cast<std::size_t>(p.output_dim));
   }
 }
 
@@ -579,16 +614,16 @@ void GraphEvaluator::Step(const double* x, const double* u, const double* theta,
 void GraphEvaluator::StepWithJacobians(const double* x, const double* u, const double* theta,
                                        double* x_next, double* A, double* B) {
   const GraphProgram& p = *program_;
-  const int n = p.state_dim, m = p.control_dim;
-  Step(x, u, theta, x_next);
-  // Lane `row` carries the adjoints of output row `row`: after one sweep, position j's lanes hold
-  // column j of [A B].
-  Fill(&lanes_, 0.0);
-  for (int row = 0; row < n; ++row) lanes_[(p.output + row) * n + row] = 1.0;
-  ReverseLanes(p, values_.data(), n, lanes_.data());
+  const int n = p.state_dim, m = p.control_dim, nt = n + m;
+  // Lane j carries d/dtau_j (the constructor seeded x and u with the identity): position `output
+  // + row`'s lanes are then row `row` of [A B].
+  Load(x, u, theta);
+  ForwardLanes(p.tape, values_.data(), nt, lanes_.data());
   for (int row = 0; row < n; ++row) {
-    for (int j = 0; j < n; ++j) A[row * n + j] = lanes_[(p.x_position() + j) * n + row];
-    for (int j = 0; j < m; ++j) B[row * m + j] = lanes_[(p.u_position() + j) * n + row];
+    x_next[row] = values_[p.output + row];
+    const double* derivative = lanes_.data() + static_cast<std::size_t>(p.output + row) * nt;
+    for (int j = 0; j < n; ++j) A[row * n + j] = derivative[j];
+    for (int j = 0; j < m; ++j) B[row * m + j] = derivative[n + j];
   }
 }
 
@@ -721,6 +756,86 @@ void GraphEvaluator::SubtractCostParamGradient(const double* x, const double* u,
   MixedDirectional(Tau(x, u, n), nullptr, theta, &one, dtau_.data(), nullptr,
                    param_scratch_.data());
   for (int k = 0; k < program_->param_dim; ++k) grad[k] -= param_scratch_[k];
+}
+
+double GraphEvaluator::ConstraintRow(const double* x, const double* u, const double* theta,
+                                     int row) {
+  const GraphProgram& p = *program_;
+  const auto fresh = [&](const double* from, int count, int offset) {
+    return std::equal(from, from + count, rows_at_.begin() + offset);
+  };
+  const int n = p.state_dim, m = p.control_dim;
+  if (!rows_valid_ || !fresh(x, n, 0) || !fresh(u, m, n) || !fresh(theta, p.param_dim, n + m)) {
+    std::copy(x, x + n, rows_at_.begin());
+    std::copy(u, u + m, rows_at_.begin() + n);
+    std::copy(theta, theta + p.param_dim, rows_at_.begin() + n + m);
+    Load(x, u, theta);
+    Forward(p.tape, values_.data());
+    std::copy(values_.begin() + p.output, values_.begin() + p.output + p.output_dim, rows_.begin());
+    rows_valid_ = true;
+  }
+  return rows_[static_cast<std::size_t>(row)];
+}
+
+void GraphEvaluator::LinearizeConstraints(const double* x, const double* u, const double* theta,
+                                          int width, double* G, double* h) {
+  const GraphProgram& p = *program_;
+  const int n = p.state_dim, m = p.control_dim;
+  Load(x, u, theta);
+  Forward(p.tape, values_.data());
+  for (int row = 0; row < p.output_dim; ++row) {
+    const double g = values_[p.output + row];
+    Fill(&adjoints_, 0.0);
+    adjoints_[p.output + row] = 1.0;
+    Reverse(p, values_.data(), adjoints_.data());
+    double* G_row = G + static_cast<std::ptrdiff_t>(row) * width;
+    std::fill(G_row + n + m, G_row + width, 0.0);  // the controls of a graph of x alone
+    double s = 0.0;
+    for (int j = 0; j < n; ++j) {
+      G_row[j] = adjoints_[p.x_position() + j];
+      s += G_row[j] * x[j];
+    }
+    for (int j = 0; j < m; ++j) {
+      G_row[n + j] = adjoints_[p.u_position() + j];
+      s += G_row[n + j] * u[j];
+    }
+    h[row] = s - g;
+  }
+}
+
+void GraphEvaluator::AddConstraintParamGradient(const double* x, const double* u,
+                                                const double* theta, int width,
+                                                const double* grad_G, const double* grad_h,
+                                                double* grad) {
+  const GraphProgram& p = *program_;
+  const int n = p.state_dim, m = p.control_dim, k = p.output_dim;
+  // dG_r/dtheta . grad_G_r + dh_r/dtheta grad_h_r with h_r = G_r tau - g_r: the mixed second
+  // derivative of g_r along grad_G_r + grad_h_r tau, less grad_h_r dg_r/dtheta.
+  for (int r = 0; r < k; ++r) {
+    std::fill(row_seed_.begin(), row_seed_.end(), 0.0);
+    row_seed_[static_cast<std::size_t>(r)] = 1.0;
+    const double* gG = grad_G + static_cast<std::ptrdiff_t>(r) * width;
+    for (int j = 0; j < n; ++j) dtau_[j] = gG[j] + grad_h[r] * x[j];
+    for (int j = 0; j < m; ++j) dtau_[n + j] = gG[n + j] + grad_h[r] * u[j];
+    MixedDirectional(x, u, theta, row_seed_.data(), dtau_.data(), dtau_.data() + n,
+                     param_scratch_.data());
+    for (int q = 0; q < p.param_dim; ++q) grad[q] += param_scratch_[q];
+  }
+  ParamVjp(x, u, theta, grad_h, param_scratch_.data());
+  for (int q = 0; q < p.param_dim; ++q) grad[q] -= param_scratch_[q];
+}
+
+void GraphEvaluator::ConstraintCurvature(const double* x, const double* u, const double* theta,
+                                         const double* nu, int width, double* H) {
+  const GraphProgram& p = *program_;
+  const int nt = p.state_dim + p.control_dim;
+  LambdaHessian(x, u, theta, nu, curvature_.data());
+  std::fill(H, H + static_cast<std::ptrdiff_t>(width) * width, 0.0);
+  for (int i = 0; i < nt; ++i) {
+    for (int j = 0; j < nt; ++j) {
+      H[i * width + j] = 0.5 * (curvature_[i * nt + j] + curvature_[j * nt + i]);
+    }
+  }
 }
 
 }  // namespace mpc

@@ -93,7 +93,8 @@ using GraphFingerprint = std::array<std::uint64_t, 4>;
 struct GraphProgram {
   int state_dim = 0;    // n: elements of x and of the output (a cost: n+m)
   int control_dim = 0;  // m: elements of u (a cost: 0)
-  int output_dim = 0;   // n, or 1 for a cost
+  int output_dim = 0;   // n (dynamics), k (a stage constraint g(x, u) <= 0) or 1 (a cost)
+  std::string output_name;
   bool is_cost = false;
   std::vector<GraphParameter> parameters;  // in the graph's initializer order
   int param_dim = 0;                       // p: elements of theta (all parameters)
@@ -165,6 +166,21 @@ class GraphEvaluator {
   void SubtractCostParamGradient(const double* x, const double* u, int n, const double* theta,
                                  const double* dx, const double* du, double* grad);
 
+  // Stage constraint graphs (g(x, u; theta) <= 0, output_dim k rows; control_dim 0 for a graph of
+  // x alone, whose rows are 0 on u): row `row` of g, one forward sweep for all rows (repeated
+  // only when x, u or theta changed since the last call: the solver asks row by row); the
+  // linearisation G (k, width = the problem's n+m) = dg/d[x; u] and h (k) = G [x; u] - g at
+  // (x, u), one reverse sweep per row; grad (p) += the chain rule of the rows' gradients
+  // grad_G (k, width), grad_h (k) through G(theta) and h(theta) at (x, u) (k + 1 sweeps); and
+  // H (width, width) = sum_r nu_r d2g_r/d[x; u]2, symmetrised (n+m forward-over-reverse sweeps).
+  double ConstraintRow(const double* x, const double* u, const double* theta, int row);
+  void LinearizeConstraints(const double* x, const double* u, const double* theta, int width,
+                            double* G, double* h);
+  void AddConstraintParamGradient(const double* x, const double* u, const double* theta, int width,
+                                  const double* grad_G, const double* grad_h, double* grad);
+  void ConstraintCurvature(const double* x, const double* u, const double* theta, const double* nu,
+                           int width, double* H);
+
   // The solver's discrete step F for `dt`, and the same derivatives of F as above: F = f when
   // dt.integrator is kDefault (a discrete-time graph); otherwise the graph is dx/dt = f and F its
   // integrator's step over dt.seconds, differentiated by chaining the graph's own sweeps through
@@ -216,6 +232,9 @@ class GraphEvaluator {
   std::shared_ptr<const GraphProgram> program_;
   std::vector<double> values_, adjoints_, param_scratch_, tau_, dtau_;
   std::vector<double> lanes_;  // (buffer, n + m): StepWithJacobians' derivative lanes
+  // A constraint graph's: one row's seed, and ConstraintRow's cache (the inputs and g there).
+  std::vector<double> row_seed_, rows_at_, rows_, curvature_;
+  bool rows_valid_ = false;
   std::vector<Dual1> dual_values_, dual_adjoints_;
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eigen_;  // a cost's Hessian (sized once)
   Eigen::MatrixXd hessian_;

@@ -904,14 +904,18 @@ class GraphCompiler {
       values_["tau"] = Value{tau_shape, ElementKind::kFloat, false, {}, tau_position};
       return absl::OkStatus();
     }
-    if (x == nullptr || u == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the graph has no input '", x == nullptr ? "x" : "u",
-          "' (its inputs must be 'x' (n) or (1, n) and 'u' (m) or (1, m), or a cost's 'tau' "
-          "(n+m) or (1, n+m))"));
+    if (x == nullptr) {
+      return absl::InvalidArgumentError(
+          "the graph has no input 'x' (its inputs must be 'x' (n) or (1, n) and 'u' (m) or (1, "
+          "m), or a cost's 'tau' (n+m) or (1, n+m))");
     }
+    // Without 'u' (torch.onnx.export drops an unused input) only a stage constraint graph of the
+    // state (control_dim 0; CheckDynamicsGraph refuses it as dynamics).
     MPC_ASSIGN_OR_RETURN(Shape x_shape, InputShape(*x));
-    MPC_ASSIGN_OR_RETURN(Shape u_shape, InputShape(*u));
+    Shape u_shape = {0};
+    if (u != nullptr) {
+      MPC_ASSIGN_OR_RETURN(u_shape, InputShape(*u));
+    }
     program_->state_dim = static_cast<int>(Count(x_shape));
     program_->control_dim = static_cast<int>(Count(u_shape));
     MPC_ASSIGN_OR_RETURN(const int x_position, builder_.Allocate(Count(x_shape)));
@@ -1152,14 +1156,15 @@ class GraphCompiler {
           absl::StrCat("graph output '", name, "' is not produced by any node"));
     }
     Value& output = it->second;
-    program_->output_dim = program_->is_cost ? 1 : program_->state_dim;
-    if (Count(output.shape) != program_->output_dim) {
+    // A graph of x and u with other than n outputs is a stage constraint graph's (g, k
+    // elements): the conversion checks a dynamics graph's size (CheckDynamicsGraph).
+    program_->output_dim = static_cast<int>(Count(output.shape));
+    program_->output_name = name;
+    if (program_->is_cost ? program_->output_dim != 1 : program_->output_dim == 0) {
       return absl::InvalidArgumentError(absl::StrCat(
           "graph output '", name, "' has shape ", ShapeString(output.shape), " (",
           Count(output.shape), " elements), expected ",
-          program_->is_cost
-              ? std::string("a scalar (1 element: the cost)")
-              : absl::StrCat("n = ", program_->state_dim, " elements (the size of x)")));
+          program_->is_cost ? "a scalar (1 element: the cost)" : "at least one element"));
     }
     if (output.kind != ElementKind::kFloat) {
       return absl::InvalidArgumentError(absl::StrCat("graph output '", name, "' is not float"));
@@ -1247,6 +1252,19 @@ std::string Sha256Hex(std::string_view bytes) {
     hex.push_back(kHex[digest[i] & 15]);
   }
   return hex;
+}
+
+absl::Status CheckDynamicsGraph(const GraphProgram& program) {
+  if (!program.is_cost && program.control_dim == 0) {
+    return absl::InvalidArgumentError(
+        "the graph has no input 'u' (dynamics take 'x' (n) or (1, n) and 'u' (m) or (1, m); "
+        "a graph of x alone can only be a stage constraint's)");
+  }
+  if (program.is_cost || program.output_dim == program.state_dim) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "graph output '", program.output_name, "' has ", program.output_dim,
+      " elements, expected n = ", program.state_dim,
+      " elements (the size of x; a graph of x and u with other outputs is a stage constraint's)"));
 }
 
 absl::StatusOr<std::shared_ptr<const GraphProgram>> CompileOnnxGraph(std::string_view bytes,

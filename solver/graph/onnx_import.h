@@ -35,13 +35,18 @@ constexpr int kMaxGraphOpset = 17;
 std::string Sha256Hex(std::string_view bytes);
 
 // Compiles a serialized ONNX ModelProto whose graph maps inputs `x` ((n) or (1, n)) and `u` ((m)
-// or (1, m)), float32 or float64, to one output with n elements: x_next = f(x, u; theta), theta
-// the float initializers in their order; or, a cost graph, the one input `tau` ((n+m) or (1, n+m))
-// to one output with a single element: l(tau; theta) (GraphProgram::is_cost). Errors are
+// or (1, m)), float32 or float64, to one output: with n elements x_next = f(x, u; theta), with k
+// elements a stage constraint g(x, u; theta) <= 0 (CheckDynamicsGraph tells them apart by the
+// field that names the graph), theta the float initializers in their order; or, a cost graph,
+// the one input `tau` ((n+m) or (1, n+m)) to one output with a single element: l(tau; theta)
+// (GraphProgram::is_cost). Errors are
 // INVALID_ARGUMENT with a message that names the
 // node (index, name, op type), initializer or input at fault; the caller prefixes the field.
 absl::StatusOr<std::shared_ptr<const GraphProgram>> CompileOnnxGraph(std::string_view bytes,
                                                                      const GraphLimits& limits);
+
+// INVALID_ARGUMENT unless `program` can be dynamics: an output of n elements (the size of x).
+absl::Status CheckDynamicsGraph(const GraphProgram& program);
 
 }  // namespace mpc
 

@@ -106,12 +106,23 @@ def graph_problem(onnx, parameters=None, x0=None):
 class CostGraphTest(unittest.TestCase):
 
     def test_the_quadratic_cost_as_a_graph_solves_and_differentiates_as_the_quadratic_cost(self):
+        # With the pendulum and with linear dynamics (dL/dtheta of the cost graph is assembled
+        # beside every kind of dynamics' own parameters).
         rng = np.random.RandomState(0)
         C = np.diag([1.0, 1.0, 0.1, 0.5]) + 0.02 * np.ones((NT, NT))
         c = np.array([-1.0, 0.0, 0.0, 0.0]) + 0.01 * rng.randn(NT)
         onnx = export(QuadraticCost(C, c))
-        quadratic = mpcd.Problem(x_init=x_init(), C=C, c=c, dynamics=mpcd.Model("pendulum"))
-        graph = graph_problem(onnx, {"C": C, "c": c})
+        linear = mpcd.Linear(F=np.hstack([np.eye(N) + 0.1 * rng.randn(N, N), rng.randn(N, M)]),
+                             f=0.1 * rng.randn(N))
+        for dynamics in (mpcd.Model("pendulum"), linear):
+            with self.subTest(dynamics=type(dynamics).__name__):
+                quadratic = mpcd.Problem(x_init=x_init(), C=C, c=c, dynamics=dynamics)
+                graph = mpcd.Problem(x_init=x_init(), dynamics=dynamics,
+                                     cost_graph=mpcd.CostGraph(onnx=onnx,
+                                                               parameters={"C": C, "c": c}))
+                self.check_same_solve_and_gradients(quadratic, graph, rng)
+
+    def check_same_solve_and_gradients(self, quadratic, graph, rng):
         want = CLIENT.solve(T, [quadratic], options=OPTIONS).solutions[0]
         got = CLIENT.solve(T, [graph], options=OPTIONS).solutions[0]
         self.assertEqual(got.status, "CONVERGED")
@@ -125,12 +136,16 @@ class CostGraphTest(unittest.TestCase):
                                      mode=mode).gradients[0]
             g_got = CLIENT.backward(T, [graph], [got], [(dl_dx, dl_du)], mode=mode).gradients[0]
             self.assertIsNone(g_got.C)
+            self.assertGreater(np.abs(g_want.c).max(), 1e-3)
             np.testing.assert_allclose(g_got.x_init, g_want.x_init, rtol=0, atol=1e-9)
             np.testing.assert_allclose(g_got.cost_graph.parameters["c"], g_want.c, rtol=0,
                                        atol=1e-9)
             np.testing.assert_allclose(g_got.cost_graph.parameters["C"], g_want.C, rtol=0,
                                        atol=1e-9)
-            np.testing.assert_allclose(g_got.params, g_want.params, rtol=0, atol=1e-9)
+            for name in ("params", "F", "f"):
+                if getattr(g_want, name, None) is not None:
+                    np.testing.assert_allclose(getattr(g_got, name), getattr(g_want, name),
+                                               rtol=0, atol=1e-9)
 
     def test_a_log_cosh_cost_gradients_agree_with_central_differences(self):
         module = LogCosh()

@@ -47,6 +47,7 @@ from mpcd.client import (  # noqa: E402
     Client,
     ControlSession,
     ControlStep,
+    ConstraintGraph,
     CostGraph,
     DeadlineExceededError,
     FieldViolation,
@@ -66,7 +67,7 @@ from mpcd.client import (  # noqa: E402
 )
 
 __all__ = [
-    "BackwardResult", "Client", "ControlSession", "ControlStep", "CostGraph",
+    "BackwardResult", "Client", "ControlSession", "ControlStep", "ConstraintGraph", "CostGraph",
     "DeadlineExceededError",
     "FieldViolation", "Gradient", "InvalidArgumentError",
     "Linear", "Model", "ModelInfo", "MpcdError", "Problem", "Solution", "SolveResult",

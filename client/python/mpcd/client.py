@@ -153,6 +153,19 @@ class CostGraph:
 
 
 @dataclasses.dataclass
+class ConstraintGraph:
+    """Stage constraints g(x_t, u_t; theta) <= 0 given as an ONNX graph (mpcd.proto's
+    ConstraintGraph, docs/graphs.md "Constraints as graphs"), the same at every t: onnx, a
+    serialized ModelProto with inputs "x" (n) and "u" (m) and one output of k elements, or the
+    sha256 or --model_dir name of a graph the server holds; parameters, new initializer values by
+    name. In a Gradient, parameters holds dL/d(each initializer)."""
+    onnx: Optional[bytes] = None
+    sha256: Optional[str] = None
+    name: Optional[str] = None
+    parameters: Optional[dict] = None
+
+
+@dataclasses.dataclass
 class Problem:
     """One problem (shapes in the module docstring). As a request's `template`, any field may be
     None: every problem takes each template field it leaves None (mpcd.proto's merge rule). Give
@@ -178,6 +191,8 @@ class Problem:
     tracking: Optional[Tracking] = None
     # In place of C, c and tracking: a stage cost graph.
     cost_graph: Optional[CostGraph] = None
+    # Nonlinear stage constraints g(x_t, u_t) <= 0 beside x_lower, x_upper and constraints.
+    constraint_graph: Optional[ConstraintGraph] = None
 
 
 @dataclasses.dataclass
@@ -227,6 +242,8 @@ class Gradient:
     tracking: Optional[Tracking] = None
     # A problem with a cost graph: dL/d(its parameters) (then C and c are None).
     cost_graph: Optional[CostGraph] = None
+    # A problem with a constraint graph: dL/d(its parameters).
+    constraint_graph: Optional[ConstraintGraph] = None
     # A problem with stage constraints: dL/dx_lower, dL/dx_upper and dL/d(G, h), shaped as given
     # (None where the problem had no such input); nonzero only on active rows.
     x_lower: Optional[np.ndarray] = None
@@ -436,16 +453,22 @@ def problem_to_proto(problem: Problem) -> "mpcd_pb2.Problem":
         for name in TRACKING_FIELDS:
             _set_optional(getattr(message.tracking, name), getattr(problem.tracking, name))
     if problem.cost_graph is not None:
-        graph = problem.cost_graph
-        if graph.onnx is not None:
-            message.cost_graph.onnx = graph.onnx
-        elif graph.sha256 is not None:
-            message.cost_graph.sha256 = graph.sha256
-        elif graph.name is not None:
-            message.cost_graph.name = graph.name
-        for name, value in (graph.parameters or {}).items():
-            to_tensor(value, message.cost_graph.parameters[name])
+        _graph_to_proto(problem.cost_graph, message.cost_graph)
+    if problem.constraint_graph is not None:
+        _graph_to_proto(problem.constraint_graph, message.constraint_graph)
     return message
+
+
+def _graph_to_proto(graph, message):
+    """A CostGraph or ConstraintGraph into its message (the same fields)."""
+    if graph.onnx is not None:
+        message.onnx = graph.onnx
+    elif graph.sha256 is not None:
+        message.sha256 = graph.sha256
+    elif graph.name is not None:
+        message.name = graph.name
+    for name, value in (graph.parameters or {}).items():
+        to_tensor(value, message.parameters[name])
 
 
 TRACKING_FIELDS = ("x_goal", "u_goal", "w_x", "w_u", "w_x_terminal")
@@ -530,15 +553,20 @@ def _solution_from_proto(message):
         cost_hessian_projections=message.cost_hessian_projections)
 
 
+def _graph_from_proto(kind, message):
+    """A gradient's CostGraph or ConstraintGraph: the graph's sha256 and dL/d(each parameter)."""
+    return kind(sha256=message.sha256,
+                parameters={name: from_tensor(t) for name, t in message.parameters.items()})
+
+
 def _gradient_from_proto(message, diagnostics):
     linear = message.dynamics.HasField("linear")
     model = message.dynamics.HasField("model")
-    cost_graph = message.HasField("cost_graph")
     return Gradient(
-        cost_graph=(CostGraph(sha256=message.cost_graph.sha256,
-                              parameters={name: from_tensor(t) for name, t
-                                          in message.cost_graph.parameters.items()})
-                    if cost_graph else None),
+        cost_graph=(_graph_from_proto(CostGraph, message.cost_graph)
+                    if message.HasField("cost_graph") else None),
+        constraint_graph=(_graph_from_proto(ConstraintGraph, message.constraint_graph)
+                          if message.HasField("constraint_graph") else None),
         x_init=from_tensor(message.x_init),
         C=from_tensor(message.cost.quadratic),
         c=from_tensor(message.cost.linear),

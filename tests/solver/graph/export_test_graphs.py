@@ -292,7 +292,7 @@ def write_bad_graphs(out):
         "wrong_output_size": (simple_graph(
             [helper.make_node("Concat", ["x", "u"], ["x_next"], axis=0)],
             outputs=[helper.make_tensor_value_info("x_next", TensorProto.DOUBLE, [N + M])]),
-            ["graph output 'x_next'", "(6 elements), expected n = 4"]),
+            ["graph output 'x_next'", "has 6 elements, expected n = 4"]),
         "old_opset": (simple_graph([uu, helper.make_node("Add", ["x", "uu"], ["x_next"])],
                                    opset=9),
                       ["opset 9", "supported opsets are 13 to 17"]),
@@ -390,6 +390,84 @@ def write_cost_graphs(out):
         json.dump(manifest, f, indent=1)
 
 
+class ObstacleConstraints(torch.nn.Module):
+    """g_j(x) = r_j^2 - |x[0:2] - c_j|^2 (circular obstacles on the double integrator's position);
+    u unused, so the export drops it: a constraint graph of x alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.centers = torch.nn.Parameter(torch.tensor([[1.5, 0.1], [3.0, -0.2]]))
+        self.radii = torch.nn.Parameter(torch.tensor([0.4, 0.3]))
+
+    def forward(self, x, u):
+        d = x[0:2].unsqueeze(0) - self.centers
+        return self.radii * self.radii - (d * d).sum(-1)
+
+
+class MixedConstraints(torch.nn.Module):
+    """Rows of x and u together: a speed-dependent control bound |u|^2 - (a + b |v|^2) and
+    sin(x_0) u_1 - w."""
+
+    def __init__(self):
+        super().__init__()
+        self.ab = torch.nn.Parameter(torch.tensor([1.0, 0.5]))
+        self.w = torch.nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, x, u):
+        v = x[2:4]
+        first = (u * u).sum() - self.ab[0] - self.ab[1] * (v * v).sum()
+        second = torch.sin(x[0]) * u[1] - self.w
+        return torch.stack([first, second])
+
+
+def write_constraint_graphs(out):
+    """Stage constraint graphs on the double integrator (n = 4, m = 2) with PyTorch's rows,
+    Jacobian, the Hessian of nu' g and the parameter gradient of the rows' linearisation at a
+    random point (constraint_graphs.json): the oracles of constraint_graph_test.cc."""
+    n, m = 4, 2
+    manifest = []
+    for name, module in {"obstacle_constraint_graph": ObstacleConstraints(),
+                         "mixed_constraint_graph": MixedConstraints()}.items():
+        x, u = torch.randn(n), torch.randn(m)
+        buffer = io.BytesIO()
+        torch.onnx.export(module, (x, u), buffer, input_names=["x", "u"], output_names=["g"],
+                          opset_version=13, do_constant_folding=False)
+        with open(os.path.join(out, name + ".onnx"), "wb") as f:
+            f.write(buffer.getvalue())
+        tau = torch.cat([x, u])
+
+        def g_of(tau):
+            return module(tau[:n], tau[n:])
+
+        g = g_of(tau)
+        k = g.numel()
+        jacobian = torch.autograd.functional.jacobian(g_of, tau)  # (k, n+m)
+        nu = torch.rand(k) + 0.5
+        hessian = torch.autograd.functional.hessian(lambda t: (nu * g_of(t)).sum(), tau)
+        # d/dtheta of sum_r (grad_G_r . dg_r/dtau + grad_h_r (dg_r/dtau . tau - g_r)).
+        grad_G, grad_h = torch.randn(k, n + m), torch.randn(k)
+        tau_leaf = tau.clone().requires_grad_()
+        rows = g_of(tau_leaf)
+        G = torch.stack([torch.autograd.grad(rows[r], tau_leaf, create_graph=True)[0]
+                         for r in range(k)])
+        h = G @ tau - rows
+        chained = (grad_G * G).sum() + (grad_h * h).sum()
+        params = list(module.parameters())
+        param_grads = torch.autograd.grad(chained, params)
+        manifest.append({
+            "name": name,
+            "x": x.tolist(), "u": u.tolist(), "g": g.tolist(),
+            "jacobian": jacobian.reshape(-1).tolist(),
+            "nu": nu.tolist(), "hessian": hessian.reshape(-1).tolist(),
+            "grad_G": grad_G.reshape(-1).tolist(), "grad_h": grad_h.tolist(),
+            "param_gradient": {name: grad.reshape(-1).tolist() for (name, _), grad
+                               in zip(module.named_parameters(), param_grads)},
+            "params": {k: v.detach().reshape(-1).tolist() for k, v in module.named_parameters()},
+        })
+    with open(os.path.join(out, "constraint_graphs.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -407,6 +485,7 @@ def main():
     with open(os.path.join(args.out, "graphs.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     write_cost_graphs(args.out)
+    write_constraint_graphs(args.out)
     with open(os.path.join(args.out, "bad_graphs.json"), "w") as f:
         json.dump(write_bad_graphs(args.out), f, indent=1)
 
