@@ -290,108 +290,6 @@ void Reverse(const GraphProgram& program, const S* v, S* g) {
   }
 }
 
-// d op(a, b) / da and / db of a binary instruction at (a, b) with y = op(a, b).
-void BinaryPartials(GraphOp op, double a, double b, double y, double* da, double* db) {
-  *da = 0.0;
-  *db = 0.0;
-  switch (op) {
-    case GraphOp::kAdd:
-      *da = *db = 1.0;
-      break;
-    case GraphOp::kSub:
-      *da = 1.0;
-      *db = -1.0;
-      break;
-    case GraphOp::kMul:
-      *da = b;
-      *db = a;
-      break;
-    case GraphOp::kDiv:
-      *da = 1.0 / b;
-      *db = -y / b;
-      break;
-    case GraphOp::kPow:
-      *da = b * Pow(a, b - 1.0);
-      // log(a) only where a > 0: a negative base has no derivative in the exponent.
-      if (a > 0) *db = y * Log(a);
-      break;
-    case GraphOp::kMin:
-      (b < a ? *db : *da) = 1.0;
-      break;
-    case GraphOp::kMax:
-      (a < b ? *db : *da) = 1.0;
-      break;
-    default:
-      break;
-  }
-}
-
-// The forward sweep with `lanes` tangents beside the values (t[position * lanes + lane]): each
-// instruction's value (as Forward computes it, bit for bit) and local derivatives once, applied to
-// every lane, so all the directions of a Jacobian cost one pass over the tape. Positions no
-// instruction writes (x, u, theta, constants) keep the tangents they hold.
-void ForwardLanes(const std::vector<GraphInstruction>& tape, double* v, int lanes, double* t) {
-  const auto lanes_of = [&](int position) {
-    return t + static_cast<std::size_t>(position) * lanes;
-  };
-  for (const GraphInstruction& in : tape) {
-    double* out = v + in.out;
-    if (in.op == GraphOp::kGather) {
-      for (int i = 0; i < in.size; ++i) {
-        double* to = lanes_of(in.out + i);
-        for (int l = 0; l < lanes; ++l) to[l] = 0.0;
-        double s = 0.0;
-        for (int k = in.start[i]; k < in.start[i + 1]; ++k) {
-          s = s + v[in.source[k]];
-          const double* from = lanes_of(in.source[k]);
-          for (int l = 0; l < lanes; ++l) to[l] += from[l];
-        }
-        out[i] = s;
-      }
-    } else if (IsBinary(in.op)) {
-      for (int i = 0; i < in.size; ++i) {
-        const double a = v[in.a[i]], b = v[in.b[i]];
-        out[i] = Binary(in.op, a, b);
-        double da, db;
-        BinaryPartials(in.op, a, b, out[i], &da, &db);
-        const double* ta = lanes_of(in.a[i]);
-        const double* tb = lanes_of(in.b[i]);
-        double* to = lanes_of(in.out + i);
-        for (int l = 0; l < lanes; ++l) to[l] = da * ta[l] + db * tb[l];
-      }
-    } else if (in.op == GraphOp::kMatMul) {
-      for (std::size_t p = 0; p < in.out_base.size(); ++p) {
-        const double* A = v + in.a_base[p];
-        const double* B = v + in.b_base[p];
-        for (int i = 0; i < in.rows; ++i) {
-          for (int j = 0; j < in.cols; ++j) {
-            double* to = lanes_of(in.out_base[p] + i * in.cols + j);
-            for (int l = 0; l < lanes; ++l) to[l] = 0.0;
-            double s = 0.0;
-            for (int k = 0; k < in.inner; ++k) {
-              const int a = i * in.a_row + k * in.a_col, b = k * in.b_row + j * in.b_col;
-              s = s + A[a] * B[b];
-              const double* ta = lanes_of(in.a_base[p] + a);
-              const double* tb = lanes_of(in.b_base[p] + b);
-              for (int l = 0; l < lanes; ++l) to[l] += ta[l] * B[b] + A[a] * tb[l];
-            }
-            v[in.out_base[p] + i * in.cols + j] = s;
-          }
-        }
-      }
-    } else {
-      const double* a = v + in.input;
-      for (int i = 0; i < in.size; ++i) {
-        out[i] = Unary(in, a[i]);
-        const double slope = UnarySlope(in, a[i], out[i]);
-        const double* ta = lanes_of(in.input + i);
-        double* to = lanes_of(in.out + i);
-        for (int l = 0; l < lanes; ++l) to[l] = slope * ta[l];
-      }
-    }
-  }
-}
-
 template <typename S>
 void Fill(std::vector<S>* buffer, const S& value) {
   for (S& e : *buffer) e = value;
@@ -408,17 +306,9 @@ GraphEvaluator::GraphEvaluator(std::shared_ptr<const GraphProgram> program)
       values_(program_->initial_buffer),
       adjoints_(program_->initial_buffer.size()),
       param_scratch_(static_cast<std::size_t>(program_->param_dim)),
-      lanes_(program_->initial_buffer.size() *
-             static_cast<std::size_t>(program_->state_dim + program_->control_dim)),
       dual_values_(program_->initial_buffer.begin(), program_->initial_buffer.end()),
       dual_adjoints_(program_->initial_buffer.size()) {
   SizeStages();
-  // StepWithJacobians' seeds: lane e of tau = [x; u] (positions 0 .. n+m-1) is d/dtau_e. Every
-  // other position's lanes are written by its instruction, or are zero (theta, constants).
-  const int tau_dim = program_->state_dim + program_->control_dim;
-  for (int e = 0; e < tau_dim; ++e) {
-    lanes_[static_cast<std::size_t>(program_->x_position() + e) * tau_dim + e] = 1.0;
-  }
   if (program_->is_cost) {
     const int nt = program_->state_dim;
     tau_.resize(static_cast<std::size_t>(nt));
@@ -614,16 +504,14 @@ void GraphEvaluator::Step(const double* x, const double* u, const double* theta,
 void GraphEvaluator::StepWithJacobians(const double* x, const double* u, const double* theta,
                                        double* x_next, double* A, double* B) {
   const GraphProgram& p = *program_;
-  const int n = p.state_dim, m = p.control_dim, nt = n + m;
-  // Lane j carries d/dtau_j (the constructor seeded x and u with the identity): position `output
-  // + row`'s lanes are then row `row` of [A B].
-  Load(x, u, theta);
-  ForwardLanes(p.tape, values_.data(), nt, lanes_.data());
+  const int n = p.state_dim, m = p.control_dim;
+  Step(x, u, theta, x_next);
   for (int row = 0; row < n; ++row) {
-    x_next[row] = values_[p.output + row];
-    const double* derivative = lanes_.data() + static_cast<std::size_t>(p.output + row) * nt;
-    for (int j = 0; j < n; ++j) A[row * n + j] = derivative[j];
-    for (int j = 0; j < m; ++j) B[row * m + j] = derivative[n + j];
+    Fill(&adjoints_, 0.0);
+    adjoints_[p.output + row] = 1.0;
+    Reverse(p, values_.data(), adjoints_.data());
+    for (int j = 0; j < n; ++j) A[row * n + j] = adjoints_[p.x_position() + j];
+    for (int j = 0; j < m; ++j) B[row * m + j] = adjoints_[p.u_position() + j];
   }
 }
 
