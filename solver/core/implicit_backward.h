@@ -313,13 +313,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
         S* H = in_.cost_hessian + t * nt * nt;
         S* c = in_.cost_gradient + t * nt;
-        in_.cost_graph->CostDerivatives(x, u, n, in_.cost_params, c, H);
-        for (int i = 0; i < nt; ++i) {
-          S s = 0;
-          for (int j = 0; j < n; ++j) s += H[i * nt + j] * x[j];
-          for (int j = 0; j < m; ++j) s += H[i * nt + n + j] * u[j];
-          c[i] -= s;
-        }
+        in_.cost_graph->QuadratiseCost(x, u, n, in_.cost_params, H, c, /*project=*/false);
       }
     }
   }

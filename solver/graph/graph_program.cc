@@ -609,21 +609,24 @@ void GraphEvaluator::CostDerivatives(const double* x, const double* u, int n, co
 }
 
 bool GraphEvaluator::QuadratiseCost(const double* x, const double* u, int n, const double* theta,
-                                    double* C, double* c) {
+                                    double* C, double* c, bool project) {
   const int nt = program_->state_dim;
   CostDerivatives(x, u, n, theta, c, C);
-  const Eigen::Map<Eigen::MatrixXd> H(C, nt, nt);
-  hessian_ = H;
-  eigen_.compute(hessian_);
-  const bool project = eigen_.info() != Eigen::Success || eigen_.eigenvalues().minCoeff() < 0.0;
+  bool projected = false;
   if (project) {
-    if (eigen_.info() != Eigen::Success) {
-      // Not finite: leave H as it is, the backward pass reports the problem NOT_FINITE.
-      return false;
+    const Eigen::Map<Eigen::MatrixXd> H(C, nt, nt);
+    hessian_ = H;
+    eigen_.compute(hessian_);
+    projected = eigen_.info() != Eigen::Success || eigen_.eigenvalues().minCoeff() < 0.0;
+    if (projected) {
+      if (eigen_.info() != Eigen::Success) {
+        // Not finite: leave H as it is, the backward pass reports the problem NOT_FINITE.
+        return false;
+      }
+      const Eigen::VectorXd clipped = eigen_.eigenvalues().cwiseMax(0.0);
+      Eigen::Map<Eigen::MatrixXd>(C, nt, nt).noalias() =
+          eigen_.eigenvectors() * clipped.asDiagonal() * eigen_.eigenvectors().transpose();
     }
-    const Eigen::VectorXd clipped = eigen_.eigenvalues().cwiseMax(0.0);
-    Eigen::Map<Eigen::MatrixXd>(C, nt, nt).noalias() =
-        eigen_.eigenvectors() * clipped.asDiagonal() * eigen_.eigenvectors().transpose();
   }
   // c = g - C tau (tau_ still holds [x; u]).
   for (int i = 0; i < nt; ++i) {
@@ -631,7 +634,7 @@ bool GraphEvaluator::QuadratiseCost(const double* x, const double* u, int n, con
     for (int j = 0; j < nt; ++j) s += C[i * nt + j] * tau_[j];
     c[i] -= s;
   }
-  return project;
+  return projected;
 }
 
 void GraphEvaluator::SubtractCostParamGradient(const double* x, const double* u, int n,

@@ -158,11 +158,12 @@ class GraphEvaluator {
   double Cost(const double* x, const double* u, int n, const double* theta);
   void CostDerivatives(const double* x, const double* u, int n, const double* theta, double* g,
                        double* H);
-  // C (n+m, n+m) = H projected onto the positive semi-definite matrices (negative eigenvalues
-  // set to 0) and c = g - C tau: the quadratic model 0.5 tau' C tau + c' tau whose gradient at tau
-  // is g. Returns whether H needed the projection.
+  // C (n+m, n+m) = H, projected onto the positive semi-definite matrices (negative eigenvalues
+  // set to 0) when `project` (the solve's model; the backward pass wants the exact H), and
+  // c = g - C tau: the quadratic model 0.5 tau' C tau + c' tau whose gradient at tau is g.
+  // Returns whether H needed the projection.
   bool QuadratiseCost(const double* x, const double* u, int n, const double* theta, double* C,
-                      double* c);
+                      double* c, bool project = true);
   void SubtractCostParamGradient(const double* x, const double* u, int n, const double* theta,
                                  const double* dx, const double* du, double* grad);
 
