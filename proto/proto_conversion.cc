@@ -467,15 +467,46 @@ absl::Status ConvertGraph(const mpcd::v1::GraphDynamics& proto, const RequestLim
   return ConvertGraphTimeStep(proto, field, problem);
 }
 
+// The program and parameters theta of `message`, the CostGraph `name` ("cost_graph" or
+// "terminal_cost_graph") of `proto`, once the problem's n and m are known (its input tau must be
+// n+m wide), into *graph, *theta and its fingerprint into *fingerprint; errors name the field.
+// ILQR only, and not with slew_rate_penalty.
+absl::Status ConvertCostGraphField(const mpcd::v1::Problem& proto,
+                                   const mpcd::v1::CostGraph& message, const std::string& name,
+                                   const RequestLimits& limits, const std::string& prefix,
+                                   const Problem& problem,
+                                   std::shared_ptr<const GraphProgram>* graph,
+                                   std::vector<double>* theta, std::uint64_t* fingerprint) {
+  const std::string field = absl::StrCat(prefix, name, ".");
+  if (limits.graphs == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, name, ": graphs are not enabled here"));
+  }
+  MPC_ASSIGN_OR_RETURN(*graph, FindGraph(message, *limits.graphs, field, /*cost=*/true));
+  const ProblemShape& shape = problem.shape;
+  if ((*graph)->state_dim != shape.tau_dim()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, "onnx: the graph's input 'tau' has ", (*graph)->state_dim,
+                     " elements, expected n+m = ", shape.tau_dim(), " (n = ", shape.state_dim,
+                     ", m = ", shape.control_dim, ")"));
+  }
+  MPC_ASSIGN_OR_RETURN(*theta, GraphParameters(message.parameters(), **graph, field));
+  std::copy((*graph)->fingerprint.begin(), (*graph)->fingerprint.end(), fingerprint);
+  if (UsesSampling(problem.options.method)) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, name, ": options.method ",
+                                                   SolverMethodName(problem.options.method),
+                                                   " does not take a cost graph yet (use ILQR)"));
+  }
+  if (proto.slew_rate_penalty() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "slew_rate_penalty: not supported with ", name, " yet"));
+  }
+  return absl::OkStatus();
+}
+
 // Sets problem->shape.cost_graph, cost_graph and cost_params from a CostGraph, once the problem's
 // n and m are known, and zeros for the T slices of C and c the core quadratises the graph into.
 absl::Status ConvertCostGraph(const mpcd::v1::Problem& proto, const RequestLimits& limits,
                               const std::string& prefix, Problem* problem) {
-  const std::string field = prefix + "cost_graph.";
-  if (limits.graphs == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "cost_graph: graphs are not enabled here"));
-  }
   for (const auto& [given, name] :
        {std::pair{IsPresent(proto.cost().quadratic()), "cost.quadratic"},
         std::pair{IsPresent(proto.cost().linear()), "cost.linear"},
@@ -485,31 +516,29 @@ absl::Status ConvertCostGraph(const mpcd::v1::Problem& proto, const RequestLimit
                                                      name, ", not both (cost_graph is the cost)"));
     }
   }
-  MPC_ASSIGN_OR_RETURN(std::shared_ptr<const GraphProgram> graph,
-                       FindGraph(proto.cost_graph(), *limits.graphs, field, /*cost=*/true));
-  ProblemShape& shape = problem->shape;
-  if (graph->state_dim != shape.tau_dim()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, "onnx: the graph's input 'tau' has ", graph->state_dim, " elements, expected n+m = ",
-        shape.tau_dim(), " (n = ", shape.state_dim, ", m = ", shape.control_dim, ")"));
-  }
-  MPC_ASSIGN_OR_RETURN(problem->cost_params,
-                       GraphParameters(proto.cost_graph().parameters(), *graph, field));
-  std::copy(graph->fingerprint.begin(), graph->fingerprint.end(), shape.cost_graph);
-  const std::size_t T = shape.horizon, nt = shape.tau_dim();
+  MPC_RETURN_IF_ERROR(ConvertCostGraphField(proto, proto.cost_graph(), "cost_graph", limits, prefix,
+                                            *problem, &problem->cost_graph, &problem->cost_params,
+                                            problem->shape.cost_graph));
+  const std::size_t T = problem->shape.horizon, nt = problem->shape.tau_dim();
   problem->cost_quadratic.assign(T * nt * nt, 0.0);
   problem->cost_linear.assign(T * nt, 0.0);
-  problem->cost_graph = std::move(graph);
-  if (UsesSampling(problem->options.method)) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, "cost_graph: options.method ",
-                                                   SolverMethodName(problem->options.method),
-                                                   " does not take a cost graph yet (use ILQR)"));
-  }
-  if (proto.slew_rate_penalty() != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "slew_rate_penalty: not supported with cost_graph yet"));
-  }
   return absl::OkStatus();
+}
+
+// Sets problem->shape.terminal_cost_graph, terminal_cost_graph and terminal_cost_params from a
+// terminal CostGraph, the cost of t = T-1 in place of the stage cost's (the core quadratises it
+// into slice T-1 of C and c).
+absl::Status ConvertTerminalCostGraph(const mpcd::v1::Problem& proto, const RequestLimits& limits,
+                                      const std::string& prefix, Problem* problem) {
+  if (IsPresent(proto.tracking().w_x_terminal())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        prefix,
+        "tracking.w_x_terminal: give either terminal_cost_graph or "
+        "tracking.w_x_terminal, not both (terminal_cost_graph is the cost of t = T-1)"));
+  }
+  return ConvertCostGraphField(proto, proto.terminal_cost_graph(), "terminal_cost_graph", limits,
+                               prefix, *problem, &problem->terminal_cost_graph,
+                               &problem->terminal_cost_params, problem->shape.terminal_cost_graph);
 }
 
 // Sets problem->shape.constraint_graph, constraint_graph and constraint_params from a
@@ -976,6 +1005,9 @@ void FillFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged
   if (!merged->has_cost_graph() && shared.has_cost_graph()) {
     *merged->mutable_cost_graph() = shared.cost_graph();
   }
+  if (!merged->has_terminal_cost_graph() && shared.has_terminal_cost_graph()) {
+    *merged->mutable_terminal_cost_graph() = shared.terminal_cost_graph();
+  }
   if (!merged->has_constraint_graph() && shared.has_constraint_graph()) {
     *merged->mutable_constraint_graph() = shared.constraint_graph();
   }
@@ -1050,6 +1082,11 @@ absl::StatusOr<int> CheckBatched(const mpcd::v1::BatchedProblems& batched, int l
     return absl::InvalidArgumentError(
         "batched.cost_graph_parameters: only in responses (send a cost graph's parameters in "
         "cost_graph.parameters)");
+  }
+  if (!batched.terminal_cost_graph_parameters().empty()) {
+    return absl::InvalidArgumentError(
+        "batched.terminal_cost_graph_parameters: only in responses (send a terminal cost graph's "
+        "parameters in terminal_cost_graph.parameters)");
   }
   if (!batched.constraint_graph_parameters().empty()) {
     return absl::InvalidArgumentError(
@@ -1365,6 +1402,9 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   problem.options = options;
   if (proto.has_tracking()) MPC_RETURN_IF_ERROR(ApplyTracking(proto, p, &problem));
   if (proto.has_cost_graph()) MPC_RETURN_IF_ERROR(ConvertCostGraph(proto, limits, p, &problem));
+  if (proto.has_terminal_cost_graph()) {
+    MPC_RETURN_IF_ERROR(ConvertTerminalCostGraph(proto, limits, p, &problem));
+  }
 
   MPC_RETURN_IF_ERROR(ConvertStageConstraints(proto, p, &problem));
   if (proto.has_constraint_graph()) {
@@ -1422,10 +1462,11 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
           ": not available with problems[", i, "].slew_rate_penalty"));
     } else if (problem.ok() &&
                (options.compute_x_init_jacobian || options.compute_params_jacobian) &&
-               problem->cost_graph != nullptr) {
+               (problem->cost_graph != nullptr || problem->terminal_cost_graph != nullptr)) {
       problem = absl::InvalidArgumentError(absl::StrCat(
           request.return_x_init_jacobian() ? "return_x_init_jacobian" : "return_params_jacobian",
-          ": not available with problems[", i, "].cost_graph yet"));
+          ": not available with problems[", i, "].",
+          problem->cost_graph != nullptr ? "cost_graph" : "terminal_cost_graph", " yet"));
     } else if (problem.ok() && options.compute_params_jacobian &&
                problem->shape.dynamics.is_linear()) {
       problem = absl::InvalidArgumentError(absl::StrCat(
@@ -2008,6 +2049,11 @@ void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
     StackGraphGradient(encoding, *problems[0].cost_graph, gradients, &ProblemGradient::cost_params,
                        out->mutable_cost_graph_parameters());
   }
+  if (!problems.empty() && problems[0].terminal_cost_graph != nullptr) {
+    StackGraphGradient(encoding, *problems[0].terminal_cost_graph, gradients,
+                       &ProblemGradient::terminal_cost_params,
+                       out->mutable_terminal_cost_graph_parameters());
+  }
   if (!problems.empty() && problems[0].constraint_graph != nullptr) {
     StackGraphGradient(encoding, *problems[0].constraint_graph, gradients,
                        &ProblemGradient::constraint_params,
@@ -2072,6 +2118,11 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
       mpcd::v1::ModelDynamics* model = out->mutable_dynamics()->mutable_model();
       model->set_name(in.dynamics().model().name());
       model->mutable_params()->Assign(g.params.begin(), g.params.end());
+    }
+    if (in.has_terminal_cost_graph() && i < problems.size() &&
+        problems[i].terminal_cost_graph != nullptr) {
+      SetGraphGradient(*problems[i].terminal_cost_graph, g.terminal_cost_params,
+                       out->mutable_terminal_cost_graph());
     }
     if (in.has_constraint_graph() && i < problems.size() &&
         problems[i].constraint_graph != nullptr) {

@@ -53,6 +53,9 @@ struct ProblemGradient {
   // A cost graph's parameters theta_c (Problem::cost_params), empty without a cost graph; the
   // cost's C and c above are then the quadratisation's and mean nothing to the caller.
   std::vector<double> cost_params;
+  // A terminal cost graph's parameters theta_T (Problem::terminal_cost_params), empty without
+  // one; the cost's C and c above are then zero at t = T-1.
+  std::vector<double> terminal_cost_params;
   // A stage constraint graph's parameters theta_g (Problem::constraint_params), empty without one.
   std::vector<double> constraint_params;
   // Stage constraints, shaped as the problem's (empty when it has none): nonzero only on the

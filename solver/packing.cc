@@ -51,6 +51,9 @@ IlqrBatchLayout PlanIlqrBatch(absl::Span<const Problem* const> problems) {
   layout.param_dim = model == nullptr ? 0 : static_cast<int>(model->default_params.size());
   if (shape.dynamics.is_graph()) layout.param_dim = problems[0]->graph->param_dim;
   if (shape.has_cost_graph()) layout.cost_param_dim = problems[0]->cost_graph->param_dim;
+  if (shape.has_terminal_cost_graph()) {
+    layout.terminal_cost_param_dim = problems[0]->terminal_cost_graph->param_dim;
+  }
   if (shape.has_constraint_graph()) {
     layout.constraint_param_dim = problems[0]->constraint_graph->param_dim;
     layout.constraint_graph_rows = GraphConstraintRows(*problems[0]);
@@ -76,8 +79,9 @@ IlqrBatchLayout PlanIlqrBatch(absl::Span<const Problem* const> problems) {
     }
   }
 
-  if (shape.has_cost_graph()) {
-    // The core writes each step's quadratisation of the graph there.
+  if (shape.has_cost_graph() || shape.has_terminal_cost_graph()) {
+    // The core writes each step's quadratisation of a graph there (a terminal graph's into slice
+    // T-1, the stage cost's slices repeated before it).
     layout.cost_slices = T;
     layout.linear_slices = T;
   }
@@ -95,6 +99,7 @@ IlqrBatchLayout PlanIlqrBatch(absl::Span<const Problem* const> problems) {
   layout.offset = take(static_cast<std::size_t>(layout.offset_slices) * n);
   layout.params = take(layout.param_dim);
   layout.cost_params = take(layout.cost_param_dim);
+  layout.terminal_cost_params = take(layout.terminal_cost_param_dim);
   layout.constraint_params = take(layout.constraint_param_dim);
   layout.u_lower = take(static_cast<std::size_t>(layout.bound_slices) * m);
   layout.u_upper = take(static_cast<std::size_t>(layout.bound_slices) * m);
@@ -142,8 +147,11 @@ IlqrBatchView<S> MakeIlqrBatchView(const IlqrBatchLayout& layout, S* buffer,
   view.transition = buffer + layout.transition;
   view.offset = buffer + layout.offset;
   view.params = buffer + layout.params;
-  if (layout.shape.has_cost_graph()) {
-    view.cost_params = buffer + layout.cost_params;
+  if (layout.shape.has_cost_graph()) view.cost_params = buffer + layout.cost_params;
+  if (layout.shape.has_terminal_cost_graph()) {
+    view.terminal_cost_params = buffer + layout.terminal_cost_params;
+  }
+  if (layout.shape.has_cost_graph() || layout.shape.has_terminal_cost_graph()) {
     view.cost_hessian = buffer + layout.cost_quadratic;
     view.cost_gradient = buffer + layout.cost_linear;
   }
@@ -241,6 +249,9 @@ void PackIlqrInputs(absl::Span<const Problem* const> problems, const IlqrBatchLa
     }
     for (int k = 0; k < layout.cost_param_dim; ++k) {
       at(layout.cost_params, k) = static_cast<S>(p.cost_params[k]);
+    }
+    for (int k = 0; k < layout.terminal_cost_param_dim; ++k) {
+      at(layout.terminal_cost_params, k) = static_cast<S>(p.terminal_cost_params[k]);
     }
     for (int k = 0; k < layout.constraint_param_dim; ++k) {
       at(layout.constraint_params, k) = static_cast<S>(p.constraint_params[k]);
@@ -477,6 +488,7 @@ BackwardBatchLayout PlanBackwardBatch(absl::Span<const BackwardProblem* const> p
       take(linear ? static_cast<std::size_t>(layout.offset_gradient_slices) * n : 0);
   layout.grad_params = take(in.param_dim);
   layout.grad_cost_params = take(in.cost_param_dim);
+  layout.grad_terminal_cost_params = take(in.terminal_cost_param_dim);
   layout.grad_constraint_params = take(in.constraint_param_dim);
   const std::size_t row_steps = static_cast<std::size_t>(T) * in.constraint_rows;
   layout.grad_constraint_G = take(row_steps * nt);
@@ -542,6 +554,7 @@ BackwardBatchView<S> MakeBackwardBatchView(const BackwardBatchLayout& layout, S*
   view.grad_offset = buffer + layout.grad_offset;
   view.grad_params = buffer + layout.grad_params;
   view.grad_cost_params = buffer + layout.grad_cost_params;
+  view.grad_terminal_cost_params = buffer + layout.grad_terminal_cost_params;
   view.grad_constraint_params = buffer + layout.grad_constraint_params;
   view.results = results;
   view.jacobians = layout.jacobians;
@@ -646,6 +659,9 @@ void UnpackBackwardOutputs(absl::Span<const BackwardProblem* const> problems,
     }
     out.cost_params.resize(in.cost_param_dim);
     ReadSlices(array(layout.grad_cost_params), batch, b, 1, in.cost_param_dim, &out.cost_params);
+    out.terminal_cost_params.resize(in.terminal_cost_param_dim);
+    ReadSlices(array(layout.grad_terminal_cost_params), batch, b, 1, in.terminal_cost_param_dim,
+               &out.terminal_cost_params);
     out.constraint_params.resize(in.constraint_param_dim);
     ReadSlices(array(layout.grad_constraint_params), batch, b, 1, in.constraint_param_dim,
                &out.constraint_params);

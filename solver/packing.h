@@ -23,8 +23,9 @@ struct IlqrBatchLayout {
   ProblemShape shape;
   int batch = 0;
   int param_dim = 0;
-  int cost_param_dim = 0;        // a cost graph's parameters (0 without one)
-  int constraint_param_dim = 0;  // a constraint graph's parameters (0 without one)
+  int cost_param_dim = 0;           // a cost graph's parameters (0 without one)
+  int terminal_cost_param_dim = 0;  // a terminal cost graph's parameters (0 without one)
+  int constraint_param_dim = 0;     // a constraint graph's parameters (0 without one)
   int cost_slices = 1;
   int linear_slices = 1;
   int transition_slices = 1;
@@ -36,8 +37,8 @@ struct IlqrBatchLayout {
   bool any_gains = false;         // some problem asked for K, k
 
   std::size_t cost_quadratic = 0, cost_linear = 0, transition = 0, offset = 0, params = 0,
-              cost_params = 0, constraint_params = 0, u_lower = 0, u_upper = 0, constraint_G = 0,
-              constraint_h = 0, x_init = 0, u_init = 0;
+              cost_params = 0, terminal_cost_params = 0, constraint_params = 0, u_lower = 0,
+              u_upper = 0, constraint_G = 0, constraint_h = 0, x_init = 0, u_init = 0;
   std::size_t best_x = 0, best_u = 0, K = 0, k = 0;
   std::size_t x = 0, u = 0, x_try = 0, u_try = 0, A = 0, B = 0, multipliers = 0;
   std::size_t input_size = 0;   // scalars in [0, input_size)
@@ -96,8 +97,8 @@ struct BackwardBatchLayout {
 
   std::size_t x = 0, u = 0, dl_dx = 0, dl_du = 0;
   std::size_t grad_x_init = 0, grad_cost_quadratic = 0, grad_cost_linear = 0, grad_transition = 0,
-              grad_offset = 0, grad_params = 0, grad_cost_params = 0, grad_constraint_params = 0,
-              grad_constraint_G = 0, grad_constraint_h = 0;
+              grad_offset = 0, grad_params = 0, grad_cost_params = 0, grad_terminal_cost_params = 0,
+              grad_constraint_params = 0, grad_constraint_G = 0, grad_constraint_h = 0;
   JacobianSettings jacobians;  // a Jacobian pass's outputs (none in a backward pass)
   std::size_t jac_x_init = 0, jac_params = 0;
   std::size_t constraint_curvature = 0;

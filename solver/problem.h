@@ -157,6 +157,11 @@ struct Problem {
   // (T, n+m) zeros here.
   std::shared_ptr<const GraphProgram> cost_graph;
   std::vector<double> cost_params;
+  // A terminal cost graph l_T(tau; theta_T), the cost of t = T-1 in place of the stage cost's
+  // (shape.terminal_cost_graph, its fingerprint): its program and parameters theta_T. The core
+  // writes its quadratisation into slice T-1 of cost_quadratic and cost_linear (T slices then).
+  std::shared_ptr<const GraphProgram> terminal_cost_graph;
+  std::vector<double> terminal_cost_params;
   // Nonlinear stage constraints g(x_t, u_t; theta_g) <= 0 (shape.constraint_graph, its
   // fingerprint): the compiled graph (inputs x, u; its output_dim k rows, packed after the state
   // bounds' and constraints' rows: solver/stage_constraints.h) and theta_g (its param_dim).

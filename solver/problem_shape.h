@@ -46,12 +46,18 @@ struct ProblemShape {
   // The SHA-256 of the problem's stage cost graph (DESIGN §12), all zero for the quadratic cost:
   // a cost graph runs on CPU workers only, and problems share a batch with the same graph.
   std::uint64_t cost_graph[4] = {0, 0, 0, 0};
+  // The same for the problem's terminal cost graph (the cost of t = T-1; all zero without one).
+  std::uint64_t terminal_cost_graph[4] = {0, 0, 0, 0};
   // The same for the problem's stage constraint graph g(x, u) <= 0 (all zero without one).
   std::uint64_t constraint_graph[4] = {0, 0, 0, 0};
 
   constexpr int tau_dim() const { return state_dim + control_dim; }
   constexpr bool has_cost_graph() const {
     return (cost_graph[0] | cost_graph[1] | cost_graph[2] | cost_graph[3]) != 0;
+  }
+  constexpr bool has_terminal_cost_graph() const {
+    return (terminal_cost_graph[0] | terminal_cost_graph[1] | terminal_cost_graph[2] |
+            terminal_cost_graph[3]) != 0;
   }
   constexpr bool has_constraint_graph() const {
     return (constraint_graph[0] | constraint_graph[1] | constraint_graph[2] |
@@ -62,6 +68,10 @@ struct ProblemShape {
            a.control_dim == b.control_dim && a.horizon == b.horizon &&
            a.cost_graph[0] == b.cost_graph[0] && a.cost_graph[1] == b.cost_graph[1] &&
            a.cost_graph[2] == b.cost_graph[2] && a.cost_graph[3] == b.cost_graph[3] &&
+           a.terminal_cost_graph[0] == b.terminal_cost_graph[0] &&
+           a.terminal_cost_graph[1] == b.terminal_cost_graph[1] &&
+           a.terminal_cost_graph[2] == b.terminal_cost_graph[2] &&
+           a.terminal_cost_graph[3] == b.terminal_cost_graph[3] &&
            a.constraint_graph[0] == b.constraint_graph[0] &&
            a.constraint_graph[1] == b.constraint_graph[1] &&
            a.constraint_graph[2] == b.constraint_graph[2] &&
@@ -74,8 +84,9 @@ struct ProblemShape {
   friend H AbslHashValue(H h, const ProblemShape& s) {
     return H::combine(static_cast<H&&>(h), s.dynamics, s.state_dim, s.control_dim, s.horizon,
                       s.cost_graph[0], s.cost_graph[1], s.cost_graph[2], s.cost_graph[3],
-                      s.constraint_graph[0], s.constraint_graph[1], s.constraint_graph[2],
-                      s.constraint_graph[3]);
+                      s.terminal_cost_graph[0], s.terminal_cost_graph[1], s.terminal_cost_graph[2],
+                      s.terminal_cost_graph[3], s.constraint_graph[0], s.constraint_graph[1],
+                      s.constraint_graph[2], s.constraint_graph[3]);
   }
 };
 

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+#include "solver/host_device.h"
 #include "solver/models/integrators.h"
 
 namespace mpc {
@@ -112,6 +113,10 @@ struct IlqrBatchView {
   const S* cost_params = nullptr;
   S* cost_hessian = nullptr;   // (T, n+m, n+m)
   S* cost_gradient = nullptr;  // (T, n+m)
+  // A terminal cost graph (CPU, a batch of one; null = none): the cost of t = T-1 in place of the
+  // stage cost's, quadratised into slice T-1 of cost_hessian, cost_gradient (T slices then).
+  GraphEvaluator* terminal_cost_graph = nullptr;
+  const S* terminal_cost_params = nullptr;
   // A stage constraint graph g(x, u; theta_g) <= 0 (CPU, a batch of one; null = none): its
   // evaluator and parameters. Its rows are the last constraint_graph_rows of the constraint_rows
   // (constraint_slices = T); the core writes their linearisation G_t = dg/dtau, h_t = G_t tau_t -
@@ -145,6 +150,22 @@ struct IlqrBatchView {
   S* B = nullptr;            // (T-1, n, m)
   S* multipliers = nullptr;  // (T, k): the augmented Lagrangian's multiplier estimates
 };
+
+// The graph that gives step t's cost and its parameters: the terminal cost graph at t = T-1 when
+// the problem has one, else the stage cost graph (graph null: the quadratic cost C_t, c_t).
+template <typename S>
+struct StepCostGraph {
+  GraphEvaluator* graph;
+  const S* params;
+  bool terminal;
+};
+template <typename S>
+MPC_HOST_DEVICE StepCostGraph<S> CostGraphOfStep(const IlqrBatchView<S>& view, int t) {
+  if (view.terminal_cost_graph != nullptr && t == view.horizon - 1) {
+    return {view.terminal_cost_graph, view.terminal_cost_params, true};
+  }
+  return {view.cost_graph, view.cost_params, false};
+}
 
 // GradientStatus values, in the same order (solver/gradients.h; checked in backward_batch.cc).
 enum DeviceGradientStatus : std::int32_t {
@@ -211,14 +232,15 @@ struct BackwardBatchView {
   const S* dl_du = nullptr;  // (T, m): dL/du* (zeros when absent)
 
   // Outputs (zeroed by the pass itself).
-  S* grad_x_init = nullptr;             // (n)
-  S* grad_cost_quadratic = nullptr;     // problem.cost_slices x (n+m, n+m)
-  S* grad_cost_linear = nullptr;        // problem.linear_slices x (n+m)
-  S* grad_transition = nullptr;         // problem.transition_slices x (n, n+m); linear only
-  S* grad_offset = nullptr;             // offset_gradient_slices x (n); linear only
-  S* grad_params = nullptr;             // (p); models only
-  S* grad_cost_params = nullptr;        // (p_c): a cost graph's parameters (problem.cost_graph)
-  S* grad_constraint_params = nullptr;  // (p_g): a constraint graph's (problem.constraint_graph)
+  S* grad_x_init = nullptr;                // (n)
+  S* grad_cost_quadratic = nullptr;        // problem.cost_slices x (n+m, n+m)
+  S* grad_cost_linear = nullptr;           // problem.linear_slices x (n+m)
+  S* grad_transition = nullptr;            // problem.transition_slices x (n, n+m); linear only
+  S* grad_offset = nullptr;                // offset_gradient_slices x (n); linear only
+  S* grad_params = nullptr;                // (p); models only
+  S* grad_cost_params = nullptr;           // (p_c): a cost graph's parameters (problem.cost_graph)
+  S* grad_terminal_cost_params = nullptr;  // (p_T): problem.terminal_cost_graph's
+  S* grad_constraint_params = nullptr;     // (p_g): a constraint graph's (problem.constraint_graph)
   // The stage constraints' rows as packed (problem.constraint_rows k of them per step; the
   // unpacking maps them to x_lower, x_upper, constraints.G and constraints.h): per step always.
   S* grad_constraint_G = nullptr;     // (T, k, n+m)

@@ -32,7 +32,8 @@ enum class Sizes { kSpecialised, kRunTime };
 template <Executor kExecutor, class Run>
 bool DispatchShape(const ProblemShape& shape, Run&& run, Sizes sizes = Sizes::kSpecialised) {
   // A cost graph is interpreted on the host only, like a dynamics graph.
-  if (kExecutor == Executor::kGpu && (shape.has_cost_graph() || shape.has_constraint_graph())) {
+  if (kExecutor == Executor::kGpu &&
+      (shape.has_cost_graph() || shape.has_terminal_cost_graph() || shape.has_constraint_graph())) {
     return false;
   }
   if (shape.dynamics.is_graph()) {

@@ -421,11 +421,12 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     return true;
   }
 
-  // At every step of the current trajectory: a cost graph's C_t = proj_psd(H_t), c_t = g_t - C_t
-  // tau_t from its gradient g_t and Hessian H_t (the quadratic model the backward pass reads,
-  // exact where H_t is positive semi-definite; the projections counted into the problem's
-  // result), and a constraint graph's rows linearised (the penalty's gradient and Gauss-Newton
-  // Hessian in AddPenaltyToQ read them; its values are g's own).
+  // At every step of the current trajectory whose cost is a graph (the stage cost graph's, the
+  // terminal one's at T-1): C_t = proj_psd(H_t), c_t = g_t - C_t tau_t from its gradient g_t and
+  // Hessian H_t (the quadratic model the backward pass reads, exact where H_t is positive
+  // semi-definite; the projections counted into the problem's result), and a constraint graph's
+  // rows linearised (the penalty's gradient and Gauss-Newton Hessian in AddPenaltyToQ read them;
+  // its values are g's own).
   MPC_HOST_DEVICE void LinearizeGraphs() {
     if constexpr (kMayHaveCostGraph<S, Layout>) {
       ScratchScope<S> scope(arena_);
@@ -434,10 +435,10 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
       for (int t = 0; t < T_; ++t) {
         LoadX(x_, t, x);
         LoadU(u_, t, u);
-        if (HasCostGraph()) {
-          const bool projected = view_.cost_graph->QuadratiseCost(x, u, n, view_.cost_params,
-                                                                  view_.cost_hessian + t * nt * nt,
-                                                                  view_.cost_gradient + t * nt);
+        const StepCostGraph<S> cost = CostGraphOfStep(view_, t);
+        if (cost.graph != nullptr) {
+          const bool projected = cost.graph->QuadratiseCost(
+              x, u, n, cost.params, view_.cost_hessian + t * nt * nt, view_.cost_gradient + t * nt);
           if (projected) ++view_.results[b_].cost_projections;
         }
         if (HasConstraintGraph()) LinearizeConstraintGraph(t, x, u);

@@ -284,6 +284,10 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         const int p = in_.cost_graph->program().param_dim;
         for (int k = 0; k < p; ++k) view_.grad_cost_params[k] = 0;
       }
+      if (in_.terminal_cost_graph != nullptr) {
+        const int p = in_.terminal_cost_graph->program().param_dim;
+        for (int k = 0; k < p; ++k) view_.grad_terminal_cost_params[k] = 0;
+      }
       if (in_.constraint_graph != nullptr) {
         const int p = in_.constraint_graph->program().param_dim;
         for (int k = 0; k < p; ++k) view_.grad_constraint_params[k] = 0;
@@ -291,41 +295,56 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     }
   }
 
-  // A stage cost graph (CPU workers only, like graph dynamics): whether the problem has one.
+  // A stage or terminal cost graph (CPU workers only, like graph dynamics): whether the problem
+  // has one.
   MPC_HOST_DEVICE bool HasCostGraph() const {
     if constexpr (kMayHaveCostGraph<S, Layout>) {
-      return in_.cost_graph != nullptr;
+      return in_.cost_graph != nullptr || in_.terminal_cost_graph != nullptr;
+    } else {
+      return false;
+    }
+  }
+  // Whether a graph gives step t's cost (CostGraphOfStep): C_t, c_t are then its quadratisation
+  // and get no gradient.
+  MPC_HOST_DEVICE bool GraphCostAt(int t) const {
+    if constexpr (kMayHaveCostGraph<S, Layout>) {
+      return CostGraphOfStep(in_, t).graph != nullptr;
     } else {
       return false;
     }
   }
 
-  // The cost graph's exact quadratisation at the point into C_t, c_t (C_t = H_t, c_t = g_t - H_t
-  // tau_t, no projection: the implicit function theorem needs the true Hessian), read by every
-  // step after this one as a quadratic cost's would be.
+  // The cost graphs' exact quadratisation at the point into C_t, c_t (C_t = H_t, c_t = g_t - H_t
+  // tau_t, no projection: the implicit function theorem needs the true Hessian) at every step
+  // whose cost is a graph, read by every step after this one as a quadratic cost's would be.
   MPC_HOST_DEVICE void QuadratiseCostGraph() {
     if constexpr (kMayHaveCostGraph<S, Layout>) {
       ScratchScope<S> scope(arena_);
       LocalArray<S, NX> x(arena_, n);
       LocalArray<S, NU> u(arena_, m);
       for (int t = 0; t < T_; ++t) {
+        const StepCostGraph<S> cost = CostGraphOfStep(in_, t);
+        if (cost.graph == nullptr) continue;
         for (int i = 0; i < n; ++i) x[i] = At(view_.x, t * n + i);
         for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
         S* H = in_.cost_hessian + t * nt * nt;
         S* c = in_.cost_gradient + t * nt;
-        in_.cost_graph->QuadratiseCost(x, u, n, in_.cost_params, H, c, /*project=*/false);
+        cost.graph->QuadratiseCost(x, u, n, cost.params, H, c, /*project=*/false);
       }
     }
   }
 
   // dL/dtheta_c = -sum_t d2l/dtheta dtau . dtau_t (theta_c enters only through the cost's
-  // gradient, as c does): one forward-over-reverse sweep of the graph per step.
+  // gradient, as c does): one forward-over-reverse sweep of the graph per step whose cost it
+  // gives (the terminal graph's theta_T from t = T-1 alone).
   MPC_HOST_DEVICE void AssembleCostParamGradient() {
     if constexpr (kMayHaveCostGraph<S, Layout>) {
       ScratchScope<S> scope(arena_);
       LocalArray<S, NX> x(arena_, n), dx(arena_, n);
       LocalArray<S, NU> u(arena_, m), du(arena_, m);
       for (int t = 0; t < T_; ++t) {
+        const StepCostGraph<S> cost = CostGraphOfStep(in_, t);
+        if (cost.graph == nullptr) continue;
         for (int i = 0; i < n; ++i) {
           x[i] = At(view_.x, t * n + i);
           dx[i] = At(view_.dx, t * n + i);
@@ -334,8 +353,9 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
           u[j] = At(view_.u, t * m + j);
           du[j] = At(view_.du, t * m + j);
         }
-        in_.cost_graph->SubtractCostParamGradient(x, u, n, in_.cost_params, dx, du,
-                                                  view_.grad_cost_params);
+        cost.graph->SubtractCostParamGradient(
+            x, u, n, cost.params, dx, du,
+            cost.terminal ? view_.grad_terminal_cost_params : view_.grad_cost_params);
       }
     }
   }
@@ -1162,6 +1182,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   MPC_HOST_DEVICE void AssembleGradient() {
     for (int i = 0; i < n; ++i) At(view_.grad_x_init, i) = -At(view_.mu, i);
     for (int t = 0; t < T_; ++t) {
+      if (GraphCostAt(t)) continue;
       const int dC = (in_.cost_slices > 1 ? t : 0) * nt * nt;
       const int dc = (in_.linear_slices > 1 ? t : 0) * nt;
       for (int i = 0; i < nt; ++i) {

@@ -179,19 +179,21 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
     }
   }
 
-  // Whether the problem's stage cost is a graph.
+  // Whether some step's cost is a graph (a stage or a terminal cost graph).
   MPC_HOST_DEVICE bool HasCostGraph() const {
     if constexpr (kMayHaveCostGraph<S, Layout>) {
-      return view_.cost_graph != nullptr;
+      return view_.cost_graph != nullptr || view_.terminal_cost_graph != nullptr;
     } else {
       return false;
     }
   }
 
-  // l(tau) of a cost graph; otherwise 0.5 tau' C_t tau + c_t' tau with C_t symmetric.
+  // l(tau) of the graph that gives step t's cost (CostGraphOfStep); otherwise 0.5 tau' C_t tau +
+  // c_t' tau with C_t symmetric.
   MPC_HOST_DEVICE S StageCost(int t, const S* x, const S* u) const {
     if constexpr (kMayHaveCostGraph<S, Layout>) {
-      if (view_.cost_graph != nullptr) return view_.cost_graph->Cost(x, u, n, view_.cost_params);
+      const StepCostGraph<S> cost = CostGraphOfStep(view_, t);
+      if (cost.graph != nullptr) return cost.graph->Cost(x, u, n, cost.params);
     }
     S total = 0;
     for (int i = 0; i < n; ++i) {

@@ -93,6 +93,7 @@ class CoreShapeSolver final : public ShapeSolver {
         core::MakeIlqrBatchView<double>(layout, buffer_.data(), &settings_, &result_);
     view.graph = EvaluatorFor(problem, &graph_);
     view.cost_graph = EvaluatorOf(problem.cost_graph, &cost_graph_);
+    view.terminal_cost_graph = EvaluatorOf(problem.terminal_cost_graph, &terminal_cost_graph_);
     view.constraint_graph = EvaluatorOf(problem.constraint_graph, &constraint_graph_);
     std::optional<InterruptWatch> watch;
     WatchInterrupt(problem, &watch, &view);
@@ -141,6 +142,7 @@ class CoreShapeSolver final : public ShapeSolver {
   core::ProblemResult result_{};
   std::unique_ptr<GraphEvaluator> graph_;
   std::unique_ptr<GraphEvaluator> cost_graph_;
+  std::unique_ptr<GraphEvaluator> terminal_cost_graph_;
   std::unique_ptr<GraphEvaluator> constraint_graph_;
   core::SamplingSettings sampling_settings_{};
   core::SamplingResult sampling_result_{};
@@ -192,6 +194,8 @@ class CoreShapeBackward final : public ShapeBackward {
         core::MakeBackwardBatchView<double>(layout, buffer_.data(), &settings_, &result_);
     view.problem.graph = EvaluatorFor(*problems[0]->problem, &graph_);
     view.problem.cost_graph = EvaluatorOf(problems[0]->problem->cost_graph, &cost_graph_);
+    view.problem.terminal_cost_graph =
+        EvaluatorOf(problems[0]->problem->terminal_cost_graph, &terminal_cost_graph_);
     view.problem.constraint_graph =
         EvaluatorOf(problems[0]->problem->constraint_graph, &constraint_graph_);
     return view;
@@ -215,6 +219,7 @@ class CoreShapeBackward final : public ShapeBackward {
   core::BackwardResult result_{};
   std::unique_ptr<GraphEvaluator> graph_;
   std::unique_ptr<GraphEvaluator> cost_graph_;
+  std::unique_ptr<GraphEvaluator> terminal_cost_graph_;
   std::unique_ptr<GraphEvaluator> constraint_graph_;
 };
 

@@ -8,6 +8,14 @@ solve in every mode; a non-convex cost reports its Hessian projections; bad cost
 conflicting fields are INVALID_ARGUMENT naming the field. mpcd.torch.MPC with a torch.nn.Module
 cost: a quadratic module gives QuadCost's solution and gradients (on the module's parameters).
 
+Terminal cost graphs (Problem.terminal_cost_graph): a terminal graph 0.5 x'Qx + 0.5 u'Ru + q'x
+beside a quadratic stage cost (or the same stage cost as a graph) solves and differentiates as the
+time-varying quadratic cost whose slice T-1 is [Q 0; 0 R], [q; 0] (dL/dC[T-1], dL/dc[T-1] are the
+graph's dL/dQ, dL/dR, dL/dq; the stage cost's gradients leave out t = T-1); a smooth
+distance-to-goal plus a cos term gives dL/d(its parameters) and dL/dx_init that agree with central
+differences of the converged solve (linear dynamics: every mode; the pendulum: EXACT); bad
+terminal graphs are INVALID_ARGUMENT naming the field.
+
 Usage: cost_graph_test.py --mpcd build/bin/mpcd --package-dir client/python
          --stubs-dir build/python [unittest args]
 """
@@ -38,7 +46,7 @@ def export(module, nt=NT):
 
 def make_modules():
     """Defined once torch is imported."""
-    global QuadraticCost, LogCosh, Wavy
+    global QuadraticCost, LogCosh, Wavy, TerminalQuadratic, DistanceToGoal
 
     class QuadraticCost(torch.nn.Module):
         def __init__(self, C, c):
@@ -72,6 +80,36 @@ def make_modules():
         def forward(self, tau):
             z = tau - torch.tensor(GOAL)
             return 0.5 * (self.w * z * z).sum() + self.a * torch.cos(2.0 * tau[2])
+
+    class TerminalQuadratic(torch.nn.Module):
+        """0.5 x'Qx + 0.5 u'Ru + q'x of tau = [x; u]."""
+
+        def __init__(self, Q, R, q):
+            super().__init__()
+            self.Q = torch.nn.Parameter(torch.tensor(Q))
+            self.R = torch.nn.Parameter(torch.tensor(R))
+            self.q = torch.nn.Parameter(torch.tensor(q))
+
+        def forward(self, tau):
+            x, u = tau[:N], tau[N:]
+            return (0.5 * (x * (self.Q @ x)).sum() + 0.5 * (u * (self.R @ u)).sum() +
+                    (self.q * x).sum())
+
+    class DistanceToGoal(torch.nn.Module):
+        """w sqrt(|x - goal|^2 + 0.01) + a cos(x_1) + 0.5 r |u|^2: smooth, not quadratic."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor(2.0))
+            self.goal = torch.nn.Parameter(torch.tensor([1.0, 0.3, -0.2]))
+            self.a = torch.nn.Parameter(torch.tensor(0.2))
+            self.r = torch.nn.Parameter(torch.tensor(0.5))
+
+        def forward(self, tau):
+            x, u = tau[:N], tau[N:]
+            z = x - self.goal
+            return (self.w * torch.sqrt((z * z).sum() + 0.01) + self.a * torch.cos(x[1]) +
+                    0.5 * self.r * (u * u).sum())
 
 
 def setUpModule():
@@ -242,6 +280,187 @@ class CostGraphTest(unittest.TestCase):
             self.assertIn(message, str(raised.exception))
 
 
+def linear_dynamics(rng):
+    return mpcd.Linear(F=np.hstack([np.eye(N) + 0.1 * rng.randn(N, N), rng.randn(N, M)]),
+                       f=0.1 * rng.randn(N))
+
+
+MODES = ("DEFAULT", "EXACT", "FULL_CHAIN")
+STAGE_C = np.diag([1.0, 1.0, 0.1, 0.5]) + 0.02 * np.ones((NT, NT))
+STAGE_c = np.array([-1.0, 0.0, 0.0, 0.0])
+
+
+class TerminalCostGraphTest(unittest.TestCase):
+
+    def test_a_quadratic_terminal_graph_is_the_time_varying_quadratic_cost(self):
+        rng = np.random.RandomState(0)
+        Q = np.array([[3.0, 0.2, 0.0], [0.2, 2.0, 0.1], [0.0, 0.1, 1.0]])
+        R = np.array([[0.7]])
+        q = np.array([-2.0, 0.5, 0.1])
+        terminal = mpcd.CostGraph(onnx=export(TerminalQuadratic(Q, R, q)),
+                                  parameters={"Q": Q, "R": R, "q": q})
+        C_t = np.repeat(STAGE_C[None], T, axis=0)
+        c_t = np.repeat(STAGE_c[None], T, axis=0)
+        C_t[T - 1] = 0.0
+        C_t[T - 1, :N, :N] = Q
+        C_t[T - 1, N:, N:] = R
+        c_t[T - 1] = np.concatenate([q, np.zeros(M)])
+        stage_graph = mpcd.CostGraph(onnx=export(QuadraticCost(STAGE_C, STAGE_c)))
+        for dynamics in (mpcd.Model("pendulum"), linear_dynamics(rng)):
+            want = mpcd.Problem(x_init=x_init(), C=C_t, c=c_t, dynamics=dynamics)
+            beside_invariant = mpcd.Problem(x_init=x_init(), C=STAGE_C, c=STAGE_c,
+                                            dynamics=dynamics, terminal_cost_graph=terminal)
+            # Slice T-1 of a time-varying C, c is the terminal graph's: its value is not read.
+            beside_varying = mpcd.Problem(x_init=x_init(), C=np.repeat(STAGE_C[None], T, axis=0),
+                                          c=np.repeat(STAGE_c[None], T, axis=0),
+                                          dynamics=dynamics, terminal_cost_graph=terminal)
+            beside_graph = mpcd.Problem(x_init=x_init(), dynamics=dynamics,
+                                        cost_graph=stage_graph, terminal_cost_graph=terminal)
+            for name, got in (("invariant", beside_invariant), ("varying", beside_varying),
+                              ("graph", beside_graph)):
+                with self.subTest(dynamics=type(dynamics).__name__, stage=name):
+                    self.check_as_time_varying(want, got, name, rng)
+
+    def check_as_time_varying(self, quadratic, terminal, stage, rng):
+        want = CLIENT.solve(T, [quadratic], options=OPTIONS).solutions[0]
+        got = CLIENT.solve(T, [terminal], options=OPTIONS).solutions[0]
+        self.assertEqual(want.status, "CONVERGED")
+        self.assertEqual(got.status, "CONVERGED")
+        np.testing.assert_allclose(got.x, want.x, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(got.u, want.u, rtol=0, atol=1e-9)
+        self.assertAlmostEqual(got.cost, want.cost, delta=1e-9)
+        self.assertEqual(got.cost_hessian_projections, 0)
+        dl_dx, dl_du = rng.randn(T, N), rng.randn(T, M)
+        for mode in MODES:
+            g_want = CLIENT.backward(T, [quadratic], [want], [(dl_dx, dl_du)],
+                                     mode=mode).gradients[0]
+            g_got = CLIENT.backward(T, [terminal], [got], [(dl_dx, dl_du)], mode=mode).gradients[0]
+            self.assertEqual(g_got.diagnostics["status"], "GRADIENT_OK")
+            np.testing.assert_allclose(g_got.x_init, g_want.x_init, rtol=0, atol=1e-9)
+            last = g_want.C[T - 1]
+            self.assertGreater(np.abs(last).max(), 1e-3)
+            tg = g_got.terminal_cost_graph.parameters
+            np.testing.assert_allclose(tg["Q"], last[:N, :N], rtol=0, atol=1e-9)
+            np.testing.assert_allclose(tg["R"], last[N:, N:], rtol=0, atol=1e-9)
+            np.testing.assert_allclose(tg["q"], g_want.c[T - 1, :N], rtol=0, atol=1e-9)
+            if stage == "invariant":
+                np.testing.assert_allclose(g_got.C, g_want.C[:T - 1].sum(0), rtol=0, atol=1e-9)
+                np.testing.assert_allclose(g_got.c, g_want.c[:T - 1].sum(0), rtol=0, atol=1e-9)
+            elif stage == "varying":
+                np.testing.assert_allclose(g_got.C[:T - 1], g_want.C[:T - 1], rtol=0, atol=1e-9)
+                np.testing.assert_allclose(g_got.c[:T - 1], g_want.c[:T - 1], rtol=0, atol=1e-9)
+                self.assertEqual(np.abs(g_got.C[T - 1]).max(), 0.0)
+                self.assertEqual(np.abs(g_got.c[T - 1]).max(), 0.0)
+            else:
+                self.assertIsNone(g_got.C)
+                sg = g_got.cost_graph.parameters
+                np.testing.assert_allclose(sg["C"], g_want.C[:T - 1].sum(0), rtol=0, atol=1e-9)
+                np.testing.assert_allclose(sg["c"], g_want.c[:T - 1].sum(0), rtol=0, atol=1e-9)
+            if g_want.params is not None:
+                np.testing.assert_allclose(g_got.params, g_want.params, rtol=0, atol=1e-9)
+
+    def test_a_distance_to_goal_terminal_graph_gradients_agree_with_central_differences(self):
+        module = DistanceToGoal()
+        onnx = export(module)
+        theta = parameters_of(module)
+        rng = np.random.RandomState(1)
+        wx, wu = rng.randn(T, N), rng.randn(T, M)
+        for dynamics, modes in ((linear_dynamics(rng), MODES), (mpcd.Model("pendulum"),
+                                                                 ("EXACT",))):
+            def problem(params=theta, x0=None):
+                return mpcd.Problem(x_init=x_init() if x0 is None else x0, C=0.1 * STAGE_C,
+                                    c=0.1 * STAGE_c, dynamics=dynamics,
+                                    terminal_cost_graph=mpcd.CostGraph(onnx=onnx,
+                                                                       parameters=params))
+
+            def loss(params=theta, x0=None):
+                s = CLIENT.solve(T, [problem(params, x0)],
+                                 options={"max_iterations": 100, "tolerance": 1e-14}).solutions[0]
+                self.assertLess(s.step_norm, 1e-9)
+                return float(np.sum(wx * s.x) + np.sum(wu * s.u)), s
+
+            _, solution = loss()
+            h = 1e-4
+            numeric_theta = {}
+            for name, value in theta.items():
+                numeric_theta[name] = np.zeros(value.shape)
+                for e in range(value.size):
+                    plus, minus = dict(theta), dict(theta)
+                    plus[name] = value.copy()
+                    minus[name] = value.copy()
+                    plus[name].flat[e] += h
+                    minus[name].flat[e] -= h
+                    numeric_theta[name].flat[e] = (loss(plus)[0] - loss(minus)[0]) / (2 * h)
+            numeric_x0 = np.zeros(N)
+            for i in range(N):
+                plus, minus = x_init(), x_init()
+                plus[i] += h
+                minus[i] -= h
+                numeric_x0[i] = (loss(x0=plus)[0] - loss(x0=minus)[0]) / (2 * h)
+            self.assertGreater(np.abs(numeric_theta["goal"]).max(), 1e-2)  # the goal matters
+            for mode in modes:
+                with self.subTest(dynamics=type(dynamics).__name__, mode=mode):
+                    g = CLIENT.backward(T, [problem()], [solution], [(wx, wu)],
+                                        mode=mode).gradients[0]
+                    self.assertEqual(g.diagnostics["status"], "GRADIENT_OK")
+                    self.assertIsNone(g.cost_graph)
+                    for name, numeric in numeric_theta.items():
+                        np.testing.assert_allclose(g.terminal_cost_graph.parameters[name],
+                                                   numeric, rtol=1e-5, atol=1e-5, err_msg=name)
+                    np.testing.assert_allclose(g.x_init, numeric_x0, rtol=1e-5, atol=1e-5)
+
+    def test_bad_terminal_cost_graphs_are_invalid_argument_naming_the_field(self):
+        class Vector(torch.nn.Module):
+            def forward(self, tau):
+                return tau * 2.0
+
+        class Square(torch.nn.Module):
+            def forward(self, tau):
+                return (tau * tau).sum()
+
+        # A node reads "w", which is neither an input nor an initializer nor any node's output.
+        missing = onnx.helper.make_model(
+            onnx.helper.make_graph(
+                [onnx.helper.make_node("Mul", ["tau", "w"], ["wt"]),
+                 onnx.helper.make_node("ReduceSum", ["wt"], ["cost"], keepdims=0)],
+                "missing", [onnx.helper.make_tensor_value_info("tau", onnx.TensorProto.DOUBLE,
+                                                               [NT])],
+                [onnx.helper.make_tensor_value_info("cost", onnx.TensorProto.DOUBLE, [])]),
+            opset_imports=[onnx.helper.make_opsetid("", 13)]).SerializeToString()
+        goal = export(DistanceToGoal())
+        nan = parameters_of(DistanceToGoal())
+        nan["goal"][1] = np.nan
+
+        def problem(graph, parameters=None, **fields):
+            return mpcd.Problem(x_init=x_init(), C=STAGE_C, c=STAGE_c,
+                                dynamics=mpcd.Model("pendulum"),
+                                terminal_cost_graph=mpcd.CostGraph(onnx=graph,
+                                                                   parameters=parameters),
+                                **fields)
+
+        cases = [
+            (problem(missing), "problems[0].terminal_cost_graph.onnx: "),
+            (problem(export(Vector())),
+             "problems[0].terminal_cost_graph.onnx: graph output 'cost' has shape (4) (4 "
+             "elements), expected a scalar"),
+            (problem(export(Square(), nt=NT + 1)),
+             "problems[0].terminal_cost_graph.onnx: the graph's input 'tau' has 5 elements, "
+             "expected n+m = 4"),
+            (problem(goal, nan), "problems[0].terminal_cost_graph.parameters[\"goal\"]"),
+            (problem(goal, {"nope": np.zeros(2)}),
+             "problems[0].terminal_cost_graph.parameters[\"nope\"]: the graph has no "
+             "initializer"),
+        ]
+        for problem_, message in cases:
+            with self.subTest(message=message):
+                with self.assertRaises(mpcd.InvalidArgumentError) as raised:
+                    CLIENT.solve(T, [problem_])
+                self.assertIn(message, str(raised.exception))
+        with self.assertRaises(mpcd.InvalidArgumentError) as raised:
+            CLIENT.solve(T, [problem(goal)], options={"method": "MPPI"})
+        self.assertIn("problems[0].terminal_cost_graph: options.method MPPI", str(raised.exception))
+
+
 class TorchModuleCostTest(unittest.TestCase):
     """mpcd.torch.MPC(...)(x_init, cost, dx) with a torch.nn.Module cost (mpc.pytorch's
     convention: cost(tau (B, n+m)) -> (B,), the same at every step)."""
@@ -293,10 +512,12 @@ class TorchModuleCostTest(unittest.TestCase):
 
 
 def main():
-    global ARGS, mpcd, torch
+    global ARGS, mpcd, torch, onnx
     ARGS, argv = client_test_args()
     import mpcd
     import mpcd.torch
+    import onnx
+    import onnx.helper
     import torch
     torch.set_default_dtype(torch.float64)
     unittest.main(argv=argv)

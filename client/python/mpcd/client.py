@@ -191,6 +191,9 @@ class Problem:
     tracking: Optional[Tracking] = None
     # In place of C, c and tracking: a stage cost graph.
     cost_graph: Optional[CostGraph] = None
+    # The cost of the last step t = T-1 in place of the stage cost's (C, c, tracking or
+    # cost_graph then apply to t = 0 .. T-2): a CostGraph of the same input tau = [x; u].
+    terminal_cost_graph: Optional[CostGraph] = None
     # Nonlinear stage constraints g(x_t, u_t) <= 0 beside x_lower, x_upper and constraints.
     constraint_graph: Optional[ConstraintGraph] = None
 
@@ -242,6 +245,9 @@ class Gradient:
     tracking: Optional[Tracking] = None
     # A problem with a cost graph: dL/d(its parameters) (then C and c are None).
     cost_graph: Optional[CostGraph] = None
+    # A problem with a terminal cost graph: dL/d(its parameters) (C and c, when the stage cost is
+    # quadratic, are zero at t = T-1).
+    terminal_cost_graph: Optional[CostGraph] = None
     # A problem with a constraint graph: dL/d(its parameters).
     constraint_graph: Optional[ConstraintGraph] = None
     # A problem with stage constraints: dL/dx_lower, dL/dx_upper and dL/d(G, h), shaped as given
@@ -454,6 +460,8 @@ def problem_to_proto(problem: Problem) -> "mpcd_pb2.Problem":
             _set_optional(getattr(message.tracking, name), getattr(problem.tracking, name))
     if problem.cost_graph is not None:
         _graph_to_proto(problem.cost_graph, message.cost_graph)
+    if problem.terminal_cost_graph is not None:
+        _graph_to_proto(problem.terminal_cost_graph, message.terminal_cost_graph)
     if problem.constraint_graph is not None:
         _graph_to_proto(problem.constraint_graph, message.constraint_graph)
     return message
@@ -565,6 +573,8 @@ def _gradient_from_proto(message, diagnostics):
     return Gradient(
         cost_graph=(_graph_from_proto(CostGraph, message.cost_graph)
                     if message.HasField("cost_graph") else None),
+        terminal_cost_graph=(_graph_from_proto(CostGraph, message.terminal_cost_graph)
+                             if message.HasField("terminal_cost_graph") else None),
         constraint_graph=(_graph_from_proto(ConstraintGraph, message.constraint_graph)
                           if message.HasField("constraint_graph") else None),
         x_init=from_tensor(message.x_init),
