@@ -409,6 +409,32 @@ class TerminalCostGraphTest(unittest.TestCase):
                                                    numeric, rtol=1e-5, atol=1e-5, err_msg=name)
                     np.testing.assert_allclose(g.x_init, numeric_x0, rtol=1e-5, atol=1e-5)
 
+    def test_a_template_terminal_graph_stacks_its_gradients(self):
+        # The template carries the terminal graph (merged into each problem); the stacked answer
+        # holds each problem's dL/dtheta_T, as the per-problem Backward gives it.
+        terminal = mpcd.CostGraph(onnx=export(DistanceToGoal()))
+        template = mpcd.Problem(x_init=None, C=STAGE_C, c=STAGE_c, dynamics=mpcd.Model("pendulum"),
+                                terminal_cost_graph=terminal)
+        x0 = np.stack([x_init(0.3, -0.2), x_init(-0.5, 0.4)])
+        stacked = CLIENT.solve_batched(T, mpcd.Batch(x_init=x0), template=template,
+                                       options=OPTIONS)
+        rng = np.random.RandomState(3)
+        dl_dx, dl_du = rng.randn(2, T, N), rng.randn(2, T, M)
+        got = CLIENT.backward_batched(T, mpcd.Batch(x_init=x0), stacked, dl_dx, dl_du,
+                                      template=template, mode="EXACT")
+        for b in range(2):
+            problem = mpcd.Problem(x_init=x0[b], C=STAGE_C, c=STAGE_c,
+                                   dynamics=mpcd.Model("pendulum"), terminal_cost_graph=terminal)
+            solution = CLIENT.solve(T, [problem], options=OPTIONS).solutions[0]
+            np.testing.assert_array_equal(stacked.u[b], solution.u)
+            want = CLIENT.backward(T, [problem], [solution], [(dl_dx[b], dl_du[b])],
+                                   mode="EXACT").gradients[0]
+            self.assertEqual(set(got.terminal_cost_graph_parameters), {"w", "goal", "a", "r"})
+            self.assertGreater(np.abs(want.terminal_cost_graph.parameters["goal"]).max(), 1e-3)
+            for name, value in want.terminal_cost_graph.parameters.items():
+                np.testing.assert_allclose(got.terminal_cost_graph_parameters[name][b], value,
+                                           rtol=0, atol=1e-12, err_msg=name)
+
     def test_bad_terminal_cost_graphs_are_invalid_argument_naming_the_field(self):
         class Vector(torch.nn.Module):
             def forward(self, tau):

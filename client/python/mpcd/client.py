@@ -332,6 +332,8 @@ class StackedGradients:
     # (B, <the bound's shape>): state bounds given in the template (None without).
     x_lower: Optional[np.ndarray] = None
     x_upper: Optional[np.ndarray] = None
+    # name: (B, <initializer shape>), a terminal cost graph's (empty without one).
+    terminal_cost_graph_parameters: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -885,7 +887,9 @@ class Client:
             queue_seconds=response.timing.queue_seconds,
             solve_seconds=response.timing.solve_seconds,
             batch_size=response.batch_size, backend=response.backend,
-            x_lower=_optional_stacked(g, "x_lower"), x_upper=_optional_stacked(g, "x_upper"))
+            x_lower=_optional_stacked(g, "x_lower"), x_upper=_optional_stacked(g, "x_upper"),
+            terminal_cost_graph_parameters={
+                name: from_tensor(t) for name, t in g.terminal_cost_graph_parameters.items()})
 
     def control(self, horizon, problem, options=None, timeout=None, step_timeout=None,
                 real_time_iteration=False):
