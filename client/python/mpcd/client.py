@@ -326,6 +326,11 @@ class StackedGradients:
     # (B, <the bound's shape>): state bounds given in the template (None without).
     x_lower: Optional[np.ndarray] = None
     x_upper: Optional[np.ndarray] = None
+    # (dL/dG, dL/dh), each (B, <its shape>): stage constraints (None without).
+    constraints: Optional[Tuple[np.ndarray, np.ndarray]] = None
+    # name: (B, <initializer shape>), the initializers of a cost graph and a constraint graph.
+    cost_graph_parameters: dict = dataclasses.field(default_factory=dict)
+    constraint_graph_parameters: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -498,6 +503,11 @@ def batch_to_proto(batch: Batch) -> "mpcd_pb2.BatchedProblems":
 
 def _optional_stacked(message, tensor_field):
     return from_tensor(getattr(message, tensor_field)) if message.HasField(tensor_field) else None
+
+
+def _stacked_parameters(tensors):
+    """A graph's stacked parameter gradients: name -> (B, <initializer shape>)."""
+    return {name: from_tensor(t) for name, t in tensors.items()}
 
 
 SOLVE_STATUS_NAMES = np.array([mpcd_pb2.SolveStatus.Name(v)
@@ -870,12 +880,16 @@ class Client:
             x_init=from_tensor(g.x_init), C=from_tensor(g.cost_quadratic),
             c=from_tensor(g.cost_linear), F=_optional_stacked(g, "transition"),
             f=_optional_stacked(g, "offset"), params=_optional_stacked(g, "model_params"),
-            graph_parameters={name: from_tensor(t) for name, t in g.graph_parameters.items()},
+            graph_parameters=_stacked_parameters(g.graph_parameters),
             diagnostics=[_diagnostics_to_dict(d) for d in response.diagnostics],
             queue_seconds=response.timing.queue_seconds,
             solve_seconds=response.timing.solve_seconds,
             batch_size=response.batch_size, backend=response.backend,
-            x_lower=_optional_stacked(g, "x_lower"), x_upper=_optional_stacked(g, "x_upper"))
+            x_lower=_optional_stacked(g, "x_lower"), x_upper=_optional_stacked(g, "x_upper"),
+            constraints=(None if not g.HasField("constraint_G") else
+                         (from_tensor(g.constraint_G), from_tensor(g.constraint_h))),
+            cost_graph_parameters=_stacked_parameters(g.cost_graph_parameters),
+            constraint_graph_parameters=_stacked_parameters(g.constraint_graph_parameters))
 
     def control(self, horizon, problem, options=None, timeout=None, step_timeout=None,
                 real_time_iteration=False):
