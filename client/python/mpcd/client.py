@@ -330,6 +330,8 @@ class StackedGradients:
     constraints: Optional[Tuple[np.ndarray, np.ndarray]] = None
     # name: (B, <initializer shape>), the initializers of a cost graph and a constraint graph.
     cost_graph_parameters: dict = dataclasses.field(default_factory=dict)
+    # A tracking cost's dL/d(goals and weights), each (B, <its shape>) (then C and c are None).
+    tracking: Optional[Tracking] = None
     constraint_graph_parameters: dict = dataclasses.field(default_factory=dict)
 
 
@@ -505,6 +507,14 @@ def _optional_stacked(message, tensor_field):
     return from_tensor(getattr(message, tensor_field)) if message.HasField(tensor_field) else None
 
 
+def _tracking_from_proto(message):
+    """The Tracking of a message's `tracking` (a Problem or, stacked, BatchedProblems), or None."""
+    if not message.HasField("tracking"):
+        return None
+    return Tracking(**{name: from_tensor(getattr(message.tracking, name))
+                       for name in TRACKING_FIELDS})
+
+
 def _stacked_parameters(tensors):
     """A graph's stacked parameter gradients: name -> (B, <initializer shape>)."""
     return {name: from_tensor(t) for name, t in tensors.items()}
@@ -584,9 +594,7 @@ def _gradient_from_proto(message, diagnostics):
         f=from_tensor(message.dynamics.linear.offset) if linear else None,
         params=(np.asarray(message.dynamics.model.params, dtype=np.float64) if model else None),
         diagnostics=_diagnostics_to_dict(diagnostics),
-        tracking=(Tracking(**{name: from_tensor(getattr(message.tracking, name))
-                              for name in TRACKING_FIELDS})
-                  if message.HasField("tracking") else None),
+        tracking=_tracking_from_proto(message),
         x_lower=from_tensor(message.x_lower) if message.HasField("x_lower") else None,
         x_upper=from_tensor(message.x_upper) if message.HasField("x_upper") else None,
         constraints=((from_tensor(message.constraints.G), from_tensor(message.constraints.h))
@@ -889,7 +897,8 @@ class Client:
             constraints=(None if not g.HasField("constraint_G") else
                          (from_tensor(g.constraint_G), from_tensor(g.constraint_h))),
             cost_graph_parameters=_stacked_parameters(g.cost_graph_parameters),
-            constraint_graph_parameters=_stacked_parameters(g.constraint_graph_parameters))
+            constraint_graph_parameters=_stacked_parameters(g.constraint_graph_parameters),
+            tracking=_tracking_from_proto(g))
 
     def control(self, horizon, problem, options=None, timeout=None, step_timeout=None,
                 real_time_iteration=False):
