@@ -1044,7 +1044,12 @@ std::vector<std::pair<const Tensor*, std::string>> BatchedTensors(
           {&batched.u_init(), "batched.u_init"},
           {&batched.model_params(), "batched.model_params"},
           {&batched.prev_ctrl(), "batched.prev_ctrl"},
-          {&batched.u_zero_mask(), "batched.u_zero_mask"}};
+          {&batched.u_zero_mask(), "batched.u_zero_mask"},
+          {&batched.tracking().x_goal(), "batched.tracking.x_goal"},
+          {&batched.tracking().u_goal(), "batched.tracking.u_goal"},
+          {&batched.tracking().w_x(), "batched.tracking.w_x"},
+          {&batched.tracking().w_u(), "batched.tracking.w_u"},
+          {&batched.tracking().w_x_terminal(), "batched.tracking.w_x_terminal"}};
 }
 
 // The number of problems of a request: batched.count when it is set, else the listed problems.
@@ -1065,10 +1070,6 @@ absl::StatusOr<int> CheckBatched(const mpcd::v1::BatchedProblems& batched, int l
     return absl::InvalidArgumentError(
         "batched.constraint_graph_parameters: only in responses (send a constraint graph's "
         "parameters in constraint_graph.parameters)");
-  }
-  if (batched.has_tracking()) {
-    return absl::InvalidArgumentError(
-        "batched.tracking: only in responses (send tracking in problem_template or each problem)");
   }
   for (const auto& [tensor, name] : {std::pair{&batched.x_lower(), "batched.x_lower"},
                                      {&batched.x_upper(), "batched.x_upper"},
@@ -1137,6 +1138,30 @@ void FillFromBatch(const mpcd::v1::BatchedProblems& batched, int b, mpcd::v1::Pr
   fill(batched.u_zero_mask(), merged->mutable_u_zero_mask());
 }
 
+// The tracking cost of a problem that has none of its own, from batched.tracking: each tracking
+// input is its slice b where the batch has it, else the template's (mpcd.proto's merge rule).
+void FillTrackingFromBatch(const mpcd::v1::BatchedProblems& batched, int b,
+                           const mpcd::v1::Problem* shared, mpcd::v1::Problem* merged) {
+  if (merged->has_tracking() || !batched.has_tracking()) return;
+  const mpcd::v1::TrackingCost& from_template =
+      shared != nullptr ? shared->tracking() : mpcd::v1::TrackingCost::default_instance();
+  mpcd::v1::TrackingCost* tracking = merged->mutable_tracking();
+  for (const auto& [stacked, given, to] :
+       {std::tuple{&batched.tracking().x_goal(), &from_template.x_goal(),
+                   tracking->mutable_x_goal()},
+        {&batched.tracking().u_goal(), &from_template.u_goal(), tracking->mutable_u_goal()},
+        {&batched.tracking().w_x(), &from_template.w_x(), tracking->mutable_w_x()},
+        {&batched.tracking().w_u(), &from_template.w_u(), tracking->mutable_w_u()},
+        {&batched.tracking().w_x_terminal(), &from_template.w_x_terminal(),
+         tracking->mutable_w_x_terminal()}}) {
+    if (IsPresent(*stacked)) {
+      SliceTensor(*stacked, b, to);
+    } else if (IsPresent(*given)) {
+      *to = *given;
+    }
+  }
+}
+
 // batched.model_params' slice b as the params of a model given without them.
 absl::Status FillModelParams(const Tensor& stacked, int b, mpcd::v1::Problem* merged) {
   if (!IsPresent(stacked)) return absl::OkStatus();
@@ -1189,7 +1214,12 @@ absl::StatusOr<const mpcd::v1::Problem*> MergedProblem(const Request& request, i
   } else {
     storage->Clear();
   }
-  if (batched) FillFromBatch(request.batched(), i, storage);
+  if (batched) {
+    FillFromBatch(request.batched(), i, storage);
+    FillTrackingFromBatch(request.batched(), i,
+                          request.has_problem_template() ? &request.problem_template() : nullptr,
+                          storage);
+  }
   if (request.has_problem_template()) FillFromTemplate(request.problem_template(), storage);
   if (batched) MPC_RETURN_IF_ERROR(FillModelParams(request.batched().model_params(), i, storage));
   return storage;

@@ -268,7 +268,9 @@ class Batch:
     (B, T, n+m); F (B, n, n+m) or (B, T-1, n, n+m) and f (B, n) or (B, T-1, n) (linear dynamics,
     f only with F); u_lower, u_upper (B, m) or (B, T, m); u_init (B, T, m); params (B, p): the
     parameters of the template's model; prev_ctrl (B, m) and u_zero_mask (B, T, m) (the template
-    gives slew_rate_penalty). count: B (default: the first dimension of the first array given)."""
+    gives slew_rate_penalty); tracking, a Tracking whose arrays are stacked (B, ...) (x_goal
+    (B, n) or (B, T, n), ...; None entries take the template's tracking inputs). count: B
+    (default: the first dimension of the first array given)."""
     x_init: Optional[np.ndarray] = None
     C: Optional[np.ndarray] = None
     c: Optional[np.ndarray] = None
@@ -280,6 +282,7 @@ class Batch:
     params: Optional[np.ndarray] = None
     prev_ctrl: Optional[np.ndarray] = None
     u_zero_mask: Optional[np.ndarray] = None
+    tracking: Optional[Tracking] = None
     count: Optional[int] = None
 
 
@@ -497,6 +500,12 @@ def batch_to_proto(batch: Batch) -> "mpcd_pb2.BatchedProblems":
             tensor = to_tensor(array, getattr(message, field))
             if count is None:
                 count = tensor.shape[0] if tensor.shape else None
+    if batch.tracking is not None:
+        for name in TRACKING_FIELDS:
+            array = getattr(batch.tracking, name)
+            if array is not None:
+                tensor = to_tensor(array, getattr(message.tracking, name))
+                count = tensor.shape[0] if count is None else count
     if count is None:
         raise ValueError("Batch: give count or at least one stacked array")
     message.count = count
