@@ -46,7 +46,17 @@ def export(module, nt=NT):
 
 def make_modules():
     """Defined once torch is imported."""
-    global QuadraticCost, LogCosh, Wavy, TerminalQuadratic, DistanceToGoal
+    global QuadraticCost, LogCosh, Wavy, TerminalQuadratic, DistanceToGoal, Vector, Square
+
+    class Vector(torch.nn.Module):
+        """Not a cost: a vector output."""
+
+        def forward(self, tau):
+            return tau * 2.0
+
+    class Square(torch.nn.Module):
+        def forward(self, tau):
+            return (tau * tau).sum()
 
     class QuadraticCost(torch.nn.Module):
         def __init__(self, C, c):
@@ -134,6 +144,26 @@ def parameters_of(module):
 
 
 OPTIONS = {"max_iterations": 300, "tolerance": 1e-10}
+MODES = ("DEFAULT", "EXACT", "FULL_CHAIN")
+
+
+def same_solve_then_gradients(case, quadratic, graph, rng, atol):
+    """Asserts that `graph` solves as `quadratic` (x, u and the cost to atol, no Hessian
+    projection), then yields their gradients (quadratic's, graph's) in every mode for the same
+    random cotangents."""
+    want = CLIENT.solve(T, [quadratic], options=OPTIONS).solutions[0]
+    got = CLIENT.solve(T, [graph], options=OPTIONS).solutions[0]
+    case.assertEqual(got.status, "CONVERGED")
+    np.testing.assert_allclose(got.x, want.x, rtol=0, atol=atol)
+    np.testing.assert_allclose(got.u, want.u, rtol=0, atol=atol)
+    case.assertAlmostEqual(got.cost, want.cost, delta=atol)
+    case.assertEqual(got.cost_hessian_projections, 0)
+    dl_dx, dl_du = rng.randn(T, N), rng.randn(T, M)
+    for mode in MODES:
+        with case.subTest(mode=mode):
+            yield (CLIENT.backward(T, [quadratic], [want], [(dl_dx, dl_du)],
+                                   mode=mode).gradients[0],
+                   CLIENT.backward(T, [graph], [got], [(dl_dx, dl_du)], mode=mode).gradients[0])
 
 
 def graph_problem(onnx, parameters=None, x0=None):
@@ -161,18 +191,7 @@ class CostGraphTest(unittest.TestCase):
                 self.check_same_solve_and_gradients(quadratic, graph, rng)
 
     def check_same_solve_and_gradients(self, quadratic, graph, rng):
-        want = CLIENT.solve(T, [quadratic], options=OPTIONS).solutions[0]
-        got = CLIENT.solve(T, [graph], options=OPTIONS).solutions[0]
-        self.assertEqual(got.status, "CONVERGED")
-        np.testing.assert_allclose(got.x, want.x, rtol=0, atol=1e-10)
-        np.testing.assert_allclose(got.u, want.u, rtol=0, atol=1e-10)
-        self.assertAlmostEqual(got.cost, want.cost, delta=1e-10)
-        self.assertEqual(got.cost_hessian_projections, 0)
-        dl_dx, dl_du = rng.randn(T, N), rng.randn(T, M)
-        for mode in ("DEFAULT", "EXACT", "FULL_CHAIN"):
-            g_want = CLIENT.backward(T, [quadratic], [want], [(dl_dx, dl_du)],
-                                     mode=mode).gradients[0]
-            g_got = CLIENT.backward(T, [graph], [got], [(dl_dx, dl_du)], mode=mode).gradients[0]
+        for g_want, g_got in same_solve_then_gradients(self, quadratic, graph, rng, 1e-10):
             self.assertIsNone(g_got.C)
             self.assertGreater(np.abs(g_want.c).max(), 1e-3)
             np.testing.assert_allclose(g_got.x_init, g_want.x_init, rtol=0, atol=1e-9)
@@ -235,17 +254,9 @@ class CostGraphTest(unittest.TestCase):
         self.assertGreater(solution.cost_hessian_projections, 0)
 
     def test_bad_cost_graphs_are_invalid_argument_naming_the_field(self):
-        class Vector(torch.nn.Module):
-            def forward(self, tau):
-                return tau * 2.0
-
         class Erf(torch.nn.Module):
             def forward(self, tau):
                 return torch.erf(tau).sum()
-
-        class Square(torch.nn.Module):
-            def forward(self, tau):
-                return (tau * tau).sum()
 
         class Dynamics(torch.nn.Module):
             def forward(self, x, u):
@@ -285,7 +296,6 @@ def linear_dynamics(rng):
                        f=0.1 * rng.randn(N))
 
 
-MODES = ("DEFAULT", "EXACT", "FULL_CHAIN")
 STAGE_C = np.diag([1.0, 1.0, 0.1, 0.5]) + 0.02 * np.ones((NT, NT))
 STAGE_c = np.array([-1.0, 0.0, 0.0, 0.0])
 
@@ -322,19 +332,7 @@ class TerminalCostGraphTest(unittest.TestCase):
                     self.check_as_time_varying(want, got, name, rng)
 
     def check_as_time_varying(self, quadratic, terminal, stage, rng):
-        want = CLIENT.solve(T, [quadratic], options=OPTIONS).solutions[0]
-        got = CLIENT.solve(T, [terminal], options=OPTIONS).solutions[0]
-        self.assertEqual(want.status, "CONVERGED")
-        self.assertEqual(got.status, "CONVERGED")
-        np.testing.assert_allclose(got.x, want.x, rtol=0, atol=1e-9)
-        np.testing.assert_allclose(got.u, want.u, rtol=0, atol=1e-9)
-        self.assertAlmostEqual(got.cost, want.cost, delta=1e-9)
-        self.assertEqual(got.cost_hessian_projections, 0)
-        dl_dx, dl_du = rng.randn(T, N), rng.randn(T, M)
-        for mode in MODES:
-            g_want = CLIENT.backward(T, [quadratic], [want], [(dl_dx, dl_du)],
-                                     mode=mode).gradients[0]
-            g_got = CLIENT.backward(T, [terminal], [got], [(dl_dx, dl_du)], mode=mode).gradients[0]
+        for g_want, g_got in same_solve_then_gradients(self, quadratic, terminal, rng, 1e-9):
             self.assertEqual(g_got.diagnostics["status"], "GRADIENT_OK")
             np.testing.assert_allclose(g_got.x_init, g_want.x_init, rtol=0, atol=1e-9)
             last = g_want.C[T - 1]
@@ -436,14 +434,6 @@ class TerminalCostGraphTest(unittest.TestCase):
                                            rtol=0, atol=1e-12, err_msg=name)
 
     def test_bad_terminal_cost_graphs_are_invalid_argument_naming_the_field(self):
-        class Vector(torch.nn.Module):
-            def forward(self, tau):
-                return tau * 2.0
-
-        class Square(torch.nn.Module):
-            def forward(self, tau):
-                return (tau * tau).sum()
-
         # A node reads "w", which is neither an input nor an initializer nor any node's output.
         missing = onnx.helper.make_model(
             onnx.helper.make_graph(
