@@ -517,6 +517,47 @@ class TorchModuleCostTest(unittest.TestCase):
         np.testing.assert_allclose(module.C.grad, C.grad, rtol=0, atol=1e-8)
         np.testing.assert_allclose(module.c.grad, c.grad, rtol=0, atol=1e-8)
 
+    def test_a_terminal_module_cost_is_the_time_varying_quad_cost(self):
+        class TerminalQuadModule(torch.nn.Module):
+            def __init__(self, Q, R, q):
+                super().__init__()
+                self.Q = torch.nn.Parameter(Q.clone())
+                self.R = torch.nn.Parameter(R.clone())
+                self.q = torch.nn.Parameter(q.clone())
+
+            def forward(self, tau):
+                x, u = tau[:, :N], tau[:, N:]
+                return (0.5 * ((x @ self.Q) * x).sum(-1) + 0.5 * ((u @ self.R) * u).sum(-1) +
+                        x @ self.q)
+
+        Q = torch.tensor([[3.0, 0.2, 0.0], [0.2, 2.0, 0.1], [0.0, 0.1, 1.0]])
+        R, q = torch.tensor([[0.7]]), torch.tensor([-2.0, 0.5, 0.1])
+        x0 = torch.tensor(np.stack([x_init(0.3, -0.2), x_init(-0.4, 0.1)]))
+        weights = torch.tensor(np.random.RandomState(6).randn(T, 2, M))
+        C_t = torch.tensor(STAGE_C).repeat(T, 1, 1)
+        c_t = torch.tensor(STAGE_c).repeat(T, 1)
+        C_t[T - 1] = torch.block_diag(Q, R)
+        c_t[T - 1] = torch.cat([q, torch.zeros(M)])
+        C_t.requires_grad_()
+        c_t.requires_grad_()
+        x_want, u_want, _ = self.mpc()(x0, mpcd.torch.QuadCost(C_t, c_t), mpcd.torch.PendulumDx())
+        (u_want * weights).sum().backward()
+
+        module = TerminalQuadModule(Q, R, q)
+        mpc = mpcd.torch.MPC(N, M, T, lqr_iter=300, eps=1e-10, target=SERVER.target,
+                             gradient_mode="EXACT", terminal_cost=module)
+        x_got, u_got, _ = mpc(x0, mpcd.torch.QuadCost(torch.tensor(STAGE_C),
+                                                      torch.tensor(STAGE_c)),
+                              mpcd.torch.PendulumDx())
+        (u_got * weights).sum().backward()
+        np.testing.assert_allclose(x_got.detach(), x_want.detach(), rtol=0, atol=1e-9)
+        np.testing.assert_allclose(u_got.detach(), u_want.detach(), rtol=0, atol=1e-9)
+        last = C_t.grad[T - 1]
+        self.assertGreater(float(last.abs().max()), 1e-6)
+        np.testing.assert_allclose(module.Q.grad, last[:N, :N], rtol=0, atol=1e-8)
+        np.testing.assert_allclose(module.R.grad, last[N:, N:], rtol=0, atol=1e-8)
+        np.testing.assert_allclose(module.q.grad, c_t.grad[T - 1, :N], rtol=0, atol=1e-8)
+
     def test_an_unsupported_module_cost_names_the_op(self):
         class Erf(torch.nn.Module):
             def forward(self, tau):

@@ -257,7 +257,8 @@ def _template_graphs(spec, template):
     """The module graphs of a call and the template message each travels in."""
     return [(graph, message) for graph, message in
             ((spec.graph, template.dynamics.graph), (spec.cost_graph, template.cost_graph),
-             (spec.constraint_graph, template.constraint_graph)) if graph is not None]
+             (spec.constraint_graph, template.constraint_graph),
+             (spec.terminal_cost_graph, template.terminal_cost_graph)) if graph is not None]
 
 
 def _call(spec, method, request):
@@ -364,6 +365,10 @@ class _Spec:
     """Everything about one MPC call that is not a differentiable tensor."""
 
 
+# The inputs that travel as a graph's parameters by name, not as tensors of their own.
+_GRAPH_PARAMS = ("params", "cost_params", "constraint_params", "terminal_cost_params")
+
+
 # Where each input travels: per problem as one stacked (B, ...) tensor in request.batched
 # (BATCH_FIELDS), shared by the batch once in request.problem_template (mpcd.proto's merge rule).
 _TEMPLATE_FIELDS = {
@@ -397,7 +402,7 @@ def _solve_request(spec, arrays):
     B = spec.n_batch
     request.batched.count = B
     wire = {name: spec.layouts[name].wire_array(array) for name, array in arrays.items()
-            if array is not None and name not in ("params", "cost_params", "constraint_params")}
+            if array is not None and name not in _GRAPH_PARAMS}
     per_problem = {name for name in wire if spec.layouts[name].batch_axis is not None}
     for name in list(per_problem):
         if _same_for_every_problem(wire[name]):
@@ -420,6 +425,9 @@ def _solve_request(spec, arrays):
     if spec.constraint_graph is not None:
         spec.constraint_graph.write(arrays["constraint_params"], spec.client,
                                     shared.constraint_graph)
+    if spec.terminal_cost_graph is not None:
+        spec.terminal_cost_graph.write(arrays["terminal_cost_params"], spec.client,
+                                       shared.terminal_cost_graph)
     if spec.graph is not None:
         spec.graph.write(params, spec.client, shared.dynamics.graph)
         if spec.continuous is not None:
@@ -446,12 +454,13 @@ class _MpcFunction(torch.autograd.Function):
     """Forward: one Solve for the batch. Backward: one Backward (vector-Jacobian product)."""
 
     @staticmethod
-    def forward(ctx, spec, x_init, C, c, F, f, params, cost_params, constraint_params, x_lower,
-                x_upper):
+    def forward(ctx, spec, x_init, C, c, F, f, params, cost_params, constraint_params,
+                terminal_cost_params, x_lower, x_upper):
         arrays = {name: _numpy(t) for name, t in
                   (("x_init", x_init), ("C", C), ("c", c), ("F", F), ("f", f),
                    ("params", params), ("cost_params", cost_params),
-                   ("constraint_params", constraint_params))}
+                   ("constraint_params", constraint_params),
+                   ("terminal_cost_params", terminal_cost_params))}
         arrays.update(spec.extra)
         request = _solve_request(spec, arrays)
         response = _call(spec, spec.client.stub.Solve, request)
@@ -486,11 +495,11 @@ class _MpcFunction(torch.autograd.Function):
     def backward(ctx, grad_x, grad_u, _grad_costs):
         spec = ctx.spec
         names = ("x_init", "C", "c", "F", "f", "params", "cost_params", "constraint_params",
-                 "x_lower", "x_upper")
+                 "terminal_cost_params", "x_lower", "x_upper")
         wanted = [name for name, needs in zip(names, ctx.needs_input_grad[1:])
                   if needs and name in spec.layouts]
         if not wanted:
-            return (None,) * 10
+            return (None,) * (len(names) + 1)
         B = spec.n_batch
         # float32 inputs get float32 gradients (rounded once by the server).
         float32 = all(spec.dtypes[name] == torch.float32 for name in wanted)
@@ -529,6 +538,9 @@ class _MpcFunction(torch.autograd.Function):
         for name in wanted:
             if name == "cost_params":
                 grad = spec.cost_graph.stacked_gradient(stacked.cost_graph_parameters, B)
+            elif name == "terminal_cost_params":
+                grad = spec.terminal_cost_graph.stacked_gradient(
+                    stacked.terminal_cost_graph_parameters, B)
             elif name == "constraint_params":
                 grad = spec.constraint_graph.stacked_gradient(stacked.constraint_graph_parameters,
                                                               B)
@@ -570,8 +582,10 @@ class MPC(torch.nn.Module):
     (the active rows as equalities: docs/gradients.md). constraint: a torch.nn.Module g(x (B,
     n_state), u (B, n_ctrl)) -> (B, k), the stage constraints g(x_t, u_t) <= 0 at every t (sent as
     a constraint graph, docs/graphs.md "Constraints as graphs"; its parameters get .grad like a
-    module's dynamics). options: further mpcd SolverOptions fields by name (e.g.
-    max_constraint_iterations, constraint_tolerance).
+    module's dynamics). terminal_cost: a torch.nn.Module cost(tau (B, n_state + n_ctrl)) -> (B,),
+    the cost of the last step t = T-1 in place of `cost` there (sent as a terminal cost graph,
+    docs/graphs.md "Terminal cost graphs"; its parameters get .grad). options: further mpcd
+    SolverOptions fields by name (e.g. max_constraint_iterations, constraint_tolerance).
     Each problem iterates on its own (mpc.pytorch couples the stopping test across the batch), so
     "converged" is per problem.
     """
@@ -583,7 +597,7 @@ class MPC(torch.nn.Module):
                  slew_rate_penalty=None, prev_ctrl=None, not_improved_lim=5, best_cost_eps=1e-4,
                  *, client=None, target=None, gradient_mode="DEFAULT", timeout=None,
                  method="ILQR", sampling=None, x_lower=None, x_upper=None, constraint=None,
-                 options=None):
+                 terminal_cost=None, options=None):
         super().__init__()
         if (u_lower is None) != (u_upper is None):
             raise ValueError("MPC: give both u_lower and u_upper or neither")
@@ -596,6 +610,10 @@ class MPC(torch.nn.Module):
             raise TypeError("MPC: constraint must be a torch.nn.Module g(x (B, n_state), "
                             "u (B, n_ctrl)) -> (B, k), feasible where g <= 0")
         self.constraint = constraint
+        if terminal_cost is not None and not isinstance(terminal_cost, torch.nn.Module):
+            raise TypeError("MPC: terminal_cost must be a torch.nn.Module cost(tau (B, n_state + "
+                            "n_ctrl)) -> (B,), the cost of t = T-1")
+        self.terminal_cost = terminal_cost
         self.n_batch = n_batch
         self.verbose = verbose
         self.exit_unconverged = exit_unconverged
@@ -695,9 +713,17 @@ class MPC(torch.nn.Module):
             constraint_params = spec.constraint_graph.theta(self.constraint)
             spec.layouts["constraint_params"] = _Layout(constraint_params.shape, None)
 
+        terminal_cost_params = spec.terminal_cost_graph = None
+        if self.terminal_cost is not None:
+            # The cost of t = T-1 in place of cost's (docs/graphs.md "Terminal cost graphs").
+            spec.terminal_cost_graph = _module_graph(self.terminal_cost, n, m, "cost")
+            terminal_cost_params = spec.terminal_cost_graph.theta(self.terminal_cost)
+            spec.layouts["terminal_cost_params"] = _Layout(terminal_cost_params.shape, None)
+
         inputs = (("x_init", x_init), ("C", C), ("c", c), ("F", F), ("f", f),
                   ("params", params), ("cost_params", cost_params),
-                  ("constraint_params", constraint_params))
+                  ("constraint_params", constraint_params),
+                  ("terminal_cost_params", terminal_cost_params))
         spec.dtypes = {name: t.dtype for name, t in inputs if t is not None}
         spec.devices = {name: t.device for name, t in inputs if t is not None}
         spec.n, spec.m = n, m
@@ -735,9 +761,10 @@ class MPC(torch.nn.Module):
         if not self.backprop:
             with torch.no_grad():
                 return _MpcFunction.apply(spec, x_init, C, c, F, f, params, cost_params,
-                                          constraint_params, x_lower, x_upper)
+                                          constraint_params, terminal_cost_params, x_lower,
+                                          x_upper)
         return _MpcFunction.apply(spec, x_init, C, c, F, f, params, cost_params, constraint_params,
-                                  x_lower, x_upper)
+                                  terminal_cost_params, x_lower, x_upper)
 
     def _controls(self, name, bound):
         """A bound as an array and its layout: (m) shared by the batch, or (T, B, m)."""
