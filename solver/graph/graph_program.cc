@@ -4,6 +4,8 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/base/attributes.h"
+
 namespace mpc {
 namespace {
 
@@ -113,9 +115,11 @@ S Unary(const GraphInstruction& in, const S& a) {
   }
 }
 
-// d op(a) / d a, given a and y = op(a), as an S (so a dual sweep differentiates it too).
+// d op(a) / d a, given a and y = op(a), as an S (so a dual sweep differentiates it too). Inlined
+// in every sweep (called per element, it cost the MLP's solve 3%).
 template <typename S>
-S UnarySlope(const GraphInstruction& in, const S& a, const S& y) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline S UnarySlope(const GraphInstruction& in, const S& a,
+                                                 const S& y) {
   switch (in.op) {
     case GraphOp::kNeg:
       return S(-1.0);
@@ -181,9 +185,11 @@ S Binary(GraphOp op, const S& a, const S& b) {
 
 bool IsBinary(GraphOp op) { return op >= GraphOp::kAdd && op <= GraphOp::kMax; }
 
+// The values of the instructions [begin, end).
 template <typename S>
-void Forward(const std::vector<GraphInstruction>& tape, S* v) {
-  for (const GraphInstruction& in : tape) {
+void Forward(const GraphInstruction* begin, const GraphInstruction* end, S* v) {
+  for (const GraphInstruction* it = begin; it != end; ++it) {
+    const GraphInstruction& in = *it;
     S* out = v + in.out;
     if (in.op == GraphOp::kGather) {
       for (int i = 0; i < in.size; ++i) {
@@ -215,6 +221,52 @@ void Forward(const std::vector<GraphInstruction>& tape, S* v) {
   }
 }
 
+template <typename S>
+void Forward(const std::vector<GraphInstruction>& tape, S* v) {
+  Forward(tape.data(), tape.data() + tape.size(), v);
+}
+
+// ga += gy d op(a, b)/da and gb += gy d op(a, b)/db (each where asked: to_a, to_b) for a binary
+// instruction at (a, b) with y = op(a, b): a reverse sweep's step, and on zeros with gy = 1 the
+// partials a forward sweep applies to its tangents.
+template <typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateBinaryAdjoints(GraphOp op, const S& a,
+                                                                  const S& b, const S& y,
+                                                                  const S& gy, bool to_a, bool to_b,
+                                                                  S& ga, S& gb) {
+  switch (op) {
+    case GraphOp::kAdd:
+      if (to_a) ga += gy;
+      if (to_b) gb += gy;
+      break;
+    case GraphOp::kSub:
+      if (to_a) ga += gy;
+      if (to_b) gb -= gy;
+      break;
+    case GraphOp::kMul:
+      if (to_a) ga += gy * b;
+      if (to_b) gb += gy * a;
+      break;
+    case GraphOp::kDiv:
+      if (to_a) ga += gy / b;
+      if (to_b) gb -= gy * y / b;
+      break;
+    case GraphOp::kPow:
+      if (to_a) ga += gy * b * Pow(a, b - 1.0);
+      // log(a) only where a > 0: a negative base has no derivative in the exponent.
+      if (to_b && Value(a) > 0) gb += gy * y * Log(a);
+      break;
+    case GraphOp::kMin:
+      (Value(b) < Value(a) ? gb : ga) += gy;
+      break;
+    case GraphOp::kMax:
+      (Value(a) < Value(b) ? gb : ga) += gy;
+      break;
+    default:
+      break;
+  }
+}
+
 // Accumulates into g the adjoints of every position (kOfAll) or of the active ones (kOfInputs),
 // given the values v of a forward sweep and the output adjoints already in g.
 template <typename S>
@@ -233,41 +285,8 @@ void Reverse(const GraphProgram& program, const S* v, S* g, GraphAdjoints adjoin
       }
     } else if (IsBinary(in.op)) {
       for (int i = 0; i < in.size; ++i) {
-        const S& a = v[in.a[i]];
-        const S& b = v[in.b[i]];
-        S& ga = g[in.a[i]];
-        S& gb = g[in.b[i]];
-        switch (in.op) {
-          case GraphOp::kAdd:
-            if (to_a) ga += gy[i];
-            if (to_b) gb += gy[i];
-            break;
-          case GraphOp::kSub:
-            if (to_a) ga += gy[i];
-            if (to_b) gb -= gy[i];
-            break;
-          case GraphOp::kMul:
-            if (to_a) ga += gy[i] * b;
-            if (to_b) gb += gy[i] * a;
-            break;
-          case GraphOp::kDiv:
-            if (to_a) ga += gy[i] / b;
-            if (to_b) gb -= gy[i] * y[i] / b;
-            break;
-          case GraphOp::kPow:
-            if (to_a) ga += gy[i] * b * Pow(a, b - 1.0);
-            // log(a) only where a > 0: a negative base has no derivative in the exponent.
-            if (to_b && Value(a) > 0) gb += gy[i] * y[i] * Log(a);
-            break;
-          case GraphOp::kMin:
-            (Value(b) < Value(a) ? gb : ga) += gy[i];
-            break;
-          case GraphOp::kMax:
-            (Value(a) < Value(b) ? gb : ga) += gy[i];
-            break;
-          default:
-            break;
-        }
+        AccumulateBinaryAdjoints(in.op, v[in.a[i]], v[in.b[i]], y[i], gy[i], to_a, to_b, g[in.a[i]],
+                                 g[in.b[i]]);
       }
     } else if (in.op == GraphOp::kMatMul) {
       for (std::size_t p = 0; p < in.out_base.size(); ++p) {
@@ -303,6 +322,55 @@ void Reverse(const GraphProgram& program, const S* v, S* g, GraphAdjoints adjoin
   }
 }
 
+// The values (as Forward computes them, bit for bit) with `lanes` tangents beside them
+// (t[position * lanes + lane]) in one pass: each instruction's local derivatives once, applied
+// to every lane, so the n+m directions of a Jacobian cost one sweep. Inactive instructions write
+// no tangents (theirs stay zero, as the parameters' and constants' do) and inactive operands add
+// none. Tapes without matrix products only (UsesForwardJacobians).
+void ForwardLanes(const std::vector<GraphInstruction>& tape, double* v, int lanes, double* t) {
+  const auto lanes_of = [&](int position) {
+    return t + static_cast<std::size_t>(position) * lanes;
+  };
+  for (const GraphInstruction& in : tape) {
+    Forward(&in, &in + 1, v);
+    if (!in.active) continue;
+    const double* y = v + in.out;
+    if (in.op == GraphOp::kGather) {
+      for (int i = 0; i < in.size; ++i) {
+        double* to = lanes_of(in.out + i);
+        std::fill_n(to, lanes, 0.0);
+        for (int k = in.start[i]; k < in.start[i + 1]; ++k) {
+          const double* from = lanes_of(in.source[k]);
+          for (int l = 0; l < lanes; ++l) to[l] += from[l];
+        }
+      }
+    } else if (IsBinary(in.op)) {
+      for (int i = 0; i < in.size; ++i) {
+        double da = 0.0, db = 0.0;
+        AccumulateBinaryAdjoints(in.op, v[in.a[i]], v[in.b[i]], y[i], 1.0, true, true, da, db);
+        const double* ta = lanes_of(in.a[i]);
+        const double* tb = lanes_of(in.b[i]);
+        double* to = lanes_of(in.out + i);
+        if (!in.b_active) {
+          for (int l = 0; l < lanes; ++l) to[l] = da * ta[l];
+        } else if (!in.a_active) {
+          for (int l = 0; l < lanes; ++l) to[l] = db * tb[l];
+        } else {
+          for (int l = 0; l < lanes; ++l) to[l] = da * ta[l] + db * tb[l];
+        }
+      }
+    } else {
+      const double* a = v + in.input;
+      for (int i = 0; i < in.size; ++i) {
+        const double slope = UnarySlope(in, a[i], y[i]);
+        const double* ta = lanes_of(in.input + i);
+        double* to = lanes_of(in.out + i);
+        for (int l = 0; l < lanes; ++l) to[l] = slope * ta[l];
+      }
+    }
+  }
+}
+
 template <typename S>
 void Fill(std::vector<S>* buffer, const S& value) {
   for (S& e : *buffer) e = value;
@@ -316,6 +384,16 @@ void ClearAdjoints(const GraphProgram& program, GraphAdjoints adjoints, std::vec
   const auto theta = g->begin() + program.theta_position();
   std::fill(g->begin(), theta, S(0.0));
   std::fill(theta + program.param_dim, g->end(), S(0.0));
+}
+
+// Whether StepWithJacobians takes the n+m tangents of ForwardLanes in one pass rather than n
+// reverse sweeps: on tapes without matrix products. Through a layer's product the reverse sweeps
+// are cheaper: one operand each (the weights are inactive), where every tangent lane would pass
+// through the product.
+bool UsesForwardJacobians(const GraphProgram& program) {
+  return !program.is_cost &&
+         std::none_of(program.tape.begin(), program.tape.end(),
+                      [](const GraphInstruction& in) { return in.op == GraphOp::kMatMul; });
 }
 
 }  // namespace
@@ -374,6 +452,15 @@ GraphEvaluator::GraphEvaluator(std::shared_ptr<const GraphProgram> program)
       dual_values_(program_->initial_buffer.begin(), program_->initial_buffer.end()),
       dual_adjoints_(program_->initial_buffer.size()) {
   SizeStages();
+  if (UsesForwardJacobians(*program_)) {
+    // Lane e of tau = [x; u] (positions 0 .. n+m-1) is d/dtau_e; every other position's lanes are
+    // its instruction's, or zero (theta, constants, inactive positions).
+    const int tau_dim = program_->state_dim + program_->control_dim;
+    lanes_.resize(program_->initial_buffer.size() * static_cast<std::size_t>(tau_dim));
+    for (int e = 0; e < tau_dim; ++e) {
+      lanes_[static_cast<std::size_t>(program_->x_position() + e) * tau_dim + e] = 1.0;
+    }
+  }
   if (program_->is_cost) {
     const int nt = program_->state_dim;
     tau_.resize(static_cast<std::size_t>(nt));
@@ -572,6 +659,18 @@ void GraphEvaluator::StepWithJacobians(const double* x, const double* u, const d
                                        double* x_next, double* A, double* B) {
   const GraphProgram& p = *program_;
   const int n = p.state_dim, m = p.control_dim;
+  if (!lanes_.empty()) {
+    // The output's lanes are the rows of [A B].
+    Load(x, u, theta);
+    ForwardLanes(p.tape, values_.data(), n + m, lanes_.data());
+    for (int row = 0; row < n; ++row) {
+      x_next[row] = values_[p.output + row];
+      const double* derivative = lanes_.data() + static_cast<std::size_t>(p.output + row) * (n + m);
+      std::copy_n(derivative, n, A + row * n);
+      std::copy_n(derivative + n, m, B + row * m);
+    }
+    return;
+  }
   Step(x, u, theta, x_next);
   for (int row = 0; row < n; ++row) {
     ClearAdjoints(p, GraphAdjoints::kOfInputs, &adjoints_);

@@ -141,8 +141,9 @@ class GraphEvaluator {
   // x_next (n) = f(x, u; theta).
   void Step(const double* x, const double* u, const double* theta, double* x_next);
 
-  // x_next and the Jacobians A = df/dx (n, n) and B = df/du (n, m): one forward sweep and one
-  // reverse sweep per row.
+  // x_next and the Jacobians A = df/dx (n, n) and B = df/du (n, m): one forward sweep with the
+  // n+m tangents beside the values on a tape without matrix products, else one forward sweep and
+  // one reverse sweep per row.
   void StepWithJacobians(const double* x, const double* u, const double* theta, double* x_next,
                          double* A, double* B);
 
@@ -247,6 +248,8 @@ class GraphEvaluator {
 
   std::shared_ptr<const GraphProgram> program_;
   std::vector<double> values_, adjoints_, param_scratch_, tau_, dtau_;
+  // StepWithJacobians' tangents (n+m per position) when it sweeps forward; empty otherwise.
+  std::vector<double> lanes_;
   // A constraint graph's: one row's seed, and ConstraintRow's cache (the inputs and g there).
   std::vector<double> row_seed_, rows_at_, rows_, curvature_;
   bool rows_valid_ = false;
