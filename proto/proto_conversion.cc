@@ -1,6 +1,7 @@
 #include "proto/proto_conversion.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -613,12 +614,16 @@ struct GradientShapes {
   Shape x_upper;
   Shape constraint_G;
   Shape constraint_h;
+  // A tracking cost's inputs as sent (empty when absent; false without tracking).
+  bool tracking = false;
+  std::array<Shape, 5> tracking_inputs;
 
   friend bool operator==(const GradientShapes& a, const GradientShapes& b) {
     return a.cost_quadratic == b.cost_quadratic && a.cost_linear == b.cost_linear &&
            a.transition == b.transition && a.offset == b.offset && a.x_lower == b.x_lower &&
            a.x_upper == b.x_upper && a.constraint_G == b.constraint_G &&
-           a.constraint_h == b.constraint_h;
+           a.constraint_h == b.constraint_h && a.tracking == b.tracking &&
+           a.tracking_inputs == b.tracking_inputs;
   }
 };
 
@@ -640,6 +645,11 @@ GradientShapes GradientShapesOf(const mpcd::v1::Problem& in, const ProblemShape&
   shapes.x_upper = ShapeOf(in.x_upper());
   shapes.constraint_G = ShapeOf(in.constraints().g());
   shapes.constraint_h = ShapeOf(in.constraints().h());
+  shapes.tracking = in.has_tracking();
+  const mpcd::v1::TrackingCost& tracking = in.tracking();
+  shapes.tracking_inputs = {ShapeOf(tracking.x_goal()), ShapeOf(tracking.u_goal()),
+                            ShapeOf(tracking.w_x()), ShapeOf(tracking.w_u()),
+                            ShapeOf(tracking.w_x_terminal())};
   return shapes;
 }
 
@@ -1034,7 +1044,12 @@ std::vector<std::pair<const Tensor*, std::string>> BatchedTensors(
           {&batched.u_init(), "batched.u_init"},
           {&batched.model_params(), "batched.model_params"},
           {&batched.prev_ctrl(), "batched.prev_ctrl"},
-          {&batched.u_zero_mask(), "batched.u_zero_mask"}};
+          {&batched.u_zero_mask(), "batched.u_zero_mask"},
+          {&batched.tracking().x_goal(), "batched.tracking.x_goal"},
+          {&batched.tracking().u_goal(), "batched.tracking.u_goal"},
+          {&batched.tracking().w_x(), "batched.tracking.w_x"},
+          {&batched.tracking().w_u(), "batched.tracking.w_u"},
+          {&batched.tracking().w_x_terminal(), "batched.tracking.w_x_terminal"}};
 }
 
 // The number of problems of a request: batched.count when it is set, else the listed problems.
@@ -1123,6 +1138,30 @@ void FillFromBatch(const mpcd::v1::BatchedProblems& batched, int b, mpcd::v1::Pr
   fill(batched.u_zero_mask(), merged->mutable_u_zero_mask());
 }
 
+// The tracking cost of a problem that has none of its own, from batched.tracking: each tracking
+// input is its slice b where the batch has it, else the template's (mpcd.proto's merge rule).
+void FillTrackingFromBatch(const mpcd::v1::BatchedProblems& batched, int b,
+                           const mpcd::v1::Problem* shared, mpcd::v1::Problem* merged) {
+  if (merged->has_tracking() || !batched.has_tracking()) return;
+  const mpcd::v1::TrackingCost& from_template =
+      shared != nullptr ? shared->tracking() : mpcd::v1::TrackingCost::default_instance();
+  mpcd::v1::TrackingCost* tracking = merged->mutable_tracking();
+  for (const auto& [stacked, given, to] :
+       {std::tuple{&batched.tracking().x_goal(), &from_template.x_goal(),
+                   tracking->mutable_x_goal()},
+        {&batched.tracking().u_goal(), &from_template.u_goal(), tracking->mutable_u_goal()},
+        {&batched.tracking().w_x(), &from_template.w_x(), tracking->mutable_w_x()},
+        {&batched.tracking().w_u(), &from_template.w_u(), tracking->mutable_w_u()},
+        {&batched.tracking().w_x_terminal(), &from_template.w_x_terminal(),
+         tracking->mutable_w_x_terminal()}}) {
+    if (IsPresent(*stacked)) {
+      SliceTensor(*stacked, b, to);
+    } else if (IsPresent(*given)) {
+      *to = *given;
+    }
+  }
+}
+
 // batched.model_params' slice b as the params of a model given without them.
 absl::Status FillModelParams(const Tensor& stacked, int b, mpcd::v1::Problem* merged) {
   if (!IsPresent(stacked)) return absl::OkStatus();
@@ -1175,7 +1214,12 @@ absl::StatusOr<const mpcd::v1::Problem*> MergedProblem(const Request& request, i
   } else {
     storage->Clear();
   }
-  if (batched) FillFromBatch(request.batched(), i, storage);
+  if (batched) {
+    FillFromBatch(request.batched(), i, storage);
+    FillTrackingFromBatch(request.batched(), i,
+                          request.has_problem_template() ? &request.problem_template() : nullptr,
+                          storage);
+  }
   if (request.has_problem_template()) FillFromTemplate(request.problem_template(), storage);
   if (batched) MPC_RETURN_IF_ERROR(FillModelParams(request.batched().model_params(), i, storage));
   return storage;
@@ -1816,11 +1860,6 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
       if (!violations.Add(problem.status())) break;
       continue;
     }
-    if (request.stacked_response() && (*merged)->has_tracking()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "stacked_response: problems[", i,
-          "] has a tracking cost, whose gradients do not stack yet; ask without stacked_response"));
-    }
     if (request.stacked_response() && violations.empty()) {
       const GradientShapes shapes = GradientShapesOf(**merged, CallerShape(*problem));
       if (batch.problems.empty()) first_shapes = shapes;
@@ -1868,26 +1907,72 @@ void SetGraphGradient(const GraphProgram& graph, const std::vector<double>& grad
 
 namespace {
 
-// dL/d(tracking inputs) of a problem solved with `tracking` (ToBackwardProblems accepted it), each
-// shaped as the request gave it (absent ones as their defaults; w_x_terminal only when given).
+// dL/d(tracking inputs) of a problem solved with `tracking` (ToBackwardProblems accepted it) in
+// the order x_goal, u_goal, w_x, w_u, w_x_terminal, each with the shape the request gave its input
+// (absent ones their default's; w_x_terminal absent, empty, when not given).
+struct ShapedTrackingGradient {
+  std::array<std::vector<double>, 5> values;
+  std::array<Shape, 5> shapes;
+};
+
+absl::StatusOr<ShapedTrackingGradient> TrackingGradientOf(const mpcd::v1::TrackingCost& tracking,
+                                                          const ProblemShape& shape,
+                                                          const ProblemGradient& gradient) {
+  MPC_ASSIGN_OR_RETURN(const TrackingCost inputs, ToTrackingCost(tracking, shape, ""));
+  TrackingGradient g = ToTrackingGradient(inputs, shape, gradient);
+  ShapedTrackingGradient out{{std::move(g.x_goal), std::move(g.u_goal), std::move(g.w_x),
+                              std::move(g.w_u), std::move(g.w_x_terminal)},
+                             {}};
+  const std::array<const TrackingInput*, 4> per_step_inputs = {&inputs.x_goal, &inputs.u_goal,
+                                                               &inputs.w_x, &inputs.w_u};
+  for (std::size_t k = 0; k < per_step_inputs.size(); ++k) {
+    const auto size = static_cast<std::int64_t>(out.values[k].size());
+    out.shapes[k] =
+        per_step_inputs[k]->per_step ? Shape{shape.horizon, size / shape.horizon} : Shape{size};
+  }
+  out.shapes[4] = {static_cast<std::int64_t>(out.values[4].size())};
+  return out;
+}
+
+// The five tensors of a TrackingCost in TrackingGradientOf's order.
+std::array<Tensor*, 5> TrackingTensors(mpcd::v1::TrackingCost* tracking) {
+  return {tracking->mutable_x_goal(), tracking->mutable_u_goal(), tracking->mutable_w_x(),
+          tracking->mutable_w_u(), tracking->mutable_w_x_terminal()};
+}
+
 void SetTrackingGradient(const mpcd::v1::TrackingCost& tracking, const ProblemShape& shape,
                          const ProblemGradient& gradient, mpcd::v1::TrackingCost* out) {
-  const absl::StatusOr<TrackingCost> inputs = ToTrackingCost(tracking, shape, "");
-  if (!inputs.ok()) return;
-  const TrackingGradient g = ToTrackingGradient(*inputs, shape, gradient);
-  const auto set = [&shape](const TrackingInput& input, const std::vector<double>& values,
-                            Tensor* to) {
-    const std::int64_t k = input.per_step ? static_cast<std::int64_t>(values.size()) / shape.horizon
-                                          : static_cast<std::int64_t>(values.size());
-    SetTensor(input.per_step ? Shape{shape.horizon, k} : Shape{k}, values, to);
-  };
-  set(inputs->x_goal, g.x_goal, out->mutable_x_goal());
-  set(inputs->u_goal, g.u_goal, out->mutable_u_goal());
-  set(inputs->w_x, g.w_x, out->mutable_w_x());
-  set(inputs->w_u, g.w_u, out->mutable_w_u());
-  if (!g.w_x_terminal.empty()) {
-    SetTensor({static_cast<std::int64_t>(g.w_x_terminal.size())}, g.w_x_terminal,
-              out->mutable_w_x_terminal());
+  const absl::StatusOr<ShapedTrackingGradient> g = TrackingGradientOf(tracking, shape, gradient);
+  if (!g.ok()) return;
+  const std::array<Tensor*, 5> tensors = TrackingTensors(out);
+  for (std::size_t k = 0; k < tensors.size(); ++k) {
+    if (!g->values[k].empty()) SetTensor(g->shapes[k], g->values[k], tensors[k]);
+  }
+}
+
+// BackwardResponse.stacked_gradients.tracking: every problem has a tracking cost whose inputs
+// have the first's shapes (ToBackwardProblems checked them).
+void StackTrackingGradient(const mpcd::v1::BackwardRequest& request,
+                           absl::Span<const ProblemGradient> gradients, const ProblemShape& shape,
+                           mpcd::v1::BatchedProblems* out) {
+  std::vector<ShapedTrackingGradient> each;
+  each.reserve(gradients.size());
+  mpcd::v1::Problem storage;
+  for (std::size_t b = 0; b < gradients.size(); ++b) {
+    absl::StatusOr<const mpcd::v1::Problem*> merged =
+        MergedProblem(request, static_cast<int>(b), &storage);
+    if (!merged.ok()) return;
+    absl::StatusOr<ShapedTrackingGradient> g =
+        TrackingGradientOf((*merged)->tracking(), shape, gradients[b]);
+    if (!g.ok()) return;
+    each.push_back(*std::move(g));
+  }
+  const std::array<Tensor*, 5> tensors = TrackingTensors(out->mutable_tracking());
+  for (std::size_t k = 0; k < tensors.size(); ++k) {
+    if (each[0].values[k].empty()) continue;
+    SetStackedTensor(
+        request.response_encoding(), each[0].shapes[k], static_cast<int>(each.size()),
+        [&](int b) { return absl::Span<const double>(each[b].values[k]); }, tensors[k]);
   }
 }
 
@@ -1984,8 +2069,11 @@ void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
   };
   out->set_count(static_cast<std::uint32_t>(count));
   stack({shape.state_dim}, &ProblemGradient::x_init, out->mutable_x_init());
-  // A cost graph's C and c are its quadratisation's: its parameters' gradients come below.
-  if (problems.empty() || problems[0].cost_graph == nullptr) {
+  // A cost graph's C and c are its quadratisation's (its parameters' gradients come below), a
+  // tracking cost's the goals' and weights'.
+  if (in.has_tracking()) {
+    StackTrackingGradient(request, gradients, shape, out);
+  } else if (problems.empty() || problems[0].cost_graph == nullptr) {
     stack(shapes.cost_quadratic, &ProblemGradient::cost_quadratic, out->mutable_cost_quadratic());
     stack(shapes.cost_linear, &ProblemGradient::cost_linear, out->mutable_cost_linear());
   }

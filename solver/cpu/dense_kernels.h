@@ -14,17 +14,50 @@
 namespace mpc {
 
 struct DenseKernels {
-  static bool UsesPackedProducts(int n, int m) {
+  static constexpr bool UsesPackedProducts(int n, int m) {
     return n > core::kGenericMaxStateDim || m > core::kGenericMaxControlDim;
   }
 
+  // Inlined into the solver, so that in its fixed-size specialisations n and m are constants:
+  // the test folds and the core's loops run with constant bounds (as on the device).
   template <typename S>
-  static void AddDynamicsToQ(const S* A, const S* B, const S* V, const S* v, int n, int m, S* VA,
-                             S* VB, S* Qxx, S* Qux, S* Quu, S* qx, S* qu) {
-    if (!UsesPackedProducts(n, m)) {
+  MPC_FORCE_INLINE static void AddDynamicsToQ(const S* A, const S* B, const S* V, const S* v, int n,
+                                              int m, S* VA, S* VB, S* Qxx, S* Qux, S* Quu, S* qx,
+                                              S* qu) {
+    if (UsesPackedProducts(n, m)) {
+      PackedAddDynamicsToQ(A, B, V, v, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
+    } else {
       core::AddDynamicsToQ<S>(A, B, V, v, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
-      return;
     }
+  }
+
+  template <typename S>
+  MPC_FORCE_INLINE static void ValueFunctionOfGains(const S* Qxx, const S* Qux, const S* Quu,
+                                                    const S* qx, const S* qu, const S* K,
+                                                    const S* k, int n, int m, S* QuuK, S* tmp, S* V,
+                                                    S* v) {
+    if (UsesPackedProducts(n, m)) {
+      PackedValueFunctionOfGains(Qxx, Qux, Quu, qx, qu, K, k, n, m, QuuK, tmp, V, v);
+    } else {
+      core::ValueFunctionOfGains<S>(Qxx, Qux, Quu, qx, qu, K, k, n, m, QuuK, tmp, V, v);
+    }
+  }
+
+  template <typename S>
+  MPC_FORCE_INLINE static void ValueFunctionOfMinimisers(const S* Qxx, const S* Qux, const S* qx,
+                                                         const S* K, const S* k, int n, int m, S* V,
+                                                         S* v) {
+    if (UsesPackedProducts(n, m)) {
+      PackedValueFunctionOfMinimisers(Qxx, Qux, qx, K, k, n, m, V, v);
+    } else {
+      core::ValueFunctionOfMinimisers<S>(Qxx, Qux, qx, K, k, n, m, V, v);
+    }
+  }
+
+ private:
+  template <typename S>
+  static void PackedAddDynamicsToQ(const S* A, const S* B, const S* V, const S* v, int n, int m,
+                                   S* VA, S* VB, S* Qxx, S* Qux, S* Quu, S* qx, S* qu) {
     const ConstMatrix<S> a(A, n, n), b(B, n, m), value(V, n, n);
     const ConstVector<S> value_gradient(v, n);
     Matrix<S> va(VA, n, n), vb(VB, n, m);
@@ -38,13 +71,9 @@ struct DenseKernels {
   }
 
   template <typename S>
-  static void ValueFunctionOfGains(const S* Qxx, const S* Qux, const S* Quu, const S* qx,
-                                   const S* qu, const S* K, const S* k, int n, int m, S* QuuK,
-                                   S* tmp, S* V, S* v) {
-    if (!UsesPackedProducts(n, m)) {
-      core::ValueFunctionOfGains<S>(Qxx, Qux, Quu, qx, qu, K, k, n, m, QuuK, tmp, V, v);
-      return;
-    }
+  static void PackedValueFunctionOfGains(const S* Qxx, const S* Qux, const S* Quu, const S* qx,
+                                         const S* qu, const S* K, const S* k, int n, int m, S* QuuK,
+                                         S* tmp, S* V, S* v) {
     const ConstMatrix<S> qux(Qux, m, n), quu(Quu, m, m), gain(K, m, n);
     const ConstVector<S> feedforward(k, m);
     Matrix<S> quuk(QuuK, m, n), value(V, n, n);
@@ -64,12 +93,8 @@ struct DenseKernels {
   }
 
   template <typename S>
-  static void ValueFunctionOfMinimisers(const S* Qxx, const S* Qux, const S* qx, const S* K,
-                                        const S* k, int n, int m, S* V, S* v) {
-    if (!UsesPackedProducts(n, m)) {
-      core::ValueFunctionOfMinimisers<S>(Qxx, Qux, qx, K, k, n, m, V, v);
-      return;
-    }
+  static void PackedValueFunctionOfMinimisers(const S* Qxx, const S* Qux, const S* qx, const S* K,
+                                              const S* k, int n, int m, S* V, S* v) {
     const ConstMatrix<S> qux(Qux, m, n);
     Matrix<S> value(V, n, n);
     value = ConstMatrix<S>(Qxx, n, n);
@@ -80,7 +105,6 @@ struct DenseKernels {
     core::Symmetrize<S>(V, n);
   }
 
- private:
   template <typename S>
   using RowMajor = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   template <typename S>

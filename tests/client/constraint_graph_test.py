@@ -363,10 +363,101 @@ class BadConstraintGraphTest(unittest.TestCase):
         self.assertEqual(s.status, "NOT_FINITE")
 
 
+class TorchConstraintModuleTest(unittest.TestCase):
+    """mpcd.torch.MPC(constraint=module): a batch-first torch module g(x, u) -> (B, k) exported by
+    the client; the batch's solutions equal the independent SQP's, and the module's parameters
+    and x_init get gradients equal to central differences of the whole batched solve."""
+
+    X0 = np.array([[0.0, 0.0, 0.0, 0.0], [0.0, -0.1, 0.0, 0.0]])
+
+    @classmethod
+    def setUpClass(cls):
+        class BatchObstacles(torch.nn.Module):
+            def __init__(self, obstacles):
+                super().__init__()
+                self.centers = torch.nn.Parameter(torch.tensor(obstacles["centers"]))
+                self.radii = torch.nn.Parameter(torch.tensor(obstacles["radii"]))
+
+            def forward(self, x, u):
+                d = x[:, None, 0:2] - self.centers
+                return self.radii * self.radii - (d * d).sum(-1)
+
+        cls.Module = BatchObstacles
+        rng = np.random.RandomState(5)
+        cls.wx, cls.wu = torch.tensor(rng.randn(T, 2, N)), torch.tensor(rng.randn(T, 2, M))
+
+    def solve(self, module, x0):
+        mpc = mpcd.torch.MPC(N, M, T, lqr_iter=OPTIONS["max_iterations"],
+                             eps=OPTIONS["tolerance"], client=CLIENT, gradient_mode="EXACT",
+                             constraint=module, options={
+                                 "constraint_tolerance": OPTIONS["constraint_tolerance"],
+                                 "max_constraint_iterations":
+                                     OPTIONS["max_constraint_iterations"]})
+        x, u, _ = mpc(x0, mpcd.torch.QuadCost(torch.tensor(C), torch.tensor(c)),
+                      mpcd.torch.ModelDx("double_integrator"))
+        self.assertEqual(mpc.last_statuses, ["CONVERGED"] * len(x0))
+        return x, u
+
+    def loss(self, module, x0):
+        x, u = self.solve(module, x0)
+        return (self.wx * x).sum() + (self.wu * u).sum()
+
+    def test_the_batch_solves_as_the_independent_sqp(self):
+        x, u = self.solve(self.Module(ONE), torch.tensor(self.X0))
+        for b, x0 in enumerate(self.X0):
+            reference = Reference(ONE, x0=x0)
+            U, _, active = reference.solve()
+            self.assertGreater(active.sum(), 0)
+            np.testing.assert_allclose(u[:, b].detach().numpy().ravel(), U, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(x[:, b].detach().numpy(), reference.states(U), rtol=0,
+                                       atol=1e-6)
+
+    def test_gradients_reach_the_module_and_x_init(self):
+        module = self.Module(ONE)
+        x0 = torch.tensor(self.X0, requires_grad=True)
+        self.loss(module, x0).backward()
+        h = 1e-4
+        with torch.no_grad():
+            for name, grad in (("centers", module.centers.grad), ("radii", module.radii.grad),
+                               ("x_init", x0.grad)):
+                self.assertIsNotNone(grad, name)
+                numeric = np.zeros(grad.shape)
+                for e in range(grad.numel()):
+                    values = []
+                    for sign in (1, -1):
+                        moved, start = self.Module(ONE), torch.tensor(self.X0)
+                        target = start if name == "x_init" else getattr(moved, name)
+                        target.view(-1)[e] += sign * h
+                        values.append(float(self.loss(moved, start)))
+                    numeric.flat[e] = (values[0] - values[1]) / (2 * h)
+                np.testing.assert_allclose(grad.numpy(), numeric, rtol=1e-6,
+                                           atol=1e-6 * np.abs(numeric).max(), err_msg=name)
+
+    def test_stacked_gradients_carry_the_graph_parameters(self):
+        template = problem(export(Obstacles(ONE)), ONE)
+        template.x_init = None
+        batch = mpcd.Batch(x_init=self.X0)
+        solutions = CLIENT.solve_batched(T, batch, template=template, options=OPTIONS)
+        self.assertEqual(solutions.status, ["CONVERGED"] * 2)
+        wx, wu = self.wx.numpy().transpose(1, 0, 2), self.wu.numpy().transpose(1, 0, 2)
+        stacked = CLIENT.backward_batched(T, batch, solutions, wx, wu, template=template,
+                                          mode="EXACT")
+        for b, x0 in enumerate(self.X0):
+            one = problem(export(Obstacles(ONE)), ONE, x0=x0)
+            s = solve(one)
+            g = CLIENT.backward(T, [one], [s], [(wx[b], wu[b])], mode="EXACT").gradients[0]
+            for name in ("centers", "radii"):
+                np.testing.assert_allclose(stacked.constraint_graph_parameters[name][b],
+                                           g.constraint_graph.parameters[name], rtol=1e-9,
+                                           atol=1e-9, err_msg=name)
+        self.assertEqual(stacked.cost_graph_parameters, {})
+
+
 def main():
     global ARGS, mpcd, torch
     ARGS, argv = client_test_args()
     import mpcd
+    import mpcd.torch
     import torch
     torch.set_default_dtype(torch.float64)
     unittest.main(argv=argv)

@@ -121,6 +121,33 @@ class TrackingTest(unittest.TestCase):
                                        delta=1e-5 * (1 + abs(numeric)),
                                        msg="%s%s" % (name, index))
 
+    def test_batched_goals_and_stacked_gradients_are_each_problems(self):
+        # Each problem's start and goal trajectory stacked in the batch, the weights shared by
+        # the template.
+        tracking = tracking_inputs(4)
+        starts = np.stack([x_init(), x_init() * 0.9, np.array([np.cos(0.2), np.sin(0.2), 0.1])])
+        goals = np.stack([tracking.x_goal, 0.9 * tracking.x_goal, tracking.x_goal + 0.05])
+        template = mpcd.Problem(None, dynamics=mpcd.Model("pendulum"), tracking=mpcd.Tracking(
+            **{**vars(tracking), "x_goal": None}))
+        batch = mpcd.Batch(x_init=starts, tracking=mpcd.Tracking(x_goal=goals))
+        solutions = self.client.solve_batched(T, batch, template=template, options=TIGHT)
+        rng = np.random.RandomState(5)
+        rx, ru = rng.randn(len(starts), T, N), rng.randn(len(starts), T, M)
+        stacked = self.client.backward_batched(T, batch, solutions, rx, ru, template=template,
+                                               mode="EXACT")
+        self.assertIsNone(stacked.C)
+        for b, start in enumerate(starts):
+            problem = self.tracking_problem(mpcd.Tracking(**{**vars(tracking),
+                                                             "x_goal": goals[b]}))
+            problem.x_init = start
+            alone = self.solve(problem)
+            np.testing.assert_array_equal(solutions.u[b], alone.u)
+            own = self.client.backward(T, [problem], [(solutions.x[b], solutions.u[b])],
+                                       [(rx[b], ru[b])], mode="EXACT").gradients[0]
+            for name in ("x_goal", "u_goal", "w_x", "w_u", "w_x_terminal"):
+                np.testing.assert_array_equal(getattr(stacked.tracking, name)[b],
+                                              getattr(own.tracking, name), err_msg=name)
+
     def test_json_example_solves(self):
         with open(os.path.join(ARGS.examples_dir, "pendulum_tracking.json")) as f:
             request = json_format.Parse(f.read(), mpcd_pb2.SolveRequest())

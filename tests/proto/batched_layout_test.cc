@@ -25,6 +25,7 @@ namespace {
 using ::mpc::testing::ExpectSameProblem;
 using ::mpc::testing::IsOk;
 using ::mpc::testing::MakeTensor;
+using ::mpc::testing::Stack;
 using ::mpc::testing::StatusIs;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
@@ -59,17 +60,6 @@ mpcd::v1::Tensor Raw(const mpcd::v1::Tensor& repeated, bool f32 = false) {
   }
   tensor.set_raw_data(bytes);
   tensor.set_dtype(f32 ? mpcd::v1::DATA_TYPE_FLOAT32 : mpcd::v1::DATA_TYPE_FLOAT64);
-  return tensor;
-}
-
-// Stacks per-problem repeated tensors (equal shapes) into (B, ...), as repeated doubles.
-mpcd::v1::Tensor Stack(const std::vector<mpcd::v1::Tensor>& parts) {
-  mpcd::v1::Tensor tensor;
-  tensor.add_shape(static_cast<std::uint32_t>(parts.size()));
-  for (std::uint32_t dim : parts[0].shape()) tensor.add_shape(dim);
-  for (const mpcd::v1::Tensor& part : parts) {
-    for (double v : part.data()) tensor.add_data(v);
-  }
   return tensor;
 }
 

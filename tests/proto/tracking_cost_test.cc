@@ -24,6 +24,7 @@ namespace {
 using ::mpc::testing::DataOf;
 using ::mpc::testing::IsOk;
 using ::mpc::testing::MakeTensor;
+using ::mpc::testing::Stack;
 using ::mpc::testing::StatusIs;
 using ::testing::HasSubstr;
 
@@ -421,20 +422,132 @@ TEST(TrackingCost, RefusesBadInputNamingTheField) {
   }
 }
 
-TEST(TrackingCost, StackedGradientsAreRefusedNamingTheProblem) {
-  const mpcd::v1::Problem proto = TrackingProblem({}, false, 71);
-  MPC_ASSERT_OK_AND_ASSIGN(const Solved solved, Solve(proto));
+// A Backward request of `protos` at their solutions with cotangents of all ones.
+mpcd::v1::BackwardRequest BackwardOf(const std::vector<mpcd::v1::Problem>& protos) {
   mpcd::v1::BackwardRequest request;
   request.set_horizon(kT);
-  *request.add_problems() = proto;
-  mpcd::v1::Solution* point = request.add_solutions();
-  *point->mutable_x() = solved.proto.x();
-  *point->mutable_u() = solved.proto.u();
-  request.add_cotangents();
+  for (const mpcd::v1::Problem& proto : protos) {
+    absl::StatusOr<Solved> solved = Solve(proto);
+    EXPECT_THAT(solved.status(), IsOk());
+    if (!solved.ok()) return request;
+    *request.add_problems() = proto;
+    mpcd::v1::Solution* point = request.add_solutions();
+    *point->mutable_x() = solved->proto.x();
+    *point->mutable_u() = solved->proto.u();
+    mpcd::v1::Cotangent* cotangent = request.add_cotangents();
+    *cotangent->mutable_x() = MakeTensor({kT, kN}, std::vector<double>(kT * kN, 1.0));
+    *cotangent->mutable_u() = MakeTensor({kT, kM}, std::vector<double>(kT * kM, 1.0));
+  }
+  return request;
+}
+
+// Stacked, each problem's dL/d(tracking inputs) is its slice b of one (B, <shape>) tensor per
+// input, bitwise the per-problem answer, in every layout (an absent goal or weight as its
+// default's shape, w_x_terminal only when given); no cost gradient beside it.
+TEST(TrackingCost, StackedGradientsAreEachProblemsGradientsSideBySide) {
+  for (const Layout& layout : kLayouts) {
+    SCOPED_TRACE(::testing::Message()
+                 << "goals per step " << layout.goals_per_step << ", weights per step "
+                 << layout.weights_per_step << ", terminal " << layout.terminal);
+    std::vector<mpcd::v1::Problem> protos;
+    for (std::uint64_t seed = 71; seed < 74; ++seed) {
+      protos.push_back(TrackingProblem(layout, true, seed));
+    }
+    mpcd::v1::BackwardRequest request = BackwardOf(protos);
+    MPC_ASSERT_OK_AND_ASSIGN(const mpcd::v1::BackwardResponse each,
+                             testing::BackwardThroughConversion(request));
+    request.set_stacked_response(true);
+    MPC_ASSERT_OK_AND_ASSIGN(const mpcd::v1::BackwardResponse stacked,
+                             testing::BackwardThroughConversion(request));
+    const mpcd::v1::BatchedProblems& g = stacked.stacked_gradients();
+    EXPECT_FALSE(g.has_cost_quadratic());
+    EXPECT_FALSE(g.has_cost_linear());
+    ASSERT_TRUE(g.has_tracking());
+    const auto tensors = [](const mpcd::v1::TrackingCost& t) {
+      return std::vector<const mpcd::v1::Tensor*>{&t.x_goal(), &t.u_goal(), &t.w_x(), &t.w_u(),
+                                                  &t.w_x_terminal()};
+    };
+    const std::vector<const mpcd::v1::Tensor*> together = tensors(g.tracking());
+    for (std::size_t k = 0; k < together.size(); ++k) {
+      SCOPED_TRACE(::testing::Message() << "tracking input " << k);
+      const mpcd::v1::Tensor& first = *tensors(each.gradients(0).tracking())[k];
+      if (first.data_size() == 0) {  // w_x_terminal not given
+        EXPECT_EQ(together[k]->shape_size(), 0);
+        continue;
+      }
+      std::vector<std::uint32_t> shape = {static_cast<std::uint32_t>(protos.size())};
+      shape.insert(shape.end(), first.shape().begin(), first.shape().end());
+      EXPECT_EQ(
+          std::vector<std::uint32_t>(together[k]->shape().begin(), together[k]->shape().end()),
+          shape);
+      const std::vector<double> values = DataOf(*together[k]);
+      const std::size_t slice = first.data_size();
+      ASSERT_EQ(values.size(), protos.size() * slice);
+      for (std::size_t b = 0; b < protos.size(); ++b) {
+        const std::vector<double> own = DataOf(*tensors(each.gradients(b).tracking())[k]);
+        EXPECT_EQ(std::vector<double>(values.begin() + b * slice, values.begin() + (b + 1) * slice),
+                  own)
+            << "problem " << b;
+      }
+    }
+  }
+}
+
+// batched.tracking: each problem's goals from its slices, the weights the batch leaves out from
+// the template's tracking, solved and differentiated bitwise as the written-out problems.
+TEST(TrackingCost, BatchedTrackingInputsAreSlicesOverTheTemplate) {
+  const Layout layout = {.goals_per_step = true, .terminal = true};
+  std::vector<mpcd::v1::Problem> own;
+  for (std::uint64_t seed = 81; seed < 84; ++seed)
+    own.push_back(TrackingProblem(layout, true, seed));
+  mpcd::v1::SolveRequest batched;
+  batched.set_horizon(kT);
+  *batched.mutable_options() = Tight();
+  mpcd::v1::Problem* shared = batched.mutable_problem_template();
+  *shared = own[0];
+  shared->clear_x_init();
+  shared->mutable_tracking()->clear_x_goal();
+  shared->mutable_tracking()->clear_u_goal();
+  std::vector<mpcd::v1::Tensor> x_init, x_goal, u_goal;
+  for (mpcd::v1::Problem& p : own) {
+    // The template's weights and dynamics, the problem's own start and goals.
+    mpcd::v1::TrackingCost tracking = shared->tracking();
+    *tracking.mutable_x_goal() = p.tracking().x_goal();
+    *tracking.mutable_u_goal() = p.tracking().u_goal();
+    const mpcd::v1::Tensor start = p.x_init();
+    p = *shared;
+    *p.mutable_x_init() = start;
+    *p.mutable_tracking() = tracking;
+    x_init.push_back(start);
+    x_goal.push_back(tracking.x_goal());
+    u_goal.push_back(tracking.u_goal());
+  }
+  batched.mutable_batched()->set_count(static_cast<std::uint32_t>(own.size()));
+  *batched.mutable_batched()->mutable_x_init() = Stack(x_init);
+  *batched.mutable_batched()->mutable_tracking()->mutable_x_goal() = Stack(x_goal);
+  *batched.mutable_batched()->mutable_tracking()->mutable_u_goal() = Stack(u_goal);
+  MPC_ASSERT_OK_AND_ASSIGN(const mpcd::v1::SolveResponse together,
+                           testing::SolveThroughConversion(batched));
+  ASSERT_EQ(together.solutions_size(), static_cast<int>(own.size()));
+  for (std::size_t b = 0; b < own.size(); ++b) {
+    MPC_ASSERT_OK_AND_ASSIGN(const Solved alone, Solve(own[b]));
+    EXPECT_EQ(DataOf(together.solutions(b).u()), alone.u) << "problem " << b;
+    EXPECT_EQ(together.solutions(b).cost(), alone.cost) << "problem " << b;
+  }
+  // A stacked tensor whose B is not batched.count is named.
+  mpcd::v1::SolveRequest bad = batched;
+  *bad.mutable_batched()->mutable_tracking()->mutable_x_goal() = Stack({x_goal[0], x_goal[1]});
+  EXPECT_THAT(ToProblems(bad, RequestLimits{}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("batched.tracking.x_goal")));
+}
+
+TEST(TrackingCost, StackingTrackingCostsOfOtherLayoutsIsRefusedNamingTheProblem) {
+  mpcd::v1::BackwardRequest request =
+      BackwardOf({TrackingProblem({}, false, 75), TrackingProblem({.terminal = true}, false, 76)});
   request.set_stacked_response(true);
   EXPECT_THAT(ToBackwardProblems(request, RequestLimits{}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("stacked_response: problems[0] has a tracking cost")));
+                       HasSubstr("stacked_response: the gradients of problems[1]")));
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "tests/testing/device_layout_on_host.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/weighted_loss.h"
 
 namespace mpc {
 namespace {
@@ -27,6 +28,7 @@ namespace {
 using ::mpc::testing::IsOk;
 using ::mpc::testing::RandomCartpoleProblem;
 using ::mpc::testing::RandomModelOptions;
+using ::mpc::testing::WeightedLoss;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr int kCartPosition = 0;  // mpc.pytorch's CartpoleDx: [x, dx, cos th, sin th, dth]
@@ -81,14 +83,6 @@ TEST(ConstrainedModelsTest, CartpoleCartStaysBetweenTheRails) {
   }
 }
 
-// L = sum of the x and u of the answer weighted by `weights`.
-double WeightedSum(const Solution& s, const std::vector<double>& weights) {
-  double sum = 0.0;
-  for (std::size_t e = 0; e < s.x.size(); ++e) sum += weights[e] * s.x[e];
-  for (std::size_t e = 0; e < s.u.size(); ++e) sum += weights[s.x.size() + e] * s.u[e];
-  return sum;
-}
-
 // The swing-up on rails solved about as far as the augmented Lagrangian goes (its control steps
 // stall near 1e-10: at a tolerance of 1e-9 some of the perturbed solves below end at
 // max_iterations, 40 times slower; at 3e-9 the differences' noise reaches 1.2e-5), with the
@@ -118,14 +112,8 @@ TEST(ConstrainedModelsTest, CartpoleOnRailsGradientsMatchDifferencesOfTheSolve) 
   Problem p = CartpoleOnRailsForGradients();
   const Solution s = SolveProblem(p);
   ASSERT_EQ(s.status, SolveStatus::kConverged);
-  std::vector<double> weights(s.x.size() + s.u.size());
-  for (std::size_t e = 0; e < weights.size(); ++e) weights[e] = std::sin(1.0 + 3.7 * e);
-  BackwardProblem backward;
-  backward.problem = &p;
-  backward.x = s.x;
-  backward.u = s.u;
-  backward.dl_dx.assign(weights.begin(), weights.begin() + s.x.size());
-  backward.dl_du.assign(weights.begin() + s.x.size(), weights.end());
+  const WeightedLoss loss(s);
+  BackwardProblem backward = loss.At(&p, s, GradientMode::kDefault);
   ProblemGradient g;
   for (GradientMode mode :
        {GradientMode::kDefault, GradientMode::kFullChain, GradientMode::kExact}) {
@@ -169,7 +157,7 @@ TEST(ConstrainedModelsTest, CartpoleOnRailsGradientsMatchDifferencesOfTheSolve) 
     (*input)[e] = saved;
     EXPECT_EQ(up.status, SolveStatus::kConverged);
     EXPECT_EQ(down.status, SolveStatus::kConverged);
-    return (WeightedSum(up, weights) - WeightedSum(down, weights)) / (2 * eps);
+    return (loss(up) - loss(down)) / (2 * eps);
   };
   const auto expect_near = [](double gradient, double fd, const char* what, std::size_t e) {
     EXPECT_NEAR(gradient, fd, kGradientTolerance * (1 + std::abs(fd))) << what << "[" << e << "]";

@@ -22,6 +22,7 @@
 #include "tests/testing/device_layout_on_host.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/weighted_loss.h"
 
 namespace mpc {
 namespace {
@@ -32,6 +33,7 @@ using ::mpc::testing::RandomLqrProblem;
 using ::mpc::testing::RandomModelOptions;
 using ::mpc::testing::RandomPendulumProblem;
 using ::mpc::testing::StatusIs;
+using ::mpc::testing::WeightedLoss;
 using ::testing::HasSubstr;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -253,14 +255,6 @@ TEST(StageConstraintsValidationTest, BadInputsAreRefusedNamingTheField) {
   refused(p, "options.constraint_tolerance: must be > 0");
 }
 
-// L = sum of the x and u of the answer weighted by `weights` (fixed pseudo-random).
-double WeightedSum(const Solution& s, const std::vector<double>& weights) {
-  double sum = 0.0;
-  for (std::size_t e = 0; e < s.x.size(); ++e) sum += weights[e] * s.x[e];
-  for (std::size_t e = 0; e < s.u.size(); ++e) sum += weights[s.x.size() + e] * s.u[e];
-  return sum;
-}
-
 // The core's gradient through active state bounds (CPU backend, as BackwardBatch runs it) equals
 // central differences of whole constrained solves for x_upper, c and x_init, in every mode (a
 // linear problem: all three are the same derivative), with and without control bounds, and the
@@ -274,14 +268,8 @@ TEST(StageConstraintsGradientTest, CapGradientsMatchDifferencesOfTheSolve) {
     p.options.max_constraint_iterations = 40;
     const Solution s = SolveProblem(p);
     ASSERT_EQ(s.status, SolveStatus::kConverged);
-    std::vector<double> weights(s.x.size() + s.u.size());
-    for (std::size_t e = 0; e < weights.size(); ++e) weights[e] = std::sin(1.0 + 3.7 * e);
-    BackwardProblem backward;
-    backward.problem = &p;
-    backward.x = s.x;
-    backward.u = s.u;
-    backward.dl_dx.assign(weights.begin(), weights.begin() + s.x.size());
-    backward.dl_du.assign(weights.begin() + s.x.size(), weights.end());
+    const WeightedLoss loss(s);
+    BackwardProblem backward = loss.At(&p, s, GradientMode::kDefault);
     auto backend = CpuBackend::Create({1});
     ASSERT_THAT(backend.status(), IsOk());
     for (GradientMode mode :
@@ -303,9 +291,9 @@ TEST(StageConstraintsGradientTest, CapGradientsMatchDifferencesOfTheSolve) {
       const auto difference = [&](std::vector<double>* input, std::size_t e) {
         const double eps = 1e-6, saved = (*input)[e];
         (*input)[e] = saved + eps;
-        const double up = WeightedSum(SolveProblem(p), weights);
+        const double up = loss(SolveProblem(p));
         (*input)[e] = saved - eps;
-        const double down = WeightedSum(SolveProblem(p), weights);
+        const double down = loss(SolveProblem(p));
         (*input)[e] = saved;
         return (up - down) / (2 * eps);
       };

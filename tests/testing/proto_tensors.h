@@ -26,6 +26,17 @@ inline std::vector<std::uint32_t> ShapeOf(const mpcd::v1::Tensor& tensor) {
   return {tensor.shape().begin(), tensor.shape().end()};
 }
 
+// Stacks per-problem repeated tensors (equal shapes) into (B, ...), as repeated doubles.
+inline mpcd::v1::Tensor Stack(const std::vector<mpcd::v1::Tensor>& parts) {
+  mpcd::v1::Tensor tensor;
+  tensor.add_shape(static_cast<std::uint32_t>(parts.size()));
+  for (std::uint32_t dim : parts[0].shape()) tensor.add_shape(dim);
+  for (const mpcd::v1::Tensor& part : parts) {
+    for (double v : part.data()) tensor.add_data(v);
+  }
+  return tensor;
+}
+
 }  // namespace mpc::testing
 
 #endif  // MPC_TESTS_TESTING_PROTO_TENSORS_H_

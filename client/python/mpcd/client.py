@@ -268,7 +268,9 @@ class Batch:
     (B, T, n+m); F (B, n, n+m) or (B, T-1, n, n+m) and f (B, n) or (B, T-1, n) (linear dynamics,
     f only with F); u_lower, u_upper (B, m) or (B, T, m); u_init (B, T, m); params (B, p): the
     parameters of the template's model; prev_ctrl (B, m) and u_zero_mask (B, T, m) (the template
-    gives slew_rate_penalty). count: B (default: the first dimension of the first array given)."""
+    gives slew_rate_penalty); tracking, a Tracking whose arrays are stacked (B, ...) (x_goal
+    (B, n) or (B, T, n), ...; None entries take the template's tracking inputs). count: B
+    (default: the first dimension of the first array given)."""
     x_init: Optional[np.ndarray] = None
     C: Optional[np.ndarray] = None
     c: Optional[np.ndarray] = None
@@ -280,6 +282,7 @@ class Batch:
     params: Optional[np.ndarray] = None
     prev_ctrl: Optional[np.ndarray] = None
     u_zero_mask: Optional[np.ndarray] = None
+    tracking: Optional[Tracking] = None
     count: Optional[int] = None
 
 
@@ -326,6 +329,13 @@ class StackedGradients:
     # (B, <the bound's shape>): state bounds given in the template (None without).
     x_lower: Optional[np.ndarray] = None
     x_upper: Optional[np.ndarray] = None
+    # (dL/dG, dL/dh), each (B, <its shape>): stage constraints (None without).
+    constraints: Optional[Tuple[np.ndarray, np.ndarray]] = None
+    # name: (B, <initializer shape>), the initializers of a cost graph and a constraint graph.
+    cost_graph_parameters: dict = dataclasses.field(default_factory=dict)
+    # A tracking cost's dL/d(goals and weights), each (B, <its shape>) (then C and c are None).
+    tracking: Optional[Tracking] = None
+    constraint_graph_parameters: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -490,6 +500,12 @@ def batch_to_proto(batch: Batch) -> "mpcd_pb2.BatchedProblems":
             tensor = to_tensor(array, getattr(message, field))
             if count is None:
                 count = tensor.shape[0] if tensor.shape else None
+    if batch.tracking is not None:
+        for name in TRACKING_FIELDS:
+            array = getattr(batch.tracking, name)
+            if array is not None:
+                tensor = to_tensor(array, getattr(message.tracking, name))
+                count = tensor.shape[0] if count is None else count
     if count is None:
         raise ValueError("Batch: give count or at least one stacked array")
     message.count = count
@@ -498,6 +514,19 @@ def batch_to_proto(batch: Batch) -> "mpcd_pb2.BatchedProblems":
 
 def _optional_stacked(message, tensor_field):
     return from_tensor(getattr(message, tensor_field)) if message.HasField(tensor_field) else None
+
+
+def _tracking_from_proto(message):
+    """The Tracking of a message's `tracking` (a Problem or, stacked, BatchedProblems), or None."""
+    if not message.HasField("tracking"):
+        return None
+    return Tracking(**{name: from_tensor(getattr(message.tracking, name))
+                       for name in TRACKING_FIELDS})
+
+
+def _stacked_parameters(tensors):
+    """A graph's stacked parameter gradients: name -> (B, <initializer shape>)."""
+    return {name: from_tensor(t) for name, t in tensors.items()}
 
 
 SOLVE_STATUS_NAMES = np.array([mpcd_pb2.SolveStatus.Name(v)
@@ -574,9 +603,7 @@ def _gradient_from_proto(message, diagnostics):
         f=from_tensor(message.dynamics.linear.offset) if linear else None,
         params=(np.asarray(message.dynamics.model.params, dtype=np.float64) if model else None),
         diagnostics=_diagnostics_to_dict(diagnostics),
-        tracking=(Tracking(**{name: from_tensor(getattr(message.tracking, name))
-                              for name in TRACKING_FIELDS})
-                  if message.HasField("tracking") else None),
+        tracking=_tracking_from_proto(message),
         x_lower=from_tensor(message.x_lower) if message.HasField("x_lower") else None,
         x_upper=from_tensor(message.x_upper) if message.HasField("x_upper") else None,
         constraints=((from_tensor(message.constraints.G), from_tensor(message.constraints.h))
@@ -870,12 +897,17 @@ class Client:
             x_init=from_tensor(g.x_init), C=from_tensor(g.cost_quadratic),
             c=from_tensor(g.cost_linear), F=_optional_stacked(g, "transition"),
             f=_optional_stacked(g, "offset"), params=_optional_stacked(g, "model_params"),
-            graph_parameters={name: from_tensor(t) for name, t in g.graph_parameters.items()},
+            graph_parameters=_stacked_parameters(g.graph_parameters),
             diagnostics=[_diagnostics_to_dict(d) for d in response.diagnostics],
             queue_seconds=response.timing.queue_seconds,
             solve_seconds=response.timing.solve_seconds,
             batch_size=response.batch_size, backend=response.backend,
-            x_lower=_optional_stacked(g, "x_lower"), x_upper=_optional_stacked(g, "x_upper"))
+            x_lower=_optional_stacked(g, "x_lower"), x_upper=_optional_stacked(g, "x_upper"),
+            constraints=(None if not g.HasField("constraint_G") else
+                         (from_tensor(g.constraint_G), from_tensor(g.constraint_h))),
+            cost_graph_parameters=_stacked_parameters(g.cost_graph_parameters),
+            constraint_graph_parameters=_stacked_parameters(g.constraint_graph_parameters),
+            tracking=_tracking_from_proto(g))
 
     def control(self, horizon, problem, options=None, timeout=None, step_timeout=None,
                 real_time_iteration=False):

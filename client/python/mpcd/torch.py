@@ -155,13 +155,21 @@ class ContinuousDx(torch.nn.Module):
         return x + sum(self.dt * b_s * k_s for b_s, k_s in zip(b, k) if b_s)
 
 
+# What a module stands for, and how it is exported: the example inputs' names and shapes (batch
+# first, batch 1) and the output's name.
+_GRAPH_KINDS = {
+    "dynamics": (("x", "n"), ("u", "m"), "x_next"),   # dx(x, u) -> x_next
+    "cost": (("tau", "n+m"), "cost"),                 # cost(tau) -> (1,)
+    "constraint": (("x", "n"), ("u", "m"), "g"),      # g(x, u) -> (1, k) <= 0
+}
+
+
 class _ModuleGraph:
-    """A torch.nn.Module exported as a dynamics graph (dx(x, u) -> x_next) or, with cost=True, as
-    a cost graph (mpc.pytorch's module cost: cost(tau (1, n+m)) -> (1,)): the ONNX bytes, their
-    SHA-256 and the module's parameters that are graph initializers, by name, in the order theta
+    """A torch.nn.Module exported as a graph of one of _GRAPH_KINDS: the ONNX bytes, their SHA-256
+    and the module's parameters that are graph initializers, by name, in the order theta
     concatenates them."""
 
-    def __init__(self, module, n, m, cost=False):
+    def __init__(self, module, n, m, kind):
         # Exported from a float64 copy whose parameters hold distinct placeholder values:
         # torch.onnx.export can merge parameters of equal value into one initializer, and every
         # parameter object must keep its own (the request sends the real values by name).
@@ -171,12 +179,10 @@ class _ModuleGraph:
             for parameter in clone.parameters():
                 parameter.copy_(torch.rand(parameter.shape, generator=generator,
                                            dtype=torch.float64) + 0.5)
-        if cost:
-            inputs, input_names, output_names = ((torch.zeros(1, n + m, dtype=torch.float64),),
-                                                 ["tau"], ["cost"])
-        else:
-            inputs = (torch.zeros(1, n, dtype=torch.float64), torch.zeros(1, m, dtype=torch.float64))
-            input_names, output_names = ["x", "u"], ["x_next"]
+        *signature, output_name = _GRAPH_KINDS[kind]
+        sizes = {"n": n, "m": m, "n+m": n + m}
+        inputs = tuple(torch.zeros(1, sizes[size], dtype=torch.float64) for _, size in signature)
+        input_names, output_names = [name for name, _ in signature], [output_name]
         buffer = io.BytesIO()
         # The exporter types 0-d tensors (x[:, 0], scalar parameters) by the default dtype: under
         # float32 it would add Casts to float32 that the module's float64 forward does not do.
@@ -189,7 +195,7 @@ class _ModuleGraph:
                               do_constant_folding=False)
         except Exception as e:  # the exporter names the op it cannot handle
             raise TypeError("MPC: %s cannot be exported to ONNX: %s" % (
-                "cost" if cost else "dx", e)) from e
+                {"dynamics": "dx"}.get(kind, kind), e)) from e
         finally:
             torch.set_default_dtype(default_dtype)
         self.onnx = buffer.getvalue()
@@ -209,7 +215,7 @@ class _ModuleGraph:
         return torch.cat([parameters[name].reshape(-1) for name in self.names])
 
     def write(self, theta, client, graph):
-        """Fills a GraphDynamics or CostGraph: the hash once the client registered the graph, else the bytes;
+        """Fills a GraphDynamics, CostGraph or ConstraintGraph: the hash once the client registered the graph, else the bytes;
         every parameter by name."""
         if client in self.registered:
             graph.sha256 = self.sha256
@@ -232,38 +238,42 @@ _MODULE_GRAPHS = weakref.WeakKeyDictionary()
 _MODULE_GRAPHS_LOCK = threading.Lock()
 
 
-def _module_graph(module, n, m, cost=False):
+def _module_graph(module, n, m, kind="dynamics"):
     """The module's export, made again only when its structure (repr, parameter names, shapes,
-    n, m, dynamics or cost) changed."""
+    n, m, kind) changed."""
     key = (repr(module), tuple((name, tuple(p.shape)) for name, p in module.named_parameters()),
-           n, m, cost)
+           n, m, kind)
     with _MODULE_GRAPHS_LOCK:
         cached = _MODULE_GRAPHS.get(module)
         if cached is not None and cached[0] == key:
             return cached[1]
-    graph = _ModuleGraph(module, n, m, cost)
+    graph = _ModuleGraph(module, n, m, kind)
     with _MODULE_GRAPHS_LOCK:
         _MODULE_GRAPHS[module] = (key, graph)
     return graph
 
 
+def _template_graphs(spec, template):
+    """The module graphs of a call and the template message each travels in."""
+    return [(graph, message) for graph, message in
+            ((spec.graph, template.dynamics.graph), (spec.cost_graph, template.cost_graph),
+             (spec.constraint_graph, template.constraint_graph)) if graph is not None]
+
+
 def _call(spec, method, request):
-    """A Solve or Backward; for module dynamics, the graph's bytes are sent again when the server
-    does not know its hash (FAILED_PRECONDITION: a restart, another replica, an eviction)."""
+    """A Solve or Backward; for module graphs, their bytes are sent again when the server does not
+    know a hash (FAILED_PRECONDITION: a restart, another replica, an eviction)."""
+    graphs = _template_graphs(spec, request.problem_template)
     try:
         response = spec.client._call(method, request, spec.timeout)
     except MpcdError as e:
-        if ((spec.graph is None and spec.cost_graph is None) or
-                e.code != grpc.StatusCode.FAILED_PRECONDITION):
+        if not graphs or e.code != grpc.StatusCode.FAILED_PRECONDITION:
             raise
-        if spec.graph is not None:
-            request.problem_template.dynamics.graph.onnx = spec.graph.onnx
-        if spec.cost_graph is not None:
-            request.problem_template.cost_graph.onnx = spec.cost_graph.onnx
+        for graph, message in graphs:
+            message.onnx = graph.onnx
         response = spec.client._call(method, request, spec.timeout)
-    for graph in (spec.graph, spec.cost_graph):
-        if graph is not None:
-            graph.registered.add(spec.client)
+    for graph, _ in graphs:
+        graph.registered.add(spec.client)
     return response
 
 
@@ -387,7 +397,7 @@ def _solve_request(spec, arrays):
     B = spec.n_batch
     request.batched.count = B
     wire = {name: spec.layouts[name].wire_array(array) for name, array in arrays.items()
-            if array is not None and name not in ("params", "cost_params")}
+            if array is not None and name not in ("params", "cost_params", "constraint_params")}
     per_problem = {name for name in wire if spec.layouts[name].batch_axis is not None}
     for name in list(per_problem):
         if _same_for_every_problem(wire[name]):
@@ -407,6 +417,9 @@ def _solve_request(spec, arrays):
     shared = request.problem_template
     if spec.cost_graph is not None:
         spec.cost_graph.write(arrays["cost_params"], spec.client, shared.cost_graph)
+    if spec.constraint_graph is not None:
+        spec.constraint_graph.write(arrays["constraint_params"], spec.client,
+                                    shared.constraint_graph)
     if spec.graph is not None:
         spec.graph.write(params, spec.client, shared.dynamics.graph)
         if spec.continuous is not None:
@@ -433,10 +446,12 @@ class _MpcFunction(torch.autograd.Function):
     """Forward: one Solve for the batch. Backward: one Backward (vector-Jacobian product)."""
 
     @staticmethod
-    def forward(ctx, spec, x_init, C, c, F, f, params, cost_params, x_lower, x_upper):
+    def forward(ctx, spec, x_init, C, c, F, f, params, cost_params, constraint_params, x_lower,
+                x_upper):
         arrays = {name: _numpy(t) for name, t in
                   (("x_init", x_init), ("C", C), ("c", c), ("F", F), ("f", f),
-                   ("params", params), ("cost_params", cost_params))}
+                   ("params", params), ("cost_params", cost_params),
+                   ("constraint_params", constraint_params))}
         arrays.update(spec.extra)
         request = _solve_request(spec, arrays)
         response = _call(spec, spec.client.stub.Solve, request)
@@ -470,7 +485,8 @@ class _MpcFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_x, grad_u, _grad_costs):
         spec = ctx.spec
-        names = ("x_init", "C", "c", "F", "f", "params", "cost_params", "x_lower", "x_upper")
+        names = ("x_init", "C", "c", "F", "f", "params", "cost_params", "constraint_params",
+                 "x_lower", "x_upper")
         wanted = [name for name, needs in zip(names, ctx.needs_input_grad[1:])
                   if needs and name in spec.layouts]
         if not wanted:
@@ -484,10 +500,8 @@ class _MpcFunction(torch.autograd.Function):
             response_encoding=mpcd_pb2.RAW_FLOAT32 if float32 else mpcd_pb2.RAW_FLOAT64,
             stacked_response=True)
         request.problem_template.CopyFrom(ctx.request.problem_template)
-        if spec.graph is not None:  # the Solve registered it
-            request.problem_template.dynamics.graph.sha256 = spec.graph.sha256
-        if spec.cost_graph is not None:
-            request.problem_template.cost_graph.sha256 = spec.cost_graph.sha256
+        for graph, message in _template_graphs(spec, request.problem_template):
+            message.sha256 = graph.sha256  # the Solve registered it
         request.batched.CopyFrom(ctx.request.batched)
         solutions = ctx.response.stacked
         request.stacked_solutions.x.CopyFrom(solutions.x)
@@ -515,6 +529,9 @@ class _MpcFunction(torch.autograd.Function):
         for name in wanted:
             if name == "cost_params":
                 grad = spec.cost_graph.stacked_gradient(stacked.cost_graph_parameters, B)
+            elif name == "constraint_params":
+                grad = spec.constraint_graph.stacked_gradient(stacked.constraint_graph_parameters,
+                                                              B)
             elif name == "params" and spec.graph is not None:
                 grad = spec.graph.stacked_gradient(stacked.graph_parameters, B)
             elif name == "params":
@@ -550,7 +567,11 @@ class MPC(torch.nn.Module):
     ignores u_zero_I without bounds: docs/gradients.md). x_lower and x_upper (mpcd's: a float,
     (n_state) or (T, n_state), shared by the batch, +-inf unbounded) bound x_1 .. x_{T-1}
     (mpcd.proto's Problem.x_lower); a bound given as a tensor that requires grad gets dL/d(bound)
-    (the active rows as equalities: docs/gradients.md).
+    (the active rows as equalities: docs/gradients.md). constraint: a torch.nn.Module g(x (B,
+    n_state), u (B, n_ctrl)) -> (B, k), the stage constraints g(x_t, u_t) <= 0 at every t (sent as
+    a constraint graph, docs/graphs.md "Constraints as graphs"; its parameters get .grad like a
+    module's dynamics). options: further mpcd SolverOptions fields by name (e.g.
+    max_constraint_iterations, constraint_tolerance).
     Each problem iterates on its own (mpc.pytorch couples the stopping test across the batch), so
     "converged" is per problem.
     """
@@ -561,7 +582,8 @@ class MPC(torch.nn.Module):
                  exit_unconverged=True, detach_unconverged=True, backprop=True,
                  slew_rate_penalty=None, prev_ctrl=None, not_improved_lim=5, best_cost_eps=1e-4,
                  *, client=None, target=None, gradient_mode="DEFAULT", timeout=None,
-                 method="ILQR", sampling=None, x_lower=None, x_upper=None):
+                 method="ILQR", sampling=None, x_lower=None, x_upper=None, constraint=None,
+                 options=None):
         super().__init__()
         if (u_lower is None) != (u_upper is None):
             raise ValueError("MPC: give both u_lower and u_upper or neither")
@@ -570,6 +592,10 @@ class MPC(torch.nn.Module):
         self.n_state, self.n_ctrl, self.T = n_state, n_ctrl, T
         self.u_lower, self.u_upper, self.u_init = u_lower, u_upper, u_init
         self.x_lower, self.x_upper = x_lower, x_upper
+        if constraint is not None and not isinstance(constraint, torch.nn.Module):
+            raise TypeError("MPC: constraint must be a torch.nn.Module g(x (B, n_state), "
+                            "u (B, n_ctrl)) -> (B, k), feasible where g <= 0")
+        self.constraint = constraint
         self.n_batch = n_batch
         self.verbose = verbose
         self.exit_unconverged = exit_unconverged
@@ -584,6 +610,7 @@ class MPC(torch.nn.Module):
             self.options["delta_u"] = float(delta_u)
         self.options["method"] = method
         self.options.update(sampling or {})
+        self.options.update(options or {})
         if client is None:
             client = shared_client(target or os.environ.get("MPCD_TARGET", DEFAULT_TARGET))
         self.client = client
@@ -624,7 +651,7 @@ class MPC(torch.nn.Module):
         C = c = cost_params = spec.cost_graph = None
         if module_cost:
             # Sent as a cost graph (docs/graphs.md "Costs as graphs"), its weights by name.
-            spec.cost_graph = _module_graph(cost, n, m, cost=True)
+            spec.cost_graph = _module_graph(cost, n, m, "cost")
             cost_params = spec.cost_graph.theta(cost)
             spec.layouts["cost_params"] = _Layout(cost_params.shape, None)
         else:
@@ -662,8 +689,15 @@ class MPC(torch.nn.Module):
                 _check_dims("params", params, {1: "(p)", 2: "(B, p)"})
                 spec.layouts["params"] = _Layout(params.shape, 0 if params.dim() == 2 else None)
 
+        constraint_params = spec.constraint_graph = None
+        if self.constraint is not None:
+            spec.constraint_graph = _module_graph(self.constraint, n, m, "constraint")
+            constraint_params = spec.constraint_graph.theta(self.constraint)
+            spec.layouts["constraint_params"] = _Layout(constraint_params.shape, None)
+
         inputs = (("x_init", x_init), ("C", C), ("c", c), ("F", F), ("f", f),
-                  ("params", params), ("cost_params", cost_params))
+                  ("params", params), ("cost_params", cost_params),
+                  ("constraint_params", constraint_params))
         spec.dtypes = {name: t.dtype for name, t in inputs if t is not None}
         spec.devices = {name: t.device for name, t in inputs if t is not None}
         spec.n, spec.m = n, m
@@ -700,9 +734,10 @@ class MPC(torch.nn.Module):
 
         if not self.backprop:
             with torch.no_grad():
-                return _MpcFunction.apply(spec, x_init, C, c, F, f, params, cost_params, x_lower,
-                                          x_upper)
-        return _MpcFunction.apply(spec, x_init, C, c, F, f, params, cost_params, x_lower, x_upper)
+                return _MpcFunction.apply(spec, x_init, C, c, F, f, params, cost_params,
+                                          constraint_params, x_lower, x_upper)
+        return _MpcFunction.apply(spec, x_init, C, c, F, f, params, cost_params, constraint_params,
+                                  x_lower, x_upper)
 
     def _controls(self, name, bound):
         """A bound as an array and its layout: (m) shared by the batch, or (T, B, m)."""
