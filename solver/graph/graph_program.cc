@@ -4,6 +4,8 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/base/attributes.h"
+
 namespace mpc {
 namespace {
 
@@ -113,9 +115,11 @@ S Unary(const GraphInstruction& in, const S& a) {
   }
 }
 
-// d op(a) / d a, given a and y = op(a), as an S (so a dual sweep differentiates it too).
+// d op(a) / d a, given a and y = op(a), as an S (so a dual sweep differentiates it too). Inlined
+// in every sweep (called per element, it cost the MLP's solve 3%).
 template <typename S>
-S UnarySlope(const GraphInstruction& in, const S& a, const S& y) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline S UnarySlope(const GraphInstruction& in, const S& a,
+                                                 const S& y) {
   switch (in.op) {
     case GraphOp::kNeg:
       return S(-1.0);
@@ -181,9 +185,11 @@ S Binary(GraphOp op, const S& a, const S& b) {
 
 bool IsBinary(GraphOp op) { return op >= GraphOp::kAdd && op <= GraphOp::kMax; }
 
+// The values of the instructions [begin, end).
 template <typename S>
-void Forward(const std::vector<GraphInstruction>& tape, S* v) {
-  for (const GraphInstruction& in : tape) {
+void Forward(const GraphInstruction* begin, const GraphInstruction* end, S* v) {
+  for (const GraphInstruction* it = begin; it != end; ++it) {
+    const GraphInstruction& in = *it;
     S* out = v + in.out;
     if (in.op == GraphOp::kGather) {
       for (int i = 0; i < in.size; ++i) {
@@ -215,12 +221,62 @@ void Forward(const std::vector<GraphInstruction>& tape, S* v) {
   }
 }
 
-// Accumulates into g the adjoints of every position, given the values v of a forward sweep and the
-// output adjoints already in g.
 template <typename S>
-void Reverse(const GraphProgram& program, const S* v, S* g) {
+void Forward(const std::vector<GraphInstruction>& tape, S* v) {
+  Forward(tape.data(), tape.data() + tape.size(), v);
+}
+
+// ga += gy d op(a, b)/da and gb += gy d op(a, b)/db (each where asked: to_a, to_b) for a binary
+// instruction at (a, b) with y = op(a, b): a reverse sweep's step, and on zeros with gy = 1 the
+// partials a forward sweep applies to its tangents.
+template <typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateBinaryAdjoints(GraphOp op, const S& a,
+                                                                  const S& b, const S& y,
+                                                                  const S& gy, bool to_a, bool to_b,
+                                                                  S& ga, S& gb) {
+  switch (op) {
+    case GraphOp::kAdd:
+      if (to_a) ga += gy;
+      if (to_b) gb += gy;
+      break;
+    case GraphOp::kSub:
+      if (to_a) ga += gy;
+      if (to_b) gb -= gy;
+      break;
+    case GraphOp::kMul:
+      if (to_a) ga += gy * b;
+      if (to_b) gb += gy * a;
+      break;
+    case GraphOp::kDiv:
+      if (to_a) ga += gy / b;
+      if (to_b) gb -= gy * y / b;
+      break;
+    case GraphOp::kPow:
+      if (to_a) ga += gy * b * Pow(a, b - 1.0);
+      // log(a) only where a > 0: a negative base has no derivative in the exponent.
+      if (to_b && Value(a) > 0) gb += gy * y * Log(a);
+      break;
+    case GraphOp::kMin:
+      (Value(b) < Value(a) ? gb : ga) += gy;
+      break;
+    case GraphOp::kMax:
+      (Value(a) < Value(b) ? gb : ga) += gy;
+      break;
+    default:
+      break;
+  }
+}
+
+// Accumulates into g the adjoints of every position (kOfAll) or of the active ones (kOfInputs),
+// given the values v of a forward sweep and the output adjoints already in g.
+template <typename S>
+void Reverse(const GraphProgram& program, const S* v, S* g, GraphAdjoints adjoints) {
+  const bool all = adjoints == GraphAdjoints::kOfAll;
   for (auto it = program.tape.rbegin(); it != program.tape.rend(); ++it) {
     const GraphInstruction& in = *it;
+    if (!all && !in.active) continue;
+    const bool to_a = all || in.a_active;
+    const bool to_b = all || in.b_active;
     const S* y = v + in.out;
     const S* gy = g + in.out;
     if (in.op == GraphOp::kGather) {
@@ -229,41 +285,8 @@ void Reverse(const GraphProgram& program, const S* v, S* g) {
       }
     } else if (IsBinary(in.op)) {
       for (int i = 0; i < in.size; ++i) {
-        const S& a = v[in.a[i]];
-        const S& b = v[in.b[i]];
-        S& ga = g[in.a[i]];
-        S& gb = g[in.b[i]];
-        switch (in.op) {
-          case GraphOp::kAdd:
-            ga += gy[i];
-            gb += gy[i];
-            break;
-          case GraphOp::kSub:
-            ga += gy[i];
-            gb -= gy[i];
-            break;
-          case GraphOp::kMul:
-            ga += gy[i] * b;
-            gb += gy[i] * a;
-            break;
-          case GraphOp::kDiv:
-            ga += gy[i] / b;
-            gb -= gy[i] * y[i] / b;
-            break;
-          case GraphOp::kPow:
-            ga += gy[i] * b * Pow(a, b - 1.0);
-            // log(a) only where a > 0: a negative base has no derivative in the exponent.
-            if (Value(a) > 0) gb += gy[i] * y[i] * Log(a);
-            break;
-          case GraphOp::kMin:
-            (Value(b) < Value(a) ? gb : ga) += gy[i];
-            break;
-          case GraphOp::kMax:
-            (Value(a) < Value(b) ? gb : ga) += gy[i];
-            break;
-          default:
-            break;
-        }
+        AccumulateBinaryAdjoints(in.op, v[in.a[i]], v[in.b[i]], y[i], gy[i], to_a, to_b, g[in.a[i]],
+                                 g[in.b[i]]);
       }
     } else if (in.op == GraphOp::kMatMul) {
       for (std::size_t p = 0; p < in.out_base.size(); ++p) {
@@ -272,11 +295,20 @@ void Reverse(const GraphProgram& program, const S* v, S* g) {
         S* gA = g + in.a_base[p];
         S* gB = g + in.b_base[p];
         const S* gO = g + in.out_base[p];
-        for (int i = 0; i < in.rows; ++i) {
+        // Each operand's adjoints in its own loop (the same order of sums), so that an inactive
+        // operand (a layer's weights, for a Jacobian in x and u) costs nothing.
+        for (int i = 0; i < in.rows && to_a; ++i) {
           for (int j = 0; j < in.cols; ++j) {
             const S& go = gO[i * in.cols + j];
             for (int k = 0; k < in.inner; ++k) {
               gA[i * in.a_row + k * in.a_col] += go * B[k * in.b_row + j * in.b_col];
+            }
+          }
+        }
+        for (int i = 0; i < in.rows && to_b; ++i) {
+          for (int j = 0; j < in.cols; ++j) {
+            const S& go = gO[i * in.cols + j];
+            for (int k = 0; k < in.inner; ++k) {
               gB[k * in.b_row + j * in.b_col] += go * A[i * in.a_row + k * in.a_col];
             }
           }
@@ -290,12 +322,123 @@ void Reverse(const GraphProgram& program, const S* v, S* g) {
   }
 }
 
+// The values (as Forward computes them, bit for bit) with `lanes` tangents beside them
+// (t[position * lanes + lane]) in one pass: each instruction's local derivatives once, applied
+// to every lane, so the n+m directions of a Jacobian cost one sweep. Inactive instructions write
+// no tangents (theirs stay zero, as the parameters' and constants' do) and inactive operands add
+// none. Tapes without matrix products only (UsesForwardJacobians).
+void ForwardLanes(const std::vector<GraphInstruction>& tape, double* v, int lanes, double* t) {
+  const auto lanes_of = [&](int position) {
+    return t + static_cast<std::size_t>(position) * lanes;
+  };
+  for (const GraphInstruction& in : tape) {
+    Forward(&in, &in + 1, v);
+    if (!in.active) continue;
+    const double* y = v + in.out;
+    if (in.op == GraphOp::kGather) {
+      for (int i = 0; i < in.size; ++i) {
+        double* to = lanes_of(in.out + i);
+        std::fill_n(to, lanes, 0.0);
+        for (int k = in.start[i]; k < in.start[i + 1]; ++k) {
+          const double* from = lanes_of(in.source[k]);
+          for (int l = 0; l < lanes; ++l) to[l] += from[l];
+        }
+      }
+    } else if (IsBinary(in.op)) {
+      for (int i = 0; i < in.size; ++i) {
+        double da = 0.0, db = 0.0;
+        AccumulateBinaryAdjoints(in.op, v[in.a[i]], v[in.b[i]], y[i], 1.0, true, true, da, db);
+        const double* ta = lanes_of(in.a[i]);
+        const double* tb = lanes_of(in.b[i]);
+        double* to = lanes_of(in.out + i);
+        if (!in.b_active) {
+          for (int l = 0; l < lanes; ++l) to[l] = da * ta[l];
+        } else if (!in.a_active) {
+          for (int l = 0; l < lanes; ++l) to[l] = db * tb[l];
+        } else {
+          for (int l = 0; l < lanes; ++l) to[l] = da * ta[l] + db * tb[l];
+        }
+      }
+    } else {
+      const double* a = v + in.input;
+      for (int i = 0; i < in.size; ++i) {
+        const double slope = UnarySlope(in, a[i], y[i]);
+        const double* ta = lanes_of(in.input + i);
+        double* to = lanes_of(in.out + i);
+        for (int l = 0; l < lanes; ++l) to[l] = slope * ta[l];
+      }
+    }
+  }
+}
+
 template <typename S>
 void Fill(std::vector<S>* buffer, const S& value) {
   for (S& e : *buffer) e = value;
 }
 
+// Zeroes the adjoints a sweep of `adjoints` reads: every position, or (kOfInputs) all but the
+// parameters', which such a sweep neither reads nor needs.
+template <typename S>
+void ClearAdjoints(const GraphProgram& program, GraphAdjoints adjoints, std::vector<S>* g) {
+  if (adjoints == GraphAdjoints::kOfAll) return Fill(g, S(0.0));
+  const auto theta = g->begin() + program.theta_position();
+  std::fill(g->begin(), theta, S(0.0));
+  std::fill(theta + program.param_dim, g->end(), S(0.0));
+}
+
+// Whether StepWithJacobians takes the n+m tangents of ForwardLanes in one pass rather than n
+// reverse sweeps: on tapes without matrix products. Through a layer's product the reverse sweeps
+// are cheaper: one operand each (the weights are inactive), where every tangent lane would pass
+// through the product.
+bool UsesForwardJacobians(const GraphProgram& program) {
+  return !program.is_cost &&
+         std::none_of(program.tape.begin(), program.tape.end(),
+                      [](const GraphInstruction& in) { return in.op == GraphOp::kMatMul; });
+}
+
 }  // namespace
+
+void MarkActivity(GraphProgram* program) {
+  std::vector<bool> active(program->initial_buffer.size(), false);
+  std::fill_n(active.begin() + program->x_position(), program->state_dim + program->control_dim,
+              true);
+  const auto any = [&](const std::vector<int>& positions) {
+    return std::any_of(positions.begin(), positions.end(), [&](int q) { return active[q]; });
+  };
+  for (GraphInstruction& in : program->tape) {
+    const auto out = active.begin() + in.out;
+    if (in.op == GraphOp::kGather) {
+      for (int i = 0; i < in.size; ++i) {
+        out[i] = std::any_of(in.source.begin() + in.start[i], in.source.begin() + in.start[i + 1],
+                             [&](int q) { return active[q]; });
+      }
+      in.a_active = in.b_active = std::any_of(out, out + in.size, [](bool b) { return b; });
+    } else if (IsBinary(in.op)) {
+      for (int i = 0; i < in.size; ++i) out[i] = active[in.a[i]] || active[in.b[i]];
+      in.a_active = any(in.a);
+      in.b_active = any(in.b);
+    } else if (in.op == GraphOp::kMatMul) {
+      const auto block_active = [&](const std::vector<int>& bases, int rows, int cols, int row,
+                                    int col) {
+        for (int base : bases) {
+          for (int i = 0; i < rows; ++i) {
+            for (int j = 0; j < cols; ++j) {
+              if (active[base + i * row + j * col]) return true;
+            }
+          }
+        }
+        return false;
+      };
+      in.a_active = block_active(in.a_base, in.rows, in.inner, in.a_row, in.a_col);
+      in.b_active = block_active(in.b_base, in.inner, in.cols, in.b_row, in.b_col);
+      std::fill_n(out, in.size, in.a_active || in.b_active);
+    } else {
+      std::copy_n(active.begin() + in.input, in.size, out);
+      in.a_active = in.b_active = std::any_of(out, out + in.size, [](bool b) { return b; });
+    }
+    in.active = in.a_active || in.b_active;
+  }
+}
 
 void EvaluateGraphTape(const std::vector<GraphInstruction>& tape, double* buffer) {
   Forward(tape, buffer);
@@ -309,6 +452,15 @@ GraphEvaluator::GraphEvaluator(std::shared_ptr<const GraphProgram> program)
       dual_values_(program_->initial_buffer.begin(), program_->initial_buffer.end()),
       dual_adjoints_(program_->initial_buffer.size()) {
   SizeStages();
+  if (UsesForwardJacobians(*program_)) {
+    // Lane e of tau = [x; u] (positions 0 .. n+m-1) is d/dtau_e; every other position's lanes are
+    // its instruction's, or zero (theta, constants, inactive positions).
+    const int tau_dim = program_->state_dim + program_->control_dim;
+    lanes_.resize(program_->initial_buffer.size() * static_cast<std::size_t>(tau_dim));
+    for (int e = 0; e < tau_dim; ++e) {
+      lanes_[static_cast<std::size_t>(program_->x_position() + e) * tau_dim + e] = 1.0;
+    }
+  }
   if (program_->is_cost) {
     const int nt = program_->state_dim;
     tau_.resize(static_cast<std::size_t>(nt));
@@ -384,7 +536,7 @@ void GraphEvaluator::IntegrateForward(const double* theta, TimeStep dt) {
 }
 
 template <typename S>
-void GraphEvaluator::IntegrateReverse() {
+void GraphEvaluator::IntegrateReverse(GraphAdjoints adjoints) {
   const GraphProgram& p = *program_;
   const int n = p.state_dim, m = p.control_dim;
   Stages<S>& st = StagesOf<S>();
@@ -398,9 +550,9 @@ void GraphEvaluator::IntegrateReverse() {
   // Last stage first: stage s's input y_s = x + h sum_{j<s} a_sj k_j passes its adjoint on to x
   // and to the earlier stages' outputs.
   for (int s = st.tableau.stages - 1; s >= 0; --s) {
-    Fill(&st.adjoints, S(0.0));
+    ClearAdjoints(p, adjoints, &st.adjoints);
     for (int i = 0; i < n; ++i) st.adjoints[p.output + i] = st.k_adjoint[s][i];
-    Reverse(p, st.values[s].data(), st.adjoints.data());
+    Reverse(p, st.values[s].data(), st.adjoints.data(), adjoints);
     for (int i = 0; i < n; ++i) {
       const S& y_bar = st.adjoints[p.x_position() + i];
       st.x_bar[i] += y_bar;
@@ -409,13 +561,14 @@ void GraphEvaluator::IntegrateReverse() {
       }
     }
     for (int j = 0; j < m; ++j) st.u_bar[j] += st.adjoints[p.u_position() + j];
+    if (adjoints == GraphAdjoints::kOfInputs) continue;
     for (int k = 0; k < p.param_dim; ++k) st.theta_bar[k] += st.adjoints[p.theta_position() + k];
   }
 }
 
 void GraphEvaluator::IntegrateDirectional(const double* x, const double* u, const double* theta,
                                           TimeStep dt, const double* lambda, const double* dx,
-                                          const double* du) {
+                                          const double* du, GraphAdjoints adjoints) {
   const GraphProgram& p = *program_;
   Stages<Dual1>& st = dual_stages_;
   for (int i = 0; i < p.state_dim; ++i) {
@@ -428,7 +581,7 @@ void GraphEvaluator::IntegrateDirectional(const double* x, const double* u, cons
     st.u[j].d[0] = du[j];
   }
   IntegrateForward<Dual1>(theta, dt);
-  IntegrateReverse<Dual1>();
+  IntegrateReverse<Dual1>(adjoints);
 }
 
 void GraphEvaluator::Step(const double* x, const double* u, const double* theta, TimeStep dt,
@@ -449,7 +602,7 @@ void GraphEvaluator::StepWithJacobians(const double* x, const double* u, const d
   for (int row = 0; row < n; ++row) {
     Fill(&stages_.seed, 0.0);
     stages_.seed[row] = 1.0;
-    IntegrateReverse<double>();
+    IntegrateReverse<double>(GraphAdjoints::kOfInputs);
     for (int j = 0; j < n; ++j) A[row * n + j] = stages_.x_bar[j];
     for (int j = 0; j < m; ++j) B[row * m + j] = stages_.u_bar[j];
   }
@@ -466,10 +619,10 @@ void GraphEvaluator::SubtractParamGradient(const double* x, const double* u, con
   std::copy(u, u + m, stages_.u.begin());
   IntegrateForward<double>(theta, dt);
   std::copy(mu, mu + n, stages_.seed.begin());
-  IntegrateReverse<double>();
+  IntegrateReverse<double>(GraphAdjoints::kOfAll);
   for (int k = 0; k < np; ++k) grad[k] -= stages_.theta_bar[k];
   if (lambda == nullptr) return;
-  IntegrateDirectional(x, u, theta, dt, lambda, dx, du);
+  IntegrateDirectional(x, u, theta, dt, lambda, dx, du, GraphAdjoints::kOfAll);
   for (int k = 0; k < np; ++k) grad[k] -= dual_stages_.theta_bar[k].d[0];
 }
 
@@ -482,7 +635,8 @@ void GraphEvaluator::LambdaHessian(const double* x, const double* u, const doubl
   for (int column = 0; column < nt; ++column) {
     for (int i = 0; i < n; ++i) stages_.x[i] = column == i ? 1.0 : 0.0;
     for (int j = 0; j < m; ++j) stages_.u[j] = column == n + j ? 1.0 : 0.0;
-    IntegrateDirectional(x, u, theta, dt, lambda, stages_.x.data(), stages_.u.data());
+    IntegrateDirectional(x, u, theta, dt, lambda, stages_.x.data(), stages_.u.data(),
+                         GraphAdjoints::kOfInputs);
     for (int i = 0; i < n; ++i) H[i * nt + column] = dual_stages_.x_bar[i].d[0];
     for (int j = 0; j < m; ++j) H[(n + j) * nt + column] = dual_stages_.u_bar[j].d[0];
   }
@@ -505,11 +659,23 @@ void GraphEvaluator::StepWithJacobians(const double* x, const double* u, const d
                                        double* x_next, double* A, double* B) {
   const GraphProgram& p = *program_;
   const int n = p.state_dim, m = p.control_dim;
+  if (!lanes_.empty()) {
+    // The output's lanes are the rows of [A B].
+    Load(x, u, theta);
+    ForwardLanes(p.tape, values_.data(), n + m, lanes_.data());
+    for (int row = 0; row < n; ++row) {
+      x_next[row] = values_[p.output + row];
+      const double* derivative = lanes_.data() + static_cast<std::size_t>(p.output + row) * (n + m);
+      std::copy_n(derivative, n, A + row * n);
+      std::copy_n(derivative + n, m, B + row * m);
+    }
+    return;
+  }
   Step(x, u, theta, x_next);
   for (int row = 0; row < n; ++row) {
-    Fill(&adjoints_, 0.0);
+    ClearAdjoints(p, GraphAdjoints::kOfInputs, &adjoints_);
     adjoints_[p.output + row] = 1.0;
-    Reverse(p, values_.data(), adjoints_.data());
+    Reverse(p, values_.data(), adjoints_.data(), GraphAdjoints::kOfInputs);
     for (int j = 0; j < n; ++j) A[row * n + j] = adjoints_[p.x_position() + j];
     for (int j = 0; j < m; ++j) B[row * m + j] = adjoints_[p.u_position() + j];
   }
@@ -522,7 +688,7 @@ void GraphEvaluator::ParamVjp(const double* x, const double* u, const double* th
   Forward(p.tape, values_.data());
   Fill(&adjoints_, 0.0);
   for (int i = 0; i < p.output_dim; ++i) adjoints_[p.output + i] = lambda[i];
-  Reverse(p, values_.data(), adjoints_.data());
+  Reverse(p, values_.data(), adjoints_.data(), GraphAdjoints::kOfAll);
   for (int k = 0; k < p.param_dim; ++k) g[k] = adjoints_[p.theta_position() + k];
 }
 
@@ -542,7 +708,7 @@ void GraphEvaluator::MixedDirectional(const double* x, const double* u, const do
   Forward(p.tape, dual_values_.data());
   Fill(&dual_adjoints_, Dual1(0.0));
   for (int i = 0; i < p.output_dim; ++i) dual_adjoints_[p.output + i] = Dual1(lambda[i]);
-  Reverse(p, dual_values_.data(), dual_adjoints_.data());
+  Reverse(p, dual_values_.data(), dual_adjoints_.data(), GraphAdjoints::kOfAll);
   for (int k = 0; k < p.param_dim; ++k) g[k] = dual_adjoints_[p.theta_position() + k].d[0];
 }
 
@@ -572,9 +738,9 @@ void GraphEvaluator::LambdaHessian(const double* x, const double* u, const doubl
       dual_values_[p.u_position() + j].d[0] = column == n + j ? 1.0 : 0.0;
     }
     Forward(p.tape, dual_values_.data());
-    Fill(&dual_adjoints_, Dual1(0.0));
+    ClearAdjoints(p, GraphAdjoints::kOfInputs, &dual_adjoints_);
     for (int i = 0; i < p.output_dim; ++i) dual_adjoints_[p.output + i] = Dual1(lambda[i]);
-    Reverse(p, dual_values_.data(), dual_adjoints_.data());
+    Reverse(p, dual_values_.data(), dual_adjoints_.data(), GraphAdjoints::kOfInputs);
     for (int i = 0; i < nt; ++i) H[i * nt + column] = dual_adjoints_[i].d[0];
   }
 }
@@ -676,9 +842,9 @@ void GraphEvaluator::LinearizeConstraints(const double* x, const double* u, cons
   Forward(p.tape, values_.data());
   for (int row = 0; row < p.output_dim; ++row) {
     const double g = values_[p.output + row];
-    Fill(&adjoints_, 0.0);
+    ClearAdjoints(p, GraphAdjoints::kOfInputs, &adjoints_);
     adjoints_[p.output + row] = 1.0;
-    Reverse(p, values_.data(), adjoints_.data());
+    Reverse(p, values_.data(), adjoints_.data(), GraphAdjoints::kOfInputs);
     double* G_row = G + static_cast<std::ptrdiff_t>(row) * width;
     std::fill(G_row + n + m, G_row + width, 0.0);  // the controls of a graph of x alone
     double s = 0.0;

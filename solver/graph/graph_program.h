@@ -73,6 +73,11 @@ struct GraphInstruction {
   int rows = 0, inner = 0, cols = 0;
   int a_row = 0, a_col = 0, b_row = 0, b_col = 0;
   std::vector<int> a_base, b_base, out_base;  // one entry per product
+  // Activity (MarkActivity): whether the output, and each operand (binary ops and products; a
+  // unary op's input is as its output), depends on x or u. A sweep for derivatives in x and u
+  // alone skips what does not. Every flag true (the default) is always correct.
+  bool active = true;
+  bool a_active = true, b_active = true;
 };
 
 // A named parameter of the graph (an ONNX initializer): theta[offset, offset + size) holds it,
@@ -115,6 +120,16 @@ struct GraphProgram {
 // Runs `tape` over `buffer` in place (values only): what constant folding evaluates a node with.
 void EvaluateGraphTape(const std::vector<GraphInstruction>& tape, double* buffer);
 
+// What a reverse sweep delivers: the adjoints of x and u only (derivatives in x and u: the
+// inactive instructions and operands are skipped, the parameters' adjoints left as they were), or
+// of every position (derivatives in the parameters too).
+enum class GraphAdjoints : std::uint8_t { kOfInputs, kOfAll };
+
+// Sets the activity flags of `program`'s instructions: a position is active when its value depends
+// on x or u (through the tape, from the buffer's x and u), and an instruction or operand is active
+// when any of its positions is. Run once the tape is final.
+void MarkActivity(GraphProgram* program);
+
 // Runs a GraphProgram: holds the buffers one evaluation needs (sized once, reused), so one
 // evaluator per thread. Shapes: x (n), u (m), theta (p), matrices row-major.
 class GraphEvaluator {
@@ -126,8 +141,9 @@ class GraphEvaluator {
   // x_next (n) = f(x, u; theta).
   void Step(const double* x, const double* u, const double* theta, double* x_next);
 
-  // x_next and the Jacobians A = df/dx (n, n) and B = df/du (n, m): one forward sweep and one
-  // reverse sweep per row.
+  // x_next and the Jacobians A = df/dx (n, n) and B = df/du (n, m): one forward sweep with the
+  // n+m tangents beside the values on a tape without matrix products, else one forward sweep and
+  // one reverse sweep per row.
   void StepWithJacobians(const double* x, const double* u, const double* theta, double* x_next,
                          double* A, double* B);
 
@@ -217,14 +233,15 @@ class GraphEvaluator {
   // stages.x, stages.u -> stages.x_next (n): F in scalar S, every stage's buffer kept.
   template <typename S>
   void IntegrateForward(const double* theta, TimeStep dt);
-  // After IntegrateForward: (x_bar, u_bar, theta_bar) = (dF/d(x, u, theta))' seed, one reverse
-  // sweep of the graph per stage.
+  // After IntegrateForward: (x_bar, u_bar) = (dF/d(x, u))' seed, and theta_bar = (dF/dtheta)'
+  // seed when `adjoints` is kOfAll; one reverse sweep of the graph per stage.
   template <typename S>
-  void IntegrateReverse();
+  void IntegrateReverse(GraphAdjoints adjoints);
   // Sets the Dual1 stages' x and u to (x + e dx, u + e du), then runs forward and reverse with
   // `lambda` as the seed: the tangents are then d/de of (dF/d(x, u, theta))' lambda.
   void IntegrateDirectional(const double* x, const double* u, const double* theta, TimeStep dt,
-                            const double* lambda, const double* dx, const double* du);
+                            const double* lambda, const double* dx, const double* du,
+                            GraphAdjoints adjoints);
 
   void Load(const double* x, const double* u, const double* theta);
   // tau_ = [x (n); u (tau_dim - n)] for a cost graph.
@@ -232,6 +249,8 @@ class GraphEvaluator {
 
   std::shared_ptr<const GraphProgram> program_;
   std::vector<double> values_, adjoints_, param_scratch_, tau_, dtau_;
+  // StepWithJacobians' tangents (n+m per position) when it sweeps forward; empty otherwise.
+  std::vector<double> lanes_;
   // A constraint graph's: one row's seed, and ConstraintRow's cache (the inputs and g there).
   std::vector<double> row_seed_, rows_at_, rows_, curvature_;
   bool rows_valid_ = false;

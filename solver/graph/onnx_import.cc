@@ -1173,6 +1173,7 @@ class GraphCompiler {
     program_->output = out.position;
     program_->initial_buffer = std::move(builder_.buffer());
     program_->tape = std::move(builder_.tape());
+    MarkActivity(program_.get());
     return std::shared_ptr<const GraphProgram>(std::move(program_));
   }
 

@@ -1,6 +1,7 @@
 #include "solver/graph/graph_program.h"
 
 #include <cmath>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -174,6 +175,56 @@ TEST_F(GraphDerivativesTest, LambdaHessianMatchesCentralDifferences) {
       }
     }
   }
+}
+
+// Activity analysis (MarkActivity): derivatives in x and u skip what depends on theta alone, and
+// must be bit for bit those of the whole sweep (a program with every flag true); the parameter
+// products after such a sweep must be those of a fresh evaluator (the skipped parameters'
+// adjoints left behind are not read).
+TEST_F(GraphDerivativesTest, SkippingTheInactivePartsChangesNoDerivative) {
+  std::mt19937_64 rng(15);
+  for (const auto& [name, program] : programs_) {
+    SCOPED_TRACE(name);
+    auto whole = std::make_shared<GraphProgram>(*program);
+    for (GraphInstruction& in : whole->tape) in.active = in.a_active = in.b_active = true;
+    GraphEvaluator marked(program), unmarked(whole), fresh(program);
+    const int n = program->state_dim, m = program->control_dim, nt = n + m;
+    const Point point = RandomPoint(*program, rng);
+    std::vector<double> next(n), A(n * n), B(n * m), H(nt * nt), g(program->param_dim);
+    std::vector<double> want_A(n * n), want_B(n * m), want_H(nt * nt), want_g(program->param_dim);
+    marked.StepWithJacobians(point.x.data(), point.u.data(), point.theta.data(), next.data(),
+                             A.data(), B.data());
+    unmarked.StepWithJacobians(point.x.data(), point.u.data(), point.theta.data(), next.data(),
+                               want_A.data(), want_B.data());
+    EXPECT_EQ(A, want_A);
+    EXPECT_EQ(B, want_B);
+    marked.LambdaHessian(point.x.data(), point.u.data(), point.theta.data(), point.lambda.data(),
+                         H.data());
+    unmarked.LambdaHessian(point.x.data(), point.u.data(), point.theta.data(), point.lambda.data(),
+                           want_H.data());
+    EXPECT_EQ(H, want_H);
+    marked.ParamVjp(point.x.data(), point.u.data(), point.theta.data(), point.lambda.data(),
+                    g.data());
+    fresh.ParamVjp(point.x.data(), point.u.data(), point.theta.data(), point.lambda.data(),
+                   want_g.data());
+    EXPECT_EQ(g, want_g);
+  }
+}
+
+// In a layer y = W h + b only h depends on x and u: the Jacobians' sweeps form no dL/dW.
+TEST(GraphActivityTest, ALayersWeightsAreInactive) {
+  absl::StatusOr<std::shared_ptr<const GraphProgram>> program =
+      CompileOnnxGraph(testing::ReadGraphFile("mlp_n4_m1_h64.onnx"), {});
+  ASSERT_TRUE(program.ok()) << program.status();
+  int products = 0;
+  for (const GraphInstruction& in : (*program)->tape) {
+    EXPECT_TRUE(in.active);  // every instruction of an MLP is on the way from [x; u]
+    if (in.op != GraphOp::kMatMul) continue;
+    ++products;
+    EXPECT_TRUE(in.a_active);
+    EXPECT_FALSE(in.b_active);
+  }
+  EXPECT_EQ(products, 3);
 }
 
 }  // namespace
