@@ -16,4 +16,13 @@
 #define MPC_FORCE_INLINE inline __attribute__((always_inline))
 #endif
 
+// For the forward-mode AD entry points (model_derivatives.h): the model's Step and every dual
+// operation inlined into them, so the tangents live in registers instead of going through memory
+// at each call. The device compiler inlines these on its own.
+#if defined(__CUDACC__)
+#define MPC_FLATTEN
+#else
+#define MPC_FLATTEN __attribute__((flatten))
+#endif
+
 #endif  // MPC_SOLVER_HOST_DEVICE_H_

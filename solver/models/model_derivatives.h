@@ -18,8 +18,8 @@ enum class MatrixOrder { kColumnMajor, kRowMajor };
 // tangents, in scalar S (double; float in the device code). x: (n); u: (m); p: (kParamDim);
 // x_next: (n); A: (n, n) and B: (n, m), both stored in kOrder.
 template <class Model, MatrixOrder kOrder = MatrixOrder::kColumnMajor, typename S>
-MPC_HOST_DEVICE void StepWithJacobians(const S* x, const S* u, const S* p, TimeStep dt, S* x_next,
-                                       S* A, S* B) {
+MPC_HOST_DEVICE MPC_FLATTEN void StepWithJacobians(const S* x, const S* u, const S* p, TimeStep dt,
+                                                   S* x_next, S* A, S* B) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
   constexpr bool row_major = kOrder == MatrixOrder::kRowMajor;
