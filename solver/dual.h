@@ -39,6 +39,13 @@ struct Dual {
   MPC_HOST_DEVICE Dual& operator/=(const Dual& b) { return *this = *this / b; }
 };
 
+// Makes the zero dual *x the variable Dual::Variable(value, direction), in place.
+template <typename S, int N>
+MPC_HOST_DEVICE inline void SeedVariable(const S& value, int direction, Dual<S, N>* x) {
+  x->v = value;
+  x->d[direction] = S(1);
+}
+
 // The value of a (possibly nested) dual number, or the number itself.
 template <typename S>
 MPC_HOST_DEVICE inline const S& ValueOf(const S& x) {

@@ -25,8 +25,10 @@ MPC_HOST_DEVICE MPC_FLATTEN void StepWithJacobians(const S* x, const S* u, const
   constexpr bool row_major = kOrder == MatrixOrder::kRowMajor;
   using D = Dual<S, n + m>;
   D xd[n], ud[m], out[n];
-  for (int i = 0; i < n; ++i) xd[i] = D::Variable(x[i], i);
-  for (int j = 0; j < m; ++j) ud[j] = D::Variable(u[j], n + j);
+  // Seeded in place: a Variable built apart and copied in is written in pieces and read back
+  // whole, which stalls store forwarding on every seed.
+  for (int i = 0; i < n; ++i) SeedVariable(x[i], i, &xd[i]);
+  for (int j = 0; j < m; ++j) SeedVariable(u[j], n + j, &ud[j]);
   ModelStep<Model>(xd, ud, p, dt, out);
   for (int i = 0; i < n; ++i) {
     x_next[i] = out[i].v;
