@@ -71,16 +71,15 @@ template <typename S>
 MPC_HOST_DEVICE MPC_FORCE_INLINE void AddDynamicsToQ(const S* A, const S* B, const S* V, const S* v,
                                                      int n, int m, S* VA, S* VB, S* Qxx, S* Qux,
                                                      S* Quu, S* qx, S* qu) {
+  // Row i of VA and VB summed in place along the rows of A and B: each entry still adds its
+  // products in the order of l from zero, and the innermost loop (over j) vectorises.
   for (int i = 0; i < n; ++i) {
-    for (int j = 0; j < n; ++j) {
-      S s = 0;
-      for (int l = 0; l < n; ++l) s += V[i * n + l] * A[l * n + j];
-      VA[i * n + j] = s;
-    }
-    for (int j = 0; j < m; ++j) {
-      S s = 0;
-      for (int l = 0; l < n; ++l) s += V[i * n + l] * B[l * m + j];
-      VB[i * m + j] = s;
+    for (int j = 0; j < n; ++j) VA[i * n + j] = 0;
+    for (int j = 0; j < m; ++j) VB[i * m + j] = 0;
+    for (int l = 0; l < n; ++l) {
+      const S v_il = V[i * n + l];
+      for (int j = 0; j < n; ++j) VA[i * n + j] += v_il * A[l * n + j];
+      for (int j = 0; j < m; ++j) VB[i * m + j] += v_il * B[l * m + j];
     }
   }
   for (int i = 0; i < n; ++i) {
