@@ -185,6 +185,199 @@ S Binary(GraphOp op, const S& a, const S& b) {
 
 bool IsBinary(GraphOp op) { return op >= GraphOp::kAdd && op <= GraphOp::kMax; }
 
+// Matrix products (kMatMul). Every product of an instruction is O = A B with A (rows, inner) at
+// strides (a_row, a_col) and B (inner, cols) at (b_row, b_col). A layer exported from nn.Linear
+// (Gemm with transB) reads A's rows and B's columns contiguously (a_col = b_row = 1): its sums are
+// contiguous dot products and its adjoints contiguous updates, which the loops below give the
+// compiler as unit-stride loops over distinct arrays (__restrict: an instruction's output never
+// overlaps its operands, and values and adjoints are separate buffers) so that they vectorise.
+// The other layouts take the general loops.
+bool HasContiguousDots(const GraphInstruction& in) { return in.a_col == 1 && in.b_row == 1; }
+
+// The double kernels below are spelled in four-wide vectors (GCC vector extensions: the compiler
+// left the generic loops scalar or shuffling). Lane by lane they do the generic templates'
+// operations in the same order (no contraction: -ffp-contract=off), so the same bits.
+using Double4 = double __attribute__((vector_size(32)));
+// The same vector at any double's address (the buffers are only 8-byte aligned).
+using UnalignedDouble4 = double __attribute__((vector_size(32), aligned(8), may_alias));
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline Double4 Load4(const double* p) {
+  return *reinterpret_cast<const UnalignedDouble4*>(p);
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Store4(double* p, Double4 v) {
+  *reinterpret_cast<UnalignedDouble4*>(p) = v;
+}
+
+// sum_k a[k] b[k] for k in [0, blocks * kDotLanes) in kDotLanes partial sums (k mod kDotLanes),
+// added pairwise: lane l + lane l + 4, then + lane l + 2, then + lane l + 1.
+constexpr int kDotLanes = 8;
+
+template <typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline S PairwiseDotOfBlocks(const S* __restrict a,
+                                                          const S* __restrict b, int blocks) {
+  S lane[kDotLanes];
+  for (S& partial : lane) partial = S(0.0);
+  for (int k = 0; k < blocks * kDotLanes; k += kDotLanes) {
+    for (int l = 0; l < kDotLanes; ++l) lane[l] = lane[l] + a[k + l] * b[k + l];
+  }
+  for (int width = kDotLanes / 2; width > 0; width /= 2) {
+    for (int l = 0; l < width; ++l) lane[l] = lane[l] + lane[l + width];
+  }
+  return lane[0];
+}
+
+template <>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline double PairwiseDotOfBlocks(const double* __restrict a,
+                                                               const double* __restrict b,
+                                                               int blocks) {
+  static_assert(kDotLanes == 8, "two vectors of four partial sums");
+  Double4 low = {0.0, 0.0, 0.0, 0.0}, high = {0.0, 0.0, 0.0, 0.0};
+  for (int k = 0; k < blocks * kDotLanes; k += kDotLanes) {
+    low = low + Load4(a + k) * Load4(b + k);
+    high = high + Load4(a + k + 4) * Load4(b + k + 4);
+  }
+  const Double4 four = low + high;
+  return (four[0] + four[2]) + (four[1] + four[3]);
+}
+
+// sum_k a[k] b[k] for k in [0, n): the whole blocks pairwise (above), then the tail in order. One
+// fixed order for every scalar type, so a dual number's value is the double evaluation's.
+template <typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline S ContiguousDot(const S* __restrict a, const S* __restrict b,
+                                                    int n) {
+  const int blocks = n / kDotLanes;
+  S tail(0.0);
+  for (int k = blocks * kDotLanes; k < n; ++k) tail = tail + a[k] * b[k];
+  return PairwiseDotOfBlocks(a, b, blocks) + tail;
+}
+
+// y[k] += alpha x[k] for k in [0, n).
+template <typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void ContiguousAxpy(const S alpha, const S* __restrict x,
+                                                        S* __restrict y, int n) {
+  for (int k = 0; k < n; ++k) y[k] += alpha * x[k];
+}
+
+// y[l] += alpha[j] rows[j * stride + l] for j = 0, 1, ..., count - 1 in turn, l in [0,
+// kRowBlock): the block of y stays in registers across the rows.
+constexpr int kRowBlock = 16;
+
+template <typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateRowBlock(const S* __restrict alpha, int count,
+                                                            const S* __restrict rows, int stride,
+                                                            S* __restrict y) {
+  S block[kRowBlock];
+  for (int l = 0; l < kRowBlock; ++l) block[l] = y[l];
+  for (int j = 0; j < count; ++j) {
+    const S a = alpha[j];
+    const S* row = rows + static_cast<std::ptrdiff_t>(j) * stride;
+    for (int l = 0; l < kRowBlock; ++l) block[l] += a * row[l];
+  }
+  for (int l = 0; l < kRowBlock; ++l) y[l] = block[l];
+}
+
+template <>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateRowBlock(const double* __restrict alpha,
+                                                            int count,
+                                                            const double* __restrict rows,
+                                                            int stride, double* __restrict y) {
+  static_assert(kRowBlock == 16, "four vectors of four");
+  Double4 y0 = Load4(y), y1 = Load4(y + 4), y2 = Load4(y + 8), y3 = Load4(y + 12);
+  for (int j = 0; j < count; ++j) {
+    const Double4 a = {alpha[j], alpha[j], alpha[j], alpha[j]};
+    const double* row = rows + static_cast<std::ptrdiff_t>(j) * stride;
+    y0 = y0 + a * Load4(row);
+    y1 = y1 + a * Load4(row + 4);
+    y2 = y2 + a * Load4(row + 8);
+    y3 = y3 + a * Load4(row + 12);
+  }
+  Store4(y, y0);
+  Store4(y + 4, y1);
+  Store4(y + 8, y2);
+  Store4(y + 12, y3);
+}
+
+// y[k] += alpha[j] rows[j * stride + k] for j = 0, 1, ..., count - 1 in turn, k in [0, n): the
+// same sums, in the same order, as count ContiguousAxpy calls, a block of y at a time.
+template <typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateRows(const S* __restrict alpha, int count,
+                                                        const S* __restrict rows, int stride,
+                                                        S* __restrict y, int n) {
+  int k = 0;
+  for (; k + kRowBlock <= n; k += kRowBlock) {
+    AccumulateRowBlock(alpha, count, rows + k, stride, y + k);
+  }
+  for (; k < n; ++k) {
+    S sum = y[k];
+    for (int j = 0; j < count; ++j) {
+      sum += alpha[j] * rows[static_cast<std::ptrdiff_t>(j) * stride + k];
+    }
+    y[k] = sum;
+  }
+}
+
+template <typename S>
+void MatMulForward(const GraphInstruction& in, S* v) {
+  for (std::size_t p = 0; p < in.out_base.size(); ++p) {
+    const S* A = v + in.a_base[p];
+    const S* B = v + in.b_base[p];
+    S* O = v + in.out_base[p];
+    for (int i = 0; i < in.rows; ++i) {
+      for (int j = 0; j < in.cols; ++j) {
+        if (HasContiguousDots(in)) {
+          O[i * in.cols + j] = ContiguousDot(A + i * in.a_row, B + j * in.b_col, in.inner);
+          continue;
+        }
+        S s(0.0);
+        for (int k = 0; k < in.inner; ++k) {
+          s = s + A[i * in.a_row + k * in.a_col] * B[k * in.b_row + j * in.b_col];
+        }
+        O[i * in.cols + j] = s;
+      }
+    }
+  }
+}
+
+// gA += gO B' and gB += A' gO, each where asked (to_a, to_b): each operand's adjoints in its own
+// loop (the same order of sums), so that an inactive operand (a layer's weights, for a Jacobian in
+// x and u) costs nothing.
+template <typename S>
+void MatMulReverse(const GraphInstruction& in, const S* v, S* g, bool to_a, bool to_b) {
+  const bool contiguous = HasContiguousDots(in);
+  for (std::size_t p = 0; p < in.out_base.size(); ++p) {
+    const S* A = v + in.a_base[p];
+    const S* B = v + in.b_base[p];
+    S* gA = g + in.a_base[p];
+    S* gB = g + in.b_base[p];
+    const S* gO = g + in.out_base[p];
+    for (int i = 0; i < in.rows && to_a; ++i) {
+      if (contiguous) {
+        AccumulateRows(gO + i * in.cols, in.cols, B, in.b_col, gA + i * in.a_row, in.inner);
+        continue;
+      }
+      for (int j = 0; j < in.cols; ++j) {
+        const S& go = gO[i * in.cols + j];
+        for (int k = 0; k < in.inner; ++k) {
+          gA[i * in.a_row + k * in.a_col] += go * B[k * in.b_row + j * in.b_col];
+        }
+      }
+    }
+    for (int i = 0; i < in.rows && to_b; ++i) {
+      for (int j = 0; j < in.cols; ++j) {
+        const S& go = gO[i * in.cols + j];
+        if (contiguous) {
+          ContiguousAxpy(go, A + i * in.a_row, gB + j * in.b_col, in.inner);
+          continue;
+        }
+        for (int k = 0; k < in.inner; ++k) {
+          gB[k * in.b_row + j * in.b_col] += go * A[i * in.a_row + k * in.a_col];
+        }
+      }
+    }
+  }
+}
+
 // The values of the instructions [begin, end).
 template <typename S>
 void Forward(const GraphInstruction* begin, const GraphInstruction* end, S* v) {
@@ -200,20 +393,7 @@ void Forward(const GraphInstruction* begin, const GraphInstruction* end, S* v) {
     } else if (IsBinary(in.op)) {
       for (int i = 0; i < in.size; ++i) out[i] = Binary(in.op, v[in.a[i]], v[in.b[i]]);
     } else if (in.op == GraphOp::kMatMul) {
-      for (std::size_t p = 0; p < in.out_base.size(); ++p) {
-        const S* A = v + in.a_base[p];
-        const S* B = v + in.b_base[p];
-        S* O = v + in.out_base[p];
-        for (int i = 0; i < in.rows; ++i) {
-          for (int j = 0; j < in.cols; ++j) {
-            S s(0.0);
-            for (int k = 0; k < in.inner; ++k) {
-              s = s + A[i * in.a_row + k * in.a_col] * B[k * in.b_row + j * in.b_col];
-            }
-            O[i * in.cols + j] = s;
-          }
-        }
-      }
+      MatMulForward(in, v);
     } else {
       const S* a = v + in.input;
       for (int i = 0; i < in.size; ++i) out[i] = Unary(in, a[i]);
@@ -289,31 +469,7 @@ void Reverse(const GraphProgram& program, const S* v, S* g, GraphAdjoints adjoin
                                  g[in.b[i]]);
       }
     } else if (in.op == GraphOp::kMatMul) {
-      for (std::size_t p = 0; p < in.out_base.size(); ++p) {
-        const S* A = v + in.a_base[p];
-        const S* B = v + in.b_base[p];
-        S* gA = g + in.a_base[p];
-        S* gB = g + in.b_base[p];
-        const S* gO = g + in.out_base[p];
-        // Each operand's adjoints in its own loop (the same order of sums), so that an inactive
-        // operand (a layer's weights, for a Jacobian in x and u) costs nothing.
-        for (int i = 0; i < in.rows && to_a; ++i) {
-          for (int j = 0; j < in.cols; ++j) {
-            const S& go = gO[i * in.cols + j];
-            for (int k = 0; k < in.inner; ++k) {
-              gA[i * in.a_row + k * in.a_col] += go * B[k * in.b_row + j * in.b_col];
-            }
-          }
-        }
-        for (int i = 0; i < in.rows && to_b; ++i) {
-          for (int j = 0; j < in.cols; ++j) {
-            const S& go = gO[i * in.cols + j];
-            for (int k = 0; k < in.inner; ++k) {
-              gB[k * in.b_row + j * in.b_col] += go * A[i * in.a_row + k * in.a_col];
-            }
-          }
-        }
-      }
+      MatMulReverse(in, v, g, to_a, to_b);
     } else {
       const S* a = v + in.input;
       S* ga = g + in.input;
@@ -327,7 +483,11 @@ void Reverse(const GraphProgram& program, const S* v, S* g, GraphAdjoints adjoin
 // to every lane, so the n+m directions of a Jacobian cost one sweep. Inactive instructions write
 // no tangents (theirs stay zero, as the parameters' and constants' do) and inactive operands add
 // none. Tapes without matrix products only (UsesForwardJacobians).
-void ForwardLanes(const std::vector<GraphInstruction>& tape, double* v, int lanes, double* t) {
+// kLanes > 0: the lane count as a compile-time constant (the lane loops unroll), else `lanes`.
+template <int kLanes>
+void ForwardLanes(const std::vector<GraphInstruction>& tape, double* v, int run_time_lanes,
+                  double* t) {
+  const int lanes = kLanes > 0 ? kLanes : run_time_lanes;
   const auto lanes_of = [&](int position) {
     return t + static_cast<std::size_t>(position) * lanes;
   };
@@ -369,6 +529,23 @@ void ForwardLanes(const std::vector<GraphInstruction>& tape, double* v, int lane
       }
     }
   }
+}
+
+// ForwardLanes with the lane count as a compile-time constant up to kMaxFixedLanes.
+constexpr int kMaxFixedLanes = 16;
+
+template <int... kCounts>
+void ForwardLanesOfCount(std::integer_sequence<int, kCounts...>,
+                         const std::vector<GraphInstruction>& tape, double* v, int lanes,
+                         double* t) {
+  const bool fixed =
+      ((lanes == kCounts + 1 ? (ForwardLanes<kCounts + 1>(tape, v, lanes, t), true) : false) ||
+       ...);
+  if (!fixed) ForwardLanes<0>(tape, v, lanes, t);
+}
+
+void ForwardLanes(const std::vector<GraphInstruction>& tape, double* v, int lanes, double* t) {
+  ForwardLanesOfCount(std::make_integer_sequence<int, kMaxFixedLanes>(), tape, v, lanes, t);
 }
 
 template <typename S>
