@@ -159,19 +159,26 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
 
   // x_next = f(x, u) for the dynamics of step t.
   MPC_HOST_DEVICE void Step(int t, const S* x, const S* u, S* x_next) const {
+    Step<S>(t, x, u, x_next);
+  }
+  // The same in the rollout scalar R: S, or several samples' lanes (core/sampling.h); graphs
+  // only in S.
+  template <typename R>
+  MPC_HOST_DEVICE void Step(int t, const R* x, const R* u, R* x_next) const {
     if constexpr (Dynamics::kIsLinear) {
       const int base = (view_.transition_slices > 1 ? t : 0) * n * nt;
       const int offset_base = (view_.offset_slices > 1 ? t : 0) * n;
       for (int i = 0; i < n; ++i) {
-        S ax = 0;
+        R ax = R(0);
         for (int j = 0; j < n; ++j) ax += At(view_.transition, base + i * nt + j) * x[j];
-        S bu = 0;
+        R bu = R(0);
         for (int j = 0; j < m; ++j) bu += At(view_.transition, base + i * nt + n + j) * u[j];
-        S next = ax + bu;
+        R next = ax + bu;
         if (view_.offset_slices > 0) next += At(view_.offset, offset_base + i);
         x_next[i] = next;
       }
     } else if constexpr (Dynamics::kIsGraph) {
+      static_assert(std::is_same_v<R, S>, "graphs step one sample at a time");
       static_assert(std::is_same_v<Layout, Contiguous>, "graphs run on CPU workers only");
       view_.graph->Step(x, u, view_.params, dt_, x_next);
     } else {
@@ -195,16 +202,21 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
       const StepCostGraph<S> cost = CostGraphOfStep(view_, t);
       if (cost.graph != nullptr) return cost.graph->Cost(x, u, n, cost.params);
     }
-    S total = 0;
+    return StageCost<S>(t, x, u);
+  }
+  // The quadratic one in the rollout scalar R: S, or several samples' lanes (core/sampling.h).
+  template <typename R>
+  MPC_HOST_DEVICE R StageCost(int t, const R* x, const R* u) const {
+    R total = R(0);
     for (int i = 0; i < n; ++i) {
-      S s = 0;
+      R s = R(0);
       for (int j = 0; j < n; ++j) s += Cxx(t, i, j) * x[j];
       total += x[i] * (S(0.5) * s + cx(t, i));
     }
     for (int i = 0; i < m; ++i) {
-      S sx = 0;
+      R sx = R(0);
       for (int j = 0; j < n; ++j) sx += Cux(t, i, j) * x[j];
-      S su = 0;
+      R su = R(0);
       for (int j = 0; j < m; ++j) su += Cuu(t, i, j) * u[j];
       total += u[i] * (sx + S(0.5) * su + cu(t, i));
     }

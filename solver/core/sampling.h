@@ -35,6 +35,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "solver/core/batch_view.h"
 #include "solver/core/ilqr.h"
@@ -44,6 +45,34 @@
 #include "solver/host_device.h"
 
 namespace mpc::core {
+
+// How many samples a rollout scalar R carries: 1 for a plain scalar (the GPU's thread per sample,
+// the host emulation), R::kLanes for a lane type (the CPU's, solver/cpu/sample_lanes.h), which
+// also offers R::Load(const S* lanes) and operator[](lane).
+template <typename R, typename = void>
+inline constexpr int kRolloutLanes = 1;
+template <typename R>
+inline constexpr int kRolloutLanes<R, std::void_t<decltype(R::kLanes)>> = R::kLanes;
+
+// The R that holds lanes[0..kRolloutLanes<R>).
+template <typename R, typename S>
+MPC_HOST_DEVICE R FromLanes(const S* lanes) {
+  if constexpr (kRolloutLanes<R> == 1) {
+    return R(lanes[0]);
+  } else {
+    return R::Load(lanes);
+  }
+}
+
+// Lane `lane` of v.
+template <typename R>
+MPC_HOST_DEVICE auto LaneOf(const R& v, int lane) {
+  if constexpr (kRolloutLanes<R> == 1) {
+    return v;
+  } else {
+    return v[lane];
+  }
+}
 
 enum SamplingMethod : std::int32_t {
   kSamplingNone = 0,  // plain iLQR
@@ -138,12 +167,23 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
         At(sampling_.std, e) = S(settings_.initial_std);
       }
     }
-    out.best_cost = Samples() ? static_cast<double>(RolloutCost(-1, 0)) : 0.0;
+    out.best_cost = Samples() ? static_cast<double>(RolloutCost<S>(-1, 0)) : 0.0;
   }
 
   // Rolls out sample `sample` of `iteration` and stores its cost.
   MPC_HOST_DEVICE void SampleCost(int iteration, int sample) {
-    At(sampling_.costs, sample) = RolloutCost(iteration, sample);
+    At(sampling_.costs, sample) = RolloutCost<S>(iteration, sample);
+  }
+
+  // Rolls out the samples first_sample, first_sample + 1, ... of `iteration` together, one per
+  // lane of R, and stores the costs of those below SampleCount() (the last group's other lanes
+  // roll out draws of no sample and are dropped).
+  template <typename R>
+  MPC_HOST_DEVICE void SampleCosts(int iteration, int first_sample) {
+    const R cost = RolloutCost<R>(iteration, first_sample);
+    for (int lane = 0; lane < kRolloutLanes<R> && first_sample + lane < SampleCount(); ++lane) {
+      At(sampling_.costs, first_sample + lane) = LaneOf(cost, lane);
+    }
   }
 
   // Moves the distribution towards this iteration's good samples, then rolls the new mean out and
@@ -159,7 +199,7 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
     }
     SamplingResult& out = sampling_.results[this->b_];
     out.iterations = iteration + 1;
-    const S cost = RolloutCost(-1, 0);
+    const S cost = RolloutCost<S>(-1, 0);
     if (IsFinite(cost) && (!IsFinite(S(out.best_cost)) || cost < S(out.best_cost))) {
       out.best_cost = cost;
       Copy(sampling_.mean, sampling_.plan, T_ * m);
@@ -237,33 +277,61 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
     return Perturbed(t, j, Interpolate(KnotNoise(iteration, sample, knot, j), next, offset));
   }
 
-  // The cost of rolling sample `sample` of `iteration` out from x_0. The controls are
-  // SampledControl's, with each knot's draw made once.
-  MPC_HOST_DEVICE S RolloutCost(int iteration, int sample) const {
+  // The arena of the rollout's R arrays: this sampler's for S, none for lanes (compile-time sizes).
+  template <typename R>
+  MPC_HOST_DEVICE ScratchArena<R>* RolloutArena() const {
+    if constexpr (std::is_same_v<R, S>) {
+      return arena_;
+    } else {
+      return nullptr;
+    }
+  }
+
+  // Control j at step t of sample `sample` (SampledControl's value), from the draws of its knots,
+  // which it makes when t is a knot (at_knot, at_next_knot: that sample's draws, kept in between).
+  MPC_HOST_DEVICE S RolloutControl(int iteration, int sample, int t, int j, S* at_knot,
+                                   S* at_next_knot) const {
+    if (iteration < 0 || sample == 0) return Clamp(t, j, At(sampling_.mean, t * m + j));
+    const int knot = t / settings_.knot_spacing, offset = t % settings_.knot_spacing;
+    if (offset == 0) {
+      *at_knot = S(KnotNoise(iteration, sample, knot, j));
+      if (settings_.knot_spacing > 1) *at_next_knot = S(KnotNoise(iteration, sample, knot + 1, j));
+    }
+    return Perturbed(t, j, Interpolate(*at_knot, *at_next_knot, offset));
+  }
+
+  // The costs of rolling the samples first_sample, first_sample + 1, ... out from x_0, one per
+  // lane of the rollout scalar R (kRolloutLanes<R>; S: one sample). The controls are
+  // SampledControl's, with each knot's draw made once; the state, the dynamics and the cost run in
+  // R.
+  template <typename R>
+  MPC_HOST_DEVICE R RolloutCost(int iteration, int first_sample) const {
+    constexpr int kLanes = kRolloutLanes<R>;
+    static_assert(kLanes == 1 || (NX != kDynamic && NU != kDynamic),
+                  "several lanes need compile-time sizes");
     ScratchScope<S> scope(arena_);
-    LocalArray<S, NX> x(arena_, n), next(arena_, n);
-    LocalArray<S, NU> u(arena_, m), at_knot(arena_, m), at_next_knot(arena_, m);
-    const bool noisy = iteration >= 0 && sample != 0;
-    for (int i = 0; i < n; ++i) x[i] = At(sampling_.problem.x_init, i);
-    S cost = 0;
+    ScratchArena<R>* const arena = RolloutArena<R>();
+    LocalArray<R, NX> x(arena, n), next(arena, n);
+    LocalArray<R, NU> u(arena, m);
+    LocalArray<S, NU * kLanes> at_knot(arena_, m * kLanes), at_next_knot(arena_, m * kLanes);
+    for (int i = 0; i < n; ++i) x[i] = R(At(sampling_.problem.x_init, i));
+    R cost = R(0);
     for (int t = 0; t < T_; ++t) {
-      const int knot = t / settings_.knot_spacing, offset = t % settings_.knot_spacing;
       for (int j = 0; j < m; ++j) {
-        if (!noisy) {
-          u[j] = Clamp(t, j, At(sampling_.mean, t * m + j));
-          continue;
+        S lanes[kLanes];
+        for (int lane = 0; lane < kLanes; ++lane) {
+          lanes[lane] = RolloutControl(iteration, first_sample + lane, t, j, &at_knot[lane * m + j],
+                                       &at_next_knot[lane * m + j]);
         }
-        if (offset == 0) {
-          at_knot[j] = S(KnotNoise(iteration, sample, knot, j));
-          if (settings_.knot_spacing > 1) {
-            at_next_knot[j] = S(KnotNoise(iteration, sample, knot + 1, j));
-          }
-        }
-        u[j] = Perturbed(t, j, Interpolate(at_knot[j], at_next_knot[j], offset));
+        u[j] = FromLanes<R>(lanes);
       }
-      cost += StageCost(t, x, u);
+      if constexpr (std::is_same_v<R, S>) {
+        cost += StageCost(t, x, u);  // a cost graph's too
+      } else {
+        cost += this->template StageCost<R>(t, x, u);
+      }
       if (t + 1 < T_) {
-        Step(t, x, u, next);
+        this->template Step<R>(t, x, u, next);
         for (int i = 0; i < n; ++i) x[i] = next[i];
       }
     }
@@ -410,17 +478,19 @@ MPC_HOST_DEVICE void PolishAndFinish(const SamplingBatchView<S>& view, int b,
   ProblemSampler<S, Dynamics, NX, NU, kFixedSize, Layout>(view, b, arena).Finish();
 }
 
-// Problem b from start to end on one thread (a CPU worker): samples in turn, no allocation.
+// Problem b from start to end on one thread (a CPU worker): samples in groups of
+// kRolloutLanes<Rollout> (consecutive sample indices from 0, so the grouping is a function of the
+// problem's own sample count), no allocation.
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
-          class Layout = Interleaved, class Kernels = LoopKernels>
+          class Layout = Interleaved, class Kernels = LoopKernels, typename Rollout = S>
 MPC_HOST_DEVICE void SolveWithSampling(const SamplingBatchView<S>& view, int b,
                                        ScratchArena<S>* arena = nullptr) {
   ProblemSampler<S, Dynamics, NX, NU, kFixedSize, Layout> sampler(view, b, arena);
   sampler.Begin();
   for (int iteration = 0; iteration < sampler.Iterations(); ++iteration) {
     if (sampler.StopRequested()) break;
-    for (int sample = 0; sample < sampler.SampleCount(); ++sample) {
-      sampler.SampleCost(iteration, sample);
+    for (int sample = 0; sample < sampler.SampleCount(); sample += kRolloutLanes<Rollout>) {
+      sampler.template SampleCosts<Rollout>(iteration, sample);
     }
     sampler.Update(iteration);
   }

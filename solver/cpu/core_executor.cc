@@ -1,6 +1,7 @@
 #include "solver/cpu/core_executor.h"
 
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "solver/core/scratch.h"
 #include "solver/cpu/dense_kernels.h"
 #include "solver/cpu/implicit_backward.h"
+#include "solver/cpu/sample_lanes.h"
 #include "solver/graph/graph_program.h"
 #include "solver/packing.h"
 #include "solver/sampling_packing.h"
@@ -79,6 +81,15 @@ void WatchInterrupt(const Problem& problem, std::optional<InterruptWatch>* watch
   view->stop_context = &**watch;
 }
 
+// The scalar a worker rolls samples out with (core/sampling.h): four samples at once
+// (sample_lanes.h) where the sizes are compile-time and the dynamics are not a graph (interpreted
+// one sample at a time); else one. A function of the shape alone, so a problem's samples are
+// grouped the same way alone or in any batch.
+template <class Dynamics, int NX, int NU, bool kFixedSize>
+using SampleRollout = std::conditional_t<kFixedSize && NX != core::kDynamic &&
+                                             NU != core::kDynamic && !Dynamics::kIsGraph,
+                                         SampleLanes, double>;
+
 // Grows `buffer` to at least `size` scalars (never shrinks, so a worker's steady state allocates
 // nothing).
 // A worker's buffers, aligned as Eigen's vectorised kernels want them (EIGEN_MAX_ALIGN_BYTES):
@@ -92,9 +103,10 @@ void Reserve(WorkerBuffer* buffer, std::size_t size) {
 
 class CoreShapeSolver final : public ShapeSolver {
  public:
-  CoreShapeSolver(const ProblemShape& shape, CoreSizes sizes)
+  CoreShapeSolver(const ProblemShape& shape, CoreSizes sizes, SampleRollouts rollouts)
       : shape_(shape),
         sizes_(sizes),
+        rollouts_(rollouts),
         scratch_(
             static_cast<std::size_t>(core::ScratchCapacity(shape.state_dim, shape.control_dim))) {}
 
@@ -147,8 +159,14 @@ class CoreShapeSolver final : public ShapeSolver {
     WatchInterrupt(problem, &watch, &view.problem);
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
     DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
-      core::SolveWithSampling<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels>(
-          view, 0, &arena);
+      if (rollouts_ == SampleRollouts::kLanes) {
+        using Rollout = SampleRollout<Dynamics, NX, NU, kFixedSize>;
+        core::SolveWithSampling<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels,
+                                Rollout>(view, 0, &arena);
+      } else {
+        core::SolveWithSampling<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels>(
+            view, 0, &arena);
+      }
     });
     core::UnpackIlqrOutputs<double>(problems, layout.problem,
                                     buffer_.data() + layout.problem.best_x, &result_, solutions);
@@ -156,6 +174,7 @@ class CoreShapeSolver final : public ShapeSolver {
 
   const ProblemShape shape_;
   const CoreSizes sizes_;
+  const SampleRollouts rollouts_;
   WorkerBuffer buffer_;
   WorkerBuffer scratch_;
   std::vector<int> elites_;
@@ -246,8 +265,9 @@ class CoreShapeBackward final : public ShapeBackward {
 
 }  // namespace
 
-std::unique_ptr<ShapeSolver> MakeCoreShapeSolver(const ProblemShape& shape, CoreSizes sizes) {
-  return std::make_unique<CoreShapeSolver>(shape, sizes);
+std::unique_ptr<ShapeSolver> MakeCoreShapeSolver(const ProblemShape& shape, CoreSizes sizes,
+                                                 SampleRollouts rollouts) {
+  return std::make_unique<CoreShapeSolver>(shape, sizes, rollouts);
 }
 
 std::unique_ptr<ShapeBackward> MakeCoreShapeBackward(const ProblemShape& shape, CoreSizes sizes) {

@@ -20,7 +20,14 @@ enum class CoreSizes {
   kRunTime,      // always run-time sizes (tests compare the two)
 };
 
-std::unique_ptr<ShapeSolver> MakeCoreShapeSolver(const ProblemShape& shape, CoreSizes sizes);
+// How the CPU executor rolls a sampling problem's samples out (core/sampling.h).
+enum class SampleRollouts {
+  kLanes,     // several at once where the shape allows (sample_lanes.h, libmvec's sin and cos)
+  kOneByOne,  // one at a time in double, as the GPU does (the host emulation test compares)
+};
+
+std::unique_ptr<ShapeSolver> MakeCoreShapeSolver(const ProblemShape& shape, CoreSizes sizes,
+                                                 SampleRollouts rollouts = SampleRollouts::kLanes);
 std::unique_ptr<ShapeBackward> MakeCoreShapeBackward(const ProblemShape& shape, CoreSizes sizes);
 
 }  // namespace mpc

@@ -12,6 +12,10 @@ std::unique_ptr<ShapeSolver> MakeDynamicSizeShapeSolver(const ProblemShape& shap
   return MakeCoreShapeSolver(shape, CoreSizes::kRunTime);
 }
 
+std::unique_ptr<ShapeSolver> MakeOneSampleAtATimeShapeSolver(const ProblemShape& shape) {
+  return MakeCoreShapeSolver(shape, CoreSizes::kSpecialised, SampleRollouts::kOneByOne);
+}
+
 Solution SolveProblem(const Problem& problem) {
   Solution solution;
   MakeShapeSolver(problem.shape)->Solve(problem, &solution);

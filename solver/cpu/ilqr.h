@@ -25,6 +25,11 @@ std::unique_ptr<ShapeSolver> MakeShapeSolver(const ProblemShape& shape);
 // Always the dynamic-size implementation (for tests that compare it with the specialised ones).
 std::unique_ptr<ShapeSolver> MakeDynamicSizeShapeSolver(const ProblemShape& shape);
 
+// As MakeShapeSolver, but rolling a sampling problem's samples out one at a time in double, as the
+// GPU does (MakeShapeSolver's rolls out several at once, with libmvec's sin and cos): for the test
+// that compares the device layout on the host with the CPU bitwise.
+std::unique_ptr<ShapeSolver> MakeOneSampleAtATimeShapeSolver(const ProblemShape& shape);
+
 // Convenience for tests and tools: a fresh solver, one problem.
 Solution SolveProblem(const Problem& problem);
 

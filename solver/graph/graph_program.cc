@@ -194,64 +194,9 @@ bool IsBinary(GraphOp op) { return op >= GraphOp::kAdd && op <= GraphOp::kMax; }
 // The other layouts take the general loops.
 bool HasContiguousDots(const GraphInstruction& in) { return in.a_col == 1 && in.b_row == 1; }
 
-// sum_k a[k] b[k] in kDotLanes partial sums (k mod kDotLanes), added pairwise, then the tail: one
-// fixed order for every scalar type, so a dual number's value is the double evaluation's.
-constexpr int kDotLanes = 8;
-
-template <typename S>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline S ContiguousDot(const S* __restrict a, const S* __restrict b,
-                                                    int n) {
-  S lane[kDotLanes];
-  for (S& partial : lane) partial = S(0.0);
-  int k = 0;
-  for (; k + kDotLanes <= n; k += kDotLanes) {
-    for (int l = 0; l < kDotLanes; ++l) lane[l] = lane[l] + a[k + l] * b[k + l];
-  }
-  S tail(0.0);
-  for (; k < n; ++k) tail = tail + a[k] * b[k];
-  for (int width = kDotLanes / 2; width > 0; width /= 2) {
-    for (int l = 0; l < width; ++l) lane[l] = lane[l] + lane[l + width];
-  }
-  return lane[0] + tail;
-}
-
-// y[k] += alpha x[k] for k in [0, n).
-template <typename S>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void ContiguousAxpy(const S alpha, const S* __restrict x,
-                                                        S* __restrict y, int n) {
-  for (int k = 0; k < n; ++k) y[k] += alpha * x[k];
-}
-
-// y[k] += alpha[j] rows[j * stride + k] for j = 0, 1, ..., count - 1 in turn, k in [0, n): the
-// same sums, in the same order, as count ContiguousAxpy calls, but a block of y stays in
-// registers across the rows instead of travelling through memory once per row.
-template <typename S>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateRows(const S* __restrict alpha, int count,
-                                                        const S* __restrict rows, int stride,
-                                                        S* __restrict y, int n) {
-  constexpr int kBlock = 16;
-  int k = 0;
-  for (; k + kBlock <= n; k += kBlock) {
-    S block[kBlock];
-    for (int l = 0; l < kBlock; ++l) block[l] = y[k + l];
-    for (int j = 0; j < count; ++j) {
-      const S a = alpha[j];
-      const S* row = rows + static_cast<std::ptrdiff_t>(j) * stride + k;
-      for (int l = 0; l < kBlock; ++l) block[l] += a * row[l];
-    }
-    for (int l = 0; l < kBlock; ++l) y[k + l] = block[l];
-  }
-  for (; k < n; ++k) {
-    S sum = y[k];
-    for (int j = 0; j < count; ++j)
-      sum += alpha[j] * rows[static_cast<std::ptrdiff_t>(j) * stride + k];
-    y[k] = sum;
-  }
-}
-
-// The double kernels spelled in four-wide vectors (GCC vector extensions: the compiler left the
-// generic loops above scalar or shuffling). Lane by lane the same operations in the same order
-// (no contraction: -ffp-contract=off), so the same bits as the generic templates.
+// The double kernels below are spelled in four-wide vectors (GCC vector extensions: the compiler
+// left the generic loops scalar or shuffling). Lane by lane they do the generic templates'
+// operations in the same order (no contraction: -ffp-contract=off), so the same bits.
 using Double4 = double __attribute__((vector_size(32)));
 // The same vector at any double's address (the buffers are only 8-byte aligned).
 using UnalignedDouble4 = double __attribute__((vector_size(32), aligned(8), may_alias));
@@ -264,46 +209,107 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Store4(double* p, Double4 v) {
   *reinterpret_cast<UnalignedDouble4*>(p) = v;
 }
 
-template <>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline double ContiguousDot(const double* __restrict a,
-                                                         const double* __restrict b, int n) {
-  static_assert(kDotLanes == 8, "two vectors of four partial sums");
-  Double4 low = {0.0, 0.0, 0.0, 0.0}, high = {0.0, 0.0, 0.0, 0.0};
-  int k = 0;
-  for (; k + kDotLanes <= n; k += kDotLanes) {
-    low = low + Load4(a + k) * Load4(b + k);
-    high = high + Load4(a + k + 4) * Load4(b + k + 4);
+// sum_k a[k] b[k] for k in [0, blocks * kDotLanes) in kDotLanes partial sums (k mod kDotLanes),
+// added pairwise: lane l + lane l + 4, then + lane l + 2, then + lane l + 1.
+constexpr int kDotLanes = 8;
+
+template <typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline S PairwiseDotOfBlocks(const S* __restrict a,
+                                                          const S* __restrict b, int blocks) {
+  S lane[kDotLanes];
+  for (S& partial : lane) partial = S(0.0);
+  for (int k = 0; k < blocks * kDotLanes; k += kDotLanes) {
+    for (int l = 0; l < kDotLanes; ++l) lane[l] = lane[l] + a[k + l] * b[k + l];
   }
-  double tail = 0.0;
-  for (; k < n; ++k) tail = tail + a[k] * b[k];
-  const Double4 four = low + high;  // lane l: partial l + partial l + 4
-  const double two[2] = {four[0] + four[2], four[1] + four[3]};
-  return (two[0] + two[1]) + tail;
+  for (int width = kDotLanes / 2; width > 0; width /= 2) {
+    for (int l = 0; l < width; ++l) lane[l] = lane[l] + lane[l + width];
+  }
+  return lane[0];
 }
 
 template <>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateRows(const double* __restrict alpha, int count,
-                                                        const double* __restrict rows, int stride,
-                                                        double* __restrict y, int n) {
-  constexpr int kBlock = 16;
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline double PairwiseDotOfBlocks(const double* __restrict a,
+                                                               const double* __restrict b,
+                                                               int blocks) {
+  static_assert(kDotLanes == 8, "two vectors of four partial sums");
+  Double4 low = {0.0, 0.0, 0.0, 0.0}, high = {0.0, 0.0, 0.0, 0.0};
+  for (int k = 0; k < blocks * kDotLanes; k += kDotLanes) {
+    low = low + Load4(a + k) * Load4(b + k);
+    high = high + Load4(a + k + 4) * Load4(b + k + 4);
+  }
+  const Double4 four = low + high;
+  return (four[0] + four[2]) + (four[1] + four[3]);
+}
+
+// sum_k a[k] b[k] for k in [0, n): the whole blocks pairwise (above), then the tail in order. One
+// fixed order for every scalar type, so a dual number's value is the double evaluation's.
+template <typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline S ContiguousDot(const S* __restrict a, const S* __restrict b,
+                                                    int n) {
+  const int blocks = n / kDotLanes;
+  S tail(0.0);
+  for (int k = blocks * kDotLanes; k < n; ++k) tail = tail + a[k] * b[k];
+  return PairwiseDotOfBlocks(a, b, blocks) + tail;
+}
+
+// y[k] += alpha x[k] for k in [0, n).
+template <typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void ContiguousAxpy(const S alpha, const S* __restrict x,
+                                                        S* __restrict y, int n) {
+  for (int k = 0; k < n; ++k) y[k] += alpha * x[k];
+}
+
+// y[l] += alpha[j] rows[j * stride + l] for j = 0, 1, ..., count - 1 in turn, l in [0,
+// kRowBlock): the block of y stays in registers across the rows.
+constexpr int kRowBlock = 16;
+
+template <typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateRowBlock(const S* __restrict alpha, int count,
+                                                            const S* __restrict rows, int stride,
+                                                            S* __restrict y) {
+  S block[kRowBlock];
+  for (int l = 0; l < kRowBlock; ++l) block[l] = y[l];
+  for (int j = 0; j < count; ++j) {
+    const S a = alpha[j];
+    const S* row = rows + static_cast<std::ptrdiff_t>(j) * stride;
+    for (int l = 0; l < kRowBlock; ++l) block[l] += a * row[l];
+  }
+  for (int l = 0; l < kRowBlock; ++l) y[l] = block[l];
+}
+
+template <>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateRowBlock(const double* __restrict alpha,
+                                                            int count,
+                                                            const double* __restrict rows,
+                                                            int stride, double* __restrict y) {
+  static_assert(kRowBlock == 16, "four vectors of four");
+  Double4 y0 = Load4(y), y1 = Load4(y + 4), y2 = Load4(y + 8), y3 = Load4(y + 12);
+  for (int j = 0; j < count; ++j) {
+    const Double4 a = {alpha[j], alpha[j], alpha[j], alpha[j]};
+    const double* row = rows + static_cast<std::ptrdiff_t>(j) * stride;
+    y0 = y0 + a * Load4(row);
+    y1 = y1 + a * Load4(row + 4);
+    y2 = y2 + a * Load4(row + 8);
+    y3 = y3 + a * Load4(row + 12);
+  }
+  Store4(y, y0);
+  Store4(y + 4, y1);
+  Store4(y + 8, y2);
+  Store4(y + 12, y3);
+}
+
+// y[k] += alpha[j] rows[j * stride + k] for j = 0, 1, ..., count - 1 in turn, k in [0, n): the
+// same sums, in the same order, as count ContiguousAxpy calls, a block of y at a time.
+template <typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateRows(const S* __restrict alpha, int count,
+                                                        const S* __restrict rows, int stride,
+                                                        S* __restrict y, int n) {
   int k = 0;
-  for (; k + kBlock <= n; k += kBlock) {
-    Double4 y0 = Load4(y + k), y1 = Load4(y + k + 4), y2 = Load4(y + k + 8), y3 = Load4(y + k + 12);
-    for (int j = 0; j < count; ++j) {
-      const Double4 a = {alpha[j], alpha[j], alpha[j], alpha[j]};
-      const double* row = rows + static_cast<std::ptrdiff_t>(j) * stride + k;
-      y0 = y0 + a * Load4(row);
-      y1 = y1 + a * Load4(row + 4);
-      y2 = y2 + a * Load4(row + 8);
-      y3 = y3 + a * Load4(row + 12);
-    }
-    Store4(y + k, y0);
-    Store4(y + k + 4, y1);
-    Store4(y + k + 8, y2);
-    Store4(y + k + 12, y3);
+  for (; k + kRowBlock <= n; k += kRowBlock) {
+    AccumulateRowBlock(alpha, count, rows + k, stride, y + k);
   }
   for (; k < n; ++k) {
-    double sum = y[k];
+    S sum = y[k];
     for (int j = 0; j < count; ++j) {
       sum += alpha[j] * rows[static_cast<std::ptrdiff_t>(j) * stride + k];
     }

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
 from mpcd_harness import Mpcd, client_test_args  # noqa: E402
 from constrained_qp import (DenseQp, cutting_bounds, cutting_rows, random_lqr,  # noqa: E402
-                           stage_rows)
+                           random_lqr_grid, stage_rows)
 
 ARGS = None
 SERVER = None
@@ -212,15 +212,11 @@ class ConstrainedGradientsTest(unittest.TestCase):
 
     def test_random_lqr_gradients_match_the_kkt_formula_and_differences(self):
         cases = 0
-        for seed in range(2):
-            for unstable in (False, True):
-                for varying in (False, True):
-                    for control_bounds in (False, True):
-                        with self.subTest(seed=seed, unstable=unstable, varying=varying,
-                                          control_bounds=control_bounds):
-                            self.check_case(seed, unstable, varying, control_bounds,
-                                            general=seed == 1)
-                            cases += 1
+        for seed, unstable, varying, control_bounds in random_lqr_grid(2):
+            with self.subTest(seed=seed, unstable=unstable, varying=varying,
+                              control_bounds=control_bounds):
+                self.check_case(seed, unstable, varying, control_bounds, general=seed == 1)
+                cases += 1
         self.assertEqual(cases, 16)
 
     def pendulum(self, x_upper):

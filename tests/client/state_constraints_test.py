@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
 from mpcd_harness import Mpcd, client_test_args  # noqa: E402
 from constrained_qp import (DenseQp, cutting_bounds, cutting_rows, random_lqr,  # noqa: E402
-                           stage_rows)
+                           random_lqr_grid, stage_rows)
 
 ARGS = None
 SERVER = None
@@ -90,15 +90,11 @@ class StateConstraintsTest(unittest.TestCase):
 
     def test_random_lqr_matches_the_dense_qp(self):
         cases = 0
-        for seed in range(4):
-            for unstable in (False, True):
-                for varying in (False, True):
-                    for control_bounds in (False, True):
-                        with self.subTest(seed=seed, unstable=unstable, varying=varying,
-                                          control_bounds=control_bounds):
-                            self.check_against_qp(seed, unstable, varying, control_bounds,
-                                                  general=seed == 3)
-                            cases += 1
+        for seed, unstable, varying, control_bounds in random_lqr_grid(4):
+            with self.subTest(seed=seed, unstable=unstable, varying=varying,
+                              control_bounds=control_bounds):
+                self.check_against_qp(seed, unstable, varying, control_bounds, general=seed == 3)
+                cases += 1
         self.assertEqual(cases, 32)
 
     def test_infeasible_bounds_answer_infeasible(self):

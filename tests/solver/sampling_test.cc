@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "solver/cpu/cpu_backend.h"
+#include "solver/cpu/ilqr.h"
 #include "solver/problem.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/status_matchers.h"
@@ -174,6 +175,40 @@ TEST(SamplingTest, EveryProblemIsBitwiseTheSameAloneInAnyBatchAndOnAnyThreadCoun
       EXPECT_EQ(batched[k].status, alone[i].status);
       EXPECT_EQ(batched[k].iterations, alone[i].iterations);
     }
+  }
+}
+
+// The CPU rolls samples out four at a time (solver/cpu/sample_lanes.h), the last group padded.
+// Without transcendentals (linear dynamics, quadratic costs) each lane does a double's operations
+// in a double's order, so the answer is bitwise the one-at-a-time rollout's, whatever the sample
+// count's remainder by four, the method and the noise's knots.
+TEST(SamplingTest, FourSamplesAtATimeAreBitwiseOneAtATimeOnLinearProblems) {
+  const SolverMethod methods[] = {SolverMethod::kCem, SolverMethod::kMppi,
+                                  SolverMethod::kCemThenIlqr, SolverMethod::kMppiThenIlqr};
+  for (int seed = 0; seed < 8; ++seed) {
+    // (8, 4): a shape with compile-time sizes, which the lanes need.
+    Problem problem = RandomLqrProblem(
+        {.state_dim = 8, .control_dim = 4, .horizon = 11, .bounded = seed % 2 == 0}, seed);
+    problem.options.method = methods[seed % 4];
+    problem.options.sampling = {.samples = 13 + 5 * seed,
+                                .elites = 3,
+                                .iterations = 3,
+                                .knot_spacing = 1 + seed % 3,
+                                .seed = static_cast<std::uint64_t>(seed)};
+    problem.options.sampling.initial_std = 0.5;
+    SCOPED_TRACE(::testing::Message()
+                 << "seed " << seed << " " << SolverMethodName(problem.options.method) << ", "
+                 << problem.options.sampling.samples << " samples");
+    Solution lanes, one_by_one;
+    MakeShapeSolver(problem.shape)->Solve(problem, &lanes);
+    MakeOneSampleAtATimeShapeSolver(problem.shape)->Solve(problem, &one_by_one);
+    EXPECT_TRUE(BitwiseEqual(lanes.x, one_by_one.x));
+    EXPECT_TRUE(BitwiseEqual(lanes.u, one_by_one.u));
+    EXPECT_EQ(std::memcmp(&lanes.cost, &one_by_one.cost, sizeof(double)), 0);
+    EXPECT_EQ(lanes.status, one_by_one.status);
+    EXPECT_EQ(lanes.iterations, one_by_one.iterations);
+    // The sampling moved the plan (else the comparison would say little).
+    EXPECT_NE(lanes.u, std::vector<double>(lanes.u.size(), 0.0));
   }
 }
 

@@ -5,6 +5,13 @@ with cvxopt, and its solution polished on its active set."""
 import numpy as np
 
 
+def random_lqr_grid(seeds):
+    """(seed, unstable, varying, control_bounds) for every case of the random LQR grid."""
+    return [(seed, unstable, varying, control_bounds) for seed in range(seeds)
+            for unstable in (False, True) for varying in (False, True)
+            for control_bounds in (False, True)]
+
+
 def random_lqr(rng, n, m, T, unstable=False, varying=False):
     """C (T, n+m, n+m) positive definite, c (T, n+m), F (T-1, n, n+m), f (T-1, n), x_init (n)."""
     nt = n + m

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "solver/core/dispatch.h"
 #include "solver/cpu/cpu_backend.h"
+#include "solver/cpu/ilqr.h"
 #include "solver/gradients.h"
 #include "solver/graph/graph_program.h"
 #include "solver/graph/onnx_import.h"
@@ -184,6 +185,25 @@ TEST_F(GraphDynamicsTest, SolvesAsTheBuiltinModelDoes) {
     const Problem graph = AsGraphProblem(builtin, graph_);
     ASSERT_TRUE(ValidateProblem(graph, {}).ok()) << ValidateProblem(graph, {});
     ExpectSameSolve(*backend_, builtin, graph);
+  }
+}
+
+// A graph with a built-in model's (n, m) runs at that model's compile-time sizes (the CPU
+// executor's dispatch), other graphs at run-time sizes; the same graph at either gives the same
+// solve, bit for bit (at these sizes both take the core's own loops, in the same order).
+TEST_F(GraphDynamicsTest, CompileTimeAndRunTimeSizesGiveTheSameSolve) {
+  for (const Problem& builtin : Problems(3)) {
+    Problem graph = AsGraphProblem(builtin, graph_);
+    graph.options.tolerance = kTolerance;
+    Solution fixed, dynamic;
+    MakeShapeSolver(graph.shape)->Solve(graph, &fixed);
+    MakeDynamicSizeShapeSolver(graph.shape)->Solve(graph, &dynamic);
+    EXPECT_EQ(fixed.status, SolveStatus::kConverged);
+    EXPECT_EQ(fixed.status, dynamic.status);
+    EXPECT_EQ(fixed.iterations, dynamic.iterations);
+    EXPECT_EQ(fixed.x, dynamic.x);
+    EXPECT_EQ(fixed.u, dynamic.u);
+    EXPECT_EQ(fixed.cost, dynamic.cost);
   }
 }
 
