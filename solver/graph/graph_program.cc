@@ -198,15 +198,17 @@ bool HasContiguousDots(const GraphInstruction& in) { return in.a_col == 1 && in.
 // left the generic loops scalar or shuffling). Lane by lane they do the generic templates'
 // operations in the same order (no contraction: -ffp-contract=off), so the same bits.
 using Double4 = double __attribute__((vector_size(32)));
-// The same vector at any double's address (the buffers are only 8-byte aligned).
-using UnalignedDouble4 = double __attribute__((vector_size(32), aligned(8), may_alias));
 
+// Four doubles at any double's address (the buffers are only 8-byte aligned): copied, which the
+// compilers turn into one unaligned vector load or store.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline Double4 Load4(const double* p) {
-  return *reinterpret_cast<const UnalignedDouble4*>(p);
+  Double4 v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
 }
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Store4(double* p, Double4 v) {
-  *reinterpret_cast<UnalignedDouble4*>(p) = v;
+  __builtin_memcpy(p, &v, sizeof(v));
 }
 
 // sum_k a[k] b[k] for k in [0, blocks * kDotLanes) in kDotLanes partial sums (k mod kDotLanes),
