@@ -471,7 +471,7 @@ absl::Status ConvertGraph(const mpcd::v1::GraphDynamics& proto, const RequestLim
 // The program and parameters theta of `message`, the CostGraph `name` ("cost_graph" or
 // "terminal_cost_graph") of `proto`, once the problem's n and m are known (its input tau must be
 // n+m wide), into *graph, *theta and its fingerprint into *fingerprint; errors name the field.
-// ILQR only, and not with slew_rate_penalty.
+// Not with slew_rate_penalty.
 absl::Status ConvertCostGraphField(const mpcd::v1::Problem& proto,
                                    const mpcd::v1::CostGraph& message, const std::string& name,
                                    const RequestLimits& limits, const std::string& prefix,
@@ -492,11 +492,6 @@ absl::Status ConvertCostGraphField(const mpcd::v1::Problem& proto,
   }
   MPC_ASSIGN_OR_RETURN(*theta, GraphParameters(message.parameters(), **graph, field));
   std::copy((*graph)->fingerprint.begin(), (*graph)->fingerprint.end(), fingerprint);
-  if (UsesSampling(problem.options.method)) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, name, ": options.method ",
-                                                   SolverMethodName(problem.options.method),
-                                                   " does not take a cost graph yet (use ILQR)"));
-  }
   if (proto.slew_rate_penalty() != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(prefix, "slew_rate_penalty: not supported with ", name, " yet"));

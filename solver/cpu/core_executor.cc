@@ -69,6 +69,24 @@ GraphEvaluator* EvaluatorOf(const std::shared_ptr<const GraphProgram>& graph,
   return evaluator->get();
 }
 
+// A worker's evaluators of a shape's graphs (dynamics, stage and terminal cost, constraints), each
+// made on first use; Attach points a problem's view at them.
+class WorkerGraphs {
+ public:
+  void Attach(const Problem& problem, core::IlqrBatchView<double>* view) {
+    view->graph = EvaluatorFor(problem, &dynamics_);
+    view->cost_graph = EvaluatorOf(problem.cost_graph, &cost_);
+    view->terminal_cost_graph = EvaluatorOf(problem.terminal_cost_graph, &terminal_cost_);
+    view->constraint_graph = EvaluatorOf(problem.constraint_graph, &constraint_);
+  }
+
+ private:
+  std::unique_ptr<GraphEvaluator> dynamics_;
+  std::unique_ptr<GraphEvaluator> cost_;
+  std::unique_ptr<GraphEvaluator> terminal_cost_;
+  std::unique_ptr<GraphEvaluator> constraint_;
+};
+
 // Lets the core ask the problem's interrupt (if any) between iterations; `watch` outlives the
 // solve.
 void WatchInterrupt(const Problem& problem, std::optional<InterruptWatch>* watch,
@@ -82,9 +100,12 @@ void WatchInterrupt(const Problem& problem, std::optional<InterruptWatch>* watch
 }
 
 // The scalar a worker rolls samples out with (core/sampling.h): four samples at once
-// (sample_lanes.h) where the sizes are compile-time and the dynamics are not a graph (interpreted
-// one sample at a time); else one. A function of the shape alone, so a problem's samples are
-// grouped the same way alone or in any batch.
+// (sample_lanes.h) where the sizes are compile-time and neither the dynamics nor the cost is a
+// graph (HasCostGraph; graphs are interpreted one sample at a time); else one. A function of the
+// shape alone, so a problem's samples are grouped the same way alone or in any batch.
+bool HasCostGraph(const ProblemShape& shape) {
+  return shape.has_cost_graph() || shape.has_terminal_cost_graph();
+}
 template <class Dynamics, int NX, int NU, bool kFixedSize>
 using SampleRollout = std::conditional_t<kFixedSize && NX != core::kDynamic &&
                                              NU != core::kDynamic && !Dynamics::kIsGraph,
@@ -124,10 +145,7 @@ class CoreShapeSolver final : public ShapeSolver {
     core::PackIlqrInputs<double>(problems, layout, buffer_.data(), &settings_);
     core::IlqrBatchView<double> view =
         core::MakeIlqrBatchView<double>(layout, buffer_.data(), &settings_, &result_);
-    view.graph = EvaluatorFor(problem, &graph_);
-    view.cost_graph = EvaluatorOf(problem.cost_graph, &cost_graph_);
-    view.terminal_cost_graph = EvaluatorOf(problem.terminal_cost_graph, &terminal_cost_graph_);
-    view.constraint_graph = EvaluatorOf(problem.constraint_graph, &constraint_graph_);
+    graphs_.Attach(problem, &view);
     std::optional<InterruptWatch> watch;
     WatchInterrupt(problem, &watch, &view);
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
@@ -154,12 +172,12 @@ class CoreShapeSolver final : public ShapeSolver {
     core::SamplingBatchView<double> view =
         core::MakeSamplingBatchView<double>(layout, buffer_.data(), elites_.data(), &settings_,
                                             &result_, &sampling_settings_, &sampling_result_);
-    view.problem.graph = EvaluatorFor(problem, &graph_);
+    graphs_.Attach(problem, &view.problem);
     std::optional<InterruptWatch> watch;
     WatchInterrupt(problem, &watch, &view.problem);
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
     DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
-      if (rollouts_ == SampleRollouts::kLanes) {
+      if (rollouts_ == SampleRollouts::kLanes && !HasCostGraph(shape_)) {
         using Rollout = SampleRollout<Dynamics, NX, NU, kFixedSize>;
         core::SolveWithSampling<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels,
                                 Rollout>(view, 0, &arena);
@@ -180,10 +198,7 @@ class CoreShapeSolver final : public ShapeSolver {
   std::vector<int> elites_;
   core::ProblemSettings settings_{};
   core::ProblemResult result_{};
-  std::unique_ptr<GraphEvaluator> graph_;
-  std::unique_ptr<GraphEvaluator> cost_graph_;
-  std::unique_ptr<GraphEvaluator> terminal_cost_graph_;
-  std::unique_ptr<GraphEvaluator> constraint_graph_;
+  WorkerGraphs graphs_;
   core::SamplingSettings sampling_settings_{};
   core::SamplingResult sampling_result_{};
 };
@@ -232,12 +247,7 @@ class CoreShapeBackward final : public ShapeBackward {
     core::PackBackwardInputs<double>(problems, layout, buffer_.data(), &settings_);
     core::BackwardBatchView<double> view =
         core::MakeBackwardBatchView<double>(layout, buffer_.data(), &settings_, &result_);
-    view.problem.graph = EvaluatorFor(*problems[0]->problem, &graph_);
-    view.problem.cost_graph = EvaluatorOf(problems[0]->problem->cost_graph, &cost_graph_);
-    view.problem.terminal_cost_graph =
-        EvaluatorOf(problems[0]->problem->terminal_cost_graph, &terminal_cost_graph_);
-    view.problem.constraint_graph =
-        EvaluatorOf(problems[0]->problem->constraint_graph, &constraint_graph_);
+    graphs_.Attach(*problems[0]->problem, &view.problem);
     return view;
   }
 
@@ -257,10 +267,7 @@ class CoreShapeBackward final : public ShapeBackward {
   WorkerBuffer scratch_;
   core::BackwardSettings settings_{};
   core::BackwardResult result_{};
-  std::unique_ptr<GraphEvaluator> graph_;
-  std::unique_ptr<GraphEvaluator> cost_graph_;
-  std::unique_ptr<GraphEvaluator> terminal_cost_graph_;
-  std::unique_ptr<GraphEvaluator> constraint_graph_;
+  WorkerGraphs graphs_;
 };
 
 }  // namespace

@@ -8,6 +8,11 @@ solve in every mode; a non-convex cost reports its Hessian projections; bad cost
 conflicting fields are INVALID_ARGUMENT naming the field. mpcd.torch.MPC with a torch.nn.Module
 cost: a quadratic module gives QuadCost's solution and gradients (on the module's parameters).
 
+Sampling (CEM, MPPI and their iLQR polish) samples a cost graph's cost: a quadratic cost as stage
+or terminal graphs samples as the quadratic cost (to rounding), a log-cosh graph gives the cost
+PyTorch evaluates along the answer, bitwise the same alone or in a batch, differentiable after the
+polish.
+
 Terminal cost graphs (Problem.terminal_cost_graph): a terminal graph 0.5 x'Qx + 0.5 u'Ru + q'x
 beside a quadratic stage cost (or the same stage cost as a graph) solves and differentiates as the
 time-varying quadratic cost whose slice T-1 is [Q 0; 0 R], [q; 0] (dL/dC[T-1], dL/dc[T-1] are the
@@ -472,9 +477,96 @@ class TerminalCostGraphTest(unittest.TestCase):
                 with self.assertRaises(mpcd.InvalidArgumentError) as raised:
                     CLIENT.solve(T, [problem_])
                 self.assertIn(message, str(raised.exception))
-        with self.assertRaises(mpcd.InvalidArgumentError) as raised:
-            CLIENT.solve(T, [problem(goal)], options={"method": "MPPI"})
-        self.assertIn("problems[0].terminal_cost_graph: options.method MPPI", str(raised.exception))
+
+
+class SamplingCostGraphTest(unittest.TestCase):
+    """CEM and MPPI (and their iLQR polish) sample the cost the problem gives, graphs included."""
+
+    T = 40
+    SAMPLING = {"samples": 48, "elites": 6, "sampling_iterations": 4, "knot_spacing": 5,
+                "seed": 3, "max_iterations": 200, "tolerance": 1e-10}
+    METHODS = ("CEM", "MPPI", "CEM_THEN_ILQR", "MPPI_THEN_ILQR")
+
+    @staticmethod
+    def hanging(x0=None, **cost):
+        return mpcd.Problem(x_init=x_init(np.pi + 0.2, -0.25) if x0 is None else x0,
+                            dynamics=mpcd.Model("pendulum"), u_lower=[-1.0], u_upper=[1.0],
+                            **cost)
+
+    def solve(self, problems, method):
+        return CLIENT.solve(self.T, problems, options=dict(self.SAMPLING, method=method)).solutions
+
+    def test_a_quadratic_cost_as_graphs_samples_as_the_quadratic_cost(self):
+        # The same cost given as a stage graph, and as a quadratic stage cost beside a terminal
+        # graph holding slice T-1 of a time-varying one: every sample costs the same up to
+        # rounding, so the same samples are chosen and the answers agree to rounding.
+        Q, R = np.diag([2.0, 1.0, 0.3]), np.array([[0.2]])
+        q = np.array([-3.0, 0.1, 0.0])
+        C_t = np.repeat(STAGE_C[None], self.T, axis=0)
+        c_t = np.repeat(STAGE_c[None], self.T, axis=0)
+        C_t[-1] = 0.0
+        C_t[-1, :N, :N], C_t[-1, N:, N:] = Q, R
+        c_t[-1] = np.concatenate([q, np.zeros(M)])
+        stage = mpcd.CostGraph(onnx=export(QuadraticCost(STAGE_C, STAGE_c)))
+        terminal = mpcd.CostGraph(onnx=export(TerminalQuadratic(Q, R, q)))
+        cases = (
+            ("stage graph", self.hanging(C=STAGE_C, c=STAGE_c), self.hanging(cost_graph=stage)),
+            ("terminal graph", self.hanging(C=C_t, c=c_t),
+             self.hanging(C=STAGE_C, c=STAGE_c, terminal_cost_graph=terminal)),
+        )
+        for name, quadratic, graph in cases:
+            for method in self.METHODS:
+                with self.subTest(cost=name, method=method):
+                    want, = self.solve([quadratic], method)
+                    got, = self.solve([graph], method)
+                    self.assertEqual(got.method, method)
+                    self.assertEqual(got.status, want.status)
+                    if not method.endswith("_THEN_ILQR"):
+                        # The polish's iteration count follows its own rounding; the sampling's
+                        # is the option's.
+                        self.assertEqual(got.iterations, want.iterations)
+                    np.testing.assert_allclose(got.u, want.u, rtol=0, atol=1e-8)
+                    np.testing.assert_allclose(got.x, want.x, rtol=0, atol=1e-8)
+                    self.assertAlmostEqual(got.cost, want.cost, delta=1e-8 * abs(want.cost))
+                    # The samples moved the plan: the test would see a cost that was ignored.
+                    self.assertGreater(np.abs(got.u).max(), 0.1)
+
+    def test_a_log_cosh_cost_is_sampled_deterministically_and_polished(self):
+        module = LogCosh()
+        cost = mpcd.CostGraph(onnx=export(module))
+        starts = [x_init(np.pi + 0.2, -0.25), x_init(0.5, 0.3), x_init(-2.0, 1.0)]
+        for method in self.METHODS:
+            with self.subTest(method=method):
+                alone, = self.solve([self.hanging(cost_graph=cost)], method)
+                batch = self.solve([self.hanging(x0, cost_graph=cost) for x0 in starts], method)
+                # The same request and seed: bitwise the same answer alone or in any batch.
+                np.testing.assert_array_equal(batch[0].u, alone.u)
+                np.testing.assert_array_equal(batch[0].x, alone.x)
+                self.assertTrue(np.all(np.abs(alone.u) <= 1.0))
+                # The reported cost is the graph's, as PyTorch evaluates it along the answer.
+                with torch.no_grad():
+                    tau = torch.tensor(np.hstack([alone.x, alone.u]))
+                    want = float(sum(module(row) for row in tau))
+                self.assertAlmostEqual(alone.cost, want, delta=1e-9 * abs(want))
+                # Sampling improved on the warm start (zeros) under that cost: one sample, the
+                # mean itself, keeps the warm start as the plan.
+                zero, = CLIENT.solve(self.T, [self.hanging(cost_graph=cost)],
+                                     options={"method": "CEM", "samples": 1, "elites": 1,
+                                              "sampling_iterations": 1}).solutions
+                self.assertLess(alone.cost, zero.cost)
+                if method.endswith("_THEN_ILQR"):
+                    self.assertEqual(alone.status, "CONVERGED")
+                    rng = np.random.RandomState(4)
+                    cotangent = (rng.randn(self.T, N), rng.randn(self.T, M))
+                    problem = self.hanging(cost_graph=cost)
+                    chained = CLIENT.backward(self.T, [problem], [alone], [cotangent]
+                                              ).gradients[0]
+                    as_ilqr = CLIENT.backward(self.T, [problem], [(alone.x, alone.u)],
+                                              [cotangent]).gradients[0]
+                    self.assertEqual(chained.diagnostics["status"], "GRADIENT_OK")
+                    np.testing.assert_array_equal(chained.x_init, as_ilqr.x_init)
+                    np.testing.assert_array_equal(chained.cost_graph.parameters["goal"],
+                                                  as_ilqr.cost_graph.parameters["goal"])
 
 
 class TorchModuleCostTest(unittest.TestCase):
