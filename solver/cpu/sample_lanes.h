@@ -11,6 +11,8 @@
 
 #include <cmath>
 
+#include "solver/cpu/double4.h"
+
 #if defined(__AVX2__)
 #include <immintrin.h>
 #endif
@@ -28,17 +30,15 @@ __m256d _ZGVdN4vv_atan2(__m256d y, __m256d x);
 class SampleLanes {
  public:
   static constexpr int kLanes = 4;
-  using Vector = double __attribute__((vector_size(kLanes * sizeof(double))));
+  using Vector = Double4;
 
   SampleLanes() = default;
   // Every lane `value` (so that the core's and the models' double constants mix in).
-  SampleLanes(double value) : v_{value, value, value, value} {}  // NOLINT(google-explicit-*)
+  SampleLanes(double value) : v_(BroadcastDouble4(value)) {}  // NOLINT(google-explicit-*)
   explicit SampleLanes(Vector v) : v_(v) {}
 
   // lanes[0..kLanes) into the lanes.
-  static SampleLanes Load(const double* lanes) {
-    return SampleLanes(Vector{lanes[0], lanes[1], lanes[2], lanes[3]});
-  }
+  static SampleLanes Load(const double* lanes) { return SampleLanes(LoadDouble4(lanes)); }
   double operator[](int lane) const { return v_[lane]; }
   const Vector& vector() const { return v_; }
 
@@ -110,8 +110,7 @@ inline void SinCos(const SampleLanes& a, SampleLanes* s, SampleLanes* c) {
 // The scalar Clamp of solver/dual.h lane by lane: lo below lo, hi above hi, else a (NaN stays).
 inline SampleLanes Clamp(const SampleLanes& a, double lo, double hi) {
   const SampleLanes::Vector v = a.vector();
-  return SampleLanes(v < lo ? SampleLanes::Vector{lo, lo, lo, lo}
-                            : (v > hi ? SampleLanes::Vector{hi, hi, hi, hi} : v));
+  return SampleLanes(v < lo ? BroadcastDouble4(lo) : (v > hi ? BroadcastDouble4(hi) : v));
 }
 
 }  // namespace mpc

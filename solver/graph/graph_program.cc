@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/base/attributes.h"
+#include "solver/cpu/double4.h"
 
 namespace mpc {
 namespace {
@@ -194,22 +195,9 @@ bool IsBinary(GraphOp op) { return op >= GraphOp::kAdd && op <= GraphOp::kMax; }
 // The other layouts take the general loops.
 bool HasContiguousDots(const GraphInstruction& in) { return in.a_col == 1 && in.b_row == 1; }
 
-// The double kernels below are spelled in four-wide vectors (GCC vector extensions: the compiler
-// left the generic loops scalar or shuffling). Lane by lane they do the generic templates'
-// operations in the same order (no contraction: -ffp-contract=off), so the same bits.
-using Double4 = double __attribute__((vector_size(32)));
-
-// Four doubles at any double's address (the buffers are only 8-byte aligned): copied, which the
-// compilers turn into one unaligned vector load or store.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline Double4 Load4(const double* p) {
-  Double4 v;
-  __builtin_memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Store4(double* p, Double4 v) {
-  __builtin_memcpy(p, &v, sizeof(v));
-}
+// The double kernels below are spelled in four-wide vectors (Double4, solver/cpu/double4.h: the
+// compiler left the generic loops scalar or shuffling). Lane by lane they do the generic
+// templates' operations in the same order (no contraction: -ffp-contract=off), so the same bits.
 
 // sum_k a[k] b[k] for k in [0, blocks * kDotLanes) in kDotLanes partial sums (k mod kDotLanes),
 // added pairwise: lane l + lane l + 4, then + lane l + 2, then + lane l + 1.
@@ -234,10 +222,10 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline double PairwiseDotOfBlocks(const double* __r
                                                                const double* __restrict b,
                                                                int blocks) {
   static_assert(kDotLanes == 8, "two vectors of four partial sums");
-  Double4 low = {0.0, 0.0, 0.0, 0.0}, high = {0.0, 0.0, 0.0, 0.0};
+  Double4 low = BroadcastDouble4(0.0), high = BroadcastDouble4(0.0);
   for (int k = 0; k < blocks * kDotLanes; k += kDotLanes) {
-    low = low + Load4(a + k) * Load4(b + k);
-    high = high + Load4(a + k + 4) * Load4(b + k + 4);
+    low = low + LoadDouble4(a + k) * LoadDouble4(b + k);
+    high = high + LoadDouble4(a + k + 4) * LoadDouble4(b + k + 4);
   }
   const Double4 four = low + high;
   return (four[0] + four[2]) + (four[1] + four[3]);
@@ -285,19 +273,20 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateRowBlock(const double* __rest
                                                             const double* __restrict rows,
                                                             int stride, double* __restrict y) {
   static_assert(kRowBlock == 16, "four vectors of four");
-  Double4 y0 = Load4(y), y1 = Load4(y + 4), y2 = Load4(y + 8), y3 = Load4(y + 12);
+  Double4 y0 = LoadDouble4(y), y1 = LoadDouble4(y + 4), y2 = LoadDouble4(y + 8),
+          y3 = LoadDouble4(y + 12);
   for (int j = 0; j < count; ++j) {
-    const Double4 a = {alpha[j], alpha[j], alpha[j], alpha[j]};
+    const Double4 a = BroadcastDouble4(alpha[j]);
     const double* row = rows + static_cast<std::ptrdiff_t>(j) * stride;
-    y0 = y0 + a * Load4(row);
-    y1 = y1 + a * Load4(row + 4);
-    y2 = y2 + a * Load4(row + 8);
-    y3 = y3 + a * Load4(row + 12);
+    y0 = y0 + a * LoadDouble4(row);
+    y1 = y1 + a * LoadDouble4(row + 4);
+    y2 = y2 + a * LoadDouble4(row + 8);
+    y3 = y3 + a * LoadDouble4(row + 12);
   }
-  Store4(y, y0);
-  Store4(y + 4, y1);
-  Store4(y + 8, y2);
-  Store4(y + 12, y3);
+  StoreDouble4(y, y0);
+  StoreDouble4(y + 4, y1);
+  StoreDouble4(y + 8, y2);
+  StoreDouble4(y + 12, y3);
 }
 
 // y[k] += alpha[j] rows[j * stride + k] for j = 0, 1, ..., count - 1 in turn, k in [0, n): the
