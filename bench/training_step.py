@@ -192,9 +192,10 @@ def mpc_pytorch_step(name, setting, B, repeats, modules):
     return dict(s=statistics.median(times), min_s=min(times), repeats=len(times))
 
 
-def _mpc_pytorch_once(name, setting, B, modules):
+def _mpc_pytorch_once(name, setting, B, modules, keep=None):
     """One timed step through mpc.pytorch, built as TIMINGS.md's harness builds it (float64, one
-    intra-op thread); the problem, settings and loss weights are one_step's."""
+    intra-op thread); the problem, settings and loss weights are one_step's. keep (a dict), when
+    given, receives x, u and the gradients of x_init, C, c and params (to check the problem)."""
     mpc, pendulum, cartpole = modules
     torch.set_num_threads(1)
     default_dtype = torch.get_default_dtype()
@@ -225,7 +226,11 @@ def _mpc_pytorch_once(name, setting, B, modules):
         start = time.perf_counter()
         x, u, _ = controller(x_init, mpc.QuadCost(C, c), dx)
         ((wx * x).sum() + (wu * u).sum()).backward()
-        return time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        if keep is not None:
+            keep.update(x=x.detach(), u=u.detach(),
+                        grads=[t.grad for t in (x_init, C, c, params)])
+        return elapsed
     finally:
         torch.set_default_dtype(default_dtype)
 
