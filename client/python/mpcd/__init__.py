@@ -12,8 +12,10 @@
 Installed (`pip install --no-build-isolation --no-index ./client/python`, see pyproject.toml), the
 package carries its generated stubs (mpcd/v1/mpcd_pb2*.py). From a checkout without installing, the
 stubs are build outputs (build/python/ after `make build`) that join this package through
-pkgutil.extend_path when build/python is on sys.path (PYTHONPATH=client/python:build/python); without
-it, the repository's build/python is tried.
+pkgutil.extend_path when build/python is on sys.path (PYTHONPATH=client/python:build/python);
+without it, the repository's build/python is tried.
+
+The package is typed (PEP 561: mpcd/py.typed).
 """
 
 import os as _os
@@ -22,8 +24,9 @@ import pkgutil as _pkgutil
 __path__ = _pkgutil.extend_path(__path__, __name__)
 
 
-def _add_default_stubs_dir():
-    """Adds <repo>/build/python (where `make build` writes the stubs) when no sys.path entry has them."""
+def _add_default_stubs_dir() -> None:
+    """Adds <repo>/build/python (where `make build` writes the stubs) when no sys.path entry has
+    them."""
     for entry in __path__:
         if _os.path.isfile(_os.path.join(entry, "v1", "mpcd_pb2.py")):
             return

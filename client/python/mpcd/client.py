@@ -6,11 +6,16 @@ Arrays follow proto/mpcd/v1/mpcd.proto (mpc.pytorch's conventions, one problem a
 float32 inputs): x (T, n), u (T, m). Arrays travel as raw little-endian bytes (Tensor.raw_data).
 """
 
+from __future__ import annotations
+
 import dataclasses
-from typing import List, Optional, Sequence, Tuple
+import os
+from typing import (Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar,
+                    Union, cast)
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 
 from mpcd.google.rpc import error_details_pb2, status_pb2
 from mpcd.grpc.health.v1 import health_pb2
@@ -25,9 +30,11 @@ _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 @dataclasses.dataclass(frozen=True)
 class FieldViolation:
-    """One broken field of a refused request (google.rpc.BadRequest.FieldViolation)."""
-    field: str        # the proto field path, e.g. "problems[2].x_init"
-    description: str  # what is wrong with it, e.g. "expected shape (3), got (4)"
+    """One broken field of a refused request (google.rpc.BadRequest.FieldViolation): `field`, the
+    proto field path (e.g. "problems[2].x_init"), and `description`, what is wrong with it (e.g.
+    "expected shape (3), got (4)")."""
+    field: str
+    description: str
 
 
 class MpcdError(Exception):
@@ -40,13 +47,15 @@ class MpcdError(Exception):
     UNAVAILABLE server asks to wait before retrying (0: retry elsewhere at once; None: not said).
     `request_id` is the id the server logged the call under (its x-request-id), or None."""
 
-    def __init__(self, code, details, violations=(), retry_delay=None, request_id=None):
+    def __init__(self, code: grpc.StatusCode, details: str,
+                 violations: Iterable[FieldViolation] = (), retry_delay: Optional[float] = None,
+                 request_id: Optional[str] = None) -> None:
         super().__init__("%s: %s" % (code.name, details))
-        self.code = code
-        self.details = details
-        self.violations = list(violations)
-        self.retry_delay = retry_delay
-        self.request_id = request_id
+        self.code: grpc.StatusCode = code
+        self.details: str = details
+        self.violations: List[FieldViolation] = list(violations)
+        self.retry_delay: Optional[float] = retry_delay
+        self.request_id: Optional[str] = request_id
 
 
 class InvalidArgumentError(MpcdError, ValueError):
@@ -61,9 +70,10 @@ class UnavailableError(MpcdError):
     """UNAVAILABLE: no server, queue full or server stopping; retry with backoff."""
 
 
-_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}  # google.rpc.Code -> grpc
+_STATUS_CODES: Dict[int, grpc.StatusCode] = {
+    code.value[0]: code for code in grpc.StatusCode}  # google.rpc.Code -> grpc
 
-_ERROR_CLASSES = {
+_ERROR_CLASSES: Dict[grpc.StatusCode, Type[MpcdError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
@@ -73,14 +83,15 @@ _ERROR_CLASSES = {
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"  # gRPC's trailer for a google.rpc.Status
 
 
-def _metadata(rpc_error, which):
+def _metadata(rpc_error: grpc.RpcError, which: str) -> Dict[str, Any]:
     method = getattr(rpc_error, which, None)
     return dict(method() or ()) if method is not None else {}
 
 
-def _status_details(rpc_error):
+def _status_details(rpc_error: grpc.RpcError) -> Tuple[List[FieldViolation], Optional[float]]:
     """(violations, retry_delay) from the google.rpc.Status the server put in the trailer."""
-    violations, retry_delay = [], None
+    violations: List[FieldViolation] = []
+    retry_delay: Optional[float] = None
     encoded = _metadata(rpc_error, "trailing_metadata").get(_STATUS_DETAILS_KEY)
     if encoded is None:
         return violations, retry_delay
@@ -97,7 +108,8 @@ def _status_details(rpc_error):
     return violations, retry_delay
 
 
-def _error_from(rpc_error):
+def _error_from(rpc_error: grpc.RpcError) -> MpcdError:
+    """The MpcdError (or subclass, by status code) of a failed gRPC call."""
     code = rpc_error.code()
     violations, retry_delay = _status_details(rpc_error)
     return _ERROR_CLASSES.get(code, MpcdError)(
@@ -111,17 +123,18 @@ def _error_from(rpc_error):
 
 @dataclasses.dataclass
 class Linear:
-    """x_{t+1} = F_t [x_t; u_t] + f_t."""
-    F: np.ndarray
-    f: Optional[np.ndarray] = None
+    """Linear dynamics x_{t+1} = F_t [x_t; u_t] + f_t: F (n, n+m) or (T-1, n, n+m), f (n) or
+    (T-1, n) (None: zero)."""
+    F: npt.ArrayLike
+    f: Optional[npt.ArrayLike] = None
 
 
 @dataclasses.dataclass
 class Model:
-    """A built-in model (Client.models() lists them). params=None means the model's defaults,
-    dt=0 its default time step, integrator="" its default integrator."""
+    """A built-in model (Client.models() lists them) by `name`. params=None means the model's
+    defaults, dt=0 its default time step, integrator="" its default integrator."""
     name: str
-    params: Optional[Sequence[float]] = None
+    params: Optional[npt.ArrayLike] = None
     dt: float = 0.0
     integrator: str = ""
 
@@ -132,11 +145,11 @@ class Tracking:
     TrackingCost), given in place of C and c: goals and weights of the states, (n) or (T, n), and of
     the controls, (m) or (T, m); w_x_terminal (n) weighs the last state instead of w_x. None: u_goal
     zeros, w_x and w_u ones, no terminal weight. In a Gradient, dL/d(each input)."""
-    x_goal: np.ndarray
-    u_goal: Optional[np.ndarray] = None
-    w_x: Optional[np.ndarray] = None
-    w_u: Optional[np.ndarray] = None
-    w_x_terminal: Optional[np.ndarray] = None
+    x_goal: Optional[npt.ArrayLike]
+    u_goal: Optional[npt.ArrayLike] = None
+    w_x: Optional[npt.ArrayLike] = None
+    w_u: Optional[npt.ArrayLike] = None
+    w_x_terminal: Optional[npt.ArrayLike] = None
 
 
 @dataclasses.dataclass
@@ -149,7 +162,7 @@ class CostGraph:
     onnx: Optional[bytes] = None
     sha256: Optional[str] = None
     name: Optional[str] = None
-    parameters: Optional[dict] = None
+    parameters: Optional[Mapping[str, npt.ArrayLike]] = None
 
 
 @dataclasses.dataclass
@@ -162,32 +175,39 @@ class ConstraintGraph:
     onnx: Optional[bytes] = None
     sha256: Optional[str] = None
     name: Optional[str] = None
-    parameters: Optional[dict] = None
+    parameters: Optional[Mapping[str, npt.ArrayLike]] = None
 
 
 @dataclasses.dataclass
 class Problem:
     """One problem (shapes in the module docstring). As a request's `template`, any field may be
     None: every problem takes each template field it leaves None (mpcd.proto's merge rule). Give
-    either the quadratic cost (C, c) or `tracking` (then C=None)."""
-    x_init: np.ndarray
-    C: Optional[np.ndarray] = None
-    c: Optional[np.ndarray] = None
-    dynamics: object = None  # Linear or Model
-    u_lower: Optional[np.ndarray] = None
-    u_upper: Optional[np.ndarray] = None
-    u_init: Optional[np.ndarray] = None
+    either the quadratic cost (C, c) or `tracking` (then C=None).
+
+    x_init (n); C, c the quadratic cost; dynamics a Linear or a Model; u_lower, u_upper the control
+    bounds; u_init (T, m) the warm start; slew_rate_penalty, prev_ctrl (m) and u_zero_mask (T, m)
+    mpc.pytorch's slew_rate_penalty, prev_ctrl and u_zero_I; x_lower, x_upper (n) or (T, n) bounds
+    on x_1 .. x_{T-1}; constraints (G, h) the stage constraints G_t [x_t; u_t] <= h_t; tracking a
+    Tracking cost; cost_graph a CostGraph in place of C, c and tracking; terminal_cost_graph the
+    cost of t = T-1; constraint_graph the stage constraints g(x_t, u_t) <= 0 (a ConstraintGraph)."""
+    x_init: Optional[npt.ArrayLike]
+    C: Optional[npt.ArrayLike] = None
+    c: Optional[npt.ArrayLike] = None
+    dynamics: Optional[Union[Linear, Model]] = None
+    u_lower: Optional[npt.ArrayLike] = None
+    u_upper: Optional[npt.ArrayLike] = None
+    u_init: Optional[npt.ArrayLike] = None
     # mpc.pytorch's slew_rate_penalty (0 = none; linear dynamics), its prev_ctrl (m) and its
     # u_zero_I as a (T, m) mask of 0/1 (mpcd.proto's Problem describes each).
     slew_rate_penalty: float = 0.0
-    prev_ctrl: Optional[np.ndarray] = None
-    u_zero_mask: Optional[np.ndarray] = None
+    prev_ctrl: Optional[npt.ArrayLike] = None
+    u_zero_mask: Optional[npt.ArrayLike] = None
     # State bounds on x_1 .. x_{T-1}, (n) or (T, n), +-inf for unbounded entries (either alone),
     # and general stage constraints G_t [x_t; u_t] <= h_t as a pair (G, h): G (k, n+m) or
     # (T, k, n+m), h (k) or (T, k) (mpcd.proto's Problem describes them).
-    x_lower: Optional[np.ndarray] = None
-    x_upper: Optional[np.ndarray] = None
-    constraints: Optional[Tuple[np.ndarray, np.ndarray]] = None
+    x_lower: Optional[npt.ArrayLike] = None
+    x_upper: Optional[npt.ArrayLike] = None
+    constraints: Optional[Tuple[npt.ArrayLike, npt.ArrayLike]] = None
     tracking: Optional[Tracking] = None
     # In place of C, c and tracking: a stage cost graph.
     cost_graph: Optional[CostGraph] = None
@@ -200,6 +220,9 @@ class Problem:
 
 @dataclasses.dataclass
 class Solution:
+    """One problem's answer: the trajectory x (T, n), u (T, m), its cost and how the solve ended
+    (status, iterations, the last step_norm and regularization); the gains, Jacobians and their
+    diagnostics when the call asked for them."""
     x: np.ndarray                 # (T, n)
     u: np.ndarray                 # (T, m)
     cost: float
@@ -211,7 +234,7 @@ class Solution:
     feedforward: Optional[np.ndarray] = None      # k (T, m), with return_gains
     x_init_jacobian: Optional[np.ndarray] = None  # (T, n+m, n)
     params_jacobian: Optional[np.ndarray] = None  # (T, n+m, p)
-    jacobian_diagnostics: Optional[dict] = None
+    jacobian_diagnostics: Optional[Dict[str, Any]] = None
     # The SolverMethod that produced it ("ILQR", "CEM", "MPPI", "CEM_THEN_ILQR", ...); backward
     # sends it back, and the server refuses CEM and MPPI solutions (no implicit gradient).
     method: str = "ILQR"
@@ -223,6 +246,8 @@ class Solution:
 
 @dataclasses.dataclass
 class SolveResult:
+    """Client.solve's answer: one Solution per problem, in order, and the call's timing (seconds
+    queued in the server's batcher and solving), the server's batch size and backend."""
     solutions: List[Solution]
     queue_seconds: float
     solve_seconds: float
@@ -233,14 +258,15 @@ class SolveResult:
 @dataclasses.dataclass
 class Gradient:
     """dL/d(input) for one problem, each shaped like the input it differentiates (None where the
-    problem had no such input: F, f for models, params for linear dynamics)."""
-    x_init: np.ndarray
-    C: np.ndarray
-    c: np.ndarray
+    problem had no such input: F, f for models, params for linear dynamics). diagnostics: the
+    backward's GradientDiagnostics as a dict (status, regularization, condition_estimate, ...)."""
+    x_init: Optional[np.ndarray]
+    C: Optional[np.ndarray]
+    c: Optional[np.ndarray]
     F: Optional[np.ndarray]
     f: Optional[np.ndarray]
     params: Optional[np.ndarray]
-    diagnostics: dict
+    diagnostics: Dict[str, Any]
     # A problem with a tracking cost: dL/d(its goals and weights) (then C and c are None).
     tracking: Optional[Tracking] = None
     # A problem with a cost graph: dL/d(its parameters) (then C and c are None).
@@ -259,6 +285,8 @@ class Gradient:
 
 @dataclasses.dataclass
 class BackwardResult:
+    """Client.backward's answer: one Gradient per problem, in order, and the call's timing, batch
+    size and backend as in SolveResult."""
     gradients: List[Gradient]
     queue_seconds: float
     solve_seconds: float
@@ -277,24 +305,26 @@ class Batch:
     gives slew_rate_penalty); tracking, a Tracking whose arrays are stacked (B, ...) (x_goal
     (B, n) or (B, T, n), ...; None entries take the template's tracking inputs). count: B
     (default: the first dimension of the first array given)."""
-    x_init: Optional[np.ndarray] = None
-    C: Optional[np.ndarray] = None
-    c: Optional[np.ndarray] = None
-    F: Optional[np.ndarray] = None
-    f: Optional[np.ndarray] = None
-    u_lower: Optional[np.ndarray] = None
-    u_upper: Optional[np.ndarray] = None
-    u_init: Optional[np.ndarray] = None
-    params: Optional[np.ndarray] = None
-    prev_ctrl: Optional[np.ndarray] = None
-    u_zero_mask: Optional[np.ndarray] = None
+    x_init: Optional[npt.ArrayLike] = None
+    C: Optional[npt.ArrayLike] = None
+    c: Optional[npt.ArrayLike] = None
+    F: Optional[npt.ArrayLike] = None
+    f: Optional[npt.ArrayLike] = None
+    u_lower: Optional[npt.ArrayLike] = None
+    u_upper: Optional[npt.ArrayLike] = None
+    u_init: Optional[npt.ArrayLike] = None
+    params: Optional[npt.ArrayLike] = None
+    prev_ctrl: Optional[npt.ArrayLike] = None
+    u_zero_mask: Optional[npt.ArrayLike] = None
     tracking: Optional[Tracking] = None
     count: Optional[int] = None
 
 
 @dataclasses.dataclass
 class StackedSolveResult:
-    """Every problem's solution stacked along a leading batch axis (SolveResponse.stacked)."""
+    """Every problem's solution stacked along a leading batch axis (SolveResponse.stacked), from
+    Client.solve_batched: Solution's fields with a leading (B) axis, then the call's method,
+    timing, batch size and backend as in SolveResult."""
     x: np.ndarray                 # (B, T, n)
     u: np.ndarray                 # (B, T, m)
     cost: np.ndarray              # (B)
@@ -312,7 +342,7 @@ class StackedSolveResult:
     batch_size: int
     backend: str
     # The answer as it came (backward_batched sends its x, u and method back unchanged).
-    message: "mpcd_pb2.StackedSolutions" = None
+    message: Optional[mpcd_pb2.StackedSolutions] = None
     max_constraint_violation: Optional[np.ndarray] = None  # (B)
 
 
@@ -320,14 +350,14 @@ class StackedSolveResult:
 class StackedGradients:
     """dL/d(input) of every problem, stacked (B, <the input's shape>) (BackwardResponse.
     stacked_gradients); None where the problems have no such input."""
-    x_init: np.ndarray
-    C: np.ndarray
-    c: np.ndarray
+    x_init: Optional[np.ndarray]
+    C: Optional[np.ndarray]
+    c: Optional[np.ndarray]
     F: Optional[np.ndarray]
     f: Optional[np.ndarray]
     params: Optional[np.ndarray]   # (B, p): model params
-    graph_parameters: dict         # name: (B, <initializer shape>), graph dynamics
-    diagnostics: List[dict]
+    graph_parameters: Dict[str, np.ndarray]  # name: (B, <initializer shape>), graph dynamics
+    diagnostics: List[Dict[str, Any]]        # one per problem, as Gradient.diagnostics
     queue_seconds: float
     solve_seconds: float
     batch_size: int
@@ -338,16 +368,19 @@ class StackedGradients:
     # (dL/dG, dL/dh), each (B, <its shape>): stage constraints (None without).
     constraints: Optional[Tuple[np.ndarray, np.ndarray]] = None
     # name: (B, <initializer shape>), the initializers of a cost graph and a constraint graph.
-    cost_graph_parameters: dict = dataclasses.field(default_factory=dict)
+    cost_graph_parameters: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     # A tracking cost's dL/d(goals and weights), each (B, <its shape>) (then C and c are None).
     tracking: Optional[Tracking] = None
-    constraint_graph_parameters: dict = dataclasses.field(default_factory=dict)
+    constraint_graph_parameters: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     # name: (B, <initializer shape>), a terminal cost graph's (empty without one).
-    terminal_cost_graph_parameters: dict = dataclasses.field(default_factory=dict)
+    terminal_cost_graph_parameters: Dict[str, np.ndarray] = dataclasses.field(
+        default_factory=dict)
 
 
 @dataclasses.dataclass
 class ModelInfo:
+    """A built-in dynamics model as Client.models() lists it: its name, dimensions, parameter
+    names and default values, default time step dt, integrators and state and control names."""
     name: str
     state_dim: int
     control_dim: int
@@ -366,7 +399,7 @@ class ModelInfo:
 # tensor. float32 arrays travel as float32 (the server widens them exactly and computes in float64);
 # everything else as float64.
 
-_WIRE_DTYPES = {
+_WIRE_DTYPES: Dict[int, np.dtype] = {
     mpcd_pb2.DATA_TYPE_FLOAT64: np.dtype("<f8"),
     mpcd_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"),
 }
@@ -374,17 +407,21 @@ _WIRE_DTYPES = {
 # Default largest message the client receives and sends (gRPC's own default receive limit, 4 MiB,
 # is too small for the Backward of a batch of 128 n8 m4 T30 problems). The server has its own
 # limit on requests (mpcd --max_message_bytes, 64 MiB by default).
-DEFAULT_MAX_MESSAGE_BYTES = 1 << 30
+DEFAULT_MAX_MESSAGE_BYTES: int = 1 << 30
+
+# What the options= argument of the solving methods accepts: SolverOptions fields by name, or the
+# message itself.
+SolverOptionsLike = Union[Mapping[str, Any], mpcd_pb2.SolverOptions]
 
 
-def wire_dtype(array) -> int:
+def wire_dtype(array: Any) -> int:
     """The Tensor.dtype an array travels as: DATA_TYPE_FLOAT32 for float32, else float64."""
     return (mpcd_pb2.DATA_TYPE_FLOAT32 if getattr(array, "dtype", None) == np.float32
             else mpcd_pb2.DATA_TYPE_FLOAT64)
 
 
-def to_tensor(array, message: Optional["mpcd_pb2.Tensor"] = None,
-              raw: bool = True) -> "mpcd_pb2.Tensor":
+def to_tensor(array: npt.ArrayLike, message: Optional[mpcd_pb2.Tensor] = None,
+              raw: bool = True) -> mpcd_pb2.Tensor:
     """A row-major mpcd.v1.Tensor from anything numpy accepts. raw=True (the default) writes the
     values' little-endian bytes into raw_data (float32 stays float32, everything else becomes
     float64); raw=False writes repeated doubles into data (what JSON tools read)."""
@@ -405,7 +442,7 @@ def to_tensor(array, message: Optional["mpcd_pb2.Tensor"] = None,
     return tensor
 
 
-def from_tensor(tensor: "mpcd_pb2.Tensor", copy: bool = True) -> Optional[np.ndarray]:
+def from_tensor(tensor: mpcd_pb2.Tensor, copy: bool = True) -> Optional[np.ndarray]:
     """The numpy array of a Tensor in either encoding (float32 for raw float32, else float64);
     None when it is absent (no shape, no values). copy=False returns a read-only view of the
     message's bytes for raw tensors (no copy at all)."""
@@ -418,12 +455,17 @@ def from_tensor(tensor: "mpcd_pb2.Tensor", copy: bool = True) -> Optional[np.nda
     return np.asarray(tensor.data, dtype=np.float64).reshape(tuple(tensor.shape))
 
 
-def response_encoding(dtype) -> int:
+def _present(tensor: mpcd_pb2.Tensor) -> np.ndarray:
+    """from_tensor of a tensor the server always sets (typed as never None)."""
+    return cast(np.ndarray, from_tensor(tensor))
+
+
+def response_encoding(dtype: npt.DTypeLike) -> int:
     """The TensorEncoding that returns arrays of numpy `dtype` (float32 or float64)."""
     return mpcd_pb2.RAW_FLOAT32 if np.dtype(dtype) == np.float32 else mpcd_pb2.RAW_FLOAT64
 
 
-def _result_dtype(problems, dtype):
+def _result_dtype(problems: Sequence[Problem], dtype: npt.DTypeLike) -> np.dtype:
     """float32 when asked, or when not asked and every problem's x_init is a float32 array."""
     if dtype is not None:
         return np.dtype(dtype)
@@ -432,12 +474,13 @@ def _result_dtype(problems, dtype):
     return np.dtype(np.float64)
 
 
-def _set_optional(message, array):
+def _set_optional(message: mpcd_pb2.Tensor, array: Optional[npt.ArrayLike]) -> None:
     if array is not None:
         to_tensor(array, message)
 
 
-def problem_to_proto(problem: Problem) -> "mpcd_pb2.Problem":
+def problem_to_proto(problem: Problem) -> mpcd_pb2.Problem:
+    """The mpcd.v1.Problem message of a Problem (every array as a raw tensor)."""
     message = mpcd_pb2.Problem()
     _set_optional(message.x_init, problem.x_init)
     _set_optional(message.cost.quadratic, problem.C)
@@ -479,7 +522,7 @@ def problem_to_proto(problem: Problem) -> "mpcd_pb2.Problem":
     return message
 
 
-def _graph_to_proto(graph, message):
+def _graph_to_proto(graph: Union[CostGraph, ConstraintGraph], message: Any) -> None:
     """A CostGraph or ConstraintGraph into its message (the same fields)."""
     if graph.onnx is not None:
         message.onnx = graph.onnx
@@ -491,16 +534,17 @@ def _graph_to_proto(graph, message):
         to_tensor(value, message.parameters[name])
 
 
-TRACKING_FIELDS = ("x_goal", "u_goal", "w_x", "w_u", "w_x_terminal")
+TRACKING_FIELDS: Tuple[str, ...] = ("x_goal", "u_goal", "w_x", "w_u", "w_x_terminal")
 
 
 # Each Batch input's field in BatchedProblems.
-BATCH_FIELDS = {"x_init": "x_init", "C": "cost_quadratic", "c": "cost_linear", "F": "transition",
-                "f": "offset", "u_lower": "u_lower", "u_upper": "u_upper", "u_init": "u_init",
-                "params": "model_params", "prev_ctrl": "prev_ctrl", "u_zero_mask": "u_zero_mask"}
+BATCH_FIELDS: Dict[str, str] = {
+    "x_init": "x_init", "C": "cost_quadratic", "c": "cost_linear", "F": "transition",
+    "f": "offset", "u_lower": "u_lower", "u_upper": "u_upper", "u_init": "u_init",
+    "params": "model_params", "prev_ctrl": "prev_ctrl", "u_zero_mask": "u_zero_mask"}
 
 
-def batch_to_proto(batch: Batch) -> "mpcd_pb2.BatchedProblems":
+def batch_to_proto(batch: Batch) -> mpcd_pb2.BatchedProblems:
     """The BatchedProblems of a Batch: one raw tensor per given input."""
     message = mpcd_pb2.BatchedProblems()
     count = batch.count
@@ -522,11 +566,11 @@ def batch_to_proto(batch: Batch) -> "mpcd_pb2.BatchedProblems":
     return message
 
 
-def _optional_stacked(message, tensor_field):
+def _optional_stacked(message: Any, tensor_field: str) -> Optional[np.ndarray]:
     return from_tensor(getattr(message, tensor_field)) if message.HasField(tensor_field) else None
 
 
-def _tracking_from_proto(message):
+def _tracking_from_proto(message: Any) -> Optional[Tracking]:
     """The Tracking of a message's `tracking` (a Problem or, stacked, BatchedProblems), or None."""
     if not message.HasField("tracking"):
         return None
@@ -534,19 +578,20 @@ def _tracking_from_proto(message):
                        for name in TRACKING_FIELDS})
 
 
-def _stacked_parameters(tensors):
+def _stacked_parameters(tensors: Mapping[str, mpcd_pb2.Tensor]) -> Dict[str, np.ndarray]:
     """A graph's stacked parameter gradients: name -> (B, <initializer shape>)."""
-    return {name: from_tensor(t) for name, t in tensors.items()}
+    return {name: _present(t) for name, t in tensors.items()}
 
 
-SOLVE_STATUS_NAMES = np.array([mpcd_pb2.SolveStatus.Name(v)
+# SolveStatus names indexed by value (stacked statuses travel as numbers).
+SOLVE_STATUS_NAMES: np.ndarray = np.array([mpcd_pb2.SolveStatus.Name(v)
                                 for v in range(max(mpcd_pb2.SolveStatus.values()) + 1)])
 
 
-def _stacked_result_from_proto(response):
+def _stacked_result_from_proto(response: mpcd_pb2.SolveResponse) -> StackedSolveResult:
     stacked = response.stacked
     return StackedSolveResult(
-        x=from_tensor(stacked.x), u=from_tensor(stacked.u),
+        x=_present(stacked.x), u=_present(stacked.u),
         cost=np.array(stacked.cost, dtype=np.float64),
         status=SOLVE_STATUS_NAMES[np.array(stacked.status, dtype=np.int64)].tolist(),
         iterations=np.array(stacked.iterations, dtype=np.int64),
@@ -563,7 +608,7 @@ def _stacked_result_from_proto(response):
         max_constraint_violation=np.array(stacked.max_constraint_violation, dtype=np.float64))
 
 
-def _diagnostics_to_dict(diagnostics):
+def _diagnostics_to_dict(diagnostics: mpcd_pb2.GradientDiagnostics) -> Dict[str, Any]:
     return {
         "status": mpcd_pb2.GradientStatus.Name(diagnostics.status),
         "regularization": diagnostics.regularization,
@@ -576,10 +621,10 @@ def _diagnostics_to_dict(diagnostics):
     }
 
 
-def _solution_from_proto(message):
+def _solution_from_proto(message: mpcd_pb2.Solution) -> Solution:
     has_jacobian = message.HasField("jacobian_diagnostics")
     return Solution(
-        x=from_tensor(message.x), u=from_tensor(message.u), cost=message.cost,
+        x=_present(message.x), u=_present(message.u), cost=message.cost,
         status=mpcd_pb2.SolveStatus.Name(message.status), iterations=message.iterations,
         step_norm=message.step_norm, regularization=message.regularization,
         feedback=from_tensor(message.feedback), feedforward=from_tensor(message.feedforward),
@@ -592,13 +637,17 @@ def _solution_from_proto(message):
         cost_hessian_projections=message.cost_hessian_projections)
 
 
-def _graph_from_proto(kind, message):
+_Graph = TypeVar("_Graph", CostGraph, ConstraintGraph)
+
+
+def _graph_from_proto(kind: Type[_Graph], message: Any) -> _Graph:
     """A gradient's CostGraph or ConstraintGraph: the graph's sha256 and dL/d(each parameter)."""
     return kind(sha256=message.sha256,
-                parameters={name: from_tensor(t) for name, t in message.parameters.items()})
+                parameters={name: _present(t) for name, t in message.parameters.items()})
 
 
-def _gradient_from_proto(message, diagnostics):
+def _gradient_from_proto(message: mpcd_pb2.Problem,
+                         diagnostics: mpcd_pb2.GradientDiagnostics) -> Gradient:
     linear = message.dynamics.HasField("linear")
     model = message.dynamics.HasField("model")
     return Gradient(
@@ -618,11 +667,11 @@ def _gradient_from_proto(message, diagnostics):
         tracking=_tracking_from_proto(message),
         x_lower=from_tensor(message.x_lower) if message.HasField("x_lower") else None,
         x_upper=from_tensor(message.x_upper) if message.HasField("x_upper") else None,
-        constraints=((from_tensor(message.constraints.G), from_tensor(message.constraints.h))
+        constraints=((_present(message.constraints.G), _present(message.constraints.h))
                      if message.HasField("constraints") else None))
 
 
-def _solver_options(options):
+def _solver_options(options: Optional[SolverOptionsLike]) -> Optional[mpcd_pb2.SolverOptions]:
     if options is None:
         return None
     if isinstance(options, mpcd_pb2.SolverOptions):
@@ -630,7 +679,7 @@ def _solver_options(options):
     return mpcd_pb2.SolverOptions(**options)
 
 
-def _mode(mode):
+def _mode(mode: Union[str, int]) -> int:
     return mode if isinstance(mode, int) else mpcd_pb2.BackwardMode.Value(mode)
 
 
@@ -650,9 +699,11 @@ class ControlSession:
     InvalidArgumentError) or that expires while queued (DeadlineExceededError) raises, and the
     session goes on from the same warm start. Use as a context manager, or call close()."""
 
-    def __init__(self, client, first, timeout, step_timeout=None):
+    def __init__(self, client: Client, first: mpcd_pb2.ControlRequest, timeout: Optional[float],
+                 step_timeout: Optional[float] = None) -> None:
+        """Opens the stream and sends `first` (Client.control builds it); use Client.control."""
         import queue
-        self._requests = queue.Queue()
+        self._requests: queue.Queue[Optional[mpcd_pb2.ControlRequest]] = queue.Queue()
         self._step_timeout = step_timeout
         if step_timeout:
             first.step_timeout_seconds = step_timeout
@@ -662,12 +713,12 @@ class ControlSession:
             self._responses = client.stub.Control(
                 iter(self._requests.get, None), timeout=timeout, metadata=client._metadata,
                 wait_for_ready=client.wait_for_ready)
-            self.first = self._next()
+            self.first: ControlStep = self._next()
         except BaseException:
             self.close()
             raise
 
-    def _next(self):
+    def _next(self) -> ControlStep:
         try:
             message = next(self._responses)
         except grpc.RpcError as e:
@@ -676,10 +727,11 @@ class ControlSession:
         if message.HasField("error"):  # this step only: the session goes on
             code = _STATUS_CODES.get(message.error.code, grpc.StatusCode.UNKNOWN)
             raise _ERROR_CLASSES.get(code, MpcdError)(code, message.error.message)
-        return ControlStep(u0=from_tensor(message.u0), feedback0=from_tensor(message.feedback0),
+        return ControlStep(u0=_present(message.u0), feedback0=_present(message.feedback0),
                            plan=_solution_from_proto(message.plan))
 
-    def step(self, x, C=None, c=None, timeout=None):
+    def step(self, x: npt.ArrayLike, C: Optional[npt.ArrayLike] = None,
+             c: Optional[npt.ArrayLike] = None, timeout: Optional[float] = None) -> ControlStep:
         """The answer for measured state x (n); C and c (as in Problem) replace the cost from
         now on. timeout: this step's bound in seconds (None: the session's step_timeout)."""
         if self._closed:
@@ -695,16 +747,16 @@ class ControlSession:
         self._requests.put(request)
         return self._next()
 
-    def close(self):
+    def close(self) -> None:
         """Ends the session (the server sees the client close its side)."""
         if not self._closed:
             self._closed = True
             self._requests.put(None)
 
-    def __enter__(self):
+    def __enter__(self) -> ControlSession:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
 
@@ -712,12 +764,16 @@ class ControlSession:
 # The client
 
 
-def _read(path):
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _read(path: PathLike) -> bytes:
     with open(path, "rb") as f:
         return f.read()
 
 
-def _tls_credentials(tls_ca, tls_cert, tls_key):
+def _tls_credentials(tls_ca: Optional[PathLike], tls_cert: Optional[PathLike],
+                     tls_key: Optional[PathLike]) -> grpc.ChannelCredentials:
     """TLS to mpcd: the server's CA (None: the system's roots) and, for mutual TLS, this client's
     certificate chain and key (both or neither), all PEM files."""
     if (tls_cert is None) != (tls_key is None):
@@ -728,7 +784,8 @@ def _tls_credentials(tls_ca, tls_cert, tls_key):
         certificate_chain=_read(tls_cert) if tls_cert else None)
 
 
-def _token_metadata(token, token_file):
+def _token_metadata(token: Optional[str], token_file: Optional[PathLike]
+                    ) -> Optional[Tuple[Tuple[str, str], ...]]:
     """The "authorization: Bearer" metadata of every call (mpcd --auth_token_file), or None."""
     if token is not None and token_file is not None:
         raise ValueError("mpcd.Client: give token or token_file, not both")
@@ -759,44 +816,49 @@ class Client:
     float32: the server always computes in float64 and rounds float32 results once at the end.
     """
 
-    def __init__(self, target, timeout=None, wait_for_ready=False, credentials=None,
-                 options=None, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES, tls=False,
-                 tls_ca=None, tls_cert=None, tls_key=None, tls_server_name=None, token=None,
-                 token_file=None):
-        self.target = target
-        self.timeout = timeout
-        self.wait_for_ready = wait_for_ready
+    def __init__(self, target: str, timeout: Optional[float] = None, wait_for_ready: bool = False,
+                 credentials: Optional[grpc.ChannelCredentials] = None,
+                 options: Optional[Union[Mapping[str, Any], Iterable[Tuple[str, Any]]]] = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, tls: bool = False,
+                 tls_ca: Optional[PathLike] = None, tls_cert: Optional[PathLike] = None,
+                 tls_key: Optional[PathLike] = None, tls_server_name: Optional[str] = None,
+                 token: Optional[str] = None, token_file: Optional[PathLike] = None) -> None:
+        self.target: str = target
+        self.timeout: Optional[float] = timeout
+        self.wait_for_ready: bool = wait_for_ready
         # max_message_bytes bounds both directions; explicit channel options win.
-        given = dict(options or ())
+        given: Dict[str, Any] = dict(options or ())
         given.setdefault("grpc.max_receive_message_length", max_message_bytes)
         given.setdefault("grpc.max_send_message_length", max_message_bytes)
         if tls_server_name is not None:
             given.setdefault("grpc.ssl_target_name_override", tls_server_name)
-        options = list(given.items())
+        channel_options = list(given.items())
         if tls or tls_ca or tls_cert or tls_key:
             if credentials is not None:
                 raise ValueError("mpcd.Client: give credentials or the tls_* arguments, not both")
             credentials = _tls_credentials(tls_ca, tls_cert, tls_key)
         self._metadata = _token_metadata(token, token_file)
         if credentials is None:
-            self._channel = grpc.insecure_channel(target, options=options)
+            self._channel = grpc.insecure_channel(target, options=channel_options)
         else:
-            self._channel = grpc.secure_channel(target, credentials, options=options)
+            self._channel = grpc.secure_channel(target, credentials, options=channel_options)
+        # The generated MpcService stub, for calls this class does not wrap.
         self.stub = mpcd_pb2_grpc.MpcServiceStub(self._channel)
         self._health_check = self._channel.unary_unary(
             _HEALTH_CHECK, request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
             response_deserializer=health_pb2.HealthCheckResponse.FromString)
 
-    def close(self):
+    def close(self) -> None:
+        """Closes the channel (calls in flight are cancelled)."""
         self._channel.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _call(self, method, request, timeout):
+    def _call(self, method: Any, request: Any, timeout: Optional[float]) -> Any:
         try:
             return method(request, timeout=self.timeout if timeout is None else timeout,
                           metadata=self._metadata,
@@ -804,15 +866,20 @@ class Client:
         except grpc.RpcError as e:
             raise _error_from(e) from None
 
-    def solve(self, horizon, problems, options=None, return_gains=False,
-              return_x_init_jacobian=False, return_params_jacobian=False,
-              jacobian_mode="DEFAULT", timeout=None, dtype=None, template=None):
+    def solve(self, horizon: int, problems: Sequence[Problem],
+              options: Optional[SolverOptionsLike] = None, return_gains: bool = False,
+              return_x_init_jacobian: bool = False, return_params_jacobian: bool = False,
+              jacobian_mode: Union[str, int] = "DEFAULT", timeout: Optional[float] = None,
+              dtype: Optional[npt.DTypeLike] = None,
+              template: Optional[Problem] = None) -> SolveResult:
         """Solves every Problem (one horizon for all). options: a dict of SolverOptions fields
         (max_iterations, tolerance, linesearch_decay, max_linesearch_iterations, best_cost_eps,
         not_improved_limit) or an mpcd_pb2.SolverOptions; unset fields take mpc.pytorch's defaults.
         dtype: of the result arrays (np.float32 or np.float64; None: float32 if every x_init is a
         float32 array, else float64). template: a Problem whose fields apply to every problem that
-        leaves them None (sent once; e.g. a cost or dynamics shared by the batch)."""
+        leaves them None (sent once; e.g. a cost or dynamics shared by the batch). The jacobians
+        (Solution.x_init_jacobian, params_jacobian) come with return_*_jacobian, computed as
+        jacobian_mode says ("DEFAULT", "EXACT", "FULL_CHAIN"); timeout overrides the client's."""
         request = mpcd_pb2.SolveRequest(
             horizon=horizon, problems=[problem_to_proto(p) for p in problems],
             options=_solver_options(options), return_gains=return_gains,
@@ -828,8 +895,12 @@ class Client:
             solve_seconds=response.timing.solve_seconds,
             batch_size=response.batch_size, backend=response.backend)
 
-    def backward(self, horizon, problems, solutions, cotangents, mode="DEFAULT", timeout=None,
-                 dtype=None, template=None, constraint_smoothing=0.0):
+    def backward(self, horizon: int, problems: Sequence[Problem],
+                 solutions: Sequence[Union[Solution, Tuple[npt.ArrayLike, npt.ArrayLike]]],
+                 cotangents: Iterable[Tuple[Optional[npt.ArrayLike], Optional[npt.ArrayLike]]],
+                 mode: Union[str, int] = "DEFAULT", timeout: Optional[float] = None,
+                 dtype: Optional[npt.DTypeLike] = None, template: Optional[Problem] = None,
+                 constraint_smoothing: float = 0.0) -> BackwardResult:
         """dL/d(inputs) at the given solutions (Solution objects or (x, u) pairs) for cotangents
         [(dL/dx (T, n) or None, dL/du (T, m) or None), ...]. mode: "DEFAULT" (mpc.pytorch's
         gradient), "EXACT" (the true derivative of the solution map) or "FULL_CHAIN". dtype: of
@@ -861,9 +932,11 @@ class Client:
             solve_seconds=response.timing.solve_seconds,
             batch_size=response.batch_size, backend=response.backend)
 
-    def solve_batched(self, horizon, batch, template=None, options=None, return_gains=False,
-                      return_x_init_jacobian=False, return_params_jacobian=False,
-                      jacobian_mode="DEFAULT", timeout=None, dtype=None):
+    def solve_batched(self, horizon: int, batch: Batch, template: Optional[Problem] = None,
+                      options: Optional[SolverOptionsLike] = None, return_gains: bool = False,
+                      return_x_init_jacobian: bool = False, return_params_jacobian: bool = False,
+                      jacobian_mode: Union[str, int] = "DEFAULT", timeout: Optional[float] = None,
+                      dtype: Optional[npt.DTypeLike] = None) -> StackedSolveResult:
         """Solves B problems of equal shapes given as one stacked array per per-problem input
         (a Batch) and a template for what they share (a Problem whose fields may be None), in
         one request with a constant number of Python calls; returns a StackedSolveResult (arrays
@@ -879,8 +952,14 @@ class Client:
             request.problem_template.CopyFrom(problem_to_proto(template))
         return _stacked_result_from_proto(self._call(self.stub.Solve, request, timeout))
 
-    def backward_batched(self, horizon, batch, solutions, dl_dx=None, dl_du=None, template=None,
-                         mode="DEFAULT", timeout=None, dtype=None):
+    def backward_batched(self, horizon: int, batch: Batch,
+                         solutions: Union[StackedSolveResult,
+                                          Tuple[npt.ArrayLike, npt.ArrayLike]],
+                         dl_dx: Optional[npt.ArrayLike] = None,
+                         dl_du: Optional[npt.ArrayLike] = None,
+                         template: Optional[Problem] = None, mode: Union[str, int] = "DEFAULT",
+                         timeout: Optional[float] = None,
+                         dtype: Optional[npt.DTypeLike] = None) -> StackedGradients:
         """dL/d(inputs) of B problems given as in solve_batched, at `solutions` (the
         StackedSolveResult solve_batched returned, or (x (B, T, n), u (B, T, m))), for cotangents
         dl_dx (B, T, n) and dl_du (B, T, m) (None: zero). Returns StackedGradients: each
@@ -894,9 +973,10 @@ class Client:
         if template is not None:
             request.problem_template.CopyFrom(problem_to_proto(template))
         if isinstance(solutions, StackedSolveResult):
-            request.stacked_solutions.x.CopyFrom(solutions.message.x)
-            request.stacked_solutions.u.CopyFrom(solutions.message.u)
-            request.stacked_solutions.method = solutions.message.method
+            message: Any = solutions.message
+            request.stacked_solutions.x.CopyFrom(message.x)
+            request.stacked_solutions.u.CopyFrom(message.u)
+            request.stacked_solutions.method = message.method
         else:
             to_tensor(solutions[0], request.stacked_solutions.x)
             to_tensor(solutions[1], request.stacked_solutions.u)
@@ -916,14 +996,16 @@ class Client:
             batch_size=response.batch_size, backend=response.backend,
             x_lower=_optional_stacked(g, "x_lower"), x_upper=_optional_stacked(g, "x_upper"),
             constraints=(None if not g.HasField("constraint_G") else
-                         (from_tensor(g.constraint_G), from_tensor(g.constraint_h))),
+                         (_present(g.constraint_G), _present(g.constraint_h))),
             cost_graph_parameters=_stacked_parameters(g.cost_graph_parameters),
             constraint_graph_parameters=_stacked_parameters(g.constraint_graph_parameters),
             terminal_cost_graph_parameters=_stacked_parameters(g.terminal_cost_graph_parameters),
             tracking=_tracking_from_proto(g))
 
-    def control(self, horizon, problem, options=None, timeout=None, step_timeout=None,
-                real_time_iteration=False):
+    def control(self, horizon: int, problem: Problem,
+                options: Optional[SolverOptionsLike] = None, timeout: Optional[float] = None,
+                step_timeout: Optional[float] = None,
+                real_time_iteration: bool = False) -> ControlSession:
         """Opens a Control session (receding horizon) with `problem` as the template; its x_init
         is the first measured state, whose answer is session.first (a ControlStep).
 
@@ -941,8 +1023,8 @@ class Client:
         step_timeout = self.timeout if step_timeout is None else step_timeout
         return ControlSession(self, first, timeout, step_timeout)
 
-    def models(self, timeout=None):
-        """The built-in dynamics models."""
+    def models(self, timeout: Optional[float] = None) -> List[ModelInfo]:
+        """The built-in dynamics models (the ListModels RPC)."""
         response = self._call(self.stub.ListModels, mpcd_pb2.ListModelsRequest(), timeout)
         return [ModelInfo(name=m.name, state_dim=m.state_dim, control_dim=m.control_dim,
                           param_names=list(m.param_names),
@@ -952,7 +1034,7 @@ class Client:
                           continuous=m.continuous)
                 for m in response.models]
 
-    def health(self, service="", timeout=None):
+    def health(self, service: str = "", timeout: Optional[float] = None) -> str:
         """The standard gRPC health status: "SERVING", "NOT_SERVING", ..."""
         response = self._call(self._health_check,
                               health_pb2.HealthCheckRequest(service=service), timeout)

@@ -23,7 +23,8 @@ product); gradients flow to x_init, C, c, F, f and the model's params, each shap
 docs/gradients.md). costs carry no gradient, as in mpc.pytorch.
 """
 
-import collections
+from __future__ import annotations
+
 import copy
 import enum
 import hashlib
@@ -31,23 +32,58 @@ import io
 import os
 import threading
 import weakref
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Protocol, Tuple, Union
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from mpcd.client import (BATCH_FIELDS, SOLVE_STATUS_NAMES, Client, MpcdError, from_tensor,
                           to_tensor)
 from mpcd.v1 import mpcd_pb2
 
-QuadCost = collections.namedtuple("QuadCost", "C c")
-LinDx = collections.namedtuple("LinDx", "F f")
-QuadCost.__new__.__defaults__ = (None, None)
-LinDx.__new__.__defaults__ = (None, None)
 
-DEFAULT_TARGET = "localhost:50051"
+class QuadCost(NamedTuple):
+    """mpc.pytorch's QuadCost: the cost sum_t 0.5 tau_t' C_t tau_t + c_t' tau_t, tau_t = [x_t; u_t],
+    with C (T, B, n+m, n+m), (T, n+m, n+m) or (n+m, n+m) and c (T, B, n+m), (T, n+m) or (n+m)."""
+    C: Optional[torch.Tensor] = None
+    c: Optional[torch.Tensor] = None
 
-_CLIENTS = {}
+
+class LinDx(NamedTuple):
+    """mpc.pytorch's LinDx: x_{t+1} = F_t [x_t; u_t] + f_t, with F (T-1, B, n, n+m), (T-1, n, n+m)
+    or (n, n+m) and f (T-1, B, n), (T-1, n), (n) or None."""
+    F: Optional[torch.Tensor] = None
+    f: Optional[torch.Tensor] = None
+
+
+class QuadCostLike(Protocol):
+    """What MPC accepts as a quadratic cost: anything with tensors .C and .c (QuadCost, or
+    mpc.pytorch's own QuadCost)."""
+
+    @property
+    def C(self) -> Optional[torch.Tensor]: ...
+
+    @property
+    def c(self) -> Optional[torch.Tensor]: ...
+
+
+class LinDxLike(Protocol):
+    """What MPC accepts as linear dynamics: anything with tensors .F and .f (LinDx, or
+    mpc.pytorch's own LinDx)."""
+
+    @property
+    def F(self) -> Optional[torch.Tensor]: ...
+
+    @property
+    def f(self) -> Optional[torch.Tensor]: ...
+
+
+# The target MPC connects to without client= or target= (and without $MPCD_TARGET).
+DEFAULT_TARGET: str = "localhost:50051"
+
+_CLIENTS: Dict[str, Client] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
@@ -79,11 +115,12 @@ class ModelDx:
     params: a tensor (p) shared by the batch or (B, p), or None for the model's defaults; dt=0 and
     integrator="" mean the model's defaults (Client.models())."""
 
-    def __init__(self, name, params=None, dt=0.0, integrator=""):
-        self.name = name
-        self.params = params
-        self.dt = dt
-        self.integrator = integrator
+    def __init__(self, name: str, params: Optional[Union[torch.Tensor, npt.ArrayLike]] = None,
+                 dt: float = 0.0, integrator: str = "") -> None:
+        self.name: str = name
+        self.params: Optional[Union[torch.Tensor, npt.ArrayLike]] = params
+        self.dt: float = dt
+        self.integrator: str = integrator
 
 
 class PendulumDx(ModelDx):
@@ -91,7 +128,8 @@ class PendulumDx(ModelDx):
     torque clamped to [-2, 2] inside the dynamics, dt 0.05. The cost data (goal_state,
     goal_weights, ctrl_penalty) and get_true_obj() are mpc.pytorch's."""
 
-    def __init__(self, params=None, simple=True):
+    def __init__(self, params: Optional[Union[torch.Tensor, npt.ArrayLike]] = None,
+                 simple: bool = True) -> None:
         if not simple:
             raise NotImplementedError("mpcd's pendulum is PendulumDx(simple=True) (params g, m, l)")
         super().__init__("pendulum", params)
@@ -101,7 +139,8 @@ class PendulumDx(ModelDx):
         self.ctrl_penalty = 0.001
         self.lower, self.upper = -2.0, 2.0
 
-    def get_true_obj(self):
+    def get_true_obj(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """mpc.pytorch's (q, p): the cost C = diag(q), c = p (float64)."""
         return _true_obj(self)
 
 
@@ -109,7 +148,7 @@ class CartpoleDx(ModelDx):
     """mpc.pytorch's env_dx CartpoleDx: state [x, dx, cos th, sin th, dth], params [gravity,
     masscart, masspole, length], force clamped to [-100, 100] inside the dynamics, dt 0.05."""
 
-    def __init__(self, params=None):
+    def __init__(self, params: Optional[Union[torch.Tensor, npt.ArrayLike]] = None) -> None:
         super().__init__("cartpole", params)
         self.n_state, self.n_ctrl = 5, 1
         self.goal_state = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0], dtype=torch.float64)
@@ -117,7 +156,8 @@ class CartpoleDx(ModelDx):
         self.ctrl_penalty = 0.001
         self.lower, self.upper = -100.0, 100.0
 
-    def get_true_obj(self):
+    def get_true_obj(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """mpc.pytorch's (q, p): the cost C = diag(q), c = p (float64)."""
         return _true_obj(self)
 
 
@@ -134,7 +174,7 @@ class ContinuousDx(torch.nn.Module):
                  "midpoint": ([[0.5]], [0.0, 1.0]),
                  "rk4": ([[0.5], [0.0, 0.5], [0.0, 0.0, 1.0]], [1 / 6, 1 / 3, 1 / 3, 1 / 6])}
 
-    def __init__(self, ode, dt, integrator="rk4"):
+    def __init__(self, ode: torch.nn.Module, dt: float, integrator: str = "rk4") -> None:
         super().__init__()
         if integrator not in self._TABLEAUX:
             raise ValueError("ContinuousDx: integrator must be one of %s, got %r"
@@ -143,7 +183,8 @@ class ContinuousDx(torch.nn.Module):
             raise ValueError("ContinuousDx: dt must be > 0 and finite, got %r" % (dt,))
         self.ode, self.dt, self.integrator = ode, float(dt), integrator
 
-    def forward(self, x, u):
+    def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """One integrator step of ode from x (B, n) under u (B, m): x_next (B, n)."""
         a, b = self._TABLEAUX[self.integrator]
         k = []
         for s in range(len(b)):
@@ -215,8 +256,8 @@ class _ModuleGraph:
         return torch.cat([parameters[name].reshape(-1) for name in self.names])
 
     def write(self, theta, client, graph):
-        """Fills a GraphDynamics, CostGraph or ConstraintGraph: the hash once the client registered the graph, else the bytes;
-        every parameter by name."""
+        """Fills a GraphDynamics, CostGraph or ConstraintGraph: the hash once the client registered
+        the graph, else the bytes; every parameter by name."""
         if client in self.registered:
             graph.sha256 = self.sha256
         else:
@@ -278,10 +319,11 @@ def _call(spec, method, request):
     return response
 
 
-def _true_obj(env):
+def _true_obj(env: Union[PendulumDx, CartpoleDx]) -> Tuple[torch.Tensor, torch.Tensor]:
     """mpc.pytorch's get_true_obj: q = [goal_weights, ctrl_penalty], p = [-sqrt(w) * goal, 0];
     the cost is C = diag(q), c = p."""
-    q = torch.cat((env.goal_weights, env.ctrl_penalty * torch.ones(env.n_ctrl, dtype=torch.float64)))
+    q = torch.cat((env.goal_weights,
+                   env.ctrl_penalty * torch.ones(env.n_ctrl, dtype=torch.float64)))
     p = torch.cat((-torch.sqrt(env.goal_weights) * env.goal_state,
                    torch.zeros(env.n_ctrl, dtype=torch.float64)))
     return q, p
@@ -569,12 +611,12 @@ class MPC(torch.nn.Module):
     (seconds per call), method ("ILQR", the default; "CEM", "MPPI", "CEM_THEN_ILQR",
     "MPPI_THEN_ILQR": sampling-based MPC, alone or as the iLQR's warm start) and sampling (a dict
     of the sampling options: samples, elites, sampling_iterations, initial_std, min_std,
-    temperature, momentum, seed). Backward through CEM or MPPI alone raises
-    mpcd.MpcdError with code FAILED_PRECONDITION (a sampled plan has no implicit gradient); through the
-    *_THEN_ILQR chains it is the iLQR's. grad_method and back_eps are accepted and unused (the server linearises by
-    automatic differentiation). delta_u, slew_rate_penalty (with prev_ctrl, (n_ctrl) or
-    (n_batch, n_ctrl)) and u_zero_I ((T, n_batch, n_ctrl) or (T, n_ctrl), true = pinned to 0) have
-    mpc.pytorch's meaning; slew_rate_penalty needs LinDx or torch.nn.Module dynamics (not the
+    temperature, momentum, seed). Backward through CEM or MPPI alone raises mpcd.MpcdError with
+    code FAILED_PRECONDITION (a sampled plan has no implicit gradient); through the *_THEN_ILQR
+    chains it is the iLQR's. grad_method and back_eps are accepted and unused (the server
+    linearises by automatic differentiation). delta_u, slew_rate_penalty (with prev_ctrl, (n_ctrl)
+    or (n_batch, n_ctrl)) and u_zero_I ((T, n_batch, n_ctrl) or (T, n_ctrl), true = pinned to 0)
+    have mpc.pytorch's meaning; slew_rate_penalty needs LinDx or torch.nn.Module dynamics (not the
     built-in models yet), and u_zero_I's pinned controls get no gradient (mpc.pytorch's backward
     ignores u_zero_I without bounds: docs/gradients.md). x_lower and x_upper (mpcd's: a float,
     (n_state) or (T, n_state), shared by the batch, +-inf unbounded) bound x_1 .. x_{T-1}
@@ -590,14 +632,28 @@ class MPC(torch.nn.Module):
     "converged" is per problem.
     """
 
-    def __init__(self, n_state, n_ctrl, T, u_lower=None, u_upper=None, u_zero_I=None,
-                 u_init=None, lqr_iter=10, grad_method=None, delta_u=None, verbose=0, eps=1e-7,
-                 back_eps=1e-7, n_batch=None, linesearch_decay=0.2, max_linesearch_iter=10,
-                 exit_unconverged=True, detach_unconverged=True, backprop=True,
-                 slew_rate_penalty=None, prev_ctrl=None, not_improved_lim=5, best_cost_eps=1e-4,
-                 *, client=None, target=None, gradient_mode="DEFAULT", timeout=None,
-                 method="ILQR", sampling=None, x_lower=None, x_upper=None, constraint=None,
-                 terminal_cost=None, options=None):
+    def __init__(self, n_state: int, n_ctrl: int, T: int,
+                 u_lower: Optional[Union[float, torch.Tensor]] = None,
+                 u_upper: Optional[Union[float, torch.Tensor]] = None,
+                 u_zero_I: Optional[torch.Tensor] = None, u_init: Optional[torch.Tensor] = None,
+                 lqr_iter: int = 10, grad_method: Any = None, delta_u: Optional[float] = None,
+                 verbose: int = 0, eps: float = 1e-7, back_eps: float = 1e-7,
+                 n_batch: Optional[int] = None, linesearch_decay: float = 0.2,
+                 max_linesearch_iter: int = 10, exit_unconverged: bool = True,
+                 detach_unconverged: bool = True, backprop: bool = True,
+                 slew_rate_penalty: Optional[float] = None,
+                 prev_ctrl: Optional[torch.Tensor] = None, not_improved_lim: int = 5,
+                 best_cost_eps: float = 1e-4, *, client: Optional[Client] = None,
+                 target: Optional[str] = None, gradient_mode: Union[str, int] = "DEFAULT",
+                 timeout: Optional[float] = None, method: str = "ILQR",
+                 sampling: Optional[Mapping[str, Any]] = None,
+                 x_lower: Optional[Union[float, torch.Tensor]] = None,
+                 x_upper: Optional[Union[float, torch.Tensor]] = None,
+                 constraint: Optional[torch.nn.Module] = None,
+                 terminal_cost: Optional[torch.nn.Module] = None,
+                 options: Optional[Mapping[str, Any]] = None) -> None:
+        """The arguments are described in the class docstring (mpc.pytorch's first, then
+        mpcd's keyword-only ones)."""
         super().__init__()
         if (u_lower is None) != (u_upper is None):
             raise ValueError("MPC: give both u_lower and u_upper or neither")
@@ -620,7 +676,7 @@ class MPC(torch.nn.Module):
         self.detach_unconverged = detach_unconverged
         self.backprop = backprop
         self.grad_method, self.back_eps = grad_method, back_eps
-        self.options = dict(max_iterations=lqr_iter, tolerance=eps,
+        self.options: Dict[str, Any] = dict(max_iterations=lqr_iter, tolerance=eps,
                             linesearch_decay=linesearch_decay,
                             max_linesearch_iterations=max_linesearch_iter,
                             best_cost_eps=best_cost_eps, not_improved_limit=not_improved_lim)
@@ -631,16 +687,24 @@ class MPC(torch.nn.Module):
         self.options.update(options or {})
         if client is None:
             client = shared_client(target or os.environ.get("MPCD_TARGET", DEFAULT_TARGET))
-        self.client = client
+        self.client: Client = client
         self.gradient_mode = gradient_mode
         self.timeout = timeout
         # mpcd's per-problem SolveStatus names of the last forward ("CONVERGED", ...).
-        self.last_statuses = []
+        self.last_statuses: List[str] = []
         # The server's (queue_seconds, solve_seconds) of the last call's "forward" (Solve) and,
         # once it ran, "backward" (Backward): the solver's share of a training step.
-        self.last_timing = {}
+        self.last_timing: Dict[str, Tuple[float, float]] = {}
 
-    def forward(self, x_init, cost, dx):
+    def forward(self, x_init: torch.Tensor, cost: Union[QuadCostLike, torch.nn.Module],
+                dx: Union[LinDxLike, ModelDx, torch.nn.Module]
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Solves the batch: x_init (B, n_state); cost a QuadCost(C, c) or a module cost(tau);
+        dx a LinDx(F, f), a ModelDx (PendulumDx, CartpoleDx, ...) or a module dx(x, u) (shapes in
+        the module docstring). Returns x (T, B, n_state), u (T, B, n_ctrl) and costs (B); x and u
+        are differentiable with respect to every input that requires grad, costs are not.
+        Raises NotConvergedError for unconverged problems with exit_unconverged and
+        detach_unconverged, MpcdError (or a subclass) when the server refuses the call."""
         # Duck-typed, so that mpc.pytorch's own QuadCost and LinDx namedtuples work too.
         module_cost = isinstance(cost, torch.nn.Module) and not (hasattr(cost, "C") and
                                                                  hasattr(cost, "c"))
@@ -663,7 +727,8 @@ class MPC(torch.nn.Module):
         spec.client, spec.T, spec.n_batch = self.client, T, B
         spec.options, spec.timeout, spec.verbose = self.options, self.timeout, self.verbose
         spec.gradient_mode = self.gradient_mode
-        spec.exit_unconverged, spec.detach_unconverged = self.exit_unconverged, self.detach_unconverged
+        spec.exit_unconverged = self.exit_unconverged
+        spec.detach_unconverged = self.detach_unconverged
         spec.layouts = {"x_init": _Layout(x_init.shape, 0)}
 
         C = c = cost_params = spec.cost_graph = None
@@ -766,7 +831,8 @@ class MPC(torch.nn.Module):
         return _MpcFunction.apply(spec, x_init, C, c, F, f, params, cost_params, constraint_params,
                                   terminal_cost_params, x_lower, x_upper)
 
-    def _controls(self, name, bound):
+    def _controls(self, name: str, bound: Union[float, torch.Tensor]
+                  ) -> Tuple[np.ndarray, _Layout]:
         """A bound as an array and its layout: (m) shared by the batch, or (T, B, m)."""
         if isinstance(bound, (int, float)):
             array = np.full(self.n_ctrl, float(bound))
@@ -779,7 +845,8 @@ class MPC(torch.nn.Module):
                                  "shape %s" % (name, array.shape))
         return array, _Layout(array.shape, 1 if array.ndim == 3 else None)
 
-    def _states(self, name, bound):
+    def _states(self, name: str, bound: Union[float, torch.Tensor]
+                ) -> Tuple[np.ndarray, _Layout]:
         """A state bound shared by the batch: a float, (n_state) or (T, n_state), +-inf
         unbounded."""
         if isinstance(bound, (int, float)):
@@ -794,5 +861,5 @@ class MPC(torch.nn.Module):
         return np.ascontiguousarray(array), _Layout(array.shape, None)
 
 
-__all__ = ["MPC", "QuadCost", "LinDx", "GradMethods", "ModelDx", "PendulumDx", "CartpoleDx", "ContinuousDx",
-           "NotConvergedError", "shared_client"]
+__all__ = ["MPC", "QuadCost", "LinDx", "GradMethods", "ModelDx", "PendulumDx", "CartpoleDx",
+           "ContinuousDx", "NotConvergedError", "shared_client"]
