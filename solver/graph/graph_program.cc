@@ -72,8 +72,9 @@ S Softplus(const S& a) {
   return Log(S(1.0) + Exp(a));
 }
 
-template <typename S>
-S Unary(const GraphInstruction& in, const S& a) {
+// Instruction: a GraphInstruction or an ElementInstruction (op, alpha, beta).
+template <class Instruction, typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline S Unary(const Instruction& in, const S& a) {
   switch (in.op) {
     case GraphOp::kNeg:
       return -a;
@@ -118,9 +119,8 @@ S Unary(const GraphInstruction& in, const S& a) {
 
 // d op(a) / d a, given a and y = op(a), as an S (so a dual sweep differentiates it too). Inlined
 // in every sweep (called per element, it cost the MLP's solve 3%).
-template <typename S>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline S UnarySlope(const GraphInstruction& in, const S& a,
-                                                 const S& y) {
+template <class Instruction, typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline S UnarySlope(const Instruction& in, const S& a, const S& y) {
   switch (in.op) {
     case GraphOp::kNeg:
       return S(-1.0);
@@ -162,8 +162,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline S UnarySlope(const GraphInstruction& in, con
   }
 }
 
+// Inlined into the sweeps (a call per element cost the cartpole graph's solve 16%).
 template <typename S>
-S Binary(GraphOp op, const S& a, const S& b) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline S Binary(GraphOp op, const S& a, const S& b) {
   switch (op) {
     case GraphOp::kAdd:
       return a + b;
@@ -397,6 +398,46 @@ void Forward(const std::vector<GraphInstruction>& tape, S* v) {
   Forward(tape.data(), tape.data() + tape.size(), v);
 }
 
+// Element e's value (FlattenToElements): the instruction's operation on its element, so the same
+// bits as Forward.
+template <typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void ForwardElement(const ElementInstruction& e, S* v) {
+  S& out = v[e.out];
+  switch (e.code) {
+    case ElementCode::kGatherZero:
+      out = S(0.0);
+      break;
+    case ElementCode::kGatherFirst:
+      out = S(0.0) + v[e.a];
+      break;
+    case ElementCode::kGatherNext:
+      out = out + v[e.a];
+      break;
+    case ElementCode::kAdd:
+      out = v[e.a] + v[e.b];
+      break;
+    case ElementCode::kSub:
+      out = v[e.a] - v[e.b];
+      break;
+    case ElementCode::kMul:
+      out = v[e.a] * v[e.b];
+      break;
+    case ElementCode::kBinary:
+      out = Binary(e.op, v[e.a], v[e.b]);
+      break;
+    case ElementCode::kUnary:
+      out = Unary(e, v[e.a]);
+      break;
+  }
+}
+
+// The values of a program: by its elements where it has them, else by its tape.
+template <typename S>
+void Values(const GraphProgram& program, S* v) {
+  if (program.elements.empty()) return Forward(program.tape, v);
+  for (const ElementInstruction& e : program.elements) ForwardElement(e, v);
+}
+
 // ga += gy d op(a, b)/da and gb += gy d op(a, b)/db (each where asked: to_a, to_b) for a binary
 // instruction at (a, b) with y = op(a, b): a reverse sweep's step, and on zeros with gy = 1 the
 // partials a forward sweep applies to its tangents.
@@ -476,8 +517,8 @@ void Reverse(const GraphProgram& program, const S* v, S* g, GraphAdjoints adjoin
 // none. Tapes without matrix products only (UsesForwardJacobians).
 // kLanes > 0: the lane count as a compile-time constant (the lane loops unroll), else `lanes`.
 template <int kLanes>
-void ForwardLanes(const std::vector<GraphInstruction>& tape, double* v, int run_time_lanes,
-                  double* t) {
+void ForwardTapeLanes(const std::vector<GraphInstruction>& tape, double* v, int run_time_lanes,
+                      double* t) {
   const int lanes = kLanes > 0 ? kLanes : run_time_lanes;
   const auto lanes_of = [&](int position) {
     return t + static_cast<std::size_t>(position) * lanes;
@@ -522,21 +563,94 @@ void ForwardLanes(const std::vector<GraphInstruction>& tape, double* v, int run_
   }
 }
 
+// to = da ta + db tb over the lanes, each term only where its operand is active (as
+// ForwardTapeLanes forms a binary instruction's tangents).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddLanes(const ElementInstruction& e, double da, double db,
+                                                  const double* ta, const double* tb, int lanes,
+                                                  double* to) {
+  if (!e.b_active) {
+    for (int l = 0; l < lanes; ++l) to[l] = da * ta[l];
+  } else if (!e.a_active) {
+    for (int l = 0; l < lanes; ++l) to[l] = db * tb[l];
+  } else {
+    for (int l = 0; l < lanes; ++l) to[l] = da * ta[l] + db * tb[l];
+  }
+}
+
+// ForwardTapeLanes over a program's elements (FlattenToElements): each element's value, then its
+// tangents from the same local derivatives in the same order, so the same bits.
+template <int kLanes>
+void ForwardElementLanes(const std::vector<ElementInstruction>& elements, double* v,
+                         int run_time_lanes, double* t) {
+  const int lanes = kLanes > 0 ? kLanes : run_time_lanes;
+  const auto lanes_of = [&](int position) {
+    return t + static_cast<std::size_t>(position) * lanes;
+  };
+  for (const ElementInstruction& e : elements) {
+    ForwardElement(e, v);
+    if (!e.active) continue;
+    double* to = lanes_of(e.out);
+    const double* ta = lanes_of(e.a);
+    const double* tb = lanes_of(e.b);
+    // Add, Sub, Mul: AccumulateBinaryAdjoints' partials with gy = 1 (1 and -1 exactly; 0 + b),
+    // written out so that the lanes need no second dispatch.
+    switch (e.code) {
+      case ElementCode::kGatherZero:
+        std::fill_n(to, lanes, 0.0);
+        break;
+      case ElementCode::kGatherFirst:
+        for (int l = 0; l < lanes; ++l) to[l] = 0.0 + ta[l];
+        break;
+      case ElementCode::kGatherNext:
+        for (int l = 0; l < lanes; ++l) to[l] += ta[l];
+        break;
+      case ElementCode::kAdd:
+        AddLanes(e, 1.0, 1.0, ta, tb, lanes, to);
+        break;
+      case ElementCode::kSub:
+        AddLanes(e, 1.0, -1.0, ta, tb, lanes, to);
+        break;
+      case ElementCode::kMul:
+        AddLanes(e, 0.0 + v[e.b], 0.0 + v[e.a], ta, tb, lanes, to);
+        break;
+      case ElementCode::kBinary: {
+        double da = 0.0, db = 0.0;
+        AccumulateBinaryAdjoints(e.op, v[e.a], v[e.b], v[e.out], 1.0, true, true, da, db);
+        AddLanes(e, da, db, ta, tb, lanes, to);
+        break;
+      }
+      case ElementCode::kUnary: {
+        const double slope = UnarySlope(e, v[e.a], v[e.out]);
+        for (int l = 0; l < lanes; ++l) to[l] = slope * ta[l];
+        break;
+      }
+    }
+  }
+}
+
+template <int kLanes>
+void ForwardLanes(const GraphProgram& program, double* v, int run_time_lanes, double* t) {
+  if (program.elements.empty()) {
+    ForwardTapeLanes<kLanes>(program.tape, v, run_time_lanes, t);
+  } else {
+    ForwardElementLanes<kLanes>(program.elements, v, run_time_lanes, t);
+  }
+}
+
 // ForwardLanes with the lane count as a compile-time constant up to kMaxFixedLanes.
 constexpr int kMaxFixedLanes = 16;
 
 template <int... kCounts>
-void ForwardLanesOfCount(std::integer_sequence<int, kCounts...>,
-                         const std::vector<GraphInstruction>& tape, double* v, int lanes,
-                         double* t) {
+void ForwardLanesOfCount(std::integer_sequence<int, kCounts...>, const GraphProgram& program,
+                         double* v, int lanes, double* t) {
   const bool fixed =
-      ((lanes == kCounts + 1 ? (ForwardLanes<kCounts + 1>(tape, v, lanes, t), true) : false) ||
+      ((lanes == kCounts + 1 ? (ForwardLanes<kCounts + 1>(program, v, lanes, t), true) : false) ||
        ...);
-  if (!fixed) ForwardLanes<0>(tape, v, lanes, t);
+  if (!fixed) ForwardLanes<0>(program, v, lanes, t);
 }
 
-void ForwardLanes(const std::vector<GraphInstruction>& tape, double* v, int lanes, double* t) {
-  ForwardLanesOfCount(std::make_integer_sequence<int, kMaxFixedLanes>(), tape, v, lanes, t);
+void ForwardLanes(const GraphProgram& program, double* v, int lanes, double* t) {
+  ForwardLanesOfCount(std::make_integer_sequence<int, kMaxFixedLanes>(), program, v, lanes, t);
 }
 
 template <typename S>
@@ -605,6 +719,62 @@ void MarkActivity(GraphProgram* program) {
       in.a_active = in.b_active = std::any_of(out, out + in.size, [](bool b) { return b; });
     }
     in.active = in.a_active || in.b_active;
+  }
+}
+
+namespace {
+
+ElementCode BinaryCode(GraphOp op) {
+  switch (op) {
+    case GraphOp::kAdd:
+      return ElementCode::kAdd;
+    case GraphOp::kSub:
+      return ElementCode::kSub;
+    case GraphOp::kMul:
+      return ElementCode::kMul;
+    default:
+      return ElementCode::kBinary;
+  }
+}
+
+}  // namespace
+
+void FlattenToElements(GraphProgram* program) {
+  program->elements.clear();
+  const std::vector<GraphInstruction>& tape = program->tape;
+  if (std::any_of(tape.begin(), tape.end(),
+                  [](const GraphInstruction& in) { return in.op == GraphOp::kMatMul; })) {
+    return;
+  }
+  for (const GraphInstruction& in : tape) {
+    ElementInstruction e;
+    e.op = in.op;
+    e.active = in.active;
+    e.a_active = in.a_active;
+    e.b_active = in.b_active;
+    e.alpha = in.alpha;
+    e.beta = in.beta;
+    for (int i = 0; i < in.size; ++i) {
+      e.out = in.out + i;
+      if (in.op == GraphOp::kGather) {
+        e.code = ElementCode::kGatherZero;
+        for (int k = in.start[i]; k < in.start[i + 1]; ++k) {
+          e.code = k == in.start[i] ? ElementCode::kGatherFirst : ElementCode::kGatherNext;
+          e.a = in.source[k];
+          program->elements.push_back(e);
+        }
+        if (in.start[i] == in.start[i + 1]) program->elements.push_back(e);
+      } else if (IsBinary(in.op)) {
+        e.code = BinaryCode(in.op);
+        e.a = in.a[i];
+        e.b = in.b[i];
+        program->elements.push_back(e);
+      } else {
+        e.code = ElementCode::kUnary;
+        e.a = in.input + i;
+        program->elements.push_back(e);
+      }
+    }
   }
 }
 
@@ -692,7 +862,7 @@ void GraphEvaluator::IntegrateForward(const double* theta, TimeStep dt) {
     }
     for (int j = 0; j < m; ++j) v[p.u_position() + j] = st.u[j];
     for (int k = 0; k < p.param_dim; ++k) v[p.theta_position() + k] = S(theta[k]);
-    Forward(p.tape, v);
+    Values(p, v);
   }
   for (int i = 0; i < n; ++i) {
     S sum = st.x[i];
@@ -819,7 +989,7 @@ void GraphEvaluator::Load(const double* x, const double* u, const double* theta)
 
 void GraphEvaluator::Step(const double* x, const double* u, const double* theta, double* x_next) {
   Load(x, u, theta);
-  Forward(program_->tape, values_.data());
+  Values(*program_, values_.data());
   for (int i = 0; i < program_->state_dim; ++i) x_next[i] = values_[program_->output + i];
 }
 
@@ -830,7 +1000,7 @@ void GraphEvaluator::StepWithJacobians(const double* x, const double* u, const d
   if (!lanes_.empty()) {
     // The output's lanes are the rows of [A B].
     Load(x, u, theta);
-    ForwardLanes(p.tape, values_.data(), n + m, lanes_.data());
+    ForwardLanes(p, values_.data(), n + m, lanes_.data());
     for (int row = 0; row < n; ++row) {
       x_next[row] = values_[p.output + row];
       const double* derivative = lanes_.data() + static_cast<std::size_t>(p.output + row) * (n + m);
@@ -853,7 +1023,7 @@ void GraphEvaluator::ParamVjp(const double* x, const double* u, const double* th
                               const double* lambda, double* g) {
   const GraphProgram& p = *program_;
   Load(x, u, theta);
-  Forward(p.tape, values_.data());
+  Values(p, values_.data());
   Fill(&adjoints_, 0.0);
   for (int i = 0; i < p.output_dim; ++i) adjoints_[p.output + i] = lambda[i];
   Reverse(p, values_.data(), adjoints_.data(), GraphAdjoints::kOfAll);
@@ -873,7 +1043,7 @@ void GraphEvaluator::MixedDirectional(const double* x, const double* u, const do
     dual_values_[p.u_position() + j].d[0] = du[j];
   }
   for (int k = 0; k < p.param_dim; ++k) dual_values_[p.theta_position() + k] = Dual1(theta[k]);
-  Forward(p.tape, dual_values_.data());
+  Values(p, dual_values_.data());
   Fill(&dual_adjoints_, Dual1(0.0));
   for (int i = 0; i < p.output_dim; ++i) dual_adjoints_[p.output + i] = Dual1(lambda[i]);
   Reverse(p, dual_values_.data(), dual_adjoints_.data(), GraphAdjoints::kOfAll);
@@ -905,7 +1075,7 @@ void GraphEvaluator::LambdaHessian(const double* x, const double* u, const doubl
       dual_values_[p.u_position() + j] = Dual1(u[j]);
       dual_values_[p.u_position() + j].d[0] = column == n + j ? 1.0 : 0.0;
     }
-    Forward(p.tape, dual_values_.data());
+    Values(p, dual_values_.data());
     ClearAdjoints(p, GraphAdjoints::kOfInputs, &dual_adjoints_);
     for (int i = 0; i < p.output_dim; ++i) dual_adjoints_[p.output + i] = Dual1(lambda[i]);
     Reverse(p, dual_values_.data(), dual_adjoints_.data(), GraphAdjoints::kOfInputs);
@@ -922,7 +1092,7 @@ const double* GraphEvaluator::Tau(const double* x, const double* u, int n) {
 
 double GraphEvaluator::Cost(const double* x, const double* u, int n, const double* theta) {
   Load(Tau(x, u, n), nullptr, theta);
-  Forward(program_->tape, values_.data());
+  Values(*program_, values_.data());
   return values_[program_->output];
 }
 
@@ -995,7 +1165,7 @@ double GraphEvaluator::ConstraintRow(const double* x, const double* u, const dou
     std::copy(u, u + m, rows_at_.begin() + n);
     std::copy(theta, theta + p.param_dim, rows_at_.begin() + n + m);
     Load(x, u, theta);
-    Forward(p.tape, values_.data());
+    Values(p, values_.data());
     std::copy(values_.begin() + p.output, values_.begin() + p.output + p.output_dim, rows_.begin());
     rows_valid_ = true;
   }
@@ -1007,7 +1177,7 @@ void GraphEvaluator::LinearizeConstraints(const double* x, const double* u, cons
   const GraphProgram& p = *program_;
   const int n = p.state_dim, m = p.control_dim;
   Load(x, u, theta);
-  Forward(p.tape, values_.data());
+  Values(p, values_.data());
   for (int row = 0; row < p.output_dim; ++row) {
     const double g = values_[p.output + row];
     ClearAdjoints(p, GraphAdjoints::kOfInputs, &adjoints_);

@@ -80,6 +80,35 @@ struct GraphInstruction {
   bool a_active = true, b_active = true;
 };
 
+// A tape without matrix products flattened to one record per output element (FlattenToElements):
+// what the value sweep and the forward Jacobian sweep run, so that the interpreter's work per
+// element is one small record and one switch (the instructions' operand vectors and the nested
+// dispatch cost the cartpole graph's scalar tape more than its arithmetic). A gather element is
+// its sources' sum in order: kGatherFirst out = 0 + v[a], then kGatherNext out = out + v[a] per
+// further source (kGatherZero: out = 0, none), so the same sums as the instruction's, bit for bit.
+// Add, Sub and Mul have codes of their own; the other binary and the unary ops go by `op`.
+enum class ElementCode : std::uint8_t {
+  kGatherZero,
+  kGatherFirst,
+  kGatherNext,
+  kAdd,
+  kSub,
+  kMul,
+  kBinary,
+  kUnary,
+};
+
+struct ElementInstruction {
+  ElementCode code = ElementCode::kGatherZero;
+  GraphOp op = GraphOp::kGather;  // the instruction's op
+  // The instruction's activity flags (GraphInstruction), for the Jacobian sweep.
+  bool active = true;
+  bool a_active = true, b_active = true;
+  int out = 0;
+  int a = 0, b = 0;  // operand positions (a: the unary input, the gather's source)
+  double alpha = 0.0, beta = 0.0;
+};
+
 // A named parameter of the graph (an ONNX initializer): theta[offset, offset + size) holds it,
 // row-major in `shape`.
 struct GraphParameter {
@@ -111,6 +140,9 @@ struct GraphProgram {
   std::vector<double> initial_buffer;  // constants in place, zeros elsewhere
   int output = 0;                      // position of x_next (state_dim elements)
   std::vector<GraphInstruction> tape;
+  // The tape, one record per element (FlattenToElements), when it has no matrix products; empty
+  // otherwise (or when not flattened): the sweeps then run `tape` itself.
+  std::vector<ElementInstruction> elements;
 
   int x_position() const { return 0; }
   int u_position() const { return state_dim; }
@@ -129,6 +161,10 @@ enum class GraphAdjoints : std::uint8_t { kOfInputs, kOfAll };
 // on x or u (through the tape, from the buffer's x and u), and an instruction or operand is active
 // when any of its positions is. Run once the tape is final.
 void MarkActivity(GraphProgram* program);
+
+// Sets `program`'s elements from its final tape and activity flags (after MarkActivity) when the
+// tape has no matrix products.
+void FlattenToElements(GraphProgram* program);
 
 // Runs a GraphProgram: holds the buffers one evaluation needs (sized once, reused), so one
 // evaluator per thread. Shapes: x (n), u (m), theta (p), matrices row-major.

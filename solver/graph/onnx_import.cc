@@ -1174,6 +1174,7 @@ class GraphCompiler {
     program_->initial_buffer = std::move(builder_.buffer());
     program_->tape = std::move(builder_.tape());
     MarkActivity(program_.get());
+    FlattenToElements(program_.get());
     return std::shared_ptr<const GraphProgram>(std::move(program_));
   }
 

@@ -1,5 +1,6 @@
 #include "solver/graph/graph_program.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
@@ -187,6 +188,7 @@ TEST_F(GraphDerivativesTest, SkippingTheInactivePartsChangesNoDerivative) {
     SCOPED_TRACE(name);
     auto whole = std::make_shared<GraphProgram>(*program);
     for (GraphInstruction& in : whole->tape) in.active = in.a_active = in.b_active = true;
+    FlattenToElements(whole.get());
     GraphEvaluator marked(program), unmarked(whole), fresh(program);
     const int n = program->state_dim, m = program->control_dim, nt = n + m;
     const Point point = RandomPoint(*program, rng);
@@ -209,6 +211,70 @@ TEST_F(GraphDerivativesTest, SkippingTheInactivePartsChangesNoDerivative) {
                    want_g.data());
     EXPECT_EQ(g, want_g);
   }
+}
+
+// The element records (FlattenToElements) do each instruction's operations on its elements in
+// the same order: every sweep gives the tape's bits.
+TEST_F(GraphDerivativesTest, TheElementRecordsGiveTheTapesBits) {
+  std::mt19937_64 rng(16);
+  int flattened = 0;
+  for (const auto& [name, program] : programs_) {
+    SCOPED_TRACE(name);
+    if (program->elements.empty()) continue;
+    ++flattened;
+    auto tape_only = std::make_shared<GraphProgram>(*program);
+    tape_only->elements.clear();
+    GraphEvaluator elements(program), tape(tape_only);
+    const int n = program->state_dim, m = program->control_dim, nt = n + m;
+    const Point point = RandomPoint(*program, rng);
+    std::vector<double> next(n), A(n * n), B(n * m), H(nt * nt), g(program->param_dim);
+    std::vector<double> want_next(n), want_A(n * n), want_B(n * m), want_H(nt * nt),
+        want_g(program->param_dim);
+    elements.Step(point.x.data(), point.u.data(), point.theta.data(), next.data());
+    tape.Step(point.x.data(), point.u.data(), point.theta.data(), want_next.data());
+    EXPECT_EQ(next, want_next);
+    elements.StepWithJacobians(point.x.data(), point.u.data(), point.theta.data(), next.data(),
+                               A.data(), B.data());
+    tape.StepWithJacobians(point.x.data(), point.u.data(), point.theta.data(), want_next.data(),
+                           want_A.data(), want_B.data());
+    EXPECT_EQ(next, want_next);
+    EXPECT_EQ(A, want_A);
+    EXPECT_EQ(B, want_B);
+    elements.LambdaHessian(point.x.data(), point.u.data(), point.theta.data(), point.lambda.data(),
+                           H.data());
+    tape.LambdaHessian(point.x.data(), point.u.data(), point.theta.data(), point.lambda.data(),
+                       want_H.data());
+    EXPECT_EQ(H, want_H);
+    elements.ParamVjp(point.x.data(), point.u.data(), point.theta.data(), point.lambda.data(),
+                      g.data());
+    tape.ParamVjp(point.x.data(), point.u.data(), point.theta.data(), point.lambda.data(),
+                  want_g.data());
+    EXPECT_EQ(g, want_g);
+  }
+  EXPECT_GE(flattened, 30);  // every case without a matrix product
+}
+
+// A tape with a matrix product keeps its instructions; the cartpole's (scalar ops and one
+// gather of five sources) becomes one record per element.
+TEST(GraphElementsTest, OnlyTapesWithoutProductsAreFlattened) {
+  absl::StatusOr<std::shared_ptr<const GraphProgram>> mlp =
+      CompileOnnxGraph(testing::ReadGraphFile("mlp_n4_m1_h64.onnx"), {});
+  ASSERT_TRUE(mlp.ok()) << mlp.status();
+  EXPECT_TRUE((*mlp)->elements.empty());
+  absl::StatusOr<std::shared_ptr<const GraphProgram>> cartpole =
+      CompileOnnxGraph(testing::ReadGraphFile("cartpole_graph.onnx"), {});
+  ASSERT_TRUE(cartpole.ok()) << cartpole.status();
+  std::size_t records = 0;
+  for (const GraphInstruction& in : (*cartpole)->tape) {
+    if (in.op != GraphOp::kGather) {
+      records += static_cast<std::size_t>(in.size);
+      continue;
+    }
+    for (int i = 0; i < in.size; ++i) {
+      records += static_cast<std::size_t>(std::max(1, in.start[i + 1] - in.start[i]));
+    }
+  }
+  EXPECT_EQ((*cartpole)->elements.size(), records);
 }
 
 // In a layer y = W h + b only h depends on x and u: the Jacobians' sweeps form no dL/dW.
