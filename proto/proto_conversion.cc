@@ -28,7 +28,17 @@ namespace {
 using mpcd::v1::Tensor;
 using Shape = TensorShape;
 
-Shape ShapeOf(const Tensor& tensor) { return Shape(tensor.shape().begin(), tensor.shape().end()); }
+// The shape as sent, read in place (ShapeOf copies it: only for messages and answers). (The
+// max tells GCC the size is not negative: it would warn of a huge allocation in ShapeOf.)
+absl::Span<const std::uint32_t> ShapeSpan(const Tensor& tensor) {
+  return absl::MakeConstSpan(tensor.shape().data(),
+                             static_cast<std::size_t>(std::max(tensor.shape_size(), 0)));
+}
+
+Shape ShapeOf(const Tensor& tensor) {
+  const absl::Span<const std::uint32_t> shape = ShapeSpan(tensor);
+  return Shape(shape.begin(), shape.end());
+}
 
 // ---------------------------------------------------------------------------------------------
 // The Tensor decoding layer: the only code that reads a Tensor's values, whichever encoding
@@ -95,28 +105,28 @@ bool IsPresent(const Tensor& tensor) {
 // The values must come in one encoding, a raw payload must hold whole elements of a known dtype,
 // and there must be exactly prod(shape) values. The product saturates: shape is client-controlled
 // and a saturated count never equals a real value count.
-absl::Status CheckTensorData(const Tensor& tensor, const std::string& field) {
+absl::Status CheckTensorData(const Tensor& tensor, FieldPath field) {
   if (!IsPresent(tensor)) return absl::OkStatus();
   if (IsRaw(tensor)) {
     if (tensor.data_size() > 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat(field, ": has both data and raw_data (set one of them)"));
+          absl::StrCat(field.str(), ": has both data and raw_data (set one of them)"));
     }
     const std::size_t element = RawElementSize(tensor);
     if (element == 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat(field, ".dtype: unknown value ", static_cast<int>(tensor.dtype())));
+          absl::StrCat(field.str(), ".dtype: unknown value ", static_cast<int>(tensor.dtype())));
     }
     if (tensor.raw_data().size() % element != 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          field, ".raw_data: ", tensor.raw_data().size(), " bytes is not a whole number of ",
+          field.str(), ".raw_data: ", tensor.raw_data().size(), " bytes is not a whole number of ",
           mpcd::v1::DataType_Name(tensor.dtype()), " values (", element, " bytes each)"));
     }
   }
   const std::uint64_t values = ValueCount(tensor);
   if (tensor.shape_size() == 0 && values != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, ": has ", values, " values but no shape (set shape, e.g. [", values, "])"));
+        field.str(), ": has ", values, " values but no shape (set shape, e.g. [", values, "])"));
   }
   constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
   std::uint64_t count = 1;
@@ -125,7 +135,7 @@ absl::Status CheckTensorData(const Tensor& tensor, const std::string& field) {
   }
   if (count != values) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, ": shape ", ShapeString(ShapeOf(tensor)), " needs ",
+        field.str(), ": shape ", ShapeString(ShapeOf(tensor)), " needs ",
         count == kMax ? std::string("too many") : absl::StrCat(count), " values, got ", values));
   }
   return absl::OkStatus();
@@ -158,15 +168,15 @@ const Tensor* TensorOf(const mpcd::v1::Problem& proto, ArrayField field) {
 
 // A tensor's shape against the accepted shapes of `field` for `shape` (problem_fields.h, the one
 // table); an absent tensor is accepted when the field is optional.
-absl::Status CheckTensorShape(const Tensor& tensor, const ArraySpec& spec,
-                              const std::string& path) {
+absl::Status CheckTensorShape(const Tensor& tensor, const ArraySpec& spec, FieldPath path) {
   if (!IsPresent(tensor)) return CheckArrayShape(spec, nullptr, path);
+  if (ShapeAccepted(spec, ShapeSpan(tensor))) return absl::OkStatus();
   const Shape given = ShapeOf(tensor);
   return CheckArrayShape(spec, &given, path);
 }
 
 absl::Status CheckTensorShape(const Tensor& tensor, ArrayField field, const ProblemShape& shape,
-                              const std::string& path) {
+                              FieldPath path) {
   return CheckTensorShape(tensor, ArraySpecFor(field, shape), path);
 }
 
@@ -185,7 +195,7 @@ std::vector<double> ToVector(const Tensor& tensor) {
 
 // A shape-checked tensor's values, in either encoding (the one scan of them; solver arrays are
 // scanned by ValidateProblem instead). Read in place: only a bad value's message needs a copy.
-absl::Status CheckTensorFinite(const Tensor& tensor, const std::string& path) {
+absl::Status CheckTensorFinite(const Tensor& tensor, FieldPath path) {
   bool finite = true;
   if (IsRaw(tensor)) {
     const std::uint64_t count = ValueCount(tensor);
@@ -305,28 +315,30 @@ std::string KnownModels() {
 // Sets problem->shape (dynamics, n, m) and the model fields from a built-in model description.
 absl::Status ConvertModel(const mpcd::v1::ModelDynamics& proto, const std::string& prefix,
                           Problem* problem) {
-  const std::string field = prefix + "dynamics.model.";
+  const FieldPath field(prefix, "dynamics.model.");
   if (proto.name().empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, "name: required (known: ", KnownModels(), ")"));
+        absl::StrCat(field.str(), "name: required (known: ", KnownModels(), ")"));
   }
   const ModelInfo* model = FindModel(proto.name());
   if (model == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, "name: unknown model ", Quoted(proto.name()), " (known: ", KnownModels(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(field.str(), "name: unknown model ",
+                                                   Quoted(proto.name()), " (known: ", KnownModels(),
+                                                   ")"));
   }
   if (!proto.integrator().empty()) {
     if (!model->continuous) {
       return absl::InvalidArgumentError(absl::StrCat(
-          field, "integrator: model \"", model->name,
+          field.str(), "integrator: model \"", model->name,
           "\" is discrete-time (its update rule is the model) and takes no integrator; "
           "integrators apply to continuous-time models (ListModels: continuous)"));
     }
     problem->integrator = IntegratorFromName(proto.integrator());
     if (problem->integrator == Integrator::kDefault) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, "integrator: unknown integrator ", Quoted(proto.integrator()), " for model \"",
-          model->name, "\" (known: ", absl::StrJoin(model->integrators, ", "), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field.str(), "integrator: unknown integrator ", Quoted(proto.integrator()),
+                       " for model \"", model->name,
+                       "\" (known: ", absl::StrJoin(model->integrators, ", "), ")"));
     }
   }
   problem->shape.dynamics = model->id;
@@ -334,10 +346,10 @@ absl::Status ConvertModel(const mpcd::v1::ModelDynamics& proto, const std::strin
   problem->shape.control_dim = model->control_dim;
   // params is a plain list: its length is its shape. The message lists the parameters' names.
   const ArraySpec params = ArraySpecFor(ArrayField::kParams, problem->shape);
-  const Shape given = {proto.params_size()};
-  if (proto.params_size() != 0 && !CheckArrayShape(params, &given, "").ok()) {
+  const std::int64_t given[] = {proto.params_size()};
+  if (proto.params_size() != 0 && !ShapeAccepted<std::int64_t>(params, given)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, "params: expected ", params.shapes.front().front(), " values (",
+        field.str(), "params: expected ", params.shapes.front().front(), " values (",
         absl::StrJoin(model->param_names, ", "), ") or none, got ", proto.params_size()));
   }
   problem->params.assign(proto.params().begin(), proto.params().end());
@@ -587,14 +599,14 @@ absl::Status ConvertLinearShape(const mpcd::v1::Problem& proto, int horizon,
   shape.dynamics = DynamicsId::Linear();
   shape.horizon = horizon;
   const Tensor& x_init = proto.x_init();
-  const std::string x_field = prefix + "x_init";
-  const std::string x_expected = DescribeShapes(ArrayField::kXInit, horizon, {}, {});
+  // (Field paths and the shapes' descriptions are spelled out only for a message.)
+  const auto x_expected = [horizon] { return DescribeShapes(ArrayField::kXInit, horizon, {}, {}); };
   if (!IsPresent(x_init)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(x_field, ": required, expected shape ", x_expected));
+        absl::StrCat(prefix, "x_init: required, expected shape ", x_expected()));
   }
   if (x_init.shape_size() != 1 || x_init.shape(0) < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(x_field, ": expected shape ", x_expected,
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "x_init: expected shape ", x_expected(),
                                                    " with n >= 1, got ",
                                                    ShapeString(ShapeOf(x_init))));
   }
@@ -604,24 +616,25 @@ absl::Status ConvertLinearShape(const mpcd::v1::Problem& proto, int horizon,
   MPC_RETURN_IF_ERROR(CheckProblemLimits(shape, limits.problem, prefix));
 
   const Tensor& transition = proto.dynamics().linear().transition();
-  const std::string f_field = prefix + "dynamics.linear.transition";
-  const std::string expected =
-      absl::StrCat(DescribeShapes(ArrayField::kTransition, horizon, n, {}), " with m >= 1");
+  const auto expected = [horizon, n] {
+    return absl::StrCat(DescribeShapes(ArrayField::kTransition, horizon, n, {}), " with m >= 1");
+  };
   if (!IsPresent(transition)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(f_field, ": required, expected shape ", expected));
+        absl::StrCat(prefix, "dynamics.linear.transition: required, expected shape ", expected()));
   }
   // m from the last dimension, then the whole shape against the table.
-  const Shape given = ShapeOf(transition);
-  const std::int64_t m = given.empty() ? 0 : given.back() - n;
+  const absl::Span<const std::uint32_t> given = ShapeSpan(transition);
+  const std::int64_t m = given.empty() ? 0 : std::int64_t{given.back()} - n;
   if (m >= 1) {
     shape.control_dim =
         static_cast<int>(std::min<std::int64_t>(m, std::numeric_limits<int>::max()));
   }
-  if (m < 1 || !CheckArrayShape(ArraySpecFor(ArrayField::kTransition, shape), &given, "").ok()) {
+  if (m < 1 || !ShapeAccepted(ArraySpecFor(ArrayField::kTransition, shape), given)) {
     shape.control_dim = 0;
     return absl::InvalidArgumentError(
-        absl::StrCat(f_field, ": expected shape ", expected, ", got ", ShapeString(given)));
+        absl::StrCat(prefix, "dynamics.linear.transition: expected shape ", expected(), ", got ",
+                     ShapeString(ShapeOf(transition))));
   }
   return CheckProblemLimits(shape, limits.problem, prefix);
 }
@@ -755,15 +768,15 @@ absl::Status CheckTemplate(const mpcd::v1::Problem& shared) {
       {&shared.tracking().w_x_terminal(), "tracking.w_x_terminal"},
   };
   for (const auto& [tensor, name] : tensors) {
-    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
-    MPC_RETURN_IF_ERROR(CheckTensorFinite(*tensor, p + name));
+    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, FieldPath(p, name)));
+    MPC_RETURN_IF_ERROR(CheckTensorFinite(*tensor, FieldPath(p, name)));
   }
   // State bounds may hold +-inf (ConvertStageConstraints checks the merged problem's).
   for (const auto& [tensor, name] :
        {std::pair{&shared.x_lower(), "x_lower"}, std::pair{&shared.x_upper(), "x_upper"},
         std::pair{&shared.constraints().g(), "constraints.G"},
         std::pair{&shared.constraints().h(), "constraints.h"}}) {
-    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
+    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, FieldPath(p, name)));
   }
   return absl::OkStatus();
 }
@@ -772,16 +785,15 @@ absl::Status CheckTemplate(const mpcd::v1::Problem& shared) {
 // mpc.pytorch's u_zero_I and slew_rate_penalty (solver/pytorch_terms.h).
 
 // An optional tensor of exactly `expected` (absent is fine), finite.
-absl::Status CheckExtraTensor(const Tensor& tensor, const char* name, TensorShape expected,
-                              const std::string& path) {
+absl::Status CheckExtraTensor(const Tensor& tensor, const char* name, const SpecShape& expected,
+                              FieldPath path) {
   MPC_RETURN_IF_ERROR(CheckTensorData(tensor, path));
   ArraySpec spec;
   spec.name = name;
-  spec.shapes = {std::move(expected)};
+  spec.shapes = {expected};
   spec.optional = true;
   if (!IsPresent(tensor)) return absl::OkStatus();
-  const Shape given = ShapeOf(tensor);
-  MPC_RETURN_IF_ERROR(CheckArrayShape(spec, &given, path));
+  MPC_RETURN_IF_ERROR(CheckTensorShape(tensor, spec, path));
   return CheckTensorFinite(tensor, path);
 }
 
@@ -791,9 +803,10 @@ absl::Status ApplyPytorchTerms(const mpcd::v1::Problem& proto, const std::string
                                Problem* problem) {
   const int T = problem->shape.horizon;
   const int m = problem->shape.control_dim;
-  MPC_RETURN_IF_ERROR(CheckExtraTensor(proto.prev_ctrl(), "prev_ctrl", {m}, p + "prev_ctrl"));
   MPC_RETURN_IF_ERROR(
-      CheckExtraTensor(proto.u_zero_mask(), "u_zero_mask", {T, m}, p + "u_zero_mask"));
+      CheckExtraTensor(proto.prev_ctrl(), "prev_ctrl", {m}, FieldPath(p, "prev_ctrl")));
+  MPC_RETURN_IF_ERROR(
+      CheckExtraTensor(proto.u_zero_mask(), "u_zero_mask", {T, m}, FieldPath(p, "u_zero_mask")));
   const double gamma = proto.slew_rate_penalty();
   if (!(std::isfinite(gamma) && gamma >= 0)) {
     return absl::InvalidArgumentError(
@@ -841,21 +854,20 @@ absl::Status ConvertStageConstraints(const mpcd::v1::Problem& proto, const std::
                      nt = problem->shape.tau_dim();
   for (const auto& [tensor, name] :
        {std::pair{&proto.x_lower(), "x_lower"}, std::pair{&proto.x_upper(), "x_upper"}}) {
-    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
+    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, FieldPath(p, name)));
     if (!IsPresent(*tensor)) continue;
     ArraySpec spec;
     spec.name = name;
     spec.shapes = {{n}, {T, n}};
-    const Shape given = ShapeOf(*tensor);
-    MPC_RETURN_IF_ERROR(CheckArrayShape(spec, &given, p + name));
+    MPC_RETURN_IF_ERROR(CheckTensorShape(*tensor, spec, FieldPath(p, name)));
   }
   problem->x_lower = ToVector(proto.x_lower());
   problem->x_upper = ToVector(proto.x_upper());
 
   const Tensor& G = proto.constraints().g();
   const Tensor& h = proto.constraints().h();
-  MPC_RETURN_IF_ERROR(CheckTensorData(G, p + "constraints.G"));
-  MPC_RETURN_IF_ERROR(CheckTensorData(h, p + "constraints.h"));
+  MPC_RETURN_IF_ERROR(CheckTensorData(G, FieldPath(p, "constraints.G")));
+  MPC_RETURN_IF_ERROR(CheckTensorData(h, FieldPath(p, "constraints.h")));
   if (!IsPresent(G) && !IsPresent(h)) return absl::OkStatus();
   if (!IsPresent(G) || !IsPresent(h)) {
     const char* missing = IsPresent(G) ? "constraints.h" : "constraints.G";
@@ -886,14 +898,14 @@ absl::Status ConvertStageConstraints(const mpcd::v1::Problem& proto, const std::
 // Problem.tracking (solver/tracking_cost.h).
 
 // Weights (k per step, one or more steps) must be >= 0; the message names the first negative one.
-absl::Status CheckNonNegative(const std::vector<double>& values, int k, const std::string& path) {
+absl::Status CheckNonNegative(const std::vector<double>& values, int k, FieldPath path) {
   for (std::size_t e = 0; e < values.size(); ++e) {
     if (values[e] >= 0) continue;
     const std::string at = values.size() > static_cast<std::size_t>(k)
                                ? absl::StrCat("[", e / k, ",", e % k, "]")
                                : absl::StrCat("[", e, "]");
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": weights must be >= 0, got ", values[e], " at ", at));
+        absl::StrCat(path.str(), ": weights must be >= 0, got ", values[e], " at ", at));
   }
   return absl::OkStatus();
 }
@@ -902,13 +914,13 @@ absl::Status CheckNonNegative(const std::vector<double>& values, int k, const st
 // `absent` at every step.
 absl::StatusOr<TrackingInput> ToTrackingInput(const Tensor& tensor, const char* name, int horizon,
                                               int k, bool required, bool weight, double absent,
-                                              const std::string& path) {
+                                              FieldPath path) {
   MPC_RETURN_IF_ERROR(CheckTensorData(tensor, path));
   TrackingInput input;
   if (!IsPresent(tensor)) {
     if (required) {
       return absl::InvalidArgumentError(
-          absl::StrCat(path, ": required (", name, " (", k, ") or (", horizon, ",", k, "))"));
+          absl::StrCat(path.str(), ": required (", name, " (", k, ") or (", horizon, ",", k, "))"));
     }
     input.values.assign(k, absent);
     return input;
@@ -916,11 +928,10 @@ absl::StatusOr<TrackingInput> ToTrackingInput(const Tensor& tensor, const char* 
   ArraySpec spec;
   spec.name = name;
   spec.shapes = {{k}, {horizon, k}};
-  const Shape given = ShapeOf(tensor);
-  MPC_RETURN_IF_ERROR(CheckArrayShape(spec, &given, path));
+  MPC_RETURN_IF_ERROR(CheckTensorShape(tensor, spec, path));
   MPC_RETURN_IF_ERROR(CheckTensorFinite(tensor, path));
   input.values = ToVector(tensor);
-  input.per_step = given.size() == 2;
+  input.per_step = tensor.shape_size() == 2;
   if (weight) MPC_RETURN_IF_ERROR(CheckNonNegative(input.values, k, path));
   return input;
 }
@@ -1773,13 +1784,14 @@ struct ArraySource {
   const Tensor* tensor;
   int index = -1;  // >= 0: the slice of a stacked tensor
 
-  absl::Status Check(ArrayField field, const ProblemShape& shape, const std::string& path) const {
+  absl::Status Check(ArrayField field, const ProblemShape& shape, FieldPath path) const {
     if (index < 0) {
       MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, path));
       return CheckTensorShape(*tensor, field, shape, path);
     }
     const ArraySpec spec = ArraySpecFor(field, shape);
     if (!IsPresent(*tensor)) return CheckArrayShape(spec, nullptr, path);
+    if (ShapeAccepted(spec, ShapeSpan(*tensor).subspan(1))) return absl::OkStatus();
     const Shape slice(tensor->shape().begin() + 1, tensor->shape().end());
     return CheckArrayShape(spec, &slice, path);
   }
@@ -1825,8 +1837,8 @@ absl::Status ToBackwardItem(const mpcd::v1::BackwardRequest& request, int i, con
   const ProblemShape shape = CallerShape(problem);
   for (const auto& [source, field] : arrays) {
     const bool of_solution = field == ArrayField::kSolutionX || field == ArrayField::kSolutionU;
-    const std::string path =
-        (of_solution ? names.solution : names.cotangent) + ArraySpecFor(field, shape).name;
+    const FieldPath path(of_solution ? names.solution : names.cotangent,
+                         ArraySpecFor(field, shape).name);
     MPC_RETURN_IF_ERROR(source.Check(field, shape, path));
   }
   BackwardProblem& item = *out;

@@ -6,8 +6,11 @@
 // the matched shape to report a multi-dimensional index ("at [3,0]"). Messages name the proto
 // fields: request-level ones (horizon, options) without the problem's prefix.
 
+#include <array>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <string>
 #include <utility>
@@ -51,13 +54,17 @@ const std::vector<double>& ValuesOf(const Problem& p, ArrayField field) {
 // Every array of `p` with its accepted shapes (problem_fields.h) and its values.
 struct ProblemArray {
   ArraySpec spec;
-  const std::vector<double>* values;
-  bool may_be_empty;
+  const std::vector<double>* values = nullptr;
+  bool may_be_empty = false;
 };
 
-std::vector<ProblemArray> ArrayFields(const Problem& p) {
-  std::vector<ProblemArray> fields;
-  for (ArrayField field : kProblemArrays) {
+// (On the stack: this runs twice per problem of every request.)
+using ProblemArrays = std::array<ProblemArray, std::size(kProblemArrays)>;
+
+ProblemArrays ArrayFields(const Problem& p) {
+  ProblemArrays fields;
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    const ArrayField field = kProblemArrays[i];
     ArraySpec spec = ArraySpecFor(field, p.shape);
     if (field == ArrayField::kParams && p.shape.dynamics.is_graph() && p.graph != nullptr) {
       // A graph's parameters travel by name (dynamics.graph.parameters); here they are theta.
@@ -66,21 +73,21 @@ std::vector<ProblemArray> ArrayFields(const Problem& p) {
     }
     // A Problem holds c even when the client sent none (the conversion fills zeros).
     const bool may_be_empty = spec.optional && field != ArrayField::kCostLinear;
-    fields.push_back({std::move(spec), &ValuesOf(p, field), may_be_empty});
+    fields[i] = {spec, &ValuesOf(p, field), may_be_empty};
   }
   return fields;
 }
 
 absl::Status CheckSize(const ProblemArray& field, const std::string& prefix) {
   return CheckArrayLength(field.spec, field.values->size(), field.may_be_empty,
-                          prefix + field.spec.name);
+                          FieldPath(prefix, field.spec.name));
 }
 
 absl::Status CheckValuesFinite(const ProblemArray& field, const std::string& prefix) {
-  const TensorShape* shape = nullptr;
+  const SpecShape* shape = nullptr;
   // Sizes were checked: the matched shape locates a bad value as "[3,0]".
   CheckArrayLength(field.spec, field.values->size(), true, "", &shape).IgnoreError();
-  return CheckFinite(*field.values, shape, prefix + field.spec.name);
+  return CheckFinite(*field.values, shape, FieldPath(prefix, field.spec.name));
 }
 
 // u_lower <= u_upper elementwise; either bound may be (m) or (T, m).
