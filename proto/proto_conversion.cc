@@ -208,6 +208,128 @@ absl::Status CheckTensorFinite(const Tensor& tensor, FieldPath path) {
   return CheckFinite(ToVector(tensor), &shape, path);
 }
 
+// ---------------------------------------------------------------------------------------------
+// A problem's arrays read where they lie: in its own message, in the template, or as a slice of a
+// batched tensor. The conversion decodes them straight into the solver's vectors (one copy from
+// the request's bytes), and the merge of a problem with the template and the batch copies none.
+
+// A Tensor's values in place: the whole Tensor (slice < 0), or slice `slice` of a stacked one that
+// passed CheckStacked (its first dimension is the batch, so each slice is well formed).
+struct TensorRef {
+  const Tensor* tensor = &Tensor::default_instance();
+  int slice = -1;
+};
+
+bool IsPresent(const TensorRef& ref) { return IsPresent(*ref.tensor); }
+
+absl::Span<const std::uint32_t> ShapeSpan(const TensorRef& ref) {
+  const absl::Span<const std::uint32_t> shape = ShapeSpan(*ref.tensor);
+  return ref.slice < 0 ? shape : shape.subspan(1);
+}
+
+Shape ShapeOf(const TensorRef& ref) {
+  const absl::Span<const std::uint32_t> shape = ShapeSpan(ref);
+  return Shape(shape.begin(), shape.end());
+}
+
+absl::Status CheckTensorData(const TensorRef& ref, FieldPath path) {
+  return ref.slice < 0 ? CheckTensorData(*ref.tensor, path) : absl::OkStatus();
+}
+
+absl::Status CheckTensorShape(const TensorRef& ref, const ArraySpec& spec, FieldPath path) {
+  if (!IsPresent(ref)) return CheckArrayShape(spec, nullptr, path);
+  if (ShapeAccepted(spec, ShapeSpan(ref))) return absl::OkStatus();
+  const Shape given = ShapeOf(ref);
+  return CheckArrayShape(spec, &given, path);
+}
+
+// Copies `count` little-endian float64 values to `out`; false when one is not finite (the copy
+// is the scan: an exponent of all ones is an infinity or a NaN).
+bool CopyFiniteFloat64(const unsigned char* bytes, std::size_t count, double* out) {
+  constexpr std::uint64_t kExponent = 0x7ff0000000000000;
+  std::uint64_t bad = 0;
+  if (kLittleEndianHost) {
+    for (std::size_t i = 0; i < count; ++i) {
+      std::uint64_t bits;
+      std::memcpy(&bits, bytes + 8 * i, sizeof(bits));
+      bad |= static_cast<std::uint64_t>((bits & kExponent) == kExponent);
+      std::memcpy(out + i, &bits, sizeof(bits));
+    }
+    return bad == 0;
+  }
+  for (std::size_t i = 0; i < count; ++i) {
+    out[i] = LoadFloat64(bytes + 8 * i);
+    bad |= static_cast<std::uint64_t>(!std::isfinite(out[i]));
+  }
+  return bad == 0;
+}
+
+// The values of a ref that passed CheckTensorData, decoded straight into *out (empty when absent,
+// float32 widened exactly). Returns whether every value is finite.
+bool DecodeInto(const TensorRef& ref, std::vector<double>* out) {
+  const Tensor& tensor = *ref.tensor;
+  std::uint64_t count = ValueCount(tensor);
+  std::uint64_t first = 0;
+  if (ref.slice >= 0 && IsPresent(tensor)) {
+    count /= tensor.shape(0);
+    first = static_cast<std::uint64_t>(ref.slice) * count;
+  }
+  out->resize(count);
+  double* values = out->data();
+  if (!IsRaw(tensor)) {
+    bool finite = true;
+    const double* data = tensor.data().data() + first;
+    for (std::uint64_t i = 0; i < count; ++i) {
+      values[i] = data[i];
+      finite &= std::isfinite(data[i]);
+    }
+    return finite;
+  }
+  const auto* bytes = reinterpret_cast<const unsigned char*>(tensor.raw_data().data());
+  if (tensor.dtype() != mpcd::v1::DATA_TYPE_FLOAT32) {  // (ValueAt's rule)
+    return CopyFiniteFloat64(bytes + 8 * first, count, values);
+  }
+  bool finite = true;
+  for (std::uint64_t i = 0; i < count; ++i) {
+    values[i] = LoadFloat32(bytes + 4 * (first + i));
+    finite &= std::isfinite(values[i]);
+  }
+  return finite;
+}
+
+// A problem as the conversion reads it: its arrays and dynamics where they lie (in its own message,
+// a slice of the batched tensors, or the template: MergedSource applies mpcd.proto's merge rule),
+// its other fields in `proto`.
+struct ProblemSource {
+  const mpcd::v1::Problem* proto = nullptr;
+  const mpcd::v1::Dynamics* dynamics = nullptr;
+  std::array<TensorRef, std::size(kProblemArrays)> arrays;  // by ArrayField; kParams: unused
+
+  const TensorRef& array(ArrayField field) const { return arrays[static_cast<std::size_t>(field)]; }
+  TensorRef& array(ArrayField field) { return arrays[static_cast<std::size_t>(field)]; }
+};
+static_assert(static_cast<std::size_t>(ArrayField::kUInit) + 1 == std::size(kProblemArrays));
+
+// The dynamics' arrays of `source.dynamics` (absent unless it is linear).
+void SetDynamicsArrays(const mpcd::v1::Dynamics& dynamics, ProblemSource* source) {
+  source->dynamics = &dynamics;
+  source->array(ArrayField::kTransition) = {&dynamics.linear().transition()};
+  source->array(ArrayField::kOffset) = {&dynamics.linear().offset()};
+}
+
+// A whole message as a ProblemSource.
+ProblemSource SourceOf(const mpcd::v1::Problem& proto) {
+  ProblemSource source;
+  source.proto = &proto;
+  for (ArrayField field : kProblemArrays) {
+    if (const Tensor* tensor = TensorOf(proto, field); tensor != nullptr) {
+      source.array(field) = {tensor};
+    }
+  }
+  SetDynamicsArrays(proto.dynamics(), &source);
+  return source;
+}
+
 void SetTensor(const Shape& shape, const std::vector<double>& data, Tensor* tensor) {
   tensor->Clear();
   for (std::int64_t dim : shape) tensor->add_shape(static_cast<std::uint32_t>(dim));
@@ -518,11 +640,12 @@ absl::Status ConvertCostGraphField(const mpcd::v1::Problem& proto,
 
 // Sets problem->shape.cost_graph, cost_graph and cost_params from a CostGraph, once the problem's
 // n and m are known, and zeros for the T slices of C and c the core quadratises the graph into.
-absl::Status ConvertCostGraph(const mpcd::v1::Problem& proto, const RequestLimits& limits,
+absl::Status ConvertCostGraph(const ProblemSource& source, const RequestLimits& limits,
                               const std::string& prefix, Problem* problem) {
+  const mpcd::v1::Problem& proto = *source.proto;
   for (const auto& [given, name] :
-       {std::pair{IsPresent(proto.cost().quadratic()), "cost.quadratic"},
-        std::pair{IsPresent(proto.cost().linear()), "cost.linear"},
+       {std::pair{IsPresent(source.array(ArrayField::kCostQuadratic)), "cost.quadratic"},
+        std::pair{IsPresent(source.array(ArrayField::kCostLinear)), "cost.linear"},
         std::pair{proto.has_tracking(), "tracking"}}) {
     if (given) {
       return absl::InvalidArgumentError(absl::StrCat(prefix, name, ": give either cost_graph or ",
@@ -592,30 +715,31 @@ absl::Status ConvertConstraintGraph(const mpcd::v1::Problem& proto, const Reques
 
 // Linear dynamics: n comes from x_init, m from the last dimension of the transition. Messages
 // describe the accepted shapes with what is still unknown written "n" or "m".
-absl::Status ConvertLinearShape(const mpcd::v1::Problem& proto, int horizon,
+absl::Status ConvertLinearShape(const ProblemSource& source, int horizon,
                                 const RequestLimits& limits, const std::string& prefix,
                                 Problem* problem) {
   ProblemShape& shape = problem->shape;
   shape.dynamics = DynamicsId::Linear();
   shape.horizon = horizon;
-  const Tensor& x_init = proto.x_init();
+  const TensorRef& x_init = source.array(ArrayField::kXInit);
   // (Field paths and the shapes' descriptions are spelled out only for a message.)
   const auto x_expected = [horizon] { return DescribeShapes(ArrayField::kXInit, horizon, {}, {}); };
   if (!IsPresent(x_init)) {
     return absl::InvalidArgumentError(
         absl::StrCat(prefix, "x_init: required, expected shape ", x_expected()));
   }
-  if (x_init.shape_size() != 1 || x_init.shape(0) < 1) {
+  const absl::Span<const std::uint32_t> x_shape = ShapeSpan(x_init);
+  if (x_shape.size() != 1 || x_shape[0] < 1) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, "x_init: expected shape ", x_expected(),
                                                    " with n >= 1, got ",
                                                    ShapeString(ShapeOf(x_init))));
   }
-  const std::int64_t n = x_init.shape(0);
+  const std::int64_t n = x_shape[0];
   // Checked before n sizes anything (m is 0 until known).
   shape.state_dim = static_cast<int>(std::min<std::int64_t>(n, std::numeric_limits<int>::max()));
   MPC_RETURN_IF_ERROR(CheckProblemLimits(shape, limits.problem, prefix));
 
-  const Tensor& transition = proto.dynamics().linear().transition();
+  const TensorRef& transition = source.array(ArrayField::kTransition);
   const auto expected = [horizon, n] {
     return absl::StrCat(DescribeShapes(ArrayField::kTransition, horizon, n, {}), " with m >= 1");
   };
@@ -637,11 +761,6 @@ absl::Status ConvertLinearShape(const mpcd::v1::Problem& proto, int horizon,
                      ShapeString(ShapeOf(transition))));
   }
   return CheckProblemLimits(shape, limits.problem, prefix);
-}
-
-// The shape the request gave an input, or `absent` when it gave none.
-Shape ShapeOrDefault(const Tensor& tensor, Shape absent) {
-  return IsPresent(tensor) ? ShapeOf(tensor) : std::move(absent);
 }
 
 // The shapes of a problem's gradients that follow its request (BackwardResponse: each input's
@@ -670,18 +789,20 @@ struct GradientShapes {
 };
 
 // `in`: the merged problem as the request gave it; `shape`: its converted shape.
-GradientShapes GradientShapesOf(const mpcd::v1::Problem& in, const ProblemShape& shape) {
+GradientShapes GradientShapesOf(const ProblemSource& source, const ProblemShape& shape) {
+  const mpcd::v1::Problem& in = *source.proto;
   const std::int64_t n = shape.state_dim;
   GradientShapes shapes;
-  shapes.cost_quadratic = ShapeOf(in.cost().quadratic());
-  shapes.cost_linear = ShapeOrDefault(in.cost().linear(), {shape.tau_dim()});
-  if (in.dynamics().kind_case() == mpcd::v1::Dynamics::kLinear) {
-    const mpcd::v1::LinearDynamics& linear = in.dynamics().linear();
-    shapes.transition = ShapeOf(linear.transition());
+  shapes.cost_quadratic = ShapeOf(source.array(ArrayField::kCostQuadratic));
+  const TensorRef& cost_linear = source.array(ArrayField::kCostLinear);
+  shapes.cost_linear = IsPresent(cost_linear) ? ShapeOf(cost_linear) : Shape{shape.tau_dim()};
+  if (source.dynamics->kind_case() == mpcd::v1::Dynamics::kLinear) {
+    const TensorRef& transition = source.array(ArrayField::kTransition);
+    const TensorRef& offset = source.array(ArrayField::kOffset);
+    shapes.transition = ShapeOf(transition);
     // An absent offset: laid out as the transition's slices (see ProblemGradient).
-    const Shape absent =
-        linear.transition().shape_size() == 3 ? Shape{shape.horizon - 1, n} : Shape{n};
-    shapes.offset = ShapeOrDefault(linear.offset(), absent);
+    const Shape absent = ShapeSpan(transition).size() == 3 ? Shape{shape.horizon - 1, n} : Shape{n};
+    shapes.offset = IsPresent(offset) ? ShapeOf(offset) : absent;
   }
   shapes.x_lower = ShapeOf(in.x_lower());
   shapes.x_upper = ShapeOf(in.x_upper());
@@ -968,9 +1089,10 @@ absl::Status ApplyTracking(const mpcd::v1::Problem& proto, const std::string& p,
 }
 
 // A tracking cost stands in for the whole cost.
-absl::Status CheckTrackingAlone(const mpcd::v1::Problem& proto, const std::string& p) {
-  if (!proto.has_tracking()) return absl::OkStatus();
-  if (IsPresent(proto.cost().quadratic()) || IsPresent(proto.cost().linear())) {
+absl::Status CheckTrackingAlone(const ProblemSource& source, const std::string& p) {
+  if (!source.proto->has_tracking()) return absl::OkStatus();
+  if (IsPresent(source.array(ArrayField::kCostQuadratic)) ||
+      IsPresent(source.array(ArrayField::kCostLinear))) {
     return absl::InvalidArgumentError(absl::StrCat(
         p, "tracking: give either tracking or cost, not both (tracking becomes the cost)"));
   }
@@ -997,6 +1119,8 @@ absl::Status CheckHorizonAndCount(std::uint32_t horizon, int problems,
   return absl::OkStatus();
 }
 
+void FillOtherFieldsFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged);
+
 // Fills every field `merged` leaves absent from `shared` (the template).
 void FillFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged) {
   const auto fill = [](const Tensor& from, Tensor* to) {
@@ -1012,11 +1136,27 @@ void FillFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged
   fill(shared.u_lower(), merged->mutable_u_lower());
   fill(shared.u_upper(), merged->mutable_u_upper());
   fill(shared.u_init(), merged->mutable_u_init());
+  FillOtherFieldsFromTemplate(shared, merged);
+}
+
+// The fields of Problem other than its arrays (kProblemArrays) and its dynamics, in the order of
+// mpcd.proto. FillFromTemplate fills these and the others; MergedSource leaves the others where
+// they lie. (ProblemTemplate.MergeKnowsEveryProblemField keeps the list of fields complete.)
+void FillOtherFieldsFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged) {
   if (merged->slew_rate_penalty() == 0) merged->set_slew_rate_penalty(shared.slew_rate_penalty());
-  fill(shared.prev_ctrl(), merged->mutable_prev_ctrl());
-  fill(shared.u_zero_mask(), merged->mutable_u_zero_mask());
-  fill(shared.x_lower(), merged->mutable_x_lower());
-  fill(shared.x_upper(), merged->mutable_x_upper());
+  // (mutable_*() only to write: it would add an empty message to each merged problem.)
+  if (!IsPresent(merged->prev_ctrl()) && IsPresent(shared.prev_ctrl())) {
+    *merged->mutable_prev_ctrl() = shared.prev_ctrl();
+  }
+  if (!IsPresent(merged->u_zero_mask()) && IsPresent(shared.u_zero_mask())) {
+    *merged->mutable_u_zero_mask() = shared.u_zero_mask();
+  }
+  if (!IsPresent(merged->x_lower()) && IsPresent(shared.x_lower())) {
+    *merged->mutable_x_lower() = shared.x_lower();
+  }
+  if (!IsPresent(merged->x_upper()) && IsPresent(shared.x_upper())) {
+    *merged->mutable_x_upper() = shared.x_upper();
+  }
   if (!merged->has_constraints() && shared.has_constraints()) {
     *merged->mutable_constraints() = shared.constraints();
   }
@@ -1164,6 +1304,9 @@ absl::StatusOr<int> CheckBatched(const mpcd::v1::BatchedProblems& batched, int l
   return count;
 }
 
+void FillOtherFieldsFromBatch(const mpcd::v1::BatchedProblems& batched, int b,
+                              mpcd::v1::Problem* merged);
+
 // Fills every field `merged` leaves absent from its slice b of `batched` (model_params apart:
 // they fill the params of the dynamics the template may still give, see FillModelParams).
 void FillFromBatch(const mpcd::v1::BatchedProblems& batched, int b, mpcd::v1::Problem* merged) {
@@ -1182,8 +1325,18 @@ void FillFromBatch(const mpcd::v1::BatchedProblems& batched, int b, mpcd::v1::Pr
   fill(batched.u_lower(), merged->mutable_u_lower());
   fill(batched.u_upper(), merged->mutable_u_upper());
   fill(batched.u_init(), merged->mutable_u_init());
-  fill(batched.prev_ctrl(), merged->mutable_prev_ctrl());
-  fill(batched.u_zero_mask(), merged->mutable_u_zero_mask());
+  FillOtherFieldsFromBatch(batched, b, merged);
+}
+
+// FillFromBatch's fields other than the arrays and the dynamics (prev_ctrl and u_zero_mask).
+void FillOtherFieldsFromBatch(const mpcd::v1::BatchedProblems& batched, int b,
+                              mpcd::v1::Problem* merged) {
+  if (!IsPresent(merged->prev_ctrl()) && IsPresent(batched.prev_ctrl())) {
+    SliceTensor(batched.prev_ctrl(), b, merged->mutable_prev_ctrl());
+  }
+  if (!IsPresent(merged->u_zero_mask()) && IsPresent(batched.u_zero_mask())) {
+    SliceTensor(batched.u_zero_mask(), b, merged->mutable_u_zero_mask());
+  }
 }
 
 // The tracking cost of a problem that has none of its own, from batched.tracking: each tracking
@@ -1271,6 +1424,75 @@ absl::StatusOr<const mpcd::v1::Problem*> MergedProblem(const Request& request, i
   if (request.has_problem_template()) FillFromTemplate(request.problem_template(), storage);
   if (batched) MPC_RETURN_IF_ERROR(FillModelParams(request.batched().model_params(), i, storage));
   return storage;
+}
+
+// MergedProblem without copying an array or the dynamics: only the other fields are merged, into
+// *storage (nothing when the batch and the template give none of them).
+template <typename Request>
+absl::StatusOr<ProblemSource> MergedSource(const Request& request, int i,
+                                           mpcd::v1::Problem* storage) {
+  const bool batched = request.batched().count() > 0;
+  const mpcd::v1::Problem* shared =
+      request.has_problem_template() ? &request.problem_template() : nullptr;
+  if (shared == nullptr && !batched) return SourceOf(request.problems(i));
+  const mpcd::v1::Problem* listed = i < request.problems_size() ? &request.problems(i) : nullptr;
+  storage->Clear();
+  if (listed != nullptr) FillOtherFieldsFromTemplate(*listed, storage);  // into an empty message
+  if (batched) {
+    FillOtherFieldsFromBatch(request.batched(), i, storage);
+    FillTrackingFromBatch(request.batched(), i, shared, storage);
+  }
+  if (shared != nullptr) FillOtherFieldsFromTemplate(*shared, storage);
+
+  ProblemSource source;
+  source.proto = storage;
+  const mpcd::v1::BatchedProblems& batch = request.batched();
+  const auto merge = [&](ArrayField field, const Tensor& stacked) {
+    if (listed != nullptr && IsPresent(*TensorOf(*listed, field))) {
+      source.array(field) = {TensorOf(*listed, field)};
+    } else if (IsPresent(stacked)) {
+      source.array(field) = {&stacked, i};
+    } else if (shared != nullptr && IsPresent(*TensorOf(*shared, field))) {
+      source.array(field) = {TensorOf(*shared, field)};
+    }
+  };
+  merge(ArrayField::kXInit, batch.x_init());
+  merge(ArrayField::kCostQuadratic, batch.cost_quadratic());
+  merge(ArrayField::kCostLinear, batch.cost_linear());
+  merge(ArrayField::kULower, batch.u_lower());
+  merge(ArrayField::kUUpper, batch.u_upper());
+  merge(ArrayField::kUInit, batch.u_init());
+  // The dynamics: the problem's own, else linear from the batch, else the template's.
+  constexpr auto kNotSet = mpcd::v1::Dynamics::KIND_NOT_SET;
+  if (listed != nullptr && listed->dynamics().kind_case() != kNotSet) {
+    SetDynamicsArrays(listed->dynamics(), &source);
+  } else if (IsPresent(batch.transition())) {
+    storage->mutable_dynamics()->mutable_linear();  // the kind, without values
+    source.dynamics = &storage->dynamics();
+    source.array(ArrayField::kTransition) = {&batch.transition(), i};
+    if (IsPresent(batch.offset())) source.array(ArrayField::kOffset) = {&batch.offset(), i};
+  } else if (shared != nullptr && shared->dynamics().kind_case() != kNotSet) {
+    SetDynamicsArrays(shared->dynamics(), &source);
+  } else {
+    source.dynamics = &storage->dynamics();
+  }
+  // batched.model_params (FillModelParams): the model's message is small; copied to take them.
+  const Tensor& params = batch.model_params();
+  if (batched && IsPresent(params)) {
+    if (source.dynamics->kind_case() != mpcd::v1::Dynamics::kModel) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batched.model_params: problems[", i,
+                       "] has no model dynamics (set dynamics.model in it or in the template)"));
+    }
+    if (source.dynamics->model().params_size() == 0) {
+      if (source.dynamics != &storage->dynamics()) *storage->mutable_dynamics() = *source.dynamics;
+      mpcd::v1::ModelDynamics* model = storage->mutable_dynamics()->mutable_model();
+      const std::uint64_t p = params.shape(1);
+      for (std::uint64_t k = 0; k < p; ++k) model->add_params(ValueAt(params, i * p + k));
+      SetDynamicsArrays(storage->dynamics(), &source);
+    }
+  }
+  return source;
 }
 
 }  // namespace
@@ -1383,11 +1605,15 @@ absl::Status ValidateSolverOptions(const mpcd::v1::SolverOptions& proto,
   return CheckSolverOptionValues(values, limits);
 }
 
-absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
-                                  const SolverOptions& options, const RequestLimits& limits,
-                                  const std::string& field_prefix) {
+namespace {
+
+// ToProblem of a problem read in place (ProblemSource).
+absl::StatusOr<Problem> ConvertProblem(const ProblemSource& source, int horizon,
+                                       const SolverOptions& options, const RequestLimits& limits,
+                                       const std::string& field_prefix) {
   const std::string& p = field_prefix;
-  const mpcd::v1::Dynamics& dynamics = proto.dynamics();
+  const mpcd::v1::Problem& proto = *source.proto;
+  const mpcd::v1::Dynamics& dynamics = *source.dynamics;
   const bool linear = dynamics.kind_case() == mpcd::v1::Dynamics::kLinear;
 
   // Every tensor's data must match its own shape before its shape means anything. The field
@@ -1398,9 +1624,10 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   // (AllViolations), and a stage runs only when the ones before it passed.
   std::vector<absl::Status> found;
   for (ArrayField field : kProblemArrays) {
-    const Tensor* tensor = TensorOf(proto, field);
-    if (tensor == nullptr || CheckTensorData(*tensor, "").ok()) continue;
-    found.push_back(CheckTensorData(*tensor, p + ArraySpecFor(field, ProblemShape()).name));
+    if (field == ArrayField::kParams) continue;  // (a plain list)
+    const TensorRef& tensor = source.array(field);
+    if (CheckTensorData(tensor, "").ok()) continue;
+    found.push_back(CheckTensorData(tensor, p + ArraySpecFor(field, ProblemShape()).name));
   }
   if (!found.empty()) return AllViolations(found);
 
@@ -1414,7 +1641,7 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
       break;
     case mpcd::v1::Dynamics::kLinear:
       // Checks n and m against the limits as soon as it knows them.
-      MPC_RETURN_IF_ERROR(ConvertLinearShape(proto, horizon, limits, p, &problem));
+      MPC_RETURN_IF_ERROR(ConvertLinearShape(source, horizon, limits, p, &problem));
       break;
     case mpcd::v1::Dynamics::kGraph:
       MPC_RETURN_IF_ERROR(ConvertGraph(dynamics.graph(), limits, p, &problem));
@@ -1427,36 +1654,51 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
 
   // Every tensor's exact shape against the table (the transition's was checked while deriving m;
   // checking it again costs nothing). A tracking cost stands in for cost.quadratic.
-  if (absl::Status tracking = CheckTrackingAlone(proto, p); !tracking.ok()) {
+  if (absl::Status tracking = CheckTrackingAlone(source, p); !tracking.ok()) {
     found.push_back(tracking);
   }
   for (ArrayField field : kProblemArrays) {
-    const Tensor* tensor = TensorOf(proto, field);
-    if (tensor == nullptr) continue;
+    if (field == ArrayField::kParams) continue;
     if (field == ArrayField::kCostQuadratic && (proto.has_tracking() || proto.has_cost_graph())) {
       continue;
     }
+    const TensorRef& tensor = source.array(field);
     const ArraySpec spec = ArraySpecFor(field, problem.shape);
-    if (CheckTensorShape(*tensor, spec, "").ok()) continue;
-    found.push_back(CheckTensorShape(*tensor, spec, p + spec.name));
+    if (CheckTensorShape(tensor, spec, "").ok()) continue;
+    found.push_back(CheckTensorShape(tensor, spec, FieldPath(p, spec.name)));
   }
   if (!found.empty()) return AllViolations(found);
 
-  problem.x_init = ToVector(proto.x_init());
-  problem.cost_quadratic = ToVector(proto.cost().quadratic());
-  problem.cost_linear = IsPresent(proto.cost().linear())
-                            ? ToVector(proto.cost().linear())
-                            : std::vector<double>(problem.shape.tau_dim(), 0.0);
-  if (linear) {
-    problem.transition = ToVector(dynamics.linear().transition());
-    problem.offset = ToVector(dynamics.linear().offset());
+  // Each array decoded once, straight from the request's bytes, its finiteness found in the same
+  // pass: bit f of `scanned` says kProblemArrays[f] is all finite, so that the validation below
+  // does not scan it again (one that is not is scanned there, for its message).
+  std::uint32_t scanned = 0;
+  const auto decode = [&](ArrayField field, std::vector<double>* values) {
+    if (DecodeInto(source.array(field), values)) scanned |= 1u << static_cast<int>(field);
+  };
+  decode(ArrayField::kXInit, &problem.x_init);
+  decode(ArrayField::kCostQuadratic, &problem.cost_quadratic);
+  if (IsPresent(source.array(ArrayField::kCostLinear))) {
+    decode(ArrayField::kCostLinear, &problem.cost_linear);
+  } else {
+    problem.cost_linear.assign(problem.shape.tau_dim(), 0.0);
+    scanned |= 1u << static_cast<int>(ArrayField::kCostLinear);
   }
-  problem.u_lower = ToVector(proto.u_lower());
-  problem.u_upper = ToVector(proto.u_upper());
-  problem.u_init = ToVector(proto.u_init());
+  if (linear) {
+    decode(ArrayField::kTransition, &problem.transition);
+    decode(ArrayField::kOffset, &problem.offset);
+  }
+  decode(ArrayField::kULower, &problem.u_lower);
+  decode(ArrayField::kUUpper, &problem.u_upper);
+  decode(ArrayField::kUInit, &problem.u_init);
+  // A tracking cost or a cost graph writes C and c itself (below): those are scanned as before.
+  if (proto.has_tracking() || proto.has_cost_graph() || proto.has_terminal_cost_graph()) {
+    scanned &= ~((1u << static_cast<int>(ArrayField::kCostQuadratic)) |
+                 (1u << static_cast<int>(ArrayField::kCostLinear)));
+  }
   problem.options = options;
   if (proto.has_tracking()) MPC_RETURN_IF_ERROR(ApplyTracking(proto, p, &problem));
-  if (proto.has_cost_graph()) MPC_RETURN_IF_ERROR(ConvertCostGraph(proto, limits, p, &problem));
+  if (proto.has_cost_graph()) MPC_RETURN_IF_ERROR(ConvertCostGraph(source, limits, p, &problem));
   if (proto.has_terminal_cost_graph()) {
     MPC_RETURN_IF_ERROR(ConvertTerminalCostGraph(proto, limits, p, &problem));
   }
@@ -1468,10 +1710,18 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
 
   // Sizes are right by construction (ValidateProblem re-checks their lengths, O(1)); it scans the
   // values, once.
-  CollectProblemViolations(problem, limits.problem, p, &found);
+  CollectProblemViolations(problem, limits.problem, p, scanned, &found);
   if (!found.empty()) return AllViolations(found);
   MPC_RETURN_IF_ERROR(ApplyPytorchTerms(proto, p, &problem));
   return problem;
+}
+
+}  // namespace
+
+absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
+                                  const SolverOptions& options, const RequestLimits& limits,
+                                  const std::string& field_prefix) {
+  return ConvertProblem(SourceOf(proto), horizon, options, limits, field_prefix);
 }
 
 absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& request,
@@ -1506,10 +1756,11 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
   // Every problem is checked, so that one answer names each broken one (error_details.h).
   Violations violations;
   for (int i = 0; i < count; ++i) {
-    absl::StatusOr<const mpcd::v1::Problem*> merged = MergedProblem(request, i, &storage);
-    absl::StatusOr<Problem> problem = merged.ok() ? ToProblem(**merged, horizon, options, limits,
-                                                              absl::StrCat("problems[", i, "]."))
-                                                  : absl::StatusOr<Problem>(merged.status());
+    absl::StatusOr<ProblemSource> merged = MergedSource(request, i, &storage);
+    absl::StatusOr<Problem> problem =
+        merged.ok()
+            ? ConvertProblem(*merged, horizon, options, limits, absl::StrCat("problems[", i, "]."))
+            : absl::StatusOr<Problem>(merged.status());
     if (problem.ok() && (options.compute_x_init_jacobian || options.compute_params_jacobian) &&
         problem->slew_state_prefix > 0) {
       problem = absl::InvalidArgumentError(absl::StrCat(
@@ -1796,13 +2047,10 @@ struct ArraySource {
     return CheckArrayShape(spec, &slice, path);
   }
 
+  // (ValidateBackwardProblem scans them: the decoder's finiteness is not used here.)
   std::vector<double> Values() const {
-    if (index < 0) return ToVector(*tensor);
-    if (!IsPresent(*tensor)) return {};
-    const std::uint64_t count = ValueCount(*tensor) / tensor->shape(0);
-    std::vector<double> values(count);
-    const std::uint64_t first = static_cast<std::uint64_t>(index) * count;
-    for (std::uint64_t k = 0; k < count; ++k) values[k] = ValueAt(*tensor, first + k);
+    std::vector<double> values;
+    DecodeInto(TensorRef{tensor, index}, &values);
     return values;
   }
 };
@@ -1902,11 +2150,11 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
   // Every problem, then every item, is checked, so that one answer names each broken one.
   Violations violations;
   for (int i = 0; i < count; ++i) {
-    absl::StatusOr<const mpcd::v1::Problem*> merged = MergedProblem(request, i, &storage);
-    absl::StatusOr<Problem> problem = merged.ok()
-                                          ? ToProblem(**merged, horizon, SolverOptions(), limits,
-                                                      absl::StrCat("problems[", i, "]."))
-                                          : absl::StatusOr<Problem>(merged.status());
+    absl::StatusOr<ProblemSource> merged = MergedSource(request, i, &storage);
+    absl::StatusOr<Problem> problem =
+        merged.ok() ? ConvertProblem(*merged, horizon, SolverOptions(), limits,
+                                     absl::StrCat("problems[", i, "]."))
+                    : absl::StatusOr<Problem>(merged.status());
     if (!problem.ok()) {
       if (problem.status().code() != absl::StatusCode::kInvalidArgument) return problem.status();
       MPC_RETURN_IF_ERROR(StackedValuesError(BatchedTensors(request.batched())));
@@ -1914,7 +2162,7 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
       continue;
     }
     if (request.stacked_response() && violations.empty()) {
-      const GradientShapes shapes = GradientShapesOf(**merged, CallerShape(*problem));
+      const GradientShapes shapes = GradientShapesOf(*merged, CallerShape(*problem));
       if (batch.problems.empty()) first_shapes = shapes;
       if (!batch.problems.empty() &&
           (problem->shape != batch.problems[0].shape || !(shapes == first_shapes))) {
@@ -2112,7 +2360,7 @@ void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
     gradients = reduced;
   }
   const ProblemShape shape = ShapeForGradient(request, gradients[0], problems, 0);
-  const GradientShapes shapes = GradientShapesOf(in, shape);
+  const GradientShapes shapes = GradientShapesOf(SourceOf(in), shape);
   const mpcd::v1::TensorEncoding encoding = request.response_encoding();
   const auto stack = [&](const Shape& slice, std::vector<double> ProblemGradient::*member,
                          Tensor* to) {
@@ -2190,7 +2438,8 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
     ProblemGradient reduced;
     const ProblemGradient& g =
         CallerGradient(in, i < problems.size() ? &problems[i] : nullptr, gradients[i], &reduced);
-    const GradientShapes shapes = GradientShapesOf(in, ShapeForGradient(request, g, problems, i));
+    const GradientShapes shapes =
+        GradientShapesOf(SourceOf(in), ShapeForGradient(request, g, problems, i));
     mpcd::v1::Problem* out = response->add_gradients();
     SetTensor({static_cast<std::int64_t>(g.x_init.size())}, g.x_init, out->mutable_x_init());
     if (in.has_tracking()) {

@@ -192,6 +192,13 @@ absl::Status CheckFinite(absl::Span<const double> values, const SpecShape* shape
 absl::Status CheckProblemLimits(const ProblemShape& shape, const ProblemLimits& limits,
                                 const std::string& field_prefix);
 
+// CollectProblemViolations (problem.h) for a caller that found some arrays finite while copying
+// them into `problem`: bit f of `scanned` set means the values of kProblemArrays[f] are known to be
+// finite, and they are not scanned again. The same checks, messages and order otherwise.
+void CollectProblemViolations(const Problem& problem, const ProblemLimits& limits,
+                              const std::string& field_prefix, std::uint32_t scanned,
+                              std::vector<absl::Status>* found);
+
 // The solver options as a caller holds them, for the range rules below: unset (nullopt) means the
 // default. Counts are 64-bit so that a caller with wider values than SolverOptions' ints (the
 // proto's uint32) reports the value it was sent.

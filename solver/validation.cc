@@ -329,6 +329,12 @@ absl::Status ValidateProblemSizes(const Problem& problem, const std::string& fie
 
 void CollectProblemViolations(const Problem& problem, const ProblemLimits& limits,
                               const std::string& field_prefix, std::vector<absl::Status>* found) {
+  CollectProblemViolations(problem, limits, field_prefix, /*scanned=*/0, found);
+}
+
+void CollectProblemViolations(const Problem& problem, const ProblemLimits& limits,
+                              const std::string& field_prefix, std::uint32_t scanned,
+                              std::vector<absl::Status>* found) {
   const auto add = [found](absl::Status status) {
     if (!status.ok()) found->push_back(std::move(status));
   };
@@ -343,8 +349,9 @@ void CollectProblemViolations(const Problem& problem, const ProblemLimits& limit
   }
 
   // From here on the checks are independent of each other: every one is reported.
-  for (const ProblemArray& field : ArrayFields(problem)) {
-    add(CheckValuesFinite(field, field_prefix));
+  const ProblemArrays fields = ArrayFields(problem);
+  for (std::size_t f = 0; f < fields.size(); ++f) {
+    if ((scanned >> f & 1u) == 0) add(CheckValuesFinite(fields[f], field_prefix));
   }
   add(CheckBoundOrder(problem, field_prefix));
   add(ValidateStageConstraints(problem, field_prefix));

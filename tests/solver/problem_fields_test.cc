@@ -25,13 +25,14 @@ std::atomic<int> allocations{0};
 
 }  // namespace
 
-void* operator new(std::size_t size) {
+// (noinline: GCC would otherwise pair the inlined free with `new` and warn of a mismatch.)
+__attribute__((noinline)) void* operator new(std::size_t size) {
   if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1);
   if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
   throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
+__attribute__((noinline)) void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace mpc {
 namespace {
