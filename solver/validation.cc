@@ -285,7 +285,12 @@ absl::Status CheckProblemLimits(const ProblemShape& shape, const ProblemLimits& 
   return absl::OkStatus();
 }
 
-absl::Status ValidateProblemSizes(const Problem& problem, const std::string& field_prefix) {
+namespace {
+
+// ValidateProblemSizes with the problem's array table built by the caller (`fields`:
+// ArrayFields(problem)), so that CollectProblemViolations builds it once for both of its uses.
+absl::Status CheckProblemSizes(const Problem& problem, const std::string& field_prefix,
+                               const ProblemArrays& fields) {
   const ProblemShape& shape = problem.shape;
   if (shape.horizon < 1) {
     return absl::InvalidArgumentError(absl::StrCat("horizon: must be >= 1, got ", shape.horizon));
@@ -315,7 +320,7 @@ absl::Status ValidateProblemSizes(const Problem& problem, const std::string& fie
         field_prefix, "dynamics.linear.transition: the control dimension must be >= 1, got ",
         shape.control_dim));
   }
-  for (const ProblemArray& field : ArrayFields(problem)) {
+  for (const ProblemArray& field : fields) {
     if (absl::Status s = CheckSize(field, field_prefix); !s.ok()) return s;
   }
   if (problem.u_lower.empty() != problem.u_upper.empty()) {
@@ -325,6 +330,12 @@ absl::Status ValidateProblemSizes(const Problem& problem, const std::string& fie
                                                    " is given (give both bounds or neither)"));
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateProblemSizes(const Problem& problem, const std::string& field_prefix) {
+  return CheckProblemSizes(problem, field_prefix, ArrayFields(problem));
 }
 
 void CollectProblemViolations(const Problem& problem, const ProblemLimits& limits,
@@ -344,12 +355,12 @@ void CollectProblemViolations(const Problem& problem, const ProblemLimits& limit
     return add(std::move(s));
   }
   // The value checks index the arrays by their shapes, so sizes must be right (cheap to re-check).
-  if (absl::Status s = ValidateProblemSizes(problem, field_prefix); !s.ok()) {
+  const ProblemArrays fields = ArrayFields(problem);
+  if (absl::Status s = CheckProblemSizes(problem, field_prefix, fields); !s.ok()) {
     return add(std::move(s));
   }
 
   // From here on the checks are independent of each other: every one is reported.
-  const ProblemArrays fields = ArrayFields(problem);
   for (std::size_t f = 0; f < fields.size(); ++f) {
     if ((scanned >> f & 1u) == 0) add(CheckValuesFinite(fields[f], field_prefix));
   }
