@@ -28,7 +28,17 @@ namespace {
 using mpcd::v1::Tensor;
 using Shape = TensorShape;
 
-Shape ShapeOf(const Tensor& tensor) { return Shape(tensor.shape().begin(), tensor.shape().end()); }
+// The shape as sent, read in place (ShapeOf copies it: only for messages and answers). (The
+// max tells GCC the size is not negative: it would warn of a huge allocation in ShapeOf.)
+absl::Span<const std::uint32_t> ShapeSpan(const Tensor& tensor) {
+  return absl::MakeConstSpan(tensor.shape().data(),
+                             static_cast<std::size_t>(std::max(tensor.shape_size(), 0)));
+}
+
+Shape ShapeOf(const Tensor& tensor) {
+  const absl::Span<const std::uint32_t> shape = ShapeSpan(tensor);
+  return Shape(shape.begin(), shape.end());
+}
 
 // ---------------------------------------------------------------------------------------------
 // The Tensor decoding layer: the only code that reads a Tensor's values, whichever encoding
@@ -95,28 +105,28 @@ bool IsPresent(const Tensor& tensor) {
 // The values must come in one encoding, a raw payload must hold whole elements of a known dtype,
 // and there must be exactly prod(shape) values. The product saturates: shape is client-controlled
 // and a saturated count never equals a real value count.
-absl::Status CheckTensorData(const Tensor& tensor, const std::string& field) {
+absl::Status CheckTensorData(const Tensor& tensor, FieldPath field) {
   if (!IsPresent(tensor)) return absl::OkStatus();
   if (IsRaw(tensor)) {
     if (tensor.data_size() > 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat(field, ": has both data and raw_data (set one of them)"));
+          absl::StrCat(field.str(), ": has both data and raw_data (set one of them)"));
     }
     const std::size_t element = RawElementSize(tensor);
     if (element == 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat(field, ".dtype: unknown value ", static_cast<int>(tensor.dtype())));
+          absl::StrCat(field.str(), ".dtype: unknown value ", static_cast<int>(tensor.dtype())));
     }
     if (tensor.raw_data().size() % element != 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          field, ".raw_data: ", tensor.raw_data().size(), " bytes is not a whole number of ",
+          field.str(), ".raw_data: ", tensor.raw_data().size(), " bytes is not a whole number of ",
           mpcd::v1::DataType_Name(tensor.dtype()), " values (", element, " bytes each)"));
     }
   }
   const std::uint64_t values = ValueCount(tensor);
   if (tensor.shape_size() == 0 && values != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, ": has ", values, " values but no shape (set shape, e.g. [", values, "])"));
+        field.str(), ": has ", values, " values but no shape (set shape, e.g. [", values, "])"));
   }
   constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
   std::uint64_t count = 1;
@@ -125,7 +135,7 @@ absl::Status CheckTensorData(const Tensor& tensor, const std::string& field) {
   }
   if (count != values) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, ": shape ", ShapeString(ShapeOf(tensor)), " needs ",
+        field.str(), ": shape ", ShapeString(ShapeOf(tensor)), " needs ",
         count == kMax ? std::string("too many") : absl::StrCat(count), " values, got ", values));
   }
   return absl::OkStatus();
@@ -158,15 +168,15 @@ const Tensor* TensorOf(const mpcd::v1::Problem& proto, ArrayField field) {
 
 // A tensor's shape against the accepted shapes of `field` for `shape` (problem_fields.h, the one
 // table); an absent tensor is accepted when the field is optional.
-absl::Status CheckTensorShape(const Tensor& tensor, const ArraySpec& spec,
-                              const std::string& path) {
+absl::Status CheckTensorShape(const Tensor& tensor, const ArraySpec& spec, FieldPath path) {
   if (!IsPresent(tensor)) return CheckArrayShape(spec, nullptr, path);
+  if (ShapeAccepted(spec, ShapeSpan(tensor))) return absl::OkStatus();
   const Shape given = ShapeOf(tensor);
   return CheckArrayShape(spec, &given, path);
 }
 
 absl::Status CheckTensorShape(const Tensor& tensor, ArrayField field, const ProblemShape& shape,
-                              const std::string& path) {
+                              FieldPath path) {
   return CheckTensorShape(tensor, ArraySpecFor(field, shape), path);
 }
 
@@ -185,7 +195,7 @@ std::vector<double> ToVector(const Tensor& tensor) {
 
 // A shape-checked tensor's values, in either encoding (the one scan of them; solver arrays are
 // scanned by ValidateProblem instead). Read in place: only a bad value's message needs a copy.
-absl::Status CheckTensorFinite(const Tensor& tensor, const std::string& path) {
+absl::Status CheckTensorFinite(const Tensor& tensor, FieldPath path) {
   bool finite = true;
   if (IsRaw(tensor)) {
     const std::uint64_t count = ValueCount(tensor);
@@ -196,6 +206,128 @@ absl::Status CheckTensorFinite(const Tensor& tensor, const std::string& path) {
   if (finite) return absl::OkStatus();
   const Shape shape = ShapeOf(tensor);
   return CheckFinite(ToVector(tensor), &shape, path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A problem's arrays read where they lie: in its own message, in the template, or as a slice of a
+// batched tensor. The conversion decodes them straight into the solver's vectors (one copy from
+// the request's bytes), and the merge of a problem with the template and the batch copies none.
+
+// A Tensor's values in place: the whole Tensor (slice < 0), or slice `slice` of a stacked one that
+// passed CheckStacked (its first dimension is the batch, so each slice is well formed).
+struct TensorRef {
+  const Tensor* tensor = &Tensor::default_instance();
+  int slice = -1;
+};
+
+bool IsPresent(const TensorRef& ref) { return IsPresent(*ref.tensor); }
+
+absl::Span<const std::uint32_t> ShapeSpan(const TensorRef& ref) {
+  const absl::Span<const std::uint32_t> shape = ShapeSpan(*ref.tensor);
+  return ref.slice < 0 ? shape : shape.subspan(1);
+}
+
+Shape ShapeOf(const TensorRef& ref) {
+  const absl::Span<const std::uint32_t> shape = ShapeSpan(ref);
+  return Shape(shape.begin(), shape.end());
+}
+
+absl::Status CheckTensorData(const TensorRef& ref, FieldPath path) {
+  return ref.slice < 0 ? CheckTensorData(*ref.tensor, path) : absl::OkStatus();
+}
+
+absl::Status CheckTensorShape(const TensorRef& ref, const ArraySpec& spec, FieldPath path) {
+  if (!IsPresent(ref)) return CheckArrayShape(spec, nullptr, path);
+  if (ShapeAccepted(spec, ShapeSpan(ref))) return absl::OkStatus();
+  const Shape given = ShapeOf(ref);
+  return CheckArrayShape(spec, &given, path);
+}
+
+// Copies `count` little-endian float64 values to `out`; false when one is not finite (the copy
+// is the scan: an exponent of all ones is an infinity or a NaN).
+bool CopyFiniteFloat64(const unsigned char* bytes, std::size_t count, double* out) {
+  constexpr std::uint64_t kExponent = 0x7ff0000000000000;
+  std::uint64_t bad = 0;
+  if (kLittleEndianHost) {
+    for (std::size_t i = 0; i < count; ++i) {
+      std::uint64_t bits;
+      std::memcpy(&bits, bytes + 8 * i, sizeof(bits));
+      bad |= static_cast<std::uint64_t>((bits & kExponent) == kExponent);
+      std::memcpy(out + i, &bits, sizeof(bits));
+    }
+    return bad == 0;
+  }
+  for (std::size_t i = 0; i < count; ++i) {
+    out[i] = LoadFloat64(bytes + 8 * i);
+    bad |= static_cast<std::uint64_t>(!std::isfinite(out[i]));
+  }
+  return bad == 0;
+}
+
+// The values of a ref that passed CheckTensorData, decoded straight into *out (empty when absent,
+// float32 widened exactly). Returns whether every value is finite.
+bool DecodeInto(const TensorRef& ref, std::vector<double>* out) {
+  const Tensor& tensor = *ref.tensor;
+  std::uint64_t count = ValueCount(tensor);
+  std::uint64_t first = 0;
+  if (ref.slice >= 0 && IsPresent(tensor)) {
+    count /= tensor.shape(0);
+    first = static_cast<std::uint64_t>(ref.slice) * count;
+  }
+  out->resize(count);
+  double* values = out->data();
+  if (!IsRaw(tensor)) {
+    bool finite = true;
+    const double* data = tensor.data().data() + first;
+    for (std::uint64_t i = 0; i < count; ++i) {
+      values[i] = data[i];
+      finite &= std::isfinite(data[i]);
+    }
+    return finite;
+  }
+  const auto* bytes = reinterpret_cast<const unsigned char*>(tensor.raw_data().data());
+  if (tensor.dtype() != mpcd::v1::DATA_TYPE_FLOAT32) {  // (ValueAt's rule)
+    return CopyFiniteFloat64(bytes + 8 * first, count, values);
+  }
+  bool finite = true;
+  for (std::uint64_t i = 0; i < count; ++i) {
+    values[i] = LoadFloat32(bytes + 4 * (first + i));
+    finite &= std::isfinite(values[i]);
+  }
+  return finite;
+}
+
+// A problem as the conversion reads it: its arrays and dynamics where they lie (in its own message,
+// a slice of the batched tensors, or the template: MergedSource applies mpcd.proto's merge rule),
+// its other fields in `proto`.
+struct ProblemSource {
+  const mpcd::v1::Problem* proto = nullptr;
+  const mpcd::v1::Dynamics* dynamics = nullptr;
+  std::array<TensorRef, std::size(kProblemArrays)> arrays;  // by ArrayField; kParams: unused
+
+  const TensorRef& array(ArrayField field) const { return arrays[static_cast<std::size_t>(field)]; }
+  TensorRef& array(ArrayField field) { return arrays[static_cast<std::size_t>(field)]; }
+};
+static_assert(static_cast<std::size_t>(ArrayField::kUInit) + 1 == std::size(kProblemArrays));
+
+// The dynamics' arrays of `source.dynamics` (absent unless it is linear).
+void SetDynamicsArrays(const mpcd::v1::Dynamics& dynamics, ProblemSource* source) {
+  source->dynamics = &dynamics;
+  source->array(ArrayField::kTransition) = {&dynamics.linear().transition()};
+  source->array(ArrayField::kOffset) = {&dynamics.linear().offset()};
+}
+
+// A whole message as a ProblemSource.
+ProblemSource SourceOf(const mpcd::v1::Problem& proto) {
+  ProblemSource source;
+  source.proto = &proto;
+  for (ArrayField field : kProblemArrays) {
+    if (const Tensor* tensor = TensorOf(proto, field); tensor != nullptr) {
+      source.array(field) = {tensor};
+    }
+  }
+  SetDynamicsArrays(proto.dynamics(), &source);
+  return source;
 }
 
 void SetTensor(const Shape& shape, const std::vector<double>& data, Tensor* tensor) {
@@ -305,28 +437,30 @@ std::string KnownModels() {
 // Sets problem->shape (dynamics, n, m) and the model fields from a built-in model description.
 absl::Status ConvertModel(const mpcd::v1::ModelDynamics& proto, const std::string& prefix,
                           Problem* problem) {
-  const std::string field = prefix + "dynamics.model.";
+  const FieldPath field(prefix, "dynamics.model.");
   if (proto.name().empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, "name: required (known: ", KnownModels(), ")"));
+        absl::StrCat(field.str(), "name: required (known: ", KnownModels(), ")"));
   }
   const ModelInfo* model = FindModel(proto.name());
   if (model == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, "name: unknown model ", Quoted(proto.name()), " (known: ", KnownModels(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(field.str(), "name: unknown model ",
+                                                   Quoted(proto.name()), " (known: ", KnownModels(),
+                                                   ")"));
   }
   if (!proto.integrator().empty()) {
     if (!model->continuous) {
       return absl::InvalidArgumentError(absl::StrCat(
-          field, "integrator: model \"", model->name,
+          field.str(), "integrator: model \"", model->name,
           "\" is discrete-time (its update rule is the model) and takes no integrator; "
           "integrators apply to continuous-time models (ListModels: continuous)"));
     }
     problem->integrator = IntegratorFromName(proto.integrator());
     if (problem->integrator == Integrator::kDefault) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, "integrator: unknown integrator ", Quoted(proto.integrator()), " for model \"",
-          model->name, "\" (known: ", absl::StrJoin(model->integrators, ", "), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field.str(), "integrator: unknown integrator ", Quoted(proto.integrator()),
+                       " for model \"", model->name,
+                       "\" (known: ", absl::StrJoin(model->integrators, ", "), ")"));
     }
   }
   problem->shape.dynamics = model->id;
@@ -334,10 +468,10 @@ absl::Status ConvertModel(const mpcd::v1::ModelDynamics& proto, const std::strin
   problem->shape.control_dim = model->control_dim;
   // params is a plain list: its length is its shape. The message lists the parameters' names.
   const ArraySpec params = ArraySpecFor(ArrayField::kParams, problem->shape);
-  const Shape given = {proto.params_size()};
-  if (proto.params_size() != 0 && !CheckArrayShape(params, &given, "").ok()) {
+  const std::int64_t given[] = {proto.params_size()};
+  if (proto.params_size() != 0 && !ShapeAccepted<std::int64_t>(params, given)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, "params: expected ", params.shapes.front().front(), " values (",
+        field.str(), "params: expected ", params.shapes.front().front(), " values (",
         absl::StrJoin(model->param_names, ", "), ") or none, got ", proto.params_size()));
   }
   problem->params.assign(proto.params().begin(), proto.params().end());
@@ -501,11 +635,12 @@ absl::Status ConvertCostGraphField(const mpcd::v1::Problem& proto,
 
 // Sets problem->shape.cost_graph, cost_graph and cost_params from a CostGraph, once the problem's
 // n and m are known, and zeros for the T slices of C and c the core quadratises the graph into.
-absl::Status ConvertCostGraph(const mpcd::v1::Problem& proto, const RequestLimits& limits,
+absl::Status ConvertCostGraph(const ProblemSource& source, const RequestLimits& limits,
                               const std::string& prefix, Problem* problem) {
+  const mpcd::v1::Problem& proto = *source.proto;
   for (const auto& [given, name] :
-       {std::pair{IsPresent(proto.cost().quadratic()), "cost.quadratic"},
-        std::pair{IsPresent(proto.cost().linear()), "cost.linear"},
+       {std::pair{IsPresent(source.array(ArrayField::kCostQuadratic)), "cost.quadratic"},
+        std::pair{IsPresent(source.array(ArrayField::kCostLinear)), "cost.linear"},
         std::pair{proto.has_tracking(), "tracking"}}) {
     if (given) {
       return absl::InvalidArgumentError(absl::StrCat(prefix, name, ": give either cost_graph or ",
@@ -575,55 +710,52 @@ absl::Status ConvertConstraintGraph(const mpcd::v1::Problem& proto, const Reques
 
 // Linear dynamics: n comes from x_init, m from the last dimension of the transition. Messages
 // describe the accepted shapes with what is still unknown written "n" or "m".
-absl::Status ConvertLinearShape(const mpcd::v1::Problem& proto, int horizon,
+absl::Status ConvertLinearShape(const ProblemSource& source, int horizon,
                                 const RequestLimits& limits, const std::string& prefix,
                                 Problem* problem) {
   ProblemShape& shape = problem->shape;
   shape.dynamics = DynamicsId::Linear();
   shape.horizon = horizon;
-  const Tensor& x_init = proto.x_init();
-  const std::string x_field = prefix + "x_init";
-  const std::string x_expected = DescribeShapes(ArrayField::kXInit, horizon, {}, {});
+  const TensorRef& x_init = source.array(ArrayField::kXInit);
+  // (Field paths and the shapes' descriptions are spelled out only for a message.)
+  const auto x_expected = [horizon] { return DescribeShapes(ArrayField::kXInit, horizon, {}, {}); };
   if (!IsPresent(x_init)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(x_field, ": required, expected shape ", x_expected));
+        absl::StrCat(prefix, "x_init: required, expected shape ", x_expected()));
   }
-  if (x_init.shape_size() != 1 || x_init.shape(0) < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(x_field, ": expected shape ", x_expected,
+  const absl::Span<const std::uint32_t> x_shape = ShapeSpan(x_init);
+  if (x_shape.size() != 1 || x_shape[0] < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "x_init: expected shape ", x_expected(),
                                                    " with n >= 1, got ",
                                                    ShapeString(ShapeOf(x_init))));
   }
-  const std::int64_t n = x_init.shape(0);
+  const std::int64_t n = x_shape[0];
   // Checked before n sizes anything (m is 0 until known).
   shape.state_dim = static_cast<int>(std::min<std::int64_t>(n, std::numeric_limits<int>::max()));
   MPC_RETURN_IF_ERROR(CheckProblemLimits(shape, limits.problem, prefix));
 
-  const Tensor& transition = proto.dynamics().linear().transition();
-  const std::string f_field = prefix + "dynamics.linear.transition";
-  const std::string expected =
-      absl::StrCat(DescribeShapes(ArrayField::kTransition, horizon, n, {}), " with m >= 1");
+  const TensorRef& transition = source.array(ArrayField::kTransition);
+  const auto expected = [horizon, n] {
+    return absl::StrCat(DescribeShapes(ArrayField::kTransition, horizon, n, {}), " with m >= 1");
+  };
   if (!IsPresent(transition)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(f_field, ": required, expected shape ", expected));
+        absl::StrCat(prefix, "dynamics.linear.transition: required, expected shape ", expected()));
   }
   // m from the last dimension, then the whole shape against the table.
-  const Shape given = ShapeOf(transition);
-  const std::int64_t m = given.empty() ? 0 : given.back() - n;
+  const absl::Span<const std::uint32_t> given = ShapeSpan(transition);
+  const std::int64_t m = given.empty() ? 0 : std::int64_t{given.back()} - n;
   if (m >= 1) {
     shape.control_dim =
         static_cast<int>(std::min<std::int64_t>(m, std::numeric_limits<int>::max()));
   }
-  if (m < 1 || !CheckArrayShape(ArraySpecFor(ArrayField::kTransition, shape), &given, "").ok()) {
+  if (m < 1 || !ShapeAccepted(ArraySpecFor(ArrayField::kTransition, shape), given)) {
     shape.control_dim = 0;
     return absl::InvalidArgumentError(
-        absl::StrCat(f_field, ": expected shape ", expected, ", got ", ShapeString(given)));
+        absl::StrCat(prefix, "dynamics.linear.transition: expected shape ", expected(), ", got ",
+                     ShapeString(ShapeOf(transition))));
   }
   return CheckProblemLimits(shape, limits.problem, prefix);
-}
-
-// The shape the request gave an input, or `absent` when it gave none.
-Shape ShapeOrDefault(const Tensor& tensor, Shape absent) {
-  return IsPresent(tensor) ? ShapeOf(tensor) : std::move(absent);
 }
 
 // The shapes of a problem's gradients that follow its request (BackwardResponse: each input's
@@ -652,18 +784,20 @@ struct GradientShapes {
 };
 
 // `in`: the merged problem as the request gave it; `shape`: its converted shape.
-GradientShapes GradientShapesOf(const mpcd::v1::Problem& in, const ProblemShape& shape) {
+GradientShapes GradientShapesOf(const ProblemSource& source, const ProblemShape& shape) {
+  const mpcd::v1::Problem& in = *source.proto;
   const std::int64_t n = shape.state_dim;
   GradientShapes shapes;
-  shapes.cost_quadratic = ShapeOf(in.cost().quadratic());
-  shapes.cost_linear = ShapeOrDefault(in.cost().linear(), {shape.tau_dim()});
-  if (in.dynamics().kind_case() == mpcd::v1::Dynamics::kLinear) {
-    const mpcd::v1::LinearDynamics& linear = in.dynamics().linear();
-    shapes.transition = ShapeOf(linear.transition());
+  shapes.cost_quadratic = ShapeOf(source.array(ArrayField::kCostQuadratic));
+  const TensorRef& cost_linear = source.array(ArrayField::kCostLinear);
+  shapes.cost_linear = IsPresent(cost_linear) ? ShapeOf(cost_linear) : Shape{shape.tau_dim()};
+  if (source.dynamics->kind_case() == mpcd::v1::Dynamics::kLinear) {
+    const TensorRef& transition = source.array(ArrayField::kTransition);
+    const TensorRef& offset = source.array(ArrayField::kOffset);
+    shapes.transition = ShapeOf(transition);
     // An absent offset: laid out as the transition's slices (see ProblemGradient).
-    const Shape absent =
-        linear.transition().shape_size() == 3 ? Shape{shape.horizon - 1, n} : Shape{n};
-    shapes.offset = ShapeOrDefault(linear.offset(), absent);
+    const Shape absent = ShapeSpan(transition).size() == 3 ? Shape{shape.horizon - 1, n} : Shape{n};
+    shapes.offset = IsPresent(offset) ? ShapeOf(offset) : absent;
   }
   shapes.x_lower = ShapeOf(in.x_lower());
   shapes.x_upper = ShapeOf(in.x_upper());
@@ -750,15 +884,15 @@ absl::Status CheckTemplate(const mpcd::v1::Problem& shared) {
       {&shared.tracking().w_x_terminal(), "tracking.w_x_terminal"},
   };
   for (const auto& [tensor, name] : tensors) {
-    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
-    MPC_RETURN_IF_ERROR(CheckTensorFinite(*tensor, p + name));
+    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, FieldPath(p, name)));
+    MPC_RETURN_IF_ERROR(CheckTensorFinite(*tensor, FieldPath(p, name)));
   }
   // State bounds may hold +-inf (ConvertStageConstraints checks the merged problem's).
   for (const auto& [tensor, name] :
        {std::pair{&shared.x_lower(), "x_lower"}, std::pair{&shared.x_upper(), "x_upper"},
         std::pair{&shared.constraints().g(), "constraints.G"},
         std::pair{&shared.constraints().h(), "constraints.h"}}) {
-    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
+    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, FieldPath(p, name)));
   }
   return absl::OkStatus();
 }
@@ -767,16 +901,15 @@ absl::Status CheckTemplate(const mpcd::v1::Problem& shared) {
 // mpc.pytorch's u_zero_I and slew_rate_penalty (solver/pytorch_terms.h).
 
 // An optional tensor of exactly `expected` (absent is fine), finite.
-absl::Status CheckExtraTensor(const Tensor& tensor, const char* name, TensorShape expected,
-                              const std::string& path) {
+absl::Status CheckExtraTensor(const Tensor& tensor, const char* name, const SpecShape& expected,
+                              FieldPath path) {
   MPC_RETURN_IF_ERROR(CheckTensorData(tensor, path));
   ArraySpec spec;
   spec.name = name;
-  spec.shapes = {std::move(expected)};
+  spec.shapes = {expected};
   spec.optional = true;
   if (!IsPresent(tensor)) return absl::OkStatus();
-  const Shape given = ShapeOf(tensor);
-  MPC_RETURN_IF_ERROR(CheckArrayShape(spec, &given, path));
+  MPC_RETURN_IF_ERROR(CheckTensorShape(tensor, spec, path));
   return CheckTensorFinite(tensor, path);
 }
 
@@ -786,9 +919,10 @@ absl::Status ApplyPytorchTerms(const mpcd::v1::Problem& proto, const std::string
                                Problem* problem) {
   const int T = problem->shape.horizon;
   const int m = problem->shape.control_dim;
-  MPC_RETURN_IF_ERROR(CheckExtraTensor(proto.prev_ctrl(), "prev_ctrl", {m}, p + "prev_ctrl"));
   MPC_RETURN_IF_ERROR(
-      CheckExtraTensor(proto.u_zero_mask(), "u_zero_mask", {T, m}, p + "u_zero_mask"));
+      CheckExtraTensor(proto.prev_ctrl(), "prev_ctrl", {m}, FieldPath(p, "prev_ctrl")));
+  MPC_RETURN_IF_ERROR(
+      CheckExtraTensor(proto.u_zero_mask(), "u_zero_mask", {T, m}, FieldPath(p, "u_zero_mask")));
   const double gamma = proto.slew_rate_penalty();
   if (!(std::isfinite(gamma) && gamma >= 0)) {
     return absl::InvalidArgumentError(
@@ -836,21 +970,20 @@ absl::Status ConvertStageConstraints(const mpcd::v1::Problem& proto, const std::
                      nt = problem->shape.tau_dim();
   for (const auto& [tensor, name] :
        {std::pair{&proto.x_lower(), "x_lower"}, std::pair{&proto.x_upper(), "x_upper"}}) {
-    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, p + name));
+    MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, FieldPath(p, name)));
     if (!IsPresent(*tensor)) continue;
     ArraySpec spec;
     spec.name = name;
     spec.shapes = {{n}, {T, n}};
-    const Shape given = ShapeOf(*tensor);
-    MPC_RETURN_IF_ERROR(CheckArrayShape(spec, &given, p + name));
+    MPC_RETURN_IF_ERROR(CheckTensorShape(*tensor, spec, FieldPath(p, name)));
   }
   problem->x_lower = ToVector(proto.x_lower());
   problem->x_upper = ToVector(proto.x_upper());
 
   const Tensor& G = proto.constraints().g();
   const Tensor& h = proto.constraints().h();
-  MPC_RETURN_IF_ERROR(CheckTensorData(G, p + "constraints.G"));
-  MPC_RETURN_IF_ERROR(CheckTensorData(h, p + "constraints.h"));
+  MPC_RETURN_IF_ERROR(CheckTensorData(G, FieldPath(p, "constraints.G")));
+  MPC_RETURN_IF_ERROR(CheckTensorData(h, FieldPath(p, "constraints.h")));
   if (!IsPresent(G) && !IsPresent(h)) return absl::OkStatus();
   if (!IsPresent(G) || !IsPresent(h)) {
     const char* missing = IsPresent(G) ? "constraints.h" : "constraints.G";
@@ -881,14 +1014,14 @@ absl::Status ConvertStageConstraints(const mpcd::v1::Problem& proto, const std::
 // Problem.tracking (solver/tracking_cost.h).
 
 // Weights (k per step, one or more steps) must be >= 0; the message names the first negative one.
-absl::Status CheckNonNegative(const std::vector<double>& values, int k, const std::string& path) {
+absl::Status CheckNonNegative(const std::vector<double>& values, int k, FieldPath path) {
   for (std::size_t e = 0; e < values.size(); ++e) {
     if (values[e] >= 0) continue;
     const std::string at = values.size() > static_cast<std::size_t>(k)
                                ? absl::StrCat("[", e / k, ",", e % k, "]")
                                : absl::StrCat("[", e, "]");
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": weights must be >= 0, got ", values[e], " at ", at));
+        absl::StrCat(path.str(), ": weights must be >= 0, got ", values[e], " at ", at));
   }
   return absl::OkStatus();
 }
@@ -897,13 +1030,13 @@ absl::Status CheckNonNegative(const std::vector<double>& values, int k, const st
 // `absent` at every step.
 absl::StatusOr<TrackingInput> ToTrackingInput(const Tensor& tensor, const char* name, int horizon,
                                               int k, bool required, bool weight, double absent,
-                                              const std::string& path) {
+                                              FieldPath path) {
   MPC_RETURN_IF_ERROR(CheckTensorData(tensor, path));
   TrackingInput input;
   if (!IsPresent(tensor)) {
     if (required) {
       return absl::InvalidArgumentError(
-          absl::StrCat(path, ": required (", name, " (", k, ") or (", horizon, ",", k, "))"));
+          absl::StrCat(path.str(), ": required (", name, " (", k, ") or (", horizon, ",", k, "))"));
     }
     input.values.assign(k, absent);
     return input;
@@ -911,11 +1044,10 @@ absl::StatusOr<TrackingInput> ToTrackingInput(const Tensor& tensor, const char* 
   ArraySpec spec;
   spec.name = name;
   spec.shapes = {{k}, {horizon, k}};
-  const Shape given = ShapeOf(tensor);
-  MPC_RETURN_IF_ERROR(CheckArrayShape(spec, &given, path));
+  MPC_RETURN_IF_ERROR(CheckTensorShape(tensor, spec, path));
   MPC_RETURN_IF_ERROR(CheckTensorFinite(tensor, path));
   input.values = ToVector(tensor);
-  input.per_step = given.size() == 2;
+  input.per_step = tensor.shape_size() == 2;
   if (weight) MPC_RETURN_IF_ERROR(CheckNonNegative(input.values, k, path));
   return input;
 }
@@ -952,9 +1084,10 @@ absl::Status ApplyTracking(const mpcd::v1::Problem& proto, const std::string& p,
 }
 
 // A tracking cost stands in for the whole cost.
-absl::Status CheckTrackingAlone(const mpcd::v1::Problem& proto, const std::string& p) {
-  if (!proto.has_tracking()) return absl::OkStatus();
-  if (IsPresent(proto.cost().quadratic()) || IsPresent(proto.cost().linear())) {
+absl::Status CheckTrackingAlone(const ProblemSource& source, const std::string& p) {
+  if (!source.proto->has_tracking()) return absl::OkStatus();
+  if (IsPresent(source.array(ArrayField::kCostQuadratic)) ||
+      IsPresent(source.array(ArrayField::kCostLinear))) {
     return absl::InvalidArgumentError(absl::StrCat(
         p, "tracking: give either tracking or cost, not both (tracking becomes the cost)"));
   }
@@ -981,6 +1114,8 @@ absl::Status CheckHorizonAndCount(std::uint32_t horizon, int problems,
   return absl::OkStatus();
 }
 
+void FillOtherFieldsFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged);
+
 // Fills every field `merged` leaves absent from `shared` (the template).
 void FillFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged) {
   const auto fill = [](const Tensor& from, Tensor* to) {
@@ -996,11 +1131,27 @@ void FillFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged
   fill(shared.u_lower(), merged->mutable_u_lower());
   fill(shared.u_upper(), merged->mutable_u_upper());
   fill(shared.u_init(), merged->mutable_u_init());
+  FillOtherFieldsFromTemplate(shared, merged);
+}
+
+// The fields of Problem other than its arrays (kProblemArrays) and its dynamics, in the order of
+// mpcd.proto. FillFromTemplate fills these and the others; MergedSource leaves the others where
+// they lie. (ProblemTemplate.MergeKnowsEveryProblemField keeps the list of fields complete.)
+void FillOtherFieldsFromTemplate(const mpcd::v1::Problem& shared, mpcd::v1::Problem* merged) {
   if (merged->slew_rate_penalty() == 0) merged->set_slew_rate_penalty(shared.slew_rate_penalty());
-  fill(shared.prev_ctrl(), merged->mutable_prev_ctrl());
-  fill(shared.u_zero_mask(), merged->mutable_u_zero_mask());
-  fill(shared.x_lower(), merged->mutable_x_lower());
-  fill(shared.x_upper(), merged->mutable_x_upper());
+  // (mutable_*() only to write: it would add an empty message to each merged problem.)
+  if (!IsPresent(merged->prev_ctrl()) && IsPresent(shared.prev_ctrl())) {
+    *merged->mutable_prev_ctrl() = shared.prev_ctrl();
+  }
+  if (!IsPresent(merged->u_zero_mask()) && IsPresent(shared.u_zero_mask())) {
+    *merged->mutable_u_zero_mask() = shared.u_zero_mask();
+  }
+  if (!IsPresent(merged->x_lower()) && IsPresent(shared.x_lower())) {
+    *merged->mutable_x_lower() = shared.x_lower();
+  }
+  if (!IsPresent(merged->x_upper()) && IsPresent(shared.x_upper())) {
+    *merged->mutable_x_upper() = shared.x_upper();
+  }
   if (!merged->has_constraints() && shared.has_constraints()) {
     *merged->mutable_constraints() = shared.constraints();
   }
@@ -1148,6 +1299,9 @@ absl::StatusOr<int> CheckBatched(const mpcd::v1::BatchedProblems& batched, int l
   return count;
 }
 
+void FillOtherFieldsFromBatch(const mpcd::v1::BatchedProblems& batched, int b,
+                              mpcd::v1::Problem* merged);
+
 // Fills every field `merged` leaves absent from its slice b of `batched` (model_params apart:
 // they fill the params of the dynamics the template may still give, see FillModelParams).
 void FillFromBatch(const mpcd::v1::BatchedProblems& batched, int b, mpcd::v1::Problem* merged) {
@@ -1166,8 +1320,18 @@ void FillFromBatch(const mpcd::v1::BatchedProblems& batched, int b, mpcd::v1::Pr
   fill(batched.u_lower(), merged->mutable_u_lower());
   fill(batched.u_upper(), merged->mutable_u_upper());
   fill(batched.u_init(), merged->mutable_u_init());
-  fill(batched.prev_ctrl(), merged->mutable_prev_ctrl());
-  fill(batched.u_zero_mask(), merged->mutable_u_zero_mask());
+  FillOtherFieldsFromBatch(batched, b, merged);
+}
+
+// FillFromBatch's fields other than the arrays and the dynamics (prev_ctrl and u_zero_mask).
+void FillOtherFieldsFromBatch(const mpcd::v1::BatchedProblems& batched, int b,
+                              mpcd::v1::Problem* merged) {
+  if (!IsPresent(merged->prev_ctrl()) && IsPresent(batched.prev_ctrl())) {
+    SliceTensor(batched.prev_ctrl(), b, merged->mutable_prev_ctrl());
+  }
+  if (!IsPresent(merged->u_zero_mask()) && IsPresent(batched.u_zero_mask())) {
+    SliceTensor(batched.u_zero_mask(), b, merged->mutable_u_zero_mask());
+  }
 }
 
 // The tracking cost of a problem that has none of its own, from batched.tracking: each tracking
@@ -1255,6 +1419,75 @@ absl::StatusOr<const mpcd::v1::Problem*> MergedProblem(const Request& request, i
   if (request.has_problem_template()) FillFromTemplate(request.problem_template(), storage);
   if (batched) MPC_RETURN_IF_ERROR(FillModelParams(request.batched().model_params(), i, storage));
   return storage;
+}
+
+// MergedProblem without copying an array or the dynamics: only the other fields are merged, into
+// *storage (nothing when the batch and the template give none of them).
+template <typename Request>
+absl::StatusOr<ProblemSource> MergedSource(const Request& request, int i,
+                                           mpcd::v1::Problem* storage) {
+  const bool batched = request.batched().count() > 0;
+  const mpcd::v1::Problem* shared =
+      request.has_problem_template() ? &request.problem_template() : nullptr;
+  if (shared == nullptr && !batched) return SourceOf(request.problems(i));
+  const mpcd::v1::Problem* listed = i < request.problems_size() ? &request.problems(i) : nullptr;
+  storage->Clear();
+  if (listed != nullptr) FillOtherFieldsFromTemplate(*listed, storage);  // into an empty message
+  if (batched) {
+    FillOtherFieldsFromBatch(request.batched(), i, storage);
+    FillTrackingFromBatch(request.batched(), i, shared, storage);
+  }
+  if (shared != nullptr) FillOtherFieldsFromTemplate(*shared, storage);
+
+  ProblemSource source;
+  source.proto = storage;
+  const mpcd::v1::BatchedProblems& batch = request.batched();
+  const auto merge = [&](ArrayField field, const Tensor& stacked) {
+    if (listed != nullptr && IsPresent(*TensorOf(*listed, field))) {
+      source.array(field) = {TensorOf(*listed, field)};
+    } else if (IsPresent(stacked)) {
+      source.array(field) = {&stacked, i};
+    } else if (shared != nullptr && IsPresent(*TensorOf(*shared, field))) {
+      source.array(field) = {TensorOf(*shared, field)};
+    }
+  };
+  merge(ArrayField::kXInit, batch.x_init());
+  merge(ArrayField::kCostQuadratic, batch.cost_quadratic());
+  merge(ArrayField::kCostLinear, batch.cost_linear());
+  merge(ArrayField::kULower, batch.u_lower());
+  merge(ArrayField::kUUpper, batch.u_upper());
+  merge(ArrayField::kUInit, batch.u_init());
+  // The dynamics: the problem's own, else linear from the batch, else the template's.
+  constexpr auto kNotSet = mpcd::v1::Dynamics::KIND_NOT_SET;
+  if (listed != nullptr && listed->dynamics().kind_case() != kNotSet) {
+    SetDynamicsArrays(listed->dynamics(), &source);
+  } else if (IsPresent(batch.transition())) {
+    storage->mutable_dynamics()->mutable_linear();  // the kind, without values
+    source.dynamics = &storage->dynamics();
+    source.array(ArrayField::kTransition) = {&batch.transition(), i};
+    if (IsPresent(batch.offset())) source.array(ArrayField::kOffset) = {&batch.offset(), i};
+  } else if (shared != nullptr && shared->dynamics().kind_case() != kNotSet) {
+    SetDynamicsArrays(shared->dynamics(), &source);
+  } else {
+    source.dynamics = &storage->dynamics();
+  }
+  // batched.model_params (FillModelParams): the model's message is small; copied to take them.
+  const Tensor& params = batch.model_params();
+  if (batched && IsPresent(params)) {
+    if (source.dynamics->kind_case() != mpcd::v1::Dynamics::kModel) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batched.model_params: problems[", i,
+                       "] has no model dynamics (set dynamics.model in it or in the template)"));
+    }
+    if (source.dynamics->model().params_size() == 0) {
+      if (source.dynamics != &storage->dynamics()) *storage->mutable_dynamics() = *source.dynamics;
+      mpcd::v1::ModelDynamics* model = storage->mutable_dynamics()->mutable_model();
+      const std::uint64_t p = params.shape(1);
+      for (std::uint64_t k = 0; k < p; ++k) model->add_params(ValueAt(params, i * p + k));
+      SetDynamicsArrays(storage->dynamics(), &source);
+    }
+  }
+  return source;
 }
 
 }  // namespace
@@ -1367,11 +1600,15 @@ absl::Status ValidateSolverOptions(const mpcd::v1::SolverOptions& proto,
   return CheckSolverOptionValues(values, limits);
 }
 
-absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
-                                  const SolverOptions& options, const RequestLimits& limits,
-                                  const std::string& field_prefix) {
+namespace {
+
+// ToProblem of a problem read in place (ProblemSource).
+absl::StatusOr<Problem> ConvertProblem(const ProblemSource& source, int horizon,
+                                       const SolverOptions& options, const RequestLimits& limits,
+                                       const std::string& field_prefix) {
   const std::string& p = field_prefix;
-  const mpcd::v1::Dynamics& dynamics = proto.dynamics();
+  const mpcd::v1::Problem& proto = *source.proto;
+  const mpcd::v1::Dynamics& dynamics = *source.dynamics;
   const bool linear = dynamics.kind_case() == mpcd::v1::Dynamics::kLinear;
 
   // Every tensor's data must match its own shape before its shape means anything. The field
@@ -1382,9 +1619,10 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
   // (AllViolations), and a stage runs only when the ones before it passed.
   std::vector<absl::Status> found;
   for (ArrayField field : kProblemArrays) {
-    const Tensor* tensor = TensorOf(proto, field);
-    if (tensor == nullptr || CheckTensorData(*tensor, "").ok()) continue;
-    found.push_back(CheckTensorData(*tensor, p + ArraySpecFor(field, ProblemShape()).name));
+    if (field == ArrayField::kParams) continue;  // (a plain list)
+    const TensorRef& tensor = source.array(field);
+    if (CheckTensorData(tensor, "").ok()) continue;
+    found.push_back(CheckTensorData(tensor, p + ArraySpecFor(field, ProblemShape()).name));
   }
   if (!found.empty()) return AllViolations(found);
 
@@ -1398,7 +1636,7 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
       break;
     case mpcd::v1::Dynamics::kLinear:
       // Checks n and m against the limits as soon as it knows them.
-      MPC_RETURN_IF_ERROR(ConvertLinearShape(proto, horizon, limits, p, &problem));
+      MPC_RETURN_IF_ERROR(ConvertLinearShape(source, horizon, limits, p, &problem));
       break;
     case mpcd::v1::Dynamics::kGraph:
       MPC_RETURN_IF_ERROR(ConvertGraph(dynamics.graph(), limits, p, &problem));
@@ -1411,36 +1649,51 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
 
   // Every tensor's exact shape against the table (the transition's was checked while deriving m;
   // checking it again costs nothing). A tracking cost stands in for cost.quadratic.
-  if (absl::Status tracking = CheckTrackingAlone(proto, p); !tracking.ok()) {
+  if (absl::Status tracking = CheckTrackingAlone(source, p); !tracking.ok()) {
     found.push_back(tracking);
   }
   for (ArrayField field : kProblemArrays) {
-    const Tensor* tensor = TensorOf(proto, field);
-    if (tensor == nullptr) continue;
+    if (field == ArrayField::kParams) continue;
     if (field == ArrayField::kCostQuadratic && (proto.has_tracking() || proto.has_cost_graph())) {
       continue;
     }
+    const TensorRef& tensor = source.array(field);
     const ArraySpec spec = ArraySpecFor(field, problem.shape);
-    if (CheckTensorShape(*tensor, spec, "").ok()) continue;
-    found.push_back(CheckTensorShape(*tensor, spec, p + spec.name));
+    if (CheckTensorShape(tensor, spec, "").ok()) continue;
+    found.push_back(CheckTensorShape(tensor, spec, FieldPath(p, spec.name)));
   }
   if (!found.empty()) return AllViolations(found);
 
-  problem.x_init = ToVector(proto.x_init());
-  problem.cost_quadratic = ToVector(proto.cost().quadratic());
-  problem.cost_linear = IsPresent(proto.cost().linear())
-                            ? ToVector(proto.cost().linear())
-                            : std::vector<double>(problem.shape.tau_dim(), 0.0);
-  if (linear) {
-    problem.transition = ToVector(dynamics.linear().transition());
-    problem.offset = ToVector(dynamics.linear().offset());
+  // Each array decoded once, straight from the request's bytes, its finiteness found in the same
+  // pass: bit f of `scanned` says kProblemArrays[f] is all finite, so that the validation below
+  // does not scan it again (one that is not is scanned there, for its message).
+  std::uint32_t scanned = 0;
+  const auto decode = [&](ArrayField field, std::vector<double>* values) {
+    if (DecodeInto(source.array(field), values)) scanned |= 1u << static_cast<int>(field);
+  };
+  decode(ArrayField::kXInit, &problem.x_init);
+  decode(ArrayField::kCostQuadratic, &problem.cost_quadratic);
+  if (IsPresent(source.array(ArrayField::kCostLinear))) {
+    decode(ArrayField::kCostLinear, &problem.cost_linear);
+  } else {
+    problem.cost_linear.assign(problem.shape.tau_dim(), 0.0);
+    scanned |= 1u << static_cast<int>(ArrayField::kCostLinear);
   }
-  problem.u_lower = ToVector(proto.u_lower());
-  problem.u_upper = ToVector(proto.u_upper());
-  problem.u_init = ToVector(proto.u_init());
+  if (linear) {
+    decode(ArrayField::kTransition, &problem.transition);
+    decode(ArrayField::kOffset, &problem.offset);
+  }
+  decode(ArrayField::kULower, &problem.u_lower);
+  decode(ArrayField::kUUpper, &problem.u_upper);
+  decode(ArrayField::kUInit, &problem.u_init);
+  // A tracking cost or a cost graph writes C and c itself (below): those are scanned as before.
+  if (proto.has_tracking() || proto.has_cost_graph() || proto.has_terminal_cost_graph()) {
+    scanned &= ~((1u << static_cast<int>(ArrayField::kCostQuadratic)) |
+                 (1u << static_cast<int>(ArrayField::kCostLinear)));
+  }
   problem.options = options;
   if (proto.has_tracking()) MPC_RETURN_IF_ERROR(ApplyTracking(proto, p, &problem));
-  if (proto.has_cost_graph()) MPC_RETURN_IF_ERROR(ConvertCostGraph(proto, limits, p, &problem));
+  if (proto.has_cost_graph()) MPC_RETURN_IF_ERROR(ConvertCostGraph(source, limits, p, &problem));
   if (proto.has_terminal_cost_graph()) {
     MPC_RETURN_IF_ERROR(ConvertTerminalCostGraph(proto, limits, p, &problem));
   }
@@ -1452,10 +1705,18 @@ absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
 
   // Sizes are right by construction (ValidateProblem re-checks their lengths, O(1)); it scans the
   // values, once.
-  CollectProblemViolations(problem, limits.problem, p, &found);
+  CollectProblemViolations(problem, limits.problem, p, scanned, &found);
   if (!found.empty()) return AllViolations(found);
   MPC_RETURN_IF_ERROR(ApplyPytorchTerms(proto, p, &problem));
   return problem;
+}
+
+}  // namespace
+
+absl::StatusOr<Problem> ToProblem(const mpcd::v1::Problem& proto, int horizon,
+                                  const SolverOptions& options, const RequestLimits& limits,
+                                  const std::string& field_prefix) {
+  return ConvertProblem(SourceOf(proto), horizon, options, limits, field_prefix);
 }
 
 absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& request,
@@ -1490,10 +1751,11 @@ absl::StatusOr<std::vector<Problem>> ToProblems(const mpcd::v1::SolveRequest& re
   // Every problem is checked, so that one answer names each broken one (error_details.h).
   Violations violations;
   for (int i = 0; i < count; ++i) {
-    absl::StatusOr<const mpcd::v1::Problem*> merged = MergedProblem(request, i, &storage);
-    absl::StatusOr<Problem> problem = merged.ok() ? ToProblem(**merged, horizon, options, limits,
-                                                              absl::StrCat("problems[", i, "]."))
-                                                  : absl::StatusOr<Problem>(merged.status());
+    absl::StatusOr<ProblemSource> merged = MergedSource(request, i, &storage);
+    absl::StatusOr<Problem> problem =
+        merged.ok()
+            ? ConvertProblem(*merged, horizon, options, limits, absl::StrCat("problems[", i, "]."))
+            : absl::StatusOr<Problem>(merged.status());
     if (problem.ok() && (options.compute_x_init_jacobian || options.compute_params_jacobian) &&
         problem->slew_state_prefix > 0) {
       problem = absl::InvalidArgumentError(absl::StrCat(
@@ -1768,24 +2030,22 @@ struct ArraySource {
   const Tensor* tensor;
   int index = -1;  // >= 0: the slice of a stacked tensor
 
-  absl::Status Check(ArrayField field, const ProblemShape& shape, const std::string& path) const {
+  absl::Status Check(ArrayField field, const ProblemShape& shape, FieldPath path) const {
     if (index < 0) {
       MPC_RETURN_IF_ERROR(CheckTensorData(*tensor, path));
       return CheckTensorShape(*tensor, field, shape, path);
     }
     const ArraySpec spec = ArraySpecFor(field, shape);
     if (!IsPresent(*tensor)) return CheckArrayShape(spec, nullptr, path);
+    if (ShapeAccepted(spec, ShapeSpan(*tensor).subspan(1))) return absl::OkStatus();
     const Shape slice(tensor->shape().begin() + 1, tensor->shape().end());
     return CheckArrayShape(spec, &slice, path);
   }
 
+  // (ValidateBackwardProblem scans them: the decoder's finiteness is not used here.)
   std::vector<double> Values() const {
-    if (index < 0) return ToVector(*tensor);
-    if (!IsPresent(*tensor)) return {};
-    const std::uint64_t count = ValueCount(*tensor) / tensor->shape(0);
-    std::vector<double> values(count);
-    const std::uint64_t first = static_cast<std::uint64_t>(index) * count;
-    for (std::uint64_t k = 0; k < count; ++k) values[k] = ValueAt(*tensor, first + k);
+    std::vector<double> values;
+    DecodeInto(TensorRef{tensor, index}, &values);
     return values;
   }
 };
@@ -1820,8 +2080,8 @@ absl::Status ToBackwardItem(const mpcd::v1::BackwardRequest& request, int i, con
   const ProblemShape shape = CallerShape(problem);
   for (const auto& [source, field] : arrays) {
     const bool of_solution = field == ArrayField::kSolutionX || field == ArrayField::kSolutionU;
-    const std::string path =
-        (of_solution ? names.solution : names.cotangent) + ArraySpecFor(field, shape).name;
+    const FieldPath path(of_solution ? names.solution : names.cotangent,
+                         ArraySpecFor(field, shape).name);
     MPC_RETURN_IF_ERROR(source.Check(field, shape, path));
   }
   BackwardProblem& item = *out;
@@ -1885,11 +2145,11 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
   // Every problem, then every item, is checked, so that one answer names each broken one.
   Violations violations;
   for (int i = 0; i < count; ++i) {
-    absl::StatusOr<const mpcd::v1::Problem*> merged = MergedProblem(request, i, &storage);
-    absl::StatusOr<Problem> problem = merged.ok()
-                                          ? ToProblem(**merged, horizon, SolverOptions(), limits,
-                                                      absl::StrCat("problems[", i, "]."))
-                                          : absl::StatusOr<Problem>(merged.status());
+    absl::StatusOr<ProblemSource> merged = MergedSource(request, i, &storage);
+    absl::StatusOr<Problem> problem =
+        merged.ok() ? ConvertProblem(*merged, horizon, SolverOptions(), limits,
+                                     absl::StrCat("problems[", i, "]."))
+                    : absl::StatusOr<Problem>(merged.status());
     if (!problem.ok()) {
       if (problem.status().code() != absl::StatusCode::kInvalidArgument) return problem.status();
       MPC_RETURN_IF_ERROR(StackedValuesError(BatchedTensors(request.batched())));
@@ -1897,7 +2157,7 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
       continue;
     }
     if (request.stacked_response() && violations.empty()) {
-      const GradientShapes shapes = GradientShapesOf(**merged, CallerShape(*problem));
+      const GradientShapes shapes = GradientShapesOf(*merged, CallerShape(*problem));
       if (batch.problems.empty()) first_shapes = shapes;
       if (!batch.problems.empty() &&
           (problem->shape != batch.problems[0].shape || !(shapes == first_shapes))) {
@@ -2095,7 +2355,7 @@ void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
     gradients = reduced;
   }
   const ProblemShape shape = ShapeForGradient(request, gradients[0], problems, 0);
-  const GradientShapes shapes = GradientShapesOf(in, shape);
+  const GradientShapes shapes = GradientShapesOf(SourceOf(in), shape);
   const mpcd::v1::TensorEncoding encoding = request.response_encoding();
   const auto stack = [&](const Shape& slice, std::vector<double> ProblemGradient::*member,
                          Tensor* to) {
@@ -2173,7 +2433,8 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
     ProblemGradient reduced;
     const ProblemGradient& g =
         CallerGradient(in, i < problems.size() ? &problems[i] : nullptr, gradients[i], &reduced);
-    const GradientShapes shapes = GradientShapesOf(in, ShapeForGradient(request, g, problems, i));
+    const GradientShapes shapes =
+        GradientShapesOf(SourceOf(in), ShapeForGradient(request, g, problems, i));
     mpcd::v1::Problem* out = response->add_gradients();
     SetTensor({static_cast<std::int64_t>(g.x_init.size())}, g.x_init, out->mutable_x_init());
     if (in.has_tracking()) {

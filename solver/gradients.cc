@@ -1,6 +1,7 @@
 #include "solver/gradients.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <string>
@@ -21,12 +22,12 @@ struct BackwardArray {
 };
 
 // The four arrays of `problem` with the prefixes of their names.
-std::vector<BackwardArray> BackwardArrays(const BackwardProblem& problem,
-                                          const BackwardFieldNames& names) {
-  return {{ArrayField::kSolutionX, &problem.x, &names.solution},
-          {ArrayField::kSolutionU, &problem.u, &names.solution},
-          {ArrayField::kCotangentX, &problem.dl_dx, &names.cotangent},
-          {ArrayField::kCotangentU, &problem.dl_du, &names.cotangent}};
+std::array<BackwardArray, 4> BackwardArrays(const BackwardProblem& problem,
+                                            const BackwardFieldNames& names) {
+  return {{{ArrayField::kSolutionX, &problem.x, &names.solution},
+           {ArrayField::kSolutionU, &problem.u, &names.solution},
+           {ArrayField::kCotangentX, &problem.dl_dx, &names.cotangent},
+           {ArrayField::kCotangentU, &problem.dl_du, &names.cotangent}}};
 }
 
 // Sizes against the accepted shapes (problem_fields.h), and with `scan` the values.
@@ -34,8 +35,8 @@ absl::Status CheckBackwardArrays(const BackwardProblem& problem, const BackwardF
                                  bool scan) {
   for (const BackwardArray& array : BackwardArrays(problem, names)) {
     const ArraySpec spec = ArraySpecFor(array.field, problem.problem->shape);
-    const std::string path = *array.prefix + spec.name;
-    const TensorShape* shape = nullptr;
+    const FieldPath path(*array.prefix, spec.name);
+    const SpecShape* shape = nullptr;
     MPC_RETURN_IF_ERROR(CheckArrayLength(spec, array.values->size(), spec.optional, path, &shape));
     if (scan) MPC_RETURN_IF_ERROR(CheckFinite(*array.values, shape, path));
   }

@@ -18,6 +18,7 @@ namespace {
 // numbers stay numbers: with n = 3 and m unknown, n + m reads "3+m".
 class SymbolicDim {
  public:
+  SymbolicDim() = default;  // InlineVector fills its unused slots with it.
   SymbolicDim(std::int64_t value) : value_(value) {}  // NOLINT(google-explicit-constructor)
   explicit SymbolicDim(std::string symbol) : symbol_(std::move(symbol)) {}
 
@@ -35,21 +36,25 @@ class SymbolicDim {
 // THE table: the shapes `field` accepts for horizon T, state and control dimensions n and m, and
 // p model parameters (DESIGN §5). Dim is std::int64_t for checks and SymbolicDim for messages.
 // Time-varying dynamics need T >= 2: with T = 1 there is no transition at all, so only the
-// time-invariant form is offered.
+// time-invariant form is offered. Built inline (InlineVector): no heap for std::int64_t.
 template <typename Dim>
-std::vector<std::vector<Dim>> AcceptedShapes(ArrayField field, std::int64_t T, bool linear, Dim n,
-                                             Dim m, Dim p) {
+using DimShape = InlineVector<Dim, kMaxSpecRank>;
+template <typename Dim>
+using DimShapes = InlineVector<DimShape<Dim>, kMaxSpecShapes>;
+
+template <typename Dim>
+DimShapes<Dim> AcceptedShapes(ArrayField field, std::int64_t T, bool linear, Dim n, Dim m, Dim p) {
   const Dim tau = n + m;
-  auto per_step = [T](std::vector<Dim> slice) {  // slice, then (T, slice...)
-    std::vector<Dim> varying = slice;
-    varying.insert(varying.begin(), Dim(T));
-    return std::vector<std::vector<Dim>>{std::move(slice), std::move(varying)};
+  auto per_step = [T](DimShape<Dim> slice) {  // slice, then (T, slice...)
+    DimShape<Dim> varying = slice;
+    varying.push_front(Dim(T));
+    return DimShapes<Dim>{slice, varying};
   };
-  auto per_transition = [T](std::vector<Dim> slice) {  // slice, then (T-1, slice...) if T >= 2
-    std::vector<std::vector<Dim>> shapes{slice};
+  auto per_transition = [T](DimShape<Dim> slice) {  // slice, then (T-1, slice...) if T >= 2
+    DimShapes<Dim> shapes{slice};
     if (T >= 2) {
-      slice.insert(slice.begin(), Dim(T - 1));
-      shapes.push_back(std::move(slice));
+      slice.push_front(Dim(T - 1));
+      shapes.push_back(slice);
     }
     return shapes;
   };
@@ -128,7 +133,7 @@ std::int64_t ParamCount(const ProblemShape& shape) {
 
 // prod(shape), saturated at INT64_MAX: dims are unchecked, and a saturated count never equals a
 // real array size.
-std::int64_t NumValues(const TensorShape& shape) {
+std::int64_t NumValues(absl::Span<const std::int64_t> shape) {
   constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
   std::int64_t count = 1;
   for (std::int64_t dim : shape) {
@@ -139,7 +144,7 @@ std::int64_t NumValues(const TensorShape& shape) {
 }
 
 // "[3,0]": the row-major multi-index of flat position `flat` in `shape`.
-std::string IndexString(const TensorShape& shape, std::int64_t flat) {
+std::string IndexString(absl::Span<const std::int64_t> shape, std::int64_t flat) {
   std::vector<std::int64_t> index(shape.size());
   for (std::size_t d = shape.size(); d-- > 0;) {
     index[d] = shape[d] > 0 ? flat % shape[d] : 0;
@@ -170,10 +175,10 @@ std::string DescribeShapes(ArrayField field, int horizon, std::optional<std::int
                            std::optional<std::int64_t> control_dim) {
   const SymbolicDim n = state_dim ? SymbolicDim(*state_dim) : SymbolicDim(std::string("n"));
   const SymbolicDim m = control_dim ? SymbolicDim(*control_dim) : SymbolicDim(std::string("m"));
-  const std::vector<std::vector<SymbolicDim>> shapes = AcceptedShapes<SymbolicDim>(
+  const DimShapes<SymbolicDim> shapes = AcceptedShapes<SymbolicDim>(
       field, horizon, /*linear=*/true, n, m, SymbolicDim(std::string("p")));
   std::vector<std::string> parts;
-  for (const std::vector<SymbolicDim>& shape : shapes) {
+  for (const DimShape<SymbolicDim>& shape : shapes) {
     std::vector<std::string> dims;
     for (const SymbolicDim& dim : shape) dims.push_back(dim.Text());
     parts.push_back(absl::StrCat("(", absl::StrJoin(dims, ","), ")"));
@@ -181,44 +186,43 @@ std::string DescribeShapes(ArrayField field, int horizon, std::optional<std::int
   return absl::StrJoin(parts, " or ");
 }
 
-std::string ShapeString(const TensorShape& shape) {
+std::string FieldPath::str() const { return absl::StrCat(prefix_, name_); }
+
+std::string ShapeString(absl::Span<const std::int64_t> shape) {
   // A client chooses the rank: a message echoing 10,000 dimensions would outgrow gRPC's header.
   constexpr std::size_t kShown = 6;
   if (shape.size() <= kShown) return absl::StrCat("(", absl::StrJoin(shape, ","), ")");
-  const TensorShape head(shape.begin(), shape.begin() + kShown);
-  return absl::StrCat("(", absl::StrJoin(head, ","), ",... ", shape.size(), " dimensions)");
+  return absl::StrCat("(", absl::StrJoin(shape.subspan(0, kShown), ","), ",... ", shape.size(),
+                      " dimensions)");
 }
 
-std::string ShapeList(const std::vector<TensorShape>& shapes) {
+std::string ShapeList(const SpecShapes& shapes) {
   std::vector<std::string> parts;
   parts.reserve(shapes.size());
-  for (const TensorShape& shape : shapes) parts.push_back(ShapeString(shape));
+  for (const SpecShape& shape : shapes) parts.push_back(ShapeString(shape));
   return absl::StrJoin(parts, " or ");
 }
 
-absl::Status CheckArrayShape(const ArraySpec& spec, const TensorShape* given,
-                             const std::string& path) {
+absl::Status CheckArrayShape(const ArraySpec& spec, const TensorShape* given, FieldPath path) {
   if (given == nullptr) {
     if (spec.optional) return absl::OkStatus();
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": required, expected shape ", ShapeList(spec.shapes)));
+        absl::StrCat(path.str(), ": required, expected shape ", ShapeList(spec.shapes)));
   }
-  for (const TensorShape& accepted : spec.shapes) {
-    if (*given == accepted) return absl::OkStatus();
-  }
+  if (ShapeAccepted<std::int64_t>(spec, *given)) return absl::OkStatus();
   if (spec.shapes.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        path, ": must be empty with ", spec.forbidden_with, ", got ", ShapeString(*given)));
+        path.str(), ": must be empty with ", spec.forbidden_with, ", got ", ShapeString(*given)));
   }
-  return absl::InvalidArgumentError(absl::StrCat(path, ": expected shape ", ShapeList(spec.shapes),
-                                                 ", got ", ShapeString(*given)));
+  return absl::InvalidArgumentError(absl::StrCat(
+      path.str(), ": expected shape ", ShapeList(spec.shapes), ", got ", ShapeString(*given)));
 }
 
 absl::Status CheckArrayLength(const ArraySpec& spec, std::size_t length, bool may_be_empty,
-                              const std::string& path, const TensorShape** matched) {
+                              FieldPath path, const SpecShape** matched) {
   if (matched != nullptr) *matched = nullptr;
   if (length == 0 && may_be_empty) return absl::OkStatus();
-  for (const TensorShape& shape : spec.shapes) {
+  for (const SpecShape& shape : spec.shapes) {
     if (NumValues(shape) == static_cast<std::int64_t>(length)) {
       if (matched != nullptr) *matched = &shape;
       return absl::OkStatus();
@@ -227,22 +231,47 @@ absl::Status CheckArrayLength(const ArraySpec& spec, std::size_t length, bool ma
   const std::string got = absl::StrCat(length, " values");
   if (spec.shapes.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": must be empty with ", spec.forbidden_with, ", got ", got));
+        absl::StrCat(path.str(), ": must be empty with ", spec.forbidden_with, ", got ", got));
   }
-  return absl::InvalidArgumentError(absl::StrCat(path, ": expected shape ", ShapeList(spec.shapes),
+  return absl::InvalidArgumentError(absl::StrCat(path.str(), ": expected shape ",
+                                                 ShapeList(spec.shapes),
                                                  may_be_empty ? " or none" : "", ", got ", got));
 }
 
-absl::Status CheckFinite(absl::Span<const double> values, const TensorShape* shape,
-                         const std::string& path) {
+namespace {
+
+// The scan of CheckFinite: `shape` (nullopt: flat) only names the first bad value.
+absl::Status CheckFiniteIn(absl::Span<const double> values,
+                           std::optional<absl::Span<const std::int64_t>> shape,
+                           const FieldPath& path) {
+  bool finite = true;
+  for (double value : values) finite &= std::isfinite(value);
+  if (finite) return absl::OkStatus();
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (std::isfinite(values[i])) continue;
-    const std::string index = shape != nullptr ? IndexString(*shape, static_cast<std::int64_t>(i))
-                                               : absl::StrCat("[", i, "]");
+    const std::string index =
+        shape ? IndexString(*shape, static_cast<std::int64_t>(i)) : absl::StrCat("[", i, "]");
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": not finite at ", index, " (", values[i], ")"));
+        absl::StrCat(path.str(), ": not finite at ", index, " (", values[i], ")"));
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckFinite(absl::Span<const double> values, const TensorShape* shape,
+                         FieldPath path) {
+  return CheckFiniteIn(
+      values,
+      shape != nullptr ? std::optional<absl::Span<const std::int64_t>>(*shape) : std::nullopt,
+      path);
+}
+
+absl::Status CheckFinite(absl::Span<const double> values, const SpecShape* shape, FieldPath path) {
+  return CheckFiniteIn(
+      values,
+      shape != nullptr ? std::optional<absl::Span<const std::int64_t>>(*shape) : std::nullopt,
+      path);
 }
 
 }  // namespace mpc

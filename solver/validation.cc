@@ -6,8 +6,11 @@
 // the matched shape to report a multi-dimensional index ("at [3,0]"). Messages name the proto
 // fields: request-level ones (horizon, options) without the problem's prefix.
 
+#include <array>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <string>
 #include <utility>
@@ -51,13 +54,17 @@ const std::vector<double>& ValuesOf(const Problem& p, ArrayField field) {
 // Every array of `p` with its accepted shapes (problem_fields.h) and its values.
 struct ProblemArray {
   ArraySpec spec;
-  const std::vector<double>* values;
-  bool may_be_empty;
+  const std::vector<double>* values = nullptr;
+  bool may_be_empty = false;
 };
 
-std::vector<ProblemArray> ArrayFields(const Problem& p) {
-  std::vector<ProblemArray> fields;
-  for (ArrayField field : kProblemArrays) {
+// (On the stack: this runs twice per problem of every request.)
+using ProblemArrays = std::array<ProblemArray, std::size(kProblemArrays)>;
+
+ProblemArrays ArrayFields(const Problem& p) {
+  ProblemArrays fields;
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    const ArrayField field = kProblemArrays[i];
     ArraySpec spec = ArraySpecFor(field, p.shape);
     if (field == ArrayField::kParams && p.shape.dynamics.is_graph() && p.graph != nullptr) {
       // A graph's parameters travel by name (dynamics.graph.parameters); here they are theta.
@@ -66,21 +73,21 @@ std::vector<ProblemArray> ArrayFields(const Problem& p) {
     }
     // A Problem holds c even when the client sent none (the conversion fills zeros).
     const bool may_be_empty = spec.optional && field != ArrayField::kCostLinear;
-    fields.push_back({std::move(spec), &ValuesOf(p, field), may_be_empty});
+    fields[i] = {spec, &ValuesOf(p, field), may_be_empty};
   }
   return fields;
 }
 
 absl::Status CheckSize(const ProblemArray& field, const std::string& prefix) {
   return CheckArrayLength(field.spec, field.values->size(), field.may_be_empty,
-                          prefix + field.spec.name);
+                          FieldPath(prefix, field.spec.name));
 }
 
 absl::Status CheckValuesFinite(const ProblemArray& field, const std::string& prefix) {
-  const TensorShape* shape = nullptr;
+  const SpecShape* shape = nullptr;
   // Sizes were checked: the matched shape locates a bad value as "[3,0]".
   CheckArrayLength(field.spec, field.values->size(), true, "", &shape).IgnoreError();
-  return CheckFinite(*field.values, shape, prefix + field.spec.name);
+  return CheckFinite(*field.values, shape, FieldPath(prefix, field.spec.name));
 }
 
 // u_lower <= u_upper elementwise; either bound may be (m) or (T, m).
@@ -278,7 +285,12 @@ absl::Status CheckProblemLimits(const ProblemShape& shape, const ProblemLimits& 
   return absl::OkStatus();
 }
 
-absl::Status ValidateProblemSizes(const Problem& problem, const std::string& field_prefix) {
+namespace {
+
+// ValidateProblemSizes with the problem's array table built by the caller (`fields`:
+// ArrayFields(problem)), so that CollectProblemViolations builds it once for both of its uses.
+absl::Status CheckProblemSizes(const Problem& problem, const std::string& field_prefix,
+                               const ProblemArrays& fields) {
   const ProblemShape& shape = problem.shape;
   if (shape.horizon < 1) {
     return absl::InvalidArgumentError(absl::StrCat("horizon: must be >= 1, got ", shape.horizon));
@@ -308,7 +320,7 @@ absl::Status ValidateProblemSizes(const Problem& problem, const std::string& fie
         field_prefix, "dynamics.linear.transition: the control dimension must be >= 1, got ",
         shape.control_dim));
   }
-  for (const ProblemArray& field : ArrayFields(problem)) {
+  for (const ProblemArray& field : fields) {
     if (absl::Status s = CheckSize(field, field_prefix); !s.ok()) return s;
   }
   if (problem.u_lower.empty() != problem.u_upper.empty()) {
@@ -320,8 +332,20 @@ absl::Status ValidateProblemSizes(const Problem& problem, const std::string& fie
   return absl::OkStatus();
 }
 
+}  // namespace
+
+absl::Status ValidateProblemSizes(const Problem& problem, const std::string& field_prefix) {
+  return CheckProblemSizes(problem, field_prefix, ArrayFields(problem));
+}
+
 void CollectProblemViolations(const Problem& problem, const ProblemLimits& limits,
                               const std::string& field_prefix, std::vector<absl::Status>* found) {
+  CollectProblemViolations(problem, limits, field_prefix, /*scanned=*/0, found);
+}
+
+void CollectProblemViolations(const Problem& problem, const ProblemLimits& limits,
+                              const std::string& field_prefix, std::uint32_t scanned,
+                              std::vector<absl::Status>* found) {
   const auto add = [found](absl::Status status) {
     if (!status.ok()) found->push_back(std::move(status));
   };
@@ -331,13 +355,14 @@ void CollectProblemViolations(const Problem& problem, const ProblemLimits& limit
     return add(std::move(s));
   }
   // The value checks index the arrays by their shapes, so sizes must be right (cheap to re-check).
-  if (absl::Status s = ValidateProblemSizes(problem, field_prefix); !s.ok()) {
+  const ProblemArrays fields = ArrayFields(problem);
+  if (absl::Status s = CheckProblemSizes(problem, field_prefix, fields); !s.ok()) {
     return add(std::move(s));
   }
 
   // From here on the checks are independent of each other: every one is reported.
-  for (const ProblemArray& field : ArrayFields(problem)) {
-    add(CheckValuesFinite(field, field_prefix));
+  for (std::size_t f = 0; f < fields.size(); ++f) {
+    if ((scanned >> f & 1u) == 0) add(CheckValuesFinite(fields[f], field_prefix));
   }
   add(CheckBoundOrder(problem, field_prefix));
   add(ValidateStageConstraints(problem, field_prefix));

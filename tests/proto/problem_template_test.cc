@@ -79,6 +79,23 @@ void ExpectSameRequests(const mpcd::v1::SolveRequest& with_template,
   }
 }
 
+// The merge (proto_conversion.cc: FillFromTemplate, and MergedSource, which reads the arrays and
+// the dynamics in place and merges the other fields with FillOtherFieldsFromTemplate) names every
+// field of Problem. A new field must be added there, then here.
+TEST(ProblemTemplate, MergeKnowsEveryProblemField) {
+  const std::vector<std::string> merged_in_place = {"x_init",  "cost",    "dynamics",
+                                                    "u_lower", "u_upper", "u_init"};
+  const std::vector<std::string> merged_as_messages = {
+      "slew_rate_penalty", "prev_ctrl", "u_zero_mask", "x_lower",          "x_upper",
+      "constraints",       "tracking",  "cost_graph",  "constraint_graph", "terminal_cost_graph"};
+  std::vector<std::string> known = merged_in_place;
+  known.insert(known.end(), merged_as_messages.begin(), merged_as_messages.end());
+  std::vector<std::string> fields;
+  const google::protobuf::Descriptor* problem = mpcd::v1::Problem::descriptor();
+  for (int f = 0; f < problem->field_count(); ++f) fields.push_back(problem->field(f)->name());
+  EXPECT_THAT(fields, ::testing::UnorderedElementsAreArray(known));
+}
+
 TEST(ProblemTemplate, AbsentFieldsComeFromTheTemplate) {
   mpcd::v1::SolveRequest with_template;
   with_template.set_horizon(kHorizon);

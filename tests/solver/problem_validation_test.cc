@@ -234,7 +234,7 @@ TEST(ProblemFields, OneTableForEveryArray) {
   shape.control_dim = 2;
   shape.horizon = 6;
   const auto shapes = [&](ArrayField field) { return ArraySpecFor(field, shape).shapes; };
-  using S = std::vector<TensorShape>;
+  using S = SpecShapes;
   EXPECT_EQ(shapes(ArrayField::kXInit), (S{{3}}));
   EXPECT_EQ(shapes(ArrayField::kCostQuadratic), (S{{5, 5}, {6, 5, 5}}));
   EXPECT_EQ(shapes(ArrayField::kCostLinear), (S{{5}, {6, 5}}));
