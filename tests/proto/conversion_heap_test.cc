@@ -3,11 +3,8 @@
 // x_init, C and c stacked) must allocate per problem only the solver's own vectors, which it
 // decodes straight from the request's bytes. Its own binary: it replaces the global operator new
 // to count allocations.
-#include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <new>
 #include <string>
 #include <vector>
 
@@ -16,22 +13,7 @@
 #include "mpcd/v1/mpcd.pb.h"
 #include "proto/proto_conversion.h"
 #include "solver/problem.h"
-
-namespace {
-
-std::atomic<bool> counting{false};
-std::atomic<int> allocations{0};
-
-}  // namespace
-
-// (noinline: GCC would otherwise pair the inlined free with `new` and warn of a mismatch.)
-__attribute__((noinline)) void* operator new(std::size_t size) {
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "tests/testing/heap_allocations.h"
 
 namespace mpc {
 namespace {
@@ -80,13 +62,12 @@ mpcd::v1::SolveRequest BatchedRequest(std::uint32_t batch) {
 }
 
 // Allocations made by ToProblems(request).
-int AllocationsOfToProblems(const mpcd::v1::SolveRequest& request) {
-  allocations = 0;
-  counting = true;
-  absl::StatusOr<std::vector<Problem>> problems = ToProblems(request, RequestLimits{});
-  counting = false;
+long AllocationsOfToProblems(const mpcd::v1::SolveRequest& request) {
+  absl::StatusOr<std::vector<Problem>> problems;
+  const long allocations =
+      testing::HeapAllocationsOf([&] { problems = ToProblems(request, RequestLimits{}); });
   EXPECT_TRUE(problems.ok()) << problems.status();
-  return allocations.load();
+  return allocations;
 }
 
 TEST(ConversionHeap, ABatchedProblemAllocatesOnlyTheSolversVectors) {

@@ -2,26 +2,12 @@
 // Eigen's runtime malloc guard catches Eigen temporaries, and a counting global operator new
 // catches every other heap allocation (std::vector growth, std::function, ...). Single-threaded on
 // purpose: Eigen's flag is global.
-#include <atomic>
-#include <cstdlib>
-#include <new>
 
 #include "Eigen/Core"
 #include "gtest/gtest.h"
 #include "solver/cpu/ilqr.h"
+#include "tests/testing/heap_allocations.h"
 #include "tests/testing/random_problems.h"
-
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
-
-void* operator new(std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace mpc {
 namespace {
@@ -36,11 +22,12 @@ void ExpectSolveAllocatesNothing(const Problem& problem, bool dynamic_size) {
       dynamic_size ? MakeDynamicSizeShapeSolver(problem.shape) : MakeShapeSolver(problem.shape);
   Solution solution;
   solver->Solve(problem, &solution);  // sizes the solution, warms statics
-  const long before = g_allocations.load();
-  Eigen::internal::set_is_malloc_allowed(false);
-  solver->Solve(problem, &solution);
-  Eigen::internal::set_is_malloc_allowed(true);
-  EXPECT_EQ(g_allocations.load() - before, 0) << "heap allocations inside Solve";
+  const long allocations = testing::HeapAllocationsOf([&] {
+    Eigen::internal::set_is_malloc_allowed(false);
+    solver->Solve(problem, &solution);
+    Eigen::internal::set_is_malloc_allowed(true);
+  });
+  EXPECT_EQ(allocations, 0) << "heap allocations inside Solve";
   EXPECT_GT(solution.iterations, 0);
 }
 

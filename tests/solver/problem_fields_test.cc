@@ -4,11 +4,8 @@
 // to count allocations.
 #include "solver/problem_fields.h"
 
-#include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <limits>
-#include <new>
 #include <string>
 #include <vector>
 
@@ -16,39 +13,14 @@
 #include "gtest/gtest.h"
 #include "solver/models/model_list.h"
 #include "solver/models/model_registry.h"
+#include "tests/testing/heap_allocations.h"
 #include "tests/testing/status_matchers.h"
-
-namespace {
-
-std::atomic<bool> counting{false};
-std::atomic<int> allocations{0};
-
-}  // namespace
-
-// (noinline: GCC would otherwise pair the inlined free with `new` and warn of a mismatch.)
-__attribute__((noinline)) void* operator new(std::size_t size) {
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace mpc {
 namespace {
 
 using ::mpc::testing::IsOk;
 using ::mpc::testing::StatusIs;
-
-// Allocations made by `f`.
-template <typename F>
-int AllocationsOf(F f) {
-  allocations = 0;
-  counting = true;
-  f();
-  counting = false;
-  return allocations.load();
-}
 
 TEST(ProblemFieldsHeap, ChecksThatPassAllocateNothing) {
   const ProblemShape linear{DynamicsId::Linear(), 3, 2, 25};
@@ -64,7 +36,7 @@ TEST(ProblemFieldsHeap, ChecksThatPassAllocateNothing) {
       for (std::int64_t dim : given) count *= dim;
       const std::vector<double> values(count, 0.5);
       int failed = 0;
-      EXPECT_EQ(AllocationsOf([&] {
+      EXPECT_EQ(testing::HeapAllocationsOf([&] {
                   const ArraySpec again = ArraySpecFor(field, shape);
                   failed += !ShapeAccepted<std::uint32_t>(again, sent);
                   failed += !CheckArrayShape(again, &given, FieldPath(prefix, again.name)).ok();
