@@ -510,6 +510,20 @@ void Reverse(const GraphProgram& program, const S* v, S* g, GraphAdjoints adjoin
   }
 }
 
+// to = da ta + db tb over the lanes, each term only where its operand is active (a binary
+// instruction's tangents).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddLanes(bool a_active, bool b_active, double da,
+                                                  double db, const double* ta, const double* tb,
+                                                  int lanes, double* to) {
+  if (!b_active) {
+    for (int l = 0; l < lanes; ++l) to[l] = da * ta[l];
+  } else if (!a_active) {
+    for (int l = 0; l < lanes; ++l) to[l] = db * tb[l];
+  } else {
+    for (int l = 0; l < lanes; ++l) to[l] = da * ta[l] + db * tb[l];
+  }
+}
+
 // The values (as Forward computes them, bit for bit) with `lanes` tangents beside them
 // (t[position * lanes + lane]) in one pass: each instruction's local derivatives once, applied
 // to every lane, so the n+m directions of a Jacobian cost one sweep. Inactive instructions write
@@ -540,16 +554,8 @@ void ForwardTapeLanes(const std::vector<GraphInstruction>& tape, double* v, int 
       for (int i = 0; i < in.size; ++i) {
         double da = 0.0, db = 0.0;
         AccumulateBinaryAdjoints(in.op, v[in.a[i]], v[in.b[i]], y[i], 1.0, true, true, da, db);
-        const double* ta = lanes_of(in.a[i]);
-        const double* tb = lanes_of(in.b[i]);
-        double* to = lanes_of(in.out + i);
-        if (!in.b_active) {
-          for (int l = 0; l < lanes; ++l) to[l] = da * ta[l];
-        } else if (!in.a_active) {
-          for (int l = 0; l < lanes; ++l) to[l] = db * tb[l];
-        } else {
-          for (int l = 0; l < lanes; ++l) to[l] = da * ta[l] + db * tb[l];
-        }
+        AddLanes(in.a_active, in.b_active, da, db, lanes_of(in.a[i]), lanes_of(in.b[i]), lanes,
+                 lanes_of(in.out + i));
       }
     } else {
       const double* a = v + in.input;
@@ -560,20 +566,6 @@ void ForwardTapeLanes(const std::vector<GraphInstruction>& tape, double* v, int 
         for (int l = 0; l < lanes; ++l) to[l] = slope * ta[l];
       }
     }
-  }
-}
-
-// to = da ta + db tb over the lanes, each term only where its operand is active (as
-// ForwardTapeLanes forms a binary instruction's tangents).
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddLanes(const ElementInstruction& e, double da, double db,
-                                                  const double* ta, const double* tb, int lanes,
-                                                  double* to) {
-  if (!e.b_active) {
-    for (int l = 0; l < lanes; ++l) to[l] = da * ta[l];
-  } else if (!e.a_active) {
-    for (int l = 0; l < lanes; ++l) to[l] = db * tb[l];
-  } else {
-    for (int l = 0; l < lanes; ++l) to[l] = da * ta[l] + db * tb[l];
   }
 }
 
@@ -605,18 +597,18 @@ void ForwardElementLanes(const std::vector<ElementInstruction>& elements, double
         for (int l = 0; l < lanes; ++l) to[l] += ta[l];
         break;
       case ElementCode::kAdd:
-        AddLanes(e, 1.0, 1.0, ta, tb, lanes, to);
+        AddLanes(e.a_active, e.b_active, 1.0, 1.0, ta, tb, lanes, to);
         break;
       case ElementCode::kSub:
-        AddLanes(e, 1.0, -1.0, ta, tb, lanes, to);
+        AddLanes(e.a_active, e.b_active, 1.0, -1.0, ta, tb, lanes, to);
         break;
       case ElementCode::kMul:
-        AddLanes(e, 0.0 + v[e.b], 0.0 + v[e.a], ta, tb, lanes, to);
+        AddLanes(e.a_active, e.b_active, 0.0 + v[e.b], 0.0 + v[e.a], ta, tb, lanes, to);
         break;
       case ElementCode::kBinary: {
         double da = 0.0, db = 0.0;
         AccumulateBinaryAdjoints(e.op, v[e.a], v[e.b], v[e.out], 1.0, true, true, da, db);
-        AddLanes(e, da, db, ta, tb, lanes, to);
+        AddLanes(e.a_active, e.b_active, da, db, ta, tb, lanes, to);
         break;
       }
       case ElementCode::kUnary: {
