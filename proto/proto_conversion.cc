@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "proto/error_details.h"
@@ -2106,6 +2107,70 @@ absl::Status ToBackwardItem(const mpcd::v1::BackwardRequest& request, int i, con
   return absl::OkStatus();
 }
 
+// BackwardRequest.gradient_fields as a set: which gradients an answer carries (every one when the
+// request names none). The names are BatchedProblems' fields, in both layouts.
+class GradientFields {
+ public:
+  enum Field : std::uint32_t {
+    kXInit,
+    kCostQuadratic,
+    kCostLinear,
+    kTransition,
+    kOffset,
+    kModelParams,
+    kGraphParameters,
+    kCostGraphParameters,
+    kTerminalCostGraphParameters,
+    kConstraintGraphParameters,
+    kXLower,
+    kXUpper,
+    kConstraintG,
+    kConstraintH,
+    kTracking,
+    kCount,
+  };
+  static constexpr std::array<absl::string_view, kCount> kNames = {
+      "x_init",
+      "cost_quadratic",
+      "cost_linear",
+      "transition",
+      "offset",
+      "model_params",
+      "graph_parameters",
+      "cost_graph_parameters",
+      "terminal_cost_graph_parameters",
+      "constraint_graph_parameters",
+      "x_lower",
+      "x_upper",
+      "constraint_G",
+      "constraint_h",
+      "tracking",
+  };
+
+  // The request's set; INVALID_ARGUMENT naming gradient_fields[i] for a name not in kNames.
+  static absl::StatusOr<GradientFields> Of(const mpcd::v1::BackwardRequest& request) {
+    GradientFields fields;
+    if (request.gradient_fields_size() == 0) return fields;
+    fields.bits_ = 0;
+    for (int i = 0; i < request.gradient_fields_size(); ++i) {
+      const std::string& name = request.gradient_fields(i);
+      const auto* found = std::find(kNames.begin(), kNames.end(), name);
+      if (found == kNames.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("gradient_fields[", i, "]: unknown gradient \"", absl::CHexEscape(name),
+                         "\"; one of ", absl::StrJoin(kNames, ", ")));
+      }
+      fields.bits_ |= std::uint32_t{1} << (found - kNames.begin());
+    }
+    return fields;
+  }
+
+  bool Has(Field field) const { return (bits_ >> field) & 1u; }
+
+ private:
+  std::uint32_t bits_ = ~std::uint32_t{0};
+};
+
 }  // namespace
 
 absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardRequest& request,
@@ -2135,6 +2200,7 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
     MPC_RETURN_IF_ERROR(CheckStacked(stacked.x(), count, "stacked_cotangents.x"));
     MPC_RETURN_IF_ERROR(CheckStacked(stacked.u(), count, "stacked_cotangents.u"));
   }
+  MPC_RETURN_IF_ERROR(GradientFields::Of(request).status());
   const GradientMode mode = ToGradientMode(request.mode());
   const int horizon = static_cast<int>(request.horizon());
 
@@ -2357,60 +2423,78 @@ void ToStackedBackwardResponse(const mpcd::v1::BackwardRequest& request,
   const ProblemShape shape = ShapeForGradient(request, gradients[0], problems, 0);
   const GradientShapes shapes = GradientShapesOf(SourceOf(in), shape);
   const mpcd::v1::TensorEncoding encoding = request.response_encoding();
-  const auto stack = [&](const Shape& slice, std::vector<double> ProblemGradient::*member,
-                         Tensor* to) {
+  const GradientFields wanted = GradientFields::Of(request).value_or(GradientFields());
+  // `to` is the answer's mutable accessor, called only for a wanted gradient (it creates the
+  // field).
+  using Batched = mpcd::v1::BatchedProblems;
+  const auto stack = [&](GradientFields::Field field, const Shape& slice,
+                         std::vector<double> ProblemGradient::*member, Tensor* (Batched::*to)()) {
+    if (!wanted.Has(field)) return;
     SetStackedTensor(
         encoding, slice, count,
-        [&](int b) { return absl::Span<const double>(gradients[b].*member); }, to);
+        [&](int b) { return absl::Span<const double>(gradients[b].*member); }, (out->*to)());
   };
+  const auto stack_graph = [&](GradientFields::Field field, const GraphProgram* graph,
+                               std::vector<double> ProblemGradient::*theta,
+                               google::protobuf::Map<std::string, Tensor>* (Batched::*to)()) {
+    if (graph != nullptr && wanted.Has(field)) {
+      StackGraphGradient(encoding, *graph, gradients, theta, (out->*to)());
+    }
+  };
+  const Problem* first_problem = problems.empty() ? nullptr : &problems[0];
   out->set_count(static_cast<std::uint32_t>(count));
-  stack({shape.state_dim}, &ProblemGradient::x_init, out->mutable_x_init());
+  stack(GradientFields::kXInit, {shape.state_dim}, &ProblemGradient::x_init,
+        &Batched::mutable_x_init);
   // A cost graph's C and c are its quadratisation's (its parameters' gradients come below), a
   // tracking cost's the goals' and weights'.
   if (in.has_tracking()) {
-    StackTrackingGradient(request, gradients, shape, out);
-  } else if (problems.empty() || problems[0].cost_graph == nullptr) {
-    stack(shapes.cost_quadratic, &ProblemGradient::cost_quadratic, out->mutable_cost_quadratic());
-    stack(shapes.cost_linear, &ProblemGradient::cost_linear, out->mutable_cost_linear());
+    if (wanted.Has(GradientFields::kTracking)) {
+      StackTrackingGradient(request, gradients, shape, out);
+    }
+  } else if (first_problem == nullptr || first_problem->cost_graph == nullptr) {
+    stack(GradientFields::kCostQuadratic, shapes.cost_quadratic, &ProblemGradient::cost_quadratic,
+          &Batched::mutable_cost_quadratic);
+    stack(GradientFields::kCostLinear, shapes.cost_linear, &ProblemGradient::cost_linear,
+          &Batched::mutable_cost_linear);
   }
   switch (in.dynamics().kind_case()) {
     case mpcd::v1::Dynamics::kLinear:
-      stack(shapes.transition, &ProblemGradient::transition, out->mutable_transition());
-      stack(shapes.offset, &ProblemGradient::offset, out->mutable_offset());
+      stack(GradientFields::kTransition, shapes.transition, &ProblemGradient::transition,
+            &Batched::mutable_transition);
+      stack(GradientFields::kOffset, shapes.offset, &ProblemGradient::offset,
+            &Batched::mutable_offset);
       break;
     case mpcd::v1::Dynamics::kGraph:
-      if (!problems.empty() && problems[0].graph != nullptr) {
-        StackGraphGradient(encoding, *problems[0].graph, gradients, &ProblemGradient::params,
-                           out->mutable_graph_parameters());
-      }
+      stack_graph(GradientFields::kGraphParameters,
+                  first_problem == nullptr ? nullptr : first_problem->graph.get(),
+                  &ProblemGradient::params, &Batched::mutable_graph_parameters);
       break;
     default:
-      stack({static_cast<std::int64_t>(gradients[0].params.size())}, &ProblemGradient::params,
-            out->mutable_model_params());
+      stack(GradientFields::kModelParams, {static_cast<std::int64_t>(gradients[0].params.size())},
+            &ProblemGradient::params, &Batched::mutable_model_params);
   }
-  if (!problems.empty() && problems[0].cost_graph != nullptr) {
-    StackGraphGradient(encoding, *problems[0].cost_graph, gradients, &ProblemGradient::cost_params,
-                       out->mutable_cost_graph_parameters());
-  }
-  if (!problems.empty() && problems[0].terminal_cost_graph != nullptr) {
-    StackGraphGradient(encoding, *problems[0].terminal_cost_graph, gradients,
-                       &ProblemGradient::terminal_cost_params,
-                       out->mutable_terminal_cost_graph_parameters());
-  }
-  if (!problems.empty() && problems[0].constraint_graph != nullptr) {
-    StackGraphGradient(encoding, *problems[0].constraint_graph, gradients,
-                       &ProblemGradient::constraint_params,
-                       out->mutable_constraint_graph_parameters());
+  if (first_problem != nullptr) {
+    stack_graph(GradientFields::kCostGraphParameters, first_problem->cost_graph.get(),
+                &ProblemGradient::cost_params, &Batched::mutable_cost_graph_parameters);
+    stack_graph(GradientFields::kTerminalCostGraphParameters,
+                first_problem->terminal_cost_graph.get(), &ProblemGradient::terminal_cost_params,
+                &Batched::mutable_terminal_cost_graph_parameters);
+    stack_graph(GradientFields::kConstraintGraphParameters, first_problem->constraint_graph.get(),
+                &ProblemGradient::constraint_params, &Batched::mutable_constraint_graph_parameters);
   }
   if (!gradients[0].x_lower.empty()) {
-    stack(shapes.x_lower, &ProblemGradient::x_lower, out->mutable_x_lower());
+    stack(GradientFields::kXLower, shapes.x_lower, &ProblemGradient::x_lower,
+          &Batched::mutable_x_lower);
   }
   if (!gradients[0].x_upper.empty()) {
-    stack(shapes.x_upper, &ProblemGradient::x_upper, out->mutable_x_upper());
+    stack(GradientFields::kXUpper, shapes.x_upper, &ProblemGradient::x_upper,
+          &Batched::mutable_x_upper);
   }
   if (!gradients[0].constraint_G.empty()) {
-    stack(shapes.constraint_G, &ProblemGradient::constraint_G, out->mutable_constraint_g());
-    stack(shapes.constraint_h, &ProblemGradient::constraint_h, out->mutable_constraint_h());
+    stack(GradientFields::kConstraintG, shapes.constraint_G, &ProblemGradient::constraint_G,
+          &Batched::mutable_constraint_g);
+    stack(GradientFields::kConstraintH, shapes.constraint_h, &ProblemGradient::constraint_h,
+          &Batched::mutable_constraint_h);
   }
   for (const ProblemGradient& gradient : gradients) {
     ToProtoDiagnostics(gradient, response->add_diagnostics());
@@ -2424,6 +2508,7 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
                         mpcd::v1::BackwardResponse* response, absl::Span<const Problem> problems) {
   response->clear_gradients();
   response->clear_diagnostics();
+  const GradientFields wanted = GradientFields::Of(request).value_or(GradientFields());
   mpcd::v1::Problem storage;
   for (std::size_t i = 0; i < gradients.size(); ++i) {
     absl::StatusOr<const mpcd::v1::Problem*> merged =
@@ -2436,47 +2521,68 @@ void ToBackwardResponse(const mpcd::v1::BackwardRequest& request,
     const GradientShapes shapes =
         GradientShapesOf(SourceOf(in), ShapeForGradient(request, g, problems, i));
     mpcd::v1::Problem* out = response->add_gradients();
-    SetTensor({static_cast<std::int64_t>(g.x_init.size())}, g.x_init, out->mutable_x_init());
+    const Problem* problem = i < problems.size() ? &problems[i] : nullptr;
+    using F = GradientFields;
+    if (wanted.Has(F::kXInit)) {
+      SetTensor({static_cast<std::int64_t>(g.x_init.size())}, g.x_init, out->mutable_x_init());
+    }
     if (in.has_tracking()) {
       // Only the converted problem knows m for sure (the gradient's c may be per step).
-      if (i < problems.size()) {
-        SetTrackingGradient(in.tracking(), CallerShape(problems[i]), g, out->mutable_tracking());
+      if (problem != nullptr && wanted.Has(F::kTracking)) {
+        SetTrackingGradient(in.tracking(), CallerShape(*problem), g, out->mutable_tracking());
       }
     } else if (in.has_cost_graph()) {
-      if (i < problems.size() && problems[i].cost_graph != nullptr) {
-        SetGraphGradient(*problems[i].cost_graph, g.cost_params, out->mutable_cost_graph());
+      if (problem != nullptr && problem->cost_graph != nullptr &&
+          wanted.Has(F::kCostGraphParameters)) {
+        SetGraphGradient(*problem->cost_graph, g.cost_params, out->mutable_cost_graph());
       }
     } else {
-      SetTensor(shapes.cost_quadratic, g.cost_quadratic, out->mutable_cost()->mutable_quadratic());
-      SetTensor(shapes.cost_linear, g.cost_linear, out->mutable_cost()->mutable_linear());
+      if (wanted.Has(F::kCostQuadratic)) {
+        SetTensor(shapes.cost_quadratic, g.cost_quadratic,
+                  out->mutable_cost()->mutable_quadratic());
+      }
+      if (wanted.Has(F::kCostLinear)) {
+        SetTensor(shapes.cost_linear, g.cost_linear, out->mutable_cost()->mutable_linear());
+      }
     }
     if (in.dynamics().kind_case() == mpcd::v1::Dynamics::kLinear) {
-      mpcd::v1::LinearDynamics* dynamics = out->mutable_dynamics()->mutable_linear();
-      SetTensor(shapes.transition, g.transition, dynamics->mutable_transition());
-      SetTensor(shapes.offset, g.offset, dynamics->mutable_offset());
-    } else if (in.dynamics().kind_case() == mpcd::v1::Dynamics::kGraph) {
-      if (i < problems.size() && problems[i].graph != nullptr) {
-        SetGraphGradient(*problems[i].graph, g.params, out->mutable_dynamics()->mutable_graph());
+      if (wanted.Has(F::kTransition)) {
+        SetTensor(shapes.transition, g.transition,
+                  out->mutable_dynamics()->mutable_linear()->mutable_transition());
       }
-    } else {
+      if (wanted.Has(F::kOffset)) {
+        SetTensor(shapes.offset, g.offset,
+                  out->mutable_dynamics()->mutable_linear()->mutable_offset());
+      }
+    } else if (in.dynamics().kind_case() == mpcd::v1::Dynamics::kGraph) {
+      if (problem != nullptr && problem->graph != nullptr && wanted.Has(F::kGraphParameters)) {
+        SetGraphGradient(*problem->graph, g.params, out->mutable_dynamics()->mutable_graph());
+      }
+    } else if (wanted.Has(F::kModelParams)) {
       mpcd::v1::ModelDynamics* model = out->mutable_dynamics()->mutable_model();
       model->set_name(in.dynamics().model().name());
       model->mutable_params()->Assign(g.params.begin(), g.params.end());
     }
-    if (in.has_terminal_cost_graph() && i < problems.size() &&
-        problems[i].terminal_cost_graph != nullptr) {
-      SetGraphGradient(*problems[i].terminal_cost_graph, g.terminal_cost_params,
+    if (in.has_terminal_cost_graph() && problem != nullptr &&
+        problem->terminal_cost_graph != nullptr && wanted.Has(F::kTerminalCostGraphParameters)) {
+      SetGraphGradient(*problem->terminal_cost_graph, g.terminal_cost_params,
                        out->mutable_terminal_cost_graph());
     }
-    if (in.has_constraint_graph() && i < problems.size() &&
-        problems[i].constraint_graph != nullptr) {
-      SetGraphGradient(*problems[i].constraint_graph, g.constraint_params,
+    if (in.has_constraint_graph() && problem != nullptr && problem->constraint_graph != nullptr &&
+        wanted.Has(F::kConstraintGraphParameters)) {
+      SetGraphGradient(*problem->constraint_graph, g.constraint_params,
                        out->mutable_constraint_graph());
     }
-    if (!g.x_lower.empty()) SetTensor(shapes.x_lower, g.x_lower, out->mutable_x_lower());
-    if (!g.x_upper.empty()) SetTensor(shapes.x_upper, g.x_upper, out->mutable_x_upper());
-    if (!g.constraint_G.empty()) {
+    if (!g.x_lower.empty() && wanted.Has(F::kXLower)) {
+      SetTensor(shapes.x_lower, g.x_lower, out->mutable_x_lower());
+    }
+    if (!g.x_upper.empty() && wanted.Has(F::kXUpper)) {
+      SetTensor(shapes.x_upper, g.x_upper, out->mutable_x_upper());
+    }
+    if (!g.constraint_G.empty() && wanted.Has(F::kConstraintG)) {
       SetTensor(shapes.constraint_G, g.constraint_G, out->mutable_constraints()->mutable_g());
+    }
+    if (!g.constraint_G.empty() && wanted.Has(F::kConstraintH)) {
       SetTensor(shapes.constraint_h, g.constraint_h, out->mutable_constraints()->mutable_h());
     }
     ToProtoDiagnostics(g, response->add_diagnostics());

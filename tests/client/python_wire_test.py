@@ -10,10 +10,12 @@ mpcd process over a real socket (issue 14).
 - batched layouts (BatchedProblems, stacked answers, Client.solve_batched/backward_batched):
   bitwise the per-problem solutions and gradients; mixed listed/batched/template requests;
   malformed stacked tensors name the field; MPC's per-problem model params;
-- mpcd.torch.MPC: a batch of 128 n8 m4 T30 problems forward and backward (its Backward answer is
-  over gRPC's default 4 MiB receive limit: a client held to that limit fails, the default one
-  works and matches the same batch done in chunks); float32 in -> float32 out; one channel per
-  target; CUDA tensors where torch has CUDA.
+- BackwardRequest.gradient_fields answers only the named gradients; dL/dC formed on the client
+  from dL/dc (as mpcd.torch.MPC does for a per-step cost) is bit for bit the server's;
+- mpcd.torch.MPC: a batch of 128 n8 m4 T30 problems forward and backward (with one c for all, its
+  Backward answer is over gRPC's default 4 MiB receive limit: a client held to that limit fails,
+  the default one works; with a per-step c it matches the same batch done in chunks); float32 in
+  -> float32 out; one channel per target; CUDA tensors where torch has CUDA.
 
 Usage: python_wire_test.py --mpcd build/bin/mpcd --package-dir client/python
          --stubs-dir build/python [unittest args]
@@ -341,6 +343,36 @@ class BatchedLayoutTest(unittest.TestCase):
             self.assertEqual(g_stacked.diagnostics[b], one.diagnostics)
         self.assertGreater(np.abs(g_stacked.c).max(), 1e-6)
 
+    def test_gradient_fields_and_dC_formed_from_dc(self):
+        """gradient_fields answers only the named gradients; dL/dC of a per-step cost formed on
+        the client from dL/dc and the solution (what mpcd.torch.MPC does instead of receiving it)
+        is bit for bit the server's."""
+        T = self.T
+        options = dict(max_iterations=30, tolerance=1e-10)
+        rng = np.random.default_rng(23)
+        # C and c per step (dL/dc per step is what dL/dC is formed from).
+        inputs = {name: self.stacked(name) for name in
+                  ("x_init", "C", "F", "f", "u_lower", "u_upper", "u_init")}
+        batch = mpcd.Batch(c=rng.standard_normal((5, T, 5)), **inputs)
+        stacked = self.client.solve_batched(T, batch, options=options)
+        dx = rng.standard_normal((5, T, 3))
+        du = rng.standard_normal((5, T, 2))
+        every = self.client.backward_batched(T, batch, stacked, dl_dx=dx, dl_du=du)
+        some = self.client.backward_batched(T, batch, stacked, dl_dx=dx, dl_du=du,
+                                            gradients=["cost_linear"])
+        for absent in ("x_init", "C", "F", "f"):
+            self.assertIsNone(getattr(some, absent), absent)
+        self.assertEqual(some.c.tobytes(), every.c.tobytes())
+        formed = mpcd.torch._quadratic_cost_gradient(some.c, stacked.message)
+        self.assertEqual(formed.shape, every.C.shape)
+        self.assertEqual(formed.tobytes(), every.C.tobytes())
+        self.assertGreater(np.abs(every.C).max(), 1e-6)
+        with self.assertRaises(mpcd.MpcdError) as caught:
+            self.client.backward_batched(T, batch, stacked, dl_dx=dx, dl_du=du,
+                                         gradients=["cost_linear", "C"])
+        self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn('gradient_fields[1]: unknown gradient "C"', str(caught.exception))
+
     def test_mixed_batch_listed_problems_batched_slices_and_template(self):
         T = self.T
         shared = self.problems[0]
@@ -508,7 +540,8 @@ class TorchTransportTest(unittest.TestCase):
             sl = slice(s, s + chunk)
             mpc = MPC(n, m, T, u_lower=-1.0, u_upper=1.0, lqr_iter=50, eps=1e-10,
                       client=client, target=SERVER.target, timeout=120)
-            x, u, _ = mpc(leaves["x_init"][sl], QuadCost(leaves["C"][:, sl], leaves["c"][:, sl]),
+            c = leaves["c"][:, sl] if leaves["c"].dim() == 3 else leaves["c"]
+            x, u, _ = mpc(leaves["x_init"][sl], QuadCost(leaves["C"][:, sl], c),
                           LinDx(leaves["F"][:, sl], leaves["f"][:, sl]))
             xs.append(x)
             us.append(u)
@@ -519,13 +552,18 @@ class TorchTransportTest(unittest.TestCase):
     def test_batch_of_128_n8_m4_t30_forward_and_backward(self):
         n, m, T = 8, 4, 30
         inputs = self.batch()
-        # gRPC's default 4 MiB receive limit cannot take this Backward's answer.
+        # With one c for every step and problem, dL/dC cannot be formed from dL/dc and travels:
+        # gRPC's default 4 MiB receive limit cannot take that Backward's answer (~7.3 MB); the
+        # default client takes it.
+        shared_c = dict(inputs, c=inputs["c"][0, 0])
         small = mpcd.Client(SERVER.target, timeout=120,
                             options=[("grpc.max_receive_message_length", 4 << 20)])
         with self.assertRaises(mpcd.MpcdError) as caught:
-            self.run_step(inputs, n, m, T, client=small)
+            self.run_step(shared_c, n, m, T, client=small)
         self.assertEqual(caught.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
         small.close()
+        _, _, grads_shared_c = self.run_step(shared_c, n, m, T)
+        self.assertEqual(grads_shared_c["C"].shape, inputs["C"].shape)
         # The default client takes it, and agrees with the batch done in chunks of 32.
         x, u, grads = self.run_step(inputs, n, m, T)
         xc, uc, gradsc = self.run_step(inputs, n, m, T, chunk=32)

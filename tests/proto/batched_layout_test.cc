@@ -406,6 +406,62 @@ TEST(BatchedLayout, StackedAndPerProblemGradientsAreBitwiseTheSame) {
   EXPECT_TRUE(nonzero);
 }
 
+// BackwardRequest.gradient_fields: only the named gradients are written, in both layouts, and
+// each one that is written is the full answer's; an unknown name is refused before any solving.
+TEST(BatchedLayout, GradientFieldsLeaveTheOtherGradientsOut) {
+  const std::vector<mpcd::v1::Problem> problems = Problems();
+  mpcd::v1::SolveRequest solve = PerProblemRequest(problems);
+  MPC_ASSERT_OK_AND_ASSIGN(std::vector<Problem> converted, ToProblems(solve, RequestLimits{}));
+  mpcd::v1::SolveResponse answer;
+  WriteSolutions(SolveAll(converted), converted, mpcd::v1::REPEATED_FLOAT64, false, &answer);
+  mpcd::v1::BackwardRequest per = PerProblemBackward(solve, answer);
+  per.set_response_encoding(mpcd::v1::RAW_FLOAT64);
+  mpcd::v1::BackwardRequest stacked = per;
+  stacked.set_stacked_response(true);
+  MPC_ASSERT_OK_AND_ASSIGN(BackwardInputs inputs, ToBackwardProblems(per, RequestLimits{}));
+  const std::vector<ProblemGradient> gradients = Differentiate(inputs);
+
+  mpcd::v1::BackwardResponse all_per, all_stacked, some_per, some_stacked;
+  WriteGradients(per, gradients, inputs.problems, &all_per);
+  WriteGradients(stacked, gradients, inputs.problems, &all_stacked);
+  for (mpcd::v1::BackwardRequest* request : {&per, &stacked}) {
+    request->add_gradient_fields("cost_linear");
+    request->add_gradient_fields("offset");
+    ASSERT_THAT(ToBackwardProblems(*request, RequestLimits{}).status(), IsOk());
+  }
+  WriteGradients(per, gradients, inputs.problems, &some_per);
+  WriteGradients(stacked, gradients, inputs.problems, &some_stacked);
+
+  ASSERT_EQ(some_per.gradients_size(), kBatch);
+  for (int i = 0; i < kBatch; ++i) {
+    const mpcd::v1::Problem& some = some_per.gradients(i);
+    const mpcd::v1::Problem& all = all_per.gradients(i);
+    EXPECT_FALSE(some.has_x_init());
+    EXPECT_FALSE(some.cost().has_quadratic());
+    EXPECT_FALSE(some.dynamics().linear().has_transition());
+    EXPECT_EQ(some.cost().linear().raw_data(), all.cost().linear().raw_data());
+    EXPECT_EQ(some.dynamics().linear().offset().raw_data(),
+              all.dynamics().linear().offset().raw_data());
+    EXPECT_EQ(some_per.diagnostics(i).SerializeAsString(),
+              all_per.diagnostics(i).SerializeAsString());
+  }
+  const mpcd::v1::BatchedProblems& some = some_stacked.stacked_gradients();
+  const mpcd::v1::BatchedProblems& all = all_stacked.stacked_gradients();
+  EXPECT_FALSE(some.has_x_init());
+  EXPECT_FALSE(some.has_cost_quadratic());
+  EXPECT_FALSE(some.has_transition());
+  EXPECT_EQ(some.cost_linear().raw_data(), all.cost_linear().raw_data());
+  EXPECT_EQ(some.offset().raw_data(), all.offset().raw_data());
+  EXPECT_FALSE(all.cost_quadratic().raw_data().empty());
+  EXPECT_EQ(some_stacked.diagnostics_size(), kBatch);
+
+  stacked.add_gradient_fields("cost");
+  EXPECT_THAT(ToBackwardProblems(stacked, RequestLimits{}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("gradient_fields[2]: unknown gradient \"cost\"; one of x_init, "
+                                 "cost_quadratic, cost_linear")));
+}
+
 // mpc.pytorch's slew_rate_penalty (from the template), prev_ctrl and u_zero_mask (stacked in
 // `batched`) in the batched layout: the same augmented problems as the per-problem layout, and
 // stacked answers and gradients in the caller's shapes, bitwise the per-problem ones.

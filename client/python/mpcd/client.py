@@ -959,17 +959,22 @@ class Client:
                          dl_du: Optional[npt.ArrayLike] = None,
                          template: Optional[Problem] = None, mode: Union[str, int] = "DEFAULT",
                          timeout: Optional[float] = None,
-                         dtype: Optional[npt.DTypeLike] = None) -> StackedGradients:
+                         dtype: Optional[npt.DTypeLike] = None,
+                         gradients: Optional[Sequence[str]] = None) -> StackedGradients:
         """dL/d(inputs) of B problems given as in solve_batched, at `solutions` (the
         StackedSolveResult solve_batched returned, or (x (B, T, n), u (B, T, m))), for cotangents
         dl_dx (B, T, n) and dl_du (B, T, m) (None: zero). Returns StackedGradients: each
         gradient (B, <the input's shape>) (an input in the template gets one per problem: sum
-        them over the batch for the shared input's gradient). mode and dtype as in backward."""
+        them over the batch for the shared input's gradient). mode and dtype as in backward.
+        `gradients` names the ones to answer by their wire names (BackwardRequest.gradient_fields:
+        "x_init", "cost_quadratic", "cost_linear", "transition", ...); the others come back
+        None. None: all of them."""
         if dtype is None:
             dtype = np.float32 if getattr(batch.x_init, "dtype", None) == np.float32 else None
         request = mpcd_pb2.BackwardRequest(
             horizon=horizon, batched=batch_to_proto(batch), mode=_mode(mode),
-            response_encoding=response_encoding(dtype or np.float64), stacked_response=True)
+            response_encoding=response_encoding(dtype or np.float64), stacked_response=True,
+            gradient_fields=list(gradients or ()))
         if template is not None:
             request.problem_template.CopyFrom(problem_to_proto(template))
         if isinstance(solutions, StackedSolveResult):

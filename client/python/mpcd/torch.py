@@ -487,6 +487,30 @@ def _solve_request(spec, arrays):
     return request
 
 
+# The BatchedProblems field that carries each input's gradient (BackwardRequest.gradient_fields).
+_GRADIENT_FIELDS = {
+    "x_init": lambda spec: "x_init", "C": lambda spec: "cost_quadratic",
+    "c": lambda spec: "cost_linear", "F": lambda spec: "transition", "f": lambda spec: "offset",
+    "params": lambda spec: "graph_parameters" if spec.graph is not None else "model_params",
+    "cost_params": lambda spec: "cost_graph_parameters",
+    "terminal_cost_params": lambda spec: "terminal_cost_graph_parameters",
+    "constraint_params": lambda spec: "constraint_graph_parameters",
+    "x_lower": lambda spec: "x_lower", "x_upper": lambda spec: "x_upper",
+}
+
+
+def _quadratic_cost_gradient(dc, solutions):
+    """dL/dC (B, T, n_tau, n_tau) from dL/dc (B, T, n_tau) at the solution tau_t = [x_t; u_t]:
+    (dc tau' + tau dc') / 2, the server's own formula (docs/gradients.md), so bit for bit its
+    answer (the + 0.0 gives its zeros their sign) without 8 (n+m)^2 T B bytes on the wire."""
+    tau = np.concatenate((_stacked(solutions.x), _stacked(solutions.u)), axis=2)
+    outer = dc[..., :, None] * tau[..., None, :]
+    gradient = outer + np.swapaxes(outer, -1, -2)
+    gradient *= 0.5
+    gradient += 0.0
+    return gradient
+
+
 def _stacked(tensor):
     """A stacked response Tensor as a read-only numpy view of its bytes (no copy)."""
     return from_tensor(tensor, copy=False)
@@ -559,6 +583,11 @@ class _MpcFunction(torch.autograd.Function):
         request.stacked_solutions.u.CopyFrom(solutions.u)
         request.stacked_solutions.method = solutions.method
         request.stacked_cotangents.SetInParent()  # stacked, even when both are absent (zero)
+        # Only the gradients autograd asked for travel; a per-step C's is formed here from c's.
+        C_from_c = "C" in wanted and spec.cost_per_step and not float32
+        request.gradient_fields.extend(sorted(
+            {_GRADIENT_FIELDS[name](spec) for name in wanted if not (name == "C" and C_from_c)} |
+            ({"cost_linear"} if C_from_c else set())))
         for grad, target in ((grad_x, request.stacked_cotangents.x),
                              (grad_u, request.stacked_cotangents.u)):
             if grad is None:
@@ -578,7 +607,9 @@ class _MpcFunction(torch.autograd.Function):
         }
         grads = {}
         for name in wanted:
-            if name == "cost_params":
+            if name == "C" and C_from_c:
+                grad = _quadratic_cost_gradient(_stacked(stacked.cost_linear), solutions)
+            elif name == "cost_params":
                 grad = spec.cost_graph.stacked_gradient(stacked.cost_graph_parameters, B)
             elif name == "terminal_cost_params":
                 grad = spec.terminal_cost_graph.stacked_gradient(
@@ -745,6 +776,9 @@ class MPC(torch.nn.Module):
         if c is not None:
             _check_dims("c", c, {1: "(n_tau)", 2: "(T, n_tau)", 3: "(T, B, n_tau)"})
             spec.layouts["c"] = _Layout(c.shape, 1 if c.dim() == 3 else None)
+        # C and c with a time axis: the server's dL/dc is per step and dL/dC follows from it
+        # (_quadratic_cost_gradient), so dL/dC need not travel.
+        spec.cost_per_step = C is not None and C.dim() >= 3 and c is not None and c.dim() >= 2
 
         F = f = params = None
         spec.model = spec.graph = spec.continuous = None
