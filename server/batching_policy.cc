@@ -13,7 +13,7 @@ BatchDecision DecideBatch(absl::Span<const QueueSnapshot> queues, absl::Time now
     const QueueSnapshot& queue = queues[i];
     if (queue.size <= 0) continue;
     const absl::Time due = queue.oldest_enqueued + options.max_queue_delay;
-    const bool is_ready = flush || queue.size >= max_batch_size || due <= now;
+    const bool is_ready = flush || queue.launch_now || queue.size >= max_batch_size || due <= now;
     if (is_ready) {
       if (ready < 0 || queue.oldest_enqueued < queues[ready].oldest_enqueued) ready = i;
     } else {

@@ -23,6 +23,8 @@ struct QueueSnapshot {
   int size = 0;                                           // jobs waiting, >= 1
   absl::Time oldest_enqueued = absl::InfinitePast();      // enqueue time of the oldest job
   absl::Time earliest_deadline = absl::InfiniteFuture();  // of any job in the queue
+  // Some job in the queue asked to launch without the delay (SolveRequest.launch_immediately).
+  bool launch_now = false;
 };
 
 // Launch `size` jobs (the oldest first) from queues[queue].
@@ -45,7 +47,8 @@ using BatchDecision = std::variant<RunBatch, WaitFor>;
 
 // The decision for `queues` at `now`:
 //  * a queue is ready when it holds max_batch_size jobs, when its oldest job has waited
-//    max_queue_delay, or (when `flush`, i.e. the batcher is stopping) when it holds anything;
+//    max_queue_delay, when one of its jobs asked to launch now, or (when `flush`, i.e. the
+//    batcher is stopping) when it holds anything;
 //  * among ready queues the one whose oldest job is oldest launches (first-come, first-served
 //  across
 //    shapes; ties go to the lower index) with min(size, max_batch_size) jobs;

@@ -89,8 +89,12 @@ void DynamicBatcher::Submit(std::vector<SolveJob> jobs) {
           continue;
         }
         // Only work due before the scheduler's own timer needs a wake-up.
-        const absl::Time due = std::min(now + options_.batching.max_queue_delay, job.deadline);
+        const absl::Time due =
+            job.launch_immediately
+                ? now
+                : std::min(now + options_.batching.max_queue_delay, job.deadline);
         Queue& queue = queues_[job.key()];
+        if (job.launch_immediately) ++queue.immediate_jobs;
         queue.earliest_deadline = std::min(queue.earliest_deadline, job.deadline);
         queued_bytes_ += job.bytes;
         ++queued_problems_;
@@ -180,9 +184,11 @@ void DynamicBatcher::PruneLocked(absl::Time now, std::vector<Dropped>* dropped) 
     for (SolveJob& job : queue.jobs) {
       if (job.deadline <= now) {
         ForgetLocked(job);
+        if (job.launch_immediately) --queue.immediate_jobs;
         dropped->push_back({std::move(job), DropReason::kDeadline});
       } else if (IsCancelled(job)) {
         ForgetLocked(job);
+        if (job.launch_immediately) --queue.immediate_jobs;
         dropped->push_back({std::move(job), DropReason::kCancelled});
       } else {
         earliest = std::min(earliest, job.deadline);
@@ -204,6 +210,7 @@ void DynamicBatcher::TakeLocked(Queue& queue, int size, absl::Time now,
   while (!queue.jobs.empty() && static_cast<int>(batch->size()) < size) {
     SolveJob job = std::move(queue.jobs.front());
     queue.jobs.pop_front();
+    if (job.launch_immediately) --queue.immediate_jobs;
     ForgetLocked(job);
     if (job.deadline <= now) {
       dropped->push_back({std::move(job), DropReason::kDeadline});
@@ -243,7 +250,7 @@ void DynamicBatcher::SchedulerLoop() {
         snapshot_keys.clear();
         for (auto& [key, queue] : queues_) {
           snapshot.push_back({static_cast<int>(queue.jobs.size()), queue.jobs.front().enqueued_at,
-                              queue.earliest_deadline});
+                              queue.earliest_deadline, queue.immediate_jobs > 0});
           snapshot_queues.push_back(&queue);
           snapshot_keys.push_back(key);
         }

@@ -86,6 +86,8 @@ class DynamicBatcher {
     std::deque<SolveJob> jobs;
     // A lower bound of the jobs' deadlines (exact after a prune): when it passes, prune.
     absl::Time earliest_deadline = absl::InfiniteFuture();
+    // How many of the jobs have launch_immediately set.
+    int immediate_jobs = 0;
   };
   struct Dropped {
     SolveJob job;

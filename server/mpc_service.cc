@@ -65,6 +65,9 @@ class BatchedCall : public grpc::ServerUnaryReactor {
   }
   void OnDone() override { delete this; }
 
+  // The request's launch_immediately, for every job Submit makes (set before Start).
+  void set_launch_immediately(bool launch_immediately) { launch_immediately_ = launch_immediately; }
+
  protected:
   // Lets the solver stop this call's problems when its deadline passes or its client leaves
   // (deadline_ is set before any job is submitted).
@@ -82,6 +85,7 @@ class BatchedCall : public grpc::ServerUnaryReactor {
     for (int i = 0; i < count; ++i) {
       SolveJob job = make_job(i);
       job.deadline = deadline;
+      job.launch_immediately = launch_immediately_;
       job.cancelled = &cancelled_;
       job.done = [this, i](const JobResult& result) { JobDone(i, result); };
       jobs.push_back(std::move(job));
@@ -137,6 +141,7 @@ class BatchedCall : public grpc::ServerUnaryReactor {
   SolveInterrupt interrupt_{absl::InfiniteFuture(), &cancelled_};
   std::atomic<int> remaining_{0};
   std::vector<JobResult> results_;
+  bool launch_immediately_ = false;
 };
 
 class SolveCall final : public BatchedCall {
@@ -299,6 +304,7 @@ grpc::ServerUnaryReactor* MpcService::Solve(grpc::CallbackServerContext* context
   auto* call = new SolveCall(log, batcher_, metrics_, &calls_, *std::move(problems),
                              request->response_encoding(), request->stacked_response(),
                              options_.backend_name, response);
+  call->set_launch_immediately(request->launch_immediately());
   // The batcher may finish the call before this returns (e.g. a full queue): gRPC allows Finish
   // before the reactor is bound and runs OnDone only afterwards, so returning `call` stays valid.
   call->Start(DeadlineOf(*context));
@@ -333,6 +339,7 @@ grpc::ServerUnaryReactor* MpcService::Backward(grpc::CallbackServerContext* cont
   // others' in its batch, and no value is scanned twice.
   auto* call = new BackwardCall(log, batcher_, metrics_, &calls_, *std::move(inputs), request,
                                 options_.backend_name, response);
+  call->set_launch_immediately(request->launch_immediately());
   call->Start(DeadlineOf(*context));  // as in Solve: Finish may run before this returns
   return call;
 }

@@ -68,6 +68,8 @@ struct SolveJob {
   const std::atomic<bool>* cancelled = nullptr;
   // Approximate memory the job pins while queued (inputs and outputs), for the byte bound.
   std::size_t bytes = 0;
+  // Launch without waiting max_queue_delay for other jobs (SolveRequest.launch_immediately).
+  bool launch_immediately = false;
 
   // Called exactly once, from whichever thread completes the job (the caller's own thread when
   // Submit rejects it), never with the batcher's lock held. Must not block.

@@ -15,7 +15,9 @@ mpcd process over a real socket (issue 14).
 - mpcd.torch.MPC: a batch of 128 n8 m4 T30 problems forward and backward (with one c for all, its
   Backward answer is over gRPC's default 4 MiB receive limit: a client held to that limit fails,
   the default one works; with a per-step c it matches the same batch done in chunks); float32 in
-  -> float32 out; one channel per target; CUDA tensors where torch has CUDA.
+  -> float32 out; one channel per target; CUDA tensors where torch has CUDA;
+- launch_immediately: only the requests that ask skip the server's queue delay; mpcd.torch.MPC
+  asks, forward and backward.
 
 Usage: python_wire_test.py --mpcd build/bin/mpcd --package-dir client/python
          --stubs-dir build/python [unittest args]
@@ -630,6 +632,50 @@ class TorchTransportTest(unittest.TestCase):
         for name in g:
             self.assertEqual(g[name].device.type, "cuda", name)
             torch.testing.assert_close(g[name].cpu(), gh[name], rtol=0, atol=0, msg=name)
+
+
+class LaunchImmediatelyTest(unittest.TestCase):
+    """SolveRequest/BackwardRequest.launch_immediately against a server that holds partial
+    batches for a whole second (--max_queue_delay_us=1000000): a request that asks is launched at
+    once, one that does not waits out the delay; mpcd.torch.MPC asks, forward and backward."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Mpcd(ARGS.mpcd, "--backend=cpu", "--threads=2",
+                          "--max_queue_delay_us=1000000")
+        cls.client = mpcd.Client(cls.server.target, timeout=60)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        code, _, err = cls.server.stop()
+        assert code == 0, err
+
+    def test_only_the_requests_that_ask_skip_the_delay(self):
+        rng = np.random.default_rng(31)
+        request = solve_request(6, [problem_proto(lqr_problem(rng), raw=True)],
+                                mpcd_pb2.RAW_FLOAT64)
+        waited = self.client._call(self.client.stub.Solve, request, None)
+        self.assertGreaterEqual(waited.timing.queue_seconds, 1.0)
+        request.launch_immediately = True
+        at_once = self.client._call(self.client.stub.Solve, request, None)
+        self.assertLess(at_once.timing.queue_seconds, 0.5)
+        self.assertEqual(at_once.solutions[0].x.raw_data, waited.solutions[0].x.raw_data)
+
+    def test_mpc_asks_forward_and_backward(self):
+        n, m, T, B = 3, 1, 5, 4
+        rng = np.random.default_rng(32)
+        C = torch.eye(n + m, dtype=torch.float64).repeat(T, B, 1, 1)
+        c = torch.tensor(rng.standard_normal((T, B, n + m)), requires_grad=True)
+        F = torch.tensor(np.concatenate([np.eye(n), rng.standard_normal((n, m))], axis=1))
+        x0 = torch.tensor(rng.standard_normal((B, n)))
+        mpc = MPC(n, m, T, u_lower=-1.0, u_upper=1.0, client=self.client)
+        f = torch.zeros(T - 1, B, n, dtype=torch.float64)
+        x, u, _ = mpc(x0, QuadCost(C, c), LinDx(F.repeat(T - 1, B, 1, 1), f))
+        (x.sum() + u.sum()).backward()
+        self.assertLess(mpc.last_timing["forward"][0], 0.5)
+        self.assertLess(mpc.last_timing["backward"][0], 0.5)
+        self.assertGreater(c.grad.abs().max().item(), 1e-6)
 
 
 def main():

@@ -244,6 +244,34 @@ TEST(DynamicBatcherTest, LaunchesAFullBatchWithoutWaitingForTheDelay) {
   EXPECT_THAT(backend.batch_sizes(), ElementsAre(4));
 }
 
+TEST(DynamicBatcherTest, LaunchesAJobThatAskedToWithoutWaitingForTheDelay) {
+  FakeBackend backend;
+  MPC_ASSERT_OK_AND_ASSIGN(auto batcher,
+                           DynamicBatcher::Create(Options(8, absl::Hours(1)), &backend, nullptr));
+  Completions completions(3);
+  Work work;
+  // Two jobs of one request that did not ask, then one of the same shape that did: with an hour
+  // of delay and room for 8, only launch_immediately can launch them within the timeout, and the
+  // three share the launch.
+  std::vector<SolveJob> jobs;
+  for (int i = 0; i < 2; ++i) jobs.push_back(work.Job(Lqr(2, 1, 4, i), &completions, i));
+  batcher->Submit(std::move(jobs));
+  ASSERT_TRUE(batcher->AwaitQueuedProblems(2, kTimeout));
+  SolveJob urgent = work.Job(Lqr(2, 1, 4, 2), &completions, 2);
+  urgent.launch_immediately = true;
+  batcher->Submit(One(std::move(urgent)));
+  ASSERT_TRUE(completions.Await(3));
+  EXPECT_THAT(backend.batch_sizes(), ElementsAre(3));
+  // The queue no longer counts a job that asked: the next one waits for the delay again.
+  SolveJob patient = work.Job(Lqr(2, 1, 4, 3), &completions, 0);
+  batcher->Submit(One(std::move(patient)));
+  ASSERT_TRUE(batcher->AwaitQueuedProblems(1, kTimeout));
+  EXPECT_FALSE(completions.Await(4, absl::Milliseconds(200)));
+  EXPECT_EQ(batcher->queued_problems(), 1);
+  batcher->Stop();  // launches it (before `completions` and `work` go)
+  EXPECT_TRUE(completions.Await(4));
+}
+
 TEST(DynamicBatcherTest, WaitsForMaxQueueDelayBeforeLaunchingAPartialBatch) {
   FakeBackend backend;
   const absl::Duration delay = absl::Milliseconds(30);

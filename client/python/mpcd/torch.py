@@ -436,9 +436,10 @@ def _solve_request(spec, arrays):
     """The SolveRequest of a batch: every per-problem input as one (B, ...) tensor in `batched`
     (one tobytes each), the shared ones (and per-problem ones whose slices are all alike) once in
     problem_template; answers stacked."""
+    # The batch is whole: waiting in the server's queue for other requests would only add latency.
     request = mpcd_pb2.SolveRequest(horizon=spec.T, options=mpcd_pb2.SolverOptions(**spec.options),
                                     response_encoding=mpcd_pb2.RAW_FLOAT64,
-                                    stacked_response=True)
+                                    stacked_response=True, launch_immediately=True)
     # Part of the problem (Backward re-sends the template), so not an option.
     request.problem_template.slew_rate_penalty = spec.slew_rate_penalty
     B = spec.n_batch
@@ -583,7 +584,7 @@ class _MpcFunction(torch.autograd.Function):
             horizon=spec.T, mode=mpcd_pb2.BackwardMode.Value(spec.gradient_mode)
             if isinstance(spec.gradient_mode, str) else spec.gradient_mode,
             response_encoding=mpcd_pb2.RAW_FLOAT32 if float32 else mpcd_pb2.RAW_FLOAT64,
-            stacked_response=True)
+            stacked_response=True, launch_immediately=True)
         request.problem_template.CopyFrom(ctx.request.problem_template)
         for graph, message in _template_graphs(spec, request.problem_template):
             message.sha256 = graph.sha256  # the Solve registered it
