@@ -368,6 +368,10 @@ class BatchedLayoutTest(unittest.TestCase):
         formed = mpcd.torch._quadratic_cost_gradient(some.c, stacked.message)
         self.assertEqual(formed.shape, every.C.shape)
         self.assertEqual(formed.tobytes(), every.C.tobytes())
+        time_major = mpcd.torch._quadratic_cost_gradient(some.c, stacked.message, time_major=True)
+        self.assertTrue(time_major.flags.c_contiguous)
+        self.assertEqual(time_major.tobytes(),
+                         np.ascontiguousarray(every.C.transpose(1, 0, 2, 3)).tobytes())
         self.assertGreater(np.abs(every.C).max(), 1e-6)
         with self.assertRaises(mpcd.MpcdError) as caught:
             self.client.backward_batched(T, batch, stacked, dl_dx=dx, dl_du=du,

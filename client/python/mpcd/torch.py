@@ -342,16 +342,16 @@ class _Layout:
         self.time_axis = time_axis
         self.steps = steps
 
-    def wire_array(self, array):
+    def wire_array(self, array, contiguous=True):
         """The input as it travels: cut to `steps` along its time axis and, when it is per
-        problem, with the batch axis first (B, ...), contiguous."""
+        problem, with the batch axis first (B, ...), contiguous (else a view where it can be)."""
         if self.time_axis is not None:
             index = [slice(None)] * array.ndim
             index[self.time_axis] = slice(0, self.steps)
             array = array[tuple(index)]
         if self.batch_axis is not None:
             array = np.moveaxis(array, self.batch_axis, 0)
-        return np.ascontiguousarray(array)
+        return np.ascontiguousarray(array) if contiguous else array
 
     def assemble(self, grads, dtype, device):
         """The input's gradient from the per-problem ones stacked as (B, ...) (summed where the
@@ -428,7 +428,9 @@ def _same_for_every_problem(array):
     still gets the gradient of its own copy. The second slice decides most cases at once."""
     if array.shape[0] < 2 or not np.all(np.isfinite(array[0])):
         return False
-    bits = np.ascontiguousarray(array).view(np.uint8).reshape(array.shape[0], -1)
+    if array.ndim < 2 or array.strides[-1] != array.itemsize:
+        array = np.ascontiguousarray(array).reshape(array.shape[0], -1)
+    bits = array.view(np.uint8)  # a view of any batch-first layout whose last axis is contiguous
     return bool(np.array_equal(bits[1], bits[0]) and (bits[2:] == bits[:1]).all())
 
 
@@ -444,13 +446,14 @@ def _solve_request(spec, arrays):
     request.problem_template.slew_rate_penalty = spec.slew_rate_penalty
     B = spec.n_batch
     request.batched.count = B
-    wire = {name: spec.layouts[name].wire_array(array) for name, array in arrays.items()
-            if array is not None and name not in _GRAPH_PARAMS}
+    wire = {name: spec.layouts[name].wire_array(array, contiguous=False)
+            for name, array in arrays.items() if array is not None and name not in _GRAPH_PARAMS}
     per_problem = {name for name in wire if spec.layouts[name].batch_axis is not None}
     for name in list(per_problem):
         if _same_for_every_problem(wire[name]):
             wire[name] = wire[name][0]
             per_problem.discard(name)
+    wire = {name: np.ascontiguousarray(array) for name, array in wire.items()}
     # Linear dynamics travel whole (one oneof): F and f both stacked when either is per problem.
     if per_problem & {"F", "f"}:
         for name in {"F", "f"} & set(wire) - per_problem:
@@ -500,17 +503,19 @@ _GRADIENT_FIELDS = {
 }
 
 
-def _quadratic_cost_gradient(dc, solutions):
-    """dL/dC (B, T, n_tau, n_tau) from dL/dc (B, T, n_tau) at the solution tau_t = [x_t; u_t]:
+def _quadratic_cost_gradient(dc, solutions, time_major=False):
+    """dL/dC (B, T, n_tau, n_tau), or (T, B, n_tau, n_tau) when `time_major` (mpc.pytorch's
+    layout, so that it needs no copy), from dL/dc (B, T, n_tau) at the solution tau_t = [x_t; u_t]:
     (dc tau' + tau dc') / 2, the server's own formula (docs/gradients.md) in its order of
     operations, so bit for bit its answer (the + 0.0 gives its zeros their sign), without
     8 (n+m)^2 T B bytes on the wire. One entry pair (i, j), (j, i) at a time over all B T steps
     (3x faster than broadcasting over the small trailing axes)."""
     tau = np.concatenate((_stacked(solutions.x), _stacked(solutions.u)), axis=2)
-    dc_by_entry = np.ascontiguousarray(np.moveaxis(dc, -1, 0))
-    tau_by_entry = np.ascontiguousarray(np.moveaxis(tau, -1, 0))
+    order = (2, 1, 0) if time_major else (2, 0, 1)  # entry first, then the output's axes
+    dc_by_entry = np.ascontiguousarray(dc.transpose(order))
+    tau_by_entry = np.ascontiguousarray(tau.transpose(order))
     n_tau = tau.shape[-1]
-    gradient = np.empty(tau.shape + (n_tau,))
+    gradient = np.empty(dc_by_entry.shape[1:] + (n_tau, n_tau))
     for i in range(n_tau):
         for j in range(i, n_tau):
             entry = dc_by_entry[i] * tau_by_entry[j]
@@ -618,6 +623,12 @@ class _MpcFunction(torch.autograd.Function):
         }
         grads = {}
         for name in wanted:
+            if name == "C" and C_from_c and spec.layouts["C"].batch_axis == 1:
+                # (T, B, n_tau, n_tau) as given: formed in place, nothing to move or sum.
+                grads[name] = _torch(_quadratic_cost_gradient(
+                    _stacked(stacked.cost_linear), solutions, time_major=True),
+                    spec.dtypes[name], spec.devices[name])
+                continue
             if name == "C" and C_from_c:
                 grad = _quadratic_cost_gradient(_stacked(stacked.cost_linear), solutions)
             elif name == "cost_params":
