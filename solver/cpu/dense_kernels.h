@@ -4,9 +4,12 @@
 // The core's Riccati kernels (core/small_linalg.h, LoopKernels' interface) for a CPU worker:
 // Eigen's packed, vectorised products for the shapes the device never runs (state or control
 // dimension above the generic device capacities), the core's own loops otherwise, so every shape
-// the device runs gives the CPU the device's bits. Host only.
+// the device runs gives the CPU the device's bits (in double, AddDynamicsToQ's products A'VA and
+// B'VA a row at a time in vector lanes: the core's sums in the core's order). Host only.
 
 #include <Eigen/Core>
+#include <cstring>
+#include <type_traits>
 
 #include "solver/core/dispatch.h"
 #include "solver/core/small_linalg.h"
@@ -26,6 +29,8 @@ struct DenseKernels {
                                               S* qu) {
     if (UsesPackedProducts(n, m)) {
       PackedAddDynamicsToQ(A, B, V, v, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
+    } else if constexpr (std::is_same_v<S, double>) {
+      LaneAddDynamicsToQ(A, B, V, v, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
     } else {
       core::AddDynamicsToQ<S>(A, B, V, v, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
     }
@@ -55,6 +60,78 @@ struct DenseKernels {
   }
 
  private:
+  // Four and two doubles in AVX and SSE registers (GCC's vector extensions): lane j computes
+  // exactly the scalar expression of entry j, so the results are the core loops' bits.
+  using Lanes4 = double __attribute__((vector_size(32)));
+  using Lanes2 = double __attribute__((vector_size(16)));
+  template <class L>
+  MPC_FORCE_INLINE static L LoadLanes(const double* p) {
+    L r;
+    std::memcpy(&r, p, sizeof(L));
+    return r;
+  }
+  template <class L>
+  MPC_FORCE_INLINE static void StoreLanes(double* p, L r) {
+    std::memcpy(p, &r, sizeof(L));
+  }
+
+  // out[j] += sum over l of col[l * stride] VA[l][j] for j < n, each sum from zero in the order
+  // of l (core::AddDynamicsToQ's dot product down a column of A or B), four or two entries j at
+  // once.
+  MPC_FORCE_INLINE static void AddColumnTimesVA(const double* col, int stride, const double* VA,
+                                                int n, double* out) {
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+      Lanes4 acc = {0.0, 0.0, 0.0, 0.0};
+      for (int l = 0; l < n; ++l) acc += col[l * stride] * LoadLanes<Lanes4>(VA + l * n + j);
+      StoreLanes(out + j, LoadLanes<Lanes4>(out + j) + acc);
+    }
+    for (; j + 2 <= n; j += 2) {
+      Lanes2 acc = {0.0, 0.0};
+      for (int l = 0; l < n; ++l) acc += col[l * stride] * LoadLanes<Lanes2>(VA + l * n + j);
+      StoreLanes(out + j, LoadLanes<Lanes2>(out + j) + acc);
+    }
+    for (; j < n; ++j) {
+      double s = 0;
+      for (int l = 0; l < n; ++l) s += col[l * stride] * VA[l * n + j];
+      out[j] += s;
+    }
+  }
+
+  // core::AddDynamicsToQ with the products A'VA and B'VA a row at a time in vector lanes (the
+  // core's dot products down A's columns do not vectorise): the same sums in the same order.
+  MPC_FORCE_INLINE static void LaneAddDynamicsToQ(const double* A, const double* B, const double* V,
+                                                  const double* v, int n, int m, double* VA,
+                                                  double* VB, double* Qxx, double* Qux, double* Quu,
+                                                  double* qx, double* qu) {
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < n; ++j) VA[i * n + j] = 0;
+      for (int j = 0; j < m; ++j) VB[i * m + j] = 0;
+      for (int l = 0; l < n; ++l) {
+        const double v_il = V[i * n + l];
+        for (int j = 0; j < n; ++j) VA[i * n + j] += v_il * A[l * n + j];
+        for (int j = 0; j < m; ++j) VB[i * m + j] += v_il * B[l * m + j];
+      }
+    }
+    for (int i = 0; i < n; ++i) {
+      AddColumnTimesVA(A + i, n, VA, n, Qxx + i * n);
+      double s = 0;
+      for (int l = 0; l < n; ++l) s += A[l * n + i] * v[l];
+      qx[i] += s;
+    }
+    for (int i = 0; i < m; ++i) {
+      AddColumnTimesVA(B + i, m, VA, n, Qux + i * n);
+      for (int j = 0; j < m; ++j) {
+        double s = 0;
+        for (int l = 0; l < n; ++l) s += B[l * m + i] * VB[l * m + j];
+        Quu[i * m + j] += s;
+      }
+      double s = 0;
+      for (int l = 0; l < n; ++l) s += B[l * m + i] * v[l];
+      qu[i] += s;
+    }
+  }
+
   template <typename S>
   static void PackedAddDynamicsToQ(const S* A, const S* B, const S* V, const S* v, int n, int m,
                                    S* VA, S* VB, S* Qxx, S* Qux, S* Quu, S* qx, S* qu) {
