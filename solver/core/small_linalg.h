@@ -64,10 +64,25 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE void CholeskySolveNegated(const S* L, int m, co
   CholeskySolveInPlace(L, m, out, cols);
 }
 
+// out[j] += sum over l of col[l * stride] VA[l][j] for first <= j < n (VA (n, n)), each sum from
+// zero in the order of l: a row of A'VA (col = a column of A, stride n) or of B'VA (a column of
+// B, stride m). A CPU kernel may compute the entries j in vector lanes (same sums, same order).
+struct AddColumnTimesMatrix {
+  template <typename S>
+  MPC_HOST_DEVICE MPC_FORCE_INLINE static void Run(const S* col, int stride, const S* VA, int n,
+                                                   S* out, int first = 0) {
+    for (int j = first; j < n; ++j) {
+      S s = 0;
+      for (int l = 0; l < n; ++l) s += col[l * stride] * VA[l * n + j];
+      out[j] += s;
+    }
+  }
+};
+
 // The dynamics' part of the Q-function: with F = [A B] and the next stage's value function
 // (V, v), Qxx += A'VA, qx += A'v, Qux += B'VA, Quu += B'VB, qu += B'v. A (n, n), B (n, m), V (n,
-// n); VA (n, n) and VB (n, m) are scratch.
-template <typename S>
+// n); VA (n, n) and VB (n, m) are scratch. The rows of A'VA and B'VA are ColumnProduct::Run's.
+template <typename S, class ColumnProduct = AddColumnTimesMatrix>
 MPC_HOST_DEVICE MPC_FORCE_INLINE void AddDynamicsToQ(const S* A, const S* B, const S* V, const S* v,
                                                      int n, int m, S* VA, S* VB, S* Qxx, S* Qux,
                                                      S* Quu, S* qx, S* qu) {
@@ -83,21 +98,13 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE void AddDynamicsToQ(const S* A, const S* B, con
     }
   }
   for (int i = 0; i < n; ++i) {
-    for (int j = 0; j < n; ++j) {
-      S s = 0;
-      for (int l = 0; l < n; ++l) s += A[l * n + i] * VA[l * n + j];
-      Qxx[i * n + j] += s;
-    }
+    ColumnProduct::Run(A + i, n, VA, n, Qxx + i * n);
     S s = 0;
     for (int l = 0; l < n; ++l) s += A[l * n + i] * v[l];
     qx[i] += s;
   }
   for (int i = 0; i < m; ++i) {
-    for (int j = 0; j < n; ++j) {
-      S s = 0;
-      for (int l = 0; l < n; ++l) s += B[l * m + i] * VA[l * n + j];
-      Qux[i * n + j] += s;
-    }
+    ColumnProduct::Run(B + i, m, VA, n, Qux + i * n);
     for (int j = 0; j < m; ++j) {
       S s = 0;
       for (int l = 0; l < n; ++l) s += B[l * m + i] * VB[l * m + j];

@@ -30,7 +30,8 @@ struct DenseKernels {
     if (UsesPackedProducts(n, m)) {
       PackedAddDynamicsToQ(A, B, V, v, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
     } else if constexpr (std::is_same_v<S, double>) {
-      LaneAddDynamicsToQ(A, B, V, v, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
+      core::AddDynamicsToQ<S, LaneColumnTimesMatrix>(A, B, V, v, n, m, VA, VB, Qxx, Qux, Quu, qx,
+                                                     qu);
     } else {
       core::AddDynamicsToQ<S>(A, B, V, v, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
     }
@@ -75,62 +76,25 @@ struct DenseKernels {
     std::memcpy(p, &r, sizeof(L));
   }
 
-  // out[j] += sum over l of col[l * stride] VA[l][j] for j < n, each sum from zero in the order
-  // of l (core::AddDynamicsToQ's dot product down a column of A or B), four or two entries j at
-  // once.
-  MPC_FORCE_INLINE static void AddColumnTimesVA(const double* col, int stride, const double* VA,
-                                                int n, double* out) {
-    int j = 0;
-    for (; j + 4 <= n; j += 4) {
-      Lanes4 acc = {0.0, 0.0, 0.0, 0.0};
-      for (int l = 0; l < n; ++l) acc += col[l * stride] * LoadLanes<Lanes4>(VA + l * n + j);
-      StoreLanes(out + j, LoadLanes<Lanes4>(out + j) + acc);
-    }
-    for (; j + 2 <= n; j += 2) {
-      Lanes2 acc = {0.0, 0.0};
-      for (int l = 0; l < n; ++l) acc += col[l * stride] * LoadLanes<Lanes2>(VA + l * n + j);
-      StoreLanes(out + j, LoadLanes<Lanes2>(out + j) + acc);
-    }
-    for (; j < n; ++j) {
-      double s = 0;
-      for (int l = 0; l < n; ++l) s += col[l * stride] * VA[l * n + j];
-      out[j] += s;
-    }
-  }
-
-  // core::AddDynamicsToQ with the products A'VA and B'VA a row at a time in vector lanes (the
-  // core's dot products down A's columns do not vectorise): the same sums in the same order.
-  MPC_FORCE_INLINE static void LaneAddDynamicsToQ(const double* A, const double* B, const double* V,
-                                                  const double* v, int n, int m, double* VA,
-                                                  double* VB, double* Qxx, double* Qux, double* Quu,
-                                                  double* qx, double* qu) {
-    for (int i = 0; i < n; ++i) {
-      for (int j = 0; j < n; ++j) VA[i * n + j] = 0;
-      for (int j = 0; j < m; ++j) VB[i * m + j] = 0;
-      for (int l = 0; l < n; ++l) {
-        const double v_il = V[i * n + l];
-        for (int j = 0; j < n; ++j) VA[i * n + j] += v_il * A[l * n + j];
-        for (int j = 0; j < m; ++j) VB[i * m + j] += v_il * B[l * m + j];
+  // core::AddColumnTimesMatrix (a row of A'VA or B'VA) four or two entries j at once: the same
+  // sums in the same order (the core's dot products down A's columns do not vectorise).
+  struct LaneColumnTimesMatrix {
+    MPC_FORCE_INLINE static void Run(const double* col, int stride, const double* VA, int n,
+                                     double* out) {
+      int j = 0;
+      for (; j + 4 <= n; j += 4) {
+        Lanes4 acc = {0.0, 0.0, 0.0, 0.0};
+        for (int l = 0; l < n; ++l) acc += col[l * stride] * LoadLanes<Lanes4>(VA + l * n + j);
+        StoreLanes(out + j, LoadLanes<Lanes4>(out + j) + acc);
       }
-    }
-    for (int i = 0; i < n; ++i) {
-      AddColumnTimesVA(A + i, n, VA, n, Qxx + i * n);
-      double s = 0;
-      for (int l = 0; l < n; ++l) s += A[l * n + i] * v[l];
-      qx[i] += s;
-    }
-    for (int i = 0; i < m; ++i) {
-      AddColumnTimesVA(B + i, m, VA, n, Qux + i * n);
-      for (int j = 0; j < m; ++j) {
-        double s = 0;
-        for (int l = 0; l < n; ++l) s += B[l * m + i] * VB[l * m + j];
-        Quu[i * m + j] += s;
+      for (; j + 2 <= n; j += 2) {
+        Lanes2 acc = {0.0, 0.0};
+        for (int l = 0; l < n; ++l) acc += col[l * stride] * LoadLanes<Lanes2>(VA + l * n + j);
+        StoreLanes(out + j, LoadLanes<Lanes2>(out + j) + acc);
       }
-      double s = 0;
-      for (int l = 0; l < n; ++l) s += B[l * m + i] * v[l];
-      qu[i] += s;
+      core::AddColumnTimesMatrix::Run(col, stride, VA, n, out, j);
     }
-  }
+  };
 
   template <typename S>
   static void PackedAddDynamicsToQ(const S* A, const S* B, const S* V, const S* v, int n, int m,
