@@ -7,7 +7,8 @@
 // parameters theta, the constants, every intermediate) and a tape of a few primitive instructions
 // over it, constants already folded. A GraphEvaluator runs a program: values forward, adjoints
 // backward (reverse mode), and the same two sweeps over dual numbers for second derivatives
-// (forward over reverse). Host only (std containers); the CUDA backend does not run graphs.
+// (forward over reverse). Host only (std containers); the element records' sweeps are
+// solver/graph/element_sweeps.h, which the device runs too (core::GraphTapeDynamics).
 
 #include <array>
 #include <cstdint>
