@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+#include "solver/graph/element_sweeps.h"
 #include "solver/host_device.h"
 #include "solver/models/integrators.h"
 
@@ -106,6 +107,14 @@ struct IlqrBatchView {
   // Graph dynamics only (CPU, a batch of one): the evaluator of the problem's graph; its
   // parameters are `params` (the graph's param_dim of them).
   GraphEvaluator* graph = nullptr;
+  // Graph dynamics on the core's own element sweeps (GraphTapeDynamics: the device, or a host run
+  // of its layout): the batch's program (one: a graph's shape carries its fingerprint) and each
+  // problem's evaluation buffers, not interleaved: problem b's values at graph_values +
+  // b * graph_tape.buffer_size, its tangents at graph_lanes + b * graph_tape.buffer_size * (n+m).
+  // Its parameters are `params`.
+  GraphTapeView graph_tape;
+  double* graph_values = nullptr;
+  double* graph_lanes = nullptr;
   // A stage cost graph (CPU, a batch of one; null = the quadratic cost): its evaluator, its
   // parameters, and where each iteration's quadratisation goes (cost_quadratic and cost_linear
   // then hold T slices and point at the same elements).

@@ -64,6 +64,43 @@ bool DispatchShape(const ProblemShape& shape, Run&& run, Sizes sizes = Sizes::kS
   }
 }
 
+// Calls fn.template operator()<NX, NU>() with the sizes of the first built-in model whose state
+// and control dimensions are (n, m); false, calling nothing, when no model has them.
+template <class Fn>
+bool VisitBuiltinModelSizes(int n, int m, Fn&& fn) {
+  bool found = false;
+  ForEachBuiltinModel([&]<class Model>() {
+    if (found || Model::kStateDim != n || Model::kControlDim != m) return;
+    found = true;
+    fn.template operator()<Model::kStateDim, Model::kControlDim>();
+  });
+  return found;
+}
+
+// Calls run.template operator()<GraphTapeDynamics, NX, NU, kFixedSize>() with the sizes the
+// device solves a dynamics graph `shape` with on its element records (GraphTapeDynamics): a
+// built-in model's compile-time sizes when the graph's (n, m) are one's (as a CPU worker runs the
+// graph), else the generic capacities. Returns false, calling nothing, for other shapes, graphs
+// larger than the capacities, and shapes with a cost or constraint graph. Which graph problems
+// qualify besides their shape (element records, discrete time, a forward solve in double) is the
+// backend's to check (cuda_backend.cc).
+template <class Run>
+bool DispatchGraphTape(const ProblemShape& shape, Run&& run) {
+  if (!shape.dynamics.is_graph() || shape.has_cost_graph() || shape.has_terminal_cost_graph() ||
+      shape.has_constraint_graph()) {
+    return false;
+  }
+  const int n = shape.state_dim, m = shape.control_dim;
+  if (VisitBuiltinModelSizes(n, m, [&]<int NX, int NU>() {
+        run.template operator()<GraphTapeDynamics, NX, NU, true>();
+      })) {
+    return true;
+  }
+  if (n > kGenericMaxStateDim || m > kGenericMaxControlDim) return false;
+  run.template operator()<GraphTapeDynamics, kGenericMaxStateDim, kGenericMaxControlDim, false>();
+  return true;
+}
+
 // Whether the GPU runs `shape` (else the CUDA backend solves it on CPU threads).
 inline bool RunsOnDevice(const ProblemShape& shape) {
   bool runs = false;

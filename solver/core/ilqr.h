@@ -369,7 +369,9 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   // x_next, A = df/dx (n, n) and B = df/du (n, m), row-major: forward-mode AD of a model, reverse
   // sweeps of a graph.
   MPC_HOST_DEVICE void StepAndJacobians(const S* x, const S* u, S* x_next, S* A, S* B) const {
-    if constexpr (Dynamics::kIsGraph) {
+    if constexpr (Dynamics::kIsGraphTape) {
+      Data::GraphTapeStepAndJacobians(x, u, x_next, A, B);
+    } else if constexpr (Dynamics::kIsGraph) {
       view_.graph->StepWithJacobians(x, u, view_.params, dt_, x_next, A, B);
     } else {
       using Model = typename Dynamics::ModelType;

@@ -59,6 +59,7 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
     if constexpr (!Dynamics::kIsLinear && !Dynamics::kIsGraph) {
       for (int k = 0; k < Dynamics::kParamDim; ++k) params_[k] = At(view_.params, k);
     }
+    if constexpr (Dynamics::kIsGraphTape) PrepareGraphTape();
   }
 
   MPC_HOST_DEVICE static S Max(S a, S b) { return a < b ? b : a; }
@@ -177,6 +178,10 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
         if (view_.offset_slices > 0) next += At(view_.offset, offset_base + i);
         x_next[i] = next;
       }
+    } else if constexpr (Dynamics::kIsGraphTape) {
+      static_assert(std::is_same_v<R, double> && std::is_same_v<S, double>,
+                    "graph tapes step in double, one sample at a time");
+      GraphTapeStep(view_.graph_tape, x, u, TapeParams(), tape_values_, x_next);
     } else if constexpr (Dynamics::kIsGraph) {
       static_assert(std::is_same_v<R, S>, "graphs step one sample at a time");
       static_assert(std::is_same_v<Layout, Contiguous>, "graphs run on CPU workers only");
@@ -184,6 +189,18 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
     } else {
       ModelStep<typename Dynamics::ModelType>(x, u, params_, dt_, x_next);
     }
+  }
+
+  // GraphTapeDynamics: x_next, A = df/dx (n, n) and B = df/du (n, m), row-major, by the forward
+  // Jacobian sweep (the n+m lanes a compile-time count at fixed sizes up to 16, as the host's
+  // GraphEvaluator runs them).
+  MPC_HOST_DEVICE void GraphTapeStepAndJacobians(const S* x, const S* u, S* x_next, S* A,
+                                                 S* B) const {
+    static_assert(std::is_same_v<S, double>, "graph tapes run in double");
+    constexpr int kLanes =
+        kFixedSize && NX != kDynamic && NX + NU <= kMaxFixedGraphLanes ? NX + NU : 0;
+    GraphTapeStepWithJacobians<kLanes>(view_.graph_tape, x, u, TapeParams(), tape_values_,
+                                       tape_lanes_, x_next, A, B);
   }
 
   // Whether some step's cost is a graph (a stage or a terminal cost graph).
@@ -231,6 +248,26 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
   const bool has_bounds_;
   const TimeStep dt_;
   S params_[Dynamics::kParamDim > 0 ? Dynamics::kParamDim : 1] = {};
+
+ private:
+  // GraphTapeDynamics: this problem's evaluation buffers prepared (the initial buffer; x's and u's
+  // own tangents) with its parameters in their place in the values, where every step reads them.
+  MPC_HOST_DEVICE void PrepareGraphTape() {
+    const GraphTapeView& tape = view_.graph_tape;
+    const auto b = static_cast<long long>(b_);
+    tape_values_ = view_.graph_values + b * tape.buffer_size;
+    tape_lanes_ = view_.graph_lanes + b * tape.buffer_size * (tape.state_dim + tape.control_dim);
+    PrepareGraphTapeBuffers(tape, tape_values_, tape_lanes_);
+    for (int k = 0; k < tape.param_dim; ++k) {
+      tape_values_[tape.theta_position + k] = At(view_.params, k);
+    }
+  }
+  MPC_HOST_DEVICE const double* TapeParams() const {
+    return tape_values_ + view_.graph_tape.theta_position;
+  }
+
+  double* tape_values_ = nullptr;
+  double* tape_lanes_ = nullptr;
 };
 
 }  // namespace mpc::core

@@ -22,19 +22,6 @@ namespace {
 
 using core::Contiguous;
 
-// Calls fn.template operator()<NX, NU>() with the sizes of the first built-in model whose state
-// and control dimensions are (n, m); false, calling nothing, when no model has them.
-template <class Fn>
-bool VisitBuiltinModelSizes(int n, int m, Fn&& fn) {
-  bool found = false;
-  ForEachBuiltinModel([&]<class Model>() {
-    if (found || Model::kStateDim != n || Model::kControlDim != m) return;
-    found = true;
-    fn.template operator()<Model::kStateDim, Model::kControlDim>();
-  });
-  return found;
-}
-
 // Runs `run` with the compile-time sizes of `shape` (core/dispatch.h); a CPU worker runs every
 // shape (linear ones without a specialisation with run-time sizes). A dynamics graph (CPU only)
 // with the (n, m) of a built-in model runs at that model's compile-time sizes, so a model written
@@ -42,7 +29,7 @@ bool VisitBuiltinModelSizes(int n, int m, Fn&& fn) {
 template <class Run>
 void DispatchSizes(const ProblemShape& shape, CoreSizes sizes, Run&& run) {
   if (shape.dynamics.is_graph() && sizes == CoreSizes::kSpecialised &&
-      VisitBuiltinModelSizes(shape.state_dim, shape.control_dim, [&]<int NX, int NU>() {
+      core::VisitBuiltinModelSizes(shape.state_dim, shape.control_dim, [&]<int NX, int NU>() {
         run.template operator()<GraphDynamics, NX, NU, true>();
       })) {
     return;

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "solver/cuda/ilqr_launch.h"
 #include "solver/cuda/sampling_launch.h"
 #include "solver/gradients.h"
+#include "solver/graph/graph_program.h"
 #include "solver/packing.h"
 #include "solver/sampling_packing.h"
 
@@ -45,6 +48,12 @@ struct CudaBackend::ShapeWorkspace {
   PinnedBuffer host_sampling_settings;
   // [batch] flags the kernels read between iterations (mapped: the host raises them mid-launch).
   PinnedBuffer stop_flags;
+  // A dynamics graph solved on the device (DeviceSolvesGraph): its element records and initial
+  // buffer (copied in once per batch), and each problem's evaluation buffers (values, tangents).
+  DeviceBuffer graph_elements;
+  DeviceBuffer graph_initial;
+  DeviceBuffer graph_values;
+  DeviceBuffer graph_lanes;
 };
 
 namespace {
@@ -62,7 +71,59 @@ struct ShapeGroup {
   std::optional<core::SamplingBatchLayout> sampling;
   CudaBackend::ShapeWorkspace* workspace = nullptr;
   std::optional<StopFlagsWatch> stops;  // the problems' interrupts, once enqueued
+  // Graph dynamics solved on the device (DeviceSolvesGraph): the group's program (one per shape:
+  // the shape carries the graph's fingerprint); null otherwise.
+  std::shared_ptr<const GraphProgram> graph;
 };
+
+// Whether the device solves `problems` (one shape, graph dynamics) on the graph's element
+// records (core::GraphTapeDynamics, the sweeps the CPU's GraphEvaluator runs): a forward iLQR
+// solve in double of a discrete-time graph whose tape has no matrix products, without cost or
+// constraint graphs, at sizes core::DispatchGraphTape has. The rest of graphs (continuous-time
+// graphs, tapes with matrix products, cost and constraint graphs, sampling, float32, and every
+// backward pass) is solved by the CPU fallback.
+bool DeviceSolvesGraph(const std::vector<const Problem*>& problems, bool use_float32) {
+  if (use_float32 || problems.empty() || !problems[0]->shape.dynamics.is_graph()) return false;
+  bool dispatched = false;
+  core::DispatchGraphTape(problems[0]->shape, [&]<class, int, int, bool>() { dispatched = true; });
+  if (!dispatched) return false;
+  return std::all_of(problems.begin(), problems.end(), [](const Problem* p) {
+    return p->graph != nullptr && !p->graph->elements.empty() && !p->graph->is_cost &&
+           p->integrator == Integrator::kDefault && !UsesSampling(p->options.method);
+  });
+}
+
+// Copies a graph group's element records and initial buffer to the device, sizes each problem's
+// evaluation buffers and points `view` at them (enqueued on `stream`; the program, which the
+// problems hold, outlives the batch).
+absl::Status AttachGraphTape(const ShapeGroup& group, core::IlqrBatchView<double>* view,
+                             cudaStream_t stream) {
+  const GraphProgram& program = *group.graph;
+  CudaBackend::ShapeWorkspace& ws = *group.workspace;
+  const std::size_t batch = group.problems.size();
+  const std::size_t values = program.initial_buffer.size();
+  const std::size_t lanes = values * (program.state_dim + program.control_dim);
+  const std::size_t record_bytes = program.elements.size() * sizeof(ElementInstruction);
+  for (absl::Status status :
+       {ws.graph_elements.Reserve(record_bytes), ws.graph_initial.Reserve(values * sizeof(double)),
+        ws.graph_values.Reserve(batch * values * sizeof(double)),
+        ws.graph_lanes.Reserve(batch * lanes * sizeof(double))}) {
+    if (!status.ok()) return status;
+  }
+  cudaError_t error =
+      cudaMemcpyAsync(ws.graph_elements.as<ElementInstruction>(), program.elements.data(),
+                      record_bytes, cudaMemcpyHostToDevice, stream);
+  if (error != cudaSuccess) return CudaStatus(error, "copy the graph's records to the device");
+  error = cudaMemcpyAsync(ws.graph_initial.as<double>(), program.initial_buffer.data(),
+                          values * sizeof(double), cudaMemcpyHostToDevice, stream);
+  if (error != cudaSuccess) return CudaStatus(error, "copy the graph's buffer to the device");
+  view->graph_tape = program.ElementView();
+  view->graph_tape.elements = ws.graph_elements.as<ElementInstruction>();
+  view->graph_tape.initial_buffer = ws.graph_initial.as<double>();
+  view->graph_values = ws.graph_values.as<double>();
+  view->graph_lanes = ws.graph_lanes.as<double>();
+  return absl::OkStatus();
+}
 
 // How often the host looks at the interrupts of a running launch that has some.
 constexpr auto kStopPollInterval = std::chrono::microseconds(200);
@@ -175,6 +236,13 @@ absl::Status EnqueueGroup(ShapeGroup& group, cudaStream_t stream) {
     core::IlqrBatchView<S> view = core::MakeIlqrBatchView<S>(
         layout, device, ws.settings.as<ProblemSettings>(), ws.results.as<ProblemResult>());
     view.stop_flags = *stop_flags;
+    if constexpr (std::is_same_v<S, double>) {
+      if (group.graph != nullptr) {
+        if (absl::Status status = AttachGraphTape(group, &view, stream); !status.ok()) {
+          return status;
+        }
+      }
+    }
     error = core::LaunchIlqrSolve(group.shape, view, stream);
     if (error != cudaSuccess) return CudaStatus(error, "launch the iLQR kernel");
   }
@@ -317,7 +385,10 @@ absl::Status CudaBackend::SolveBatch(absl::Span<const Problem* const> problems,
   std::vector<Solution*> cpu_solutions;
   for (const std::vector<int>& indices : groups) {
     const ProblemShape& shape = problems[indices[0]]->shape;
-    if (!core::RunsOnDevice(shape)) {
+    std::vector<const Problem*> members;
+    for (int i : indices) members.push_back(problems[i]);
+    const bool graph_on_device = DeviceSolvesGraph(members, options_.use_float32);
+    if (!core::RunsOnDevice(shape) && !graph_on_device) {
       for (int i : indices) {
         cpu_problems.push_back(problems[i]);
         cpu_solutions.push_back(solutions[i]);
@@ -325,11 +396,10 @@ absl::Status CudaBackend::SolveBatch(absl::Span<const Problem* const> problems,
       continue;
     }
     ShapeGroup& group = device_groups.emplace_back();
-    for (int i : indices) {
-      group.problems.push_back(problems[i]);
-      group.solutions.push_back(solutions[i]);
-    }
+    group.problems = std::move(members);
+    for (int i : indices) group.solutions.push_back(solutions[i]);
     group.shape = shape;
+    if (graph_on_device) group.graph = problems[indices[0]]->graph;
     if (core::AnyUsesSampling(group.problems)) {
       group.sampling = core::PlanSamplingBatch(group.problems);
       group.layout = group.sampling->problem;

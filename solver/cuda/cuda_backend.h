@@ -35,7 +35,11 @@ int CudaDeviceCount();
 // (solver/core/implicit_backward.h, one thread per problem), same stream, one synchronisation.
 //
 // What does not run on the device: shapes without a device solver (linear n > 16 or m > 8; see
-// core::RunsOnDevice) are computed by an internal CpuBackend while the device works.
+// core::RunsOnDevice) are computed by an internal CpuBackend while the device works. Dynamics
+// graphs run on the device only for a forward solve in double of a discrete-time graph whose tape
+// has no matrix products, without cost or constraint graphs (the graph's element records, copied
+// to the device once per batch, run by the core's own sweeps: core::GraphTapeDynamics); every
+// other graph problem, and every backward pass of a graph, goes to the CpuBackend.
 class CudaBackend final : public SolverBackend {
  public:
   static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(const CudaBackendOptions& options);

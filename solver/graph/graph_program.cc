@@ -10,182 +10,16 @@
 namespace mpc {
 namespace {
 
-// The elementary functions over double and over dual numbers (one tangent is all the second
-// derivatives here need), so that one forward and one reverse sweep serve both.
+// The elementary functions and each op's local derivatives: solver/graph/element_sweeps.h, shared
+// with the element sweeps (host and device).
+using graph_sweep::AccumulateBinaryAdjoints;
+using graph_sweep::AddLanes;
+using graph_sweep::Binary;
+using graph_sweep::ElementValues;
+using graph_sweep::IsBinary;
+using graph_sweep::Unary;
+using graph_sweep::UnarySlope;
 using Dual1 = Dual<double, 1>;
-
-double Value(double a) { return a; }
-double Value(const Dual1& a) { return a.v; }
-
-double Exp(double a) { return std::exp(a); }
-double Log(double a) { return std::log(a); }
-double Sqrt(double a) { return std::sqrt(a); }
-double Sin(double a) { return std::sin(a); }
-double Cos(double a) { return std::cos(a); }
-double Tan(double a) { return std::tan(a); }
-double Atan(double a) { return std::atan(a); }
-double Tanh(double a) { return std::tanh(a); }
-double Pow(double a, double b) { return std::pow(a, b); }
-
-Dual1 Exp(const Dual1& a) {
-  const double e = std::exp(a.v);
-  return Chain(a, e, e);
-}
-Dual1 Log(const Dual1& a) { return Chain(a, std::log(a.v), 1.0 / a.v); }
-Dual1 Sqrt(const Dual1& a) {
-  const double r = std::sqrt(a.v);
-  return Chain(a, r, 0.5 / r);
-}
-Dual1 Sin(const Dual1& a) { return Chain(a, std::sin(a.v), std::cos(a.v)); }
-Dual1 Cos(const Dual1& a) { return Chain(a, std::cos(a.v), -std::sin(a.v)); }
-Dual1 Tan(const Dual1& a) {
-  const double t = std::tan(a.v);
-  return Chain(a, t, 1.0 + t * t);
-}
-Dual1 Atan(const Dual1& a) { return Chain(a, std::atan(a.v), 1.0 / (1.0 + a.v * a.v)); }
-Dual1 Tanh(const Dual1& a) {
-  const double t = std::tanh(a.v);
-  return Chain(a, t, 1.0 - t * t);
-}
-// a^b, differentiated in b only where b varies: log(a) is NaN for a negative base, which an
-// integer power of it (x ** 2) must not see.
-Dual1 Pow(const Dual1& a, const Dual1& b) {
-  const double y = std::pow(a.v, b.v);
-  Dual1 r(y);
-  r.d[0] = a.d[0] == 0.0 ? 0.0 : b.v * std::pow(a.v, b.v - 1.0) * a.d[0];
-  if (b.d[0] != 0.0) r.d[0] += y * std::log(a.v) * b.d[0];
-  return r;
-}
-
-template <typename S>
-S Sigmoid(const S& a) {
-  // exp of a negative argument only: no overflow for either sign.
-  if (Value(a) >= 0) return S(1.0) / (S(1.0) + Exp(-a));
-  const S e = Exp(a);
-  return e / (S(1.0) + e);
-}
-
-// log(1 + exp(a)), as torch's softplus (beta 1) computes it for large a.
-template <typename S>
-S Softplus(const S& a) {
-  if (Value(a) > 20.0) return a;
-  return Log(S(1.0) + Exp(a));
-}
-
-// Instruction: a GraphInstruction or an ElementInstruction (op, alpha, beta).
-template <class Instruction, typename S>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline S Unary(const Instruction& in, const S& a) {
-  switch (in.op) {
-    case GraphOp::kNeg:
-      return -a;
-    case GraphOp::kSqrt:
-      return Sqrt(a);
-    case GraphOp::kExp:
-      return Exp(a);
-    case GraphOp::kLog:
-      return Log(a);
-    case GraphOp::kAbs:
-      return Value(a) < 0 ? -a : a;
-    case GraphOp::kSin:
-      return Sin(a);
-    case GraphOp::kCos:
-      return Cos(a);
-    case GraphOp::kTan:
-      return Tan(a);
-    case GraphOp::kAtan:
-      return Atan(a);
-    case GraphOp::kTanh:
-      return Tanh(a);
-    case GraphOp::kSigmoid:
-      return Sigmoid(a);
-    case GraphOp::kRelu:
-      return Value(a) > 0 ? a : S(0.0);
-    case GraphOp::kLeakyRelu:
-      return Value(a) > 0 ? a : a * in.alpha;
-    case GraphOp::kElu:
-      return Value(a) > 0 ? a : (Exp(a) - 1.0) * in.alpha;
-    case GraphOp::kSoftplus:
-      return Softplus(a);
-    case GraphOp::kClip:
-      if (Value(a) < in.alpha) return S(in.alpha);
-      if (Value(a) > in.beta) return S(in.beta);
-      return a;
-    case GraphOp::kRoundToFloat:
-      return a + (static_cast<double>(static_cast<float>(Value(a))) - Value(a));
-    default:
-      return a;  // not a unary op (never reached: the sweeps dispatch by kind)
-  }
-}
-
-// d op(a) / d a, given a and y = op(a), as an S (so a dual sweep differentiates it too). Inlined
-// in every sweep (called per element, it cost the MLP's solve 3%).
-template <class Instruction, typename S>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline S UnarySlope(const Instruction& in, const S& a, const S& y) {
-  switch (in.op) {
-    case GraphOp::kNeg:
-      return S(-1.0);
-    case GraphOp::kSqrt:
-      return 0.5 / y;
-    case GraphOp::kExp:
-      return y;
-    case GraphOp::kLog:
-      return 1.0 / a;
-    case GraphOp::kAbs:
-      return S(Value(a) < 0 ? -1.0 : (Value(a) > 0 ? 1.0 : 0.0));
-    case GraphOp::kSin:
-      return Cos(a);
-    case GraphOp::kCos:
-      return -Sin(a);
-    case GraphOp::kTan:
-      return 1.0 + y * y;
-    case GraphOp::kAtan:
-      return 1.0 / (1.0 + a * a);
-    case GraphOp::kTanh:
-      return 1.0 - y * y;
-    case GraphOp::kSigmoid:
-      return y * (1.0 - y);
-    case GraphOp::kRelu:
-      return S(Value(a) > 0 ? 1.0 : 0.0);
-    case GraphOp::kLeakyRelu:
-      return S(Value(a) > 0 ? 1.0 : in.alpha);
-    case GraphOp::kElu:
-      return Value(a) > 0 ? S(1.0) : y + in.alpha;
-    case GraphOp::kSoftplus:
-      return Value(a) > 20.0 ? S(1.0) : Sigmoid(a);
-    case GraphOp::kClip:
-      // torch.clamp's derivative: 1 on the closed interval.
-      return S(Value(a) >= in.alpha && Value(a) <= in.beta ? 1.0 : 0.0);
-    case GraphOp::kRoundToFloat:
-      return S(1.0);
-    default:
-      return S(0.0);
-  }
-}
-
-// Inlined into the sweeps (a call per element cost the cartpole graph's solve 16%).
-template <typename S>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline S Binary(GraphOp op, const S& a, const S& b) {
-  switch (op) {
-    case GraphOp::kAdd:
-      return a + b;
-    case GraphOp::kSub:
-      return a - b;
-    case GraphOp::kMul:
-      return a * b;
-    case GraphOp::kDiv:
-      return a / b;
-    case GraphOp::kPow:
-      return Pow(a, b);
-    case GraphOp::kMin:
-      return Value(b) < Value(a) ? b : a;
-    case GraphOp::kMax:
-      return Value(a) < Value(b) ? b : a;
-    default:
-      return a;
-  }
-}
-
-bool IsBinary(GraphOp op) { return op >= GraphOp::kAdd && op <= GraphOp::kMax; }
 
 // Matrix products (kMatMul). Every product of an instruction is O = A B with A (rows, inner) at
 // strides (a_row, a_col) and B (inner, cols) at (b_row, b_col). A layer exported from nn.Linear
@@ -398,85 +232,11 @@ void Forward(const std::vector<GraphInstruction>& tape, S* v) {
   Forward(tape.data(), tape.data() + tape.size(), v);
 }
 
-// Element e's value (FlattenToElements): the instruction's operation on its element, so the same
-// bits as Forward.
-template <typename S>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void ForwardElement(const ElementInstruction& e, S* v) {
-  S& out = v[e.out];
-  switch (e.code) {
-    case ElementCode::kGatherZero:
-      out = S(0.0);
-      break;
-    case ElementCode::kGatherFirst:
-      out = S(0.0) + v[e.a];
-      break;
-    case ElementCode::kGatherNext:
-      out = out + v[e.a];
-      break;
-    case ElementCode::kAdd:
-      out = v[e.a] + v[e.b];
-      break;
-    case ElementCode::kSub:
-      out = v[e.a] - v[e.b];
-      break;
-    case ElementCode::kMul:
-      out = v[e.a] * v[e.b];
-      break;
-    case ElementCode::kBinary:
-      out = Binary(e.op, v[e.a], v[e.b]);
-      break;
-    case ElementCode::kUnary:
-      out = Unary(e, v[e.a]);
-      break;
-  }
-}
-
 // The values of a program: by its elements where it has them, else by its tape.
 template <typename S>
 void Values(const GraphProgram& program, S* v) {
   if (program.elements.empty()) return Forward(program.tape, v);
-  for (const ElementInstruction& e : program.elements) ForwardElement(e, v);
-}
-
-// ga += gy d op(a, b)/da and gb += gy d op(a, b)/db (each where asked: to_a, to_b) for a binary
-// instruction at (a, b) with y = op(a, b): a reverse sweep's step, and on zeros with gy = 1 the
-// partials a forward sweep applies to its tangents.
-template <typename S>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateBinaryAdjoints(GraphOp op, const S& a,
-                                                                  const S& b, const S& y,
-                                                                  const S& gy, bool to_a, bool to_b,
-                                                                  S& ga, S& gb) {
-  switch (op) {
-    case GraphOp::kAdd:
-      if (to_a) ga += gy;
-      if (to_b) gb += gy;
-      break;
-    case GraphOp::kSub:
-      if (to_a) ga += gy;
-      if (to_b) gb -= gy;
-      break;
-    case GraphOp::kMul:
-      if (to_a) ga += gy * b;
-      if (to_b) gb += gy * a;
-      break;
-    case GraphOp::kDiv:
-      if (to_a) ga += gy / b;
-      if (to_b) gb -= gy * y / b;
-      break;
-    case GraphOp::kPow:
-      if (to_a) ga += gy * b * Pow(a, b - 1.0);
-      // log(a) only where a > 0: a negative base has no derivative in the exponent.
-      if (to_b && Value(a) > 0) gb += gy * y * Log(a);
-      break;
-    case GraphOp::kMin:
-      (Value(b) < Value(a) ? gb : ga) += gy;
-      break;
-    case GraphOp::kMax:
-      (Value(a) < Value(b) ? gb : ga) += gy;
-      break;
-    default:
-      break;
-  }
+  ElementValues(program.elements.data(), static_cast<int>(program.elements.size()), v);
 }
 
 // Accumulates into g the adjoints of every position (kOfAll) or of the active ones (kOfInputs),
@@ -507,20 +267,6 @@ void Reverse(const GraphProgram& program, const S* v, S* g, GraphAdjoints adjoin
       S* ga = g + in.input;
       for (int i = 0; i < in.size; ++i) ga[i] += gy[i] * UnarySlope(in, a[i], y[i]);
     }
-  }
-}
-
-// to = da ta + db tb over the lanes, each term only where its operand is active (a binary
-// instruction's tangents).
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddLanes(bool a_active, bool b_active, double da,
-                                                  double db, const double* ta, const double* tb,
-                                                  int lanes, double* to) {
-  if (!b_active) {
-    for (int l = 0; l < lanes; ++l) to[l] = da * ta[l];
-  } else if (!a_active) {
-    for (int l = 0; l < lanes; ++l) to[l] = db * tb[l];
-  } else {
-    for (int l = 0; l < lanes; ++l) to[l] = da * ta[l] + db * tb[l];
   }
 }
 
@@ -569,80 +315,20 @@ void ForwardTapeLanes(const std::vector<GraphInstruction>& tape, double* v, int 
   }
 }
 
-// ForwardTapeLanes over a program's elements (FlattenToElements): each element's value, then its
-// tangents from the same local derivatives in the same order, so the same bits.
-template <int kLanes>
-void ForwardElementLanes(const std::vector<ElementInstruction>& elements, double* v,
-                         int run_time_lanes, double* t) {
-  const int lanes = kLanes > 0 ? kLanes : run_time_lanes;
-  const auto lanes_of = [&](int position) {
-    return t + static_cast<std::size_t>(position) * lanes;
-  };
-  for (const ElementInstruction& e : elements) {
-    ForwardElement(e, v);
-    if (!e.active) continue;
-    double* to = lanes_of(e.out);
-    const double* ta = lanes_of(e.a);
-    const double* tb = lanes_of(e.b);
-    // Add, Sub, Mul: AccumulateBinaryAdjoints' partials with gy = 1 (1 and -1 exactly; 0 + b),
-    // written out so that the lanes need no second dispatch.
-    switch (e.code) {
-      case ElementCode::kGatherZero:
-        std::fill_n(to, lanes, 0.0);
-        break;
-      case ElementCode::kGatherFirst:
-        for (int l = 0; l < lanes; ++l) to[l] = 0.0 + ta[l];
-        break;
-      case ElementCode::kGatherNext:
-        for (int l = 0; l < lanes; ++l) to[l] += ta[l];
-        break;
-      case ElementCode::kAdd:
-        AddLanes(e.a_active, e.b_active, 1.0, 1.0, ta, tb, lanes, to);
-        break;
-      case ElementCode::kSub:
-        AddLanes(e.a_active, e.b_active, 1.0, -1.0, ta, tb, lanes, to);
-        break;
-      case ElementCode::kMul:
-        AddLanes(e.a_active, e.b_active, 0.0 + v[e.b], 0.0 + v[e.a], ta, tb, lanes, to);
-        break;
-      case ElementCode::kBinary: {
-        double da = 0.0, db = 0.0;
-        AccumulateBinaryAdjoints(e.op, v[e.a], v[e.b], v[e.out], 1.0, true, true, da, db);
-        AddLanes(e.a_active, e.b_active, da, db, ta, tb, lanes, to);
-        break;
-      }
-      case ElementCode::kUnary: {
-        const double slope = UnarySlope(e, v[e.a], v[e.out]);
-        for (int l = 0; l < lanes; ++l) to[l] = slope * ta[l];
-        break;
-      }
-    }
-  }
-}
-
-template <int kLanes>
-void ForwardLanes(const GraphProgram& program, double* v, int run_time_lanes, double* t) {
-  if (program.elements.empty()) {
-    ForwardTapeLanes<kLanes>(program.tape, v, run_time_lanes, t);
-  } else {
-    ForwardElementLanes<kLanes>(program.elements, v, run_time_lanes, t);
-  }
-}
-
-// ForwardLanes with the lane count as a compile-time constant up to kMaxFixedLanes.
-constexpr int kMaxFixedLanes = 16;
-
-template <int... kCounts>
-void ForwardLanesOfCount(std::integer_sequence<int, kCounts...>, const GraphProgram& program,
-                         double* v, int lanes, double* t) {
+// Calls f(std::integral_constant<int, k>()) with k = lanes when 1 <= lanes <= kMaxFixedGraphLanes
+// (the lane count as a compile-time constant: the lane loops unroll), else with k = 0 (run-time
+// lanes).
+template <class F, int... kCounts>
+void WithLaneCount(std::integer_sequence<int, kCounts...>, int lanes, F&& f) {
   const bool fixed =
-      ((lanes == kCounts + 1 ? (ForwardLanes<kCounts + 1>(program, v, lanes, t), true) : false) ||
+      ((lanes == kCounts + 1 ? (f(std::integral_constant<int, kCounts + 1>()), true) : false) ||
        ...);
-  if (!fixed) ForwardLanes<0>(program, v, lanes, t);
+  if (!fixed) f(std::integral_constant<int, 0>());
 }
 
-void ForwardLanes(const GraphProgram& program, double* v, int lanes, double* t) {
-  ForwardLanesOfCount(std::make_integer_sequence<int, kMaxFixedLanes>(), program, v, lanes, t);
+template <class F>
+void WithLaneCount(int lanes, F&& f) {
+  WithLaneCount(std::make_integer_sequence<int, kMaxFixedGraphLanes>(), lanes, std::forward<F>(f));
 }
 
 template <typename S>
@@ -787,9 +473,7 @@ GraphEvaluator::GraphEvaluator(std::shared_ptr<const GraphProgram> program)
     // its instruction's, or zero (theta, constants, inactive positions).
     const int tau_dim = program_->state_dim + program_->control_dim;
     lanes_.resize(program_->initial_buffer.size() * static_cast<std::size_t>(tau_dim));
-    for (int e = 0; e < tau_dim; ++e) {
-      lanes_[static_cast<std::size_t>(program_->x_position() + e) * tau_dim + e] = 1.0;
-    }
+    PrepareGraphTapeBuffers(program_->ElementView(), values_.data(), lanes_.data());
   }
   if (program_->is_cost) {
     const int nt = program_->state_dim;
@@ -980,6 +664,9 @@ void GraphEvaluator::Load(const double* x, const double* u, const double* theta)
 }
 
 void GraphEvaluator::Step(const double* x, const double* u, const double* theta, double* x_next) {
+  if (!program_->elements.empty()) {
+    return GraphTapeStep(program_->ElementView(), x, u, theta, values_.data(), x_next);
+  }
   Load(x, u, theta);
   Values(*program_, values_.data());
   for (int i = 0; i < program_->state_dim; ++i) x_next[i] = values_[program_->output + i];
@@ -990,9 +677,18 @@ void GraphEvaluator::StepWithJacobians(const double* x, const double* u, const d
   const GraphProgram& p = *program_;
   const int n = p.state_dim, m = p.control_dim;
   if (!lanes_.empty()) {
-    // The output's lanes are the rows of [A B].
+    // The output's lanes are the rows of [A B] (solver/graph/element_sweeps.h).
+    if (!p.elements.empty()) {
+      WithLaneCount(n + m, [&](auto lanes) {
+        GraphTapeStepWithJacobians<decltype(lanes)::value>(
+            p.ElementView(), x, u, theta, values_.data(), lanes_.data(), x_next, A, B);
+      });
+      return;
+    }
     Load(x, u, theta);
-    ForwardLanes(p, values_.data(), n + m, lanes_.data());
+    WithLaneCount(n + m, [&](auto lanes) {
+      ForwardTapeLanes<decltype(lanes)::value>(p.tape, values_.data(), n + m, lanes_.data());
+    });
     for (int row = 0; row < n; ++row) {
       x_next[row] = values_[p.output + row];
       const double* derivative = lanes_.data() + static_cast<std::size_t>(p.output + row) * (n + m);

@@ -7,7 +7,8 @@
 // parameters theta, the constants, every intermediate) and a tape of a few primitive instructions
 // over it, constants already folded. A GraphEvaluator runs a program: values forward, adjoints
 // backward (reverse mode), and the same two sweeps over dual numbers for second derivatives
-// (forward over reverse). Host only (std containers); the CUDA backend does not run graphs.
+// (forward over reverse). Host only (std containers); the element records' sweeps are
+// solver/graph/element_sweeps.h, which the device runs too (core::GraphTapeDynamics).
 
 #include <array>
 #include <cstdint>
@@ -17,47 +18,10 @@
 
 #include "Eigen/Eigenvalues"
 #include "solver/dual.h"
+#include "solver/graph/element_sweeps.h"
 #include "solver/models/integrators.h"
 
 namespace mpc {
-
-// The primitive instructions every supported ONNX op lowers to.
-enum class GraphOp : std::uint8_t {
-  // out[i] = sum of buffer[source[k]] for k in [start[i], start[i + 1]): every structural op
-  // (Concat, Slice, Gather, Split, Squeeze, Unsqueeze, Reshape, Flatten, Transpose, Identity,
-  // Where with a constant condition, Cast), broadcasting, and ReduceSum.
-  kGather,
-  // Binary elementwise: out[i] = op(buffer[a[i]], buffer[b[i]]) (numpy broadcasting resolved
-  // into a and b).
-  kAdd,
-  kSub,
-  kMul,
-  kDiv,
-  kPow,
-  kMin,
-  kMax,
-  // Unary elementwise: out[i] = op(buffer[input + i]); alpha, beta as noted.
-  kNeg,
-  kSqrt,
-  kExp,
-  kLog,
-  kAbs,
-  kSin,
-  kCos,
-  kTan,
-  kAtan,
-  kTanh,
-  kSigmoid,
-  kRelu,
-  kLeakyRelu,  // alpha: the slope below 0
-  kElu,        // alpha
-  kSoftplus,
-  kClip,          // alpha = lower, beta = upper
-  kRoundToFloat,  // Cast to float32: the value rounded to float, derivative 1
-  // out[o + i * cols + j] = sum_k buffer[a + i * a_row + k * a_col] *
-  //                             buffer[b + k * b_row + j * b_col], for every (a, b, o) of a batch.
-  kMatMul,
-};
 
 // One step of the tape. Positions are offsets into the program's buffer.
 struct GraphInstruction {
@@ -78,35 +42,6 @@ struct GraphInstruction {
   // alone skips what does not. Every flag true (the default) is always correct.
   bool active = true;
   bool a_active = true, b_active = true;
-};
-
-// A tape without matrix products flattened to one record per output element (FlattenToElements):
-// what the value sweep and the forward Jacobian sweep run, so that the interpreter's work per
-// element is one small record and one switch (the instructions' operand vectors and the nested
-// dispatch cost the cartpole graph's scalar tape more than its arithmetic). A gather element is
-// its sources' sum in order: kGatherFirst out = 0 + v[a], then kGatherNext out = out + v[a] per
-// further source (kGatherZero: out = 0, none), so the same sums as the instruction's, bit for bit.
-// Add, Sub and Mul have codes of their own; the other binary and the unary ops go by `op`.
-enum class ElementCode : std::uint8_t {
-  kGatherZero,
-  kGatherFirst,
-  kGatherNext,
-  kAdd,
-  kSub,
-  kMul,
-  kBinary,
-  kUnary,
-};
-
-struct ElementInstruction {
-  ElementCode code = ElementCode::kGatherZero;
-  GraphOp op = GraphOp::kGather;  // the instruction's op
-  // The instruction's activity flags (GraphInstruction), for the Jacobian sweep.
-  bool active = true;
-  bool a_active = true, b_active = true;
-  int out = 0;
-  int a = 0, b = 0;  // operand positions (a: the unary input, the gather's source)
-  double alpha = 0.0, beta = 0.0;
 };
 
 // A named parameter of the graph (an ONNX initializer): theta[offset, offset + size) holds it,
@@ -147,6 +82,24 @@ struct GraphProgram {
   int x_position() const { return 0; }
   int u_position() const { return state_dim; }
   int theta_position() const { return state_dim + control_dim; }
+
+  // The element records and the buffer's layout as plain pointers (solver/graph/element_sweeps.h);
+  // valid while the program lives.
+  GraphTapeView ElementView() const {
+    GraphTapeView view;
+    view.elements = elements.data();
+    view.element_count = static_cast<int>(elements.size());
+    view.initial_buffer = initial_buffer.data();
+    view.buffer_size = static_cast<int>(initial_buffer.size());
+    view.state_dim = state_dim;
+    view.control_dim = control_dim;
+    view.param_dim = param_dim;
+    view.output = output;
+    view.x_position = x_position();
+    view.u_position = u_position();
+    view.theta_position = theta_position();
+    return view;
+  }
 };
 
 // Runs `tape` over `buffer` in place (values only): what constant folding evaluates a node with.

@@ -11,6 +11,7 @@ namespace mpc {
 struct LinearDynamics {
   static constexpr bool kIsLinear = true;
   static constexpr bool kIsGraph = false;
+  static constexpr bool kIsGraphTape = false;
   static constexpr int kParamDim = 0;
 };
 
@@ -20,6 +21,7 @@ template <class Model>
 struct ModelDynamics {
   static constexpr bool kIsLinear = false;
   static constexpr bool kIsGraph = false;
+  static constexpr bool kIsGraphTape = false;
   static constexpr int kParamDim = Model::kParamDim;
   using ModelType = Model;
 };
@@ -30,6 +32,19 @@ struct ModelDynamics {
 struct GraphDynamics {
   static constexpr bool kIsLinear = false;
   static constexpr bool kIsGraph = true;
+  static constexpr bool kIsGraphTape = false;
+  static constexpr int kParamDim = 0;  // the graph's count is known at run time only
+};
+
+// A discrete-time dynamics graph whose tape has no matrix products, run by the core itself on the
+// graph's element records (solver/graph/element_sweeps.h, the same sweeps the host's
+// GraphEvaluator runs) over IlqrBatchView::graph_tape and each problem's evaluation buffers:
+// what the device runs for a forward solve. Not a kIsGraph: nothing of the host's evaluator is
+// used (the backward pass, continuous-time graphs, MLP tapes and cost graphs stay there).
+struct GraphTapeDynamics {
+  static constexpr bool kIsLinear = false;
+  static constexpr bool kIsGraph = false;
+  static constexpr bool kIsGraphTape = true;
   static constexpr int kParamDim = 0;  // the graph's count is known at run time only
 };
 
