@@ -71,9 +71,9 @@ configure-sanitizers: deps
 	  -DMPCD_SANITIZE=address,undefined -DMPCD_FUZZ=ON -DMPCD_FUZZ_SECONDS=$(FUZZ_SECONDS) \
 	  -DMPCD_BUILD_BENCHMARKS=OFF -DMPCD_WITH_CUDA=OFF $(CMAKE_ARGS)
 
-# Every report also goes to a file under SANITIZER_REPORTS (log_path), and any file there fails the
-# target: a report from an mpcd that a Python test stops without checking its exit status would
-# otherwise pass unseen.
+# Every report also goes to a file under SANITIZER_REPORTS (log_path; named by binary and pid), and
+# any file there fails the target: a report from an mpcd that a Python test stops without checking
+# its exit status, or one cut short by the process exiting, would otherwise pass unseen.
 SANITIZER_REPORTS = $(abspath $(SANITIZER_BUILD_DIR))/sanitizer-reports
 # The instrumented solver runs 30-100 times slower than Release; the process tests divide work sized
 # for a wall time by this (MPCD_TEST_SLOWDOWN; docs/robustness.md §5).
@@ -81,8 +81,8 @@ SANITIZER_SLOWDOWN ?= 10
 check-sanitizers: configure-sanitizers
 	cmake --build $(SANITIZER_BUILD_DIR) -j$(JOBS)
 	rm -rf $(SANITIZER_REPORTS) && mkdir -p $(SANITIZER_REPORTS)
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:log_path=$(SANITIZER_REPORTS)/asan \
-	  UBSAN_OPTIONS=print_stacktrace=1:log_path=$(SANITIZER_REPORTS)/ubsan \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:log_exe_name=1:log_path=$(SANITIZER_REPORTS)/asan \
+	  UBSAN_OPTIONS=print_stacktrace=1:log_exe_name=1:log_path=$(SANITIZER_REPORTS)/ubsan \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0 \
 	  MPCD_TEST_SLOWDOWN=$(SANITIZER_SLOWDOWN) MPCD_TEST_SANITIZED=1 \
 	  ctest --test-dir $(SANITIZER_BUILD_DIR) --output-on-failure -j$(JOBS); status=$$?; \
