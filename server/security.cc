@@ -27,19 +27,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/openssl_lifetime.h"
 #include "solver/status_macros.h"
 
 namespace mpc {
 namespace {
 
-// gRPC leaves some of its threads running past main's return (they are never joined), and a thread
-// that has hashed a token or a graph frees OpenSSL's per-thread state as it ends. OpenSSL's atexit
-// cleanup frees the same state and assumes every thread has stopped: the two can meet in a double
-// free at exit (ASan caught one in thread T15 of an exiting mpcd; gRPC later made the same choice
-// for itself). Opting out of the atexit cleanup before anything initialises OpenSSL leaves that
-// memory to the end of the process. Every binary with the server links this file.
-[[maybe_unused]] const bool kOpenSslWithoutAtExitCleanup =
-    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr) == 1;
+// Before main: every binary with the server links this file (common/openssl_lifetime.h says why).
+[[maybe_unused]] const bool kOpenSslKeptUntilExit = KeepOpenSslUntilExit();
 
 using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
 using X509Ptr = std::unique_ptr<X509, decltype(&X509_free)>;
