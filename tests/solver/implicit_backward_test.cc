@@ -35,6 +35,7 @@
 #include "solver/models/model_list.h"
 #include "solver/models/model_registry.h"
 #include "solver/models/pendulum.h"
+#include "tests/testing/active_set.h"
 #include "tests/testing/dense_kkt.h"
 #include "tests/testing/max_abs.h"
 #include "tests/testing/random_problems.h"
@@ -283,18 +284,7 @@ struct Loss {
 
 // -1 / +1 at the lower / upper bound (mpc.pytorch's 1e-8 rule), 0 free.
 std::vector<int> ActiveSet(const Problem& p, const std::vector<double>& u) {
-  const int m = p.shape.control_dim;
-  std::vector<int> active(u.size(), 0);
-  if (p.u_lower.empty()) return active;
-  for (int t = 0; t < p.shape.horizon; ++t) {
-    const double* lo = testing::SliceAt(p.u_lower, t, m);
-    const double* hi = testing::SliceAt(p.u_upper, t, m);
-    for (int j = 0; j < m; ++j) {
-      if (std::abs(u[t * m + j] - lo[j]) <= kActiveSetTolerance) active[t * m + j] = -1;
-      if (std::abs(u[t * m + j] - hi[j]) <= kActiveSetTolerance) active[t * m + j] = 1;
-    }
-  }
-  return active;
+  return testing::ControlActiveSet(p, u, kActiveSetTolerance);
 }
 
 int CountActive(const std::vector<int>& active) {
