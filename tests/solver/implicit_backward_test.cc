@@ -40,6 +40,7 @@
 #include "tests/testing/max_abs.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/reference_case.h"
+#include "tests/testing/reference_case_fixture.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
@@ -107,15 +108,8 @@ BackwardProblem MakeBackward(const Problem& problem, const std::vector<double>& 
 // ---------------------------------------------------------------------------------------------
 // The reference data.
 
-class ReferenceGradientTest : public ::testing::TestWithParam<std::string> {
+class ReferenceGradientTest : public testing::ReferenceCaseFixture {
  protected:
-  void SetUp() override {
-    absl::StatusOr<ReferenceCase> rc =
-        testing::LoadReferenceCase(testing::ReferenceDir(), GetParam());
-    ASSERT_THAT(rc, IsOk());
-    rc_ = *std::move(rc);
-  }
-
   // The gradient of the file's loss (loss.Wx, loss.Wu) for element b at (x, u).
   ProblemGradient Gradient(int b, const std::vector<double>& x, const std::vector<double>& u,
                            GradientMode mode) const {
@@ -128,8 +122,6 @@ class ReferenceGradientTest : public ::testing::TestWithParam<std::string> {
     EXPECT_TRUE(AllFinite(g));
     return g;
   }
-
-  ReferenceCase rc_;
 };
 
 // How tolerances are chosen (numbers from the files):

@@ -46,6 +46,7 @@
 #include "tests/testing/dense_kkt.h"
 #include "tests/testing/max_abs.h"
 #include "tests/testing/reference_case.h"
+#include "tests/testing/reference_case_fixture.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
@@ -121,17 +122,14 @@ TEST(ReferenceDataTest, FolderHoldsEveryListedCase) {
   EXPECT_EQ(ids.size(), 23u);
 }
 
-class ReferenceCaseTest : public ::testing::TestWithParam<std::string> {
+class ReferenceCaseTest : public testing::ReferenceCaseFixture {
  protected:
   void SetUp() override {
-    absl::StatusOr<ReferenceCase> rc =
-        testing::LoadReferenceCase(testing::ReferenceDir(), GetParam());
-    ASSERT_THAT(rc, IsOk());
-    rc_ = *std::move(rc);
+    ReferenceCaseFixture::SetUp();
+    if (HasFatalFailure()) return;
     for (const Problem& p : rc_.problems) solutions_.push_back(SolveProblem(p));
   }
 
-  ReferenceCase rc_;
   std::vector<Solution> solutions_;
 };
 
