@@ -23,7 +23,7 @@ import unittest
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import client_test_args, module_server  # noqa: E402
+from mpcd_harness import class_client, client_test_args, module_server  # noqa: E402
 from constrained_qp import (OPTIONS, DenseQp, cutting_bounds, cutting_rows,  # noqa: E402
                            random_lqr, random_lqr_grid, stacked_lqr, stage_rows)
 
@@ -124,13 +124,7 @@ class Case:
 
 class ConstrainedGradientsTest(unittest.TestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.client = mpcd.Client(SERVER.target, timeout=120)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.client.close()
+    setUpClass, tearDownClass = class_client(globals(), timeout=120)
 
     def solve(self, T, problem, **options):
         return self.client.solve(T, [problem], options=dict(OPTIONS, **options)).solutions[0]

@@ -114,6 +114,20 @@ def module_server(module, *flags):
     return set_up, tear_down
 
 
+def class_client(module, timeout):
+    """setUpClass and tearDownClass for a TestCase of a module_server module: the first opens
+    `client`, an mpcd.Client on the module's SERVER with `timeout` seconds a call (mpcd is the
+    module's global of that name), the second closes it. Usage in the class body:
+    setUpClass, tearDownClass = class_client(globals(), timeout=60)."""
+    def set_up(cls):
+        cls.client = module["mpcd"].Client(module["SERVER"].target, timeout=timeout)
+
+    def tear_down(cls):
+        cls.client.close()
+
+    return classmethod(set_up), classmethod(tear_down)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
