@@ -19,20 +19,13 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd, client_test_args  # noqa: E402
+from mpcd_harness import client_test_args, module_server  # noqa: E402
 
 ARGS = None
 SERVER = None
 
 
-def setUpModule():
-    global SERVER
-    SERVER = Mpcd(ARGS.mpcd, "--backend=cpu")
-
-
-def tearDownModule():
-    code, _, err = SERVER.stop()
-    assert code == 0, err
+setUpModule, tearDownModule = module_server(globals(), "--backend=cpu")
 
 
 def load_example():

@@ -25,19 +25,13 @@ import grpc
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd, client_test_args  # noqa: E402
+from mpcd_harness import Mpcd, class_client, client_test_args, module_server  # noqa: E402
 
 ARGS = None
+SERVER = None
 
 
-def setUpModule():
-    global SERVER
-    SERVER = Mpcd(ARGS.mpcd, "--backend=cpu")
-
-
-def tearDownModule():
-    code, _, err = SERVER.stop()
-    assert code == 0, err
+setUpModule, tearDownModule = module_server(globals(), "--backend=cpu")
 
 
 def reference_cases():
@@ -61,13 +55,7 @@ def relative_error(got, want):
 
 class ClientTest(unittest.TestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.client = mpcd.Client(SERVER.target, timeout=30)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.client.close()
+    setUpClass, tearDownClass = class_client(globals(), timeout=30)
 
     def pendulum_problem(self, **overrides):
         fields = dict(x_init=[np.cos(0.5), np.sin(0.5), 0.0], C=np.diag([1.0, 1.0, 0.1, 0.001]),
@@ -416,13 +404,7 @@ class TorchReferenceTest(unittest.TestCase):
 class SamplingTest(unittest.TestCase):
     """SolverOptions.method through the client and mpcd.torch.MPC (method=, sampling=)."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.client = mpcd.Client(SERVER.target, timeout=60)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.client.close()
+    setUpClass, tearDownClass = class_client(globals(), timeout=60)
 
     @staticmethod
     def hanging(**overrides):

@@ -33,19 +33,13 @@ import grpc
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd  # noqa: E402
+from mpcd_harness import Mpcd, module_server  # noqa: E402
 
 ARGS = None
+SERVER = None
 
 
-def setUpModule():
-    global SERVER
-    SERVER = Mpcd(ARGS.mpcd, "--backend=cpu", "--threads=2")
-
-
-def tearDownModule():
-    code, _, err = SERVER.stop()
-    assert code == 0, err
+setUpModule, tearDownModule = module_server(globals(), "--backend=cpu", "--threads=2")
 
 
 def lqr_problem(rng, n=3, m=2, T=6, time_varying=False):

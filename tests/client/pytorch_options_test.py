@@ -18,19 +18,13 @@ import numpy as np
 import numpy.random as npr
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd, client_test_args  # noqa: E402
+from mpcd_harness import class_client, client_test_args, module_server  # noqa: E402
 
 ARGS = None
+SERVER = None
 
 
-def setUpModule():
-    global SERVER
-    SERVER = Mpcd(ARGS.mpcd, "--backend=cpu")
-
-
-def tearDownModule():
-    code, _, err = SERVER.stop()
-    assert code == 0, err
+setUpModule, tearDownModule = module_server(globals(), "--backend=cpu")
 
 
 def condensed_qp(C, c, F, f, x_init, gamma=0.0, prev=None, pinned=None):
@@ -66,13 +60,7 @@ def condensed_qp(C, c, F, f, x_init, gamma=0.0, prev=None, pinned=None):
 
 class PytorchOptionsTest(unittest.TestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.client = mpcd.Client(SERVER.target, timeout=60)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.client.close()
+    setUpClass, tearDownClass = class_client(globals(), timeout=60)
 
     def mpc(self, n, m, T, **kwargs):
         return MPC(n, m, T, client=self.client, **kwargs)

@@ -21,37 +21,20 @@ import unittest
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd, client_test_args  # noqa: E402
-from constrained_qp import (DenseQp, cutting_bounds, cutting_rows, random_lqr,  # noqa: E402
-                           random_lqr_grid, stage_rows)
+from mpcd_harness import class_client, client_test_args, module_server  # noqa: E402
+from constrained_qp import (OPTIONS, DenseQp, cutting_bounds, cutting_rows,  # noqa: E402
+                           random_lqr, random_lqr_grid, stacked_lqr, stage_rows)
 
 ARGS = None
 SERVER = None
 
 
-def setUpModule():
-    global SERVER
-    SERVER = Mpcd(ARGS.mpcd, "--backend=cpu")
-
-
-def tearDownModule():
-    code, _, err = SERVER.stop()
-    assert code == 0, err
-
-
-OPTIONS = {"max_iterations": 100, "tolerance": 1e-12, "constraint_tolerance": 1e-10,
-           "max_constraint_iterations": 40}
+setUpModule, tearDownModule = module_server(globals(), "--backend=cpu")
 
 
 class StateConstraintsTest(unittest.TestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.client = mpcd.Client(SERVER.target, timeout=120)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.client.close()
+    setUpClass, tearDownClass = class_client(globals(), timeout=120)
 
     def solve(self, T, problem, **options):
         result = self.client.solve(T, [problem], options=dict(OPTIONS, **options))
@@ -158,11 +141,7 @@ class StateConstraintsTest(unittest.TestCase):
         rng = np.random.RandomState(5)
         n, m, T, B = 3, 2, 8, 2
         problems = [random_lqr(rng, n, m, T) for _ in range(B)]
-        C = torch.tensor(np.stack([p[0] for p in problems], axis=1))
-        c = torch.tensor(np.stack([p[1] for p in problems], axis=1))
-        F = torch.tensor(np.stack([p[2] for p in problems], axis=1))
-        f = torch.tensor(np.stack([p[3] for p in problems], axis=1))
-        x_init = torch.tensor(np.stack([p[4] for p in problems]))
+        C, c, F, f, x_init = (torch.tensor(a) for a in stacked_lqr(problems))
         upper = np.array([0.05, np.inf, np.inf])
         x, u, _ = MPC(n, m, T, x_upper=upper, lqr_iter=100, eps=1e-12, backprop=False,
                       exit_unconverged=False, client=self.client)(

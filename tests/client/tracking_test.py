@@ -17,7 +17,7 @@ import unittest
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd, client_test_args  # noqa: E402
+from mpcd_harness import class_client, client_test_args, module_server  # noqa: E402
 
 ARGS = None
 SERVER = None
@@ -25,14 +25,7 @@ T, N, M = 10, 3, 1  # the pendulum: (cos th, sin th, dth), torque
 TIGHT = {"max_iterations": 100, "tolerance": 1e-10}
 
 
-def setUpModule():
-    global SERVER
-    SERVER = Mpcd(ARGS.mpcd, "--backend=cpu")
-
-
-def tearDownModule():
-    code, _, err = SERVER.stop()
-    assert code == 0, err
+setUpModule, tearDownModule = module_server(globals(), "--backend=cpu")
 
 
 def tracking_inputs(seed):
@@ -64,13 +57,7 @@ def x_init():
 
 class TrackingTest(unittest.TestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.client = mpcd.Client(SERVER.target, timeout=60)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.client.close()
+    setUpClass, tearDownClass = class_client(globals(), timeout=60)
 
     def solve(self, problem):
         result = self.client.solve(T, [problem], options=TIGHT)

@@ -17,6 +17,7 @@
 #include "solver/problem.h"
 #include "tests/testing/proto_tensors.h"
 #include "tests/testing/same_problem.h"
+#include "tests/testing/solve_batch.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
@@ -163,15 +164,7 @@ void ExpectSameProblems(const mpcd::v1::SolveRequest& a, const mpcd::v1::SolveRe
 std::vector<Solution> SolveAll(std::vector<Problem>& problems) {
   absl::StatusOr<std::unique_ptr<SolverBackend>> backend = MakeBackend(BackendKind::kCpu, 2);
   EXPECT_THAT(backend.status(), IsOk());
-  std::vector<Solution> solutions(problems.size());
-  std::vector<const Problem*> in;
-  std::vector<Solution*> out;
-  for (std::size_t i = 0; i < problems.size(); ++i) {
-    in.push_back(&problems[i]);
-    out.push_back(&solutions[i]);
-  }
-  EXPECT_THAT((*backend)->SolveBatch(in, out), IsOk());
-  return solutions;
+  return testing::SolveAll(**backend, problems);
 }
 
 TEST(BatchedLayout, StackedInputsConvertToThePerProblemProblems) {

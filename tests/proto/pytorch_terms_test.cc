@@ -29,6 +29,7 @@ using ::mpc::testing::DataOf;
 using ::mpc::testing::IsOk;
 using ::mpc::testing::MakeTensor;
 using ::mpc::testing::StatusIs;
+using ::mpc::testing::TightOptions;
 using ::testing::HasSubstr;
 
 constexpr int kN = 3;
@@ -73,13 +74,7 @@ TestProblem LinearProblem(bool time_varying, bool bounded, std::uint64_t seed) {
   return out;
 }
 
-struct Solved {
-  std::vector<double> x;  // (T, n)
-  std::vector<double> u;  // (T, m)
-  double cost = 0.0;
-  mpcd::v1::SolveStatus status = mpcd::v1::SOLVE_STATUS_UNSPECIFIED;
-  mpcd::v1::Solution proto;
-};
+using Solved = testing::FirstSolution;
 
 absl::StatusOr<Solved> Solve(const mpcd::v1::Problem& proto,
                              const mpcd::v1::SolverOptions& options = {}) {
@@ -87,23 +82,7 @@ absl::StatusOr<Solved> Solve(const mpcd::v1::Problem& proto,
   request.set_horizon(kT);
   *request.add_problems() = proto;
   *request.mutable_options() = options;
-  absl::StatusOr<mpcd::v1::SolveResponse> response = testing::SolveThroughConversion(request);
-  if (!response.ok()) return response.status();
-  Solved out;
-  out.proto = response->solutions(0);
-  out.x = DataOf(out.proto.x());
-  out.u = DataOf(out.proto.u());
-  out.cost = out.proto.cost();
-  out.status = out.proto.status();
-  return out;
-}
-
-// Tight options: these tests compare optima.
-mpcd::v1::SolverOptions Tight() {
-  mpcd::v1::SolverOptions options;
-  options.set_max_iterations(50);
-  options.set_tolerance(1e-12);
-  return options;
+  return testing::SolveFirstThroughConversion(request);
 }
 
 // The condensed QP over U = (u_0..u_{T-1}) of a linear problem with the slew-rate term
@@ -190,7 +169,7 @@ TEST(SlewRate, SolutionIsTheCondensedQpOptimum) {
     TestProblem tp = LinearProblem(time_varying, false, 11);
     tp.proto.set_slew_rate_penalty(0.7);
     *tp.proto.mutable_prev_ctrl() = MakeTensor({kM}, prev);
-    MPC_ASSERT_OK_AND_ASSIGN(const Solved solved, Solve(tp.proto, Tight()));
+    MPC_ASSERT_OK_AND_ASSIGN(const Solved solved, Solve(tp.proto, TightOptions()));
     EXPECT_EQ(solved.status, mpcd::v1::CONVERGED);
     ASSERT_EQ(solved.x.size(), static_cast<std::size_t>(kT * kN));  // the caller's state
     const std::vector<double> u = CondensedQpControls(tp.problem, 0.7, prev, {});
@@ -239,7 +218,7 @@ TEST(SlewRate, GainsHaveTheCallersStateDimension) {
 // L = sum r . tau of the solution of `proto`.
 double Loss(const mpcd::v1::Problem& proto, const std::vector<double>& rx,
             const std::vector<double>& ru) {
-  const absl::StatusOr<Solved> solved = Solve(proto, Tight());
+  const absl::StatusOr<Solved> solved = Solve(proto, TightOptions());
   EXPECT_THAT(solved.status(), IsOk());
   double total = 0;
   for (std::size_t e = 0; e < rx.size(); ++e) total += rx[e] * solved->x[e];
@@ -250,7 +229,7 @@ double Loss(const mpcd::v1::Problem& proto, const std::vector<double>& rx,
 // Checks every gradient the Backward RPC's conversion returns for `proto` against central
 // differences of whole solves: x_init, c, f entry by entry, C on symmetric pairs, F entry by entry.
 void ExpectGradientsMatchCentralDifferences(const mpcd::v1::Problem& proto) {
-  absl::StatusOr<Solved> solved = Solve(proto, Tight());
+  absl::StatusOr<Solved> solved = Solve(proto, TightOptions());
   ASSERT_THAT(solved.status(), IsOk());
   testing::Rng rng(5);
   std::vector<double> rx(kT * kN), ru(kT * kM);
@@ -347,7 +326,7 @@ TEST(SlewRate, GradientsMatchCentralDifferences) {
 TEST(SlewRate, GradientsWithActiveBoundsMatchCentralDifferences) {
   TestProblem tp = LinearProblem(false, true, 14);
   tp.proto.set_slew_rate_penalty(0.5);
-  MPC_ASSERT_OK_AND_ASSIGN(const Solved solved, Solve(tp.proto, Tight()));
+  MPC_ASSERT_OK_AND_ASSIGN(const Solved solved, Solve(tp.proto, TightOptions()));
   int active = 0;
   for (int e = 0; e < kT * kM; ++e) {
     const int j = e % kM;
@@ -371,7 +350,7 @@ std::vector<double> Mask() {
 TEST(ZeroMask, PinsTheControlsAtZeroAndOptimisesTheRest) {
   TestProblem tp = LinearProblem(true, false, 21);
   *tp.proto.mutable_u_zero_mask() = MakeTensor({kT, kM}, Mask());
-  MPC_ASSERT_OK_AND_ASSIGN(const Solved solved, Solve(tp.proto, Tight()));
+  MPC_ASSERT_OK_AND_ASSIGN(const Solved solved, Solve(tp.proto, TightOptions()));
   EXPECT_EQ(solved.status, mpcd::v1::CONVERGED);
   const std::vector<double> u = CondensedQpControls(tp.problem, 0.0, {}, Mask());
   EXPECT_LT(MaxAbsDiff(solved.u, u), 1e-9);
@@ -395,7 +374,7 @@ TEST(ZeroMask, AMaskedControlOutsideItsBoundsIsClampedIntoThem) {
   std::vector<double> mask(kT * kM, 0.0);
   mask[0] = 1;  // u_0[0]: 0 clamped into [0.5, 2] is 0.5 (mpc.pytorch's forward pass)
   *tp.proto.mutable_u_zero_mask() = MakeTensor({kT, kM}, mask);
-  MPC_ASSERT_OK_AND_ASSIGN(const Solved solved, Solve(tp.proto, Tight()));
+  MPC_ASSERT_OK_AND_ASSIGN(const Solved solved, Solve(tp.proto, TightOptions()));
   EXPECT_EQ(solved.u[0], 0.5);
 }
 

@@ -26,6 +26,7 @@ using ::mpc::testing::IsOk;
 using ::mpc::testing::MakeTensor;
 using ::mpc::testing::Stack;
 using ::mpc::testing::StatusIs;
+using ::mpc::testing::TightOptions;
 using ::testing::HasSubstr;
 
 constexpr int kN = 3;
@@ -75,36 +76,17 @@ mpcd::v1::Problem TrackingProblem(const Layout& layout, bool bounded, std::uint6
   return proto;
 }
 
-struct Solved {
-  std::vector<double> x;  // (T, n)
-  std::vector<double> u;  // (T, m)
-  double cost = 0.0;
-  mpcd::v1::Solution proto;
-};
-
-mpcd::v1::SolverOptions Tight() {
-  mpcd::v1::SolverOptions options;
-  options.set_max_iterations(50);
-  options.set_tolerance(1e-12);
-  return options;
-}
+using Solved = testing::FirstSolution;
 
 absl::StatusOr<Solved> Solve(const mpcd::v1::SolveRequest& request) {
-  absl::StatusOr<mpcd::v1::SolveResponse> response = testing::SolveThroughConversion(request);
-  if (!response.ok()) return response.status();
-  Solved out;
-  out.proto = response->solutions(0);
-  out.x = DataOf(out.proto.x());
-  out.u = DataOf(out.proto.u());
-  out.cost = out.proto.cost();
-  return out;
+  return testing::SolveFirstThroughConversion(request);
 }
 
 mpcd::v1::SolveRequest OneProblem(const mpcd::v1::Problem& proto) {
   mpcd::v1::SolveRequest request;
   request.set_horizon(kT);
   *request.add_problems() = proto;
-  *request.mutable_options() = Tight();
+  *request.mutable_options() = TightOptions();
   return request;
 }
 
@@ -502,7 +484,7 @@ TEST(TrackingCost, BatchedTrackingInputsAreSlicesOverTheTemplate) {
     own.push_back(TrackingProblem(layout, true, seed));
   mpcd::v1::SolveRequest batched;
   batched.set_horizon(kT);
-  *batched.mutable_options() = Tight();
+  *batched.mutable_options() = TightOptions();
   mpcd::v1::Problem* shared = batched.mutable_problem_template();
   *shared = own[0];
   shared->clear_x_init();

@@ -19,6 +19,7 @@
 #include "solver/make_backend.h"
 #include "solver/solution_jacobians.h"
 #include "tests/testing/random_problems.h"
+#include "tests/testing/solve_batch.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
@@ -29,6 +30,7 @@ using testing::RandomCartpoleProblem;
 using testing::RandomLqrProblem;
 using testing::RandomModelOptions;
 using testing::RandomPendulumProblem;
+using testing::SolveAll;
 using testing::StatusIs;
 
 std::vector<Problem> MixedBatch(int copies) {
@@ -42,15 +44,6 @@ std::vector<Problem> MixedBatch(int copies) {
         {.state_dim = 5, .control_dim = 2, .horizon = 10, .bounded = seed % 2 == 0}, seed));
   }
   return problems;
-}
-
-std::vector<Solution> SolveWith(SolverBackend& backend,
-                                const std::vector<const Problem*>& problems) {
-  std::vector<Solution> solutions(problems.size());
-  std::vector<Solution*> outputs;
-  for (Solution& s : solutions) outputs.push_back(&s);
-  EXPECT_THAT(backend.SolveBatch(problems, outputs), IsOk());
-  return solutions;
 }
 
 TEST(CpuBackendTest, EveryProblemIsBitwiseTheSameAloneOrInAnyBatch) {
@@ -68,7 +61,7 @@ TEST(CpuBackendTest, EveryProblemIsBitwiseTheSameAloneOrInAnyBatch) {
       std::vector<const Problem*> batch = order;
       if (arrangement == 1) std::reverse(batch.begin(), batch.end());
       if (arrangement == 2) batch.insert(batch.end(), order.begin(), order.end());
-      const std::vector<Solution> solved = SolveWith(**backend, batch);
+      const std::vector<Solution> solved = SolveAll(**backend, batch);
       for (size_t i = 0; i < batch.size(); ++i) {
         const size_t original = batch[i] - problems.data();
         EXPECT_EQ(solved[i].x, alone[original].x) << "threads " << threads << " problem " << i;
@@ -145,7 +138,7 @@ TEST(CpuBackendTest, ComputeJacobiansOfSolutionsSolvedElsewhere) {
   for (const Problem& p : problems) batch.push_back(&p);
   auto backend = CpuBackend::Create({3});
   ASSERT_THAT(backend.status(), IsOk());
-  std::vector<Solution> solved = SolveWith(**backend, batch);   // no Jacobians asked for yet
+  std::vector<Solution> solved = SolveAll(**backend, batch);    // no Jacobians asked for yet
   for (Solution& s : solved) s.params_jacobian.assign(2, 1.0);  // stale
   std::vector<Solution*> outputs;
   for (Solution& s : solved) outputs.push_back(&s);
@@ -158,7 +151,7 @@ TEST(CpuBackendTest, ComputeJacobiansOfSolutionsSolvedElsewhere) {
     p.options.jacobian_mode = GradientMode::kExact;
   }
   (*backend)->ComputeJacobians(batch, outputs);
-  const std::vector<Solution> reference = SolveWith(**backend, batch);  // computed in the launch
+  const std::vector<Solution> reference = SolveAll(**backend, batch);  // computed in the launch
   for (std::size_t i = 0; i < problems.size(); ++i) {
     EXPECT_FALSE(solved[i].x_init_jacobian.empty());
     EXPECT_EQ(solved[i].x_init_jacobian, reference[i].x_init_jacobian) << "problem " << i;
@@ -222,7 +215,7 @@ TEST(CpuBackendTest, KeepsAtMostMaxCachedShapesWorkspacesAndStaysExact) {
   auto backend = CpuBackend::Create({.threads = 1, .max_cached_shapes = 2});
   ASSERT_THAT(backend.status(), IsOk());
   for (const Problem& problem : problems) {
-    const std::vector<Solution> solved = SolveWith(**backend, {&problem});
+    const std::vector<Solution> solved = SolveAll(**backend, {&problem});
     const Solution fresh = SolveProblem(problem);
     EXPECT_EQ(solved[0].x, fresh.x);
     EXPECT_EQ(solved[0].u, fresh.u);
@@ -388,7 +381,7 @@ TEST(SolveInterruptTest, ACancelledCallerStopsBeforeTheFirstIteration) {
   problem.options.compute_x_init_jacobian = true;
   auto backend = CpuBackend::Create({.threads = 1});
   ASSERT_THAT(backend.status(), IsOk());
-  const std::vector<Solution> solved = SolveWith(**backend, {&problem});
+  const std::vector<Solution> solved = SolveAll(**backend, {&problem});
   EXPECT_EQ(solved[0].status, SolveStatus::kDeadline);
   EXPECT_EQ(solved[0].iterations, 0);
   EXPECT_EQ(solved[0].x.size(), 10u * 3u);
@@ -405,7 +398,7 @@ TEST(CpuBackendTest, BackwardAtAnUnconvergedPointIsNotSolution) {
   for (int iterations : {1, 200}) {
     Problem problem = RandomCartpoleProblem({}, 5);
     problem.options.max_iterations = iterations;
-    const Solution solution = SolveWith(**backend, {&problem})[0];
+    const Solution solution = SolveAll(**backend, {&problem})[0];
     BackwardProblem backward;
     backward.problem = &problem;
     backward.x = solution.x;
@@ -439,7 +432,7 @@ TEST(CpuBackendTest, BackwardLeavesOutProblemsWhoseCallerIsGone) {
   for (int b = 0; b < 4; ++b) problems.push_back(RandomCartpoleProblem({}, b));
   std::vector<BackwardProblem> items(4);
   for (int b = 0; b < 4; ++b) {
-    const Solution solution = SolveWith(**backend, {&problems[b]})[0];
+    const Solution solution = SolveAll(**backend, {&problems[b]})[0];
     problems[b].interrupt = interrupts[b];
     items[b].problem = &problems[b];
     items[b].x = solution.x;
@@ -492,7 +485,7 @@ TEST(WorkspaceCacheTest, IsBoundedInBytesAndDoesNotKeepALargeWorkspace) {
   for (int n : {2, 3, 40, 50}) {
     const Problem problem = RandomLqrProblem({.state_dim = n, .control_dim = 2, .horizon = 200}, n);
     const Solution fresh = SolveProblem(problem);
-    EXPECT_EQ(SolveWith(**backend, {&problem})[0].x, fresh.x);
+    EXPECT_EQ(SolveAll(**backend, {&problem})[0].x, fresh.x);
     EXPECT_LE((*backend)->cached_workspace_bytes(), std::size_t{1} << 20);
   }
 }

@@ -35,10 +35,12 @@
 #include "solver/models/model_list.h"
 #include "solver/models/model_registry.h"
 #include "solver/models/pendulum.h"
+#include "tests/testing/active_set.h"
 #include "tests/testing/dense_kkt.h"
 #include "tests/testing/max_abs.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/reference_case.h"
+#include "tests/testing/reference_case_fixture.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
@@ -106,15 +108,8 @@ BackwardProblem MakeBackward(const Problem& problem, const std::vector<double>& 
 // ---------------------------------------------------------------------------------------------
 // The reference data.
 
-class ReferenceGradientTest : public ::testing::TestWithParam<std::string> {
+class ReferenceGradientTest : public testing::ReferenceCaseFixture {
  protected:
-  void SetUp() override {
-    absl::StatusOr<ReferenceCase> rc =
-        testing::LoadReferenceCase(testing::ReferenceDir(), GetParam());
-    ASSERT_THAT(rc, IsOk());
-    rc_ = *std::move(rc);
-  }
-
   // The gradient of the file's loss (loss.Wx, loss.Wu) for element b at (x, u).
   ProblemGradient Gradient(int b, const std::vector<double>& x, const std::vector<double>& u,
                            GradientMode mode) const {
@@ -127,8 +122,6 @@ class ReferenceGradientTest : public ::testing::TestWithParam<std::string> {
     EXPECT_TRUE(AllFinite(g));
     return g;
   }
-
-  ReferenceCase rc_;
 };
 
 // How tolerances are chosen (numbers from the files):
@@ -283,18 +276,7 @@ struct Loss {
 
 // -1 / +1 at the lower / upper bound (mpc.pytorch's 1e-8 rule), 0 free.
 std::vector<int> ActiveSet(const Problem& p, const std::vector<double>& u) {
-  const int m = p.shape.control_dim;
-  std::vector<int> active(u.size(), 0);
-  if (p.u_lower.empty()) return active;
-  for (int t = 0; t < p.shape.horizon; ++t) {
-    const double* lo = testing::SliceAt(p.u_lower, t, m);
-    const double* hi = testing::SliceAt(p.u_upper, t, m);
-    for (int j = 0; j < m; ++j) {
-      if (std::abs(u[t * m + j] - lo[j]) <= kActiveSetTolerance) active[t * m + j] = -1;
-      if (std::abs(u[t * m + j] - hi[j]) <= kActiveSetTolerance) active[t * m + j] = 1;
-    }
-  }
-  return active;
+  return testing::ControlActiveSet(p, u, kActiveSetTolerance);
 }
 
 int CountActive(const std::vector<int>& active) {

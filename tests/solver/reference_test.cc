@@ -42,9 +42,11 @@
 #include "gtest/gtest.h"
 #include "solver/cpu/ilqr.h"
 #include "solver/problem.h"
+#include "tests/testing/active_set.h"
 #include "tests/testing/dense_kkt.h"
 #include "tests/testing/max_abs.h"
 #include "tests/testing/reference_case.h"
+#include "tests/testing/reference_case_fixture.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
@@ -81,19 +83,7 @@ Tolerances TolerancesFor(const ReferenceCase& rc, int b) {
 
 // -1 at the lower bound, +1 at the upper, 0 free, row-major (T, m); all 0 without bounds.
 std::vector<int> ActiveSet(const Problem& p, const std::vector<double>& u) {
-  const int m = p.shape.control_dim;
-  std::vector<int> active(u.size(), 0);
-  if (p.u_lower.empty()) return active;
-  for (int t = 0; t < p.shape.horizon; ++t) {
-    const double* lo = testing::SliceAt(p.u_lower, t, m);
-    const double* hi = testing::SliceAt(p.u_upper, t, m);
-    for (int j = 0; j < m; ++j) {
-      const double v = u[t * m + j];
-      if (std::abs(v - lo[j]) <= kActiveTolerance) active[t * m + j] = -1;
-      if (std::abs(v - hi[j]) <= kActiveTolerance) active[t * m + j] = 1;
-    }
-  }
-  return active;
+  return testing::ControlActiveSet(p, u, kActiveTolerance);
 }
 
 TEST(ReferenceDataTest, IndexListsLoadableCases) {
@@ -132,17 +122,14 @@ TEST(ReferenceDataTest, FolderHoldsEveryListedCase) {
   EXPECT_EQ(ids.size(), 23u);
 }
 
-class ReferenceCaseTest : public ::testing::TestWithParam<std::string> {
+class ReferenceCaseTest : public testing::ReferenceCaseFixture {
  protected:
   void SetUp() override {
-    absl::StatusOr<ReferenceCase> rc =
-        testing::LoadReferenceCase(testing::ReferenceDir(), GetParam());
-    ASSERT_THAT(rc, IsOk());
-    rc_ = *std::move(rc);
+    ReferenceCaseFixture::SetUp();
+    if (HasFatalFailure()) return;
     for (const Problem& p : rc_.problems) solutions_.push_back(SolveProblem(p));
   }
 
-  ReferenceCase rc_;
   std::vector<Solution> solutions_;
 };
 

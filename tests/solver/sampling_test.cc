@@ -19,6 +19,7 @@
 #include "solver/cpu/ilqr.h"
 #include "solver/problem.h"
 #include "tests/testing/random_problems.h"
+#include "tests/testing/solve_batch.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
@@ -29,27 +30,13 @@ using testing::RandomCartpoleProblem;
 using testing::RandomLqrProblem;
 using testing::RandomModelOptions;
 using testing::RandomPendulumProblem;
+using testing::SolveAll;
 using testing::StatusIs;
 
 std::unique_ptr<CpuBackend> Backend(int threads) {
   auto backend = CpuBackend::Create({threads});
   EXPECT_THAT(backend.status(), IsOk());
   return *std::move(backend);
-}
-
-std::vector<Solution> SolveAll(SolverBackend& backend,
-                               const std::vector<const Problem*>& problems) {
-  std::vector<Solution> solutions(problems.size());
-  std::vector<Solution*> outputs;
-  for (Solution& s : solutions) outputs.push_back(&s);
-  EXPECT_THAT(backend.SolveBatch(problems, outputs), IsOk());
-  return solutions;
-}
-
-std::vector<Solution> SolveAll(SolverBackend& backend, const std::vector<Problem>& problems) {
-  std::vector<const Problem*> pointers;
-  for (const Problem& p : problems) pointers.push_back(&p);
-  return SolveAll(backend, pointers);
 }
 
 Solution SolveOne(SolverBackend& backend, const Problem& problem) {

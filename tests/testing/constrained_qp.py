@@ -5,6 +5,11 @@ with cvxopt, and its solution polished on its active set."""
 import numpy as np
 
 
+# The solver options the constrained tests solve with: converged far below their tolerances.
+OPTIONS = {"max_iterations": 100, "tolerance": 1e-12, "constraint_tolerance": 1e-10,
+           "max_constraint_iterations": 40}
+
+
 def random_lqr_grid(seeds):
     """(seed, unstable, varying, control_bounds) for every case of the random LQR grid."""
     return [(seed, unstable, varying, control_bounds) for seed in range(seeds)
@@ -24,6 +29,13 @@ def random_lqr(rng, n, m, T, unstable=False, varying=False):
     f = np.tile(0.1 * rng.randn(n), (T - 1, 1))
     x_init = rng.randn(n)
     return C, c, F, f, x_init
+
+
+def stacked_lqr(problems):
+    """B problems of random_lqr stacked in mpc.pytorch's layout: C (T, B, n+m, n+m),
+    c (T, B, n+m), F (T-1, B, n, n+m), f (T-1, B, n), x_init (B, n)."""
+    return tuple(np.stack([p[i] for p in problems], axis=1) for i in range(4)) + (
+        np.stack([p[4] for p in problems]),)
 
 
 def cutting_bounds(free_x, n, T, varying):

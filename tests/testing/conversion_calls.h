@@ -12,6 +12,7 @@
 #include "mpcd/v1/mpcd.pb.h"
 #include "proto/proto_conversion.h"
 #include "solver/cpu/cpu_backend.h"
+#include "tests/testing/proto_tensors.h"
 
 namespace mpc::testing {
 
@@ -51,6 +52,36 @@ inline absl::StatusOr<mpcd::v1::BackwardResponse> BackwardThroughConversion(
   mpcd::v1::BackwardResponse response;
   WriteGradients(request, gradients, inputs->problems, &response);
   return response;
+}
+
+// The first solution of a SolveThroughConversion answer, unpacked.
+struct FirstSolution {
+  std::vector<double> x;  // (T, n)
+  std::vector<double> u;  // (T, m)
+  double cost = 0.0;
+  mpcd::v1::SolveStatus status = mpcd::v1::SOLVE_STATUS_UNSPECIFIED;
+  mpcd::v1::Solution proto;
+};
+
+inline absl::StatusOr<FirstSolution> SolveFirstThroughConversion(
+    const mpcd::v1::SolveRequest& request) {
+  absl::StatusOr<mpcd::v1::SolveResponse> response = SolveThroughConversion(request);
+  if (!response.ok()) return response.status();
+  FirstSolution out;
+  out.proto = response->solutions(0);
+  out.x = DataOf(out.proto.x());
+  out.u = DataOf(out.proto.u());
+  out.cost = out.proto.cost();
+  out.status = out.proto.status();
+  return out;
+}
+
+// Tight options, for tests that compare optima: 50 iterations, tolerance 1e-12.
+inline mpcd::v1::SolverOptions TightOptions() {
+  mpcd::v1::SolverOptions options;
+  options.set_max_iterations(50);
+  options.set_tolerance(1e-12);
+  return options;
 }
 
 }  // namespace mpc::testing

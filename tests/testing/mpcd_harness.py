@@ -99,6 +99,35 @@ class Mpcd:
         return self.process.returncode, out, "".join(self._stderr_lines)
 
 
+def module_server(module, *flags):
+    """setUpModule and tearDownModule for a test module run against one mpcd: the first starts
+    Mpcd(ARGS.mpcd, *flags) as the module's SERVER (ARGS and SERVER are globals of `module`, the
+    module's globals()), the second stops it and fails unless it exited with 0. Usage:
+    setUpModule, tearDownModule = module_server(globals(), "--backend=cpu")."""
+    def set_up():
+        module["SERVER"] = Mpcd(module["ARGS"].mpcd, *flags)
+
+    def tear_down():
+        code, _, err = module["SERVER"].stop()
+        assert code == 0, err
+
+    return set_up, tear_down
+
+
+def class_client(module, timeout):
+    """setUpClass and tearDownClass for a TestCase of a module_server module: the first opens
+    `client`, an mpcd.Client on the module's SERVER with `timeout` seconds a call (mpcd is the
+    module's global of that name), the second closes it. Usage in the class body:
+    setUpClass, tearDownClass = class_client(globals(), timeout=60)."""
+    def set_up(cls):
+        cls.client = module["mpcd"].Client(module["SERVER"].target, timeout=timeout)
+
+    def tear_down(cls):
+        cls.client.close()
+
+    return classmethod(set_up), classmethod(tear_down)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

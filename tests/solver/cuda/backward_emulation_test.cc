@@ -19,6 +19,7 @@
 #include "tests/testing/device_layout_on_host.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/reference_case.h"
+#include "tests/testing/reference_case_fixture.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc::core {
@@ -77,26 +78,23 @@ double ExpectSameAsCpu(const std::vector<BackwardProblem>& problems, const std::
   return worst;
 }
 
-class DeviceBackwardReferenceTest : public ::testing::TestWithParam<std::string> {};
+class DeviceBackwardReferenceTest : public testing::ReferenceCaseFixture {};
 
 // mpc.pytorch's loss at mpc.pytorch's answer and at the exact optimum of every element, in every
 // mode the device computes.
 TEST_P(DeviceBackwardReferenceTest, MatchesCpuBackwardPass) {
-  absl::StatusOr<testing::ReferenceCase> rc =
-      testing::LoadReferenceCase(testing::ReferenceDir(), GetParam());
-  ASSERT_THAT(rc, IsOk());
-  const nlohmann::json& loss = rc->raw.at("loss");
+  const nlohmann::json& loss = rc_.raw.at("loss");
   std::vector<GradientMode> modes = {GradientMode::kDefault};
-  if (!rc->is_lqr()) {
+  if (!rc_.is_lqr()) {
     modes.push_back(GradientMode::kFullChain);
     modes.push_back(GradientMode::kExact);
   }
   std::vector<BackwardProblem> problems;
-  for (int b = 0; b < rc->n_batch; ++b) {
-    for (const std::vector<testing::ReferenceTrajectory>* points : {&rc->outputs, &rc->exact}) {
+  for (int b = 0; b < rc_.n_batch; ++b) {
+    for (const std::vector<testing::ReferenceTrajectory>* points : {&rc_.outputs, &rc_.exact}) {
       if (points->empty()) continue;
       for (GradientMode mode : modes) {
-        problems.push_back(MakeBackward(rc->problems[b], (*points)[b].x, (*points)[b].u,
+        problems.push_back(MakeBackward(rc_.problems[b], (*points)[b].x, (*points)[b].u,
                                         testing::ElementOfTimeFirst(loss.at("Wx"), b),
                                         testing::ElementOfTimeFirst(loss.at("Wu"), b), mode));
         ASSERT_THAT(ValidateBackwardProblem(problems.back()), IsOk());

@@ -17,7 +17,9 @@
 #include "solver/models/model_list.h"
 #include "tests/solver/cuda/device_comparison.h"
 #include "tests/solver/graph/graph_cases.h"
+#include "tests/testing/cartpole_graph.h"
 #include "tests/testing/random_problems.h"
+#include "tests/testing/solve_batch.h"
 
 namespace mpc {
 namespace {
@@ -32,41 +34,9 @@ std::shared_ptr<const GraphProgram> Compile(const std::string& file) {
 // Near-upright cartpole problems with the cartpole graph as their dynamics.
 std::vector<Problem> CartpoleGraphProblems(const std::shared_ptr<const GraphProgram>& graph,
                                            int count) {
-  std::vector<Problem> problems;
-  for (int seed = 0; seed < count; ++seed) {
-    testing::RandomModelOptions options;
-    options.horizon = 15;
-    options.th_half_width = 0.3;
-    options.thdot_half_width = 0.2;
-    Problem p = testing::RandomCartpoleProblem(options, seed);
-    p.options.max_iterations = 50;
-    p.options.tolerance = 1e-8;
-    p.options.compute_gains = seed % 2 == 0;
-    const std::vector<double> builtin = {9.81, 1.2, 0.15, 0.45};
-    p.shape.dynamics = DynamicsId::Graph(graph->fingerprint.data());
-    p.params.clear();
-    for (const GraphParameter& parameter : graph->parameters) {
-      for (int k = 0; k < CartpoleModel::kParamDim; ++k) {
-        if (parameter.name == CartpoleModel::kParamNames[k]) p.params.push_back(builtin[k]);
-      }
-    }
-    p.dt = 0.0;
-    p.graph = graph;
-    problems.push_back(std::move(p));
-  }
+  std::vector<Problem> problems = testing::NearUprightCartpoleGraphProblems(graph, count, 50);
+  for (int seed = 0; seed < count; ++seed) problems[seed].options.compute_gains = seed % 2 == 0;
   return problems;
-}
-
-std::vector<Solution> Solve(SolverBackend& backend, const std::vector<Problem>& problems) {
-  std::vector<Solution> solutions(problems.size());
-  std::vector<const Problem*> in;
-  std::vector<Solution*> out;
-  for (std::size_t i = 0; i < problems.size(); ++i) {
-    in.push_back(&problems[i]);
-    out.push_back(&solutions[i]);
-  }
-  EXPECT_TRUE(backend.SolveBatch(in, out).ok());
-  return solutions;
 }
 
 class CudaGraphTest : public ::testing::Test {
@@ -90,8 +60,8 @@ TEST_F(CudaGraphTest, TheCartpoleGraphOnTheDeviceMatchesTheCpuBackend) {
   ASSERT_NE(graph, nullptr);
   ASSERT_FALSE(graph->elements.empty());
   const std::vector<Problem> problems = CartpoleGraphProblems(graph, 64);
-  core::ExpectMatchesCpu(problems, Solve(*cuda_, problems), Solve(*cpu_, problems),
-                         "cartpole graph");
+  core::ExpectMatchesCpu(problems, testing::SolveAll(*cuda_, problems),
+                         testing::SolveAll(*cpu_, problems), "cartpole graph");
 }
 
 // A tape with matrix products (an MLP) has no element records: the CPU fallback solves it, so the
@@ -111,8 +81,8 @@ TEST_F(CudaGraphTest, AnMlpGraphStaysOnTheCpu) {
     p.graph = graph;
     problems.push_back(std::move(p));
   }
-  const std::vector<Solution> device = Solve(*cuda_, problems);
-  const std::vector<Solution> cpu = Solve(*cpu_, problems);
+  const std::vector<Solution> device = testing::SolveAll(*cuda_, problems);
+  const std::vector<Solution> cpu = testing::SolveAll(*cpu_, problems);
   for (std::size_t i = 0; i < problems.size(); ++i) {
     EXPECT_EQ(device[i].x, cpu[i].x);
     EXPECT_EQ(device[i].u, cpu[i].u);

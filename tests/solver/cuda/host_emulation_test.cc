@@ -23,6 +23,7 @@
 #include "tests/testing/device_layout_on_host.h"
 #include "tests/testing/random_problems.h"
 #include "tests/testing/reference_case.h"
+#include "tests/testing/reference_case_fixture.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc::core {
@@ -73,13 +74,10 @@ Comparison ExpectSameAsCpu(const std::vector<Problem>& problems, const std::stri
 
 std::vector<std::string> CaseIds() { return testing::ReferenceCaseIds(); }
 
-class DeviceSolverReferenceTest : public ::testing::TestWithParam<std::string> {};
+class DeviceSolverReferenceTest : public testing::ReferenceCaseFixture {};
 
 TEST_P(DeviceSolverReferenceTest, MatchesCpuSolverWithAndWithoutGains) {
-  absl::StatusOr<testing::ReferenceCase> rc =
-      testing::LoadReferenceCase(testing::ReferenceDir(), GetParam());
-  ASSERT_THAT(rc, IsOk());
-  std::vector<Problem> problems = rc->problems;
+  std::vector<Problem> problems = rc_.problems;
   ASSERT_TRUE(RunsOnDevice(problems[0].shape));
   ExpectSameAsCpu(problems, GetParam());
   for (Problem& p : problems) p.options.compute_gains = true;

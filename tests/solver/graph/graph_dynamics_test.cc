@@ -18,6 +18,7 @@
 #include "solver/models/model_derivatives.h"
 #include "solver/models/model_list.h"
 #include "tests/solver/graph/graph_cases.h"
+#include "tests/testing/cartpole_graph.h"
 #include "tests/testing/random_problems.h"
 
 namespace mpc {
@@ -32,17 +33,8 @@ std::shared_ptr<const GraphProgram> CartpoleGraph() {
 
 // The built-in problem with the graph as its dynamics; the model's parameters mapped by name.
 Problem AsGraphProblem(const Problem& builtin, std::shared_ptr<const GraphProgram> graph) {
-  Problem p = builtin;
-  p.shape.dynamics = DynamicsId::Graph(graph->fingerprint.data());
-  p.params.clear();
-  for (const GraphParameter& parameter : graph->parameters) {
-    for (int k = 0; k < CartpoleModel::kParamDim; ++k) {
-      if (parameter.name == CartpoleModel::kParamNames[k]) p.params.push_back(builtin.params[k]);
-    }
-  }
+  Problem p = testing::WithCartpoleGraph(builtin, std::move(graph), builtin.params);
   EXPECT_EQ(p.params.size(), builtin.params.size());
-  p.dt = 0.0;
-  p.graph = std::move(graph);
   return p;
 }
 

@@ -25,7 +25,9 @@
 #include "solver/packing.h"
 #include "tests/solver/cuda/device_comparison.h"
 #include "tests/solver/graph/graph_cases.h"
+#include "tests/testing/cartpole_graph.h"
 #include "tests/testing/random_problems.h"
+#include "tests/testing/solve_batch.h"
 
 namespace mpc {
 namespace {
@@ -51,26 +53,8 @@ Problem WithGraph(Problem p, const std::shared_ptr<const GraphProgram>& graph) {
 // Near-upright cartpole problems with the cartpole graph as their dynamics (its parameters by the
 // model's names, not the defaults).
 std::vector<Problem> CartpoleProblems(const std::shared_ptr<const GraphProgram>& graph, int count) {
-  std::vector<Problem> problems;
-  for (int seed = 0; seed < count; ++seed) {
-    testing::RandomModelOptions options;
-    options.horizon = 15;
-    options.th_half_width = 0.3;
-    options.thdot_half_width = 0.2;
-    Problem builtin = testing::RandomCartpoleProblem(options, seed);
-    builtin.options.max_iterations = 30;
-    builtin.options.tolerance = 1e-8;
-    const double values[CartpoleModel::kParamDim] = {9.81, 1.2, 0.15, 0.45};
-    Problem p = WithGraph(builtin, graph);
-    p.params.clear();
-    for (const GraphParameter& parameter : graph->parameters) {
-      for (int k = 0; k < CartpoleModel::kParamDim; ++k) {
-        if (parameter.name == CartpoleModel::kParamNames[k]) p.params.push_back(values[k]);
-      }
-    }
-    EXPECT_EQ(p.params.size(), graph->parameters.size());
-    problems.push_back(std::move(p));
-  }
+  std::vector<Problem> problems = testing::NearUprightCartpoleGraphProblems(graph, count, 30);
+  for (const Problem& p : problems) EXPECT_EQ(p.params.size(), graph->parameters.size());
   return problems;
 }
 
@@ -96,15 +80,7 @@ std::vector<Problem> CaseProblems(const std::shared_ptr<const GraphProgram>& gra
 std::vector<Solution> SolveOnCpuBackend(const std::vector<Problem>& problems) {
   absl::StatusOr<std::unique_ptr<CpuBackend>> backend = CpuBackend::Create({.threads = 1});
   EXPECT_TRUE(backend.ok());
-  std::vector<Solution> solutions(problems.size());
-  std::vector<const Problem*> in;
-  std::vector<Solution*> out;
-  for (std::size_t i = 0; i < problems.size(); ++i) {
-    in.push_back(&problems[i]);
-    out.push_back(&solutions[i]);
-  }
-  EXPECT_TRUE((*backend)->SolveBatch(in, out).ok());
-  return solutions;
+  return testing::SolveAll(**backend, problems);
 }
 
 // The core with GraphTapeDynamics over `problems` (one shape) packed in batches of batch_size, each
