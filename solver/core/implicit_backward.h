@@ -15,6 +15,7 @@
 
 #include "solver/core/batch_view.h"
 #include "solver/core/ilqr.h"
+#include "solver/core/problem_data.h"
 #include "solver/core/regularization.h"
 #include "solver/core/scratch.h"
 #include "solver/core/small_linalg.h"
@@ -250,8 +251,34 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     return i < n ? At(view_.dx, t * n + i) : At(view_.du, t * m + i - n);
   }
 
-  // A_t (n, n) and B_t (n, m), row-major: the problem's for linear dynamics, else the scratch
-  // written by Load.
+  // Whether the linearisation's A_t, B_t stay where Load writes them, in view_.A and view_.B,
+  // and are read there: as ProblemSolver::kJacobiansInPlace (ilqr.h).
+  static constexpr bool kJacobiansInPlace = Layout::kAdjacentElements && !Dynamics::kIsLinear;
+
+  // Where Load writes step t's A_t and B_t: in place (kJacobiansInPlace), else into the local
+  // arrays A and B, which StoreJacobians then copies into the scratch.
+  MPC_HOST_DEVICE StepJacobians<S> JacobianTargets(int t, S* A, S* B) const {
+    if constexpr (kJacobiansInPlace) {
+      return {&At(view_.A, t * n * n), &At(view_.B, t * n * m)};
+    } else {
+      return {A, B};
+    }
+  }
+
+  // A_t (n, n) and B_t (n, m), row-major: in place (kJacobiansInPlace), else copied into the
+  // local arrays A and B.
+  MPC_HOST_DEVICE StepJacobians<const S> Jacobians(int t, S* A, S* B) const {
+    if constexpr (kJacobiansInPlace) {
+      const StepJacobians<S> in_place = JacobianTargets(t, A, B);
+      return {in_place.A, in_place.B};
+    } else {
+      LoadJacobians(t, A, B);
+      return {A, B};
+    }
+  }
+
+  // A_t (n, n) and B_t (n, m), row-major, into A and B: the problem's for linear dynamics, else
+  // the scratch written by Load.
   MPC_HOST_DEVICE void LoadJacobians(int t, S* A, S* B) const {
     if constexpr (Dynamics::kIsLinear) {
       const int base = (in_.transition_slices > 1 ? t : 0) * n * nt;
@@ -434,14 +461,15 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     }
   }
 
-  // Stores the linearisation A_t (n, n), B_t (n, m) of step t; clears *finite on a NaN or Inf.
+  // Stores the linearisation A_t (n, n), B_t (n, m) of step t, written at JacobianTargets (in
+  // place already when kJacobiansInPlace); clears *finite on a NaN or Inf.
   MPC_HOST_DEVICE void StoreJacobians(int t, const S* A, const S* B, bool* finite) const {
     for (int e = 0; e < n * n; ++e) {
-      At(view_.A, t * n * n + e) = A[e];
+      if constexpr (!kJacobiansInPlace) At(view_.A, t * n * n + e) = A[e];
       *finite = *finite && IsFinite(A[e]);
     }
     for (int e = 0; e < n * m; ++e) {
-      At(view_.B, t * n * m + e) = B[e];
+      if constexpr (!kJacobiansInPlace) At(view_.B, t * n * m + e) = B[e];
       *finite = *finite && IsFinite(B[e]);
     }
   }
@@ -477,16 +505,19 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         }
       } else if constexpr (Dynamics::kIsGraph) {
         // No df/dtheta here: AssembleGradient takes its product with dlambda by reverse sweeps.
-        in_.graph->StepWithJacobians(x, u, in_.params, settings_.dt, next, A, B);
-        StoreJacobians(t, A, B, &finite);
+        const StepJacobians<S> F = JacobianTargets(t, A, B);
+        in_.graph->StepWithJacobians(x, u, in_.params, settings_.dt, next, F.A, F.B);
+        StoreJacobians(t, F.A, F.B, &finite);
       } else {
         using Model = typename Dynamics::ModelType;
         constexpr int p = Dynamics::kParamDim;
         S params[p] = {}, P[NX * p] = {}, unused[NX] = {};
         for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
-        StepWithJacobians<Model, MatrixOrder::kRowMajor, S>(x, u, params, settings_.dt, next, A, B);
+        const StepJacobians<S> F = JacobianTargets(t, A, B);
+        StepWithJacobians<Model, MatrixOrder::kRowMajor, S>(x, u, params, settings_.dt, next, F.A,
+                                                            F.B);
         StepParamJacobian<Model, S>(x, u, params, settings_.dt, unused, P);
-        StoreJacobians(t, A, B, &finite);
+        StoreJacobians(t, F.A, F.B, &finite);
         for (int e = 0; e < n * p; ++e) {
           At(view_.P, t * n * p + e) = P[e];
           finite = finite && IsFinite(P[e]);
@@ -539,20 +570,21 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     ScratchScope<S> scope(arena_);
     LocalArray<S, NX> x(arena_, n), lambda(arena_, n), lambda_next(arena_, n);
     LocalArray<S, NU> u(arena_, m);
-    LocalArray<S, NX * NX> A(arena_, n * n);
-    LocalArray<S, NX * NU> B(arena_, n * m);
+    LocalArray<S, NX * NX> A_copy(arena_, n * n);
+    LocalArray<S, NX * NU> B_copy(arena_, n * m);
     bool finite = true;
     for (int t = T_ - 1; t >= 0; --t) {
       for (int i = 0; i < n; ++i) x[i] = At(view_.x, t * n + i);
       for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
-      if (t + 1 < T_) LoadJacobians(t, A, B);
+      StepJacobians<const S> F = {A_copy, B_copy};
+      if (t + 1 < T_) F = Jacobians(t, A_copy, B_copy);
       for (int i = 0; i < n; ++i) {
         S s = 0;
         for (int j = 0; j < n; ++j) s += C(t, i, j) * x[j];
         for (int j = 0; j < m; ++j) s += C(t, n + j, i) * u[j];
         s += c(t, i);
         if (t + 1 < T_) {
-          for (int l = 0; l < n; ++l) s += A[l * n + i] * lambda_next[l];
+          for (int l = 0; l < n; ++l) s += F.A[l * n + i] * lambda_next[l];
         }
         if (kConstraintGradients && multipliers_ready_) s += RowsTransposed(view_.nu, t, i);
         lambda[i] = s;
@@ -564,7 +596,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         for (int j = 0; j < m; ++j) s += C(t, n + i, n + j) * u[j];
         s += c(t, n + i);
         if (t + 1 < T_) {
-          for (int l = 0; l < n; ++l) s += B[l * m + i] * lambda_next[l];
+          for (int l = 0; l < n; ++l) s += F.B[l * m + i] * lambda_next[l];
         }
         if (kConstraintGradients && multipliers_ready_) s += RowsTransposed(view_.nu, t, n + i);
         if (At(view_.free, t * m + i) != S(0)) {
@@ -681,9 +713,9 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   // of AddDynamicsToQ and the value function are not used here (zero v, scratch qx, qu, k).
   MPC_HOST_DEVICE bool FactorizeOnce(S reg, S* condition) {
     ScratchScope<S> scope(arena_);
-    LocalArray<S, NX * NX> A(arena_, n * n), VA(arena_, n * n), V(arena_, n * n),
+    LocalArray<S, NX * NX> A_copy(arena_, n * n), VA(arena_, n * n), V(arena_, n * n),
         Qxx(arena_, n * n);
-    LocalArray<S, NX * NU> B(arena_, n * m), VB(arena_, n * m), Qux(arena_, m * n),
+    LocalArray<S, NX * NU> B_copy(arena_, n * m), VB(arena_, n * m), Qux(arena_, m * n),
         K(arena_, m * n);
     LocalArray<S, NU * NU> Quu(arena_, m * m), L(arena_, m * m);
     LocalArray<S, NX> zero(arena_, n), v(arena_, n), qx(arena_, n);
@@ -698,8 +730,8 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         for (int j = 0; j < m; ++j) Quu[i * m + j] = H(t, n + i, n + j);
       }
       if (t + 1 < T_) {
-        LoadJacobians(t, A, B);
-        Kernels::template AddDynamicsToQ<S>(A, B, V, zero, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
+        const StepJacobians<const S> F = Jacobians(t, A_copy, B_copy);
+        Kernels::template AddDynamicsToQ<S>(F.A, F.B, V, zero, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
       }
       for (int i = 0; i < m; ++i) {
         if (At(view_.free, t * m + i) == S(0)) {
@@ -797,8 +829,8 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   // (mpc.pytorch's dlambda). Returns false when any of them is not finite.
   MPC_HOST_DEVICE bool SolveLqr(const Rhs& rhs) {
     ScratchScope<S> scope(arena_);
-    LocalArray<S, NX * NX> A(arena_, n * n);
-    LocalArray<S, NX * NU> B(arena_, n * m);
+    LocalArray<S, NX * NX> A_copy(arena_, n * n);
+    LocalArray<S, NX * NU> B_copy(arena_, n * m);
     LocalArray<S, NX> v(arena_, n), w(arena_, n), qx(arena_, n), dx(arena_, n), next(arena_, n),
         mu(arena_, n), mu_next(arena_, n);
     LocalArray<S, NU> qu(arena_, m), k(arena_, m), du(arena_, m);
@@ -808,7 +840,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       for (int i = 0; i < n; ++i) qx[i] = LinearTerm(rhs, t, i);
       for (int i = 0; i < m; ++i) qu[i] = LinearTerm(rhs, t, n + i);
       if (t + 1 < T_) {
-        LoadJacobians(t, A, B);
+        const StepJacobians<const S> F = Jacobians(t, A_copy, B_copy);
         // w = v_{t+1} + V_{t+1} h_t: the next value function's gradient where the step lands.
         for (int i = 0; i < n; ++i) {
           S s = v[i];
@@ -821,12 +853,12 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         }
         for (int i = 0; i < n; ++i) {
           S s = 0;
-          for (int l = 0; l < n; ++l) s += A[l * n + i] * w[l];
+          for (int l = 0; l < n; ++l) s += F.A[l * n + i] * w[l];
           qx[i] += s;
         }
         for (int i = 0; i < m; ++i) {
           S s = 0;
-          for (int l = 0; l < n; ++l) s += B[l * m + i] * w[l];
+          for (int l = 0; l < n; ++l) s += F.B[l * m + i] * w[l];
           qu[i] += s;
         }
       }
@@ -856,11 +888,11 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       }
       for (int i = 0; i < n; ++i) finite = finite && IsFinite(dx[i]);
       if (t + 1 < T_) {
-        LoadJacobians(t, A, B);
+        const StepJacobians<const S> F = Jacobians(t, A_copy, B_copy);
         for (int i = 0; i < n; ++i) {
           S s = 0;
-          for (int j = 0; j < n; ++j) s += A[i * n + j] * dx[j];
-          for (int j = 0; j < m; ++j) s += B[i * m + j] * du[j];
+          for (int j = 0; j < n; ++j) s += F.A[i * n + j] * dx[j];
+          for (int j = 0; j < m; ++j) s += F.B[i * m + j] * du[j];
           if (offsets) s += Offset(rhs, t, i);
           next[i] = s;
         }
@@ -869,13 +901,14 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     }
     if (rhs.kind != RhsKind::kCotangent) return finite;
     for (int t = T_ - 1; t >= 0; --t) {
-      if (t + 1 < T_) LoadJacobians(t, A, B);
+      StepJacobians<const S> F = {A_copy, B_copy};
+      if (t + 1 < T_) F = Jacobians(t, A_copy, B_copy);
       for (int i = 0; i < n; ++i) {
         S s = LinearTerm(rhs, t, i);
         for (int j = 0; j < n; ++j) s += H(t, i, j) * At(view_.dx, t * n + j);
         for (int j = 0; j < m; ++j) s += H(t, n + j, i) * At(view_.du, t * m + j);
         if (t + 1 < T_) {
-          for (int l = 0; l < n; ++l) s += A[l * n + i] * mu_next[l];
+          for (int l = 0; l < n; ++l) s += F.A[l * n + i] * mu_next[l];
         }
         mu[i] = s;
         finite = finite && IsFinite(s);

@@ -23,12 +23,24 @@ namespace mpc::core {
 // addresses) or contiguous (a batch of one: a CPU worker, where the loops then run over unit
 // strides).
 struct Interleaved {
+  // Whether a problem's consecutive elements are adjacent in memory, so that a run of them (a
+  // matrix of the linearisation) can be read in place.
+  static constexpr bool kAdjacentElements = false;
   MPC_HOST_DEVICE static long long Index(int e, int batch, int b) {
     return static_cast<long long>(e) * batch + b;
   }
 };
 struct Contiguous {
+  static constexpr bool kAdjacentElements = true;
   MPC_HOST_DEVICE static long long Index(int e, int /*batch*/, int /*b*/) { return e; }
+};
+
+// Step t's Jacobians of the dynamics, row-major, where a solver writes or reads them: in the
+// batch buffers themselves (Layout::kAdjacentElements) or in local copies. S: S or const S.
+template <typename S>
+struct StepJacobians {
+  S* A;  // (n, n)
+  S* B;  // (n, m)
 };
 
 // Whether a problem's view may carry a stage cost or constraint graph (IlqrBatchView::cost_graph,
