@@ -70,13 +70,19 @@ MPC_HOST_DEVICE inline Dual<S, N> operator-(const Dual<S, N>& a) {
   for (int i = 0; i < N; ++i) r.d[i] = -a.d[i];
   return r;
 }
+// Built element by element rather than as a copy of `a` updated in place: a copy written with
+// narrow stores and read back with wider loads stalls store forwarding. Same sums, same order.
 template <typename S, int N>
-MPC_HOST_DEVICE inline Dual<S, N> operator+(Dual<S, N> a, const Dual<S, N>& b) {
-  return a += b;
+MPC_HOST_DEVICE inline Dual<S, N> operator+(const Dual<S, N>& a, const Dual<S, N>& b) {
+  Dual<S, N> r(a.v + b.v);
+  for (int i = 0; i < N; ++i) r.d[i] = a.d[i] + b.d[i];
+  return r;
 }
 template <typename S, int N>
-MPC_HOST_DEVICE inline Dual<S, N> operator-(Dual<S, N> a, const Dual<S, N>& b) {
-  return a -= b;
+MPC_HOST_DEVICE inline Dual<S, N> operator-(const Dual<S, N>& a, const Dual<S, N>& b) {
+  Dual<S, N> r(a.v - b.v);
+  for (int i = 0; i < N; ++i) r.d[i] = a.d[i] - b.d[i];
+  return r;
 }
 template <typename S, int N>
 MPC_HOST_DEVICE inline Dual<S, N> operator*(const Dual<S, N>& a, const Dual<S, N>& b) {
@@ -196,6 +202,17 @@ MPC_HOST_DEVICE inline T Clamp(const T& a, double lo, double hi) {
   if (a < lo) return T(lo);
   if (a > hi) return T(hi);
   return a;
+}
+// The same for a dual, as one object whose every element is selected: three candidate objects
+// (two constants and a copy of `a`) merge only in memory, where the copy's narrow stores are read
+// back at once by wider loads that straddle them and stall store forwarding.
+template <typename S, int N>
+MPC_HOST_DEVICE inline Dual<S, N> Clamp(const Dual<S, N>& a, double lo, double hi) {
+  const bool below = a < lo;
+  const bool above = !below && a > hi;
+  Dual<S, N> r(below ? S(lo) : above ? S(hi) : a.v);
+  for (int i = 0; i < N; ++i) r.d[i] = below || above ? S(0) : a.d[i];
+  return r;
 }
 
 }  // namespace mpc
