@@ -10,13 +10,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "common/openssl_lifetime.h"
+#include "common/process_lifetime.h"
 #include "proto/error_details.h"
 
 namespace mpc {
 namespace {
 
-// Before main: every binary with the client links this file (common/openssl_lifetime.h says why).
+// Before main: every binary with the client links this file (common/process_lifetime.h says why).
 [[maybe_unused]] const bool kOpenSslKeptUntilExit = KeepOpenSslUntilExit();
 
 // One async call's state, alive until its callback has run (the gRPC callback holds a reference).

@@ -62,6 +62,7 @@
 #include "client/mpc_client.h"
 #include "client/mpcctl_help.h"
 #include "client/output_format.h"
+#include "common/process_lifetime.h"
 #include "mpcd/v1/mpcd.pb.h"
 #include "proto/error_details.h"
 #include "proto/proto_conversion.h"
@@ -856,9 +857,8 @@ absl::Status RunBench() {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// mpcctl's whole run: its exit code.
+int RunMpcctl(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
   const mpc::cli::ProgramHelp help = mpc::MpcctlHelp(kUsage);
   mpc::cli::InstallUsageConfig(help);
@@ -904,3 +904,8 @@ int main(int argc, char** argv) {
   if (!status.ok()) return Fail(status);
   return 0;
 }
+
+}  // namespace
+
+// Every object of the run is gone before the process ends; exit() would race gRPC's threads.
+int main(int argc, char** argv) { mpc::ExitWithoutTeardown(RunMpcctl(argc, argv)); }

@@ -32,6 +32,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/cli.h"
+#include "common/process_lifetime.h"
 #include "server/logger.h"
 #include "server/mpc_server.h"
 #include "server/security.h"
@@ -257,9 +258,8 @@ bool IsLoopback(const std::string& host) {
 // Set by the listener watchdog before it signals main to stop.
 std::atomic<bool> listener_failed{false};
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// mpcd's whole run, from the command line to the drained shutdown: its exit code.
+int RunMpcd(int argc, char** argv) {
   mpc::cli::ProgramHelp help;
   help.program = "mpcd";
   help.usage =
@@ -364,3 +364,7 @@ int main(int argc, char** argv) {
             << ")" << std::endl;
   return listener_failed.load() ? 3 : 0;
 }
+}  // namespace
+
+// Every object of the run is gone before the process ends; exit() would race gRPC's threads.
+int main(int argc, char** argv) { mpc::ExitWithoutTeardown(RunMpcd(argc, argv)); }

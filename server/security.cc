@@ -27,13 +27,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "common/openssl_lifetime.h"
+#include "common/process_lifetime.h"
 #include "solver/status_macros.h"
 
 namespace mpc {
 namespace {
 
-// Before main: every binary with the server links this file (common/openssl_lifetime.h says why).
+// Before main: every binary with the server links this file (common/process_lifetime.h says why).
 [[maybe_unused]] const bool kOpenSslKeptUntilExit = KeepOpenSslUntilExit();
 
 using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
