@@ -44,10 +44,41 @@ bool IsSupportedOp(const std::string& op) {
   return false;
 }
 
+// a * b, saturated at the largest int64 (dimensions come from the bytes of a request).
+std::int64_t SaturatingProduct(std::int64_t a, std::int64_t b) {
+  std::int64_t product;
+  if (__builtin_mul_overflow(a, b, &product)) return std::numeric_limits<std::int64_t>::max();
+  return product;
+}
+
+// The number of elements (saturated).
 std::int64_t Count(const Shape& shape) {
   std::int64_t count = 1;
-  for (std::int64_t d : shape) count *= d;
+  for (std::int64_t d : shape) count = SaturatingProduct(count, d);
   return count;
+}
+
+// The elements the shape would have with every empty dimension counted as 1 (saturated): what
+// bounds its strides, indices and every table built over it or over a broadcast against it, even
+// when it holds no element at all.
+std::int64_t Extent(const Shape& shape) {
+  std::int64_t extent = 1;
+  for (std::int64_t d : shape) extent = SaturatingProduct(extent, std::max<std::int64_t>(d, 1));
+  return extent;
+}
+
+// Every shape the compiler holds has non-negative dimensions and an extent within the limit on
+// elements, so no count, stride or position table overflows or outgrows the limit.
+absl::Status CheckExtent(const Shape& shape, long long max_elements) {
+  for (std::int64_t d : shape) {
+    if (d < 0) return absl::InvalidArgumentError(absl::StrCat("negative dimension in ", d));
+  }
+  if (Extent(shape) > max_elements) {
+    return absl::InvalidArgumentError(absl::StrCat("shape (", absl::StrJoin(shape, ","),
+                                                   ") exceeds the limit of ", max_elements,
+                                                   " elements (empty dimensions counted as 1)"));
+  }
+  return absl::OkStatus();
 }
 
 std::string ShapeString(const Shape& shape) {
@@ -108,7 +139,9 @@ class Builder {
   explicit Builder(long long max_elements) : max_elements_(max_elements) {}
 
   absl::StatusOr<int> Allocate(std::int64_t size) {
-    if (static_cast<long long>(buffer_.size()) + size > max_elements_) {
+    // Positions are ints, whatever the configured limit.
+    const long long limit = std::min<long long>(max_elements_, std::numeric_limits<int>::max());
+    if (static_cast<long long>(buffer_.size()) + size > limit) {
       return absl::InvalidArgumentError(
           absl::StrCat("the graph needs more than ", max_elements_,
                        " scalars to evaluate (the limit on graph elements)"));
@@ -129,6 +162,7 @@ class Builder {
 
   std::vector<double>& buffer() { return buffer_; }
   std::vector<GraphInstruction>& tape() { return tape_; }
+  long long max_elements() const { return max_elements_; }
 
  private:
   long long max_elements_;
@@ -185,11 +219,10 @@ absl::StatusOr<Value> ReadTensor(const onnx::TensorProto& t, const std::string& 
     if (d < 0) return absl::InvalidArgumentError(absl::StrCat(what, ": negative dimension"));
     value.shape.push_back(d);
   }
-  const std::int64_t count = Count(value.shape);
-  if (count > max_elements) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": ", count, " elements, more than the limit ", max_elements));
+  if (absl::Status bounded = CheckExtent(value.shape, max_elements); !bounded.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", bounded.message()));
   }
+  const std::int64_t count = Count(value.shape);
   if (t.data_location() == onnx::TensorProto::EXTERNAL) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": external data is not supported"));
   }
@@ -308,7 +341,15 @@ class NodeLowering {
 
   absl::Status Error(absl::string_view what) const { return NodeError(index_, node_, what); }
 
+  // Refuses a shape whose tables would outgrow the limit on elements (CheckExtent): called on
+  // every shape a node computes, before anything is built over it.
+  absl::Status Admit(const Shape& shape) const {
+    absl::Status bounded = CheckExtent(shape, b_.max_elements());
+    return bounded.ok() ? bounded : Error(bounded.message());
+  }
+
   absl::StatusOr<Operand> Output(const Shape& shape) {
+    MPC_RETURN_IF_ERROR(Admit(shape));
     MPC_ASSIGN_OR_RETURN(const int position, b_.Allocate(Count(shape)));
     return Operand{shape, position};
   }
@@ -559,7 +600,7 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
       } else if (shape[d] < 0) {
         return L.Error("negative dimension in shape");
       } else {
-        known *= shape[d];
+        known = SaturatingProduct(known, shape[d]);
       }
     }
     const std::int64_t count = Count(x.shape);
@@ -568,6 +609,7 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
       return L.Error(
           absl::StrCat("cannot reshape ", ShapeString(x.shape), " to ", ShapeString(shape)));
     }
+    MPC_RETURN_IF_ERROR(L.Admit(shape));
     return std::vector<Operand>{L.Alias(x, shape)};
   }
   if (op == "Flatten") {
@@ -631,6 +673,7 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
       }
       shape[axis] += in->shape[axis];
     }
+    MPC_RETURN_IF_ERROR(L.Admit(shape));
     std::vector<int> positions(static_cast<std::size_t>(Count(shape)));
     ForEachIndex(shape, [&](std::int64_t flat, const Shape& index) {
       std::int64_t along = index[axis];
@@ -666,6 +709,7 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
       shape[d] = x.shape[perm[d]];
     }
     const Shape strides = Strides(x.shape);
+    MPC_RETURN_IF_ERROR(L.Admit(shape));
     std::vector<int> positions(static_cast<std::size_t>(Count(shape)));
     ForEachIndex(shape, [&](std::int64_t flat, const Shape& index) {
       std::int64_t offset = 0;
@@ -713,6 +757,7 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
       step[axis] = st;
     }
     const Shape strides = Strides(x.shape);
+    MPC_RETURN_IF_ERROR(L.Admit(shape));
     std::vector<int> positions(static_cast<std::size_t>(Count(shape)));
     ForEachIndex(shape, [&](std::int64_t flat, const Shape& index) {
       std::int64_t offset = 0;
@@ -737,6 +782,7 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
     const Shape strides = Strides(x.shape);
     const Shape index_strides = Strides(indices.shape);
     const std::size_t ir = indices.shape.size();
+    MPC_RETURN_IF_ERROR(L.Admit(shape));
     std::vector<int> positions(static_cast<std::size_t>(Count(shape)));
     ForEachIndex(shape, [&](std::int64_t flat, const Shape& index) {
       std::int64_t which = 0;
@@ -773,6 +819,7 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
     for (std::int64_t size : sizes) {
       Shape shape = x.shape;
       shape[axis] = size;
+      MPC_RETURN_IF_ERROR(L.Admit(shape));
       std::vector<int> positions(static_cast<std::size_t>(Count(shape)));
       ForEachIndex(shape, [&](std::int64_t flat, const Shape& index) {
         std::int64_t offset = 0;
@@ -826,6 +873,7 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
     if (!ab.ok()) return L.Error(ab.status().message());
     absl::StatusOr<Shape> shape = BroadcastShapes(condition.shape, *ab);
     if (!shape.ok()) return L.Error(shape.status().message());
+    MPC_RETURN_IF_ERROR(L.Admit(*shape));
     const std::vector<int> pa = BroadcastPositions(a, *shape);
     const std::vector<int> pb = BroadcastPositions(b, *shape);
     const std::vector<int> pc = BroadcastPositions(Operand{condition.shape, 0}, *shape);

@@ -301,6 +301,19 @@ def write_bad_graphs(out):
              helper.make_node("Reshape", ["uu", "s"], ["x_next"])]),
             ["node 1", "(op Cast)", "integer or boolean result that depends on x"]),
         "not_onnx": (None, ["not a serialized ONNX ModelProto"]),
+        # Dimensions whose product overflows int64 in a tensor with no element.
+        "overflowing_dimensions": (simple_graph(
+            [helper.make_node("Constant", [], ["c"], value=helper.make_tensor(
+                "c", TensorProto.DOUBLE, [2**40, 2**40, 0], [])),
+             uu, helper.make_node("Add", ["x", "uu"], ["x_next"])]),
+            ["node 0", "(op Constant)", "exceeds the limit of 4194304 elements"]),
+        # Two empty parameters whose matmul batch broadcasts to 9e6 matrices with no element.
+        "empty_matmul_broadcast": (simple_graph(
+            [helper.make_node("MatMul", ["a", "b"], ["ab"]),
+             uu, helper.make_node("Add", ["x", "uu"], ["x_next"])],
+            initializers=[helper.make_tensor("a", TensorProto.DOUBLE, [3000, 1, 0, 1], []),
+                          helper.make_tensor("b", TensorProto.DOUBLE, [1, 3000, 1, 0], [])]),
+            ["node 0", "(op MatMul)", "exceeds the limit of 4194304 elements"]),
     }
     manifest = []
     for name, (model, messages) in cases.items():
