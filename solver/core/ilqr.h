@@ -340,54 +340,10 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     return stop_requested_;
   }
 
-  // Whether the linearisation's A_t, B_t stay where it writes them, in view_.A and view_.B, and
-  // are read there: where the layout keeps a problem's elements adjacent (a CPU worker), for
-  // dynamics that are linearised (a linear system's A_t, B_t are strided blocks of the
-  // transition). Reading them in place spares the copy whose narrow stores AddDynamicsToQ's wide
-  // loads would read straight back, which stalls store forwarding.
-  static constexpr bool kJacobiansInPlace = Layout::kAdjacentElements && !Dynamics::kIsLinear;
-
-  // Where step t's A_t and B_t are written: in place (kJacobiansInPlace), else into the local
-  // arrays A and B, which StoreJacobians then copies into the batch buffers.
-  MPC_HOST_DEVICE StepJacobians<S> JacobianTargets(int t, S* A, S* B) const {
-    if constexpr (kJacobiansInPlace) {
-      return {&At(view_.A, t * n * n), &At(view_.B, t * n * m)};
-    } else {
-      return {A, B};
-    }
-  }
-
-  MPC_HOST_DEVICE void StoreJacobians(int t, const S* A, const S* B) const {
-    if constexpr (!kJacobiansInPlace) {
-      for (int e = 0; e < n * n; ++e) At(view_.A, t * n * n + e) = A[e];
-      for (int e = 0; e < n * m; ++e) At(view_.B, t * n * m + e) = B[e];
-    }
-  }
-
-  // A_t (n, n) and B_t (n, m), row-major: in place (kJacobiansInPlace), else copied into the
-  // local arrays A and B.
-  MPC_HOST_DEVICE StepJacobians<const S> Jacobians(int t, S* A, S* B) const {
-    if constexpr (kJacobiansInPlace) {
-      const StepJacobians<S> in_place = JacobianTargets(t, A, B);
-      return {in_place.A, in_place.B};
-    } else {
-      LoadJacobians(t, A, B);
-      return {A, B};
-    }
-  }
-
-  // A_t (n, n) and B_t (n, m), row-major, copied into A and B.
-  MPC_HOST_DEVICE void LoadJacobians(int t, S* A, S* B) const {
-    if constexpr (Dynamics::kIsLinear) {
-      const int base = (view_.transition_slices > 1 ? t : 0) * n * nt;
-      for (int i = 0; i < n; ++i) {
-        for (int j = 0; j < n; ++j) A[i * n + j] = At(view_.transition, base + i * nt + j);
-        for (int j = 0; j < m; ++j) B[i * m + j] = At(view_.transition, base + i * nt + n + j);
-      }
-    } else {
-      for (int e = 0; e < n * n; ++e) A[e] = At(view_.A, t * n * n + e);
-      for (int e = 0; e < n * m; ++e) B[e] = At(view_.B, t * n * m + e);
-    }
+  // Step t's A_t and B_t (StepLinearizations): in place on a CPU worker.
+  MPC_HOST_DEVICE StepLinearizations<S, Layout, Dynamics::kIsLinear, NX, NU, kFixedSize>
+  Linearizations() const {
+    return {view_.A, view_.B, view_.transition, view_.transition_slices, view_.batch, b_, n, m};
   }
 
   // Warm start clamped into the bounds, x_0.
@@ -451,9 +407,9 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
         if (StopRequestedAtStep(t)) return false;
         LoadX(x_, t, x);
         LoadU(u_, t, u);
-        const StepJacobians<S> F = JacobianTargets(t, A, B);
+        const StepJacobians<S> F = Linearizations().Targets(t, A, B);
         StepAndJacobians(x, u, next, F.A, F.B);
-        StoreJacobians(t, A, B);
+        Linearizations().Store(t, A, B);
       }
     }
     return true;
@@ -534,7 +490,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
       }
       if (has_constraints_) AddPenaltyToQ(t, x, u, Qxx, Qux, qx);
       if (t < T_ - 1) {
-        const StepJacobians<const S> F = Jacobians(t, A, B);
+        const StepJacobians<const S> F = Linearizations().Read(t, A, B);
         Kernels::template AddDynamicsToQ<S>(F.A, F.B, V_, v_, n, m, VA, VB, Qxx, Qux, Quu_, qx,
                                             qu_);
       }

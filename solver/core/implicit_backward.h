@@ -251,45 +251,10 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     return i < n ? At(view_.dx, t * n + i) : At(view_.du, t * m + i - n);
   }
 
-  // Whether the linearisation's A_t, B_t stay where Load writes them, in view_.A and view_.B,
-  // and are read there: as ProblemSolver::kJacobiansInPlace (ilqr.h).
-  static constexpr bool kJacobiansInPlace = Layout::kAdjacentElements && !Dynamics::kIsLinear;
-
-  // Where Load writes step t's A_t and B_t: in place (kJacobiansInPlace), else into the local
-  // arrays A and B, which StoreJacobians then copies into the scratch.
-  MPC_HOST_DEVICE StepJacobians<S> JacobianTargets(int t, S* A, S* B) const {
-    if constexpr (kJacobiansInPlace) {
-      return {&At(view_.A, t * n * n), &At(view_.B, t * n * m)};
-    } else {
-      return {A, B};
-    }
-  }
-
-  // A_t (n, n) and B_t (n, m), row-major: in place (kJacobiansInPlace), else copied into the
-  // local arrays A and B.
-  MPC_HOST_DEVICE StepJacobians<const S> Jacobians(int t, S* A, S* B) const {
-    if constexpr (kJacobiansInPlace) {
-      const StepJacobians<S> in_place = JacobianTargets(t, A, B);
-      return {in_place.A, in_place.B};
-    } else {
-      LoadJacobians(t, A, B);
-      return {A, B};
-    }
-  }
-
-  // A_t (n, n) and B_t (n, m), row-major, into A and B: the problem's for linear dynamics, else
-  // the scratch written by Load.
-  MPC_HOST_DEVICE void LoadJacobians(int t, S* A, S* B) const {
-    if constexpr (Dynamics::kIsLinear) {
-      const int base = (in_.transition_slices > 1 ? t : 0) * n * nt;
-      for (int i = 0; i < n; ++i) {
-        for (int j = 0; j < n; ++j) A[i * n + j] = At(in_.transition, base + i * nt + j);
-        for (int j = 0; j < m; ++j) B[i * m + j] = At(in_.transition, base + i * nt + n + j);
-      }
-    } else {
-      for (int e = 0; e < n * n; ++e) A[e] = At(view_.A, t * n * n + e);
-      for (int e = 0; e < n * m; ++e) B[e] = At(view_.B, t * n * m + e);
-    }
+  // Step t's A_t and B_t (StepLinearizations): in place on a CPU worker.
+  MPC_HOST_DEVICE StepLinearizations<S, Layout, Dynamics::kIsLinear, NX, NU, kFixedSize>
+  Linearizations() const {
+    return {view_.A, view_.B, in_.transition, in_.transition_slices, view_.problem.batch, b_, n, m};
   }
 
   MPC_HOST_DEVICE void ZeroGradient() {
@@ -461,17 +426,12 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     }
   }
 
-  // Stores the linearisation A_t (n, n), B_t (n, m) of step t, written at JacobianTargets (in
-  // place already when kJacobiansInPlace); clears *finite on a NaN or Inf.
+  // Stores the linearisation A_t (n, n), B_t (n, m) of step t, written at
+  // Linearizations().Targets; clears *finite on a NaN or Inf.
   MPC_HOST_DEVICE void StoreJacobians(int t, const S* A, const S* B, bool* finite) const {
-    for (int e = 0; e < n * n; ++e) {
-      if constexpr (!kJacobiansInPlace) At(view_.A, t * n * n + e) = A[e];
-      *finite = *finite && IsFinite(A[e]);
-    }
-    for (int e = 0; e < n * m; ++e) {
-      if constexpr (!kJacobiansInPlace) At(view_.B, t * n * m + e) = B[e];
-      *finite = *finite && IsFinite(B[e]);
-    }
+    for (int e = 0; e < n * n; ++e) *finite = *finite && IsFinite(A[e]);
+    for (int e = 0; e < n * m; ++e) *finite = *finite && IsFinite(B[e]);
+    Linearizations().Store(t, A, B);
   }
 
   // The dynamics linearised at the point (and df/dp), the active set, the costates
@@ -494,7 +454,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       for (int i = 0; i < n; ++i) x[i] = At(view_.x, t * n + i);
       for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
       if constexpr (Dynamics::kIsLinear) {
-        LoadJacobians(t, A, B);
+        Linearizations().Load(t, A, B);
         const int offset_base = (in_.offset_slices > 1 ? t : 0) * n;
         for (int i = 0; i < n; ++i) {
           S s = 0;
@@ -505,7 +465,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         }
       } else if constexpr (Dynamics::kIsGraph) {
         // No df/dtheta here: AssembleGradient takes its product with dlambda by reverse sweeps.
-        const StepJacobians<S> F = JacobianTargets(t, A, B);
+        const StepJacobians<S> F = Linearizations().Targets(t, A, B);
         in_.graph->StepWithJacobians(x, u, in_.params, settings_.dt, next, F.A, F.B);
         StoreJacobians(t, F.A, F.B, &finite);
       } else {
@@ -513,7 +473,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         constexpr int p = Dynamics::kParamDim;
         S params[p] = {}, P[NX * p] = {}, unused[NX] = {};
         for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
-        const StepJacobians<S> F = JacobianTargets(t, A, B);
+        const StepJacobians<S> F = Linearizations().Targets(t, A, B);
         StepWithJacobians<Model, MatrixOrder::kRowMajor, S>(x, u, params, settings_.dt, next, F.A,
                                                             F.B);
         StepParamJacobian<Model, S>(x, u, params, settings_.dt, unused, P);
@@ -577,7 +537,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       for (int i = 0; i < n; ++i) x[i] = At(view_.x, t * n + i);
       for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
       StepJacobians<const S> F = {A_copy, B_copy};
-      if (t + 1 < T_) F = Jacobians(t, A_copy, B_copy);
+      if (t + 1 < T_) F = Linearizations().Read(t, A_copy, B_copy);
       for (int i = 0; i < n; ++i) {
         S s = 0;
         for (int j = 0; j < n; ++j) s += C(t, i, j) * x[j];
@@ -730,7 +690,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         for (int j = 0; j < m; ++j) Quu[i * m + j] = H(t, n + i, n + j);
       }
       if (t + 1 < T_) {
-        const StepJacobians<const S> F = Jacobians(t, A_copy, B_copy);
+        const StepJacobians<const S> F = Linearizations().Read(t, A_copy, B_copy);
         Kernels::template AddDynamicsToQ<S>(F.A, F.B, V, zero, n, m, VA, VB, Qxx, Qux, Quu, qx, qu);
       }
       for (int i = 0; i < m; ++i) {
@@ -840,7 +800,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       for (int i = 0; i < n; ++i) qx[i] = LinearTerm(rhs, t, i);
       for (int i = 0; i < m; ++i) qu[i] = LinearTerm(rhs, t, n + i);
       if (t + 1 < T_) {
-        const StepJacobians<const S> F = Jacobians(t, A_copy, B_copy);
+        const StepJacobians<const S> F = Linearizations().Read(t, A_copy, B_copy);
         // w = v_{t+1} + V_{t+1} h_t: the next value function's gradient where the step lands.
         for (int i = 0; i < n; ++i) {
           S s = v[i];
@@ -888,7 +848,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       }
       for (int i = 0; i < n; ++i) finite = finite && IsFinite(dx[i]);
       if (t + 1 < T_) {
-        const StepJacobians<const S> F = Jacobians(t, A_copy, B_copy);
+        const StepJacobians<const S> F = Linearizations().Read(t, A_copy, B_copy);
         for (int i = 0; i < n; ++i) {
           S s = 0;
           for (int j = 0; j < n; ++j) s += F.A[i * n + j] * dx[j];
@@ -902,7 +862,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     if (rhs.kind != RhsKind::kCotangent) return finite;
     for (int t = T_ - 1; t >= 0; --t) {
       StepJacobians<const S> F = {A_copy, B_copy};
-      if (t + 1 < T_) F = Jacobians(t, A_copy, B_copy);
+      if (t + 1 < T_) F = Linearizations().Read(t, A_copy, B_copy);
       for (int i = 0; i < n; ++i) {
         S s = LinearTerm(rhs, t, i);
         for (int j = 0; j < n; ++j) s += H(t, i, j) * At(view_.dx, t * n + j);

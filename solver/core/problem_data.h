@@ -43,6 +43,88 @@ struct StepJacobians {
   S* B;  // (n, m)
 };
 
+// Step t's linearisation A_t (n, n), B_t (n, m) of problem b, row-major, where the forward and
+// the backward solver keep it: the batch's buffers A (T-1, n, n) and B (T-1, n, m) for dynamics
+// that are linearised, the transition (transition_slices x (n, n+m)) for linear dynamics. Where the
+// layout keeps a problem's elements adjacent (a CPU worker) and the dynamics are linearised,
+// A_t and B_t are written and read in place (kInPlace): that spares the copy whose narrow stores
+// the Q assembly's wide loads would read straight back, which stalls store forwarding. Elsewhere
+// they go through the caller's local arrays A and B. Sizes as for ProblemData.
+template <typename S, class Layout, bool kIsLinear, int NX, int NU, bool kFixedSize>
+class StepLinearizations : private ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
+  using Sizes = ProblemSizes<NX, NU, kFixedSize && NX != kDynamic>;
+
+ public:
+  static constexpr bool kInPlace = Layout::kAdjacentElements && !kIsLinear;
+
+  MPC_HOST_DEVICE StepLinearizations(S* A, S* B, const S* transition, int transition_slices,
+                                     int batch, int b, int state_dim, int control_dim)
+      : Sizes(state_dim, control_dim),
+        A_(A),
+        B_(B),
+        transition_(transition),
+        transition_slices_(transition_slices),
+        batch_(batch),
+        b_(b) {}
+
+  // Where step t's A_t and B_t are written: in place (kInPlace), else the local A and B, which
+  // Store then copies into the batch's buffers.
+  MPC_HOST_DEVICE StepJacobians<S> Targets(int t, S* A, S* B) const {
+    if constexpr (kInPlace) {
+      return {&At(A_, t * n * n), &At(B_, t * n * m)};
+    } else {
+      return {A, B};
+    }
+  }
+
+  MPC_HOST_DEVICE void Store(int t, const S* A, const S* B) const {
+    if constexpr (!kInPlace) {
+      for (int e = 0; e < n * n; ++e) At(A_, t * n * n + e) = A[e];
+      for (int e = 0; e < n * m; ++e) At(B_, t * n * m + e) = B[e];
+    }
+  }
+
+  // A_t and B_t to read: in place (kInPlace), else copied into the local A and B (Load).
+  MPC_HOST_DEVICE StepJacobians<const S> Read(int t, S* A, S* B) const {
+    if constexpr (kInPlace) {
+      const StepJacobians<S> in_place = Targets(t, A, B);
+      return {in_place.A, in_place.B};
+    } else {
+      Load(t, A, B);
+      return {A, B};
+    }
+  }
+
+  // A_t and B_t copied into the local A and B: the transition's blocks for linear dynamics.
+  MPC_HOST_DEVICE void Load(int t, S* A, S* B) const {
+    if constexpr (kIsLinear) {
+      const int base = (transition_slices_ > 1 ? t : 0) * n * nt;
+      for (int i = 0; i < n; ++i) {
+        for (int j = 0; j < n; ++j) A[i * n + j] = At(transition_, base + i * nt + j);
+        for (int j = 0; j < m; ++j) B[i * m + j] = At(transition_, base + i * nt + n + j);
+      }
+    } else {
+      for (int e = 0; e < n * n; ++e) A[e] = At(A_, t * n * n + e);
+      for (int e = 0; e < n * m; ++e) B[e] = At(B_, t * n * m + e);
+    }
+  }
+
+ private:
+  using Sizes::m;
+  using Sizes::n;
+  using Sizes::nt;
+
+  MPC_HOST_DEVICE S& At(S* array, int e) const { return array[Layout::Index(e, batch_, b_)]; }
+  MPC_HOST_DEVICE S At(const S* array, int e) const { return array[Layout::Index(e, batch_, b_)]; }
+
+  S* A_;
+  S* B_;
+  const S* transition_;
+  int transition_slices_;
+  int batch_;
+  int b_;
+};
+
 // Whether a problem's view may carry a stage cost or constraint graph (IlqrBatchView::cost_graph,
 // constraint_graph): only on a CPU worker (Contiguous, double), where graphs are interpreted.
 template <typename S, class Layout>
