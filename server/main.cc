@@ -364,6 +364,7 @@ int RunMpcd(int argc, char** argv) {
             << ")" << std::endl;
   return listener_failed.load() ? 3 : 0;
 }
+
 }  // namespace
 
 // Every object of the run is gone before the process ends; exit() would race gRPC's threads.
