@@ -67,22 +67,25 @@ std::int64_t Extent(const Shape& shape) {
   return extent;
 }
 
+std::string ShapeString(const Shape& shape) {
+  return absl::StrCat("(", absl::StrJoin(shape, ","), ")");
+}
+
 // Every shape the compiler holds has non-negative dimensions and an extent within the limit on
 // elements, so no count, stride or position table overflows or outgrows the limit.
 absl::Status CheckExtent(const Shape& shape, long long max_elements) {
   for (std::int64_t d : shape) {
-    if (d < 0) return absl::InvalidArgumentError(absl::StrCat("negative dimension in ", d));
+    if (d < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("shape ", ShapeString(shape), " has a negative dimension"));
+    }
   }
   if (Extent(shape) > max_elements) {
-    return absl::InvalidArgumentError(absl::StrCat("shape (", absl::StrJoin(shape, ","),
-                                                   ") exceeds the limit of ", max_elements,
+    return absl::InvalidArgumentError(absl::StrCat("shape ", ShapeString(shape),
+                                                   " exceeds the limit of ", max_elements,
                                                    " elements (empty dimensions counted as 1)"));
   }
   return absl::OkStatus();
-}
-
-std::string ShapeString(const Shape& shape) {
-  return absl::StrCat("(", absl::StrJoin(shape, ","), ")");
 }
 
 // Row-major strides of `shape`.
