@@ -372,6 +372,16 @@ class NodeLowering {
     b_.tape().push_back(std::move(in));
     return out;
   }
+  // out[i] = buffer[position_of(index of i)] over `shape`, admitted before its table is built.
+  template <class PositionOf>
+  absl::StatusOr<Operand> PickEach(const Shape& shape, PositionOf&& position_of) {
+    MPC_RETURN_IF_ERROR(Admit(shape));
+    std::vector<int> positions(static_cast<std::size_t>(Count(shape)));
+    ForEachIndex(shape, [&](std::int64_t flat, const Shape& index) {
+      positions[flat] = position_of(index);
+    });
+    return Pick(shape, positions);
+  }
   absl::StatusOr<Operand> Pick(const Shape& shape, const std::vector<int>& positions) {
     std::vector<std::vector<int>> sources(positions.size());
     for (std::size_t i = 0; i < positions.size(); ++i) sources[i] = {positions[i]};
@@ -676,9 +686,7 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
       }
       shape[axis] += in->shape[axis];
     }
-    MPC_RETURN_IF_ERROR(L.Admit(shape));
-    std::vector<int> positions(static_cast<std::size_t>(Count(shape)));
-    ForEachIndex(shape, [&](std::int64_t flat, const Shape& index) {
+    return one(L.PickEach(shape, [&](const Shape& index) -> int {
       std::int64_t along = index[axis];
       for (const Operand* in : data) {
         if (along < in->shape[axis]) {
@@ -687,13 +695,12 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
           const Shape strides = Strides(in->shape);
           std::int64_t offset = 0;
           for (std::size_t d = 0; d < local.size(); ++d) offset += local[d] * strides[d];
-          positions[flat] = in->position + static_cast<int>(offset);
-          return;
+          return in->position + static_cast<int>(offset);
         }
         along -= in->shape[axis];
       }
-    });
-    return one(L.Pick(shape, positions));
+      return -1;  // not reached: the axis of `shape` is the inputs' axes end to end
+    }));
   }
   if (op == "Transpose") {
     const Operand& x = input(0);
@@ -712,14 +719,11 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
       shape[d] = x.shape[perm[d]];
     }
     const Shape strides = Strides(x.shape);
-    MPC_RETURN_IF_ERROR(L.Admit(shape));
-    std::vector<int> positions(static_cast<std::size_t>(Count(shape)));
-    ForEachIndex(shape, [&](std::int64_t flat, const Shape& index) {
+    return one(L.PickEach(shape, [&](const Shape& index) -> int {
       std::int64_t offset = 0;
       for (std::size_t d = 0; d < rank; ++d) offset += index[d] * strides[perm[d]];
-      positions[flat] = x.position + static_cast<int>(offset);
-    });
-    return one(L.Pick(shape, positions));
+      return x.position + static_cast<int>(offset);
+    }));
   }
   if (op == "Slice") {
     const Operand& x = input(0);
@@ -760,14 +764,11 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
       step[axis] = st;
     }
     const Shape strides = Strides(x.shape);
-    MPC_RETURN_IF_ERROR(L.Admit(shape));
-    std::vector<int> positions(static_cast<std::size_t>(Count(shape)));
-    ForEachIndex(shape, [&](std::int64_t flat, const Shape& index) {
+    return one(L.PickEach(shape, [&](const Shape& index) -> int {
       std::int64_t offset = 0;
       for (std::size_t d = 0; d < rank; ++d) offset += (begin[d] + index[d] * step[d]) * strides[d];
-      positions[flat] = x.position + static_cast<int>(offset);
-    });
-    return one(L.Pick(shape, positions));
+      return x.position + static_cast<int>(offset);
+    }));
   }
   if (op == "Gather") {
     const Operand& x = input(0);
@@ -785,9 +786,7 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
     const Shape strides = Strides(x.shape);
     const Shape index_strides = Strides(indices.shape);
     const std::size_t ir = indices.shape.size();
-    MPC_RETURN_IF_ERROR(L.Admit(shape));
-    std::vector<int> positions(static_cast<std::size_t>(Count(shape)));
-    ForEachIndex(shape, [&](std::int64_t flat, const Shape& index) {
+    return one(L.PickEach(shape, [&](const Shape& index) -> int {
       std::int64_t which = 0;
       for (std::size_t d = 0; d < ir; ++d) which += index[axis + d] * index_strides[d];
       std::int64_t offset = picks[which] * strides[axis];
@@ -795,9 +794,8 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
       for (std::size_t d = axis + 1; d < x.shape.size(); ++d) {
         offset += index[d - 1 + ir] * strides[d];
       }
-      positions[flat] = x.position + static_cast<int>(offset);
-    });
-    return one(L.Pick(shape, positions));
+      return x.position + static_cast<int>(offset);
+    }));
   }
   if (op == "Split") {
     const Operand& x = input(0);
@@ -822,16 +820,13 @@ absl::StatusOr<std::vector<Operand>> LowerNode(NodeLowering& L, const onnx::Node
     for (std::int64_t size : sizes) {
       Shape shape = x.shape;
       shape[axis] = size;
-      MPC_RETURN_IF_ERROR(L.Admit(shape));
-      std::vector<int> positions(static_cast<std::size_t>(Count(shape)));
-      ForEachIndex(shape, [&](std::int64_t flat, const Shape& index) {
+      MPC_ASSIGN_OR_RETURN(Operand out, L.PickEach(shape, [&](const Shape& index) -> int {
         std::int64_t offset = 0;
         for (std::size_t d = 0; d < shape.size(); ++d) {
           offset += (index[d] + (static_cast<std::int64_t>(d) == axis ? begin : 0)) * strides[d];
         }
-        positions[flat] = x.position + static_cast<int>(offset);
-      });
-      MPC_ASSIGN_OR_RETURN(Operand out, L.Pick(shape, positions));
+        return x.position + static_cast<int>(offset);
+      }));
       results.push_back(out);
       begin += size;
     }
