@@ -4,28 +4,15 @@
 // The CPU's rollout scalar for sampling (core/sampling.h): one quantity of four samples at once,
 // four doubles in one AVX2 register, so that the core's rollout and the models' Step<T, P> (which
 // call sin, cos, atan2, SinCos and Clamp unqualified, found here by argument-dependent lookup) run
-// four samples per instruction. The transcendentals are glibc's vector variants (libmvec,
-// _ZGVdN4v_sin and friends; within 4 ulp, so their last bits may differ from the scalar libm's);
-// without AVX2 each lane calls the scalar function. Every lane does the same operations on its own
-// inputs, so a sample's value never depends on the samples beside it. Host only (not for nvcc).
-
-#include <cmath>
+// four samples per instruction. The transcendentals are glibc's vector variants
+// (solver/cpu/vector_math.h: their last bits may differ from the scalar libm's). Every lane does
+// the same operations on its own inputs, so a sample's value never depends on the samples beside
+// it. Host only (not for nvcc).
 
 #include "solver/cpu/double4.h"
-
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
+#include "solver/cpu/vector_math.h"
 
 namespace mpc {
-
-#if defined(__AVX2__)
-extern "C" {
-__m256d _ZGVdN4v_sin(__m256d x);
-__m256d _ZGVdN4v_cos(__m256d x);
-__m256d _ZGVdN4vv_atan2(__m256d y, __m256d x);
-}
-#endif
 
 class SampleLanes {
  public:
@@ -64,42 +51,12 @@ class SampleLanes {
   Vector v_{};
 };
 
-namespace sample_lanes_internal {
+inline SampleLanes sin(const SampleLanes& a) { return SampleLanes(Sin4(a.vector())); }
 
-// f applied lane by lane (the scalar libm): where no vector variant is available.
-template <class F>
-SampleLanes PerLane(const SampleLanes& a, F f) {
-  double out[SampleLanes::kLanes];
-  for (int lane = 0; lane < SampleLanes::kLanes; ++lane) out[lane] = f(a[lane]);
-  return SampleLanes::Load(out);
-}
-
-}  // namespace sample_lanes_internal
-
-inline SampleLanes sin(const SampleLanes& a) {
-#if defined(__AVX2__)
-  return SampleLanes(_ZGVdN4v_sin(a.vector()));
-#else
-  return sample_lanes_internal::PerLane(a, [](double v) { return std::sin(v); });
-#endif
-}
-
-inline SampleLanes cos(const SampleLanes& a) {
-#if defined(__AVX2__)
-  return SampleLanes(_ZGVdN4v_cos(a.vector()));
-#else
-  return sample_lanes_internal::PerLane(a, [](double v) { return std::cos(v); });
-#endif
-}
+inline SampleLanes cos(const SampleLanes& a) { return SampleLanes(Cos4(a.vector())); }
 
 inline SampleLanes atan2(const SampleLanes& y, const SampleLanes& x) {
-#if defined(__AVX2__)
-  return SampleLanes(_ZGVdN4vv_atan2(y.vector(), x.vector()));
-#else
-  double out[SampleLanes::kLanes];
-  for (int lane = 0; lane < SampleLanes::kLanes; ++lane) out[lane] = std::atan2(y[lane], x[lane]);
-  return SampleLanes::Load(out);
-#endif
+  return SampleLanes(Atan2_4(y.vector(), x.vector()));
 }
 
 inline void SinCos(const SampleLanes& a, SampleLanes* s, SampleLanes* c) {

@@ -287,11 +287,12 @@ MPC_HOST_DEVICE constexpr bool IsBinary(GraphOp op) {
 
 // ga += gy d op(a, b)/da and gb += gy d op(a, b)/db (each where asked: to_a, to_b) for a binary
 // instruction at (a, b) with y = op(a, b): a reverse sweep's step, and on zeros with gy = 1 the
-// partials a forward sweep applies to its tangents.
-template <typename S>
+// partials a forward sweep applies to its tangents. G, the adjoints' type, is S or several
+// adjoints of the same values at once (the host's four-row sweeps: each lane as alone).
+template <typename S, typename G = S>
 MPC_HOST_DEVICE MPC_FORCE_INLINE void AccumulateBinaryAdjoints(GraphOp op, const S& a, const S& b,
-                                                               const S& y, const S& gy, bool to_a,
-                                                               bool to_b, S& ga, S& gb) {
+                                                               const S& y, const G& gy, bool to_a,
+                                                               bool to_b, G& ga, G& gb) {
   switch (op) {
     case GraphOp::kAdd:
       if (to_a) ga += gy;

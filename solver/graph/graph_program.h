@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "Eigen/Eigenvalues"
+#include "solver/cpu/double4.h"
 #include "solver/dual.h"
 #include "solver/graph/element_sweeps.h"
 #include "solver/models/integrators.h"
@@ -132,7 +133,7 @@ class GraphEvaluator {
 
   // x_next and the Jacobians A = df/dx (n, n) and B = df/du (n, m): one forward sweep with the
   // n+m tangents beside the values on a tape without matrix products, else one forward sweep and
-  // one reverse sweep per row.
+  // one reverse sweep per four rows.
   void StepWithJacobians(const double* x, const double* u, const double* theta, double* x_next,
                          double* A, double* B);
 
@@ -176,7 +177,7 @@ class GraphEvaluator {
   // x alone, whose rows are 0 on u): row `row` of g, one forward sweep for all rows (repeated
   // only when x, u or theta changed since the last call: the solver asks row by row); the
   // linearisation G (k, width = the problem's n+m) = dg/d[x; u] and h (k) = G [x; u] - g at
-  // (x, u), one reverse sweep per row; grad (p) += the chain rule of the rows' gradients
+  // (x, u), one reverse sweep per four rows; grad (p) += the chain rule of the rows' gradients
   // grad_G (k, width), grad_h (k) through G(theta) and h(theta) at (x, u) (k + 1 sweeps); and
   // H (width, width) = sum_r nu_r d2g_r/d[x; u]2, symmetrised (n+m forward-over-reverse sweeps).
   double ConstraintRow(const double* x, const double* u, const double* theta, int row);
@@ -232,6 +233,14 @@ class GraphEvaluator {
                             const double* lambda, const double* dx, const double* du,
                             GraphAdjoints adjoints);
 
+  // Output rows per reverse sweep of the first derivatives (the lanes of a Double4).
+  static constexpr int kRowsPerSweep = 4;
+
+  // After a forward sweep into values_: the adjoints (row_adjoints_) of output rows [first, first
+  // + rows), rows <= kRowsPerSweep, in one reverse sweep of kOfInputs; each lane's sums are those
+  // of its row's sweep alone, in the same order.
+  void ReverseRows(int first, int rows);
+
   void Load(const double* x, const double* u, const double* theta);
   // tau_ = [x (n); u (tau_dim - n)] for a cost graph.
   const double* Tau(const double* x, const double* u, int n);
@@ -240,6 +249,8 @@ class GraphEvaluator {
   std::vector<double> values_, adjoints_, param_scratch_, tau_, dtau_;
   // StepWithJacobians' tangents (n+m per position) when it sweeps forward; empty otherwise.
   std::vector<double> lanes_;
+  // ReverseRows' adjoints: lane r of a position is its adjoint in the sweep of row first + r.
+  std::vector<Double4> row_adjoints_;
   // A constraint graph's: one row's seed, and ConstraintRow's cache (the inputs and g there).
   std::vector<double> row_seed_, rows_at_, rows_, curvature_;
   bool rows_valid_ = false;

@@ -49,10 +49,10 @@ def ux(u):
 class Mlp(torch.nn.Module):
     """A small MLP on (1, n+m) rows: Gemm, Tanh, Sigmoid."""
 
-    def __init__(self, dtype=torch.float64):
+    def __init__(self, dtype=torch.float64, n=N):
         super().__init__()
-        self.l1 = torch.nn.Linear(N + M, 8).to(dtype)
-        self.l2 = torch.nn.Linear(8, N).to(dtype)
+        self.l1 = torch.nn.Linear(n + M, 8).to(dtype)
+        self.l2 = torch.nn.Linear(8, n).to(dtype)
 
     def forward(self, x, u):
         h = torch.tanh(self.l1(torch.cat([x, u], -1)))
@@ -200,8 +200,8 @@ def export(module, x, u, path, opset):
     return onnx.load_from_string(buffer.getvalue())
 
 
-def write_case(out, name, module, ops, dtype=torch.float64, tolerance=1e-12):
-    x = torch.randn(N, dtype=dtype) * 0.7
+def write_case(out, name, module, ops, dtype=torch.float64, tolerance=1e-12, n=N):
+    x = torch.randn(n, dtype=dtype) * 0.7
     u = torch.randn(M, dtype=dtype) * 0.7
     if name in ROW_INPUTS:
         x, u = x.unsqueeze(0), u.unsqueeze(0)
@@ -492,6 +492,10 @@ def main():
     ROW_INPUTS.add("gemm_mlp_float32")
     manifest.append(write_case(args.out, "gemm_mlp_float32", Mlp(torch.float32),
                                ["Gemm"], dtype=torch.float32, tolerance=1e-5))
+    # n = 6: the Jacobian's rows take two reverse sweeps of four rows, the second with two.
+    ROW_INPUTS.add("gemm_mlp_n6")
+    manifest.append(write_case(args.out, "gemm_mlp_n6", Mlp(n=6), ["Gemm", "Tanh", "Sigmoid"],
+                               n=6))
     write_cartpole(args.out)
     export(BenchMlp(), torch.zeros(1, 4), torch.zeros(1, 1),
            os.path.join(args.out, "mlp_n4_m1_h64.onnx"), 13)
