@@ -74,6 +74,24 @@ class WorkerGraphs {
   std::unique_ptr<GraphEvaluator> constraint_;
 };
 
+// While it lives, a dynamics graph's evaluator keeps `theta` (problem 0's packed parameters, which
+// do not change while the problem runs) in its buffers between evaluations
+// (GraphEvaluator::BindParameters). Nothing without a graph.
+class ParameterBinding {
+ public:
+  ParameterBinding(GraphEvaluator* evaluator, const double* theta) : evaluator_(evaluator) {
+    if (evaluator_ != nullptr) evaluator_->BindParameters(theta);
+  }
+  ~ParameterBinding() {
+    if (evaluator_ != nullptr) evaluator_->UnbindParameters();
+  }
+  ParameterBinding(const ParameterBinding&) = delete;
+  ParameterBinding& operator=(const ParameterBinding&) = delete;
+
+ private:
+  GraphEvaluator* const evaluator_;
+};
+
 // Lets the core ask the problem's interrupt (if any) between iterations; `watch` outlives the
 // solve.
 void WatchInterrupt(const Problem& problem, std::optional<InterruptWatch>* watch,
@@ -133,6 +151,7 @@ class CoreShapeSolver final : public ShapeSolver {
     core::IlqrBatchView<double> view =
         core::MakeIlqrBatchView<double>(layout, buffer_.data(), &settings_, &result_);
     graphs_.Attach(problem, &view);
+    const ParameterBinding parameters(view.graph, view.params);
     std::optional<InterruptWatch> watch;
     WatchInterrupt(problem, &watch, &view);
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
@@ -160,6 +179,7 @@ class CoreShapeSolver final : public ShapeSolver {
         core::MakeSamplingBatchView<double>(layout, buffer_.data(), elites_.data(), &settings_,
                                             &result_, &sampling_settings_, &sampling_result_);
     graphs_.Attach(problem, &view.problem);
+    const ParameterBinding parameters(view.problem.graph, view.problem.params);
     std::optional<InterruptWatch> watch;
     WatchInterrupt(problem, &watch, &view.problem);
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
@@ -241,6 +261,7 @@ class CoreShapeBackward final : public ShapeBackward {
   // Runs pass(ProblemBackward&) on problem 0 of `view` with this shape's sizes.
   template <class Pass>
   void Run(const core::BackwardBatchView<double>& view, Pass&& pass) {
+    const ParameterBinding parameters(view.problem.graph, view.problem.params);
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
     DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
       pass(core::ProblemBackward<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels>(

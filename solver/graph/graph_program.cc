@@ -714,15 +714,33 @@ void GraphEvaluator::LambdaHessian(const double* x, const double* u, const doubl
   }
 }
 
+void GraphEvaluator::BindParameters(const double* theta) {
+  bound_theta_ = theta;
+  loaded_theta_ = nullptr;
+  dual_loaded_theta_ = nullptr;
+}
+
+void GraphEvaluator::UnbindParameters() { bound_theta_ = nullptr; }
+
 void GraphEvaluator::Load(const double* x, const double* u, const double* theta) {
   const GraphProgram& p = *program_;
   for (int i = 0; i < p.state_dim; ++i) values_[p.x_position() + i] = x[i];
   for (int j = 0; j < p.control_dim; ++j) values_[p.u_position() + j] = u[j];
+  if (theta != nullptr && theta == bound_theta_ && theta == loaded_theta_) return;
   for (int k = 0; k < p.param_dim; ++k) values_[p.theta_position() + k] = theta[k];
+  loaded_theta_ = theta;
+}
+
+void GraphEvaluator::LoadDualTheta(const double* theta) {
+  if (theta != nullptr && theta == bound_theta_ && theta == dual_loaded_theta_) return;
+  const GraphProgram& p = *program_;
+  for (int k = 0; k < p.param_dim; ++k) dual_values_[p.theta_position() + k] = Dual1(theta[k]);
+  dual_loaded_theta_ = theta;
 }
 
 void GraphEvaluator::Step(const double* x, const double* u, const double* theta, double* x_next) {
   if (!program_->elements.empty()) {
+    loaded_theta_ = theta;  // GraphTapeStep writes it into values_ too
     return GraphTapeStep(program_->ElementView(), x, u, theta, values_.data(), x_next);
   }
   Load(x, u, theta);
@@ -737,6 +755,7 @@ void GraphEvaluator::StepWithJacobians(const double* x, const double* u, const d
   if (!lanes_.empty()) {
     // The output's lanes are the rows of [A B] (solver/graph/element_sweeps.h).
     if (!p.elements.empty()) {
+      loaded_theta_ = theta;  // GraphTapeStepWithJacobians writes it into values_ too
       WithLaneCount(n + m, [&](auto lanes) {
         GraphTapeStepWithJacobians<decltype(lanes)::value>(
             p.ElementView(), x, u, theta, values_.data(), lanes_.data(), x_next, A, B);
@@ -797,7 +816,7 @@ void GraphEvaluator::MixedDirectional(const double* x, const double* u, const do
     dual_values_[p.u_position() + j] = Dual1(u[j]);
     dual_values_[p.u_position() + j].d[0] = du[j];
   }
-  for (int k = 0; k < p.param_dim; ++k) dual_values_[p.theta_position() + k] = Dual1(theta[k]);
+  LoadDualTheta(theta);
   Values(p, dual_values_.data());
   Fill(&dual_adjoints_, Dual1(0.0));
   for (int i = 0; i < p.output_dim; ++i) dual_adjoints_[p.output + i] = Dual1(lambda[i]);
@@ -820,7 +839,7 @@ void GraphEvaluator::LambdaHessian(const double* x, const double* u, const doubl
                                    const double* lambda, double* H) {
   const GraphProgram& p = *program_;
   const int n = p.state_dim, m = p.control_dim, nt = n + m;
-  for (int k = 0; k < p.param_dim; ++k) dual_values_[p.theta_position() + k] = Dual1(theta[k]);
+  LoadDualTheta(theta);
   for (int column = 0; column < nt; ++column) {
     for (int i = 0; i < n; ++i) {
       dual_values_[p.x_position() + i] = Dual1::Variable(x[i], 0);

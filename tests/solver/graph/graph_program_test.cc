@@ -319,5 +319,58 @@ TEST(GraphActivityTest, ALayersWeightsAreInactive) {
   EXPECT_EQ(products, 3);
 }
 
+// Everything an evaluation returns at theta: x_next, A, B (Jacobians), theta's VJP with lambda and
+// the mixed directional derivative (the double and the dual buffers).
+std::vector<double> Evaluations(GraphEvaluator& e, const std::vector<double>& theta) {
+  const GraphProgram& p = e.program();
+  const int n = p.state_dim, m = p.control_dim;
+  std::vector<double> x(n), u(m), lambda(n), dx(n), du(m);
+  for (int i = 0; i < n; ++i) {
+    x[i] = 0.3 - 0.1 * i;
+    lambda[i] = 1.0 + i;
+    dx[i] = 0.2 * i - 0.5;
+  }
+  for (int j = 0; j < m; ++j) {
+    u[j] = 0.2 + 0.1 * j;
+    du[j] = 0.7;
+  }
+  std::vector<double> next(n), A(n * n), B(n * m), vjp(p.param_dim), mixed(p.param_dim);
+  e.StepWithJacobians(x.data(), u.data(), theta.data(), next.data(), A.data(), B.data());
+  e.ParamVjp(x.data(), u.data(), theta.data(), lambda.data(), vjp.data());
+  e.MixedDirectional(x.data(), u.data(), theta.data(), lambda.data(), dx.data(), du.data(),
+                     mixed.data());
+  std::vector<double> all = next;
+  for (const std::vector<double>* part : {&A, &B, &vjp, &mixed}) {
+    all.insert(all.end(), part->begin(), part->end());
+  }
+  return all;
+}
+
+// BindParameters lets an evaluator keep the bound parameters in its buffers between evaluations:
+// at every theta, bound or not, it answers what an evaluator that never bound answers (another
+// theta in between, then the bound one again; new contents at the same address once unbound and
+// bound again), for a tape with matrix products and one run by its element records.
+TEST(GraphParameterBindingTest, EveryEvaluationSeesItsOwnParameters) {
+  for (const char* file : {"gemm_mlp.onnx", "tanh.onnx"}) {
+    SCOPED_TRACE(file);
+    absl::StatusOr<std::shared_ptr<const GraphProgram>> program =
+        CompileOnnxGraph(testing::ReadGraphFile(file), {});
+    ASSERT_TRUE(program.ok()) << program.status();
+    GraphEvaluator bound(*program), reference(*program);
+    std::vector<double> theta = (*program)->default_params, other = theta;
+    for (double& v : other) v = 0.5 * v + 0.1;
+    bound.BindParameters(theta.data());
+    EXPECT_EQ(Evaluations(bound, theta), Evaluations(reference, theta));
+    EXPECT_EQ(Evaluations(bound, other), Evaluations(reference, other));
+    EXPECT_EQ(Evaluations(bound, theta), Evaluations(reference, theta));
+    bound.UnbindParameters();
+    for (double& v : theta) v += 0.25;  // the same address, other contents
+    EXPECT_EQ(Evaluations(bound, theta), Evaluations(reference, theta));
+    bound.BindParameters(theta.data());
+    EXPECT_EQ(Evaluations(bound, theta), Evaluations(reference, theta));
+    EXPECT_NE(Evaluations(bound, theta), Evaluations(reference, other));
+  }
+}
+
 }  // namespace
 }  // namespace mpc
