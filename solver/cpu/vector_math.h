@@ -24,10 +24,18 @@ __m256d _ZGVdN4v_exp(__m256d x);
 __m256d _ZGVdN4v_tanh(__m256d x);
 __m256d _ZGVdN4vv_atan2(__m256d y, __m256d x);
 }
-#endif
+
+inline Double4 Sin4(Double4 a) { return _ZGVdN4v_sin(a); }
+inline Double4 Cos4(Double4 a) { return _ZGVdN4v_cos(a); }
+inline Double4 Exp4(Double4 a) { return _ZGVdN4v_exp(a); }
+inline Double4 Tanh4(Double4 a) { return _ZGVdN4v_tanh(a); }
+inline Double4 Atan2_4(Double4 y, Double4 x) { return _ZGVdN4vv_atan2(y, x); }
+
+#else
 
 namespace vector_math_internal {
 
+// f lane by lane: the scalar libm.
 template <class F>
 inline Double4 PerLane(Double4 a, F f) {
   return Double4{f(a[0]), f(a[1]), f(a[2]), f(a[3])};
@@ -36,45 +44,23 @@ inline Double4 PerLane(Double4 a, F f) {
 }  // namespace vector_math_internal
 
 inline Double4 Sin4(Double4 a) {
-#if defined(__AVX2__)
-  return _ZGVdN4v_sin(a);
-#else
   return vector_math_internal::PerLane(a, [](double v) { return std::sin(v); });
-#endif
 }
-
 inline Double4 Cos4(Double4 a) {
-#if defined(__AVX2__)
-  return _ZGVdN4v_cos(a);
-#else
   return vector_math_internal::PerLane(a, [](double v) { return std::cos(v); });
-#endif
 }
-
 inline Double4 Exp4(Double4 a) {
-#if defined(__AVX2__)
-  return _ZGVdN4v_exp(a);
-#else
   return vector_math_internal::PerLane(a, [](double v) { return std::exp(v); });
-#endif
 }
-
 inline Double4 Tanh4(Double4 a) {
-#if defined(__AVX2__)
-  return _ZGVdN4v_tanh(a);
-#else
   return vector_math_internal::PerLane(a, [](double v) { return std::tanh(v); });
-#endif
 }
-
 inline Double4 Atan2_4(Double4 y, Double4 x) {
-#if defined(__AVX2__)
-  return _ZGVdN4vv_atan2(y, x);
-#else
   return Double4{std::atan2(y[0], x[0]), std::atan2(y[1], x[1]), std::atan2(y[2], x[2]),
                  std::atan2(y[3], x[3])};
-#endif
 }
+
+#endif
 
 }  // namespace mpc
 
