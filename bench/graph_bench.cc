@@ -95,18 +95,26 @@ MlpFlops CountMlpFlops(const GraphProgram& graph) {
   return flops;
 }
 
-enum class Case { kCartpoleBuiltin, kCartpoleGraph, kMlp };
+// kMlpOde: the MLP's graph read as a continuous-time model (its output taken as dx/dt), RK4 with
+// dt = 0.05 s: four evaluations of the network per step and the integrator's derivatives, the
+// interpreter's cost for a learned ODE (the dynamics themselves are not meant to model anything).
+enum class Case { kCartpoleBuiltin, kCartpoleGraph, kMlp, kMlpOde };
 
 std::vector<Problem> Problems(benchmark::State& state, Case which) {
   std::vector<Problem> problems;
   std::shared_ptr<const GraphProgram> graph;
   if (which != Case::kCartpoleBuiltin) {
-    graph = LoadGraph(state, which == Case::kMlp ? "mlp_n4_m1_h64.onnx" : "cartpole_graph.onnx");
+    const bool mlp = which == Case::kMlp || which == Case::kMlpOde;
+    graph = LoadGraph(state, mlp ? "mlp_n4_m1_h64.onnx" : "cartpole_graph.onnx");
     if (graph == nullptr) return problems;
   }
   for (int i = 0; i < kBatch; ++i) {
-    if (which == Case::kMlp) {
+    if (which == Case::kMlp || which == Case::kMlpOde) {
       problems.push_back(MlpProblem(graph, i));
+      if (which == Case::kMlpOde) {
+        problems.back().integrator = Integrator::kRk4;
+        problems.back().dt = 0.05;
+      }
     } else {
       Problem p = MakeProblem(Kind::kCartpole, i);
       problems.push_back(which == Case::kCartpoleGraph ? AsGraph(p, graph) : p);
@@ -177,9 +185,11 @@ void BM_Backward(benchmark::State& state, Case which) {
 BENCHMARK_CAPTURE(BM_Solve, cartpole_builtin_T25, Case::kCartpoleBuiltin);
 BENCHMARK_CAPTURE(BM_Solve, cartpole_graph_T25, Case::kCartpoleGraph);
 BENCHMARK_CAPTURE(BM_Solve, mlp_n4_h64_T25, Case::kMlp);
+BENCHMARK_CAPTURE(BM_Solve, mlp_ode_rk4_n4_h64_T25, Case::kMlpOde);
 BENCHMARK_CAPTURE(BM_Backward, cartpole_builtin_T25, Case::kCartpoleBuiltin);
 BENCHMARK_CAPTURE(BM_Backward, cartpole_graph_T25, Case::kCartpoleGraph);
 BENCHMARK_CAPTURE(BM_Backward, mlp_n4_h64_T25, Case::kMlp);
+BENCHMARK_CAPTURE(BM_Backward, mlp_ode_rk4_n4_h64_T25, Case::kMlpOde);
 
 }  // namespace
 }  // namespace mpc::bench

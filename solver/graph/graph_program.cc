@@ -564,17 +564,23 @@ void GraphEvaluator::SizeStages() {
   const auto n = static_cast<std::size_t>(p.state_dim);
   const auto m = static_cast<std::size_t>(p.control_dim);
   const auto np = static_cast<std::size_t>(p.param_dim);
+  auto size_adjoints = [&](auto& adjoints) {
+    adjoints.adjoints.resize(p.initial_buffer.size());
+    for (auto& k_adjoint : adjoints.k_adjoint) k_adjoint.resize(n);
+    for (auto* v : {&adjoints.seed, &adjoints.x_bar}) v->resize(n);
+    adjoints.u_bar.resize(m);
+    adjoints.theta_bar.resize(np);
+  };
   auto size = [&](auto& stages) {
     for (auto& values : stages.values)
       values.assign(p.initial_buffer.begin(), p.initial_buffer.end());
-    stages.adjoints.resize(p.initial_buffer.size());
-    for (auto& k_adjoint : stages.k_adjoint) k_adjoint.resize(n);
-    for (auto* v : {&stages.x, &stages.x_next, &stages.seed, &stages.x_bar}) v->resize(n);
-    for (auto* v : {&stages.u, &stages.u_bar}) v->resize(m);
-    stages.theta_bar.resize(np);
+    for (auto* v : {&stages.x, &stages.x_next}) v->resize(n);
+    stages.u.resize(m);
+    size_adjoints(stages);
   };
   size(stages_);
   size(dual_stages_);
+  size_adjoints(row_stages_);
 }
 
 template <typename S>
@@ -584,6 +590,7 @@ void GraphEvaluator::IntegrateForward(const double* theta, TimeStep dt) {
   Stages<S>& st = StagesOf<S>();
   st.tableau = TableauOf(dt.integrator);
   st.h = dt.seconds;
+  const bool theta_loaded = theta != nullptr && theta == bound_theta_ && theta == st.loaded_theta;
   for (int s = 0; s < st.tableau.stages; ++s) {
     S* v = st.values[s].data();
     for (int i = 0; i < n; ++i) {
@@ -595,9 +602,10 @@ void GraphEvaluator::IntegrateForward(const double* theta, TimeStep dt) {
       v[p.x_position() + i] = y;
     }
     for (int j = 0; j < m; ++j) v[p.u_position() + j] = st.u[j];
-    for (int k = 0; k < p.param_dim; ++k) v[p.theta_position() + k] = S(theta[k]);
+    for (int k = 0; k < p.param_dim && !theta_loaded; ++k) v[p.theta_position() + k] = S(theta[k]);
     Values(p, v);
   }
+  st.loaded_theta = theta;
   for (int i = 0; i < n; ++i) {
     S sum = st.x[i];
     for (int s = 0; s < st.tableau.stages; ++s) {
@@ -607,34 +615,35 @@ void GraphEvaluator::IntegrateForward(const double* theta, TimeStep dt) {
   }
 }
 
-template <typename S>
-void GraphEvaluator::IntegrateReverse(GraphAdjoints adjoints) {
+template <typename S, typename G>
+void GraphEvaluator::IntegrateReverse(StageAdjoints<G>* out, GraphAdjoints adjoints) {
   const GraphProgram& p = *program_;
   const int n = p.state_dim, m = p.control_dim;
-  Stages<S>& st = StagesOf<S>();
+  const Stages<S>& st = StagesOf<S>();
+  StageAdjoints<G>& a = *out;
   // F = x + h sum_s b_s k_s: x gets the seed directly, stage s's output h b_s of it.
   for (int s = 0; s < st.tableau.stages; ++s) {
-    for (int i = 0; i < n; ++i) st.k_adjoint[s][i] = (st.h * st.tableau.b[s]) * st.seed[i];
+    for (int i = 0; i < n; ++i) a.k_adjoint[s][i] = (st.h * st.tableau.b[s]) * a.seed[i];
   }
-  for (int i = 0; i < n; ++i) st.x_bar[i] = st.seed[i];
-  Fill(&st.u_bar, S(0.0));
-  Fill(&st.theta_bar, S(0.0));
+  for (int i = 0; i < n; ++i) a.x_bar[i] = a.seed[i];
+  Fill(&a.u_bar, Zero<G>());
+  Fill(&a.theta_bar, Zero<G>());
   // Last stage first: stage s's input y_s = x + h sum_{j<s} a_sj k_j passes its adjoint on to x
   // and to the earlier stages' outputs.
   for (int s = st.tableau.stages - 1; s >= 0; --s) {
-    ClearAdjoints(p, adjoints, &st.adjoints);
-    for (int i = 0; i < n; ++i) st.adjoints[p.output + i] = st.k_adjoint[s][i];
-    Reverse(p, st.values[s].data(), st.adjoints.data(), adjoints);
+    ClearAdjoints(p, adjoints, &a.adjoints);
+    for (int i = 0; i < n; ++i) a.adjoints[p.output + i] = a.k_adjoint[s][i];
+    Reverse(p, st.values[s].data(), a.adjoints.data(), adjoints);
     for (int i = 0; i < n; ++i) {
-      const S& y_bar = st.adjoints[p.x_position() + i];
-      st.x_bar[i] += y_bar;
+      const G& y_bar = a.adjoints[p.x_position() + i];
+      a.x_bar[i] += y_bar;
       for (int j = 0; j < s; ++j) {
-        if (st.tableau.a[s][j] != 0.0) st.k_adjoint[j][i] += (st.h * st.tableau.a[s][j]) * y_bar;
+        if (st.tableau.a[s][j] != 0.0) a.k_adjoint[j][i] += (st.h * st.tableau.a[s][j]) * y_bar;
       }
     }
-    for (int j = 0; j < m; ++j) st.u_bar[j] += st.adjoints[p.u_position() + j];
+    for (int j = 0; j < m; ++j) a.u_bar[j] += a.adjoints[p.u_position() + j];
     if (adjoints == GraphAdjoints::kOfInputs) continue;
-    for (int k = 0; k < p.param_dim; ++k) st.theta_bar[k] += st.adjoints[p.theta_position() + k];
+    for (int k = 0; k < p.param_dim; ++k) a.theta_bar[k] += a.adjoints[p.theta_position() + k];
   }
 }
 
@@ -653,7 +662,7 @@ void GraphEvaluator::IntegrateDirectional(const double* x, const double* u, cons
     st.u[j].d[0] = du[j];
   }
   IntegrateForward<Dual1>(theta, dt);
-  IntegrateReverse<Dual1>(adjoints);
+  IntegrateReverse<Dual1>(&dual_stages_, adjoints);
 }
 
 void GraphEvaluator::Step(const double* x, const double* u, const double* theta, TimeStep dt,
@@ -671,12 +680,17 @@ void GraphEvaluator::StepWithJacobians(const double* x, const double* u, const d
   if (dt.integrator == Integrator::kDefault) return StepWithJacobians(x, u, theta, x_next, A, B);
   const int n = program_->state_dim, m = program_->control_dim;
   Step(x, u, theta, dt, x_next);
-  for (int row = 0; row < n; ++row) {
-    Fill(&stages_.seed, 0.0);
-    stages_.seed[row] = 1.0;
-    IntegrateReverse<double>(GraphAdjoints::kOfInputs);
-    for (int j = 0; j < n; ++j) A[row * n + j] = stages_.x_bar[j];
-    for (int j = 0; j < m; ++j) B[row * m + j] = stages_.u_bar[j];
+  // Four rows per pass: lane r of row_stages_ is the pass seeded at row first + r.
+  for (int first = 0; first < n; first += kRowsPerSweep) {
+    const int rows = std::min(kRowsPerSweep, n - first);
+    Fill(&row_stages_.seed, Zero<Double4>());
+    for (int r = 0; r < rows; ++r) row_stages_.seed[first + r][r] = 1.0;
+    IntegrateReverse<double>(&row_stages_, GraphAdjoints::kOfInputs);
+    for (int r = 0; r < rows; ++r) {
+      const int row = first + r;
+      for (int j = 0; j < n; ++j) A[row * n + j] = row_stages_.x_bar[j][r];
+      for (int j = 0; j < m; ++j) B[row * m + j] = row_stages_.u_bar[j][r];
+    }
   }
 }
 
@@ -691,7 +705,7 @@ void GraphEvaluator::SubtractParamGradient(const double* x, const double* u, con
   std::copy(u, u + m, stages_.u.begin());
   IntegrateForward<double>(theta, dt);
   std::copy(mu, mu + n, stages_.seed.begin());
-  IntegrateReverse<double>(GraphAdjoints::kOfAll);
+  IntegrateReverse<double>(&stages_, GraphAdjoints::kOfAll);
   for (int k = 0; k < np; ++k) grad[k] -= stages_.theta_bar[k];
   if (lambda == nullptr) return;
   IntegrateDirectional(x, u, theta, dt, lambda, dx, du, GraphAdjoints::kOfAll);
@@ -718,6 +732,8 @@ void GraphEvaluator::BindParameters(const double* theta) {
   bound_theta_ = theta;
   loaded_theta_ = nullptr;
   dual_loaded_theta_ = nullptr;
+  stages_.loaded_theta = nullptr;
+  dual_stages_.loaded_theta = nullptr;
 }
 
 void GraphEvaluator::UnbindParameters() { bound_theta_ = nullptr; }

@@ -212,16 +212,23 @@ class GraphEvaluator {
  private:
   using Dual1 = Dual<double, 1>;
 
+  // The adjoints of one integrated step's reverse pass, in G: a stage buffer's, the stage
+  // outputs', the seed (n) and what it gives x, u and theta.
+  template <typename G>
+  struct StageAdjoints {
+    std::vector<G> adjoints;
+    std::vector<G> k_adjoint[ButcherTableau::kMaxStages];  // (n) each
+    std::vector<G> seed, x_bar, u_bar, theta_bar;
+  };
   // One integrated step's stages in scalar S (double, or Dual1 along one direction): each
-  // stage's whole buffer, kept for the reverse pass, and the stage outputs' adjoints.
+  // stage's whole buffer, kept for the reverse pass, and that pass's adjoints in S.
   template <typename S>
-  struct Stages {
+  struct Stages : StageAdjoints<S> {
     std::vector<S> values[ButcherTableau::kMaxStages];
-    std::vector<S> adjoints;
-    std::vector<S> k_adjoint[ButcherTableau::kMaxStages];  // (n) each
-    std::vector<S> x, u, x_next, seed, x_bar, u_bar, theta_bar;
+    std::vector<S> x, u, x_next;
     ButcherTableau tableau{};
     double h = 0.0;
+    const double* loaded_theta = nullptr;  // the parameters `values` hold (BindParameters)
   };
   template <typename S>
   Stages<S>& StagesOf();
@@ -230,10 +237,11 @@ class GraphEvaluator {
   // stages.x, stages.u -> stages.x_next (n): F in scalar S, every stage's buffer kept.
   template <typename S>
   void IntegrateForward(const double* theta, TimeStep dt);
-  // After IntegrateForward: (x_bar, u_bar) = (dF/d(x, u))' seed, and theta_bar = (dF/dtheta)'
-  // seed when `adjoints` is kOfAll; one reverse sweep of the graph per stage.
-  template <typename S>
-  void IntegrateReverse(GraphAdjoints adjoints);
+  // After IntegrateForward<S>, into `out`: (x_bar, u_bar) = (dF/d(x, u))' seed, and theta_bar =
+  // (dF/dtheta)' seed when `adjoints` is kOfAll; one reverse sweep of the graph per stage. `out`
+  // is the stages' own (G = S) or four seeds' at once (G = Double4, each lane as alone).
+  template <typename S, typename G>
+  void IntegrateReverse(StageAdjoints<G>* out, GraphAdjoints adjoints);
   // Sets the Dual1 stages' x and u to (x + e dx, u + e du), then runs forward and reverse with
   // `lambda` as the seed: the tangents are then d/de of (dF/d(x, u, theta))' lambda.
   void IntegrateDirectional(const double* x, const double* u, const double* theta, TimeStep dt,
@@ -273,6 +281,7 @@ class GraphEvaluator {
   Eigen::MatrixXd hessian_;
   Stages<double> stages_;
   Stages<Dual1> dual_stages_;
+  StageAdjoints<Double4> row_stages_;  // the integrated step's four-row sweeps
 };
 
 }  // namespace mpc

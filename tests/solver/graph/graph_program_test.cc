@@ -320,7 +320,8 @@ TEST(GraphActivityTest, ALayersWeightsAreInactive) {
 }
 
 // Everything an evaluation returns at theta: x_next, A, B (Jacobians), theta's VJP with lambda and
-// the mixed directional derivative (the double and the dual buffers).
+// the mixed directional derivative (the double and the dual buffers), and the RK4 step's x_next,
+// Jacobians and parameter gradient (the stages' buffers, double and dual).
 std::vector<double> Evaluations(GraphEvaluator& e, const std::vector<double>& theta) {
   const GraphProgram& p = e.program();
   const int n = p.state_dim, m = p.control_dim;
@@ -339,8 +340,18 @@ std::vector<double> Evaluations(GraphEvaluator& e, const std::vector<double>& th
   e.ParamVjp(x.data(), u.data(), theta.data(), lambda.data(), vjp.data());
   e.MixedDirectional(x.data(), u.data(), theta.data(), lambda.data(), dx.data(), du.data(),
                      mixed.data());
+  // The graph read as dx/dt and integrated (the stages' own buffers).
+  TimeStep rk4;
+  rk4.seconds = 0.05;
+  rk4.integrator = Integrator::kRk4;
+  std::vector<double> ode_next(n), ode_A(n * n), ode_B(n * m), ode_grad(p.param_dim, 0.0);
+  e.StepWithJacobians(x.data(), u.data(), theta.data(), rk4, ode_next.data(), ode_A.data(),
+                      ode_B.data());
+  e.SubtractParamGradient(x.data(), u.data(), theta.data(), rk4, lambda.data(), lambda.data(),
+                          dx.data(), du.data(), ode_grad.data());
   std::vector<double> all = next;
-  for (const std::vector<double>* part : {&A, &B, &vjp, &mixed}) {
+  for (const std::vector<double>* part :
+       {&A, &B, &vjp, &mixed, &ode_next, &ode_A, &ode_B, &ode_grad}) {
     all.insert(all.end(), part->begin(), part->end());
   }
   return all;
