@@ -79,6 +79,31 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline S ContiguousDot(const S* __restrict a, const
   return PairwiseDotOfBlocks(a, b, blocks) + tail;
 }
 
+// out[q] = ContiguousDot(a, b[q], n) for q in [0, 4), bit for bit (each dot its own two vectors of
+// partial sums, added pairwise, then its tail in order), with a's blocks loaded once for the four:
+// a layer's outputs four at a time.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void ContiguousDotsOfFour(const double* __restrict a,
+                                                              const double* const* b, int n,
+                                                              double* __restrict out) {
+  static_assert(kDotLanes == 8, "two vectors of four partial sums per dot");
+  const int blocks = n / kDotLanes;
+  Double4 low[4], high[4];
+  for (int q = 0; q < 4; ++q) low[q] = high[q] = BroadcastDouble4(0.0);
+  for (int k = 0; k < blocks * kDotLanes; k += kDotLanes) {
+    const Double4 a_low = LoadDouble4(a + k), a_high = LoadDouble4(a + k + 4);
+    for (int q = 0; q < 4; ++q) {
+      low[q] = low[q] + a_low * LoadDouble4(b[q] + k);
+      high[q] = high[q] + a_high * LoadDouble4(b[q] + k + 4);
+    }
+  }
+  for (int q = 0; q < 4; ++q) {
+    double tail = 0.0;
+    for (int k = blocks * kDotLanes; k < n; ++k) tail = tail + a[k] * b[q][k];
+    const Double4 four = low[q] + high[q];
+    out[q] = ((four[0] + four[2]) + (four[1] + four[3])) + tail;
+  }
+}
+
 // y[k] += alpha x[k] for k in [0, n). G: S, or Double4 (four adjoints of the same values, the
 // four-row reverse sweeps: each lane the sums of its own, in the same order).
 template <typename S, typename G>
@@ -152,7 +177,15 @@ void MatMulForward(const GraphInstruction& in, S* v) {
     const S* B = v + in.b_base[p];
     S* O = v + in.out_base[p];
     for (int i = 0; i < in.rows; ++i) {
-      for (int j = 0; j < in.cols; ++j) {
+      int j = 0;
+      if constexpr (std::is_same_v<S, double>) {
+        for (; HasContiguousDots(in) && j + 4 <= in.cols; j += 4) {
+          const double* const columns[4] = {B + j * in.b_col, B + (j + 1) * in.b_col,
+                                            B + (j + 2) * in.b_col, B + (j + 3) * in.b_col};
+          ContiguousDotsOfFour(A + i * in.a_row, columns, in.inner, O + i * in.cols + j);
+        }
+      }
+      for (; j < in.cols; ++j) {
         if (HasContiguousDots(in)) {
           O[i * in.cols + j] = ContiguousDot(A + i * in.a_row, B + j * in.b_col, in.inner);
           continue;
