@@ -63,7 +63,51 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
   return grpc::SslCredentials(ssl);
 }
 
+// The callback gRPC holds for an async call: runs the call's Done, and counts in the client's
+// CallbacksHeld for as long as gRPC holds it. It lets go of the call's state first (and with the
+// last handle gone, of its context and the channel reference that holds), then counts out.
+template <class State>
+class HeldCallback {
+ public:
+  HeldCallback(std::shared_ptr<MpcClient::CallbacksHeld> held, std::shared_ptr<State> state)
+      : held_(std::move(held)), state_(std::move(state)) {
+    held_->Add();
+  }
+  HeldCallback(const HeldCallback& other) : held_(other.held_), state_(other.state_) {
+    held_->Add();
+  }
+  HeldCallback& operator=(const HeldCallback&) = delete;
+  ~HeldCallback() {
+    state_.reset();
+    held_->Remove();
+  }
+
+  void operator()(const grpc::Status& status) { state_->Done(status); }
+
+ private:
+  const std::shared_ptr<MpcClient::CallbacksHeld> held_;
+  std::shared_ptr<State> state_;
+};
+
 }  // namespace
+
+void MpcClient::CallbacksHeld::Add() {
+  absl::MutexLock lock(&mu_);
+  ++count_;
+}
+
+void MpcClient::CallbacksHeld::Remove() {
+  absl::MutexLock lock(&mu_);
+  --count_;
+}
+
+void MpcClient::CallbacksHeld::WaitForNone() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](int* count) { return *count == 0; }, &count_));
+}
+
+MpcClient::~MpcClient() { callbacks_held_->WaitForNone(); }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
@@ -272,7 +316,7 @@ std::shared_ptr<AsyncCall> MpcClient::SolveAsync(mpcd::v1::SolveRequest request,
   auto state = std::make_shared<State>(std::move(request), std::move(done));
   PrepareContext(timeout, state->context());
   stub_->async()->Solve(state->context(), state->request(), state->response(),
-                        [state](grpc::Status status) { state->Done(status); });
+                        HeldCallback<State>(callbacks_held_, state));
   return state;
 }
 
@@ -283,7 +327,7 @@ std::shared_ptr<AsyncCall> MpcClient::BackwardAsync(mpcd::v1::BackwardRequest re
   auto state = std::make_shared<State>(std::move(request), std::move(done));
   PrepareContext(timeout, state->context());
   stub_->async()->Backward(state->context(), state->request(), state->response(),
-                           [state](grpc::Status status) { state->Done(status); });
+                           HeldCallback<State>(callbacks_held_, state));
   return state;
 }
 

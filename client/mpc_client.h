@@ -11,9 +11,11 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "mpcd/v1/mpcd.grpc.pb.h"
@@ -148,6 +150,25 @@ class MpcClient {
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   const MpcClientOptions& options() const { return options_; }
 
+  // Waits until gRPC has let go of every async call's callback (each has run), then releases the
+  // channel: so the channel's last reference is dropped here, never on a gRPC callback thread,
+  // where gRPC 1.51 would shut its callback queue down from one of that queue's own threads (the
+  // thread joins itself, the queue is freed, the thread polls it again: a double free). Must not
+  // run inside one of this client's callbacks.
+  ~MpcClient();
+
+  // How many async calls' callbacks gRPC still holds.
+  class CallbacksHeld {
+   public:
+    void Add();
+    void Remove();
+    void WaitForNone();
+
+   private:
+    absl::Mutex mu_;
+    int count_ ABSL_GUARDED_BY(mu_) = 0;
+  };
+
  private:
   // Deadline, wait-for-ready and the bearer token of one call.
   void PrepareContext(absl::Duration timeout, grpc::ClientContext* context) const;
@@ -156,6 +177,7 @@ class MpcClient {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<mpcd::v1::MpcService::Stub> stub_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_stub_;
+  const std::shared_ptr<CallbacksHeld> callbacks_held_ = std::make_shared<CallbacksHeld>();
 };
 
 }  // namespace mpc
