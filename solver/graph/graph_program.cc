@@ -54,6 +54,13 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline S PairwiseDotOfBlocks(const S* __restrict a,
   return lane[0];
 }
 
+// The eight partial sums of PairwiseDotOfBlocks held as two vectors (lanes 0-3 and 4-7), added in
+// its order.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline double AddPartialSums(Double4 low, Double4 high) {
+  const Double4 four = low + high;
+  return (four[0] + four[2]) + (four[1] + four[3]);
+}
+
 template <>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline double PairwiseDotOfBlocks(const double* __restrict a,
                                                                const double* __restrict b,
@@ -64,8 +71,16 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline double PairwiseDotOfBlocks(const double* __r
     low = low + LoadDouble4(a + k) * LoadDouble4(b + k);
     high = high + LoadDouble4(a + k + 4) * LoadDouble4(b + k + 4);
   }
-  const Double4 four = low + high;
-  return (four[0] + four[2]) + (four[1] + four[3]);
+  return AddPartialSums(low, high);
+}
+
+// sum_k a[k] b[k] for k in [from, n), in order: a dot's tail after its whole blocks.
+template <typename S>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline S TailDot(const S* __restrict a, const S* __restrict b,
+                                              int from, int n) {
+  S tail(0.0);
+  for (int k = from; k < n; ++k) tail = tail + a[k] * b[k];
+  return tail;
 }
 
 // sum_k a[k] b[k] for k in [0, n): the whole blocks pairwise (above), then the tail in order. One
@@ -74,8 +89,7 @@ template <typename S>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline S ContiguousDot(const S* __restrict a, const S* __restrict b,
                                                     int n) {
   const int blocks = n / kDotLanes;
-  S tail(0.0);
-  for (int k = blocks * kDotLanes; k < n; ++k) tail = tail + a[k] * b[k];
+  const S tail = TailDot(a, b, blocks * kDotLanes, n);
   return PairwiseDotOfBlocks(a, b, blocks) + tail;
 }
 
@@ -97,10 +111,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void ContiguousDotsOfFour(const double* __re
     }
   }
   for (int q = 0; q < 4; ++q) {
-    double tail = 0.0;
-    for (int k = blocks * kDotLanes; k < n; ++k) tail = tail + a[k] * b[q][k];
-    const Double4 four = low[q] + high[q];
-    out[q] = ((four[0] + four[2]) + (four[1] + four[3])) + tail;
+    out[q] = AddPartialSums(low[q], high[q]) + TailDot(a, b[q], blocks * kDotLanes, n);
   }
 }
 
