@@ -397,7 +397,9 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   // (A, B then incomplete).
   MPC_HOST_DEVICE bool Linearize() {
     if (HasCostGraph() || HasConstraintGraph()) LinearizeGraphs();
-    if constexpr (!Dynamics::kIsLinear) {
+    if constexpr (Kernels::template kLinearizesInLanes<S, Dynamics, NX, NU>) {
+      return LinearizeInLanes();
+    } else if constexpr (!Dynamics::kIsLinear) {
       ScratchScope<S> scope(arena_);
       LocalArray<S, NX> x(arena_, n), next(arena_, n);
       LocalArray<S, NU> u(arena_, m);
@@ -410,6 +412,36 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
         const StepJacobians<S> F = Linearizations().Targets(t, A, B);
         StepAndJacobians(x, u, next, F.A, F.B);
         Linearizations().Store(t, A, B);
+      }
+    }
+    return true;
+  }
+
+  // Linearize's model Jacobians kLanes steps per evaluation (Kernels::StepJacobiansInLanes: a
+  // host's vector lanes).
+  MPC_HOST_DEVICE bool LinearizeInLanes() {
+    constexpr int kLanes = Kernels::kLinearizationLanes;
+    ScratchScope<S> scope(arena_);
+    LocalArray<S, kLanes * NX> x(arena_, kLanes * n);
+    LocalArray<S, kLanes * NU> u(arena_, kLanes * m);
+    LocalArray<S, kLanes * NX * NX> A(arena_, kLanes * n * n);
+    LocalArray<S, kLanes * NX * NU> B(arena_, kLanes * n * m);
+    S* A_targets[kLanes];
+    S* B_targets[kLanes];
+    for (int t0 = 0; t0 + 1 < T_; t0 += kLanes) {
+      const int count = T_ - 1 - t0 < kLanes ? T_ - 1 - t0 : kLanes;
+      for (int k = 0; k < count; ++k) {
+        if (StopRequestedAtStep(t0 + k)) return false;
+        LoadX(x_, t0 + k, &x[k * n]);
+        LoadU(u_, t0 + k, &u[k * m]);
+        const StepJacobians<S> F = Linearizations().Targets(t0 + k, &A[k * n * n], &B[k * n * m]);
+        A_targets[k] = F.A;
+        B_targets[k] = F.B;
+      }
+      Kernels::template StepJacobiansInLanes<typename Dynamics::ModelType>(
+          x, u, params_, dt_, count, A_targets, B_targets);
+      for (int k = 0; k < count; ++k) {
+        Linearizations().Store(t0 + k, &A[k * n * n], &B[k * n * m]);
       }
     }
     return true;

@@ -47,7 +47,7 @@
 namespace mpc::core {
 
 // How many samples a rollout scalar R carries: 1 for a plain scalar (the GPU's thread per sample,
-// the host emulation), R::kLanes for a lane type (the CPU's, solver/cpu/sample_lanes.h), which
+// the host emulation), R::kLanes for a lane type (the CPU's, solver/cpu/double_lanes.h), which
 // also offers R::Load(const S* lanes) and operator[](lane).
 template <typename R, typename = void>
 inline constexpr int kRolloutLanes = 1;

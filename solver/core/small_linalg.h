@@ -193,6 +193,11 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE void ValueFunctionOfMinimisers(const S* Qxx, co
 // loops above, on every executor. A host-only alternative with the same interface
 // (cpu/dense_kernels.h) uses packed products for shapes too large for the device.
 struct LoopKernels {
+  // The core linearises one step per model evaluation (a host's kernels may take several at once:
+  // cpu/dense_kernels.h).
+  template <typename S, class Dynamics, int NX, int NU>
+  static constexpr bool kLinearizesInLanes = false;
+
   template <typename S>
   MPC_HOST_DEVICE MPC_FORCE_INLINE static void AddDynamicsToQ(const S* A, const S* B, const S* V,
                                                               const S* v, int n, int m, S* VA,

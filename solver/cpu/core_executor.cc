@@ -11,8 +11,8 @@
 #include "solver/core/sampling.h"
 #include "solver/core/scratch.h"
 #include "solver/cpu/dense_kernels.h"
+#include "solver/cpu/double_lanes.h"
 #include "solver/cpu/implicit_backward.h"
-#include "solver/cpu/sample_lanes.h"
 #include "solver/graph/graph_program.h"
 #include "solver/packing.h"
 #include "solver/sampling_packing.h"
@@ -105,7 +105,7 @@ void WatchInterrupt(const Problem& problem, std::optional<InterruptWatch>* watch
 }
 
 // The scalar a worker rolls samples out with (core/sampling.h): four samples at once
-// (sample_lanes.h) where the sizes are compile-time and neither the dynamics nor the cost is a
+// (double_lanes.h) where the sizes are compile-time and neither the dynamics nor the cost is a
 // graph (HasCostGraph; graphs are interpreted one sample at a time); else one. A function of the
 // shape alone, so a problem's samples are grouped the same way alone or in any batch.
 bool HasCostGraph(const ProblemShape& shape) {
@@ -114,7 +114,7 @@ bool HasCostGraph(const ProblemShape& shape) {
 template <class Dynamics, int NX, int NU, bool kFixedSize>
 using SampleRollout = std::conditional_t<kFixedSize && NX != core::kDynamic &&
                                              NU != core::kDynamic && !Dynamics::kIsGraph,
-                                         SampleLanes, double>;
+                                         DoubleLanes, double>;
 
 // Grows `buffer` to at least `size` scalars (never shrinks, so a worker's steady state allocates
 // nothing).

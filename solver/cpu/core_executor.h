@@ -22,7 +22,7 @@ enum class CoreSizes {
 
 // How the CPU executor rolls a sampling problem's samples out (core/sampling.h).
 enum class SampleRollouts {
-  kLanes,     // several at once where the shape allows (sample_lanes.h, libmvec's sin and cos)
+  kLanes,     // several at once where the shape allows (double_lanes.h, libmvec's sin and cos)
   kOneByOne,  // one at a time in double, as the GPU does (the host emulation test compares)
 };
 

@@ -5,7 +5,8 @@
 // Eigen's packed, vectorised products for the shapes the device never runs (state or control
 // dimension above the generic device capacities), the core's own loops otherwise, so every shape
 // the device runs gives the CPU the device's bits (in double, AddDynamicsToQ's products A'VA and
-// B'VA a row at a time in vector lanes: the core's sums in the core's order). Host only.
+// B'VA a row at a time in vector lanes: the core's sums in the core's order); and the
+// linearisation of a built-in model four steps at a time (LaneLinearization). Host only.
 
 #include <Eigen/Core>
 #include <cstring>
@@ -13,10 +14,28 @@
 
 #include "solver/core/dispatch.h"
 #include "solver/core/small_linalg.h"
+#include "solver/cpu/model_lanes.h"
 
 namespace mpc {
 
-struct DenseKernels {
+// How a CPU worker linearises a built-in model's dynamics (the core's Kernels::kLinearizesInLanes
+// and StepJacobiansInLanes): kLinearizationLanes steps per evaluation of the model's dual-number
+// Step (cpu/model_lanes.h), in double at compile-time sizes; one step at a time otherwise.
+struct LaneLinearization {
+  static constexpr int kLinearizationLanes = kModelLanes;
+  template <typename S, class Dynamics, int NX, int NU>
+  static constexpr bool kLinearizesInLanes =
+      std::is_same_v<S, double> && !Dynamics::kIsLinear && !Dynamics::kIsGraph &&
+      !Dynamics::kIsGraphTape && NX != core::kDynamic && NU != core::kDynamic;
+
+  template <class Model>
+  static void StepJacobiansInLanes(const double* x, const double* u, const double* p, TimeStep dt,
+                                   int count, double* const* A, double* const* B) {
+    mpc::StepJacobiansInLanes<Model>(x, u, p, dt, count, A, B);
+  }
+};
+
+struct DenseKernels : LaneLinearization {
   static constexpr bool UsesPackedProducts(int n, int m) {
     return n > core::kGenericMaxStateDim || m > core::kGenericMaxControlDim;
   }

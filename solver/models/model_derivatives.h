@@ -15,10 +15,11 @@ enum class MatrixOrder { kColumnMajor, kRowMajor };
 // a continuous-time model's integrator included) by dual numbers.
 
 // x_next = f(x, u; p) and its Jacobians by forward-mode AD in one model evaluation with n+m
-// tangents, in scalar S (double; float in the device code). x: (n); u: (m); p: (kParamDim);
-// x_next: (n); A: (n, n) and B: (n, m), both stored in kOrder.
-template <class Model, MatrixOrder kOrder = MatrixOrder::kColumnMajor, typename S>
-MPC_HOST_DEVICE MPC_FLATTEN void StepWithJacobians(const S* x, const S* u, const S* p, TimeStep dt,
+// tangents, in scalar S (double; float in the device code; four points in lanes on the CPU,
+// solver/cpu/model_lanes.h) with parameters of scalar P (S, or double beside the lanes).
+// x: (n); u: (m); p: (kParamDim); x_next: (n); A: (n, n) and B: (n, m), both stored in kOrder.
+template <class Model, MatrixOrder kOrder = MatrixOrder::kColumnMajor, typename S, typename P>
+MPC_HOST_DEVICE MPC_FLATTEN void StepWithJacobians(const S* x, const S* u, const P* p, TimeStep dt,
                                                    S* x_next, S* A, S* B) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;

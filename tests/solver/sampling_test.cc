@@ -165,7 +165,7 @@ TEST(SamplingTest, EveryProblemIsBitwiseTheSameAloneInAnyBatchAndOnAnyThreadCoun
   }
 }
 
-// The CPU rolls samples out four at a time (solver/cpu/sample_lanes.h), the last group padded.
+// The CPU rolls samples out four at a time (solver/cpu/double_lanes.h), the last group padded.
 // Without transcendentals (linear dynamics, quadratic costs) each lane does a double's operations
 // in a double's order, so the answer is bitwise the one-at-a-time rollout's, whatever the sample
 // count's remainder by four, the method and the noise's knots.

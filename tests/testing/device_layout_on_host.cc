@@ -8,12 +8,23 @@
 #include "solver/core/ilqr.h"
 #include "solver/core/implicit_backward.h"
 #include "solver/core/sampling.h"
+#include "solver/cpu/dense_kernels.h"
 #include "solver/packing.h"
 #include "solver/sampling_packing.h"
 
 namespace mpc::core {
 
 namespace {
+
+// The device's own loops (LoopKernels) with the linearisation a CPU worker takes: a built-in
+// model's steps four at a time in vector lanes (LaneLinearization), where a device thread takes
+// one step per evaluation of the same dual-number Step. Only the transcendentals' last bits can
+// tell the two apart, and the device's libm differs from the host's anyway (cuda_backend_test
+// compares the GPU with the CPU to a tolerance); every other step is the kernel's code path, whose
+// bits must be the CPU executor's.
+struct DeviceKernelsOnHost : LoopKernels, LaneLinearization {
+  using LaneLinearization::kLinearizesInLanes;
+};
 
 // A batch that samples, in the order the CUDA launcher enqueues its kernels
 // (sampling_dispatch.cuh), each kernel's threads in turn.
@@ -47,7 +58,9 @@ void SampleBatchOnHost(const ProblemShape& shape, absl::Span<const Problem* cons
       }
       for (int b = 0; b < batch; ++b) Sampler(view, b).Update(iteration);
     }
-    for (int b = 0; b < batch; ++b) PolishAndFinish<S, Dynamics, NX, NU, kFixedSize>(view, b);
+    for (int b = 0; b < batch; ++b) {
+      PolishAndFinish<S, Dynamics, NX, NU, kFixedSize, Interleaved, DeviceKernelsOnHost>(view, b);
+    }
   });
   UnpackIlqrOutputs<S>(members, layout.problem, buffer.data() + layout.problem.best_x,
                        results.data(), outputs);
@@ -93,7 +106,8 @@ absl::Status SolveBatchOnHost(absl::Span<const Problem* const> problems,
     DispatchShape<Executor::kGpu>(shape, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
       for (int b = 0; b < view.batch; ++b) {
         stops.Raise(stop_flags.data());
-        ProblemSolver<S, Dynamics, NX, NU, kFixedSize>(view, b).Solve();
+        ProblemSolver<S, Dynamics, NX, NU, kFixedSize, Interleaved, DeviceKernelsOnHost>(view, b)
+            .Solve();
       }
     });
     UnpackIlqrOutputs<S>(members, layout, buffer.data() + layout.best_x, results.data(), outputs);
@@ -136,7 +150,9 @@ absl::Status BackwardBatchOnHost(absl::Span<const BackwardProblem* const> proble
     DispatchShape<Executor::kGpu>(
         members[0]->problem->shape, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
           for (int b = 0; b < view.problem.batch; ++b) {
-            ProblemBackward<S, Dynamics, NX, NU, kFixedSize>(view, b).Run();
+            ProblemBackward<S, Dynamics, NX, NU, kFixedSize, Interleaved, DeviceKernelsOnHost>(view,
+                                                                                               b)
+                .Run();
           }
         });
     UnpackBackwardOutputs<S>(members, layout, buffer.data() + layout.grad_x_init, results.data(),

@@ -3,9 +3,11 @@
 
 // What the CUDA backend launches, run on the host for the tests: the device's interleaved batch
 // layout (solver/packing.h), the core instantiated with the device's sizes
-// (DispatchShape<Executor::kGpu>) called once per "thread" in a loop, the same unpacking. Only the
-// kernel launch and the copies are missing. The tests compare it bit for bit with the CPU backend
-// (the contiguous layout) on machines without a GPU; never linked into the server.
+// (DispatchShape<Executor::kGpu>) and the device's loops, called once per "thread" in a loop, the
+// same unpacking; a built-in model is linearised as a CPU worker does it (four steps in vector
+// lanes, device_layout_on_host.cc). Only the kernel launch and the copies are missing. The tests
+// compare it bit for bit with the CPU backend (the contiguous layout) on machines without a GPU;
+// never linked into the server.
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"

@@ -1,8 +1,8 @@
-// The CPU's rollout scalar of four samples (solver/cpu/sample_lanes.h) against double, lane by
+// The CPU's rollout scalar of four samples (solver/cpu/double_lanes.h) against double, lane by
 // lane: arithmetic bitwise, libmvec's sin, cos and atan2 within their documented 4 ulp of the
 // scalar libm's, Clamp with the scalar Clamp's semantics, and every built-in model's step.
 
-#include "solver/cpu/sample_lanes.h"
+#include "solver/cpu/double_lanes.h"
 
 #include <algorithm>
 #include <cmath>
@@ -20,7 +20,7 @@
 namespace mpc {
 namespace {
 
-constexpr int kLanes = SampleLanes::kLanes;
+constexpr int kLanes = DoubleLanes::kLanes;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -52,7 +52,7 @@ template <class F, class G>
 void ExpectUnaryLanes(F f, G g, std::int64_t max_ulp) {
   const std::vector<double> values = Arguments();
   for (std::size_t k = 0; k < values.size(); k += kLanes) {
-    const SampleLanes result = f(SampleLanes::Load(&values[k]));
+    const DoubleLanes result = f(DoubleLanes::Load(&values[k]));
     for (int lane = 0; lane < kLanes; ++lane) {
       const double x = values[k + lane], expected = g(x);
       SCOPED_TRACE(::testing::Message() << "x = " << x);
@@ -65,14 +65,14 @@ void ExpectUnaryLanes(F f, G g, std::int64_t max_ulp) {
   }
 }
 
-TEST(SampleLanesTest, ArithmeticIsDoublesLaneByLaneBitwise) {
+TEST(DoubleLanesTest, ArithmeticIsDoublesLaneByLaneBitwise) {
   const std::vector<double> a = Arguments();
   std::vector<double> b = a;
   std::mt19937_64 random(3);
   std::shuffle(b.begin(), b.end(), random);
   for (std::size_t k = 0; k < a.size(); k += kLanes) {
-    const SampleLanes x = SampleLanes::Load(&a[k]), y = SampleLanes::Load(&b[k]);
-    SampleLanes accumulated = x;
+    const DoubleLanes x = DoubleLanes::Load(&a[k]), y = DoubleLanes::Load(&b[k]);
+    DoubleLanes accumulated = x;
     accumulated += y;
     accumulated *= y;
     for (int lane = 0; lane < kLanes; ++lane) {
@@ -89,14 +89,14 @@ TEST(SampleLanesTest, ArithmeticIsDoublesLaneByLaneBitwise) {
 }
 
 // glibc documents at most 4 ulp for the AVX2 variants (and the scalar ones are within 1).
-TEST(SampleLanesTest, TranscendentalsAreWithinLibmvecsUlpsOfTheScalarLibm) {
-  ExpectUnaryLanes([](const SampleLanes& x) { return sin(x); },
+TEST(DoubleLanesTest, TranscendentalsAreWithinLibmvecsUlpsOfTheScalarLibm) {
+  ExpectUnaryLanes([](const DoubleLanes& x) { return sin(x); },
                    [](double x) { return std::sin(x); }, 5);
-  ExpectUnaryLanes([](const SampleLanes& x) { return cos(x); },
+  ExpectUnaryLanes([](const DoubleLanes& x) { return cos(x); },
                    [](double x) { return std::cos(x); }, 5);
   ExpectUnaryLanes(
-      [](const SampleLanes& x) {
-        SampleLanes s, c;
+      [](const DoubleLanes& x) {
+        DoubleLanes s, c;
         SinCos(x, &s, &c);
         return s * s + c * c;
       },
@@ -104,8 +104,8 @@ TEST(SampleLanesTest, TranscendentalsAreWithinLibmvecsUlpsOfTheScalarLibm) {
   const std::vector<double> values = Arguments();
   for (std::size_t k = 0; k < values.size(); k += kLanes) {
     for (std::size_t j = 0; j < values.size(); j += 97 * kLanes) {
-      const SampleLanes y = SampleLanes::Load(&values[k]), x = SampleLanes::Load(&values[j]);
-      const SampleLanes result = atan2(y, x);
+      const DoubleLanes y = DoubleLanes::Load(&values[k]), x = DoubleLanes::Load(&values[j]);
+      const DoubleLanes result = atan2(y, x);
       for (int lane = 0; lane < kLanes; ++lane) {
         const double expected = std::atan2(values[k + lane], values[j + lane]);
         SCOPED_TRACE(::testing::Message()
@@ -120,10 +120,10 @@ TEST(SampleLanesTest, TranscendentalsAreWithinLibmvecsUlpsOfTheScalarLibm) {
   }
 }
 
-TEST(SampleLanesTest, ClampHasTheScalarClampsSemantics) {
+TEST(DoubleLanesTest, ClampHasTheScalarClampsSemantics) {
   const std::vector<double> values = Arguments();
   for (std::size_t k = 0; k < values.size(); k += kLanes) {
-    const SampleLanes clamped = Clamp(SampleLanes::Load(&values[k]), -2.0, 2.0);
+    const DoubleLanes clamped = Clamp(DoubleLanes::Load(&values[k]), -2.0, 2.0);
     for (int lane = 0; lane < kLanes; ++lane) {
       const double expected = Clamp(values[k + lane], -2.0, 2.0);
       EXPECT_TRUE(SameBits(clamped[lane], expected) ||
@@ -137,7 +137,7 @@ TEST(SampleLanesTest, ClampHasTheScalarClampsSemantics) {
 // libmvec's transcendentals (lanes of different states, so each lane has its own branch values).
 // States within +-1: away from the quadrotor's gimbal lock at pitch +-pi/2, where tan(pitch)
 // magnifies the last bits of cos by orders of magnitude.
-TEST(SampleLanesTest, EveryBuiltinModelStepsEachLaneAsDoubleDoes) {
+TEST(DoubleLanesTest, EveryBuiltinModelStepsEachLaneAsDoubleDoes) {
   ForEachBuiltinModel([]<class Model>() {
     SCOPED_TRACE(Model::kName);
     constexpr int n = Model::kStateDim, m = Model::kControlDim;
@@ -147,7 +147,7 @@ TEST(SampleLanesTest, EveryBuiltinModelStepsEachLaneAsDoubleDoes) {
     for (int k = 0; k < Model::kParamDim; ++k) params[k] = Model::kDefaultParams[k];
     const TimeStep step(Model::kDefaultDt, Integrator::kDefault);
     double x[kLanes][n], u[kLanes][m], next[kLanes][n];
-    SampleLanes x_lanes[n], u_lanes[m], next_lanes[n];
+    DoubleLanes x_lanes[n], u_lanes[m], next_lanes[n];
     for (int trial = 0; trial < 50; ++trial) {
       for (int lane = 0; lane < kLanes; ++lane) {
         for (int i = 0; i < n; ++i) x[lane][i] = value(random);
@@ -158,11 +158,11 @@ TEST(SampleLanesTest, EveryBuiltinModelStepsEachLaneAsDoubleDoes) {
       }
       for (int i = 0; i < n; ++i) {
         const double column[kLanes] = {x[0][i], x[1][i], x[2][i], x[3][i]};
-        x_lanes[i] = SampleLanes::Load(column);
+        x_lanes[i] = DoubleLanes::Load(column);
       }
       for (int j = 0; j < m; ++j) {
         const double column[kLanes] = {u[0][j], u[1][j], u[2][j], u[3][j]};
-        u_lanes[j] = SampleLanes::Load(column);
+        u_lanes[j] = DoubleLanes::Load(column);
       }
       ModelStep<Model>(x_lanes, u_lanes, params, step, next_lanes);
       for (int lane = 0; lane < kLanes; ++lane) {

@@ -1,0 +1,90 @@
+#ifndef MPC_SOLVER_CPU_DOUBLE_LANES_H_
+#define MPC_SOLVER_CPU_DOUBLE_LANES_H_
+
+// One quantity of four independent evaluations at once, four doubles in one AVX2 register: the
+// CPU's scalar for the sampling rollouts (core/sampling.h, four samples) and, inside dual numbers,
+// for the linearisation (model_lanes.h, four time steps), so that the core's rollout and the
+// models' Step<T, P> (which call sin, cos, atan2, SinCos and Clamp unqualified, found here by
+// argument-dependent lookup) run four evaluations per instruction. The transcendentals are glibc's
+// vector variants (solver/cpu/vector_math.h: their last bits may differ from the scalar libm's);
+// the arithmetic is lane by lane the scalar's. Every lane does the same operations on its own
+// inputs, so a lane's value never depends on the lanes beside it. Host only (not for nvcc).
+
+#include "solver/cpu/double4.h"
+#include "solver/cpu/vector_math.h"
+#include "solver/dual.h"
+
+namespace mpc {
+
+class DoubleLanes {
+ public:
+  static constexpr int kLanes = 4;
+  using Vector = Double4;
+
+  DoubleLanes() = default;
+  // Every lane `value` (so that the core's and the models' double constants mix in).
+  DoubleLanes(double value) : v_(BroadcastDouble4(value)) {}  // NOLINT(google-explicit-*)
+  explicit DoubleLanes(Vector v) : v_(v) {}
+
+  // lanes[0..kLanes) into the lanes.
+  static DoubleLanes Load(const double* lanes) { return DoubleLanes(LoadDouble4(lanes)); }
+  double operator[](int lane) const { return v_[lane]; }
+  const Vector& vector() const { return v_; }
+
+  friend DoubleLanes operator+(const DoubleLanes& a, const DoubleLanes& b) {
+    return DoubleLanes(a.v_ + b.v_);
+  }
+  friend DoubleLanes operator-(const DoubleLanes& a, const DoubleLanes& b) {
+    return DoubleLanes(a.v_ - b.v_);
+  }
+  friend DoubleLanes operator*(const DoubleLanes& a, const DoubleLanes& b) {
+    return DoubleLanes(a.v_ * b.v_);
+  }
+  friend DoubleLanes operator/(const DoubleLanes& a, const DoubleLanes& b) {
+    return DoubleLanes(a.v_ / b.v_);
+  }
+  friend DoubleLanes operator-(const DoubleLanes& a) { return DoubleLanes(-a.v_); }
+  DoubleLanes& operator+=(const DoubleLanes& b) { return *this = *this + b; }
+  DoubleLanes& operator-=(const DoubleLanes& b) { return *this = *this - b; }
+  DoubleLanes& operator*=(const DoubleLanes& b) { return *this = *this * b; }
+  DoubleLanes& operator/=(const DoubleLanes& b) { return *this = *this / b; }
+
+ private:
+  Vector v_{};
+};
+
+inline DoubleLanes sin(const DoubleLanes& a) { return DoubleLanes(Sin4(a.vector())); }
+
+inline DoubleLanes cos(const DoubleLanes& a) { return DoubleLanes(Cos4(a.vector())); }
+
+inline DoubleLanes atan2(const DoubleLanes& y, const DoubleLanes& x) {
+  return DoubleLanes(Atan2_4(y.vector(), x.vector()));
+}
+
+inline void SinCos(const DoubleLanes& a, DoubleLanes* s, DoubleLanes* c) {
+  *s = sin(a);
+  *c = cos(a);
+}
+
+// The scalar Clamp of solver/dual.h lane by lane: lo below lo, hi above hi, else a (NaN stays).
+inline DoubleLanes Clamp(const DoubleLanes& a, double lo, double hi) {
+  const DoubleLanes::Vector v = a.vector();
+  return DoubleLanes(v < lo ? BroadcastDouble4(lo) : (v > hi ? BroadcastDouble4(hi) : v));
+}
+
+// solver/dual.h's Clamp of a dual lane by lane: the value clamped, the derivatives zero in the
+// lanes outside [lo, hi] (torch.clamp's derivative).
+template <int N>
+inline Dual<DoubleLanes, N> Clamp(const Dual<DoubleLanes, N>& a, double lo, double hi) {
+  const DoubleLanes::Vector v = a.v.vector();
+  const auto outside = (v < lo) | (v > hi);
+  Dual<DoubleLanes, N> r(Clamp(a.v, lo, hi));
+  for (int i = 0; i < N; ++i) {
+    r.d[i] = DoubleLanes(outside ? BroadcastDouble4(0.0) : a.d[i].vector());
+  }
+  return r;
+}
+
+}  // namespace mpc
+
+#endif  // MPC_SOLVER_CPU_DOUBLE_LANES_H_

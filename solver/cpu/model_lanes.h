@@ -1,0 +1,42 @@
+#ifndef MPC_SOLVER_CPU_MODEL_LANES_H_
+#define MPC_SOLVER_CPU_MODEL_LANES_H_
+
+// A built-in model's step Jacobians at up to four points at once: the forward-mode AD of
+// StepWithJacobians (models/model_derivatives.h) in DoubleLanes, lane k at point k, so one
+// evaluation of the model's dual-number Step and one call of each vector transcendental serve
+// four time steps of a trajectory. The dual arithmetic is lane by lane the scalar's; sin, cos and
+// atan2 are libmvec's (their last bits may differ from the scalar libm's). Each lane's result
+// depends on its own point only, and the unused lanes repeat the last point. Host only.
+
+#include "solver/cpu/double_lanes.h"
+#include "solver/models/model_derivatives.h"
+
+namespace mpc {
+
+inline constexpr int kModelLanes = DoubleLanes::kLanes;
+
+// A[k] = df/dx (n, n) and B[k] = df/du (n, m), row-major, at (x_k, u_k) for k < count
+// (1 <= count <= kModelLanes). x: (count, n); u: (count, m); p: (kParamDim).
+template <class Model>
+void StepJacobiansInLanes(const double* x, const double* u, const double* p, TimeStep dt, int count,
+                          double* const* A, double* const* B) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  double lanes[kModelLanes];
+  const auto gather = [&](const double* points, int dim, int i) {
+    for (int k = 0; k < kModelLanes; ++k) lanes[k] = points[(k < count ? k : count - 1) * dim + i];
+    return DoubleLanes::Load(lanes);
+  };
+  DoubleLanes xl[n], ul[m], next[n], Al[n * n], Bl[n * m];
+  for (int i = 0; i < n; ++i) xl[i] = gather(x, n, i);
+  for (int j = 0; j < m; ++j) ul[j] = gather(u, m, j);
+  StepWithJacobians<Model, MatrixOrder::kRowMajor, DoubleLanes>(xl, ul, p, dt, next, Al, Bl);
+  for (int k = 0; k < count; ++k) {
+    for (int e = 0; e < n * n; ++e) A[k][e] = Al[e][k];
+    for (int e = 0; e < n * m; ++e) B[k][e] = Bl[e][k];
+  }
+}
+
+}  // namespace mpc
+
+#endif  // MPC_SOLVER_CPU_MODEL_LANES_H_

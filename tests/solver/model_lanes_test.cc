@@ -1,0 +1,162 @@
+// Four steps' Jacobians in one lane evaluation (solver/cpu/model_lanes.h) against the scalar
+// StepWithJacobians of every built-in model: the same Jacobians to the rounding of libmvec's
+// transcendentals, each lane's bits its own point's whatever the neighbouring lanes hold, and the
+// dual Clamp of the lanes with the scalar dual Clamp's values and derivatives.
+
+#include "solver/cpu/model_lanes.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "solver/dual.h"
+#include "solver/models/model_derivatives.h"
+#include "solver/models/model_list.h"
+
+namespace mpc {
+namespace {
+
+constexpr int kLanes = kModelLanes;
+
+bool SameBits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
+
+// Random points of one model: (kLanes, n) states and (kLanes, m) controls within +-1 (away from
+// the quadrotor's gimbal lock, as in double_lanes_test.cc) and controls beyond the pendulum's
+// clamp.
+template <class Model>
+struct Points {
+  static constexpr int n = Model::kStateDim;
+  static constexpr int m = Model::kControlDim;
+  std::vector<double> x = std::vector<double>(kLanes * n);
+  std::vector<double> u = std::vector<double>(kLanes * m);
+
+  explicit Points(std::mt19937_64* random) {
+    std::uniform_real_distribution<double> value(-1.0, 1.0);
+    for (double& v : x) v = value(*random);
+    for (double& v : u) v = 3.0 * value(*random);
+  }
+};
+
+// A (count, n, n) and B (count, n, m) of StepJacobiansInLanes at the first `count` points.
+template <class Model>
+void JacobiansInLanes(const double* x, const double* u, const double* params, TimeStep step,
+                      int count, std::vector<double>* A, std::vector<double>* B) {
+  constexpr int n = Model::kStateDim, m = Model::kControlDim;
+  A->assign(count * n * n, std::numeric_limits<double>::quiet_NaN());
+  B->assign(count * n * m, std::numeric_limits<double>::quiet_NaN());
+  double* A_targets[kLanes];
+  double* B_targets[kLanes];
+  for (int k = 0; k < count; ++k) {
+    A_targets[k] = A->data() + k * n * n;
+    B_targets[k] = B->data() + k * n * m;
+  }
+  StepJacobiansInLanes<Model>(x, u, params, step, count, A_targets, B_targets);
+}
+
+TEST(ModelLanesTest, EveryBuiltinModelsJacobiansAreStepWithJacobiansAtEachPoint) {
+  ForEachBuiltinModel([]<class Model>() {
+    SCOPED_TRACE(Model::kName);
+    constexpr int n = Model::kStateDim, m = Model::kControlDim;
+    std::mt19937_64 random(17);
+    const TimeStep step(Model::kDefaultDt, Integrator::kDefault);
+    for (int trial = 0; trial < 40; ++trial) {
+      const Points<Model> points(&random);
+      for (int count = 1; count <= kLanes; ++count) {
+        std::vector<double> A, B;
+        JacobiansInLanes<Model>(points.x.data(), points.u.data(), Model::kDefaultParams, step,
+                                count, &A, &B);
+        for (int k = 0; k < count; ++k) {
+          double next[n], want_A[n * n], want_B[n * m];
+          StepWithJacobians<Model, MatrixOrder::kRowMajor>(&points.x[k * n], &points.u[k * m],
+                                                           Model::kDefaultParams, step, next,
+                                                           want_A, want_B);
+          double scale = 1.0;
+          for (double a : want_A) scale = std::max(scale, std::abs(a));
+          for (double b : want_B) scale = std::max(scale, std::abs(b));
+          for (int e = 0; e < n * n; ++e) {
+            EXPECT_NEAR(A[k * n * n + e], want_A[e], 1e-12 * scale)
+                << "count " << count << ", point " << k << ", A entry " << e;
+          }
+          for (int e = 0; e < n * m; ++e) {
+            EXPECT_NEAR(B[k * n * m + e], want_B[e], 1e-12 * scale)
+                << "count " << count << ", point " << k << ", B entry " << e;
+          }
+        }
+      }
+    }
+  });
+}
+
+// A point's Jacobians do not depend on its lane or on the points beside it (or on how many lanes
+// are in use): the solver's result for a step never depends on the steps it is evaluated with.
+TEST(ModelLanesTest, EachPointsJacobiansAreItsOwnBitsInAnyLaneBesideAnyPoints) {
+  ForEachBuiltinModel([]<class Model>() {
+    SCOPED_TRACE(Model::kName);
+    constexpr int n = Model::kStateDim, m = Model::kControlDim;
+    std::mt19937_64 random(29);
+    const TimeStep step(Model::kDefaultDt, Integrator::kDefault);
+    for (int trial = 0; trial < 20; ++trial) {
+      const Points<Model> points(&random);
+      std::vector<double> alone_A, alone_B, A, B;
+      for (int k = 0; k < kLanes; ++k) {
+        JacobiansInLanes<Model>(&points.x[k * n], &points.u[k * m], Model::kDefaultParams, step, 1,
+                                &alone_A, &alone_B);
+        // Point k in lane `lane` of a fresh set of neighbours.
+        for (int lane = 0; lane < kLanes; ++lane) {
+          Points<Model> mixed(&random);
+          std::copy_n(&points.x[k * n], n, &mixed.x[lane * n]);
+          std::copy_n(&points.u[k * m], m, &mixed.u[lane * m]);
+          JacobiansInLanes<Model>(mixed.x.data(), mixed.u.data(), Model::kDefaultParams, step,
+                                  kLanes, &A, &B);
+          for (int e = 0; e < n * n; ++e) {
+            EXPECT_TRUE(SameBits(A[lane * n * n + e], alone_A[e]))
+                << "point " << k << " in lane " << lane << ", A entry " << e;
+          }
+          for (int e = 0; e < n * m; ++e) {
+            EXPECT_TRUE(SameBits(B[lane * n * m + e], alone_B[e]))
+                << "point " << k << " in lane " << lane << ", B entry " << e;
+          }
+        }
+      }
+    }
+  });
+}
+
+TEST(ModelLanesTest, TheDualClampOfLanesIsTheScalarDualClampLaneByLane) {
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  const double values[] = {-3.0,   -2.0, -1.999, 0.0,  1.5,   2.0,
+                           2.0001, 7.0,  kNaN,   -0.0, 1e300, -1e300};
+  constexpr int kCount = sizeof(values) / sizeof(values[0]);
+  static_assert(kCount % kLanes == 0);
+  using Lanes = Dual<DoubleLanes, 2>;
+  using Scalar = Dual<double, 2>;
+  for (int k = 0; k < kCount; k += kLanes) {
+    double slopes[kLanes], second[kLanes];
+    for (int lane = 0; lane < kLanes; ++lane) {
+      slopes[lane] = 1.0 + lane;
+      second[lane] = -0.5 * lane;
+    }
+    Lanes a(DoubleLanes::Load(&values[k]));
+    a.d[0] = DoubleLanes::Load(slopes);
+    a.d[1] = DoubleLanes::Load(second);
+    const Lanes clamped = Clamp(a, -2.0, 2.0);
+    for (int lane = 0; lane < kLanes; ++lane) {
+      Scalar s(values[k + lane]);
+      s.d[0] = slopes[lane];
+      s.d[1] = second[lane];
+      const Scalar want = Clamp(s, -2.0, 2.0);
+      SCOPED_TRACE(::testing::Message() << "a = " << values[k + lane]);
+      EXPECT_TRUE(SameBits(clamped.v[lane], want.v) ||
+                  (std::isnan(want.v) && std::isnan(clamped.v[lane])));
+      EXPECT_TRUE(SameBits(clamped.d[0][lane], want.d[0]));
+      EXPECT_TRUE(SameBits(clamped.d[1][lane], want.d[1]));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mpc
