@@ -25,4 +25,13 @@
 #define MPC_FLATTEN __attribute__((flatten))
 #endif
 
+// For a host function kept out of its callers: GCC decides such inlining by the size of the whole
+// translation unit, so code added for other instantiations could otherwise move it into a hot
+// loop's registers. The device compiler decides on its own.
+#if defined(__CUDACC__)
+#define MPC_NOINLINE_ON_HOST
+#else
+#define MPC_NOINLINE_ON_HOST __attribute__((noinline))
+#endif
+
 #endif  // MPC_SOLVER_HOST_DEVICE_H_

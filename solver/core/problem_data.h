@@ -96,7 +96,7 @@ class StepLinearizations : private ProblemSizes<NX, NU, kFixedSize && NX != kDyn
   }
 
   // A_t and B_t copied into the local A and B: the transition's blocks for linear dynamics.
-  MPC_HOST_DEVICE void Load(int t, S* A, S* B) const {
+  MPC_HOST_DEVICE MPC_NOINLINE_ON_HOST void Load(int t, S* A, S* B) const {
     if constexpr (kIsLinear) {
       const int base = (transition_slices_ > 1 ? t : 0) * n * nt;
       for (int i = 0; i < n; ++i) {
