@@ -434,18 +434,10 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     Linearizations().Store(t, A, B);
   }
 
-  // The dynamics linearised at the point (and df/dp), the active set, the costates
-  // lambda_t = C_{t,x:} tau_t + c_{t,x} + A_t' lambda_{t+1} and the residuals. Returns false when a
-  // derivative or residual is not finite (the caller reports kNotFinite with a zero gradient).
-  MPC_HOST_DEVICE bool Load(BackwardResult* out) {
-    if (HasCostGraph()) QuadratiseCostGraph();
-    if (HasConstraintGraph()) LinearizeConstraintGraph();
+  // Load's linearisation one step at a time: A_t, B_t (and, for a built-in model, df/dp into
+  // view_.P), the largest dynamics residual into *residual; clears *finite on a NaN or Inf.
+  MPC_HOST_DEVICE void LinearizeStepByStep(S* residual, bool* finite) {
     ScratchScope<S> scope(arena_);
-    bool finite = true;
-    S dynamics_residual = 0;
-    for (int i = 0; i < n; ++i) {
-      dynamics_residual = MaxKeepNan(dynamics_residual, Abs(At(view_.x, i) - At(in_.x_init, i)));
-    }
     LocalArray<S, NX> x(arena_, n), next(arena_, n);
     LocalArray<S, NU> u(arena_, m);
     LocalArray<S, NX * NX> A(arena_, n * n);
@@ -467,7 +459,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         // No df/dtheta here: AssembleGradient takes its product with dlambda by reverse sweeps.
         const StepJacobians<S> F = Linearizations().Targets(t, A, B);
         in_.graph->StepWithJacobians(x, u, in_.params, settings_.dt, next, F.A, F.B);
-        StoreJacobians(t, F.A, F.B, &finite);
+        StoreJacobians(t, F.A, F.B, finite);
       } else {
         using Model = typename Dynamics::ModelType;
         constexpr int p = Dynamics::kParamDim;
@@ -477,16 +469,78 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         StepWithJacobians<Model, MatrixOrder::kRowMajor, S>(x, u, params, settings_.dt, next, F.A,
                                                             F.B);
         StepParamJacobian<Model, S>(x, u, params, settings_.dt, unused, P);
-        StoreJacobians(t, F.A, F.B, &finite);
+        StoreJacobians(t, F.A, F.B, finite);
         for (int e = 0; e < n * p; ++e) {
           At(view_.P, t * n * p + e) = P[e];
-          finite = finite && IsFinite(P[e]);
+          *finite = *finite && IsFinite(P[e]);
         }
       }
       for (int i = 0; i < n; ++i) {
-        dynamics_residual =
-            MaxKeepNan(dynamics_residual, Abs(next[i] - At(view_.x, (t + 1) * n + i)));
+        *residual = MaxKeepNan(*residual, Abs(next[i] - At(view_.x, (t + 1) * n + i)));
       }
+    }
+  }
+
+  // LinearizeStepByStep of a built-in model kLinearizationLanes steps per evaluation
+  // (Kernels::StepJacobiansInLanes and StepParamJacobianInLanes: a host's vector lanes).
+  MPC_HOST_DEVICE void LinearizeModelInLanes(S* residual, bool* finite) {
+    using Model = typename Dynamics::ModelType;
+    constexpr int kLanes = Kernels::kLinearizationLanes;
+    constexpr int p = Dynamics::kParamDim;
+    ScratchScope<S> scope(arena_);
+    LocalArray<S, kLanes * NX> x(arena_, kLanes * n), next(arena_, kLanes * n);
+    LocalArray<S, kLanes * NU> u(arena_, kLanes * m);
+    LocalArray<S, kLanes * NX * NX> A(arena_, kLanes * n * n);
+    LocalArray<S, kLanes * NX * NU> B(arena_, kLanes * n * m);
+    S params[p] = {}, P[kLanes * NX * p] = {};
+    for (int q = 0; q < p; ++q) params[q] = At(in_.params, q);
+    S* A_targets[kLanes];
+    S* B_targets[kLanes];
+    S* P_targets[kLanes];
+    for (int t0 = 0; t0 + 1 < T_; t0 += kLanes) {
+      const int count = T_ - 1 - t0 < kLanes ? T_ - 1 - t0 : kLanes;
+      for (int k = 0; k < count; ++k) {
+        const int t = t0 + k;
+        for (int i = 0; i < n; ++i) x[k * n + i] = At(view_.x, t * n + i);
+        for (int j = 0; j < m; ++j) u[k * m + j] = At(view_.u, t * m + j);
+        const StepJacobians<S> F = Linearizations().Targets(t, &A[k * n * n], &B[k * n * m]);
+        A_targets[k] = F.A;
+        B_targets[k] = F.B;
+        P_targets[k] = &P[k * n * p];
+      }
+      Kernels::template StepJacobiansInLanes<Model>(x, u, params, settings_.dt, count, A_targets,
+                                                    B_targets);
+      Kernels::template StepParamJacobianInLanes<Model>(x, u, params, settings_.dt, count, next,
+                                                        P_targets);
+      for (int k = 0; k < count; ++k) {
+        const int t = t0 + k;
+        StoreJacobians(t, A_targets[k], B_targets[k], finite);
+        for (int e = 0; e < n * p; ++e) {
+          At(view_.P, t * n * p + e) = P_targets[k][e];
+          *finite = *finite && IsFinite(P_targets[k][e]);
+        }
+        for (int i = 0; i < n; ++i) {
+          *residual = MaxKeepNan(*residual, Abs(next[k * n + i] - At(view_.x, (t + 1) * n + i)));
+        }
+      }
+    }
+  }
+
+  // The dynamics linearised at the point (and df/dp), the active set, the costates
+  // lambda_t = C_{t,x:} tau_t + c_{t,x} + A_t' lambda_{t+1} and the residuals. Returns false when a
+  // derivative or residual is not finite (the caller reports kNotFinite with a zero gradient).
+  MPC_HOST_DEVICE bool Load(BackwardResult* out) {
+    if (HasCostGraph()) QuadratiseCostGraph();
+    if (HasConstraintGraph()) LinearizeConstraintGraph();
+    bool finite = true;
+    S dynamics_residual = 0;
+    for (int i = 0; i < n; ++i) {
+      dynamics_residual = MaxKeepNan(dynamics_residual, Abs(At(view_.x, i) - At(in_.x_init, i)));
+    }
+    if constexpr (Kernels::template kLinearizesInLanes<S, Dynamics, NX, NU>) {
+      LinearizeModelInLanes(&dynamics_residual, &finite);
+    } else {
+      LinearizeStepByStep(&dynamics_residual, &finite);
     }
     if constexpr (Dynamics::kIsLinear) {
       for (int e = 0; e < in_.transition_slices * n * nt; ++e) {

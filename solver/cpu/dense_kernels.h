@@ -18,9 +18,10 @@
 
 namespace mpc {
 
-// How a CPU worker linearises a built-in model's dynamics (the core's Kernels::kLinearizesInLanes
-// and StepJacobiansInLanes): kLinearizationLanes steps per evaluation of the model's dual-number
-// Step (cpu/model_lanes.h), in double at compile-time sizes; one step at a time otherwise.
+// How a CPU worker linearises a built-in model's dynamics (the core's Kernels::kLinearizesInLanes,
+// StepJacobiansInLanes and, in the backward pass, StepParamJacobianInLanes): kLinearizationLanes
+// steps per evaluation of the model's dual-number Step (cpu/model_lanes.h), in double at
+// compile-time sizes; one step at a time otherwise.
 struct LaneLinearization {
   static constexpr int kLinearizationLanes = kModelLanes;
   template <typename S, class Dynamics, int NX, int NU>
@@ -32,6 +33,12 @@ struct LaneLinearization {
   static void StepJacobiansInLanes(const double* x, const double* u, const double* p, TimeStep dt,
                                    int count, double* const* A, double* const* B) {
     mpc::StepJacobiansInLanes<Model>(x, u, p, dt, count, A, B);
+  }
+
+  template <class Model>
+  static void StepParamJacobianInLanes(const double* x, const double* u, const double* p,
+                                       TimeStep dt, int count, double* next, double* const* P) {
+    mpc::StepParamJacobianInLanes<Model>(x, u, p, dt, count, next, P);
   }
 };
 

@@ -1,7 +1,7 @@
 // Four steps' Jacobians in one lane evaluation (solver/cpu/model_lanes.h) against the scalar
-// StepWithJacobians of every built-in model: the same Jacobians to the rounding of libmvec's
-// transcendentals, each lane's bits its own point's whatever the neighbouring lanes hold, and the
-// dual Clamp of the lanes with the scalar dual Clamp's values and derivatives.
+// StepWithJacobians and StepParamJacobian of every built-in model: the same Jacobians to the
+// rounding of libmvec's transcendentals, each lane's bits its own point's whatever the neighbouring
+// lanes hold, and the dual Clamp of the lanes with the scalar dual Clamp's values and derivatives.
 
 #include "solver/cpu/model_lanes.h"
 
@@ -57,6 +57,18 @@ void JacobiansInLanes(const double* x, const double* u, const double* params, Ti
   StepJacobiansInLanes<Model>(x, u, params, step, count, A_targets, B_targets);
 }
 
+// next (count, n) and P (count, n, p) of StepParamJacobianInLanes at the first `count` points.
+template <class Model>
+void ParamJacobianInLanes(const double* x, const double* u, const double* params, TimeStep step,
+                          int count, std::vector<double>* next, std::vector<double>* P) {
+  constexpr int n = Model::kStateDim, np = Model::kParamDim;
+  next->assign(count * n, std::numeric_limits<double>::quiet_NaN());
+  P->assign(count * n * np, std::numeric_limits<double>::quiet_NaN());
+  double* P_targets[kLanes];
+  for (int k = 0; k < count; ++k) P_targets[k] = P->data() + k * n * np;
+  StepParamJacobianInLanes<Model>(x, u, params, step, count, next->data(), P_targets);
+}
+
 TEST(ModelLanesTest, EveryBuiltinModelsJacobiansAreStepWithJacobiansAtEachPoint) {
   ForEachBuiltinModel([]<class Model>() {
     SCOPED_TRACE(Model::kName);
@@ -91,20 +103,55 @@ TEST(ModelLanesTest, EveryBuiltinModelsJacobiansAreStepWithJacobiansAtEachPoint)
   });
 }
 
+TEST(ModelLanesTest, EveryBuiltinModelsParamJacobianIsStepParamJacobianAtEachPoint) {
+  ForEachBuiltinModel([]<class Model>() {
+    SCOPED_TRACE(Model::kName);
+    constexpr int n = Model::kStateDim, m = Model::kControlDim, np = Model::kParamDim;
+    std::mt19937_64 random(23);
+    const TimeStep step(Model::kDefaultDt, Integrator::kDefault);
+    for (int trial = 0; trial < 40; ++trial) {
+      const Points<Model> points(&random);
+      for (int count = 1; count <= kLanes; ++count) {
+        std::vector<double> next, P;
+        ParamJacobianInLanes<Model>(points.x.data(), points.u.data(), Model::kDefaultParams, step,
+                                    count, &next, &P);
+        for (int k = 0; k < count; ++k) {
+          double want_next[n], want_P[n * np];
+          StepParamJacobian<Model>(&points.x[k * n], &points.u[k * m], Model::kDefaultParams, step,
+                                   want_next, want_P);
+          double scale = 1.0;
+          for (double v : want_P) scale = std::max(scale, std::abs(v));
+          for (double v : want_next) scale = std::max(scale, std::abs(v));
+          for (int i = 0; i < n; ++i) {
+            EXPECT_NEAR(next[k * n + i], want_next[i], 1e-12 * scale)
+                << "count " << count << ", point " << k << ", next entry " << i;
+          }
+          for (int e = 0; e < n * np; ++e) {
+            EXPECT_NEAR(P[k * n * np + e], want_P[e], 1e-12 * scale)
+                << "count " << count << ", point " << k << ", P entry " << e;
+          }
+        }
+      }
+    }
+  });
+}
+
 // A point's Jacobians do not depend on its lane or on the points beside it (or on how many lanes
 // are in use): the solver's result for a step never depends on the steps it is evaluated with.
 TEST(ModelLanesTest, EachPointsJacobiansAreItsOwnBitsInAnyLaneBesideAnyPoints) {
   ForEachBuiltinModel([]<class Model>() {
     SCOPED_TRACE(Model::kName);
-    constexpr int n = Model::kStateDim, m = Model::kControlDim;
+    constexpr int n = Model::kStateDim, m = Model::kControlDim, np = Model::kParamDim;
     std::mt19937_64 random(29);
     const TimeStep step(Model::kDefaultDt, Integrator::kDefault);
     for (int trial = 0; trial < 20; ++trial) {
       const Points<Model> points(&random);
-      std::vector<double> alone_A, alone_B, A, B;
+      std::vector<double> alone_A, alone_B, A, B, alone_next, alone_P, next, P;
       for (int k = 0; k < kLanes; ++k) {
         JacobiansInLanes<Model>(&points.x[k * n], &points.u[k * m], Model::kDefaultParams, step, 1,
                                 &alone_A, &alone_B);
+        ParamJacobianInLanes<Model>(&points.x[k * n], &points.u[k * m], Model::kDefaultParams, step,
+                                    1, &alone_next, &alone_P);
         // Point k in lane `lane` of a fresh set of neighbours.
         for (int lane = 0; lane < kLanes; ++lane) {
           Points<Model> mixed(&random);
@@ -119,6 +166,16 @@ TEST(ModelLanesTest, EachPointsJacobiansAreItsOwnBitsInAnyLaneBesideAnyPoints) {
           for (int e = 0; e < n * m; ++e) {
             EXPECT_TRUE(SameBits(B[lane * n * m + e], alone_B[e]))
                 << "point " << k << " in lane " << lane << ", B entry " << e;
+          }
+          ParamJacobianInLanes<Model>(mixed.x.data(), mixed.u.data(), Model::kDefaultParams, step,
+                                      kLanes, &next, &P);
+          for (int e = 0; e < n; ++e) {
+            EXPECT_TRUE(SameBits(next[lane * n + e], alone_next[e]))
+                << "point " << k << " in lane " << lane << ", next entry " << e;
+          }
+          for (int e = 0; e < n * np; ++e) {
+            EXPECT_TRUE(SameBits(P[lane * n * np + e], alone_P[e]))
+                << "point " << k << " in lane " << lane << ", P entry " << e;
           }
         }
       }
