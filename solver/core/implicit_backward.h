@@ -649,25 +649,56 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       constexpr int kCols = kBlock == SecondOrder::kCurvature ? NX + NU : Dynamics::kParamDim;
       const int size = nt * (kBlock == SecondOrder::kCurvature ? nt : Dynamics::kParamDim);
       S* const out = kBlock == SecondOrder::kCurvature ? view_.curvature : view_.mixed;
+      // kLanes steps per evaluation where the kernel policy has lanes (SecondOrderInLanes), one
+      // otherwise.
+      constexpr int kLanes = kSecondOrderInLanes ? Kernels::kLinearizationLanes : 1;
       ScratchScope<S> scope(arena_);
-      LocalArray<S, NX> x(arena_, n), lambda(arena_, n);
-      LocalArray<S, NU> u(arena_, m);
-      LocalArray<S, (NX + NU) * kCols> block(arena_, size);
+      LocalArray<S, kLanes * NX> x(arena_, kLanes * n), lambda(arena_, kLanes * n);
+      LocalArray<S, kLanes * NU> u(arena_, kLanes * m);
+      LocalArray<S, kLanes*(NX + NU) * kCols> block(arena_, kLanes * size);
       bool finite = true;
-      for (int t = 0; t + 1 < T_; ++t) {
-        for (int i = 0; i < n; ++i) {
-          x[i] = At(view_.x, t * n + i);
-          lambda[i] = At(view_.lambda, (t + 1) * n + i);
+      for (int t0 = 0; t0 + 1 < T_; t0 += kLanes) {
+        const int count = T_ - 1 - t0 < kLanes ? T_ - 1 - t0 : kLanes;
+        for (int k = 0; k < count; ++k) {
+          const int t = t0 + k;
+          for (int i = 0; i < n; ++i) {
+            x[k * n + i] = At(view_.x, t * n + i);
+            lambda[k * n + i] = At(view_.lambda, (t + 1) * n + i);
+          }
+          for (int j = 0; j < m; ++j) u[k * m + j] = At(view_.u, t * m + j);
         }
-        for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
-        SecondOrderAt<kBlock>(x, u, lambda, block);
-        for (int e = 0; e < size; ++e) {
-          At(out, t * size + e) = block[e];
+        if constexpr (kSecondOrderInLanes) {
+          SecondOrderInLanes<kBlock>(x, u, lambda, count, block, size);
+        } else {
+          SecondOrderAt<kBlock>(x, u, lambda, block);
+        }
+        for (int e = 0; e < count * size; ++e) {
+          At(out, t0 * size + e) = block[e];
           finite = finite && IsFinite(block[e]);
         }
       }
       return finite;
     }
+  }
+
+  // Whether a built-in model's second derivatives take kLinearizationLanes steps per evaluation
+  // (the kernel policy's lanes: a CPU worker).
+  static constexpr bool kSecondOrderInLanes =
+      Kernels::template kLinearizesInLanes<S, Dynamics, NX, NU>;
+
+  // SecondOrderAt at `count` steps at once (kSecondOrderInLanes): x, lambda (count, n), u
+  // (count, m); the blocks (count, size).
+  template <SecondOrder kBlock>
+  MPC_HOST_DEVICE void SecondOrderInLanes(const S* x, const S* u, const S* lambda, int count,
+                                          S* blocks, int size) const {
+    using Model = typename Dynamics::ModelType;
+    constexpr int kLanes = Kernels::kLinearizationLanes;
+    S params[Dynamics::kParamDim] = {};
+    for (int k = 0; k < Dynamics::kParamDim; ++k) params[k] = At(in_.params, k);
+    S* targets[kLanes];
+    for (int k = 0; k < count; ++k) targets[k] = blocks + k * size;
+    Kernels::template StepSecondDerivativesInLanes<Model, kBlock == SecondOrder::kMixed>(
+        x, u, params, settings_.dt, lambda, count, targets);
   }
 
   // One step's block at (x, u) with costate lambda: nested duals of a model's Step, or, for a
@@ -1293,27 +1324,46 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       constexpr int p = Dynamics::kParamDim;
       S params[p] = {};
       for (int k = 0; k < p; ++k) params[k] = At(in_.params, k);
-      S x[NX] = {}, u[NU] = {}, lambda[NX] = {}, dx[NX] = {}, du[NU] = {}, mixed[p] = {};
-      for (int t = 0; t + 1 < T_; ++t) {
-        if (settings_.mode != kDeviceModeDefault) {
-          for (int i = 0; i < n; ++i) {
-            x[i] = At(view_.x, t * n + i);
-            dx[i] = At(view_.dx, t * n + i);
-            lambda[i] = At(view_.lambda, (t + 1) * n + i);
+      // kLanes steps per evaluation of the mixed directional derivative where the kernel policy
+      // has lanes, one otherwise.
+      constexpr int kLanes = kSecondOrderInLanes ? Kernels::kLinearizationLanes : 1;
+      S x[kLanes * NX] = {}, u[kLanes * NU] = {}, lambda[kLanes * NX] = {}, dx[kLanes * NX] = {},
+                   du[kLanes * NU] = {}, mixed[kLanes * p] = {};
+      const bool full_chain = settings_.mode != kDeviceModeDefault;
+      for (int t0 = 0; t0 + 1 < T_; t0 += kLanes) {
+        const int count = T_ - 1 - t0 < kLanes ? T_ - 1 - t0 : kLanes;
+        if (full_chain) {
+          for (int k = 0; k < count; ++k) {
+            const int t = t0 + k;
+            for (int i = 0; i < n; ++i) {
+              x[k * n + i] = At(view_.x, t * n + i);
+              dx[k * n + i] = At(view_.dx, t * n + i);
+              lambda[k * n + i] = At(view_.lambda, (t + 1) * n + i);
+            }
+            for (int j = 0; j < m; ++j) {
+              u[k * m + j] = At(view_.u, t * m + j);
+              du[k * m + j] = At(view_.du, t * m + j);
+            }
           }
-          for (int j = 0; j < m; ++j) {
-            u[j] = At(view_.u, t * m + j);
-            du[j] = At(view_.du, t * m + j);
+          if constexpr (kSecondOrderInLanes) {
+            S* targets[kLanes];
+            for (int k = 0; k < count; ++k) targets[k] = mixed + k * p;
+            Kernels::template StepMixedDirectionalInLanes<Model>(x, u, params, settings_.dt, lambda,
+                                                                 dx, du, count, targets);
+          } else {
+            StepMixedDirectional<Model>(x, u, params, settings_.dt, lambda, dx, du, mixed);
           }
-          StepMixedDirectional<Model>(x, u, params, settings_.dt, lambda, dx, du, mixed);
         }
-        for (int k = 0; k < p; ++k) {
-          S s = 0;
-          for (int i = 0; i < n; ++i) {
-            s += At(view_.P, t * n * p + k * n + i) * At(view_.mu, (t + 1) * n + i);
+        for (int k = 0; k < count; ++k) {
+          const int t = t0 + k;
+          for (int q = 0; q < p; ++q) {
+            S s = 0;
+            for (int i = 0; i < n; ++i) {
+              s += At(view_.P, t * n * p + q * n + i) * At(view_.mu, (t + 1) * n + i);
+            }
+            if (full_chain) s += mixed[k * p + q];
+            At(view_.grad_params, q) -= s;
           }
-          if (settings_.mode != kDeviceModeDefault) s += mixed[k];
-          At(view_.grad_params, k) -= s;
         }
       }
     }

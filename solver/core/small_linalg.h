@@ -193,8 +193,9 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE void ValueFunctionOfMinimisers(const S* Qxx, co
 // loops above, on every executor. A host-only alternative with the same interface
 // (cpu/dense_kernels.h) uses packed products for shapes too large for the device.
 struct LoopKernels {
-  // The core linearises one step per model evaluation (a host's kernels may take several at once:
-  // cpu/dense_kernels.h).
+  // The core differentiates a model one step per evaluation (a host's kernels may take several at
+  // once: cpu/dense_kernels.h).
+  static constexpr int kLinearizationLanes = 1;
   template <typename S, class Dynamics, int NX, int NU>
   static constexpr bool kLinearizesInLanes = false;
 

@@ -18,10 +18,11 @@
 
 namespace mpc {
 
-// How a CPU worker linearises a built-in model's dynamics (the core's Kernels::kLinearizesInLanes,
-// StepJacobiansInLanes and, in the backward pass, StepParamJacobianInLanes): kLinearizationLanes
-// steps per evaluation of the model's dual-number Step (cpu/model_lanes.h), in double at
-// compile-time sizes; one step at a time otherwise.
+// How a CPU worker differentiates a built-in model's dynamics (the core's
+// Kernels::kLinearizesInLanes and the *InLanes functions: the Jacobians, and in the backward pass
+// df/dp and the second derivatives): kLinearizationLanes steps per evaluation of the model's
+// dual-number Step (cpu/model_lanes.h), in double at compile-time sizes; one step at a time
+// otherwise.
 struct LaneLinearization {
   static constexpr int kLinearizationLanes = kModelLanes;
   template <typename S, class Dynamics, int NX, int NU>
@@ -39,6 +40,20 @@ struct LaneLinearization {
   static void StepParamJacobianInLanes(const double* x, const double* u, const double* p,
                                        TimeStep dt, int count, double* next, double* const* P) {
     mpc::StepParamJacobianInLanes<Model>(x, u, p, dt, count, next, P);
+  }
+
+  template <class Model>
+  static void StepMixedDirectionalInLanes(const double* x, const double* u, const double* p,
+                                          TimeStep dt, const double* lambda, const double* dx,
+                                          const double* du, int count, double* const* out) {
+    mpc::StepMixedDirectionalInLanes<Model>(x, u, p, dt, lambda, dx, du, count, out);
+  }
+
+  template <class Model, bool kMixed>
+  static void StepSecondDerivativesInLanes(const double* x, const double* u, const double* p,
+                                           TimeStep dt, const double* lambda, int count,
+                                           double* const* out) {
+    mpc::StepSecondDerivativesInLanes<Model, kMixed>(x, u, p, dt, lambda, count, out);
   }
 };
 

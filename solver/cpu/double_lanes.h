@@ -72,16 +72,44 @@ inline DoubleLanes Clamp(const DoubleLanes& a, double lo, double hi) {
   return DoubleLanes(v < lo ? BroadcastDouble4(lo) : (v > hi ? BroadcastDouble4(hi) : v));
 }
 
-// solver/dual.h's Clamp of a dual lane by lane: the value clamped, the derivatives zero in the
-// lanes outside [lo, hi] (torch.clamp's derivative).
+// The lanes of a whose value lies outside [lo, hi] (a dual's: of its innermost value), as a mask.
+inline auto LanesOutside(const DoubleLanes& a, double lo, double hi) {
+  const DoubleLanes::Vector v = a.vector();
+  return (v < lo) | (v > hi);
+}
+template <typename S, int N>
+inline auto LanesOutside(const Dual<S, N>& a, double lo, double hi) {
+  return LanesOutside(a.v, lo, hi);
+}
+
+// a with every element zero in the lanes of `mask`.
+template <typename Mask>
+inline DoubleLanes ZeroLanes(const DoubleLanes& a, Mask mask) {
+  return DoubleLanes(mask ? BroadcastDouble4(0.0) : a.vector());
+}
+template <typename S, int N, typename Mask>
+inline Dual<S, N> ZeroLanes(const Dual<S, N>& a, Mask mask) {
+  Dual<S, N> r(ZeroLanes(a.v, mask));
+  for (int i = 0; i < N; ++i) r.d[i] = ZeroLanes(a.d[i], mask);
+  return r;
+}
+
+// solver/dual.h's Clamp of a dual (or a dual of duals, as the second derivatives nest them) lane by
+// lane: the value clamped, every derivative zero in the lanes outside [lo, hi] (torch.clamp's
+// derivative).
 template <int N>
 inline Dual<DoubleLanes, N> Clamp(const Dual<DoubleLanes, N>& a, double lo, double hi) {
-  const DoubleLanes::Vector v = a.v.vector();
-  const auto outside = (v < lo) | (v > hi);
+  const auto outside = LanesOutside(a, lo, hi);
   Dual<DoubleLanes, N> r(Clamp(a.v, lo, hi));
-  for (int i = 0; i < N; ++i) {
-    r.d[i] = DoubleLanes(outside ? BroadcastDouble4(0.0) : a.d[i].vector());
-  }
+  for (int i = 0; i < N; ++i) r.d[i] = ZeroLanes(a.d[i], outside);
+  return r;
+}
+template <int M, int N>
+inline Dual<Dual<DoubleLanes, M>, N> Clamp(const Dual<Dual<DoubleLanes, M>, N>& a, double lo,
+                                           double hi) {
+  const auto outside = LanesOutside(a, lo, hi);
+  Dual<Dual<DoubleLanes, M>, N> r(Clamp(a.v, lo, hi));
+  for (int i = 0; i < N; ++i) r.d[i] = ZeroLanes(a.d[i], outside);
   return r;
 }
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -136,6 +137,67 @@ TEST(ModelLanesTest, EveryBuiltinModelsParamJacobianIsStepParamJacobianAtEachPoi
   });
 }
 
+// max |a - b| <= 1e-12 max(1, max |b|) over the entries, reported as the worst entry.
+void ExpectNearScaled(const double* got, const double* want, int size, const std::string& what) {
+  double scale = 1.0;
+  for (int e = 0; e < size; ++e) scale = std::max(scale, std::abs(want[e]));
+  for (int e = 0; e < size; ++e) {
+    EXPECT_NEAR(got[e], want[e], 1e-12 * scale) << what << ", entry " << e;
+  }
+}
+
+// The second derivatives (StepMixedDirectional, StepTauHessian, StepMixedSecondDerivatives: the
+// backward pass's full-chain and exact modes) in lanes against the scalar functions, nested duals
+// of DoubleLanes included.
+TEST(ModelLanesTest, EveryBuiltinModelsSecondDerivativesAreTheScalarOnesAtEachPoint) {
+  ForEachBuiltinModel([]<class Model>() {
+    SCOPED_TRACE(Model::kName);
+    constexpr int n = Model::kStateDim, m = Model::kControlDim, np = Model::kParamDim;
+    constexpr int nt = n + m;
+    std::mt19937_64 random(31);
+    const TimeStep step(Model::kDefaultDt, Integrator::kDefault);
+    for (int trial = 0; trial < 10; ++trial) {
+      const Points<Model> points(&random), direction(&random), costate(&random);
+      for (int count = 1; count <= kLanes; ++count) {
+        std::vector<double> mixed(count * np), hessian(count * nt * nt), cross(count * nt * np);
+        double* mixed_targets[kLanes];
+        double* hessian_targets[kLanes];
+        double* cross_targets[kLanes];
+        for (int k = 0; k < count; ++k) {
+          mixed_targets[k] = &mixed[k * np];
+          hessian_targets[k] = &hessian[k * nt * nt];
+          cross_targets[k] = &cross[k * nt * np];
+        }
+        const double* x = points.x.data();
+        const double* u = points.u.data();
+        const double* lambda = costate.x.data();
+        StepMixedDirectionalInLanes<Model>(x, u, Model::kDefaultParams, step, lambda,
+                                           direction.x.data(), direction.u.data(), count,
+                                           mixed_targets);
+        StepSecondDerivativesInLanes<Model, false>(x, u, Model::kDefaultParams, step, lambda, count,
+                                                   hessian_targets);
+        StepSecondDerivativesInLanes<Model, true>(x, u, Model::kDefaultParams, step, lambda, count,
+                                                  cross_targets);
+        for (int k = 0; k < count; ++k) {
+          const std::string where =
+              "count " + std::to_string(count) + ", point " + std::to_string(k);
+          double want_mixed[np], want_hessian[nt * nt], want_cross[nt * np];
+          StepMixedDirectional<Model>(&x[k * n], &u[k * m], Model::kDefaultParams, step,
+                                      &lambda[k * n], &direction.x[k * n], &direction.u[k * m],
+                                      want_mixed);
+          StepTauHessian<Model>(&x[k * n], &u[k * m], Model::kDefaultParams, step, &lambda[k * n],
+                                want_hessian);
+          StepMixedSecondDerivatives<Model>(&x[k * n], &u[k * m], Model::kDefaultParams, step,
+                                            &lambda[k * n], want_cross);
+          ExpectNearScaled(&mixed[k * np], want_mixed, np, where + ", mixed directional");
+          ExpectNearScaled(&hessian[k * nt * nt], want_hessian, nt * nt, where + ", tau Hessian");
+          ExpectNearScaled(&cross[k * nt * np], want_cross, nt * np, where + ", mixed block");
+        }
+      }
+    }
+  });
+}
+
 // A point's Jacobians do not depend on its lane or on the points beside it (or on how many lanes
 // are in use): the solver's result for a step never depends on the steps it is evaluated with.
 TEST(ModelLanesTest, EachPointsJacobiansAreItsOwnBitsInAnyLaneBesideAnyPoints) {
@@ -181,6 +243,58 @@ TEST(ModelLanesTest, EachPointsJacobiansAreItsOwnBitsInAnyLaneBesideAnyPoints) {
       }
     }
   });
+}
+
+// The nested duals of the second derivatives: the value and every inner and outer derivative as
+// the scalar nested Clamp's, lane by lane.
+TEST(ModelLanesTest, TheNestedDualClampOfLanesIsTheScalarNestedClampLaneByLane) {
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  const double values[] = {-3.0, -2.0, 0.0, 2.0001, 1.5, kNaN, 7.0, -1.999};
+  constexpr int kCount = sizeof(values) / sizeof(values[0]);
+  static_assert(kCount % kLanes == 0);
+  using Lanes = Dual<Dual<DoubleLanes, 2>, 2>;
+  using Scalar = Dual<Dual<double, 2>, 2>;
+  for (int k = 0; k < kCount; k += kLanes) {
+    // Element e of lane `lane`: e = 0 the value, then the inner derivatives, the outer ones.
+    const auto element = [&](int lane, int e) {
+      return e == 0 ? values[k + lane] : e + 0.25 * lane;
+    };
+    const auto lanes_of = [&](int e) {
+      double v[kLanes];
+      for (int lane = 0; lane < kLanes; ++lane) v[lane] = element(lane, e);
+      return DoubleLanes::Load(v);
+    };
+    Lanes a;
+    a.v.v = lanes_of(0);
+    a.v.d[0] = lanes_of(1);
+    a.v.d[1] = lanes_of(2);
+    for (int i = 0; i < 2; ++i) {
+      a.d[i].v = lanes_of(3 + 3 * i);
+      a.d[i].d[0] = lanes_of(4 + 3 * i);
+      a.d[i].d[1] = lanes_of(5 + 3 * i);
+    }
+    const Lanes clamped = Clamp(a, -2.0, 2.0);
+    for (int lane = 0; lane < kLanes; ++lane) {
+      Scalar s;
+      s.v.v = element(lane, 0);
+      s.v.d[0] = element(lane, 1);
+      s.v.d[1] = element(lane, 2);
+      for (int i = 0; i < 2; ++i) {
+        s.d[i].v = element(lane, 3 + 3 * i);
+        s.d[i].d[0] = element(lane, 4 + 3 * i);
+        s.d[i].d[1] = element(lane, 5 + 3 * i);
+      }
+      const Scalar want = Clamp(s, -2.0, 2.0);
+      SCOPED_TRACE(::testing::Message() << "a = " << values[k + lane]);
+      EXPECT_TRUE(SameBits(clamped.v.v[lane], want.v.v) ||
+                  (std::isnan(want.v.v) && std::isnan(clamped.v.v[lane])));
+      for (int j = 0; j < 2; ++j) EXPECT_TRUE(SameBits(clamped.v.d[j][lane], want.v.d[j]));
+      for (int i = 0; i < 2; ++i) {
+        EXPECT_TRUE(SameBits(clamped.d[i].v[lane], want.d[i].v));
+        for (int j = 0; j < 2; ++j) EXPECT_TRUE(SameBits(clamped.d[i].d[j][lane], want.d[i].d[j]));
+      }
+    }
+  }
 }
 
 TEST(ModelLanesTest, TheDualClampOfLanesIsTheScalarDualClampLaneByLane) {

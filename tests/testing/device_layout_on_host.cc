@@ -23,6 +23,7 @@ namespace {
 // compares the GPU with the CPU to a tolerance); every other step is the kernel's code path, whose
 // bits must be the CPU executor's.
 struct DeviceKernelsOnHost : LoopKernels, LaneLinearization {
+  using LaneLinearization::kLinearizationLanes;
   using LaneLinearization::kLinearizesInLanes;
 };
 
