@@ -70,80 +70,59 @@ void ParamJacobianInLanes(const double* x, const double* u, const double* params
   StepParamJacobianInLanes<Model>(x, u, params, step, count, next->data(), P_targets);
 }
 
-TEST(ModelLanesTest, EveryBuiltinModelsJacobiansAreStepWithJacobiansAtEachPoint) {
+// max(1, the largest |entry|) of want_a (size_a) and want_b (size_b): the scale of the tolerance.
+double Scale(const double* want_a, int size_a, const double* want_b = nullptr, int size_b = 0) {
+  double scale = 1.0;
+  for (int e = 0; e < size_a; ++e) scale = std::max(scale, std::abs(want_a[e]));
+  for (int e = 0; e < size_b; ++e) scale = std::max(scale, std::abs(want_b[e]));
+  return scale;
+}
+
+// Every entry of got within 1e-12 * scale of want's, reported by entry.
+void ExpectNearScaled(const double* got, const double* want, int size, double scale,
+                      const std::string& what) {
+  for (int e = 0; e < size; ++e) {
+    EXPECT_NEAR(got[e], want[e], 1e-12 * scale) << what << ", entry " << e;
+  }
+}
+
+std::string Where(int count, int k) {
+  return "count " + std::to_string(count) + ", point " + std::to_string(k);
+}
+
+// A, B (StepWithJacobians) and df/dp with the step (StepParamJacobian) in lanes against the
+// scalar functions.
+TEST(ModelLanesTest, EveryBuiltinModelsFirstDerivativesAreTheScalarOnesAtEachPoint) {
   ForEachBuiltinModel([]<class Model>() {
     SCOPED_TRACE(Model::kName);
-    constexpr int n = Model::kStateDim, m = Model::kControlDim;
+    constexpr int n = Model::kStateDim, m = Model::kControlDim, np = Model::kParamDim;
     std::mt19937_64 random(17);
     const TimeStep step(Model::kDefaultDt, Integrator::kDefault);
     for (int trial = 0; trial < 40; ++trial) {
       const Points<Model> points(&random);
       for (int count = 1; count <= kLanes; ++count) {
-        std::vector<double> A, B;
+        std::vector<double> A, B, next, P;
         JacobiansInLanes<Model>(points.x.data(), points.u.data(), Model::kDefaultParams, step,
                                 count, &A, &B);
-        for (int k = 0; k < count; ++k) {
-          double next[n], want_A[n * n], want_B[n * m];
-          StepWithJacobians<Model, MatrixOrder::kRowMajor>(&points.x[k * n], &points.u[k * m],
-                                                           Model::kDefaultParams, step, next,
-                                                           want_A, want_B);
-          double scale = 1.0;
-          for (double a : want_A) scale = std::max(scale, std::abs(a));
-          for (double b : want_B) scale = std::max(scale, std::abs(b));
-          for (int e = 0; e < n * n; ++e) {
-            EXPECT_NEAR(A[k * n * n + e], want_A[e], 1e-12 * scale)
-                << "count " << count << ", point " << k << ", A entry " << e;
-          }
-          for (int e = 0; e < n * m; ++e) {
-            EXPECT_NEAR(B[k * n * m + e], want_B[e], 1e-12 * scale)
-                << "count " << count << ", point " << k << ", B entry " << e;
-          }
-        }
-      }
-    }
-  });
-}
-
-TEST(ModelLanesTest, EveryBuiltinModelsParamJacobianIsStepParamJacobianAtEachPoint) {
-  ForEachBuiltinModel([]<class Model>() {
-    SCOPED_TRACE(Model::kName);
-    constexpr int n = Model::kStateDim, m = Model::kControlDim, np = Model::kParamDim;
-    std::mt19937_64 random(23);
-    const TimeStep step(Model::kDefaultDt, Integrator::kDefault);
-    for (int trial = 0; trial < 40; ++trial) {
-      const Points<Model> points(&random);
-      for (int count = 1; count <= kLanes; ++count) {
-        std::vector<double> next, P;
         ParamJacobianInLanes<Model>(points.x.data(), points.u.data(), Model::kDefaultParams, step,
                                     count, &next, &P);
         for (int k = 0; k < count; ++k) {
-          double want_next[n], want_P[n * np];
+          double want_next[n], want_A[n * n], want_B[n * m], want_P[n * np];
+          StepWithJacobians<Model, MatrixOrder::kRowMajor>(&points.x[k * n], &points.u[k * m],
+                                                           Model::kDefaultParams, step, want_next,
+                                                           want_A, want_B);
+          const double jacobian_scale = Scale(want_A, n * n, want_B, n * m);
+          ExpectNearScaled(&A[k * n * n], want_A, n * n, jacobian_scale, Where(count, k) + ", A");
+          ExpectNearScaled(&B[k * n * m], want_B, n * m, jacobian_scale, Where(count, k) + ", B");
           StepParamJacobian<Model>(&points.x[k * n], &points.u[k * m], Model::kDefaultParams, step,
                                    want_next, want_P);
-          double scale = 1.0;
-          for (double v : want_P) scale = std::max(scale, std::abs(v));
-          for (double v : want_next) scale = std::max(scale, std::abs(v));
-          for (int i = 0; i < n; ++i) {
-            EXPECT_NEAR(next[k * n + i], want_next[i], 1e-12 * scale)
-                << "count " << count << ", point " << k << ", next entry " << i;
-          }
-          for (int e = 0; e < n * np; ++e) {
-            EXPECT_NEAR(P[k * n * np + e], want_P[e], 1e-12 * scale)
-                << "count " << count << ", point " << k << ", P entry " << e;
-          }
+          const double param_scale = Scale(want_P, n * np, want_next, n);
+          ExpectNearScaled(&next[k * n], want_next, n, param_scale, Where(count, k) + ", next");
+          ExpectNearScaled(&P[k * n * np], want_P, n * np, param_scale, Where(count, k) + ", P");
         }
       }
     }
   });
-}
-
-// max |a - b| <= 1e-12 max(1, max |b|) over the entries, reported as the worst entry.
-void ExpectNearScaled(const double* got, const double* want, int size, const std::string& what) {
-  double scale = 1.0;
-  for (int e = 0; e < size; ++e) scale = std::max(scale, std::abs(want[e]));
-  for (int e = 0; e < size; ++e) {
-    EXPECT_NEAR(got[e], want[e], 1e-12 * scale) << what << ", entry " << e;
-  }
 }
 
 // The second derivatives (StepMixedDirectional, StepTauHessian, StepMixedSecondDerivatives: the
@@ -179,8 +158,7 @@ TEST(ModelLanesTest, EveryBuiltinModelsSecondDerivativesAreTheScalarOnesAtEachPo
         StepSecondDerivativesInLanes<Model, true>(x, u, Model::kDefaultParams, step, lambda, count,
                                                   cross_targets);
         for (int k = 0; k < count; ++k) {
-          const std::string where =
-              "count " + std::to_string(count) + ", point " + std::to_string(k);
+          const std::string where = Where(count, k);
           double want_mixed[np], want_hessian[nt * nt], want_cross[nt * np];
           StepMixedDirectional<Model>(&x[k * n], &u[k * m], Model::kDefaultParams, step,
                                       &lambda[k * n], &direction.x[k * n], &direction.u[k * m],
@@ -189,9 +167,12 @@ TEST(ModelLanesTest, EveryBuiltinModelsSecondDerivativesAreTheScalarOnesAtEachPo
                                 want_hessian);
           StepMixedSecondDerivatives<Model>(&x[k * n], &u[k * m], Model::kDefaultParams, step,
                                             &lambda[k * n], want_cross);
-          ExpectNearScaled(&mixed[k * np], want_mixed, np, where + ", mixed directional");
-          ExpectNearScaled(&hessian[k * nt * nt], want_hessian, nt * nt, where + ", tau Hessian");
-          ExpectNearScaled(&cross[k * nt * np], want_cross, nt * np, where + ", mixed block");
+          ExpectNearScaled(&mixed[k * np], want_mixed, np, Scale(want_mixed, np),
+                           where + ", mixed directional");
+          ExpectNearScaled(&hessian[k * nt * nt], want_hessian, nt * nt,
+                           Scale(want_hessian, nt * nt), where + ", tau Hessian");
+          ExpectNearScaled(&cross[k * nt * np], want_cross, nt * np, Scale(want_cross, nt * np),
+                           where + ", mixed block");
         }
       }
     }
