@@ -4,7 +4,9 @@
 // The dense linear algebra of one Riccati stage, written once for the solve and the backward pass,
 // host and device. Matrices are row-major arrays; sizes are arguments (compile-time constants
 // after inlining in the fixed-size specialisations). The operation order is part of the contract:
-// the CPU and GPU results of one problem are compared bit for bit.
+// the CPU and GPU results of one problem are compared bit for bit. Products are summed with fused
+// multiply-adds (MultiplyAdd: one rounding, the same on every executor; the compilers' own
+// contraction is off, see solver/CMakeLists.txt).
 
 #include <cmath>
 
@@ -18,6 +20,14 @@ MPC_HOST_DEVICE inline bool IsFinite(S v) {
   return isfinite(v);
 }
 
+// c + a b rounded once: a fused multiply-add on every executor (an FMA instruction on the host's
+// x86-64-v3 and on the device), so the same bits everywhere.
+template <typename S>
+MPC_HOST_DEVICE MPC_FORCE_INLINE S MultiplyAdd(S a, S b, S c) {
+  using std::fma;
+  return fma(a, b, c);
+}
+
 // L L' = Q for an (m, m) Q, the unblocked algorithm; only L's lower triangle is written and read.
 // False at the first pivot that is not > 0 (a NaN pivot included): Q is not (numerically)
 // positive definite.
@@ -26,13 +36,13 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE bool CholeskyLower(const S* Q, S* L, int m) {
   using std::sqrt;
   for (int j = 0; j < m; ++j) {
     S d = Q[j * m + j];
-    for (int k = 0; k < j; ++k) d -= L[j * m + k] * L[j * m + k];
+    for (int k = 0; k < j; ++k) d = MultiplyAdd(-L[j * m + k], L[j * m + k], d);
     if (!(d > S(0))) return false;
     const S ljj = sqrt(d);
     L[j * m + j] = ljj;
     for (int i = j + 1; i < m; ++i) {
       S s = Q[i * m + j];
-      for (int k = 0; k < j; ++k) s -= L[i * m + k] * L[j * m + k];
+      for (int k = 0; k < j; ++k) s = MultiplyAdd(-L[i * m + k], L[j * m + k], s);
       L[i * m + j] = s / ljj;
     }
   }
@@ -45,12 +55,12 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE void CholeskySolveInPlace(const S* L, int m, S*
   for (int c = 0; c < cols; ++c) {
     for (int i = 0; i < m; ++i) {
       S s = rhs[i * cols + c];
-      for (int k = 0; k < i; ++k) s -= L[i * m + k] * rhs[k * cols + c];
+      for (int k = 0; k < i; ++k) s = MultiplyAdd(-L[i * m + k], rhs[k * cols + c], s);
       rhs[i * cols + c] = s / L[i * m + i];
     }
     for (int i = m - 1; i >= 0; --i) {
       S s = rhs[i * cols + c];
-      for (int k = i + 1; k < m; ++k) s -= L[k * m + i] * rhs[k * cols + c];
+      for (int k = i + 1; k < m; ++k) s = MultiplyAdd(-L[k * m + i], rhs[k * cols + c], s);
       rhs[i * cols + c] = s / L[i * m + i];
     }
   }
@@ -73,7 +83,7 @@ struct AddColumnTimesMatrix {
                                                    S* out, int first = 0) {
     for (int j = first; j < n; ++j) {
       S s = 0;
-      for (int l = 0; l < n; ++l) s += col[l * stride] * VA[l * n + j];
+      for (int l = 0; l < n; ++l) s = MultiplyAdd(col[l * stride], VA[l * n + j], s);
       out[j] += s;
     }
   }
@@ -93,25 +103,25 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE void AddDynamicsToQ(const S* A, const S* B, con
     for (int j = 0; j < m; ++j) VB[i * m + j] = 0;
     for (int l = 0; l < n; ++l) {
       const S v_il = V[i * n + l];
-      for (int j = 0; j < n; ++j) VA[i * n + j] += v_il * A[l * n + j];
-      for (int j = 0; j < m; ++j) VB[i * m + j] += v_il * B[l * m + j];
+      for (int j = 0; j < n; ++j) VA[i * n + j] = MultiplyAdd(v_il, A[l * n + j], VA[i * n + j]);
+      for (int j = 0; j < m; ++j) VB[i * m + j] = MultiplyAdd(v_il, B[l * m + j], VB[i * m + j]);
     }
   }
   for (int i = 0; i < n; ++i) {
     ColumnProduct::Run(A + i, n, VA, n, Qxx + i * n);
     S s = 0;
-    for (int l = 0; l < n; ++l) s += A[l * n + i] * v[l];
+    for (int l = 0; l < n; ++l) s = MultiplyAdd(A[l * n + i], v[l], s);
     qx[i] += s;
   }
   for (int i = 0; i < m; ++i) {
     ColumnProduct::Run(B + i, m, VA, n, Qux + i * n);
     for (int j = 0; j < m; ++j) {
       S s = 0;
-      for (int l = 0; l < n; ++l) s += B[l * m + i] * VB[l * m + j];
+      for (int l = 0; l < n; ++l) s = MultiplyAdd(B[l * m + i], VB[l * m + j], s);
       Quu[i * m + j] += s;
     }
     S s = 0;
-    for (int l = 0; l < n; ++l) s += B[l * m + i] * v[l];
+    for (int l = 0; l < n; ++l) s = MultiplyAdd(B[l * m + i], v[l], s);
     qu[i] += s;
   }
 }
@@ -139,7 +149,7 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE void ValueFunctionOfGains(const S* Qxx, const S
   for (int i = 0; i < m; ++i) {
     for (int j = 0; j < n; ++j) {
       S s = 0;
-      for (int l = 0; l < m; ++l) s += Quu[i * m + l] * K[l * n + j];
+      for (int l = 0; l < m; ++l) s = MultiplyAdd(Quu[i * m + l], K[l * n + j], s);
       QuuK[i * n + j] = s;
     }
   }
@@ -147,9 +157,9 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE void ValueFunctionOfGains(const S* Qxx, const S
     for (int j = 0; j < n; ++j) {
       S ktqux_ij = 0, ktqux_ji = 0, kquuk = 0;
       for (int l = 0; l < m; ++l) {
-        ktqux_ij += Qux[l * n + i] * K[l * n + j];
-        ktqux_ji += Qux[l * n + j] * K[l * n + i];
-        kquuk += K[l * n + i] * QuuK[l * n + j];
+        ktqux_ij = MultiplyAdd(Qux[l * n + i], K[l * n + j], ktqux_ij);
+        ktqux_ji = MultiplyAdd(Qux[l * n + j], K[l * n + i], ktqux_ji);
+        kquuk = MultiplyAdd(K[l * n + i], QuuK[l * n + j], kquuk);
       }
       V[i * n + j] = Qxx[i * n + j] + ktqux_ij + ktqux_ji + kquuk;
     }
@@ -157,14 +167,14 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE void ValueFunctionOfGains(const S* Qxx, const S
   Symmetrize<S>(V, n);
   for (int i = 0; i < m; ++i) {
     S s = 0;
-    for (int l = 0; l < m; ++l) s += Quu[i * m + l] * k[l];
+    for (int l = 0; l < m; ++l) s = MultiplyAdd(Quu[i * m + l], k[l], s);
     tmp[i] = qu[i] + s;
   }
   for (int i = 0; i < n; ++i) {
     S a = 0, c = 0;
     for (int l = 0; l < m; ++l) {
-      a += Qux[l * n + i] * k[l];
-      c += K[l * n + i] * tmp[l];
+      a = MultiplyAdd(Qux[l * n + i], k[l], a);
+      c = MultiplyAdd(K[l * n + i], tmp[l], c);
     }
     v[i] = qx[i] + a + c;
   }
@@ -179,11 +189,11 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE void ValueFunctionOfMinimisers(const S* Qxx, co
   for (int i = 0; i < n; ++i) {
     for (int j = 0; j < n; ++j) {
       S s = Qxx[i * n + j];
-      for (int l = 0; l < m; ++l) s += Qux[l * n + i] * K[l * n + j];
+      for (int l = 0; l < m; ++l) s = MultiplyAdd(Qux[l * n + i], K[l * n + j], s);
       V[i * n + j] = s;
     }
     S s = qx[i];
-    for (int l = 0; l < m; ++l) s += Qux[l * n + i] * k[l];
+    for (int l = 0; l < m; ++l) s = MultiplyAdd(Qux[l * n + i], k[l], s);
     v[i] = s;
   }
   Symmetrize<S>(V, n);

@@ -9,8 +9,13 @@
 // linearisation of a built-in model four steps at a time (LaneLinearization). Host only.
 
 #include <Eigen/Core>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
+
+#if defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 #include "solver/core/dispatch.h"
 #include "solver/core/small_linalg.h"
@@ -117,6 +122,24 @@ struct DenseKernels : LaneLinearization {
     std::memcpy(p, &r, sizeof(L));
   }
 
+  // c + a b in every lane, each rounded once: core::MultiplyAdd lane by lane.
+  template <class L>
+  MPC_FORCE_INLINE static L MultiplyAddLanes(double a, L b, L c) {
+#if defined(__FMA__)
+    if constexpr (std::is_same_v<L, Lanes4>) {
+      return _mm256_fmadd_pd(_mm256_set1_pd(a), b, c);
+    } else {
+      return _mm_fmadd_pd(_mm_set1_pd(a), b, c);
+    }
+#else
+    L r;
+    for (int i = 0; i < static_cast<int>(sizeof(L) / sizeof(double)); ++i) {
+      r[i] = std::fma(a, b[i], c[i]);
+    }
+    return r;
+#endif
+  }
+
   // core::AddColumnTimesMatrix (a row of A'VA or B'VA) four or two entries j at once: the same
   // sums in the same order (the core's dot products down A's columns do not vectorise).
   struct LaneColumnTimesMatrix {
@@ -125,12 +148,16 @@ struct DenseKernels : LaneLinearization {
       int j = 0;
       for (; j + 4 <= n; j += 4) {
         Lanes4 acc = {0.0, 0.0, 0.0, 0.0};
-        for (int l = 0; l < n; ++l) acc += col[l * stride] * LoadLanes<Lanes4>(VA + l * n + j);
+        for (int l = 0; l < n; ++l) {
+          acc = MultiplyAddLanes(col[l * stride], LoadLanes<Lanes4>(VA + l * n + j), acc);
+        }
         StoreLanes(out + j, LoadLanes<Lanes4>(out + j) + acc);
       }
       for (; j + 2 <= n; j += 2) {
         Lanes2 acc = {0.0, 0.0};
-        for (int l = 0; l < n; ++l) acc += col[l * stride] * LoadLanes<Lanes2>(VA + l * n + j);
+        for (int l = 0; l < n; ++l) {
+          acc = MultiplyAddLanes(col[l * stride], LoadLanes<Lanes2>(VA + l * n + j), acc);
+        }
         StoreLanes(out + j, LoadLanes<Lanes2>(out + j) + acc);
       }
       core::AddColumnTimesMatrix::Run(col, stride, VA, n, out, j);
