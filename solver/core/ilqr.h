@@ -39,6 +39,43 @@ constexpr double kPenaltyProgress = 0.25;
 // horizon, a large state) stops within a fraction of itself, a short one checks at most once.
 constexpr int kStopCheckStride = 32;
 
+// The transitions t = 0 .. T-2 of a horizon T in groups of kLanes consecutive steps, the last
+// group possibly shorter: `for (const StepGroup group : StepGroups<kLanes>(T))` visits steps
+// group.first .. group.first + group.count - 1 (a host's kernels evaluate a model at several steps
+// at once; kLanes = 1 is one step at a time).
+struct StepGroup {
+  int first;
+  int count;
+};
+template <int kLanes>
+class StepGroups {
+ public:
+  class Iterator {
+   public:
+    MPC_HOST_DEVICE Iterator(int first, int transitions)
+        : first_(first), transitions_(transitions) {}
+    MPC_HOST_DEVICE StepGroup operator*() const {
+      const int left = transitions_ - first_;
+      return {first_, left < kLanes ? left : kLanes};
+    }
+    MPC_HOST_DEVICE Iterator& operator++() {
+      first_ += kLanes;
+      return *this;
+    }
+    MPC_HOST_DEVICE bool operator!=(const Iterator& end) const { return first_ < end.first_; }
+
+   private:
+    int first_;
+    int transitions_;
+  };
+  MPC_HOST_DEVICE explicit StepGroups(int horizon) : transitions_(horizon - 1) {}
+  MPC_HOST_DEVICE Iterator begin() const { return {0, transitions_}; }
+  MPC_HOST_DEVICE Iterator end() const { return {transitions_, transitions_}; }
+
+ private:
+  int transitions_;
+};
+
 // GCC 12 at -O3 reports the small local arrays below as maybe-uninitialized when their loop bounds
 // are run-time sizes (they are zero-initialised); the warning is a known false positive there.
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
@@ -429,20 +466,20 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     LocalArray<S, kLanes * NX * NU> B(arena_, kLanes * n * m);
     S* A_targets[kLanes];
     S* B_targets[kLanes];
-    for (int t0 = 0; t0 + 1 < T_; t0 += kLanes) {
-      const int count = T_ - 1 - t0 < kLanes ? T_ - 1 - t0 : kLanes;
-      for (int k = 0; k < count; ++k) {
-        if (StopRequestedAtStep(t0 + k)) return false;
-        LoadX(x_, t0 + k, &x[k * n]);
-        LoadU(u_, t0 + k, &u[k * m]);
-        const StepJacobians<S> F = Linearizations().Targets(t0 + k, &A[k * n * n], &B[k * n * m]);
+    for (const StepGroup group : StepGroups<kLanes>(T_)) {
+      for (int k = 0; k < group.count; ++k) {
+        const int t = group.first + k;
+        if (StopRequestedAtStep(t)) return false;
+        LoadX(x_, t, &x[k * n]);
+        LoadU(u_, t, &u[k * m]);
+        const StepJacobians<S> F = Linearizations().Targets(t, &A[k * n * n], &B[k * n * m]);
         A_targets[k] = F.A;
         B_targets[k] = F.B;
       }
       Kernels::template StepJacobiansInLanes<typename Dynamics::ModelType>(
-          x, u, params_, dt_, count, A_targets, B_targets);
-      for (int k = 0; k < count; ++k) {
-        Linearizations().Store(t0 + k, &A[k * n * n], &B[k * n * m]);
+          x, u, params_, dt_, group.count, A_targets, B_targets);
+      for (int k = 0; k < group.count; ++k) {
+        Linearizations().Store(group.first + k, &A[k * n * n], &B[k * n * m]);
       }
     }
     return true;

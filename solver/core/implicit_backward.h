@@ -497,10 +497,9 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     S* A_targets[kLanes];
     S* B_targets[kLanes];
     S* P_targets[kLanes];
-    for (int t0 = 0; t0 + 1 < T_; t0 += kLanes) {
-      const int count = T_ - 1 - t0 < kLanes ? T_ - 1 - t0 : kLanes;
-      for (int k = 0; k < count; ++k) {
-        const int t = t0 + k;
+    for (const StepGroup group : StepGroups<kLanes>(T_)) {
+      for (int k = 0; k < group.count; ++k) {
+        const int t = group.first + k;
         for (int i = 0; i < n; ++i) x[k * n + i] = At(view_.x, t * n + i);
         for (int j = 0; j < m; ++j) u[k * m + j] = At(view_.u, t * m + j);
         const StepJacobians<S> F = Linearizations().Targets(t, &A[k * n * n], &B[k * n * m]);
@@ -508,12 +507,12 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         B_targets[k] = F.B;
         P_targets[k] = &P[k * n * p];
       }
-      Kernels::template StepJacobiansInLanes<Model>(x, u, params, settings_.dt, count, A_targets,
-                                                    B_targets);
-      Kernels::template StepParamJacobianInLanes<Model>(x, u, params, settings_.dt, count, next,
-                                                        P_targets);
-      for (int k = 0; k < count; ++k) {
-        const int t = t0 + k;
+      Kernels::template StepJacobiansInLanes<Model>(x, u, params, settings_.dt, group.count,
+                                                    A_targets, B_targets);
+      Kernels::template StepParamJacobianInLanes<Model>(x, u, params, settings_.dt, group.count,
+                                                        next, P_targets);
+      for (int k = 0; k < group.count; ++k) {
+        const int t = group.first + k;
         StoreJacobians(t, A_targets[k], B_targets[k], finite);
         for (int e = 0; e < n * p; ++e) {
           At(view_.P, t * n * p + e) = P_targets[k][e];
@@ -657,10 +656,9 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       LocalArray<S, kLanes * NU> u(arena_, kLanes * m);
       LocalArray<S, kLanes*(NX + NU) * kCols> block(arena_, kLanes * size);
       bool finite = true;
-      for (int t0 = 0; t0 + 1 < T_; t0 += kLanes) {
-        const int count = T_ - 1 - t0 < kLanes ? T_ - 1 - t0 : kLanes;
-        for (int k = 0; k < count; ++k) {
-          const int t = t0 + k;
+      for (const StepGroup group : StepGroups<kLanes>(T_)) {
+        for (int k = 0; k < group.count; ++k) {
+          const int t = group.first + k;
           for (int i = 0; i < n; ++i) {
             x[k * n + i] = At(view_.x, t * n + i);
             lambda[k * n + i] = At(view_.lambda, (t + 1) * n + i);
@@ -668,12 +666,12 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
           for (int j = 0; j < m; ++j) u[k * m + j] = At(view_.u, t * m + j);
         }
         if constexpr (kSecondOrderInLanes) {
-          SecondOrderInLanes<kBlock>(x, u, lambda, count, block, size);
+          SecondOrderInLanes<kBlock>(x, u, lambda, group.count, block, size);
         } else {
           SecondOrderAt<kBlock>(x, u, lambda, block);
         }
-        for (int e = 0; e < count * size; ++e) {
-          At(out, t0 * size + e) = block[e];
+        for (int e = 0; e < group.count * size; ++e) {
+          At(out, group.first * size + e) = block[e];
           finite = finite && IsFinite(block[e]);
         }
       }
@@ -1330,11 +1328,10 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       S x[kLanes * NX] = {}, u[kLanes * NU] = {}, lambda[kLanes * NX] = {}, dx[kLanes * NX] = {},
                    du[kLanes * NU] = {}, mixed[kLanes * p] = {};
       const bool full_chain = settings_.mode != kDeviceModeDefault;
-      for (int t0 = 0; t0 + 1 < T_; t0 += kLanes) {
-        const int count = T_ - 1 - t0 < kLanes ? T_ - 1 - t0 : kLanes;
+      for (const StepGroup group : StepGroups<kLanes>(T_)) {
         if (full_chain) {
-          for (int k = 0; k < count; ++k) {
-            const int t = t0 + k;
+          for (int k = 0; k < group.count; ++k) {
+            const int t = group.first + k;
             for (int i = 0; i < n; ++i) {
               x[k * n + i] = At(view_.x, t * n + i);
               dx[k * n + i] = At(view_.dx, t * n + i);
@@ -1347,15 +1344,15 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
           }
           if constexpr (kSecondOrderInLanes) {
             S* targets[kLanes];
-            for (int k = 0; k < count; ++k) targets[k] = mixed + k * p;
+            for (int k = 0; k < group.count; ++k) targets[k] = mixed + k * p;
             Kernels::template StepMixedDirectionalInLanes<Model>(x, u, params, settings_.dt, lambda,
-                                                                 dx, du, count, targets);
+                                                                 dx, du, group.count, targets);
           } else {
             StepMixedDirectional<Model>(x, u, params, settings_.dt, lambda, dx, du, mixed);
           }
         }
-        for (int k = 0; k < count; ++k) {
-          const int t = t0 + k;
+        for (int k = 0; k < group.count; ++k) {
+          const int t = group.first + k;
           for (int q = 0; q < p; ++q) {
             S s = 0;
             for (int i = 0; i < n; ++i) {

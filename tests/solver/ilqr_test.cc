@@ -2,9 +2,11 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "solver/core/ilqr.h"
 #include "tests/testing/random_problems.h"
 
 namespace mpc {
@@ -42,6 +44,27 @@ std::vector<Problem> MixedProblems() {
         seed));
   }
   return problems;
+}
+
+// The (first, count) of each group StepGroups visits.
+template <int kLanes>
+std::vector<std::pair<int, int>> Groups(int horizon) {
+  std::vector<std::pair<int, int>> groups;
+  for (const core::StepGroup group : core::StepGroups<kLanes>(horizon)) {
+    groups.emplace_back(group.first, group.count);
+  }
+  return groups;
+}
+
+TEST(IlqrTest, StepGroupsCoverEveryTransitionOnceInOrder) {
+  using Visits = std::vector<std::pair<int, int>>;
+  EXPECT_EQ(Groups<4>(1), Visits{});
+  EXPECT_EQ(Groups<4>(2), (Visits{{0, 1}}));
+  EXPECT_EQ(Groups<4>(5), (Visits{{0, 4}}));
+  EXPECT_EQ(Groups<4>(6), (Visits{{0, 4}, {4, 1}}));
+  EXPECT_EQ(Groups<4>(25), (Visits{{0, 4}, {4, 4}, {8, 4}, {12, 4}, {16, 4}, {20, 4}}));
+  EXPECT_EQ(Groups<1>(1), Visits{});
+  EXPECT_EQ(Groups<1>(4), (Visits{{0, 1}, {1, 1}, {2, 1}}));
 }
 
 TEST(IlqrTest, ReusedSolverGivesBitwiseTheSameAnswerAsAFreshOne) {
