@@ -790,6 +790,8 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       }
       for (int e = 0; e < m * m; ++e) L[e] = 0;
       if (!CholeskyLower<S>(Quu, L, m)) return false;
+      // (max L_ii / min L_ii)^2 over the free controls, from the reciprocals CholeskyLower keeps
+      // on L's diagonal (their ratio is the same).
       S lo = static_cast<S>(HUGE_VAL), hi = 0;
       for (int i = 0; i < m; ++i) {
         if (At(view_.free, t * m + i) == S(0)) continue;

@@ -28,9 +28,10 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE S MultiplyAdd(S a, S b, S c) {
   return fma(a, b, c);
 }
 
-// L L' = Q for an (m, m) Q, the unblocked algorithm; only L's lower triangle is written and read.
-// False at the first pivot that is not > 0 (a NaN pivot included): Q is not (numerically)
-// positive definite.
+// L L' = Q for an (m, m) Q, the unblocked algorithm; only L's lower triangle is written and read,
+// and its diagonal holds the reciprocals 1 / L_jj (every solve multiplies by them: one division
+// per pivot instead of one per pivot and right-hand side). False at the first pivot that is not
+// > 0 (a NaN pivot included): Q is not (numerically) positive definite.
 template <typename S>
 MPC_HOST_DEVICE MPC_FORCE_INLINE bool CholeskyLower(const S* Q, S* L, int m) {
   using std::sqrt;
@@ -38,12 +39,12 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE bool CholeskyLower(const S* Q, S* L, int m) {
     S d = Q[j * m + j];
     for (int k = 0; k < j; ++k) d = MultiplyAdd(-L[j * m + k], L[j * m + k], d);
     if (!(d > S(0))) return false;
-    const S ljj = sqrt(d);
-    L[j * m + j] = ljj;
+    const S inverse_ljj = S(1) / sqrt(d);
+    L[j * m + j] = inverse_ljj;
     for (int i = j + 1; i < m; ++i) {
       S s = Q[i * m + j];
       for (int k = 0; k < j; ++k) s = MultiplyAdd(-L[i * m + k], L[j * m + k], s);
-      L[i * m + j] = s / ljj;
+      L[i * m + j] = s * inverse_ljj;
     }
   }
   return true;
@@ -56,12 +57,12 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE void CholeskySolveInPlace(const S* L, int m, S*
     for (int i = 0; i < m; ++i) {
       S s = rhs[i * cols + c];
       for (int k = 0; k < i; ++k) s = MultiplyAdd(-L[i * m + k], rhs[k * cols + c], s);
-      rhs[i * cols + c] = s / L[i * m + i];
+      rhs[i * cols + c] = s * L[i * m + i];
     }
     for (int i = m - 1; i >= 0; --i) {
       S s = rhs[i * cols + c];
       for (int k = i + 1; k < m; ++k) s = MultiplyAdd(-L[k * m + i], rhs[k * cols + c], s);
-      rhs[i * cols + c] = s / L[i * m + i];
+      rhs[i * cols + c] = s * L[i * m + i];
     }
   }
 }

@@ -483,8 +483,11 @@ class SamplingCostGraphTest(unittest.TestCase):
     """CEM and MPPI (and their iLQR polish) sample the cost the problem gives, graphs included."""
 
     T = 40
+    # The polish's tolerance sits above its step's rounding floor: at 1e-10 the log-cosh cost's
+    # MPPI polish converged or stalled (581 iterations) depending on the Riccati kernels' last
+    # bits; at 3e-10 and 1e-9 it converges in 25.
     SAMPLING = {"samples": 48, "elites": 6, "sampling_iterations": 4, "knot_spacing": 5,
-                "seed": 3, "max_iterations": 200, "tolerance": 1e-10}
+                "seed": 3, "max_iterations": 200, "tolerance": 1e-9}
     METHODS = ("CEM", "MPPI", "CEM_THEN_ILQR", "MPPI_THEN_ILQR")
 
     @staticmethod
