@@ -699,8 +699,9 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         x, u, params, settings_.dt, lambda, count, targets);
   }
 
-  // One step's block at (x, u) with costate lambda: nested duals of a model's Step, or, for a
-  // graph's curvature, n+m forward-over-reverse sweeps of the graph.
+  // One step's block at (x, u) with costate lambda: second-order (curvature) or nested (mixed)
+  // duals of a model's Step, or, for a graph's curvature, n+m forward-over-reverse sweeps of the
+  // graph.
   template <SecondOrder kBlock>
   MPC_HOST_DEVICE void SecondOrderAt(const S* x, const S* u, const S* lambda, S* block) const {
     if constexpr (Dynamics::kIsGraph) {

@@ -13,6 +13,7 @@
 #include "solver/cpu/double4.h"
 #include "solver/cpu/vector_math.h"
 #include "solver/dual.h"
+#include "solver/hyper_dual.h"
 
 namespace mpc {
 
@@ -110,6 +111,16 @@ inline Dual<Dual<DoubleLanes, M>, N> Clamp(const Dual<Dual<DoubleLanes, M>, N>& 
   const auto outside = LanesOutside(a, lo, hi);
   Dual<Dual<DoubleLanes, M>, N> r(Clamp(a.v, lo, hi));
   for (int i = 0; i < N; ++i) r.d[i] = ZeroLanes(a.d[i], outside);
+  return r;
+}
+
+// The same for second-order duals (the tau-Hessian of model_derivatives.h).
+template <int N>
+inline HyperDual<DoubleLanes, N> Clamp(const HyperDual<DoubleLanes, N>& a, double lo, double hi) {
+  const auto outside = LanesOutside(a.v, lo, hi);
+  HyperDual<DoubleLanes, N> r(Clamp(a.v, lo, hi));
+  for (int i = 0; i < N; ++i) r.g[i] = ZeroLanes(a.g[i], outside);
+  for (int e = 0; e < HyperDual<DoubleLanes, N>::kPairs; ++e) r.h[e] = ZeroLanes(a.h[e], outside);
   return r;
 }
 

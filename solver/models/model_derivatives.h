@@ -3,6 +3,7 @@
 
 #include "solver/dual.h"
 #include "solver/host_device.h"
+#include "solver/hyper_dual.h"
 #include "solver/models/integrators.h"
 
 namespace mpc {
@@ -91,36 +92,35 @@ MPC_HOST_DEVICE void StepMixedDirectional(const S* x, const S* u, const S* p, Ti
   }
 }
 
-// Second derivatives of phi(tau, p) = lambda' f(x, u; p), tau = [x; u], by forward-over-forward AD
-// (nested duals over the model's templated Step), in scalar S. Each seeds only the tangents its
-// block needs: a nested evaluation costs the product of the two tangent counts. The parameters of
-// StepTauHessian carry no tangent but are of the nested type (a plain parameter scalar would not
-// mix with nested duals in the models' expressions).
+// Second derivatives of phi(tau, p) = lambda' f(x, u; p), tau = [x; u], in scalar S.
 
-// Htt = d2 phi / d tau^2: (n+m, n+m) row-major.
+// Htt = d2 phi / d tau^2: (n+m, n+m) row-major, by second-order forward AD (HyperDual: every
+// second derivative of every output formed once, in one model evaluation; parameters plain S).
 template <class Model, typename S>
 MPC_HOST_DEVICE void StepTauHessian(const S* x, const S* u, const S* p, TimeStep dt,
                                     const S* lambda, S* Htt) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
   constexpr int nt = n + m;
-  using Inner = Dual<S, nt>;
-  using Outer = Dual<Inner, nt>;
-  Outer xd[n], ud[m], pd[Model::kParamDim], out[n];
-  for (int i = 0; i < n; ++i) xd[i] = Outer::Variable(Inner::Variable(x[i], i), i);
-  for (int j = 0; j < m; ++j) ud[j] = Outer::Variable(Inner::Variable(u[j], n + j), n + j);
-  for (int k = 0; k < Model::kParamDim; ++k) pd[k] = Outer(Inner(p[k]));
-  ModelStep<Model>(xd, ud, pd, dt, out);
+  using H = HyperDual<S, nt>;
+  H xd[n], ud[m], out[n];
+  for (int i = 0; i < n; ++i) xd[i] = H::Variable(x[i], i);
+  for (int j = 0; j < m; ++j) ud[j] = H::Variable(u[j], n + j);
+  ModelStep<Model>(xd, ud, p, dt, out);
+  int e = 0;
   for (int a = 0; a < nt; ++a) {
-    for (int b = 0; b < nt; ++b) {
+    for (int b = a; b < nt; ++b, ++e) {
       S s = 0;
-      for (int i = 0; i < n; ++i) s += lambda[i] * out[i].d[a].d[b];
+      for (int i = 0; i < n; ++i) s += lambda[i] * out[i].h[e];
       Htt[a * nt + b] = s;
+      Htt[b * nt + a] = s;
     }
   }
 }
 
-// Htp = d2 phi / d tau d p: (n+m, kParamDim) row-major. Outer tangents over p, inner over tau.
+// Htp = d2 phi / d tau d p: (n+m, kParamDim) row-major, by forward-over-forward AD (nested duals:
+// outer tangents over p, inner over tau; a nested evaluation costs the product of the two tangent
+// counts). The parameters are of the nested type, carrying the outer tangents.
 template <class Model, typename S>
 MPC_HOST_DEVICE void StepMixedSecondDerivatives(const S* x, const S* u, const S* p, TimeStep dt,
                                                 const S* lambda, S* Htp) {

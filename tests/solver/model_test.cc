@@ -1,9 +1,11 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <type_traits>
 
 #include "gtest/gtest.h"
 #include "solver/dual.h"
+#include "solver/hyper_dual.h"
 #include "solver/models/integrators.h"
 #include "solver/models/model_derivatives.h"
 #include "solver/models/model_list.h"
@@ -173,6 +175,56 @@ void ExpectTauHessianMatchesFiniteDifferences(const double* p, TimeStep dt) {
   }
 }
 
+// The tau-Hessian by nested duals (forward over forward, (n+m+1)^2 numbers per value): an
+// independent evaluation of what StepTauHessian forms with second-order duals.
+template <class Model>
+void NestedDualTauHessian(const double* x, const double* u, const double* p, TimeStep dt,
+                          const double* lambda, double* Htt) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  constexpr int nt = n + m;
+  using Inner = Dual<double, nt>;
+  using Outer = Dual<Inner, nt>;
+  Outer xd[n], ud[m], pd[Model::kParamDim], out[n];
+  for (int i = 0; i < n; ++i) xd[i] = Outer::Variable(Inner::Variable(x[i], i), i);
+  for (int j = 0; j < m; ++j) ud[j] = Outer::Variable(Inner::Variable(u[j], n + j), n + j);
+  for (int k = 0; k < Model::kParamDim; ++k) pd[k] = Outer(Inner(p[k]));
+  ModelStep<Model>(xd, ud, pd, dt, out);
+  for (int a = 0; a < nt; ++a) {
+    for (int b = 0; b < nt; ++b) {
+      double s = 0;
+      for (int i = 0; i < n; ++i) s += lambda[i] * out[i].d[a].d[b];
+      Htt[a * nt + b] = s;
+    }
+  }
+}
+
+template <class Model>
+void ExpectTauHessianMatchesNestedDuals(const double* p, TimeStep dt) {
+  constexpr int n = Model::kStateDim;
+  constexpr int m = Model::kControlDim;
+  constexpr int nt = n + m;
+  std::mt19937_64 rng(23);
+  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+  for (int trial = 0; trial < 20; ++trial) {
+    double x[n], u[m], lambda[n], H[nt * nt], want[nt * nt];
+    RandomPoint<Model>(rng, x, u);
+    // Every other trial with controls beyond the models' bounds (clamped: zero derivatives).
+    if (trial % 2 == 1) {
+      for (int j = 0; j < m; ++j) u[j] *= 1e3;
+    }
+    for (int i = 0; i < n; ++i) lambda[i] = uniform(rng);
+    StepTauHessian<Model>(x, u, p, dt, lambda, H);
+    NestedDualTauHessian<Model>(x, u, p, dt, lambda, want);
+    double scale = 0;
+    for (double w : want) scale = std::max(scale, std::abs(w));
+    for (int e = 0; e < nt * nt; ++e) {
+      EXPECT_NEAR(H[e], want[e], 1e-13 * (1 + scale))
+          << Model::kName << " d2 phi / d tau[" << e / nt << "] d tau[" << e % nt << "]";
+    }
+  }
+}
+
 // Every built-in model (generated from the model list: a new model is covered without an edit).
 template <class Model>
 class BuiltinModelTest : public ::testing::Test {};
@@ -198,6 +250,10 @@ TYPED_TEST(BuiltinModelTest, TauHessianMatchesCentralDifferences) {
                                                       TypeParam::kDefaultDt);
 }
 
+TYPED_TEST(BuiltinModelTest, TauHessianMatchesNestedDuals) {
+  ExpectTauHessianMatchesNestedDuals<TypeParam>(TypeParam::kDefaultParams, TypeParam::kDefaultDt);
+}
+
 // A continuous-time model's derivatives are those of the integrated step, for every integrator
 // (the default one is covered above).
 template <class Model>
@@ -213,6 +269,7 @@ TYPED_TEST(ContinuousModelTest, EveryIntegratorsDerivativesMatchCentralDifferenc
     ExpectParamJacobianMatchesFiniteDifferences<Model>(Model::kDefaultParams, dt);
     ExpectMixedDirectionalMatchesFiniteDifferences<Model>(Model::kDefaultParams, dt);
     ExpectTauHessianMatchesFiniteDifferences<Model>(Model::kDefaultParams, dt);
+    ExpectTauHessianMatchesNestedDuals<Model>(Model::kDefaultParams, dt);
   }
 }
 
@@ -283,6 +340,38 @@ TEST(ModelTest, NestedDualsGiveSecondDerivatives) {
   };
   EXPECT_NEAR(f.v.d[0], first(a0), 1e-15);
   EXPECT_NEAR(f.d[0].d[0], (first(a0 + kStep) - first(a0 - kStep)) / (2 * kStep), 1e-8);
+}
+
+// Every operation of HyperDual against nested duals, on a function of three variables that uses
+// each of them (the models use only some).
+TEST(ModelTest, HyperDualsGiveTheSecondDerivativesOfNestedDuals) {
+  auto f = [](const auto& a, const auto& b, const auto& c) {
+    using T = std::decay_t<decltype(a)>;
+    T s, co;
+    SinCos(a * b, &s, &co);
+    const T q = (s + 2.0) / (c * c + 1.5) - 3.0 / (b + 2.0) + (1.0 - a) * 0.5 - c / 4.0;
+    return atan2(q - co, b + 3.0) * tanh(c - a) + sqrt(a * a + 2.0) * cos(c) -
+           sin(-b) * Clamp(c, -0.5, 0.5) + (-q) * q;
+  };
+  using Inner = Dual<double, 3>;
+  using Outer = Dual<Inner, 3>;
+  using H = HyperDual<double, 3>;
+  for (const double c0 : {0.3, 0.9}) {  // c inside, then outside the clamp
+    const double v[3] = {0.7, -0.4, c0};
+    const Outer nested = f(Outer::Variable(Inner::Variable(v[0], 0), 0),
+                           Outer::Variable(Inner::Variable(v[1], 1), 1),
+                           Outer::Variable(Inner::Variable(v[2], 2), 2));
+    const H hyper = f(H::Variable(v[0], 0), H::Variable(v[1], 1), H::Variable(v[2], 2));
+    EXPECT_NEAR(hyper.v, nested.v.v, 1e-15);
+    int e = 0;
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_NEAR(hyper.g[i], nested.v.d[i], 1e-14) << i;
+      for (int j = i; j < 3; ++j, ++e) {
+        EXPECT_NEAR(hyper.h[e], nested.d[i].d[j], 1e-13) << i << ", " << j;
+        EXPECT_NEAR(hyper.h[e], nested.d[j].d[i], 1e-13) << j << ", " << i;
+      }
+    }
+  }
 }
 
 }  // namespace
