@@ -124,28 +124,31 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void ContiguousAxpy(const G alpha, const S* 
 }
 
 // y[l] += alpha[j] rows[j * stride + l] for j = 0, 1, ..., count - 1 in turn, l in [0,
-// kRowBlock): the block of y stays in registers across the rows.
-constexpr int kRowBlock = 16;
+// kRowBlock<G>): the block of y stays in registers across the rows. Sixteen doubles are four
+// vectors; with four-lane adjoints (G = Double4) an element is a vector, and eight of them leave
+// AVX2's sixteen registers room for alpha[j] and the broadcast row elements (sixteen spilled).
+template <typename G>
+inline constexpr int kRowBlock = std::is_same_v<G, Double4> ? 8 : 16;
 
 template <typename S, typename G>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateRowBlock(const G* __restrict alpha, int count,
                                                             const S* __restrict rows, int stride,
                                                             G* __restrict y) {
-  G block[kRowBlock];
-  for (int l = 0; l < kRowBlock; ++l) block[l] = y[l];
+  G block[kRowBlock<G>];
+  for (int l = 0; l < kRowBlock<G>; ++l) block[l] = y[l];
   for (int j = 0; j < count; ++j) {
     const G a = alpha[j];
     const S* row = rows + static_cast<std::ptrdiff_t>(j) * stride;
-    for (int l = 0; l < kRowBlock; ++l) block[l] += a * row[l];
+    for (int l = 0; l < kRowBlock<G>; ++l) block[l] += a * row[l];
   }
-  for (int l = 0; l < kRowBlock; ++l) y[l] = block[l];
+  for (int l = 0; l < kRowBlock<G>; ++l) y[l] = block[l];
 }
 
 template <>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateRowBlock<double, double>(
     const double* __restrict alpha, int count, const double* __restrict rows, int stride,
     double* __restrict y) {
-  static_assert(kRowBlock == 16, "four vectors of four");
+  static_assert(kRowBlock<double> == 16, "four vectors of four");
   Double4 y0 = LoadDouble4(y), y1 = LoadDouble4(y + 4), y2 = LoadDouble4(y + 8),
           y3 = LoadDouble4(y + 12);
   for (int j = 0; j < count; ++j) {
@@ -169,7 +172,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AccumulateRows(const G* __restrict alph
                                                         const S* __restrict rows, int stride,
                                                         G* __restrict y, int n) {
   int k = 0;
-  for (; k + kRowBlock <= n; k += kRowBlock) {
+  for (; k + kRowBlock<G> <= n; k += kRowBlock<G>) {
     AccumulateRowBlock(alpha, count, rows + k, stride, y + k);
   }
   for (; k < n; ++k) {
