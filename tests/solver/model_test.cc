@@ -145,17 +145,23 @@ void LambdaJacobian(const double* x, const double* u, const double* p, TimeStep 
   }
 }
 
+// A random point and costate lambda (n), each in [-1, 1] (controls in [-0.5, 0.5]).
+template <class Model>
+void RandomPointAndCostate(std::mt19937_64& rng, double* x, double* u, double* lambda) {
+  RandomPoint<Model>(rng, x, u);
+  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+  for (int i = 0; i < Model::kStateDim; ++i) lambda[i] = uniform(rng);
+}
+
 template <class Model>
 void ExpectTauHessianMatchesFiniteDifferences(const double* p, TimeStep dt) {
   constexpr int n = Model::kStateDim;
   constexpr int m = Model::kControlDim;
   constexpr int nt = n + m;
   std::mt19937_64 rng(17);
-  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
   for (int trial = 0; trial < 3; ++trial) {
     double x[n], u[m], lambda[n], H[nt * nt];
-    RandomPoint<Model>(rng, x, u);
-    for (int i = 0; i < n; ++i) lambda[i] = uniform(rng);
+    RandomPointAndCostate<Model>(rng, x, u, lambda);
     StepTauHessian<Model>(x, u, p, dt, lambda, H);
     for (int b = 0; b < nt; ++b) {
       double* v = b < n ? &x[b] : &u[b - n];
@@ -205,15 +211,13 @@ void ExpectTauHessianMatchesNestedDuals(const double* p, TimeStep dt) {
   constexpr int m = Model::kControlDim;
   constexpr int nt = n + m;
   std::mt19937_64 rng(23);
-  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
   for (int trial = 0; trial < 20; ++trial) {
     double x[n], u[m], lambda[n], H[nt * nt], want[nt * nt];
-    RandomPoint<Model>(rng, x, u);
+    RandomPointAndCostate<Model>(rng, x, u, lambda);
     // Every other trial with controls beyond the models' bounds (clamped: zero derivatives).
     if (trial % 2 == 1) {
       for (int j = 0; j < m; ++j) u[j] *= 1e3;
     }
-    for (int i = 0; i < n; ++i) lambda[i] = uniform(rng);
     StepTauHessian<Model>(x, u, p, dt, lambda, H);
     NestedDualTauHessian<Model>(x, u, p, dt, lambda, want);
     double scale = 0;
