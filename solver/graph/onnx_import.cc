@@ -111,9 +111,10 @@ void ForEachIndex(const Shape& shape, Fn&& fn) {
   }
 }
 
-// A double that holds an ONNX integer (shapes, axes, indices) as an index, saturated.
+// A double that holds an ONNX integer (shapes, axes, indices) as an index, saturated; NaN (a
+// float where an integer belongs) as the largest, which every range check then refuses.
 std::int64_t ToIndex(double v) {
-  if (v >= 9.2e18) return std::numeric_limits<std::int64_t>::max() / 4;
+  if (std::isnan(v) || v >= 9.2e18) return std::numeric_limits<std::int64_t>::max() / 4;
   if (v <= -9.2e18) return std::numeric_limits<std::int64_t>::min() / 4;
   return static_cast<std::int64_t>(v);
 }

@@ -300,6 +300,13 @@ def write_bad_graphs(out):
             [uu, helper.make_node("Cast", ["x"], ["s"], to=TensorProto.INT64),
              helper.make_node("Reshape", ["uu", "s"], ["x_next"])]),
             ["node 1", "(op Cast)", "integer or boolean result that depends on x"]),
+        # A float constant with NaN where Reshape reads integers (found by the graph fuzzer: the
+        # conversion of NaN to an index was undefined behaviour).
+        "nan_reshape_shape": (simple_graph(
+            [uu, helper.make_node("Constant", [], ["s"], value=helper.make_tensor(
+                "s", TensorProto.DOUBLE, [2], [float("nan"), 1.0])),
+             helper.make_node("Reshape", ["uu", "s"], ["x_next"])]),
+            ["node 2", "(op Reshape)"]),
         "not_onnx": (None, ["not a serialized ONNX ModelProto"]),
         # Dimensions whose product overflows int64 in a tensor with no element.
         "overflowing_dimensions": (simple_graph(
