@@ -82,6 +82,10 @@ template <typename S, int N>
 inline auto LanesOutside(const Dual<S, N>& a, double lo, double hi) {
   return LanesOutside(a.v, lo, hi);
 }
+template <typename S, int N>
+inline auto LanesOutside(const HyperDual<S, N>& a, double lo, double hi) {
+  return LanesOutside(a.v, lo, hi);
+}
 
 // a with every element zero in the lanes of `mask`.
 template <typename Mask>
@@ -95,33 +99,36 @@ inline Dual<S, N> ZeroLanes(const Dual<S, N>& a, Mask mask) {
   return r;
 }
 
-// solver/dual.h's Clamp of a dual (or a dual of duals, as the second derivatives nest them) lane by
-// lane: the value clamped, every derivative zero in the lanes outside [lo, hi] (torch.clamp's
-// derivative).
-template <int N>
-inline Dual<DoubleLanes, N> Clamp(const Dual<DoubleLanes, N>& a, double lo, double hi) {
-  const auto outside = LanesOutside(a, lo, hi);
-  Dual<DoubleLanes, N> r(Clamp(a.v, lo, hi));
-  for (int i = 0; i < N; ++i) r.d[i] = ZeroLanes(a.d[i], outside);
-  return r;
-}
-template <int M, int N>
-inline Dual<Dual<DoubleLanes, M>, N> Clamp(const Dual<Dual<DoubleLanes, M>, N>& a, double lo,
-                                           double hi) {
-  const auto outside = LanesOutside(a, lo, hi);
-  Dual<Dual<DoubleLanes, M>, N> r(Clamp(a.v, lo, hi));
-  for (int i = 0; i < N; ++i) r.d[i] = ZeroLanes(a.d[i], outside);
+template <typename S, int N, typename Mask>
+inline HyperDual<S, N> ZeroLanes(const HyperDual<S, N>& a, Mask mask) {
+  HyperDual<S, N> r(ZeroLanes(a.v, mask));
+  for (int i = 0; i < N; ++i) r.g[i] = ZeroLanes(a.g[i], mask);
+  for (int e = 0; e < HyperDual<S, N>::kPairs; ++e) r.h[e] = ZeroLanes(a.h[e], mask);
   return r;
 }
 
-// The same for second-order duals (the tau-Hessian of model_derivatives.h).
+// solver/dual.h's and solver/hyper_dual.h's Clamp of a derivative type lane by lane: the value
+// clamped, every derivative zero in the lanes outside [lo, hi] (torch.clamp's derivative).
+template <typename D>
+inline D ClampLanes(const D& a, double lo, double hi) {
+  D r = ZeroLanes(a, LanesOutside(a, lo, hi));
+  r.v = Clamp(a.v, lo, hi);
+  return r;
+}
+template <int N>
+inline Dual<DoubleLanes, N> Clamp(const Dual<DoubleLanes, N>& a, double lo, double hi) {
+  return ClampLanes(a, lo, hi);
+}
+// A dual of duals, as the second derivatives nest them.
+template <int M, int N>
+inline Dual<Dual<DoubleLanes, M>, N> Clamp(const Dual<Dual<DoubleLanes, M>, N>& a, double lo,
+                                           double hi) {
+  return ClampLanes(a, lo, hi);
+}
+// Second-order duals (the tau-Hessian of model_derivatives.h).
 template <int N>
 inline HyperDual<DoubleLanes, N> Clamp(const HyperDual<DoubleLanes, N>& a, double lo, double hi) {
-  const auto outside = LanesOutside(a.v, lo, hi);
-  HyperDual<DoubleLanes, N> r(Clamp(a.v, lo, hi));
-  for (int i = 0; i < N; ++i) r.g[i] = ZeroLanes(a.g[i], outside);
-  for (int e = 0; e < HyperDual<DoubleLanes, N>::kPairs; ++e) r.h[e] = ZeroLanes(a.h[e], outside);
-  return r;
+  return ClampLanes(a, lo, hi);
 }
 
 }  // namespace mpc
