@@ -260,6 +260,47 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(caught.exception.code, grpc.StatusCode.UNAVAILABLE)
 
 
+# Run in a fresh interpreter: how many blocks glibc serves by mmap (mallinfo2().hblks) for one
+# 24 MiB malloc after mpcd.Client() was created, with the given environment.
+_MMAP_BLOCKS_SCRIPT = """
+import ctypes
+import mpcd
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+mpcd.Client("127.0.0.1:1")  # creating the channel connects nowhere
+before = libc.mallinfo2().hblks
+block = libc.malloc(24 << 20)
+print(libc.mallinfo2().hblks - before)
+libc.free(block)
+"""
+
+
+class MallocTuningTest(unittest.TestCase):
+    """Client() fixes glibc's malloc thresholds so that large messages' buffers are reused rather
+    than mapped afresh on every call (unless MPCD_MALLOC_TUNING=0)."""
+
+    def mmap_blocks_of_a_large_malloc(self, **env):
+        import subprocess
+        environment = {k: v for k, v in os.environ.items() if k != "MPCD_MALLOC_TUNING"}
+        environment.update(env, PYTHONPATH=os.pathsep.join(sys.path))
+        result = subprocess.run([sys.executable, "-c", _MMAP_BLOCKS_SCRIPT], capture_output=True,
+                                text=True, timeout=120, env=environment)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return int(result.stdout)
+
+    def test_large_blocks_come_from_the_heap_once_a_client_exists(self):
+        self.assertEqual(self.mmap_blocks_of_a_large_malloc(), 0)
+        # glibc's own default maps a block this large (a fresh process's threshold is 128 KiB).
+        self.assertEqual(self.mmap_blocks_of_a_large_malloc(MPCD_MALLOC_TUNING="0"), 1)
+        self.assertTrue(mpcd.tune_malloc())
+
+
 class SecurityTest(unittest.TestCase):
     """mpcd.Client's tls_* and token options against a real mpcd with mutual TLS and a bearer
     token (certificates made by tests/testing/make_test_certs.sh)."""

@@ -67,6 +67,7 @@ from mpcd.client import (  # noqa: E402
     StackedSolveResult,
     Tracking,
     UnavailableError,
+    tune_malloc,
 )
 
 __all__ = [
@@ -75,4 +76,5 @@ __all__ = [
     "FieldViolation", "Gradient", "InvalidArgumentError",
     "Linear", "Model", "ModelInfo", "MpcdError", "Problem", "Solution", "SolveResult",
     "UnavailableError", "Batch", "StackedSolveResult", "StackedGradients", "Tracking",
+    "tune_malloc",
 ]

@@ -8,8 +8,10 @@ float32 inputs): x (T, n), u (T, m). Arrays travel as raw little-endian bytes (T
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
+import threading
 from typing import (Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar,
                     Union, cast)
 
@@ -794,6 +796,49 @@ def _token_metadata(token: Optional[str], token_file: Optional[PathLike]
     return (("authorization", "Bearer " + token),) if token else None
 
 
+# ---------------------------------------------------------------------------------------------
+# The process's malloc
+
+# glibc's malloc serves every block above a threshold (128 KiB at first, adapting to what was
+# freed) with a fresh mmap and hands freed memory at the top of a heap back to the kernel. The
+# buffers of a request or an answer of a few hundred KB (gRPC's, protobuf's, numpy's and torch's,
+# on several threads) then come from new pages on every call, one page fault per 4 KiB: about
+# 3.5 ms of a 16 ms cartpole batch-256 training step (docs/benchmarks.md §5). Fixed thresholds
+# keep such blocks in the heap and reuse them.
+MALLOC_MMAP_THRESHOLD = 32 << 20  # blocks up to 32 MiB from the heap (glibc's dynamic maximum)
+MALLOC_TRIM_THRESHOLD = 128 << 20  # free memory kept at the top of a heap before it is returned
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
+_malloc_lock = threading.Lock()
+_malloc_tuned: Optional[bool] = None
+
+
+def tune_malloc() -> bool:
+    """Sets glibc's malloc thresholds (MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD) for this
+    process, once; True where they are set (glibc), False elsewhere. Client() calls it unless
+    given malloc_tuning=False or the environment has MPCD_MALLOC_TUNING=0. The process then keeps
+    up to MALLOC_TRIM_THRESHOLD of freed memory per heap instead of returning it at once."""
+    global _malloc_tuned
+    with _malloc_lock:
+        if _malloc_tuned is None:
+            try:
+                libc = ctypes.CDLL(None)
+                mallopt = libc.mallopt
+                libc.gnu_get_libc_version  # noqa: B018  (glibc's mallopt takes these parameters)
+            except (AttributeError, OSError):
+                _malloc_tuned = False
+            else:
+                mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+                _malloc_tuned = bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) and
+                                     mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD))
+        return _malloc_tuned
+
+
+def _malloc_tuning_wanted(malloc_tuning: Optional[bool]) -> bool:
+    if malloc_tuning is not None:
+        return malloc_tuning
+    return os.environ.get("MPCD_MALLOC_TUNING", "1") != "0"
+
+
 class Client:
     """A channel to one mpcd server.
 
@@ -811,6 +856,9 @@ class Client:
     target's host. token="..." or token_file="token" sends "authorization: Bearer <token>" with
     every call. credentials (a grpc.ChannelCredentials) is the general form of the tls_* options.
 
+    malloc_tuning: set this process's malloc thresholds for large messages (tune_malloc; the
+    default, None, does unless the environment has MPCD_MALLOC_TUNING=0).
+
     Arrays travel as raw little-endian bytes (float32 arrays as float32); results are float64
     numpy arrays, or float32 where the call's dtype (or, by default, every problem's x_init) is
     float32: the server always computes in float64 and rounds float32 results once at the end.
@@ -822,7 +870,10 @@ class Client:
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, tls: bool = False,
                  tls_ca: Optional[PathLike] = None, tls_cert: Optional[PathLike] = None,
                  tls_key: Optional[PathLike] = None, tls_server_name: Optional[str] = None,
-                 token: Optional[str] = None, token_file: Optional[PathLike] = None) -> None:
+                 token: Optional[str] = None, token_file: Optional[PathLike] = None,
+                 malloc_tuning: Optional[bool] = None) -> None:
+        if _malloc_tuning_wanted(malloc_tuning):
+            tune_malloc()
         self.target: str = target
         self.timeout: Optional[float] = timeout
         self.wait_for_ready: bool = wait_for_ready
