@@ -53,6 +53,10 @@ def main():
     parser.add_argument("--layouts", default="batched,shared")
     parser.add_argument("--batches", default="1,16,64,256,1024")
     parser.add_argument("--steps", type=int, default=7, help="timed steps per client and point")
+    parser.add_argument("--baseline-server-flags",
+                        help="serve the baseline client from a second mpcd with these extra flags "
+                        "(e.g. to compare server settings with one client: --baseline-client-dir "
+                        "client/python)")
     parser.add_argument("--fresh-workers", action="store_true",
                         help="new client processes for every (problem, layout, batch) point")
     parser.add_argument("--out", default="-")
@@ -64,7 +68,13 @@ def main():
 
     sys.path.insert(0, os.path.join(REPO, "tests", "testing"))
     from mpcd_harness import Mpcd
-    server = Mpcd(args.mpcd, "--backend=cpu", "--threads=2", "--max_batch_size=1024")
+    flags = ("--backend=cpu", "--threads=2", "--max_batch_size=1024")
+    server = Mpcd(args.mpcd, *flags)
+    servers = [server]
+    targets = {"baseline": server.target, "this": server.target}
+    if args.baseline_server_flags:
+        servers.append(Mpcd(args.mpcd, *flags, *args.baseline_server_flags.split()))
+        targets["baseline"] = servers[-1].target
     clients = {"baseline": os.path.abspath(args.baseline_client_dir),
                "this": os.path.abspath(args.client_dir)}
     workers = {}
@@ -75,7 +85,7 @@ def main():
             process.wait()
         workers.update({name: subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--baseline-client-dir", "-", "--worker",
-             directory, server.target], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             directory, targets[name]], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             for name, directory in clients.items()})
 
     def step(name, problem, layout, batch):
@@ -112,7 +122,8 @@ def main():
         for process in workers.values():
             process.stdin.close()
             process.wait()
-        server.stop()
+        for running in servers:
+            running.stop()
         if out is not sys.stdout:
             out.close()
 

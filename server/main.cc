@@ -8,6 +8,7 @@
 // SIGTERM or SIGINT: health turns NOT_SERVING, new calls are refused, calls in flight are answered,
 // then the process exits 0.
 
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -17,6 +18,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -84,6 +86,13 @@ ABSL_FLAG(int64_t, max_session_bytes, kDefaults.max_session_bytes,
 ABSL_FLAG(int64_t, max_workspace_bytes, kDefaults.max_workspace_bytes,
           "Bytes of solver workspaces the CPU backend keeps cached between launches, over all "
           "threads; larger workspaces are freed after each use.");
+ABSL_FLAG(int64_t, malloc_mmap_threshold_bytes, 4 << 20,
+          "glibc malloc: blocks up to this size come from the heap and are reused instead of "
+          "being mapped afresh (and page-faulted) for every large request; at most 32 MiB. Both "
+          "malloc flags 0: glibc's adaptive thresholds (one 0 alone: glibc's initial 128 KiB).");
+ABSL_FLAG(int64_t, malloc_trim_threshold_bytes, 32 << 20,
+          "glibc malloc: free memory a heap keeps before returning it to the system. Both malloc "
+          "flags 0: glibc's adaptive thresholds (one 0 alone: glibc's initial 128 KiB).");
 ABSL_FLAG(int, max_message_bytes, kDefaults.max_message_bytes, "Largest request message in bytes.");
 ABSL_FLAG(int, max_concurrent_streams, kDefaults.max_concurrent_streams,
           "Most calls open at once on one client connection; a client waits for a free one.");
@@ -237,6 +246,34 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
   return config;
 }
 
+// glibc's malloc maps every block above an adaptive threshold (128 KiB at first) afresh and gives
+// freed memory back at once, so each large request's buffers (gRPC's, protobuf's, the
+// conversion's) page-fault on every call: fixed thresholds reuse them (docs/benchmarks.md §5).
+// Before any thread starts. Both zero: glibc's defaults.
+absl::Status TuneMalloc(int64_t mmap_threshold, int64_t trim_threshold) {
+  constexpr int64_t kMaxMmapThreshold = int64_t{32} << 20;  // glibc's HEAP_MAX_SIZE / 2
+  if (mmap_threshold < 0 || mmap_threshold > kMaxMmapThreshold) {
+    return absl::InvalidArgumentError(absl::StrCat("malloc_mmap_threshold_bytes: must be in [0, ",
+                                                   kMaxMmapThreshold, "], got ", mmap_threshold));
+  }
+  if (trim_threshold < 0 || trim_threshold > std::numeric_limits<int>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat("malloc_trim_threshold_bytes: must be in [0, ",
+                                                   std::numeric_limits<int>::max(), "], got ",
+                                                   trim_threshold));
+  }
+  if (mmap_threshold == 0 && trim_threshold == 0) return absl::OkStatus();
+#ifdef __GLIBC__
+  // Setting either turns glibc's adaptation off for both, so both are set.
+  if (mallopt(M_MMAP_THRESHOLD,
+              static_cast<int>(mmap_threshold == 0 ? 128 << 10 : mmap_threshold)) != 1 ||
+      mallopt(M_TRIM_THRESHOLD,
+              static_cast<int>(trim_threshold == 0 ? 128 << 10 : trim_threshold)) != 1) {
+    return absl::InternalError("mallopt refused the malloc thresholds");
+  }
+#endif
+  return absl::OkStatus();
+}
+
 // Every connection holds a descriptor, and gRPC 1.51 stops accepting for good once accept4 fails
 // with EMFILE: run with the most descriptors the hard limit allows (Debian's default soft limit is
 // 1024). Returns the soft limit now in force.
@@ -290,6 +327,13 @@ int RunMpcd(int argc, char** argv) {
   absl::StatusOr<mpc::ServerConfig> config = ConfigFromFlags();
   if (!config.ok()) {
     std::cerr << "mpcd: " << config.status().message() << "\n";
+    return 2;
+  }
+
+  if (absl::Status tuned = TuneMalloc(absl::GetFlag(FLAGS_malloc_mmap_threshold_bytes),
+                                      absl::GetFlag(FLAGS_malloc_trim_threshold_bytes));
+      !tuned.ok()) {
+    std::cerr << "mpcd: " << tuned.message() << "\n";
     return 2;
   }
 

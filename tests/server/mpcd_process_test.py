@@ -28,7 +28,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import SLOWDOWN, Mpcd, free_port, sample, scrape  # noqa: E402
+from mpcd_harness import SANITIZED, SLOWDOWN, Mpcd, free_port, sample, scrape  # noqa: E402
 
 ARGS = None
 STUBS = None  # module namespace with mpcd_pb2, mpcd_pb2_grpc, health_pb2, ...
@@ -566,6 +566,56 @@ class KeepaliveTest(unittest.TestCase):
                 self.assertEqual(code, 0, err)
 
 
+def minor_page_faults(pid):
+    """The process's minor page faults so far (/proc/PID/stat, field 10)."""
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
+@unittest.skipIf(SANITIZED, "the sanitizers' allocator is not glibc's malloc")
+class MallocThresholdsTest(unittest.TestCase):
+    """--malloc_mmap_threshold_bytes / --malloc_trim_threshold_bytes: a large request's buffers are
+    reused from call to call, not mapped afresh and page-faulted each time as with glibc's
+    adaptive thresholds (both flags 0)."""
+
+    def faults_per_large_request(self, *flags):
+        server = start_mpcd("--backend=cpu", "--metrics_port=-1", *flags)
+        try:
+            channel = STUBS.grpc.insecure_channel(server.target, options=[
+                ("grpc.max_send_message_length", 64 << 20)])
+            stub = STUBS.mpcd_pb2_grpc.MpcServiceStub(channel)
+
+            def call(doubles):
+                request = STUBS.mpcd_pb2.BackwardRequest(horizon=0)  # refused once read
+                request.stacked_cotangents.x.shape.append(doubles)
+                request.stacked_cotangents.x.raw_data = os.urandom(8 * doubles)
+                with self.assertRaises(STUBS.grpc.RpcError) as caught:
+                    stub.Backward(request, timeout=60)
+                self.assertEqual(caught.exception.code(), STUBS.grpc.StatusCode.INVALID_ARGUMENT)
+
+            for _ in range(5):
+                call(1 << 17)  # 1 MiB
+            before = minor_page_faults(server.process.pid)
+            # Each request 128 KiB larger than the last (1.1 to 3.5 MiB), so that glibc's
+            # adaptive threshold, which rises to the largest block freed so far, never catches up.
+            for step in range(1, 21):
+                call((1 << 17) + step * (1 << 14))
+            channel.close()
+            return (minor_page_faults(server.process.pid) - before) / 20
+        finally:
+            server.stop()
+
+    def test_large_requests_reuse_their_buffers(self):
+        adaptive = self.faults_per_large_request("--malloc_mmap_threshold_bytes=0",
+                                                 "--malloc_trim_threshold_bytes=0")
+        fixed = self.faults_per_large_request()  # the defaults: 4 MiB and 32 MiB
+        # A request of 1-3.5 MiB is 280-900 pages, in each of its copies: mapped afresh, they
+        # fault on every request (measured 540-670 a request); from the heap, mostly the 32 pages
+        # each request adds to the last one's (measured 140-190).
+        self.assertGreater(adaptive, 300, (adaptive, fixed))
+        self.assertLess(fixed, adaptive / 2, (adaptive, fixed))
+
+
 class FlagsTest(unittest.TestCase):
 
     def run_mpcd(self, *flags):
@@ -582,6 +632,9 @@ class FlagsTest(unittest.TestCase):
                 (["--port=70000"], "port"),
                 (["--max_connection_age_s=-1"], "max_connection_age_s"),
                 (["--keepalive_min_ping_interval_s=-1"], "keepalive_min_ping_interval_s"),
+                (["--malloc_mmap_threshold_bytes=33554433"], "malloc_mmap_threshold_bytes"),
+                (["--malloc_mmap_threshold_bytes=-1"], "malloc_mmap_threshold_bytes"),
+                (["--malloc_trim_threshold_bytes=-1"], "malloc_trim_threshold_bytes"),
                 (["--max_problems_per_request=100", "--max_queue_problems=10"],
                  "max_problems_per_request")):
             with self.subTest(flags=flags):
