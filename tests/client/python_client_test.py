@@ -610,6 +610,55 @@ class TorchLayoutTest(unittest.TestCase):
         torch.testing.assert_close(g1["F"], g2["F"].sum(dim=(0, 1)))
         torch.testing.assert_close(g1["f"], g2["f"].sum(dim=(0, 1)))
 
+    def test_a_per_step_cost_alike_over_time_travels_once_with_the_same_answers(self):
+        # mpc.pytorch's harness expands one C over (T, B): it travels as one (n_tau, n_tau) matrix,
+        # and dL/dC per step (formed by the client from dL/dc) is the server's own per-step answer
+        # bit for bit, as are the solution and the other gradients.
+        from mpcd.client import from_tensor, to_tensor
+        T, B, n, m = 6, 3, 3, 2
+        inputs = self.lqr_inputs(T, B, n, m)
+        leaves = {
+            "x_init": inputs["x_init"].clone().requires_grad_(True),
+            "C": inputs["C"].expand(T, B, n + m, n + m).clone().requires_grad_(True),
+            "c": inputs["c"].expand(T, B, n + m).clone().requires_grad_(True),
+        }
+        rng = np.random.default_rng(3)
+        wx, wu = torch.tensor(rng.standard_normal((T, B, n))), torch.tensor(rng.standard_normal((T, B, m)))
+        calls = {}
+        original = self.client._call
+
+        def record(method, request, timeout):
+            calls[type(request).__name__] = request
+            return original(method, request, timeout)
+
+        self.client._call = record
+        try:
+            mpc = MPC(n, m, T, u_lower=-0.2, u_upper=0.2, lqr_iter=30, eps=1e-10, client=self.client)
+            x, u, _ = mpc(leaves["x_init"], QuadCost(leaves["C"], leaves["c"]),
+                          LinDx(inputs["F"], inputs["f"]))
+            ((wx * x).sum() + (wu * u).sum()).backward()
+        finally:
+            self.client._call = original
+        self.assertTrue(torch.any(u.abs() >= 0.2 - 1e-12), "no bound is active: a weak test")
+        solve, backward = calls["SolveRequest"], calls["BackwardRequest"]
+        self.assertEqual(list(solve.problem_template.cost.quadratic.shape), [n + m, n + m])
+        self.assertEqual(list(solve.problem_template.cost.linear.shape), [T, n + m])
+        # The same requests with C per step on the wire, every gradient from the server.
+        per_step = np.ascontiguousarray(inputs["C"].expand(T, n + m, n + m).numpy())
+        to_tensor(per_step, solve.problem_template.cost.quadratic)
+        to_tensor(per_step, backward.problem_template.cost.quadratic)
+        answer = self.client.stub.Solve(solve, timeout=60).stacked
+        np.testing.assert_array_equal(from_tensor(answer.x), x.detach().numpy().transpose(1, 0, 2))
+        np.testing.assert_array_equal(from_tensor(answer.u), u.detach().numpy().transpose(1, 0, 2))
+        del backward.gradient_fields[:]
+        backward.gradient_fields.extend(["cost_quadratic", "cost_linear", "x_init"])
+        gradients = self.client.stub.Backward(backward, timeout=60).stacked_gradients
+        np.testing.assert_array_equal(from_tensor(gradients.cost_quadratic),
+                                      leaves["C"].grad.numpy().transpose(1, 0, 2, 3))
+        np.testing.assert_array_equal(from_tensor(gradients.cost_linear),
+                                      leaves["c"].grad.numpy().transpose(1, 0, 2))
+        np.testing.assert_array_equal(from_tensor(gradients.x_init), leaves["x_init"].grad.numpy())
+
     def test_model_params_shared_or_per_element(self):
         T, B = 10, 2
         x_init = torch.tensor([[np.cos(0.4), np.sin(0.4), 0.0], [np.cos(-0.3), np.sin(-0.3), 0.5]])

@@ -453,6 +453,14 @@ def _solve_request(spec, arrays):
         if _same_for_every_problem(wire[name]):
             wire[name] = wire[name][0]
             per_problem.discard(name)
+    # A per-step C whose steps are all alike (mpc.pytorch's harness expands one C over (T, B))
+    # travels as one (n_tau, n_tau) matrix: the server then neither copies nor packs it for every
+    # problem and step. Its gradient still comes per step, formed from the per-step dL/dc
+    # (_quadratic_cost_gradient; float64 C, so Backward forms it whenever C needs it).
+    if ("C" in wire and "C" not in per_problem and spec.cost_per_step and
+            spec.dtypes["C"] == torch.float64 and wire["C"].ndim == 3 and
+            _same_for_every_problem(wire["C"])):
+        wire["C"] = wire["C"][0]
     wire = {name: np.ascontiguousarray(array) for name, array in wire.items()}
     # Linear dynamics travel whole (one oneof): F and f both stacked when either is per problem.
     if per_problem & {"F", "f"}:
