@@ -263,13 +263,11 @@ absl::Status TuneMalloc(int64_t mmap_threshold, int64_t trim_threshold) {
   }
   if (mmap_threshold == 0 && trim_threshold == 0) return absl::OkStatus();
 #ifdef __GLIBC__
-  // Setting either turns glibc's adaptation off for both, so both are set.
-  if (mallopt(M_MMAP_THRESHOLD,
-              static_cast<int>(mmap_threshold == 0 ? 128 << 10 : mmap_threshold)) != 1 ||
-      mallopt(M_TRIM_THRESHOLD,
-              static_cast<int>(trim_threshold == 0 ? 128 << 10 : trim_threshold)) != 1) {
-    return absl::InternalError("mallopt refused the malloc thresholds");
-  }
+  // Setting either turns glibc's adaptation off for both, so both are set. Another allocator
+  // (the sanitizers', or one preloaded) refuses them (returns 0): it has its own policy, so
+  // that is not an error.
+  mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmap_threshold == 0 ? 128 << 10 : mmap_threshold));
+  mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim_threshold == 0 ? 128 << 10 : trim_threshold));
 #endif
   return absl::OkStatus();
 }
