@@ -609,6 +609,8 @@ class MallocThresholdsTest(unittest.TestCase):
         adaptive = self.faults_per_large_request("--malloc_mmap_threshold_bytes=0",
                                                  "--malloc_trim_threshold_bytes=0")
         fixed = self.faults_per_large_request()  # the defaults: 4 MiB and 32 MiB
+        print("\nminor page faults per request: %.0f with glibc's adaptive thresholds, %.0f with "
+              "the defaults" % (adaptive, fixed), file=sys.stderr)
         # A request of 1-3.5 MiB is 280-900 pages, in each of its copies: mapped afresh, they
         # fault on every request (measured 540-670 a request); from the heap, mostly the 32 pages
         # each request adds to the last one's (measured 140-190).

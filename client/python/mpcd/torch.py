@@ -422,15 +422,15 @@ _TEMPLATE_FIELDS = {
 }
 
 
-def _same_for_every_problem(array):
-    """Whether every slice of a batch-first array holds the first slice's bits (e.g. a cost the
-    caller repeated over the batch): it can then travel once, in the template, and each problem
-    still gets the gradient of its own copy. The second slice decides most cases at once."""
+def _slices_alike(array):
+    """Whether every slice along the first axis holds the first slice's bits (e.g. a cost the
+    caller repeated over the batch, or over time): it can then travel once, and each problem (each
+    step) still gets the gradient of its own copy. The second slice decides most cases at once."""
     if array.shape[0] < 2 or not np.all(np.isfinite(array[0])):
         return False
     if array.ndim < 2 or array.strides[-1] != array.itemsize:
         array = np.ascontiguousarray(array).reshape(array.shape[0], -1)
-    bits = array.view(np.uint8)  # a view of any batch-first layout whose last axis is contiguous
+    bits = array.view(np.uint8)  # a view of any layout whose last axis is contiguous
     return bool(np.array_equal(bits[1], bits[0]) and (bits[2:] == bits[:1]).all())
 
 
@@ -450,7 +450,7 @@ def _solve_request(spec, arrays):
             for name, array in arrays.items() if array is not None and name not in _GRAPH_PARAMS}
     per_problem = {name for name in wire if spec.layouts[name].batch_axis is not None}
     for name in list(per_problem):
-        if _same_for_every_problem(wire[name]):
+        if _slices_alike(wire[name]):
             wire[name] = wire[name][0]
             per_problem.discard(name)
     # A per-step C whose steps are all alike (mpc.pytorch's harness expands one C over (T, B))
@@ -459,7 +459,7 @@ def _solve_request(spec, arrays):
     # (_quadratic_cost_gradient; float64 C, so Backward forms it whenever C needs it).
     if ("C" in wire and "C" not in per_problem and spec.cost_per_step and
             spec.dtypes["C"] == torch.float64 and wire["C"].ndim == 3 and
-            _same_for_every_problem(wire["C"])):
+            _slices_alike(wire["C"])):
         wire["C"] = wire["C"][0]
     wire = {name: np.ascontiguousarray(array) for name, array in wire.items()}
     # Linear dynamics travel whole (one oneof): F and f both stacked when either is per problem.
