@@ -1,5 +1,6 @@
 #include "solver/problem_fields.h"
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -153,9 +154,7 @@ std::string IndexString(absl::Span<const std::int64_t> shape, std::int64_t flat)
   return absl::StrCat("[", absl::StrJoin(index, ","), "]");
 }
 
-}  // namespace
-
-ArraySpec ArraySpecFor(ArrayField field, const ProblemShape& shape) {
+ArraySpec BuildArraySpec(ArrayField field, const ProblemShape& shape) {
   const bool linear = shape.dynamics.is_linear();
   const FieldInfo info = InfoOf(field);
   ArraySpec spec;
@@ -169,6 +168,43 @@ ArraySpec ArraySpecFor(ArrayField field, const ProblemShape& shape) {
     spec.forbidden_with = linear ? "linear dynamics" : "model dynamics";
   }
   return spec;
+}
+
+constexpr std::size_t kArrayFieldCount = static_cast<std::size_t>(ArrayField::kCotangentU) + 1;
+
+// Every field's spec for one shape, keyed by what BuildArraySpec reads: the dynamics' kind and
+// built-in model (whose index fixes its parameter count), T, n and m.
+struct ShapeSpecs {
+  bool built = false;
+  std::int32_t model = 0;
+  int horizon = 0;
+  int state_dim = 0;
+  int control_dim = 0;
+  std::array<ArraySpec, kArrayFieldCount> specs;
+
+  bool Matches(const ProblemShape& shape) const {
+    return built && horizon == shape.horizon && model == shape.dynamics.model &&
+           state_dim == shape.state_dim && control_dim == shape.control_dim;
+  }
+};
+
+}  // namespace
+
+ArraySpec ArraySpecFor(ArrayField field, const ProblemShape& shape) {
+  // Asked for every array of every problem, by the conversion and again by the validation, and a
+  // request's problems share one shape as a rule: each thread keeps the last shape's table.
+  thread_local ShapeSpecs last;
+  if (!last.Matches(shape)) {
+    last.built = true;
+    last.model = shape.dynamics.model;
+    last.horizon = shape.horizon;
+    last.state_dim = shape.state_dim;
+    last.control_dim = shape.control_dim;
+    for (std::size_t f = 0; f < kArrayFieldCount; ++f) {
+      last.specs[f] = BuildArraySpec(static_cast<ArrayField>(f), shape);
+    }
+  }
+  return last.specs[static_cast<std::size_t>(field)];
 }
 
 std::string DescribeShapes(ArrayField field, int horizon, std::optional<std::int64_t> state_dim,

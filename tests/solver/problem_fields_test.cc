@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -98,6 +99,54 @@ TEST(ProblemFieldsHeap, ShapeAcceptedAgreesWithCheckArrayShape) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "u_init: expected shape (6,2), got (1,2,3,4,5,6,... 8 dimensions)"));
   EXPECT_THAT(CheckArrayShape(ArraySpecFor(ArrayField::kUInit, shape), nullptr, "u_init"), IsOk());
+}
+
+// Each shape gets its own table, whichever shapes were asked for before on the same thread or on
+// another (ArraySpecFor keeps the last shape's table per thread).
+TEST(ProblemFields, EachShapeGetsItsOwnSpecsWhateverCameBefore) {
+  const auto dims = [](const ArraySpec& spec) {
+    std::vector<std::vector<std::int64_t>> shapes;
+    for (const SpecShape& shape : spec.shapes) shapes.emplace_back(shape.begin(), shape.end());
+    return shapes;
+  };
+  using Shapes = std::vector<std::vector<std::int64_t>>;
+  std::vector<ProblemShape> shapes = {{DynamicsId::Linear(), 3, 2, 6},
+                                      {DynamicsId::Linear(), 3, 2, 1},
+                                      {DynamicsId::Linear(), 4, 2, 6},
+                                      {DynamicsId::Linear(), 3, 1, 6}};
+  for (std::size_t i = 0; i < BuiltinModels().size(); ++i) {
+    const ModelInfo& model = BuiltinModels()[i];
+    shapes.push_back(
+        {DynamicsId::Builtin(static_cast<int>(i)), model.state_dim, model.control_dim, 20});
+  }
+  const auto check = [&](const ProblemShape& shape) {
+    const std::int64_t n = shape.state_dim, m = shape.control_dim, T = shape.horizon;
+    const ModelInfo* model = FindModel(shape.dynamics);
+    EXPECT_EQ(dims(ArraySpecFor(ArrayField::kXInit, shape)), (Shapes{{n}}));
+    EXPECT_EQ(dims(ArraySpecFor(ArrayField::kCostQuadratic, shape)),
+              (Shapes{{n + m, n + m}, {T, n + m, n + m}}));
+    EXPECT_EQ(dims(ArraySpecFor(ArrayField::kUInit, shape)), (Shapes{{T, m}}));
+    EXPECT_EQ(dims(ArraySpecFor(ArrayField::kCotangentX, shape)), (Shapes{{T, n}}));
+    if (model == nullptr) {
+      EXPECT_EQ(dims(ArraySpecFor(ArrayField::kTransition, shape)),
+                T >= 2 ? (Shapes{{n, n + m}, {T - 1, n, n + m}}) : (Shapes{{n, n + m}}));
+      EXPECT_EQ(dims(ArraySpecFor(ArrayField::kParams, shape)), Shapes{});
+      EXPECT_STREQ(ArraySpecFor(ArrayField::kParams, shape).forbidden_with, "linear dynamics");
+    } else {
+      EXPECT_EQ(dims(ArraySpecFor(ArrayField::kTransition, shape)), Shapes{});
+      EXPECT_EQ(dims(ArraySpecFor(ArrayField::kParams, shape)),
+                (Shapes{{static_cast<std::int64_t>(model->param_names.size())}}))
+          << model->name;
+    }
+  };
+  for (int round = 0; round < 2; ++round) {
+    for (const ProblemShape& shape : shapes) check(shape);
+    for (auto it = shapes.rbegin(); it != shapes.rend(); ++it) check(*it);
+  }
+  std::thread other([&] {
+    for (const ProblemShape& shape : shapes) check(shape);
+  });
+  other.join();
 }
 
 }  // namespace
