@@ -5,11 +5,15 @@
 //
 //   build/bin/mpcd_scaling_bench --benchmark_counters_tabular=true
 //
-// Counters: us_per_problem, workspace_bytes (per problem), n, T.
+// Counters: us_per_problem, workspace_bytes (per problem), n, T, flops_per_problem (counted,
+// bench/flop_count.h), GFLOPs, x_floor (the time over the flops at one core's measured float64
+// peak, bench/fma_peak.h).
 #include <memory>
 #include <vector>
 
 #include "bench/bench_problems.h"
+#include "bench/flop_count.h"
+#include "bench/fma_peak.h"
 #include "benchmark/benchmark.h"
 #include "solver/core/scratch.h"
 #include "solver/cpu/cpu_backend.h"
@@ -44,6 +48,17 @@ void BM_Scaling(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(backend->SolveBatch(inputs, outputs));
   state.counters["us_per_problem"] = benchmark::Counter(
       1e-6, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  // Unbounded: no box-QP gradient in the count.
+  const double flops =
+      10 * CountIterationFlops(problem.shape, 2.0 * n * (n + m) + n, 0, /*bounded=*/false).total();
+  state.counters["flops_per_problem"] = flops;
+  state.counters["GFLOPs"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  if (FmaPeakGflops() > 0) {
+    state.counters["x_floor"] = benchmark::Counter(
+        flops / (FmaPeakGflops() * 1e9),
+        benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  }
   state.counters["workspace_bytes"] = WorkspaceBytes(problem);
   state.counters["n"] = n;
   state.counters["T"] = T;

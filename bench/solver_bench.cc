@@ -5,13 +5,16 @@
 //   build/bin/mpcd_solver_bench --benchmark_counters_tabular=true
 //
 // Counters: us_per_problem (wall time of a batch / batch size), GFLOPs (counted flops per second,
-// bench/flop_count.h), flops_per_problem.
+// bench/flop_count.h), flops_per_problem, x_floor (the time over the FLOP floor: the counted flops
+// at one core's measured float64 peak, bench/fma_peak.h, times the number of threads).
+// BM_FmaPeak reports that peak (GFLOPs).
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "bench/bench_problems.h"
 #include "bench/flop_count.h"
+#include "bench/fma_peak.h"
 #include "benchmark/benchmark.h"
 #include "solver/cpu/cpu_backend.h"
 #include "solver/models/cartpole.h"
@@ -64,8 +67,27 @@ void BM_Solve(benchmark::State& state, Kind kind) {
       benchmark::Counter(flops * batch * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["flops_per_problem"] = flops;
   state.counters["threads"] = threads;
+  if (FmaPeakGflops() > 0) {
+    // The floor's seconds per iteration, inverted over the measured time: time / floor.
+    const double floor_seconds = flops * batch / (FmaPeakGflops() * 1e9 * threads);
+    state.counters["x_floor"] = benchmark::Counter(
+        floor_seconds, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  }
 }
 
+// One core's float64 peak (fused multiply-adds in registers): what x_floor divides by.
+void BM_FmaPeak(benchmark::State& state) {
+  if (FmaPeakGflops() == 0) {
+    state.SkipWithError("built without FMA instructions");
+    return;
+  }
+  constexpr long kRounds = 1'000'000;
+  for (auto _ : state) benchmark::DoNotOptimize(FmaRounds(kRounds));
+  state.counters["GFLOPs"] = benchmark::Counter(kRounds * kFmaFlopsPerRound * 1e-9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
+BENCHMARK(BM_FmaPeak)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Solve, pendulum_T20, Kind::kPendulum)->Apply(BatchAndThreadArguments);
 BENCHMARK_CAPTURE(BM_Solve, cartpole_T25, Kind::kCartpole)->Apply(BatchAndThreadArguments);
 BENCHMARK_CAPTURE(BM_Solve, linear_n8_m4_T30, Kind::kLinear)->Apply(BatchAndThreadArguments);
