@@ -45,10 +45,10 @@ inline double FmaRounds(long rounds) {
                  : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6), "+x"(a7),
                    "+x"(a8), "+x"(a9), "+x"(a10), "+x"(a11));
   }
-  const __m256d sum = _mm256_add_pd(
-      _mm256_add_pd(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)),
-                    _mm256_add_pd(_mm256_add_pd(a4, a5), _mm256_add_pd(a6, a7))),
-      _mm256_add_pd(_mm256_add_pd(a8, a9), _mm256_add_pd(a10, a11)));
+  const __m256d sum =
+      _mm256_add_pd(_mm256_add_pd(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)),
+                                  _mm256_add_pd(_mm256_add_pd(a4, a5), _mm256_add_pd(a6, a7))),
+                    _mm256_add_pd(_mm256_add_pd(a8, a9), _mm256_add_pd(a10, a11)));
   return _mm256_cvtsd_f64(sum);
 #else
   (void)rounds;

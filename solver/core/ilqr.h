@@ -527,7 +527,8 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
 
   // out = -(L_ L_')^-1 rhs for `cols` columns; rhs and out are (m, cols) row-major.
   MPC_HOST_DEVICE void SolveNegated(const S* rhs, S* out, int cols) const {
-    CholeskySolveNegated<S>(L_, m, rhs, out, cols);
+    for (int e = 0; e < m * cols; ++e) out[e] = -rhs[e];
+    Kernels::template CholeskySolveInPlace<S>(L_, m, out, cols);
   }
 
   // Riccati recursion in delta space around (x_, u_): Q_t = C_t + F_t' V_{t+1} F_t,

@@ -804,7 +804,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         if (ratio > *condition) *condition = ratio;
       }
       for (int e = 0; e < m * n; ++e) K[e] = -Qux[e];
-      CholeskySolveInPlace<S>(L, m, K, n);
+      Kernels::template CholeskySolveInPlace<S>(L, m, K, n);
       Kernels::template ValueFunctionOfMinimisers<S>(Qxx, Qux, qx, K, k, n, m, V, v);
       bool finite = true;
       for (int e = 0; e < n * n; ++e) {
@@ -913,7 +913,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
         k[i] = -qu[i];
       }
       for (int e = 0; e < m * m; ++e) L[e] = At(view_.L, t * m * m + e);
-      CholeskySolveInPlace<S>(L, m, k, 1);
+      Kernels::template CholeskySolveInPlace<S>(L, m, k, 1);
       for (int i = 0; i < n; ++i) {
         S s = qx[i];
         for (int l = 0; l < m; ++l) s += At(view_.Qux, (t * m + l) * n + i) * k[l];

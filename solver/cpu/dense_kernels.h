@@ -95,6 +95,17 @@ struct DenseKernels : LaneLinearization {
     }
   }
 
+  // The row order for the packed shapes' many columns (the gains K of n > 16, or m > 8); the
+  // core's column order for the small ones, where it is faster. The same bits either way.
+  template <typename S>
+  MPC_FORCE_INLINE static void CholeskySolveInPlace(const S* L, int m, S* rhs, int cols) {
+    if (UsesPackedProducts(cols, m)) {
+      core::CholeskySolveRowsInPlace<S>(L, m, rhs, cols);
+    } else {
+      core::CholeskySolveInPlace<S>(L, m, rhs, cols);
+    }
+  }
+
   template <typename S>
   MPC_FORCE_INLINE static void ValueFunctionOfMinimisers(const S* Qxx, const S* Qux, const S* qx,
                                                          const S* K, const S* k, int n, int m, S* V,
