@@ -27,28 +27,16 @@ inline double FmaRounds(long rounds) {
           a3 = _mm256_set1_pd(1.003), a4 = _mm256_set1_pd(1.004), a5 = _mm256_set1_pd(1.005),
           a6 = _mm256_set1_pd(1.006), a7 = _mm256_set1_pd(1.007), a8 = _mm256_set1_pd(1.008),
           a9 = _mm256_set1_pd(1.009), a10 = _mm256_set1_pd(1.010), a11 = _mm256_set1_pd(1.011);
-  for (long k = 0; k < rounds; ++k) {
-    a0 = _mm256_fmadd_pd(a0, scale, shift);
-    a1 = _mm256_fmadd_pd(a1, scale, shift);
-    a2 = _mm256_fmadd_pd(a2, scale, shift);
-    a3 = _mm256_fmadd_pd(a3, scale, shift);
-    a4 = _mm256_fmadd_pd(a4, scale, shift);
-    a5 = _mm256_fmadd_pd(a5, scale, shift);
-    a6 = _mm256_fmadd_pd(a6, scale, shift);
-    a7 = _mm256_fmadd_pd(a7, scale, shift);
-    a8 = _mm256_fmadd_pd(a8, scale, shift);
-    a9 = _mm256_fmadd_pd(a9, scale, shift);
-    a10 = _mm256_fmadd_pd(a10, scale, shift);
-    a11 = _mm256_fmadd_pd(a11, scale, shift);
-    // Keeps every accumulator in its register and every round in the loop.
-    asm volatile(""
-                 : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6), "+x"(a7),
-                   "+x"(a8), "+x"(a9), "+x"(a10), "+x"(a11));
-  }
-  const __m256d sum =
-      _mm256_add_pd(_mm256_add_pd(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)),
-                                  _mm256_add_pd(_mm256_add_pd(a4, a5), _mm256_add_pd(a6, a7))),
-                    _mm256_add_pd(_mm256_add_pd(a8, a9), _mm256_add_pd(a10, a11)));
+  // Every round: one multiply-add into each accumulator, then an empty asm that keeps them all in
+  // their registers and the round in the loop.
+  const auto keep = [](__m256d& acc) { asm volatile("" : "+x"(acc)); };
+  const auto round = [&](auto&... acc) {
+    ((acc = _mm256_fmadd_pd(acc, scale, shift)), ...);
+    (keep(acc), ...);
+  };
+  for (long k = 0; k < rounds; ++k) round(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11);
+  const auto total = [](auto... acc) { return (acc + ...); };
+  const __m256d sum = total(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11);
   return _mm256_cvtsd_f64(sum);
 #else
   (void)rounds;
