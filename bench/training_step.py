@@ -24,7 +24,10 @@ Three figures per configuration, all from one run:
              --mpc-pytorch=recorded) TIMINGS.md's float64 fwd+bwd rows (batches 1..256),
              labelled "recorded, <date>" with the date the file gives, or "recorded, undated".
              Each row's mpc_pytorch_source and the first line's mpc_pytorch say which.
-client + transport = step - solver - queue (the batcher's wait, Timing.queue_seconds, reported).
+client + transport = step - solver - queue (the batcher's wait, Timing.queue_seconds, reported),
+split into transport_s = rpc - solver - queue (the server's conversion, gRPC and both ends' copies:
+the Solve and Backward calls' wall time, rpc_s, beside the server's launches) and python_s =
+step - rpc_s (the Python client and autograd outside the two calls).
 
 Layouts: 'batched' sends C (T, B, n+m, n+m) and c (T, B, n+m), as the mpc.pytorch harness does
 (every problem its own cost); 'shared' sends C (n+m, n+m) and c (n+m) once (problem_template).
@@ -235,7 +238,33 @@ def _mpc_pytorch_once(name, setting, B, modules, keep=None):
         torch.set_default_dtype(default_dtype)
 
 
+class _RpcClock:
+    """While active, the wall time of every call the client makes (the step's Solve and Backward):
+    what of a step is its two RPCs and what is the Python around them."""
+
+    def __init__(self, client):
+        self.client, self.seconds = client, []
+
+    def __enter__(self):
+        call = self.client._call
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self.seconds.append(time.perf_counter() - start)
+
+        self.client._call = timed  # an instance attribute over the class's method
+        return self
+
+    def __exit__(self, *exc):
+        del self.client._call
+
+
 def one_step(name, setting, B, layout, client):
+    """One timed training step: (step, solver, queue, rpc) seconds, rpc the wall time of its two
+    calls (so step - rpc is the Python client and autograd around them)."""
     env_class, T, decay, ls_iters = PROBLEMS[name]
     env = env_class()
     n, m = env.n_state, env.n_ctrl
@@ -254,14 +283,15 @@ def one_step(name, setting, B, layout, client):
     mpc = MPC(n, m, T, u_lower=env.lower, u_upper=env.upper, linesearch_decay=decay,
               max_linesearch_iter=ls_iters, exit_unconverged=False, detach_unconverged=False,
               verbose=-1, client=client, **SETTINGS[setting])
-    start = time.perf_counter()
-    x, u, _ = mpc(leaves[0], QuadCost(leaves[1], leaves[2]), env_class(leaves[3]))
-    ((wx * x).sum() + (wu * u).sum()).backward()
-    elapsed = time.perf_counter() - start
+    with _RpcClock(client) as rpcs:
+        start = time.perf_counter()
+        x, u, _ = mpc(leaves[0], QuadCost(leaves[1], leaves[2]), env_class(leaves[3]))
+        ((wx * x).sum() + (wu * u).sum()).backward()
+        elapsed = time.perf_counter() - start
     timing = mpc.last_timing
     solver = timing["forward"][1] + timing["backward"][1]
     queue = timing["forward"][0] + timing["backward"][0]
-    return elapsed, solver, queue
+    return elapsed, solver, queue, sum(rpcs.seconds)
 
 
 def main():
@@ -339,6 +369,7 @@ def main():
                         step = statistics.median(r[0] for r in runs)
                         solver = statistics.median(r[1] for r in runs)
                         queue = statistics.median(r[2] for r in runs)
+                        rpc = statistics.median(r[3] for r in runs)
                         key = (name, setting, B)
                         if key not in measured and B in measure_batches:
                             measured[key] = mpc_pytorch_step(name, setting, B,
@@ -352,6 +383,11 @@ def main():
                         row = dict(problem=name, setting=setting, layout=layout, batch=B,
                                    step_s=step, solver_s=solver, queue_s=queue,
                                    client_transport_share=(step - solver - queue) / step,
+                                   # The two calls' wall time beside the server's launches
+                                   # (conversion, gRPC, both ends' copies) and the Python client
+                                   # and autograd outside the calls.
+                                   rpc_s=rpc, transport_s=rpc - solver - queue,
+                                   python_s=step - rpc,
                                    mpc_pytorch_s=reference, mpc_pytorch_source=source,
                                    mpc_pytorch_min_s=ours["min_s"] if ours else None,
                                    speedup=(reference / step) if reference else None,

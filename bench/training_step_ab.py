@@ -40,8 +40,8 @@ def worker(client_dir, target):
     client.models_by_name = {m.name: m for m in client.models()}
     for line in sys.stdin:
         problem, layout, batch = line.split()
-        print("%r %r %r" % training_step.one_step(problem, "fixed10", int(batch), layout, client),
-              flush=True)
+        print("%r %r %r" % training_step.one_step(problem, "fixed10", int(batch), layout,
+                                                  client)[:3], flush=True)
 
 
 def main():
