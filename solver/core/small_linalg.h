@@ -50,48 +50,38 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE bool CholeskyLower(const S* Q, S* L, int m) {
   return true;
 }
 
-// rhs <- (L L')^-1 rhs for the `cols` columns of an (m, cols) rhs, L from CholeskyLower.
+// rhs <- (L L')^-1 rhs for `width` columns of rhs whose rows lie `stride` apart, L from
+// CholeskyLower. Every entry adds its products in the order of k whatever the width, so the same
+// bits whether a caller solves one column at a time (width 1: each sum stays in a register) or
+// all columns at once (the innermost loop along a row: vector lanes).
 template <typename S>
-MPC_HOST_DEVICE MPC_FORCE_INLINE void CholeskySolveInPlace(const S* L, int m, S* rhs, int cols) {
-  for (int c = 0; c < cols; ++c) {
-    for (int i = 0; i < m; ++i) {
-      S s = rhs[i * cols + c];
-      for (int k = 0; k < i; ++k) s = MultiplyAdd(-L[i * m + k], rhs[k * cols + c], s);
-      rhs[i * cols + c] = s * L[i * m + i];
+MPC_HOST_DEVICE MPC_FORCE_INLINE void CholeskySolveColumnsInPlace(const S* L, int m, S* rhs,
+                                                                  int stride, int width) {
+  for (int i = 0; i < m; ++i) {
+    S* row = rhs + i * stride;
+    for (int k = 0; k < i; ++k) {
+      const S minus_l = -L[i * m + k];
+      const S* done = rhs + k * stride;
+      for (int c = 0; c < width; ++c) row[c] = MultiplyAdd(minus_l, done[c], row[c]);
     }
-    for (int i = m - 1; i >= 0; --i) {
-      S s = rhs[i * cols + c];
-      for (int k = i + 1; k < m; ++k) s = MultiplyAdd(-L[k * m + i], rhs[k * cols + c], s);
-      rhs[i * cols + c] = s * L[i * m + i];
+    for (int c = 0; c < width; ++c) row[c] = row[c] * L[i * m + i];
+  }
+  for (int i = m - 1; i >= 0; --i) {
+    S* row = rhs + i * stride;
+    for (int k = i + 1; k < m; ++k) {
+      const S minus_l = -L[k * m + i];
+      const S* done = rhs + k * stride;
+      for (int c = 0; c < width; ++c) row[c] = MultiplyAdd(minus_l, done[c], row[c]);
     }
+    for (int c = 0; c < width; ++c) row[c] = row[c] * L[i * m + i];
   }
 }
 
-// CholeskySolveInPlace row by row for all columns at once: every entry's sums in the same order,
-// so the same bits, with the innermost loop along a row of rhs (contiguous, in vector lanes). The
-// host's choice for many columns (cpu/dense_kernels.h); for the device's small shapes the column
-// order is as fast or faster.
+// rhs <- (L L')^-1 rhs for the `cols` columns of an (m, cols) rhs, one column at a time: the
+// device's order (a thread's sums in registers); a host kernel may take all columns at once.
 template <typename S>
-MPC_HOST_DEVICE MPC_FORCE_INLINE void CholeskySolveRowsInPlace(const S* L, int m, S* rhs,
-                                                               int cols) {
-  for (int i = 0; i < m; ++i) {
-    S* row = rhs + i * cols;
-    for (int k = 0; k < i; ++k) {
-      const S minus_l = -L[i * m + k];
-      const S* done = rhs + k * cols;
-      for (int c = 0; c < cols; ++c) row[c] = MultiplyAdd(minus_l, done[c], row[c]);
-    }
-    for (int c = 0; c < cols; ++c) row[c] = row[c] * L[i * m + i];
-  }
-  for (int i = m - 1; i >= 0; --i) {
-    S* row = rhs + i * cols;
-    for (int k = i + 1; k < m; ++k) {
-      const S minus_l = -L[k * m + i];
-      const S* done = rhs + k * cols;
-      for (int c = 0; c < cols; ++c) row[c] = MultiplyAdd(minus_l, done[c], row[c]);
-    }
-    for (int c = 0; c < cols; ++c) row[c] = row[c] * L[i * m + i];
-  }
+MPC_HOST_DEVICE MPC_FORCE_INLINE void CholeskySolveInPlace(const S* L, int m, S* rhs, int cols) {
+  for (int c = 0; c < cols; ++c) CholeskySolveColumnsInPlace(L, m, rhs + c, cols, 1);
 }
 
 // out[j] += sum over l of col[l * stride] VA[l][j] for first <= j < n (VA (n, n)), each sum from

@@ -1,6 +1,6 @@
-// The core's Cholesky solves (solver/core/small_linalg.h): the row order the host takes for many
-// columns gives the column order's bits, both solve the system, and the CPU's kernel policy
-// (cpu/dense_kernels.h) picks either without changing a bit.
+// The core's Cholesky substitution (solver/core/small_linalg.h): all columns at once (the host's
+// order for many columns) gives the bits of one column at a time (the device's), both solve the
+// system, and the CPU's kernel policy (cpu/dense_kernels.h) picks either without changing a bit.
 
 #include "solver/core/small_linalg.h"
 
@@ -46,13 +46,13 @@ bool SameBits(const std::vector<double>& a, const std::vector<double>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
 }
 
-TEST(CholeskySolve, RowOrderGivesTheColumnOrdersBitsAndSolvesTheSystem) {
+TEST(CholeskySolve, AllColumnsAtOnceGiveOneColumnAtATimesBitsAndSolveTheSystem) {
   for (int m : {1, 2, 3, 5, 8, 9, 16, 33}) {
     for (int cols : {1, 2, 5, 8, 17, 40, 128}) {
       const System s = RandomSystem(m, cols, 100 * m + cols);
       std::vector<double> by_columns = s.rhs, by_rows = s.rhs, chosen = s.rhs;
       core::CholeskySolveInPlace(s.L.data(), m, by_columns.data(), cols);
-      core::CholeskySolveRowsInPlace(s.L.data(), m, by_rows.data(), cols);
+      core::CholeskySolveColumnsInPlace(s.L.data(), m, by_rows.data(), cols, cols);
       DenseKernels::CholeskySolveInPlace(s.L.data(), m, chosen.data(), cols);
       EXPECT_TRUE(SameBits(by_rows, by_columns)) << "m " << m << " cols " << cols;
       EXPECT_TRUE(SameBits(chosen, by_columns)) << "m " << m << " cols " << cols;
@@ -66,6 +66,22 @@ TEST(CholeskySolve, RowOrderGivesTheColumnOrdersBitsAndSolvesTheSystem) {
         }
       }
       EXPECT_LT(worst, 1e-8) << "m " << m << " cols " << cols;
+    }
+  }
+}
+
+TEST(CholeskySolve, ABlockOfColumnsLeavesTheOthersAsTheyWere) {
+  const int m = 6, cols = 9, first = 2, width = 4;
+  const System s = RandomSystem(m, cols, 7);
+  std::vector<double> all = s.rhs, block = s.rhs;
+  core::CholeskySolveInPlace(s.L.data(), m, all.data(), cols);
+  core::CholeskySolveColumnsInPlace(s.L.data(), m, block.data() + first, cols, width);
+  for (int i = 0; i < m; ++i) {
+    for (int c = 0; c < cols; ++c) {
+      const bool solved = c >= first && c < first + width;
+      const double expected = solved ? all[i * cols + c] : s.rhs[i * cols + c];
+      EXPECT_EQ(std::memcmp(&block[i * cols + c], &expected, sizeof(double)), 0)
+          << "row " << i << " column " << c;
     }
   }
 }
