@@ -2,6 +2,7 @@
 #define MPC_SOLVER_DUAL_H_
 
 #include <cmath>
+#include <type_traits>
 
 #include "solver/host_device.h"
 
@@ -37,7 +38,26 @@ struct Dual {
   }
   MPC_HOST_DEVICE Dual& operator*=(const Dual& b) { return *this = *this * b; }
   MPC_HOST_DEVICE Dual& operator/=(const Dual& b) { return *this = *this / b; }
+
+  // The value `value` with this number's derivatives, or with zeros where `zero` (every element
+  // selected, no branch).
+  MPC_HOST_DEVICE Dual WithValue(const S& value, bool zero) const {
+    Dual r(value);
+    for (int i = 0; i < N; ++i) r.d[i] = zero ? S(0) : d[i];
+    return r;
+  }
 };
+
+// The forward-mode number types (Dual; HyperDual in hyper_dual.h): what looks at the value only,
+// or treats every derivative alike, is written once for all of them below.
+template <typename T>
+struct IsForwardMode : std::false_type {};
+template <typename S, int N>
+struct IsForwardMode<Dual<S, N>> : std::true_type {};
+template <typename T>
+using IfForwardMode = std::enable_if_t<IsForwardMode<T>::value, int>;
+template <typename T>
+using IfNotForwardMode = std::enable_if_t<!IsForwardMode<T>::value, int>;
 
 // Makes the zero dual *x the variable Dual::Variable(value, direction), in place.
 template <typename S, int N>
@@ -136,12 +156,12 @@ MPC_HOST_DEVICE inline Dual<S, N> operator/(double a, const Dual<S, N>& b) {
 }
 
 // Comparisons look at values only (used for clamps and branches).
-template <typename S, int N>
-MPC_HOST_DEVICE inline bool operator<(const Dual<S, N>& a, double b) {
+template <typename T, IfForwardMode<T> = 0>
+MPC_HOST_DEVICE inline bool operator<(const T& a, double b) {
   return ValueOf(a) < b;
 }
-template <typename S, int N>
-MPC_HOST_DEVICE inline bool operator>(const Dual<S, N>& a, double b) {
+template <typename T, IfForwardMode<T> = 0>
+MPC_HOST_DEVICE inline bool operator>(const T& a, double b) {
   return ValueOf(a) > b;
 }
 
@@ -197,22 +217,21 @@ MPC_HOST_DEVICE inline void SinCos(const Dual<S, N>& a, Dual<S, N>* s, Dual<S, N
 }
 
 // torch.clamp's derivative: 1 on the closed interval [lo, hi], 0 outside.
-template <typename T>
+template <typename T, IfNotForwardMode<T> = 0>
 MPC_HOST_DEVICE inline T Clamp(const T& a, double lo, double hi) {
   if (a < lo) return T(lo);
   if (a > hi) return T(hi);
   return a;
 }
-// The same for a dual, as one object whose every element is selected: three candidate objects
-// (two constants and a copy of `a`) merge only in memory, where the copy's narrow stores are read
-// back at once by wider loads that straddle them and stall store forwarding.
-template <typename S, int N>
-MPC_HOST_DEVICE inline Dual<S, N> Clamp(const Dual<S, N>& a, double lo, double hi) {
+// The same for a forward-mode number, as one object whose every element is selected: three
+// candidate objects (two constants and a copy of `a`) merge only in memory, where the copy's
+// narrow stores are read back at once by wider loads that straddle them and stall store
+// forwarding.
+template <typename T, IfForwardMode<T> = 0>
+MPC_HOST_DEVICE inline T Clamp(const T& a, double lo, double hi) {
   const bool below = a < lo;
   const bool above = !below && a > hi;
-  Dual<S, N> r(below ? S(lo) : above ? S(hi) : a.v);
-  for (int i = 0; i < N; ++i) r.d[i] = below || above ? S(0) : a.d[i];
-  return r;
+  return a.WithValue(below ? decltype(a.v)(lo) : above ? decltype(a.v)(hi) : a.v, below || above);
 }
 
 }  // namespace mpc

@@ -36,7 +36,18 @@ struct HyperDual {
   MPC_HOST_DEVICE HyperDual& operator-=(const HyperDual& b) { return *this = *this - b; }
   MPC_HOST_DEVICE HyperDual& operator*=(const HyperDual& b) { return *this = *this * b; }
   MPC_HOST_DEVICE HyperDual& operator/=(const HyperDual& b) { return *this = *this / b; }
+
+  // As Dual::WithValue: the value `value` with this number's derivatives, or zeros where `zero`.
+  MPC_HOST_DEVICE HyperDual WithValue(const S& value, bool zero) const {
+    HyperDual r(value);
+    for (int i = 0; i < N; ++i) r.g[i] = zero ? S(0) : g[i];
+    for (int e = 0; e < kPairs; ++e) r.h[e] = zero ? S(0) : h[e];
+    return r;
+  }
 };
+
+template <typename S, int N>
+struct IsForwardMode<HyperDual<S, N>> : std::true_type {};
 
 // A scalar beside a HyperDual<S, N>: S (or what converts to it: a double constant, a parameter),
 // by value (a reference would odr-use a model's constexpr constant, which device code cannot).
@@ -171,16 +182,6 @@ MPC_HOST_DEVICE inline HyperDual<S, N> operator/(const HyperScalar<S, N> a,
   return ChainSecond(b, f0, f1, S(-2) * f1 * inv);
 }
 
-// Comparisons look at values only (used for clamps and branches).
-template <typename S, int N>
-MPC_HOST_DEVICE inline bool operator<(const HyperDual<S, N>& a, double b) {
-  return ValueOf(a) < b;
-}
-template <typename S, int N>
-MPC_HOST_DEVICE inline bool operator>(const HyperDual<S, N>& a, double b) {
-  return ValueOf(a) > b;
-}
-
 template <typename S, int N>
 MPC_HOST_DEVICE inline HyperDual<S, N> sin(const HyperDual<S, N>& a) {
   S s, c;
@@ -231,17 +232,6 @@ MPC_HOST_DEVICE inline HyperDual<S, N> atan2(const HyperDual<S, N>& y, const Hyp
       r.h[e] = (curvature - radial) * inv_r2;
     }
   }
-  return r;
-}
-
-// torch.clamp's derivative: the value's, every derivative zero outside [lo, hi].
-template <typename S, int N>
-MPC_HOST_DEVICE inline HyperDual<S, N> Clamp(const HyperDual<S, N>& a, double lo, double hi) {
-  const bool below = a < lo;
-  const bool above = !below && a > hi;
-  HyperDual<S, N> r(below ? S(lo) : above ? S(hi) : a.v);
-  for (int i = 0; i < N; ++i) r.g[i] = below || above ? S(0) : a.g[i];
-  for (int e = 0; e < HyperDual<S, N>::kPairs; ++e) r.h[e] = below || above ? S(0) : a.h[e];
   return r;
 }
 
