@@ -83,6 +83,10 @@ ABSL_FLAG(double, max_request_work, kDefaults.admission.max_request_work,
           "on one core; the default is about a minute of an idle core; docs/robustness.md).");
 ABSL_FLAG(int64_t, max_session_bytes, kDefaults.max_session_bytes,
           "Bytes all open Control sessions may hold together (gauge mpcd_session_bytes).");
+ABSL_FLAG(int64_t, retained_solve_bytes, kDefaults.retained_solve_bytes,
+          "Bytes the Solves kept for their Backward (SolveRequest.retain_for_backward) may hold "
+          "together, the least recently used given up first; 0 keeps none (gauge "
+          "mpcd_retained_solve_bytes).");
 ABSL_FLAG(int64_t, max_workspace_bytes, kDefaults.max_workspace_bytes,
           "Bytes of solver workspaces the CPU backend keeps cached between launches, over all "
           "threads; larger workspaces are freed after each use.");
@@ -191,6 +195,7 @@ absl::StatusOr<mpc::ServerConfig> ConfigFromFlags() {
   config.admission.max_response_bytes = absl::GetFlag(FLAGS_max_response_bytes);
   config.admission.max_request_work = absl::GetFlag(FLAGS_max_request_work);
   config.max_session_bytes = absl::GetFlag(FLAGS_max_session_bytes);
+  config.retained_solve_bytes = absl::GetFlag(FLAGS_retained_solve_bytes);
   config.max_workspace_bytes = absl::GetFlag(FLAGS_max_workspace_bytes);
   config.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   const double grace = absl::GetFlag(FLAGS_shutdown_grace_s);

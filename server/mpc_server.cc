@@ -68,6 +68,7 @@ absl::StatusOr<std::unique_ptr<MpcServer>> MpcServer::Create(
   service_options.max_message_bytes = config.max_message_bytes;
   service_options.admission = config.admission;
   service_options.max_session_bytes = config.max_session_bytes;
+  service_options.retained_solve_bytes = config.retained_solve_bytes;
   service_options.backend_name = std::string(server->backend_->name());
   service_options.auth_token = std::move(security.auth_token);
   service_options.logger = server->logger_.get();

@@ -146,14 +146,17 @@ class BatchedCall : public grpc::ServerUnaryReactor {
 
 class SolveCall final : public BatchedCall {
  public:
+  // `request` is gRPC's, valid until OnDone. With its retain_for_backward, `retained` keeps the
+  // problems and the answer.
   SolveCall(const CallLog& log, DynamicBatcher* batcher, ServiceMetrics* metrics,
-            CallTracker* calls, std::vector<Problem> problems, mpcd::v1::TensorEncoding encoding,
-            bool stacked, std::string backend, mpcd::v1::SolveResponse* response)
+            CallTracker* calls, std::vector<Problem> problems,
+            const mpcd::v1::SolveRequest* request, RetainedSolves* retained, std::string backend,
+            mpcd::v1::SolveResponse* response)
       : BatchedCall(log, batcher, metrics, calls),
         problems_(std::move(problems)),
         solutions_(problems_.size()),
-        encoding_(encoding),
-        stacked_(stacked),
+        request_(request),
+        retained_(request->retain_for_backward() ? retained : nullptr),
         backend_(std::move(backend)),
         response_(response) {}
 
@@ -171,7 +174,12 @@ class SolveCall final : public BatchedCall {
 
  private:
   void FillResponse(double queue_seconds, double solve_seconds, int batch_size) override {
-    WriteSolutions(solutions_, problems_, encoding_, stacked_, response_);
+    WriteSolutions(solutions_, problems_, request_->response_encoding(),
+                   request_->stacked_response(), response_);
+    if (retained_ != nullptr) {
+      response_->set_retained_solve(
+          retained_->Retain(RetainedSolves::BackwardPart(*request_, *response_)));
+    }
     response_->mutable_timing()->set_queue_seconds(queue_seconds);
     response_->mutable_timing()->set_solve_seconds(solve_seconds);
     response_->set_batch_size(static_cast<std::uint32_t>(batch_size));
@@ -180,8 +188,8 @@ class SolveCall final : public BatchedCall {
 
   std::vector<Problem> problems_;  // their interrupt is set at Start
   std::vector<Solution> solutions_;
-  const mpcd::v1::TensorEncoding encoding_;
-  const bool stacked_;  // the request's stacked_response
+  const mpcd::v1::SolveRequest* const request_;
+  RetainedSolves* const retained_;  // null: nothing kept
   const std::string backend_;
   mpcd::v1::SolveResponse* const response_;
 };
@@ -189,13 +197,17 @@ class SolveCall final : public BatchedCall {
 class BackwardCall final : public BatchedCall {
  public:
   // `request` is gRPC's, valid until OnDone; the answer's shapes follow the request's inputs.
+  // `merged` (when not null) is `request` with a retained Solve's part merged in, and what the
+  // inputs were read from.
   BackwardCall(const CallLog& log, DynamicBatcher* batcher, ServiceMetrics* metrics,
                CallTracker* calls, BackwardInputs inputs, const mpcd::v1::BackwardRequest* request,
-               std::string backend, mpcd::v1::BackwardResponse* response)
+               std::unique_ptr<mpcd::v1::BackwardRequest> merged, std::string backend,
+               mpcd::v1::BackwardResponse* response)
       : BatchedCall(log, batcher, metrics, calls),
         inputs_(std::move(inputs)),
         gradients_(inputs_.items.size()),
-        request_(request),
+        merged_(std::move(merged)),
+        request_(merged_ != nullptr ? merged_.get() : request),
         backend_(std::move(backend)),
         response_(response) {}
 
@@ -227,6 +239,7 @@ class BackwardCall final : public BatchedCall {
   // interrupt is set at Start.
   BackwardInputs inputs_;
   std::vector<ProblemGradient> gradients_;
+  const std::unique_ptr<mpcd::v1::BackwardRequest> merged_;
   const mpcd::v1::BackwardRequest* const request_;
   const std::string backend_;
   mpcd::v1::BackwardResponse* const response_;
@@ -267,7 +280,8 @@ MpcService::MpcService(const ServiceOptions& options, DynamicBatcher* batcher,
       batcher_(batcher),
       metrics_(metrics),
       auth_(options.auth_token),
-      sessions_(options.max_session_bytes, metrics) {}
+      sessions_(options.max_session_bytes, metrics),
+      retained_(options.retained_solve_bytes, metrics) {}
 
 absl::Status MpcService::Admit(const grpc::CallbackServerContext& context) {
   MPC_RETURN_IF_ERROR(auth_.Check(context.client_metadata()));
@@ -301,9 +315,8 @@ grpc::ServerUnaryReactor* MpcService::Solve(grpc::CallbackServerContext* context
   if (absl::Status status = CheckSolveAdmission(*problems, options_.admission); !status.ok()) {
     return FinishNow(context, log, status, &calls_);
   }
-  auto* call = new SolveCall(log, batcher_, metrics_, &calls_, *std::move(problems),
-                             request->response_encoding(), request->stacked_response(),
-                             options_.backend_name, response);
+  auto* call = new SolveCall(log, batcher_, metrics_, &calls_, *std::move(problems), request,
+                             &retained_, options_.backend_name, response);
   call->set_launch_immediately(request->launch_immediately());
   // The batcher may finish the call before this returns (e.g. a full queue): gRPC allows Finish
   // before the reactor is bound and runs OnDone only afterwards, so returning `call` stays valid.
@@ -322,7 +335,12 @@ grpc::ServerUnaryReactor* MpcService::Backward(grpc::CallbackServerContext* cont
   if (absl::Status status = CheckMessageSize(*request, options_.max_message_bytes); !status.ok()) {
     return FinishNow(context, log, status, &calls_);
   }
-  absl::StatusOr<BackwardInputs> inputs = ToBackwardProblems(*request, options_.limits);
+  absl::StatusOr<std::unique_ptr<mpcd::v1::BackwardRequest>> merged = retained_.Resolve(*request);
+  if (!merged.ok()) {
+    return FinishNow(context, log, merged.status(), &calls_);
+  }
+  absl::StatusOr<BackwardInputs> inputs =
+      ToBackwardProblems(*merged != nullptr ? **merged : *request, options_.limits);
   if (!inputs.ok()) {
     return FinishNow(context, log, inputs.status(), &calls_);
   }
@@ -338,7 +356,7 @@ grpc::ServerUnaryReactor* MpcService::Backward(grpc::CallbackServerContext* cont
   // size check (ValidateBackwardBatch) is a subset of, so one client's request never fails the
   // others' in its batch, and no value is scanned twice.
   auto* call = new BackwardCall(log, batcher_, metrics_, &calls_, *std::move(inputs), request,
-                                options_.backend_name, response);
+                                *std::move(merged), options_.backend_name, response);
   call->set_launch_immediately(request->launch_immediately());
   call->Start(DeadlineOf(*context));  // as in Solve: Finish may run before this returns
   return call;

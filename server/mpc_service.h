@@ -19,6 +19,7 @@
 #include "server/call_tracker.h"
 #include "server/dynamic_batcher.h"
 #include "server/logger.h"
+#include "server/retained_solves.h"
 #include "server/security.h"
 #include "server/service_metrics.h"
 #include "server/session_budget.h"
@@ -35,6 +36,9 @@ struct ServiceOptions {
   AdmissionLimits admission;
   // Bytes all open Control sessions may hold together (ServerConfig::max_session_bytes).
   std::int64_t max_session_bytes = std::int64_t{256} << 20;
+  // Bytes the Solves kept for their Backward may hold together
+  // (ServerConfig::retained_solve_bytes).
+  std::int64_t retained_solve_bytes = std::int64_t{256} << 20;
   // Reported in every response ("cpu" | "cuda").
   std::string backend_name = "cpu";
   // Every call must carry "authorization: Bearer <auth_token>"; "" = no check.
@@ -78,6 +82,7 @@ class MpcService final : public mpcd::v1::MpcService::CallbackService {
   const BearerTokenCheck auth_;
   CallTracker calls_;
   SessionBudget sessions_;
+  RetainedSolves retained_;
 };
 
 }  // namespace mpc

@@ -69,6 +69,7 @@ absl::Status ValidateServerConfig(const ServerConfig& config) {
            InRange("max_response_bytes", config.admission.max_response_bytes, 1024,
                    kMaxResponseBytes),
            AtLeast("max_session_bytes", config.max_session_bytes, 1),
+           AtLeast("retained_solve_bytes", config.retained_solve_bytes, 0),
            AtLeast("max_workspace_bytes", config.max_workspace_bytes, 0),
            AtLeast("max_concurrent_streams", config.max_concurrent_streams, 1),
            AtLeast("graph_cache_size", config.graphs.capacity, 1),

@@ -60,6 +60,9 @@ struct ServerConfig {
   // Bytes the open Control sessions may hold together (templates, plans); a session that would
   // go over is refused RESOURCE_EXHAUSTED (INVALID_ARGUMENT when it alone is over).
   std::int64_t max_session_bytes = std::int64_t{256} << 20;
+  // Bytes the Solves kept for their Backward (SolveRequest.retain_for_backward) may hold
+  // together; the least recently used are given up first (0: none is kept).
+  std::int64_t retained_solve_bytes = std::int64_t{256} << 20;
   // Bytes of solver workspaces the CPU backend keeps cached between launches, over all threads.
   std::int64_t max_workspace_bytes = std::int64_t{256} << 20;
   // Largest request message, in bytes: larger ones are answered INVALID_ARGUMENT naming the limit.

@@ -173,6 +173,12 @@ ServiceMetrics::ServiceMetrics(absl::string_view backend)
                         .Help("Bytes held by open Control sessions (against --max_session_bytes).")
                         .Register(*registry_)
                         .Add({});
+  retained_solve_bytes_ =
+      &prometheus::BuildGauge()
+           .Name("mpcd_retained_solve_bytes")
+           .Help("Bytes of the Solves kept for their Backward (against --retained_solve_bytes).")
+           .Register(*registry_)
+           .Add({});
   auto& dropped = prometheus::BuildCounter()
                       .Name("mpcd_dropped_problems_total")
                       .Help(
@@ -223,6 +229,10 @@ void ServiceMetrics::AddInflightProblems(int delta) { inflight_problems_->Increm
 
 void ServiceMetrics::AddSessionBytes(std::int64_t delta) {
   session_bytes_->Increment(static_cast<double>(delta));
+}
+
+void ServiceMetrics::SetRetainedSolveBytes(std::int64_t bytes) {
+  retained_solve_bytes_->Set(static_cast<double>(bytes));
 }
 
 void ServiceMetrics::RecordQueueTime(JobKind kind, absl::Duration wait) {

@@ -25,6 +25,7 @@
 //   ... mpcd_queued_problems                          problems waiting in the batcher
 //   mpcd_inflight_problems                        problems inside a backend launch
 //   mpcd_session_bytes                            bytes held by open Control sessions
+//   mpcd_retained_solve_bytes                     bytes of the Solves kept for their Backward
 //   mpcd_dropped_problems_total{reason}           queue_full, stopping, deadline, cancelled
 //   mpcd_backend_info{backend}                    1 for the backend in use
 //   mpcd_build_info{version,revision}             1, with the version and git revision built
@@ -77,6 +78,7 @@ class ServiceMetrics {
   void AddQueuedProblems(int delta);
   void AddInflightProblems(int delta);
   void AddSessionBytes(std::int64_t delta);
+  void SetRetainedSolveBytes(std::int64_t bytes);
   void RecordQueueTime(JobKind kind, absl::Duration wait);
   void RecordLaunch(JobKind kind, int batch_size, absl::Duration duration);
   void RecordSolution(const Solution& solution);
@@ -104,6 +106,7 @@ class ServiceMetrics {
   prometheus::Gauge* queued_problems_ = nullptr;
   prometheus::Gauge* inflight_problems_ = nullptr;
   prometheus::Gauge* session_bytes_ = nullptr;
+  prometheus::Gauge* retained_solve_bytes_ = nullptr;
   std::array<prometheus::Counter*, kDropReasonCount> dropped_{};
 };
 

@@ -11,45 +11,30 @@
 
 namespace mpc {
 
-GraphRegistry::GraphRegistry(GraphRegistryOptions options) : options_(std::move(options)) {}
+GraphRegistry::GraphRegistry(GraphRegistryOptions options)
+    : options_(std::move(options)), by_hash_(options_.capacity) {}
 
 absl::StatusOr<std::shared_ptr<const GraphProgram>> GraphRegistry::Register(
     std::string_view bytes) {
   const std::string sha256 = Sha256Hex(bytes);
   {
     absl::MutexLock lock(&mu_);
-    if (auto it = by_hash_.find(sha256); it != by_hash_.end()) {
-      lru_.splice(lru_.begin(), lru_, it->second);
-      return it->second->second;
-    }
+    if (std::shared_ptr<const GraphProgram> known = by_hash_.Find(sha256)) return known;
   }
   // Compiled outside the lock: a large graph must not stall every other request's lookup.
   absl::StatusOr<std::shared_ptr<const GraphProgram>> program =
       CompileOnnxGraph(bytes, options_.limits);
   if (!program.ok()) return program.status();
   absl::MutexLock lock(&mu_);
-  if (by_hash_.find(sha256) == by_hash_.end()) Insert(*program);
+  if (by_hash_.Find(sha256) == nullptr) by_hash_.Insert(sha256, *program, /*cost=*/1);
   return program;
-}
-
-void GraphRegistry::Insert(std::shared_ptr<const GraphProgram> program) {
-  const std::string sha256 = program->sha256;
-  lru_.emplace_front(sha256, std::move(program));
-  by_hash_[sha256] = lru_.begin();
-  while (static_cast<int>(lru_.size()) > options_.capacity) {
-    by_hash_.erase(lru_.back().first);
-    lru_.pop_back();
-  }
 }
 
 absl::StatusOr<std::shared_ptr<const GraphProgram>> GraphRegistry::FindBySha256(
     std::string_view sha256) {
   const std::string key = absl::AsciiStrToLower(std::string(sha256));
   absl::MutexLock lock(&mu_);
-  if (auto it = by_hash_.find(key); it != by_hash_.end()) {
-    lru_.splice(lru_.begin(), lru_, it->second);
-    return it->second->second;
-  }
+  if (std::shared_ptr<const GraphProgram> known = by_hash_.Find(key)) return known;
   for (const NamedGraph& graph : named_) {
     if (graph.program->sha256 == key) return graph.program;
   }
@@ -103,7 +88,7 @@ std::vector<NamedGraph> GraphRegistry::named() const {
 
 int GraphRegistry::cached() const {
   absl::MutexLock lock(&mu_);
-  return static_cast<int>(lru_.size());
+  return static_cast<int>(by_hash_.size());
 }
 
 }  // namespace mpc

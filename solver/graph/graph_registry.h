@@ -6,7 +6,6 @@
 // from a folder (--model_dir), by name, never evicted. Thread-safe.
 
 #include <cstddef>
-#include <list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,11 +13,11 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "solver/graph/graph_program.h"
 #include "solver/graph/onnx_import.h"
+#include "solver/lru_map.h"
 
 namespace mpc {
 
@@ -59,14 +58,9 @@ class GraphRegistry {
   int cached() const;
 
  private:
-  using Lru = std::list<std::pair<std::string, std::shared_ptr<const GraphProgram>>>;
-
-  void Insert(std::shared_ptr<const GraphProgram> program) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
   const GraphRegistryOptions options_;
   mutable absl::Mutex mu_;
-  Lru lru_ ABSL_GUARDED_BY(mu_);  // most recently used first
-  absl::flat_hash_map<std::string, Lru::iterator> by_hash_ ABSL_GUARDED_BY(mu_);
+  LruMap<GraphProgram> by_hash_ ABSL_GUARDED_BY(mu_);  // capacity: options_.capacity graphs
   std::vector<NamedGraph> named_ ABSL_GUARDED_BY(mu_);
 };
 

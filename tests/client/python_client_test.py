@@ -646,8 +646,16 @@ class TorchLayoutTest(unittest.TestCase):
         # The same requests with C per step on the wire, every gradient from the server.
         per_step = np.ascontiguousarray(inputs["C"].expand(T, n + m, n + m).numpy())
         to_tensor(per_step, solve.problem_template.cost.quadratic)
-        to_tensor(per_step, backward.problem_template.cost.quadratic)
         answer = self.client.stub.Solve(solve, timeout=60).stacked
+        # mpc's Backward named the server's retained copy of its Solve: spelled out here.
+        self.assertTrue(backward.retained_solve)
+        backward.ClearField("retained_solve")
+        backward.horizon = solve.horizon
+        backward.problem_template.CopyFrom(solve.problem_template)
+        backward.batched.CopyFrom(solve.batched)
+        backward.stacked_solutions.x.CopyFrom(answer.x)
+        backward.stacked_solutions.u.CopyFrom(answer.u)
+        backward.stacked_solutions.method = answer.method
         np.testing.assert_array_equal(from_tensor(answer.x), x.detach().numpy().transpose(1, 0, 2))
         np.testing.assert_array_equal(from_tensor(answer.u), u.detach().numpy().transpose(1, 0, 2))
         del backward.gradient_fields[:]

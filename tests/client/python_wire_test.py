@@ -33,7 +33,7 @@ import grpc
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd, module_server  # noqa: E402
+from mpcd_harness import Mpcd, module_server, sample, scrape  # noqa: E402
 
 ARGS = None
 SERVER = None
@@ -630,6 +630,106 @@ class TorchTransportTest(unittest.TestCase):
         for name in g:
             self.assertEqual(g[name].device.type, "cuda", name)
             torch.testing.assert_close(g[name].cpu(), gh[name], rtol=0, atol=0, msg=name)
+
+
+class RetainedSolveTest(unittest.TestCase):
+    """mpcd.torch.MPC's Backward names the server's retained copy of the Solve's problems and
+    solutions (SolveRequest.retain_for_backward) and sends only the cotangents: the gradients are
+    bitwise those of a server that keeps nothing (every problem sent again), and when the server
+    has given the copy up for newer ones, the client sends everything again by itself."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kept = Mpcd(ARGS.mpcd, "--backend=cpu", "--threads=2")
+        cls.none = Mpcd(ARGS.mpcd, "--backend=cpu", "--threads=2", "--retained_solve_bytes=0")
+        cls.clients = {name: mpcd.Client(server.target, timeout=60)
+                       for name, server in (("kept", cls.kept), ("none", cls.none))}
+
+    @classmethod
+    def tearDownClass(cls):
+        for client in cls.clients.values():
+            client.close()
+        for server in (cls.kept, cls.none):
+            code, _, err = server.stop()
+            assert code == 0, err
+
+    @staticmethod
+    def retained_bytes(server):
+        return sample(scrape(server.metrics_url), "mpcd_retained_solve_bytes")
+
+    def forward(self, client, seed, retained_sizes):
+        n, m, T, B = 3, 2, 6, 8
+        rng = np.random.default_rng(seed)
+        C = torch.tensor(np.tile(np.eye(n + m), (T, B, 1, 1)), requires_grad=True)
+        c = torch.tensor(rng.standard_normal((T, B, n + m)), requires_grad=True)
+        F = torch.tensor(np.concatenate([np.eye(n), 0.3 * rng.standard_normal((n, m))], axis=1)
+                         .reshape(1, 1, n, n + m).repeat(T - 1, axis=0).repeat(B, axis=1),
+                         requires_grad=True)
+        x0 = torch.tensor(rng.standard_normal((B, n)), requires_grad=True)
+        mpc = MPC(n, m, T, u_lower=-1.0, u_upper=1.0, client=client)
+        calls = []
+        call = client._call
+
+        def recording(method, request, timeout):
+            if isinstance(request, mpcd_pb2.BackwardRequest):
+                calls.append(request.ByteSize())  # also the calls that fail
+            response = call(method, request, timeout)
+            if isinstance(request, mpcd_pb2.SolveRequest):
+                retained_sizes.append(len(response.retained_solve))
+            return response
+
+        client._call = recording
+        try:
+            x, u, _ = mpc(x0, QuadCost(C, c), LinDx(F))
+        finally:
+            del client._call
+        leaves = (x0, C, c, F)
+
+        def backward():
+            client._call = recording
+            try:
+                (x.sum() + (u * u).sum()).backward()
+            finally:
+                del client._call
+            return [t.grad.numpy().tobytes() for t in leaves], calls
+
+        return backward
+
+    def test_gradients_are_bitwise_those_of_sending_everything_again(self):
+        sizes = []
+        reference, full_calls = self.forward(self.clients["none"], 41, sizes)()
+        self.assertEqual(sizes, [0])  # --retained_solve_bytes=0 keeps nothing
+        self.assertEqual(self.retained_bytes(self.none), 0)
+        grads, calls = self.forward(self.clients["kept"], 41, sizes)()
+        self.assertEqual(sizes[1], 32)  # a name: 128 random bits in hex
+        self.assertGreater(self.retained_bytes(self.kept), 0)
+        self.assertEqual(grads, reference)
+        self.assertEqual(len(calls), 1)
+        self.assertLess(calls[0], full_calls[0] / 2)  # cotangents and options only
+
+    def test_a_copy_given_up_for_a_newer_one_is_sent_again(self):
+        before = self.retained_bytes(self.kept)
+        self.forward(self.clients["kept"], 44, [])
+        one = self.retained_bytes(self.kept) - before  # what one such forward keeps
+        self.assertGreater(one, 0)
+        small = Mpcd(ARGS.mpcd, "--backend=cpu", "--threads=2",
+                     "--retained_solve_bytes=%d" % (one * 3 // 2))
+        try:
+            client = mpcd.Client(small.target, timeout=60)
+            sizes = []
+            reference, _ = self.forward(self.clients["none"], 42, sizes)()
+            first = self.forward(client, 42, sizes)
+            self.forward(client, 43, sizes)  # takes the room of the first's copy
+            self.assertEqual(self.retained_bytes(small), one)
+            grads, calls = first()
+            self.assertEqual(grads, reference)
+            # By name (FAILED_PRECONDITION), then everything again.
+            self.assertEqual(len(calls), 2)
+            self.assertLess(calls[0], calls[1] / 2)
+            client.close()
+        finally:
+            code, _, err = small.stop()
+            self.assertEqual(code, 0, err)
 
 
 class LaunchImmediatelyTest(unittest.TestCase):

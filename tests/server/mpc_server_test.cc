@@ -30,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "mpcd/v1/mpcd.pb.h"
 #include "proto/proto_conversion.h"
+#include "server/retained_solves.h"
 #include "solver/cpu/cpu_backend.h"
 #include "solver/models/model_registry.h"
 #include "tests/testing/fake_backend.h"
@@ -668,6 +669,108 @@ TEST(MpcServerTest, InvalidBackwardRequestsNameTheField) {
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(field)))
         << field;
   }
+}
+
+// The Backward of `full` by the name of a retained Solve: only its cotangents and options.
+mpcd::v1::BackwardRequest ByName(const mpcd::v1::BackwardRequest& full, const std::string& name) {
+  mpcd::v1::BackwardRequest request;
+  request.set_retained_solve(name);
+  request.set_mode(full.mode());
+  *request.mutable_cotangents() = full.cotangents();
+  return request;
+}
+
+TEST(MpcServerTest, ABackwardByARetainedSolveAnswersAsOneThatSendsItAll) {
+  std::unique_ptr<MpcServer> server = StartServer(TestConfig());
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<MpcClient> client = Connect(*server);
+  for (std::uint64_t seed : {5, 6, 7, 8}) {
+    mpcd::v1::SolveRequest solve = RandomRequest(seed, 3);
+    absl::StatusOr<mpcd::v1::SolveResponse> plain = client->Solve(solve);
+    ASSERT_THAT(plain, IsOk());
+    EXPECT_EQ(plain->retained_solve(), "");
+    solve.set_retain_for_backward(true);
+    absl::StatusOr<mpcd::v1::SolveResponse> solved = client->Solve(solve);
+    ASSERT_THAT(solved, IsOk());
+    EXPECT_EQ(solved->retained_solve().size(), 32u);
+    for (auto mode : {mpcd::v1::DEFAULT, mpcd::v1::EXACT}) {
+      const mpcd::v1::BackwardRequest full = BackwardFor(solve, *solved, seed, mode);
+      absl::StatusOr<mpcd::v1::BackwardResponse> expected = client->Backward(full);
+      absl::StatusOr<mpcd::v1::BackwardResponse> by_name =
+          client->Backward(ByName(full, solved->retained_solve()));
+      ASSERT_THAT(expected, IsOk());
+      ASSERT_THAT(by_name, IsOk());
+      ASSERT_EQ(by_name->gradients_size(), 3);
+      for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(by_name->gradients(i).SerializeAsString(),
+                  expected->gradients(i).SerializeAsString())
+            << seed << " " << i;
+        EXPECT_EQ(by_name->diagnostics(i).SerializeAsString(),
+                  expected->diagnostics(i).SerializeAsString())
+            << seed << " " << i;
+      }
+    }
+  }
+  EXPECT_GT(MetricValue(*server->metrics().registry(), "mpcd_retained_solve_bytes", {}), 0.0);
+}
+
+TEST(MpcServerTest, ARetainedSolveNamedWrongIsRefusedNamingTheField) {
+  std::unique_ptr<MpcServer> server = StartServer(TestConfig());
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<MpcClient> client = Connect(*server);
+  mpcd::v1::SolveRequest solve = RandomRequest(9, 2);
+  solve.set_retain_for_backward(true);
+  absl::StatusOr<mpcd::v1::SolveResponse> solved = client->Solve(solve);
+  ASSERT_THAT(solved, IsOk());
+  const mpcd::v1::BackwardRequest full = BackwardFor(solve, *solved, 1);
+  EXPECT_THAT(client->Backward(ByName(full, "0123456789abcdef0123456789abcdef")),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("retained_solve")));
+  // A name and part of what it names: which would count is ambiguous.
+  mpcd::v1::BackwardRequest both = full;
+  both.set_retained_solve(solved->retained_solve());
+  EXPECT_THAT(client->Backward(both), StatusIs(absl::StatusCode::kInvalidArgument,
+                                               HasSubstr("retained_solve: names the problems")));
+  // The cotangents stay the request's to get right.
+  mpcd::v1::BackwardRequest short_cotangents = ByName(full, solved->retained_solve());
+  short_cotangents.mutable_cotangents()->RemoveLast();
+  EXPECT_THAT(client->Backward(short_cotangents),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cotangents")));
+}
+
+TEST(MpcServerTest, RetainedSolvesStayWithinTheirBudgetLeastRecentlyUsedOut) {
+  const mpcd::v1::SolveRequest solve = [] {
+    mpcd::v1::SolveRequest request = CartpoleRequest(30);
+    request.set_retain_for_backward(true);
+    return request;
+  }();
+  const std::int64_t one = static_cast<std::int64_t>(
+      RetainedSolves::BackwardPart(solve, LocalSolve(solve)).SpaceUsedLong());
+  ServerConfig config = TestConfig();
+  config.retained_solve_bytes = one * 3 / 2;
+  std::unique_ptr<MpcServer> server = StartServer(config);
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<MpcClient> client = Connect(*server);
+  absl::StatusOr<mpcd::v1::SolveResponse> first = client->Solve(solve);
+  absl::StatusOr<mpcd::v1::SolveResponse> second = client->Solve(solve);
+  ASSERT_THAT(first, IsOk());
+  ASSERT_THAT(second, IsOk());
+  ASSERT_FALSE(first->retained_solve().empty());
+  EXPECT_NE(first->retained_solve(), second->retained_solve());
+  EXPECT_EQ(MetricValue(*server->metrics().registry(), "mpcd_retained_solve_bytes", {}),
+            static_cast<double>(one));
+  const mpcd::v1::BackwardRequest full = BackwardFor(solve, *first, 2);
+  EXPECT_THAT(client->Backward(ByName(full, first->retained_solve())),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("retained_solve")));
+  EXPECT_THAT(client->Backward(ByName(full, second->retained_solve())), IsOk());
+
+  // A budget below one Solve keeps nothing, and says so with an empty name.
+  config.retained_solve_bytes = one - 1;
+  std::unique_ptr<MpcServer> tight = StartServer(config);
+  ASSERT_NE(tight, nullptr);
+  absl::StatusOr<mpcd::v1::SolveResponse> unkept = Connect(*tight)->Solve(solve);
+  ASSERT_THAT(unkept, IsOk());
+  EXPECT_EQ(unkept->retained_solve(), "");
+  EXPECT_EQ(MetricValue(*tight->metrics().registry(), "mpcd_retained_solve_bytes", {}), 0.0);
 }
 
 TEST(MpcServerTest, MetricsEndpointServesEveryFamily) {

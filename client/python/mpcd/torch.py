@@ -540,6 +540,31 @@ def _stacked(tensor):
     return from_tensor(tensor, copy=False)
 
 
+def _backward_call(spec, request, solve_request, solve_response):
+    """The Backward of `request` (cotangents and options) at the problems of `solve_request` and
+    the solutions of `solve_response`: by the name of the server's retained copy when it kept
+    one, else with the problems and solutions sent again; also when the server has given the copy
+    up since, or a graph it names (both FAILED_PRECONDITION)."""
+    if solve_response.retained_solve:
+        request.retained_solve = solve_response.retained_solve
+        try:
+            return spec.client._call(spec.client.stub.Backward, request, spec.timeout)
+        except MpcdError as e:
+            if e.code != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+        request.ClearField("retained_solve")
+    request.horizon = solve_request.horizon
+    request.problem_template.CopyFrom(solve_request.problem_template)
+    for graph, message in _template_graphs(spec, request.problem_template):
+        message.sha256 = graph.sha256  # the Solve registered it
+    request.batched.CopyFrom(solve_request.batched)
+    solutions = solve_response.stacked
+    request.stacked_solutions.x.CopyFrom(solutions.x)
+    request.stacked_solutions.u.CopyFrom(solutions.u)
+    request.stacked_solutions.method = solutions.method
+    return _call(spec, spec.client.stub.Backward, request)
+
+
 class _MpcFunction(torch.autograd.Function):
     """Forward: one Solve for the batch. Backward: one Backward (vector-Jacobian product)."""
 
@@ -553,6 +578,9 @@ class _MpcFunction(torch.autograd.Function):
                    ("terminal_cost_params", terminal_cost_params))}
         arrays.update(spec.extra)
         request = _solve_request(spec, arrays)
+        # The server keeps the problems and solutions for the Backward, which then sends only
+        # the cotangents (and everything again if the server gave them up).
+        request.retain_for_backward = any(ctx.needs_input_grad[1:])
         response = _call(spec, spec.client.stub.Solve, request)
         stacked = response.stacked
         status_values = np.array(stacked.status, dtype=np.int64)
@@ -570,7 +598,8 @@ class _MpcFunction(torch.autograd.Function):
 
         spec.statuses[:] = statuses
         spec.timing["forward"] = (response.timing.queue_seconds, response.timing.solve_seconds)
-        # Backward sends the problems and the float64 solutions back as they are.
+        # Backward names the server's retained copy of the problems and solutions, or sends them
+        # back as they are.
         ctx.spec, ctx.request, ctx.response = spec, request, response
         ctx.detached = unconverged if spec.detach_unconverged else []
         dtype, device = x_init.dtype, x_init.device
@@ -594,18 +623,11 @@ class _MpcFunction(torch.autograd.Function):
         # float32 inputs get float32 gradients (rounded once by the server).
         float32 = all(spec.dtypes[name] == torch.float32 for name in wanted)
         request = mpcd_pb2.BackwardRequest(
-            horizon=spec.T, mode=mpcd_pb2.BackwardMode.Value(spec.gradient_mode)
+            mode=mpcd_pb2.BackwardMode.Value(spec.gradient_mode)
             if isinstance(spec.gradient_mode, str) else spec.gradient_mode,
             response_encoding=mpcd_pb2.RAW_FLOAT32 if float32 else mpcd_pb2.RAW_FLOAT64,
             stacked_response=True, launch_immediately=True)
-        request.problem_template.CopyFrom(ctx.request.problem_template)
-        for graph, message in _template_graphs(spec, request.problem_template):
-            message.sha256 = graph.sha256  # the Solve registered it
-        request.batched.CopyFrom(ctx.request.batched)
         solutions = ctx.response.stacked
-        request.stacked_solutions.x.CopyFrom(solutions.x)
-        request.stacked_solutions.u.CopyFrom(solutions.u)
-        request.stacked_solutions.method = solutions.method
         request.stacked_cotangents.SetInParent()  # stacked, even when both are absent (zero)
         # Only the gradients autograd asked for travel; a per-step C's is formed here from c's.
         C_from_c = "C" in wanted and spec.cost_per_step and not float32
@@ -621,7 +643,7 @@ class _MpcFunction(torch.autograd.Function):
                 array = array.copy()
                 array[ctx.detached] = 0.0
             to_tensor(np.ascontiguousarray(array), target)
-        response = _call(spec, spec.client.stub.Backward, request)
+        response = _backward_call(spec, request, ctx.request, ctx.response)
         spec.timing["backward"] = (response.timing.queue_seconds, response.timing.solve_seconds)
         stacked = response.stacked_gradients
         fields = {
