@@ -97,13 +97,11 @@ struct DenseKernels : LaneLinearization {
 
   // All columns at once (the innermost loop along a row, in vector lanes) for the packed shapes'
   // many columns (the gains K of n > 16, or m > 8); one column at a time for the small ones, where
-  // it measured faster in the solver (linear n8 m4 2-4% slower all at once, though a substitution
-  // alone runs 1.7x faster so). The same bits either way.
-  static constexpr bool SolvesColumnsAtOnce(int cols, int m) { return UsesPackedProducts(cols, m); }
-
+  // the solver measured faster so (linear n8 m4 ran 2-4% slower all at once; docs/benchmarks.md
+  // §1). The same bits either way.
   template <typename S>
   MPC_FORCE_INLINE static void CholeskySolveInPlace(const S* L, int m, S* rhs, int cols) {
-    if (SolvesColumnsAtOnce(cols, m)) {
+    if (UsesPackedProducts(cols, m)) {
       core::CholeskySolveColumnsInPlace<S>(L, m, rhs, cols, cols);
     } else {
       core::CholeskySolveInPlace<S>(L, m, rhs, cols);
