@@ -134,11 +134,11 @@ inline IterationFlops CountIterationFlops(const ProblemShape& shape, long step_f
   IterationFlops f;
   // Per step: cost gradient (2n^2 + 4nm + 2m^2), V A and V B (2n^3 + 2n^2 m), A'VA, B'VA, B'VB
   // (2n^3 + 2mn^2 + 2m^2 n), A'v and B'v (2n^2 + 2nm), Cholesky (m^3/3), gains (2m^2 (n+1)), V and
-  // v updates (2m^2 n + 4mn^2 + 2nm + 2m^2 + 2nm).
+  // v updates (V = sym((2 Qux + Quu K)'K): 2m^2 n + nm + 2mn^2; v: 2nm + 2m^2 + 2nm).
   const double per_step = 2 * n * n + 4 * n * m + 2 * m * m + 2 * n * n * n + 2 * n * n * m +
                           2 * n * n * n + 2 * m * n * n + 2 * m * m * n + 2 * n * n + 2 * n * m +
-                          m * m * m / 3 + 2 * m * m * (n + 1) + 2 * m * m * n + 4 * m * n * n +
-                          4 * n * m + 2 * m * m;
+                          m * m * m / 3 + 2 * m * m * (n + 1) + 2 * m * m * n + n * m +
+                          2 * m * n * n + 4 * n * m + 2 * m * m;
   f.riccati =
       T * per_step + (bounded ? T * 2 * m * m : 0);  // one box-QP gradient per step at least
   // Per step: dx, K dx + alpha k, cost (n^2 + 2nm + m^2 + 2n + 2m), dynamics.

@@ -198,12 +198,13 @@ struct DenseKernels : LaneLinearization {
                                          S* tmp, S* V, S* v) {
     const ConstMatrix<S> qux(Qux, m, n), quu(Quu, m, m), gain(K, m, n);
     const ConstVector<S> feedforward(k, m);
-    Matrix<S> quuk(QuuK, m, n), value(V, n, n);
-    quuk.noalias() = quu * gain;
+    Matrix<S> weighted(QuuK, m, n), value(V, n, n);
+    // sym(Qux'K + K'Qux + K'Quu K) = sym((2 Qux + Quu K)'K), as sym(X') = sym(X): one product of
+    // depth m where the core's loops take three.
+    weighted.noalias() = quu * gain;
+    weighted += S(2) * qux;
     value = ConstMatrix<S>(Qxx, n, n);
-    value.noalias() += qux.transpose() * gain;
-    value.noalias() += gain.transpose() * qux;
-    value.noalias() += gain.transpose() * quuk;
+    value.noalias() += weighted.transpose() * gain;
     core::Symmetrize<S>(V, n);
     Vector<S> shifted(tmp, m);
     shifted = ConstVector<S>(qu, m);

@@ -3,6 +3,8 @@
 // catches every other heap allocation (std::vector growth, std::function, ...). Single-threaded on
 // purpose: Eigen's flag is global.
 
+#include <utility>
+
 #include "Eigen/Core"
 #include "gtest/gtest.h"
 #include "solver/cpu/ilqr.h"
@@ -58,6 +60,17 @@ TEST(NoAllocationTest, LinearFixedAndDynamicSizes) {
     Problem odd =
         RandomLqrProblem({.state_dim = 7, .control_dim = 3, .horizon = 15, .bounded = bounded}, 4);
     ExpectSolveAllocatesNothing(odd, true);
+  }
+}
+
+// Shapes beyond the device's take the CPU's packed products (cpu/dense_kernels.h).
+TEST(NoAllocationTest, PackedShapes) {
+  for (bool bounded : {false, true}) {
+    for (auto [n, m] : {std::pair{20, 5}, {64, 16}}) {
+      Problem problem = RandomLqrProblem(
+          {.state_dim = n, .control_dim = m, .horizon = 6, .bounded = bounded}, n + m);
+      ExpectSolveAllocatesNothing(problem, true);
+    }
   }
 }
 

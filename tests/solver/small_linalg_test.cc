@@ -1,12 +1,14 @@
 // The core's Cholesky substitution (solver/core/small_linalg.h): all columns at once (the host's
 // order for many columns) gives the bits of one column at a time (the device's), both solve the
 // system, and the CPU's kernel policy (cpu/dense_kernels.h) picks either without changing a bit.
+// The CPU's packed kernels for large shapes compute what the core's loops compute.
 
 #include "solver/core/small_linalg.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -82,6 +84,42 @@ TEST(CholeskySolve, ABlockOfColumnsLeavesTheOthersAsTheyWere) {
       const double expected = solved ? all[i * cols + c] : s.rhs[i * cols + c];
       EXPECT_EQ(std::memcmp(&block[i * cols + c], &expected, sizeof(double)), 0)
           << "row " << i << " column " << c;
+    }
+  }
+}
+
+std::vector<double> NormalVector(testing::Rng& rng, int size) {
+  std::vector<double> v(size);
+  for (double& e : v) e = rng.Normal();
+  return v;
+}
+
+double MaxAbsDifference(const std::vector<double>& a, const std::vector<double>& b) {
+  double worst = 0.0;
+  for (std::size_t e = 0; e < a.size(); ++e) worst = std::max(worst, std::abs(a[e] - b[e]));
+  return worst;
+}
+
+TEST(PackedKernels, TheValueFunctionOfGainsIsTheCoreLoopsOne) {
+  for (auto [n, m] : {std::pair{20, 5}, {33, 4}, {12, 9}, {64, 16}}) {
+    ASSERT_TRUE(DenseKernels::UsesPackedProducts(n, m));
+    testing::Rng rng(n * 100 + m);
+    std::vector<double> Qxx = NormalVector(rng, n * n), Qux = NormalVector(rng, m * n),
+                        qx = NormalVector(rng, n), qu = NormalVector(rng, m),
+                        K = NormalVector(rng, m * n), k = NormalVector(rng, m);
+    const System quu = RandomSystem(m, 1, n + m);  // Quu symmetric, as a stage's is
+    std::vector<double> QuuK(m * n), tmp(m), V_core(n * n), v_core(n), V_packed(n * n),
+        v_packed(n);
+    core::ValueFunctionOfGains(Qxx.data(), Qux.data(), quu.Q.data(), qx.data(), qu.data(),
+                               K.data(), k.data(), n, m, QuuK.data(), tmp.data(), V_core.data(),
+                               v_core.data());
+    DenseKernels::ValueFunctionOfGains(Qxx.data(), Qux.data(), quu.Q.data(), qx.data(),
+                                       qu.data(), K.data(), k.data(), n, m, QuuK.data(),
+                                       tmp.data(), V_packed.data(), v_packed.data());
+    EXPECT_LT(MaxAbsDifference(V_packed, V_core), 1e-11) << "n " << n << " m " << m;
+    EXPECT_LT(MaxAbsDifference(v_packed, v_core), 1e-11) << "n " << n << " m " << m;
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < n; ++j) EXPECT_EQ(V_packed[i * n + j], V_packed[j * n + i]);
     }
   }
 }
