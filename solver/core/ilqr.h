@@ -100,6 +100,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   using Data::ConstraintCoefficient;
   using Data::ConstraintValue;
   using Data::Copy;
+  using Data::CostBase;
   using Data::cu;
   using Data::Cuu;
   using Data::Cux;
@@ -109,6 +110,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   using Data::has_bounds_;
   using Data::HasConstraintGraph;
   using Data::HasCostGraph;
+  using Data::LinearBase;
   using Data::LinearizeConstraintGraph;
   using Data::LoadU;
   using Data::LoadX;
@@ -120,8 +122,6 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   using Data::nt;
   using Data::params_;
   using Data::settings_;
-  using Data::StageCost;
-  using Data::Step;
   using Data::T_;
   using Data::Upper;
   using Data::view_;
@@ -158,6 +158,8 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
 
  private:
   enum PassResult { kOk, kNotPositiveDefinite, kNotFinite, kStopped };
+  // Whether some shapes take the kernels' packed products, which read the problem's data in place.
+  static constexpr bool kMayPack = Layout::kAdjacentElements && Kernels::kPacksLargeShapes;
 
   // The iLQR from the current controls u_ until convergence, a stall or max_iterations; leaves
   // the returned iterate in best_x, best_u and its cost (with the constraints' penalty, if any) in
@@ -531,6 +533,59 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     Kernels::template CholeskySolveInPlace<S>(L_, m, out, cols);
   }
 
+  // Q_t's stage cost part: the blocks of C_t and q_t = C_t tau_t + c_t (Qxx, Qux, Quu_, qx, qu_).
+  MPC_HOST_DEVICE void StageCostToQ(int t, const S* x, const S* u, S* Qxx, S* Qux, S* qx) {
+    if constexpr (kMayPack) {
+      if (Kernels::UsesPackedProducts(n, m)) {
+        Kernels::template PackedCostToQ<S>(view_.cost_quadratic + CostBase(t),
+                                           view_.cost_linear + LinearBase(t), x, u, n, m, Qxx, Qux,
+                                           Quu_, qx, qu_);
+        return;
+      }
+    }
+    for (int i = 0; i < n; ++i) {
+      S s = 0;
+      for (int j = 0; j < n; ++j) s += Cxx(t, i, j) * x[j];
+      for (int j = 0; j < m; ++j) s += Cux(t, j, i) * u[j];
+      qx[i] = s + cx(t, i);
+      for (int j = 0; j < n; ++j) Qxx[i * n + j] = Cxx(t, i, j);
+    }
+    for (int i = 0; i < m; ++i) {
+      S s = 0;
+      for (int j = 0; j < n; ++j) s += Cux(t, i, j) * x[j];
+      for (int j = 0; j < m; ++j) s += Cuu(t, i, j) * u[j];
+      qu_[i] = s + cu(t, i);
+      for (int j = 0; j < n; ++j) Qux[i * n + j] = Cux(t, i, j);
+      for (int j = 0; j < m; ++j) Quu_[i * m + j] = Cuu(t, i, j);
+    }
+  }
+
+  // The data's Step and StageCost; for the packed shapes the linear step and the quadratic cost
+  // in the kernels' vector lanes.
+  MPC_HOST_DEVICE void Step(int t, const S* x, const S* u, S* x_next) const {
+    if constexpr (kMayPack && Dynamics::kIsLinear) {
+      if (Kernels::UsesPackedProducts(n, m)) {
+        const S* offset = view_.offset_slices > 0
+                              ? view_.offset + (view_.offset_slices > 1 ? t : 0) * n
+                              : nullptr;
+        Kernels::template PackedLinearStep<S>(
+            view_.transition + (view_.transition_slices > 1 ? t : 0) * n * nt, offset, x, u, n, m,
+            x_next);
+        return;
+      }
+    }
+    Data::Step(t, x, u, x_next);
+  }
+  MPC_HOST_DEVICE S StageCost(int t, const S* x, const S* u) const {
+    if constexpr (kMayPack) {
+      if (Kernels::UsesPackedProducts(n, m) && !HasCostGraph()) {
+        return Kernels::template PackedStageCost<S>(view_.cost_quadratic + CostBase(t),
+                                                    view_.cost_linear + LinearBase(t), x, u, n, m);
+      }
+    }
+    return Data::StageCost(t, x, u);
+  }
+
   // Riccati recursion in delta space around (x_, u_): Q_t = C_t + F_t' V_{t+1} F_t,
   // q_t = C_t tau_t + c_t + F_t' v_{t+1}; writes K_t, k_t into the batch buffers.
   MPC_HOST_DEVICE PassResult BackwardPass() {
@@ -544,21 +599,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
       if (StopRequestedAtStep(T_ - 1 - t)) return kStopped;
       LoadX(x_, t, x);
       LoadU(u_, t, u);
-      for (int i = 0; i < n; ++i) {
-        S s = 0;
-        for (int j = 0; j < n; ++j) s += Cxx(t, i, j) * x[j];
-        for (int j = 0; j < m; ++j) s += Cux(t, j, i) * u[j];
-        qx[i] = s + cx(t, i);
-        for (int j = 0; j < n; ++j) Qxx[i * n + j] = Cxx(t, i, j);
-      }
-      for (int i = 0; i < m; ++i) {
-        S s = 0;
-        for (int j = 0; j < n; ++j) s += Cux(t, i, j) * x[j];
-        for (int j = 0; j < m; ++j) s += Cuu(t, i, j) * u[j];
-        qu_[i] = s + cu(t, i);
-        for (int j = 0; j < n; ++j) Qux[i * n + j] = Cux(t, i, j);
-        for (int j = 0; j < m; ++j) Quu_[i * m + j] = Cuu(t, i, j);
-      }
+      StageCostToQ(t, x, u, Qxx, Qux, qx);
       if (has_constraints_) AddPenaltyToQ(t, x, u, Qxx, Qux, qx);
       if (t < T_ - 1) {
         const StepJacobians<const S> F = Linearizations().Read(t, A, B);

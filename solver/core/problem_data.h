@@ -186,12 +186,9 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
   MPC_HOST_DEVICE S Cuu(int t, int i, int j) const {
     return At(view_.cost_quadratic, CostBase(t) + (n + i) * nt + n + j);
   }
-  MPC_HOST_DEVICE S cx(int t, int i) const {
-    return At(view_.cost_linear, (view_.linear_slices > 1 ? t : 0) * nt + i);
-  }
-  MPC_HOST_DEVICE S cu(int t, int j) const {
-    return At(view_.cost_linear, (view_.linear_slices > 1 ? t : 0) * nt + n + j);
-  }
+  MPC_HOST_DEVICE int LinearBase(int t) const { return (view_.linear_slices > 1 ? t : 0) * nt; }
+  MPC_HOST_DEVICE S cx(int t, int i) const { return At(view_.cost_linear, LinearBase(t) + i); }
+  MPC_HOST_DEVICE S cu(int t, int j) const { return At(view_.cost_linear, LinearBase(t) + n + j); }
   MPC_HOST_DEVICE S Lower(int t, int j) const {
     return At(view_.u_lower, (view_.bound_slices > 1 ? t : 0) * m + j);
   }

@@ -218,6 +218,9 @@ struct LoopKernels {
   static constexpr int kLinearizationLanes = 1;
   template <typename S, class Dynamics, int NX, int NU>
   static constexpr bool kLinearizesInLanes = false;
+  // Whether some shapes take packed kernels that read a stage's cost in place (a host's:
+  // cpu/dense_kernels.h's PackedCostToQ).
+  static constexpr bool kPacksLargeShapes = false;
 
   template <typename S>
   MPC_HOST_DEVICE MPC_FORCE_INLINE static void AddDynamicsToQ(const S* A, const S* B, const S* V,

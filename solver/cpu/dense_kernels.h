@@ -63,8 +63,60 @@ struct LaneLinearization {
 };
 
 struct DenseKernels : LaneLinearization {
+  static constexpr bool kPacksLargeShapes = true;
   static constexpr bool UsesPackedProducts(int n, int m) {
     return n > core::kGenericMaxStateDim || m > core::kGenericMaxControlDim;
+  }
+
+  // A stage's cost part of Q for the packed shapes: the blocks of C (n+m, n+m), row-major, and
+  // q = C tau + c in vector lanes (the core's loops sum each row in one dependent chain). Like
+  // them it reads the lower-left block for both Cux and Cxu.
+  template <typename S>
+  static void PackedCostToQ(const S* C, const S* c, const S* x, const S* u, int n, int m, S* Qxx,
+                            S* Qux, S* Quu, S* qx, S* qu) {
+    const int nt = n + m;
+    const ConstMatrix<S> cost(C, nt, nt);
+    const ConstVector<S> state(x, n), control(u, m);
+    Matrix<S>(Qxx, n, n) = cost.topLeftCorner(n, n);
+    Matrix<S>(Qux, m, n) = cost.bottomLeftCorner(m, n);
+    Matrix<S>(Quu, m, m) = cost.bottomRightCorner(m, m);
+    Vector<S> gradient_x(qx, n), gradient_u(qu, m);
+    gradient_x = ConstVector<S>(c, n);
+    gradient_x.noalias() += cost.topLeftCorner(n, n) * state;
+    gradient_x.noalias() += cost.bottomLeftCorner(m, n).transpose() * control;
+    gradient_u = ConstVector<S>(c + n, m);
+    gradient_u.noalias() += cost.bottomLeftCorner(m, n) * state;
+    gradient_u.noalias() += cost.bottomRightCorner(m, m) * control;
+  }
+
+  // x_next = A x + B u (+ f) for the packed shapes, F = [A B] (n, n+m) row-major, f (n) or null.
+  template <typename S>
+  static void PackedLinearStep(const S* F, const S* f, const S* x, const S* u, int n, int m,
+                               S* x_next) {
+    const ConstMatrix<S> transition(F, n, n + m);
+    Vector<S> next(x_next, n);
+    next.noalias() = transition.leftCols(n) * ConstVector<S>(x, n);
+    next.noalias() += transition.rightCols(m) * ConstVector<S>(u, m);
+    if (f != nullptr) next += ConstVector<S>(f, n);
+  }
+
+  // The quadratic stage cost x'(Cxx x / 2 + cx) + u'(Cux x + Cuu u / 2 + cu) for the packed
+  // shapes (the core's form: the lower-left block for both cross terms), its rows' dot products
+  // in vector lanes.
+  template <typename S>
+  static S PackedStageCost(const S* C, const S* c, const S* x, const S* u, int n, int m) {
+    const int nt = n + m;
+    const ConstMatrix<S> cost(C, nt, nt);
+    const ConstVector<S> state(x, n), control(u, m);
+    S total = 0;
+    for (int i = 0; i < n; ++i) {
+      total += x[i] * (S(0.5) * cost.row(i).head(n).dot(state) + c[i]);
+    }
+    for (int i = 0; i < m; ++i) {
+      const auto row = cost.row(n + i);
+      total += u[i] * (row.head(n).dot(state) + S(0.5) * row.tail(m).dot(control) + c[n + i]);
+    }
+    return total;
   }
 
   // Inlined into the solver, so that in its fixed-size specialisations n and m are constants:

@@ -30,7 +30,7 @@ import grpc
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
-from mpcd_harness import Mpcd, client_test_args  # noqa: E402
+from mpcd_harness import Mpcd, client_test_args, sample, scrape  # noqa: E402
 
 ARGS = None
 N, M, T = 3, 2, 6
@@ -467,6 +467,33 @@ class ModuleDynamicsTest(unittest.TestCase):
             client.close()
         finally:
             self.assertEqual(other.stop()[0], 0)
+
+    def test_a_graph_evicted_between_solve_and_backward_is_sent_again(self):
+        """The Solve's retained copy names the graph by its hash; another graph evicts it before
+        the Backward (--graph_cache_size=1): the Backward by name fails on the hash, and the
+        client sends everything again, then the bytes. The gradients are those of a server that
+        kept the graph."""
+        module = Affine()
+        module.zero_grad()
+        self.loss(module)[0].backward()
+        expected = {name: p.grad.clone() for name, p in module.named_parameters()}
+        small = Mpcd(ARGS.mpcd, "--backend=cpu", "--graph_cache_size=1")
+        try:
+            client = mpcd.Client(small.target, timeout=60)
+            self.mpc(client=client)(self.x_init, self.cost, module)  # sends the bytes
+            module.zero_grad()
+            x, u, _ = self.mpc(client=client)(self.x_init, self.cost, module)  # the hash only
+            self.mpc(client=client)(self.x_init, self.cost, SigmoidMlp())  # evicts it
+            ((self.weights_x * x).sum() + (self.weights_u * u).sum()).backward()
+            for name, parameter in module.named_parameters():
+                np.testing.assert_array_equal(parameter.grad.numpy(), expected[name].numpy(),
+                                              err_msg=name)
+            refused = sample(scrape(small.metrics_url), "mpcd_requests_total", method="Backward",
+                             code="FAILED_PRECONDITION")
+            self.assertEqual(refused, 2.0)  # by name, then everything by hash
+            client.close()
+        finally:
+            self.assertEqual(small.stop()[0], 0)
 
     def test_modules_the_exporter_or_the_server_cannot_run_are_errors_naming_the_op(self):
         class Unexportable(torch.nn.Module):

@@ -108,19 +108,77 @@ TEST(PackedKernels, TheValueFunctionOfGainsIsTheCoreLoopsOne) {
                         qx = NormalVector(rng, n), qu = NormalVector(rng, m),
                         K = NormalVector(rng, m * n), k = NormalVector(rng, m);
     const System quu = RandomSystem(m, 1, n + m);  // Quu symmetric, as a stage's is
-    std::vector<double> QuuK(m * n), tmp(m), V_core(n * n), v_core(n), V_packed(n * n),
-        v_packed(n);
-    core::ValueFunctionOfGains(Qxx.data(), Qux.data(), quu.Q.data(), qx.data(), qu.data(),
-                               K.data(), k.data(), n, m, QuuK.data(), tmp.data(), V_core.data(),
+    std::vector<double> QuuK(m * n), tmp(m), V_core(n * n), v_core(n), V_packed(n * n), v_packed(n);
+    core::ValueFunctionOfGains(Qxx.data(), Qux.data(), quu.Q.data(), qx.data(), qu.data(), K.data(),
+                               k.data(), n, m, QuuK.data(), tmp.data(), V_core.data(),
                                v_core.data());
-    DenseKernels::ValueFunctionOfGains(Qxx.data(), Qux.data(), quu.Q.data(), qx.data(),
-                                       qu.data(), K.data(), k.data(), n, m, QuuK.data(),
-                                       tmp.data(), V_packed.data(), v_packed.data());
+    DenseKernels::ValueFunctionOfGains(Qxx.data(), Qux.data(), quu.Q.data(), qx.data(), qu.data(),
+                                       K.data(), k.data(), n, m, QuuK.data(), tmp.data(),
+                                       V_packed.data(), v_packed.data());
     EXPECT_LT(MaxAbsDifference(V_packed, V_core), 1e-11) << "n " << n << " m " << m;
     EXPECT_LT(MaxAbsDifference(v_packed, v_core), 1e-11) << "n " << n << " m " << m;
     for (int i = 0; i < n; ++i) {
       for (int j = 0; j < n; ++j) EXPECT_EQ(V_packed[i * n + j], V_packed[j * n + i]);
     }
+  }
+}
+
+TEST(PackedKernels, TheStageCostAndItsPartOfQReadTheBlocksTheCoreReads) {
+  const int n = 20, m = 6, nt = n + m;
+  testing::Rng rng(11);
+  // Not symmetric, so that reading the upper-right block where the core reads the lower-left
+  // one would show.
+  const std::vector<double> C = NormalVector(rng, nt * nt), c = NormalVector(rng, nt),
+                            x = NormalVector(rng, n), u = NormalVector(rng, m);
+  std::vector<double> Qxx(n * n), Qux(m * n), Quu(m * m), qx(n), qu(m);
+  DenseKernels::PackedCostToQ(C.data(), c.data(), x.data(), u.data(), n, m, Qxx.data(), Qux.data(),
+                              Quu.data(), qx.data(), qu.data());
+  for (int i = 0; i < n; ++i) {
+    double expected = c[i];
+    for (int j = 0; j < n; ++j) expected += C[i * nt + j] * x[j];
+    for (int j = 0; j < m; ++j) expected += C[(n + j) * nt + i] * u[j];
+    EXPECT_NEAR(qx[i], expected, 1e-12) << "qx " << i;
+    for (int j = 0; j < n; ++j) EXPECT_EQ(Qxx[i * n + j], C[i * nt + j]);
+  }
+  for (int i = 0; i < m; ++i) {
+    double expected = c[n + i];
+    for (int j = 0; j < n; ++j) expected += C[(n + i) * nt + j] * x[j];
+    for (int j = 0; j < m; ++j) expected += C[(n + i) * nt + n + j] * u[j];
+    EXPECT_NEAR(qu[i], expected, 1e-12) << "qu " << i;
+    for (int j = 0; j < n; ++j) EXPECT_EQ(Qux[i * n + j], C[(n + i) * nt + j]);
+    for (int j = 0; j < m; ++j) EXPECT_EQ(Quu[i * m + j], C[(n + i) * nt + n + j]);
+  }
+  double cost = 0.0;
+  for (int i = 0; i < n; ++i) {
+    double s = 0.0;
+    for (int j = 0; j < n; ++j) s += C[i * nt + j] * x[j];
+    cost += x[i] * (0.5 * s + c[i]);
+  }
+  for (int i = 0; i < m; ++i) {
+    double sx = 0.0, su = 0.0;
+    for (int j = 0; j < n; ++j) sx += C[(n + i) * nt + j] * x[j];
+    for (int j = 0; j < m; ++j) su += C[(n + i) * nt + n + j] * u[j];
+    cost += u[i] * (sx + 0.5 * su + c[n + i]);
+  }
+  EXPECT_NEAR(DenseKernels::PackedStageCost(C.data(), c.data(), x.data(), u.data(), n, m), cost,
+              1e-11);
+}
+
+TEST(PackedKernels, TheLinearStepIsFTimesTauPlusF) {
+  const int n = 24, m = 7, nt = n + m;
+  testing::Rng rng(12);
+  const std::vector<double> F = NormalVector(rng, n * nt), f = NormalVector(rng, n),
+                            x = NormalVector(rng, n), u = NormalVector(rng, m);
+  std::vector<double> with_offset(n), without(n);
+  DenseKernels::PackedLinearStep(F.data(), f.data(), x.data(), u.data(), n, m, with_offset.data());
+  DenseKernels::PackedLinearStep(F.data(), static_cast<const double*>(nullptr), x.data(), u.data(),
+                                 n, m, without.data());
+  for (int i = 0; i < n; ++i) {
+    double expected = 0.0;
+    for (int j = 0; j < n; ++j) expected += F[i * nt + j] * x[j];
+    for (int j = 0; j < m; ++j) expected += F[i * nt + n + j] * u[j];
+    EXPECT_NEAR(without[i], expected, 1e-12) << i;
+    EXPECT_NEAR(with_offset[i], expected + f[i], 1e-12) << i;
   }
 }
 
