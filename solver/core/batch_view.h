@@ -33,6 +33,10 @@ enum DeviceStatus : std::int32_t {
   kDeviceInfeasible = 5,
 };
 
+// The slice of step t in an input held either once for every step (slices 1; 0 when the input is
+// absent) or once per step (slices > 1): the `*_slices` fields of the batch views.
+MPC_HOST_DEVICE inline int SliceOf(int slices, int t) { return slices > 1 ? t : 0; }
+
 // Whether problem `problem` of a batch should stop early (its caller's deadline passed or the
 // caller left); `context` is the executor's. Host only: a CPU executor sets it, the GPU leaves it
 // null (a kernel cannot call back into the host).
@@ -151,10 +155,13 @@ struct IlqrBatchView {
   ProblemResult* results = nullptr;  // [batch], not interleaved
 
   // Scratch.
-  S* x = nullptr;            // (T, n): current iterate
-  S* u = nullptr;            // (T, m)
-  S* x_try = nullptr;        // (T, n): line-search trial
-  S* u_try = nullptr;        // (T, m)
+  S* x = nullptr;      // (T, n): current iterate
+  S* u = nullptr;      // (T, m)
+  S* x_try = nullptr;  // (T, n): line-search trial
+  S* u_try = nullptr;  // (T, m)
+  // The line search's trials side by side, kLanes of them (a host's lane type; null = one at a
+  // time): (T, n, kLanes), then (T, m, kLanes) (ilqr.h, ProblemSolver's Trial).
+  S* trial_lanes = nullptr;
   S* A = nullptr;            // (T-1, n, n): linearised dynamics, models only
   S* B = nullptr;            // (T-1, n, m)
   S* multipliers = nullptr;  // (T, k): the augmented Lagrangian's multiplier estimates

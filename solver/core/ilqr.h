@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "solver/core/batch_view.h"
+#include "solver/core/lanes.h"
 #include "solver/core/problem_data.h"
 #include "solver/core/regularization.h"
 #include "solver/core/scratch.h"
@@ -88,9 +89,12 @@ class StepGroups {
 // they are capacities and n, m come from the view (n <= NX, m <= NU); NX = NU = kDynamic takes n,
 // m from the view and the small matrices from `arena` (ScratchCapacity(n, m) scalars, host only).
 // Kernels: the O(n^3) steps of a Riccati stage (small_linalg.h's LoopKernels, or a host-only
-// implementation of the same interface).
+// implementation of the same interface). Trial: the scalar of the line search's trial rollouts
+// (lanes.h): S, one step size at a time, or a host's lane type with compile-time sizes, as many
+// step sizes at once as it has lanes (into view.trial_lanes; one at a time where that is null, or
+// the problem has stage constraints or a cost graph).
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
-          class Layout = Interleaved, class Kernels = LoopKernels>
+          class Layout = Interleaved, class Kernels = LoopKernels, typename Trial = S>
 class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layout> {
   using Data = ProblemData<S, Dynamics, NX, NU, kFixedSize, Layout>;
   // State, control and tau sizes (named as in the math, like NX and NU).
@@ -120,9 +124,11 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   using Data::Min;
   using Data::n;
   using Data::nt;
+  using Data::OffsetBase;
   using Data::params_;
   using Data::settings_;
   using Data::T_;
+  using Data::TransitionBase;
   using Data::Upper;
   using Data::view_;
 
@@ -565,12 +571,9 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   MPC_HOST_DEVICE void Step(int t, const S* x, const S* u, S* x_next) const {
     if constexpr (kMayPack && Dynamics::kIsLinear) {
       if (Kernels::UsesPackedProducts(n, m)) {
-        const S* offset = view_.offset_slices > 0
-                              ? view_.offset + (view_.offset_slices > 1 ? t : 0) * n
-                              : nullptr;
-        Kernels::template PackedLinearStep<S>(
-            view_.transition + (view_.transition_slices > 1 ? t : 0) * n * nt, offset, x, u, n, m,
-            x_next);
+        const S* offset = view_.offset_slices > 0 ? view_.offset + OffsetBase(t) : nullptr;
+        Kernels::template PackedLinearStep<S>(view_.transition + TransitionBase(t), offset, x, u, n,
+                                              m, x_next);
         return;
       }
     }
@@ -701,12 +704,16 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
 
   // A trial control v of control j at step t clamped into the bounds and, with a trust region,
   // into [u_old - delta_u, u_old + delta_u] (mpc.pytorch's forward pass).
-  MPC_HOST_DEVICE S ClampTrial(int t, int j, S v, S u_old) const {
-    if (!trust_region_) return has_bounds_ ? Min(Max(v, Lower(t, j)), Upper(t, j)) : v;
+  // R: the trial scalar (one trial per lane).
+  template <typename R>
+  MPC_HOST_DEVICE R ClampTrial(int t, int j, R v, S u_old) const {
+    if (!trust_region_) {
+      return has_bounds_ ? RolloutMin<R>(RolloutMax<R>(v, R(Lower(t, j))), R(Upper(t, j))) : v;
+    }
     const S delta = S(settings_.delta_u);
     const S lo = has_bounds_ ? Max(Lower(t, j), u_old - delta) : u_old - delta;
     const S hi = has_bounds_ ? Min(Upper(t, j), u_old + delta) : u_old + delta;
-    return Min(Max(v, lo), hi);
+    return RolloutMin<R>(RolloutMax<R>(v, R(lo)), R(hi));
   }
 
   // k_t from min 0.5 k'Hk + qu'k s.t. StepLower <= k <= StepUpper by projected Newton, run
@@ -781,23 +788,12 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   // max_linesearch_iterations trials take the last one anyway. Swaps the accepted trial into
   // x_, u_. Returns false (and keeps x_, u_) if the last trial is not finite.
   MPC_HOST_DEVICE bool LineSearch(S old_cost, S* new_cost, S* step_norm) {
-    using std::sqrt;
-    S alpha = 1;
     S cost = static_cast<S>(NAN);  // until a trial ran
-    for (int trial = 0; trial < settings_.max_linesearch_iterations; ++trial) {
-      cost = TrialRollout(alpha);
-      if (trial == 0) {
-        S sum = 0;
-        for (int e = 0; e < T_ * m; ++e) {
-          const S d = At(u_try_, e) - At(u_, e);
-          sum += d * d;
-        }
-        *step_norm = sqrt(sum);
-      }
-      if (IsFinite(cost) && cost <= old_cost) break;
-      // A long horizon's trials are slow: a stop takes this trial as the last one.
-      if (StopRequested()) break;
-      alpha *= S(settings_.linesearch_decay);
+    if constexpr (kTrialLanes > 1) {
+      cost = TrialsInLanes() ? SearchInLanes(old_cost, step_norm)
+                             : SearchOneByOne(old_cost, step_norm);
+    } else {
+      cost = SearchOneByOne(old_cost, step_norm);
     }
     if (!IsFinite(cost) || !AllFinite(x_try_, T_ * n)) {
       *new_cost = old_cost;
@@ -813,35 +809,161 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
     return true;
   }
 
-  MPC_HOST_DEVICE S TrialRollout(S alpha) {
+  // The trials of the line search one step size at a time; leaves the taken one in x_try_,
+  // u_try_ and returns its cost (NaN when none ran).
+  MPC_HOST_DEVICE S SearchOneByOne(S old_cost, S* step_norm) {
+    S alpha = 1;
+    S cost = static_cast<S>(NAN);
+    for (int trial = 0; trial < settings_.max_linesearch_iterations; ++trial) {
+      cost = TrialRollout<S>(alpha);
+      if (trial == 0) *step_norm = StepNorm([&](int e) { return At(u_try_, e); });
+      if (TakesTrial(cost, old_cost, trial)) break;
+      alpha *= S(settings_.linesearch_decay);
+    }
+    return cost;
+  }
+
+  // The same trials, kTrialLanes step sizes per rollout (the lanes of Trial; a group's lanes past
+  // the last trial roll out smaller steps that are dropped): each lane's arithmetic is the
+  // one-by-one trial's, and the trials are taken or rejected in the same order.
+  MPC_HOST_DEVICE S SearchInLanes(S old_cost, S* step_norm) {
+    const int trials = settings_.max_linesearch_iterations;
+    S alpha = 1;
+    for (int first = 0; first < trials; first += kTrialLanes) {
+      S alphas[kTrialLanes];
+      for (int lane = 0; lane < kTrialLanes; ++lane) {
+        alphas[lane] = alpha;
+        alpha *= S(settings_.linesearch_decay);
+      }
+      const Trial costs = TrialRollout<Trial>(FromLanes<Trial>(alphas));
+      for (int lane = 0; lane < kTrialLanes && first + lane < trials; ++lane) {
+        const S cost = LaneOf(costs, lane);
+        if (first + lane == 0) {
+          const S* controls = view_.trial_lanes + T_ * n * kTrialLanes;
+          *step_norm = StepNorm([&](int e) { return controls[e * kTrialLanes]; });
+        }
+        if (TakesTrial(cost, old_cost, first + lane)) {
+          TakeLane(lane);
+          return cost;
+        }
+      }
+    }
+    return static_cast<S>(NAN);
+  }
+
+  static constexpr int kTrialLanes = kRolloutLanes<Trial>;
+  static_assert(kTrialLanes == 1 || (kFixedSize && NX != kDynamic && NU != kDynamic),
+                "trials in lanes need compile-time sizes");
+
+  // Whether this problem's trials run in Trial's lanes: a buffer for them, and neither stage
+  // constraints (the merit function's penalty) nor a cost graph (interpreted in S).
+  MPC_HOST_DEVICE bool TrialsInLanes() const {
+    return view_.trial_lanes != nullptr && !has_constraints_ && !HasCostGraph();
+  }
+
+  // Whether the line search stops at `trial` (cost its trial's): its cost does not increase, a
+  // stop was requested (a long horizon's trials are slow: it takes this trial as the last one),
+  // or it is the last trial.
+  MPC_HOST_DEVICE bool TakesTrial(S cost, S old_cost, int trial) {
+    if (IsFinite(cost) && cost <= old_cost) return true;
+    if (StopRequested()) return true;
+    return trial + 1 >= settings_.max_linesearch_iterations;
+  }
+
+  // |u - u_| of the trial whose control e is trial_control(e): the first trial's step.
+  template <class TrialControl>
+  MPC_HOST_DEVICE S StepNorm(TrialControl trial_control) const {
+    using std::sqrt;
+    S sum = 0;
+    for (int e = 0; e < T_ * m; ++e) {
+      const S d = trial_control(e) - At(u_, e);
+      sum += d * d;
+    }
+    return sqrt(sum);
+  }
+
+  // Lane `lane` of the trials in view_.trial_lanes into x_try_, u_try_.
+  MPC_HOST_DEVICE void TakeLane(int lane) {
+    const S* lanes = view_.trial_lanes;
+    for (int e = 0; e < T_ * n; ++e) At(x_try_, e) = lanes[e * kTrialLanes + lane];
+    lanes += T_ * n * kTrialLanes;
+    for (int e = 0; e < T_ * m; ++e) At(u_try_, e) = lanes[e * kTrialLanes + lane];
+  }
+
+  // Rolls the trial of each lane's alpha out from x_0 and returns their costs; one trial (R = S)
+  // into x_try_, u_try_, lanes into view_.trial_lanes (state element e's lanes at
+  // [e * kTrialLanes], then the controls').
+  template <typename R>
+  MPC_HOST_DEVICE R TrialRollout(R alpha) {
+    constexpr bool kOne = std::is_same_v<R, S>;
     ScratchScope<S> scope(arena_);
-    S cost = 0;
-    LocalArray<S, NX> x(arena_, n), x_old(arena_, n), next(arena_, n);
-    LocalArray<S, NU> u(arena_, m);
-    LoadX(x_, 0, x);
-    for (int i = 0; i < n; ++i) At(x_try_, i) = x[i];
+    ScratchArena<R>* const arena = TrialArena<R>();
+    R cost = R(0);
+    LocalArray<R, NX> x(arena, n), next(arena, n);
+    LocalArray<R, NU> u(arena, m);
+    LocalArray<S, NX> x_old(arena_, n);
+    LoadX(x_, 0, x_old);
+    for (int i = 0; i < n; ++i) {
+      x[i] = R(x_old[i]);
+      StoreTrialX(0, i, x[i]);
+    }
     for (int t = 0; t < T_; ++t) {
       LoadX(x_, t, x_old);
       for (int j = 0; j < m; ++j) {
-        S s = 0;
-        for (int i = 0; i < n; ++i) s += At(view_.K, (t * m + j) * n + i) * (x[i] - x_old[i]);
+        R s = R(0);
+        for (int i = 0; i < n; ++i) s += R(At(view_.K, (t * m + j) * n + i)) * (x[i] - R(x_old[i]));
         const S u_old = At(u_, t * m + j);
-        S v = u_old + s;
-        v += alpha * At(view_.k, t * m + j);
-        v = ClampTrial(t, j, v, u_old);
+        R v = R(u_old) + s;
+        v += alpha * R(At(view_.k, t * m + j));
+        v = ClampTrial<R>(t, j, v, u_old);
         u[j] = v;
-        At(u_try_, t * m + j) = v;
+        StoreTrialU(t, j, v);
       }
-      cost += MeritStageCost(t, x, u);
+      if constexpr (kOne) {
+        cost += MeritStageCost(t, x, u);
+      } else {
+        cost += Data::template StageCost<R>(t, x, u);
+      }
       if (t + 1 < T_) {
-        Step(t, x, u, next);
+        if constexpr (kOne) {
+          Step(t, x, u, next);
+        } else {
+          Data::template Step<R>(t, x, u, next);
+        }
         for (int i = 0; i < n; ++i) {
-          At(x_try_, (t + 1) * n + i) = next[i];
+          StoreTrialX(t + 1, i, next[i]);
           x[i] = next[i];
         }
       }
     }
     return cost;
+  }
+
+  // The arena of a trial's R arrays: this solver's for S, none for lanes (compile-time sizes).
+  template <typename R>
+  MPC_HOST_DEVICE ScratchArena<R>* TrialArena() const {
+    if constexpr (std::is_same_v<R, S>) {
+      return arena_;
+    } else {
+      return nullptr;
+    }
+  }
+
+  template <typename R>
+  MPC_HOST_DEVICE void StoreTrialX(int t, int i, const R& value) {
+    if constexpr (std::is_same_v<R, S>) {
+      At(x_try_, t * n + i) = value;
+    } else {
+      ToLanes(value, view_.trial_lanes + (t * n + i) * kTrialLanes);
+    }
+  }
+  template <typename R>
+  MPC_HOST_DEVICE void StoreTrialU(int t, int j, const R& value) {
+    if constexpr (std::is_same_v<R, S>) {
+      At(u_try_, t * m + j) = value;
+    } else {
+      ToLanes(value, view_.trial_lanes + (T_ * n + t * m + j) * kTrialLanes);
+    }
   }
 
   // Writes cost and status and, when asked, the gains linearised at the best iterate.

@@ -172,7 +172,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
   }
 
   // The problem's data at step t (layout: ilqr_batch_view.h; C is already symmetrised).
-  MPC_HOST_DEVICE int CostBase(int t) const { return (in_.cost_slices > 1 ? t : 0) * nt * nt; }
+  MPC_HOST_DEVICE int CostBase(int t) const { return SliceOf(in_.cost_slices, t) * nt * nt; }
   MPC_HOST_DEVICE S C(int t, int i, int j) const {
     return At(in_.cost_quadratic, CostBase(t) + i * nt + j);
   }
@@ -204,9 +204,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
 
   // Row r of step t's stage constraint G_t tau_t <= h_t as packed (state bounds first): entry e of
   // G, its residual G tau - h at the point, and G dtau for the LQR's solution.
-  MPC_HOST_DEVICE int Row(int t, int r) const {
-    return (in_.constraint_slices > 1 ? t : 0) * k_ + r;
-  }
+  MPC_HOST_DEVICE int Row(int t, int r) const { return SliceOf(in_.constraint_slices, t) * k_ + r; }
   MPC_HOST_DEVICE S G(int t, int r, int e) const {
     return At(in_.constraint_G, Row(t, r) * nt + e);
   }
@@ -235,13 +233,13 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     return static_cast<int>(At(view_.active_rows, index)) % k_;
   }
   MPC_HOST_DEVICE S c(int t, int i) const {
-    return At(in_.cost_linear, (in_.linear_slices > 1 ? t : 0) * nt + i);
+    return At(in_.cost_linear, SliceOf(in_.linear_slices, t) * nt + i);
   }
   MPC_HOST_DEVICE S Lower(int t, int j) const {
-    return At(in_.u_lower, (in_.bound_slices > 1 ? t : 0) * m + j);
+    return At(in_.u_lower, SliceOf(in_.bound_slices, t) * m + j);
   }
   MPC_HOST_DEVICE S Upper(int t, int j) const {
-    return At(in_.u_upper, (in_.bound_slices > 1 ? t : 0) * m + j);
+    return At(in_.u_upper, SliceOf(in_.bound_slices, t) * m + j);
   }
   // tau_t[i] = [x_t; u_t][i] of the point, and of the LQR's solution.
   MPC_HOST_DEVICE S Tau(int t, int i) const {
@@ -447,7 +445,7 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
       for (int j = 0; j < m; ++j) u[j] = At(view_.u, t * m + j);
       if constexpr (Dynamics::kIsLinear) {
         Linearizations().Load(t, A, B);
-        const int offset_base = (in_.offset_slices > 1 ? t : 0) * n;
+        const int offset_base = SliceOf(in_.offset_slices, t) * n;
         for (int i = 0; i < n; ++i) {
           S s = 0;
           for (int j = 0; j < n; ++j) s += A[i * n + j] * x[j];
@@ -1262,8 +1260,8 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     for (int i = 0; i < n; ++i) At(view_.grad_x_init, i) = -At(view_.mu, i);
     for (int t = 0; t < T_; ++t) {
       if (GraphCostAt(t)) continue;
-      const int dC = (in_.cost_slices > 1 ? t : 0) * nt * nt;
-      const int dc = (in_.linear_slices > 1 ? t : 0) * nt;
+      const int dC = SliceOf(in_.cost_slices, t) * nt * nt;
+      const int dc = SliceOf(in_.linear_slices, t) * nt;
       for (int i = 0; i < nt; ++i) {
         const S tau_i = Tau(t, i);
         const S dtau_i = DeltaTau(t, i);
@@ -1278,8 +1276,8 @@ class ProblemBackward : private ProblemSizes<NX, NU, kFixedSize && NX != kDynami
     }
     if constexpr (Dynamics::kIsLinear) {
       for (int t = 0; t + 1 < T_; ++t) {
-        const int dF = (in_.transition_slices > 1 ? t : 0) * n * nt;
-        const int df = (view_.offset_gradient_slices > 1 ? t : 0) * n;
+        const int dF = SliceOf(in_.transition_slices, t) * n * nt;
+        const int df = SliceOf(view_.offset_gradient_slices, t) * n;
         for (int i = 0; i < n; ++i) {
           const S dlam = At(view_.mu, (t + 1) * n + i);
           const S lam = At(view_.lambda, (t + 1) * n + i);

@@ -98,7 +98,7 @@ class StepLinearizations : private ProblemSizes<NX, NU, kFixedSize && NX != kDyn
   // A_t and B_t copied into the local A and B: the transition's blocks for linear dynamics.
   MPC_HOST_DEVICE MPC_NOINLINE_ON_HOST void Load(int t, S* A, S* B) const {
     if constexpr (kIsLinear) {
-      const int base = (transition_slices_ > 1 ? t : 0) * n * nt;
+      const int base = SliceOf(transition_slices_, t) * n * nt;
       for (int i = 0; i < n; ++i) {
         for (int j = 0; j < n; ++j) A[i * n + j] = At(transition_, base + i * nt + j);
         for (int j = 0; j < m; ++j) B[i * m + j] = At(transition_, base + i * nt + n + j);
@@ -176,7 +176,7 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
   }
 
   // Problem data of step t.
-  MPC_HOST_DEVICE int CostBase(int t) const { return (view_.cost_slices > 1 ? t : 0) * nt * nt; }
+  MPC_HOST_DEVICE int CostBase(int t) const { return SliceOf(view_.cost_slices, t) * nt * nt; }
   MPC_HOST_DEVICE S Cxx(int t, int i, int j) const {
     return At(view_.cost_quadratic, CostBase(t) + i * nt + j);
   }
@@ -186,14 +186,19 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
   MPC_HOST_DEVICE S Cuu(int t, int i, int j) const {
     return At(view_.cost_quadratic, CostBase(t) + (n + i) * nt + n + j);
   }
-  MPC_HOST_DEVICE int LinearBase(int t) const { return (view_.linear_slices > 1 ? t : 0) * nt; }
+  MPC_HOST_DEVICE int LinearBase(int t) const { return SliceOf(view_.linear_slices, t) * nt; }
+  // Linear dynamics: where step t's F_t (n, n+m) and f_t (n) begin.
+  MPC_HOST_DEVICE int TransitionBase(int t) const {
+    return SliceOf(view_.transition_slices, t) * n * nt;
+  }
+  MPC_HOST_DEVICE int OffsetBase(int t) const { return SliceOf(view_.offset_slices, t) * n; }
   MPC_HOST_DEVICE S cx(int t, int i) const { return At(view_.cost_linear, LinearBase(t) + i); }
   MPC_HOST_DEVICE S cu(int t, int j) const { return At(view_.cost_linear, LinearBase(t) + n + j); }
   MPC_HOST_DEVICE S Lower(int t, int j) const {
-    return At(view_.u_lower, (view_.bound_slices > 1 ? t : 0) * m + j);
+    return At(view_.u_lower, SliceOf(view_.bound_slices, t) * m + j);
   }
   MPC_HOST_DEVICE S Upper(int t, int j) const {
-    return At(view_.u_upper, (view_.bound_slices > 1 ? t : 0) * m + j);
+    return At(view_.u_upper, SliceOf(view_.bound_slices, t) * m + j);
   }
   // v clamped into control j's bounds at step t (v itself without bounds).
   MPC_HOST_DEVICE S Clamp(int t, int j, S v) const {
@@ -227,7 +232,7 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
                                                      r - FirstGraphRow());
       }
     }
-    const int row = (view_.constraint_slices > 1 ? t : 0) * view_.constraint_rows + r;
+    const int row = SliceOf(view_.constraint_slices, t) * view_.constraint_rows + r;
     S s = 0;
     for (int i = 0; i < n; ++i) s += At(view_.constraint_G, row * nt + i) * x[i];
     for (int j = 0; j < m; ++j) s += At(view_.constraint_G, row * nt + n + j) * u[j];
@@ -238,7 +243,7 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
   }
   // Entry e (of n+m) of row r of step t's G.
   MPC_HOST_DEVICE S ConstraintCoefficient(int t, int r, int e) const {
-    const int row = (view_.constraint_slices > 1 ? t : 0) * view_.constraint_rows + r;
+    const int row = SliceOf(view_.constraint_slices, t) * view_.constraint_rows + r;
     return At(view_.constraint_G, row * nt + e);
   }
 
@@ -258,8 +263,8 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
   template <typename R>
   MPC_HOST_DEVICE void Step(int t, const R* x, const R* u, R* x_next) const {
     if constexpr (Dynamics::kIsLinear) {
-      const int base = (view_.transition_slices > 1 ? t : 0) * n * nt;
-      const int offset_base = (view_.offset_slices > 1 ? t : 0) * n;
+      const int base = TransitionBase(t);
+      const int offset_base = OffsetBase(t);
       for (int i = 0; i < n; ++i) {
         R ax = R(0);
         for (int j = 0; j < n; ++j) ax += At(view_.transition, base + i * nt + j) * x[j];

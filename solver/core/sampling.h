@@ -39,40 +39,13 @@
 
 #include "solver/core/batch_view.h"
 #include "solver/core/ilqr.h"
+#include "solver/core/lanes.h"
 #include "solver/core/philox.h"
 #include "solver/core/problem_data.h"
 #include "solver/core/scratch.h"
 #include "solver/host_device.h"
 
 namespace mpc::core {
-
-// How many samples a rollout scalar R carries: 1 for a plain scalar (the GPU's thread per sample,
-// the host emulation), R::kLanes for a lane type (the CPU's, solver/cpu/double_lanes.h), which
-// also offers R::Load(const S* lanes) and operator[](lane).
-template <typename R, typename = void>
-inline constexpr int kRolloutLanes = 1;
-template <typename R>
-inline constexpr int kRolloutLanes<R, std::void_t<decltype(R::kLanes)>> = R::kLanes;
-
-// The R that holds lanes[0..kRolloutLanes<R>).
-template <typename R, typename S>
-MPC_HOST_DEVICE R FromLanes(const S* lanes) {
-  if constexpr (kRolloutLanes<R> == 1) {
-    return R(lanes[0]);
-  } else {
-    return R::Load(lanes);
-  }
-}
-
-// Lane `lane` of v.
-template <typename R>
-MPC_HOST_DEVICE auto LaneOf(const R& v, int lane) {
-  if constexpr (kRolloutLanes<R> == 1) {
-    return v;
-  } else {
-    return v[lane];
-  }
-}
 
 enum SamplingMethod : std::int32_t {
   kSamplingNone = 0,  // plain iLQR
@@ -469,18 +442,21 @@ MPC_HOST_DEVICE void SampleCostIfSampled(const SamplingBatchView<S>& view, int b
 }
 
 // The iLQR from the sampled plan (for pure CEM/MPPI: its rollout and gains), then the statistics.
-// Kernels as for ProblemSolver (the executor's own choice, so that a chain's iLQR is its iLQR).
+// Kernels and Trial as for ProblemSolver (the executor's own choice, so that a chain's iLQR is its
+// iLQR).
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
-          class Layout = Interleaved, class Kernels = LoopKernels>
+          class Layout = Interleaved, class Kernels = LoopKernels, typename Trial = S>
 MPC_HOST_DEVICE void PolishAndFinish(const SamplingBatchView<S>& view, int b,
                                      ScratchArena<S>* arena = nullptr) {
-  ProblemSolver<S, Dynamics, NX, NU, kFixedSize, Layout, Kernels>(view.problem, b, arena).Solve();
+  ProblemSolver<S, Dynamics, NX, NU, kFixedSize, Layout, Kernels, Trial>(view.problem, b, arena)
+      .Solve();
   ProblemSampler<S, Dynamics, NX, NU, kFixedSize, Layout>(view, b, arena).Finish();
 }
 
 // Problem b from start to end on one thread (a CPU worker): samples in groups of
 // kRolloutLanes<Rollout> (consecutive sample indices from 0, so the grouping is a function of the
-// problem's own sample count), no allocation.
+// problem's own sample count), and the iLQR's line-search trials likewise (in
+// view.problem.trial_lanes), no allocation.
 template <typename S, class Dynamics, int NX, int NU, bool kFixedSize = true,
           class Layout = Interleaved, class Kernels = LoopKernels, typename Rollout = S>
 MPC_HOST_DEVICE void SolveWithSampling(const SamplingBatchView<S>& view, int b,
@@ -494,7 +470,7 @@ MPC_HOST_DEVICE void SolveWithSampling(const SamplingBatchView<S>& view, int b,
     }
     sampler.Update(iteration);
   }
-  PolishAndFinish<S, Dynamics, NX, NU, kFixedSize, Layout, Kernels>(view, b, arena);
+  PolishAndFinish<S, Dynamics, NX, NU, kFixedSize, Layout, Kernels, Rollout>(view, b, arena);
 }
 
 }  // namespace mpc::core

@@ -104,15 +104,16 @@ void WatchInterrupt(const Problem& problem, std::optional<InterruptWatch>* watch
   view->stop_context = &**watch;
 }
 
-// The scalar a worker rolls samples out with (core/sampling.h): four samples at once
-// (double_lanes.h) where the sizes are compile-time and neither the dynamics nor the cost is a
-// graph (HasCostGraph; graphs are interpreted one sample at a time); else one. A function of the
-// shape alone, so a problem's samples are grouped the same way alone or in any batch.
+// The scalar a worker rolls samples (core/sampling.h) and line-search trials (core/ilqr.h) out
+// with: four at once (double_lanes.h) where the sizes are compile-time and neither the dynamics
+// nor the cost is a graph (HasCostGraph; graphs are interpreted one evaluation at a time); else
+// one. A function of the shape alone, so a problem's rollouts are grouped the same way alone or in
+// any batch.
 bool HasCostGraph(const ProblemShape& shape) {
   return shape.has_cost_graph() || shape.has_terminal_cost_graph();
 }
 template <class Dynamics, int NX, int NU, bool kFixedSize>
-using SampleRollout = std::conditional_t<kFixedSize && NX != core::kDynamic &&
+using RolloutScalar = std::conditional_t<kFixedSize && NX != core::kDynamic &&
                                              NU != core::kDynamic && !Dynamics::kIsGraph,
                                          DoubleLanes, double>;
 
@@ -156,15 +157,31 @@ class CoreShapeSolver final : public ShapeSolver {
     WatchInterrupt(problem, &watch, &view);
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
     DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
-      core::ProblemSolver<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels>(view, 0,
-                                                                                          &arena)
-          .Solve();
+      using Trial = RolloutScalar<Dynamics, NX, NU, kFixedSize>;
+      if (rollouts_ == SampleRollouts::kLanes && !HasCostGraph(shape_)) {
+        view.trial_lanes = TrialLanes(core::kRolloutLanes<Trial>);
+        core::ProblemSolver<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels, Trial>(
+            view, 0, &arena)
+            .Solve();
+      } else {
+        core::ProblemSolver<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels>(view, 0,
+                                                                                            &arena)
+            .Solve();
+      }
     });
     core::UnpackIlqrOutputs<double>(problems, layout, buffer_.data() + layout.best_x, &result_,
                                     solutions);
   }
 
  private:
+  // The buffer of `lanes` line-search trials side by side (IlqrBatchView::trial_lanes); null for
+  // one lane.
+  double* TrialLanes(int lanes) {
+    if (lanes == 1) return nullptr;
+    Reserve(&trial_lanes_, static_cast<std::size_t>(shape_.horizon) * shape_.tau_dim() * lanes);
+    return trial_lanes_.data();
+  }
+
   // CEM or MPPI (core/sampling.h), then the iLQR from its plan; the same buffers grown for the
   // sampling arrays, so a worker's steady state allocates nothing here either.
   void SolveWithSampling(const Problem& problem, Solution* solution) {
@@ -185,7 +202,8 @@ class CoreShapeSolver final : public ShapeSolver {
     core::ScratchArena<double> arena(scratch_.data(), static_cast<long long>(scratch_.size()));
     DispatchSizes(shape_, sizes_, [&]<class Dynamics, int NX, int NU, bool kFixedSize>() {
       if (rollouts_ == SampleRollouts::kLanes && !HasCostGraph(shape_)) {
-        using Rollout = SampleRollout<Dynamics, NX, NU, kFixedSize>;
+        using Rollout = RolloutScalar<Dynamics, NX, NU, kFixedSize>;
+        view.problem.trial_lanes = TrialLanes(core::kRolloutLanes<Rollout>);
         core::SolveWithSampling<double, Dynamics, NX, NU, kFixedSize, Contiguous, DenseKernels,
                                 Rollout>(view, 0, &arena);
       } else {
@@ -202,6 +220,7 @@ class CoreShapeSolver final : public ShapeSolver {
   const SampleRollouts rollouts_;
   WorkerBuffer buffer_;
   WorkerBuffer scratch_;
+  WorkerBuffer trial_lanes_;
   std::vector<int> elites_;
   core::ProblemSettings settings_{};
   core::ProblemResult result_{};

@@ -20,7 +20,8 @@ enum class CoreSizes {
   kRunTime,      // always run-time sizes (tests compare the two)
 };
 
-// How the CPU executor rolls a sampling problem's samples out (core/sampling.h).
+// How the CPU executor rolls a sampling problem's samples (core/sampling.h) and the line search's
+// trials (core/ilqr.h) out.
 enum class SampleRollouts {
   kLanes,     // several at once where the shape allows (double_lanes.h, libmvec's sin and cos)
   kOneByOne,  // one at a time in double, as the GPU does (the host emulation test compares)

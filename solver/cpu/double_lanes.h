@@ -2,13 +2,14 @@
 #define MPC_SOLVER_CPU_DOUBLE_LANES_H_
 
 // One quantity of four independent evaluations at once, four doubles in one AVX2 register: the
-// CPU's scalar for the sampling rollouts (core/sampling.h, four samples) and, inside dual numbers,
-// for the linearisation (model_lanes.h, four time steps), so that the core's rollout and the
-// models' Step<T, P> (which call sin, cos, atan2, SinCos and Clamp unqualified, found here by
-// argument-dependent lookup) run four evaluations per instruction. The transcendentals are glibc's
-// vector variants (solver/cpu/vector_math.h: their last bits may differ from the scalar libm's);
-// the arithmetic is lane by lane the scalar's. Every lane does the same operations on its own
-// inputs, so a lane's value never depends on the lanes beside it. Host only (not for nvcc).
+// CPU's scalar for the sampling rollouts (core/sampling.h, four samples), the line search's trials
+// (core/ilqr.h, four step sizes) and, inside dual numbers, for the linearisation (model_lanes.h,
+// four time steps), so that the core's rollout and the models' Step<T, P> (which call sin, cos,
+// atan2, SinCos and Clamp unqualified, found here by argument-dependent lookup) run four
+// evaluations per instruction. The transcendentals are glibc's vector variants
+// (solver/cpu/vector_math.h: their last bits may differ from the scalar libm's); the arithmetic is
+// lane by lane the scalar's. Every lane does the same operations on its own inputs, so a lane's
+// value never depends on the lanes beside it. Host only (not for nvcc).
 
 #include "solver/cpu/double4.h"
 #include "solver/cpu/vector_math.h"
@@ -29,6 +30,8 @@ class DoubleLanes {
 
   // lanes[0..kLanes) into the lanes.
   static DoubleLanes Load(const double* lanes) { return DoubleLanes(LoadDouble4(lanes)); }
+  // The lanes into lanes[0..kLanes).
+  void Store(double* lanes) const { StoreDouble4(lanes, v_); }
   double operator[](int lane) const { return v_[lane]; }
   const Vector& vector() const { return v_; }
 
@@ -49,6 +52,14 @@ class DoubleLanes {
   DoubleLanes& operator-=(const DoubleLanes& b) { return *this = *this - b; }
   DoubleLanes& operator*=(const DoubleLanes& b) { return *this = *this * b; }
   DoubleLanes& operator/=(const DoubleLanes& b) { return *this = *this / b; }
+
+  // The core's scalar max and min lane by lane (core/lanes.h: a NaN a stays NaN).
+  friend DoubleLanes LanesMax(const DoubleLanes& a, const DoubleLanes& b) {
+    return DoubleLanes(a.v_ < b.v_ ? b.v_ : a.v_);
+  }
+  friend DoubleLanes LanesMin(const DoubleLanes& a, const DoubleLanes& b) {
+    return DoubleLanes(b.v_ < a.v_ ? b.v_ : a.v_);
+  }
 
  private:
   Vector v_{};

@@ -25,9 +25,10 @@ std::unique_ptr<ShapeSolver> MakeShapeSolver(const ProblemShape& shape);
 // Always the dynamic-size implementation (for tests that compare it with the specialised ones).
 std::unique_ptr<ShapeSolver> MakeDynamicSizeShapeSolver(const ProblemShape& shape);
 
-// As MakeShapeSolver, but rolling a sampling problem's samples out one at a time in double, as the
-// GPU does (MakeShapeSolver's rolls out several at once, with libmvec's sin and cos): for the test
-// that compares the device layout on the host with the CPU bitwise.
+// As MakeShapeSolver, but rolling a sampling problem's samples and the line search's trials out
+// one at a time in double, as the GPU does (MakeShapeSolver's rolls several out at once, with
+// libmvec's sin and cos): for the tests that compare the device layout on the host with the CPU
+// bitwise, and the lanes with one at a time.
 std::unique_ptr<ShapeSolver> MakeOneSampleAtATimeShapeSolver(const ProblemShape& shape);
 
 // Convenience for tests and tools: a fresh solver, one problem.

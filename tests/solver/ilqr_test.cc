@@ -1,6 +1,7 @@
 #include "solver/cpu/ilqr.h"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -65,6 +66,69 @@ TEST(IlqrTest, StepGroupsCoverEveryTransitionOnceInOrder) {
   EXPECT_EQ(Groups<4>(25), (Visits{{0, 4}, {4, 4}, {8, 4}, {12, 4}, {16, 4}, {20, 4}}));
   EXPECT_EQ(Groups<1>(1), Visits{});
   EXPECT_EQ(Groups<1>(4), (Visits{{0, 1}, {1, 1}, {2, 1}}));
+}
+
+bool BitwiseEqual(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+}
+
+// A CPU worker rolls the line search's trials out four step sizes at a time (Trial =
+// DoubleLanes, shapes with compile-time sizes) and takes them in the one-at-a-time order. Without
+// transcendentals (linear dynamics, quadratic costs) each lane does a double's operations in a
+// double's order, so the answer is bitwise the one-at-a-time search's: for trial caps below, at
+// and above a group of four and across groups (tolerance 0: the iterations past convergence
+// reject trials by their last bits), with bounds, a trust region and warm starts.
+TEST(IlqrTest, FourTrialsAtATimeAreBitwiseOneAtATimeOnLinearProblems) {
+  int problems = 0;
+  for (int seed = 0; seed < 12; ++seed) {
+    Problem problem = RandomLqrProblem({.state_dim = 8,
+                                        .control_dim = 4,
+                                        .horizon = 9 + seed,
+                                        .time_varying = seed % 3 == 0,
+                                        .with_offset = seed % 2 == 1,
+                                        .bounded = seed % 4 != 3,
+                                        .warm_start = seed % 5 == 0},
+                                       seed);
+    problem.options.max_iterations = 25;
+    problem.options.tolerance = 0.0;
+    problem.options.not_improved_limit = 25;
+    problem.options.max_linesearch_iterations = 1 + (seed * 3) % 11;
+    problem.options.linesearch_decay = seed % 2 == 0 ? 0.5 : 0.2;
+    if (seed % 6 == 4) problem.options.delta_u = 0.3;
+    problem.options.compute_gains = seed % 2 == 0;
+    SCOPED_TRACE(::testing::Message() << "seed " << seed << ", "
+                                      << problem.options.max_linesearch_iterations << " trials");
+    Solution lanes, one_by_one;
+    MakeShapeSolver(problem.shape)->Solve(problem, &lanes);
+    MakeOneSampleAtATimeShapeSolver(problem.shape)->Solve(problem, &one_by_one);
+    EXPECT_TRUE(BitwiseEqual(lanes.x, one_by_one.x));
+    EXPECT_TRUE(BitwiseEqual(lanes.u, one_by_one.u));
+    EXPECT_TRUE(BitwiseEqual(lanes.feedback, one_by_one.feedback));
+    EXPECT_EQ(std::memcmp(&lanes.cost, &one_by_one.cost, sizeof(double)), 0);
+    EXPECT_EQ(std::memcmp(&lanes.step_norm, &one_by_one.step_norm, sizeof(double)), 0);
+    EXPECT_EQ(lanes.status, one_by_one.status);
+    EXPECT_EQ(lanes.iterations, one_by_one.iterations);
+    ++problems;
+  }
+  EXPECT_EQ(problems, 12);
+}
+
+// With sin, cos and atan2 the lanes take libmvec's (within 4 ulp of libm's), so a model's trials
+// differ from the one-at-a-time ones in their last bits only: the same converged answers.
+TEST(IlqrTest, FourTrialsAtATimeSolveTheModelsAsOneAtATime) {
+  for (const Problem& base : MixedProblems()) {
+    if (base.shape.dynamics == DynamicsId::Linear()) continue;
+    Problem problem = base;
+    problem.options.max_iterations = 500;
+    problem.options.tolerance = 1e-9;
+    Solution lanes, one_by_one;
+    MakeShapeSolver(problem.shape)->Solve(problem, &lanes);
+    MakeOneSampleAtATimeShapeSolver(problem.shape)->Solve(problem, &one_by_one);
+    EXPECT_EQ(lanes.status, one_by_one.status);
+    EXPECT_LT(MaxAbsDiff(lanes.x, one_by_one.x), 1e-7);
+    EXPECT_LT(MaxAbsDiff(lanes.u, one_by_one.u), 1e-7);
+    EXPECT_NEAR(lanes.cost, one_by_one.cost, 1e-9 * (1 + std::abs(lanes.cost)));
+  }
 }
 
 TEST(IlqrTest, ReusedSolverGivesBitwiseTheSameAnswerAsAFreshOne) {
