@@ -897,7 +897,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   MPC_HOST_DEVICE R TrialRollout(R alpha) {
     constexpr bool kOne = std::is_same_v<R, S>;
     ScratchScope<S> scope(arena_);
-    ScratchArena<R>* const arena = TrialArena<R>();
+    ScratchArena<R>* const arena = RolloutArena<R>(arena_);
     R cost = R(0);
     LocalArray<R, NX> x(arena, n), next(arena, n);
     LocalArray<R, NU> u(arena, m);
@@ -937,16 +937,6 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
       }
     }
     return cost;
-  }
-
-  // The arena of a trial's R arrays: this solver's for S, none for lanes (compile-time sizes).
-  template <typename R>
-  MPC_HOST_DEVICE ScratchArena<R>* TrialArena() const {
-    if constexpr (std::is_same_v<R, S>) {
-      return arena_;
-    } else {
-      return nullptr;
-    }
   }
 
   template <typename R>

@@ -10,6 +10,7 @@
 
 #include <type_traits>
 
+#include "solver/core/scratch.h"
 #include "solver/host_device.h"
 
 namespace mpc::core {
@@ -66,6 +67,17 @@ MPC_HOST_DEVICE R RolloutMin(const R& a, const R& b) {
     return b < a ? b : a;
   } else {
     return LanesMin(a, b);
+  }
+}
+
+// The arena of a rollout's R arrays: the solver's own (`arena`, for S) or none (a lane type runs
+// at compile-time sizes only).
+template <typename R, typename S>
+MPC_HOST_DEVICE ScratchArena<R>* RolloutArena(ScratchArena<S>* arena) {
+  if constexpr (std::is_same_v<R, S>) {
+    return arena;
+  } else {
+    return nullptr;
   }
 }
 

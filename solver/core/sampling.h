@@ -250,16 +250,6 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
     return Perturbed(t, j, Interpolate(KnotNoise(iteration, sample, knot, j), next, offset));
   }
 
-  // The arena of the rollout's R arrays: this sampler's for S, none for lanes (compile-time sizes).
-  template <typename R>
-  MPC_HOST_DEVICE ScratchArena<R>* RolloutArena() const {
-    if constexpr (std::is_same_v<R, S>) {
-      return arena_;
-    } else {
-      return nullptr;
-    }
-  }
-
   // Control j at step t of sample `sample` (SampledControl's value), from the draws of its knots,
   // which it makes when t is a knot (at_knot, at_next_knot: that sample's draws, kept in between).
   MPC_HOST_DEVICE S RolloutControl(int iteration, int sample, int t, int j, S* at_knot,
@@ -283,7 +273,7 @@ class ProblemSampler : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layo
     static_assert(kLanes == 1 || (NX != kDynamic && NU != kDynamic),
                   "several lanes need compile-time sizes");
     ScratchScope<S> scope(arena_);
-    ScratchArena<R>* const arena = RolloutArena<R>();
+    ScratchArena<R>* const arena = RolloutArena<R>(arena_);
     LocalArray<R, NX> x(arena, n), next(arena, n);
     LocalArray<R, NU> u(arena, m);
     LocalArray<S, NU * kLanes> at_knot(arena_, m * kLanes), at_next_knot(arena_, m * kLanes);

@@ -16,6 +16,7 @@
 #include "solver/dual.h"
 #include "solver/models/integrators.h"
 #include "solver/models/model_list.h"
+#include "tests/testing/same_bits.h"
 
 namespace mpc {
 namespace {
@@ -24,7 +25,7 @@ constexpr int kLanes = DoubleLanes::kLanes;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-bool SameBits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
+using testing::SameBits;
 
 // Units in the last place between two finite doubles of the same sign (or both zero).
 std::int64_t UlpDistance(double a, double b) {

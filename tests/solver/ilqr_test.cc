@@ -1,7 +1,6 @@
 #include "solver/cpu/ilqr.h"
 
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -9,10 +8,12 @@
 #include "gtest/gtest.h"
 #include "solver/core/ilqr.h"
 #include "tests/testing/random_problems.h"
+#include "tests/testing/same_bits.h"
 
 namespace mpc {
 namespace {
 
+using testing::ExpectSameSolutionBits;
 using testing::RandomCartpoleProblem;
 using testing::RandomLqrOptions;
 using testing::RandomLqrProblem;
@@ -68,10 +69,6 @@ TEST(IlqrTest, StepGroupsCoverEveryTransitionOnceInOrder) {
   EXPECT_EQ(Groups<1>(4), (Visits{{0, 1}, {1, 1}, {2, 1}}));
 }
 
-bool BitwiseEqual(const std::vector<double>& a, const std::vector<double>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
-}
-
 // A CPU worker rolls the line search's trials out four step sizes at a time (Trial =
 // DoubleLanes, shapes with compile-time sizes) and takes them in the one-at-a-time order. Without
 // transcendentals (linear dynamics, quadratic costs) each lane does a double's operations in a
@@ -101,13 +98,7 @@ TEST(IlqrTest, FourTrialsAtATimeAreBitwiseOneAtATimeOnLinearProblems) {
     Solution lanes, one_by_one;
     MakeShapeSolver(problem.shape)->Solve(problem, &lanes);
     MakeOneSampleAtATimeShapeSolver(problem.shape)->Solve(problem, &one_by_one);
-    EXPECT_TRUE(BitwiseEqual(lanes.x, one_by_one.x));
-    EXPECT_TRUE(BitwiseEqual(lanes.u, one_by_one.u));
-    EXPECT_TRUE(BitwiseEqual(lanes.feedback, one_by_one.feedback));
-    EXPECT_EQ(std::memcmp(&lanes.cost, &one_by_one.cost, sizeof(double)), 0);
-    EXPECT_EQ(std::memcmp(&lanes.step_norm, &one_by_one.step_norm, sizeof(double)), 0);
-    EXPECT_EQ(lanes.status, one_by_one.status);
-    EXPECT_EQ(lanes.iterations, one_by_one.iterations);
+    ExpectSameSolutionBits(lanes, one_by_one);
     ++problems;
   }
   EXPECT_EQ(problems, 12);

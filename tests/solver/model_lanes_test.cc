@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -17,13 +16,14 @@
 #include "solver/dual.h"
 #include "solver/models/model_derivatives.h"
 #include "solver/models/model_list.h"
+#include "tests/testing/same_bits.h"
 
 namespace mpc {
 namespace {
 
 constexpr int kLanes = kModelLanes;
 
-bool SameBits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
+using testing::SameBits;
 
 // Random points of one model: (kLanes, n) states and (kLanes, m) controls within +-1 (away from
 // the quadrotor's gimbal lock, as in double_lanes_test.cc) and controls beyond the pendulum's

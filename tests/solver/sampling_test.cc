@@ -6,7 +6,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <limits>
 #include <memory>
 #include <numbers>
@@ -19,17 +18,20 @@
 #include "solver/cpu/ilqr.h"
 #include "solver/problem.h"
 #include "tests/testing/random_problems.h"
+#include "tests/testing/same_bits.h"
 #include "tests/testing/solve_batch.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
 namespace {
 
+using testing::ExpectSameSolutionBits;
 using testing::IsOk;
 using testing::RandomCartpoleProblem;
 using testing::RandomLqrProblem;
 using testing::RandomModelOptions;
 using testing::RandomPendulumProblem;
+using testing::SameBits;
 using testing::SolveAll;
 using testing::StatusIs;
 
@@ -41,10 +43,6 @@ std::unique_ptr<CpuBackend> Backend(int threads) {
 
 Solution SolveOne(SolverBackend& backend, const Problem& problem) {
   return SolveAll(backend, std::vector<const Problem*>{&problem})[0];
-}
-
-bool BitwiseEqual(const std::vector<double>& a, const std::vector<double>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
 }
 
 // mpc.pytorch's pendulum hanging down, th = pi + U(-0.2, 0.2), thdot ~ U(-0.5, 0.5), torque
@@ -156,11 +154,7 @@ TEST(SamplingTest, EveryProblemIsBitwiseTheSameAloneInAnyBatchAndOnAnyThreadCoun
     for (std::size_t k = 0; k < problems.size(); ++k) {
       const std::size_t i = order[k] - problems.data();
       SCOPED_TRACE(::testing::Message() << "problem " << i << ", threads " << threads);
-      EXPECT_TRUE(BitwiseEqual(batched[k].x, alone[i].x));
-      EXPECT_TRUE(BitwiseEqual(batched[k].u, alone[i].u));
-      EXPECT_EQ(std::memcmp(&batched[k].cost, &alone[i].cost, sizeof(double)), 0);
-      EXPECT_EQ(batched[k].status, alone[i].status);
-      EXPECT_EQ(batched[k].iterations, alone[i].iterations);
+      ExpectSameSolutionBits(batched[k], alone[i]);
     }
   }
 }
@@ -189,11 +183,7 @@ TEST(SamplingTest, FourSamplesAtATimeAreBitwiseOneAtATimeOnLinearProblems) {
     Solution lanes, one_by_one;
     MakeShapeSolver(problem.shape)->Solve(problem, &lanes);
     MakeOneSampleAtATimeShapeSolver(problem.shape)->Solve(problem, &one_by_one);
-    EXPECT_TRUE(BitwiseEqual(lanes.x, one_by_one.x));
-    EXPECT_TRUE(BitwiseEqual(lanes.u, one_by_one.u));
-    EXPECT_EQ(std::memcmp(&lanes.cost, &one_by_one.cost, sizeof(double)), 0);
-    EXPECT_EQ(lanes.status, one_by_one.status);
-    EXPECT_EQ(lanes.iterations, one_by_one.iterations);
+    ExpectSameSolutionBits(lanes, one_by_one);
     // The sampling moved the plan (else the comparison would say little).
     EXPECT_NE(lanes.u, std::vector<double>(lanes.u.size(), 0.0));
   }
@@ -207,13 +197,13 @@ TEST(SamplingTest, TheSeedAndTheProblemsIndexKeyTheNoise) {
   problem.options.sampling = {.samples = 32, .elites = 4, .iterations = 2, .seed = 1};
   auto backend = Backend(1);
   const Solution reference = SolveOne(*backend, problem);
-  EXPECT_TRUE(BitwiseEqual(SolveOne(*backend, problem).u, reference.u));
+  EXPECT_TRUE(SameBits(SolveOne(*backend, problem).u, reference.u));
   Problem other_seed = problem;
   other_seed.options.sampling.seed = 2;
-  EXPECT_FALSE(BitwiseEqual(SolveOne(*backend, other_seed).u, reference.u));
+  EXPECT_FALSE(SameBits(SolveOne(*backend, other_seed).u, reference.u));
   Problem other_stream = problem;
   other_stream.sampling_stream = 1;
-  EXPECT_FALSE(BitwiseEqual(SolveOne(*backend, other_stream).u, reference.u));
+  EXPECT_FALSE(SameBits(SolveOne(*backend, other_stream).u, reference.u));
 }
 
 // Convex LQR problems have one optimum: the chains must land on plain iLQR's, and the sampled
@@ -353,7 +343,7 @@ TEST(SamplingTest, AnInterruptStopsSamplingBetweenIterations) {
   const SolveInterrupt never{absl::InfiniteFuture(), nullptr};
   problem.interrupt = &never;
   const Solution watched = SolveOne(*backend, problem);
-  EXPECT_TRUE(BitwiseEqual(watched.u, plain.u));
+  EXPECT_TRUE(SameBits(watched.u, plain.u));
   EXPECT_EQ(watched.status, SolveStatus::kMaxIterations);
 
   std::atomic<bool> cancelled{true};

@@ -7,16 +7,18 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "solver/cpu/dense_kernels.h"
 #include "tests/testing/random_problems.h"
+#include "tests/testing/same_bits.h"
 
 namespace mpc {
 namespace {
+
+using testing::SameBits;
 
 struct System {
   std::vector<double> Q;    // (m, m), symmetric positive definite
@@ -42,10 +44,6 @@ System RandomSystem(int m, int cols, std::uint64_t seed) {
   s.rhs.resize(m * cols);
   for (double& r : s.rhs) r = rng.Normal();
   return s;
-}
-
-bool SameBits(const std::vector<double>& a, const std::vector<double>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
 }
 
 TEST(CholeskySolve, AllColumnsAtOnceGiveOneColumnAtATimesBitsAndSolveTheSystem) {
@@ -82,8 +80,7 @@ TEST(CholeskySolve, ABlockOfColumnsLeavesTheOthersAsTheyWere) {
     for (int c = 0; c < cols; ++c) {
       const bool solved = c >= first && c < first + width;
       const double expected = solved ? all[i * cols + c] : s.rhs[i * cols + c];
-      EXPECT_EQ(std::memcmp(&block[i * cols + c], &expected, sizeof(double)), 0)
-          << "row " << i << " column " << c;
+      EXPECT_TRUE(SameBits(block[i * cols + c], expected)) << "row " << i << " column " << c;
     }
   }
 }
