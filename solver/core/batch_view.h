@@ -279,7 +279,7 @@ struct BackwardBatchView {
   S* lambda = nullptr;  // (T, n): costates at the point
   S* free = nullptr;    // (T, m): 1 = free control, 0 = pinned at a bound
   S* K = nullptr;       // (T, m, n): feedback of the pinned LQR
-  S* L = nullptr;       // (T, m, m): Cholesky factor of its Quu (identity on pinned controls)
+  S* L = nullptr;       // (T, m, m): CholeskyLower of its Quu (identity on pinned controls)
   S* Qux = nullptr;     // (T, m, n): its Qux (pinned rows zero)
   S* V = nullptr;       // (T, n, n): its value function's Hessian
   S* k = nullptr;       // (T, m): its feedforward for the right-hand side being solved

@@ -721,7 +721,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   MPC_HOST_DEVICE void SolveBoxQp(int t, const S* u, const S* Qux, S* K, S* k) {
     ScratchScope<S> scope(arena_);
     LocalArray<S, NU> lo(arena_, m), hi(arena_, m), qp_x(arena_, m), grad(arena_, m), g(arena_, m),
-        dx(arena_, m), trial(arena_, m), free(arena_, m), free_prev(arena_, m);
+        free(arena_, m);
     for (int j = 0; j < m; ++j) {
       lo[j] = StepLower(t, j, u[j]);
       hi[j] = StepUpper(t, j, u[j]);
@@ -735,10 +735,32 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
       SolveNegated(Qux, K, n);
       return;
     }
-    if (t < T_ - 1) {
-      for (int j = 0; j < m; ++j) qp_x[j] = At(view_.k, (t + 1) * m + j);  // pnqp's warm start
+    bool factored_at_x = false;
+    if (m == 1) {
+      // One control: the minimiser is the unconstrained one clamped into the box, the bound
+      // projected Newton ends at (the same value; a zero step's sign may differ), at once.
+      qp_x[0] = Min(Max(qp_x[0], lo[0]), hi[0]);
+    } else {
+      if (t < T_ - 1) {
+        for (int j = 0; j < m; ++j) qp_x[j] = At(view_.k, (t + 1) * m + j);  // pnqp's warm start
+      }
+      for (int j = 0; j < m; ++j) qp_x[j] = Min(Max(qp_x[j], lo[j]), hi[j]);
+      factored_at_x = ProjectedNewton(lo, hi, qp_x, grad, g, free);
     }
-    for (int j = 0; j < m; ++j) qp_x[j] = Min(Max(qp_x[j], lo[j]), hi[j]);
+    if (!factored_at_x) FactorFreeSubspace(qp_x, lo, hi, grad, g, free);
+    for (int j = 0; j < m; ++j) k[j] = qp_x[j];
+    LocalArray<S, NU * NX> Qux_free(arena_, m * n);
+    for (int i = 0; i < m; ++i) {
+      for (int j = 0; j < n; ++j) Qux_free[i * n + j] = free[i] != S(0) ? Qux[i * n + j] : S(0);
+    }
+    SolveNegated(Qux_free, K, n);
+  }
+
+  // Projected Newton on the box QP from qp_x (inside the box) until the active set is exact;
+  // true when L_, grad, g and free are those of the qp_x it leaves.
+  MPC_HOST_DEVICE bool ProjectedNewton(const S* lo, const S* hi, S* qp_x, S* grad, S* g, S* free) {
+    ScratchScope<S> scope(arena_);
+    LocalArray<S, NU> dx(arena_, m), trial(arena_, m), free_prev(arena_, m);
     bool exact_on_face = false;
     bool factored_at_x = false;
     for (int iteration = 0; iteration < kMaxBoxQpIterations; ++iteration) {
@@ -774,13 +796,7 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
       for (int j = 0; j < m; ++j) qp_x[j] = trial[j];
       factored_at_x = false;
     }
-    if (!factored_at_x) FactorFreeSubspace(qp_x, lo, hi, grad, g, free);
-    for (int j = 0; j < m; ++j) k[j] = qp_x[j];
-    LocalArray<S, NU * NX> Qux_free(arena_, m * n);
-    for (int i = 0; i < m; ++i) {
-      for (int j = 0; j < n; ++j) Qux_free[i * n + j] = free[i] != S(0) ? Qux[i * n + j] : S(0);
-    }
-    SolveNegated(Qux_free, K, n);
+    return factored_at_x;
   }
 
   // Backtracking line search on alpha: trial controls u = clamp(u_t + K_t (x'_t - x_t) +

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "solver/core/batch_view.h"
+#include "solver/core/lanes.h"
 #include "solver/core/scratch.h"
 #include "solver/core/small_linalg.h"
 #include "solver/host_device.h"
@@ -156,8 +157,8 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
     if constexpr (Dynamics::kIsGraphTape) PrepareGraphTape();
   }
 
-  MPC_HOST_DEVICE static S Max(S a, S b) { return a < b ? b : a; }
-  MPC_HOST_DEVICE static S Min(S a, S b) { return b < a ? b : a; }
+  MPC_HOST_DEVICE static S Max(S a, S b) { return RolloutMax<S>(a, b); }
+  MPC_HOST_DEVICE static S Min(S a, S b) { return RolloutMin<S>(a, b); }
 
   // Element e of this problem in a batch array.
   MPC_HOST_DEVICE S& At(S* array, int e) const { return array[Layout::Index(e, view_.batch, b_)]; }

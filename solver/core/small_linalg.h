@@ -30,11 +30,18 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE S MultiplyAdd(S a, S b, S c) {
 
 // L L' = Q for an (m, m) Q, the unblocked algorithm; only L's lower triangle is written and read,
 // and its diagonal holds the reciprocals 1 / L_jj (every solve multiplies by them: one division
-// per pivot instead of one per pivot and right-hand side). False at the first pivot that is not
-// > 0 (a NaN pivot included): Q is not (numerically) positive definite.
+// per pivot instead of one per pivot and right-hand side). For m = 1 the one entry is 1 / Q
+// instead, which the solve multiplies by once: no square root on the backward pass's dependent
+// chain of a one-control model. False at the first pivot that is not > 0 (a NaN pivot
+// included): Q is not (numerically) positive definite.
 template <typename S>
 MPC_HOST_DEVICE MPC_FORCE_INLINE bool CholeskyLower(const S* Q, S* L, int m) {
   using std::sqrt;
+  if (m == 1) {
+    if (!(Q[0] > S(0))) return false;
+    L[0] = S(1) / Q[0];
+    return true;
+  }
   for (int j = 0; j < m; ++j) {
     S d = Q[j * m + j];
     for (int k = 0; k < j; ++k) d = MultiplyAdd(-L[j * m + k], L[j * m + k], d);
@@ -51,12 +58,16 @@ MPC_HOST_DEVICE MPC_FORCE_INLINE bool CholeskyLower(const S* Q, S* L, int m) {
 }
 
 // rhs <- (L L')^-1 rhs for `width` columns of rhs whose rows lie `stride` apart, L from
-// CholeskyLower. Every entry adds its products in the order of k whatever the width, so the same
-// bits whether a caller solves one column at a time (width 1: each sum stays in a register) or
-// all columns at once (the innermost loop along a row: vector lanes).
+// CholeskyLower (for m = 1: rhs times its 1 / Q). Every entry adds its products in the order of k
+// whatever the width, so the same bits whether a caller solves one column at a time (width 1: each
+// sum stays in a register) or all columns at once (the innermost loop along a row: vector lanes).
 template <typename S>
 MPC_HOST_DEVICE MPC_FORCE_INLINE void CholeskySolveColumnsInPlace(const S* L, int m, S* rhs,
                                                                   int stride, int width) {
+  if (m == 1) {
+    for (int c = 0; c < width; ++c) rhs[c] = rhs[c] * L[0];
+    return;
+  }
   for (int i = 0; i < m; ++i) {
     S* row = rhs + i * stride;
     for (int k = 0; k < i; ++k) {

@@ -70,6 +70,22 @@ TEST(CholeskySolve, AllColumnsAtOnceGiveOneColumnAtATimesBitsAndSolveTheSystem) 
   }
 }
 
+TEST(CholeskyLower, OneControlKeepsTheReciprocalOfQWithoutASquareRoot) {
+  // 3 has no exact square root: through sqrt(3) the solve would round differently.
+  const double q = 3.0;
+  double L = 0.0;
+  ASSERT_TRUE(core::CholeskyLower(&q, &L, 1));
+  EXPECT_TRUE(SameBits(L, 1.0 / q));
+  double rhs[3] = {1.0, -2.5, 7.0};
+  core::CholeskySolveColumnsInPlace(&L, 1, rhs, 3, 3);
+  EXPECT_TRUE(SameBits(rhs[0], 1.0 * (1.0 / q)));
+  EXPECT_TRUE(SameBits(rhs[1], -2.5 * (1.0 / q)));
+  EXPECT_TRUE(SameBits(rhs[2], 7.0 * (1.0 / q)));
+  for (double not_positive : {0.0, -1.0, std::nan("")}) {
+    EXPECT_FALSE(core::CholeskyLower(&not_positive, &L, 1)) << not_positive;
+  }
+}
+
 TEST(CholeskySolve, ABlockOfColumnsLeavesTheOthersAsTheyWere) {
   const int m = 6, cols = 9, first = 2, width = 4;
   const System s = RandomSystem(m, cols, 7);
