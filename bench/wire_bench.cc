@@ -2,7 +2,7 @@
 // converting it into solver problems, and writing and serialising the answer, for the training
 // step's problems (cartpole T=25, every problem its own C (T, 6, 6) and c (T, 6), float64 raw
 // tensors) sent one message per problem or in the batched layout (BatchedProblems, stacked
-// answers). Solving is not timed.
+// answers), and a Backward by the name of a retained Solve. Solving is not timed.
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -12,6 +12,7 @@
 #include "benchmark/benchmark.h"
 #include "mpcd/v1/mpcd.pb.h"
 #include "proto/proto_conversion.h"
+#include "server/retained_solves.h"
 #include "solver/make_backend.h"
 #include "solver/problem.h"
 
@@ -229,6 +230,52 @@ void BM_BackwardRequestIn(benchmark::State& state) {
   SetPerProblemCounter(state, batch);
 }
 
+// A Backward by the name of a retained Solve, as the server reads it: parse the request (the
+// cotangents and the name), merge the retained part in, convert. Args: {B, batched, converted (1:
+// the retained Solve's converted problems are copied, 0: converted again, as before they were
+// kept)}.
+void BM_BackwardByNameIn(benchmark::State& state) {
+  const int batch = static_cast<int>(state.range(0));
+  const bool batched = state.range(1) != 0;
+  const bool take_converted = state.range(2) != 0;
+  const mpcd::v1::SolveRequest solve = MakeSolveRequest(batch, batched);
+  std::vector<Problem> problems;
+  std::vector<Solution> solutions;
+  mpcd::v1::SolveResponse answer;
+  if (!SolveForSetup(solve, &problems, &solutions, &answer)) {
+    state.SkipWithError("setup failed");
+    return;
+  }
+  RetainedSolves retained(std::int64_t{1} << 40, nullptr);
+  const mpcd::v1::BackwardRequest full = MakeBackwardRequest(solve, answer, batch, batched);
+  mpcd::v1::BackwardRequest by_name;
+  by_name.set_retained_solve(
+      retained.Retain(RetainedSolves::BackwardPart(solve, answer), std::move(problems)));
+  by_name.set_response_encoding(full.response_encoding());
+  by_name.set_stacked_response(full.stacked_response());
+  *by_name.mutable_cotangents() = full.cotangents();
+  if (full.has_stacked_cotangents()) {
+    *by_name.mutable_stacked_cotangents() = full.stacked_cotangents();
+  }
+  const std::string bytes = by_name.SerializeAsString();
+  for (auto _ : state) {
+    mpcd::v1::BackwardRequest request;
+    request.ParseFromString(bytes);
+    absl::StatusOr<ResolvedBackward> resolved = retained.Resolve(request);
+    if (!resolved.ok()) {
+      state.SkipWithError(std::string(resolved.status().message()).c_str());
+      break;
+    }
+    absl::StatusOr<BackwardInputs> inputs =
+        ToBackwardProblems(*resolved->merged, RequestLimits{},
+                           take_converted ? &resolved->retained->problems : nullptr);
+    if (!inputs.ok()) state.SkipWithError(std::string(inputs.status().message()).c_str());
+    benchmark::DoNotOptimize(inputs);
+  }
+  state.counters["request_bytes"] = static_cast<double>(bytes.size());
+  SetPerProblemCounter(state, batch);
+}
+
 // Write the gradients (per problem or stacked) and serialise them.
 void BM_BackwardAnswerOut(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
@@ -275,6 +322,10 @@ BENCHMARK(BM_SolveRequestIn)->Apply(Batches);
 BENCHMARK(BM_SolveAnswerOut)->Apply(Batches);
 BENCHMARK(BM_BackwardRequestIn)->Apply(Batches);
 BENCHMARK(BM_BackwardAnswerOut)->Apply(Batches);
+BENCHMARK(BM_BackwardByNameIn)
+    ->ArgsProduct({{1, 64, 256, 1024}, {0, 1}, {0, 1}})
+    ->ArgNames({"B", "batched", "converted"})
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace mpc

@@ -2173,9 +2173,20 @@ class GradientFields {
 
 }  // namespace
 
+void AsBackwardProblem(Problem* problem) {
+  problem->options = SolverOptions();
+  problem->interrupt = nullptr;
+  problem->sampling_stream = 0;
+}
+
 absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardRequest& request,
-                                                  const RequestLimits& limits) {
+                                                  const RequestLimits& limits,
+                                                  const std::vector<Problem>* converted) {
   MPC_ASSIGN_OR_RETURN(const int count, ProblemCount(request, limits));
+  if (converted != nullptr && static_cast<int>(converted->size()) != count) {
+    return absl::InternalError(absl::StrCat("retained_solve: ", converted->size(),
+                                            " converted problems for ", count, " problems"));
+  }
   const bool stacked_solutions = request.has_stacked_solutions();
   const bool stacked_cotangents = request.has_stacked_cotangents();
   MPC_RETURN_IF_ERROR(CheckOneLayout("solutions", request.solutions_size(), "stacked_solutions",
@@ -2211,11 +2222,16 @@ absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardReques
   // Every problem, then every item, is checked, so that one answer names each broken one.
   Violations violations;
   for (int i = 0; i < count; ++i) {
+    if (converted != nullptr && !request.stacked_response()) {
+      batch.problems.push_back((*converted)[i]);  // converted and validated once already
+      continue;
+    }
     absl::StatusOr<ProblemSource> merged = MergedSource(request, i, &storage);
     absl::StatusOr<Problem> problem =
-        merged.ok() ? ConvertProblem(*merged, horizon, SolverOptions(), limits,
-                                     absl::StrCat("problems[", i, "]."))
-                    : absl::StatusOr<Problem>(merged.status());
+        !merged.ok()           ? absl::StatusOr<Problem>(merged.status())
+        : converted != nullptr ? absl::StatusOr<Problem>((*converted)[i])
+                               : ConvertProblem(*merged, horizon, SolverOptions(), limits,
+                                                absl::StrCat("problems[", i, "]."));
     if (!problem.ok()) {
       if (problem.status().code() != absl::StatusCode::kInvalidArgument) return problem.status();
       MPC_RETURN_IF_ERROR(StackedValuesError(BatchedTensors(request.batched())));

@@ -110,8 +110,15 @@ struct BackwardInputs {
 // required, cotangents[i].x (T,n) and .u (T,m) optional (absent = zero), all finite, and a known
 // mode. Errors are INVALID_ARGUMENT naming the field, e.g.
 // "cotangents[1].u: expected shape (25,1), got (24,1)".
+// `converted` (when not null): the request's problems as this conversion makes them (a retained
+// Solve's, through AsBackwardProblem), one per problem, copied instead of converted again.
 absl::StatusOr<BackwardInputs> ToBackwardProblems(const mpcd::v1::BackwardRequest& request,
-                                                  const RequestLimits& limits);
+                                                  const RequestLimits& limits,
+                                                  const std::vector<Problem>* converted = nullptr);
+
+// A Solve's converted problem as ToBackwardProblems converts the same problem message: the
+// default options, no interrupt, sampling stream 0 (what a Solve sets beside the message).
+void AsBackwardProblem(Problem* problem);
 
 // Fills response->gradients and ->diagnostics (replacing any) from gradients[i], computed for
 // request.problems(i): every gradient Tensor gets the shape the request gave its input (see

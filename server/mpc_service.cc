@@ -177,8 +177,9 @@ class SolveCall final : public BatchedCall {
     WriteSolutions(solutions_, problems_, request_->response_encoding(),
                    request_->stacked_response(), response_);
     if (retained_ != nullptr) {
-      response_->set_retained_solve(
-          retained_->Retain(RetainedSolves::BackwardPart(*request_, *response_)));
+      // The problems are done with: the retained Solve takes them.
+      response_->set_retained_solve(retained_->Retain(
+          RetainedSolves::BackwardPart(*request_, *response_), std::move(problems_)));
     }
     response_->mutable_timing()->set_queue_seconds(queue_seconds);
     response_->mutable_timing()->set_solve_seconds(solve_seconds);
@@ -186,7 +187,7 @@ class SolveCall final : public BatchedCall {
     response_->set_backend(backend_);
   }
 
-  std::vector<Problem> problems_;  // their interrupt is set at Start
+  std::vector<Problem> problems_;  // their interrupt is set at Start; retained after the answer
   std::vector<Solution> solutions_;
   const mpcd::v1::SolveRequest* const request_;
   RetainedSolves* const retained_;  // null: nothing kept
@@ -335,12 +336,14 @@ grpc::ServerUnaryReactor* MpcService::Backward(grpc::CallbackServerContext* cont
   if (absl::Status status = CheckMessageSize(*request, options_.max_message_bytes); !status.ok()) {
     return FinishNow(context, log, status, &calls_);
   }
-  absl::StatusOr<std::unique_ptr<mpcd::v1::BackwardRequest>> merged = retained_.Resolve(*request);
-  if (!merged.ok()) {
-    return FinishNow(context, log, merged.status(), &calls_);
+  absl::StatusOr<ResolvedBackward> resolved = retained_.Resolve(*request);
+  if (!resolved.ok()) {
+    return FinishNow(context, log, resolved.status(), &calls_);
   }
+  std::unique_ptr<mpcd::v1::BackwardRequest> merged = std::move(resolved->merged);
   absl::StatusOr<BackwardInputs> inputs =
-      ToBackwardProblems(*merged != nullptr ? **merged : *request, options_.limits);
+      ToBackwardProblems(merged != nullptr ? *merged : *request, options_.limits,
+                         resolved->retained != nullptr ? &resolved->retained->problems : nullptr);
   if (!inputs.ok()) {
     return FinishNow(context, log, inputs.status(), &calls_);
   }
@@ -356,7 +359,7 @@ grpc::ServerUnaryReactor* MpcService::Backward(grpc::CallbackServerContext* cont
   // size check (ValidateBackwardBatch) is a subset of, so one client's request never fails the
   // others' in its batch, and no value is scanned twice.
   auto* call = new BackwardCall(log, batcher_, metrics_, &calls_, *std::move(inputs), request,
-                                *std::move(merged), options_.backend_name, response);
+                                std::move(merged), options_.backend_name, response);
   call->set_launch_immediately(request->launch_immediately());
   call->Start(DeadlineOf(*context));  // as in Solve: Finish may run before this returns
   return call;

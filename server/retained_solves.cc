@@ -5,6 +5,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "proto/proto_conversion.h"
+#include "server/solve_job.h"
 
 namespace mpc {
 
@@ -31,9 +33,20 @@ mpcd::v1::BackwardRequest RetainedSolves::BackwardPart(const mpcd::v1::SolveRequ
   return part;
 }
 
-std::string RetainedSolves::Retain(mpcd::v1::BackwardRequest retained) {
-  const auto bytes = static_cast<std::int64_t>(retained.SpaceUsedLong());
-  auto value = std::make_shared<const mpcd::v1::BackwardRequest>(std::move(retained));
+std::int64_t RetainedSolves::BytesOf(const RetainedSolve& retained) {
+  auto bytes = static_cast<std::int64_t>(retained.part.SpaceUsedLong());
+  for (const Problem& problem : retained.problems) {
+    bytes += static_cast<std::int64_t>(InputBytes(problem));
+  }
+  return bytes;
+}
+
+std::string RetainedSolves::Retain(mpcd::v1::BackwardRequest part, std::vector<Problem> problems) {
+  for (Problem& problem : problems) AsBackwardProblem(&problem);
+  auto value = std::make_shared<RetainedSolve>();
+  value->part = std::move(part);
+  value->problems = std::move(problems);
+  const std::int64_t bytes = BytesOf(*value);
   absl::MutexLock lock(&mu_);
   std::string name = absl::StrFormat("%016x%016x", absl::Uniform<std::uint64_t>(random_),
                                      absl::Uniform<std::uint64_t>(random_));
@@ -42,10 +55,9 @@ std::string RetainedSolves::Retain(mpcd::v1::BackwardRequest retained) {
   return kept ? name : "";
 }
 
-absl::StatusOr<std::unique_ptr<mpcd::v1::BackwardRequest>> RetainedSolves::Resolve(
-    const mpcd::v1::BackwardRequest& request) {
+absl::StatusOr<ResolvedBackward> RetainedSolves::Resolve(const mpcd::v1::BackwardRequest& request) {
   const std::string& name = request.retained_solve();
-  if (name.empty()) return nullptr;
+  if (name.empty()) return ResolvedBackward();
   const char* carried = request.horizon() != 0            ? "horizon"
                         : request.problems_size() > 0     ? "problems"
                         : request.has_problem_template()  ? "problem_template"
@@ -58,7 +70,7 @@ absl::StatusOr<std::unique_ptr<mpcd::v1::BackwardRequest>> RetainedSolves::Resol
         absl::StrCat("retained_solve: names the problems and solutions of a Solve, so ", carried,
                      " must be absent"));
   }
-  std::shared_ptr<const mpcd::v1::BackwardRequest> retained;
+  std::shared_ptr<const RetainedSolve> retained;
   {
     absl::MutexLock lock(&mu_);
     retained = by_name_.Find(name);
@@ -69,9 +81,11 @@ absl::StatusOr<std::unique_ptr<mpcd::v1::BackwardRequest>> RetainedSolves::Resol
         "\": not held by this server (given up for newer ones, restarted, or another replica); "
         "send the problems and solutions"));
   }
-  auto merged = std::make_unique<mpcd::v1::BackwardRequest>(*retained);
-  merged->MergeFrom(request);
-  return merged;
+  ResolvedBackward resolved;
+  resolved.merged = std::make_unique<mpcd::v1::BackwardRequest>(retained->part);
+  resolved.merged->MergeFrom(request);
+  resolved.retained = std::move(retained);
+  return resolved;
 }
 
 }  // namespace mpc

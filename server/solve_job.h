@@ -88,6 +88,9 @@ struct SolveJob {
 // of the time left at `now`, at most 100 ms, is kept for answering.
 absl::Time SolveDeadline(absl::Time call_deadline, absl::Time now);
 
+// Bytes of `problem` itself: the struct and its input arrays.
+std::size_t InputBytes(const Problem& problem);
+
 // Bytes a job for `problem` pins while queued: its inputs, and its answer (every array the options
 // ask for, Jacobians included) as a Solution and as the serialised response.
 std::size_t ApproximateBytes(const Problem& problem);

@@ -20,6 +20,7 @@
 #include "solver/models/model_registry.h"
 #include "tests/testing/proto_tensors.h"
 #include "tests/testing/random_problems.h"
+#include "tests/testing/same_problem.h"
 #include "tests/testing/status_matchers.h"
 
 namespace mpc {
@@ -132,6 +133,64 @@ TEST(ToBackwardProblems, ConvertsProblemsSolutionsAndCotangents) {
     EXPECT_THAT(ValidateBackwardProblem(item), IsOk());
   }
   EXPECT_EQ(moved.problems[2].shape.dynamics, ModelId<CartpoleModel>());
+}
+
+// `request`'s problems as a Solve with options a Backward does not take converts them, then as a
+// retained Solve keeps them.
+std::vector<Problem> RetainedProblems(const mpcd::v1::BackwardRequest& request) {
+  mpcd::v1::SolveRequest solve;
+  solve.set_horizon(request.horizon());
+  *solve.mutable_problems() = request.problems();
+  solve.mutable_options()->set_max_iterations(7);
+  solve.set_return_gains(true);
+  std::vector<Problem> problems = *ToProblems(solve, RequestLimits{});
+  for (Problem& problem : problems) AsBackwardProblem(&problem);
+  return problems;
+}
+
+// Both conversions of `request`: the same problems (options included) and items.
+void ExpectRetainedConversionAsTheOther(const mpcd::v1::BackwardRequest& request) {
+  const std::vector<Problem> retained = RetainedProblems(request);
+  MPC_ASSERT_OK_AND_ASSIGN(const BackwardInputs converted,
+                           ToBackwardProblems(request, RequestLimits{}));
+  MPC_ASSERT_OK_AND_ASSIGN(const BackwardInputs taken,
+                           ToBackwardProblems(request, RequestLimits{}, &retained));
+  ASSERT_EQ(taken.problems.size(), converted.problems.size());
+  for (std::size_t i = 0; i < taken.problems.size(); ++i) {
+    testing::ExpectSameProblem(taken.problems[i], converted.problems[i]);
+    EXPECT_EQ(taken.problems[i].options.max_iterations,
+              converted.problems[i].options.max_iterations);
+    EXPECT_EQ(taken.problems[i].options.compute_gains, converted.problems[i].options.compute_gains);
+    EXPECT_EQ(taken.problems[i].sampling_stream, converted.problems[i].sampling_stream);
+    EXPECT_EQ(taken.items[i].problem, &taken.problems[i]);
+    EXPECT_EQ(taken.items[i].x, converted.items[i].x);
+    EXPECT_EQ(taken.items[i].u, converted.items[i].u);
+    EXPECT_EQ(taken.items[i].dl_dx, converted.items[i].dl_dx);
+    EXPECT_EQ(taken.items[i].dl_du, converted.items[i].dl_du);
+  }
+}
+
+TEST(ToBackwardProblems, TakesARetainedSolvesProblemsAsItWouldConvertThem) {
+  ExpectRetainedConversionAsTheOther(ValidRequest(mpcd::v1::EXACT));
+  // Stacked gradients check the shapes of problems that are not converted again.
+  const mpcd::v1::BackwardRequest three = ValidRequest();
+  mpcd::v1::BackwardRequest cartpoles;
+  cartpoles.set_horizon(kHorizon);
+  cartpoles.set_stacked_response(true);
+  for (int copy = 0; copy < 3; ++copy) {
+    *cartpoles.add_problems() = three.problems(2);
+    *cartpoles.add_solutions() = three.solutions(2);
+    *cartpoles.add_cotangents() = three.cotangents(2);
+  }
+  ExpectRetainedConversionAsTheOther(cartpoles);
+  mpcd::v1::BackwardRequest mixed = three;
+  mixed.set_stacked_response(true);
+  const std::vector<Problem> retained = RetainedProblems(mixed);
+  EXPECT_THAT(ToBackwardProblems(mixed, RequestLimits{}, &retained),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("stacked_response")));
+  const std::vector<Problem> too_few(retained.begin(), retained.begin() + 2);
+  EXPECT_THAT(ToBackwardProblems(three, RequestLimits{}, &too_few),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("retained_solve")));
 }
 
 TEST(ToBackwardProblems, AbsentCotangentsAreZero) {

@@ -743,8 +743,9 @@ TEST(MpcServerTest, RetainedSolvesStayWithinTheirBudgetLeastRecentlyUsedOut) {
     request.set_retain_for_backward(true);
     return request;
   }();
-  const std::int64_t one = static_cast<std::int64_t>(
-      RetainedSolves::BackwardPart(solve, LocalSolve(solve)).SpaceUsedLong());
+  const std::int64_t one =
+      RetainedSolves::BytesOf({RetainedSolves::BackwardPart(solve, LocalSolve(solve)),
+                               *ToProblems(solve, RequestLimits{})});
   ServerConfig config = TestConfig();
   config.retained_solve_bytes = one * 3 / 2;
   std::unique_ptr<MpcServer> server = StartServer(config);
