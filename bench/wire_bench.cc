@@ -248,9 +248,13 @@ void BM_BackwardByNameIn(benchmark::State& state) {
   }
   RetainedSolves retained(std::int64_t{1} << 40, nullptr);
   const mpcd::v1::BackwardRequest full = MakeBackwardRequest(solve, answer, batch, batched);
+  mpcd::v1::BackwardRequest part = RetainedSolves::BackwardPart(solve, answer);
+  // What the retained Solve counts against --retained_solve_bytes, beside its request's size.
+  state.counters["retained_bytes"] = static_cast<double>(RetainedSolves::BytesOf({part, problems}));
+  state.counters["part_bytes"] = static_cast<double>(part.SpaceUsedLong());  // kept before
+  state.counters["solve_request_bytes"] = static_cast<double>(solve.ByteSizeLong());
   mpcd::v1::BackwardRequest by_name;
-  by_name.set_retained_solve(
-      retained.Retain(RetainedSolves::BackwardPart(solve, answer), std::move(problems)));
+  by_name.set_retained_solve(retained.Retain(std::move(part), std::move(problems)));
   by_name.set_response_encoding(full.response_encoding());
   by_name.set_stacked_response(full.stacked_response());
   *by_name.mutable_cotangents() = full.cotangents();
