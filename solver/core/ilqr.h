@@ -105,11 +105,8 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
   using Data::ConstraintValue;
   using Data::Copy;
   using Data::CostBase;
-  using Data::cu;
-  using Data::Cuu;
-  using Data::Cux;
-  using Data::cx;
-  using Data::Cxx;
+  using Data::CostMatrix;
+  using Data::CostVector;
   using Data::dt_;
   using Data::has_bounds_;
   using Data::HasConstraintGraph;
@@ -549,20 +546,24 @@ class ProblemSolver : private ProblemData<S, Dynamics, NX, NU, kFixedSize, Layou
         return;
       }
     }
+    // Every row's sum in the order of j, all rows at once: row j of the symmetric C_t holds
+    // column j, so the loops run along rows (contiguous on a CPU worker).
+    const Elements<S, Layout> C = CostMatrix(t), c = CostVector(t);
+    for (int i = 0; i < n; ++i) qx[i] = 0;
+    for (int j = 0; j < nt; ++j) {
+      const S tau_j = j < n ? x[j] : u[j - n];
+      for (int i = 0; i < n; ++i) qx[i] += C[j * nt + i] * tau_j;
+    }
     for (int i = 0; i < n; ++i) {
-      S s = 0;
-      for (int j = 0; j < n; ++j) s += Cxx(t, i, j) * x[j];
-      for (int j = 0; j < m; ++j) s += Cux(t, j, i) * u[j];
-      qx[i] = s + cx(t, i);
-      for (int j = 0; j < n; ++j) Qxx[i * n + j] = Cxx(t, i, j);
+      qx[i] += c[i];
+      for (int j = 0; j < n; ++j) Qxx[i * n + j] = C[i * nt + j];
     }
     for (int i = 0; i < m; ++i) {
       S s = 0;
-      for (int j = 0; j < n; ++j) s += Cux(t, i, j) * x[j];
-      for (int j = 0; j < m; ++j) s += Cuu(t, i, j) * u[j];
-      qu_[i] = s + cu(t, i);
-      for (int j = 0; j < n; ++j) Qux[i * n + j] = Cux(t, i, j);
-      for (int j = 0; j < m; ++j) Quu_[i * m + j] = Cuu(t, i, j);
+      for (int j = 0; j < nt; ++j) s += C[(n + i) * nt + j] * (j < n ? x[j] : u[j - n]);
+      qu_[i] = s + c[n + i];
+      for (int j = 0; j < n; ++j) Qux[i * n + j] = C[(n + i) * nt + j];
+      for (int j = 0; j < m; ++j) Quu_[i * m + j] = C[(n + i) * nt + n + j];
     }
   }
 

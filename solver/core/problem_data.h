@@ -36,6 +36,27 @@ struct Contiguous {
   MPC_HOST_DEVICE static long long Index(int e, int /*batch*/, int /*b*/) { return e; }
 };
 
+// A run of one problem's elements from `first` on, read as elements[k] (element first + k): a
+// pointer with unit stride when the layout's elements are adjacent, so that small loops over it
+// address with constant offsets.
+template <typename S, class Layout>
+class Elements {
+ public:
+  MPC_HOST_DEVICE Elements(const S* array, int first, int batch, int b)
+      : data_(array + Layout::Index(first, batch, b)), stride_(batch) {}
+  MPC_HOST_DEVICE S operator[](int k) const {
+    if constexpr (Layout::kAdjacentElements) {
+      return data_[k];
+    } else {
+      return data_[static_cast<long long>(k) * stride_];
+    }
+  }
+
+ private:
+  const S* data_;
+  int stride_;
+};
+
 // Step t's Jacobians of the dynamics, row-major, where a solver writes or reads them: in the
 // batch buffers themselves (Layout::kAdjacentElements) or in local copies. S: S or const S.
 template <typename S>
@@ -178,23 +199,19 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
 
   // Problem data of step t.
   MPC_HOST_DEVICE int CostBase(int t) const { return SliceOf(view_.cost_slices, t) * nt * nt; }
-  MPC_HOST_DEVICE S Cxx(int t, int i, int j) const {
-    return At(view_.cost_quadratic, CostBase(t) + i * nt + j);
-  }
-  MPC_HOST_DEVICE S Cux(int t, int i, int j) const {
-    return At(view_.cost_quadratic, CostBase(t) + (n + i) * nt + j);
-  }
-  MPC_HOST_DEVICE S Cuu(int t, int i, int j) const {
-    return At(view_.cost_quadratic, CostBase(t) + (n + i) * nt + n + j);
-  }
   MPC_HOST_DEVICE int LinearBase(int t) const { return SliceOf(view_.linear_slices, t) * nt; }
+  // C_t (n+m, n+m) row-major and c_t (n+m).
+  MPC_HOST_DEVICE Elements<S, Layout> CostMatrix(int t) const {
+    return {view_.cost_quadratic, CostBase(t), view_.batch, b_};
+  }
+  MPC_HOST_DEVICE Elements<S, Layout> CostVector(int t) const {
+    return {view_.cost_linear, LinearBase(t), view_.batch, b_};
+  }
   // Linear dynamics: where step t's F_t (n, n+m) and f_t (n) begin.
   MPC_HOST_DEVICE int TransitionBase(int t) const {
     return SliceOf(view_.transition_slices, t) * n * nt;
   }
   MPC_HOST_DEVICE int OffsetBase(int t) const { return SliceOf(view_.offset_slices, t) * n; }
-  MPC_HOST_DEVICE S cx(int t, int i) const { return At(view_.cost_linear, LinearBase(t) + i); }
-  MPC_HOST_DEVICE S cu(int t, int j) const { return At(view_.cost_linear, LinearBase(t) + n + j); }
   MPC_HOST_DEVICE S Lower(int t, int j) const {
     return At(view_.u_lower, SliceOf(view_.bound_slices, t) * m + j);
   }
@@ -321,18 +338,19 @@ class ProblemData : public ProblemSizes<NX, NU, kFixedSize && NX != kDynamic> {
   // The quadratic one in the rollout scalar R: S, or several samples' lanes (core/sampling.h).
   template <typename R>
   MPC_HOST_DEVICE R StageCost(int t, const R* x, const R* u) const {
+    const Elements<S, Layout> C = CostMatrix(t), c = CostVector(t);
     R total = R(0);
     for (int i = 0; i < n; ++i) {
       R s = R(0);
-      for (int j = 0; j < n; ++j) s += Cxx(t, i, j) * x[j];
-      total += x[i] * (S(0.5) * s + cx(t, i));
+      for (int j = 0; j < n; ++j) s += C[i * nt + j] * x[j];
+      total += x[i] * (S(0.5) * s + c[i]);
     }
     for (int i = 0; i < m; ++i) {
       R sx = R(0);
-      for (int j = 0; j < n; ++j) sx += Cux(t, i, j) * x[j];
+      for (int j = 0; j < n; ++j) sx += C[(n + i) * nt + j] * x[j];
       R su = R(0);
-      for (int j = 0; j < m; ++j) su += Cuu(t, i, j) * u[j];
-      total += u[i] * (sx + S(0.5) * su + cu(t, i));
+      for (int j = 0; j < m; ++j) su += C[(n + i) * nt + n + j] * u[j];
+      total += u[i] * (sx + S(0.5) * su + c[n + i]);
     }
     return total;
   }
